@@ -1,0 +1,137 @@
+//! `callflow-cli`: analyse a packet capture into call flows, as JSON or NDJSON.
+//!
+//! The binary is glue, as in ripgrep: it parses flags, opens the capture through
+//! `callflow-decode`, runs `callflow-correlate`, and writes the `callflow/v1`
+//! document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
+//! status; a closed output pipe (`callflow-cli analyze x.pcap | head`) ends quietly.
+
+mod output;
+
+use anyhow::{bail, Context, Result};
+use callflow_correlate::{analyze, AnalyzerOptions};
+use callflow_decode::capture::CaptureReader;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Turn packet captures of VoIP traffic into call flows.
+#[derive(Parser, Debug)]
+#[command(name = "callflow-cli", version, about, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The seed tool's spelling: `callflow-cli --input X --output Y` is `analyze X -o Y`.
+    #[command(flatten)]
+    legacy: LegacyArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Analyse a capture (pcap, pcapng, optionally gzip-compressed) into call flows.
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(Args, Debug)]
+struct AnalyzeArgs {
+    /// The capture file; `-` reads standard input.
+    input: PathBuf,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct LegacyArgs {
+    /// The capture file (same as `analyze INPUT`).
+    #[arg(long)]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Args, Debug)]
+struct CommonArgs {
+    /// Where to write the result; `-` or absent: standard output.
+    #[arg(short = 'o', long = "output")]
+    output: Option<PathBuf>,
+    /// Output format: one JSON document, or one session per line as sessions complete.
+    #[arg(long, value_enum, default_value_t = Format::Json)]
+    format: Format,
+    /// Indent the JSON document.
+    #[arg(long)]
+    pretty: bool,
+    /// Worker threads. Accepted for compatibility with the seed tool; the analysis
+    /// pipeline runs on one thread until the parallel pipeline lands, and its results
+    /// are the same for any value.
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// One `callflow/v1` JSON document.
+    Json,
+    /// Newline-delimited JSON: one line per session, then a summary line.
+    Ndjson,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("callflow-cli: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let (input, common) = match cli.command {
+        Some(Command::Analyze(args)) => (args.input, args.common),
+        None => match cli.legacy.input {
+            Some(input) => (input, cli.legacy.common),
+            None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),
+        },
+    };
+    if common.workers == Some(0) {
+        bail!("--workers must be at least 1");
+    }
+    let label = input.display().to_string();
+    let mut reader =
+        if label == "-" { CaptureReader::from_reader(Box::new(std::io::stdin())) } else { CaptureReader::open(&input) }
+            .with_context(|| format!("cannot read capture {label}"))?;
+
+    let mut out = output::Output::create(common.output.as_deref())?;
+    let opts = AnalyzerOptions::default();
+    let doc = match common.format {
+        Format::Json => {
+            let doc =
+                analyze(&mut reader, &label, opts, None).with_context(|| format!("cannot read capture {label}"))?;
+            out.write_document(&doc, common.pretty)?;
+            doc
+        }
+        Format::Ndjson => {
+            let mut write_error = None;
+            let mut sink = |session| {
+                if write_error.is_none() {
+                    if let Err(e) = out.write_session_line(&session) {
+                        write_error = Some(e);
+                    }
+                }
+            };
+            let doc = analyze(&mut reader, &label, opts, Some(&mut sink))
+                .with_context(|| format!("cannot read capture {label}"))?;
+            if let Some(e) = write_error {
+                return Err(e);
+            }
+            out.write_summary_line(&doc)?;
+            doc
+        }
+    };
+    out.finish()?;
+    for warning in &doc.source.warnings {
+        eprintln!("callflow-cli: warning: {label}: {warning}");
+    }
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! End-to-end tests of the `callflow-cli` binary: arguments, output files, formats and error reporting.
+
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap")
+}
+
+fn cli() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_callflow-cli"))
+}
+
+fn run(args: &[&str]) -> Output {
+    cli().args(args).output().expect("run callflow-cli")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn tmp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("callflow-cli-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create temp dir");
+    dir
+}
+
+#[test]
+fn analyze_writes_the_example_call_to_stdout() {
+    let out = run(&["analyze", example().to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(doc["format"], "callflow/v1");
+    assert_eq!(doc["source"]["complete"], true);
+    assert_eq!(doc["source"]["link_types"], serde_json::json!(["ETHERNET"]));
+    let sessions = doc["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:#?}");
+    let call = &sessions[0];
+    assert_eq!(call["kind"], "sip_call");
+    assert_eq!(call["state"], "COMPLETED");
+    assert_eq!(call["media"].as_array().unwrap().len(), 2);
+    let summaries: Vec<&str> =
+        call["messages"].as_array().unwrap().iter().map(|m| m["summary"].as_str().unwrap()).collect();
+    assert_eq!(summaries, ["INVITE (SDP)", "100 Trying", "180 Ringing", "200 OK (SDP)", "ACK", "BYE", "200 OK"]);
+}
+
+#[test]
+fn seed_spelling_writes_the_output_file() {
+    let dir = tmp_dir("seed");
+    let target = dir.join("results.json");
+    let out = run(&["--input", example().to_str().unwrap(), "--output", target.to_str().unwrap(), "--workers", "8"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&std::fs::read(&target).unwrap()).unwrap();
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("results.json")], "no temporary file is left behind");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn ndjson_is_one_session_per_line_then_a_summary() {
+    let out = run(&["analyze", example().to_str().unwrap(), "--format", "ndjson"]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let lines: Vec<Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["type"], "session");
+    assert_eq!(lines[0]["kind"], "sip_call");
+    assert_eq!(lines[1]["type"], "summary");
+    assert_eq!(lines[1]["format"], "callflow/v1");
+    assert!(lines[1]["source"]["packets"].as_u64().unwrap() > 10);
+}
+
+#[test]
+fn standard_input_is_read_with_a_dash() {
+    let mut child = cli().args(["analyze", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(&std::fs::read(example()).unwrap()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["source"]["path"], "-");
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn not_a_capture_is_one_line_naming_file_and_offset() {
+    let dir = tmp_dir("html");
+    let file = dir.join("page.pcap");
+    std::fs::write(&file, b"<html><body>not a capture</body></html>").unwrap();
+    let out = run(&["analyze", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(file.to_str().unwrap()), "{err}");
+    assert!(err.contains("not a capture file: bad magic 0x3c68746d at offset 0"), "{err}");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn missing_file_names_the_path() {
+    let out = run(&["analyze", "/nonexistent/capture.pcap"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("/nonexistent/capture.pcap"), "{}", stderr(&out));
+}
+
+#[test]
+fn truncated_capture_gives_partial_results_marked_incomplete() {
+    let bytes = std::fs::read(example()).unwrap();
+    let dir = tmp_dir("cut");
+    let file = dir.join("cut.pcap");
+    // Cut in the middle of a record near the end: everything before it still counts.
+    std::fs::write(&file, &bytes[..bytes.len() - 30]).unwrap();
+    let out = run(&["analyze", file.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["source"]["complete"], false);
+    let warning = doc["source"]["warnings"][0].as_str().unwrap();
+    assert!(warning.contains("offset"), "{warning}");
+    assert!(stderr(&out).contains("warning"), "{}", stderr(&out));
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn closed_output_pipe_ends_quietly() {
+    let mut child = cli()
+        .args(["analyze", example().to_str().unwrap(), "--format", "ndjson"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(out.status.success(), "{err}");
+}
+
+#[test]
+fn no_input_is_a_usage_error() {
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nothing to do"), "{}", stderr(&out));
+    let out = run(&["analyze", "--format", "xml", "x.pcap"]);
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -1,0 +1,367 @@
+//! The analyzer: takes frames in capture order, decodes them, and grows sessions from them.
+
+use crate::dialog::{Dialog, MsgMeta};
+use crate::media::{MediaKind, MediaTable, Owner};
+use crate::stats::StatsBuilder;
+use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, Payload};
+use callflow_decode::capture::Frame;
+use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
+use callflow_decode::packet::{decode_frame, decode_transport, Packet, TcpSegment, Transport as Tp};
+use callflow_decode::sdp::Sdp;
+use callflow_decode::sip::{self, SipMessage};
+use callflow_decode::tcp::{StreamKey, TcpLimits, TcpReassembler};
+use callflow_decode::{sctp, Timestamp};
+use callflow_model::{Session, Stats, Transport};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Tuning knobs of the analysis. The defaults suit captures of real networks.
+#[derive(Clone, Debug)]
+pub struct AnalyzerOptions {
+    /// How long (capture time) a finished dialog waits for retransmissions and late
+    /// media before it is closed and handed out. RFC 3261's timer H/J is 32 s.
+    pub session_linger: Duration,
+    /// How long (capture time) a session may stay silent, SIP and media alike, before it
+    /// is closed whatever its state.
+    pub idle_timeout: Duration,
+    /// Bounds of IP fragment reassembly.
+    pub fragments: FragmentLimits,
+    /// Bounds of TCP stream reassembly.
+    pub tcp: TcpLimits,
+}
+
+impl Default for AnalyzerOptions {
+    fn default() -> Self {
+        AnalyzerOptions {
+            session_linger: Duration::from_secs(32),
+            idle_timeout: Duration::from_secs(300),
+            fragments: FragmentLimits::default(),
+            tcp: TcpLimits::default(),
+        }
+    }
+}
+
+/// How often (capture time) idle sessions are looked for.
+const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
+
+/// Turns frames into sessions.
+///
+/// Feed it every frame of a capture in order with [`Analyzer::process`]; sessions that
+/// are over come out of [`Analyzer::take_completed`] while the capture is still being
+/// read (this is what keeps memory flat on long captures), and [`Analyzer::finish`]
+/// closes the rest. The analyzer never fails: a packet it cannot decode is counted as
+/// malformed and analysis goes on.
+pub struct Analyzer<C: Classifier = HeuristicClassifier> {
+    opts: AnalyzerOptions,
+    classifier: C,
+    fragments: FragmentReassembler,
+    tcp: TcpReassembler,
+    /// Whether each TCP connection (by its ordered address pair) carries SIP, decided on
+    /// its first payload, and when it was last seen.
+    tcp_flows: HashMap<(SocketAddr, SocketAddr), (bool, Timestamp)>,
+    dialogs: HashMap<Owner, Dialog>,
+    by_call_id: HashMap<String, Owner>,
+    next_dialog: Owner,
+    media: MediaTable,
+    stats: StatsBuilder,
+    completed: Vec<Session>,
+    clock: Timestamp,
+    last_sweep: Timestamp,
+    /// Scratch space for SIP messages reassembled from TCP, reused across segments.
+    pdus: Vec<(Vec<u8>, u64, Timestamp)>,
+}
+
+impl Analyzer<HeuristicClassifier> {
+    /// An analyzer with the built-in heuristic classifier.
+    pub fn new(opts: AnalyzerOptions) -> Self {
+        Analyzer::with_classifier(opts, HeuristicClassifier)
+    }
+}
+
+impl Default for Analyzer<HeuristicClassifier> {
+    fn default() -> Self {
+        Analyzer::new(AnalyzerOptions::default())
+    }
+}
+
+impl<C: Classifier> Analyzer<C> {
+    /// An analyzer that asks `classifier` about payloads no signalling explained.
+    pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
+        Analyzer {
+            fragments: FragmentReassembler::new(opts.fragments.clone()),
+            tcp: TcpReassembler::new(opts.tcp.clone()),
+            opts,
+            classifier,
+            tcp_flows: HashMap::new(),
+            dialogs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            next_dialog: 1,
+            media: MediaTable::default(),
+            stats: StatsBuilder::default(),
+            completed: Vec::new(),
+            clock: Timestamp::default(),
+            last_sweep: Timestamp::default(),
+            pdus: Vec::new(),
+        }
+    }
+
+    /// Analyses one frame. Frames must come in capture order.
+    pub fn process(&mut self, frame: &Frame<'_>) {
+        let ts = frame.ts;
+        if self.stats.packets == 0 {
+            self.last_sweep = ts;
+        }
+        self.clock = self.clock.max(ts);
+        let packet = decode_frame(frame.link_type, frame.data);
+        self.stats.frame(packet.stop.is_some());
+        let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
+        self.dispatch(&packet, frame.number, ts, len);
+        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+            self.last_sweep = self.clock;
+            self.sweep(self.clock);
+        }
+    }
+
+    fn dispatch(&mut self, packet: &Packet<'_>, frame: u64, ts: Timestamp, len: u64) {
+        let Some(ip) = packet.ip.as_ref() else {
+            self.stats.count("other", len, None);
+            return;
+        };
+        let (src_ip, dst_ip) = (ip.src, ip.dst);
+        match &packet.transport {
+            Tp::Udp { src_port, dst_port, payload } => {
+                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
+                self.on_udp(src, dst, payload, frame, ts, len);
+            }
+            Tp::Tcp(seg) => {
+                let (src, dst) = (SocketAddr::new(src_ip, seg.src_port), SocketAddr::new(dst_ip, seg.dst_port));
+                self.on_tcp(src, dst, seg, frame, ts, len);
+            }
+            Tp::Sctp { src_port, dst_port, chunks, .. } => {
+                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
+                self.on_sctp(src, dst, chunks, frame, ts, len);
+            }
+            Tp::Fragment(fragment) => match self.fragments.push(ts, fragment) {
+                Ok(Some(datagram)) => {
+                    let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
+                    if inner.stop.is_some() {
+                        self.stats.malformed += 1;
+                    }
+                    self.dispatch(&inner, frame, ts, len);
+                }
+                Ok(None) => self.stats.count("ip_fragment", len, None),
+                Err(_) => {
+                    self.stats.malformed += 1;
+                    self.stats.count("ip_fragment", len, None);
+                }
+            },
+            Tp::None | Tp::Other { .. } => {
+                self.stats.count("other", len, Some((SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0))))
+            }
+        }
+    }
+
+    fn on_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8], frame: u64, ts: Timestamp, len: u64) {
+        let flow = Some((src, dst));
+        if self.media.is_announced(src, dst) && !sip::looks_like_sip(payload) {
+            match self.media.on_announced(src, dst, payload, ts, frame, len) {
+                Ok((MediaKind::Rtp, _)) => self.stats.count("rtp", len, flow),
+                Ok((MediaKind::Rtcp, _)) => self.stats.count("rtcp", len, flow),
+                // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
+                Err(_) => self.stats.count("udp", len, flow),
+            }
+            return;
+        }
+        let verdict = self.classifier.classify(&Payload::udp(src, dst, payload));
+        match verdict.protocol {
+            AppProtocol::Sip => {
+                let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Udp };
+                // A datagram on the SIP port that is not SIP at all (a keep-alive, or
+                // another protocol) is not a malformed SIP message.
+                let counted_as_sip = self.on_sip(payload, &meta, verdict.confidence != Confidence::Port);
+                self.stats.count(if counted_as_sip { "sip" } else { "udp" }, len, flow);
+            }
+            AppProtocol::Rtp | AppProtocol::Rtcp => {
+                let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
+                match self.media.on_orphan(kind, src, dst, payload, ts, frame, len) {
+                    Ok(_) => self.stats.count(verdict.protocol.as_str(), len, flow),
+                    Err(_) => self.stats.count("udp", len, flow),
+                }
+            }
+            _ => self.stats.count("udp", len, flow),
+        }
+    }
+
+    fn on_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, len: u64) {
+        let pair = if src <= dst { (src, dst) } else { (dst, src) };
+        let flow = Some((src, dst));
+        let is_sip = match self.tcp_flows.get_mut(&pair) {
+            Some(entry) => {
+                entry.1 = ts;
+                entry.0
+            }
+            None if seg.payload.is_empty() => {
+                // Handshakes and bare ACKs say nothing about the application yet.
+                self.stats.count("tcp", len, flow);
+                return;
+            }
+            None => {
+                let verdict = self.classifier.classify(&Payload::tcp(src, dst, seg.payload));
+                let is_sip = verdict.protocol == AppProtocol::Sip;
+                self.tcp_flows.insert(pair, (is_sip, ts));
+                is_sip
+            }
+        };
+        if !is_sip {
+            self.stats.count("tcp", len, flow);
+            return;
+        }
+        self.stats.count("sip", len, flow);
+        let mut pdus = std::mem::take(&mut self.pdus);
+        self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut sip::frame_message, &mut |pdu| {
+            pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts));
+        });
+        for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
+            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, src, dst, transport: Transport::Tcp };
+            self.on_sip(&bytes, &meta, true);
+        }
+        self.pdus = pdus;
+    }
+
+    fn on_sctp(&mut self, src: SocketAddr, dst: SocketAddr, chunks: &[u8], frame: u64, ts: Timestamp, len: u64) {
+        let mut carried_sip = false;
+        for chunk in sctp::chunks(chunks) {
+            let Ok(chunk) = chunk else {
+                self.stats.malformed += 1;
+                break;
+            };
+            if let Some(Ok(data)) = sctp::data_chunk(&chunk) {
+                if sip::looks_like_sip(data.payload) {
+                    let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Sctp };
+                    carried_sip |= self.on_sip(data.payload, &meta, true);
+                }
+            }
+        }
+        self.stats.count(if carried_sip { "sip" } else { "sctp" }, len, Some((src, dst)));
+    }
+
+    /// Handles one SIP message. Returns false when it did not parse; `report` says
+    /// whether that counts as malformed.
+    fn on_sip(&mut self, bytes: &[u8], meta: &MsgMeta, report: bool) -> bool {
+        let msg = match SipMessage::parse(bytes) {
+            Ok(msg) => msg,
+            Err(_) => {
+                if report {
+                    self.stats.malformed += 1;
+                    self.stats.sip_malformed += 1;
+                }
+                return false;
+            }
+        };
+        let Some(call_id) = msg.call_id() else {
+            self.stats.malformed += 1;
+            self.stats.sip_malformed += 1;
+            return false;
+        };
+        let id = match self.by_call_id.get(call_id) {
+            Some(&id) => id,
+            None => {
+                let id = self.next_dialog;
+                self.next_dialog += 1;
+                self.by_call_id.insert(call_id.to_string(), id);
+                self.dialogs.insert(id, Dialog::new(&msg, call_id, meta));
+                id
+            }
+        };
+        let mut has_sdp = false;
+        if let Some(body) = sip::sdp_body(&msg) {
+            if let Ok(sdp) = Sdp::parse(body) {
+                has_sdp = true;
+                self.media.register_sdp(id, &sdp);
+            }
+        }
+        if let Some(dialog) = self.dialogs.get_mut(&id) {
+            dialog.on_message(&msg, meta, has_sdp);
+        }
+        true
+    }
+
+    /// Closes sessions that are over as of capture time `now`.
+    fn sweep(&mut self, now: Timestamp) {
+        let linger = duration_ns(self.opts.session_linger);
+        let idle = duration_ns(self.opts.idle_timeout);
+        self.fragments.expire(now);
+        self.tcp.expire(now);
+        self.tcp_flows.retain(|_, (_, seen)| now.as_nanos() - seen.as_nanos() <= idle);
+        let mut done: Vec<(u64, Owner)> = self
+            .dialogs
+            .iter()
+            .filter(|(id, d)| {
+                let last = self.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
+                let quiet = now.as_nanos() - last.as_nanos();
+                (d.is_terminated() && quiet > linger) || quiet > idle
+            })
+            .map(|(id, d)| (d.first_frame, *id))
+            .collect();
+        done.sort_unstable();
+        for (_, id) in done {
+            self.close_dialog(id);
+        }
+        for owner in self.media.idle_orphans(Timestamp::from_nanos(now.as_nanos() - idle)) {
+            self.close_orphan(owner);
+        }
+    }
+
+    fn close_dialog(&mut self, id: Owner) {
+        let Some(dialog) = self.dialogs.remove(&id) else { return };
+        if self.by_call_id.get(&dialog.call_id) == Some(&id) {
+            self.by_call_id.remove(&dialog.call_id);
+        }
+        let media = self.media.take(id);
+        let mut session = dialog.into_session();
+        if let Some(end) = media.iter().map(|m| m.end).max() {
+            session.end = session.end.max(end);
+        }
+        session.media = media;
+        self.completed.push(session);
+    }
+
+    fn close_orphan(&mut self, owner: Owner) {
+        let (session, rejected) = self.media.take_orphan_session(owner);
+        self.stats.reclassify_rtp_as_udp(rejected);
+        if let Some(session) = session {
+            self.completed.push(session);
+        }
+    }
+
+    /// Sessions that are over, in the order they ended. Each is handed out once.
+    pub fn take_completed(&mut self) -> Vec<Session> {
+        std::mem::take(&mut self.completed)
+    }
+
+    /// Closes every open session and returns what is left, ordered by start time (then
+    /// id), with the statistics of the whole run.
+    pub fn finish(mut self) -> (Vec<Session>, Stats) {
+        let mut open: Vec<(u64, Owner)> = self.dialogs.iter().map(|(id, d)| (d.first_frame, *id)).collect();
+        open.sort_unstable();
+        for (_, id) in open {
+            self.close_dialog(id);
+        }
+        for owner in self.media.all_orphans() {
+            self.close_orphan(owner);
+        }
+        let mut sessions = std::mem::take(&mut self.completed);
+        sort_sessions(&mut sessions);
+        (sessions, self.stats.build())
+    }
+}
+
+/// The order sessions are written in: by start time, then id, so output is deterministic.
+pub fn sort_sessions(sessions: &mut [Session]) {
+    sessions.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
+}
+
+fn duration_ns(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}

@@ -1,0 +1,283 @@
+//! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
+
+use crate::ids::{session_id, Fnv64};
+use callflow_decode::sip::SipMessage;
+use callflow_model::{CallState, Message, Party, Session, SessionKind, Timestamp, Transport};
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+
+/// Where and when a SIP message was seen.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MsgMeta {
+    pub ts: Timestamp,
+    pub frame: u64,
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub transport: Transport,
+}
+
+/// One SIP dialog (or non-INVITE transaction group) sharing a Call-ID.
+#[derive(Debug)]
+pub(crate) struct Dialog {
+    pub kind: SessionKind,
+    pub call_id: String,
+    from: String,
+    to: String,
+    /// The caller's From tag, taken from the first request.
+    caller_tag: Option<String>,
+    /// The callee's tag, from the To of the first response that carried one.
+    callee_tag: Option<String>,
+    pub first_frame: u64,
+    pub start: Timestamp,
+    /// Last SIP or media activity, for idle sweeping.
+    pub last_activity: Timestamp,
+    last_message: Timestamp,
+    pub state: CallState,
+    invite_cseq: Option<u32>,
+    invite_ts: Option<Timestamp>,
+    first_18x: Option<Timestamp>,
+    first_final: Option<Timestamp>,
+    answered: Option<Timestamp>,
+    bye: Option<Timestamp>,
+    hangup_by: Option<Party>,
+    participants: Vec<SocketAddr>,
+    messages: Vec<Message>,
+    /// Hashes of (direction, CSeq, branch, method or status) seen, to spot retransmissions.
+    seen: HashSet<u64>,
+    anomalies: Vec<String>,
+}
+
+impl Dialog {
+    /// Starts a dialog from its first message.
+    pub fn new(msg: &SipMessage<'_>, call_id: &str, meta: &MsgMeta) -> Dialog {
+        let cseq_method = msg.cseq().map(|c| c.method).unwrap_or("");
+        let first_method = msg.method().unwrap_or(cseq_method);
+        let kind = match first_method {
+            "INVITE" => SessionKind::SipCall,
+            "REGISTER" => SessionKind::SipRegister,
+            _ => SessionKind::SipOther,
+        };
+        let uri = |na: Option<callflow_decode::sip::NameAddr<'_>>| na.map(|n| n.uri.to_string()).unwrap_or_default();
+        let (from, to) = (uri(msg.from()), uri(msg.to()));
+        // A capture that starts mid-dialog shows a response or an in-dialog request first:
+        // the state is unknown until something decides it.
+        let state = if msg.method().is_some() && msg.to().and_then(|t| t.tag).is_none() {
+            CallState::CallSetup
+        } else {
+            CallState::Unknown
+        };
+        Dialog {
+            kind,
+            call_id: call_id.to_string(),
+            from,
+            to,
+            caller_tag: msg.from().and_then(|f| f.tag).map(str::to_string),
+            callee_tag: None,
+            first_frame: meta.frame,
+            start: meta.ts,
+            last_activity: meta.ts,
+            last_message: meta.ts,
+            state,
+            invite_cseq: None,
+            invite_ts: None,
+            first_18x: None,
+            first_final: None,
+            answered: None,
+            bye: None,
+            hangup_by: None,
+            participants: Vec::new(),
+            messages: Vec::new(),
+            seen: HashSet::new(),
+            anomalies: Vec::new(),
+        }
+    }
+
+    /// True once nothing more is expected: the call ended, or the request was finally answered.
+    pub fn is_terminated(&self) -> bool {
+        match self.kind {
+            SessionKind::SipCall => matches!(
+                self.state,
+                CallState::Completed | CallState::Rejected | CallState::Cancelled | CallState::Failed
+            ),
+            _ => self.first_final.is_some(),
+        }
+    }
+
+    /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the summary.
+    pub fn on_message(&mut self, msg: &SipMessage<'_>, meta: &MsgMeta, has_sdp: bool) {
+        self.last_activity = self.last_activity.max(meta.ts);
+        self.last_message = self.last_message.max(meta.ts);
+        for addr in [meta.src, meta.dst] {
+            if !self.participants.contains(&addr) {
+                self.participants.push(addr);
+            }
+        }
+        let cseq = msg.cseq();
+        let (cseq_num, cseq_method) = cseq.map(|c| (c.seq, c.method)).unwrap_or((0, ""));
+        let retransmission = !self.seen.insert(transaction_hash(msg, meta, cseq_num, cseq_method));
+
+        let sdp = if has_sdp { " (SDP)" } else { "" };
+        let (summary, method, status, reason) = match (msg.method(), msg.status()) {
+            (Some(m), _) => (format!("{m}{sdp}"), Some(m.to_string()), None, None),
+            (None, Some(code)) => {
+                let reason = msg.reason().unwrap_or("");
+                (format!("{code} {reason}{sdp}"), None, Some(code), Some(reason.to_string()))
+            }
+            (None, None) => (String::from("?"), None, None, None),
+        };
+        self.messages.push(Message {
+            ts: meta.ts,
+            frame: meta.frame,
+            src: meta.src,
+            dst: meta.dst,
+            transport: meta.transport,
+            method,
+            status,
+            reason,
+            cseq: cseq.map(|c| format!("{} {}", c.seq, c.method)).unwrap_or_default(),
+            summary,
+            retransmission,
+        });
+        if retransmission {
+            return;
+        }
+        match (msg.method(), msg.status()) {
+            (Some(method), _) => self.on_request(msg, method, cseq_num, meta),
+            (None, Some(code)) => self.on_response(msg, code, cseq_num, cseq_method, meta),
+            (None, None) => {}
+        }
+    }
+
+    fn on_request(&mut self, msg: &SipMessage<'_>, method: &str, cseq: u32, meta: &MsgMeta) {
+        let in_dialog = msg.to().and_then(|t| t.tag).is_some();
+        match method {
+            "INVITE" if !in_dialog => {
+                // A new initial INVITE (first attempt, or a retry with credentials after a
+                // 401/407) restarts call setup, as Wireshark's VoIP calls does.
+                if !matches!(self.state, CallState::InCall | CallState::Completed) {
+                    self.state = CallState::CallSetup;
+                }
+                self.invite_cseq = Some(cseq);
+                self.invite_ts.get_or_insert(meta.ts);
+                if self.caller_tag.is_none() {
+                    self.caller_tag = msg.from().and_then(|f| f.tag).map(str::to_string);
+                }
+            }
+            "CANCEL" => {
+                if matches!(self.state, CallState::CallSetup | CallState::Ringing) {
+                    self.state = CallState::Cancelled;
+                }
+            }
+            "BYE" => {
+                if self.bye.is_none() {
+                    self.bye = Some(meta.ts);
+                    let tag = msg.from().and_then(|f| f.tag);
+                    self.hangup_by = match (tag, &self.caller_tag, &self.callee_tag) {
+                        (Some(t), Some(c), _) if t == c => Some(Party::Caller),
+                        (Some(t), _, Some(c)) if t == c => Some(Party::Callee),
+                        (Some(_), Some(_), _) => Some(Party::Callee),
+                        _ => None,
+                    };
+                }
+                if self.answered.is_none() && self.kind == SessionKind::SipCall {
+                    self.anomalies.push(format!("BYE in frame {} without a 2xx answer seen", meta.frame));
+                }
+                self.state = CallState::Completed;
+            }
+            _ => {
+                if self.kind != SessionKind::SipCall && self.state == CallState::Unknown && !in_dialog {
+                    self.state = CallState::CallSetup;
+                }
+            }
+        }
+    }
+
+    fn on_response(&mut self, msg: &SipMessage<'_>, code: u16, cseq: u32, cseq_method: &str, meta: &MsgMeta) {
+        if self.callee_tag.is_none() {
+            if let Some(tag) = msg.to().and_then(|t| t.tag) {
+                if Some(tag) != self.caller_tag.as_deref() {
+                    self.callee_tag = Some(tag.to_string());
+                }
+            }
+        }
+        if self.kind != SessionKind::SipCall {
+            // REGISTER, OPTIONS, SUBSCRIBE...: the latest final answer decides.
+            if code >= 200 {
+                self.first_final.get_or_insert(meta.ts);
+                self.state = if code < 300 { CallState::Completed } else { CallState::Rejected };
+            }
+            return;
+        }
+        if cseq_method != "INVITE" || self.invite_cseq.is_some_and(|c| c != cseq) {
+            return;
+        }
+        match code {
+            180..=189 => {
+                self.first_18x.get_or_insert(meta.ts);
+                if self.state == CallState::CallSetup {
+                    self.state = CallState::Ringing;
+                }
+            }
+            200..=299 => {
+                self.first_final.get_or_insert(meta.ts);
+                self.answered.get_or_insert(meta.ts);
+                if matches!(self.state, CallState::CallSetup | CallState::Ringing | CallState::Unknown) {
+                    self.state = CallState::InCall;
+                }
+            }
+            300.. => {
+                self.first_final.get_or_insert(meta.ts);
+                match self.state {
+                    CallState::CallSetup | CallState::Ringing if code == 487 => self.state = CallState::Cancelled,
+                    CallState::CallSetup | CallState::Ringing | CallState::Unknown => self.state = CallState::Rejected,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Builds the output session; media streams are added by the caller.
+    pub fn into_session(self) -> Session {
+        let since_invite = |t: Option<Timestamp>| Some(t?.millis_since(self.invite_ts?));
+        Session {
+            id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
+            kind: self.kind,
+            call_id: self.call_id,
+            from: self.from,
+            to: self.to,
+            state: self.state,
+            start: self.start,
+            end: self.last_message,
+            setup_time_ms: since_invite(self.first_final),
+            post_dial_delay_ms: since_invite(self.first_18x),
+            ring_time_ms: match (self.first_18x, self.first_final) {
+                (Some(r), Some(f)) if f >= r => Some(f.millis_since(r)),
+                _ => None,
+            },
+            duration_ms: match (self.answered, self.bye) {
+                (Some(a), Some(b)) if b >= a => Some(b.millis_since(a)),
+                _ => None,
+            },
+            hangup_by: self.hangup_by,
+            participants: self.participants,
+            messages: self.messages,
+            media: Vec::new(),
+            anomalies: self.anomalies,
+        }
+    }
+}
+
+/// Identifies a message within its transaction and direction, so a second copy is a retransmission.
+fn transaction_hash(msg: &SipMessage<'_>, meta: &MsgMeta, cseq: u32, cseq_method: &str) -> u64 {
+    let mut h = Fnv64::default();
+    meta.src.hash(&mut h);
+    meta.dst.hash(&mut h);
+    cseq.hash(&mut h);
+    cseq_method.hash(&mut h);
+    msg.method().hash(&mut h);
+    msg.status().hash(&mut h);
+    msg.top_via().and_then(|v| v.branch).hash(&mut h);
+    h.finish()
+}

@@ -1,0 +1,456 @@
+//! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
+
+use crate::ids::session_id;
+use callflow_decode::dtmf::TelephoneEvent;
+use callflow_decode::rtcp::{self, RtcpPacket};
+use callflow_decode::rtp::{self, RtpPacket, StreamStats};
+use callflow_decode::sdp::Sdp;
+use callflow_model::{
+    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo, Session, SessionKind, Timestamp,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Who a stream belongs to: a dialog's number, or [`ORPHAN`].
+pub(crate) type Owner = u64;
+
+/// The owner of media that no SDP announced.
+pub(crate) const ORPHAN: Owner = 0;
+
+/// Most RTCP reports kept per session: one every 5 s for 14 hours, per direction.
+const MAX_RTCP_REPORTS: usize = 20_000;
+
+/// Most DTMF events kept per stream.
+const MAX_EVENTS: usize = 10_000;
+
+/// A payload type an SDP mapped to a codec.
+#[derive(Clone, Debug)]
+struct Codec {
+    payload_type: u8,
+    name: String,
+    clock_rate: u32,
+}
+
+/// What an SDP said about one endpoint.
+#[derive(Clone, Debug)]
+struct Binding {
+    owner: Owner,
+    rtcp: bool,
+    codecs: Arc<[Codec]>,
+}
+
+impl Binding {
+    fn codec(&self, pt: u8) -> Option<&Codec> {
+        self.codecs.iter().find(|c| c.payload_type == pt)
+    }
+}
+
+/// Identifies one RTP stream of one owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct StreamKey {
+    owner: Owner,
+    src: SocketAddr,
+    dst: SocketAddr,
+    ssrc: u32,
+}
+
+#[derive(Debug)]
+struct Stream {
+    stats: StreamStats,
+    payload_type: u8,
+    codec: String,
+    clock_rate: Option<u32>,
+    events: Vec<DtmfEvent>,
+    /// RTP timestamp of the telephone event being reported, so each event is listed once.
+    current_event: Option<u32>,
+    first_frame: u64,
+    /// Frame bytes, so statistics can move a stream that turned out not to be RTP.
+    wire_bytes: u64,
+}
+
+/// Media of an owner that is still being collected.
+#[derive(Debug, Default)]
+struct OwnerMedia {
+    streams: Vec<StreamKey>,
+    rtcp: Vec<RtcpReport>,
+    last_activity: Timestamp,
+    first_frame: u64,
+}
+
+/// What a UDP datagram turned out to be, for statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum MediaKind {
+    Rtp,
+    Rtcp,
+}
+
+/// Tracks every RTP/RTCP stream and the endpoints SDP announced.
+#[derive(Debug, Default)]
+pub(crate) struct MediaTable {
+    endpoints: HashMap<SocketAddr, Binding>,
+    streams: HashMap<StreamKey, Stream>,
+    owners: HashMap<Owner, OwnerMedia>,
+    /// Orphan media grouped by its (ordered) address pair: one session per pair.
+    orphan_pairs: HashMap<(SocketAddr, SocketAddr), Owner>,
+    next_orphan: u64,
+}
+
+impl MediaTable {
+    /// Registers the endpoints an SDP body announces as `owner`'s media.
+    pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>) -> usize {
+        let mut registered = 0;
+        for media in &sdp.media {
+            if media.port == 0 || !media.proto.to_ascii_uppercase().contains("RTP") {
+                continue;
+            }
+            let Some(ip) = media.connection.as_ref().or(sdp.connection.as_ref()).and_then(|c| c.ip) else {
+                continue;
+            };
+            let mut codecs: Vec<Codec> = media
+                .rtpmaps
+                .iter()
+                .map(|m| Codec { payload_type: m.payload_type, name: m.encoding.to_string(), clock_rate: m.clock_rate })
+                .collect();
+            for fmt in media.formats.iter() {
+                if let Ok(pt) = fmt.parse::<u8>() {
+                    if !codecs.iter().any(|c| c.payload_type == pt) {
+                        if let (Some(name), Some(rate)) = (rtp::static_payload_name(pt), rtp::static_clock_rate(pt)) {
+                            codecs.push(Codec { payload_type: pt, name: name.to_string(), clock_rate: rate });
+                        }
+                    }
+                }
+            }
+            let codecs: Arc<[Codec]> = codecs.into();
+            self.endpoints
+                .insert(SocketAddr::new(ip, media.port), Binding { owner, rtcp: false, codecs: codecs.clone() });
+            registered += 1;
+            if !media.rtcp_mux {
+                let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
+                self.endpoints.insert(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, codecs });
+            }
+        }
+        registered
+    }
+
+    /// The binding of an announced endpoint that this datagram is sent to or from.
+    fn binding(&self, src: SocketAddr, dst: SocketAddr) -> Option<&Binding> {
+        self.endpoints.get(&dst).or_else(|| self.endpoints.get(&src))
+    }
+
+    /// True when SDP announced either endpoint.
+    pub fn is_announced(&self, src: SocketAddr, dst: SocketAddr) -> bool {
+        !self.endpoints.is_empty() && self.binding(src, dst).is_some()
+    }
+
+    /// Handles a datagram to or from an announced endpoint. Returns what it was, or the
+    /// decode error that made it neither RTP nor RTCP, and the owner it was charged to.
+    pub fn on_announced(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        ts: Timestamp,
+        frame: u64,
+        wire_len: u64,
+    ) -> Result<(MediaKind, Owner), callflow_decode::DecodeError> {
+        let Some(binding) = self.binding(src, dst).cloned() else {
+            return Err(callflow_decode::DecodeError::invalid(
+                callflow_decode::Layer::Rtp,
+                0,
+                "endpoint",
+                "not announced",
+            ));
+        };
+        // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
+        // RTP port: its packet types 200-207 tell it apart.
+        if binding.rtcp || rtcp::looks_like_rtcp(payload) {
+            self.on_rtcp(binding.owner, payload, ts, frame)?;
+            return Ok((MediaKind::Rtcp, binding.owner));
+        }
+        let packet = RtpPacket::parse(payload)?;
+        self.on_rtp(binding.owner, Some(&binding), src, dst, &packet, ts, frame, wire_len);
+        Ok((MediaKind::Rtp, binding.owner))
+    }
+
+    /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
+    pub fn on_orphan(
+        &mut self,
+        kind: MediaKind,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        ts: Timestamp,
+        frame: u64,
+        wire_len: u64,
+    ) -> Result<Owner, callflow_decode::DecodeError> {
+        let pair = if src <= dst { (src, dst) } else { (dst, src) };
+        let owner = match self.orphan_pairs.get(&pair) {
+            Some(&o) => o,
+            None => {
+                // Orphan owners count down from the top so they never meet a dialog number.
+                self.next_orphan += 1;
+                let o = u64::MAX - self.next_orphan;
+                self.orphan_pairs.insert(pair, o);
+                o
+            }
+        };
+        match kind {
+            MediaKind::Rtcp => self.on_rtcp(owner, payload, ts, frame)?,
+            MediaKind::Rtp => {
+                let packet = RtpPacket::parse(payload)?;
+                self.on_rtp(owner, None, src, dst, &packet, ts, frame, wire_len);
+            }
+        }
+        Ok(owner)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_rtp(
+        &mut self,
+        owner: Owner,
+        binding: Option<&Binding>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        packet: &RtpPacket<'_>,
+        ts: Timestamp,
+        frame: u64,
+        wire_len: u64,
+    ) {
+        let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
+        let pt = packet.payload_type;
+        let stream = self.streams.entry(key).or_insert_with(|| {
+            let (codec, clock_rate) = match binding.and_then(|b| b.codec(pt)) {
+                Some(c) => (c.name.clone(), Some(c.clock_rate)),
+                None => (
+                    rtp::static_payload_name(pt).map_or_else(|| format!("PT{pt}"), str::to_string),
+                    rtp::static_clock_rate(pt),
+                ),
+            };
+            let media =
+                self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+            media.streams.push(key);
+            Stream {
+                stats: StreamStats::default(),
+                payload_type: pt,
+                codec,
+                clock_rate,
+                events: Vec::new(),
+                current_event: None,
+                first_frame: frame,
+                wire_bytes: 0,
+            }
+        });
+        let is_event =
+            binding.and_then(|b| b.codec(pt)).is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
+        // Jitter is measured in the clock of the packet's own payload type (comfort noise may
+        // differ from the audio). Telephone events get no clock at all: Wireshark gives them
+        // a rate of 0, so they move no jitter figure, and ours must equal tshark's.
+        let clock = if is_event {
+            None
+        } else if pt == stream.payload_type {
+            stream.clock_rate
+        } else {
+            binding.and_then(|b| b.codec(pt)).map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
+        };
+        stream.wire_bytes += wire_len;
+        stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
+        if is_event && stream.events.len() < MAX_EVENTS {
+            if let Ok(ev) = TelephoneEvent::parse(packet.payload) {
+                if stream.current_event != Some(packet.timestamp) {
+                    stream.current_event = Some(packet.timestamp);
+                    stream.events.push(DtmfEvent {
+                        ts,
+                        digit: ev.digit().map_or_else(|| ev.event.to_string(), |d| d.to_string()),
+                        duration: ev.duration,
+                        volume: ev.volume,
+                    });
+                } else if let Some(last) = stream.events.last_mut() {
+                    last.duration = last.duration.max(ev.duration);
+                }
+            }
+        }
+        if let Some(media) = self.owners.get_mut(&owner) {
+            media.last_activity = media.last_activity.max(ts);
+        }
+    }
+
+    fn on_rtcp(
+        &mut self,
+        owner: Owner,
+        payload: &[u8],
+        ts: Timestamp,
+        frame: u64,
+    ) -> Result<(), callflow_decode::DecodeError> {
+        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+        media.last_activity = media.last_activity.max(ts);
+        for packet in rtcp::packets(payload) {
+            let report = match packet? {
+                RtcpPacket::SenderReport { ssrc, sender, blocks } => RtcpReport {
+                    ts,
+                    frame,
+                    packet_type: "SR".into(),
+                    ssrc,
+                    sender_info: Some(SenderInfo {
+                        ntp_timestamp: sender.ntp_timestamp,
+                        rtp_timestamp: sender.rtp_timestamp,
+                        packet_count: sender.packet_count,
+                        octet_count: sender.octet_count,
+                    }),
+                    blocks: blocks.map(report_block).collect(),
+                },
+                RtcpPacket::ReceiverReport { ssrc, blocks } => RtcpReport {
+                    ts,
+                    frame,
+                    packet_type: "RR".into(),
+                    ssrc,
+                    sender_info: None,
+                    blocks: blocks.map(report_block).collect(),
+                },
+                _ => continue,
+            };
+            if media.rtcp.len() < MAX_RTCP_REPORTS {
+                media.rtcp.push(report);
+            }
+        }
+        Ok(())
+    }
+
+    /// When `owner`'s media was last active.
+    pub fn last_activity(&self, owner: Owner) -> Option<Timestamp> {
+        self.owners.get(&owner).map(|m| m.last_activity)
+    }
+
+    /// Owners of orphan media idle since before `cutoff`.
+    pub fn idle_orphans(&self, cutoff: Timestamp) -> Vec<Owner> {
+        let mut idle: Vec<Owner> = self
+            .orphan_pairs
+            .values()
+            .copied()
+            .filter(|o| self.owners.get(o).is_some_and(|m| m.last_activity < cutoff))
+            .collect();
+        idle.sort_unstable_by(|a, b| b.cmp(a));
+        idle
+    }
+
+    /// Every orphan owner, oldest first.
+    pub fn all_orphans(&self) -> Vec<Owner> {
+        let mut all: Vec<Owner> = self.orphan_pairs.values().copied().collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all
+    }
+
+    /// Removes `owner`'s endpoints and streams and returns them as output streams, in
+    /// order of first packet.
+    pub fn take(&mut self, owner: Owner) -> Vec<MediaStream> {
+        self.take_with_bytes(owner).into_iter().map(|(m, _)| m).collect()
+    }
+
+    /// [`MediaTable::take`], with each stream's frame bytes.
+    fn take_with_bytes(&mut self, owner: Owner) -> Vec<(MediaStream, u64)> {
+        self.endpoints.retain(|_, b| b.owner != owner);
+        let Some(media) = self.owners.remove(&owner) else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(media.streams.len());
+        let mut streams: Vec<(StreamKey, Stream)> =
+            media.streams.iter().filter_map(|k| self.streams.remove(k).map(|s| (*k, s))).collect();
+        streams.sort_by_key(|(_, s)| s.first_frame);
+        for (key, s) in streams {
+            let rtcp = media
+                .rtcp
+                .iter()
+                .filter(|r| r.ssrc == key.ssrc || r.blocks.iter().any(|b| b.ssrc == key.ssrc))
+                .cloned()
+                .collect();
+            let st = &s.stats;
+            let wire_bytes = s.wire_bytes;
+            out.push((
+                MediaStream {
+                    src: key.src,
+                    dst: key.dst,
+                    ssrc: key.ssrc,
+                    payload_type: s.payload_type,
+                    codec: s.codec,
+                    packets: st.packets(),
+                    expected: st.expected(),
+                    lost: st.lost(),
+                    sequence_errors: st.sequence_errors(),
+                    duplicates: st.duplicates(),
+                    min_delta_ms: st.min_delta_ms(),
+                    mean_delta_ms: st.mean_delta_ms(),
+                    max_delta_ms: st.max_delta_ms(),
+                    mean_jitter_ms: st.mean_jitter_ms(),
+                    max_jitter_ms: st.max_jitter_ms(),
+                    start: st.first_arrival().unwrap_or_default(),
+                    end: st.last_arrival().unwrap_or_default(),
+                    orphan: owner > u64::MAX / 2,
+                    rtcp,
+                    events: s.events,
+                },
+                wire_bytes,
+            ));
+        }
+        out
+    }
+
+    /// Turns an orphan owner into a media-only session. Streams whose packets do not
+    /// behave like RTP (a single packet, or sequence numbers all over the place) were
+    /// other UDP traffic that happened to pass the header check: they are left out and
+    /// their packet and byte counts returned, so statistics can count them as unknown UDP.
+    pub fn take_orphan_session(&mut self, owner: Owner) -> (Option<Session>, (u64, u64)) {
+        self.orphan_pairs.retain(|_, o| *o != owner);
+        let first_frame = self.owners.get(&owner).map(|m| m.first_frame).unwrap_or(0);
+        let has_rtcp = self.owners.get(&owner).is_some_and(|m| !m.rtcp.is_empty());
+        let (plausible, implausible): (Vec<_>, Vec<_>) = self
+            .take_with_bytes(owner)
+            .into_iter()
+            .partition(|(s, _)| s.packets >= 2 && s.sequence_errors * 2 <= s.packets);
+        let rejected = implausible.iter().fold((0, 0), |(p, b), (s, bytes)| (p + s.packets, b + bytes));
+        let plausible: Vec<MediaStream> = plausible.into_iter().map(|(s, _)| s).collect();
+        if plausible.is_empty() && !has_rtcp {
+            return (None, rejected);
+        }
+        let mut participants: Vec<SocketAddr> = Vec::new();
+        for s in &plausible {
+            for a in [s.src, s.dst] {
+                if !participants.contains(&a) {
+                    participants.push(a);
+                }
+            }
+        }
+        let name: Vec<u8> = participants.iter().flat_map(|a| a.to_string().into_bytes()).collect();
+        let session = Session {
+            id: session_id("rtp", &name, first_frame),
+            kind: SessionKind::Rtp,
+            call_id: String::new(),
+            from: participants.first().map(ToString::to_string).unwrap_or_default(),
+            to: participants.get(1).map(ToString::to_string).unwrap_or_default(),
+            state: CallState::Unknown,
+            start: plausible.iter().map(|s| s.start).min().unwrap_or_default(),
+            end: plausible.iter().map(|s| s.end).max().unwrap_or_default(),
+            setup_time_ms: None,
+            post_dial_delay_ms: None,
+            ring_time_ms: None,
+            duration_ms: None,
+            hangup_by: None,
+            participants,
+            messages: Vec::new(),
+            media: plausible,
+            anomalies: Vec::new(),
+        };
+        (Some(session), rejected)
+    }
+}
+
+fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
+    ReportBlock {
+        ssrc: b.ssrc,
+        fraction_lost: f64::from(b.fraction_lost) / 256.0,
+        cumulative_lost: b.cumulative_lost,
+        highest_seq: b.highest_seq,
+        jitter: b.jitter,
+        lsr: b.lsr,
+        dlsr: b.dlsr,
+    }
+}

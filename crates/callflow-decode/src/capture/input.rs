@@ -1,0 +1,210 @@
+//! Where a capture's bytes come from: a whole file read in place, or a stream read through a bounded buffer.
+//!
+//! The record parsers only ever ask three things: "make `n` bytes available from the current
+//! position", "show me what is available", and "consume `n` bytes and tell me where they are
+//! so a frame can borrow them". A memory map or an owned `Vec` answers all three without
+//! copying; a stream (gzip, stdin, a pipe) answers them from one buffer that holds the
+//! unread rest of the last read plus at most the record being asked for.
+
+use std::io::{self, Read};
+
+use memmap2::Mmap;
+
+/// How many bytes a stream asks its reader for at a time (the buffer's normal size).
+pub(super) const READ_SIZE: usize = 1 << 20;
+
+/// The bytes of a capture, however they arrive.
+pub(super) enum Input {
+    /// The whole capture is in memory (mapped or owned); `pos` is the next unread byte.
+    Whole { bytes: Whole, pos: usize },
+    /// The capture arrives through a reader.
+    Stream(Stream),
+}
+
+/// A capture held whole in memory.
+pub(super) enum Whole {
+    /// A read-only memory map of a file.
+    Map(Mmap),
+    /// Bytes handed over by the caller.
+    Owned(Vec<u8>),
+}
+
+impl Whole {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Whole::Map(map) => map,
+            Whole::Owned(vec) => vec,
+        }
+    }
+}
+
+/// A reader behind a buffer that grows only to fit the record being read.
+pub(super) struct Stream {
+    reader: Box<dyn Read + Send>,
+    /// `buf[start..end]` is read but not yet consumed; bytes before `start` belong to the
+    /// frame last handed out and stay put until the next `fill`.
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes consumed so far: the absolute offset of `buf[start]` in the stream.
+    consumed: u64,
+    read_size: usize,
+    /// Whether the bytes are the output of a gzip decoder (for error messages).
+    gzip: bool,
+    eof: bool,
+    /// A read error, kept until the parser has used up the bytes read before it.
+    error: Option<io::Error>,
+}
+
+impl Stream {
+    pub(super) fn new(reader: Box<dyn Read + Send>, gzip: bool) -> Stream {
+        Stream::with_read_size(reader, gzip, READ_SIZE)
+    }
+
+    pub(super) fn with_read_size(reader: Box<dyn Read + Send>, gzip: bool, read_size: usize) -> Stream {
+        Stream {
+            reader,
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            consumed: 0,
+            read_size: read_size.max(1),
+            gzip,
+            eof: false,
+            error: None,
+        }
+    }
+
+    /// Gives back a reader that yields the buffered, unconsumed bytes and then the rest of the
+    /// stream, so a decoder can be put in front of bytes already looked at.
+    pub(super) fn into_reader(self) -> Box<dyn Read + Send> {
+        let head = self.buf.get(self.start..self.end).unwrap_or(&[]).to_vec();
+        Box::new(io::Cursor::new(head).chain(self.reader))
+    }
+
+    /// See [`Input::fill`].
+    pub(super) fn fill(&mut self, n: usize) -> usize {
+        let available = self.end - self.start;
+        if available >= n || self.eof {
+            return available;
+        }
+        // Move the partial record to the front: it is smaller than `n`, so this is cheap, and it
+        // lets the buffer keep its size instead of growing with the stream.
+        self.buf.copy_within(self.start..self.end, 0);
+        self.start = 0;
+        self.end = available;
+        // The buffer is one read long, or one record long when a record is longer than that.
+        let size = n.max(self.read_size);
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        } else if self.buf.len() > size {
+            self.buf.truncate(size);
+            self.buf.shrink_to(size);
+        }
+        while self.end < n {
+            let Some(free) = self.buf.get_mut(self.end..) else { break };
+            match self.reader.read(free) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => self.end += k.min(free.len()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.error = Some(e);
+                    self.eof = true;
+                    break;
+                }
+            }
+        }
+        self.end - self.start
+    }
+
+    /// See [`Input::peek`].
+    pub(super) fn peek(&self) -> &[u8] {
+        self.buf.get(self.start..self.end).unwrap_or(&[])
+    }
+
+    /// The size of the buffer (for tests of the memory bound).
+    #[cfg(test)]
+    pub(super) fn buffer_len(&self) -> usize {
+        self.buf.len()
+    }
+}
+
+impl Input {
+    /// Absolute offset of the next unread byte (in the decompressed stream for gzip).
+    pub(super) fn pos(&self) -> u64 {
+        match self {
+            Input::Whole { pos, .. } => *pos as u64,
+            Input::Stream(s) => s.consumed,
+        }
+    }
+
+    /// Makes at least `n` bytes available from the current position if the capture has them,
+    /// and returns how many are available (fewer than `n` only at the end of the capture or
+    /// after a read error, which [`Input::take_error`] then returns).
+    pub(super) fn fill(&mut self, n: usize) -> usize {
+        match self {
+            Input::Whole { bytes, pos } => bytes.bytes().len().saturating_sub(*pos),
+            Input::Stream(s) => s.fill(n),
+        }
+    }
+
+    /// The bytes available from the current position, as of the last `fill`.
+    pub(super) fn peek(&self) -> &[u8] {
+        match self {
+            Input::Whole { bytes, pos } => bytes.bytes().get(*pos..).unwrap_or(&[]),
+            Input::Stream(s) => s.peek(),
+        }
+    }
+
+    /// Consumes `n` available bytes and returns their index for [`Input::slice`], valid until
+    /// the next `fill`.
+    pub(super) fn advance(&mut self, n: usize) -> usize {
+        match self {
+            Input::Whole { bytes, pos } => {
+                let at = *pos;
+                *pos = pos.saturating_add(n).min(bytes.bytes().len());
+                at
+            }
+            Input::Stream(s) => {
+                let at = s.start;
+                let n = n.min(s.end - s.start);
+                s.start += n;
+                s.consumed += n as u64;
+                at
+            }
+        }
+    }
+
+    /// `len` bytes at an index returned by [`Input::advance`].
+    pub(super) fn slice(&self, at: usize, len: usize) -> &[u8] {
+        let bytes = match self {
+            Input::Whole { bytes, .. } => bytes.bytes(),
+            Input::Stream(s) => &s.buf,
+        };
+        at.checked_add(len).and_then(|end| bytes.get(at..end)).unwrap_or(&[])
+    }
+
+    /// The read error that ended the stream early, if any (once).
+    pub(super) fn take_error(&mut self) -> Option<io::Error> {
+        match self {
+            Input::Whole { .. } => None,
+            Input::Stream(s) => s.error.take(),
+        }
+    }
+
+    /// Whether the bytes come out of a gzip decoder.
+    pub(super) fn is_gzip(&self) -> bool {
+        matches!(self, Input::Stream(Stream { gzip: true, .. }))
+    }
+
+    #[cfg(test)]
+    pub(super) fn stream(&self) -> Option<&Stream> {
+        match self {
+            Input::Stream(s) => Some(s),
+            Input::Whole { .. } => None,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Robustness: every decoder entry point fed damaged versions of real captures must not panic.
+//!
+//! This is the fuzz targets' work (`fuzz/`) done briefly in every test run, without
+//! libFuzzer: each captured frame is cut at every length and has bytes flipped by a
+//! seeded generator, then handed to the same entry points the fuzz targets call.
+
+use callflow_decode::capture::CaptureReader;
+use callflow_decode::dtmf::TelephoneEvent;
+use callflow_decode::packet::{decode_frame, Transport};
+use callflow_decode::sdp::Sdp;
+use callflow_decode::sip::{self, SipMessage};
+use callflow_decode::{rtcp, rtp, sctp, LinkType};
+use std::path::Path;
+
+/// SplitMix64: a tiny deterministic generator, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Feeds `bytes` to every application decoder.
+fn application_decoders(bytes: &[u8]) {
+    let _ = sip::looks_like_sip(bytes);
+    let _ = sip::frame_message(bytes);
+    if let Ok(msg) = SipMessage::parse(bytes) {
+        let _ = (msg.call_id(), msg.from(), msg.to(), msg.cseq(), msg.top_via(), msg.content_length());
+        let _ = msg.vias().count();
+        let _ = msg.headers().count();
+        if let Some(body) = sip::sdp_body(&msg) {
+            let _ = Sdp::parse(body);
+        }
+    }
+    let _ = Sdp::parse(bytes);
+    let _ = rtp::looks_like_rtp(bytes);
+    if let Ok(p) = rtp::RtpPacket::parse(bytes) {
+        let _ = p.csrcs().count();
+        let _ = p.extension();
+        let _ = TelephoneEvent::parse(p.payload);
+    }
+    let _ = rtcp::looks_like_rtcp(bytes);
+    for p in rtcp::packets(bytes).take(64) {
+        if p.is_err() {
+            break;
+        }
+    }
+    for c in sctp::chunks(bytes).take(64) {
+        match c {
+            Ok(c) => {
+                let _ = sctp::data_chunk(&c);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// Decodes a frame and every payload in it.
+fn whole_frame(link: LinkType, data: &[u8]) {
+    let packet = decode_frame(link, data);
+    match packet.transport {
+        Transport::Udp { payload, .. } => application_decoders(payload),
+        Transport::Tcp(seg) => application_decoders(seg.payload),
+        Transport::Sctp { chunks, .. } => application_decoders(chunks),
+        Transport::Fragment(f) => application_decoders(f.payload),
+        Transport::Other { payload, .. } => application_decoders(payload),
+        _ => {}
+    }
+}
+
+fn frames_of(path: &Path) -> Vec<(LinkType, Vec<u8>)> {
+    let mut reader = CaptureReader::open(path).expect("open test capture");
+    let mut frames = Vec::new();
+    while let Ok(Some(frame)) = reader.next_frame() {
+        frames.push((frame.link_type, frame.data.to_vec()));
+    }
+    frames
+}
+
+#[test]
+fn damaged_frames_of_the_example_never_panic() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap");
+    let frames = frames_of(&example);
+    assert!(frames.len() > 100, "the example has its frames");
+    let mut rng = Rng(0x5eed);
+    let links = [LinkType::ETHERNET, LinkType::LINUX_SLL, LinkType::LINUX_SLL2, LinkType::RAW, LinkType::NULL];
+    let mut decoded = 0;
+    // The SIP frames and a few RTP/RTCP ones: every cut length, and 200 random mutations each.
+    for (link, data) in frames.iter().take(12) {
+        for len in 0..=data.len() {
+            whole_frame(*link, &data[..len]);
+        }
+        for _ in 0..200 {
+            let mut bytes = data.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = (rng.next() as usize) % bytes.len();
+                bytes[at] = rng.next() as u8;
+            }
+            let other = links[(rng.next() as usize) % links.len()];
+            whole_frame(*link, &bytes);
+            whole_frame(other, &bytes);
+            decoded += 2;
+        }
+    }
+    assert!(decoded >= 4000);
+}
+
+#[test]
+fn damaged_capture_files_never_panic() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap");
+    let bytes = std::fs::read(example).expect("read example");
+    let mut rng = Rng(42);
+    for round in 0..300 {
+        let mut damaged = bytes.clone();
+        if round % 3 == 0 {
+            damaged.truncate((rng.next() as usize) % bytes.len());
+        }
+        for _ in 0..1 + rng.next() % 8 {
+            let at = (rng.next() as usize) % damaged.len().max(1);
+            if let Some(b) = damaged.get_mut(at) {
+                *b = rng.next() as u8;
+            }
+        }
+        if let Ok(mut reader) = CaptureReader::from_bytes(damaged) {
+            let mut n = 0;
+            while let Ok(Some(frame)) = reader.next_frame() {
+                whole_frame(frame.link_type, frame.data);
+                n += 1;
+                assert!(n <= 100_000, "a damaged capture cannot yield more frames than bytes");
+            }
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
+
+use crate::{Session, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The format identifier written in every document.
+pub const FORMAT: &str = "callflow/v1";
+
+/// The analysis of one capture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Document {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// What was read.
+    pub source: SourceInfo,
+    /// Packet and protocol counts.
+    pub stats: Stats,
+    /// Every session found, ordered by start time (then id).
+    pub sessions: Vec<Session>,
+}
+
+/// The capture a document was made from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceInfo {
+    /// The path as given by the user.
+    pub path: String,
+    /// Packet records read.
+    pub packets: u64,
+    /// Size of the capture file in bytes (compressed size for gzip files).
+    pub bytes: u64,
+    /// Time of the first packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_ts: Option<Timestamp>,
+    /// Time of the last packet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_ts: Option<Timestamp>,
+    /// The link types of the capture's interfaces, e.g. `ETHERNET`, `LINUX_SLL`.
+    pub link_types: Vec<String>,
+    /// False when reading stopped before the end of the capture (a truncated or damaged
+    /// file): the sessions then cover only the packets before that point.
+    pub complete: bool,
+    /// Why reading stopped early, or other problems with the file as a whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// Packet counts over the whole capture.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Packets whose headers were decoded down to the transport layer (or as far as they go).
+    pub packets_decoded: u64,
+    /// Packets with a malformed or truncated layer that stopped decoding.
+    pub malformed: u64,
+    /// Counts per application protocol (`sip`, `rtp`, `rtcp`, `other`, ...).
+    pub by_protocol: BTreeMap<String, ProtocolStats>,
+}
+
+/// Counts for one protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtocolStats {
+    /// Packets.
+    pub packets: u64,
+    /// Bytes on the wire (captured frame length).
+    pub bytes: u64,
+    /// Distinct bidirectional flows.
+    pub flows: u64,
+}

@@ -1,0 +1,28 @@
+//! Plain data types of callflowd's output: the `callflow/v1` document, its sessions, messages and media streams.
+//!
+//! This crate is the vocabulary every other callflowd crate shares. It holds data and
+//! its serde mapping only: no I/O, no parsing of packets, no policy. The JSON shape
+//! these types serialize to is the `callflow/v1` format documented in
+//! `docs/output-format.md`; it is an API boundary, so fields are only ever added.
+//!
+//! The main types are [`Document`] (one analysed capture), [`Session`] (one SIP
+//! dialog or one orphan media flow), [`Message`] (one SIP message of a session) and
+//! [`MediaStream`] (one RTP stream with its quality figures and RTCP reports).
+//!
+//! ```
+//! use callflow_model::{CallState, Timestamp};
+//!
+//! let ts = Timestamp::from_parts(1_131_987_546, 338_401_000);
+//! assert_eq!(ts.as_secs_f64(), 1_131_987_546.338401);
+//! assert_eq!(CallState::InCall.as_str(), "IN_CALL");
+//! ```
+
+mod document;
+mod media;
+mod session;
+mod time;
+
+pub use document::{Document, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use media::{DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo};
+pub use session::{CallState, Message, Party, Session, SessionKind, Transport};
+pub use time::Timestamp;

@@ -1,0 +1,119 @@
+//! RTP streams with their quality figures, RTCP reports and DTMF events.
+
+use crate::Timestamp;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+
+/// One RTP stream: one SSRC from one source address to one destination address.
+///
+/// The loss and jitter figures are computed as Wireshark's RTP stream analysis
+/// computes them, so that `lost` here equals tshark's `-z rtp,streams` "Lost".
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaStream {
+    /// Sender address.
+    pub src: SocketAddr,
+    /// Receiver address.
+    pub dst: SocketAddr,
+    /// Synchronization source identifier.
+    pub ssrc: u32,
+    /// Payload type of the first packet.
+    pub payload_type: u8,
+    /// Codec name from the SDP rtpmap, or the static RFC 3551 name (e.g. `PCMU`).
+    pub codec: String,
+    /// Packets received.
+    pub packets: u64,
+    /// Packets expected from the sequence numbers (highest extended - first + 1).
+    pub expected: u64,
+    /// `expected - packets`; negative when duplicates outnumber losses.
+    pub lost: i64,
+    /// Packets whose sequence number was not the one expected next.
+    pub sequence_errors: u64,
+    /// Packets that repeated an already seen sequence number.
+    pub duplicates: u64,
+    /// Smallest arrival-time difference between consecutive packets, in ms.
+    pub min_delta_ms: f64,
+    /// Mean arrival-time difference between consecutive packets, in ms.
+    pub mean_delta_ms: f64,
+    /// Largest arrival-time difference between consecutive packets, in ms.
+    pub max_delta_ms: f64,
+    /// Mean RFC 3550 interarrival jitter, in ms.
+    pub mean_jitter_ms: f64,
+    /// Largest RFC 3550 interarrival jitter, in ms.
+    pub max_jitter_ms: f64,
+    /// Arrival time of the first packet.
+    pub start: Timestamp,
+    /// Arrival time of the last packet.
+    pub end: Timestamp,
+    /// True when no SDP in the capture announced the stream's destination (found by header heuristics).
+    #[serde(default)]
+    pub orphan: bool,
+    /// RTCP reports sent by this SSRC or about it.
+    #[serde(default)]
+    pub rtcp: Vec<RtcpReport>,
+    /// RFC 4733 telephone events (DTMF) carried in the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<DtmfEvent>,
+}
+
+/// One RTCP sender or receiver report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RtcpReport {
+    /// Arrival time.
+    pub ts: Timestamp,
+    /// 1-based frame number.
+    pub frame: u64,
+    /// `SR` or `RR`.
+    pub packet_type: String,
+    /// SSRC of the report's sender.
+    pub ssrc: u32,
+    /// Sender information, for SR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_info: Option<SenderInfo>,
+    /// Reception report blocks.
+    pub blocks: Vec<ReportBlock>,
+}
+
+/// The sender information of an RTCP SR.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SenderInfo {
+    /// NTP timestamp, 32.32 fixed point.
+    pub ntp_timestamp: u64,
+    /// RTP timestamp corresponding to the NTP timestamp.
+    pub rtp_timestamp: u32,
+    /// Packets sent.
+    pub packet_count: u32,
+    /// Payload octets sent.
+    pub octet_count: u32,
+}
+
+/// One reception report block of an RTCP SR or RR.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportBlock {
+    /// SSRC the block reports on.
+    pub ssrc: u32,
+    /// Fraction lost since the last report, as a ratio 0..1.
+    pub fraction_lost: f64,
+    /// Cumulative packets lost (24-bit signed).
+    pub cumulative_lost: i32,
+    /// Extended highest sequence number received.
+    pub highest_seq: u32,
+    /// Interarrival jitter, in timestamp units.
+    pub jitter: u32,
+    /// Last SR timestamp (middle 32 bits of the NTP timestamp).
+    pub lsr: u32,
+    /// Delay since last SR, in 1/65536 s.
+    pub dlsr: u32,
+}
+
+/// One RFC 4733 telephone event (a DTMF digit), reported once per event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DtmfEvent {
+    /// Arrival time of the event's first packet.
+    pub ts: Timestamp,
+    /// The digit: `0`-`9`, `*`, `#`, `A`-`D`, or the event code for other events.
+    pub digit: String,
+    /// Duration in timestamp units, from the last packet of the event.
+    pub duration: u16,
+    /// Volume in -dBm0.
+    pub volume: u8,
+}

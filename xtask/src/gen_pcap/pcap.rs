@@ -1,0 +1,245 @@
+//! Classic pcap output (little-endian, microsecond timestamps, Ethernet) and the Ethernet/802.1Q/IPv4/UDP/TCP framing of generated packets.
+
+use std::io::{self, Write};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+const PCAP_MAGIC_MICROS: u32 = 0xA1B2_C3D4;
+const LINKTYPE_ETHERNET: u32 = 1;
+const SNAPLEN: u32 = 262_144;
+
+/// Writes the file header at once, then one record per frame.
+pub struct PcapWriter<W: Write> {
+    out: W,
+    packets: u64,
+    bytes: u64,
+}
+
+impl<W: Write> PcapWriter<W> {
+    pub fn new(mut out: W) -> io::Result<Self> {
+        let mut header = Vec::with_capacity(24);
+        header.extend_from_slice(&PCAP_MAGIC_MICROS.to_le_bytes());
+        header.extend_from_slice(&2u16.to_le_bytes());
+        header.extend_from_slice(&4u16.to_le_bytes());
+        header.extend_from_slice(&0i32.to_le_bytes()); // thiszone: timestamps are UTC
+        header.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
+        header.extend_from_slice(&SNAPLEN.to_le_bytes());
+        header.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
+        out.write_all(&header)?;
+        Ok(PcapWriter { out, packets: 0, bytes: header.len() as u64 })
+    }
+
+    /// One record; `ts_us` is microseconds since the Unix epoch.
+    pub fn write(&mut self, ts_us: u64, frame: &[u8]) -> io::Result<()> {
+        let len = u32::try_from(frame.len()).map_err(|_| io::Error::other("frame longer than 4 GiB"))?;
+        let mut record = [0u8; 16];
+        record[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
+        record[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
+        record[8..12].copy_from_slice(&len.to_le_bytes());
+        record[12..16].copy_from_slice(&len.to_le_bytes());
+        self.out.write_all(&record)?;
+        self.out.write_all(frame)?;
+        self.packets += 1;
+        self.bytes += 16 + u64::from(len);
+        Ok(())
+    }
+
+    pub fn packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// File size so far, header included.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+
+/// What goes in a TCP header besides the ports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpHeader {
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+}
+
+/// A locally administered MAC made from the IPv4 address, so each host keeps one MAC.
+pub fn mac(ip: Ipv4Addr) -> [u8; 6] {
+    let o = ip.octets();
+    [0x02, 0x00, o[0], o[1], o[2], o[3]]
+}
+
+/// Replaces `buf` with an Ethernet frame carrying `payload` in UDP.
+pub fn udp_frame(
+    buf: &mut Vec<u8>,
+    vlan: Option<u16>,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ip_id: u16,
+    payload: &[u8],
+) {
+    buf.clear();
+    let udp_len = 8 + payload.len();
+    ethernet_ipv4(buf, vlan, *src.ip(), *dst.ip(), 17, ip_id, udp_len);
+    let start = buf.len();
+    buf.extend_from_slice(&src.port().to_be_bytes());
+    buf.extend_from_slice(&dst.port().to_be_bytes());
+    buf.extend_from_slice(&(udp_len as u16).to_be_bytes());
+    buf.extend_from_slice(&[0, 0]);
+    buf.extend_from_slice(payload);
+    // A computed sum of 0 is sent as 0xFFFF, since 0 means "no checksum" in UDP.
+    let sum = match transport_checksum(*src.ip(), *dst.ip(), 17, &buf[start..]) {
+        0 => 0xFFFF,
+        s => s,
+    };
+    buf[start + 6..start + 8].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Replaces `buf` with an Ethernet frame carrying one TCP segment. SYNs carry an MSS option,
+/// as every real stack sends one.
+pub fn tcp_frame(
+    buf: &mut Vec<u8>,
+    vlan: Option<u16>,
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    ip_id: u16,
+    header: TcpHeader,
+    payload: &[u8],
+) {
+    buf.clear();
+    let options: &[u8] = if header.flags & TCP_SYN != 0 { &[2, 4, 0x05, 0xB4] } else { &[] };
+    let header_len = 20 + options.len();
+    ethernet_ipv4(buf, vlan, *src.ip(), *dst.ip(), 6, ip_id, header_len + payload.len());
+    let start = buf.len();
+    buf.extend_from_slice(&src.port().to_be_bytes());
+    buf.extend_from_slice(&dst.port().to_be_bytes());
+    buf.extend_from_slice(&header.seq.to_be_bytes());
+    buf.extend_from_slice(&header.ack.to_be_bytes());
+    buf.push(((header_len / 4) as u8) << 4);
+    buf.push(header.flags);
+    buf.extend_from_slice(&65_535u16.to_be_bytes());
+    buf.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+    buf.extend_from_slice(options);
+    buf.extend_from_slice(payload);
+    let sum = transport_checksum(*src.ip(), *dst.ip(), 6, &buf[start..]);
+    buf[start + 16..start + 18].copy_from_slice(&sum.to_be_bytes());
+}
+
+fn ethernet_ipv4(buf: &mut Vec<u8>, vlan: Option<u16>, src: Ipv4Addr, dst: Ipv4Addr, proto: u8, id: u16, len: usize) {
+    buf.extend_from_slice(&mac(dst));
+    buf.extend_from_slice(&mac(src));
+    if let Some(vid) = vlan {
+        buf.extend_from_slice(&0x8100u16.to_be_bytes());
+        buf.extend_from_slice(&(vid & 0x0FFF).to_be_bytes());
+    }
+    buf.extend_from_slice(&0x0800u16.to_be_bytes());
+    let start = buf.len();
+    buf.push(0x45);
+    buf.push(0);
+    buf.extend_from_slice(&((20 + len) as u16).to_be_bytes());
+    buf.extend_from_slice(&id.to_be_bytes());
+    buf.extend_from_slice(&0x4000u16.to_be_bytes()); // don't fragment
+    buf.push(64);
+    buf.push(proto);
+    buf.extend_from_slice(&[0, 0]);
+    buf.extend_from_slice(&src.octets());
+    buf.extend_from_slice(&dst.octets());
+    let sum = !fold(sum_words(0, &buf[start..]));
+    buf[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// The UDP/TCP checksum over the IPv4 pseudo-header and the segment (checksum field zeroed).
+fn transport_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
+    let mut sum = sum_words(0, &src.octets());
+    sum = sum_words(sum, &dst.octets());
+    sum += u64::from(proto) + segment.len() as u64;
+    !fold(sum_words(sum, segment))
+}
+
+fn sum_words(mut sum: u64, data: &[u8]) -> u64 {
+    let mut chunks = data.chunks_exact(2);
+    for pair in &mut chunks {
+        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = chunks.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xFFFF {
+        sum = (sum & 0xFFFF) + (sum >> 16);
+    }
+    sum as u16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_header_and_records() {
+        let mut w = PcapWriter::new(Vec::new()).unwrap();
+        w.write(1_700_000_000_123_456, &[0xAA, 0xBB, 0xCC]).unwrap();
+        w.write(1_700_000_001_000_000, &[]).unwrap();
+        assert_eq!((w.packets(), w.bytes()), (2, 24 + 16 + 3 + 16));
+        let bytes = w.into_inner();
+        assert_eq!(
+            bytes[..24],
+            [0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 1, 0, 0, 0][..]
+        );
+        let record = &bytes[24..24 + 16 + 3];
+        assert_eq!(u32::from_le_bytes(record[0..4].try_into().unwrap()), 1_700_000_000);
+        assert_eq!(u32::from_le_bytes(record[4..8].try_into().unwrap()), 123_456);
+        assert_eq!(u32::from_le_bytes(record[8..12].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(record[12..16].try_into().unwrap()), 3);
+        assert_eq!(record[16..], [0xAA, 0xBB, 0xCC]);
+        let second = &bytes[24 + 19..];
+        assert_eq!(second.len(), 16);
+        assert_eq!(u32::from_le_bytes(second[0..4].try_into().unwrap()), 1_700_000_001);
+        assert_eq!(u32::from_le_bytes(second[4..8].try_into().unwrap()), 0);
+    }
+
+    fn addr(s: &str) -> SocketAddrV4 {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn udp_frame_has_valid_lengths_and_checksums() {
+        let mut buf = Vec::new();
+        udp_frame(&mut buf, Some(42), addr("10.1.0.1:5060"), addr("10.2.0.1:5060"), 7, b"hello");
+        assert_eq!(buf.len(), 18 + 20 + 8 + 5);
+        assert_eq!(buf[12..16], [0x81, 0x00, 0x00, 42]);
+        assert_eq!(buf[16..18], [0x08, 0x00]);
+        let ip = &buf[18..38];
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 33);
+        assert_eq!(fold(sum_words(0, ip)), 0xFFFF, "IPv4 header checksum verifies");
+        let udp = &buf[38..];
+        assert_eq!(u16::from_be_bytes([udp[4], udp[5]]), 13);
+        let check = fold(sum_words(sum_words(sum_words(17 + 13, &ip[12..16]), &ip[16..20]), udp));
+        assert_eq!(check, 0xFFFF, "UDP checksum verifies");
+    }
+
+    #[test]
+    fn tcp_frame_has_valid_header() {
+        let mut buf = Vec::new();
+        let header = TcpHeader { seq: 1000, ack: 0, flags: TCP_SYN };
+        tcp_frame(&mut buf, None, addr("10.1.0.1:40000"), addr("10.2.0.1:5060"), 1, header, &[]);
+        assert_eq!(buf.len(), 14 + 20 + 24);
+        let tcp = &buf[34..];
+        assert_eq!(u32::from_be_bytes(tcp[4..8].try_into().unwrap()), 1000);
+        assert_eq!(tcp[12] >> 4, 6, "data offset covers the MSS option");
+        assert_eq!(tcp[13], TCP_SYN);
+        let ip = &buf[14..34];
+        let check = fold(sum_words(sum_words(sum_words(6 + 24, &ip[12..16]), &ip[16..20]), tcp));
+        assert_eq!(check, 0xFFFF, "TCP checksum verifies");
+    }
+}

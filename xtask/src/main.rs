@@ -1,0 +1,53 @@
+//! Project automation, run as `cargo xtask <task>` (the alias is in `.cargo/config.toml`).
+//!
+//! The rust-analyzer pattern: a plain binary in the workspace instead of shell scripts,
+//! one module per task, and few dependencies so that it builds fast on a fresh machine.
+//!
+//! Tasks:
+//! - `gen-pcap` ([`gen_pcap`]): writes a classic pcap of synthetic SIP calls (UDP or TCP,
+//!   optional 802.1Q tags, RTP both ways with loss and jitter, RTCP sender reports) and a
+//!   `.truth.json` saying exactly what was put in, for tests and benchmarks at any size.
+//! - `test` ([`test`]): installs tshark when it is missing and possible, then runs
+//!   `cargo test --workspace --all-targets` with any extra arguments.
+
+mod gen_pcap;
+mod test;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Project automation for callflowd")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Write a pcap of synthetic SIP calls with RTP/RTCP, and its ground truth.
+    GenPcap(gen_pcap::Args),
+    /// Install tshark if missing (as root, via apt-get), then run the whole test suite.
+    Test {
+        /// Extra arguments passed on to `cargo test` as written (e.g. `--test ground_truth -- --nocapture`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::GenPcap(args) => gen_pcap::run(&args).map(|()| ExitCode::SUCCESS),
+        // Clap drops a leading `--`, but `cargo xtask test -- --nocapture` must reach cargo as
+        // written; the task is always the first argument, so the rest is taken verbatim.
+        Task::Test { .. } => test::run(&std::env::args().skip(2).collect::<Vec<_>>()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! Repository rules checked as tests (rust-analyzer's "tidy"): module docs, and dependency edges that follow the layers.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+}
+
+fn files_under(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_dir() {
+            if !matches!(name, "target" | "test_data" | "corpus" | "artifacts") && !name.starts_with('.') {
+                files_under(&path, ext, out);
+            }
+        } else if name.ends_with(ext) {
+            out.push(path);
+        }
+    }
+}
+
+/// The layer of each workspace crate: a crate may depend only on crates of lower layers.
+const LAYERS: &[(&str, u32)] = &[
+    ("callflow-model", 0),
+    ("callflow-decode", 1),
+    ("callflow-classify", 2),
+    ("callflow-ndpi-sys", 2),
+    ("callflow-ndpi", 2),
+    ("callflow-correlate", 3),
+    ("callflow-jobs", 4),
+    ("callflow-server", 5),
+    ("callflow-cli", 6),
+    ("callflowd", 6),
+    ("xtask", 7),
+    ("callflow-benches", 7),
+];
+
+fn layer(name: &str) -> Option<u32> {
+    LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
+}
+
+/// The workspace crates a Cargo.toml names under `[dependencies]` (build and dev
+/// dependencies may reach sideways for tests, never up).
+fn workspace_deps(manifest: &str) -> (String, Vec<String>) {
+    let mut name = String::new();
+    let mut deps = Vec::new();
+    let mut section = String::new();
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').to_string();
+            continue;
+        }
+        if section == "package" {
+            if let Some(v) = line.strip_prefix("name = ") {
+                name = v.trim_matches('"').to_string();
+            }
+        }
+        if section.ends_with("dependencies") {
+            let dep = line.split(['.', ' ', '=']).next().unwrap_or("");
+            if layer(dep).is_some() {
+                deps.push(dep.to_string());
+            }
+        }
+    }
+    (name, deps)
+}
+
+#[test]
+fn dependencies_point_down_the_layers() {
+    let mut manifests = Vec::new();
+    for dir in ["crates", "bins", "xtask", "benches"] {
+        files_under(&root().join(dir), "Cargo.toml", &mut manifests);
+    }
+    assert!(manifests.len() >= 5, "found only {manifests:?}");
+    let mut violations = Vec::new();
+    for manifest in &manifests {
+        let text = std::fs::read_to_string(manifest).expect("read manifest");
+        let (name, deps) = workspace_deps(&text);
+        let Some(own) = layer(&name) else {
+            violations.push(format!("{}: crate {name} has no layer in tidy.rs LAYERS", manifest.display()));
+            continue;
+        };
+        for dep in deps {
+            let theirs = layer(&dep).unwrap_or(0);
+            if theirs >= own && dep != name {
+                violations.push(format!("{name} (layer {own}) depends on {dep} (layer {theirs})"));
+            }
+        }
+    }
+    assert!(violations.is_empty(), "layering violations:\n{}", violations.join("\n"));
+}
+
+#[test]
+fn every_module_starts_with_a_doc_comment() {
+    let mut files = Vec::new();
+    for dir in ["crates", "bins", "xtask", "benches", "fuzz", "examples"] {
+        files_under(&root().join(dir), ".rs", &mut files);
+    }
+    assert!(files.len() >= 10);
+    let missing: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a `//!` module doc:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn tests_cannot_be_switched_off() {
+    let mut files = Vec::new();
+    for dir in ["crates", "bins", "xtask", "benches"] {
+        files_under(&root().join(dir), ".rs", &mut files);
+    }
+    let needle = ["#[", "ignore]"].concat();
+    let panicky = ["#[", "should_panic"].concat();
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap_or_default();
+            text.contains(&needle) || text.contains(&panicky)
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(offenders.is_empty(), "tests must run and assert today's behaviour: {offenders:?}");
+}
+
+#[test]
+fn manifest_parsing_finds_workspace_edges() {
+    let (name, deps) = workspace_deps(
+        "[package]\nname = \"callflow-correlate\"\n\n[dependencies]\ncallflow-decode.workspace = true\nserde = \"1\"\ncallflow-model = { path = \"x\" }\n",
+    );
+    assert_eq!(name, "callflow-correlate");
+    assert_eq!(deps, ["callflow-decode", "callflow-model"]);
+}
