@@ -24,6 +24,7 @@ fn files_under(dir: &Path, ext: &str, out: &mut Vec<PathBuf>) {
 /// The layer of each workspace crate: a crate may depend only on crates of lower layers.
 const LAYERS: &[(&str, u32)] = &[
     ("callflow-model", 0),
+    ("callflow-config", 1),
     ("callflow-decode", 1),
     ("callflow-classify", 2),
     ("callflow-ndpi-sys", 2),

@@ -5,6 +5,7 @@
 //! document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
 //! status; a closed output pipe (`callflow-cli analyze x.pcap | head`) ends quietly.
 
+mod jobs;
 mod output;
 
 use anyhow::{bail, Context, Result};
@@ -29,6 +30,9 @@ struct Cli {
 enum Command {
     /// Analyse a capture (pcap, pcapng, optionally gzip-compressed) into call flows.
     Analyze(AnalyzeArgs),
+    /// Batch analysis through the job manager, persisted in a results directory.
+    #[command(subcommand)]
+    Jobs(jobs::JobsCommand),
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +93,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let (input, common) = match cli.command {
         Some(Command::Analyze(args)) => (args.input, args.common),
+        Some(Command::Jobs(command)) => return jobs::run(command),
         None => match cli.legacy.input {
             Some(input) => (input, cli.legacy.common),
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),

@@ -3,13 +3,15 @@
 use crate::dialog::{Dialog, MsgMeta};
 use crate::media::{MediaKind, MediaTable, Owner};
 use crate::stats::StatsBuilder;
+use crate::websocket::{self, TcpApp, WsDirections};
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, Payload};
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
 use callflow_decode::packet::{decode_frame, decode_transport, Packet, TcpSegment, Transport as Tp};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::tcp::{StreamKey, TcpLimits, TcpReassembler};
+use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
+use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
 use callflow_model::{Session, Stats, Transport};
 use std::collections::HashMap;
@@ -57,9 +59,11 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     classifier: C,
     fragments: FragmentReassembler,
     tcp: TcpReassembler,
-    /// Whether each TCP connection (by its ordered address pair) carries SIP, decided on
-    /// its first payload, and when it was last seen.
-    tcp_flows: HashMap<(SocketAddr, SocketAddr), (bool, Timestamp)>,
+    /// What each TCP connection (by its ordered address pair) carries, decided on its
+    /// first payload, and when it was last seen.
+    tcp_flows: HashMap<(SocketAddr, SocketAddr), (TcpApp, Timestamp)>,
+    /// The directions of the SIP-over-WebSocket connections among `tcp_flows`.
+    ws: WsDirections,
     dialogs: HashMap<Owner, Dialog>,
     by_call_id: HashMap<String, Owner>,
     next_dialog: Owner,
@@ -94,6 +98,7 @@ impl<C: Classifier> Analyzer<C> {
             opts,
             classifier,
             tcp_flows: HashMap::new(),
+            ws: WsDirections::default(),
             dialogs: HashMap::new(),
             by_call_id: HashMap::new(),
             next_dialog: 1,
@@ -168,6 +173,7 @@ impl<C: Classifier> Analyzer<C> {
             match self.media.on_announced(src, dst, payload, ts, frame, len) {
                 Ok((MediaKind::Rtp, _)) => self.stats.count("rtp", len, flow),
                 Ok((MediaKind::Rtcp, _)) => self.stats.count("rtcp", len, flow),
+                Ok((MediaKind::Other, _)) => self.stats.count("udp", len, flow),
                 // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
                 Err(_) => self.stats.count("udp", len, flow),
             }
@@ -196,7 +202,7 @@ impl<C: Classifier> Analyzer<C> {
     fn on_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, len: u64) {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
         let flow = Some((src, dst));
-        let is_sip = match self.tcp_flows.get_mut(&pair) {
+        let app = match self.tcp_flows.get_mut(&pair) {
             Some(entry) => {
                 entry.1 = ts;
                 entry.0
@@ -207,23 +213,38 @@ impl<C: Classifier> Analyzer<C> {
                 return;
             }
             None => {
-                let verdict = self.classifier.classify(&Payload::tcp(src, dst, seg.payload));
-                let is_sip = verdict.protocol == AppProtocol::Sip;
-                self.tcp_flows.insert(pair, (is_sip, ts));
-                is_sip
+                // The WebSocket handshake comes first: the classifier knows nothing of it.
+                let app = if websocket::starts_sip_websocket(seg.payload) {
+                    TcpApp::SipWebSocket
+                } else if self.classifier.classify(&Payload::tcp(src, dst, seg.payload)).protocol == AppProtocol::Sip {
+                    TcpApp::Sip
+                } else {
+                    TcpApp::Other
+                };
+                self.tcp_flows.insert(pair, (app, ts));
+                app
             }
         };
-        if !is_sip {
-            self.stats.count("tcp", len, flow);
-            return;
-        }
+        let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
+            TcpApp::Other => {
+                self.stats.count("tcp", len, flow);
+                return;
+            }
+            TcpApp::Sip => (sip::frame_message, Transport::Tcp),
+            TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
+        };
         self.stats.count("sip", len, flow);
         let mut pdus = std::mem::take(&mut self.pdus);
-        self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut sip::frame_message, &mut |pdu| {
-            pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts));
+        let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
+        self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
+            if app == TcpApp::Sip {
+                pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts));
+            } else if let Some(message) = ws.on_pdu(src, dst, pdu.data, max_message) {
+                pdus.push((message.to_vec(), pdu.last_frame, pdu.ts));
+            }
         });
         for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
-            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, src, dst, transport: Transport::Tcp };
+            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, src, dst, transport };
             self.on_sip(&bytes, &meta, true);
         }
         self.pdus = pdus;
@@ -259,11 +280,14 @@ impl<C: Classifier> Analyzer<C> {
                 return false;
             }
         };
-        let Some(call_id) = msg.call_id() else {
+        // A message without a Call-ID breaks RFC 3261 but is still a SIP message that tshark
+        // counts and a user wants to see: such messages share one session with an empty
+        // Call-ID, flagged as an anomaly, and are counted as malformed.
+        let call_id = msg.call_id().unwrap_or("");
+        if call_id.is_empty() {
             self.stats.malformed += 1;
             self.stats.sip_malformed += 1;
-            return false;
-        };
+        }
         let id = match self.by_call_id.get(call_id) {
             Some(&id) => id,
             None => {
@@ -283,6 +307,9 @@ impl<C: Classifier> Analyzer<C> {
         }
         if let Some(dialog) = self.dialogs.get_mut(&id) {
             dialog.on_message(&msg, meta, has_sdp);
+            if call_id.is_empty() {
+                dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
+            }
         }
         true
     }
@@ -294,6 +321,8 @@ impl<C: Classifier> Analyzer<C> {
         self.fragments.expire(now);
         self.tcp.expire(now);
         self.tcp_flows.retain(|_, (_, seen)| now.as_nanos() - seen.as_nanos() <= idle);
+        let flows = &self.tcp_flows;
+        self.ws.retain(|src, dst| flows.contains_key(&if src <= dst { (src, dst) } else { (dst, src) }));
         let mut done: Vec<(u64, Owner)> = self
             .dialogs
             .iter()

@@ -7,6 +7,9 @@ use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
+/// Most anomalies kept per session: enough to see a pattern, bounded for broken captures.
+const MAX_ANOMALIES: usize = 100;
+
 /// Where and when a SIP message was seen.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MsgMeta {
@@ -181,7 +184,7 @@ impl Dialog {
                     };
                 }
                 if self.answered.is_none() && self.kind == SessionKind::SipCall {
-                    self.anomalies.push(format!("BYE in frame {} without a 2xx answer seen", meta.frame));
+                    self.note(format!("BYE in frame {} without a 2xx answer seen", meta.frame));
                 }
                 self.state = CallState::Completed;
             }
@@ -235,6 +238,13 @@ impl Dialog {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Records an anomaly found outside the state machine (e.g. by the analyzer).
+    pub fn note(&mut self, anomaly: String) {
+        if self.anomalies.len() < MAX_ANOMALIES {
+            self.anomalies.push(anomaly);
         }
     }
 

@@ -1,7 +1,7 @@
 //! Turns decoded packets into call flows: SIP dialogs with their messages, state and timing, and the RTP/RTCP streams that belong to them.
 //!
 //! The [`Analyzer`] takes frames in capture order. SIP messages (over UDP, reassembled
-//! TCP, SCTP, or IP fragments) are grouped into dialogs by Call-ID; each dialog follows
+//! TCP, WebSocket, SCTP, or IP fragments) are grouped into dialogs by Call-ID; each dialog follows
 //! the call states users know from Wireshark's VoIP Calls (`CALL_SETUP`, `RINGING`,
 //! `IN_CALL`, `CANCELLED`, `COMPLETED`, `REJECTED`, ...). Every SDP offer or answer
 //! registers the address:port it announces, so RTP and RTCP arriving there join the
@@ -26,15 +26,18 @@
 //! ```
 
 mod analyzer;
+mod control;
 mod dialog;
 mod ids;
 mod media;
 mod stats;
+mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
+pub use control::{analyze_with, AnalyzeControl, Unattended};
 
 use callflow_decode::capture::{CaptureError, CaptureReader};
-use callflow_model::{Document, Session, SourceInfo, FORMAT};
+use callflow_model::{Document, Session};
 
 /// Runs the whole analysis over `reader` and returns the document.
 ///
@@ -45,56 +48,13 @@ use callflow_model::{Document, Session, SourceInfo, FORMAT};
 ///
 /// A capture that breaks off part-way (a truncated last record, a damaged block) still
 /// gives the sessions seen so far: the document then says `complete: false` and why.
-/// Only a capture that cannot be read at all is an error.
+/// Only a capture that cannot be read at all is an error. [`analyze_with`] is the same
+/// with progress reports and a way to stop early.
 pub fn analyze(
     reader: &mut CaptureReader,
     path: &str,
     opts: AnalyzerOptions,
-    mut sink: Option<&mut dyn FnMut(Session)>,
+    sink: Option<&mut dyn FnMut(Session)>,
 ) -> Result<Document, CaptureError> {
-    let mut analyzer = Analyzer::new(opts);
-    let mut source = SourceInfo {
-        path: path.to_string(),
-        packets: 0,
-        bytes: reader.total_bytes().unwrap_or(0),
-        first_ts: None,
-        last_ts: None,
-        link_types: Vec::new(),
-        complete: true,
-        warnings: Vec::new(),
-    };
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e @ CaptureError::Io(_)) if source.packets == 0 => return Err(e),
-            Err(e) => {
-                source.complete = false;
-                source.warnings.push(format!("reading stopped after {} packets: {e}", source.packets));
-                break;
-            }
-        };
-        source.packets += 1;
-        source.first_ts.get_or_insert(frame.ts);
-        source.last_ts = Some(source.last_ts.map_or(frame.ts, |t| t.max(frame.ts)));
-        analyzer.process(&frame);
-        if let Some(sink) = sink.as_deref_mut() {
-            for session in analyzer.take_completed() {
-                sink(session);
-            }
-        }
-    }
-    source.link_types = reader.link_types().iter().map(|l| l.name()).collect();
-    if source.bytes == 0 {
-        source.bytes = reader.bytes_consumed();
-    }
-    let (sessions, stats) = analyzer.finish();
-    let sessions = match sink {
-        Some(sink) => {
-            sessions.into_iter().for_each(sink);
-            Vec::new()
-        }
-        None => sessions,
-    };
-    Ok(Document { format: FORMAT.to_string(), source, stats, sessions })
+    analyze_with(reader, path, opts, sink, &mut Unattended)
 }

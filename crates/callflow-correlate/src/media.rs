@@ -12,11 +12,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Who a stream belongs to: a dialog's number, or [`ORPHAN`].
+/// Who a stream belongs to: a dialog's number (counting up from 1), or for media that no
+/// SDP announced, a number counting down from `u64::MAX`, one per address pair.
 pub(crate) type Owner = u64;
-
-/// The owner of media that no SDP announced.
-pub(crate) const ORPHAN: Owner = 0;
 
 /// Most RTCP reports kept per session: one every 5 s for 14 hours, per direction.
 const MAX_RTCP_REPORTS: usize = 20_000;
@@ -37,6 +35,8 @@ struct Codec {
 struct Binding {
     owner: Owner,
     rtcp: bool,
+    /// The endpoint carries media other than RTP (e.g. `udptl` for T.38).
+    other: bool,
     codecs: Arc<[Codec]>,
 }
 
@@ -83,6 +83,8 @@ struct OwnerMedia {
 pub(crate) enum MediaKind {
     Rtp,
     Rtcp,
+    /// Media an SDP announced that is not RTP (T.38 over UDPTL, ...).
+    Other,
 }
 
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
@@ -101,12 +103,19 @@ impl MediaTable {
     pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>) -> usize {
         let mut registered = 0;
         for media in &sdp.media {
-            if media.port == 0 || !media.proto.to_ascii_uppercase().contains("RTP") {
+            if media.port == 0 {
                 continue;
             }
             let Some(ip) = media.connection.as_ref().or(sdp.connection.as_ref()).and_then(|c| c.ip) else {
                 continue;
             };
+            if !media.proto.to_ascii_uppercase().contains("RTP") {
+                // Media that is not RTP (T.38 over UDPTL after a fax re-INVITE, say) takes the
+                // endpoint over: what arrives there from now on is not RTP, as Wireshark decides.
+                let binding = Binding { owner, rtcp: false, other: true, codecs: Arc::from([]) };
+                self.endpoints.insert(SocketAddr::new(ip, media.port), binding);
+                continue;
+            }
             let mut codecs: Vec<Codec> = media
                 .rtpmaps
                 .iter()
@@ -122,12 +131,15 @@ impl MediaTable {
                 }
             }
             let codecs: Arc<[Codec]> = codecs.into();
-            self.endpoints
-                .insert(SocketAddr::new(ip, media.port), Binding { owner, rtcp: false, codecs: codecs.clone() });
+            self.endpoints.insert(
+                SocketAddr::new(ip, media.port),
+                Binding { owner, rtcp: false, other: false, codecs: codecs.clone() },
+            );
             registered += 1;
             if !media.rtcp_mux {
                 let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
-                self.endpoints.insert(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, codecs });
+                self.endpoints
+                    .insert(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, other: false, codecs });
             }
         }
         registered
@@ -162,6 +174,12 @@ impl MediaTable {
                 "not announced",
             ));
         };
+        if binding.other {
+            if let Some(media) = self.owners.get_mut(&binding.owner) {
+                media.last_activity = media.last_activity.max(ts);
+            }
+            return Ok((MediaKind::Other, binding.owner));
+        }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
         if binding.rtcp || rtcp::looks_like_rtcp(payload) {
@@ -174,6 +192,7 @@ impl MediaTable {
     }
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
+    #[allow(clippy::too_many_arguments)]
     pub fn on_orphan(
         &mut self,
         kind: MediaKind,
@@ -201,6 +220,8 @@ impl MediaTable {
                 let packet = RtpPacket::parse(payload)?;
                 self.on_rtp(owner, None, src, dst, &packet, ts, frame, wire_len);
             }
+            // The classifier never calls unannounced traffic "other media".
+            MediaKind::Other => {}
         }
         Ok(owner)
     }

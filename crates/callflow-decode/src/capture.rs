@@ -297,7 +297,7 @@ impl CaptureReader {
             let stream = Stream::new(Box::new(flate2::bufread::MultiGzDecoder::new(reader)), true);
             return CaptureReader::from_input(Input::Stream(stream), Some(len), true);
         }
-        CaptureReader::from_input(Input::Whole { bytes: Whole::Map(map), pos: 0 }, Some(len), false)
+        CaptureReader::from_input(Input::Whole { bytes: Whole::Map { map, released: 0 }, pos: 0 }, Some(len), false)
     }
 
     /// Reads a capture from a stream such as `Box::new(std::io::stdin())`, plain or gzip.
@@ -322,6 +322,7 @@ impl CaptureReader {
         if self.done {
             return Ok(None);
         }
+        self.input.release_consumed();
         let found = match self.format {
             CaptureFormat::Pcap { .. } => self.next_pcap_record(),
             CaptureFormat::PcapNg { .. } => self.next_pcapng_packet(),

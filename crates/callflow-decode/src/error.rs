@@ -26,6 +26,8 @@ pub enum Layer {
     Gre,
     /// GTP-U.
     Gtp,
+    /// WebSocket frames (RFC 6455), a SIP transport (RFC 7118).
+    WebSocket,
     /// SIP.
     Sip,
     /// SDP.
@@ -52,6 +54,7 @@ impl Layer {
             Layer::Sctp => "sctp",
             Layer::Gre => "gre",
             Layer::Gtp => "gtp",
+            Layer::WebSocket => "websocket",
             Layer::Sip => "sip",
             Layer::Sdp => "sdp",
             Layer::Rtp => "rtp",

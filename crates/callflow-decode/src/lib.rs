@@ -5,8 +5,8 @@
 //! transport payload ([`packet`]: Ethernet/VLAN, Linux cooked, loopback, raw IP,
 //! IPv4/IPv6, UDP, TCP, SCTP, and the tunnels IP-in-IP, GRE/ERSPAN and GTP-U), puts
 //! fragmented datagrams and TCP streams back together ([`ipfrag`], [`tcp`], [`sctp`]),
-//! and decodes the application protocols of a call ([`sip`], [`sdp`], [`rtp`],
-//! [`rtcp`], [`dtmf`]).
+//! frames WebSocket connections that carry SIP ([`websocket`]), and decodes the
+//! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]).
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -42,6 +42,9 @@ pub mod sctp;
 pub mod sdp;
 pub mod sip;
 pub mod tcp;
+#[cfg(test)]
+mod test_support;
+pub mod websocket;
 
 pub use callflow_model::Timestamp;
 pub(crate) use error::need;

@@ -9,7 +9,7 @@ use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::{rtcp, rtp, sctp, LinkType};
+use callflow_decode::{rtcp, rtp, sctp, websocket, LinkType};
 use std::path::Path;
 
 /// SplitMix64: a tiny deterministic generator, so a failure reproduces.
@@ -49,6 +49,14 @@ fn application_decoders(bytes: &[u8]) {
         if p.is_err() {
             break;
         }
+    }
+    let _ = (websocket::is_upgrade_request(bytes), websocket::is_upgrade_response(bytes));
+    let _ = (websocket::has_subprotocol(bytes, "sip"), websocket::starts_with_sip_frame(bytes));
+    let _ = websocket::frame_http_or_ws(bytes);
+    if let Ok(frame) = websocket::WsFrame::parse(bytes) {
+        let mut out = Vec::new();
+        frame.unmask_into(&mut out);
+        let _ = websocket::MessageAssembler::new(1 << 16).push(&frame);
     }
     for c in sctp::chunks(bytes).take(64) {
         match c {

@@ -88,6 +88,10 @@ pub enum Transport {
     Tcp,
     /// SCTP (one DATA chunk, or several reassembled).
     Sctp,
+    /// WebSocket over TCP (RFC 7118; its Via transport is `WS`, or `WSS` under TLS): the
+    /// message came in one WebSocket message, possibly reassembled from several frames
+    /// and segments, after an HTTP upgrade handshake.
+    Ws,
 }
 
 /// One side of a call.

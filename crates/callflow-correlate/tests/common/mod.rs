@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 /// The shared capture corpus (../shared/pcaps beside the repository), or `None` with a
 /// line saying the corpus part is skipped. In CI (env `CI` set) a missing corpus fails.
 pub fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps");
+    // `CALLFLOW_PCAPS` points elsewhere, for a checkout that does not sit beside shared/.
+    let dir = std::env::var_os("CALLFLOW_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps"));
     if dir.is_dir() {
         return Some(dir);
     }

@@ -8,7 +8,14 @@
 
 use std::io::{self, Read};
 
-use memmap2::Mmap;
+use memmap2::{Mmap, UncheckedAdvice};
+
+/// How many bytes of a mapped file are read between two releases of the pages behind.
+const RELEASE_STEP: usize = 32 << 20;
+
+/// The page size the releases are aligned to (4 KiB, the smallest in use; a larger page
+/// size only makes the kernel round the range).
+const PAGE: usize = 4096;
 
 /// How many bytes a stream asks its reader for at a time (the buffer's normal size).
 pub(super) const READ_SIZE: usize = 1 << 20;
@@ -23,8 +30,9 @@ pub(super) enum Input {
 
 /// A capture held whole in memory.
 pub(super) enum Whole {
-    /// A read-only memory map of a file.
-    Map(Mmap),
+    /// A read-only memory map of a file; pages before `released` were given back to the
+    /// kernel (see [`Input::release_consumed`]).
+    Map { map: Mmap, released: usize },
     /// Bytes handed over by the caller.
     Owned(Vec<u8>),
 }
@@ -32,7 +40,7 @@ pub(super) enum Whole {
 impl Whole {
     fn bytes(&self) -> &[u8] {
         match self {
-            Whole::Map(map) => map,
+            Whole::Map { map, .. } => map,
             Whole::Owned(vec) => vec,
         }
     }
@@ -185,6 +193,24 @@ impl Input {
             Input::Stream(s) => &s.buf,
         };
         at.checked_add(len).and_then(|end| bytes.get(at..end)).unwrap_or(&[])
+    }
+
+    /// Gives the mapped pages already read back to the kernel, in steps of
+    /// [`RELEASE_STEP`], so the reader's resident memory stays flat however large the
+    /// file: without this every page read stays counted in the process's RSS until the map
+    /// is dropped. Only call it while no frame borrows the input.
+    pub(super) fn release_consumed(&mut self) {
+        let Input::Whole { bytes: Whole::Map { map, released }, pos } = self else { return };
+        if *pos < *released + RELEASE_STEP {
+            return;
+        }
+        // Keep the page the next record starts in: only whole pages behind it go.
+        let upto = *pos & !(PAGE - 1);
+        // SAFETY: the map is a private, read-only mapping of a file, so MADV_DONTNEED only
+        // drops clean pages that the kernel reads back from the file if they are touched
+        // again; no byte changes. `&mut self` proves no frame still borrows the map.
+        let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, *released, upto - *released) };
+        *released = upto;
     }
 
     /// The read error that ended the stream early, if any (once).

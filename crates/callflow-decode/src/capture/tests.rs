@@ -850,16 +850,7 @@ fn no_panic_on_damaged_captures() {
 
 // ---- the shared corpus ----
 
-/// `../shared/pcaps` next to the repository, if it is there.
-fn corpus_dir() -> Option<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps");
-    if dir.is_dir() {
-        return Some(dir);
-    }
-    assert!(std::env::var_os("CI").is_none(), "the capture corpus is missing at {}", dir.display());
-    eprintln!("capture corpus not found at {}: corpus checks skipped", dir.display());
-    None
-}
+use crate::test_support::corpus_dir;
 
 fn capture_files(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();

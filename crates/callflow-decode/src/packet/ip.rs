@@ -260,6 +260,9 @@ impl<'a> Walker<'a> {
         let layer = Layer::Gre;
         need(layer, buf, 0, 4).map_err(|e| e.shifted(base))?;
         let flags = byte(buf, 0);
+        if byte(buf, 1) & 0x07 == 1 && be16(buf, 2) == 0x880b {
+            return self.enhanced_gre(buf, base, declared);
+        }
         if byte(buf, 1) & 0x07 != 0 || flags & ROUTING != 0 {
             return Ok(());
         }
@@ -314,6 +317,50 @@ impl<'a> Walker<'a> {
                     }
                     _ => Ok(()),
                 }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Enhanced GRE (version 1, RFC 2637), as PPTP uses it: flags, protocol 0x880b, payload
+    /// length, call id, then the sequence and acknowledgement numbers when their flags are
+    /// set, then a PPP frame. IPv4 and IPv6 inside PPP are followed; other PPP protocols
+    /// (LCP, compressed data) stay GRE.
+    fn enhanced_gre(&mut self, buf: &'a [u8], base: usize, declared: usize) -> Result<(), DecodeError> {
+        const SEQUENCE: u8 = 0x10;
+        const ACK: u8 = 0x80;
+        let layer = Layer::Gre;
+        let mut header_len = 8;
+        if byte(buf, 0) & SEQUENCE != 0 {
+            header_len += 4;
+        }
+        if byte(buf, 1) & ACK != 0 {
+            header_len += 4;
+        }
+        need(layer, buf, 0, header_len).map_err(|e| e.shifted(base))?;
+        let ppp = tail(buf, header_len);
+        // Address and control (0xff 0x03) may be left out; a protocol number with its
+        // low bit set in the first byte is the one-byte compressed form.
+        let mut at = if ppp.starts_with(&[0xff, 0x03]) { 2 } else { 0 };
+        need(layer, ppp, at, 1).map_err(|e| e.shifted(base + header_len))?;
+        let protocol = if byte(ppp, at) & 1 == 1 {
+            at += 1;
+            u16::from(byte(ppp, at - 1))
+        } else {
+            need(layer, ppp, at, 2).map_err(|e| e.shifted(base + header_len))?;
+            at += 2;
+            be16(ppp, at - 2)
+        };
+        let (inner, inner_base, inner_declared) =
+            (tail(ppp, at), base + header_len + at, declared.saturating_sub(header_len + at));
+        match protocol {
+            0x0021 => {
+                self.enter_tunnel(layer, base)?;
+                self.ipv4(inner, inner_base, inner_declared)
+            }
+            0x0057 => {
+                self.enter_tunnel(layer, base)?;
+                self.ipv6(inner, inner_base, inner_declared)
             }
             _ => Ok(()),
         }

@@ -590,6 +590,27 @@ fn gre_ip() {
 }
 
 #[test]
+fn enhanced_gre_carries_ppp_with_ip() {
+    // Version 1, key and sequence flags, protocol 0x880b, payload length, call id, sequence
+    // number; then PPP with address/control and the two-byte protocol 0x0021.
+    let mut pptp = vec![0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 7, 0, 0, 0, 1, 0xff, 0x03, 0x00, 0x21];
+    pptp.extend_from_slice(&ipv4(17, &udp(5060, 5060, b"hello")));
+    check(
+        LinkType::IPV4,
+        &ipv4(47, &pptp),
+        "ip 10.0.0.1 > 10.0.0.2 proto 17 ttl 64; tunnels 1; udp 5060 > 5060 \"hello\"",
+    );
+    // The compressed one-byte protocol, with the acknowledgement number present.
+    let mut compressed = vec![0x20, 0x81, 0x88, 0x0b, 0, 0, 0, 7, 0, 0, 0, 2, 0x21];
+    compressed.extend_from_slice(&ipv4(17, &udp(5060, 5060, b"hello")));
+    check(
+        LinkType::IPV4,
+        &ipv4(47, &compressed),
+        "ip 10.0.0.1 > 10.0.0.2 proto 17 ttl 64; tunnels 1; udp 5060 > 5060 \"hello\"",
+    );
+}
+
+#[test]
 fn gre_other_payloads_stay_gre() {
     let outer = "ip 10.0.0.1 > 10.0.0.2 proto 47 ttl 64";
     check(
@@ -597,10 +618,11 @@ fn gre_other_payloads_stay_gre() {
         &ipv4(47, &gre(0, 0x880b, &[], b"ppp")),
         &format!("{outer}; other 47 \"\\x00\\x00\\x88\\x0bppp\""),
     );
+    // Enhanced GRE (PPTP) carrying PPP LCP (0xc021), not IP.
     check(
         LinkType::IPV4,
-        &ipv4(47, &[0x30, 0x01, 0x88, 0x0b, 0, 0, 0, 0]),
-        &format!("{outer}; other 47 \"0\\x01\\x88\\x0b\\x00\\x00\\x00\\x00\""),
+        &ipv4(47, &[0x30, 0x01, 0x88, 0x0b, 0, 4, 0, 0, 0, 0, 0, 1, 0xc0, 0x21, 1, 1]),
+        &format!("{outer}; other 47 \"0\\x01\\x88\\x0b\\x00\\x04\\x00\\x00\\x00\\x00\\x00\\x01\\xc0!\\x01\\x01\""),
     );
     check(
         LinkType::IPV4,
@@ -916,7 +938,7 @@ struct Tally {
 }
 
 fn tally(path: &str) -> Option<Tally> {
-    let bytes = std::fs::read(format!("/work/shared/pcaps/public/{path}")).ok()?;
+    let bytes = std::fs::read(crate::test_support::corpus_dir()?.join("public").join(path)).ok()?;
     let (link, frames) = pcap_frames(&bytes)?;
     let mut t = Tally::default();
     for frame in frames {
@@ -976,7 +998,7 @@ fn real_captures() {
 /// refused, completed datagrams that decode to UDP/TCP/SCTP without error).
 fn reassemble(path: &str) -> Option<(usize, usize, usize)> {
     use crate::ipfrag::{FragmentLimits, FragmentReassembler};
-    let bytes = std::fs::read(format!("/work/shared/pcaps/public/{path}")).ok()?;
+    let bytes = std::fs::read(crate::test_support::corpus_dir()?.join("public").join(path)).ok()?;
     let (link, frames) = pcap_frames(&bytes)?;
     let mut reassembler = FragmentReassembler::new(FragmentLimits::default());
     let (mut done, mut refused, mut decoded) = (0, 0, 0);

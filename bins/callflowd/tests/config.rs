@@ -1,0 +1,50 @@
+//! `callflowd --print-config` and start-up errors: each layer shows up as the source of the values it sets.
+
+use std::process::{Command, Output};
+
+fn callflowd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflowd"));
+    // The test's own environment must not leak in.
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("CALLFLOW_")) {
+        cmd.env_remove(name);
+    }
+    cmd.args(args).envs(env.iter().copied()).output().expect("run callflowd")
+}
+
+fn line<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key} in\n{text}"))
+}
+
+#[test]
+fn print_config_names_the_source_of_each_value() {
+    let dir = std::env::temp_dir().join(format!("callflowd-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("c.yaml");
+    std::fs::write(&file, "server:\n  port: 7000\n  bind_addr: 0.0.0.0\nprocessing:\n  workers: 2\n").unwrap();
+    let out = callflowd(
+        &["--config", file.to_str().unwrap(), "--print-config", "--workers", "6"],
+        &[("CALLFLOW_PORT", "7100"), ("CALLFLOW_STORAGE__RETENTION", "2h")],
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(line(&text, "port").starts_with("port = 7100 ") && line(&text, "port").ends_with("# env CALLFLOW_PORT"));
+    assert!(line(&text, "bind_addr").ends_with(&format!("# file {}", file.display())));
+    assert!(line(&text, "workers").starts_with("workers = 6 ") && line(&text, "workers").ends_with("# flag --workers"));
+    assert!(line(&text, "retention").starts_with("retention = \"2h\""));
+    assert!(line(&text, "max_page_size").ends_with("# default"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn an_unknown_key_or_bad_value_stops_start_up_naming_the_key() {
+    let out = callflowd(&["--print-config"], &[("CALLFLOW_SERVER__PROT", "1")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "callflowd: error: invalid configuration: unknown configuration key `server.prot` (from env CALLFLOW_SERVER__PROT)"
+    );
+    let out = callflowd(&["--print-config"], &[("CALLFLOW_WORKERS", "many")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid value for `processing.workers` (from env CALLFLOW_WORKERS)"), "{stderr}");
+}

@@ -1,0 +1,160 @@
+//! Layered loading: each layer overrides the one below, and unknown keys or bad values are errors naming the key.
+
+use callflow_config::{ConfigError, Loader, Source};
+use std::path::PathBuf;
+use std::time::Duration;
+
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("callflow-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn load_err(loader: Loader) -> String {
+    match loader.load() {
+        Ok(loaded) => panic!("expected an error, got {:?}", loaded.settings),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn defaults_without_any_layer() {
+    let loaded = Loader::new().load().unwrap();
+    let s = &loaded.settings;
+    assert_eq!(s.server.port, 8080);
+    assert_eq!(s.server.bind_addr, "127.0.0.1");
+    assert!(s.processing.workers >= 1);
+    assert!(s.processing.resume_interrupted);
+    assert_eq!(s.storage.retention, Duration::from_secs(86_400));
+    assert_eq!(s.storage.database_path(), PathBuf::from("results/callflow.db"));
+    assert!(loaded.entries().iter().all(|(_, _, source)| *source == Source::Default));
+}
+
+#[test]
+fn each_layer_overrides_the_one_below() {
+    let file = temp_file(
+        "layers.toml",
+        "[server]\nport = 7000\nbind_addr = \"0.0.0.0\"\n[processing]\nworkers = 2\n[storage]\nretention = \"12h\"\n",
+    );
+    // The file beats the defaults.
+    let loaded = Loader::new().file(&file).load().unwrap();
+    assert_eq!(loaded.settings.server.port, 7000);
+    assert_eq!(loaded.source("server.port"), Some(&Source::File(file.clone())));
+    assert_eq!(loaded.settings.storage.retention, Duration::from_secs(12 * 3600));
+    assert_eq!(loaded.source("server.request_timeout"), Some(&Source::Default));
+
+    // The environment beats the file, through an alias and through SECTION__KEY.
+    let vars = env(&[("CALLFLOW_PORT", "7100"), ("CALLFLOW_PROCESSING__WORKERS", "3"), ("PATH", "/bin")]);
+    let loaded = Loader::new().file(&file).env_vars(vars.clone()).load().unwrap();
+    assert_eq!(loaded.settings.server.port, 7100);
+    assert_eq!(loaded.source("server.port"), Some(&Source::Env("CALLFLOW_PORT".into())));
+    assert_eq!(loaded.settings.processing.workers, 3);
+    assert_eq!(loaded.settings.server.bind_addr, "0.0.0.0", "keys the environment does not set keep the file's value");
+
+    // Flags beat the environment.
+    let loaded = Loader::new().file(&file).env_vars(vars).flag("server.port", "7200", "--port").load().unwrap();
+    assert_eq!(loaded.settings.server.port, 7200);
+    assert_eq!(loaded.source("server.port"), Some(&Source::Flag("--port".into())));
+    assert_eq!(loaded.settings.processing.workers, 3);
+}
+
+#[test]
+fn every_environment_alias_sets_its_key() {
+    let vars = env(&[
+        ("CALLFLOW_PORT", "1"),
+        ("CALLFLOW_BIND_ADDR", "::1"),
+        ("CALLFLOW_WORKERS", "5"),
+        ("CALLFLOW_UPLOAD_DIR", "/u"),
+        ("CALLFLOW_RESULTS_DIR", "/r"),
+        ("CALLFLOW_ENABLE_NDPI", "true"),
+        ("CALLFLOW_AUTH__API_KEYS", "a, b"),
+        ("CALLFLOW_BENCH_PCAP", "/tmp/not-ours.pcap"),
+    ]);
+    let s = Loader::new().env_vars(vars).load().unwrap().settings;
+    assert_eq!(s.server.port, 1);
+    assert_eq!(s.server.bind_addr, "::1");
+    assert_eq!(s.processing.workers, 5);
+    assert_eq!(s.storage.upload_dir, PathBuf::from("/u"));
+    assert_eq!(s.storage.results_dir, PathBuf::from("/r"));
+    assert_eq!(s.storage.database_path(), PathBuf::from("/r/callflow.db"), "the database follows the results dir");
+    assert!(s.ndpi.enabled);
+    assert_eq!(s.auth.api_keys, ["a", "b"]);
+}
+
+#[test]
+fn json_and_yaml_files_are_read_too() {
+    let json = temp_file("c.json", r#"{"storage": {"database": "/data/jobs.db"}, "websocket": {"event_buffer": 64}}"#);
+    let s = Loader::new().file(json).load().unwrap().settings;
+    assert_eq!(s.storage.database_path(), PathBuf::from("/data/jobs.db"));
+    assert_eq!(s.websocket.event_buffer, 64);
+    let yaml = temp_file("c.yaml", "limits:\n  max_queued_jobs: 5\nauth:\n  enabled: true\n  api_keys: [k1]\n");
+    let s = Loader::new().file(yaml).load().unwrap().settings;
+    assert_eq!(s.limits.max_queued_jobs, 5);
+    assert_eq!(s.auth.api_keys, ["k1"]);
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key_and_layer() {
+    let file = temp_file("typo.toml", "[server]\nprot = 1\n");
+    let err = load_err(Loader::new().file(&file));
+    assert_eq!(err, format!("unknown configuration key `server.prot` (from file {})", file.display()));
+
+    let file = temp_file("section.toml", "[sever]\nport = 1\n");
+    assert!(load_err(Loader::new().file(file)).starts_with("unknown configuration key `sever`"));
+
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_STORAGE__RETENTON", "1h")])));
+    assert_eq!(err, "unknown configuration key `storage.retenton` (from env CALLFLOW_STORAGE__RETENTON)");
+
+    let err = load_err(Loader::new().flag("server.nope", "1", "--nope"));
+    assert_eq!(err, "unknown configuration key `server.nope` (from flag --nope)");
+}
+
+#[test]
+fn bad_values_are_errors_naming_the_key() {
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_PORT", "eighty")])));
+    assert!(err.starts_with("invalid value for `server.port` (from env CALLFLOW_PORT)"), "{err}");
+
+    let file = temp_file("bad.toml", "[storage]\nretention = \"forever\"\n");
+    let err = load_err(Loader::new().file(&file));
+    assert!(err.starts_with("invalid value for `storage.retention` (from file"), "{err}");
+    assert!(err.contains("forever"), "{err}");
+
+    let err = load_err(Loader::new().flag("processing.workers", "0", "--workers"));
+    assert_eq!(err, "invalid value for `processing.workers` (from flag --workers): must be at least 1");
+
+    let file = temp_file("x.ini", "");
+    assert!(matches!(Loader::new().file(file).load(), Err(ConfigError::UnknownFormat { .. })));
+    let missing = std::env::temp_dir().join("callflow-config-no-such-file.toml");
+    assert!(matches!(Loader::new().file(missing).load(), Err(ConfigError::File { .. })));
+}
+
+#[test]
+fn render_shows_every_key_with_its_source() {
+    let loaded = Loader::new().flag("server.port", "9000", "--port").load().unwrap();
+    let text = loaded.render();
+    let port = text.lines().find(|l| l.starts_with("port = ")).unwrap();
+    assert!(port.starts_with("port = 9000 ") && port.ends_with("# flag --port"), "{port}");
+    let retention = text.lines().find(|l| l.starts_with("retention = ")).unwrap();
+    assert!(retention.starts_with("retention = \"1d\"") && retention.ends_with("# default"), "{retention}");
+    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits"] {
+        assert!(text.contains(&format!("[{section}]\n")), "{section} missing in\n{text}");
+    }
+}
+
+#[test]
+fn the_example_file_documents_every_key_and_loads() {
+    let example = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../config.example.toml");
+    let loaded = Loader::new().file(&example).load().unwrap();
+    let text = std::fs::read_to_string(&example).unwrap();
+    for (key, _, _) in loaded.entries() {
+        let (section, name) = key.split_once('.').unwrap();
+        assert!(text.contains(&format!("[{section}]")), "{section}");
+        assert!(text.contains(&format!("\n{name} =")) || text.contains(&format!("\n# {name} =")), "{key} undocumented");
+    }
+}

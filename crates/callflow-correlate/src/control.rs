@@ -1,0 +1,158 @@
+//! [`analyze_with`]: the analysis loop with a caller's hand on it, for progress reports and cooperative cancellation.
+//!
+//! A job runner needs two things the plain [`analyze`](crate::analyze) does not give: how
+//! far it has got, and a way to stop it. Both go through one [`AnalyzeControl`] call per
+//! frame, so the loop stays one loop and the caller decides how often to do anything
+//! costly (the job manager reads the clock once per thousand frames, not per frame).
+
+use crate::{Analyzer, AnalyzerOptions};
+use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_model::{Document, Session, SourceInfo, FORMAT};
+use std::ops::ControlFlow;
+
+/// What the analysis loop asks its caller after every frame.
+pub trait AnalyzeControl {
+    /// Called after frame number `frames` has been analysed, with the bytes of the capture
+    /// read so far (decompressed bytes for gzip, see
+    /// [`CaptureReader::bytes_consumed`]). Return `ControlFlow::Break(())` to stop: the
+    /// analysis then returns at once, with the sessions not yet handed out dropped, and a
+    /// document whose `source.complete` is false. Called once per frame, so keep it cheap.
+    fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()>;
+}
+
+/// The control of a run nobody watches: never stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Unattended;
+
+impl AnalyzeControl for Unattended {
+    fn on_frame(&mut self, _frames: u64, _bytes_consumed: u64) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+impl<F: FnMut(u64, u64) -> ControlFlow<()>> AnalyzeControl for F {
+    fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()> {
+        self(frames, bytes_consumed)
+    }
+}
+
+/// [`analyze`](crate::analyze), asking `control` after every frame whether to go on.
+///
+/// When `control` stops the run, the returned document has `complete: false`, a warning
+/// `stopped by the caller after N packets`, no further sessions (those still open are
+/// dropped, not flushed to `sink`), and empty statistics.
+///
+/// ```no_run
+/// use callflow_correlate::{analyze_with, AnalyzerOptions};
+/// use callflow_decode::capture::CaptureReader;
+/// use std::ops::ControlFlow;
+///
+/// let mut reader = CaptureReader::open("call.pcap")?;
+/// let total = reader.total_bytes().unwrap_or(0).max(1);
+/// let mut control = |frames: u64, bytes: u64| {
+///     if frames % 10_000 == 0 {
+///         eprintln!("{}%", bytes * 100 / total);
+///     }
+///     ControlFlow::Continue(())
+/// };
+/// let doc = analyze_with(&mut reader, "call.pcap", AnalyzerOptions::default(), None, &mut control)?;
+/// # Ok::<(), callflow_decode::capture::CaptureError>(())
+/// ```
+pub fn analyze_with(
+    reader: &mut CaptureReader,
+    path: &str,
+    opts: AnalyzerOptions,
+    mut sink: Option<&mut dyn FnMut(Session)>,
+    control: &mut dyn AnalyzeControl,
+) -> Result<Document, CaptureError> {
+    let mut analyzer = Analyzer::new(opts);
+    let mut source = SourceInfo {
+        path: path.to_string(),
+        packets: 0,
+        bytes: reader.total_bytes().unwrap_or(0),
+        first_ts: None,
+        last_ts: None,
+        link_types: Vec::new(),
+        complete: true,
+        warnings: Vec::new(),
+    };
+    let mut stopped = false;
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e @ CaptureError::Io(_)) if source.packets == 0 => return Err(e),
+            Err(e) => {
+                source.complete = false;
+                source.warnings.push(format!("reading stopped after {} packets: {e}", source.packets));
+                break;
+            }
+        };
+        source.packets += 1;
+        source.first_ts.get_or_insert(frame.ts);
+        source.last_ts = Some(source.last_ts.map_or(frame.ts, |t| t.max(frame.ts)));
+        analyzer.process(&frame);
+        if let Some(sink) = sink.as_deref_mut() {
+            for session in analyzer.take_completed() {
+                sink(session);
+            }
+        }
+        if control.on_frame(source.packets, reader.bytes_consumed()).is_break() {
+            stopped = true;
+            break;
+        }
+    }
+    source.link_types = reader.link_types().iter().map(|l| l.name()).collect();
+    if source.bytes == 0 {
+        source.bytes = reader.bytes_consumed();
+    }
+    if stopped {
+        source.complete = false;
+        source.warnings.push(format!("stopped by the caller after {} packets", source.packets));
+        return Ok(Document { format: FORMAT.to_string(), source, stats: Default::default(), sessions: Vec::new() });
+    }
+    let (sessions, stats) = analyzer.finish();
+    let sessions = match sink {
+        Some(sink) => {
+            sessions.into_iter().for_each(sink);
+            Vec::new()
+        }
+        None => sessions,
+    };
+    Ok(Document { format: FORMAT.to_string(), source, stats, sessions })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn example() -> CaptureReader {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/captures/basic-call.pcap");
+        CaptureReader::open(path).expect("example capture")
+    }
+
+    #[test]
+    fn control_sees_every_frame_with_growing_byte_counts() {
+        let mut seen = Vec::new();
+        let mut control = |frames: u64, bytes: u64| {
+            seen.push((frames, bytes));
+            ControlFlow::Continue(())
+        };
+        let doc = analyze_with(&mut example(), "x", AnalyzerOptions::default(), None, &mut control).unwrap();
+        assert_eq!(seen.len() as u64, doc.source.packets);
+        assert!(seen.windows(2).all(|w| w[1].0 == w[0].0 + 1 && w[1].1 > w[0].1));
+        assert_eq!(seen.last().unwrap().1, doc.source.bytes, "the last frame ends the file");
+        assert!(doc.source.complete);
+        assert_eq!(doc.sessions.len(), 1);
+    }
+
+    #[test]
+    fn breaking_stops_at_once_and_marks_the_document_incomplete() {
+        let mut control = |frames: u64, _| if frames == 5 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) };
+        let doc = analyze_with(&mut example(), "x", AnalyzerOptions::default(), None, &mut control).unwrap();
+        assert_eq!(doc.source.packets, 5);
+        assert!(!doc.source.complete);
+        assert_eq!(doc.source.warnings, ["stopped by the caller after 5 packets"]);
+        assert!(doc.sessions.is_empty());
+    }
+}

@@ -1,0 +1,180 @@
+//! Analysis jobs for callflowd: a worker pool with progress events and cancellation, and a job store that survives restarts.
+//!
+//! A [`JobManager`] takes jobs (a capture file to analyse) into a bounded queue and runs
+//! them on a pool of worker threads. A job goes QUEUED -> RUNNING -> COMPLETED | FAILED |
+//! CANCELLED; on the way it reports progress (by bytes of the capture consumed, throttled),
+//! every session as it completes, and the capture's statistics. All of it is published on
+//! an in-process [`EventBus`] that any number of [`Subscription`]s follow; a subscriber that
+//! falls behind loses old progress and session events, never a state change, and never
+//! slows a worker down.
+//!
+//! Jobs and their sessions live in a [`JobStore`]; [`SqliteStore`] is the embedded default
+//! (one file in the results directory, WAL mode, versioned migrations). After a crash the
+//! store tells the manager which jobs were queued (re-queued) and which were running
+//! (re-run from the start, or failed as interrupted).
+//!
+//! Architecture invariant: this crate knows nothing of HTTP or of the command line; it
+//! runs the analysis through `callflow-correlate` and stores `callflow-model` sessions.
+//! Every state change goes through the store first and is published second, so what a
+//! subscriber is told is always already queryable.
+//!
+//! ```no_run
+//! use callflow_jobs::{JobManager, ManagerOptions, NewJob, SqliteStore};
+//! use std::sync::Arc;
+//!
+//! let store = Arc::new(SqliteStore::open("results/callflow.db")?);
+//! let (manager, _recovered) = JobManager::start(store, ManagerOptions::default())?;
+//! let job = manager.submit(NewJob::file("call.pcap"))?;
+//! let done = manager.wait(&[job.id], None)?;
+//! println!("{} {} sessions", done[0].state, done[0].sessions);
+//! manager.shutdown();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod events;
+mod manager;
+mod sqlite;
+mod store;
+
+pub use events::{Event, EventBus, Subscription};
+pub use manager::{Analysis, CaptureAnalysis, JobContext, JobError, JobManager, ManagerOptions};
+pub use sqlite::SqliteStore;
+pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
+
+use callflow_model::{SourceInfo, Stats};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// A job's identifier, unique within its store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(pub i64);
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> Result<JobId, Self::Err> {
+        s.parse().map(JobId)
+    }
+}
+
+/// Where a job is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is analysing it.
+    Running,
+    /// Done; its sessions are stored.
+    Completed,
+    /// Stopped by an error (the job's `error` says which).
+    Failed,
+    /// Stopped by a user.
+    Cancelled,
+}
+
+impl JobState {
+    /// The name used in the store and in JSON (`QUEUED`, `RUNNING`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "QUEUED",
+            JobState::Running => "RUNNING",
+            JobState::Completed => "COMPLETED",
+            JobState::Failed => "FAILED",
+            JobState::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// The state named `name`, as written by [`JobState::as_str`].
+    pub fn parse(name: &str) -> Option<JobState> {
+        [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
+    /// True for COMPLETED, FAILED and CANCELLED: the job will not change again.
+    pub fn is_finished(self) -> bool {
+        matches!(self, JobState::Completed | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a user asks for: a capture to analyse.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewJob {
+    /// The capture file.
+    pub input: PathBuf,
+    /// How the job is shown to users (the uploaded file's name, or the path).
+    pub label: String,
+    /// True when the capture belongs to the job (an upload): deleting the job deletes it.
+    pub owns_input: bool,
+}
+
+impl NewJob {
+    /// A job on a file the user keeps (it is never deleted with the job).
+    pub fn file(path: impl Into<PathBuf>) -> NewJob {
+        let input = path.into();
+        NewJob { label: input.display().to_string(), input, owns_input: false }
+    }
+
+    /// A job on an uploaded file, deleted with the job.
+    pub fn upload(path: impl Into<PathBuf>, label: impl Into<String>) -> NewJob {
+        NewJob { input: path.into(), label: label.into(), owns_input: true }
+    }
+}
+
+/// A job as stored: what was asked, where it is, and what came of it. Times are
+/// milliseconds since the Unix epoch.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// Its identifier.
+    pub id: JobId,
+    /// The capture file.
+    pub input: PathBuf,
+    /// How it is shown to users.
+    pub label: String,
+    /// Whether deleting the job deletes the capture.
+    pub owns_input: bool,
+    /// Where it is.
+    pub state: JobState,
+    /// When it was submitted.
+    pub created_at: i64,
+    /// When a worker last started it.
+    pub started_at: Option<i64>,
+    /// When it finished.
+    pub completed_at: Option<i64>,
+    /// 0-100, by bytes of the capture consumed; 100 only once completed.
+    pub progress: u8,
+    /// Packets analysed.
+    pub packets: u64,
+    /// Bytes of the capture consumed.
+    pub bytes: u64,
+    /// Sessions stored.
+    pub sessions: u64,
+    /// Why it failed, in words a user can act on.
+    pub error: Option<String>,
+    /// How many times a worker started it (more than 1 after a crash and re-run).
+    pub attempts: u32,
+    /// The capture as read, once completed.
+    pub source: Option<SourceInfo>,
+    /// Packet and protocol counts, once completed.
+    pub stats: Option<Stats>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,580 @@
+//! [`JobManager`]: the bounded queue, the worker threads, cancellation, deletion and the retention sweeper.
+//!
+//! The store is the truth about every job; the crossbeam channel only carries one wake-up
+//! token per queued job, and a woken worker asks the store for the oldest queued job
+//! ([`JobStore::claim_next`]). So a job cancelled while queued simply leaves a token that
+//! finds nothing (or the next job), no job can be taken twice, and after a restart the
+//! manager sends one token per job the store says is queued.
+
+use crate::events::{Event, EventBus, Subscription};
+use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
+use crate::{now_millis, Job, JobId, JobState, NewJob};
+use callflow_config::Settings;
+use callflow_correlate::{analyze_with, AnalyzeControl, AnalyzerOptions};
+use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_model::{Document, Session};
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why a job operation was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// No job has this id (never had, or it was deleted).
+    #[error("no job {0}")]
+    NotFound(JobId),
+    /// The queue holds `capacity` jobs already; try again later.
+    #[error("the job queue is full ({capacity} jobs waiting)")]
+    QueueFull {
+        /// The queue's bound (`limits.max_queued_jobs`).
+        capacity: usize,
+    },
+    /// Only finished jobs can be deleted; cancel it first.
+    #[error("job {id} is {state}: only finished jobs can be deleted")]
+    NotFinished {
+        /// The job.
+        id: JobId,
+        /// Its state.
+        state: JobState,
+    },
+    /// The job is already finished, there is nothing to cancel.
+    #[error("job {id} is already {state}")]
+    AlreadyFinished {
+        /// The job.
+        id: JobId,
+        /// Its state.
+        state: JobState,
+    },
+    /// The manager is shutting down and takes no more jobs.
+    #[error("the job manager is shutting down")]
+    ShutDown,
+    /// [`JobManager::wait`] gave up before the jobs finished.
+    #[error("timed out waiting for jobs to finish")]
+    Timeout,
+}
+
+/// How the manager runs jobs.
+#[derive(Clone, Debug)]
+pub struct ManagerOptions {
+    /// Worker threads (at least 1).
+    pub workers: usize,
+    /// Jobs that may wait in the queue.
+    pub queue_capacity: usize,
+    /// After a crash, re-run the jobs that were running (or fail them as interrupted).
+    pub resume_interrupted: bool,
+    /// Progress events are at least this many packets apart...
+    pub progress_every_packets: u64,
+    /// ...and at least this much time apart.
+    pub progress_interval: Duration,
+    /// Finished jobs older than this are deleted by the sweeper.
+    pub retention: Duration,
+    /// How often the sweeper runs; `None`: no sweeper (call [`JobManager::sweep`]).
+    pub sweep_interval: Option<Duration>,
+    /// Events buffered per subscriber.
+    pub event_buffer: usize,
+    /// How captures are analysed.
+    pub analyzer: AnalyzerOptions,
+}
+
+impl Default for ManagerOptions {
+    fn default() -> Self {
+        ManagerOptions::from_settings(&Settings::default())
+    }
+}
+
+impl ManagerOptions {
+    /// The options the configuration asks for.
+    pub fn from_settings(s: &Settings) -> ManagerOptions {
+        let analyzer = AnalyzerOptions {
+            session_linger: s.processing.session_linger,
+            idle_timeout: s.processing.idle_timeout,
+            ..AnalyzerOptions::default()
+        };
+        ManagerOptions {
+            workers: s.processing.workers.max(1),
+            queue_capacity: s.limits.max_queued_jobs.max(1),
+            resume_interrupted: s.processing.resume_interrupted,
+            progress_every_packets: s.processing.progress_every_packets.max(1),
+            progress_interval: Duration::from_secs(1) / s.processing.progress_per_second.max(1),
+            retention: s.storage.retention,
+            sweep_interval: Some(s.storage.sweep_interval),
+            event_buffer: s.websocket.event_buffer,
+            analyzer,
+        }
+    }
+}
+
+/// Runs one job. [`CaptureAnalysis`] is the real one; embedders (and tests) may supply
+/// another, e.g. to add a classifier.
+pub trait Analysis: Send + Sync {
+    /// Analyses `job`, handing each session to `ctx` as it completes and asking `ctx`
+    /// after each frame whether to go on. An `Err` is the message a user sees.
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String>;
+}
+
+/// The analysis of a capture file through `callflow-correlate`.
+#[derive(Clone, Debug, Default)]
+pub struct CaptureAnalysis {
+    /// Analyzer settings.
+    pub options: AnalyzerOptions,
+}
+
+impl Analysis for CaptureAnalysis {
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        let mut reader = CaptureReader::open(&job.input).map_err(|e| match e {
+            // The reader's own messages ("not a capture file: bad magic ...") say what is
+            // wrong; an I/O error needs the file's name to be actionable.
+            CaptureError::Io(io) => format!("cannot open {}: {io}", job.label),
+            other => other.to_string(),
+        })?;
+        ctx.set_total_bytes(reader.total_bytes());
+        // The sink and the control both need the context; sessions wait here for the
+        // control call that follows their frame.
+        let pending = RefCell::new(Vec::new());
+        let mut sink = |s: Session| pending.borrow_mut().push(s);
+        let mut control = |frames: u64, bytes: u64| {
+            for s in pending.borrow_mut().drain(..) {
+                ctx.on_session(s);
+            }
+            ctx.on_frame(frames, bytes)
+        };
+        let doc = analyze_with(&mut reader, &job.label, self.options.clone(), Some(&mut sink), &mut control)
+            .map_err(|e| e.to_string())?;
+        for s in pending.into_inner() {
+            ctx.on_session(s);
+        }
+        Ok(doc)
+    }
+}
+
+const RUN: u8 = 0;
+const CANCEL: u8 = 1;
+const SHUTDOWN: u8 = 2;
+
+/// Sessions are written to the store in batches of this many (or at each progress event).
+const SESSION_BATCH: usize = 256;
+
+/// What a running analysis reports to, and is stopped through.
+pub struct JobContext<'a> {
+    shared: &'a Shared,
+    job: JobId,
+    stop: &'a AtomicU8,
+    total_bytes: Option<u64>,
+    progress: Progress,
+    last_emit: (u64, Instant),
+    batch: Vec<Arc<Session>>,
+    store_error: Option<StoreError>,
+}
+
+impl std::fmt::Debug for JobContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext").field("job", &self.job).field("progress", &self.progress).finish_non_exhaustive()
+    }
+}
+
+impl JobContext<'_> {
+    /// The capture's size, for progress in percent; `None` for streams.
+    pub fn set_total_bytes(&mut self, total: Option<u64>) {
+        self.total_bytes = total;
+    }
+
+    /// True once the job should stop (cancelled, or the manager is shutting down).
+    pub fn should_stop(&self) -> bool {
+        self.stop.load(Ordering::Relaxed) != RUN || self.store_error.is_some()
+    }
+
+    /// A session completed: stored (in batches) and published.
+    pub fn on_session(&mut self, session: Session) {
+        let session = Arc::new(session);
+        self.progress.sessions += 1;
+        self.batch.push(session.clone());
+        if self.batch.len() >= SESSION_BATCH {
+            self.flush();
+        }
+        self.shared.bus.publish(Event::Session { job: self.job, session });
+    }
+
+    /// Frame `frames` was analysed and `bytes` of the capture consumed: publishes
+    /// progress when due, and says whether to go on.
+    pub fn on_frame(&mut self, frames: u64, bytes: u64) -> ControlFlow<()> {
+        if self.should_stop() {
+            return ControlFlow::Break(());
+        }
+        self.progress.packets = frames;
+        self.progress.bytes = bytes;
+        // The clock is read once per `progress_every_packets` frames, not per frame.
+        if frames - self.last_emit.0 >= self.shared.opts.progress_every_packets {
+            let now = Instant::now();
+            if now.duration_since(self.last_emit.1) >= self.shared.opts.progress_interval {
+                self.last_emit = (frames, now);
+                self.emit_progress();
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn emit_progress(&mut self) {
+        if let Some(total) = self.total_bytes.filter(|t| *t > 0) {
+            // 100 is kept for completion; gzip captures count decompressed bytes against
+            // the compressed size, hence the clamp. Never backwards.
+            let percent = (self.progress.bytes.saturating_mul(100) / total).min(99) as u8;
+            self.progress.percent = self.progress.percent.max(percent);
+        }
+        self.flush();
+        if let Err(e) = self.shared.store.record_progress(self.job, &self.progress) {
+            self.store_error.get_or_insert(e);
+        }
+        self.shared.bus.publish(Event::Progress { job: self.job, progress: self.progress });
+    }
+
+    fn flush(&mut self) {
+        if self.batch.is_empty() || self.store_error.is_some() {
+            return;
+        }
+        if let Err(e) = self.shared.store.add_sessions(self.job, &self.batch) {
+            self.store_error = Some(e);
+        }
+        self.batch.clear();
+    }
+}
+
+impl AnalyzeControl for JobContext<'_> {
+    fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()> {
+        JobContext::on_frame(self, frames, bytes_consumed)
+    }
+}
+
+struct Shared {
+    store: Arc<dyn JobStore>,
+    bus: EventBus,
+    opts: ManagerOptions,
+    analysis: Arc<dyn Analysis>,
+    /// The wake-up side of the queue; `None` once shutting down.
+    tx: Mutex<Option<Sender<()>>>,
+    /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
+    /// this lock, so a cancel can never fall between "claimed" and "flag registered".
+    running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
+    shutting_down: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section here leaves its data consistent, even if a panic cut it short.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs analysis jobs on a pool of worker threads; see the crate documentation.
+pub struct JobManager {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    sweeper_stop: Option<Sender<()>>,
+}
+
+impl std::fmt::Debug for JobManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobManager").field("opts", &self.shared.opts).finish_non_exhaustive()
+    }
+}
+
+impl JobManager {
+    /// Recovers the store's jobs after a restart (see [`JobStore::recover`]), then starts
+    /// the workers (and the sweeper) with the real capture analysis.
+    pub fn start(store: Arc<dyn JobStore>, opts: ManagerOptions) -> Result<(JobManager, Recovery), JobError> {
+        let analysis = Arc::new(CaptureAnalysis { options: opts.analyzer.clone() });
+        JobManager::start_with(store, opts, analysis)
+    }
+
+    /// [`JobManager::start`] with another [`Analysis`].
+    pub fn start_with(
+        store: Arc<dyn JobStore>,
+        opts: ManagerOptions,
+        analysis: Arc<dyn Analysis>,
+    ) -> Result<(JobManager, Recovery), JobError> {
+        let recovery = store.recover(opts.resume_interrupted, now_millis())?;
+        let (tx, rx) = crossbeam_channel::bounded(opts.queue_capacity.max(recovery.queued.len()).max(1));
+        for _ in &recovery.queued {
+            tx.send(()).expect("the channel has room for every recovered job");
+        }
+        let shared = Arc::new(Shared {
+            store,
+            bus: EventBus::new(opts.event_buffer),
+            opts: opts.clone(),
+            analysis,
+            tx: Mutex::new(Some(tx)),
+            running: Mutex::default(),
+            shutting_down: AtomicBool::new(false),
+        });
+        let mut threads = Vec::new();
+        for i in 0..opts.workers.max(1) {
+            let (shared, rx) = (shared.clone(), rx.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("callflow-worker-{i}"))
+                .spawn(move || worker(&shared, &rx))
+                .expect("spawn worker thread");
+            threads.push(handle);
+        }
+        let mut sweeper_stop = None;
+        if let Some(interval) = opts.sweep_interval {
+            let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+            let shared = shared.clone();
+            let handle = std::thread::Builder::new()
+                .name("callflow-sweeper".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(interval) {
+                        // A failed sweep is retried at the next interval.
+                        let _ = sweep(&shared, now_millis());
+                    }
+                })
+                .expect("spawn sweeper thread");
+            threads.push(handle);
+            sweeper_stop = Some(stop_tx);
+        }
+        Ok((JobManager { shared, threads, sweeper_stop }, recovery))
+    }
+
+    /// Queues a job. Refused with [`JobError::QueueFull`] when the queue is at its bound.
+    pub fn submit(&self, new: NewJob) -> Result<Job, JobError> {
+        // Under the lock, only workers touch the channel, and they only make room: the
+        // length checked here is an upper bound until the token is sent.
+        let tx_guard = lock(&self.shared.tx);
+        let tx = tx_guard.as_ref().ok_or(JobError::ShutDown)?;
+        let capacity = self.shared.opts.queue_capacity;
+        if tx.len() >= capacity {
+            return Err(JobError::QueueFull { capacity });
+        }
+        let job = self.shared.store.create_job(&new, now_millis())?;
+        // Published before the token is sent, so QUEUED always precedes RUNNING.
+        self.shared.bus.publish(Event::State(Arc::new(job.clone())));
+        tx.try_send(()).expect("room was checked under the lock");
+        Ok(job)
+    }
+
+    /// Cancels a queued job at once, or asks a running one to stop (it becomes CANCELLED
+    /// within 100 ms). Returns the job as it is now.
+    pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
+        let running = lock(&self.shared.running);
+        if let Some(job) = self.shared.store.cancel_queued(id, now_millis())? {
+            self.shared.bus.publish(Event::State(Arc::new(job.clone())));
+            return Ok(job);
+        }
+        if let Some(flag) = running.get(&id) {
+            flag.store(CANCEL, Ordering::Relaxed);
+        }
+        drop(running);
+        let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
+        if job.state.is_finished() {
+            return Err(JobError::AlreadyFinished { id, state: job.state });
+        }
+        Ok(job)
+    }
+
+    /// Deletes a finished job, its sessions, and its capture if it owns it (an upload).
+    pub fn delete(&self, id: JobId) -> Result<(), JobError> {
+        let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
+        if !job.state.is_finished() {
+            return Err(JobError::NotFinished { id, state: job.state });
+        }
+        delete_job(&self.shared, &job)?;
+        Ok(())
+    }
+
+    /// Deletes the finished jobs that completed more than the retention before `now`
+    /// (milliseconds since the epoch); returns how many. The sweeper calls this.
+    pub fn sweep(&self, now: i64) -> Result<usize, JobError> {
+        sweep(&self.shared, now)
+    }
+
+    /// One job.
+    pub fn job(&self, id: JobId) -> Result<Job, JobError> {
+        self.shared.store.job(id)?.ok_or(JobError::NotFound(id))
+    }
+
+    /// Jobs, newest first.
+    pub fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, JobError> {
+        Ok(self.shared.store.jobs(query)?)
+    }
+
+    /// A page of a job's sessions.
+    pub fn sessions(&self, id: JobId, query: &SessionQuery) -> Result<Vec<SessionRow>, JobError> {
+        Ok(self.shared.store.sessions(id, query)?)
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn JobStore> {
+        &self.shared.store
+    }
+
+    /// Follows every event from now on.
+    pub fn subscribe(&self) -> Subscription {
+        self.shared.bus.subscribe()
+    }
+
+    /// The event bus (to hand to a server that streams it).
+    pub fn events(&self) -> &EventBus {
+        &self.shared.bus
+    }
+
+    /// Waits until every job in `ids` is finished, or `timeout` passes; returns them.
+    pub fn wait(&self, ids: &[JobId], timeout: Option<Duration>) -> Result<Vec<Job>, JobError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        // Subscribed before looking, so no state change can slip between look and wait.
+        let sub = self.subscribe();
+        loop {
+            let jobs = ids.iter().map(|&id| self.job(id)).collect::<Result<Vec<_>, _>>()?;
+            if jobs.iter().all(|j| j.state.is_finished()) {
+                return Ok(jobs);
+            }
+            let left = match deadline {
+                Some(d) => d.checked_duration_since(Instant::now()).ok_or(JobError::Timeout)?,
+                None => Duration::from_secs(1),
+            };
+            // Any event may be the one; the store is looked at again either way.
+            while let Some(event) = sub.recv_timeout(left.min(Duration::from_secs(1))) {
+                if matches!(event, Event::State(_) | Event::Deleted(_)) {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stops taking jobs, stops the running ones and waits for the threads. Jobs stopped
+    /// this way stay RUNNING in the store and are recovered at the next start, like after
+    /// a crash. Dropping the manager does the same.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        lock(&self.shared.tx).take();
+        for flag in lock(&self.shared.running).values() {
+            flag.store(SHUTDOWN, Ordering::Relaxed);
+        }
+        self.sweeper_stop.take();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for JobManager {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
+    if !shared.store.delete_finished(job.id)? {
+        return Ok(false);
+    }
+    if job.owns_input {
+        // Already gone is as good as deleted; anything else is left for an operator,
+        // the job itself being gone.
+        let _ = std::fs::remove_file(&job.input);
+    }
+    shared.bus.publish(Event::Deleted(job.id));
+    Ok(true)
+}
+
+fn sweep(shared: &Shared, now: i64) -> Result<usize, JobError> {
+    let cutoff = now.saturating_sub(shared.opts.retention.as_millis() as i64);
+    let mut deleted = 0;
+    for job in shared.store.finished_before(cutoff)? {
+        deleted += usize::from(delete_job(shared, &job)?);
+    }
+    Ok(deleted)
+}
+
+fn worker(shared: &Shared, rx: &Receiver<()>) {
+    while rx.recv().is_ok() {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            break;
+        }
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let job = {
+            let mut running = lock(&shared.running);
+            match shared.store.claim_next(now_millis()) {
+                Ok(Some(job)) => {
+                    running.insert(job.id, stop.clone());
+                    job
+                }
+                // The token's job was cancelled while queued.
+                Ok(None) => continue,
+                // The store is failing; the job stays QUEUED and is taken again at the
+                // next token or restart.
+                Err(_) => continue,
+            }
+        };
+        shared.bus.publish(Event::State(Arc::new(job.clone())));
+        run_job(shared, &job, &stop);
+        lock(&shared.running).remove(&job.id);
+    }
+}
+
+fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
+    let mut ctx = JobContext {
+        shared,
+        job: job.id,
+        stop,
+        total_bytes: None,
+        progress: Progress::default(),
+        last_emit: (0, Instant::now()),
+        batch: Vec::new(),
+        store_error: None,
+    };
+    // A panic in the analysis fails this job, not the worker.
+    let result = catch_unwind(AssertUnwindSafe(|| shared.analysis.run(job, &mut ctx)));
+    ctx.flush();
+    let progress = ctx.progress;
+    let mut outcome = Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None };
+    match stop.load(Ordering::Relaxed) {
+        // Left RUNNING: the next start re-runs it (or fails it as interrupted).
+        SHUTDOWN => return,
+        CANCEL => outcome.state = JobState::Cancelled,
+        _ => match (result, ctx.store_error.take()) {
+            (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
+            (Ok(Ok(doc)), None) => {
+                outcome.state = JobState::Completed;
+                outcome.progress.percent = 100;
+                outcome.progress.packets = doc.source.packets;
+                outcome.progress.bytes = doc.source.bytes.max(progress.bytes);
+                outcome.source = Some(doc.source);
+                outcome.stats = Some(doc.stats);
+            }
+            (Ok(Err(message)), None) => outcome.error = Some(message),
+            (Err(panic), None) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                outcome.error = Some(format!("internal error while analysing {}: {what}", job.label));
+            }
+        },
+    }
+    if let (Some(source), Some(stats)) = (&outcome.source, &outcome.stats) {
+        shared.bus.publish(Event::Stats {
+            job: job.id,
+            source: Arc::new(source.clone()),
+            stats: Arc::new(stats.clone()),
+        });
+    }
+    // Retried once: a busy database is the likely cause. If it still fails, the job stays
+    // RUNNING in the store and is recovered at the next start.
+    let finished = shared
+        .store
+        .finish(job.id, &outcome, now_millis())
+        .or_else(|_| shared.store.finish(job.id, &outcome, now_millis()));
+    if let Ok(Some(job)) = finished {
+        shared.bus.publish(Event::State(Arc::new(job)));
+    }
+}

@@ -1,0 +1,448 @@
+//! [`SqliteStore`]: the embedded [`JobStore`], one SQLite file (WAL mode) with versioned migrations.
+//!
+//! Sessions are stored twice over, deliberately: their summary fields in indexed columns
+//! (job, kind, state, start, from, to, call_id) so that listing and filtering are index
+//! lookups, and the whole session as a JSON document for the detail view. Deep pages are
+//! found in the covering index first and only the page's rows are read
+//! (`id IN (SELECT id ... LIMIT OFFSET)`); keyset paging with a [`SessionCursor`] avoids
+//! even that.
+
+use crate::store::{
+    JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
+};
+use crate::{Job, JobId, JobState, NewJob};
+use callflow_model::{Session, Timestamp};
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The schema, one migration per version; `PRAGMA user_version` says how many have run.
+/// Never edit a released migration: add the next one.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and sessions.
+    "CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        input TEXT NOT NULL,
+        label TEXT NOT NULL,
+        owns_input INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        completed_at INTEGER,
+        progress INTEGER NOT NULL DEFAULT 0,
+        packets INTEGER NOT NULL DEFAULT 0,
+        bytes INTEGER NOT NULL DEFAULT 0,
+        sessions INTEGER NOT NULL DEFAULT 0,
+        error TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        source TEXT,
+        stats TEXT
+    );
+    CREATE INDEX jobs_by_state ON jobs(state, id);
+    CREATE INDEX jobs_by_completion ON jobs(completed_at) WHERE completed_at IS NOT NULL;
+    CREATE TABLE sessions (
+        id INTEGER PRIMARY KEY,
+        job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+        session_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        start_ns INTEGER NOT NULL,
+        end_ns INTEGER NOT NULL,
+        from_uri TEXT NOT NULL,
+        to_uri TEXT NOT NULL,
+        call_id TEXT NOT NULL,
+        messages INTEGER NOT NULL,
+        media INTEGER NOT NULL,
+        document TEXT NOT NULL
+    );
+    CREATE INDEX sessions_by_start ON sessions(job_id, start_ns);
+    CREATE INDEX sessions_by_kind ON sessions(job_id, kind, start_ns);
+    CREATE INDEX sessions_by_state ON sessions(job_id, state, start_ns);
+    CREATE INDEX sessions_by_call_id ON sessions(job_id, call_id);
+    CREATE INDEX sessions_by_from ON sessions(job_id, from_uri);
+    CREATE INDEX sessions_by_to ON sessions(job_id, to_uri);
+    CREATE INDEX sessions_by_session_id ON sessions(job_id, session_id);",
+];
+
+const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
+                           packets, bytes, sessions, error, attempts, source, stats";
+const SESSION_COLUMNS: &str =
+    "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
+
+/// The embedded job store: one SQLite database file.
+///
+/// One connection behind a mutex: SQLite serialises writers anyway, and the statements are
+/// short. Other processes (`callflow-cli jobs list` while a batch runs) may read the same
+/// file concurrently thanks to WAL; only one process may run a manager on it.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its directory if needed) and migrates the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Create { path: dir.to_path_buf(), source })?;
+        }
+        let mut conn = Connection::open(&path)?;
+        // Another process may hold the lock for a moment (migrating, or writing).
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL: readers (listings, other processes) do not wait for the writer.
+        // NORMAL: durable at each checkpoint, and a crash loses at most the last
+        // transactions, never consistency; a job then is simply re-run.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", true)?;
+        migrate(&mut conn)?;
+        Ok(SqliteStore { conn: Mutex::new(conn), path })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<i64, StoreError> {
+        Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves the connection usable (every change is a
+        // transaction that rolled back), so a poisoned lock is taken over.
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    // IMMEDIATE takes the write lock before the version is read, so two processes opening
+    // a new database at once (a batch run and a `jobs list`) cannot both migrate it.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let known = MIGRATIONS.len() as i64;
+    if version > known {
+        return Err(StoreError::SchemaTooNew { found: version, known });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    let state: String = row.get(4)?;
+    let source: Option<String> = row.get(14)?;
+    let stats: Option<String> = row.get(15)?;
+    Ok(Job {
+        id: JobId(row.get(0)?),
+        input: PathBuf::from(row.get::<_, String>(1)?),
+        label: row.get(2)?,
+        owns_input: row.get(3)?,
+        // Only this module writes states, always through `as_str`.
+        state: JobState::parse(&state).unwrap_or(JobState::Failed),
+        created_at: row.get(5)?,
+        started_at: row.get(6)?,
+        completed_at: row.get(7)?,
+        progress: row.get(8)?,
+        packets: row.get::<_, i64>(9)? as u64,
+        bytes: row.get::<_, i64>(10)? as u64,
+        sessions: row.get::<_, i64>(11)? as u64,
+        error: row.get(12)?,
+        attempts: row.get(13)?,
+        source: source.and_then(|s| serde_json::from_str(&s).ok()),
+        stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn get_job(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
+    Ok(conn.prepare_cached(&sql)?.query_row([id.0], job_from_row).optional()?)
+}
+
+/// A serde enum from its string form (`"sip_call"`, `"COMPLETED"`).
+fn enum_from_str<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+}
+
+/// The WHERE clause and parameters of a session query's filters.
+fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
+    let mut sql = String::from("job_id = ?");
+    let mut params = vec![Value::Integer(id.0)];
+    let mut eq = |column: &str, value: Option<String>| {
+        if let Some(v) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            params.push(Value::Text(v));
+        }
+    };
+    eq("kind", q.kind.map(|k| k.as_str().to_string()));
+    eq("state", q.state.map(|s| s.as_str().to_string()));
+    eq("call_id", q.call_id.clone());
+    eq("from_uri", q.from.clone());
+    eq("to_uri", q.to.clone());
+    (sql, params)
+}
+
+fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
+    tx.execute("DELETE FROM sessions WHERE job_id = ?1", [id.0])
+}
+
+impl JobStore for SqliteStore {
+    fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO jobs (input, label, owns_input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![new.input.to_string_lossy(), new.label, new.owns_input, JobState::Queued.as_str(), now],
+        )?;
+        let id = JobId(conn.last_insert_rowid());
+        Ok(get_job(&conn, id)?.expect("the row just inserted"))
+    }
+
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let sql = format!(
+            "UPDATE jobs SET state = 'RUNNING', started_at = ?1, completed_at = NULL, attempts = attempts + 1,
+                 progress = 0, packets = 0, bytes = 0, sessions = 0, error = NULL, source = NULL, stats = NULL
+             WHERE id = (SELECT id FROM jobs WHERE state = 'QUEUED' ORDER BY id LIMIT 1)
+             RETURNING {JOB_COLUMNS}"
+        );
+        let job = tx.query_row(&sql, [now], job_from_row).optional()?;
+        if let Some(job) = &job {
+            // Sessions of a run interrupted by a crash are replaced, not appended to.
+            delete_sessions(&tx, job.id)?;
+        }
+        tx.commit()?;
+        Ok(job)
+    }
+
+    fn record_progress(&self, id: JobId, p: &Progress) -> Result<(), StoreError> {
+        self.conn()
+            .prepare_cached(
+                "UPDATE jobs SET progress = ?2, packets = ?3, bytes = ?4, sessions = ?5 WHERE id = ?1 AND state = 'RUNNING'",
+            )?
+            .execute(params![id.0, p.percent, p.packets as i64, p.bytes as i64, p.sessions as i64])?;
+        Ok(())
+    }
+
+    fn add_sessions(&self, id: JobId, sessions: &[Arc<Session>]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO sessions (job_id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id,
+                     messages, media, document) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?;
+            for s in sessions {
+                let document = serde_json::to_string(&**s).expect("sessions serialize");
+                insert.execute(params![
+                    id.0,
+                    s.id,
+                    s.kind.as_str(),
+                    s.state.as_str(),
+                    s.start.as_nanos(),
+                    s.end.as_nanos(),
+                    s.from,
+                    s.to,
+                    s.call_id,
+                    s.messages.len() as i64,
+                    s.media.len() as i64,
+                    document
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn finish(&self, id: JobId, o: &Outcome, now: i64) -> Result<Option<Job>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let source = o.source.as_ref().map(|s| serde_json::to_string(s).expect("source serializes"));
+        let stats = o.stats.as_ref().map(|s| serde_json::to_string(s).expect("stats serialize"));
+        let changed = tx.execute(
+            "UPDATE jobs SET state = ?2, completed_at = ?3, progress = ?4, packets = ?5, bytes = ?6, sessions = ?7,
+                 error = ?8, source = ?9, stats = ?10
+             WHERE id = ?1 AND state = 'RUNNING'",
+            params![
+                id.0,
+                o.state.as_str(),
+                now,
+                o.progress.percent,
+                o.progress.packets as i64,
+                o.progress.bytes as i64,
+                o.progress.sessions as i64,
+                o.error,
+                source,
+                stats
+            ],
+        )?;
+        if changed == 1 && o.state != JobState::Completed {
+            delete_sessions(&tx, id)?;
+            tx.execute("UPDATE jobs SET sessions = 0 WHERE id = ?1", [id.0])?;
+        }
+        let job = if changed == 1 { get_job(&tx, id)? } else { None };
+        tx.commit()?;
+        Ok(job)
+    }
+
+    fn cancel_queued(&self, id: JobId, now: i64) -> Result<Option<Job>, StoreError> {
+        let conn = self.conn();
+        let changed = conn.execute(
+            "UPDATE jobs SET state = 'CANCELLED', completed_at = ?2 WHERE id = ?1 AND state = 'QUEUED'",
+            params![id.0, now],
+        )?;
+        if changed == 1 {
+            get_job(&conn, id)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        get_job(&self.conn(), id)
+    }
+
+    fn jobs(&self, q: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let limit = if q.limit == 0 { -1 } else { q.limit as i64 };
+        let (filter, state) = match q.state {
+            Some(s) => ("WHERE state = ?3", Some(s.as_str())),
+            None => ("WHERE ?3 IS NULL", None),
+        };
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs {filter} ORDER BY id DESC LIMIT ?1 OFFSET ?2");
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params![limit, q.offset as i64, state], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn sessions(&self, id: JobId, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
+        let conn = self.conn();
+        let (mut filter, mut values) = session_filter(id, q);
+        if let Some(after) = q.after {
+            filter.push_str(" AND (start_ns, id) > (?, ?)");
+            values.push(Value::Integer(after.start_ns));
+            values.push(Value::Integer(after.row));
+        }
+        let limit = if q.limit == 0 { -1 } else { q.limit as i64 };
+        values.push(Value::Integer(limit));
+        values.push(Value::Integer(q.offset as i64));
+        let document = if q.documents { ", document" } else { "" };
+        // The page is chosen from the index alone; only its rows are then read.
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}{document} FROM sessions WHERE id IN (
+                 SELECT id FROM sessions WHERE {filter} ORDER BY start_ns, id LIMIT ? OFFSET ?)
+             ORDER BY start_ns, id"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(values))?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(2)?;
+            let state: String = row.get(3)?;
+            let corrupt = |what: &str| StoreError::Corrupt { job: id, message: format!("unknown {what}") };
+            let document = if q.documents {
+                let text: String = row.get(11)?;
+                Some(serde_json::from_str(&text).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() })?)
+            } else {
+                None
+            };
+            out.push(SessionRow {
+                cursor: SessionCursor { start_ns: row.get(4)?, row: row.get(0)? },
+                id: row.get(1)?,
+                kind: enum_from_str(&kind).ok_or_else(|| corrupt("session kind"))?,
+                state: enum_from_str(&state).ok_or_else(|| corrupt("call state"))?,
+                start: Timestamp::from_nanos(row.get(4)?),
+                end: Timestamp::from_nanos(row.get(5)?),
+                from: row.get(6)?,
+                to: row.get(7)?,
+                call_id: row.get(8)?,
+                messages: row.get(9)?,
+                media: row.get(10)?,
+                document,
+            });
+        }
+        Ok(out)
+    }
+
+    fn count_sessions(&self, id: JobId, q: &SessionQuery) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let (filter, values) = session_filter(id, q);
+        let sql = format!("SELECT COUNT(*) FROM sessions WHERE {filter}");
+        let n: i64 = conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError> {
+        let conn = self.conn();
+        let text: Option<String> = conn
+            .prepare_cached("SELECT document FROM sessions WHERE job_id = ?1 AND session_id = ?2 ORDER BY id LIMIT 1")?
+            .query_row(params![id.0, session_id], |r| r.get(0))
+            .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
+            .transpose()
+    }
+
+    fn delete_finished(&self, id: JobId) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Sessions go by the foreign key's ON DELETE CASCADE.
+        let n =
+            tx.execute("DELETE FROM jobs WHERE id = ?1 AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')", [id.0])?;
+        tx.commit()?;
+        Ok(n == 1)
+    }
+
+    fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?1
+                 AND state IN ('COMPLETED', 'FAILED', 'CANCELLED') ORDER BY completed_at"
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map([cutoff], job_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<JobId>> {
+            let mut stmt = tx.prepare("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([state], |r| Ok(JobId(r.get(0)?)))?;
+            rows.collect()
+        };
+        let running = ids(&tx, "RUNNING")?;
+        let mut recovery = Recovery::default();
+        for &id in &running {
+            delete_sessions(&tx, id)?;
+            if resume {
+                tx.execute(
+                    "UPDATE jobs SET state = 'QUEUED', progress = 0, packets = 0, bytes = 0, sessions = 0 WHERE id = ?1",
+                    [id.0],
+                )?;
+                recovery.rerun.push(id);
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET state = 'FAILED', completed_at = ?2, sessions = 0,
+                         error = 'interrupted: callflowd stopped while this job was running' WHERE id = ?1",
+                    params![id.0, now],
+                )?;
+                recovery.interrupted.push(id);
+            }
+        }
+        recovery.queued = ids(&tx, "QUEUED")?;
+        tx.commit()?;
+        Ok(recovery)
+    }
+}

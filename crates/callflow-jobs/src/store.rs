@@ -1,0 +1,211 @@
+//! The [`JobStore`] trait: the narrow interface between the job manager and wherever jobs and sessions are kept.
+//!
+//! It is shaped so that a shared PostgreSQL store can implement it for several nodes
+//! without changing the manager: the only way a job starts running is
+//! [`JobStore::claim_next`], an atomic "take the oldest queued job" that maps to
+//! `SELECT ... FOR UPDATE SKIP LOCKED`; every other transition is conditional on the
+//! state the caller expects, so two nodes can never both finish or both cancel a job.
+
+use crate::{Job, JobId, JobState, NewJob};
+use callflow_model::{CallState, Session, SessionKind, SourceInfo, Stats, Timestamp};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+/// Why the store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database refused or failed (disk full, locked too long, corrupt file...).
+    #[error("job store: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The database was written by a newer callflowd, with migrations this one lacks.
+    #[error("job store: database schema version {found} is newer than this build knows ({known}); upgrade callflowd")]
+    SchemaTooNew {
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build has.
+        known: i64,
+    },
+    /// A stored document could not be read back (written by an incompatible version?).
+    #[error("job store: stored document of job {job} cannot be read: {message}")]
+    Corrupt {
+        /// The job it belongs to.
+        job: JobId,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The database file or its directory cannot be created.
+    #[error("job store: cannot create {path}: {source}")]
+    Create {
+        /// What could not be created.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How far a running job has got.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// 0-100 by bytes consumed; never goes down within one run.
+    pub percent: u8,
+    /// Packets analysed so far.
+    pub packets: u64,
+    /// Bytes of the capture consumed so far.
+    pub bytes: u64,
+    /// Sessions completed so far.
+    pub sessions: u64,
+}
+
+/// How a run ended, for [`JobStore::finish`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// COMPLETED, FAILED or CANCELLED.
+    pub state: JobState,
+    /// The last progress.
+    pub progress: Progress,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// The capture as read (completed jobs).
+    pub source: Option<SourceInfo>,
+    /// Packet and protocol counts (completed jobs).
+    pub stats: Option<Stats>,
+}
+
+/// What [`JobStore::recover`] found after a restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Jobs that were RUNNING and are QUEUED again, to be re-run from the start.
+    pub rerun: Vec<JobId>,
+    /// Jobs that were RUNNING and are now FAILED "interrupted" (`resume_interrupted = false`).
+    pub interrupted: Vec<JobId>,
+    /// Every job now QUEUED, oldest first (the re-run ones included).
+    pub queued: Vec<JobId>,
+}
+
+/// Which jobs to list, newest first.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Skip this many.
+    pub offset: u64,
+    /// At most this many (0: no limit).
+    pub limit: u64,
+}
+
+/// A position in a job's session list, for keyset paging: the next page starts after it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionCursor {
+    /// The last session's start, in nanoseconds.
+    pub start_ns: i64,
+    /// The last session's row number in the store.
+    pub row: i64,
+}
+
+impl fmt::Display for SessionCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.start_ns, self.row)
+    }
+}
+
+impl FromStr for SessionCursor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SessionCursor, String> {
+        let (start, row) = s.split_once(':').ok_or_else(|| format!("bad cursor `{s}`"))?;
+        Ok(SessionCursor {
+            start_ns: start.parse().map_err(|_| format!("bad cursor `{s}`"))?,
+            row: row.parse().map_err(|_| format!("bad cursor `{s}`"))?,
+        })
+    }
+}
+
+/// Which sessions of a job to list, ordered by start time (then arrival).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SessionQuery {
+    /// Only this kind.
+    pub kind: Option<SessionKind>,
+    /// Only this call state.
+    pub state: Option<CallState>,
+    /// Only this Call-ID.
+    pub call_id: Option<String>,
+    /// Only this From URI.
+    pub from: Option<String>,
+    /// Only this To URI.
+    pub to: Option<String>,
+    /// Start after this position (keyset paging; cheaper than `offset` for deep pages).
+    pub after: Option<SessionCursor>,
+    /// Skip this many.
+    pub offset: u64,
+    /// At most this many (0: no limit).
+    pub limit: u64,
+    /// Include the full session documents.
+    pub documents: bool,
+}
+
+/// One stored session: its indexed summary, and its document when asked for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionRow {
+    /// Where it is in the list; pass as `after` for the next page.
+    pub cursor: SessionCursor,
+    /// The session's stable id.
+    pub id: String,
+    /// Its kind.
+    pub kind: SessionKind,
+    /// Its SIP Call-ID.
+    pub call_id: String,
+    /// From URI.
+    pub from: String,
+    /// To URI.
+    pub to: String,
+    /// Its state.
+    pub state: CallState,
+    /// First message or packet.
+    pub start: Timestamp,
+    /// Last message or packet.
+    pub end: Timestamp,
+    /// SIP messages.
+    pub messages: u32,
+    /// Media streams.
+    pub media: u32,
+    /// The full session, when [`SessionQuery::documents`] asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<Session>,
+}
+
+/// Where jobs and their sessions are kept. Every method is one atomic step; the ones that
+/// change a job's state do so only from the state named in their documentation and
+/// return `None` (or `false`) when the job was not in it.
+pub trait JobStore: Send + Sync {
+    /// Adds a QUEUED job.
+    fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError>;
+    /// Takes the oldest QUEUED job and makes it RUNNING (attempts + 1, progress reset,
+    /// sessions of an earlier run deleted), or `None` when nothing is queued.
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
+    /// Records a RUNNING job's progress.
+    fn record_progress(&self, id: JobId, progress: &Progress) -> Result<(), StoreError>;
+    /// Stores sessions of a RUNNING job.
+    fn add_sessions(&self, id: JobId, sessions: &[Arc<Session>]) -> Result<(), StoreError>;
+    /// RUNNING -> `outcome.state`. A job that did not complete keeps no sessions.
+    fn finish(&self, id: JobId, outcome: &Outcome, now: i64) -> Result<Option<Job>, StoreError>;
+    /// QUEUED -> CANCELLED.
+    fn cancel_queued(&self, id: JobId, now: i64) -> Result<Option<Job>, StoreError>;
+    /// One job.
+    fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    /// Jobs, newest first.
+    fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+    /// A page of a job's sessions.
+    fn sessions(&self, id: JobId, query: &SessionQuery) -> Result<Vec<SessionRow>, StoreError>;
+    /// How many sessions match the query's filters (paging ignored).
+    fn count_sessions(&self, id: JobId, query: &SessionQuery) -> Result<u64, StoreError>;
+    /// One session by its id.
+    fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError>;
+    /// Deletes a finished job and its sessions; `false` when it is not finished or not there.
+    fn delete_finished(&self, id: JobId) -> Result<bool, StoreError>;
+    /// Finished jobs that completed before `cutoff`, for the retention sweeper.
+    fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError>;
+    /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted".
+    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError>;
+}

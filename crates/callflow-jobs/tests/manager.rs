@@ -1,0 +1,295 @@
+//! The job manager end to end on real SQLite files: states, progress, cancellation, concurrency, failures, retention, slow subscribers.
+
+mod common;
+
+use callflow_jobs::{
+    Analysis, CaptureAnalysis, Event, Job, JobContext, JobError, JobId, JobManager, JobState, ManagerOptions, NewJob,
+    SessionQuery, SqliteStore, Subscription,
+};
+use callflow_model::Document;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LONG_WAIT: Option<Duration> = Some(Duration::from_secs(120));
+
+fn options(workers: usize) -> ManagerOptions {
+    ManagerOptions { workers, sweep_interval: None, ..ManagerOptions::default() }
+}
+
+fn start(dir: &Path, opts: ManagerOptions) -> JobManager {
+    let store = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
+    JobManager::start(store, opts).unwrap().0
+}
+
+/// Everything received so far (waiting up to `quiet` for each further event).
+fn drain(sub: &Subscription, quiet: Duration) -> Vec<Event> {
+    std::iter::from_fn(|| sub.recv_timeout(quiet)).collect()
+}
+
+fn states_of(events: &[Event], id: JobId) -> Vec<JobState> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::State(job) if job.id == id => Some(job.state),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_job_goes_queued_running_completed_with_its_results_stored() {
+    let dir = common::temp_dir("states");
+    let manager = start(&dir, options(1));
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    assert_eq!(job.state, JobState::Queued);
+    let done = manager.wait(&[job.id], LONG_WAIT).unwrap().remove(0);
+    let events = drain(&sub, Duration::from_millis(50));
+    assert_eq!(states_of(&events, job.id), [JobState::Queued, JobState::Running, JobState::Completed]);
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::State(_) => "state",
+            Event::Progress { .. } => "progress",
+            Event::Session { .. } => "session",
+            Event::Stats { .. } => "stats",
+            Event::Deleted(_) => "deleted",
+        })
+        .collect();
+    assert_eq!(kinds, ["state", "state", "session", "stats", "state"]);
+
+    assert_eq!(done.state, JobState::Completed);
+    assert_eq!((done.progress, done.sessions, done.attempts), (100, 1, 1));
+    assert_eq!(done.error, None);
+    let started = done.started_at.unwrap();
+    assert!(done.created_at <= started && started <= done.completed_at.unwrap());
+    let source = done.source.as_ref().unwrap();
+    assert!(source.complete);
+    assert_eq!(done.packets, source.packets);
+    assert_eq!(done.bytes, std::fs::metadata(common::example()).unwrap().len());
+
+    let rows = manager.sessions(job.id, &SessionQuery { documents: true, ..SessionQuery::default() }).unwrap();
+    assert_eq!(rows.len(), 1);
+    let session = rows[0].document.as_ref().unwrap();
+    assert_eq!(session.messages.len(), 7);
+    assert_eq!(rows[0].call_id, session.call_id);
+    assert_eq!(manager.store().session(job.id, &session.id).unwrap().as_ref(), Some(session));
+    manager.shutdown();
+}
+
+#[test]
+fn progress_never_goes_backwards_and_is_throttled() {
+    let dir = common::temp_dir("progress");
+    let capture = common::long_capture(&dir, 30);
+    let opts = ManagerOptions { progress_interval: Duration::ZERO, ..options(1) };
+    let manager = start(&dir, opts);
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::file(&capture)).unwrap();
+    let done = manager.wait(&[job.id], LONG_WAIT).unwrap().remove(0);
+    let progress: Vec<_> = drain(&sub, Duration::from_millis(50))
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Progress { progress, .. } => Some(progress),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.len() >= 10, "{} progress events", progress.len());
+    for pair in progress.windows(2) {
+        assert!(pair[1].percent >= pair[0].percent, "{pair:?}");
+        assert!(pair[1].packets >= pair[0].packets + 1_000, "at most one event per 1,000 packets: {pair:?}");
+        assert!(pair[1].bytes > pair[0].bytes && pair[1].sessions >= pair[0].sessions, "{pair:?}");
+    }
+    assert!(progress.iter().all(|p| p.percent < 100), "100 is only for completion");
+    assert!(progress.last().unwrap().percent >= 90);
+    // The copies share one Call-ID, so they make one session.
+    assert_eq!((done.state, done.progress, done.sessions), (JobState::Completed, 100, 1));
+}
+
+#[test]
+fn a_running_job_is_cancelled_within_the_bound_and_a_queued_one_at_once() {
+    let dir = common::temp_dir("cancel");
+    let capture = common::long_capture(&dir, 400);
+    let manager = start(&dir, options(1));
+    let sub = manager.subscribe();
+    let long = manager.submit(NewJob::file(&capture)).unwrap();
+    let queued = manager.submit(NewJob::file(common::example())).unwrap();
+
+    // Wait until the long job has really started analysing.
+    while !matches!(sub.recv_timeout(Duration::from_secs(60)), Some(Event::Progress { job, .. }) if job == long.id) {}
+    let asked = Instant::now();
+    assert_eq!(manager.cancel(long.id).unwrap().state, JobState::Running, "it stops cooperatively");
+    let cancelled_after = loop {
+        match sub.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::State(job)) if job.id == long.id => {
+                assert_eq!(job.state, JobState::Cancelled);
+                break asked.elapsed();
+            }
+            Some(_) => {}
+            None => panic!("no state change after cancel"),
+        }
+    };
+    // The documented bound is 100 ms; the margin absorbs a loaded test machine.
+    assert!(cancelled_after < Duration::from_millis(500), "took {cancelled_after:?}");
+    let long = manager.job(long.id).unwrap();
+    assert!(long.packets < 400 * 607, "stopped early: {} packets", long.packets);
+    assert_eq!(long.sessions, 0, "a cancelled job keeps no sessions");
+    assert!(manager.sessions(long.id, &SessionQuery::default()).unwrap().is_empty());
+
+    // The queued job ran after it: cancelling it now is refused as already finished.
+    let queued_done = manager.wait(&[queued.id], LONG_WAIT).unwrap().remove(0);
+    assert_eq!(queued_done.state, JobState::Completed);
+    assert!(matches!(manager.cancel(queued.id), Err(JobError::AlreadyFinished { .. })));
+
+    // A job still in the queue is cancelled at once and never runs.
+    let blocker = manager.submit(NewJob::file(&capture)).unwrap();
+    let waiting = manager.submit(NewJob::file(common::example())).unwrap();
+    assert_eq!(manager.cancel(waiting.id).unwrap().state, JobState::Cancelled);
+    manager.cancel(blocker.id).unwrap();
+    manager.wait(&[blocker.id], LONG_WAIT).unwrap();
+    let events = drain(&sub, Duration::from_millis(50));
+    assert_eq!(states_of(&events, waiting.id), [JobState::Queued, JobState::Cancelled]);
+    assert!(matches!(manager.cancel(JobId(999)), Err(JobError::NotFound(_))));
+}
+
+#[test]
+fn four_workers_run_twenty_jobs_each_exactly_once() {
+    let dir = common::temp_dir("pool");
+    let manager = start(&dir, options(4));
+    let sub = manager.subscribe();
+    let ids: Vec<JobId> = (0..20).map(|_| manager.submit(NewJob::file(common::example())).unwrap().id).collect();
+    let jobs = manager.wait(&ids, LONG_WAIT).unwrap();
+    assert!(jobs.iter().all(|j| j.state == JobState::Completed && j.attempts == 1 && j.sessions == 1));
+    let events = drain(&sub, Duration::from_millis(50));
+    for &id in &ids {
+        assert_eq!(states_of(&events, id), [JobState::Queued, JobState::Running, JobState::Completed], "job {id}");
+    }
+    let all = manager.jobs(&Default::default()).unwrap();
+    assert_eq!(all.len(), 20);
+    let mut seen: Vec<JobId> = all.iter().map(|j| j.id).collect();
+    seen.sort();
+    assert_eq!(seen, ids);
+}
+
+/// Panics on captures whose label says so; analyses the others for real.
+struct Flaky;
+
+impl Analysis for Flaky {
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        if job.label.contains("panic") {
+            panic!("decoder bug on {}", job.label);
+        }
+        CaptureAnalysis::default().run(job, ctx)
+    }
+}
+
+#[test]
+fn failures_carry_a_message_and_the_worker_lives_on() {
+    let dir = common::temp_dir("failures");
+    let html = dir.join("page.pcap");
+    std::fs::write(&html, "<html><body>not a capture</body></html>").unwrap();
+    let store = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
+    let (manager, _) = JobManager::start_with(store, options(1), Arc::new(Flaky)).unwrap();
+    let bad = manager.submit(NewJob::file(&html)).unwrap();
+    let missing = manager.submit(NewJob::upload(dir.join("gone.pcap"), "gone.pcap")).unwrap();
+    let panics = manager.submit(NewJob::upload(common::example(), "panic.pcap")).unwrap();
+    let good = manager.submit(NewJob::file(common::example())).unwrap();
+    let jobs = manager.wait(&[bad.id, missing.id, panics.id, good.id], LONG_WAIT).unwrap();
+    let summary: Vec<(JobState, Option<&str>)> = jobs.iter().map(|j| (j.state, j.error.as_deref())).collect();
+    assert_eq!(
+        summary,
+        [
+            (JobState::Failed, Some("not a capture file: bad magic 0x3c68746d at offset 0")),
+            (JobState::Failed, Some("cannot open gone.pcap: No such file or directory (os error 2)")),
+            (JobState::Failed, Some("internal error while analysing panic.pcap: decoder bug on panic.pcap")),
+            (JobState::Completed, None),
+        ]
+    );
+}
+
+#[test]
+fn retention_removes_old_finished_jobs_and_their_uploads() {
+    let dir = common::temp_dir("retention");
+    let upload = dir.join("upload.pcap");
+    std::fs::copy(common::example(), &upload).unwrap();
+    let opts = ManagerOptions { retention: Duration::from_secs(3600), ..options(1) };
+    let manager = start(&dir, opts);
+    let uploaded = manager.submit(NewJob::upload(&upload, "upload.pcap")).unwrap();
+    let kept = manager.submit(NewJob::file(common::example())).unwrap();
+    let done = manager.wait(&[uploaded.id, kept.id], LONG_WAIT).unwrap();
+    let completed_at = done.iter().map(|j| j.completed_at.unwrap()).max().unwrap();
+
+    assert_eq!(manager.sweep(completed_at + 3_599_000).unwrap(), 0, "younger than the retention");
+    assert_eq!(manager.sweep(completed_at + 3_600_001).unwrap(), 2);
+    assert!(matches!(manager.job(uploaded.id), Err(JobError::NotFound(_))));
+    assert!(!upload.exists(), "the upload goes with its job");
+    assert!(common::example().exists(), "a file the user named stays");
+    drop(manager);
+
+    // The background sweeper does the same on its own.
+    let upload = dir.join("upload2.pcap");
+    std::fs::copy(common::example(), &upload).unwrap();
+    let opts =
+        ManagerOptions { retention: Duration::ZERO, sweep_interval: Some(Duration::from_millis(20)), ..options(1) };
+    let manager = start(&dir, opts);
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::upload(&upload, "upload2.pcap")).unwrap();
+    let deleted = std::iter::from_fn(|| sub.recv_timeout(Duration::from_secs(60)))
+        .any(|e| matches!(e, Event::Deleted(id) if id == job.id));
+    assert!(deleted);
+    assert!(!upload.exists());
+    assert!(manager.jobs(&Default::default()).unwrap().is_empty());
+}
+
+#[test]
+fn deleting_needs_a_finished_job() {
+    let dir = common::temp_dir("delete");
+    let capture = common::long_capture(&dir, 200);
+    let manager = start(&dir, options(1));
+    let running = manager.submit(NewJob::file(&capture)).unwrap();
+    assert!(matches!(manager.delete(running.id), Err(JobError::NotFinished { .. })));
+    manager.cancel(running.id).unwrap();
+    manager.wait(&[running.id], LONG_WAIT).unwrap();
+    manager.delete(running.id).unwrap();
+    assert!(matches!(manager.delete(running.id), Err(JobError::NotFound(_))));
+    assert!(capture.exists());
+}
+
+#[test]
+fn a_slow_subscriber_loses_progress_not_state_changes_and_never_blocks_workers() {
+    let dir = common::temp_dir("slow");
+    let capture = common::long_capture(&dir, 20);
+    let opts = ManagerOptions { event_buffer: 8, progress_interval: Duration::ZERO, ..options(2) };
+    let manager = start(&dir, opts);
+    // Subscribed and never read while the jobs run: with a blocking bus the workers
+    // would stall at the ninth event and `wait` would time out.
+    let slow = manager.subscribe();
+    let ids: Vec<JobId> = (0..10).map(|_| manager.submit(NewJob::file(&capture)).unwrap().id).collect();
+    let jobs = manager.wait(&ids, LONG_WAIT).unwrap();
+    assert!(jobs.iter().all(|j| j.state == JobState::Completed && j.sessions == 1));
+    assert!(slow.dropped() > 0);
+    let events = drain(&slow, Duration::from_millis(10));
+    for &id in &ids {
+        assert_eq!(states_of(&events, id), [JobState::Queued, JobState::Running, JobState::Completed], "job {id}");
+    }
+    assert!(events.len() <= 8 + 30, "bounded by the buffer plus the state changes: {}", events.len());
+}
+
+#[test]
+fn the_queue_is_bounded() {
+    let dir = common::temp_dir("bounded");
+    let capture = common::long_capture(&dir, 200);
+    let opts = ManagerOptions { queue_capacity: 2, ..options(1) };
+    let manager = start(&dir, opts);
+    let sub = manager.subscribe();
+    let first = manager.submit(NewJob::file(&capture)).unwrap();
+    // Once the first is running, the queue holds two more and refuses a third.
+    while !matches!(sub.recv_timeout(Duration::from_secs(60)), Some(Event::State(j)) if j.state == JobState::Running) {}
+    let a = manager.submit(NewJob::file(common::example())).unwrap();
+    let b = manager.submit(NewJob::file(common::example())).unwrap();
+    assert!(matches!(manager.submit(NewJob::file(common::example())), Err(JobError::QueueFull { capacity: 2 })));
+    manager.cancel(first.id).unwrap();
+    let done = manager.wait(&[a.id, b.id], LONG_WAIT).unwrap();
+    assert!(done.iter().all(|j| j.state == JobState::Completed));
+    assert_eq!(manager.jobs(&Default::default()).unwrap().len(), 3, "the refused job was never stored");
+}

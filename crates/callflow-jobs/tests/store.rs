@@ -1,0 +1,151 @@
+//! The SQLite store on its own: migrations, restart recovery, and session paging and filtering.
+
+mod common;
+
+use callflow_jobs::{
+    JobId, JobState, JobStore, NewJob, Outcome, Progress, SessionCursor, SessionQuery, SqliteStore, StoreError,
+};
+use callflow_model::{CallState, Session, SessionKind, Timestamp};
+use std::sync::Arc;
+
+fn example_session() -> Session {
+    let mut reader = callflow_decode::capture::CaptureReader::open(common::example()).unwrap();
+    let doc = callflow_correlate::analyze(&mut reader, "x", Default::default(), None).unwrap();
+    doc.sessions.into_iter().next().unwrap()
+}
+
+/// `n` sessions with distinct ids, starts in reverse order of arrival, and two kinds.
+fn sessions(n: usize) -> Vec<Arc<Session>> {
+    let base = example_session();
+    (0..n)
+        .map(|i| {
+            let mut s = base.clone();
+            s.id = format!("s{i:06}");
+            s.call_id = format!("call-{i}");
+            s.start = Timestamp::from_nanos(((n - i) as i64) * 1_000);
+            s.kind = if i % 4 == 0 { SessionKind::SipRegister } else { SessionKind::SipCall };
+            Arc::new(s)
+        })
+        .collect()
+}
+
+fn completed(sessions: u64) -> Outcome {
+    Outcome {
+        state: JobState::Completed,
+        progress: Progress { percent: 100, sessions, ..Progress::default() },
+        error: None,
+        source: None,
+        stats: None,
+    }
+}
+
+#[test]
+fn a_crash_leaves_finished_jobs_intact_and_running_ones_to_rerun_or_fail() {
+    let dir = common::temp_dir("recover");
+    let db = dir.join("callflow.db");
+    let (done, running, queued);
+    {
+        let store = SqliteStore::open(&db).unwrap();
+        done = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        running = store.create_job(&NewJob::file("b.pcap"), 2).unwrap().id;
+        queued = store.create_job(&NewJob::file("c.pcap"), 3).unwrap().id;
+        assert_eq!(store.claim_next(10).unwrap().unwrap().id, done);
+        store.add_sessions(done, &sessions(3)).unwrap();
+        store.finish(done, &completed(3), 11).unwrap().unwrap();
+        assert_eq!(store.claim_next(12).unwrap().unwrap().id, running);
+        store.add_sessions(running, &sessions(2)).unwrap();
+        // The store is dropped mid-run: a crash, as far as the file knows.
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    let recovery = store.recover(true, 20).unwrap();
+    assert_eq!(recovery.rerun, [running]);
+    assert_eq!(recovery.queued, [running, queued]);
+    assert_eq!(store.job(done).unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(store.count_sessions(done, &SessionQuery::default()).unwrap(), 3);
+    assert_eq!(store.count_sessions(running, &SessionQuery::default()).unwrap(), 0, "partial sessions go");
+    // Re-run from the start: a second attempt.
+    let again = store.claim_next(21).unwrap().unwrap();
+    assert_eq!((again.id, again.attempts), (running, 2));
+
+    // With resume_interrupted = false it fails instead.
+    let store = SqliteStore::open(&db).unwrap();
+    let recovery = store.recover(false, 30).unwrap();
+    assert_eq!(recovery.interrupted, [running]);
+    assert_eq!(recovery.queued, [queued]);
+    let failed = store.job(running).unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    assert!(failed.error.unwrap().starts_with("interrupted"));
+}
+
+#[test]
+fn transitions_only_happen_from_the_expected_state() {
+    let dir = common::temp_dir("transitions");
+    let store = SqliteStore::open(dir.join("x.db")).unwrap();
+    let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+    assert!(store.finish(id, &completed(0), 2).unwrap().is_none(), "a queued job cannot finish");
+    assert!(!store.delete_finished(id).unwrap(), "nor be deleted");
+    assert_eq!(store.cancel_queued(id, 3).unwrap().unwrap().state, JobState::Cancelled);
+    assert!(store.cancel_queued(id, 4).unwrap().is_none());
+    assert!(store.claim_next(5).unwrap().is_none(), "a cancelled job is never claimed");
+    assert_eq!(store.finished_before(4).unwrap().len(), 1);
+    assert_eq!(store.finished_before(3).unwrap().len(), 0);
+    assert!(store.delete_finished(id).unwrap());
+    assert!(store.job(id).unwrap().is_none());
+}
+
+#[test]
+fn migrations_are_versioned_and_a_newer_schema_is_refused() {
+    let dir = common::temp_dir("migrations");
+    let db = dir.join("x.db");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 1);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 1, "reopening migrates nothing");
+    rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
+    match SqliteStore::open(&db) {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 1 }) => {
+            assert!(e.to_string().contains("upgrade callflowd"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn sessions_page_by_offset_or_cursor_in_start_order_and_filter_by_summary_columns() {
+    let dir = common::temp_dir("paging");
+    let store = SqliteStore::open(dir.join("x.db")).unwrap();
+    let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+    store.claim_next(2).unwrap();
+    store.add_sessions(id, &sessions(250)).unwrap();
+    let other = store.create_job(&NewJob::file("b.pcap"), 1).unwrap().id;
+    store.claim_next(2).unwrap();
+    store.add_sessions(other, &sessions(5)).unwrap();
+
+    let ids = |rows: &[callflow_jobs::SessionRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+    let page = |offset, after: Option<SessionCursor>| {
+        store.sessions(id, &SessionQuery { offset, after, limit: 100, ..SessionQuery::default() }).unwrap()
+    };
+    let first = page(0, None);
+    assert_eq!(first.len(), 100);
+    assert_eq!(first[0].id, "s000249", "earliest start first");
+    let by_offset = page(100, None);
+    let by_cursor = page(0, Some(first.last().unwrap().cursor));
+    assert_eq!(ids(&by_offset), ids(&by_cursor));
+    assert_eq!(by_offset[0].id, "s000149");
+    assert_eq!(page(200, None).len(), 50);
+    let cursor: SessionCursor = first[99].cursor.to_string().parse().unwrap();
+    assert_eq!(cursor, first[99].cursor);
+
+    let registers = SessionQuery { kind: Some(SessionKind::SipRegister), ..SessionQuery::default() };
+    assert_eq!(store.count_sessions(id, &registers).unwrap(), 63);
+    assert_eq!(store.count_sessions(id, &SessionQuery::default()).unwrap(), 250);
+    let by_call = SessionQuery { call_id: Some("call-7".into()), documents: true, ..SessionQuery::default() };
+    let rows = store.sessions(id, &by_call).unwrap();
+    assert_eq!(ids(&rows), ["s000007"]);
+    assert_eq!(rows[0].document.as_ref().unwrap().call_id, "call-7");
+    let base = example_session();
+    let by_from = SessionQuery { from: Some(base.from.clone()), state: Some(base.state), ..SessionQuery::default() };
+    assert_eq!(store.count_sessions(id, &by_from).unwrap(), 250);
+    let none = SessionQuery { state: Some(CallState::Rejected), ..SessionQuery::default() };
+    assert_eq!(store.count_sessions(id, &none).unwrap(), 0);
+    assert_eq!(store.session(id, "s000042").unwrap().unwrap().call_id, "call-42");
+    assert!(store.session(JobId(id.0 + 100), "s000042").unwrap().is_none());
+}
