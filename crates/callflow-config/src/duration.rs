@@ -27,7 +27,7 @@ pub fn format(d: Duration) -> String {
     if millis == 0 {
         return "0s".to_string();
     }
-    let (unit, size) = UNITS.iter().find(|(_, size)| millis % size == 0).copied().unwrap_or(("ms", 1));
+    let (unit, size) = UNITS.iter().find(|(_, size)| millis.is_multiple_of(*size)).copied().unwrap_or(("ms", 1));
     format!("{}{unit}", millis / size)
 }
 

@@ -490,7 +490,7 @@ impl CaptureReader {
             if block_len < 12 {
                 return Err(corrupt(offset, format!("pcapng block length {block_len} is less than 12")));
             }
-            if block_len % 4 != 0 {
+            if !block_len.is_multiple_of(4) {
                 return Err(corrupt(offset, format!("pcapng block length {block_len} is not a multiple of 4")));
             }
             if block_len > MAX_BLOCK_LEN {

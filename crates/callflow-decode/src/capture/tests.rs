@@ -18,7 +18,7 @@ fn put32(out: &mut Vec<u8>, v: u32, big: bool) {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -158,7 +158,7 @@ struct Trickle {
 impl Read for Trickle {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.calls += 1;
-        if self.calls % 5 == 0 {
+        if self.calls.is_multiple_of(5) {
             return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
         }
         let n = buf.len().min(self.calls % 4 + 1);
