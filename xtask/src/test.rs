@@ -1,47 +1,93 @@
-//! `cargo xtask test`: makes sure tshark is there when it can be installed, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
-//! machine.
+//! machine. The same goes for the nDPI tests: their oracle is ndpiReader and they need
+//! the vendored nDPI tree, which this task fetches as `cargo xtask ndpi` does before
+//! turning on the `ndpi` features.
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 pub fn run(extra: &[String]) -> Result<ExitCode> {
-    if find_on_path("tshark").is_some() {
-        println!("xtask test: tshark found");
+    let ci = std::env::var_os("CI").is_some();
+    // What the tests need from the system: tshark (the oracle of the differential tests),
+    // ndpiReader (the oracle of the nDPI tests), libclang and pkg-config (bindgen and the
+    // system mode of callflow-ndpi-sys).
+    let mut missing = Vec::new();
+    if find_on_path("tshark").is_none() {
+        missing.push("tshark");
+    }
+    if find_on_path("ndpiReader").is_none() {
+        missing.push("libndpi-bin");
+    }
+    if !has_libclang() {
+        missing.push("libclang-dev");
+    }
+    if find_on_path("pkg-config").is_none() {
+        missing.push("pkg-config");
+    }
+    if missing.is_empty() {
+        println!("xtask test: tshark, ndpiReader, libclang and pkg-config found");
     } else if is_root() && find_on_path("apt-get").is_some() {
-        install_tshark();
+        install(&missing);
     } else {
         println!(
-            "xtask test: tshark is not installed and cannot be installed here (needs root and apt-get): \
-             the tshark parts of the tests will be skipped"
+            "xtask test: {} missing and cannot be installed here (needs root and apt-get): \
+             the parts of the tests that need them will be skipped",
+            missing.join(", ")
         );
     }
+
+    // The nDPI tests need the vendored tree; fetching it is idempotent and cheap once done.
+    let ndpi_ready = match crate::ndpi::run(&crate::ndpi::Args::default()) {
+        Ok(()) => true,
+        Err(err) if ci => return Err(err.context("cargo xtask ndpi (the nDPI tests must run in CI)")),
+        Err(err) => {
+            println!("xtask test: cannot prepare nDPI ({err:#}): the nDPI tests will be skipped");
+            false
+        }
+    };
 
     // Cargo sets CARGO for the programs it runs, so the same toolchain runs the tests.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut command = Command::new(cargo);
-    command.args(["test", "--workspace", "--all-targets"]).args(extra);
-    println!("xtask test: running cargo test --workspace --all-targets {}", extra.join(" "));
+    let mut args = vec!["test", "--workspace", "--all-targets"];
+    if ndpi_ready {
+        args.extend(["--features", "callflow-ndpi/ndpi,callflow-cli/ndpi"]);
+    }
+    command.args(&args).args(extra);
+    println!("xtask test: running cargo {} {}", args.join(" "), extra.join(" "));
     let status = command.status().context("running cargo test")?;
     // A test binary killed by a signal has no code; that is a failure all the same.
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
-/// Installs tshark; a failure is reported but does not stop the tests, whose tshark parts
-/// then say they are skipped (and fail in CI, where that matters).
-fn install_tshark() {
-    println!("xtask test: tshark not found; running apt-get update");
+/// Whether bindgen will find a libclang: Debian installs it under /usr/lib/llvm-*/lib.
+fn has_libclang() -> bool {
+    if std::env::var_os("LIBCLANG_PATH").is_some() {
+        return true;
+    }
+    let Ok(dirs) = std::fs::read_dir("/usr/lib") else { return false };
+    dirs.flatten().filter(|d| d.file_name().to_string_lossy().starts_with("llvm-")).any(|d| {
+        std::fs::read_dir(d.path().join("lib"))
+            .is_ok_and(|files| files.flatten().any(|f| f.file_name().to_string_lossy().starts_with("libclang")))
+    })
+}
+
+/// Installs `packages`; a failure is reported but does not stop the tests, whose parts
+/// that need them then say they are skipped (and fail in CI, where that matters).
+fn install(packages: &[&str]) {
+    println!("xtask test: {} missing; running apt-get update", packages.join(", "));
     if !succeeds(Command::new("apt-get").arg("update")) {
         println!("xtask test: apt-get update failed; trying the install anyway");
     }
-    println!("xtask test: running DEBIAN_FRONTEND=noninteractive apt-get install -y tshark");
+    println!("xtask test: running DEBIAN_FRONTEND=noninteractive apt-get install -y {}", packages.join(" "));
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "tshark"]).env("DEBIAN_FRONTEND", "noninteractive");
-    if !succeeds(&mut install) || find_on_path("tshark").is_none() {
-        println!("xtask test: installing tshark failed: the tshark parts of the tests will be skipped");
+    install.args(["install", "-y"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+    if !succeeds(&mut install) {
+        println!("xtask test: installing {} failed: the tests that need them will be skipped", packages.join(", "));
     }
 }
 
@@ -61,7 +107,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Asks `id -u` rather than calling geteuid, which would need the libc crate for one call.
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

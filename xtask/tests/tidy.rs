@@ -38,6 +38,10 @@ const LAYERS: &[(&str, u32)] = &[
     ("callflow-benches", 7),
 ];
 
+/// Edges allowed within a layer: the nDPI wrapper implements classify's trait over the
+/// bindings crate, all three at layer 2, and nothing at layer 2 depends back on it.
+const SIDEWAYS: &[(&str, &str)] = &[("callflow-ndpi", "callflow-classify"), ("callflow-ndpi", "callflow-ndpi-sys")];
+
 fn layer(name: &str) -> Option<u32> {
     LAYERS.iter().find(|(n, _)| *n == name).map(|(_, l)| *l)
 }
@@ -85,7 +89,8 @@ fn dependencies_point_down_the_layers() {
         };
         for dep in deps {
             let theirs = layer(&dep).unwrap_or(0);
-            if theirs >= own && dep != name {
+            let sideways = theirs == own && SIDEWAYS.contains(&(name.as_str(), dep.as_str()));
+            if theirs >= own && dep != name && !sideways {
                 violations.push(format!("{name} (layer {own}) depends on {dep} (layer {theirs})"));
             }
         }

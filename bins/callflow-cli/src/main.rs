@@ -5,6 +5,7 @@
 //! document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
 //! status; a closed output pipe (`callflow-cli analyze x.pcap | head`) ends quietly.
 
+mod classify;
 mod jobs;
 mod output;
 
@@ -30,6 +31,9 @@ struct Cli {
 enum Command {
     /// Analyse a capture (pcap, pcapng, optionally gzip-compressed) into call flows.
     Analyze(AnalyzeArgs),
+    /// Which protocols a capture carries: packets, bytes and flows per protocol (nDPI when
+    /// built in with the `ndpi` feature, else the heuristic classifier).
+    Classify(classify::ClassifyArgs),
     /// Batch analysis through the job manager, persisted in a results directory.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
     let (input, common) = match cli.command {
         Some(Command::Analyze(args)) => (args.input, args.common),
         Some(Command::Jobs(command)) => return jobs::run(command),
+        Some(Command::Classify(args)) => return classify::run(&args),
         None => match cli.legacy.input {
             Some(input) => (input, cli.legacy.common),
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),

@@ -1,9 +1,8 @@
-//! `callflowd`: the service. Loads the layered configuration and runs the analysis job manager on the configured directories.
+//! `callflowd`: the service. Loads the layered configuration, starts the analysis job manager on the configured directories, and serves the HTTP API (`callflow-server`).
 //!
-//! The HTTP API is not part of this build yet (it comes with `callflow-server`): without
-//! `--print-config`, callflowd says so, resumes the jobs left in the store, runs them, and
-//! then idles until it is stopped. Stopping it (Ctrl-C, SIGTERM, SIGKILL alike) loses
-//! nothing: the store recovers running jobs at the next start.
+//! SIGTERM or Ctrl-C stops it gracefully: no new connections, requests in flight finish,
+//! event streams are closed, and jobs still running are left for the next start to
+//! resume (the store recovers them, as it would after SIGKILL).
 
 use anyhow::{Context, Result};
 use callflow_config::{Loaded, Loader};
@@ -13,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// The callflowd service (configuration and job manager; the HTTP API is not in this build).
+/// The callflowd service: the HTTP API over the analysis job manager.
 #[derive(Parser, Debug)]
 #[command(name = "callflowd", version, about)]
 struct Cli {
@@ -41,10 +40,25 @@ struct Cli {
     /// ndpi.enabled = true
     #[arg(long)]
     enable_ndpi: bool,
+    /// server.insecure_no_auth = true: serve without authentication on a non-loopback address.
+    #[arg(long)]
+    insecure_no_auth: bool,
+    /// Print the argon2 hash of the password read from standard input (for `[auth] users`), and exit.
+    #[arg(long)]
+    hash_password: bool,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.hash_password {
+        let mut password = String::new();
+        if let Err(err) = std::io::stdin().read_line(&mut password) {
+            eprintln!("callflowd: error: reading the password: {err}");
+            return ExitCode::FAILURE;
+        }
+        println!("{}", callflow_server::hash_password(password.trim_end_matches(['\r', '\n'])));
+        return ExitCode::SUCCESS;
+    }
     let loaded = match load(&cli) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -71,13 +85,14 @@ fn load(cli: &Cli) -> Result<Loaded> {
     if let Some(file) = &cli.config {
         loader = loader.file(file);
     }
-    let flags: [(&str, Option<String>, &str); 6] = [
+    let flags: [(&str, Option<String>, &str); 7] = [
         ("server.bind_addr", cli.bind_addr.clone(), "--bind-addr"),
         ("server.port", cli.port.map(|p| p.to_string()), "--port"),
         ("processing.workers", cli.workers.map(|n| n.to_string()), "--workers"),
         ("storage.upload_dir", cli.upload_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--upload-dir"),
         ("storage.results_dir", cli.results_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--results-dir"),
         ("ndpi.enabled", cli.enable_ndpi.then(|| "true".to_string()), "--enable-ndpi"),
+        ("server.insecure_no_auth", cli.insecure_no_auth.then(|| "true".to_string()), "--insecure-no-auth"),
     ];
     for (key, value, flag) in flags {
         if let Some(value) = value {
@@ -96,17 +111,31 @@ fn serve(loaded: &Loaded) -> Result<()> {
     let store = Arc::new(SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
     let (manager, recovery) = JobManager::start(store, ManagerOptions::from_settings(settings))?;
     eprintln!(
-        "callflowd: the HTTP API is not part of this build yet; only the job manager runs \
-         ({} workers, database {}, {} job(s) resumed, {} interrupted job(s) failed)",
+        "callflowd: {} workers, database {}, {} job(s) resumed, {} interrupted job(s) failed",
         settings.processing.workers,
         db.display(),
         recovery.queued.len(),
         recovery.interrupted.len()
     );
-    // Nothing can submit jobs without the API: the manager runs what it resumed and
-    // sweeps old jobs until the process is stopped.
-    let _manager = manager;
-    loop {
-        std::thread::park();
-    }
+    // The server logs through `tracing` (internal errors in detail, which clients never see).
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let manager = Arc::new(manager);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let server = callflow_server::Server::bind(settings.clone(), manager.clone()).await?;
+        let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };
+        eprintln!("callflowd: listening on {scheme}://{}", server.local_addr());
+        server.run(callflow_server::shutdown_signal()).await
+    })?;
+    // Handlers may still hold the manager for a moment; whoever drops it last stops it,
+    // leaving running jobs to be resumed at the next start.
+    drop(runtime);
+    drop(manager);
+    eprintln!("callflowd: stopped");
+    Ok(())
 }

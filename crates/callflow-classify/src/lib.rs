@@ -20,6 +20,8 @@
 //! assert_eq!(got.confidence, Confidence::Signature);
 //! ```
 
+mod signatures;
+
 use callflow_decode::{rtcp, rtp, sip};
 use std::fmt;
 use std::net::SocketAddr;
@@ -34,17 +36,38 @@ pub enum AppProtocol {
     Rtp,
     /// RTP Control Protocol.
     Rtcp,
+    /// Diameter (RFC 6733), over TCP or SCTP.
+    Diameter,
+    /// GTP control plane: GTPv1-C or GTPv2-C.
+    GtpC,
+    /// GTP user plane (GTPv1-U, tunnelled user packets and echo).
+    GtpU,
+    /// Domain Name System.
+    Dns,
+    /// HTTP/1.x.
+    Http,
+    /// TLS (a handshake record opens the stream).
+    Tls,
+    /// Session Traversal Utilities for NAT (RFC 5389 and later).
+    Stun,
     /// Anything else.
     Unknown,
 }
 
 impl AppProtocol {
-    /// The lower-case name used in statistics (`sip`, `rtp`, `rtcp`, `unknown`).
+    /// The lower-case name used in statistics (`sip`, `rtp`, `rtcp`, `gtp-u`, `unknown`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             AppProtocol::Sip => "sip",
             AppProtocol::Rtp => "rtp",
             AppProtocol::Rtcp => "rtcp",
+            AppProtocol::Diameter => "diameter",
+            AppProtocol::GtpC => "gtp-c",
+            AppProtocol::GtpU => "gtp-u",
+            AppProtocol::Dns => "dns",
+            AppProtocol::Http => "http",
+            AppProtocol::Tls => "tls",
+            AppProtocol::Stun => "stun",
             AppProtocol::Unknown => "unknown",
         }
     }
@@ -73,7 +96,7 @@ pub enum Confidence {
 }
 
 /// The transport a payload arrived on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransportKind {
     /// One UDP datagram.
     Udp,
@@ -107,9 +130,50 @@ impl<'a> Payload<'a> {
         Payload { transport: TransportKind::Tcp, src, dst, bytes }
     }
 
+    /// One SCTP DATA chunk's user data.
+    pub fn sctp(src: SocketAddr, dst: SocketAddr, bytes: &'a [u8]) -> Self {
+        Payload { transport: TransportKind::Sctp, src, dst, bytes }
+    }
+
     fn has_port(&self, port: u16) -> bool {
         self.src.port() == port || self.dst.port() == port
     }
+}
+
+/// What a packet-level classifier (nDPI) needs beyond the payload: the capture time,
+/// and for TCP the header fields its connection tracking reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PacketMeta {
+    /// Capture time in milliseconds (any epoch, but non-decreasing within a capture).
+    pub time_ms: u64,
+    /// The TCP header fields, for TCP payloads.
+    pub tcp: Option<TcpMeta>,
+}
+
+impl PacketMeta {
+    /// A packet captured at `time_ms`.
+    pub fn at(time_ms: u64) -> Self {
+        PacketMeta { time_ms, tcp: None }
+    }
+
+    /// The same, with the TCP header fields.
+    pub fn with_tcp(self, tcp: TcpMeta) -> Self {
+        PacketMeta { tcp: Some(tcp), ..self }
+    }
+}
+
+/// TCP header fields a classifier may track a connection by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpMeta {
+    /// Sequence number.
+    pub seq: u32,
+    /// Acknowledgement number.
+    pub ack: u32,
+    /// The flag bits (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10).
+    pub flags: u8,
+    /// Receive window.
+    pub window: u16,
 }
 
 /// A classifier's verdict.
@@ -130,12 +194,45 @@ pub trait Classifier {
 
     /// Classifies one payload. Implementations must not fail or panic on any input.
     fn classify(&mut self, payload: &Payload<'_>) -> Classification;
+
+    /// Classifies one packet's payload knowing its capture time (and TCP header), which
+    /// flow-tracking classifiers such as nDPI use for their per-flow state and idle
+    /// timeouts. The default ignores `meta`, so payload-only classifiers need not care.
+    fn classify_packet(&mut self, payload: &Payload<'_>, meta: &PacketMeta) -> Classification {
+        let _ = meta;
+        self.classify(payload)
+    }
+}
+
+impl<C: Classifier + ?Sized> Classifier for Box<C> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn classify(&mut self, payload: &Payload<'_>) -> Classification {
+        (**self).classify(payload)
+    }
+
+    fn classify_packet(&mut self, payload: &Payload<'_>, meta: &PacketMeta) -> Classification {
+        (**self).classify_packet(payload, meta)
+    }
 }
 
 /// The SIP ports registered with IANA (plain and TLS).
 pub const SIP_PORTS: [u16; 2] = [5060, 5061];
 
-/// The pure-Rust classifier: payload signatures first, well-known ports last.
+/// The telecom ports the heuristic falls back on when no signature matched, with the
+/// protocol each suggests (SIP's come first, as before).
+const PORT_HINTS: [(u16, AppProtocol); 5] = [
+    (5060, AppProtocol::Sip),
+    (5061, AppProtocol::Sip),
+    (3868, AppProtocol::Diameter),
+    (2123, AppProtocol::GtpC),
+    (2152, AppProtocol::GtpU),
+];
+
+/// The pure-Rust classifier: payload signatures first (SIP, STUN, DIAMETER, GTP-C/GTP-U,
+/// TLS, HTTP, DNS, then RTCP/RTP by plausibility), well-known telecom ports last.
 ///
 /// RTP and RTCP have no real signature (a version field and a payload-type range),
 /// so payloads that merely parse as RTP get [`Confidence::Guessed`]; the correlator
@@ -153,7 +250,13 @@ impl Classifier for HeuristicClassifier {
         if sip::looks_like_sip(p.bytes) {
             return verdict(AppProtocol::Sip, Confidence::Signature);
         }
-        if p.transport == TransportKind::Udp {
+        if let Some(protocol) = signatures::match_signature(p) {
+            return verdict(protocol, Confidence::Signature);
+        }
+        // RTP and RTCP have no signature, so they are only guessed between two ephemeral
+        // or registered ports: services on system ports (DNS, NetBIOS, QUIC on 443) often
+        // carry payloads whose first byte happens to say "version 2".
+        if p.transport == TransportKind::Udp && p.src.port() >= 1024 && p.dst.port() >= 1024 {
             // RTCP first: its packet types 200-207 would also pass RTP's loose header check
             // as payload types 72-79 with the marker bit set.
             if rtcp::looks_like_rtcp(p.bytes) {
@@ -163,8 +266,8 @@ impl Classifier for HeuristicClassifier {
                 return verdict(AppProtocol::Rtp, Confidence::Guessed);
             }
         }
-        if SIP_PORTS.iter().any(|&port| p.has_port(port)) {
-            return verdict(AppProtocol::Sip, Confidence::Port);
+        if let Some(&(_, protocol)) = PORT_HINTS.iter().find(|&&(port, _)| p.has_port(port)) {
+            return verdict(protocol, Confidence::Port);
         }
         verdict(AppProtocol::Unknown, Confidence::None)
     }
@@ -200,8 +303,38 @@ mod tests {
     }
 
     #[test]
+    fn rtp_is_not_guessed_on_system_ports() {
+        let mut rtp = vec![0x80, 0x00, 0x00, 0x01, 0, 0, 0, 160, 0x11, 0x22, 0x33, 0x44];
+        rtp.extend_from_slice(&[0xff; 160]);
+        check(TransportKind::Udp, (137, 137), &rtp, (AppProtocol::Unknown, Confidence::None));
+        check(TransportKind::Udp, (40000, 443), &rtp, (AppProtocol::Unknown, Confidence::None));
+    }
+
+    #[test]
     fn sip_port_is_the_last_resort() {
         check(TransportKind::Udp, (5060, 5060), b"\x00\x01garbage", (AppProtocol::Sip, Confidence::Port));
         check(TransportKind::Udp, (53, 33000), b"\x12\x34\x01\x00", (AppProtocol::Unknown, Confidence::None));
+        check(TransportKind::Tcp, (40000, 3868), b"\x00\x01garbage", (AppProtocol::Diameter, Confidence::Port));
+        check(TransportKind::Udp, (2152, 2152), b"\x00\x01garbage", (AppProtocol::GtpU, Confidence::Port));
+    }
+
+    #[test]
+    fn signatures_come_before_rtp_plausibility() {
+        // A STUN binding request is never taken for RTP, whatever its port.
+        let mut stun = vec![0x00, 0x01, 0x00, 0x00, 0x21, 0x12, 0xa4, 0x42];
+        stun.extend_from_slice(&[0x80; 12]);
+        check(TransportKind::Udp, (16384, 20000), &stun, (AppProtocol::Stun, Confidence::Signature));
+        let gpdu = [0x30, 0xff, 0, 4, 0, 0, 0, 1, 0x45, 0, 0, 0];
+        check(TransportKind::Udp, (2152, 2152), &gpdu, (AppProtocol::GtpU, Confidence::Signature));
+    }
+
+    #[test]
+    fn classify_packet_defaults_to_classify() {
+        let src = SocketAddr::from(([10, 0, 0, 1], 5060));
+        let dst = SocketAddr::from(([10, 0, 0, 2], 5060));
+        let sip = Payload::udp(src, dst, b"OPTIONS sip:a@b SIP/2.0\r\n\r\n");
+        let mut boxed: Box<dyn Classifier> = Box::new(HeuristicClassifier);
+        assert_eq!(boxed.classify_packet(&sip, &PacketMeta::at(5)), HeuristicClassifier.classify(&sip));
+        assert_eq!(boxed.name(), "heuristic");
     }
 }

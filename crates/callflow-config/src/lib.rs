@@ -72,11 +72,37 @@ pub struct ServerSettings {
     /// How long a request may take before it is answered with a timeout.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS (h2 and http/1.1).
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM) for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Origins allowed by CORS (`*` for any); empty: no cross-origin access.
+    pub cors_origins: Vec<String>,
+    /// How long a client may take to send a request's headers (slow clients are cut off).
+    #[serde(with = "duration")]
+    pub header_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Longest request URI, in bytes.
+    pub max_uri_bytes: usize,
+    /// Serve without authentication on a non-loopback address (`--insecure-no-auth`).
+    pub insecure_no_auth: bool,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { bind_addr: "127.0.0.1".into(), port: 8080, request_timeout: Duration::from_secs(30) }
+        ServerSettings {
+            bind_addr: "127.0.0.1".into(),
+            port: 8080,
+            request_timeout: Duration::from_secs(30),
+            tls_cert: None,
+            tls_key: None,
+            cors_origins: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_uri_bytes: 8 * 1024,
+            insecure_no_auth: false,
+        }
     }
 }
 
@@ -171,22 +197,52 @@ pub struct WebSocketSettings {
     /// How often an idle connection is pinged.
     #[serde(with = "duration")]
     pub ping_interval: Duration,
+    /// Events queued per WebSocket connection; past it progress is coalesced, and a
+    /// connection that would lose a state change is closed (1013).
+    pub client_queue: usize,
+    /// WebSocket and SSE clients connected at once; past it new ones get 503.
+    pub max_clients: usize,
+    /// Events kept per job for SSE `Last-Event-ID` replay.
+    pub replay_buffer: usize,
 }
 
 impl Default for WebSocketSettings {
     fn default() -> Self {
-        WebSocketSettings { enabled: true, event_buffer: 1024, ping_interval: Duration::from_secs(30) }
+        WebSocketSettings {
+            enabled: true,
+            event_buffer: 1024,
+            ping_interval: Duration::from_secs(30),
+            client_queue: 1000,
+            max_clients: 1000,
+            replay_buffer: 256,
+        }
     }
 }
 
 /// `[auth]`: API authentication.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
-    /// Require an API key on every request.
+    /// Require an API key or a login token on every request.
     pub enabled: bool,
     /// The accepted keys (in the environment: comma-separated).
     pub api_keys: Vec<String>,
+    /// Users who may `POST /api/login`: name -> argon2 password hash (PHC string).
+    pub users: std::collections::BTreeMap<String, String>,
+    /// How long a login token is valid.
+    #[serde(with = "duration")]
+    pub token_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            enabled: false,
+            api_keys: Vec::new(),
+            users: Default::default(),
+            token_ttl: Duration::from_secs(12 * 3600),
+        }
+    }
 }
 
 /// `[limits]`: bounds on what clients may ask for.
@@ -199,27 +255,46 @@ pub struct LimitSettings {
     pub max_queued_jobs: usize,
     /// Largest page of a listing.
     pub max_page_size: usize,
+    /// Uploads in progress at once; past it new ones get 503.
+    pub max_concurrent_uploads: usize,
+    /// Requests per second each client address may sustain (token bucket; 0: no limit).
+    pub rate_limit_per_second: u32,
+    /// Requests a client may burst above its rate.
+    pub rate_limit_burst: u32,
+    /// Largest JSON request body (login and the like), in bytes; uploads have their own limit.
+    pub max_body_bytes: usize,
 }
 
 impl Default for LimitSettings {
     fn default() -> Self {
-        LimitSettings { max_upload_bytes: 2 << 30, max_queued_jobs: 10_000, max_page_size: 1_000 }
+        LimitSettings {
+            max_upload_bytes: 10 << 30,
+            max_queued_jobs: 10_000,
+            max_page_size: 1_000,
+            max_concurrent_uploads: 4,
+            rate_limit_per_second: 100,
+            rate_limit_burst: 200,
+            max_body_bytes: 64 * 1024,
+        }
     }
 }
 
 impl Settings {
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let checks: [(&'static str, bool, &str); 6] = [
+        let tls = self.server.tls_cert.is_some() == self.server.tls_key.is_some();
+        let checks: [(&'static str, bool, &str); 8] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
             ("processing.progress_per_second", self.processing.progress_per_second >= 1, "must be at least 1"),
             ("limits.max_queued_jobs", self.limits.max_queued_jobs >= 1, "must be at least 1"),
             ("limits.max_page_size", self.limits.max_page_size >= 1, "must be at least 1"),
+            ("limits.max_concurrent_uploads", self.limits.max_concurrent_uploads >= 1, "must be at least 1"),
+            ("server.tls_key", tls, "server.tls_cert and server.tls_key must be set together"),
             (
                 "auth.api_keys",
-                !self.auth.enabled || !self.auth.api_keys.is_empty(),
-                "must not be empty when auth.enabled",
+                !self.auth.enabled || !self.auth.api_keys.is_empty() || !self.auth.users.is_empty(),
+                "must not be empty when auth.enabled (or set auth.users)",
             ),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {

@@ -18,7 +18,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["auth.api_keys"];
+const LIST_KEYS: &[&str] = &["auth.api_keys", "server.cors_origins"];
 
 /// Where a setting's value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -158,3 +158,26 @@ fn the_example_file_documents_every_key_and_loads() {
         assert!(text.contains(&format!("\n{name} =")) || text.contains(&format!("\n# {name} =")), "{key} undocumented");
     }
 }
+
+#[test]
+fn server_tls_cors_users_and_limits_keys() {
+    let toml = temp_file(
+        "server.toml",
+        "[server]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nheader_timeout = \"5s\"\n\
+         [auth]\nenabled = true\nusers = { ann = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\" }\ntoken_ttl = \"1h\"\n\
+         [limits]\nmax_concurrent_uploads = 2\n[websocket]\nclient_queue = 10\n",
+    );
+    let vars = [("CALLFLOW_SERVER__CORS_ORIGINS".to_string(), "https://a.example, https://b.example".to_string())];
+    let s = Loader::new().file(toml).env_vars(vars).load().unwrap().settings;
+    assert_eq!(s.server.tls_cert, Some(PathBuf::from("/c.pem")));
+    assert_eq!(s.server.header_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(s.server.cors_origins, ["https://a.example", "https://b.example"]);
+    assert!(s.auth.users["ann"].starts_with("$argon2id$"), "users alone are credentials enough");
+    assert_eq!(s.auth.token_ttl, std::time::Duration::from_secs(3600));
+    assert_eq!((s.limits.max_concurrent_uploads, s.websocket.client_queue), (2, 10));
+    assert_eq!(s.limits.max_upload_bytes, 10 << 30, "10 GiB by default");
+
+    let half = temp_file("half.toml", "[server]\ntls_cert = \"/c.pem\"\n");
+    let err = Loader::new().file(half).load().unwrap_err().to_string();
+    assert!(err.contains("server.tls_key") && err.contains("set together"), "{err}");
+}

@@ -4,7 +4,7 @@ use crate::dialog::{Dialog, MsgMeta};
 use crate::media::{MediaKind, MediaTable, Owner};
 use crate::stats::StatsBuilder;
 use crate::websocket::{self, TcpApp, WsDirections};
-use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, Payload};
+use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
 use callflow_decode::packet::{decode_frame, decode_transport, Packet, TcpSegment, Transport as Tp};
@@ -179,7 +179,9 @@ impl<C: Classifier> Analyzer<C> {
             }
             return;
         }
-        let verdict = self.classifier.classify(&Payload::udp(src, dst, payload));
+        // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
+        let meta = PacketMeta::at((ts.as_nanos() / 1_000_000).max(0) as u64);
+        let verdict = self.classifier.classify_packet(&Payload::udp(src, dst, payload), &meta);
         match verdict.protocol {
             AppProtocol::Sip => {
                 let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Udp };
@@ -216,7 +218,20 @@ impl<C: Classifier> Analyzer<C> {
                 // The WebSocket handshake comes first: the classifier knows nothing of it.
                 let app = if websocket::starts_sip_websocket(seg.payload) {
                     TcpApp::SipWebSocket
-                } else if self.classifier.classify(&Payload::tcp(src, dst, seg.payload)).protocol == AppProtocol::Sip {
+                } else if self
+                    .classifier
+                    .classify_packet(
+                        &Payload::tcp(src, dst, seg.payload),
+                        &PacketMeta::at((ts.as_nanos() / 1_000_000).max(0) as u64).with_tcp(TcpMeta {
+                            seq: seg.seq,
+                            ack: seg.ack,
+                            flags: seg.flags,
+                            window: seg.window,
+                        }),
+                    )
+                    .protocol
+                    == AppProtocol::Sip
+                {
                     TcpApp::Sip
                 } else {
                     TcpApp::Other

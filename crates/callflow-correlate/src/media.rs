@@ -8,7 +8,7 @@ use callflow_decode::sdp::Sdp;
 use callflow_model::{
     CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo, Session, SessionKind, Timestamp,
 };
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 

@@ -2,7 +2,8 @@
 
 use crate::ids::Fnv64;
 use callflow_model::{ProtocolStats, Stats};
-use std::collections::{BTreeMap, HashSet};
+use foldhash::HashSet;
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 

@@ -63,6 +63,8 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_from ON sessions(job_id, from_uri);
     CREATE INDEX sessions_by_to ON sessions(job_id, to_uri);
     CREATE INDEX sessions_by_session_id ON sessions(job_id, session_id);",
+    // 2: a session looked up by its id alone (the HTTP API's /sessions/{id}).
+    "CREATE INDEX sessions_by_bare_session_id ON sessions(session_id);",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
@@ -190,6 +192,20 @@ fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
     eq("call_id", q.call_id.clone());
     eq("from_uri", q.from.clone());
     eq("to_uri", q.to.clone());
+    if let Some(text) = q.text.as_deref().filter(|t| !t.is_empty()) {
+        // A substring of the Call-ID, From or To; LIKE's wildcards in it are literal.
+        let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        sql.push_str(" AND (call_id LIKE ? ESCAPE '\\' OR from_uri LIKE ? ESCAPE '\\' OR to_uri LIKE ? ESCAPE '\\')");
+        for _ in 0..3 {
+            params.push(Value::Text(format!("%{escaped}%")));
+        }
+    }
+    if let Some(problem) = q.problem {
+        // A problem: an anomaly recorded, a failed call, or media that lost packets.
+        let test = "(COALESCE(json_array_length(document, '$.anomalies'), 0) > 0 OR state = 'FAILED'
+             OR EXISTS (SELECT 1 FROM json_each(document, '$.media') WHERE json_extract(value, '$.lost') > 0))";
+        sql.push_str(&format!(" AND {}{test}", if problem { "" } else { "NOT " }));
+    }
     (sql, params)
 }
 
@@ -391,6 +407,23 @@ impl JobStore for SqliteStore {
             .optional()?;
         text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
             .transpose()
+    }
+
+    fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError> {
+        let conn = self.conn();
+        let row: Option<(i64, String)> = conn
+            .prepare_cached(
+                "SELECT job_id, document FROM sessions WHERE session_id = ?1 ORDER BY job_id DESC, id LIMIT 1",
+            )?
+            .query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        row.map(|(job, text)| {
+            let job = JobId(job);
+            serde_json::from_str(&text)
+                .map(|s| (job, s))
+                .map_err(|e| StoreError::Corrupt { job, message: e.to_string() })
+        })
+        .transpose()
     }
 
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError> {

@@ -135,6 +135,11 @@ pub struct SessionQuery {
     pub from: Option<String>,
     /// Only this To URI.
     pub to: Option<String>,
+    /// Only sessions whose Call-ID, From or To contains this text.
+    pub text: Option<String>,
+    /// Only sessions with a problem (`Some(true)`: an anomaly, a failed call, or media
+    /// that lost packets), or only those without one (`Some(false)`).
+    pub problem: Option<bool>,
     /// Start after this position (keyset paging; cheaper than `offset` for deep pages).
     pub after: Option<SessionCursor>,
     /// Skip this many.
@@ -202,6 +207,9 @@ pub trait JobStore: Send + Sync {
     fn count_sessions(&self, id: JobId, query: &SessionQuery) -> Result<u64, StoreError>;
     /// One session by its id.
     fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError>;
+    /// A session by its id alone, with its job; the newest job's when several jobs
+    /// analysed the same capture.
+    fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError>;
     /// Deletes a finished job and its sessions; `false` when it is not finished or not there.
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError>;
     /// Finished jobs that completed before `cutoff`, for the retention sweeper.

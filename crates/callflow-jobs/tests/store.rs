@@ -97,11 +97,11 @@ fn transitions_only_happen_from_the_expected_state() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 1);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 1, "reopening migrates nothing");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 2, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 1 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 2 }) => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -148,4 +148,41 @@ fn sessions_page_by_offset_or_cursor_in_start_order_and_filter_by_summary_column
     assert_eq!(store.count_sessions(id, &none).unwrap(), 0);
     assert_eq!(store.session(id, "s000042").unwrap().unwrap().call_id, "call-42");
     assert!(store.session(JobId(id.0 + 100), "s000042").unwrap().is_none());
+}
+
+#[test]
+fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
+    let dir = common::temp_dir("filters");
+    let store = SqliteStore::open(dir.join("callflow.db")).unwrap();
+    let mut all = sessions(12);
+    // Session 3 has an anomaly, 5 lost media, 7 failed; `call-1%` must match literally.
+    Arc::make_mut(&mut all[3]).anomalies.push("BYE without INVITE".into());
+    Arc::make_mut(&mut all[5]).media.iter_mut().for_each(|m| m.lost = 3);
+    Arc::make_mut(&mut all[7]).state = CallState::Failed;
+    Arc::make_mut(&mut all[11]).call_id = "odd_1%x".into();
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap().unwrap();
+        store.add_sessions(id, &all).unwrap();
+        store.finish(id, &completed(12), 3).unwrap().unwrap();
+        ids.push(id);
+    }
+    let count = |q: SessionQuery| store.count_sessions(ids[0], &q).unwrap();
+    let text = |t: &str| SessionQuery { text: Some(t.into()), ..SessionQuery::default() };
+    assert_eq!(count(text("call-1")), 2, "call-1 and call-10");
+    assert_eq!(count(text("1%")), 1, "% is literal");
+    assert_eq!(count(text("d_1")), 1, "_ is literal");
+    assert_eq!(count(text("nobody-matches")), 0);
+    let base = example_session();
+    assert_eq!(count(text(&base.from[1..base.from.len() - 1])), 12, "a substring of From");
+    let problem = |p: bool| SessionQuery { problem: Some(p), ..SessionQuery::default() };
+    assert!(base.anomalies.is_empty() && base.media.iter().all(|m| m.lost == 0), "the example call is clean");
+    assert_eq!(count(problem(true)), 3);
+    assert_eq!(count(problem(false)), 9);
+
+    let (job, session) = store.find_session("s000004").unwrap().unwrap();
+    assert_eq!((job, session.call_id.as_str()), (ids[1], "call-4"), "the newest job's");
+    assert!(store.find_session("nope").unwrap().is_none());
+    assert_eq!(store.schema_version().unwrap(), 2);
 }

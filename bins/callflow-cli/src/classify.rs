@@ -1,0 +1,168 @@
+//! `callflow-cli classify`: which protocols a capture carries, as a per-protocol table of packets, bytes and flows like ndpiReader's.
+//!
+//! Every UDP and TCP packet goes to the classifier: nDPI when it is built in (feature
+//! `ndpi`) and enabled, otherwise the heuristic one. A flow is the transport and its two
+//! endpoints in either direction; its protocol is nDPI's final verdict (`MASTER.APP`
+//! names, as ndpiReader prints them) or the heuristic's first decisive one.
+
+use anyhow::{Context, Result};
+use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, PacketMeta, Payload, TcpMeta, TransportKind};
+use callflow_config::{Loader, Source};
+use callflow_decode::capture::CaptureReader;
+use callflow_decode::packet::{decode_frame, Transport};
+use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
+use clap::Args;
+use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// The capture file.
+    input: PathBuf,
+    /// Use the built-in heuristic classifier even when nDPI is built in.
+    #[arg(long)]
+    no_ndpi: bool,
+    /// A configuration file (TOML, JSON or YAML); its `ndpi.enabled` is honoured.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Also list every flow with its protocol.
+    #[arg(long)]
+    flows: bool,
+}
+
+#[derive(Default)]
+struct Counts {
+    packets: u64,
+    bytes: u64,
+}
+
+enum Engine {
+    Ndpi(Box<NdpiClassifier>),
+    Heuristic(HeuristicClassifier, HashMap<FlowKey, AppProtocol>),
+}
+
+/// Whether nDPI should be used: on when built in, unless `--no-ndpi` or the
+/// configuration (file or `CALLFLOW_ENABLE_NDPI`) explicitly says `ndpi.enabled = false`.
+fn ndpi_wanted(args: &ClassifyArgs) -> Result<bool> {
+    if args.no_ndpi {
+        return Ok(false);
+    }
+    let mut loader = Loader::new().process_env();
+    if let Some(file) = &args.config {
+        loader = loader.file(file);
+    }
+    let loaded = loader.load()?;
+    let explicit = !matches!(loaded.source("ndpi.enabled"), Some(Source::Default) | None);
+    Ok(!explicit || loaded.settings.ndpi.enabled)
+}
+
+pub fn run(args: &ClassifyArgs) -> Result<()> {
+    let label = args.input.display().to_string();
+    let mut engine = if ndpi_wanted(args)? && NdpiClassifier::is_built_in() {
+        let opts = Options { keep_expired: true, ..Options::default() };
+        Engine::Ndpi(Box::new(NdpiClassifier::new(opts)?))
+    } else {
+        Engine::Heuristic(HeuristicClassifier, HashMap::new())
+    };
+    let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
+    let mut counts: HashMap<FlowKey, Counts> = HashMap::new();
+    while let Some(frame) = reader.next_frame().with_context(|| format!("cannot read capture {label}"))? {
+        let time_ms = (frame.ts.as_nanos() / 1_000_000).max(0) as u64;
+        let packet = decode_frame(frame.link_type, frame.data);
+        let Some(ip) = packet.ip else { continue };
+        let (payload, meta) = match packet.transport {
+            Transport::Udp { src_port, dst_port, payload } => (
+                Payload::udp(SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), payload),
+                PacketMeta::at(time_ms),
+            ),
+            Transport::Tcp(seg) => (
+                Payload::tcp(SocketAddr::new(ip.src, seg.src_port), SocketAddr::new(ip.dst, seg.dst_port), seg.payload),
+                PacketMeta::at(time_ms).with_tcp(TcpMeta {
+                    seq: seg.seq,
+                    ack: seg.ack,
+                    flags: seg.flags,
+                    window: seg.window,
+                }),
+            ),
+            _ => continue,
+        };
+        let key = FlowKey::new(payload.transport, payload.src, payload.dst);
+        let c = counts.entry(key).or_default();
+        c.packets += 1;
+        c.bytes += u64::from(frame.orig_len);
+        match &mut engine {
+            Engine::Ndpi(ndpi) => {
+                ndpi.detect(&payload, &meta);
+            }
+            // An empty segment (a handshake) says nothing; the first decisive verdict stays.
+            Engine::Heuristic(h, verdicts) if !payload.bytes.is_empty() => {
+                let slot = verdicts.entry(key).or_insert(AppProtocol::Unknown);
+                if *slot == AppProtocol::Unknown {
+                    *slot = h.classify(&payload).protocol;
+                }
+            }
+            Engine::Heuristic(..) => {}
+        }
+    }
+
+    // Per flow: the name the table counts it under, and the full label the flow list shows
+    // (ndpiReader's `MASTER.APP`).
+    let (name, labels): (&str, HashMap<FlowKey, (String, String)>) = match &mut engine {
+        Engine::Ndpi(ndpi) => {
+            ndpi.give_up_all();
+            let expired = ndpi.take_expired();
+            let ndpi = &**ndpi;
+            let both = |d| (ndpi.table_name(d).to_string(), ndpi.label(d));
+            let mut labels: HashMap<FlowKey, (String, String)> = expired.iter().map(|(k, d)| (*k, both(d))).collect();
+            labels.extend(ndpi.flows().map(|(k, d)| (*k, both(d))));
+            ("ndpi", labels)
+        }
+        Engine::Heuristic(_, verdicts) => {
+            // ndpiReader's spelling: upper-case protocol names, `Unknown` for the rest.
+            let name = |p: &AppProtocol| match p {
+                AppProtocol::Unknown => "Unknown".to_string(),
+                p => p.as_str().to_ascii_uppercase(),
+            };
+            ("heuristic", verdicts.iter().map(|(k, p)| (*k, (name(p), name(p)))).collect())
+        }
+    };
+    let unknown = || ("Unknown".to_string(), "Unknown".to_string());
+    let table_of = |k: &FlowKey| labels.get(k).cloned().unwrap_or_else(unknown).0;
+    let label_of = |k: &FlowKey| labels.get(k).cloned().unwrap_or_else(unknown).1;
+
+    let mut table: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
+    for (key, c) in &counts {
+        let row = table.entry(table_of(key)).or_default();
+        row.0 += c.packets;
+        row.1 += c.bytes;
+        row.2 += 1;
+    }
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    writeln!(out, "{label}: {} flows, classifier {name}", counts.len())?;
+    writeln!(out, "\nDetected protocols:")?;
+    for (proto, (packets, bytes, flows)) in &table {
+        writeln!(out, "\t{proto:<20} packets: {packets:<13} bytes: {bytes:<13} flows: {flows}")?;
+    }
+    if args.flows {
+        let mut flows: Vec<(&FlowKey, &Counts)> = counts.iter().collect();
+        flows.sort_by_key(|(k, _)| **k);
+        writeln!(out)?;
+        for (key, c) in flows {
+            let t = if key.transport == TransportKind::Tcp { "TCP" } else { "UDP" };
+            writeln!(
+                out,
+                "\t{t} {} <-> {} [proto: {}][{} pkts/{} bytes]",
+                key.a,
+                key.b,
+                label_of(key),
+                c.packets,
+                c.bytes
+            )?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}

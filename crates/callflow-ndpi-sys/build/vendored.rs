@@ -1,0 +1,49 @@
+//! Vendored mode: compiles the nDPI tree that `cargo xtask ndpi` unpacked into a static library with `cc`.
+
+use std::path::{Path, PathBuf};
+
+/// Whether `tree` is a complete, generated nDPI tree (the headers configure would write
+/// are what `cargo xtask ndpi` adds last).
+pub fn present(tree: &Path) -> bool {
+    tree.join("src/include/ndpi_define.h").is_file() && tree.join("src/include/ndpi_config.h").is_file()
+}
+
+fn c_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("reading {}: {e}", dir.display()))?;
+    let mut files: Vec<PathBuf> =
+        entries.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "c")).collect();
+    // A stable order keeps the archive, and so the build, reproducible.
+    files.sort();
+    Ok(files)
+}
+
+/// Compiles the library as upstream's `src/lib/Makefile` does (every `.c` in `src/lib`,
+/// `protocols/` and `third_party/src/`; `hll/` and `roaring.cc` are `#include`d by other
+/// files) and returns the include directories for bindgen.
+pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
+    if !present(tree) {
+        return Err(format!(
+            "the vendored nDPI tree {} is missing or incomplete: run `cargo xtask ndpi` first \
+             (or set CALLFLOW_NDPI=system to link Debian's libndpi-dev)",
+            tree.display()
+        ));
+    }
+    let lib = tree.join("src/lib");
+    let include = tree.join("src/include");
+    let mut files = c_files(&lib)?;
+    files.extend(c_files(&lib.join("protocols"))?);
+    files.extend(c_files(&lib.join("third_party/src"))?);
+    println!("cargo:rerun-if-changed={}", include.join("ndpi_define.h").display());
+    cc::Build::new()
+        .files(&files)
+        .include(&include)
+        .include(lib.join("third_party/include"))
+        .define("NDPI_LIB_COMPILATION", None)
+        // Third-party code: its warnings are upstream's business, not this build's output.
+        .warnings(false)
+        .flag_if_supported("-w")
+        .compile("ndpi");
+    println!("cargo:rustc-link-lib=m");
+    println!("cargo:include={}", include.display());
+    Ok(vec![include])
+}

@@ -1,0 +1,2 @@
+/* The nDPI API that callflow-ndpi uses: bindgen reads this header. */
+#include <ndpi_api.h>

@@ -1,0 +1,475 @@
+//! nDPI as a `callflow_classify::Classifier`: the detection module, a per-flow cache, and nDPI's verdicts mapped to callflowd's protocols.
+//!
+//! [`NdpiClassifier`] owns one nDPI detection module and a flow cache keyed by the
+//! bidirectional 5-tuple ([`FlowKey`]), so nDPI's per-flow state is created once per
+//! flow, fed every packet of the flow until nDPI decides (or its packet budget is
+//! spent: 24 UDP / 80 TCP packets, ndpiReader's defaults, after which
+//! `ndpi_detection_giveup` guesses), and released when detection ends or the flow is
+//! idle for the idle timeout. Its verdicts carry nDPI's confidence and the
+//! master/application protocol pair ([`Detection`], e.g. `STUN.RTP`). Until nDPI has
+//! decided, and for what nDPI does not know, the [`HeuristicClassifier`] answers, so
+//! the correlator never does worse than without nDPI.
+//!
+//! nDPI wants IP packets while the trait hands out transport payloads; `synth` rebuilds
+//! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's).
+//!
+//! Without the `ndpi` feature this crate still builds, and [`NdpiClassifier::new`]
+//! returns [`Error::NotBuiltIn`]. All of callflowd's `unsafe` nDPI calls are in `ffi.rs`.
+//!
+//! ```
+//! use callflow_classify::{Classifier, PacketMeta, Payload};
+//! use callflow_ndpi::{NdpiClassifier, Options};
+//!
+//! match NdpiClassifier::new(Options::default()) {
+//!     Ok(mut ndpi) => {
+//!         let sip = b"OPTIONS sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1\r\n\r\n";
+//!         let p = Payload::udp("10.0.0.1:5080".parse().unwrap(), "10.0.0.2:5080".parse().unwrap(), sip);
+//!         let verdict = ndpi.classify_packet(&p, &PacketMeta::at(1_000));
+//!         assert_eq!(verdict.protocol, callflow_classify::AppProtocol::Sip);
+//!     }
+//!     Err(e) => println!("{e}"), // built without the `ndpi` feature
+//! }
+//! ```
+
+// Without nDPI the flow cache and packet synthesis are compiled (and unit-tested) but unused.
+#![cfg_attr(not(feature = "ndpi"), allow(dead_code))]
+
+mod error;
+#[cfg(feature = "ndpi")]
+mod ffi;
+mod synth;
+
+pub use error::Error;
+
+use callflow_classify::{
+    AppProtocol, Classification, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TransportKind,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+/// How the flow cache behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Packets of a UDP flow nDPI sees before it gives up (ndpiReader: 24).
+    pub udp_packet_budget: u32,
+    /// Packets of a TCP flow nDPI sees before it gives up (ndpiReader: 80).
+    pub tcp_packet_budget: u32,
+    /// A flow with no packet for this long (capture time) is dropped from the cache.
+    pub idle_timeout_ms: u64,
+    /// The most flows kept; beyond it, new flows get the heuristic verdict only.
+    pub max_flows: usize,
+    /// Keep the verdicts of flows dropped for idleness, for [`NdpiClassifier::take_expired`]
+    /// (reports want every flow; the correlator does not, and must not grow without bound).
+    pub keep_expired: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            udp_packet_budget: 24,
+            tcp_packet_budget: 80,
+            idle_timeout_ms: 180_000,
+            max_flows: 1 << 18,
+            keep_expired: false,
+        }
+    }
+}
+
+/// A flow regardless of direction: the transport and its two endpoints in a fixed order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowKey {
+    /// UDP or TCP.
+    pub transport: TransportKind,
+    /// The lower endpoint.
+    pub a: SocketAddr,
+    /// The higher endpoint.
+    pub b: SocketAddr,
+}
+
+impl FlowKey {
+    /// The key of the flow a packet from `src` to `dst` belongs to.
+    pub fn new(transport: TransportKind, src: SocketAddr, dst: SocketAddr) -> Self {
+        let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
+        FlowKey { transport, a, b }
+    }
+}
+
+/// nDPI's confidence in a verdict (`ndpi_confidence_t`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum NdpiConfidence {
+    /// Nothing known.
+    Unknown,
+    /// From the ports alone.
+    Port,
+    /// From the addresses alone.
+    Ip,
+    /// From nDPI's cache of earlier flows between the same hosts.
+    DpiCache,
+    /// Deep packet inspection.
+    Dpi,
+}
+
+impl NdpiConfidence {
+    /// The label ndpiReader prints (`DPI`, `Match by port`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NdpiConfidence::Unknown => "Unknown",
+            NdpiConfidence::Port => "Match by port",
+            NdpiConfidence::Ip => "Match by IP",
+            NdpiConfidence::DpiCache => "DPI (cache)",
+            NdpiConfidence::Dpi => "DPI",
+        }
+    }
+}
+
+/// nDPI's verdict on a flow: the master/application protocol ids and the confidence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detection {
+    /// The master protocol (e.g. STUN for RTP inside STUN, HTTP for a web service); 0 when none.
+    pub master: u16,
+    /// The application protocol; 0 (Unknown) when nDPI has not recognised one.
+    pub app: u16,
+    /// How nDPI knows.
+    pub confidence: NdpiConfidence,
+    /// Set when `ndpi_detection_giveup` guessed the protocol.
+    pub guessed: bool,
+}
+
+impl Detection {
+    /// Whether nDPI knows anything about the flow.
+    pub fn is_known(&self) -> bool {
+        self.master != 0 || self.app != 0
+    }
+}
+
+enum State {
+    /// nDPI is still looking; it has seen `packets` packets.
+    #[cfg(feature = "ndpi")]
+    Detecting { flow: ffi::Flow, packets: u32 },
+    /// Detection is over and nDPI's state is freed.
+    Done,
+}
+
+struct Entry {
+    state: State,
+    detection: Detection,
+    last_ms: u64,
+}
+
+/// The nDPI classifier with its flow cache.
+pub struct NdpiClassifier {
+    /// Declared before `module`, so flows are freed before the module they came from.
+    flows: HashMap<FlowKey, Entry>,
+    #[cfg(feature = "ndpi")]
+    module: ffi::Module,
+    opts: Options,
+    heuristic: HeuristicClassifier,
+    /// The packet buffer `synth` writes into, reused for every packet.
+    buf: Vec<u8>,
+    last_sweep_ms: u64,
+    expired: Vec<(FlowKey, Detection)>,
+}
+
+impl std::fmt::Debug for NdpiClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdpiClassifier").field("flows", &self.flows.len()).field("opts", &self.opts).finish()
+    }
+}
+
+impl NdpiClassifier {
+    /// Creates the detection module (a few MB; some tens of milliseconds).
+    pub fn new(opts: Options) -> Result<Self, Error> {
+        #[cfg(feature = "ndpi")]
+        {
+            Ok(NdpiClassifier {
+                flows: HashMap::new(),
+                module: ffi::Module::new()?,
+                opts,
+                heuristic: HeuristicClassifier,
+                buf: Vec::with_capacity(2048),
+                last_sweep_ms: 0,
+                expired: Vec::new(),
+            })
+        }
+        #[cfg(not(feature = "ndpi"))]
+        {
+            let _ = opts;
+            Err(Error::NotBuiltIn)
+        }
+    }
+
+    /// Whether this build has nDPI in it (the `ndpi` feature).
+    pub fn is_built_in() -> bool {
+        cfg!(feature = "ndpi")
+    }
+
+    /// nDPI's name for a protocol id (`SIP`, `RTP`, `Unknown`, ...).
+    pub fn protocol_name(&self, id: u16) -> &str {
+        #[cfg(feature = "ndpi")]
+        {
+            self.module.name(id)
+        }
+        #[cfg(not(feature = "ndpi"))]
+        {
+            let _ = id;
+            "Unknown"
+        }
+    }
+
+    /// The name ndpiReader prints for a verdict: `MASTER.APP` when both are known and
+    /// differ (ndpi_protocol2name), else the one that is known.
+    pub fn label(&self, d: &Detection) -> String {
+        if d.master != 0 && d.master != d.app {
+            if d.app != 0 {
+                format!("{}.{}", self.protocol_name(d.master), self.protocol_name(d.app))
+            } else {
+                self.protocol_name(d.master).to_string()
+            }
+        } else {
+            self.protocol_name(d.app).to_string()
+        }
+    }
+
+    /// The name ndpiReader's per-protocol table counts a flow under: the application
+    /// protocol, or the master when no application was found.
+    pub fn table_name(&self, d: &Detection) -> &str {
+        self.protocol_name(if d.app != 0 { d.app } else { d.master })
+    }
+
+    /// callflowd's protocol for a verdict: the application protocol if we know it, else the master.
+    pub fn app_protocol(&self, d: &Detection) -> AppProtocol {
+        let of = |id: u16| match self.protocol_name(id) {
+            "SIP" => AppProtocol::Sip,
+            "RTP" => AppProtocol::Rtp,
+            "RTCP" => AppProtocol::Rtcp,
+            "DIAMETER" => AppProtocol::Diameter,
+            "GTP_U" => AppProtocol::GtpU,
+            "GTP" | "GTP_C" | "GTP_PRIME" => AppProtocol::GtpC,
+            "DNS" => AppProtocol::Dns,
+            "HTTP" => AppProtocol::Http,
+            "TLS" => AppProtocol::Tls,
+            "STUN" => AppProtocol::Stun,
+            _ => AppProtocol::Unknown,
+        };
+        match of(d.app) {
+            AppProtocol::Unknown => of(d.master),
+            known => known,
+        }
+    }
+
+    /// Feeds one packet to nDPI through the flow cache and returns the flow's verdict so
+    /// far; `None` for what nDPI cannot take (SCTP) or when the cache is full.
+    pub fn detect(&mut self, p: &Payload<'_>, meta: &PacketMeta) -> Option<Detection> {
+        self.sweep(meta.time_ms);
+        let key = FlowKey::new(p.transport, p.src, p.dst);
+        #[cfg(feature = "ndpi")]
+        {
+            if !synth::build(p, meta.tcp, &mut self.buf) {
+                return None;
+            }
+            if !self.flows.contains_key(&key) {
+                if self.flows.len() >= self.opts.max_flows {
+                    return None;
+                }
+                let unknown = Detection { master: 0, app: 0, confidence: NdpiConfidence::Unknown, guessed: false };
+                let flow = self.module.new_flow();
+                self.flows.insert(
+                    key,
+                    Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 },
+                );
+            }
+            let budget = if p.transport == TransportKind::Tcp {
+                self.opts.tcp_packet_budget
+            } else {
+                self.opts.udp_packet_budget
+            };
+            let entry = self.flows.get_mut(&key)?;
+            entry.last_ms = meta.time_ms;
+            let finished = match &mut entry.state {
+                State::Detecting { flow, packets } => {
+                    *packets += 1;
+                    // ndpiReader's rule: the packet that exceeds the budget is still
+                    // inspected, then detection ends.
+                    let enough = *packets > budget;
+                    let d = self.module.process(flow, &self.buf, meta.time_ms);
+                    entry.detection = d;
+                    if enough || d.app != 0 {
+                        if !enough && self.module.wants_more(flow) {
+                            false
+                        } else {
+                            if d.app == 0 {
+                                entry.detection = self.module.give_up(flow);
+                            }
+                            true
+                        }
+                    } else {
+                        false
+                    }
+                }
+                State::Done => false,
+            };
+            if finished {
+                // Dropping the old state frees nDPI's flow memory as soon as it is not needed.
+                entry.state = State::Done;
+            }
+            Some(entry.detection)
+        }
+        #[cfg(not(feature = "ndpi"))]
+        {
+            let _ = (key, &mut self.buf, &self.heuristic);
+            None
+        }
+    }
+
+    /// Ends detection on every flow still undecided, as ndpiReader does at the end of a
+    /// capture (with guessing), so [`Self::flows`] gives final verdicts.
+    pub fn give_up_all(&mut self) {
+        #[cfg(feature = "ndpi")]
+        for entry in self.flows.values_mut() {
+            if let State::Detecting { flow, .. } = &mut entry.state {
+                entry.detection = self.module.give_up(flow);
+                entry.state = State::Done;
+            }
+        }
+    }
+
+    /// Every flow in the cache with its verdict so far.
+    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &Detection)> {
+        self.flows.iter().map(|(k, e)| (k, &e.detection))
+    }
+
+    /// The flows dropped for idleness since the last call (only with `keep_expired`).
+    pub fn take_expired(&mut self) -> Vec<(FlowKey, Detection)> {
+        std::mem::take(&mut self.expired)
+    }
+
+    /// Drops flows idle for the idle timeout, at most once a second of capture time.
+    fn sweep(&mut self, now_ms: u64) {
+        if now_ms < self.last_sweep_ms.saturating_add(1_000) {
+            return;
+        }
+        self.last_sweep_ms = now_ms;
+        let timeout = self.opts.idle_timeout_ms;
+        let keep = self.opts.keep_expired;
+        let expired = &mut self.expired;
+        self.flows.retain(|key, e| {
+            let idle = now_ms.saturating_sub(e.last_ms) >= timeout;
+            if idle && keep {
+                expired.push((*key, e.detection));
+            }
+            !idle
+        });
+    }
+
+    fn to_classification(&self, d: &Detection) -> Option<Classification> {
+        let protocol = self.app_protocol(d);
+        if protocol == AppProtocol::Unknown {
+            return None;
+        }
+        let confidence = match d.confidence {
+            NdpiConfidence::Dpi | NdpiConfidence::DpiCache => Confidence::Signature,
+            NdpiConfidence::Port => Confidence::Port,
+            NdpiConfidence::Ip | NdpiConfidence::Unknown => Confidence::Guessed,
+        };
+        Some(Classification { protocol, confidence, classifier: "ndpi" })
+    }
+}
+
+impl Classifier for NdpiClassifier {
+    fn name(&self) -> &'static str {
+        "ndpi"
+    }
+
+    /// Without a capture time, flows never idle out here; the correlator calls
+    /// `classify_packet`.
+    fn classify(&mut self, payload: &Payload<'_>) -> Classification {
+        let now = self.last_sweep_ms;
+        self.classify_packet(payload, &PacketMeta::at(now))
+    }
+
+    fn classify_packet(&mut self, payload: &Payload<'_>, meta: &PacketMeta) -> Classification {
+        let ndpi = self.detect(payload, meta).and_then(|d| self.to_classification(&d));
+        // nDPI's telecom verdicts win; where it knows nothing of ours (yet), the heuristic answers.
+        ndpi.unwrap_or_else(|| self.heuristic.classify(payload))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flow_keys_are_the_same_both_ways() {
+        let x: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let y: SocketAddr = "10.0.0.2:40000".parse().unwrap();
+        assert_eq!(FlowKey::new(TransportKind::Udp, x, y), FlowKey::new(TransportKind::Udp, y, x));
+        assert_ne!(FlowKey::new(TransportKind::Udp, x, y), FlowKey::new(TransportKind::Tcp, x, y));
+    }
+
+    #[cfg(not(feature = "ndpi"))]
+    #[test]
+    fn without_the_feature_new_says_so() {
+        assert!(matches!(NdpiClassifier::new(Options::default()), Err(Error::NotBuiltIn)));
+        assert!(!NdpiClassifier::is_built_in());
+    }
+
+    #[cfg(feature = "ndpi")]
+    mod with_ndpi {
+        use super::*;
+
+        fn udp(src: &str, dst: &str, bytes: &[u8]) -> (SocketAddr, SocketAddr, Vec<u8>) {
+            (src.parse().unwrap(), dst.parse().unwrap(), bytes.to_vec())
+        }
+
+        #[test]
+        fn sip_on_an_odd_port_is_found_by_dpi_and_the_flow_is_created_once() {
+            let mut c = NdpiClassifier::new(Options::default()).unwrap();
+            let invite = b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:8060;branch=z9hG4bK1\r\n\
+                           From: <sip:alice@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: abc\r\n\
+                           CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+            let (a, b, bytes) = udp("10.0.0.1:8060", "10.0.0.2:8060", invite);
+            let v = c.classify_packet(&Payload::udp(a, b, &bytes), &PacketMeta::at(1_000));
+            assert_eq!((v.protocol, v.classifier), (AppProtocol::Sip, "ndpi"));
+            let ok = b"SIP/2.0 200 OK\r\nCall-ID: abc\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
+            c.classify_packet(&Payload::udp(b, a, ok), &PacketMeta::at(1_010));
+            assert_eq!(c.flows().count(), 1);
+            let (_, d) = c.flows().next().unwrap();
+            assert_eq!(c.label(d), "SIP");
+            assert_eq!(d.confidence, NdpiConfidence::Dpi);
+        }
+
+        #[test]
+        fn budget_then_give_up_and_idle_release() {
+            let opts =
+                Options { udp_packet_budget: 3, idle_timeout_ms: 10_000, keep_expired: true, ..Options::default() };
+            let mut c = NdpiClassifier::new(opts).unwrap();
+            let (a, b, junk) = udp("10.0.0.1:40000", "10.0.0.2:41000", &[0x5a; 40]);
+            for i in 0..6 {
+                c.detect(&Payload::udp(a, b, &junk), &PacketMeta::at(1_000 + i)).unwrap();
+            }
+            // After the budget the flow's nDPI state is gone: detection is over.
+            assert!(matches!(c.flows.values().next().unwrap().state, State::Done));
+            // An idle flow is released on the next sweep, and reported as expired.
+            let (x, y, other) = udp("10.0.0.3:1", "10.0.0.4:2", &[1; 8]);
+            c.detect(&Payload::udp(x, y, &other), &PacketMeta::at(20_000)).unwrap();
+            assert_eq!(c.flows().count(), 1);
+            let expired = c.take_expired();
+            assert_eq!(expired.len(), 1);
+            assert_eq!(expired[0].0, FlowKey::new(TransportKind::Udp, a, b));
+        }
+
+        #[test]
+        fn unknown_traffic_falls_back_to_the_heuristic() {
+            let mut c = NdpiClassifier::new(Options::default()).unwrap();
+            let mut rtp = vec![0x80, 0x00, 0x00, 0x01, 0, 0, 0, 160, 0x11, 0x22, 0x33, 0x44];
+            rtp.extend_from_slice(&[0xd5; 160]);
+            let v = c.classify_packet(
+                &Payload::udp("10.0.0.1:16384".parse().unwrap(), "10.0.0.2:20000".parse().unwrap(), &rtp),
+                &PacketMeta::at(5),
+            );
+            // One packet is not enough for nDPI's RTP dissector; the heuristic guesses.
+            assert_eq!(v.protocol, AppProtocol::Rtp);
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! The REST handlers: uploads, jobs, sessions, a session's pcap, health, version, metrics and the OpenAPI document.
+
+use crate::error::{ApiError, ApiQuery};
+use crate::hub::job_json;
+use crate::state::AppState;
+use axum::body::Body;
+use axum::extract::{FromRequest, Multipart, Path, Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use callflow_jobs::{JobId, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
+use http_body_util::BodyExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use tokio::io::AsyncWriteExt;
+
+fn parse_job(id: &str) -> Result<JobId, ApiError> {
+    id.parse().map_err(|_| ApiError::job_not_found(id))
+}
+
+/// `?name=` of an upload.
+#[derive(Debug, Deserialize)]
+pub struct UploadParams {
+    name: Option<String>,
+}
+
+/// Content types accepted as a raw capture body.
+const RAW_TYPES: &[&str] = &[
+    "application/vnd.tcpdump.pcap",
+    "application/octet-stream",
+    "application/x-pcapng",
+    "application/x-pcap",
+    "application/gzip",
+];
+
+/// True when `head` (at least 4 bytes) starts like pcap, pcapng or gzip.
+fn capture_magic(head: &[u8]) -> bool {
+    const MAGICS: [[u8; 4]; 7] = [
+        [0xd4, 0xc3, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0xc3, 0xd4],
+        [0x4d, 0x3c, 0xb2, 0xa1],
+        [0xa1, 0xb2, 0x3c, 0x4d],
+        [0x0a, 0x0d, 0x0d, 0x0a],
+        [0x1f, 0x8b, 0x08, 0x00],
+        [0x1f, 0x8b, 0x08, 0x08],
+    ];
+    head.len() >= 4 && (MAGICS.iter().any(|m| head[..4] == m[..]) || head[..2] == [0x1f, 0x8b])
+}
+
+/// A file being uploaded; removed on drop unless kept.
+struct Incoming {
+    path: PathBuf,
+    /// Buffered: a body arrives in chunks of a few KiB, and each unbuffered write would be
+    /// one trip to the blocking pool.
+    file: tokio::io::BufWriter<tokio::fs::File>,
+    written: u64,
+    limit: u64,
+    head: Vec<u8>,
+    kept: bool,
+}
+
+impl Incoming {
+    async fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(ApiError::TooLarge { limit: self.limit });
+        }
+        if self.head.len() < 4 {
+            let take = (4 - self.head.len()).min(chunk.len());
+            self.head.extend_from_slice(&chunk[..take]);
+            if self.head.len() == 4 && !capture_magic(&self.head) {
+                return Err(not_a_capture(&self.head));
+            }
+        }
+        self.file.write_all(chunk).await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))
+    }
+
+    async fn finish(mut self) -> Result<(PathBuf, u64), ApiError> {
+        if self.head.len() < 4 {
+            return Err(not_a_capture(&self.head));
+        }
+        self.file.flush().await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))?;
+        self.kept = true;
+        Ok((self.path.clone(), self.written))
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if !self.kept {
+            // A refused or broken upload leaves nothing behind.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn not_a_capture(head: &[u8]) -> ApiError {
+    let hex: String = head.iter().map(|b| format!("{b:02x}")).collect();
+    ApiError::UnsupportedMedia(format!(
+        "not a capture file (first bytes 0x{hex}): upload pcap, pcapng, or either compressed with gzip"
+    ))
+}
+
+/// `POST /api/v1/upload`: a capture as the raw body or a multipart `file` field, streamed
+/// to the upload directory; answers 201 with the queued job.
+pub async fn upload(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<UploadParams>,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let _permit = state
+        .uploads
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable("too many uploads in progress; retry shortly".into()))?;
+    let content_type =
+        req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    let limit = state.settings.limits.max_upload_bytes;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        // A raw body's declared size is the file's; a multipart one's also holds the form.
+        if len > limit.saturating_add(64 * 1024) {
+            return Err(ApiError::TooLarge { limit });
+        }
+    }
+    let dir = state.settings.storage.upload_dir.clone();
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
+    // A random name: the client's file name never reaches the file system, and the job
+    // (whose id would name it) is created only once the whole capture is in.
+    let stored = crate::auth::random_hex::<16>();
+    let path = dir.join(format!("{stored}.capture"));
+    let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
+    let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
+    let mut incoming = Incoming { path, file, written: 0, limit, head: Vec::new(), kept: false };
+    let slow = state.settings.server.request_timeout;
+    let timeout = |what: &str| ApiError::BadRequest(format!("the upload stalled: no data for {slow:?} ({what})"));
+    let mut name = params.name;
+    if content_type.starts_with("multipart/form-data") {
+        let mut form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let mut found = false;
+        while let Some(mut field) = tokio::time::timeout(slow, form.next_field())
+            .await
+            .map_err(|_| timeout("form"))?
+            .map_err(|e| ApiError::BadRequest(e.body_text()))?
+        {
+            match field.name() {
+                Some("file") if !found => {
+                    found = true;
+                    if name.is_none() {
+                        name = field.file_name().map(str::to_string);
+                    }
+                    while let Some(chunk) = tokio::time::timeout(slow, field.chunk())
+                        .await
+                        .map_err(|_| timeout("file"))?
+                        .map_err(|e| multipart_error(e, limit))?
+                    {
+                        incoming.write(&chunk).await?;
+                    }
+                }
+                Some("name") if name.is_none() => {
+                    name = Some(field.text().await.map_err(|e| ApiError::BadRequest(e.body_text()))?);
+                }
+                _ => {}
+            }
+        }
+        if !found {
+            return Err(ApiError::BadRequest("the form has no `file` field".into()));
+        }
+    } else if RAW_TYPES.iter().any(|t| content_type.starts_with(t)) {
+        let mut body = req.into_body();
+        while let Some(frame) = tokio::time::timeout(slow, body.frame()).await.map_err(|_| timeout("body"))? {
+            let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                incoming.write(data).await?;
+            }
+        }
+    } else {
+        return Err(ApiError::UnsupportedMedia(format!(
+            "unsupported Content-Type `{content_type}`: send the capture as multipart/form-data (field `file`) or as \
+             application/vnd.tcpdump.pcap or application/octet-stream"
+        )));
+    }
+    let label = name.unwrap_or_else(|| "upload".into());
+    let (path, bytes) = incoming.finish().await?;
+    state.metrics.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
+    let submitted = state.jobs(move |m| m.submit(NewJob::upload(&path, label))).await;
+    let job = match submitted {
+        Ok(job) => job,
+        Err(e) => {
+            let _ = std::fs::remove_file(dir.join(format!("{stored}.capture")));
+            return Err(e);
+        }
+    };
+    let body = json!({"job_id": job.id, "status": "queued", "name": job.label, "bytes": bytes});
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
+        .into_response())
+}
+
+fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::TooLarge { limit }
+    } else {
+        ApiError::BadRequest(e.body_text())
+    }
+}
+
+/// `GET /api/v1/jobs` parameters.
+#[derive(Debug, Deserialize)]
+pub struct JobsParams {
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+    status: Option<String>,
+}
+
+/// `GET /api/v1/jobs`: newest first.
+pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParams>) -> Result<Json<Value>, ApiError> {
+    let max = state.settings.limits.max_page_size as u64;
+    let limit = p.limit.unwrap_or(100).clamp(1, max);
+    let status = match p.status.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(JobState::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
+            ApiError::BadRequest(format!("unknown status `{s}` (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)"))
+        })?),
+    };
+    let offset = p.offset;
+    let jobs = state.jobs(move |m| m.jobs(&JobQuery { state: status, offset, limit })).await?;
+    let jobs: Vec<Value> = jobs.iter().map(job_json).collect();
+    Ok(Json(json!({"offset": offset, "limit": limit, "jobs": jobs})))
+}
+
+/// `GET /api/v1/jobs/{id}/status`.
+pub async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let job = state.jobs(move |m| m.job(id)).await?;
+    Ok(Json(job_json(&job)))
+}
+
+/// `POST /api/v1/jobs/{id}/cancel`.
+pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let job = state.jobs(move |m| m.cancel(id)).await?;
+    Ok(Json(job_json(&job)))
+}
+
+/// `DELETE /api/v1/jobs/{id}`: a running job is cancelled first, then deleted with its files.
+pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    let id = parse_job(&id)?;
+    state
+        .jobs(move |m| {
+            let job = m.job(id)?;
+            if !job.state.is_finished() {
+                match m.cancel(id) {
+                    Ok(_) | Err(callflow_jobs::JobError::AlreadyFinished { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+                // A running job stops within 100 ms of being cancelled.
+                m.wait(&[id], Some(std::time::Duration::from_secs(10)))?;
+            }
+            m.delete(id)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/v1/jobs/{id}/sessions` parameters.
+#[derive(Debug, Deserialize)]
+pub struct SessionsParams {
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+    kind: Option<String>,
+    state: Option<String>,
+    q: Option<String>,
+    problem: Option<bool>,
+    cursor: Option<String>,
+}
+
+fn enum_param<T: serde::de::DeserializeOwned>(name: &str, value: Option<String>) -> Result<Option<T>, ApiError> {
+    value
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            serde_json::from_value(Value::String(v.clone()))
+                .map_err(|_| ApiError::BadRequest(format!("unknown {name} `{v}`")))
+        })
+        .transpose()
+}
+
+/// `GET /api/v1/jobs/{id}/sessions`: a page of summaries with the total matching.
+pub async fn sessions(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<SessionsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let max = state.settings.limits.max_page_size as u64;
+    let limit = p.limit.unwrap_or(100);
+    if limit == 0 || limit > max {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {max}")));
+    }
+    let after = p
+        .cursor
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse::<SessionCursor>().map_err(ApiError::BadRequest))
+        .transpose()?;
+    let query = SessionQuery {
+        kind: enum_param("kind", p.kind)?,
+        state: enum_param("state", p.state.map(|s| s.to_ascii_uppercase()))?,
+        text: p.q,
+        problem: p.problem,
+        after,
+        offset: p.offset,
+        limit,
+        ..SessionQuery::default()
+    };
+    let (total, rows) = state
+        .jobs(move |m| {
+            m.job(id)?;
+            let total = m.store().count_sessions(id, &query)?;
+            Ok((total, m.sessions(id, &query)?))
+        })
+        .await?;
+    let next = (rows.len() as u64 == limit).then(|| rows.last().map(|r| r.cursor.to_string())).flatten();
+    Ok(Json(
+        json!({"job_id": id, "total": total, "offset": p.offset, "limit": limit, "next_cursor": next, "sessions": rows}),
+    ))
+}
+
+/// `GET /api/v1/sessions/{session_id}`: the full session in the `callflow/v1` shape.
+pub async fn session(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<Value>, ApiError> {
+    let key = sid.clone();
+    let found = state.jobs(move |m| Ok(m.store().find_session(&key)?)).await?;
+    let (job, session) = found.ok_or(ApiError::NotFound { what: "session", id: sid })?;
+    let mut value = serde_json::to_value(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
+    value["job_id"] = json!(job);
+    Ok(Json(value))
+}
+
+/// `GET /api/v1/sessions/{session_id}/pcap`: the session's frames as a pcap download.
+pub async fn session_pcap(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
+    let key = sid.clone();
+    let pcap = state
+        .jobs(move |m| {
+            let Some((job, session)) = m.store().find_session(&key)? else { return Ok(None) };
+            let job = m.job(job)?;
+            Ok(Some(crate::pcap::session_pcap(&job.input, &session)))
+        })
+        .await?
+        .ok_or(ApiError::NotFound { what: "session", id: sid.clone() })?
+        .map_err(|e| ApiError::Conflict(format!("the job's capture can no longer be read: {e}")))?;
+    let safe: String = sid.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect();
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap".to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}.pcap\"")),
+        ],
+        Body::from(pcap),
+    )
+        .into_response())
+}
+
+/// `GET /health`: alive, and the store answers.
+pub async fn health(State(state): State<AppState>) -> Response {
+    match state.jobs(|m| m.jobs(&JobQuery { limit: 1, ..JobQuery::default() })).await {
+        Ok(_) => Json(json!({"status": "ok", "storage": "ok"})).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "storage": "unreachable"})))
+            .into_response(),
+    }
+}
+
+/// `GET /version`.
+pub async fn version() -> Json<Value> {
+    Json(json!({"name": "callflowd", "version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let counts = state
+        .jobs(|m| {
+            let states =
+                [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled];
+            states
+                .into_iter()
+                .map(|s| Ok((s, m.jobs(&JobQuery { state: Some(s), ..JobQuery::default() })?.len() as u64)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await?;
+    let text = state.metrics.render(&counts);
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
+/// Every route of the API: method, path (OpenAPI syntax), summary. The OpenAPI document
+/// is built from it and a test checks each against the router.
+pub const ROUTES: &[(&str, &str, &str)] = &[
+    ("post", "/api/v1/upload", "Upload a capture (raw body or multipart `file`); queues a job"),
+    ("get", "/api/v1/jobs", "List jobs, newest first (offset, limit, status)"),
+    ("get", "/api/v1/jobs/{id}/status", "A job's status and progress"),
+    ("delete", "/api/v1/jobs/{id}", "Delete a job and its files (cancelling it first)"),
+    ("post", "/api/v1/jobs/{id}/cancel", "Cancel a queued or running job"),
+    (
+        "get",
+        "/api/v1/jobs/{id}/sessions",
+        "A page of a job's sessions (offset, limit, kind, state, q, problem, cursor)",
+    ),
+    ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
+    ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
+    ("get", "/api/v1/ws", "WebSocket: every job's events"),
+    ("get", "/api/v1/sessions/{session_id}", "A session in the callflow/v1 shape"),
+    ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file"),
+    ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
+    ("get", "/api/v1/openapi.json", "This document"),
+    ("get", "/health", "Liveness and storage reachability"),
+    ("get", "/version", "Name and version"),
+    ("get", "/metrics", "Prometheus metrics"),
+];
+
+/// `GET /api/v1/openapi.json`.
+pub async fn openapi() -> Json<Value> {
+    Json(openapi_document())
+}
+
+/// The OpenAPI 3 description of [`ROUTES`].
+pub fn openapi_document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let params: Vec<Value> = path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let ok = match (*method, *path) {
+            ("post", "/api/v1/upload") => "201",
+            ("delete", _) => "204",
+            (_, p) if p.ends_with("/ws") => "101",
+            _ => "200",
+        };
+        let op = json!({
+            "summary": summary,
+            "parameters": params,
+            "security": [{"bearer": []}],
+            "responses": {ok: {"description": "success"}, "default": {"description": "an error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+        });
+        paths.entry(path.to_string()).or_insert_with(|| json!({}))[*method] = op;
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "callflowd", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object",
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+        },
+    })
+}
+
+/// A known path with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+/// Any other path.
+pub async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound { what: "route", id: req.uri().path().to_string() }
+}

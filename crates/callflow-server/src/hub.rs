@@ -1,0 +1,309 @@
+//! The event hub: turns the job manager's events into numbered JSON messages, fans them out to WebSocket and SSE clients, and keeps a per-job ring for SSE replay.
+//!
+//! One thread drains the manager's [`Subscription`] (a blocking queue) and hands each
+//! event to [`Hub::publish`], which never waits for a client: every client has its own
+//! bounded queue. A full queue first coalesces progress (the newest progress of a job
+//! replaces the queued one), then drops queued session/stats messages; when a state
+//! change would have to be dropped the client is marked overflowed and its connection is
+//! closed (WebSocket 1013), since silently losing a state change would leave it wrong.
+
+use callflow_jobs::{Event, Job, JobId, Subscription};
+use serde_json::{json, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// What a message is, for the queue's drop policy and the SSE `event:` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A job changed state. Never dropped.
+    Status,
+    /// A running job got further. Coalesced.
+    Progress,
+    /// A session completed.
+    Session,
+    /// A job's capture statistics.
+    Stats,
+    /// A job was deleted. Never dropped.
+    Deleted,
+}
+
+impl Kind {
+    /// The `type` of the JSON message.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Status => "status",
+            Kind::Progress => "progress",
+            Kind::Session => "session",
+            Kind::Stats => "stats",
+            Kind::Deleted => "deleted",
+        }
+    }
+}
+
+/// One message, numbered in publication order (the SSE event id).
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Its number, increasing across all jobs.
+    pub id: u64,
+    /// What it is.
+    pub kind: Kind,
+    /// The job it is about.
+    pub job: JobId,
+    /// The JSON text sent to clients.
+    pub json: Arc<str>,
+}
+
+/// A job as clients see it (status endpoint, `full_state`, `status` messages).
+pub fn job_json(job: &Job) -> Value {
+    json!({
+        "job_id": job.id,
+        "name": job.label,
+        "status": job.state,
+        "progress": job.progress,
+        "packets": job.packets,
+        "bytes": job.bytes,
+        "session_count": job.sessions,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "completed_at": job.completed_at,
+        "error": job.error,
+        "attempts": job.attempts,
+    })
+}
+
+fn message_json(event: &Event) -> (Kind, Value) {
+    match event {
+        Event::State(job) => (Kind::Status, json!({"type": "status", "job_id": job.id, "job": job_json(job)})),
+        Event::Progress { job, progress } => (
+            Kind::Progress,
+            json!({"type": "progress", "job_id": job, "progress": progress.percent, "packets": progress.packets,
+                   "bytes": progress.bytes, "sessions": progress.sessions}),
+        ),
+        Event::Session { job, session } => (
+            Kind::Session,
+            json!({"type": "session", "job_id": job, "session": {
+                "id": session.id, "kind": session.kind, "call_id": session.call_id, "from": session.from,
+                "to": session.to, "state": session.state, "start": session.start, "end": session.end,
+                "messages": session.messages.len(), "media": session.media.len()}}),
+        ),
+        Event::Stats { job, source, stats } => {
+            (Kind::Stats, json!({"type": "stats", "job_id": job, "source": &**source, "stats": &**stats}))
+        }
+        Event::Deleted(job) => (Kind::Deleted, json!({"type": "deleted", "job_id": job})),
+    }
+}
+
+/// One client's bounded queue.
+pub struct ClientQueue {
+    filter: Option<JobId>,
+    capacity: usize,
+    queue: Mutex<VecDeque<Message>>,
+    overflowed: AtomicBool,
+    /// Woken on every push and on shutdown.
+    pub notify: Notify,
+}
+
+impl ClientQueue {
+    fn push(&self, msg: &Message) {
+        if self.filter.is_some_and(|j| j != msg.job) {
+            return;
+        }
+        let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if q.len() >= self.capacity {
+            if msg.kind == Kind::Progress {
+                // Coalesce: the newest progress of a job makes its queued one worthless.
+                if let Some(old) = q.iter_mut().find(|m| m.kind == Kind::Progress && m.job == msg.job) {
+                    *old = msg.clone();
+                    drop(q);
+                    self.notify.notify_one();
+                    return;
+                }
+            }
+            let victim = [Kind::Progress, Kind::Session, Kind::Stats]
+                .into_iter()
+                .find_map(|k| q.iter().position(|m| m.kind == k));
+            match (victim, msg.kind) {
+                (Some(i), _) => {
+                    q.remove(i);
+                }
+                (None, Kind::Progress | Kind::Session | Kind::Stats) => return,
+                (None, Kind::Status | Kind::Deleted) => {
+                    // Only state changes are queued: this one would be lost.
+                    self.overflowed.store(true, Ordering::SeqCst);
+                    drop(q);
+                    self.notify.notify_one();
+                    return;
+                }
+            }
+        }
+        q.push_back(msg.clone());
+        drop(q);
+        self.notify.notify_one();
+    }
+
+    /// Everything queued, in order.
+    pub fn drain(&self) -> Vec<Message> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).drain(..).collect()
+    }
+
+    /// True once a state change could not be queued: the client must be disconnected.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.load(Ordering::SeqCst)
+    }
+}
+
+/// Fans job events out to clients; see the module documentation.
+pub struct Hub {
+    seq: AtomicU64,
+    clients: Mutex<Vec<Weak<ClientQueue>>>,
+    rings: Mutex<HashMap<JobId, VecDeque<Message>>>,
+    ring_capacity: usize,
+    queue_capacity: usize,
+    stopping: AtomicBool,
+    /// Woken once when the server shuts down, for long-lived connections to close.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Hub {
+    /// A hub whose clients queue `queue_capacity` messages and whose jobs keep
+    /// `ring_capacity` messages for replay.
+    pub fn new(queue_capacity: usize, ring_capacity: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            seq: AtomicU64::new(0),
+            clients: Mutex::default(),
+            rings: Mutex::default(),
+            ring_capacity: ring_capacity.max(1),
+            queue_capacity: queue_capacity.max(1),
+            stopping: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
+        })
+    }
+
+    /// Drains `sub` on a thread of its own until [`Hub::stop`]; `on_event` sees each
+    /// event first (for metrics).
+    pub fn pump(self: &Arc<Hub>, sub: Subscription, on_event: impl Fn(&Event) + Send + 'static) {
+        let hub = Arc::downgrade(self);
+        std::thread::Builder::new()
+            .name("callflow-events".into())
+            .spawn(move || loop {
+                let event = sub.recv_timeout(Duration::from_millis(200));
+                let Some(hub) = hub.upgrade() else { return };
+                if hub.stopping.load(Ordering::SeqCst) {
+                    return;
+                }
+                if let Some(event) = event {
+                    on_event(&event);
+                    hub.publish(&event);
+                }
+            })
+            .expect("spawn the event thread");
+    }
+
+    /// Numbers `event`, keeps it for replay, and queues it for every client.
+    pub fn publish(&self, event: &Event) {
+        let (kind, mut value) = message_json(event);
+        let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        value["id"] = json!(id);
+        let msg = Message { id, kind, job: event.job(), json: value.to_string().into() };
+        {
+            let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+            if kind == Kind::Deleted {
+                rings.remove(&msg.job);
+            } else {
+                let ring = rings.entry(msg.job).or_default();
+                if ring.len() >= self.ring_capacity {
+                    ring.pop_front();
+                }
+                ring.push_back(msg.clone());
+            }
+        }
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|c| c.strong_count() > 0);
+        for client in clients.iter().filter_map(Weak::upgrade) {
+            client.push(&msg);
+        }
+    }
+
+    /// A new client following one job (`Some`) or all of them.
+    pub fn subscribe(&self, filter: Option<JobId>) -> Arc<ClientQueue> {
+        let client = Arc::new(ClientQueue {
+            filter,
+            capacity: self.queue_capacity,
+            queue: Mutex::default(),
+            overflowed: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        self.clients.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&client));
+        client
+    }
+
+    /// The messages of `job` kept for replay that came after `after`.
+    pub fn replay(&self, job: JobId, after: u64) -> Vec<Message> {
+        let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        rings.get(&job).map(|r| r.iter().filter(|m| m.id > after).cloned().collect()).unwrap_or_default()
+    }
+
+    /// Stops the pump thread and tells long-lived connections to close.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callflow_jobs::Progress;
+
+    fn progress(job: i64, percent: u8) -> Event {
+        Event::Progress { job: JobId(job), progress: Progress { percent, ..Progress::default() } }
+    }
+
+    fn describe(client: &ClientQueue) -> Vec<String> {
+        client
+            .drain()
+            .iter()
+            .map(|m| {
+                let v: Value = serde_json::from_str(&m.json).unwrap();
+                match m.kind {
+                    Kind::Progress => format!("progress {} {}", m.job, v["progress"]),
+                    k => format!("{} {}", k.name(), m.job),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_full_queue_coalesces_progress_then_overflows_on_state_changes() {
+        let hub = Hub::new(2, 8);
+        let client = hub.subscribe(None);
+        hub.publish(&progress(1, 10));
+        hub.publish(&Event::Deleted(JobId(9)));
+        hub.publish(&progress(1, 20)); // full: replaces progress 10
+        assert_eq!(describe(&client), ["progress 1 20", "deleted 9"]);
+        hub.publish(&Event::Deleted(JobId(7)));
+        hub.publish(&Event::Deleted(JobId(8)));
+        assert!(!client.overflowed());
+        hub.publish(&Event::Deleted(JobId(6))); // only state changes queued: lost
+        assert!(client.overflowed());
+    }
+
+    #[test]
+    fn a_job_filter_and_the_replay_ring() {
+        let hub = Hub::new(8, 2);
+        let one = hub.subscribe(Some(JobId(1)));
+        for p in [1, 2, 3] {
+            hub.publish(&progress(1, p));
+            hub.publish(&progress(2, p));
+        }
+        assert_eq!(describe(&one), ["progress 1 1", "progress 1 2", "progress 1 3"]);
+        let ids: Vec<u64> = hub.replay(JobId(1), 0).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [3, 5], "the ring keeps the last two, numbered across jobs");
+        assert_eq!(hub.replay(JobId(1), 3).len(), 1);
+        hub.publish(&Event::Deleted(JobId(1)));
+        assert!(hub.replay(JobId(1), 0).is_empty());
+    }
+}

@@ -1,0 +1,324 @@
+//! callflowd's HTTP API: REST for uploads, jobs and sessions, live job events over WebSocket and Server-Sent Events, authentication and limits, on hyper (axum, tower-http).
+//!
+//! [`router`] builds the whole API as an axum `Router` from an [`AppState`] (the job
+//! manager, the settings, the event hub), so tests drive it with
+//! `tower::ServiceExt::oneshot` and no socket. [`Server`] binds the configured address
+//! and serves the router over HTTP/1.1 and HTTP/2 (cleartext with prior knowledge, or TLS
+//! with ALPN `h2`/`http/1.1` via rustls), with header size limits and a header read timeout
+//! against slow clients; [`serve`] runs it until SIGTERM/SIGINT ([`shutdown_signal`]).
+//! Errors are one type, [`ApiError`], answered as `{"error": {"code", "message"}}`.
+//!
+//! Architecture invariant: this is the only crate that speaks HTTP or WebSocket; it holds
+//! no analysis logic. Jobs run in `callflow-jobs`; handlers call its blocking API off the
+//! async threads.
+//!
+//! ```no_run
+//! use callflow_config::Settings;
+//! use callflow_jobs::{JobManager, ManagerOptions, SqliteStore};
+//! use std::sync::Arc;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let settings = Settings::default();
+//! let store = Arc::new(SqliteStore::open(settings.storage.database_path())?);
+//! let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings))?;
+//! callflow_server::serve(settings, Arc::new(manager)).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod auth;
+mod error;
+mod hub;
+mod limit;
+mod live;
+mod pcap;
+mod state;
+
+pub use api::{openapi_document, ROUTES};
+pub use auth::hash_password;
+pub use error::ApiError;
+pub use pcap::session_pcap;
+pub use state::AppState;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use callflow_config::Settings;
+use callflow_jobs::JobManager;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::rustls;
+use tower::ServiceExt;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+/// Why the server could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// The address cannot be bound (in use, not local, no permission).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A non-loopback address without authentication: anyone could use the service.
+    #[error(
+        "refusing to listen on {addr} without authentication: set [auth] enabled = true with api_keys or users \
+         (CALLFLOW_AUTH__ENABLED=true, CALLFLOW_AUTH__API_KEYS=...), bind 127.0.0.1, or pass --insecure-no-auth"
+    )]
+    Insecure {
+        /// The address.
+        addr: String,
+    },
+    /// The TLS certificate or key cannot be read or used.
+    #[error("TLS: {path}: {message}")]
+    Tls {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Accepting connections failed.
+    #[error("accepting connections: {0}")]
+    Accept(std::io::Error),
+}
+
+/// The whole API on `state`.
+pub fn router(state: AppState) -> Router {
+    let s = &state.settings;
+    let timeout = TimeoutLayer::with_status_code(axum::http::StatusCode::REQUEST_TIMEOUT, s.server.request_timeout);
+    // Requests that end when the handler answers get the request timeout; uploads (long
+    // bodies, stalls checked per chunk) and event streams (long-lived) do not.
+    let rest = Router::new()
+        .route("/api/v1/jobs", get(api::jobs))
+        .route("/api/v1/jobs/{id}/status", get(api::job_status))
+        .route("/api/v1/jobs/{id}", delete(api::delete))
+        .route("/api/v1/jobs/{id}/cancel", post(api::cancel))
+        .route("/api/v1/jobs/{id}/sessions", get(api::sessions))
+        .route("/api/v1/sessions/{session_id}", get(api::session))
+        .route("/api/v1/sessions/{session_id}/pcap", get(api::session_pcap))
+        .route("/api/login", post(auth::login))
+        .route("/api/v1/openapi.json", get(api::openapi))
+        .route("/health", get(api::health))
+        .route("/version", get(api::version))
+        .route("/metrics", get(api::metrics))
+        .layer(timeout);
+    let long = Router::new()
+        .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))
+        .route("/api/v1/ws", get(live::ws_all))
+        .route("/api/v1/jobs/{id}/ws", get(live::ws_job))
+        .route("/api/v1/jobs/{id}/events", get(live::sse));
+    rest.merge(long)
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(middleware::from_fn_with_state(state.clone(), limit::limits))
+        .layer(DefaultBodyLimit::max(s.limits.max_body_bytes))
+        .layer(axum::Extension(error::BodyLimit(s.limits.max_body_bytes as u64)))
+        .layer(cors(&s.server.cors_origins))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn count_request(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    state.metrics.request(method.as_str(), &route, response.status().as_u16());
+    response
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::DELETE])
+        .allow_headers([axum::http::header::AUTHORIZATION, axum::http::header::CONTENT_TYPE]);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(AllowOrigin::any())
+    } else {
+        let list: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+/// A bound server, ready to [`Server::run`].
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: AppState,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("addr", &self.local_addr()).field("tls", &self.tls.is_some()).finish()
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Server {
+    /// Binds `server.bind_addr:server.port` (port 0: any free port) and loads TLS if
+    /// configured. A non-loopback address without authentication is refused unless
+    /// `server.insecure_no_auth`.
+    pub async fn bind(settings: Settings, manager: Arc<JobManager>) -> Result<Server, ServerError> {
+        let host = settings.server.bind_addr.clone();
+        // An IPv6 address is bracketed before its port.
+        let addr = if host.contains(':') && !host.starts_with('[') {
+            format!("[{host}]:{}", settings.server.port)
+        } else {
+            format!("{host}:{}", settings.server.port)
+        };
+        let has_credentials = !settings.auth.api_keys.is_empty() || !settings.auth.users.is_empty();
+        let allowed =
+            is_loopback(&host) || (settings.auth.enabled && has_credentials) || settings.server.insecure_no_auth;
+        if !allowed {
+            return Err(ServerError::Insecure { addr });
+        }
+        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
+            _ => None,
+        };
+        let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        Ok(Server { listener, tls, state: AppState::new(manager, settings) })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The shared state (for embedding and tests).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, closes event streams,
+    /// and gives requests in flight up to 10 seconds to finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let Server { listener, tls, state } = self;
+        let settings = state.settings.clone();
+        let hub = state.hub.clone();
+        let app = router(state);
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(settings.server.header_timeout)
+            .max_buf_size(settings.server.max_header_bytes.max(8192));
+        builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.server.max_header_bytes as u32);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(conn) => conn,
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+                },
+                _ = &mut shutdown => break,
+            };
+            let app = app.clone();
+            let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = builder.clone();
+            let tls = tls.clone();
+            let watcher = graceful.watcher();
+            let header_timeout = settings.server.header_timeout;
+            tokio::spawn(async move {
+                let _ = stream.set_nodelay(true);
+                match tls {
+                    Some(acceptor) => {
+                        // The handshake is bounded like headers are: a slow client gets no more time.
+                        let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await else {
+                            return;
+                        };
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                    None => {
+                        let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let _ = watcher.watch(conn.into_owned()).await;
+                    }
+                }
+            });
+        }
+        drop(listener);
+        hub.stop();
+        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        Ok(())
+    }
+}
+
+fn tls_acceptor(cert: &PathBuf, key: &PathBuf) -> Result<tokio_rustls::TlsAcceptor, ServerError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let err = |path: &PathBuf, message: String| ServerError::Tls { path: path.clone(), message };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| err(cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(cert, e.to_string()))?;
+    if certs.is_empty() {
+        return Err(err(cert, "no certificate in the file".into()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| err(cert, e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key_der)
+        .map_err(|e| err(key, e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Binds as configured and serves until SIGTERM or SIGINT.
+pub async fn serve(settings: Settings, manager: Arc<JobManager>) -> Result<(), ServerError> {
+    let server = Server::bind(settings, manager).await?;
+    tracing::info!(addr = %server.local_addr(), "listening");
+    server.run(shutdown_signal()).await
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

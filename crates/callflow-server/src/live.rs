@@ -1,0 +1,234 @@
+//! Live events: the WebSocket endpoints (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`) and Server-Sent Events (`/api/v1/jobs/{id}/events`).
+
+use crate::auth::Authorized;
+use crate::error::ApiError;
+use crate::hub::{job_json, ClientQueue, Message as HubMessage};
+use crate::state::AppState;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use callflow_jobs::{JobId, JobQuery};
+use serde_json::json;
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::{interval, Instant, MissedTickBehavior};
+
+/// Close code for a missing or bad token.
+const CLOSE_UNAUTHORIZED: u16 = 4001;
+/// Close code when the client is too slow to keep its state changes (RFC 6455 "try again later").
+const CLOSE_TRY_AGAIN: u16 = 1013;
+/// Close code for a server going away.
+const CLOSE_GOING_AWAY: u16 = 1001;
+
+/// `GET /api/v1/ws`: every job's events.
+pub async fn ws_all(
+    State(state): State<AppState>,
+    auth: Option<Extension<Authorized>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    ws(state, auth, upgrade, None).await
+}
+
+/// `GET /api/v1/jobs/{id}/ws`: one job's events.
+pub async fn ws_job(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    auth: Option<Extension<Authorized>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    ws(state, auth, upgrade, Some(id)).await
+}
+
+async fn ws(
+    state: AppState,
+    auth: Option<Extension<Authorized>>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    job: Option<JobId>,
+) -> Result<Response, ApiError> {
+    let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
+    let authorized = auth.is_none_or(|Extension(Authorized(ok))| ok);
+    if let (true, Some(id)) = (authorized, job) {
+        state.jobs(move |m| m.job(id)).await?;
+    }
+    let permit = state
+        .clients
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable("too many live clients; retry later".into()))?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let _permit = permit;
+        if !authorized {
+            let mut socket = socket;
+            let frame =
+                CloseFrame { code: CLOSE_UNAUTHORIZED, reason: "unauthorized: pass ?token=<key or token>".into() };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+            return;
+        }
+        state.metrics.ws_clients.fetch_add(1, Ordering::Relaxed);
+        run_ws(&state, socket, job).await;
+        state.metrics.ws_clients.fetch_sub(1, Ordering::Relaxed);
+    }))
+}
+
+async fn full_state(state: &AppState, job: Option<JobId>) -> Option<String> {
+    let jobs = match job {
+        Some(id) => state.jobs(move |m| m.job(id)).await.ok().map(|j| vec![j])?,
+        None => state.jobs(|m| m.jobs(&JobQuery { limit: 1000, ..JobQuery::default() })).await.ok()?,
+    };
+    let jobs: Vec<_> = jobs.iter().map(job_json).collect();
+    Some(json!({"type": "full_state", "jobs": jobs}).to_string())
+}
+
+async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
+    // Subscribed before the snapshot, so no change falls between the two.
+    let client = state.hub.subscribe(job);
+    let Some(snapshot) = full_state(state, job).await else { return };
+    if socket.send(Message::Text(snapshot.into())).await.is_err() {
+        return;
+    }
+    let beat = state.settings.websocket.ping_interval.max(Duration::from_millis(10));
+    let mut heartbeat = interval(beat);
+    heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut last_read = Instant::now();
+    let mut shutdown = state.hub.shutdown.subscribe();
+    let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
+    loop {
+        tokio::select! {
+            _ = client.notify.notified() => {
+                if client.overflowed() {
+                    let _ = socket.send(close(CLOSE_TRY_AGAIN, "too slow: events would be lost; reconnect")).await;
+                    return;
+                }
+                for msg in client.drain() {
+                    if socket.send(Message::Text(msg.json.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            incoming = socket.recv() => {
+                last_read = Instant::now();
+                match incoming {
+                    Some(Ok(Message::Text(text))) if text.trim() == "ping" => {
+                        if socket.send(Message::Text("pong".into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                }
+            }
+            _ = heartbeat.tick() => {
+                // A client that sent nothing (not even the pong to our pings) for two
+                // heartbeats is gone or stuck.
+                if last_read.elapsed() >= beat * 2 + beat / 2 {
+                    let _ = socket.send(close(CLOSE_GOING_AWAY, "no answer to heartbeats")).await;
+                    return;
+                }
+                let beat_msg = json!({"type": "heartbeat", "ts": callflow_jobs::now_millis()}).to_string();
+                if socket.send(Message::Text(beat_msg.into())).await.is_err()
+                    || socket.send(Message::Ping(Vec::new().into())).await.is_err()
+                {
+                    return;
+                }
+            }
+            _ = shutdown.changed() => {
+                let _ = socket.send(close(CLOSE_GOING_AWAY, "server shutting down")).await;
+                return;
+            }
+        }
+    }
+}
+
+fn sse_event(msg: &HubMessage) -> SseEvent {
+    SseEvent::default().id(msg.id.to_string()).event(msg.kind.name()).data(&*msg.json)
+}
+
+/// `GET /api/v1/jobs/{id}/events`: the job's events as Server-Sent Events; after a
+/// reconnection with `Last-Event-ID`, the events since then are replayed from the ring.
+pub async fn sse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    let job = state.jobs(move |m| m.job(id)).await?;
+    let permit = state
+        .clients
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Unavailable("too many live clients; retry later".into()))?;
+    let last: Option<u64> =
+        headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok());
+    let client = state.hub.subscribe(Some(id));
+    // Subscribed before the replay is read: a message in both is sent once (by id).
+    let (mut first, seen): (Vec<SseEvent>, u64) = match last {
+        Some(after) => {
+            let replay = state.hub.replay(id, after);
+            let seen = replay.last().map_or(after, |m| m.id);
+            (replay.iter().map(sse_event).collect(), seen)
+        }
+        None => {
+            let snapshot = json!({"type": "full_state", "jobs": [job_json(&job)]}).to_string();
+            (vec![SseEvent::default().event("full_state").data(snapshot)], 0)
+        }
+    };
+    first.reverse();
+    let shutdown = state.hub.shutdown.subscribe();
+    state.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
+    let guard = SseGuard { state: state.clone(), _permit: permit };
+    let stream = futures_util::stream::unfold(
+        (first, client, shutdown, seen, guard, Vec::<SseEvent>::new()),
+        |(mut first, client, mut shutdown, seen, guard, mut pending)| async move {
+            if let Some(ev) = first.pop() {
+                return Some((Ok::<_, Infallible>(ev), (first, client, shutdown, seen, guard, pending)));
+            }
+            loop {
+                if let Some(ev) = pending.pop() {
+                    return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
+                }
+                // `seen` is u64::MAX once the job's deletion was sent: nothing more will come.
+                if client.overflowed() || *shutdown.borrow() || seen == u64::MAX {
+                    // The client reconnects with Last-Event-ID and is replayed what it missed.
+                    return None;
+                }
+                let batch = drain_new(&client, seen);
+                if !batch.is_empty() {
+                    pending = batch.iter().rev().map(sse_event).collect();
+                    let deleted = batch.iter().any(|m| m.kind == crate::hub::Kind::Deleted);
+                    let seen = if deleted { u64::MAX } else { batch.last().map_or(seen, |m| m.id) };
+                    let ev = pending.pop().expect("not empty");
+                    return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
+                }
+                tokio::select! {
+                    _ = client.notify.notified() => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
+}
+
+/// Queued messages newer than `seen` (replay may already have sent some).
+fn drain_new(client: &Arc<ClientQueue>, seen: u64) -> Vec<HubMessage> {
+    client.drain().into_iter().filter(|m| m.id > seen).collect()
+}
+
+struct SseGuard {
+    state: AppState,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for SseGuard {
+    fn drop(&mut self) {
+        self.state.metrics.sse_clients.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,129 @@
+//! [`AppState`]: what every handler shares (the job manager, settings, the event hub, limits and metrics).
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::hub::Hub;
+use crate::limit::RateLimiter;
+use callflow_config::Settings;
+use callflow_jobs::{JobError, JobManager, JobState};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Semaphore;
+
+/// Shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The job manager.
+    pub manager: Arc<JobManager>,
+    /// The effective configuration.
+    pub settings: Arc<Settings>,
+    /// Live events.
+    pub hub: Arc<Hub>,
+    /// Credentials and login tokens.
+    pub auth: Arc<Auth>,
+    /// Per-client request rate.
+    pub rate: Arc<RateLimiter>,
+    /// Uploads in progress.
+    pub uploads: Arc<Semaphore>,
+    /// WebSocket and SSE clients connected.
+    pub clients: Arc<Semaphore>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+impl AppState {
+    /// The state for `manager` under `settings`; starts the thread that feeds the hub.
+    pub fn new(manager: Arc<JobManager>, settings: Settings) -> AppState {
+        let hub = Hub::new(settings.websocket.client_queue, settings.websocket.replay_buffer);
+        let metrics = Arc::new(Metrics::default());
+        let m = metrics.clone();
+        hub.pump(manager.subscribe(), move |event| {
+            if let callflow_jobs::Event::State(job) = event {
+                if job.state == JobState::Completed {
+                    m.packets.fetch_add(job.packets, Ordering::Relaxed);
+                }
+            }
+        });
+        AppState {
+            manager,
+            hub,
+            auth: Arc::new(Auth::new(&settings.auth)),
+            rate: Arc::new(RateLimiter::new(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)),
+            uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
+            clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),
+            metrics,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Runs `f` on the manager off the async threads (the store is SQLite, which blocks).
+    pub async fn jobs<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&JobManager) -> Result<T, JobError> + Send + 'static,
+    {
+        let manager = self.manager.clone();
+        tokio::task::spawn_blocking(move || f(&manager))
+            .await
+            .map_err(|e| ApiError::Internal(format!("job task failed: {e}")))?
+            .map_err(ApiError::from)
+    }
+}
+
+/// Counters for `GET /metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Packets analysed by completed jobs since start.
+    pub packets: AtomicU64,
+    /// Bytes of uploads received.
+    pub upload_bytes: AtomicU64,
+    /// WebSocket clients connected now.
+    pub ws_clients: AtomicU64,
+    /// SSE clients connected now.
+    pub sse_clients: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts a request to `route` answered with `status`.
+    pub fn request(&self, method: &str, route: &str, status: u16) {
+        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *r.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
+    }
+
+    /// The Prometheus text exposition, with `jobs` counted by state.
+    pub fn render(&self, jobs: &[(JobState, u64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP callflow_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE callflow_http_requests_total counter\n");
+        for ((method, route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(
+                out,
+                "callflow_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP callflow_jobs Jobs by state.\n# TYPE callflow_jobs gauge\n");
+        for (state, n) in jobs {
+            let _ = writeln!(out, "callflow_jobs{{state=\"{state}\"}} {n}");
+        }
+        let gauges = [
+            ("callflow_packets_analysed_total", "counter", "Packets analysed by completed jobs.", &self.packets),
+            ("callflow_upload_bytes_total", "counter", "Bytes of uploaded captures received.", &self.upload_bytes),
+            ("callflow_websocket_clients", "gauge", "WebSocket clients connected.", &self.ws_clients),
+            ("callflow_sse_clients", "gauge", "Server-Sent Events clients connected.", &self.sse_clients),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
+        }
+        out
+    }
+}

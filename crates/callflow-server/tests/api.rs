@@ -1,0 +1,339 @@
+//! The REST API against a real server on loopback: the end-to-end scenario, and every error status.
+
+mod common;
+
+use callflow_decode::capture::CaptureReader;
+use common::{example, start, upload_example, wait_finished};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+async fn next_json<S>(ws: &mut S) -> Value
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("a message in time");
+        match msg.expect("open").expect("no error") {
+            Message::Text(text) => return serde_json::from_str(&text).unwrap(),
+            Message::Close(frame) => panic!("closed: {frame:?}"),
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    let first = next_json(&mut ws).await;
+    assert_eq!(first["type"], "full_state");
+    assert_eq!(first["jobs"], serde_json::json!([]));
+
+    let job = upload_example(&client, &server).await;
+    let mut seen = Vec::new();
+    loop {
+        let msg = next_json(&mut ws).await;
+        assert_eq!(msg["job_id"], job);
+        seen.push(msg["type"].as_str().unwrap().to_string());
+        if msg["type"] == "status" && msg["job"]["status"] == "COMPLETED" {
+            break;
+        }
+    }
+    assert_eq!(seen.first().map(String::as_str), Some("status"), "QUEUED first: {seen:?}");
+    assert!(seen.contains(&"session".to_string()) && seen.contains(&"stats".to_string()), "{seen:?}");
+    ws.send(Message::Text("ping".into())).await.unwrap();
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) if t.as_str() == "pong" => break,
+            _ => {}
+        }
+    }
+
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("callflow_packets_analysed_total 607\n"), "{metrics}");
+    assert!(metrics.contains("callflow_upload_bytes_total 140777\n"), "{metrics}");
+    assert!(metrics.contains("callflow_websocket_clients 1\n"), "{metrics}");
+    let status: Value =
+        client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
+        (Some("COMPLETED"), Some(100), Some(1))
+    );
+    let jobs: Value =
+        client.get(server.url("/api/v1/jobs?status=completed&limit=10")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
+    let none: Value = client.get(server.url("/api/v1/jobs?status=RUNNING")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(none["jobs"], serde_json::json!([]));
+
+    let page: Value = client
+        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?limit=10&kind=sip_call&problem=false")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["total"], 1);
+    let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
+    let call_id = page["sessions"][0]["call_id"].as_str().unwrap().to_string();
+    let q: Value = client
+        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?q={}", &call_id[..4])))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(q["total"], 1);
+    let other: Value = client
+        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?kind=rtp")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(other["total"], 0);
+
+    let session: Value =
+        client.get(server.url(&format!("/api/v1/sessions/{sid}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(session["call_id"], call_id.as_str());
+    let messages = session["messages"].as_array().unwrap();
+    assert!(!messages.is_empty() && !session["media"].as_array().unwrap().is_empty());
+
+    let response = client.get(server.url(&format!("/api/v1/sessions/{sid}/pcap"))).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/vnd.tcpdump.pcap");
+    let pcap = response.bytes().await.unwrap().to_vec();
+    let mut reader = CaptureReader::from_bytes(pcap).unwrap();
+    let mut frames = 0u64;
+    while reader.next_frame().unwrap().is_some() {
+        frames += 1;
+    }
+    let rtp: u64 = session["media"].as_array().unwrap().iter().map(|m| m["packets"].as_u64().unwrap()).sum();
+    // An RTCP compound packet is listed under each stream it reports on: count frames once.
+    let rtcp: std::collections::BTreeSet<u64> = session["media"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|m| m["rtcp"].as_array().cloned().unwrap_or_default())
+        .map(|r| r["frame"].as_u64().unwrap())
+        .collect();
+    let rtcp = rtcp.len();
+    assert_eq!(frames, messages.len() as u64 + rtp + rtcp as u64, "every SIP, RTP and RTCP frame of the call");
+    let mut whole = CaptureReader::open(example()).unwrap();
+    let mut all = 0u64;
+    while whole.next_frame().unwrap().is_some() {
+        all += 1;
+    }
+    assert!(frames <= all);
+
+    let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let response = client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0, "the upload is deleted");
+    let deleted = next_json(&mut ws).await;
+    assert_eq!(deleted["type"], "deleted");
+    server.shutdown().await;
+}
+
+async fn error_of(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let v: Value = response.json().await.unwrap();
+    (status, v["error"]["code"].as_str().unwrap().to_string())
+}
+
+#[tokio::test]
+async fn each_error_status_with_its_code() {
+    let server = start(|s| s.limits.max_upload_bytes = 1000).await;
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(server.url(path)).send();
+
+    let html = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body("<html>nope</html>");
+    assert_eq!(error_of(html.send().await.unwrap()).await, (415, "unsupported_media_type".into()));
+    let text = client.post(server.url("/api/v1/upload")).header("content-type", "text/plain").body("x");
+    assert_eq!(error_of(text.send().await.unwrap()).await, (415, "unsupported_media_type".into()));
+    let big = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(std::fs::read(example()).unwrap());
+    assert_eq!(error_of(big.send().await.unwrap()).await, (413, "payload_too_large".into()));
+    // Without a Content-Length the limit is found while streaming.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        std::fs::read(example()).unwrap().chunks(300).map(|c| Ok(c.to_vec())).collect();
+    let streamed = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+    assert_eq!(error_of(streamed.send().await.unwrap()).await, (413, "payload_too_large".into()));
+    let form = reqwest::multipart::Form::new().text("name", "x");
+    let no_file = client.post(server.url("/api/v1/upload")).multipart(form);
+    assert_eq!(error_of(no_file.send().await.unwrap()).await, (400, "bad_request".into()));
+    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0, "partial files removed");
+
+    assert_eq!(error_of(get("/api/v1/jobs/42/status").await.unwrap()).await, (404, "job_not_found".into()));
+    assert_eq!(error_of(get("/api/v1/jobs/abc/status").await.unwrap()).await, (404, "job_not_found".into()));
+    assert_eq!(error_of(get("/api/v1/sessions/nope").await.unwrap()).await, (404, "session_not_found".into()));
+    assert_eq!(error_of(get("/nowhere").await.unwrap()).await, (404, "route_not_found".into()));
+    assert_eq!(error_of(get("/api/v1/jobs?status=NAPPING").await.unwrap()).await, (400, "bad_request".into()));
+    assert_eq!(error_of(get("/api/v1/ws").await.unwrap()).await, (426, "upgrade_required".into()));
+
+    // A small capture fits under the limit as a multipart upload.
+    let small = tiny_pcap();
+    let part = reqwest::multipart::Part::bytes(small).file_name("../../etc/evil.pcap");
+    let response = client
+        .post(server.url("/api/v1/upload"))
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let v: Value = response.json().await.unwrap();
+    let job = v["job_id"].as_i64().unwrap();
+    assert_eq!(v["name"], "../../etc/evil.pcap", "kept as a label only");
+    let stored: Vec<_> =
+        std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(stored.iter().all(|n| n.to_string_lossy().ends_with(".capture")), "{stored:?}");
+    wait_finished(&client, &server, job).await;
+    assert_eq!(
+        error_of(get(&format!("/api/v1/jobs/{job}/sessions?limit=1001")).await.unwrap()).await,
+        (400, "bad_request".into())
+    );
+    assert_eq!(
+        error_of(get(&format!("/api/v1/jobs/{job}/sessions?kind=fax")).await.unwrap()).await,
+        (400, "bad_request".into())
+    );
+    let cancel = client.post(server.url(&format!("/api/v1/jobs/{job}/cancel"))).send().await.unwrap();
+    assert_eq!(error_of(cancel).await, (409, "conflict".into()));
+    server.shutdown().await;
+}
+
+/// A valid pcap holding one small UDP frame.
+fn tiny_pcap() -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let frame = [0u8; 60];
+    for v in [1u32, 0, 60, 60] {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out.extend_from_slice(&frame);
+    out
+}
+
+#[tokio::test]
+async fn auth_keys_login_tokens_rate_limit_and_the_4001_close() {
+    let server = start(|s| {
+        s.auth.enabled = true;
+        s.auth.api_keys = vec!["k3y".into()];
+        s.auth.users = [("ann".to_string(), callflow_server::hash_password("pw"))].into();
+        s.limits.rate_limit_per_second = 1;
+        s.limits.rate_limit_burst = 15;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/health")).send().await.unwrap().status(), 200, "public");
+    assert_eq!(
+        error_of(client.get(server.url("/api/v1/jobs")).send().await.unwrap()).await,
+        (401, "unauthorized".into())
+    );
+    let wrong = client.get(server.url("/api/v1/jobs")).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    assert_eq!(client.get(server.url("/api/v1/jobs")).bearer_auth("k3y").send().await.unwrap().status(), 200);
+    let bad = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann", "password": "no"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_of(bad).await, (401, "bad_login".into()));
+    let login: Value = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann", "password": "pw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    assert_eq!(client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(server.url("/api/v1/jobs?token=k3y")).send().await.unwrap().status(),
+        200,
+        "?token= works too"
+    );
+    let sse = client.get(server.url("/api/v1/jobs/1/events")).send().await.unwrap();
+    assert_eq!(sse.status(), 401, "SSE without a token");
+    let sse = client.get(server.url(&format!("/api/v1/jobs/1/events?token={token}"))).send().await.unwrap();
+    assert_eq!(error_of(sse).await, (404, "job_not_found".into()), "authorized, and there is no job 1");
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    match ws.next().await.unwrap().unwrap() {
+        Message::Close(Some(frame)) => assert_eq!(u16::from(frame.code), 4001),
+        other => panic!("{other:?}"),
+    }
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/ws?token={token}"))).await.unwrap();
+    let Message::Text(first) = ws.next().await.unwrap().unwrap() else { panic!() };
+    assert!(first.contains("full_state"));
+
+    // Most of the burst (15) is spent by now (12 requests), and one token a second comes back.
+    let mut limited = None;
+    for _ in 0..40 {
+        let r = client.get(server.url("/version")).send().await.unwrap();
+        if r.status() == 429 {
+            limited = Some(r);
+            break;
+        }
+    }
+    let limited = limited.expect("rate limited");
+    assert!(limited.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(error_of(limited).await, (429, "rate_limited".into()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn deleting_a_running_job_cancels_it_first() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    // 200,000 small frames: long enough to be caught running.
+    let mut capture = tiny_pcap();
+    let frame = capture[24..].to_vec();
+    for _ in 1..200_000 {
+        capture.extend_from_slice(&frame);
+    }
+    let response = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(capture)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    for _ in 0..500 {
+        let v: Value =
+            client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
+        if v["status"] != "QUEUED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().status(), 404);
+    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0);
+    server.shutdown().await;
+}

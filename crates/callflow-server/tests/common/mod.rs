@@ -1,0 +1,123 @@
+//! Shared by the integration tests: a real server on an ephemeral loopback port, with its own directories.
+
+#![allow(dead_code)]
+
+use callflow_config::Settings;
+use callflow_jobs::{JobManager, ManagerOptions, SqliteStore};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The bundled example capture: one call, INVITE to BYE, RTP both ways.
+pub fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap")
+}
+
+/// Settings for a test server: loopback, any port, its own directories, no rate limit.
+pub fn settings(dir: &std::path::Path) -> Settings {
+    let mut s = Settings::default();
+    s.server.port = 0;
+    s.processing.workers = 1;
+    s.storage.upload_dir = dir.join("uploads");
+    s.storage.results_dir = dir.join("results");
+    s.limits.rate_limit_per_second = 0;
+    s
+}
+
+/// A running server; dropping it shuts the server down.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub settings: Settings,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// Stops accepting and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Starts a server with `settings` changed by `tweak`.
+pub async fn start(tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = settings(dir.path());
+    tweak(&mut settings);
+    let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
+    let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings)).unwrap();
+    let server = callflow_server::Server::bind(settings.clone(), Arc::new(manager)).await.unwrap();
+    let addr = server.local_addr();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server
+            .run(async {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+    });
+    TestServer { addr, dir, settings, stop: Some(tx), task: Some(task) }
+}
+
+/// Uploads the example capture as a raw body; returns the job id.
+pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> i64 {
+    let body = std::fs::read(example()).unwrap();
+    let response = client
+        .post(server.url("/api/v1/upload?name=basic-call.pcap"))
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let v: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(v["status"], "queued");
+    v["job_id"].as_i64().unwrap()
+}
+
+/// Polls the job's status until it is finished (bounded).
+pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i64) -> serde_json::Value {
+    for _ in 0..600 {
+        let v: serde_json::Value =
+            client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
+        if ["COMPLETED", "FAILED", "CANCELLED"].contains(&v["status"].as_str().unwrap()) {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("job {job} did not finish");
+}
+
+/// Uploads the example capture as a multipart form (field `file`); returns the job id.
+pub async fn upload_example_multipart(client: &reqwest::Client, server: &TestServer) -> i64 {
+    let part = reqwest::multipart::Part::bytes(std::fs::read(example()).unwrap()).file_name("basic-call.pcap");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = client.post(server.url("/api/v1/upload")).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let v: serde_json::Value = response.json().await.unwrap();
+    assert_eq!((v["status"].as_str(), v["name"].as_str()), (Some("queued"), Some("basic-call.pcap")));
+    v["job_id"].as_i64().unwrap()
+}
