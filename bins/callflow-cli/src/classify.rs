@@ -15,7 +15,7 @@ use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
 pub struct ClassifyArgs {
@@ -45,12 +45,12 @@ enum Engine {
 
 /// Whether nDPI should be used: on when built in, unless `--no-ndpi` or the
 /// configuration (file or `CALLFLOW_ENABLE_NDPI`) explicitly says `ndpi.enabled = false`.
-fn ndpi_wanted(args: &ClassifyArgs) -> Result<bool> {
-    if args.no_ndpi {
+pub(crate) fn ndpi_wanted(no_ndpi: bool, config: Option<&Path>) -> Result<bool> {
+    if no_ndpi {
         return Ok(false);
     }
     let mut loader = Loader::new().process_env();
-    if let Some(file) = &args.config {
+    if let Some(file) = config {
         loader = loader.file(file);
     }
     let loaded = loader.load()?;
@@ -58,9 +58,19 @@ fn ndpi_wanted(args: &ClassifyArgs) -> Result<bool> {
     Ok(!explicit || loaded.settings.ndpi.enabled)
 }
 
+/// The classifier `analyze` hands the traffic no signalling explains to: nDPI when it is
+/// built in and wanted (see [`ndpi_wanted`]), else the heuristic one.
+pub(crate) fn analysis_classifier(no_ndpi: bool) -> Result<Box<dyn Classifier>> {
+    if ndpi_wanted(no_ndpi, None)? && NdpiClassifier::is_built_in() {
+        Ok(Box::new(NdpiClassifier::new(Options::default())?))
+    } else {
+        Ok(Box::new(HeuristicClassifier))
+    }
+}
+
 pub fn run(args: &ClassifyArgs) -> Result<()> {
     let label = args.input.display().to_string();
-    let mut engine = if ndpi_wanted(args)? && NdpiClassifier::is_built_in() {
+    let mut engine = if ndpi_wanted(args.no_ndpi, args.config.as_deref())? && NdpiClassifier::is_built_in() {
         let opts = Options { keep_expired: true, ..Options::default() };
         Engine::Ndpi(Box::new(NdpiClassifier::new(opts)?))
     } else {

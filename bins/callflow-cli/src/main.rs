@@ -10,7 +10,7 @@ mod jobs;
 mod output;
 
 use anyhow::{bail, Context, Result};
-use callflow_correlate::{analyze, AnalyzerOptions};
+use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
 use callflow_decode::capture::CaptureReader;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -72,6 +72,10 @@ struct CommonArgs {
     /// are the same for any value.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
+    /// Classify unexplained traffic with the heuristic classifier even when nDPI is built
+    /// in (also `CALLFLOW_ENABLE_NDPI=false`).
+    #[arg(long)]
+    no_ndpi: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -114,10 +118,11 @@ fn run(cli: Cli) -> Result<()> {
 
     let mut out = output::Output::create(common.output.as_deref())?;
     let opts = AnalyzerOptions::default();
+    let classifier = classify::analysis_classifier(common.no_ndpi)?;
     let doc = match common.format {
         Format::Json => {
-            let doc =
-                analyze(&mut reader, &label, opts, None).with_context(|| format!("cannot read capture {label}"))?;
+            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut Unattended)
+                .with_context(|| format!("cannot read capture {label}"))?;
             out.write_document(&doc, common.pretty)?;
             doc
         }
@@ -130,7 +135,7 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             };
-            let doc = analyze(&mut reader, &label, opts, Some(&mut sink))
+            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut Unattended)
                 .with_context(|| format!("cannot read capture {label}"))?;
             if let Some(e) = write_error {
                 return Err(e);

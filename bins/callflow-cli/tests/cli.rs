@@ -150,3 +150,24 @@ fn no_input_is_a_usage_error() {
     let out = run(&["analyze", "--format", "xml", "x.pcap"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn analyze_classifies_with_ndpi_when_built_in_and_not_switched_off() {
+    let with = run(&["analyze", example().to_str().unwrap()]);
+    let without = run(&["analyze", example().to_str().unwrap(), "--no-ndpi"]);
+    assert!(with.status.success() && without.status.success(), "{} {}", stderr(&with), stderr(&without));
+    let with: Value = serde_json::from_slice(&with.stdout).unwrap();
+    let without: Value = serde_json::from_slice(&without.stdout).unwrap();
+    let expected = if cfg!(feature = "ndpi") { "ndpi" } else { "heuristic" };
+    assert_eq!(with["stats"]["classifier"], expected);
+    assert_eq!(without["stats"]["classifier"], "heuristic");
+    // SDP announces every stream of the example: the classifier cannot change a session.
+    assert_eq!(with["sessions"], without["sessions"]);
+    let env_off = cli()
+        .args(["analyze", example().to_str().unwrap()])
+        .env("CALLFLOW_ENABLE_NDPI", "false")
+        .output()
+        .expect("run callflow-cli");
+    let env_off: Value = serde_json::from_slice(&env_off.stdout).unwrap();
+    assert_eq!(env_off["stats"]["classifier"], "heuristic");
+}

@@ -397,7 +397,7 @@ impl<C: Classifier> Analyzer<C> {
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
-        (sessions, self.stats.build())
+        (sessions, self.stats.build(self.classifier.name()))
     }
 }
 

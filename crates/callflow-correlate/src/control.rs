@@ -6,6 +6,7 @@
 //! costly (the job manager reads the clock once per thousand frames, not per frame).
 
 use crate::{Analyzer, AnalyzerOptions};
+use callflow_classify::Classifier;
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session, SourceInfo, FORMAT};
 use std::ops::ControlFlow;
@@ -36,6 +37,19 @@ impl<F: FnMut(u64, u64) -> ControlFlow<()>> AnalyzeControl for F {
     }
 }
 
+/// [`analyze_with`] with the classifier of the caller's choice (nDPI, say) for the traffic
+/// no signalling explains, instead of the built-in heuristic one.
+pub fn analyze_with_classifier<C: Classifier>(
+    reader: &mut CaptureReader,
+    path: &str,
+    opts: AnalyzerOptions,
+    classifier: C,
+    sink: Option<&mut dyn FnMut(Session)>,
+    control: &mut dyn AnalyzeControl,
+) -> Result<Document, CaptureError> {
+    run(Analyzer::with_classifier(opts, classifier), reader, path, sink, control)
+}
+
 /// [`analyze`](crate::analyze), asking `control` after every frame whether to go on.
 ///
 /// When `control` stops the run, the returned document has `complete: false`, a warning
@@ -62,10 +76,20 @@ pub fn analyze_with(
     reader: &mut CaptureReader,
     path: &str,
     opts: AnalyzerOptions,
+    sink: Option<&mut dyn FnMut(Session)>,
+    control: &mut dyn AnalyzeControl,
+) -> Result<Document, CaptureError> {
+    run(Analyzer::new(opts), reader, path, sink, control)
+}
+
+/// The analysis loop itself, whatever the classifier.
+fn run<C: Classifier>(
+    mut analyzer: Analyzer<C>,
+    reader: &mut CaptureReader,
+    path: &str,
     mut sink: Option<&mut dyn FnMut(Session)>,
     control: &mut dyn AnalyzeControl,
 ) -> Result<Document, CaptureError> {
-    let mut analyzer = Analyzer::new(opts);
     let mut source = SourceInfo {
         path: path.to_string(),
         packets: 0,

@@ -34,7 +34,7 @@ mod stats;
 mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
-pub use control::{analyze_with, AnalyzeControl, Unattended};
+pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};

@@ -63,8 +63,9 @@ impl StatsBuilder {
     }
 
     /// The output form.
-    pub fn build(self) -> Stats {
+    pub fn build(self, classifier: &str) -> Stats {
         Stats {
+            classifier: classifier.to_string(),
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self

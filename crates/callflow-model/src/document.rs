@@ -54,6 +54,10 @@ pub struct Stats {
     pub malformed: u64,
     /// Counts per application protocol (`sip`, `rtp`, `rtcp`, `other`, ...).
     pub by_protocol: BTreeMap<String, ProtocolStats>,
+    /// Which classifier labelled the traffic no signalling explained: `heuristic` or
+    /// `ndpi` (absent in documents written before it was recorded).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub classifier: String,
 }
 
 /// Counts for one protocol.
