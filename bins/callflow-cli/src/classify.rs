@@ -6,15 +6,14 @@
 //! names, as ndpiReader prints them) or the heuristic's first decisive one.
 
 use anyhow::{Context, Result};
-use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, PacketMeta, Payload, TcpMeta, TransportKind};
+use callflow_classify::{classifier_input, AppProtocol, Classifier, HeuristicClassifier, TransportKind};
 use callflow_config::{Loader, Source};
 use callflow_decode::capture::CaptureReader;
-use callflow_decode::packet::{decode_frame, Transport};
+use callflow_decode::packet::decode_frame;
 use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
@@ -79,25 +78,8 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
     let mut counts: HashMap<FlowKey, Counts> = HashMap::new();
     while let Some(frame) = reader.next_frame().with_context(|| format!("cannot read capture {label}"))? {
-        let time_ms = (frame.ts.as_nanos() / 1_000_000).max(0) as u64;
         let packet = decode_frame(frame.link_type, frame.data);
-        let Some(ip) = packet.ip else { continue };
-        let (payload, meta) = match packet.transport {
-            Transport::Udp { src_port, dst_port, payload } => (
-                Payload::udp(SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), payload),
-                PacketMeta::at(time_ms),
-            ),
-            Transport::Tcp(seg) => (
-                Payload::tcp(SocketAddr::new(ip.src, seg.src_port), SocketAddr::new(ip.dst, seg.dst_port), seg.payload),
-                PacketMeta::at(time_ms).with_tcp(TcpMeta {
-                    seq: seg.seq,
-                    ack: seg.ack,
-                    flags: seg.flags,
-                    window: seg.window,
-                }),
-            ),
-            _ => continue,
-        };
+        let Some((payload, meta)) = classifier_input(&packet, frame.ts) else { continue };
         let key = FlowKey::new(payload.transport, payload.src, payload.dst);
         let c = counts.entry(key).or_default();
         c.packets += 1;

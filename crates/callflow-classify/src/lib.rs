@@ -22,7 +22,8 @@
 
 mod signatures;
 
-use callflow_decode::{rtcp, rtp, sip};
+use callflow_decode::packet::{Packet, TcpSegment, Transport};
+use callflow_decode::{rtcp, rtp, sip, Timestamp};
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -161,6 +162,34 @@ impl PacketMeta {
     pub fn with_tcp(self, tcp: TcpMeta) -> Self {
         PacketMeta { tcp: Some(tcp), ..self }
     }
+
+    /// A packet captured at `ts` (clamped to the epoch: nDPI counts unsigned milliseconds).
+    pub fn at_time(ts: Timestamp) -> Self {
+        PacketMeta::at((ts.as_nanos() / 1_000_000).max(0) as u64)
+    }
+}
+
+impl From<&TcpSegment<'_>> for TcpMeta {
+    fn from(seg: &TcpSegment<'_>) -> Self {
+        TcpMeta { seq: seg.seq, ack: seg.ack, flags: seg.flags, window: seg.window }
+    }
+}
+
+/// What a classifier is shown of a decoded packet captured at `ts`: its UDP or TCP payload
+/// with the addresses, and the metadata. `None` for anything else (no IP, SCTP, fragments).
+pub fn classifier_input<'a>(packet: &Packet<'a>, ts: Timestamp) -> Option<(Payload<'a>, PacketMeta)> {
+    let ip = packet.ip.as_ref()?;
+    match &packet.transport {
+        Transport::Udp { src_port, dst_port, payload } => Some((
+            Payload::udp(SocketAddr::new(ip.src, *src_port), SocketAddr::new(ip.dst, *dst_port), payload),
+            PacketMeta::at_time(ts),
+        )),
+        Transport::Tcp(seg) => Some((
+            Payload::tcp(SocketAddr::new(ip.src, seg.src_port), SocketAddr::new(ip.dst, seg.dst_port), seg.payload),
+            PacketMeta::at_time(ts).with_tcp(TcpMeta::from(seg)),
+        )),
+        _ => None,
+    }
 }
 
 /// TCP header fields a classifier may track a connection by.
@@ -276,6 +305,39 @@ impl Classifier for HeuristicClassifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use callflow_decode::packet::decode_frame;
+    use callflow_decode::LinkType;
+
+    /// A raw IPv4 packet, 10.0.0.1 -> 10.0.0.2, with `protocol` and its transport bytes.
+    fn ipv4(protocol: u8, transport: &[u8]) -> Vec<u8> {
+        let total = (20 + transport.len()) as u16;
+        let mut p = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, protocol, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        p[2..4].copy_from_slice(&total.to_be_bytes());
+        p.extend_from_slice(transport);
+        p
+    }
+
+    #[test]
+    fn classifier_input_takes_udp_and_tcp_with_their_metadata() {
+        let ts = Timestamp::from_parts(1_700_000_000, 250_000_000);
+        let udp = ipv4(17, &[0x13, 0xc4, 0x13, 0xc4, 0, 11, 0, 0, b'a', b'b', b'c']);
+        let packet = decode_frame(LinkType::IPV4, &udp);
+        let (payload, meta) = classifier_input(&packet, ts).expect("UDP is classified");
+        assert_eq!(
+            (payload.transport, payload.src.to_string(), payload.bytes),
+            (TransportKind::Udp, "10.0.0.1:5060".into(), &b"abc"[..])
+        );
+        assert_eq!(meta, PacketMeta::at(1_700_000_000_250));
+        let mut tcp = vec![0x9c, 0x40, 0x13, 0xc4, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x18, 0x10, 0x00, 0, 0, 0, 0];
+        tcp.extend_from_slice(b"xyz");
+        let tcp = ipv4(6, &tcp);
+        let packet = decode_frame(LinkType::IPV4, &tcp);
+        let (payload, meta) = classifier_input(&packet, ts).expect("TCP is classified");
+        assert_eq!((payload.transport, payload.dst.port(), payload.bytes), (TransportKind::Tcp, 5060, &b"xyz"[..]));
+        assert_eq!(meta.tcp, Some(TcpMeta { seq: 7, ack: 9, flags: 0x18, window: 0x1000 }));
+        // Anything else (here ICMP) is not shown to a classifier.
+        assert!(classifier_input(&decode_frame(LinkType::IPV4, &ipv4(1, &[8, 0, 0, 0])), ts).is_none());
+    }
 
     fn check(transport: TransportKind, ports: (u16, u16), bytes: &[u8], expected: (AppProtocol, Confidence)) {
         let src = SocketAddr::from(([10, 0, 0, 1], ports.0));

@@ -180,7 +180,7 @@ impl<C: Classifier> Analyzer<C> {
             return;
         }
         // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
-        let meta = PacketMeta::at((ts.as_nanos() / 1_000_000).max(0) as u64);
+        let meta = PacketMeta::at_time(ts);
         let verdict = self.classifier.classify_packet(&Payload::udp(src, dst, payload), &meta);
         match verdict.protocol {
             AppProtocol::Sip => {
@@ -222,12 +222,7 @@ impl<C: Classifier> Analyzer<C> {
                     .classifier
                     .classify_packet(
                         &Payload::tcp(src, dst, seg.payload),
-                        &PacketMeta::at((ts.as_nanos() / 1_000_000).max(0) as u64).with_tcp(TcpMeta {
-                            seq: seg.seq,
-                            ack: seg.ack,
-                            flags: seg.flags,
-                            window: seg.window,
-                        }),
+                        &PacketMeta::at_time(ts).with_tcp(TcpMeta::from(seg)),
                     )
                     .protocol
                     == AppProtocol::Sip

@@ -19,9 +19,9 @@
 //! Outside CI a missing corpus, ndpiReader, or a build without the `ndpi` feature is
 //! reported and the test returns; in CI (`CI` set) each of those is a failure.
 
-use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, PacketMeta, Payload, TcpMeta, TransportKind};
+use callflow_classify::{classifier_input, AppProtocol, Classifier, HeuristicClassifier, TransportKind};
 use callflow_decode::capture::CaptureReader;
-use callflow_decode::packet::{decode_frame, Transport};
+use callflow_decode::packet::decode_frame;
 use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -121,25 +121,8 @@ fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppProtoco
     let mut heur: BTreeMap<FlowKey, AppProtocol> = BTreeMap::new();
     let mut reader = CaptureReader::open(path).expect("open capture");
     while let Ok(Some(frame)) = reader.next_frame() {
-        let time_ms = (frame.ts.as_nanos() / 1_000_000).max(0) as u64;
         let packet = decode_frame(frame.link_type, frame.data);
-        let Some(ip) = packet.ip else { continue };
-        let (payload, meta) = match packet.transport {
-            Transport::Udp { src_port, dst_port, payload } => (
-                Payload::udp(SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), payload),
-                PacketMeta::at(time_ms),
-            ),
-            Transport::Tcp(seg) => (
-                Payload::tcp(SocketAddr::new(ip.src, seg.src_port), SocketAddr::new(ip.dst, seg.dst_port), seg.payload),
-                PacketMeta::at(time_ms).with_tcp(TcpMeta {
-                    seq: seg.seq,
-                    ack: seg.ack,
-                    flags: seg.flags,
-                    window: seg.window,
-                }),
-            ),
-            _ => continue,
-        };
+        let Some((payload, meta)) = classifier_input(&packet, frame.ts) else { continue };
         ndpi.detect(&payload, &meta);
         let key = FlowKey::new(payload.transport, payload.src, payload.dst);
         if !payload.bytes.is_empty() {
