@@ -101,7 +101,7 @@ impl SqliteStore {
         // WAL: readers (listings, other processes) do not wait for the writer.
         // NORMAL: durable at each checkpoint, and a crash loses at most the last
         // transactions, never consistency; a job then is simply re-run.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        set_wal(&conn)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         migrate(&mut conn)?;
@@ -122,6 +122,24 @@ impl SqliteStore {
         // A panic while holding the lock leaves the connection usable (every change is a
         // transaction that rolled back), so a poisoned lock is taken over.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Puts the database in WAL mode. Switching a new database into WAL needs it to itself,
+/// and SQLite answers "database is locked" at once, without the busy handler, when a
+/// second process opens it at the same moment (a batch run creating the database while
+/// `jobs list` looks at it): so the switch is retried for as long as the busy timeout.
+fn set_wal(conn: &Connection) -> Result<(), StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return Ok(other?),
+        }
     }
 }
 

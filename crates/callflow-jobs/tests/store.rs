@@ -186,3 +186,25 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     assert!(store.find_session("nope").unwrap().is_none());
     assert_eq!(store.schema_version().unwrap(), 2);
 }
+
+#[test]
+fn opening_a_new_database_from_several_places_at_once_is_not_database_is_locked() {
+    // Regression: CI's SIGKILL test failed with "database is locked" when `jobs list`
+    // opened the database while the batch run was creating it: switching a new database
+    // into WAL does not wait for the busy timeout, so the switch is retried.
+    let dir = std::env::temp_dir().join(format!("callflow-jobs-open-race-{}", std::process::id()));
+    for round in 0..20 {
+        let path = dir.join(format!("race-{round}.db"));
+        let openers: Vec<_> = (0..4)
+            .map(|_| {
+                let path = path.clone();
+                std::thread::spawn(move || SqliteStore::open(&path).map(|s| s.schema_version().unwrap()))
+            })
+            .collect();
+        for opener in openers {
+            let version = opener.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert!(version >= 1);
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
