@@ -55,7 +55,7 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     let mut command = Command::new(cargo);
     let mut args = vec!["test", "--workspace", "--all-targets"];
     if ndpi_ready {
-        args.extend(["--features", "callflow-ndpi/ndpi,callflow-cli/ndpi"]);
+        args.extend(["--features", "callflow-ndpi/ndpi,callflow-cli/ndpi,callflowd/ndpi"]);
     }
     command.args(&args).args(extra);
     println!("xtask test: running cargo {} {}", args.join(" "), extra.join(" "));

@@ -69,8 +69,15 @@ impl Output {
             format: &'a str,
             source: &'a callflow_model::SourceInfo,
             stats: &'a callflow_model::Stats,
+            flows: &'a [callflow_model::Flow],
         }
-        let line = Summary { r#type: "summary", format: &doc.format, source: &doc.source, stats: &doc.stats };
+        let line = Summary {
+            r#type: "summary",
+            format: &doc.format,
+            source: &doc.source,
+            stats: &doc.stats,
+            flows: &doc.flows,
+        };
         serde_json::to_writer(&mut self.writer, &line)?;
         self.writer.write_all(b"\n")?;
         Ok(())

@@ -171,3 +171,35 @@ fn analyze_classifies_with_ndpi_when_built_in_and_not_switched_off() {
     let env_off: Value = serde_json::from_slice(&env_off.stdout).unwrap();
     assert_eq!(env_off["stats"]["classifier"], "heuristic");
 }
+
+#[test]
+fn every_flow_is_listed_with_its_protocol_and_who_decided_it() {
+    let out = run(&["analyze", example().to_str().unwrap(), "--no-ndpi"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let flows: Vec<(String, String, String, String, u64)> = doc["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap().to_string();
+            (s("transport"), s("protocol"), s("confidence"), s("classifier"), f["packets"].as_u64().unwrap())
+        })
+        .collect();
+    let f = |t: &str, p: &str, c: &str, by: &str, n| (t.to_string(), p.to_string(), c.to_string(), by.to_string(), n);
+    // SIP by its signature; the RTP and RTCP flows (both directions each) by the SDP.
+    assert_eq!(
+        flows,
+        [
+            f("udp", "sip", "signature", "heuristic", 7),
+            f("udp", "rtp", "announced", "sdp", 598),
+            f("udp", "rtcp", "announced", "sdp", 2)
+        ]
+    );
+    let total: u64 = flows.iter().map(|f| f.4).sum();
+    assert_eq!(total, doc["source"]["packets"].as_u64().unwrap(), "every packet is in a flow");
+    // The NDJSON summary line carries the same list.
+    let out = run(&["analyze", example().to_str().unwrap(), "--no-ndpi", "--format", "ndjson"]);
+    let last: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap()).unwrap();
+    assert_eq!(last["flows"], doc["flows"]);
+}

@@ -5,8 +5,9 @@
 //! resume (the store recovers them, as it would after SIGKILL).
 
 use anyhow::{Context, Result};
-use callflow_config::{Loaded, Loader};
-use callflow_jobs::{JobManager, ManagerOptions, SqliteStore};
+use callflow_config::{Loaded, Loader, Settings};
+use callflow_jobs::{ClassifierFactory, JobManager, ManagerOptions, SqliteStore};
+use callflow_ndpi::{NdpiClassifier, Options};
 use clap::Parser;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -109,7 +110,12 @@ fn serve(loaded: &Loaded) -> Result<()> {
     }
     let db = settings.storage.database_path();
     let store = Arc::new(SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
-    let (manager, recovery) = JobManager::start(store, ManagerOptions::from_settings(settings))?;
+    let (classifier, warning) = classifier_factory(settings);
+    if let Some(warning) = warning {
+        eprintln!("callflowd: warning: {warning}");
+    }
+    let opts = ManagerOptions { classifier, ..ManagerOptions::from_settings(settings) };
+    let (manager, recovery) = JobManager::start(store, opts)?;
     eprintln!(
         "callflowd: {} workers, database {}, {} job(s) resumed, {} interrupted job(s) failed",
         settings.processing.workers,
@@ -138,4 +144,51 @@ fn serve(loaded: &Loaded) -> Result<()> {
     drop(manager);
     eprintln!("callflowd: stopped");
     Ok(())
+}
+
+/// The classifier the jobs hand the traffic no signalling explains to: nDPI when
+/// `ndpi.enabled` and this build has it (feature `ndpi`), else the heuristic one. The
+/// message, if any, is a start-up warning: nDPI was asked for but is not built in.
+fn classifier_factory(settings: &Settings) -> (ClassifierFactory, Option<String>) {
+    if !settings.ndpi.enabled {
+        return (ClassifierFactory::heuristic(), None);
+    }
+    if !NdpiClassifier::is_built_in() {
+        let warning = "ndpi.enabled is set but this callflowd was built without nDPI (cargo feature `ndpi`): \
+                       classifying with the heuristic classifier";
+        return (ClassifierFactory::heuristic(), Some(warning.to_string()));
+    }
+    // One per job: nDPI's flow state belongs to one capture.
+    (ClassifierFactory::new(|| NdpiClassifier::new(Options::default())), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callflow_classify::Classifier;
+
+    fn selected(enabled: bool) -> (&'static str, Option<String>) {
+        let mut settings = Settings::default();
+        settings.ndpi.enabled = enabled;
+        let (factory, warning) = classifier_factory(&settings);
+        let classifier = factory.make().expect("the selected classifier starts");
+        (classifier.name(), warning)
+    }
+
+    #[test]
+    fn ndpi_disabled_by_default_means_the_heuristic_without_a_warning() {
+        assert!(!Settings::default().ndpi.enabled);
+        assert_eq!(selected(false), ("heuristic", None));
+    }
+
+    #[test]
+    fn ndpi_enabled_means_ndpi_when_built_in_else_the_heuristic_with_a_warning() {
+        let (name, warning) = selected(true);
+        if NdpiClassifier::is_built_in() {
+            assert_eq!((name, warning), ("ndpi", None));
+        } else {
+            assert_eq!(name, "heuristic");
+            assert!(warning.is_some_and(|w| w.contains("built without nDPI")));
+        }
+    }
 }

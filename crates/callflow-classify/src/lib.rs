@@ -96,6 +96,19 @@ pub enum Confidence {
     None,
 }
 
+impl Confidence {
+    /// The lower-case name used in the output (`announced`, `signature`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Confidence::Announced => "announced",
+            Confidence::Signature => "signature",
+            Confidence::Guessed => "guessed",
+            Confidence::Port => "port",
+            Confidence::None => "none",
+        }
+    }
+}
+
 /// The transport a payload arrived on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum TransportKind {

@@ -1,6 +1,7 @@
 //! The analyzer: takes frames in capture order, decodes them, and grows sessions from them.
 
 use crate::dialog::{Dialog, MsgMeta};
+use crate::flows::{Decider, FlowTable};
 use crate::media::{MediaKind, MediaTable, Owner};
 use crate::stats::StatsBuilder;
 use crate::websocket::{self, TcpApp, WsDirections};
@@ -13,7 +14,7 @@ use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
-use callflow_model::{Session, Stats, Transport};
+use callflow_model::{Flow, Session, Stats, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -61,7 +62,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     tcp: TcpReassembler,
     /// What each TCP connection (by its ordered address pair) carries, decided on its
     /// first payload, and when it was last seen.
-    tcp_flows: HashMap<(SocketAddr, SocketAddr), (TcpApp, Timestamp)>,
+    tcp_flows: HashMap<(SocketAddr, SocketAddr), (TcpApp, Timestamp, Decider)>,
     /// The directions of the SIP-over-WebSocket connections among `tcp_flows`.
     ws: WsDirections,
     dialogs: HashMap<Owner, Dialog>,
@@ -74,6 +75,8 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     last_sweep: Timestamp,
     /// Scratch space for SIP messages reassembled from TCP, reused across segments.
     pdus: Vec<(Vec<u8>, u64, Timestamp)>,
+    /// Every UDP, TCP and SCTP flow with what it carries.
+    flows: FlowTable,
 }
 
 impl Analyzer<HeuristicClassifier> {
@@ -108,6 +111,7 @@ impl<C: Classifier> Analyzer<C> {
             clock: Timestamp::default(),
             last_sweep: Timestamp::default(),
             pdus: Vec::new(),
+            flows: FlowTable::default(),
         }
     }
 
@@ -168,82 +172,95 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     fn on_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8], frame: u64, ts: Timestamp, len: u64) {
-        let flow = Some((src, dst));
+        let (protocol, decider) = self.udp_protocol(src, dst, payload, frame, ts, len);
+        self.stats.count(protocol, len, Some((src, dst)));
+        self.flows.packet("udp", src, dst, protocol, decider, ts, len);
+    }
+
+    /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
+    fn udp_protocol(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        len: u64,
+    ) -> (&'static str, Decider) {
         if self.media.is_announced(src, dst) && !sip::looks_like_sip(payload) {
-            match self.media.on_announced(src, dst, payload, ts, frame, len) {
-                Ok((MediaKind::Rtp, _)) => self.stats.count("rtp", len, flow),
-                Ok((MediaKind::Rtcp, _)) => self.stats.count("rtcp", len, flow),
-                Ok((MediaKind::Other, _)) => self.stats.count("udp", len, flow),
+            return match self.media.on_announced(src, dst, payload, ts, frame, len) {
+                Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
+                Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
+                Ok((MediaKind::Other, _)) => ("udp", Decider::SDP),
                 // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
-                Err(_) => self.stats.count("udp", len, flow),
-            }
-            return;
+                Err(_) => ("udp", Decider::SDP),
+            };
         }
         // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
         let meta = PacketMeta::at_time(ts);
         let verdict = self.classifier.classify_packet(&Payload::udp(src, dst, payload), &meta);
+        let decider = Decider::of(&verdict);
         match verdict.protocol {
             AppProtocol::Sip => {
                 let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Udp };
                 // A datagram on the SIP port that is not SIP at all (a keep-alive, or
                 // another protocol) is not a malformed SIP message.
                 let counted_as_sip = self.on_sip(payload, &meta, verdict.confidence != Confidence::Port);
-                self.stats.count(if counted_as_sip { "sip" } else { "udp" }, len, flow);
+                (if counted_as_sip { "sip" } else { "udp" }, decider)
             }
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
                 match self.media.on_orphan(kind, src, dst, payload, ts, frame, len) {
-                    Ok(_) => self.stats.count(verdict.protocol.as_str(), len, flow),
-                    Err(_) => self.stats.count("udp", len, flow),
+                    Ok(_) => (verdict.protocol.as_str(), decider),
+                    Err(_) => ("udp", decider),
                 }
             }
-            _ => self.stats.count("udp", len, flow),
+            _ => ("udp", decider),
         }
     }
 
     fn on_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, len: u64) {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
         let flow = Some((src, dst));
-        let app = match self.tcp_flows.get_mut(&pair) {
+        let (app, decider) = match self.tcp_flows.get_mut(&pair) {
             Some(entry) => {
                 entry.1 = ts;
-                entry.0
+                (entry.0, entry.2)
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
                 self.stats.count("tcp", len, flow);
+                self.flows.packet("tcp", src, dst, "tcp", Decider::NONE, ts, len);
                 return;
             }
             None => {
                 // The WebSocket handshake comes first: the classifier knows nothing of it.
-                let app = if websocket::starts_sip_websocket(seg.payload) {
-                    TcpApp::SipWebSocket
-                } else if self
-                    .classifier
-                    .classify_packet(
+                let decided = if websocket::starts_sip_websocket(seg.payload) {
+                    let ours = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
+                    (TcpApp::SipWebSocket, ours)
+                } else {
+                    let verdict = self.classifier.classify_packet(
                         &Payload::tcp(src, dst, seg.payload),
                         &PacketMeta::at_time(ts).with_tcp(TcpMeta::from(seg)),
-                    )
-                    .protocol
-                    == AppProtocol::Sip
-                {
-                    TcpApp::Sip
-                } else {
-                    TcpApp::Other
+                    );
+                    let app = if verdict.protocol == AppProtocol::Sip { TcpApp::Sip } else { TcpApp::Other };
+                    (app, Decider::of(&verdict))
                 };
-                self.tcp_flows.insert(pair, (app, ts));
-                app
+                self.tcp_flows.insert(pair, (decided.0, ts, decided.1));
+                decided
             }
         };
         let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
             TcpApp::Other => {
                 self.stats.count("tcp", len, flow);
+                self.flows.packet("tcp", src, dst, "tcp", decider, ts, len);
                 return;
             }
             TcpApp::Sip => (sip::frame_message, Transport::Tcp),
             TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
         };
         self.stats.count("sip", len, flow);
+        self.flows.packet("tcp", src, dst, "sip", decider, ts, len);
         let mut pdus = std::mem::take(&mut self.pdus);
         let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
         self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
@@ -274,7 +291,13 @@ impl<C: Classifier> Analyzer<C> {
                 }
             }
         }
-        self.stats.count(if carried_sip { "sip" } else { "sctp" }, len, Some((src, dst)));
+        let (protocol, decider) = if carried_sip {
+            ("sip", Decider { confidence: Confidence::Signature, classifier: "heuristic" })
+        } else {
+            ("sctp", Decider::NONE)
+        };
+        self.stats.count(protocol, len, Some((src, dst)));
+        self.flows.packet("sctp", src, dst, protocol, decider, ts, len);
     }
 
     /// Handles one SIP message. Returns false when it did not parse; `report` says
@@ -330,7 +353,7 @@ impl<C: Classifier> Analyzer<C> {
         let idle = duration_ns(self.opts.idle_timeout);
         self.fragments.expire(now);
         self.tcp.expire(now);
-        self.tcp_flows.retain(|_, (_, seen)| now.as_nanos() - seen.as_nanos() <= idle);
+        self.tcp_flows.retain(|_, (_, seen, _)| now.as_nanos() - seen.as_nanos() <= idle);
         let flows = &self.tcp_flows;
         self.ws.retain(|src, dst| flows.contains_key(&if src <= dst { (src, dst) } else { (dst, src) }));
         let mut done: Vec<(u64, Owner)> = self
@@ -372,6 +395,12 @@ impl<C: Classifier> Analyzer<C> {
         if let Some(session) = session {
             self.completed.push(session);
         }
+    }
+
+    /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
+    /// flows were counted but not listed (past the bound). Call it before [`Analyzer::finish`].
+    pub fn take_flows(&mut self) -> (Vec<Flow>, u64) {
+        std::mem::take(&mut self.flows).into_flows()
     }
 
     /// Sessions that are over, in the order they ended. Each is handed out once.

@@ -133,9 +133,17 @@ fn run<C: Classifier>(
     if stopped {
         source.complete = false;
         source.warnings.push(format!("stopped by the caller after {} packets", source.packets));
-        return Ok(Document { format: FORMAT.to_string(), source, stats: Default::default(), sessions: Vec::new() });
+        return Ok(Document {
+            format: FORMAT.to_string(),
+            source,
+            stats: Default::default(),
+            sessions: Vec::new(),
+            flows: Vec::new(),
+        });
     }
-    let (sessions, stats) = analyzer.finish();
+    let (flows, unlisted) = analyzer.take_flows();
+    let (sessions, mut stats) = analyzer.finish();
+    stats.flows_unlisted = unlisted;
     let sessions = match sink {
         Some(sink) => {
             sessions.into_iter().for_each(sink);
@@ -143,7 +151,7 @@ fn run<C: Classifier>(
         }
         None => sessions,
     };
-    Ok(Document { format: FORMAT.to_string(), source, stats, sessions })
+    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows })
 }
 
 #[cfg(test)]

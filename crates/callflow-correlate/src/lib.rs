@@ -28,6 +28,7 @@
 mod analyzer;
 mod control;
 mod dialog;
+mod flows;
 mod ids;
 mod media;
 mod stats;

@@ -66,6 +66,7 @@ impl StatsBuilder {
     pub fn build(self, classifier: &str) -> Stats {
         Stats {
             classifier: classifier.to_string(),
+            flows_unlisted: 0,
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self

@@ -15,6 +15,8 @@
 //!
 //! Architecture invariant: this crate knows nothing of HTTP or of the command line; it
 //! runs the analysis through `callflow-correlate` and stores `callflow-model` sessions.
+//! It knows no classifier but the heuristic one either: an embedder that links nDPI hands
+//! in a [`ClassifierFactory`] ([`ManagerOptions::classifier`]), which makes one per job.
 //! Every state change goes through the store first and is published second, so what a
 //! subscriber is told is always already queryable.
 //!
@@ -37,7 +39,7 @@ mod sqlite;
 mod store;
 
 pub use events::{Event, EventBus, Subscription};
-pub use manager::{Analysis, CaptureAnalysis, JobContext, JobError, JobManager, ManagerOptions};
+pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use sqlite::SqliteStore;
 pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
 

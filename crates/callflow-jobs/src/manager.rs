@@ -9,8 +9,9 @@
 use crate::events::{Event, EventBus, Subscription};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
 use crate::{now_millis, Job, JobId, JobState, NewJob};
+use callflow_classify::{Classifier, HeuristicClassifier};
 use callflow_config::Settings;
-use callflow_correlate::{analyze_with, AnalyzeControl, AnalyzerOptions};
+use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -84,6 +85,9 @@ pub struct ManagerOptions {
     pub event_buffer: usize,
     /// How captures are analysed.
     pub analyzer: AnalyzerOptions,
+    /// Makes the classifier each job hands the traffic no signalling explains to; the
+    /// heuristic one unless the embedder chooses (callflowd picks nDPI when enabled).
+    pub classifier: ClassifierFactory,
 }
 
 impl Default for ManagerOptions {
@@ -110,12 +114,63 @@ impl ManagerOptions {
             sweep_interval: Some(s.storage.sweep_interval),
             event_buffer: s.websocket.event_buffer,
             analyzer,
+            // This crate knows no classifier but the heuristic one; whoever links nDPI
+            // (callflowd) swaps it in after reading `ndpi.enabled`.
+            classifier: ClassifierFactory::default(),
         }
     }
 }
 
+/// What [`ClassifierFactory::make`] returns: a classifier for one run, or why none could be made.
+type MakeClassifier = dyn Fn() -> Result<Box<dyn Classifier>, String> + Send + Sync;
+
+/// Makes a fresh classifier for each job: flow-tracking classifiers such as nDPI keep
+/// per-run state, so one instance cannot be shared between jobs or threads. The default
+/// makes the built-in [`HeuristicClassifier`].
+#[derive(Clone)]
+pub struct ClassifierFactory(Arc<MakeClassifier>);
+
+impl ClassifierFactory {
+    /// A factory calling `make` once per job; its error fails that job, with the message
+    /// the user sees.
+    pub fn new<C, E>(make: impl Fn() -> Result<C, E> + Send + Sync + 'static) -> ClassifierFactory
+    where
+        C: Classifier + 'static,
+        E: std::fmt::Display,
+    {
+        ClassifierFactory(Arc::new(move || match make() {
+            Ok(c) => Ok(Box::new(c) as Box<dyn Classifier>),
+            Err(e) => Err(e.to_string()),
+        }))
+    }
+
+    /// The built-in heuristic classifier, which cannot fail.
+    pub fn heuristic() -> ClassifierFactory {
+        ClassifierFactory::new(|| Ok::<_, std::convert::Infallible>(HeuristicClassifier))
+    }
+
+    /// A new classifier for one run.
+    pub fn make(&self) -> Result<Box<dyn Classifier>, String> {
+        (self.0)()
+    }
+}
+
+impl Default for ClassifierFactory {
+    fn default() -> Self {
+        ClassifierFactory::heuristic()
+    }
+}
+
+impl std::fmt::Debug for ClassifierFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The closure has nothing printable; which classifier it makes shows in each
+        // document's `stats.classifier`.
+        f.debug_struct("ClassifierFactory").finish_non_exhaustive()
+    }
+}
+
 /// Runs one job. [`CaptureAnalysis`] is the real one; embedders (and tests) may supply
-/// another, e.g. to add a classifier.
+/// another. Choosing a classifier needs no new one: see [`ManagerOptions::classifier`].
 pub trait Analysis: Send + Sync {
     /// Analyses `job`, handing each session to `ctx` as it completes and asking `ctx`
     /// after each frame whether to go on. An `Err` is the message a user sees.
@@ -127,6 +182,8 @@ pub trait Analysis: Send + Sync {
 pub struct CaptureAnalysis {
     /// Analyzer settings.
     pub options: AnalyzerOptions,
+    /// Makes each job's classifier.
+    pub classifier: ClassifierFactory,
 }
 
 impl Analysis for CaptureAnalysis {
@@ -138,6 +195,7 @@ impl Analysis for CaptureAnalysis {
             other => other.to_string(),
         })?;
         ctx.set_total_bytes(reader.total_bytes());
+        let classifier = self.classifier.make().map_err(|e| format!("cannot start the classifier: {e}"))?;
         // The sink and the control both need the context; sessions wait here for the
         // control call that follows their frame.
         let pending = RefCell::new(Vec::new());
@@ -148,8 +206,15 @@ impl Analysis for CaptureAnalysis {
             }
             ctx.on_frame(frames, bytes)
         };
-        let doc = analyze_with(&mut reader, &job.label, self.options.clone(), Some(&mut sink), &mut control)
-            .map_err(|e| e.to_string())?;
+        let doc = analyze_with_classifier(
+            &mut reader,
+            &job.label,
+            self.options.clone(),
+            classifier,
+            Some(&mut sink),
+            &mut control,
+        )
+        .map_err(|e| e.to_string())?;
         for s in pending.into_inner() {
             ctx.on_session(s);
         }
@@ -289,7 +354,8 @@ impl JobManager {
     /// Recovers the store's jobs after a restart (see [`JobStore::recover`]), then starts
     /// the workers (and the sweeper) with the real capture analysis.
     pub fn start(store: Arc<dyn JobStore>, opts: ManagerOptions) -> Result<(JobManager, Recovery), JobError> {
-        let analysis = Arc::new(CaptureAnalysis { options: opts.analyzer.clone() });
+        let analysis =
+            Arc::new(CaptureAnalysis { options: opts.analyzer.clone(), classifier: opts.classifier.clone() });
         JobManager::start_with(store, opts, analysis)
     }
 

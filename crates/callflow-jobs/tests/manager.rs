@@ -2,12 +2,14 @@
 
 mod common;
 
+use callflow_classify::{Classification, Classifier, HeuristicClassifier, Payload};
 use callflow_jobs::{
-    Analysis, CaptureAnalysis, Event, Job, JobContext, JobError, JobId, JobManager, JobState, ManagerOptions, NewJob,
-    SessionQuery, SqliteStore, Subscription,
+    Analysis, CaptureAnalysis, ClassifierFactory, Event, Job, JobContext, JobError, JobId, JobManager, JobState,
+    ManagerOptions, NewJob, SessionQuery, SqliteStore, Subscription,
 };
 use callflow_model::Document;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -292,4 +294,62 @@ fn the_queue_is_bounded() {
     let done = manager.wait(&[a.id, b.id], LONG_WAIT).unwrap();
     assert!(done.iter().all(|j| j.state == JobState::Completed));
     assert_eq!(manager.jobs(&Default::default()).unwrap().len(), 3, "the refused job was never stored");
+}
+
+/// The heuristic classifier under another name, so a document shows which one ran.
+struct TestClassifier(HeuristicClassifier);
+
+impl Classifier for TestClassifier {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+
+    fn classify(&mut self, payload: &Payload<'_>) -> Classification {
+        self.0.classify(payload)
+    }
+}
+
+#[test]
+fn each_job_runs_with_a_new_classifier_from_the_factory_and_its_name_is_stored() {
+    let dir = common::temp_dir("classifier");
+    let made = Arc::new(AtomicUsize::new(0));
+    let counter = made.clone();
+    let classifier = ClassifierFactory::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(TestClassifier(HeuristicClassifier))
+    });
+    let manager = start(&dir, ManagerOptions { classifier, ..options(1) });
+    let ids: Vec<JobId> = (0..2).map(|_| manager.submit(NewJob::file(common::example())).unwrap().id).collect();
+    let done = manager.wait(&ids, LONG_WAIT).unwrap();
+    for job in &done {
+        assert_eq!(job.state, JobState::Completed, "{:?}", job.error);
+        assert_eq!(job.stats.as_ref().map(|s| s.classifier.as_str()), Some("test"), "job {}", job.id);
+        // Read back from the store, not only from the finished event.
+        let stored = manager.store().job(job.id).unwrap().unwrap();
+        assert_eq!(stored.stats.map(|s| s.classifier), Some("test".to_string()));
+    }
+    assert_eq!(made.load(Ordering::SeqCst), 2, "one classifier per job");
+    manager.shutdown();
+}
+
+#[test]
+fn the_default_classifier_is_the_heuristic_one() {
+    let dir = common::temp_dir("default-classifier");
+    let manager = start(&dir, options(1));
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    let done = manager.wait(&[job.id], LONG_WAIT).unwrap().remove(0);
+    assert_eq!(done.stats.map(|s| s.classifier), Some("heuristic".to_string()));
+    manager.shutdown();
+}
+
+#[test]
+fn a_classifier_that_cannot_start_fails_the_job_with_its_reason() {
+    let dir = common::temp_dir("classifier-fails");
+    let classifier = ClassifierFactory::new(|| Err::<HeuristicClassifier, _>("no nDPI today"));
+    let manager = start(&dir, ManagerOptions { classifier, ..options(1) });
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    let done = manager.wait(&[job.id], LONG_WAIT).unwrap().remove(0);
+    assert_eq!(done.state, JobState::Failed);
+    assert_eq!(done.error.as_deref(), Some("cannot start the classifier: no nDPI today"));
+    manager.shutdown();
 }

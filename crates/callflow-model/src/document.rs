@@ -3,6 +3,11 @@
 use crate::{Session, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
 
 /// The format identifier written in every document.
 pub const FORMAT: &str = "callflow/v1";
@@ -18,6 +23,37 @@ pub struct Document {
     pub stats: Stats,
     /// Every session found, ordered by start time (then id).
     pub sessions: Vec<Session>,
+    /// Every transport flow, in order of its first packet, with what it carries and who
+    /// decided it (absent in documents written before flows were listed).
+    #[serde(default)]
+    pub flows: Vec<Flow>,
+}
+
+/// One transport flow: the packets between two endpoints over one transport, both ways.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    /// `udp`, `tcp` or `sctp`.
+    pub transport: String,
+    /// The endpoint that sent the flow's first packet.
+    pub a: SocketAddr,
+    /// The other endpoint.
+    pub b: SocketAddr,
+    /// What the flow carries, named as in `stats.by_protocol` (`sip`, `rtp`, `rtcp`, or the
+    /// bare transport when nothing more is known).
+    pub protocol: String,
+    /// How sure the decision is: `announced` (an SDP named the endpoint), `signature`,
+    /// `guessed`, `port`, or `none`.
+    pub confidence: String,
+    /// Who decided: `sdp`, `heuristic`, `ndpi`, or `none`.
+    pub classifier: String,
+    /// Packets, both ways.
+    pub packets: u64,
+    /// Bytes on the wire, both ways.
+    pub bytes: u64,
+    /// Time of the first packet.
+    pub first_ts: Timestamp,
+    /// Time of the last packet.
+    pub last_ts: Timestamp,
 }
 
 /// The capture a document was made from.
@@ -54,6 +90,10 @@ pub struct Stats {
     pub malformed: u64,
     /// Counts per application protocol (`sip`, `rtp`, `rtcp`, `other`, ...).
     pub by_protocol: BTreeMap<String, ProtocolStats>,
+    /// New flows seen after the flow list reached its bound (100,000): counted here, not
+    /// listed in `flows`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flows_unlisted: u64,
     /// Which classifier labelled the traffic no signalling explained: `heuristic` or
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -22,7 +22,7 @@ mod media;
 mod session;
 mod time;
 
-pub use document::{Document, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
 pub use media::{DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo};
 pub use session::{CallState, Message, Party, Session, SessionKind, Transport};
 pub use time::Timestamp;
