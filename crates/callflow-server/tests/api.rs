@@ -56,50 +56,27 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     assert!(metrics.contains("callflow_packets_analysed_total 607\n"), "{metrics}");
     assert!(metrics.contains("callflow_upload_bytes_total 140777\n"), "{metrics}");
     assert!(metrics.contains("callflow_websocket_clients 1\n"), "{metrics}");
-    let status: Value =
-        client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
+    let status: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
     assert_eq!(
         (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
         (Some("COMPLETED"), Some(100), Some(1))
     );
-    let jobs: Value =
-        client.get(server.url("/api/v1/jobs?status=completed&limit=10")).send().await.unwrap().json().await.unwrap();
+    let jobs: Value = server.get_json(&client, "/api/v1/jobs?status=completed&limit=10").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
-    let none: Value = client.get(server.url("/api/v1/jobs?status=RUNNING")).send().await.unwrap().json().await.unwrap();
+    let none: Value = server.get_json(&client, "/api/v1/jobs?status=RUNNING").await;
     assert_eq!(none["jobs"], serde_json::json!([]));
 
-    let page: Value = client
-        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?limit=10&kind=sip_call&problem=false")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value =
+        server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions?limit=10&kind=sip_call&problem=false")).await;
     assert_eq!(page["total"], 1);
     let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
     let call_id = page["sessions"][0]["call_id"].as_str().unwrap().to_string();
-    let q: Value = client
-        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?q={}", &call_id[..4])))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let q: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions?q={}", &call_id[..4])).await;
     assert_eq!(q["total"], 1);
-    let other: Value = client
-        .get(server.url(&format!("/api/v1/jobs/{job}/sessions?kind=rtp")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions?kind=rtp")).await;
     assert_eq!(other["total"], 0);
 
-    let session: Value =
-        client.get(server.url(&format!("/api/v1/sessions/{sid}"))).send().await.unwrap().json().await.unwrap();
+    let session: Value = server.get_json(&client, &format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(session["call_id"], call_id.as_str());
     let messages = session["messages"].as_array().unwrap();
     assert!(!messages.is_empty() && !session["media"].as_array().unwrap().is_empty());
@@ -324,8 +301,7 @@ async fn deleting_a_running_job_cancels_it_first() {
     assert_eq!(response.status(), 201);
     let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
     for _ in 0..500 {
-        let v: Value =
-            client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
+        let v: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
         if v["status"] != "QUEUED" {
             break;
         }

@@ -42,6 +42,11 @@ impl TestServer {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// GETs `path` and returns the JSON body (whatever the status: callers assert on it).
+    pub async fn get_json(&self, client: &reqwest::Client, path: &str) -> serde_json::Value {
+        client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     /// Stops accepting and waits for the server to finish.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
