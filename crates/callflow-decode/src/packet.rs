@@ -27,6 +27,10 @@ mod ip;
 #[cfg(test)]
 mod tests;
 
+/// PPP protocol numbers of IPv4 and IPv6 (RFC 1332, RFC 5072).
+const PPP_IPV4: u16 = 0x0021;
+const PPP_IPV6: u16 = 0x0057;
+
 /// How many tunnels [`decode_frame`] goes through before it gives up on a packet.
 pub const MAX_TUNNELS: u8 = 4;
 
@@ -364,9 +368,21 @@ impl<'a> Walker<'a> {
             return Err(DecodeError::invalid(Layer::Link, base, "pppoe version", "not version 1 type 1"));
         }
         let (inner, inner_base, inner_declared) = (tail(buf, 8), base + 8, declared.saturating_sub(8));
-        match be16(buf, 6) {
-            0x0021 => self.ipv4(inner, inner_base, inner_declared),
-            0x0057 => self.ipv6(inner, inner_base, inner_declared),
+        self.ppp_ip(be16(buf, 6), inner, inner_base, inner_declared)
+    }
+
+    /// The IP packet a PPP frame with `protocol` carries (PPPoE, PPTP's enhanced GRE);
+    /// other PPP protocols (LCP, IPCP, compressed data) are left alone.
+    pub(super) fn ppp_ip(
+        &mut self,
+        protocol: u16,
+        buf: &'a [u8],
+        base: usize,
+        declared: usize,
+    ) -> Result<(), DecodeError> {
+        match protocol {
+            PPP_IPV4 => self.ipv4(buf, base, declared),
+            PPP_IPV6 => self.ipv6(buf, base, declared),
             _ => Ok(()),
         }
     }

@@ -353,17 +353,11 @@ impl<'a> Walker<'a> {
         };
         let (inner, inner_base, inner_declared) =
             (tail(ppp, at), base + header_len + at, declared.saturating_sub(header_len + at));
-        match protocol {
-            0x0021 => {
-                self.enter_tunnel(layer, base)?;
-                self.ipv4(inner, inner_base, inner_declared)
-            }
-            0x0057 => {
-                self.enter_tunnel(layer, base)?;
-                self.ipv6(inner, inner_base, inner_declared)
-            }
-            _ => Ok(()),
+        if !matches!(protocol, super::PPP_IPV4 | super::PPP_IPV6) {
+            return Ok(());
         }
+        self.enter_tunnel(layer, base)?;
+        self.ppp_ip(protocol, inner, inner_base, inner_declared)
     }
 
     /// GTP-U (3GPP TS 29.281) in a UDP payload: a version 1 T-PDU (message type 255)
