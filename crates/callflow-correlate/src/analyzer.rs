@@ -187,14 +187,16 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) -> (&'static str, Decider) {
-        if self.media.is_announced(src, dst) && !sip::looks_like_sip(payload) {
-            return match self.media.on_announced(src, dst, payload, ts, frame, len) {
-                Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
-                Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
-                Ok((MediaKind::Other, _)) => ("udp", Decider::SDP),
-                // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
-                Err(_) => ("udp", Decider::SDP),
-            };
+        if !sip::looks_like_sip(payload) {
+            if let Some(media) = self.media.on_announced(src, dst, payload, ts, frame, len) {
+                return match media {
+                    Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
+                    Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
+                    Ok((MediaKind::Other, _)) => ("udp", Decider::SDP),
+                    // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
+                    Err(_) => ("udp", Decider::SDP),
+                };
+            }
         }
         // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
         let meta = PacketMeta::at_time(ts);

@@ -150,13 +150,10 @@ impl MediaTable {
         self.endpoints.get(&dst).or_else(|| self.endpoints.get(&src))
     }
 
-    /// True when SDP announced either endpoint.
-    pub fn is_announced(&self, src: SocketAddr, dst: SocketAddr) -> bool {
-        !self.endpoints.is_empty() && self.binding(src, dst).is_some()
-    }
-
-    /// Handles a datagram to or from an announced endpoint. Returns what it was, or the
-    /// decode error that made it neither RTP nor RTCP, and the owner it was charged to.
+    /// Handles a datagram to or from an announced endpoint: `None` when SDP announced
+    /// neither endpoint, else what it was, or the decode error that made it neither RTP
+    /// nor RTCP, and the owner it was charged to. One lookup answers both questions: this
+    /// runs for every RTP packet.
     pub fn on_announced(
         &mut self,
         src: SocketAddr,
@@ -165,15 +162,22 @@ impl MediaTable {
         ts: Timestamp,
         frame: u64,
         wire_len: u64,
+    ) -> Option<Result<(MediaKind, Owner), callflow_decode::DecodeError>> {
+        let binding = self.binding(src, dst)?.clone();
+        Some(self.on_binding(binding, src, dst, payload, ts, frame, wire_len))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_binding(
+        &mut self,
+        binding: Binding,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        ts: Timestamp,
+        frame: u64,
+        wire_len: u64,
     ) -> Result<(MediaKind, Owner), callflow_decode::DecodeError> {
-        let Some(binding) = self.binding(src, dst).cloned() else {
-            return Err(callflow_decode::DecodeError::invalid(
-                callflow_decode::Layer::Rtp,
-                0,
-                "endpoint",
-                "not announced",
-            ));
-        };
         if binding.other {
             if let Some(media) = self.owners.get_mut(&binding.owner) {
                 media.last_activity = media.last_activity.max(ts);
