@@ -2,7 +2,7 @@
 
 use crate::dialog::{Dialog, MsgMeta};
 use crate::flows::{Decider, FlowTable};
-use crate::media::{MediaKind, MediaTable, Owner};
+use crate::media::{MediaKind, MediaMemo, MediaTable, Owner};
 use crate::stats::StatsBuilder;
 use crate::websocket::{self, TcpApp, WsDirections};
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
@@ -172,14 +172,41 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     fn on_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8], frame: u64, ts: Timestamp, len: u64) {
-        let (protocol, decider) = self.udp_protocol(src, dst, payload, frame, ts, len);
-        self.stats.count(protocol, len, Some((src, dst)));
-        self.flows.packet("udp", src, dst, protocol, decider, ts, len);
+        let flow = self.flows.lookup("udp", src, dst);
+        // The memo is copied out and back because the analysis below borrows all of `self`.
+        let mut memo = self.flows.memo(flow, src).map(|(m, dir)| m.media[dir]).unwrap_or_default();
+        let (protocol, decider) = self.udp_protocol(&mut memo, src, dst, payload, frame, ts, len);
+        let counted = self.flows.memo(flow, src).map(|(m, dir)| {
+            m.media[dir] = memo;
+            &mut m.counted
+        });
+        self.stats.count_flow(protocol, len, (src, dst), counted);
+        self.flows.count(flow, protocol, decider, ts, len);
+    }
+
+    /// Counts a packet of a TCP or SCTP flow as `protocol`.
+    #[allow(clippy::too_many_arguments)]
+    fn count_flow(
+        &mut self,
+        transport: &'static str,
+        src: SocketAddr,
+        dst: SocketAddr,
+        protocol: &'static str,
+        decider: Decider,
+        ts: Timestamp,
+        len: u64,
+    ) {
+        let flow = self.flows.lookup(transport, src, dst);
+        let counted = self.flows.memo(flow, src).map(|(m, _)| &mut m.counted);
+        self.stats.count_flow(protocol, len, (src, dst), counted);
+        self.flows.count(flow, protocol, decider, ts, len);
     }
 
     /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
+    #[allow(clippy::too_many_arguments)]
     fn udp_protocol(
         &mut self,
+        memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
@@ -188,7 +215,7 @@ impl<C: Classifier> Analyzer<C> {
         len: u64,
     ) -> (&'static str, Decider) {
         if !sip::looks_like_sip(payload) {
-            if let Some(media) = self.media.on_announced(src, dst, payload, ts, frame, len) {
+            if let Some(media) = self.media.on_announced(memo, src, dst, payload, ts, frame, len) {
                 return match media {
                     Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
                     Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
@@ -212,7 +239,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
-                match self.media.on_orphan(kind, src, dst, payload, ts, frame, len) {
+                match self.media.on_orphan(memo, kind, src, dst, payload, ts, frame, len) {
                     Ok(_) => (verdict.protocol.as_str(), decider),
                     Err(_) => ("udp", decider),
                 }
@@ -223,7 +250,6 @@ impl<C: Classifier> Analyzer<C> {
 
     fn on_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, len: u64) {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
-        let flow = Some((src, dst));
         let (app, decider) = match self.tcp_flows.get_mut(&pair) {
             Some(entry) => {
                 entry.1 = ts;
@@ -231,8 +257,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
-                self.stats.count("tcp", len, flow);
-                self.flows.packet("tcp", src, dst, "tcp", Decider::NONE, ts, len);
+                self.count_flow("tcp", src, dst, "tcp", Decider::NONE, ts, len);
                 return;
             }
             None => {
@@ -254,15 +279,13 @@ impl<C: Classifier> Analyzer<C> {
         };
         let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
             TcpApp::Other => {
-                self.stats.count("tcp", len, flow);
-                self.flows.packet("tcp", src, dst, "tcp", decider, ts, len);
+                self.count_flow("tcp", src, dst, "tcp", decider, ts, len);
                 return;
             }
             TcpApp::Sip => (sip::frame_message, Transport::Tcp),
             TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
         };
-        self.stats.count("sip", len, flow);
-        self.flows.packet("tcp", src, dst, "sip", decider, ts, len);
+        self.count_flow("tcp", src, dst, "sip", decider, ts, len);
         let mut pdus = std::mem::take(&mut self.pdus);
         let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
         self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
@@ -298,8 +321,7 @@ impl<C: Classifier> Analyzer<C> {
         } else {
             ("sctp", Decider::NONE)
         };
-        self.stats.count(protocol, len, Some((src, dst)));
-        self.flows.packet("sctp", src, dst, protocol, decider, ts, len);
+        self.count_flow("sctp", src, dst, protocol, decider, ts, len);
     }
 
     /// Handles one SIP message. Returns false when it did not parse; `report` says

@@ -1,9 +1,11 @@
 //! The flow list of a run: every transport flow with what it carries and who decided it.
 
+use crate::media::MediaMemo;
 use callflow_classify::{Classification, Confidence};
 use callflow_model::{Flow, Timestamp};
-use foldhash::HashMap;
-use std::net::SocketAddr;
+use foldhash::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 /// Most flows listed; a capture with more (a scan, say) has the rest counted, not listed,
 /// so the list cannot grow without bound.
@@ -30,7 +32,7 @@ impl Decider {
 
 #[derive(Debug)]
 struct Entry {
-    order: u64,
+    transport: &'static str,
     a: SocketAddr,
     b: SocketAddr,
     protocol: &'static str,
@@ -39,13 +41,85 @@ struct Entry {
     bytes: u64,
     first: Timestamp,
     last: Timestamp,
+    /// What the analysis remembers about the flow between packets (see [`FlowId`]).
+    memo: FlowMemo,
 }
 
+/// What the analysis keeps per listed flow so that the next packet of the flow finds its
+/// state without hashing its addresses again: the statistics counters it was already
+/// counted in, and per direction the media binding and stream it went to last.
+#[derive(Debug, Default)]
+pub(crate) struct FlowMemo {
+    /// Bit `i` set: the flow was already counted in statistics counter `i`.
+    pub counted: u64,
+    /// Per direction (`a` to `b`, then `b` to `a`): where the media went last.
+    pub media: [MediaMemo; 2],
+}
+
+/// A handle on a listed flow, valid for the whole run: flows are never removed from the
+/// list, which is what makes the handle a plain index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FlowId(u32);
+
 /// Flows by transport and unordered address pair.
+///
+/// Each packet looks its flow up once ([`FlowTable::lookup`]) and then reaches the flow's
+/// counters and [`FlowMemo`] through the handle: one hash per packet for everything the
+/// analysis keeps per flow, which on RTP is most of the work per packet.
 #[derive(Debug, Default)]
 pub(crate) struct FlowTable {
-    flows: HashMap<(&'static str, SocketAddr, SocketAddr), Entry>,
-    unlisted: u64,
+    index: HashMap<FlowKey, u32>,
+    entries: Vec<Entry>,
+    /// Hashes of the flows seen after the list was full, so each is counted once.
+    unlisted: HashSet<u64>,
+    /// Unlisted flows past [`MAX_UNLISTED_TRACKED`]: counted per packet, an upper bound.
+    unlisted_overflow: u64,
+}
+
+/// The flows seen after the list is full are remembered by a 64-bit hash so that each is
+/// counted once; past this many the count is of packets (so memory stays bounded).
+const MAX_UNLISTED_TRACKED: usize = 1_000_000;
+
+/// A flow's identity: transport and the unordered address pair, packed so that hashing it
+/// is three word writes instead of the field-by-field walk of `SocketAddr`'s `Hash`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct FlowKey {
+    low: u128,
+    high: u128,
+    /// Ports, address families and the transport.
+    rest: u64,
+}
+
+impl Hash for FlowKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u128(self.low);
+        state.write_u128(self.high);
+        state.write_u64(self.rest);
+    }
+}
+
+impl FlowKey {
+    fn new(transport: &'static str, a: SocketAddr, b: SocketAddr) -> FlowKey {
+        let (ia, fa) = ip_bits(a.ip());
+        let (ib, fb) = ip_bits(b.ip());
+        let t = match transport {
+            "udp" => 1,
+            "tcp" => 2,
+            "sctp" => 3,
+            _ => 0,
+        };
+        let rest = u64::from(a.port()) | u64::from(b.port()) << 16 | u64::from(fa | fb << 1 | t << 2) << 32;
+        FlowKey { low: ia, high: ib, rest }
+    }
+}
+
+/// An address as 128 bits and whether it was IPv6 (an IPv4 address and its IPv4-mapped
+/// IPv6 form are different flows, as they are different `SocketAddr`s).
+fn ip_bits(ip: IpAddr) -> (u128, u8) {
+    match ip {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 0),
+        IpAddr::V6(v6) => (u128::from(v6), 1),
+    }
 }
 
 /// The bare transports: a flow first counted under one of these takes the first more
@@ -55,7 +129,55 @@ fn is_bare(protocol: &str) -> bool {
 }
 
 impl FlowTable {
+    /// Finds or lists the flow between `src` and `dst` over `transport` (`"udp"`, `"tcp"` or
+    /// `"sctp"`); `None` once the list is full and the flow is not in it. Follow it with
+    /// exactly one [`FlowTable::count`] for the packet.
+    pub fn lookup(&mut self, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<FlowId> {
+        let key = if src <= dst { FlowKey::new(transport, src, dst) } else { FlowKey::new(transport, dst, src) };
+        if let Some(&i) = self.index.get(&key) {
+            return Some(FlowId(i));
+        }
+        if self.entries.len() >= MAX_FLOWS {
+            if self.unlisted.len() < MAX_UNLISTED_TRACKED {
+                self.unlisted.insert(foldhash::fast::FixedState::with_seed(0).hash_one(key));
+            } else {
+                self.unlisted_overflow += 1;
+            }
+            return None;
+        }
+        let i = self.entries.len() as u32;
+        // The flow is named in the direction of its first packet (usually the initiator's).
+        self.entries.push(Entry {
+            transport,
+            a: src,
+            b: dst,
+            protocol: transport,
+            decider: Decider::NONE,
+            packets: 0,
+            bytes: 0,
+            first: Timestamp::default(),
+            last: Timestamp::default(),
+            memo: FlowMemo::default(),
+        });
+        self.index.insert(key, i);
+        Some(FlowId(i))
+    }
+
+    /// Counts one packet of `flow` as `protocol`, decided by `decider`.
+    pub fn count(&mut self, flow: Option<FlowId>, protocol: &'static str, decider: Decider, ts: Timestamp, bytes: u64) {
+        let Some(e) = flow.and_then(|FlowId(i)| self.entries.get_mut(i as usize)) else { return };
+        if e.packets == 0 {
+            (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ts, ts);
+        } else if is_bare(e.protocol) && !is_bare(protocol) {
+            (e.protocol, e.decider) = (protocol, decider);
+        }
+        e.packets += 1;
+        e.bytes += bytes;
+        e.last = e.last.max(ts);
+    }
+
     /// Counts one packet from `src` to `dst` over `transport`, counted as `protocol`.
+    #[cfg(test)]
     #[allow(clippy::too_many_arguments)]
     pub fn packet(
         &mut self,
@@ -67,33 +189,25 @@ impl FlowTable {
         ts: Timestamp,
         bytes: u64,
     ) {
-        let key = if src <= dst { (transport, src, dst) } else { (transport, dst, src) };
-        let next = self.flows.len() as u64;
-        if let Some(e) = self.flows.get_mut(&key) {
-            e.packets += 1;
-            e.bytes += bytes;
-            e.last = e.last.max(ts);
-            if is_bare(e.protocol) && !is_bare(protocol) {
-                (e.protocol, e.decider) = (protocol, decider);
-            }
-            return;
-        }
-        if self.flows.len() >= MAX_FLOWS {
-            self.unlisted += 1;
-            return;
-        }
-        let entry = Entry { order: next, a: src, b: dst, protocol, decider, packets: 1, bytes, first: ts, last: ts };
-        self.flows.insert(key, entry);
+        let flow = self.lookup(transport, src, dst);
+        self.count(flow, protocol, decider, ts, bytes);
+    }
+
+    /// The memo of a listed flow, and which of its two directions `src` is sending in.
+    pub fn memo(&mut self, flow: Option<FlowId>, src: SocketAddr) -> Option<(&mut FlowMemo, usize)> {
+        let e = flow.and_then(|FlowId(i)| self.entries.get_mut(i as usize))?;
+        let direction = usize::from(src != e.a);
+        Some((&mut e.memo, direction))
     }
 
     /// The flows in order of their first packet, and how many new flows were not listed.
     pub fn into_flows(self) -> (Vec<Flow>, u64) {
-        let mut entries: Vec<(&'static str, Entry)> = self.flows.into_iter().map(|((t, _, _), e)| (t, e)).collect();
-        entries.sort_unstable_by_key(|(_, e)| e.order);
-        let flows = entries
+        let unlisted = self.unlisted.len() as u64 + self.unlisted_overflow;
+        let flows = self
+            .entries
             .into_iter()
-            .map(|(transport, e)| Flow {
-                transport: transport.to_string(),
+            .map(|e| Flow {
+                transport: e.transport.to_string(),
                 a: e.a,
                 b: e.b,
                 protocol: e.protocol.to_string(),
@@ -105,7 +219,7 @@ impl FlowTable {
                 last_ts: e.last,
             })
             .collect();
-        (flows, self.unlisted)
+        (flows, unlisted)
     }
 }
 
@@ -150,5 +264,35 @@ mod tests {
         }
         let (flows, unlisted) = t.into_flows();
         assert_eq!((flows.len(), unlisted), (MAX_FLOWS, 5));
+    }
+
+    #[test]
+    fn unlisted_counts_flows_not_their_packets() {
+        // It counted every packet of an unlisted flow, so a single busy flow past the bound
+        // looked like thousands of flows.
+        let mut t = FlowTable::default();
+        let dst = addr("10.0.0.2:53");
+        for i in 0..(MAX_FLOWS as u32 + 2) {
+            let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
+            for _ in 0..3 {
+                t.packet("udp", src, dst, "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+                t.packet("udp", dst, src, "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+            }
+        }
+        let (flows, unlisted) = t.into_flows();
+        assert_eq!((flows.len(), unlisted), (MAX_FLOWS, 2));
+        assert!(flows.iter().all(|f| f.packets == 6));
+    }
+
+    #[test]
+    fn a_flow_keeps_the_addresses_and_time_of_its_first_packet() {
+        let mut t = FlowTable::default();
+        let (a, b) = (addr("[2001:db8::1]:5004"), addr("10.0.0.1:5004"));
+        t.packet("udp", a, b, "rtp", Decider::SDP, Timestamp::from_nanos(9), 10);
+        t.packet("udp", b, a, "rtp", Decider::SDP, Timestamp::from_nanos(5), 10);
+        let (flows, _) = t.into_flows();
+        assert_eq!(flows.len(), 1);
+        assert_eq!((flows[0].a, flows[0].b), (a, b), "named in the direction of the first packet");
+        assert_eq!((flows[0].first_ts, flows[0].last_ts), (Timestamp::from_nanos(9), Timestamp::from_nanos(9)));
     }
 }

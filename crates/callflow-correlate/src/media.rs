@@ -67,6 +67,8 @@ struct Stream {
     first_frame: u64,
     /// Frame bytes, so statistics can move a stream that turned out not to be RTP.
     wire_bytes: u64,
+    /// The latest capture time of a packet of the stream, for the owner's last activity.
+    last_ts: Timestamp,
 }
 
 /// Media of an owner that is still being collected.
@@ -74,8 +76,59 @@ struct Stream {
 struct OwnerMedia {
     streams: Vec<StreamKey>,
     rtcp: Vec<RtcpReport>,
+    /// Last activity other than RTP (RTCP, other media); RTP's is kept per stream so that an
+    /// RTP packet does not look its owner up.
     last_activity: Timestamp,
     first_frame: u64,
+}
+
+/// An announced endpoint's entry: its binding while it has one, and a version that changes
+/// whenever the binding does, so a [`MediaMemo`] can tell that what it remembers is stale.
+#[derive(Debug)]
+struct EndpointSlot {
+    binding: Option<Binding>,
+    version: u32,
+}
+
+/// A stream's entry, versioned like [`EndpointSlot`].
+#[derive(Debug)]
+struct StreamSlot {
+    stream: Option<Stream>,
+    version: u32,
+}
+
+/// A reference to a slot as it was when remembered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SlotRef {
+    index: u32,
+    version: u32,
+}
+
+/// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
+/// resolved to and the stream its packets went to. Checking that it still holds costs
+/// a few comparisons; finding it again costs up to three hash lookups, on every RTP packet.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MediaMemo {
+    resolved: Option<Resolved>,
+    stream: Option<(Owner, u32, SlotRef)>,
+}
+
+/// How the endpoints of a direction resolved, and as of which insertion into the table.
+#[derive(Clone, Copy, Debug)]
+struct Resolved {
+    dst: Option<SlotRef>,
+    src: Option<SlotRef>,
+    /// [`MediaTable::inserted`] then: an endpoint absent then may have been announced since.
+    inserted: u64,
+}
+
+/// What the analysis needs of an endpoint's binding while it updates the table.
+#[derive(Clone, Copy, Debug)]
+struct Bound {
+    slot: u32,
+    owner: Owner,
+    rtcp: bool,
+    other: bool,
 }
 
 /// What a UDP datagram turned out to be, for statistics.
@@ -90,8 +143,15 @@ pub(crate) enum MediaKind {
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
 #[derive(Debug, Default)]
 pub(crate) struct MediaTable {
-    endpoints: HashMap<SocketAddr, Binding>,
-    streams: HashMap<StreamKey, Stream>,
+    /// Announced endpoints, each with its slot in `endpoint_slots`.
+    endpoints: HashMap<SocketAddr, u32>,
+    endpoint_slots: Vec<EndpointSlot>,
+    free_endpoints: Vec<u32>,
+    /// How many times an endpoint was added to `endpoints` (not rebound).
+    inserted: u64,
+    streams: HashMap<StreamKey, u32>,
+    stream_slots: Vec<StreamSlot>,
+    free_streams: Vec<u32>,
     owners: HashMap<Owner, OwnerMedia>,
     /// Orphan media grouped by its (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(SocketAddr, SocketAddr), Owner>,
@@ -113,7 +173,7 @@ impl MediaTable {
                 // Media that is not RTP (T.38 over UDPTL after a fax re-INVITE, say) takes the
                 // endpoint over: what arrives there from now on is not RTP, as Wireshark decides.
                 let binding = Binding { owner, rtcp: false, other: true, codecs: Arc::from([]) };
-                self.endpoints.insert(SocketAddr::new(ip, media.port), binding);
+                self.bind(SocketAddr::new(ip, media.port), binding);
                 continue;
             }
             let mut codecs: Vec<Codec> = media
@@ -131,31 +191,86 @@ impl MediaTable {
                 }
             }
             let codecs: Arc<[Codec]> = codecs.into();
-            self.endpoints.insert(
+            self.bind(
                 SocketAddr::new(ip, media.port),
                 Binding { owner, rtcp: false, other: false, codecs: codecs.clone() },
             );
             registered += 1;
             if !media.rtcp_mux {
                 let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
-                self.endpoints
-                    .insert(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, other: false, codecs });
+                self.bind(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, other: false, codecs });
             }
         }
         registered
     }
 
-    /// The binding of an announced endpoint that this datagram is sent to or from.
-    fn binding(&self, src: SocketAddr, dst: SocketAddr) -> Option<&Binding> {
-        self.endpoints.get(&dst).or_else(|| self.endpoints.get(&src))
+    /// Binds `addr` to `binding`, replacing what it was bound to.
+    fn bind(&mut self, addr: SocketAddr, binding: Binding) {
+        if let Some(&i) = self.endpoints.get(&addr) {
+            let slot = &mut self.endpoint_slots[i as usize];
+            slot.binding = Some(binding);
+            slot.version = slot.version.wrapping_add(1);
+            return;
+        }
+        let i = match self.free_endpoints.pop() {
+            Some(i) => {
+                self.endpoint_slots[i as usize].binding = Some(binding);
+                i
+            }
+            None => {
+                self.endpoint_slots.push(EndpointSlot { binding: Some(binding), version: 0 });
+                (self.endpoint_slots.len() - 1) as u32
+            }
+        };
+        self.endpoints.insert(addr, i);
+        self.inserted += 1;
+    }
+
+    /// Unbinds every endpoint bound to `owner`.
+    fn unbind(&mut self, owner: Owner) {
+        let (slots, free) = (&mut self.endpoint_slots, &mut self.free_endpoints);
+        self.endpoints.retain(|_, &mut i| {
+            let slot = &mut slots[i as usize];
+            if slot.binding.as_ref().is_some_and(|b| b.owner != owner) {
+                return true;
+            }
+            slot.binding = None;
+            slot.version = slot.version.wrapping_add(1);
+            free.push(i);
+            false
+        });
+    }
+
+    /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
+    /// destination's binding, else the source's.
+    fn resolve(&self, src: SocketAddr, dst: SocketAddr) -> Resolved {
+        let at = |addr| {
+            self.endpoints
+                .get(&addr)
+                .map(|&index| SlotRef { index, version: self.endpoint_slots[index as usize].version })
+        };
+        let dst = at(dst);
+        let src = if dst.is_none() { at(src) } else { None };
+        Resolved { dst, src, inserted: self.inserted }
+    }
+
+    /// Whether [`MediaTable::resolve`] would still answer `r`.
+    fn still_holds(&self, r: &Resolved) -> bool {
+        let current = |s: SlotRef| self.endpoint_slots.get(s.index as usize).is_some_and(|e| e.version == s.version);
+        match r.dst {
+            Some(dst) => current(dst),
+            None => r.inserted == self.inserted && r.src.is_none_or(current),
+        }
     }
 
     /// Handles a datagram to or from an announced endpoint: `None` when SDP announced
     /// neither endpoint, else what it was, or the decode error that made it neither RTP
-    /// nor RTCP, and the owner it was charged to. One lookup answers both questions: this
-    /// runs for every RTP packet.
+    /// nor RTCP, and the owner it was charged to. This runs for every RTP packet: `memo`
+    /// (the direction's, kept by the flow) usually spares every hash lookup.
+    #[allow(clippy::too_many_arguments)]
     pub fn on_announced(
         &mut self,
+        memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
@@ -163,14 +278,25 @@ impl MediaTable {
         frame: u64,
         wire_len: u64,
     ) -> Option<Result<(MediaKind, Owner), callflow_decode::DecodeError>> {
-        let binding = self.binding(src, dst)?.clone();
-        Some(self.on_binding(binding, src, dst, payload, ts, frame, wire_len))
+        let resolved = match memo.resolved {
+            Some(r) if self.still_holds(&r) => r,
+            _ => {
+                let r = self.resolve(src, dst);
+                memo.resolved = Some(r);
+                r
+            }
+        };
+        let slot = resolved.dst.or(resolved.src)?.index;
+        let binding = self.endpoint_slots.get(slot as usize)?.binding.as_ref()?;
+        let bound = Bound { slot, owner: binding.owner, rtcp: binding.rtcp, other: binding.other };
+        Some(self.on_binding(bound, memo, src, dst, payload, ts, frame, wire_len))
     }
 
     #[allow(clippy::too_many_arguments)]
     fn on_binding(
         &mut self,
-        binding: Binding,
+        Bound { slot, owner, rtcp, other }: Bound,
+        memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
@@ -178,27 +304,28 @@ impl MediaTable {
         frame: u64,
         wire_len: u64,
     ) -> Result<(MediaKind, Owner), callflow_decode::DecodeError> {
-        if binding.other {
-            if let Some(media) = self.owners.get_mut(&binding.owner) {
+        if other {
+            if let Some(media) = self.owners.get_mut(&owner) {
                 media.last_activity = media.last_activity.max(ts);
             }
-            return Ok((MediaKind::Other, binding.owner));
+            return Ok((MediaKind::Other, owner));
         }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
-        if binding.rtcp || rtcp::looks_like_rtcp(payload) {
-            self.on_rtcp(binding.owner, payload, ts, frame)?;
-            return Ok((MediaKind::Rtcp, binding.owner));
+        if rtcp || rtcp::looks_like_rtcp(payload) {
+            self.on_rtcp(owner, payload, ts, frame)?;
+            return Ok((MediaKind::Rtcp, owner));
         }
         let packet = RtpPacket::parse(payload)?;
-        self.on_rtp(binding.owner, Some(&binding), src, dst, &packet, ts, frame, wire_len);
-        Ok((MediaKind::Rtp, binding.owner))
+        self.on_rtp(owner, Some(slot), memo, src, dst, &packet, ts, frame, wire_len);
+        Ok((MediaKind::Rtp, owner))
     }
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
     #[allow(clippy::too_many_arguments)]
     pub fn on_orphan(
         &mut self,
+        memo: &mut MediaMemo,
         kind: MediaKind,
         src: SocketAddr,
         dst: SocketAddr,
@@ -222,7 +349,7 @@ impl MediaTable {
             MediaKind::Rtcp => self.on_rtcp(owner, payload, ts, frame)?,
             MediaKind::Rtp => {
                 let packet = RtpPacket::parse(payload)?;
-                self.on_rtp(owner, None, src, dst, &packet, ts, frame, wire_len);
+                self.on_rtp(owner, None, memo, src, dst, &packet, ts, frame, wire_len);
             }
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
@@ -230,11 +357,62 @@ impl MediaTable {
         Ok(owner)
     }
 
+    /// The slot of stream `key`, created (with its codec from `binding`) on its first packet.
+    fn stream_slot(&mut self, key: StreamKey, binding: Option<u32>, pt: u8, frame: u64) -> u32 {
+        if let Some(&i) = self.streams.get(&key) {
+            return i;
+        }
+        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(|e| e.binding.as_ref());
+        let (codec, clock_rate) = match binding.and_then(|b| b.codec(pt)) {
+            Some(c) => (c.name.clone(), Some(c.clock_rate)),
+            None => (
+                rtp::static_payload_name(pt).map_or_else(|| format!("PT{pt}"), str::to_string),
+                rtp::static_clock_rate(pt),
+            ),
+        };
+        let media =
+            self.owners.entry(key.owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+        media.streams.push(key);
+        let stream = Stream {
+            stats: StreamStats::default(),
+            payload_type: pt,
+            codec,
+            clock_rate,
+            events: Vec::new(),
+            current_event: None,
+            first_frame: frame,
+            wire_bytes: 0,
+            last_ts: Timestamp::default(),
+        };
+        let i = match self.free_streams.pop() {
+            Some(i) => {
+                self.stream_slots[i as usize].stream = Some(stream);
+                i
+            }
+            None => {
+                self.stream_slots.push(StreamSlot { stream: Some(stream), version: 0 });
+                (self.stream_slots.len() - 1) as u32
+            }
+        };
+        self.streams.insert(key, i);
+        i
+    }
+
+    /// Removes stream `key`, freeing its slot.
+    fn remove_stream(&mut self, key: &StreamKey) -> Option<Stream> {
+        let i = self.streams.remove(key)?;
+        let slot = self.stream_slots.get_mut(i as usize)?;
+        slot.version = slot.version.wrapping_add(1);
+        self.free_streams.push(i);
+        slot.stream.take()
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn on_rtp(
         &mut self,
         owner: Owner,
-        binding: Option<&Binding>,
+        binding: Option<u32>,
+        memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
         packet: &RtpPacket<'_>,
@@ -242,32 +420,26 @@ impl MediaTable {
         frame: u64,
         wire_len: u64,
     ) {
-        let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
         let pt = packet.payload_type;
-        let stream = self.streams.entry(key).or_insert_with(|| {
-            let (codec, clock_rate) = match binding.and_then(|b| b.codec(pt)) {
-                Some(c) => (c.name.clone(), Some(c.clock_rate)),
-                None => (
-                    rtp::static_payload_name(pt).map_or_else(|| format!("PT{pt}"), str::to_string),
-                    rtp::static_clock_rate(pt),
-                ),
-            };
-            let media =
-                self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
-            media.streams.push(key);
-            Stream {
-                stats: StreamStats::default(),
-                payload_type: pt,
-                codec,
-                clock_rate,
-                events: Vec::new(),
-                current_event: None,
-                first_frame: frame,
-                wire_bytes: 0,
-            }
+        let remembered = memo.stream.filter(|&(o, ssrc, r)| {
+            o == owner
+                && ssrc == packet.ssrc
+                && self.stream_slots.get(r.index as usize).is_some_and(|s| s.version == r.version)
         });
-        let is_event =
-            binding.and_then(|b| b.codec(pt)).is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
+        let index = match remembered {
+            Some((_, _, r)) => r.index,
+            None => {
+                let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
+                let index = self.stream_slot(key, binding, pt, frame);
+                let version = self.stream_slots[index as usize].version;
+                memo.stream = Some((owner, packet.ssrc, SlotRef { index, version }));
+                index
+            }
+        };
+        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(|e| e.binding.as_ref());
+        let Some(stream) = self.stream_slots.get_mut(index as usize).and_then(|s| s.stream.as_mut()) else { return };
+        let codec = binding.and_then(|b| b.codec(pt));
+        let is_event = codec.is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
         // Jitter is measured in the clock of the packet's own payload type (comfort noise may
         // differ from the audio). Telephone events get no clock at all: Wireshark gives them
         // a rate of 0, so they move no jitter figure, and ours must equal tshark's.
@@ -276,9 +448,10 @@ impl MediaTable {
         } else if pt == stream.payload_type {
             stream.clock_rate
         } else {
-            binding.and_then(|b| b.codec(pt)).map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
+            codec.map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
         };
         stream.wire_bytes += wire_len;
+        stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         if is_event && stream.events.len() < MAX_EVENTS {
             if let Ok(ev) = TelephoneEvent::parse(packet.payload) {
@@ -294,9 +467,6 @@ impl MediaTable {
                     last.duration = last.duration.max(ev.duration);
                 }
             }
-        }
-        if let Some(media) = self.owners.get_mut(&owner) {
-            media.last_activity = media.last_activity.max(ts);
         }
     }
 
@@ -343,7 +513,10 @@ impl MediaTable {
 
     /// When `owner`'s media was last active.
     pub fn last_activity(&self, owner: Owner) -> Option<Timestamp> {
-        self.owners.get(&owner).map(|m| m.last_activity)
+        let media = self.owners.get(&owner)?;
+        let streams = media.streams.iter().filter_map(|k| self.streams.get(k));
+        let last = streams.filter_map(|&i| self.stream_slots.get(i as usize)?.stream.as_ref()).map(|s| s.last_ts);
+        Some(last.fold(media.last_activity, Timestamp::max))
     }
 
     /// Owners of orphan media idle since before `cutoff`.
@@ -352,7 +525,7 @@ impl MediaTable {
             .orphan_pairs
             .values()
             .copied()
-            .filter(|o| self.owners.get(o).is_some_and(|m| m.last_activity < cutoff))
+            .filter(|&o| self.last_activity(o).is_some_and(|last| last < cutoff))
             .collect();
         idle.sort_unstable_by(|a, b| b.cmp(a));
         idle
@@ -373,13 +546,13 @@ impl MediaTable {
 
     /// [`MediaTable::take`], with each stream's frame bytes.
     fn take_with_bytes(&mut self, owner: Owner) -> Vec<(MediaStream, u64)> {
-        self.endpoints.retain(|_, b| b.owner != owner);
+        self.unbind(owner);
         let Some(media) = self.owners.remove(&owner) else {
             return Vec::new();
         };
         let mut out = Vec::with_capacity(media.streams.len());
         let mut streams: Vec<(StreamKey, Stream)> =
-            media.streams.iter().filter_map(|k| self.streams.remove(k).map(|s| (*k, s))).collect();
+            media.streams.iter().filter_map(|k| self.remove_stream(k).map(|s| (*k, s))).collect();
         streams.sort_by_key(|(_, s)| s.first_frame);
         for (key, s) in streams {
             let rtcp = media

@@ -22,7 +22,8 @@ pub(crate) struct StatsBuilder {
     pub decoded: u64,
     pub malformed: u64,
     pub sip_malformed: u64,
-    by_protocol: BTreeMap<&'static str, Counter>,
+    /// In order of first use; a protocol's position is its bit in a flow's `counted` mask.
+    by_protocol: Vec<(&'static str, Counter)>,
 }
 
 impl StatsBuilder {
@@ -38,14 +39,52 @@ impl StatsBuilder {
 
     /// Counts a frame under `protocol`, in the flow between `flow`'s two addresses.
     pub fn count(&mut self, protocol: &'static str, bytes: u64, flow: Option<(SocketAddr, SocketAddr)>) {
-        let c = self.by_protocol.entry(protocol).or_default();
+        match flow {
+            Some(flow) => self.count_flow(protocol, bytes, flow, None),
+            None => {
+                let (_, c) = self.counter(protocol);
+                c.packets += 1;
+                c.bytes += bytes;
+            }
+        }
+    }
+
+    /// Counts a frame under `protocol`, in the flow between `a` and `b`. `counted` is the
+    /// flow's record of the counters it is already in (see
+    /// [`FlowMemo`](crate::flows::FlowMemo)): with it, the addresses are hashed once per flow
+    /// and protocol instead of once per packet.
+    pub fn count_flow(
+        &mut self,
+        protocol: &'static str,
+        bytes: u64,
+        (a, b): (SocketAddr, SocketAddr),
+        counted: Option<&mut u64>,
+    ) {
+        let (i, c) = self.counter(protocol);
         c.packets += 1;
         c.bytes += bytes;
-        if let Some((a, b)) = flow {
-            let mut h = Fnv64::default();
-            if a <= b { (a, b) } else { (b, a) }.hash(&mut h);
-            c.flows.insert(h.finish());
+        let bit = 1u64.checked_shl(i as u32).unwrap_or(0);
+        if let Some(counted) = counted {
+            if *counted & bit != 0 {
+                return;
+            }
+            *counted |= bit;
         }
+        let mut h = Fnv64::default();
+        if a <= b { (a, b) } else { (b, a) }.hash(&mut h);
+        c.flows.insert(h.finish());
+    }
+
+    /// The counter of `protocol` and its position, created on first use.
+    fn counter(&mut self, protocol: &'static str) -> (usize, &mut Counter) {
+        let i = match self.by_protocol.iter().position(|(name, _)| *name == protocol) {
+            Some(i) => i,
+            None => {
+                self.by_protocol.push((protocol, Counter::default()));
+                self.by_protocol.len() - 1
+            }
+        };
+        (i, &mut self.by_protocol[i].1)
     }
 
     /// Moves packets first counted as RTP to plain UDP, once their stream turned out not to be RTP.
@@ -53,11 +92,11 @@ impl StatsBuilder {
         if packets == 0 {
             return;
         }
-        if let Some(rtp) = self.by_protocol.get_mut("rtp") {
+        if let Some((_, rtp)) = self.by_protocol.iter_mut().find(|(name, _)| *name == "rtp") {
             rtp.packets = rtp.packets.saturating_sub(packets);
             rtp.bytes = rtp.bytes.saturating_sub(bytes);
         }
-        let udp = self.by_protocol.entry("udp").or_default();
+        let (_, udp) = self.counter("udp");
         udp.packets += packets;
         udp.bytes += bytes;
     }
@@ -71,6 +110,8 @@ impl StatsBuilder {
             malformed: self.malformed,
             by_protocol: self
                 .by_protocol
+                .into_iter()
+                .collect::<BTreeMap<_, _>>()
                 .into_iter()
                 .map(|(k, c)| {
                     (k.to_string(), ProtocolStats { packets: c.packets, bytes: c.bytes, flows: c.flows.len() as u64 })
