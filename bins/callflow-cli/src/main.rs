@@ -67,9 +67,9 @@ struct CommonArgs {
     /// Indent the JSON document.
     #[arg(long)]
     pretty: bool,
-    /// Worker threads. Accepted for compatibility with the seed tool; the analysis
-    /// pipeline runs on one thread until the parallel pipeline lands, and its results
-    /// are the same for any value.
+    /// Threads for the analysis [default: the number of cores]. 1 does everything in one
+    /// thread; 2 or more read and decode frames on a second thread. The results are the
+    /// same for any value.
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// Classify unexplained traffic with the heuristic classifier even when nDPI is built
@@ -117,7 +117,8 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("cannot read capture {label}"))?;
 
     let mut out = output::Output::create(common.output.as_deref())?;
-    let opts = AnalyzerOptions::default();
+    let threads = common.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let opts = AnalyzerOptions { threads, ..AnalyzerOptions::default() };
     let classifier = classify::analysis_classifier(common.no_ndpi)?;
     let doc = match common.format {
         Format::Json => {

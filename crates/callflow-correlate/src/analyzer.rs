@@ -1,14 +1,15 @@
 //! The analyzer: takes frames in capture order, decodes them, and grows sessions from them.
 
 use crate::dialog::{Dialog, MsgMeta};
-use crate::flows::{Decider, FlowTable};
+use crate::flows::{Decider, FlowId, FlowTable};
+use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::media::{MediaKind, MediaMemo, MediaTable, Owner};
 use crate::stats::StatsBuilder;
 use crate::websocket::{self, TcpApp, WsDirections};
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
-use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
-use callflow_decode::packet::{decode_frame, decode_transport, Packet, TcpSegment, Transport as Tp};
+use callflow_decode::ipfrag::FragmentLimits;
+use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
@@ -32,6 +33,13 @@ pub struct AnalyzerOptions {
     pub fragments: FragmentLimits,
     /// Bounds of TCP stream reassembly.
     pub tcp: TcpLimits,
+    /// Threads [`analyze`](crate::analyze) and its kin use. With 1, everything happens in
+    /// the calling thread. With 2 or more, a second thread reads and decodes frames ahead
+    /// while the calling thread analyses them in capture order: the analysis itself stays
+    /// sequential, which is what keeps every number identical to the one-thread run (SIP
+    /// and the media it announces meet in capture order). A third thread would find
+    /// nothing to do, so more than 2 uses 2.
+    pub threads: usize,
 }
 
 impl Default for AnalyzerOptions {
@@ -41,12 +49,10 @@ impl Default for AnalyzerOptions {
             idle_timeout: Duration::from_secs(300),
             fragments: FragmentLimits::default(),
             tcp: TcpLimits::default(),
+            threads: 1,
         }
     }
 }
-
-/// How often (capture time) idle sessions are looked for.
-const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
 
 /// Turns frames into sessions.
 ///
@@ -58,7 +64,8 @@ const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
 pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     opts: AnalyzerOptions,
     classifier: C,
-    fragments: FragmentReassembler,
+    /// The front stage, when this analyzer decodes its frames itself ([`Analyzer::process`]).
+    front: Front,
     tcp: TcpReassembler,
     /// What each TCP connection (by its ordered address pair) carries, decided on its
     /// first payload, and when it was last seen.
@@ -96,7 +103,7 @@ impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         Analyzer {
-            fragments: FragmentReassembler::new(opts.fragments.clone()),
+            front: Front::new(opts.fragments.clone()),
             tcp: TcpReassembler::new(opts.tcp.clone()),
             opts,
             classifier,
@@ -115,52 +122,84 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
+    /// The options the analyzer was made with.
+    pub fn options(&self) -> &AnalyzerOptions {
+        &self.opts
+    }
+
     /// Analyses one frame. Frames must come in capture order.
     pub fn process(&mut self, frame: &Frame<'_>) {
+        let prepared = self.front.prepare(frame);
+        self.analyse(frame, &prepared);
+    }
+
+    /// Analyses one frame that a [`Front`] (this analyzer's, or one on another thread fed
+    /// the same frames) prepared.
+    pub(crate) fn analyse(&mut self, frame: &Frame<'_>, prepared: &Prepared<'_>) {
         let ts = frame.ts;
         if self.stats.packets == 0 {
             self.last_sweep = ts;
         }
         self.clock = self.clock.max(ts);
-        let packet = decode_frame(frame.link_type, frame.data);
-        self.stats.frame(packet.stop.is_some());
+        self.stats.frame(prepared.stopped);
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
-        self.dispatch(&packet, frame.number, ts, len);
+        self.dispatch(
+            (prepared.ip.as_ref(), &prepared.transport),
+            prepared,
+            prepared.udp.as_ref(),
+            frame.number,
+            ts,
+            len,
+        );
         if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
     }
 
-    fn dispatch(&mut self, packet: &Packet<'_>, frame: u64, ts: Timestamp, len: u64) {
-        let Some(ip) = packet.ip.as_ref() else {
+    /// Analyses a packet's IP header and transport: the frame's (with the front stage's
+    /// `hints` for UDP), or the datagram its fragment completed.
+    fn dispatch(
+        &mut self,
+        (ip, transport): (Option<&IpInfo>, &Tp<'_>),
+        prepared: &Prepared<'_>,
+        hints: Option<&UdpHints>,
+        frame: u64,
+        ts: Timestamp,
+        len: u64,
+    ) {
+        let flow = prepared.flow;
+        let Some(ip) = ip else {
             self.stats.count("other", len, None);
             return;
         };
         let (src_ip, dst_ip) = (ip.src, ip.dst);
-        match &packet.transport {
+        match transport {
             Tp::Udp { src_port, dst_port, payload } => {
                 let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_udp(src, dst, payload, frame, ts, len);
+                self.on_udp(flow, hints, src, dst, payload, frame, ts, len);
             }
             Tp::Tcp(seg) => {
                 let (src, dst) = (SocketAddr::new(src_ip, seg.src_port), SocketAddr::new(dst_ip, seg.dst_port));
-                self.on_tcp(src, dst, seg, frame, ts, len);
+                self.on_tcp(flow, src, dst, seg, frame, ts, len);
             }
             Tp::Sctp { src_port, dst_port, chunks, .. } => {
                 let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_sctp(src, dst, chunks, frame, ts, len);
+                self.on_sctp(flow, src, dst, chunks, frame, ts, len);
             }
-            Tp::Fragment(fragment) => match self.fragments.push(ts, fragment) {
-                Ok(Some(datagram)) => {
+            Tp::Fragment(_) => match prepared.reassembly.as_deref() {
+                Some(Ok(Some(datagram))) => {
                     let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
                     if inner.stop.is_some() {
                         self.stats.malformed += 1;
                     }
-                    self.dispatch(&inner, frame, ts, len);
+                    // A datagram's transport is never a fragment again, so this recurses once.
+                    if !matches!(inner.transport, Tp::Fragment(_)) {
+                        self.dispatch((inner.ip.as_ref(), &inner.transport), prepared, None, frame, ts, len);
+                    }
                 }
-                Ok(None) => self.stats.count("ip_fragment", len, None),
-                Err(_) => {
+                Some(Ok(None)) | None => self.stats.count("ip_fragment", len, None),
+                Some(Err(_)) => {
                     self.stats.malformed += 1;
                     self.stats.count("ip_fragment", len, None);
                 }
@@ -171,23 +210,34 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
-    fn on_udp(&mut self, src: SocketAddr, dst: SocketAddr, payload: &[u8], frame: u64, ts: Timestamp, len: u64) {
-        let flow = self.flows.lookup("udp", src, dst);
+    #[allow(clippy::too_many_arguments)]
+    fn on_udp(
+        &mut self,
+        flow: Option<FlowId>,
+        hints: Option<&UdpHints>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        payload: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        len: u64,
+    ) {
         // The memo is copied out and back because the analysis below borrows all of `self`.
-        let mut memo = self.flows.memo(flow, src).map(|(m, dir)| m.media[dir]).unwrap_or_default();
-        let (protocol, decider) = self.udp_protocol(&mut memo, src, dst, payload, frame, ts, len);
-        let counted = self.flows.memo(flow, src).map(|(m, dir)| {
+        let mut memo = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| m.media[dir]).unwrap_or_default();
+        let (protocol, decider) = self.udp_protocol(&mut memo, hints, src, dst, payload, frame, ts, len);
+        let counted = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| {
             m.media[dir] = memo;
             &mut m.counted
         });
         self.stats.count_flow(protocol, len, (src, dst), counted);
-        self.flows.count(flow, protocol, decider, ts, len);
+        self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len);
     }
 
     /// Counts a packet of a TCP or SCTP flow as `protocol`.
     #[allow(clippy::too_many_arguments)]
     fn count_flow(
         &mut self,
+        flow: Option<FlowId>,
         transport: &'static str,
         src: SocketAddr,
         dst: SocketAddr,
@@ -196,10 +246,9 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) {
-        let flow = self.flows.lookup(transport, src, dst);
-        let counted = self.flows.memo(flow, src).map(|(m, _)| &mut m.counted);
+        let counted = self.flows.memo(flow, transport, src, dst).map(|(m, _)| &mut m.counted);
         self.stats.count_flow(protocol, len, (src, dst), counted);
-        self.flows.count(flow, protocol, decider, ts, len);
+        self.flows.count(flow, transport, (src, dst), protocol, decider, ts, len);
     }
 
     /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
@@ -207,6 +256,7 @@ impl<C: Classifier> Analyzer<C> {
     fn udp_protocol(
         &mut self,
         memo: &mut MediaMemo,
+        hints: Option<&UdpHints>,
         src: SocketAddr,
         dst: SocketAddr,
         payload: &[u8],
@@ -214,8 +264,16 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) -> (&'static str, Decider) {
-        if !sip::looks_like_sip(payload) {
-            if let Some(media) = self.media.on_announced(memo, src, dst, payload, ts, frame, len) {
+        let computed;
+        let hints = match hints {
+            Some(hints) => hints,
+            None => {
+                computed = UdpHints::of(payload);
+                &computed
+            }
+        };
+        if !hints.sip_like {
+            if let Some(media) = self.media.on_announced(memo, src, dst, (payload, hints), ts, frame, len) {
                 return match media {
                     Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
                     Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
@@ -239,7 +297,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
-                match self.media.on_orphan(memo, kind, src, dst, payload, ts, frame, len) {
+                match self.media.on_orphan(memo, kind, src, dst, (payload, hints), ts, frame, len) {
                     Ok(_) => (verdict.protocol.as_str(), decider),
                     Err(_) => ("udp", decider),
                 }
@@ -248,7 +306,17 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
-    fn on_tcp(&mut self, src: SocketAddr, dst: SocketAddr, seg: &TcpSegment<'_>, frame: u64, ts: Timestamp, len: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_tcp(
+        &mut self,
+        flow: Option<FlowId>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        seg: &TcpSegment<'_>,
+        frame: u64,
+        ts: Timestamp,
+        len: u64,
+    ) {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
         let (app, decider) = match self.tcp_flows.get_mut(&pair) {
             Some(entry) => {
@@ -257,7 +325,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
-                self.count_flow("tcp", src, dst, "tcp", Decider::NONE, ts, len);
+                self.count_flow(flow, "tcp", src, dst, "tcp", Decider::NONE, ts, len);
                 return;
             }
             None => {
@@ -279,13 +347,13 @@ impl<C: Classifier> Analyzer<C> {
         };
         let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
             TcpApp::Other => {
-                self.count_flow("tcp", src, dst, "tcp", decider, ts, len);
+                self.count_flow(flow, "tcp", src, dst, "tcp", decider, ts, len);
                 return;
             }
             TcpApp::Sip => (sip::frame_message, Transport::Tcp),
             TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
         };
-        self.count_flow("tcp", src, dst, "sip", decider, ts, len);
+        self.count_flow(flow, "tcp", src, dst, "sip", decider, ts, len);
         let mut pdus = std::mem::take(&mut self.pdus);
         let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
         self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
@@ -302,7 +370,17 @@ impl<C: Classifier> Analyzer<C> {
         self.pdus = pdus;
     }
 
-    fn on_sctp(&mut self, src: SocketAddr, dst: SocketAddr, chunks: &[u8], frame: u64, ts: Timestamp, len: u64) {
+    #[allow(clippy::too_many_arguments)]
+    fn on_sctp(
+        &mut self,
+        flow: Option<FlowId>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        chunks: &[u8],
+        frame: u64,
+        ts: Timestamp,
+        len: u64,
+    ) {
         let mut carried_sip = false;
         for chunk in sctp::chunks(chunks) {
             let Ok(chunk) = chunk else {
@@ -321,7 +399,7 @@ impl<C: Classifier> Analyzer<C> {
         } else {
             ("sctp", Decider::NONE)
         };
-        self.count_flow("sctp", src, dst, protocol, decider, ts, len);
+        self.count_flow(flow, "sctp", src, dst, protocol, decider, ts, len);
     }
 
     /// Handles one SIP message. Returns false when it did not parse; `report` says
@@ -375,7 +453,6 @@ impl<C: Classifier> Analyzer<C> {
     fn sweep(&mut self, now: Timestamp) {
         let linger = duration_ns(self.opts.session_linger);
         let idle = duration_ns(self.opts.idle_timeout);
-        self.fragments.expire(now);
         self.tcp.expire(now);
         self.tcp_flows.retain(|_, (_, seen, _)| now.as_nanos() - seen.as_nanos() <= idle);
         let flows = &self.tcp_flows;
@@ -424,7 +501,7 @@ impl<C: Classifier> Analyzer<C> {
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
     /// flows were counted but not listed (past the bound). Call it before [`Analyzer::finish`].
     pub fn take_flows(&mut self) -> (Vec<Flow>, u64) {
-        std::mem::take(&mut self.flows).into_flows()
+        (std::mem::take(&mut self.flows).into_flows(), self.front.unlisted_flows())
     }
 
     /// Sessions that are over, in the order they ended. Each is handed out once.

@@ -5,9 +5,11 @@
 //! frame, so the loop stays one loop and the caller decides how often to do anything
 //! costly (the job manager reads the clock once per thousand frames, not per frame).
 
+use crate::front::{Front, Prepared};
+use crate::pipeline::read_ahead;
 use crate::{Analyzer, AnalyzerOptions};
 use callflow_classify::Classifier;
-use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_decode::capture::{CaptureError, CaptureReader, Frame};
 use callflow_model::{Document, Session, SourceInfo, FORMAT};
 use std::ops::ControlFlow;
 
@@ -90,6 +92,7 @@ fn run<C: Classifier>(
     mut sink: Option<&mut dyn FnMut(Session)>,
     control: &mut dyn AnalyzeControl,
 ) -> Result<Document, CaptureError> {
+    let (threads, fragment_limits) = (analyzer.options().threads, analyzer.options().fragments.clone());
     let mut source = SourceInfo {
         path: path.to_string(),
         packets: 0,
@@ -101,29 +104,55 @@ fn run<C: Classifier>(
         warnings: Vec::new(),
     };
     let mut stopped = false;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(e @ CaptureError::Io(_)) if source.packets == 0 => return Err(e),
-            Err(e) => {
-                source.complete = false;
-                source.warnings.push(format!("reading stopped after {} packets: {e}", source.packets));
-                break;
-            }
-        };
+    // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
+    // (once the frame, which may borrow the reader, is done with) the caller's say.
+    let mut analyse = |frame: &Frame<'_>, prepared: Option<&Prepared<'_>>| {
         source.packets += 1;
         source.first_ts.get_or_insert(frame.ts);
         source.last_ts = Some(source.last_ts.map_or(frame.ts, |t| t.max(frame.ts)));
-        analyzer.process(&frame);
+        match prepared {
+            Some(prepared) => analyzer.analyse(frame, prepared),
+            None => analyzer.process(frame),
+        }
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
                 sink(session);
             }
         }
-        if control.on_frame(source.packets, reader.bytes_consumed()).is_break() {
-            stopped = true;
-            break;
+        source.packets
+    };
+    let mut ask = |frames: u64, consumed: u64| {
+        let flow = control.on_frame(frames, consumed);
+        stopped = flow.is_break();
+        flow
+    };
+    // With a second thread, the front stage (decoding, fragments, flows) runs there, and
+    // what it counted is added in at the end.
+    let mut front_unlisted = 0;
+    let ended = if threads >= 2 {
+        let front = Front::new(fragment_limits);
+        let (unlisted, ended) =
+            read_ahead(reader, front, |frame, prepared, consumed| ask(analyse(frame, Some(prepared)), consumed));
+        front_unlisted = unlisted;
+        ended
+    } else {
+        loop {
+            let frames = match reader.next_frame() {
+                Ok(Some(frame)) => analyse(&frame, None),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if ask(frames, reader.bytes_consumed()).is_break() {
+                break Ok(());
+            }
+        }
+    };
+    match ended {
+        Ok(()) => {}
+        Err(e @ CaptureError::Io(_)) if source.packets == 0 => return Err(e),
+        Err(e) => {
+            source.complete = false;
+            source.warnings.push(format!("reading stopped after {} packets: {e}", source.packets));
         }
     }
     source.link_types = reader.link_types().iter().map(|l| l.name()).collect();
@@ -143,7 +172,7 @@ fn run<C: Classifier>(
     }
     let (flows, unlisted) = analyzer.take_flows();
     let (sessions, mut stats) = analyzer.finish();
-    stats.flows_unlisted = unlisted;
+    stats.flows_unlisted = unlisted + front_unlisted;
     let sessions = match sink {
         Some(sink) => {
             sessions.into_iter().for_each(sink);

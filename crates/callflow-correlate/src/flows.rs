@@ -57,19 +57,19 @@ pub(crate) struct FlowMemo {
 }
 
 /// A handle on a listed flow, valid for the whole run: flows are never removed from the
-/// list, which is what makes the handle a plain index.
+/// list, which is what makes the handle a plain index. Handles are given out in the order
+/// flows are first seen, so the front stage that finds them ([`FlowIndex`]) and the
+/// analysis that counts them ([`FlowTable`]) may run on different threads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FlowId(u32);
 
-/// Flows by transport and unordered address pair.
+/// Finds the flow of a packet: by transport and unordered address pair, one hash per packet.
 ///
-/// Each packet looks its flow up once ([`FlowTable::lookup`]) and then reaches the flow's
-/// counters and [`FlowMemo`] through the handle: one hash per packet for everything the
-/// analysis keeps per flow, which on RTP is most of the work per packet.
+/// It is all the analysis needs to know of a flow's identity; what it keeps per flow is in
+/// the [`FlowTable`], reached through the [`FlowId`] without hashing again.
 #[derive(Debug, Default)]
-pub(crate) struct FlowTable {
+pub(crate) struct FlowIndex {
     index: HashMap<FlowKey, u32>,
-    entries: Vec<Entry>,
     /// Hashes of the flows seen after the list was full, so each is counted once.
     unlisted: HashSet<u64>,
     /// Unlisted flows past [`MAX_UNLISTED_TRACKED`]: counted per packet, an upper bound.
@@ -122,22 +122,15 @@ fn ip_bits(ip: IpAddr) -> (u128, u8) {
     }
 }
 
-/// The bare transports: a flow first counted under one of these takes the first more
-/// specific protocol seen later (a TCP handshake before the SIP it carries).
-fn is_bare(protocol: &str) -> bool {
-    matches!(protocol, "udp" | "tcp" | "sctp")
-}
-
-impl FlowTable {
+impl FlowIndex {
     /// Finds or lists the flow between `src` and `dst` over `transport` (`"udp"`, `"tcp"` or
-    /// `"sctp"`); `None` once the list is full and the flow is not in it. Follow it with
-    /// exactly one [`FlowTable::count`] for the packet.
+    /// `"sctp"`); `None` once the list is full and the flow is not in it.
     pub fn lookup(&mut self, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<FlowId> {
         let key = if src <= dst { FlowKey::new(transport, src, dst) } else { FlowKey::new(transport, dst, src) };
         if let Some(&i) = self.index.get(&key) {
             return Some(FlowId(i));
         }
-        if self.entries.len() >= MAX_FLOWS {
+        if self.index.len() >= MAX_FLOWS {
             if self.unlisted.len() < MAX_UNLISTED_TRACKED {
                 self.unlisted.insert(foldhash::fast::FixedState::with_seed(0).hash_one(key));
             } else {
@@ -145,27 +138,65 @@ impl FlowTable {
             }
             return None;
         }
-        let i = self.entries.len() as u32;
-        // The flow is named in the direction of its first packet (usually the initiator's).
-        self.entries.push(Entry {
-            transport,
-            a: src,
-            b: dst,
-            protocol: transport,
-            decider: Decider::NONE,
-            packets: 0,
-            bytes: 0,
-            first: Timestamp::default(),
-            last: Timestamp::default(),
-            memo: FlowMemo::default(),
-        });
+        let i = self.index.len() as u32;
         self.index.insert(key, i);
         Some(FlowId(i))
     }
 
-    /// Counts one packet of `flow` as `protocol`, decided by `decider`.
-    pub fn count(&mut self, flow: Option<FlowId>, protocol: &'static str, decider: Decider, ts: Timestamp, bytes: u64) {
-        let Some(e) = flow.and_then(|FlowId(i)| self.entries.get_mut(i as usize)) else { return };
+    /// How many flows were seen after the list was full.
+    pub fn unlisted(&self) -> u64 {
+        self.unlisted.len() as u64 + self.unlisted_overflow
+    }
+}
+
+/// The bare transports: a flow first counted under one of these takes the first more
+/// specific protocol seen later (a TCP handshake before the SIP it carries).
+fn is_bare(protocol: &str) -> bool {
+    matches!(protocol, "udp" | "tcp" | "sctp")
+}
+
+/// Every listed flow with what it carries, by [`FlowId`].
+#[derive(Debug, Default)]
+pub(crate) struct FlowTable {
+    entries: Vec<Entry>,
+}
+
+impl FlowTable {
+    /// The entry of `flow`, created for its first packet (from `src` to `dst`).
+    fn entry(&mut self, flow: FlowId, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<&mut Entry> {
+        let i = flow.0 as usize;
+        if i == self.entries.len() {
+            // The flow is named in the direction of its first packet (usually the initiator's).
+            self.entries.push(Entry {
+                transport,
+                a: src,
+                b: dst,
+                protocol: transport,
+                decider: Decider::NONE,
+                packets: 0,
+                bytes: 0,
+                first: Timestamp::default(),
+                last: Timestamp::default(),
+                memo: FlowMemo::default(),
+            });
+        }
+        self.entries.get_mut(i)
+    }
+
+    /// Counts one packet of `flow` (from `src` to `dst` over `transport`) as `protocol`,
+    /// decided by `decider`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn count(
+        &mut self,
+        flow: Option<FlowId>,
+        transport: &'static str,
+        (src, dst): (SocketAddr, SocketAddr),
+        protocol: &'static str,
+        decider: Decider,
+        ts: Timestamp,
+        bytes: u64,
+    ) {
+        let Some(e) = flow.and_then(|flow| self.entry(flow, transport, src, dst)) else { return };
         if e.packets == 0 {
             (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ts, ts);
         } else if is_bare(e.protocol) && !is_bare(protocol) {
@@ -176,35 +207,23 @@ impl FlowTable {
         e.last = e.last.max(ts);
     }
 
-    /// Counts one packet from `src` to `dst` over `transport`, counted as `protocol`.
-    #[cfg(test)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn packet(
+    /// The memo of `flow` (a packet from `src` to `dst` over `transport`), and which of its
+    /// two directions the packet goes in.
+    pub fn memo(
         &mut self,
+        flow: Option<FlowId>,
         transport: &'static str,
         src: SocketAddr,
         dst: SocketAddr,
-        protocol: &'static str,
-        decider: Decider,
-        ts: Timestamp,
-        bytes: u64,
-    ) {
-        let flow = self.lookup(transport, src, dst);
-        self.count(flow, protocol, decider, ts, bytes);
-    }
-
-    /// The memo of a listed flow, and which of its two directions `src` is sending in.
-    pub fn memo(&mut self, flow: Option<FlowId>, src: SocketAddr) -> Option<(&mut FlowMemo, usize)> {
-        let e = flow.and_then(|FlowId(i)| self.entries.get_mut(i as usize))?;
+    ) -> Option<(&mut FlowMemo, usize)> {
+        let e = self.entry(flow?, transport, src, dst)?;
         let direction = usize::from(src != e.a);
         Some((&mut e.memo, direction))
     }
 
-    /// The flows in order of their first packet, and how many new flows were not listed.
-    pub fn into_flows(self) -> (Vec<Flow>, u64) {
-        let unlisted = self.unlisted.len() as u64 + self.unlisted_overflow;
-        let flows = self
-            .entries
+    /// The flows in order of their first packet.
+    pub fn into_flows(self) -> Vec<Flow> {
+        self.entries
             .into_iter()
             .map(|e| Flow {
                 transport: e.transport.to_string(),
@@ -218,8 +237,7 @@ impl FlowTable {
                 first_ts: e.first,
                 last_ts: e.last,
             })
-            .collect();
-        (flows, unlisted)
+            .collect()
     }
 }
 
@@ -227,13 +245,38 @@ impl FlowTable {
 mod tests {
     use super::*;
 
+    /// The index and the table together, as the analysis uses them.
+    #[derive(Default)]
+    struct Both(FlowIndex, FlowTable);
+
+    impl Both {
+        #[allow(clippy::too_many_arguments)]
+        fn packet(
+            &mut self,
+            transport: &'static str,
+            src: SocketAddr,
+            dst: SocketAddr,
+            protocol: &'static str,
+            decider: Decider,
+            ts: Timestamp,
+            bytes: u64,
+        ) {
+            let flow = self.0.lookup(transport, src, dst);
+            self.1.count(flow, transport, (src, dst), protocol, decider, ts, bytes);
+        }
+
+        fn into_flows(self) -> (Vec<Flow>, u64) {
+            (self.1.into_flows(), self.0.unlisted())
+        }
+    }
+
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
     #[test]
     fn both_directions_are_one_flow_named_by_its_most_specific_protocol() {
-        let mut t = FlowTable::default();
+        let mut t = Both::default();
         let (a, b) = (addr("10.0.0.1:40000"), addr("10.0.0.2:5060"));
         let sip = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
         t.packet("tcp", a, b, "tcp", Decider::NONE, Timestamp::from_nanos(1), 60);
@@ -256,7 +299,7 @@ mod tests {
 
     #[test]
     fn the_list_is_bounded() {
-        let mut t = FlowTable::default();
+        let mut t = Both::default();
         let dst = addr("10.0.0.2:53");
         for i in 0..(MAX_FLOWS as u32 + 5) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
@@ -270,7 +313,7 @@ mod tests {
     fn unlisted_counts_flows_not_their_packets() {
         // It counted every packet of an unlisted flow, so a single busy flow past the bound
         // looked like thousands of flows.
-        let mut t = FlowTable::default();
+        let mut t = Both::default();
         let dst = addr("10.0.0.2:53");
         for i in 0..(MAX_FLOWS as u32 + 2) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
@@ -286,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_flow_keeps_the_addresses_and_time_of_its_first_packet() {
-        let mut t = FlowTable::default();
+        let mut t = Both::default();
         let (a, b) = (addr("[2001:db8::1]:5004"), addr("10.0.0.1:5004"));
         t.packet("udp", a, b, "rtp", Decider::SDP, Timestamp::from_nanos(9), 10);
         t.packet("udp", b, a, "rtp", Decider::SDP, Timestamp::from_nanos(5), 10);

@@ -29,8 +29,10 @@ mod analyzer;
 mod control;
 mod dialog;
 mod flows;
+mod front;
 mod ids;
 mod media;
+mod pipeline;
 mod stats;
 mod websocket;
 

@@ -1,5 +1,6 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
 
+use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::rtcp::{self, RtcpPacket};
@@ -130,6 +131,11 @@ struct Bound {
     rtcp: bool,
     other: bool,
 }
+
+/// Why a datagram to or from a media endpoint is not RTP or RTCP after all (its header or
+/// a report did not parse): a STUN keep-alive, say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NotMedia;
 
 /// What a UDP datagram turned out to be, for statistics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,11 +279,11 @@ impl MediaTable {
         memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
-        payload: &[u8],
+        (payload, hints): (&[u8], &UdpHints),
         ts: Timestamp,
         frame: u64,
         wire_len: u64,
-    ) -> Option<Result<(MediaKind, Owner), callflow_decode::DecodeError>> {
+    ) -> Option<Result<(MediaKind, Owner), NotMedia>> {
         let resolved = match memo.resolved {
             Some(r) if self.still_holds(&r) => r,
             _ => {
@@ -289,7 +295,7 @@ impl MediaTable {
         let slot = resolved.dst.or(resolved.src)?.index;
         let binding = self.endpoint_slots.get(slot as usize)?.binding.as_ref()?;
         let bound = Bound { slot, owner: binding.owner, rtcp: binding.rtcp, other: binding.other };
-        Some(self.on_binding(bound, memo, src, dst, payload, ts, frame, wire_len))
+        Some(self.on_binding(bound, memo, src, dst, (payload, hints), ts, frame, wire_len))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -299,11 +305,11 @@ impl MediaTable {
         memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
-        payload: &[u8],
+        (payload, hints): (&[u8], &UdpHints),
         ts: Timestamp,
         frame: u64,
         wire_len: u64,
-    ) -> Result<(MediaKind, Owner), callflow_decode::DecodeError> {
+    ) -> Result<(MediaKind, Owner), NotMedia> {
         if other {
             if let Some(media) = self.owners.get_mut(&owner) {
                 media.last_activity = media.last_activity.max(ts);
@@ -312,12 +318,11 @@ impl MediaTable {
         }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
-        if rtcp || rtcp::looks_like_rtcp(payload) {
+        if rtcp || hints.rtcp_like {
             self.on_rtcp(owner, payload, ts, frame)?;
             return Ok((MediaKind::Rtcp, owner));
         }
-        let packet = RtpPacket::parse(payload)?;
-        self.on_rtp(owner, Some(slot), memo, src, dst, &packet, ts, frame, wire_len);
+        self.on_rtp(owner, Some(slot), memo, src, dst, (&hints.rtp.ok_or(NotMedia)?, payload), ts, frame, wire_len);
         Ok((MediaKind::Rtp, owner))
     }
 
@@ -329,11 +334,11 @@ impl MediaTable {
         kind: MediaKind,
         src: SocketAddr,
         dst: SocketAddr,
-        payload: &[u8],
+        (payload, hints): (&[u8], &UdpHints),
         ts: Timestamp,
         frame: u64,
         wire_len: u64,
-    ) -> Result<Owner, callflow_decode::DecodeError> {
+    ) -> Result<Owner, NotMedia> {
         let pair = if src <= dst { (src, dst) } else { (dst, src) };
         let owner = match self.orphan_pairs.get(&pair) {
             Some(&o) => o,
@@ -348,8 +353,7 @@ impl MediaTable {
         match kind {
             MediaKind::Rtcp => self.on_rtcp(owner, payload, ts, frame)?,
             MediaKind::Rtp => {
-                let packet = RtpPacket::parse(payload)?;
-                self.on_rtp(owner, None, memo, src, dst, &packet, ts, frame, wire_len);
+                self.on_rtp(owner, None, memo, src, dst, (&hints.rtp.ok_or(NotMedia)?, payload), ts, frame, wire_len);
             }
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
@@ -415,7 +419,7 @@ impl MediaTable {
         memo: &mut MediaMemo,
         src: SocketAddr,
         dst: SocketAddr,
-        packet: &RtpPacket<'_>,
+        (packet, payload): (&RtpHead, &[u8]),
         ts: Timestamp,
         frame: u64,
         wire_len: u64,
@@ -454,7 +458,9 @@ impl MediaTable {
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         if is_event && stream.events.len() < MAX_EVENTS {
-            if let Ok(ev) = TelephoneEvent::parse(packet.payload) {
+            // Only events need the payload; the header was parsed where the packet was read.
+            let event = RtpPacket::parse(payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
+            if let Ok(ev) = event {
                 if stream.current_event != Some(packet.timestamp) {
                     stream.current_event = Some(packet.timestamp);
                     stream.events.push(DtmfEvent {
@@ -470,17 +476,11 @@ impl MediaTable {
         }
     }
 
-    fn on_rtcp(
-        &mut self,
-        owner: Owner,
-        payload: &[u8],
-        ts: Timestamp,
-        frame: u64,
-    ) -> Result<(), callflow_decode::DecodeError> {
+    fn on_rtcp(&mut self, owner: Owner, payload: &[u8], ts: Timestamp, frame: u64) -> Result<(), NotMedia> {
         let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
         media.last_activity = media.last_activity.max(ts);
         for packet in rtcp::packets(payload) {
-            let report = match packet? {
+            let report = match packet.map_err(|_| NotMedia)? {
                 RtcpPacket::SenderReport { ssrc, sender, blocks } => RtcpReport {
                     ts,
                     frame,

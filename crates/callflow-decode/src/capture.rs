@@ -29,7 +29,9 @@ use crate::{LinkType, Timestamp};
 
 mod input;
 
+pub use input::SharedBytes;
 use input::{Input, Stream, Whole};
+use std::sync::Arc;
 
 /// The largest captured length accepted for one record, so a lying length field cannot make
 /// the reader allocate or skip without bound. This is tcpdump's and Wireshark's maximum snap length.
@@ -225,6 +227,64 @@ struct Located {
     interface: u32,
 }
 
+impl Located {
+    fn frame<'a>(&self, number: u64, data: &'a [u8]) -> Frame<'a> {
+        Frame {
+            number,
+            ts: self.ts,
+            link_type: self.link_type,
+            data,
+            orig_len: self.orig_len,
+            interface: self.interface,
+        }
+    }
+}
+
+/// Where a frame of a capture held in memory is: what [`CaptureReader::next_shared_frame`]
+/// returns instead of a borrowed [`Frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameRef {
+    /// As [`Frame::number`].
+    pub number: u64,
+    /// As [`Frame::ts`].
+    pub ts: Timestamp,
+    /// As [`Frame::link_type`].
+    pub link_type: LinkType,
+    /// As [`Frame::orig_len`].
+    pub orig_len: u32,
+    /// As [`Frame::interface`].
+    pub interface: u32,
+    /// Where the captured bytes start in the [`SharedBytes`].
+    pub offset: usize,
+    /// How many bytes were captured.
+    pub len: usize,
+}
+
+impl FrameRef {
+    /// The frame, its bytes borrowed from `bytes`: the [`SharedBytes`] of the reader that
+    /// returned it. Out of range (another reader's bytes), the frame holds no data.
+    pub fn frame<'a>(&self, bytes: &'a [u8]) -> Frame<'a> {
+        let data = self.offset.checked_add(self.len).and_then(|end| bytes.get(self.offset..end)).unwrap_or(&[]);
+        Frame {
+            number: self.number,
+            ts: self.ts,
+            link_type: self.link_type,
+            data,
+            orig_len: self.orig_len,
+            interface: self.interface,
+        }
+    }
+}
+
+/// A frame from [`CaptureReader::next_shared_frame`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SharedFrame<'a> {
+    /// The frame is in the capture's [`SharedBytes`].
+    At(FrameRef),
+    /// The capture is a stream: here is the frame, valid until the next call.
+    Here(Frame<'a>),
+}
+
 /// Reads pcap and pcapng captures, plain or gzip-compressed, one [`Frame`] at a time.
 ///
 /// ```no_run
@@ -297,7 +357,11 @@ impl CaptureReader {
             let stream = Stream::new(Box::new(flate2::bufread::MultiGzDecoder::new(reader)), true);
             return CaptureReader::from_input(Input::Stream(stream), Some(len), true);
         }
-        CaptureReader::from_input(Input::Whole { bytes: Whole::Map { map, released: 0 }, pos: 0 }, Some(len), false)
+        CaptureReader::from_input(
+            Input::Whole { bytes: Arc::new(Whole::Map(map)), pos: 0, released: 0 },
+            Some(len),
+            false,
+        )
     }
 
     /// Reads a capture from a stream such as `Box::new(std::io::stdin())`, plain or gzip.
@@ -313,12 +377,49 @@ impl CaptureReader {
             let stream = Stream::new(Box::new(reader), true);
             return CaptureReader::from_input(Input::Stream(stream), Some(len), true);
         }
-        CaptureReader::from_input(Input::Whole { bytes: Whole::Owned(bytes), pos: 0 }, Some(len), false)
+        CaptureReader::from_input(
+            Input::Whole { bytes: Arc::new(Whole::Owned(bytes)), pos: 0, released: 0 },
+            Some(len),
+            false,
+        )
     }
 
     /// Returns the next packet, `Ok(None)` at the end of the capture, or the error that stops
     /// reading (after which it returns `Ok(None)`).
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
+        let Some(located) = self.next_located()? else { return Ok(None) };
+        Ok(Some(located.frame(self.frames, self.input.slice(located.at, located.len))))
+    }
+
+    /// Like [`CaptureReader::next_frame`], but a frame of a capture held whole in memory (a
+    /// plain file, or bytes given) comes as a [`FrameRef`] into
+    /// [`CaptureReader::shared_bytes`] instead of a borrow of the reader, so other threads
+    /// can decode frames while this one reads on, without copying them. A stream's frame
+    /// comes as a [`Frame`], valid until the next call.
+    pub fn next_shared_frame(&mut self) -> Result<Option<SharedFrame<'_>>, CaptureError> {
+        let Some(located) = self.next_located()? else { return Ok(None) };
+        if let Input::Stream(_) = self.input {
+            return Ok(Some(SharedFrame::Here(located.frame(self.frames, self.input.slice(located.at, located.len)))));
+        }
+        Ok(Some(SharedFrame::At(FrameRef {
+            number: self.frames,
+            ts: located.ts,
+            link_type: located.link_type,
+            orig_len: located.orig_len,
+            interface: located.interface,
+            offset: located.at,
+            len: located.len,
+        })))
+    }
+
+    /// The bytes of a capture held whole in memory (a plain file, or bytes given), shared so
+    /// that other threads can read the frames [`CaptureReader::next_shared_frame`] points
+    /// at; `None` for a stream.
+    pub fn shared_bytes(&self) -> Option<SharedBytes> {
+        self.input.shared()
+    }
+
+    fn next_located(&mut self) -> Result<Option<Located>, CaptureError> {
         if self.done {
             return Ok(None);
         }
@@ -327,27 +428,21 @@ impl CaptureReader {
             CaptureFormat::Pcap { .. } => self.next_pcap_record(),
             CaptureFormat::PcapNg { .. } => self.next_pcapng_packet(),
         };
-        let located = match found {
-            Ok(Some(located)) => located,
+        match found {
+            Ok(Some(located)) => {
+                self.frames += 1;
+                self.last_ts = located.ts;
+                Ok(Some(located))
+            }
             Ok(None) => {
                 self.done = true;
-                return Ok(None);
+                Ok(None)
             }
             Err(e) => {
                 self.done = true;
-                return Err(e);
+                Err(e)
             }
-        };
-        self.frames += 1;
-        self.last_ts = located.ts;
-        Ok(Some(Frame {
-            number: self.frames,
-            ts: located.ts,
-            link_type: located.link_type,
-            data: self.input.slice(located.at, located.len),
-            orig_len: located.orig_len,
-            interface: located.interface,
-        }))
+        }
     }
 
     /// Size of the file (compressed size for gzip) or of the bytes given; `None` for streams.

@@ -7,11 +7,18 @@
 //! unread rest of the last read plus at most the record being asked for.
 
 use std::io::{self, Read};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use memmap2::{Mmap, UncheckedAdvice};
 
 /// How many bytes of a mapped file are read between two releases of the pages behind.
 const RELEASE_STEP: usize = 32 << 20;
+
+/// How far behind the reading position the released pages stop: threads that decode frames
+/// handed out by [`SharedBytes`] lag the reader by a few batches, and a page they still read
+/// should not have to be faulted in again.
+const RELEASE_LAG: usize = 8 << 20;
 
 /// The page size the releases are aligned to (4 KiB, the smallest in use; a larger page
 /// size only makes the kernel round the range).
@@ -22,25 +29,45 @@ pub(super) const READ_SIZE: usize = 1 << 20;
 
 /// The bytes of a capture, however they arrive.
 pub(super) enum Input {
-    /// The whole capture is in memory (mapped or owned); `pos` is the next unread byte.
-    Whole { bytes: Whole, pos: usize },
+    /// The whole capture is in memory (mapped or owned); `pos` is the next unread byte, and
+    /// the pages of a map before `released` were given back to the kernel (see
+    /// [`Input::release_consumed`]).
+    Whole { bytes: Arc<Whole>, pos: usize, released: usize },
     /// The capture arrives through a reader.
     Stream(Stream),
 }
 
 /// A capture held whole in memory.
 pub(super) enum Whole {
-    /// A read-only memory map of a file; pages before `released` were given back to the
-    /// kernel (see [`Input::release_consumed`]).
-    Map { map: Mmap, released: usize },
+    /// A read-only memory map of a file.
+    Map(Mmap),
     /// Bytes handed over by the caller.
     Owned(Vec<u8>),
+}
+
+/// The bytes of a capture held whole in memory, shared with other threads: what
+/// [`FrameRef`](super::FrameRef)s point into. Cloning it is cheap (a reference count).
+#[derive(Clone)]
+pub struct SharedBytes(Arc<Whole>);
+
+impl Deref for SharedBytes {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedBytes").field("len", &self.len()).finish_non_exhaustive()
+    }
 }
 
 impl Whole {
     fn bytes(&self) -> &[u8] {
         match self {
-            Whole::Map { map, .. } => map,
+            Whole::Map(map) => map,
             Whole::Owned(vec) => vec,
         }
     }
@@ -154,7 +181,7 @@ impl Input {
     /// after a read error, which [`Input::take_error`] then returns).
     pub(super) fn fill(&mut self, n: usize) -> usize {
         match self {
-            Input::Whole { bytes, pos } => bytes.bytes().len().saturating_sub(*pos),
+            Input::Whole { bytes, pos, .. } => bytes.bytes().len().saturating_sub(*pos),
             Input::Stream(s) => s.fill(n),
         }
     }
@@ -162,7 +189,7 @@ impl Input {
     /// The bytes available from the current position, as of the last `fill`.
     pub(super) fn peek(&self) -> &[u8] {
         match self {
-            Input::Whole { bytes, pos } => bytes.bytes().get(*pos..).unwrap_or(&[]),
+            Input::Whole { bytes, pos, .. } => bytes.bytes().get(*pos..).unwrap_or(&[]),
             Input::Stream(s) => s.peek(),
         }
     }
@@ -171,7 +198,7 @@ impl Input {
     /// the next `fill`.
     pub(super) fn advance(&mut self, n: usize) -> usize {
         match self {
-            Input::Whole { bytes, pos } => {
+            Input::Whole { bytes, pos, .. } => {
                 let at = *pos;
                 *pos = pos.saturating_add(n).min(bytes.bytes().len());
                 at
@@ -195,20 +222,30 @@ impl Input {
         at.checked_add(len).and_then(|end| bytes.get(at..end)).unwrap_or(&[])
     }
 
+    /// The bytes of a capture held whole in memory, for other threads.
+    pub(super) fn shared(&self) -> Option<SharedBytes> {
+        match self {
+            Input::Whole { bytes, .. } => Some(SharedBytes(bytes.clone())),
+            Input::Stream(_) => None,
+        }
+    }
+
     /// Gives the mapped pages already read back to the kernel, in steps of
-    /// [`RELEASE_STEP`], so the reader's resident memory stays flat however large the
-    /// file: without this every page read stays counted in the process's RSS until the map
-    /// is dropped. Only call it while no frame borrows the input.
+    /// [`RELEASE_STEP`] and [`RELEASE_LAG`] behind the reading position, so the reader's
+    /// resident memory stays flat however large the file: without this every page read
+    /// stays counted in the process's RSS until the map is dropped.
     pub(super) fn release_consumed(&mut self) {
-        let Input::Whole { bytes: Whole::Map { map, released }, pos } = self else { return };
-        if *pos < *released + RELEASE_STEP {
+        let Input::Whole { bytes, pos, released } = self else { return };
+        let Whole::Map(map) = &**bytes else { return };
+        if *pos < *released + RELEASE_STEP + RELEASE_LAG {
             return;
         }
-        // Keep the page the next record starts in: only whole pages behind it go.
-        let upto = *pos & !(PAGE - 1);
+        // Only whole pages go, all of them behind the lag.
+        let upto = (*pos - RELEASE_LAG) & !(PAGE - 1);
         // SAFETY: the map is a private, read-only mapping of a file, so MADV_DONTNEED only
         // drops clean pages that the kernel reads back from the file if they are touched
-        // again; no byte changes. `&mut self` proves no frame still borrows the map.
+        // again: no byte changes, so the frames that other threads still borrow through
+        // `SharedBytes` keep reading the same bytes (at worst, after a page fault).
         let _ = unsafe { map.unchecked_advise_range(UncheckedAdvice::DontNeed, *released, upto - *released) };
         *released = upto;
     }

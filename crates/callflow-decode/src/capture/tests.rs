@@ -970,3 +970,58 @@ fn corpus_counts_of_a_few_captures() {
         assert_eq!(totals(&mut reader, &path).frames, frames, "{file}");
     }
 }
+
+/// Every frame as `next_shared_frame` gives it, resolved against the shared bytes.
+fn shared_frames(mut reader: CaptureReader) -> Vec<(u64, Timestamp, Vec<u8>, u32, bool)> {
+    let shared = reader.shared_bytes();
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next_shared_frame().expect("reads") {
+        let (frame, is_ref) = match frame {
+            SharedFrame::At(at) => (at.frame(shared.as_deref().expect("a reference needs shared bytes")), true),
+            SharedFrame::Here(frame) => (frame, false),
+        };
+        out.push((frame.number, frame.ts, frame.data.to_vec(), frame.orig_len, is_ref));
+    }
+    out
+}
+
+#[test]
+fn shared_frames_are_the_frames_of_next_frame_wherever_the_capture_is() {
+    let bytes = pcap(false, false, 1, &[(1, 5, b"first"), (2, 6, b"second frame"), (3, 7, b"")]);
+    let mut plain = CaptureReader::from_bytes(bytes.clone()).unwrap();
+    let mut expected = Vec::new();
+    while let Some(f) = plain.next_frame().unwrap() {
+        expected.push((f.number, f.ts, f.data.to_vec(), f.orig_len));
+    }
+    assert_eq!(expected.len(), 3);
+    let strip = |v: Vec<(u64, Timestamp, Vec<u8>, u32, bool)>| {
+        v.into_iter().map(|(n, t, d, o, _)| (n, t, d, o)).collect::<Vec<_>>()
+    };
+
+    // Held in memory: references into the shared bytes, never a borrowed frame.
+    let in_memory = shared_frames(CaptureReader::from_bytes(bytes.clone()).unwrap());
+    assert!(in_memory.iter().all(|f| f.4));
+    assert_eq!(strip(in_memory), expected);
+
+    // Mapped from a file: the same.
+    let file = TempFile::new(&bytes);
+    let mapped = shared_frames(CaptureReader::open(&file.0).unwrap());
+    assert!(mapped.iter().all(|f| f.4));
+    assert_eq!(strip(mapped), expected);
+
+    // A stream has no shared bytes: its frames come borrowed.
+    let stream = CaptureReader::from_reader(Box::new(Cursor::new(gzip(&bytes)))).unwrap();
+    assert!(stream.shared_bytes().is_none());
+    let streamed = shared_frames(stream);
+    assert!(streamed.iter().all(|f| !f.4));
+    assert_eq!(strip(streamed), expected);
+}
+
+#[test]
+fn a_frame_ref_into_other_bytes_has_no_data_rather_than_panicking() {
+    let bytes = pcap(false, false, 1, &[(1, 5, b"first")]);
+    let mut reader = CaptureReader::from_bytes(bytes).unwrap();
+    let Some(SharedFrame::At(at)) = reader.next_shared_frame().unwrap() else { panic!("a frame in memory") };
+    assert_eq!(at.frame(b"short").data, b"");
+    assert_eq!(at.frame(&[]).data, b"");
+}

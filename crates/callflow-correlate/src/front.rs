@@ -1,0 +1,149 @@
+//! The front stage of the analysis: what the packets alone tell, before any session is looked at.
+//!
+//! Decoding the layers, putting IP fragments back together and finding which transport
+//! flow a packet belongs to depend on the packets and their order only, never on what the
+//! analysis has made of earlier packets (a call, an announced endpoint). That is what lets
+//! this stage run on its own thread ahead of the analysis (see `pipeline`) and still give
+//! exactly what it gives when run inline: the same fragments reassembled at the same
+//! frames, the same flow numbers in the same order.
+
+use crate::flows::{FlowId, FlowIndex};
+use callflow_decode::capture::Frame;
+use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
+use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp};
+use callflow_decode::rtp::RtpPacket;
+use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
+use std::net::SocketAddr;
+
+/// How often (capture time) stale fragments are dropped, and idle sessions looked for.
+pub(crate) const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
+
+/// A frame as the front stage hands it to the analysis: what the analysis needs of the
+/// decoded [`Packet`], kept small because every frame crosses between threads.
+#[derive(Debug)]
+pub(crate) struct Prepared<'a> {
+    /// As [`Packet::ip`].
+    pub ip: Option<IpInfo>,
+    /// As [`Packet::transport`].
+    pub transport: Tp<'a>,
+    /// Decoding stopped early ([`Packet::stop`]).
+    pub stopped: bool,
+    /// What a UDP datagram's payload looks like (not for a reassembled one).
+    pub udp: Option<UdpHints>,
+    /// For an IP fragment: the datagram it completed, `Ok(None)` while the datagram is
+    /// incomplete, or why the fragment could not be used. Boxed: fragments are rare, and
+    /// every frame crosses between threads.
+    pub reassembly: Option<Box<Result<Option<Datagram>, DecodeError>>>,
+    /// The packet's UDP, TCP or SCTP flow (for a fragment, the flow of the datagram it
+    /// completed); `None` for other packets and for flows past the list's bound.
+    pub flow: Option<FlowId>,
+}
+
+/// What the analysis asks of every UDP payload, worked out where the payload is first
+/// read: on the front stage's thread, the payload's bytes need not travel to the analysis
+/// at all for a plain RTP packet.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct UdpHints {
+    /// [`sip::looks_like_sip`].
+    pub sip_like: bool,
+    /// [`rtcp::looks_like_rtcp`].
+    pub rtcp_like: bool,
+    /// The RTP header, if the payload parses as RTP.
+    pub rtp: Option<RtpHead>,
+}
+
+impl UdpHints {
+    pub fn of(payload: &[u8]) -> UdpHints {
+        UdpHints {
+            sip_like: sip::looks_like_sip(payload),
+            rtcp_like: rtcp::looks_like_rtcp(payload),
+            rtp: RtpPacket::parse(payload).ok().map(|p| RtpHead {
+                payload_type: p.payload_type,
+                marker: p.marker,
+                sequence: p.sequence,
+                timestamp: p.timestamp,
+                ssrc: p.ssrc,
+            }),
+        }
+    }
+}
+
+/// The fields of an RTP header that stream statistics use.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RtpHead {
+    pub payload_type: u8,
+    pub marker: bool,
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+}
+
+/// The front stage's state: fragments waiting for the rest of their datagram, and the flows
+/// seen so far.
+#[derive(Debug)]
+pub(crate) struct Front {
+    fragments: FragmentReassembler,
+    flows: FlowIndex,
+    clock: Timestamp,
+    last_sweep: Option<Timestamp>,
+}
+
+impl Front {
+    pub fn new(limits: FragmentLimits) -> Front {
+        Front {
+            fragments: FragmentReassembler::new(limits),
+            flows: FlowIndex::default(),
+            clock: Timestamp::default(),
+            last_sweep: None,
+        }
+    }
+
+    /// Decodes `frame` and prepares it. Frames must come in capture order.
+    pub fn prepare<'a>(&mut self, frame: &Frame<'a>) -> Prepared<'a> {
+        self.prepare_decoded(frame.ts, decode_frame(frame.link_type, frame.data))
+    }
+
+    /// Prepares a frame captured at `ts` and already decoded.
+    pub fn prepare_decoded<'a>(&mut self, ts: Timestamp, packet: Packet<'a>) -> Prepared<'a> {
+        let last_sweep = *self.last_sweep.get_or_insert(ts);
+        self.clock = self.clock.max(ts);
+        let (reassembly, flow) = match &packet.transport {
+            Tp::Fragment(fragment) => {
+                let reassembly = self.fragments.push(ts, fragment);
+                let flow = match &reassembly {
+                    Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload)),
+                    _ => None,
+                };
+                (Some(Box::new(reassembly)), flow)
+            }
+            _ => (None, self.flow(&packet)),
+        };
+        let udp = match &packet.transport {
+            Tp::Udp { payload, .. } => Some(UdpHints::of(payload)),
+            _ => None,
+        };
+        // The same schedule as the analysis's sweep, so fragments expire at the same frames
+        // whichever thread runs this.
+        if self.clock.as_nanos() - last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+            self.last_sweep = Some(self.clock);
+            self.fragments.expire(self.clock);
+        }
+        Prepared { ip: packet.ip, transport: packet.transport, stopped: packet.stop.is_some(), udp, reassembly, flow }
+    }
+
+    /// How many flows were seen after the flow list was full.
+    pub fn unlisted_flows(&self) -> u64 {
+        self.flows.unlisted()
+    }
+
+    fn flow(&mut self, packet: &Packet<'_>) -> Option<FlowId> {
+        let ip = packet.ip.as_ref()?;
+        let (transport, src_port, dst_port) = match &packet.transport {
+            Tp::Udp { src_port, dst_port, .. } => ("udp", *src_port, *dst_port),
+            Tp::Tcp(seg) => ("tcp", seg.src_port, seg.dst_port),
+            Tp::Sctp { src_port, dst_port, .. } => ("sctp", *src_port, *dst_port),
+            _ => return None,
+        };
+        self.flows.lookup(transport, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port))
+    }
+}
