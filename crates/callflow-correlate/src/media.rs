@@ -83,21 +83,6 @@ struct OwnerMedia {
     first_frame: u64,
 }
 
-/// An announced endpoint's entry: its binding while it has one, and a version that changes
-/// whenever the binding does, so a [`MediaMemo`] can tell that what it remembers is stale.
-#[derive(Debug)]
-struct EndpointSlot {
-    binding: Option<Binding>,
-    version: u32,
-}
-
-/// A stream's entry, versioned like [`EndpointSlot`].
-#[derive(Debug)]
-struct StreamSlot {
-    stream: Option<Stream>,
-    version: u32,
-}
-
 /// A reference to a slot as it was when remembered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct SlotRef {
@@ -106,12 +91,16 @@ struct SlotRef {
 }
 
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
-/// resolved to and the stream its packets went to. Checking that it still holds costs
-/// a few comparisons; finding it again costs up to three hash lookups, on every RTP packet.
+/// resolved to, the stream its packets went to and what its payload type means. Checking
+/// that it still holds reads two small arrays of versions; finding it again costs up to
+/// three hash lookups and the reads of a binding and its codecs, on every RTP packet.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MediaMemo {
     resolved: Option<Resolved>,
-    stream: Option<(Owner, u32, SlotRef)>,
+    stream: Option<StreamMemo>,
+    /// What the stream's latest payload type means under the resolved binding; cleared
+    /// whenever `resolved` or `stream` changes.
+    codec: Option<CodecMemo>,
 }
 
 /// How the endpoints of a direction resolved, and as of which insertion into the table.
@@ -121,6 +110,29 @@ struct Resolved {
     src: Option<SlotRef>,
     /// [`MediaTable::inserted`] then: an endpoint absent then may have been announced since.
     inserted: u64,
+    /// The binding found (the destination's, else the source's).
+    bound: Option<Bound>,
+}
+
+/// The stream a direction's packets went to.
+#[derive(Clone, Copy, Debug)]
+struct StreamMemo {
+    owner: Owner,
+    ssrc: u32,
+    slot: SlotRef,
+}
+
+/// How a payload type is measured (see `MediaTable::on_rtp`).
+#[derive(Clone, Copy, Debug)]
+struct CodecMemo {
+    payload_type: u8,
+    is_event: bool,
+    clock: Option<u32>,
+}
+
+/// Moves a slot's version on, so every memo of the slot's old content is stale.
+fn bump(version: &mut u32) {
+    *version = version.wrapping_add(1);
 }
 
 /// What the analysis needs of an endpoint's binding while it updates the table.
@@ -151,12 +163,19 @@ pub(crate) enum MediaKind {
 pub(crate) struct MediaTable {
     /// Announced endpoints, each with its slot in `endpoint_slots`.
     endpoints: HashMap<SocketAddr, u32>,
-    endpoint_slots: Vec<EndpointSlot>,
+    /// The binding of each slot while it has one.
+    endpoint_slots: Vec<Option<Binding>>,
+    /// A version per slot that changes whenever its binding does, so that a [`MediaMemo`]
+    /// can tell what it remembers is stale. Apart from the slots: small enough to stay in
+    /// cache, which is the point.
+    endpoint_versions: Vec<u32>,
     free_endpoints: Vec<u32>,
     /// How many times an endpoint was added to `endpoints` (not rebound).
     inserted: u64,
     streams: HashMap<StreamKey, u32>,
-    stream_slots: Vec<StreamSlot>,
+    stream_slots: Vec<Option<Stream>>,
+    /// Versions of the stream slots, as `endpoint_versions`.
+    stream_versions: Vec<u32>,
     free_streams: Vec<u32>,
     owners: HashMap<Owner, OwnerMedia>,
     /// Orphan media grouped by its (ordered) address pair: one session per pair.
@@ -213,18 +232,18 @@ impl MediaTable {
     /// Binds `addr` to `binding`, replacing what it was bound to.
     fn bind(&mut self, addr: SocketAddr, binding: Binding) {
         if let Some(&i) = self.endpoints.get(&addr) {
-            let slot = &mut self.endpoint_slots[i as usize];
-            slot.binding = Some(binding);
-            slot.version = slot.version.wrapping_add(1);
+            self.endpoint_slots[i as usize] = Some(binding);
+            bump(&mut self.endpoint_versions[i as usize]);
             return;
         }
         let i = match self.free_endpoints.pop() {
             Some(i) => {
-                self.endpoint_slots[i as usize].binding = Some(binding);
+                self.endpoint_slots[i as usize] = Some(binding);
                 i
             }
             None => {
-                self.endpoint_slots.push(EndpointSlot { binding: Some(binding), version: 0 });
+                self.endpoint_slots.push(Some(binding));
+                self.endpoint_versions.push(0);
                 (self.endpoint_slots.len() - 1) as u32
             }
         };
@@ -234,14 +253,14 @@ impl MediaTable {
 
     /// Unbinds every endpoint bound to `owner`.
     fn unbind(&mut self, owner: Owner) {
-        let (slots, free) = (&mut self.endpoint_slots, &mut self.free_endpoints);
+        let (slots, versions, free) = (&mut self.endpoint_slots, &mut self.endpoint_versions, &mut self.free_endpoints);
         self.endpoints.retain(|_, &mut i| {
             let slot = &mut slots[i as usize];
-            if slot.binding.as_ref().is_some_and(|b| b.owner != owner) {
+            if slot.as_ref().is_some_and(|b| b.owner != owner) {
                 return true;
             }
-            slot.binding = None;
-            slot.version = slot.version.wrapping_add(1);
+            *slot = None;
+            bump(&mut versions[i as usize]);
             free.push(i);
             false
         });
@@ -251,18 +270,20 @@ impl MediaTable {
     /// destination's binding, else the source's.
     fn resolve(&self, src: SocketAddr, dst: SocketAddr) -> Resolved {
         let at = |addr| {
-            self.endpoints
-                .get(&addr)
-                .map(|&index| SlotRef { index, version: self.endpoint_slots[index as usize].version })
+            self.endpoints.get(&addr).map(|&index| SlotRef { index, version: self.endpoint_versions[index as usize] })
         };
         let dst = at(dst);
         let src = if dst.is_none() { at(src) } else { None };
-        Resolved { dst, src, inserted: self.inserted }
+        let bound = dst.or(src).and_then(|slot| {
+            let b = self.endpoint_slots.get(slot.index as usize)?.as_ref()?;
+            Some(Bound { slot: slot.index, owner: b.owner, rtcp: b.rtcp, other: b.other })
+        });
+        Resolved { dst, src, inserted: self.inserted, bound }
     }
 
     /// Whether [`MediaTable::resolve`] would still answer `r`.
     fn still_holds(&self, r: &Resolved) -> bool {
-        let current = |s: SlotRef| self.endpoint_slots.get(s.index as usize).is_some_and(|e| e.version == s.version);
+        let current = |s: SlotRef| self.endpoint_versions.get(s.index as usize) == Some(&s.version);
         match r.dst {
             Some(dst) => current(dst),
             None => r.inserted == self.inserted && r.src.is_none_or(current),
@@ -289,13 +310,11 @@ impl MediaTable {
             _ => {
                 let r = self.resolve(src, dst);
                 memo.resolved = Some(r);
+                memo.codec = None;
                 r
             }
         };
-        let slot = resolved.dst.or(resolved.src)?.index;
-        let binding = self.endpoint_slots.get(slot as usize)?.binding.as_ref()?;
-        let bound = Bound { slot, owner: binding.owner, rtcp: binding.rtcp, other: binding.other };
-        Some(self.on_binding(bound, memo, src, dst, (payload, hints), ts, frame, wire_len))
+        Some(self.on_binding(resolved.bound?, memo, src, dst, (payload, hints), ts, frame, wire_len))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -366,7 +385,7 @@ impl MediaTable {
         if let Some(&i) = self.streams.get(&key) {
             return i;
         }
-        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(|e| e.binding.as_ref());
+        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(Option::as_ref);
         let (codec, clock_rate) = match binding.and_then(|b| b.codec(pt)) {
             Some(c) => (c.name.clone(), Some(c.clock_rate)),
             None => (
@@ -390,11 +409,12 @@ impl MediaTable {
         };
         let i = match self.free_streams.pop() {
             Some(i) => {
-                self.stream_slots[i as usize].stream = Some(stream);
+                self.stream_slots[i as usize] = Some(stream);
                 i
             }
             None => {
-                self.stream_slots.push(StreamSlot { stream: Some(stream), version: 0 });
+                self.stream_slots.push(Some(stream));
+                self.stream_versions.push(0);
                 (self.stream_slots.len() - 1) as u32
             }
         };
@@ -405,10 +425,9 @@ impl MediaTable {
     /// Removes stream `key`, freeing its slot.
     fn remove_stream(&mut self, key: &StreamKey) -> Option<Stream> {
         let i = self.streams.remove(key)?;
-        let slot = self.stream_slots.get_mut(i as usize)?;
-        slot.version = slot.version.wrapping_add(1);
+        bump(self.stream_versions.get_mut(i as usize)?);
         self.free_streams.push(i);
-        slot.stream.take()
+        self.stream_slots.get_mut(i as usize)?.take()
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -425,35 +444,46 @@ impl MediaTable {
         wire_len: u64,
     ) {
         let pt = packet.payload_type;
-        let remembered = memo.stream.filter(|&(o, ssrc, r)| {
-            o == owner
-                && ssrc == packet.ssrc
-                && self.stream_slots.get(r.index as usize).is_some_and(|s| s.version == r.version)
+        let remembered = memo.stream.filter(|m| {
+            m.owner == owner
+                && m.ssrc == packet.ssrc
+                && self.stream_versions.get(m.slot.index as usize) == Some(&m.slot.version)
         });
         let index = match remembered {
-            Some((_, _, r)) => r.index,
+            Some(m) => m.slot.index,
             None => {
                 let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
                 let index = self.stream_slot(key, binding, pt, frame);
-                let version = self.stream_slots[index as usize].version;
-                memo.stream = Some((owner, packet.ssrc, SlotRef { index, version }));
+                let version = self.stream_versions[index as usize];
+                memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot: SlotRef { index, version } });
+                memo.codec = None;
                 index
             }
         };
-        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(|e| e.binding.as_ref());
-        let Some(stream) = self.stream_slots.get_mut(index as usize).and_then(|s| s.stream.as_mut()) else { return };
-        let codec = binding.and_then(|b| b.codec(pt));
-        let is_event = codec.is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
-        // Jitter is measured in the clock of the packet's own payload type (comfort noise may
-        // differ from the audio). Telephone events get no clock at all: Wireshark gives them
-        // a rate of 0, so they move no jitter figure, and ours must equal tshark's.
-        let clock = if is_event {
-            None
-        } else if pt == stream.payload_type {
-            stream.clock_rate
-        } else {
-            codec.map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
+        let Some(stream) = self.stream_slots.get_mut(index as usize).and_then(Option::as_mut) else { return };
+        let codec = match memo.codec {
+            Some(c) if c.payload_type == pt => c,
+            _ => {
+                let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(Option::as_ref);
+                let codec = binding.and_then(|b| b.codec(pt));
+                let is_event = codec.is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
+                // Jitter is measured in the clock of the packet's own payload type (comfort noise
+                // may differ from the audio). Telephone events get no clock at all: Wireshark
+                // gives them a rate of 0, so they move no jitter figure, and ours must equal
+                // tshark's.
+                let clock = if is_event {
+                    None
+                } else if pt == stream.payload_type {
+                    stream.clock_rate
+                } else {
+                    codec.map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
+                };
+                let decided = CodecMemo { payload_type: pt, is_event, clock };
+                memo.codec = Some(decided);
+                decided
+            }
         };
+        let CodecMemo { is_event, clock, .. } = codec;
         stream.wire_bytes += wire_len;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
@@ -515,7 +545,7 @@ impl MediaTable {
     pub fn last_activity(&self, owner: Owner) -> Option<Timestamp> {
         let media = self.owners.get(&owner)?;
         let streams = media.streams.iter().filter_map(|k| self.streams.get(k));
-        let last = streams.filter_map(|&i| self.stream_slots.get(i as usize)?.stream.as_ref()).map(|s| s.last_ts);
+        let last = streams.filter_map(|&i| self.stream_slots.get(i as usize)?.as_ref()).map(|s| s.last_ts);
         Some(last.fold(media.last_activity, Timestamp::max))
     }
 
