@@ -13,17 +13,29 @@ use std::hint::black_box;
 fn pipeline(c: &mut Criterion) {
     let path = pipeline_capture();
     let size = std::fs::metadata(&path).expect("benchmark capture exists").len();
-    let mut g = c.benchmark_group("pipeline");
-    g.sample_size(10);
-    g.throughput(Throughput::Bytes(size));
-    g.bench_function("analyze", |b| {
-        b.iter(|| {
-            let mut reader = CaptureReader::open(&path).expect("capture opens");
-            let doc = analyze(&mut reader, "bench", AnalyzerOptions::default(), None).expect("analysis runs");
-            black_box(doc.sessions.len())
-        })
-    });
-    g.finish();
+    let packets = {
+        let mut reader = CaptureReader::open(&path).expect("capture opens");
+        std::iter::from_fn(|| reader.next_frame().ok().flatten().map(|_| ())).count() as u64
+    };
+    // Criterion reports one throughput per group: bytes/s in one, packets/s in the other.
+    for (name, throughput) in
+        [("pipeline", Throughput::Bytes(size)), ("pipeline_packets", Throughput::Elements(packets))]
+    {
+        let mut g = c.benchmark_group(name);
+        g.sample_size(10);
+        g.throughput(throughput);
+        for threads in [1, 2] {
+            g.bench_function(format!("analyze_threads_{threads}"), |b| {
+                b.iter(|| {
+                    let mut reader = CaptureReader::open(&path).expect("capture opens");
+                    let opts = AnalyzerOptions { threads, ..AnalyzerOptions::default() };
+                    let doc = analyze(&mut reader, "bench", opts, None).expect("analysis runs");
+                    black_box(doc.sessions.len())
+                })
+            });
+        }
+        g.finish();
+    }
 }
 
 criterion_group!(benches, pipeline);

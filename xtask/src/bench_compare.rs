@@ -5,6 +5,11 @@
 //! with a fixed seed and kept under `target/bench/`. Each tool's wall time and peak RSS
 //! come from `/usr/bin/time` (GNU time), which reads them from the kernel (getrusage);
 //! without it only wall time is shown. Nothing here asserts on time: it prints a table.
+//!
+//! `callflow-cli` runs three ways, each `--runs` times: one thread, all cores, and all
+//! cores with nDPI classifying (when built in); then tshark and ndpiReader once each when
+//! installed. The page cache is warmed (the file read once) before every run, because a
+//! machine that reclaims idle page cache would otherwise time the disk.
 
 use anyhow::{bail, ensure, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,18 +24,26 @@ pub struct Args {
     /// Mean call length in seconds.
     #[arg(long, default_value_t = 60.0)]
     duration: f64,
+    /// Seconds over which the calls start [default: half a call]. With more calls over a
+    /// longer window, the capture grows while the number of concurrent calls stays the same
+    /// (e.g. `--calls 3600 --window 180`: about 5 GB with 1,200 calls at a time).
+    #[arg(long)]
+    window: Option<f64>,
     /// The capture to use (generated there when missing) [default: target/bench/calls-<N>x<D>s.pcap].
     #[arg(long)]
     capture: Option<PathBuf>,
     /// How many times `callflow-cli analyze` runs.
     #[arg(long, default_value_t = 3)]
     runs: u32,
-    /// Passed to `callflow-cli analyze --workers`.
+    /// Passed to `callflow-cli analyze --workers` in the runs on all cores [default: all].
     #[arg(long)]
     workers: Option<usize>,
     /// Leave tshark out even when it is installed (it takes about a minute per GB).
     #[arg(long)]
     no_tshark: bool,
+    /// Leave ndpiReader out even when it is installed.
+    #[arg(long)]
+    no_ndpi_reader: bool,
 }
 
 /// One measured run.
@@ -43,10 +56,7 @@ pub fn run(args: &Args) -> Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
     let root = workspace_root()?;
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
-    let capture = args
-        .capture
-        .clone()
-        .unwrap_or_else(|| target.join("bench").join(format!("calls-{}x{}s.pcap", args.calls, args.duration)));
+    let capture = args.capture.clone().unwrap_or_else(|| target.join("bench").join(capture_name(args)));
     if !capture.exists() {
         generate(&capture, args)?;
     }
@@ -65,22 +75,35 @@ pub fn run(args: &Args) -> Result<()> {
     std::fs::create_dir_all(&out_dir)?;
 
     let mut rows: Vec<(String, Measured)> = Vec::new();
+    let warm = || Command::new("cat").arg(&capture).stdout(Stdio::null()).status();
+    warm()?;
     let cat = measure(Command::new("cat").arg(&capture))?;
     rows.push(("cat > /dev/null".into(), cat));
-    for run in 1..=args.runs {
-        let mut cmd = Command::new(&cli);
-        cmd.arg("analyze").arg(&capture).arg("-o").arg(out_dir.join("analyze.json"));
-        if let Some(w) = args.workers {
-            cmd.arg("--workers").arg(w.to_string());
+    let all_cores = args.workers.map_or_else(|| "all cores".to_string(), |w| format!("--workers {w}"));
+    let ways: [(String, Vec<String>); 3] = [
+        ("--workers 1 --no-ndpi".into(), vec!["--workers".into(), "1".into(), "--no-ndpi".into()]),
+        (format!("{all_cores}, --no-ndpi"), workers_args(args.workers, true)),
+        (format!("{all_cores}, nDPI if built in"), workers_args(args.workers, false)),
+    ];
+    for (label, extra) in &ways {
+        for run in 1..=args.runs {
+            let mut cmd = Command::new(&cli);
+            cmd.arg("analyze").arg(&capture).arg("-o").arg(out_dir.join("analyze.json")).args(extra);
+            warm()?;
+            rows.push((format!("callflow-cli {label} ({run})"), measure(&mut cmd)?));
         }
-        rows.push((format!("callflow-cli analyze (run {run})"), measure(&mut cmd)?));
     }
-    if !args.no_tshark
-        && Command::new("tshark").arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
-    {
+    if !args.no_tshark && installed("tshark") {
         let mut cmd = Command::new("tshark");
         cmd.args(["-n", "-q", "-z", "rtp,streams", "-z", "sip,stat", "-r"]).arg(&capture);
+        warm()?;
         rows.push(("tshark -q -z rtp,streams -z sip,stat".into(), measure(&mut cmd)?));
+    }
+    if !args.no_ndpi_reader && installed("ndpiReader") {
+        let mut cmd = Command::new("ndpiReader");
+        cmd.args(["-q", "-i"]).arg(&capture);
+        warm()?;
+        rows.push(("ndpiReader -q -i (classification only)".into(), measure(&mut cmd)?));
     }
 
     let cat_s = rows[0].1.wall_s.max(1e-3);
@@ -101,6 +124,31 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
+/// `--workers` for the runs on all cores, and `--no-ndpi` when asked.
+fn workers_args(workers: Option<usize>, no_ndpi: bool) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(w) = workers {
+        out.extend(["--workers".to_string(), w.to_string()]);
+    }
+    if no_ndpi {
+        out.push("--no-ndpi".into());
+    }
+    out
+}
+
+/// Whether `tool` runs at all.
+fn installed(tool: &str) -> bool {
+    Command::new(tool).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+}
+
+/// The file name of the generated capture, from what shapes it.
+fn capture_name(args: &Args) -> String {
+    match args.window {
+        Some(w) => format!("calls-{}x{}s-w{w}.pcap", args.calls, args.duration),
+        None => format!("calls-{}x{}s.pcap", args.calls, args.duration),
+    }
+}
+
 /// Writes the benchmark capture with this very binary's `gen-pcap` task.
 fn generate(capture: &Path, args: &Args) -> Result<()> {
     if let Some(dir) = capture.parent() {
@@ -111,6 +159,7 @@ fn generate(capture: &Path, args: &Args) -> Result<()> {
         .arg("gen-pcap")
         .args(["--calls", &args.calls.to_string(), "--duration", &args.duration.to_string()])
         .args(["--loss", "0.005", "--jitter-ms", "3", "--tcp", "0.1", "--vlan", "0.1", "--seed", "1400"])
+        .args(args.window.map(|w| format!("--window={w}")))
         .arg("--out")
         .arg(capture)
         .status()?;

@@ -38,6 +38,11 @@ pub struct Args {
     /// Mean length of a completed call's media in seconds (each call varies by up to 20 %).
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
+    /// Seconds over which the calls start, evenly spread [default: half the mean length].
+    /// About `calls * duration / window` calls are up at a time once the window is longer
+    /// than a call: more calls over a longer window make a longer capture of the same load.
+    #[arg(long)]
+    window: Option<f64>,
     /// Probability that each RTP packet is dropped before the capture point.
     #[arg(long, default_value_t = 0.0)]
     loss: f64,
@@ -145,6 +150,9 @@ pub fn run(args: &Args) -> Result<()> {
     ensure!(args.busy + args.cancel <= 1.0, "--busy and --cancel add up to more than 1");
     ensure!((1..=call::MAX_CALLS).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS);
     ensure!(args.duration > 0.0 && args.duration <= 86_400.0, "--duration must be above 0 and at most a day");
+    if let Some(w) = args.window {
+        ensure!(w > 0.0 && w <= 864_000.0, "--window must be above 0 and at most ten days");
+    }
     ensure!((0.0..=1_000.0).contains(&args.jitter_ms), "--jitter-ms must be between 0 and 1000");
 
     let started = Instant::now();
@@ -214,7 +222,7 @@ fn plan_calls(args: &Args) -> Vec<CallPlan> {
         v
     };
     let (tcp, vlan) = (picked(args.tcp), picked(args.vlan));
-    let window_us = (args.duration * 0.5 * 1e6).max(1e6);
+    let window_us = (args.window.unwrap_or(args.duration * 0.5) * 1e6).max(1e6);
     let mut previous = EPOCH_US;
     (0..n)
         .map(|i| {
@@ -311,6 +319,17 @@ mod tests {
         assert_eq!(plans.iter().filter(|p| p.tcp).count(), 4);
         assert_eq!(plans.iter().filter(|p| p.vlan).count(), 2);
         assert!(plans.windows(2).all(|w| w[0].start_us <= w[1].start_us));
+    }
+
+    #[test]
+    fn starts_spread_over_the_window() {
+        let first = EPOCH_US;
+        let default = plan_calls(&args("--calls 100 --duration 60 --out x.pcap"));
+        assert!(default.iter().all(|p| p.start_us >= first && p.start_us < first + 30_000_000));
+        let long = plan_calls(&args("--calls 100 --duration 60 --window 300 --out x.pcap"));
+        assert!(long.iter().all(|p| p.start_us < first + 300_000_000));
+        assert!(long.last().unwrap().start_us > first + 290_000_000, "the last call starts near the window's end");
+        assert!(run(&args("--calls 1 --window 0 --out x.pcap")).is_err());
     }
 
     #[test]
