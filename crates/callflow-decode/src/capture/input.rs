@@ -13,7 +13,7 @@ use std::sync::Arc;
 use memmap2::{Mmap, UncheckedAdvice};
 
 /// How many bytes of a mapped file are read between two releases of the pages behind.
-const RELEASE_STEP: usize = 32 << 20;
+const RELEASE_STEP: usize = 8 << 20;
 
 /// How far behind the reading position the released pages stop: threads that decode frames
 /// handed out by [`SharedBytes`] lag the reader by a few batches, and a page they still read
