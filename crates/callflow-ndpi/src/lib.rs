@@ -13,8 +13,11 @@
 //! nDPI wants IP packets while the trait hands out transport payloads; `synth` rebuilds
 //! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's).
 //!
-//! Without the `ndpi` feature this crate still builds, and [`NdpiClassifier::new`]
-//! returns [`Error::NotBuiltIn`]. All of callflowd's `unsafe` nDPI calls are in `ffi.rs`.
+//! Without nDPI this crate still builds, and [`NdpiClassifier::new`] says why
+//! ([`NdpiClassifier::availability`]): [`Error::NotBuiltIn`] without the `ndpi` feature,
+//! [`Error::SourceMissing`] with it but without nDPI to link when it was built (a fresh
+//! clone before `cargo xtask ndpi`: `callflow-ndpi-sys` then builds empty, with a cargo
+//! warning). All of callflowd's `unsafe` nDPI calls are in `ffi.rs`.
 //!
 //! ```
 //! use callflow_classify::{Classifier, PacketMeta, Payload};
@@ -27,15 +30,15 @@
 //!         let verdict = ndpi.classify_packet(&p, &PacketMeta::at(1_000));
 //!         assert_eq!(verdict.protocol, callflow_classify::AppProtocol::Sip);
 //!     }
-//!     Err(e) => println!("{e}"), // built without the `ndpi` feature
+//!     Err(e) => println!("{e}"), // nDPI is not built in
 //! }
 //! ```
 
 // Without nDPI the flow cache and packet synthesis are compiled (and unit-tested) but unused.
-#![cfg_attr(not(feature = "ndpi"), allow(dead_code))]
+#![cfg_attr(not(ndpi_linked), allow(dead_code))]
 
 mod error;
-#[cfg(feature = "ndpi")]
+#[cfg(ndpi_linked)]
 mod ffi;
 mod synth;
 
@@ -145,7 +148,7 @@ impl Detection {
 
 enum State {
     /// nDPI is still looking; it has seen `packets` packets.
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
     Detecting { flow: ffi::Flow, packets: u32 },
     /// Detection is over and nDPI's state is freed.
     Done,
@@ -161,7 +164,7 @@ struct Entry {
 pub struct NdpiClassifier {
     /// Declared before `module`, so flows are freed before the module they came from.
     flows: HashMap<FlowKey, Entry>,
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
     module: ffi::Module,
     opts: Options,
     heuristic: HeuristicClassifier,
@@ -180,7 +183,7 @@ impl std::fmt::Debug for NdpiClassifier {
 impl NdpiClassifier {
     /// Creates the detection module (a few MB; some tens of milliseconds).
     pub fn new(opts: Options) -> Result<Self, Error> {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             Ok(NdpiClassifier {
                 flows: HashMap::new(),
@@ -192,25 +195,39 @@ impl NdpiClassifier {
                 expired: Vec::new(),
             })
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = opts;
+            Err(Self::availability().err().unwrap_or(Error::NotBuiltIn))
+        }
+    }
+
+    /// Whether this build has nDPI in it: the `ndpi` feature was on and `callflow-ndpi-sys`
+    /// found nDPI to link.
+    pub fn is_built_in() -> bool {
+        cfg!(ndpi_linked)
+    }
+
+    /// `Ok` when nDPI is built in, else why not ([`Error::NotBuiltIn`] or
+    /// [`Error::SourceMissing`]): what [`NdpiClassifier::new`] would fail with, for a
+    /// message before falling back to the heuristic classifier.
+    pub fn availability() -> Result<(), Error> {
+        if cfg!(ndpi_linked) {
+            Ok(())
+        } else if cfg!(feature = "ndpi") {
+            Err(Error::SourceMissing)
+        } else {
             Err(Error::NotBuiltIn)
         }
     }
 
-    /// Whether this build has nDPI in it (the `ndpi` feature).
-    pub fn is_built_in() -> bool {
-        cfg!(feature = "ndpi")
-    }
-
     /// nDPI's name for a protocol id (`SIP`, `RTP`, `Unknown`, ...).
     pub fn protocol_name(&self, id: u16) -> &str {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             self.module.name(id)
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = id;
             "Unknown"
@@ -263,7 +280,7 @@ impl NdpiClassifier {
     pub fn detect(&mut self, p: &Payload<'_>, meta: &PacketMeta) -> Option<Detection> {
         self.sweep(meta.time_ms);
         let key = FlowKey::new(p.transport, p.src, p.dst);
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             if !synth::build(p, meta.tcp, &mut self.buf) {
                 return None;
@@ -315,7 +332,7 @@ impl NdpiClassifier {
             }
             Some(entry.detection)
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = (key, &mut self.buf, &self.heuristic);
             None
@@ -325,7 +342,7 @@ impl NdpiClassifier {
     /// Ends detection on every flow still undecided, as ndpiReader does at the end of a
     /// capture (with guessing), so [`Self::flows`] gives final verdicts.
     pub fn give_up_all(&mut self) {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         for entry in self.flows.values_mut() {
             if let State::Detecting { flow, .. } = &mut entry.state {
                 entry.detection = self.module.give_up(flow);
@@ -407,14 +424,24 @@ mod tests {
         assert_ne!(FlowKey::new(TransportKind::Udp, x, y), FlowKey::new(TransportKind::Tcp, x, y));
     }
 
-    #[cfg(not(feature = "ndpi"))]
+    #[cfg(not(ndpi_linked))]
     #[test]
-    fn without_the_feature_new_says_so() {
-        assert!(matches!(NdpiClassifier::new(Options::default()), Err(Error::NotBuiltIn)));
+    fn without_ndpi_new_says_why() {
+        let expected = if cfg!(feature = "ndpi") { "SourceMissing" } else { "NotBuiltIn" };
+        let err = NdpiClassifier::new(Options::default()).unwrap_err();
+        assert_eq!(format!("{err:?}"), expected);
+        assert_eq!(format!("{:?}", NdpiClassifier::availability().unwrap_err()), expected);
         assert!(!NdpiClassifier::is_built_in());
     }
 
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
+    #[test]
+    fn with_ndpi_linked_it_is_available() {
+        assert!(NdpiClassifier::availability().is_ok());
+        assert!(NdpiClassifier::is_built_in());
+    }
+
+    #[cfg(ndpi_linked)]
     mod with_ndpi {
         use super::*;
 
