@@ -2,17 +2,20 @@
 //!
 //! Every UDP and TCP packet goes to the classifier: nDPI when it is built in (feature
 //! `ndpi`, on by default, and nDPI found at build time) and enabled, otherwise the
-//! heuristic one. A flow is the transport and its two
+//! heuristic one. Packets are read as ndpiReader reads them (`callflow_ndpi::FrameInput`:
+//! the frame's own IP packet, no tunnel but IP-in-IP decapsulated, ndpiReader's length
+//! checks), so that the table can be held against ndpiReader's; only link types
+//! ndpiReader refuses go through callflow-decode. `analyze` keeps the decoder's view
+//! (tunnels decapsulated, fragments reassembled). A flow is the transport and its two
 //! endpoints in either direction; its protocol is nDPI's final verdict (`MASTER.APP`
 //! names, as ndpiReader prints them) or the heuristic's first decisive one.
 
 use anyhow::{Context, Result};
-use callflow_classify::{classifier_input, AppProtocol, Classifier, HeuristicClassifier, TransportKind};
+use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, TransportKind};
 use callflow_config::{Loader, Settings};
 use callflow_decode::capture::CaptureReader;
-use callflow_decode::packet::decode_frame;
 use callflow_jobs::ClassifierFactory;
-use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
+use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -111,21 +114,21 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
     let mut counts: HashMap<FlowKey, Counts> = HashMap::new();
     while let Some(frame) = reader.next_frame().with_context(|| format!("cannot read capture {label}"))? {
-        let packet = decode_frame(frame.link_type, frame.data);
-        let Some((payload, meta)) = classifier_input(&packet, frame.ts) else { continue };
-        let key = FlowKey::new(payload.transport, payload.src, payload.dst);
+        // ndpiReader's reading of the frame (callflow-decode's for link types it refuses).
+        let Some(input) = FrameInput::of(&frame) else { continue };
+        let key = input.key();
         let c = counts.entry(key).or_default();
         c.packets += 1;
         c.bytes += u64::from(frame.orig_len);
         match &mut engine {
             Engine::Ndpi(ndpi) => {
-                ndpi.detect(&payload, &meta);
+                ndpi.detect_input(&input);
             }
             // An empty segment (a handshake) says nothing; the first decisive verdict stays.
-            Engine::Heuristic(h, verdicts) if !payload.bytes.is_empty() => {
+            Engine::Heuristic(h, verdicts) if !input.payload().bytes.is_empty() => {
                 let slot = verdicts.entry(key).or_insert(AppProtocol::Unknown);
                 if *slot == AppProtocol::Unknown {
-                    *slot = h.classify(&payload).protocol;
+                    *slot = h.classify(&input.payload()).protocol;
                 }
             }
             Engine::Heuristic(..) => {}

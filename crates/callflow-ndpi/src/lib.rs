@@ -11,7 +11,11 @@
 //! the correlator never does worse than without nDPI.
 //!
 //! nDPI wants IP packets while the trait hands out transport payloads; `synth` rebuilds
-//! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's).
+//! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's). That
+//! is the correlator's view, after tunnels and reassembly. `callflow-cli classify` wants
+//! ndpiReader's view instead, to be comparable with it: [`FrameInput`] reads a frame as
+//! ndpiReader does ([`reader`]) and [`NdpiClassifier::detect_input`] hands nDPI the
+//! frame's own IP packet.
 //!
 //! Without nDPI this crate still builds, and [`NdpiClassifier::new`] says why
 //! ([`NdpiClassifier::availability`]): [`Error::NotBuiltIn`] without the `ndpi` feature,
@@ -40,13 +44,18 @@
 mod error;
 #[cfg(ndpi_linked)]
 mod ffi;
+pub mod reader;
 mod synth;
 
 pub use error::Error;
+pub use reader::{ReaderFrame, ReaderPacket};
 
 use callflow_classify::{
-    AppProtocol, Classification, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TransportKind,
+    classifier_input, AppProtocol, Classification, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload,
+    TransportKind,
 };
+use callflow_decode::capture::Frame;
+use callflow_decode::packet::decode_frame;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -146,6 +155,57 @@ impl Detection {
     }
 }
 
+/// A captured frame as `callflow-cli classify` (and the ndpiReader comparison) hands it to
+/// a classifier: read as ndpiReader reads it wherever ndpiReader reads the link type, so
+/// that flows and nDPI's input are ndpiReader's; otherwise decoded by callflow-decode, as
+/// `analyze` sees it (those flows ndpiReader would not have at all).
+#[derive(Clone, Copy, Debug)]
+pub enum FrameInput<'a> {
+    /// ndpiReader's reading of the frame ([`reader`]), and its capture time in milliseconds.
+    Reader(ReaderPacket<'a>, u64),
+    /// callflow-decode's reading (`classifier_input`): a link type ndpiReader refuses.
+    Decoded(Payload<'a>, PacketMeta),
+}
+
+impl<'a> FrameInput<'a> {
+    /// Reads `frame`; `None` for a frame that carries no UDP/TCP packet to classify (or
+    /// that ndpiReader drops).
+    pub fn of(frame: &Frame<'a>) -> Option<FrameInput<'a>> {
+        match reader::read(frame.link_type.0, frame.data) {
+            ReaderFrame::Packet(p) => Some(FrameInput::Reader(p, PacketMeta::at_time(frame.ts).time_ms)),
+            ReaderFrame::OtherProtocol | ReaderFrame::Dropped => None,
+            ReaderFrame::UnsupportedLink | ReaderFrame::NotReproduced => {
+                let packet = decode_frame(frame.link_type, frame.data);
+                let (payload, meta) = classifier_input(&packet, frame.ts)?;
+                Some(FrameInput::Decoded(payload, meta))
+            }
+        }
+    }
+
+    /// The flow the frame belongs to.
+    pub fn key(&self) -> FlowKey {
+        match self {
+            FrameInput::Reader(p, _) => p.key,
+            FrameInput::Decoded(p, _) => FlowKey::new(p.transport, p.src, p.dst),
+        }
+    }
+
+    /// The transport payload, for payload classifiers.
+    pub fn payload(&self) -> Payload<'a> {
+        match self {
+            FrameInput::Reader(p, _) => p.as_payload(),
+            FrameInput::Decoded(p, _) => *p,
+        }
+    }
+
+    fn time_ms(&self) -> u64 {
+        match self {
+            FrameInput::Reader(_, t) => *t,
+            FrameInput::Decoded(_, meta) => meta.time_ms,
+        }
+    }
+}
+
 enum State {
     /// nDPI is still looking; it has seen `packets` packets.
     #[cfg(ndpi_linked)]
@@ -171,6 +231,8 @@ pub struct NdpiClassifier {
     /// The packet buffer `synth` writes into, reused for every packet.
     buf: Vec<u8>,
     last_sweep_ms: u64,
+    /// The time of the last [`NdpiClassifier::detect_input`] frame (ndpiReader's `last_time`).
+    last_input_ms: u64,
     expired: Vec<(FlowKey, Detection)>,
 }
 
@@ -192,6 +254,7 @@ impl NdpiClassifier {
                 heuristic: HeuristicClassifier,
                 buf: Vec::with_capacity(2048),
                 last_sweep_ms: 0,
+                last_input_ms: 0,
                 expired: Vec::new(),
             })
         }
@@ -276,7 +339,9 @@ impl NdpiClassifier {
     }
 
     /// Feeds one packet to nDPI through the flow cache and returns the flow's verdict so
-    /// far; `None` for what nDPI cannot take (SCTP) or when the cache is full.
+    /// far; `None` for what nDPI cannot take (SCTP) or when the cache is full. nDPI gets
+    /// IP and UDP/TCP headers rebuilt around the decoded payload (`synth`): this is how
+    /// the correlator's traffic, after tunnels and reassembly, is classified.
     pub fn detect(&mut self, p: &Payload<'_>, meta: &PacketMeta) -> Option<Detection> {
         self.sweep(meta.time_ms);
         let key = FlowKey::new(p.transport, p.src, p.dst);
@@ -285,58 +350,92 @@ impl NdpiClassifier {
             if !synth::build(p, meta.tcp, &mut self.buf) {
                 return None;
             }
-            if !self.flows.contains_key(&key) {
-                if self.flows.len() >= self.opts.max_flows {
-                    return None;
-                }
-                let unknown = Detection { master: 0, app: 0, confidence: NdpiConfidence::Unknown, guessed: false };
-                let flow = self.module.new_flow();
-                self.flows.insert(
-                    key,
-                    Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 },
-                );
-            }
-            let budget = if p.transport == TransportKind::Tcp {
-                self.opts.tcp_packet_budget
-            } else {
-                self.opts.udp_packet_budget
-            };
-            let entry = self.flows.get_mut(&key)?;
-            entry.last_ms = meta.time_ms;
-            let finished = match &mut entry.state {
-                State::Detecting { flow, packets } => {
-                    *packets += 1;
-                    // ndpiReader's rule: the packet that exceeds the budget is still
-                    // inspected, then detection ends.
-                    let enough = *packets > budget;
-                    let d = self.module.process(flow, &self.buf, meta.time_ms);
-                    entry.detection = d;
-                    if enough || d.app != 0 {
-                        if !enough && self.module.wants_more(flow) {
-                            false
-                        } else {
-                            if d.app == 0 {
-                                entry.detection = self.module.give_up(flow);
-                            }
-                            true
-                        }
-                    } else {
-                        false
-                    }
-                }
-                State::Done => false,
-            };
-            if finished {
-                // Dropping the old state frees nDPI's flow memory as soon as it is not needed.
-                entry.state = State::Done;
-            }
-            Some(entry.detection)
+            // The buffer is lent out while `feed` borrows the classifier mutably.
+            let buf = std::mem::take(&mut self.buf);
+            let detection = self.feed(key, &buf, meta.time_ms);
+            self.buf = buf;
+            detection
         }
         #[cfg(not(ndpi_linked))]
         {
             let _ = (key, &mut self.buf, &self.heuristic);
             None
         }
+    }
+
+    /// Feeds one frame as `callflow-cli classify` reads it ([`FrameInput`]) and returns its
+    /// flow and the flow's verdict so far (`None` as for [`Self::detect`]). ndpiReader's
+    /// packets go to nDPI byte for byte; capture time is made monotonic as ndpiReader does
+    /// (a packet older than the previous one gets the previous one's time).
+    pub fn detect_input(&mut self, input: &FrameInput<'_>) -> Option<Detection> {
+        let time_ms = input.time_ms().max(self.last_input_ms);
+        self.last_input_ms = time_ms;
+        match input {
+            FrameInput::Reader(p, _) => {
+                self.sweep(time_ms);
+                #[cfg(ndpi_linked)]
+                {
+                    self.feed(p.key, p.ip, time_ms)
+                }
+                #[cfg(not(ndpi_linked))]
+                {
+                    let _ = p;
+                    None
+                }
+            }
+            FrameInput::Decoded(payload, meta) => {
+                let mut meta = *meta;
+                meta.time_ms = time_ms;
+                self.detect(payload, &meta)
+            }
+        }
+    }
+
+    /// One IP packet of flow `key` through the flow cache into nDPI, with ndpiReader's
+    /// packet budget and give-up rules.
+    #[cfg(ndpi_linked)]
+    fn feed(&mut self, key: FlowKey, packet: &[u8], time_ms: u64) -> Option<Detection> {
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.opts.max_flows {
+                return None;
+            }
+            let unknown = Detection { master: 0, app: 0, confidence: NdpiConfidence::Unknown, guessed: false };
+            let flow = self.module.new_flow();
+            self.flows
+                .insert(key, Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 });
+        }
+        let budget =
+            if key.transport == TransportKind::Tcp { self.opts.tcp_packet_budget } else { self.opts.udp_packet_budget };
+        let entry = self.flows.get_mut(&key)?;
+        entry.last_ms = time_ms;
+        let finished = match &mut entry.state {
+            State::Detecting { flow, packets } => {
+                *packets += 1;
+                // ndpiReader's rule: the packet that exceeds the budget is still
+                // inspected, then detection ends.
+                let enough = *packets > budget;
+                let d = self.module.process(flow, packet, time_ms);
+                entry.detection = d;
+                if enough || d.app != 0 {
+                    if !enough && self.module.wants_more(flow) {
+                        false
+                    } else {
+                        if d.app == 0 {
+                            entry.detection = self.module.give_up(flow);
+                        }
+                        true
+                    }
+                } else {
+                    false
+                }
+            }
+            State::Done => false,
+        };
+        if finished {
+            // Dropping the old state frees nDPI's flow memory as soon as it is not needed.
+            entry.state = State::Done;
+        }
+        Some(entry.detection)
     }
 
     /// Ends detection on every flow still undecided, as ndpiReader does at the end of a
