@@ -4,7 +4,8 @@
 //! it is missing, so installing it here is what lets one command run everything on a fresh
 //! machine. The same goes for the nDPI tests: their oracle is ndpiReader and they need
 //! the vendored nDPI tree, which this task fetches as `cargo xtask ndpi` does before
-//! turning on the `ndpi` features.
+//! turning on the `ndpi` features with `CALLFLOW_NDPI=vendored` (so that a tree that is
+//! still missing fails the build rather than quietly building without nDPI).
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
@@ -56,6 +57,10 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     let mut args = vec!["test", "--workspace", "--all-targets"];
     if ndpi_ready {
         args.extend(["--features", "callflow-ndpi/ndpi,callflow-cli/ndpi,callflowd/ndpi"]);
+        // The feature alone builds without nDPI when the tree is missing (a fresh clone must
+        // build); asking for the vendored tree explicitly makes a missing one a build error,
+        // so the nDPI tests cannot be skipped without anyone noticing.
+        command.env("CALLFLOW_NDPI", "vendored");
     }
     command.args(&args).args(extra);
     println!("xtask test: running cargo {} {}", args.join(" "), extra.join(" "));

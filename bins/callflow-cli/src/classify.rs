@@ -1,16 +1,21 @@
 //! `callflow-cli classify`: which protocols a capture carries, as a per-protocol table of packets, bytes and flows like ndpiReader's.
 //!
 //! Every UDP and TCP packet goes to the classifier: nDPI when it is built in (feature
-//! `ndpi`) and enabled, otherwise the heuristic one. A flow is the transport and its two
+//! `ndpi`, on by default, and nDPI found at build time) and enabled, otherwise the
+//! heuristic one. Packets are read as ndpiReader reads them (`callflow_ndpi::FrameInput`:
+//! the frame's own IP packet, no tunnel but IP-in-IP decapsulated, ndpiReader's length
+//! checks), so that the table can be held against ndpiReader's; only link types
+//! ndpiReader refuses go through callflow-decode. `analyze` keeps the decoder's view
+//! (tunnels decapsulated, fragments reassembled). A flow is the transport and its two
 //! endpoints in either direction; its protocol is nDPI's final verdict (`MASTER.APP`
 //! names, as ndpiReader prints them) or the heuristic's first decisive one.
 
 use anyhow::{Context, Result};
-use callflow_classify::{classifier_input, AppProtocol, Classifier, HeuristicClassifier, TransportKind};
-use callflow_config::{Loader, Source};
+use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, TransportKind};
+use callflow_config::{Loader, Settings};
 use callflow_decode::capture::CaptureReader;
-use callflow_decode::packet::decode_frame;
-use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
+use callflow_jobs::ClassifierFactory;
+use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
 use clap::Args;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -42,9 +47,10 @@ enum Engine {
     Heuristic(HeuristicClassifier, HashMap<FlowKey, AppProtocol>),
 }
 
-/// Whether nDPI should be used: on when built in, unless `--no-ndpi` or the
-/// configuration (file or `CALLFLOW_ENABLE_NDPI`) explicitly says `ndpi.enabled = false`.
-pub(crate) fn ndpi_wanted(no_ndpi: bool, config: Option<&Path>) -> Result<bool> {
+/// Whether nDPI should be used: yes (`ndpi.enabled` defaults to true, as in callflowd),
+/// unless `--no-ndpi` or the configuration (file or `CALLFLOW_ENABLE_NDPI`) says
+/// `ndpi.enabled = false`.
+fn ndpi_wanted(no_ndpi: bool, config: Option<&Path>) -> Result<bool> {
     if no_ndpi {
         return Ok(false);
     }
@@ -52,24 +58,54 @@ pub(crate) fn ndpi_wanted(no_ndpi: bool, config: Option<&Path>) -> Result<bool> 
     if let Some(file) = config {
         loader = loader.file(file);
     }
-    let loaded = loader.load()?;
-    let explicit = !matches!(loaded.source("ndpi.enabled"), Some(Source::Default) | None);
-    Ok(!explicit || loaded.settings.ndpi.enabled)
+    Ok(loader.load()?.settings.ndpi.enabled)
+}
+
+/// Whether to classify with nDPI: wanted (see [`ndpi_wanted`]) and built in. Wanted but
+/// not built in (e.g. built before `cargo xtask ndpi`) is said on stderr, with the
+/// reason, before falling back to the heuristic classifier.
+fn use_ndpi(no_ndpi: bool, config: Option<&Path>) -> Result<bool> {
+    if !ndpi_wanted(no_ndpi, config)? {
+        return Ok(false);
+    }
+    match NdpiClassifier::availability() {
+        Ok(()) => Ok(true),
+        Err(why) => {
+            eprintln!("callflow-cli: note: {why}; classifying with the heuristic classifier");
+            Ok(false)
+        }
+    }
 }
 
 /// The classifier `analyze` hands the traffic no signalling explains to: nDPI when it is
-/// built in and wanted (see [`ndpi_wanted`]), else the heuristic one.
+/// built in and wanted (see [`use_ndpi`]), else the heuristic one.
 pub(crate) fn analysis_classifier(no_ndpi: bool) -> Result<Box<dyn Classifier>> {
-    if ndpi_wanted(no_ndpi, None)? && NdpiClassifier::is_built_in() {
+    if use_ndpi(no_ndpi, None)? {
         Ok(Box::new(NdpiClassifier::new(Options::default())?))
     } else {
         Ok(Box::new(HeuristicClassifier))
     }
 }
 
+/// The classifier factory of `jobs run`: the same policy as `analyze`, read from the
+/// settings the batch already loaded (file and environment).
+pub(crate) fn job_classifiers(settings: &Settings) -> ClassifierFactory {
+    if !settings.ndpi.enabled {
+        return ClassifierFactory::heuristic();
+    }
+    match NdpiClassifier::availability() {
+        // One per job: nDPI's flow state belongs to one capture.
+        Ok(()) => ClassifierFactory::new(|| NdpiClassifier::new(Options::default())),
+        Err(why) => {
+            eprintln!("callflow-cli: note: {why}; classifying with the heuristic classifier");
+            ClassifierFactory::heuristic()
+        }
+    }
+}
+
 pub fn run(args: &ClassifyArgs) -> Result<()> {
     let label = args.input.display().to_string();
-    let mut engine = if ndpi_wanted(args.no_ndpi, args.config.as_deref())? && NdpiClassifier::is_built_in() {
+    let mut engine = if use_ndpi(args.no_ndpi, args.config.as_deref())? {
         let opts = Options { keep_expired: true, ..Options::default() };
         Engine::Ndpi(Box::new(NdpiClassifier::new(opts)?))
     } else {
@@ -78,21 +114,21 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
     let mut counts: HashMap<FlowKey, Counts> = HashMap::new();
     while let Some(frame) = reader.next_frame().with_context(|| format!("cannot read capture {label}"))? {
-        let packet = decode_frame(frame.link_type, frame.data);
-        let Some((payload, meta)) = classifier_input(&packet, frame.ts) else { continue };
-        let key = FlowKey::new(payload.transport, payload.src, payload.dst);
+        // ndpiReader's reading of the frame (callflow-decode's for link types it refuses).
+        let Some(input) = FrameInput::of(&frame) else { continue };
+        let key = input.key();
         let c = counts.entry(key).or_default();
         c.packets += 1;
         c.bytes += u64::from(frame.orig_len);
         match &mut engine {
             Engine::Ndpi(ndpi) => {
-                ndpi.detect(&payload, &meta);
+                ndpi.detect_input(&input);
             }
             // An empty segment (a handshake) says nothing; the first decisive verdict stays.
-            Engine::Heuristic(h, verdicts) if !payload.bytes.is_empty() => {
+            Engine::Heuristic(h, verdicts) if !input.payload().bytes.is_empty() => {
                 let slot = verdicts.entry(key).or_insert(AppProtocol::Unknown);
                 if *slot == AppProtocol::Unknown {
-                    *slot = h.classify(&payload).protocol;
+                    *slot = h.classify(&input.payload()).protocol;
                 }
             }
             Engine::Heuristic(..) => {}

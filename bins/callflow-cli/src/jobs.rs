@@ -144,6 +144,7 @@ fn run_batch(inputs: &[PathBuf], args: &StoreArgs, workers: Option<usize>, quiet
     let settings = args.settings(workers)?;
     let store = Arc::new(args.open(&settings)?);
     let mut opts = ManagerOptions::from_settings(&settings);
+    opts.classifier = crate::classify::job_classifiers(&settings);
     // A batch run keeps every job it makes; retention is the server's business.
     opts.sweep_interval = None;
     let (manager, recovery) = JobManager::start(store, opts)?;

@@ -32,7 +32,8 @@ fn heuristic_table_counts_sip_and_rtp_flows() {
 #[test]
 fn ndpi_is_used_when_built_in_unless_disabled_by_the_environment() {
     let table = classify(&[EXAMPLE]);
-    let expected = if cfg!(feature = "ndpi") { "classifier ndpi" } else { "classifier heuristic" };
+    let built_in = callflow_ndpi::NdpiClassifier::is_built_in();
+    let expected = if built_in { "classifier ndpi" } else { "classifier heuristic" };
     assert!(table.contains(expected), "{table}");
     assert!(row(&table, "SIP").is_some(), "{table}");
     let out = Command::new(env!("CARGO_BIN_EXE_callflow-cli"))
@@ -41,4 +42,26 @@ fn ndpi_is_used_when_built_in_unless_disabled_by_the_environment() {
         .output()
         .expect("run callflow-cli");
     assert!(String::from_utf8_lossy(&out.stdout).contains("classifier heuristic"));
+}
+
+#[test]
+fn a_build_without_ndpi_says_so_and_falls_back_to_the_heuristic() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_callflow-cli"))
+            .args(args)
+            .env_remove("CALLFLOW_ENABLE_NDPI")
+            .output()
+            .expect("run callflow-cli")
+    };
+    let out = run(&["classify", EXAMPLE]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    // A fresh clone builds the `ndpi` feature without the vendored tree: the binary says why
+    // it uses the heuristic classifier instead of failing.
+    let built_in = callflow_ndpi::NdpiClassifier::is_built_in();
+    assert_eq!(stderr.contains("nDPI is not built in"), !built_in, "{stderr}");
+    assert_eq!(stdout.contains("classifier heuristic"), !built_in, "{stdout}");
+    // Switched off, there is nothing to say.
+    let out = run(&["classify", "--no-ndpi", EXAMPLE]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("nDPI"));
 }

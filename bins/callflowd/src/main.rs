@@ -38,9 +38,12 @@ struct Cli {
     /// storage.results_dir
     #[arg(long, value_name = "DIR")]
     results_dir: Option<PathBuf>,
-    /// ndpi.enabled = true
-    #[arg(long)]
+    /// ndpi.enabled = true (the default; overrides a configuration file's false)
+    #[arg(long, conflicts_with = "no_ndpi")]
     enable_ndpi: bool,
+    /// ndpi.enabled = false: classify with the heuristic classifier even when nDPI is built in
+    #[arg(long)]
+    no_ndpi: bool,
     /// server.insecure_no_auth = true: serve without authentication on a non-loopback address.
     #[arg(long)]
     insecure_no_auth: bool,
@@ -86,13 +89,14 @@ fn load(cli: &Cli) -> Result<Loaded> {
     if let Some(file) = &cli.config {
         loader = loader.file(file);
     }
-    let flags: [(&str, Option<String>, &str); 7] = [
+    let flags: [(&str, Option<String>, &str); 8] = [
         ("server.bind_addr", cli.bind_addr.clone(), "--bind-addr"),
         ("server.port", cli.port.map(|p| p.to_string()), "--port"),
         ("processing.workers", cli.workers.map(|n| n.to_string()), "--workers"),
         ("storage.upload_dir", cli.upload_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--upload-dir"),
         ("storage.results_dir", cli.results_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--results-dir"),
         ("ndpi.enabled", cli.enable_ndpi.then(|| "true".to_string()), "--enable-ndpi"),
+        ("ndpi.enabled", cli.no_ndpi.then(|| "false".to_string()), "--no-ndpi"),
         ("server.insecure_no_auth", cli.insecure_no_auth.then(|| "true".to_string()), "--insecure-no-auth"),
     ];
     for (key, value, flag) in flags {
@@ -147,16 +151,19 @@ fn serve(loaded: &Loaded) -> Result<()> {
 }
 
 /// The classifier the jobs hand the traffic no signalling explains to: nDPI when
-/// `ndpi.enabled` and this build has it (feature `ndpi`), else the heuristic one. The
-/// message, if any, is a start-up warning: nDPI was asked for but is not built in.
+/// `ndpi.enabled` (the default) and this build has it (feature `ndpi`, on by default, and
+/// nDPI found at build time), else the heuristic one. The message, if any, is a start-up
+/// warning: nDPI was asked for but is not built in, and why.
 fn classifier_factory(settings: &Settings) -> (ClassifierFactory, Option<String>) {
     if !settings.ndpi.enabled {
         return (ClassifierFactory::heuristic(), None);
     }
-    if !NdpiClassifier::is_built_in() {
-        let warning = "ndpi.enabled is set but this callflowd was built without nDPI (cargo feature `ndpi`): \
-                       classifying with the heuristic classifier";
-        return (ClassifierFactory::heuristic(), Some(warning.to_string()));
+    if let Err(why) = NdpiClassifier::availability() {
+        let warning = format!(
+            "ndpi.enabled is set but {why}: classifying with the heuristic classifier \
+             (set ndpi.enabled = false, CALLFLOW_ENABLE_NDPI=false or --no-ndpi to silence this)"
+        );
+        return (ClassifierFactory::heuristic(), Some(warning));
     }
     // One per job: nDPI's flow state belongs to one capture.
     (ClassifierFactory::new(|| NdpiClassifier::new(Options::default())), None)
@@ -176,8 +183,8 @@ mod tests {
     }
 
     #[test]
-    fn ndpi_disabled_by_default_means_the_heuristic_without_a_warning() {
-        assert!(!Settings::default().ndpi.enabled);
+    fn ndpi_is_enabled_by_default_and_disabled_means_the_heuristic_without_a_warning() {
+        assert!(Settings::default().ndpi.enabled);
         assert_eq!(selected(false), ("heuristic", None));
     }
 
@@ -188,7 +195,7 @@ mod tests {
             assert_eq!((name, warning), ("ndpi", None));
         } else {
             assert_eq!(name, "heuristic");
-            assert!(warning.is_some_and(|w| w.contains("built without nDPI")));
+            assert!(warning.is_some_and(|w| w.contains("nDPI is not built in")));
         }
     }
 }

@@ -178,11 +178,18 @@ impl StorageSettings {
 }
 
 /// `[ndpi]`: the nDPI classifier.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NdpiSettings {
-    /// Classify with nDPI as well as the built-in heuristics (`CALLFLOW_ENABLE_NDPI`).
+    /// Classify with nDPI as well as the built-in heuristics (`CALLFLOW_ENABLE_NDPI`); on by
+    /// default, used when the binary has nDPI built in.
     pub enabled: bool,
+}
+
+impl Default for NdpiSettings {
+    fn default() -> Self {
+        NdpiSettings { enabled: true }
+    }
 }
 
 /// `[websocket]`: live event streams.

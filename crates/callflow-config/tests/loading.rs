@@ -72,7 +72,7 @@ fn every_environment_alias_sets_its_key() {
         ("CALLFLOW_WORKERS", "5"),
         ("CALLFLOW_UPLOAD_DIR", "/u"),
         ("CALLFLOW_RESULTS_DIR", "/r"),
-        ("CALLFLOW_ENABLE_NDPI", "true"),
+        ("CALLFLOW_ENABLE_NDPI", "false"),
         ("CALLFLOW_AUTH__API_KEYS", "a, b"),
         ("CALLFLOW_BENCH_PCAP", "/tmp/not-ours.pcap"),
     ]);
@@ -83,7 +83,7 @@ fn every_environment_alias_sets_its_key() {
     assert_eq!(s.storage.upload_dir, PathBuf::from("/u"));
     assert_eq!(s.storage.results_dir, PathBuf::from("/r"));
     assert_eq!(s.storage.database_path(), PathBuf::from("/r/callflow.db"), "the database follows the results dir");
-    assert!(s.ndpi.enabled);
+    assert!(!s.ndpi.enabled, "on by default, so the alias is checked turning it off");
     assert_eq!(s.auth.api_keys, ["a", "b"]);
 }
 

@@ -33,7 +33,9 @@ pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = c_files(&lib)?;
     files.extend(c_files(&lib.join("protocols"))?);
     files.extend(c_files(&lib.join("third_party/src"))?);
+    // The headers `cargo xtask ndpi` writes last: a tree that is replaced or removed is noticed.
     println!("cargo:rerun-if-changed={}", include.join("ndpi_define.h").display());
+    println!("cargo:rerun-if-changed={}", include.join("ndpi_config.h").display());
     cc::Build::new()
         .files(&files)
         .include(&include)

@@ -3,10 +3,12 @@
 //! With the `ndpi` feature, `build.rs` compiles the vendored tree (`cargo xtask ndpi`
 //! puts it in `vendor/nDPI-4.2/`) into a static library, or links the system's
 //! `libndpi` when `CALLFLOW_NDPI=system`, and generates bindings for the functions
-//! `wrapper.h` allowlists. Without the feature the crate is empty. This crate re-exports
-//! the bindings and nothing else: every `unsafe` call lives in `callflow-ndpi`.
+//! `wrapper.h` allowlists. Without the feature, or with it but without the vendored tree
+//! (and no `CALLFLOW_NDPI` override), the crate is empty: `build.rs` then emits no
+//! `ndpi_linked` cfg and says so in a cargo warning. This crate re-exports the bindings
+//! and nothing else: every `unsafe` call lives in `callflow-ndpi`.
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, clippy::all)]
 
-#[cfg(feature = "ndpi")]
+#[cfg(ndpi_linked)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));

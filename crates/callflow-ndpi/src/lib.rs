@@ -11,10 +11,17 @@
 //! the correlator never does worse than without nDPI.
 //!
 //! nDPI wants IP packets while the trait hands out transport payloads; `synth` rebuilds
-//! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's).
+//! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's). That
+//! is the correlator's view, after tunnels and reassembly. `callflow-cli classify` wants
+//! ndpiReader's view instead, to be comparable with it: [`FrameInput`] reads a frame as
+//! ndpiReader does ([`reader`]) and [`NdpiClassifier::detect_input`] hands nDPI the
+//! frame's own IP packet.
 //!
-//! Without the `ndpi` feature this crate still builds, and [`NdpiClassifier::new`]
-//! returns [`Error::NotBuiltIn`]. All of callflowd's `unsafe` nDPI calls are in `ffi.rs`.
+//! Without nDPI this crate still builds, and [`NdpiClassifier::new`] says why
+//! ([`NdpiClassifier::availability`]): [`Error::NotBuiltIn`] without the `ndpi` feature,
+//! [`Error::SourceMissing`] with it but without nDPI to link when it was built (a fresh
+//! clone before `cargo xtask ndpi`: `callflow-ndpi-sys` then builds empty, with a cargo
+//! warning). All of callflowd's `unsafe` nDPI calls are in `ffi.rs`.
 //!
 //! ```
 //! use callflow_classify::{Classifier, PacketMeta, Payload};
@@ -27,23 +34,28 @@
 //!         let verdict = ndpi.classify_packet(&p, &PacketMeta::at(1_000));
 //!         assert_eq!(verdict.protocol, callflow_classify::AppProtocol::Sip);
 //!     }
-//!     Err(e) => println!("{e}"), // built without the `ndpi` feature
+//!     Err(e) => println!("{e}"), // nDPI is not built in
 //! }
 //! ```
 
 // Without nDPI the flow cache and packet synthesis are compiled (and unit-tested) but unused.
-#![cfg_attr(not(feature = "ndpi"), allow(dead_code))]
+#![cfg_attr(not(ndpi_linked), allow(dead_code))]
 
 mod error;
-#[cfg(feature = "ndpi")]
+#[cfg(ndpi_linked)]
 mod ffi;
+pub mod reader;
 mod synth;
 
 pub use error::Error;
+pub use reader::{ReaderFrame, ReaderPacket};
 
 use callflow_classify::{
-    AppProtocol, Classification, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TransportKind,
+    classifier_input, AppProtocol, Classification, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload,
+    TransportKind,
 };
+use callflow_decode::capture::Frame;
+use callflow_decode::packet::decode_frame;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
@@ -143,9 +155,60 @@ impl Detection {
     }
 }
 
+/// A captured frame as `callflow-cli classify` (and the ndpiReader comparison) hands it to
+/// a classifier: read as ndpiReader reads it wherever ndpiReader reads the link type, so
+/// that flows and nDPI's input are ndpiReader's; otherwise decoded by callflow-decode, as
+/// `analyze` sees it (those flows ndpiReader would not have at all).
+#[derive(Clone, Copy, Debug)]
+pub enum FrameInput<'a> {
+    /// ndpiReader's reading of the frame ([`reader`]), and its capture time in milliseconds.
+    Reader(ReaderPacket<'a>, u64),
+    /// callflow-decode's reading (`classifier_input`): a link type ndpiReader refuses.
+    Decoded(Payload<'a>, PacketMeta),
+}
+
+impl<'a> FrameInput<'a> {
+    /// Reads `frame`; `None` for a frame that carries no UDP/TCP packet to classify (or
+    /// that ndpiReader drops).
+    pub fn of(frame: &Frame<'a>) -> Option<FrameInput<'a>> {
+        match reader::read(frame.link_type.0, frame.data) {
+            ReaderFrame::Packet(p) => Some(FrameInput::Reader(p, PacketMeta::at_time(frame.ts).time_ms)),
+            ReaderFrame::OtherProtocol | ReaderFrame::Dropped => None,
+            ReaderFrame::UnsupportedLink | ReaderFrame::NotReproduced => {
+                let packet = decode_frame(frame.link_type, frame.data);
+                let (payload, meta) = classifier_input(&packet, frame.ts)?;
+                Some(FrameInput::Decoded(payload, meta))
+            }
+        }
+    }
+
+    /// The flow the frame belongs to.
+    pub fn key(&self) -> FlowKey {
+        match self {
+            FrameInput::Reader(p, _) => p.key,
+            FrameInput::Decoded(p, _) => FlowKey::new(p.transport, p.src, p.dst),
+        }
+    }
+
+    /// The transport payload, for payload classifiers.
+    pub fn payload(&self) -> Payload<'a> {
+        match self {
+            FrameInput::Reader(p, _) => p.as_payload(),
+            FrameInput::Decoded(p, _) => *p,
+        }
+    }
+
+    fn time_ms(&self) -> u64 {
+        match self {
+            FrameInput::Reader(_, t) => *t,
+            FrameInput::Decoded(_, meta) => meta.time_ms,
+        }
+    }
+}
+
 enum State {
     /// nDPI is still looking; it has seen `packets` packets.
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
     Detecting { flow: ffi::Flow, packets: u32 },
     /// Detection is over and nDPI's state is freed.
     Done,
@@ -161,13 +224,15 @@ struct Entry {
 pub struct NdpiClassifier {
     /// Declared before `module`, so flows are freed before the module they came from.
     flows: HashMap<FlowKey, Entry>,
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
     module: ffi::Module,
     opts: Options,
     heuristic: HeuristicClassifier,
     /// The packet buffer `synth` writes into, reused for every packet.
     buf: Vec<u8>,
     last_sweep_ms: u64,
+    /// The time of the last [`NdpiClassifier::detect_input`] frame (ndpiReader's `last_time`).
+    last_input_ms: u64,
     expired: Vec<(FlowKey, Detection)>,
 }
 
@@ -180,7 +245,7 @@ impl std::fmt::Debug for NdpiClassifier {
 impl NdpiClassifier {
     /// Creates the detection module (a few MB; some tens of milliseconds).
     pub fn new(opts: Options) -> Result<Self, Error> {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             Ok(NdpiClassifier {
                 flows: HashMap::new(),
@@ -189,28 +254,43 @@ impl NdpiClassifier {
                 heuristic: HeuristicClassifier,
                 buf: Vec::with_capacity(2048),
                 last_sweep_ms: 0,
+                last_input_ms: 0,
                 expired: Vec::new(),
             })
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = opts;
+            Err(Self::availability().err().unwrap_or(Error::NotBuiltIn))
+        }
+    }
+
+    /// Whether this build has nDPI in it: the `ndpi` feature was on and `callflow-ndpi-sys`
+    /// found nDPI to link.
+    pub fn is_built_in() -> bool {
+        cfg!(ndpi_linked)
+    }
+
+    /// `Ok` when nDPI is built in, else why not ([`Error::NotBuiltIn`] or
+    /// [`Error::SourceMissing`]): what [`NdpiClassifier::new`] would fail with, for a
+    /// message before falling back to the heuristic classifier.
+    pub fn availability() -> Result<(), Error> {
+        if cfg!(ndpi_linked) {
+            Ok(())
+        } else if cfg!(feature = "ndpi") {
+            Err(Error::SourceMissing)
+        } else {
             Err(Error::NotBuiltIn)
         }
     }
 
-    /// Whether this build has nDPI in it (the `ndpi` feature).
-    pub fn is_built_in() -> bool {
-        cfg!(feature = "ndpi")
-    }
-
     /// nDPI's name for a protocol id (`SIP`, `RTP`, `Unknown`, ...).
     pub fn protocol_name(&self, id: u16) -> &str {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             self.module.name(id)
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = id;
             "Unknown"
@@ -259,73 +339,109 @@ impl NdpiClassifier {
     }
 
     /// Feeds one packet to nDPI through the flow cache and returns the flow's verdict so
-    /// far; `None` for what nDPI cannot take (SCTP) or when the cache is full.
+    /// far; `None` for what nDPI cannot take (SCTP) or when the cache is full. nDPI gets
+    /// IP and UDP/TCP headers rebuilt around the decoded payload (`synth`): this is how
+    /// the correlator's traffic, after tunnels and reassembly, is classified.
     pub fn detect(&mut self, p: &Payload<'_>, meta: &PacketMeta) -> Option<Detection> {
         self.sweep(meta.time_ms);
         let key = FlowKey::new(p.transport, p.src, p.dst);
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         {
             if !synth::build(p, meta.tcp, &mut self.buf) {
                 return None;
             }
-            if !self.flows.contains_key(&key) {
-                if self.flows.len() >= self.opts.max_flows {
-                    return None;
-                }
-                let unknown = Detection { master: 0, app: 0, confidence: NdpiConfidence::Unknown, guessed: false };
-                let flow = self.module.new_flow();
-                self.flows.insert(
-                    key,
-                    Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 },
-                );
-            }
-            let budget = if p.transport == TransportKind::Tcp {
-                self.opts.tcp_packet_budget
-            } else {
-                self.opts.udp_packet_budget
-            };
-            let entry = self.flows.get_mut(&key)?;
-            entry.last_ms = meta.time_ms;
-            let finished = match &mut entry.state {
-                State::Detecting { flow, packets } => {
-                    *packets += 1;
-                    // ndpiReader's rule: the packet that exceeds the budget is still
-                    // inspected, then detection ends.
-                    let enough = *packets > budget;
-                    let d = self.module.process(flow, &self.buf, meta.time_ms);
-                    entry.detection = d;
-                    if enough || d.app != 0 {
-                        if !enough && self.module.wants_more(flow) {
-                            false
-                        } else {
-                            if d.app == 0 {
-                                entry.detection = self.module.give_up(flow);
-                            }
-                            true
-                        }
-                    } else {
-                        false
-                    }
-                }
-                State::Done => false,
-            };
-            if finished {
-                // Dropping the old state frees nDPI's flow memory as soon as it is not needed.
-                entry.state = State::Done;
-            }
-            Some(entry.detection)
+            // The buffer is lent out while `feed` borrows the classifier mutably.
+            let buf = std::mem::take(&mut self.buf);
+            let detection = self.feed(key, &buf, meta.time_ms);
+            self.buf = buf;
+            detection
         }
-        #[cfg(not(feature = "ndpi"))]
+        #[cfg(not(ndpi_linked))]
         {
             let _ = (key, &mut self.buf, &self.heuristic);
             None
         }
     }
 
+    /// Feeds one frame as `callflow-cli classify` reads it ([`FrameInput`]) and returns its
+    /// flow and the flow's verdict so far (`None` as for [`Self::detect`]). ndpiReader's
+    /// packets go to nDPI byte for byte; capture time is made monotonic as ndpiReader does
+    /// (a packet older than the previous one gets the previous one's time).
+    pub fn detect_input(&mut self, input: &FrameInput<'_>) -> Option<Detection> {
+        let time_ms = input.time_ms().max(self.last_input_ms);
+        self.last_input_ms = time_ms;
+        match input {
+            FrameInput::Reader(p, _) => {
+                self.sweep(time_ms);
+                #[cfg(ndpi_linked)]
+                {
+                    self.feed(p.key, p.ip, time_ms)
+                }
+                #[cfg(not(ndpi_linked))]
+                {
+                    let _ = p;
+                    None
+                }
+            }
+            FrameInput::Decoded(payload, meta) => {
+                let mut meta = *meta;
+                meta.time_ms = time_ms;
+                self.detect(payload, &meta)
+            }
+        }
+    }
+
+    /// One IP packet of flow `key` through the flow cache into nDPI, with ndpiReader's
+    /// packet budget and give-up rules.
+    #[cfg(ndpi_linked)]
+    fn feed(&mut self, key: FlowKey, packet: &[u8], time_ms: u64) -> Option<Detection> {
+        if !self.flows.contains_key(&key) {
+            if self.flows.len() >= self.opts.max_flows {
+                return None;
+            }
+            let unknown = Detection { master: 0, app: 0, confidence: NdpiConfidence::Unknown, guessed: false };
+            let flow = self.module.new_flow();
+            self.flows
+                .insert(key, Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 });
+        }
+        let budget =
+            if key.transport == TransportKind::Tcp { self.opts.tcp_packet_budget } else { self.opts.udp_packet_budget };
+        let entry = self.flows.get_mut(&key)?;
+        entry.last_ms = time_ms;
+        let finished = match &mut entry.state {
+            State::Detecting { flow, packets } => {
+                *packets += 1;
+                // ndpiReader's rule: the packet that exceeds the budget is still
+                // inspected, then detection ends.
+                let enough = *packets > budget;
+                let d = self.module.process(flow, packet, time_ms);
+                entry.detection = d;
+                if enough || d.app != 0 {
+                    if !enough && self.module.wants_more(flow) {
+                        false
+                    } else {
+                        if d.app == 0 {
+                            entry.detection = self.module.give_up(flow);
+                        }
+                        true
+                    }
+                } else {
+                    false
+                }
+            }
+            State::Done => false,
+        };
+        if finished {
+            // Dropping the old state frees nDPI's flow memory as soon as it is not needed.
+            entry.state = State::Done;
+        }
+        Some(entry.detection)
+    }
+
     /// Ends detection on every flow still undecided, as ndpiReader does at the end of a
     /// capture (with guessing), so [`Self::flows`] gives final verdicts.
     pub fn give_up_all(&mut self) {
-        #[cfg(feature = "ndpi")]
+        #[cfg(ndpi_linked)]
         for entry in self.flows.values_mut() {
             if let State::Detecting { flow, .. } = &mut entry.state {
                 entry.detection = self.module.give_up(flow);
@@ -407,14 +523,24 @@ mod tests {
         assert_ne!(FlowKey::new(TransportKind::Udp, x, y), FlowKey::new(TransportKind::Tcp, x, y));
     }
 
-    #[cfg(not(feature = "ndpi"))]
+    #[cfg(not(ndpi_linked))]
     #[test]
-    fn without_the_feature_new_says_so() {
-        assert!(matches!(NdpiClassifier::new(Options::default()), Err(Error::NotBuiltIn)));
+    fn without_ndpi_new_says_why() {
+        let expected = if cfg!(feature = "ndpi") { "SourceMissing" } else { "NotBuiltIn" };
+        let err = NdpiClassifier::new(Options::default()).unwrap_err();
+        assert_eq!(format!("{err:?}"), expected);
+        assert_eq!(format!("{:?}", NdpiClassifier::availability().unwrap_err()), expected);
         assert!(!NdpiClassifier::is_built_in());
     }
 
-    #[cfg(feature = "ndpi")]
+    #[cfg(ndpi_linked)]
+    #[test]
+    fn with_ndpi_linked_it_is_available() {
+        assert!(NdpiClassifier::availability().is_ok());
+        assert!(NdpiClassifier::is_built_in());
+    }
+
+    #[cfg(ndpi_linked)]
     mod with_ndpi {
         use super::*;
 

@@ -1,98 +1,72 @@
 //! Checks our nDPI-mode flow classification against `ndpiReader -i FILE -v 2` (Debian's libndpi-bin, the same nDPI 4.2) over nDPI's own telecom test captures.
 //!
-//! Per capture, both sides produce a set of (flow, protocol) pairs: a flow is the
-//! transport and its two endpoints in either direction, the protocol the name ndpiReader
-//! prints (`SIP`, `STUN.RTP`, ...). On the flows both sides see, the protocols must agree
-//! for at least 99 % of them; every disagreement must be one of `KNOWN_DIFFERENCES`, each
-//! with its reason, and each listed difference must still occur (so the list stays true).
-//! Flows only one side sees come from packet decoding, not classification (callflowd's
-//! decoder and ndpiReader's differ on damaged headers and tunnels); their number per
-//! capture must be exactly what `DECODE_DIFFERENCES` says and explains. The
-//! heuristic classifier's agreement with ndpiReader on the telecom protocols is measured
-//! on the same flows and printed; a floor below today's figures catches regressions
-//! (today: 28 of 28 telecom flows, and 2 flows over-called: KakaoTalk voice,
-//! proprietary RTP-like media, taken for RTCP).
+//! Our side is what `callflow-cli classify` does: each frame read as ndpiReader reads it
+//! (`callflow_ndpi::FrameInput`, `callflow_ndpi::reader`: the frame's own IP packet to
+//! nDPI, no tunnel but IP-in-IP decapsulated, ndpiReader's length checks), through
+//! `NdpiClassifier`'s flow cache. Per capture, both sides produce a set of (flow,
+//! protocol) pairs, with the same key on both sides: a flow is a UDP or TCP flow, the
+//! transport and its two endpoints in either direction (ndpiReader's flows of other IP
+//! protocols, ICMP or GRE, are left out on its side, and ours has none); the protocol is
+//! the name ndpiReader prints (`SIP`, `STUN.RTP`, ...).
 //!
-//! The same comparison runs over the public corpus (../shared/pcaps/public), with its own
-//! lists of explained differences.
+//! Two figures are printed per corpus: agreement on the flows both sides have, and over
+//! all flows. What is asserted (at least 99 %) is agreement over all flows, where only
+//! the flows of captures ndpiReader cannot read leave the denominator; those are listed in
+//! `ONE_SIDED` / `PUBLIC_ONE_SIDED` with the reason, and their number per capture must be
+//! exactly that. Every disagreement on a shared flow must be one of `KNOWN_DIFFERENCES`,
+//! each with its reason, and each listed difference must still occur (so the lists stay
+//! true). Today, on nDPI's captures: 319 of 319 flows agree, nothing excluded (before
+//! `classify` read frames as ndpiReader does: 297 of 325, because our decoder unwrapped
+//! GTP-U and refused fuzzed headers ndpiReader reads). On the public corpus: 606 of 606
+//! shared flows, 606 of 618 over all flows (98.06 %), and 606 of 606 once the 12 flows of
+//! the four captures ndpiReader cannot read (NFLOG, LINUX_SLL2, pcapng interfaces with
+//! different snapshot lengths) are left out.
 //!
-//! Outside CI a missing corpus, ndpiReader, or a build without the `ndpi` feature is
-//! reported and the test returns; in CI (`CI` set) each of those is a failure.
+//! The heuristic classifier's agreement with ndpiReader on the telecom protocols is
+//! measured on the same flows (fed the same packets' payloads) and printed; a floor below
+//! today's figures catches regressions (today on nDPI's captures: 31 of 31 telecom flows,
+//! and 3 flows over-called: KakaoTalk voice, proprietary RTP-like media, and a fuzzed
+//! datagram, taken for RTCP).
+//!
+//! Outside CI a missing corpus, ndpiReader, or a build without nDPI is reported and the
+//! test returns; in CI (`CI` set) each of those is a failure.
 
-use callflow_classify::{classifier_input, AppProtocol, Classifier, HeuristicClassifier, TransportKind};
+use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, TransportKind};
 use callflow_decode::capture::CaptureReader;
-use callflow_decode::packet::decode_frame;
-use callflow_ndpi::{FlowKey, NdpiClassifier, Options};
+use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Disagreements we understand: (capture, flow as `PROTO a <-> b`, ours, ndpiReader's, why).
-/// None today: on every flow both sides decode, nDPI mode gives ndpiReader's answer.
+/// None today: every flow of nDPI's captures gets ndpiReader's answer.
 const KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[];
 
-/// Flows only one side has: (capture, flows only we have, flows only ndpiReader has, why).
-const DECODE_DIFFERENCES: &[(&str, usize, usize, &str)] = &[
-    (
-        "fuzz-2006-06-26-2594.pcap",
-        5,
-        20,
-        "a fuzzer's capture: bytes of IP and UDP/TCP headers are randomised. callflow-decode stops at \
-         a header whose lengths do not hold (and records it) where ndpiReader reads on with whatever \
-         the fields say, so each side has flows with garbled addresses or ports the other does not",
-    ),
-    (
-        "ipv6_in_gtp.pcap",
-        1,
-        2,
-        "callflow-decode decapsulates GTP-U and classifies the inner IPv6 flow; ndpiReader (without \
-         -t) classifies those packets as the outer GTP.GTP_U tunnel flows",
-    ),
-];
+/// Flows only one side has, per capture: (capture, flows only we have, flows only
+/// ndpiReader has, why). Only ndpiReader's own limitations belong here (a capture it
+/// cannot read), and those flows are left out of the denominator of the figure asserted.
+/// None on nDPI's captures: since `classify` reads frames as ndpiReader does
+/// (`callflow_ndpi::reader`: GRE/ERSPAN/GTP-U are the outer flow, garbled fuzzed headers
+/// are read the same way), both sides have the same flows.
+const ONE_SIDED: &[(&str, usize, usize, &str)] = &[];
 
 /// The public corpus (../shared/pcaps/public, which also holds copies of some of nDPI's
-/// captures): label disagreements on flows both sides decode.
-const PUBLIC_KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[(
-    "gtp9_unknown_or_too_short_payload.pcap",
-    "UDP 173.86.159.28:2152 <-> 213.72.147.186:2152",
-    "GTP.GTP_U",
-    "GTP",
-    "callflow-decode takes the GTP-U packets whose inner IP packet decodes into inner flows, so \
-     nDPI sees only the leftover packets of the outer flow and detects GTP_U in them; ndpiReader \
-     feeds all 12 packets to the outer flow and ends with GTP by port",
-)];
+/// captures): label disagreements on flows both sides have. None today.
+const PUBLIC_KNOWN_DIFFERENCES: &[(&str, &str, &str, &str, &str)] = &[];
 
-const TUNNELS: &str = "callflow-decode decapsulates the tunnel (GTP-U, GRE/ERSPAN) and classifies the \
-                       inner flows; ndpiReader (without -t) classifies the outer tunnel flow";
 const NO_LINK: &str = "ndpiReader 4.2 refuses the capture's link type (\"Unsupported datalink\": NFLOG \
-                       239, LINUX_SLL2 276); callflow-decode reads it";
+                       239, LINUX_SLL2 276); callflow-decode reads it, and classify falls back to it";
+const NO_FILE: &str = "ndpiReader 4.2 cannot read the file: libpcap stops at its second pcapng interface \
+                       (\"an interface has a snapshot length 65536 different from the snapshot length of \
+                       the first interface\") and ndpiReader prints no flow at all";
 
-/// The public corpus: flows only one side decodes, per capture.
-const PUBLIC_DECODE_DIFFERENCES: &[(&str, usize, usize, &str)] = &[
+/// The public corpus: flows only one side has, per capture (ndpiReader's limitations only).
+const PUBLIC_ONE_SIDED: &[(&str, usize, usize, &str)] = &[
     ("Sll2Packet.pcap", 1, 0, NO_LINK),
-    ("erspan_sip_ipv4_udp.pcapng", 4, 0, TUNNELS),
-    ("fuzz-2006-06-26-2594.pcap", 5, 20, "see DECODE_DIFFERENCES"),
-    ("gre.pcapng", 1, 0, TUNNELS),
-    ("gtp-iphone.pcap", 7, 1, TUNNELS),
-    ("gtp-u.pcap", 0, 1, TUNNELS),
-    ("gtp.pcap", 3, 0, TUNNELS),
-    ("gtp1_gn_normal_incl_fragmentation.pcap", 1, 1, TUNNELS),
-    ("gtp6_gtp_0x32.pcap", 1, 1, TUNNELS),
-    ("gtp7_ipv6.pcap", 1, 1, TUNNELS),
-    ("gtp9_unknown_or_too_short_payload.pcap", 1, 0, TUNNELS),
-    ("gtp_ext_header.pcap", 0, 1, TUNNELS),
-    ("gtpv2.pcap", 3, 0, TUNNELS),
-    ("ipv6-gtp6.pcap", 1, 1, TUNNELS),
-    ("ipv6_in_gtp.pcap", 1, 2, TUNNELS),
+    ("gtp.pcap", 4, 0, NO_FILE),
+    ("gtpv2.pcap", 3, 0, NO_FILE),
     ("nflog.pcap", 4, 0, NO_LINK),
-    (
-        "rtp-seg-fault-1.pcapng",
-        0,
-        1,
-        "a capture made to crash dissectors: its DNS datagram's UDP length (57343) exceeds its \
-         37-byte IP packet, which callflow-decode records as a damaged UDP layer, not a flow",
-    ),
 ];
 
 fn corpus() -> PathBuf {
@@ -121,10 +95,11 @@ fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppProtoco
     let mut heur: BTreeMap<FlowKey, AppProtocol> = BTreeMap::new();
     let mut reader = CaptureReader::open(path).expect("open capture");
     while let Ok(Some(frame)) = reader.next_frame() {
-        let packet = decode_frame(frame.link_type, frame.data);
-        let Some((payload, meta)) = classifier_input(&packet, frame.ts) else { continue };
-        ndpi.detect(&payload, &meta);
-        let key = FlowKey::new(payload.transport, payload.src, payload.dst);
+        // What `callflow-cli classify` does: ndpiReader's reading of the frame.
+        let Some(input) = FrameInput::of(&frame) else { continue };
+        ndpi.detect_input(&input);
+        let key = input.key();
+        let payload = input.payload();
         if !payload.bytes.is_empty() {
             let verdict = heuristic.classify(&payload).protocol;
             let slot = heur.entry(key).or_insert(AppProtocol::Unknown);
@@ -235,8 +210,8 @@ fn ndpi_mode_agrees_with_ndpi_reader() {
         return unavailable("no corpus at ../shared/pcaps/ndpi-4.2");
     }
     assert!(captures.len() >= 10, "corpus has only {captures:?}");
-    // Today: 28 of 28 telecom flows, 2 over-called (see the module doc).
-    check_corpus(&captures, KNOWN_DIFFERENCES, DECODE_DIFFERENCES, 2);
+    // Today: 31 of 31 telecom flows, 3 over-called (see the module doc).
+    check_corpus(&captures, KNOWN_DIFFERENCES, ONE_SIDED, 3);
 }
 
 #[test]
@@ -249,8 +224,8 @@ fn public_corpus_agrees_with_ndpi_reader() {
         return unavailable("no corpus at ../shared/pcaps/public");
     }
     assert!(captures.len() >= 50, "public corpus has only {} captures", captures.len());
-    // Today: 100 of 101 telecom flows (the GTP flow of PUBLIC_KNOWN_DIFFERENCES), 7 over-called.
-    check_corpus(&captures, PUBLIC_KNOWN_DIFFERENCES, PUBLIC_DECODE_DIFFERENCES, 7);
+    // Today: 110 of 111 telecom flows (GTP' on an odd port missed), 8 over-called.
+    check_corpus(&captures, PUBLIC_KNOWN_DIFFERENCES, PUBLIC_ONE_SIDED, 8);
 }
 
 type Known = [(&'static str, &'static str, &'static str, &'static str, &'static str)];
@@ -325,15 +300,21 @@ fn check_corpus(captures: &[PathBuf], known: &Known, decode: &Decode, max_false_
         }
     }
 
-    let ratio = (shared - differences.len()) as f64 / shared as f64;
+    // The flows of captures ndpiReader cannot read (ONE_SIDED lists them, with the reason)
+    // are ndpiReader's limitation, not a disagreement: they leave the denominator.
+    let excluded: usize = decode.iter().map(|(_, o, t, _)| o + t).sum();
+    let percent = |n: usize, d: usize| n as f64 / d.max(1) as f64 * 100.0;
+    let both = shared - differences.len();
+    let counted = total - excluded;
     eprintln!(
-        "nDPI mode vs ndpiReader: {}/{shared} flows seen by both agree ({:.2} %); {agree}/{total} of all flows ({:.2} %)",
-        shared - differences.len(),
-        ratio * 100.0,
-        agree as f64 / total as f64 * 100.0
+        "nDPI mode vs ndpiReader: {both}/{shared} flows seen by both agree ({:.2} %); {agree}/{total} of all flows \
+         ({:.2} %); {agree}/{counted} of all flows but the {excluded} of captures ndpiReader cannot read ({:.2} %)",
+        percent(both, shared),
+        percent(agree, total),
+        percent(agree, counted),
     );
     for (capture, (ours_only, theirs_only)) in &one_sided {
-        eprintln!("  decoded differently: {capture}: {ours_only} flows only ours, {theirs_only} only ndpiReader's");
+        eprintln!("  only one side: {capture}: {ours_only} flows only ours, {theirs_only} only ndpiReader's");
     }
     for d in &differences {
         eprintln!("  differs: {} {}: ours {}, ndpiReader {}", d.0, d.1, d.2, d.3);
@@ -352,10 +333,12 @@ fn check_corpus(captures: &[PathBuf], known: &Known, decode: &Decode, max_false_
     let gone: Vec<_> = known.difference(&differences).collect();
     assert!(new.is_empty(), "unexplained differences from ndpiReader: {new:#?}");
     assert!(gone.is_empty(), "listed differences that no longer occur (remove them): {gone:#?}");
-    assert!(ratio >= 0.99, "only {:.2} % of flows agree with ndpiReader", ratio * 100.0);
     let expected: BTreeMap<String, (usize, usize)> =
         decode.iter().map(|(c, o, t, _why)| (c.to_string(), (*o, *t))).collect();
-    assert_eq!(one_sided, expected, "flows only one side decodes, per capture (ours, ndpiReader's)");
+    assert_eq!(one_sided, expected, "flows only one side has, per capture (ours, ndpiReader's)");
+    // The issue's figure: (flow, protocol) pairs agreeing over all flows, less only those
+    // of captures ndpiReader cannot read.
+    assert!(agree * 100 >= counted * 99, "only {agree} of {counted} flows agree with ndpiReader");
     // The heuristic's figures today (see the module doc); a drop below them is a regression.
     assert!(telecom_agree * 100 >= telecom_flows * 95, "heuristic telecom agreement {telecom_agree}/{telecom_flows}");
     assert!(false_positive <= max_false_positive, "the heuristic calls {false_positive} non-telecom flows telecom");
