@@ -199,6 +199,12 @@ impl Server {
             _ => None,
         };
         let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let (dir, jobs) = (settings.storage.upload_dir.clone(), manager.clone());
+        // Nothing is uploading yet: whatever an interrupted upload left can go.
+        let removed = tokio::task::spawn_blocking(move || api::remove_stale_uploads(&dir, &jobs)).await.unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(removed, "removed files of interrupted uploads");
+        }
         Ok(Server { listener, tls, state: AppState::new(manager, settings) })
     }
 
