@@ -194,7 +194,7 @@ impl Server {
         if !allowed {
             return Err(ServerError::Insecure { addr });
         }
-        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+        let tls = match (&settings.server.tls.cert, &settings.server.tls.key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             _ => None,
         };
