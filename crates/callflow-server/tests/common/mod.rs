@@ -85,11 +85,29 @@ pub async fn start(tweak: impl FnOnce(&mut Settings)) -> TestServer {
 /// Starts a server on the directories in `dir` (a restart, given those of a server that
 /// was shut down).
 pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch(dir, None, tweak).await
+}
+
+/// Starts a server on a listener the test bound (with socket options of its own).
+pub async fn start_on(listener: tokio::net::TcpListener, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch(tempfile::tempdir().unwrap(), Some(listener), tweak).await
+}
+
+async fn launch(
+    dir: tempfile::TempDir,
+    listener: Option<tokio::net::TcpListener>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestServer {
     let mut settings = settings(dir.path());
     tweak(&mut settings);
     let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
     let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings)).unwrap();
-    let server = callflow_server::Server::bind(settings.clone(), Arc::new(manager)).await.unwrap();
+    let manager = Arc::new(manager);
+    let server = match listener {
+        Some(listener) => callflow_server::Server::from_listener(listener, settings.clone(), manager).await,
+        None => callflow_server::Server::bind(settings.clone(), manager).await,
+    }
+    .unwrap();
     let addr = server.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
