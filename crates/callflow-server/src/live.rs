@@ -12,6 +12,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use callflow_jobs::{JobId, JobQuery};
+use futures_util::SinkExt;
 use serde_json::json;
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -107,10 +108,17 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
                     let _ = socket.send(close(CLOSE_TRY_AGAIN, "too slow: events would be lost; reconnect")).await;
                     return;
                 }
+                // Written together and flushed once: events come in bursts (a job's
+                // state, session and stats), and a flush per message is a system call per
+                // message per client (with 1,000 clients: p99 delay 92-146 ms before,
+                // 59-88 ms after; docs/performance.md).
                 for msg in client.drain() {
-                    if socket.send(Message::Text(msg.json.to_string().into())).await.is_err() {
+                    if socket.feed(Message::Text(msg.json)).await.is_err() {
                         return;
                     }
+                }
+                if socket.flush().await.is_err() {
+                    return;
                 }
             }
             incoming = socket.recv() => {
@@ -132,7 +140,7 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
                     let _ = socket.send(close(CLOSE_GOING_AWAY, "no answer to heartbeats")).await;
                     return;
                 }
-                let beat_msg = json!({"type": "heartbeat", "ts": callflow_jobs::now_millis()}).to_string();
+                let beat_msg = json!({"type": "heartbeat", "ts": crate::hub::now_seconds()}).to_string();
                 if socket.send(Message::Text(beat_msg.into())).await.is_err()
                     || socket.send(Message::Ping(Vec::new().into())).await.is_err()
                 {
@@ -148,7 +156,7 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
 }
 
 fn sse_event(msg: &HubMessage) -> SseEvent {
-    SseEvent::default().id(msg.id.to_string()).event(msg.kind.name()).data(&*msg.json)
+    SseEvent::default().id(msg.id.to_string()).event(msg.kind.name()).data(msg.json.as_str())
 }
 
 /// `GET /api/v1/jobs/{id}/events`: the job's events as Server-Sent Events; after a
