@@ -474,11 +474,22 @@ pub fn openapi_document() -> Value {
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
         };
+        let job = json!({"$ref": "#/components/schemas/Job"});
+        let body = match *path {
+            "/api/v1/jobs/{id}/status" | "/api/v1/jobs/{id}/cancel" => Some(job),
+            "/api/v1/jobs" => Some(json!({"type": "object", "properties": {"offset": {"type": "integer"},
+                "limit": {"type": "integer"}, "jobs": {"type": "array", "items": job}}})),
+            _ => None,
+        };
+        let success = match body {
+            Some(schema) => json!({"description": "success", "content": {"application/json": {"schema": schema}}}),
+            None => json!({"description": "success"}),
+        };
         let op = json!({
             "summary": summary,
             "parameters": params,
             "security": [{"bearer": []}],
-            "responses": {ok: {"description": "success"}, "default": {"description": "an error",
+            "responses": {ok: success, "default": {"description": "an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         });
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[*method] = op;
@@ -489,10 +500,37 @@ pub fn openapi_document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object",
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Job": job_schema(),
+            },
         },
     })
+}
+
+/// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
+/// epoch with a fraction, as in the `callflow/v1` document.
+fn job_schema() -> Value {
+    let time = |what: &str, nullable: bool| {
+        json!({"type": "number", "format": "double", "nullable": nullable,
+               "description": format!("{what}, in seconds since the Unix epoch")})
+    };
+    let int = |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
+    json!({"type": "object", "properties": {
+        "job_id": {"type": "integer"},
+        "name": {"type": "string", "description": "the uploaded file's name, or the name given"},
+        "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "percent of the capture read"},
+        "packets": int("packets analysed"),
+        "bytes": int("bytes of the capture read"),
+        "session_count": int("sessions found"),
+        "created_at": time("when it was submitted", false),
+        "started_at": time("when a worker last started it", true),
+        "completed_at": time("when it finished", true),
+        "error": {"type": "string", "nullable": true, "description": "why it failed"},
+        "attempts": int("how many times a worker started it"),
+    }})
 }
 
 /// A known path with another method.

@@ -65,7 +65,14 @@ pub fn now_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
-/// A job as clients see it (status endpoint, `full_state`, `status` messages).
+/// Milliseconds since the epoch (the store's unit) as seconds, the API's unit for every
+/// time, as for `callflow/v1` timestamps.
+pub fn seconds(millis: i64) -> f64 {
+    millis as f64 / 1e3
+}
+
+/// A job as clients see it (status endpoint, `full_state`, `status` messages); the
+/// OpenAPI document's `Job` schema describes it.
 pub fn job_json(job: &Job) -> Value {
     json!({
         "job_id": job.id,
@@ -75,9 +82,9 @@ pub fn job_json(job: &Job) -> Value {
         "packets": job.packets,
         "bytes": job.bytes,
         "session_count": job.sessions,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "completed_at": job.completed_at,
+        "created_at": seconds(job.created_at),
+        "started_at": job.started_at.map(seconds),
+        "completed_at": job.completed_at.map(seconds),
         "error": job.error,
         "attempts": job.attempts,
     })

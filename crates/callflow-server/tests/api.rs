@@ -61,6 +61,32 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
         (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
         (Some("COMPLETED"), Some(100), Some(1))
     );
+    // Times are seconds since the epoch, as in callflow/v1, and in order.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let times: Vec<f64> =
+        ["created_at", "started_at", "completed_at"].iter().map(|t| status[t].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]) && (now - times[0]).abs() < 600.0, "{times:?} at {now}");
+    // The OpenAPI document's Job schema is what the status says: the same fields, the same types.
+    let doc: Value = server.get_json(&client, "/api/v1/openapi.json").await;
+    let schema = doc["components"]["schemas"]["Job"]["properties"].as_object().unwrap();
+    let mut fields: Vec<&String> = status.as_object().unwrap().keys().collect();
+    fields.sort();
+    let mut documented: Vec<&String> = schema.keys().collect();
+    documented.sort();
+    assert_eq!(fields, documented);
+    for (name, prop) in schema {
+        let value = &status[name];
+        let fits = match prop["type"].as_str().unwrap() {
+            _ if value.is_null() => prop["nullable"] == true,
+            "integer" => value.is_u64() || value.is_i64(),
+            "number" => value.is_f64(),
+            "string" => value.is_string(),
+            other => panic!("{other}"),
+        };
+        assert!(fits, "{name}: {value} is not {prop}");
+    }
+    let op = &doc["paths"]["/api/v1/jobs/{id}/status"]["get"]["responses"]["200"];
+    assert_eq!(op["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Job");
     let jobs: Value = server.get_json(&client, "/api/v1/jobs?status=completed&limit=10").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
     let none: Value = server.get_json(&client, "/api/v1/jobs?status=RUNNING").await;
