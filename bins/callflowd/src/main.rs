@@ -138,7 +138,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
     runtime.block_on(async {
         let server = callflow_server::Server::bind(settings.clone(), manager.clone()).await?;
-        let scheme = if settings.server.tls_cert.is_some() { "https" } else { "http" };
+        let scheme = if settings.server.tls.cert.is_some() { "https" } else { "http" };
         eprintln!("callflowd: listening on {scheme}://{}", server.local_addr());
         server.run(callflow_server::shutdown_signal()).await
     })?;

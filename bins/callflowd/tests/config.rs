@@ -23,7 +23,12 @@ fn print_config_names_the_source_of_each_value() {
     std::fs::write(&file, "server:\n  port: 7000\n  bind_addr: 0.0.0.0\nprocessing:\n  workers: 2\n").unwrap();
     let out = callflowd(
         &["--config", file.to_str().unwrap(), "--print-config", "--workers", "6"],
-        &[("CALLFLOW_PORT", "7100"), ("CALLFLOW_STORAGE__RETENTION", "2h")],
+        &[
+            ("CALLFLOW_PORT", "7100"),
+            ("CALLFLOW_STORAGE__RETENTION", "2h"),
+            ("CALLFLOW_SERVER__TLS__CERT", "/c.pem"),
+            ("CALLFLOW_SERVER__TLS__KEY", "/k.pem"),
+        ],
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -32,6 +37,8 @@ fn print_config_names_the_source_of_each_value() {
     assert!(line(&text, "workers").starts_with("workers = 6 ") && line(&text, "workers").ends_with("# flag --workers"));
     assert!(line(&text, "retention").starts_with("retention = \"2h\""));
     assert!(line(&text, "max_page_size").ends_with("# default"));
+    let cert = line(&text, "tls.cert");
+    assert!(cert.starts_with("tls.cert = \"/c.pem\"") && cert.ends_with("# env CALLFLOW_SERVER__TLS__CERT"), "{cert}");
     std::fs::remove_dir_all(dir).ok();
 }
 

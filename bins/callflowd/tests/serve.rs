@@ -1,57 +1,20 @@
 //! `callflowd` as a service: it serves the API on the configured address, stops gracefully on SIGTERM, and refuses a public address without authentication.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use common::{command, request, temp_dir, Daemon};
+use std::io::Write;
 use std::process::{Command, Stdio};
-
-fn command(dir: &std::path::Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflowd"));
-    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("CALLFLOW_")) {
-        cmd.env_remove(name);
-    }
-    let (uploads, results) = (dir.join("uploads"), dir.join("results"));
-    cmd.args(["--port", "0", "--workers", "1", "--upload-dir"])
-        .arg(uploads)
-        .arg("--results-dir")
-        .arg(results)
-        .args(args);
-    cmd
-}
-
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("callflowd-serve-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 #[test]
 fn serves_the_api_and_stops_on_sigterm() {
-    let dir = temp_dir("sigterm");
-    let mut child = command(&dir, &[]).stderr(Stdio::piped()).spawn().unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut addr = None;
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 {
-        if let Some(rest) = line.trim().strip_prefix("callflowd: listening on http://") {
-            addr = Some(rest.to_string());
-            break;
-        }
-        line.clear();
-    }
-    let addr = addr.expect("a listening line");
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    conn.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut response = String::new();
-    conn.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains(r#""name":"callflowd""#), "{response}");
-
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    assert!(child.wait().unwrap().success(), "{rest}");
+    let daemon = Daemon::start(temp_dir("sigterm"), &[]);
+    let (status, body) = request(&daemon.addr, "GET /version HTTP/1.1", |_| {});
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""name":"callflowd""#), "{body}");
+    let (success, rest) = daemon.terminate();
+    assert!(success, "{rest}");
     assert!(rest.contains("callflowd: stopped"), "{rest}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[test]

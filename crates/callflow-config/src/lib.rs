@@ -8,7 +8,8 @@
 //! 2. a file (`--config FILE`): TOML, JSON or YAML, chosen by its extension;
 //! 3. the environment: `CALLFLOW_PORT`, `CALLFLOW_BIND_ADDR`, `CALLFLOW_WORKERS`,
 //!    `CALLFLOW_UPLOAD_DIR`, `CALLFLOW_RESULTS_DIR`, `CALLFLOW_ENABLE_NDPI`, and
-//!    `CALLFLOW_<SECTION>__<KEY>` for every key (`CALLFLOW_STORAGE__RETENTION=12h`);
+//!    `CALLFLOW_<SECTION>__<KEY>` for every key (`CALLFLOW_STORAGE__RETENTION=12h`;
+//!    a key of a nested table such as `server.tls.cert` is `CALLFLOW_SERVER__TLS__CERT`);
 //! 4. command-line flags, which the binary hands over as `key = value` pairs.
 //!
 //! An unknown key or a value of the wrong type is a [`ConfigError`] naming the key and
@@ -72,10 +73,8 @@ pub struct ServerSettings {
     /// How long a request may take before it is answered with a timeout.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
-    /// TLS certificate chain (PEM); with `tls_key`, the server speaks HTTPS (h2 and http/1.1).
-    pub tls_cert: Option<PathBuf>,
-    /// TLS private key (PEM) for `tls_cert`.
-    pub tls_key: Option<PathBuf>,
+    /// `[server.tls]`: with a certificate and its key, the server speaks HTTPS only.
+    pub tls: TlsSettings,
     /// Origins allowed by CORS (`*` for any); empty: no cross-origin access.
     pub cors_origins: Vec<String>,
     /// How long a client may take to send a request's headers (slow clients are cut off).
@@ -95,8 +94,7 @@ impl Default for ServerSettings {
             bind_addr: "127.0.0.1".into(),
             port: 8080,
             request_timeout: Duration::from_secs(30),
-            tls_cert: None,
-            tls_key: None,
+            tls: TlsSettings::default(),
             cors_origins: Vec::new(),
             header_timeout: Duration::from_secs(10),
             max_header_bytes: 16 * 1024,
@@ -104,6 +102,17 @@ impl Default for ServerSettings {
             insecure_no_auth: false,
         }
     }
+}
+
+/// `[server.tls]`: the server's certificate and key, both set or neither (cleartext).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Certificate chain (PEM); with `key`, the server speaks HTTPS, offering h2 and
+    /// http/1.1 by ALPN (`CALLFLOW_SERVER__TLS__CERT`).
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM) for `cert` (`CALLFLOW_SERVER__TLS__KEY`).
+    pub key: Option<PathBuf>,
 }
 
 /// `[processing]`: the analysis job pool.
@@ -289,7 +298,7 @@ impl Default for LimitSettings {
 impl Settings {
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let tls = self.server.tls_cert.is_some() == self.server.tls_key.is_some();
+        let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let checks: [(&'static str, bool, &str); 8] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -297,7 +306,7 @@ impl Settings {
             ("limits.max_queued_jobs", self.limits.max_queued_jobs >= 1, "must be at least 1"),
             ("limits.max_page_size", self.limits.max_page_size >= 1, "must be at least 1"),
             ("limits.max_concurrent_uploads", self.limits.max_concurrent_uploads >= 1, "must be at least 1"),
-            ("server.tls_key", tls, "server.tls_cert and server.tls_key must be set together"),
+            ("server.tls.key", tls, "server.tls.cert and server.tls.key must be set together"),
             (
                 "auth.api_keys",
                 !self.auth.enabled || !self.auth.api_keys.is_empty() || !self.auth.users.is_empty(),

@@ -20,6 +20,14 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 /// Keys whose environment value is a comma-separated list.
 const LIST_KEYS: &[&str] = &["auth.api_keys", "server.cors_origins"];
 
+/// Settings that are tables of keys inside a section (`[server.tls]`), rather than values
+/// (`auth.users` is a map, but it is one value).
+const TABLES: &[&str] = &["server.tls"];
+
+/// Keys of earlier versions and the key that replaced each: named in the error, so that
+/// an old configuration says how to fix it.
+const RENAMED: &[(&str, &str)] = &[("server.tls_cert", "server.tls.cert"), ("server.tls_key", "server.tls.key")];
+
 /// Where a setting's value came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -53,6 +61,16 @@ pub enum ConfigError {
     UnknownKey {
         /// The key as `section.key` (or the section alone).
         key: String,
+        /// The layer that set it.
+        origin: Source,
+    },
+    /// A key of an earlier version that has another name now.
+    #[error("configuration key `{key}` (from {origin}) is now `{renamed}`")]
+    RenamedKey {
+        /// The old key.
+        key: String,
+        /// Its name now.
+        renamed: &'static str,
         /// The layer that set it.
         origin: Source,
     },
@@ -146,7 +164,7 @@ impl Loader {
                 .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
             let table = config::Source::collect(&layer)
                 .map_err(|e| ConfigError::File { path: path.clone(), message: e.to_string() })?;
-            record(&table, &known, &Source::File(path.clone()), &mut sources)?;
+            record(None, &table, &known, &Source::File(path.clone()), &mut sources)?;
             builder = builder.add_source(layer);
         }
 
@@ -199,21 +217,19 @@ impl Loaded {
         if let Some(source) = self.sources.get(key) {
             return Some(source);
         }
-        known_keys().get(key).map(|_| &Source::Default)
+        known_keys().get(key).filter(|table| !**table).map(|_| &Source::Default)
     }
 
     /// Every key with its effective value (as JSON) and its source, section by section.
     pub fn entries(&self) -> Vec<(String, serde_json::Value, Source)> {
         let value = serde_json::to_value(&self.settings).expect("settings serialize");
-        let mut out = Vec::new();
-        for (section, keys) in value.as_object().into_iter().flatten() {
-            for (key, v) in keys.as_object().into_iter().flatten() {
-                let full = format!("{section}.{key}");
-                let source = self.sources.get(&full).cloned().unwrap_or(Source::Default);
-                out.push((full, v.clone(), source));
-            }
-        }
-        out
+        leaves(&value)
+            .into_iter()
+            .map(|(key, v)| {
+                let source = self.sources.get(&key).cloned().unwrap_or(Source::Default);
+                (key, v.clone(), source)
+            })
+            .collect()
     }
 
     /// The effective configuration as TOML-like text, each value followed by its source.
@@ -242,51 +258,79 @@ impl Loaded {
     }
 }
 
-/// Every `section.key`, from the defaults' serialized form (a key is known iff the
-/// settings have a field for it).
-fn known_keys() -> BTreeMap<String, ()> {
-    let value = serde_json::to_value(Settings::default()).expect("settings serialize");
-    let mut keys = BTreeMap::new();
-    for (section, fields) in value.as_object().into_iter().flatten() {
-        keys.insert(section.clone(), ());
-        for key in fields.as_object().into_iter().flatten().map(|(k, _)| k) {
-            keys.insert(format!("{section}.{key}"), ());
+/// Every value of `settings` (serialized) under its full key, `section.key` or
+/// `section.table.key`, in order.
+fn leaves(settings: &serde_json::Value) -> Vec<(String, &serde_json::Value)> {
+    fn walk<'a>(prefix: &str, fields: &'a serde_json::Value, out: &mut Vec<(String, &'a serde_json::Value)>) {
+        for (name, value) in fields.as_object().into_iter().flatten() {
+            let key = format!("{prefix}.{name}");
+            if TABLES.contains(&key.as_str()) {
+                walk(&key, value, out);
+            } else {
+                out.push((key, value));
+            }
         }
+    }
+    let mut out = Vec::new();
+    for (section, fields) in settings.as_object().into_iter().flatten() {
+        walk(section, fields, &mut out);
+    }
+    out
+}
+
+/// Every key, and every table (a section, or one of [`TABLES`]) marked `true`, from the
+/// defaults' serialized form: a key is known iff the settings have a field for it.
+fn known_keys() -> BTreeMap<String, bool> {
+    let value = serde_json::to_value(Settings::default()).expect("settings serialize");
+    let mut keys: BTreeMap<String, bool> = leaves(&value).into_iter().map(|(key, _)| (key, false)).collect();
+    for section in value.as_object().into_iter().flatten().map(|(s, _)| s) {
+        keys.insert(section.clone(), true);
+    }
+    for table in TABLES {
+        keys.insert(table.to_string(), true);
     }
     keys
 }
 
-fn check_key(key: &str, known: &BTreeMap<String, ()>, source: &Source) -> Result<(), ConfigError> {
-    // A section alone is not a settable key from the environment or a flag.
-    if key.contains('.') && known.contains_key(key) {
-        Ok(())
-    } else {
-        Err(ConfigError::UnknownKey { key: key.to_string(), origin: source.clone() })
+fn unknown_key(key: &str, origin: &Source) -> ConfigError {
+    match RENAMED.iter().find(|(old, _)| *old == key) {
+        Some((_, renamed)) => ConfigError::RenamedKey { key: key.to_string(), renamed, origin: origin.clone() },
+        None => ConfigError::UnknownKey { key: key.to_string(), origin: origin.clone() },
     }
 }
 
-/// Records the source of every key a file sets, refusing unknown ones.
+fn check_key(key: &str, known: &BTreeMap<String, bool>, source: &Source) -> Result<(), ConfigError> {
+    // A table (a section, `server.tls`) is not a settable key from the environment or a flag.
+    match known.get(key) {
+        Some(false) => Ok(()),
+        _ => Err(unknown_key(key, source)),
+    }
+}
+
+/// Records the source of every key a file's `table` (under `prefix`) sets, refusing
+/// unknown ones.
 fn record(
+    prefix: Option<&str>,
     table: &Map<String, Value>,
-    known: &BTreeMap<String, ()>,
+    known: &BTreeMap<String, bool>,
     source: &Source,
     sources: &mut BTreeMap<String, Source>,
 ) -> Result<(), ConfigError> {
-    for (section, value) in table {
-        if !known.contains_key(section.as_str()) {
-            return Err(ConfigError::UnknownKey { key: section.clone(), origin: source.clone() });
-        }
-        let ValueKind::Table(fields) = &value.kind else {
-            return Err(ConfigError::InvalidValue {
-                key: section.clone(),
-                origin: source.clone(),
-                message: "a section must be a table of keys".into(),
-            });
-        };
-        for name in fields.keys() {
-            let key = format!("{section}.{name}");
-            check_key(&key, known, source)?;
-            sources.insert(key, source.clone());
+    for (name, value) in table {
+        let key = prefix.map_or_else(|| name.clone(), |p| format!("{p}.{name}"));
+        match (known.get(&key), &value.kind) {
+            (Some(true), ValueKind::Table(fields)) => record(Some(&key), fields, known, source, sources)?,
+            (Some(true), _) => {
+                return Err(ConfigError::InvalidValue {
+                    key,
+                    origin: source.clone(),
+                    message: "a section must be a table of keys".into(),
+                })
+            }
+            (Some(false), _) => {
+                sources.insert(key, source.clone());
+            }
+            (None, _) => return Err(unknown_key(&key, source)),
         }
     }
     Ok(())
@@ -301,15 +345,14 @@ fn file_format(path: &Path) -> Result<FileFormat, ConfigError> {
     }
 }
 
-/// `CALLFLOW_PORT` -> `server.port`, `CALLFLOW_STORAGE__RETENTION` -> `storage.retention`;
-/// `None` for a variable that is not ours.
+/// `CALLFLOW_PORT` -> `server.port`, `CALLFLOW_STORAGE__RETENTION` -> `storage.retention`,
+/// `CALLFLOW_SERVER__TLS__CERT` -> `server.tls.cert`; `None` for a variable that is not ours.
 fn env_key(var: &str) -> Option<String> {
     if let Some((_, key)) = ENV_ALIASES.iter().find(|(alias, _)| *alias == var) {
         return Some(key.to_string());
     }
     let rest = var.strip_prefix("CALLFLOW_")?;
-    let (section, key) = rest.split_once("__")?;
-    Some(format!("{}.{}", section.to_ascii_lowercase(), key.to_ascii_lowercase()))
+    rest.contains("__").then(|| rest.split("__").collect::<Vec<_>>().join(".").to_ascii_lowercase())
 }
 
 fn invalid(key: &str, source: &Source, e: config::ConfigError) -> ConfigError {

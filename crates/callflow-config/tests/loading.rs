@@ -153,8 +153,9 @@ fn the_example_file_documents_every_key_and_loads() {
     let loaded = Loader::new().file(&example).load().unwrap();
     let text = std::fs::read_to_string(&example).unwrap();
     for (key, _, _) in loaded.entries() {
-        let (section, name) = key.split_once('.').unwrap();
-        assert!(text.contains(&format!("[{section}]")), "{section}");
+        // `server.port` under `[server]`, `server.tls.cert` under `[server.tls]`.
+        let (table, name) = key.rsplit_once('.').unwrap();
+        assert!(text.contains(&format!("[{table}]")), "{table}");
         assert!(text.contains(&format!("\n{name} =")) || text.contains(&format!("\n# {name} =")), "{key} undocumented");
     }
 }
@@ -163,13 +164,13 @@ fn the_example_file_documents_every_key_and_loads() {
 fn server_tls_cors_users_and_limits_keys() {
     let toml = temp_file(
         "server.toml",
-        "[server]\ntls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nheader_timeout = \"5s\"\n\
+        "[server]\nheader_timeout = \"5s\"\n[server.tls]\ncert = \"/c.pem\"\nkey = \"/k.pem\"\n\
          [auth]\nenabled = true\nusers = { ann = \"$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA\" }\ntoken_ttl = \"1h\"\n\
          [limits]\nmax_concurrent_uploads = 2\n[websocket]\nclient_queue = 10\n",
     );
     let vars = [("CALLFLOW_SERVER__CORS_ORIGINS".to_string(), "https://a.example, https://b.example".to_string())];
     let s = Loader::new().file(toml).env_vars(vars).load().unwrap().settings;
-    assert_eq!(s.server.tls_cert, Some(PathBuf::from("/c.pem")));
+    assert_eq!((s.server.tls.cert, s.server.tls.key), (Some(PathBuf::from("/c.pem")), Some(PathBuf::from("/k.pem"))));
     assert_eq!(s.server.header_timeout, std::time::Duration::from_secs(5));
     assert_eq!(s.server.cors_origins, ["https://a.example", "https://b.example"]);
     assert!(s.auth.users["ann"].starts_with("$argon2id$"), "users alone are credentials enough");
@@ -177,7 +178,41 @@ fn server_tls_cors_users_and_limits_keys() {
     assert_eq!((s.limits.max_concurrent_uploads, s.websocket.client_queue), (2, 10));
     assert_eq!(s.limits.max_upload_bytes, 10 << 30, "10 GiB by default");
 
-    let half = temp_file("half.toml", "[server]\ntls_cert = \"/c.pem\"\n");
+    let half = temp_file("half.toml", "[server.tls]\ncert = \"/c.pem\"\n");
     let err = Loader::new().file(half).load().unwrap_err().to_string();
-    assert!(err.contains("server.tls_key") && err.contains("set together"), "{err}");
+    assert!(err.contains("server.tls.key") && err.contains("set together"), "{err}");
+}
+
+#[test]
+fn tls_keys_nest_in_every_layer_and_the_old_flat_keys_say_their_new_name() {
+    let inline = temp_file("inline.toml", "[server]\ntls = { cert = \"/c.pem\", key = \"/k.pem\" }\n");
+    let loaded = Loader::new().file(&inline).load().unwrap();
+    assert_eq!(loaded.settings.server.tls.key, Some(PathBuf::from("/k.pem")));
+    assert_eq!(loaded.source("server.tls.cert"), Some(&Source::File(inline)));
+    let yaml = temp_file("tls.yaml", "server:\n  tls:\n    cert: /y.pem\n    key: /yk.pem\n");
+    assert_eq!(Loader::new().file(yaml).load().unwrap().settings.server.tls.cert, Some(PathBuf::from("/y.pem")));
+
+    let vars = env(&[("CALLFLOW_SERVER__TLS__CERT", "/e.pem"), ("CALLFLOW_SERVER__TLS__KEY", "/ek.pem")]);
+    let loaded = Loader::new().env_vars(vars).load().unwrap();
+    assert_eq!(loaded.settings.server.tls.cert, Some(PathBuf::from("/e.pem")));
+    assert_eq!(loaded.source("server.tls.key"), Some(&Source::Env("CALLFLOW_SERVER__TLS__KEY".into())));
+    let text = loaded.render();
+    assert!(text.contains("\ntls.cert = \"/e.pem\""), "a dotted key under [server]:\n{text}");
+    assert_eq!(loaded.source("server.tls"), None, "a table has no value of its own");
+
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_SERVER__TLS", "x")])));
+    assert_eq!(err, "unknown configuration key `server.tls` (from env CALLFLOW_SERVER__TLS)");
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_SERVER__TLS__CRT", "x")])));
+    assert_eq!(err, "unknown configuration key `server.tls.crt` (from env CALLFLOW_SERVER__TLS__CRT)");
+    // One key: a file's keys are checked in no particular order.
+    let old = temp_file("old.toml", "[server]\ntls_cert = \"/c.pem\"\n");
+    let err = load_err(Loader::new().file(&old));
+    assert_eq!(
+        err,
+        format!("configuration key `server.tls_cert` (from file {}) is now `server.tls.cert`", old.display())
+    );
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_SERVER__TLS_KEY", "/k.pem")])));
+    assert_eq!(err, "configuration key `server.tls_key` (from env CALLFLOW_SERVER__TLS_KEY) is now `server.tls.key`");
+    let file = temp_file("scalar.toml", "[server]\ntls = \"/c.pem\"\n");
+    assert!(load_err(Loader::new().file(file)).starts_with("invalid value for `server.tls`"));
 }

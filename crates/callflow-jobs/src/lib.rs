@@ -123,18 +123,28 @@ pub struct NewJob {
     pub label: String,
     /// True when the capture belongs to the job (an upload): deleting the job deletes it.
     pub owns_input: bool,
+    /// The id to create the job with, reserved beforehand with [`JobManager::reserve_id`]
+    /// (callflowd names an upload's file after its job while the job does not exist yet);
+    /// `None`: the store picks the next one.
+    #[serde(default)]
+    pub id: Option<JobId>,
 }
 
 impl NewJob {
     /// A job on a file the user keeps (it is never deleted with the job).
     pub fn file(path: impl Into<PathBuf>) -> NewJob {
         let input = path.into();
-        NewJob { label: input.display().to_string(), input, owns_input: false }
+        NewJob { label: input.display().to_string(), input, owns_input: false, id: None }
     }
 
     /// A job on an uploaded file, deleted with the job.
     pub fn upload(path: impl Into<PathBuf>, label: impl Into<String>) -> NewJob {
-        NewJob { input: path.into(), label: label.into(), owns_input: true }
+        NewJob { input: path.into(), label: label.into(), owns_input: true, id: None }
+    }
+
+    /// The same job, to be created with `id` (from [`JobManager::reserve_id`]).
+    pub fn with_id(self, id: JobId) -> NewJob {
+        NewJob { id: Some(id), ..self }
     }
 }
 

@@ -424,6 +424,13 @@ impl JobManager {
         Ok(job)
     }
 
+    /// Reserves an id for a job [`submit`](JobManager::submit)ted later with
+    /// [`NewJob::with_id`], so that what belongs to the job (an upload's file) can be named
+    /// after it before the job exists; see [`JobStore::reserve_id`].
+    pub fn reserve_id(&self) -> Result<JobId, JobError> {
+        Ok(self.shared.store.reserve_id()?)
+    }
+
     /// Cancels a queued job at once, or asks a running one to stop (it becomes CANCELLED
     /// within 100 ms). Returns the job as it is now.
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {

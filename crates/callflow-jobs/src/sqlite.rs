@@ -234,12 +234,37 @@ fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
 impl JobStore for SqliteStore {
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
+        // A NULL id is the next AUTOINCREMENT one.
         conn.execute(
-            "INSERT INTO jobs (input, label, owns_input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![new.input.to_string_lossy(), new.label, new.owns_input, JobState::Queued.as_str(), now],
+            "INSERT INTO jobs (id, input, label, owns_input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                new.id.map(|id| id.0),
+                new.input.to_string_lossy(),
+                new.label,
+                new.owns_input,
+                JobState::Queued.as_str(),
+                now
+            ],
         )?;
         let id = JobId(conn.last_insert_rowid());
         Ok(get_job(&conn, id)?.expect("the row just inserted"))
+    }
+
+    fn reserve_id(&self) -> Result<JobId, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // AUTOINCREMENT never hands out an id at or below the one sqlite_sequence keeps
+        // for the table (the largest ever used; SQLite allows raising it): raising it by
+        // one reserves that id, for this process and any later one.
+        let last: i64 =
+            tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'", [], |r| r.get(0))?;
+        let id = last + 1;
+        if tx.execute("UPDATE sqlite_sequence SET seq = ?1 WHERE name = 'jobs'", [id])? == 0 {
+            // No job was ever inserted: the table's row does not exist yet.
+            tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?1)", [id])?;
+        }
+        tx.commit()?;
+        Ok(JobId(id))
     }
 
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {

@@ -184,8 +184,13 @@ pub struct SessionRow {
 /// change a job's state do so only from the state named in their documentation and
 /// return `None` (or `false`) when the job was not in it.
 pub trait JobStore: Send + Sync {
-    /// Adds a QUEUED job.
+    /// Adds a QUEUED job, with the id [`NewJob::id`] names (one from
+    /// [`JobStore::reserve_id`]) or else the next one.
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError>;
+    /// Reserves an id for a job created later: no job has it, and neither `create_job`
+    /// nor another reservation will hand it out, even after a restart. A reservation that
+    /// is never used is a gap in the ids and nothing else (PostgreSQL: `nextval`).
+    fn reserve_id(&self) -> Result<JobId, StoreError>;
     /// Takes the oldest QUEUED job and makes it RUNNING (attempts + 1, progress reset,
     /// sessions of an earlier run deleted), or `None` when nothing is queued.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;

@@ -94,6 +94,28 @@ fn transitions_only_happen_from_the_expected_state() {
 }
 
 #[test]
+fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
+    let dir = common::temp_dir("reserve");
+    let db = dir.join("x.db");
+    let store = SqliteStore::open(&db).unwrap();
+    // Before any job exists, and with jobs.
+    let first = store.reserve_id().unwrap();
+    let plain = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+    assert!(plain > first, "{plain} after the reserved {first}");
+    let reserved = store.reserve_id().unwrap();
+    let unused = store.reserve_id().unwrap();
+    assert!(reserved > plain && unused > reserved);
+    let job = store.create_job(&NewJob::upload("u.capture", "u").with_id(reserved), 2).unwrap();
+    assert_eq!((job.id, job.state), (reserved, JobState::Queued));
+    assert!(store.create_job(&NewJob::file("b.pcap").with_id(reserved), 3).is_err(), "an id is one job's");
+    drop(store);
+    let store = SqliteStore::open(&db).unwrap();
+    let next = store.create_job(&NewJob::file("c.pcap"), 4).unwrap().id;
+    assert!(next > unused, "an unused reservation stays a gap: {next} after {unused}");
+    assert!(store.job(first).unwrap().is_none() && store.job(unused).unwrap().is_none());
+}
+
+#[test]
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");

@@ -8,11 +8,11 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use callflow_jobs::{JobId, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
+use callflow_jobs::{JobError, JobId, JobManager, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{self, PathBuf};
 use std::sync::atomic::Ordering;
 use tokio::io::AsyncWriteExt;
 
@@ -49,6 +49,38 @@ fn capture_magic(head: &[u8]) -> bool {
     head.len() >= 4 && (MAGICS.iter().any(|m| head[..4] == m[..]) || head[..2] == [0x1f, 0x8b])
 }
 
+/// Where an upload is written while it arrives (`42.capture.part`) and where it stays once
+/// its job exists (`42.capture`): both named by the id reserved for the job, never by
+/// anything the client sent. The job is created only once the file is complete and in
+/// place, so a half upload is never a job, not even after a restart; the server removes
+/// the `.part` files (and any `N.capture` without a job N) a crash left when it starts.
+fn upload_paths(dir: &path::Path, id: JobId) -> (PathBuf, PathBuf) {
+    (dir.join(format!("{id}.capture.part")), dir.join(format!("{id}.capture")))
+}
+
+/// Removes what interrupted uploads left in `dir` (see [`upload_paths`]); returns how many
+/// files. Other files are not ours and stay.
+pub(crate) fn remove_stale_uploads(dir: &path::Path, manager: &JobManager) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let stale = match name.strip_suffix(".capture.part") {
+            Some(id) => id.parse::<JobId>().is_ok(),
+            // The process stopped between placing the file and creating its job.
+            None => name
+                .strip_suffix(".capture")
+                .and_then(|id| id.parse::<JobId>().ok())
+                .is_some_and(|id| matches!(manager.job(id), Err(JobError::NotFound(_)))),
+        };
+        if stale && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 /// A file being uploaded; removed on drop unless kept.
 struct Incoming {
     path: PathBuf,
@@ -77,6 +109,7 @@ impl Incoming {
         self.file.write_all(chunk).await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))
     }
 
+    /// The complete file; from here on its removal is the caller's.
     async fn finish(mut self) -> Result<(PathBuf, u64), ApiError> {
         if self.head.len() < 4 {
             return Err(not_a_capture(&self.head));
@@ -90,7 +123,7 @@ impl Incoming {
 impl Drop for Incoming {
     fn drop(&mut self) {
         if !self.kept {
-            // A refused or broken upload leaves nothing behind.
+            // A refused, broken or abandoned upload leaves nothing behind.
             let _ = std::fs::remove_file(&self.path);
         }
     }
@@ -126,10 +159,8 @@ pub async fn upload(
     }
     let dir = state.settings.storage.upload_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
-    // A random name: the client's file name never reaches the file system, and the job
-    // (whose id would name it) is created only once the whole capture is in.
-    let stored = crate::auth::random_hex::<16>();
-    let path = dir.join(format!("{stored}.capture"));
+    let id = state.jobs(|m| m.reserve_id()).await?;
+    let (path, stored) = upload_paths(&dir, id);
     let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let mut incoming = Incoming { path, file, written: 0, limit, head: Vec::new(), kept: false };
@@ -182,16 +213,24 @@ pub async fn upload(
         )));
     }
     let label = name.unwrap_or_else(|| "upload".into());
-    let (path, bytes) = incoming.finish().await?;
+    let (part, bytes) = incoming.finish().await?;
     state.metrics.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
-    let submitted = state.jobs(move |m| m.submit(NewJob::upload(&path, label))).await;
-    let job = match submitted {
-        Ok(job) => job,
-        Err(e) => {
-            let _ = std::fs::remove_file(dir.join(format!("{stored}.capture")));
-            return Err(e);
+    // Placed and submitted on one blocking task, spawned with no await in between: it runs
+    // to its end even if the client goes away now, so the file ends up either in place
+    // with its job or removed.
+    let manager = state.manager.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        if let Err(e) = std::fs::rename(&part, &stored) {
+            let _ = std::fs::remove_file(&part);
+            return Err(ApiError::Internal(format!("placing the upload: {e}")));
         }
-    };
+        manager.submit(NewJob::upload(&stored, label).with_id(id)).map_err(|e| {
+            let _ = std::fs::remove_file(&stored);
+            ApiError::from(e)
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("upload task failed: {e}")))??;
     let body = json!({"job_id": job.id, "status": "queued", "name": job.label, "bytes": bytes});
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
         .into_response())
@@ -435,11 +474,22 @@ pub fn openapi_document() -> Value {
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
         };
+        let job = json!({"$ref": "#/components/schemas/Job"});
+        let body = match *path {
+            "/api/v1/jobs/{id}/status" | "/api/v1/jobs/{id}/cancel" => Some(job),
+            "/api/v1/jobs" => Some(json!({"type": "object", "properties": {"offset": {"type": "integer"},
+                "limit": {"type": "integer"}, "jobs": {"type": "array", "items": job}}})),
+            _ => None,
+        };
+        let success = match body {
+            Some(schema) => json!({"description": "success", "content": {"application/json": {"schema": schema}}}),
+            None => json!({"description": "success"}),
+        };
         let op = json!({
             "summary": summary,
             "parameters": params,
             "security": [{"bearer": []}],
-            "responses": {ok: {"description": "success"}, "default": {"description": "an error",
+            "responses": {ok: success, "default": {"description": "an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         });
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[*method] = op;
@@ -450,10 +500,37 @@ pub fn openapi_document() -> Value {
         "paths": paths,
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "schemas": {"Error": {"type": "object", "properties": {"error": {"type": "object",
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}}},
+            "schemas": {
+                "Error": {"type": "object", "properties": {"error": {"type": "object",
+                    "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
+                "Job": job_schema(),
+            },
         },
     })
+}
+
+/// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
+/// epoch with a fraction, as in the `callflow/v1` document.
+fn job_schema() -> Value {
+    let time = |what: &str, nullable: bool| {
+        json!({"type": "number", "format": "double", "nullable": nullable,
+               "description": format!("{what}, in seconds since the Unix epoch")})
+    };
+    let int = |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
+    json!({"type": "object", "properties": {
+        "job_id": {"type": "integer"},
+        "name": {"type": "string", "description": "the uploaded file's name, or the name given"},
+        "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]},
+        "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "percent of the capture read"},
+        "packets": int("packets analysed"),
+        "bytes": int("bytes of the capture read"),
+        "session_count": int("sessions found"),
+        "created_at": time("when it was submitted", false),
+        "started_at": time("when a worker last started it", true),
+        "completed_at": time("when it finished", true),
+        "error": {"type": "string", "nullable": true, "description": "why it failed"},
+        "attempts": int("how many times a worker started it"),
+    }})
 }
 
 /// A known path with another method.

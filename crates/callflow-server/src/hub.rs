@@ -6,13 +6,17 @@
 //! replaces the queued one), then drops queued session/stats messages; when a state
 //! change would have to be dropped the client is marked overflowed and its connection is
 //! closed (WebSocket 1013), since silently losing a state change would leave it wrong.
+//!
+//! Every message carries its number (`id`) and the time it was published (`ts`, seconds
+//! since the Unix epoch like `callflow/v1` timestamps), from which a client can tell how
+//! late it is (the fan-out benchmark, `examples/fanout.rs`, measures that).
 
 use callflow_jobs::{Event, Job, JobId, Subscription};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 /// What a message is, for the queue's drop policy and the SSE `event:` field.
@@ -52,11 +56,23 @@ pub struct Message {
     pub kind: Kind,
     /// The job it is about.
     pub job: JobId,
-    /// The JSON text sent to clients.
-    pub json: Arc<str>,
+    /// The JSON text sent to clients, shared by all of them (cloning it copies nothing).
+    pub json: axum::extract::ws::Utf8Bytes,
 }
 
-/// A job as clients see it (status endpoint, `full_state`, `status` messages).
+/// Now, in seconds since the Unix epoch (microsecond precision in an `f64`).
+pub fn now_seconds() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Milliseconds since the epoch (the store's unit) as seconds, the API's unit for every
+/// time, as for `callflow/v1` timestamps.
+pub fn seconds(millis: i64) -> f64 {
+    millis as f64 / 1e3
+}
+
+/// A job as clients see it (status endpoint, `full_state`, `status` messages); the
+/// OpenAPI document's `Job` schema describes it.
 pub fn job_json(job: &Job) -> Value {
     json!({
         "job_id": job.id,
@@ -66,9 +82,9 @@ pub fn job_json(job: &Job) -> Value {
         "packets": job.packets,
         "bytes": job.bytes,
         "session_count": job.sessions,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "completed_at": job.completed_at,
+        "created_at": seconds(job.created_at),
+        "started_at": job.started_at.map(seconds),
+        "completed_at": job.completed_at.map(seconds),
         "error": job.error,
         "attempts": job.attempts,
     })
@@ -207,6 +223,7 @@ impl Hub {
         let (kind, mut value) = message_json(event);
         let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
         value["id"] = json!(id);
+        value["ts"] = json!(now_seconds());
         let msg = Message { id, kind, job: event.job(), json: value.to_string().into() };
         {
             let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
@@ -289,6 +306,17 @@ mod tests {
         assert!(!client.overflowed());
         hub.publish(&Event::Deleted(JobId(6))); // only state changes queued: lost
         assert!(client.overflowed());
+    }
+
+    #[test]
+    fn a_message_carries_its_number_and_when_it_was_published() {
+        let hub = Hub::new(8, 8);
+        let client = hub.subscribe(None);
+        let before = now_seconds();
+        hub.publish(&progress(1, 10));
+        let v: Value = serde_json::from_str(&client.drain()[0].json).unwrap();
+        let ts = v["ts"].as_f64().unwrap();
+        assert!(v["id"] == 1 && ts >= before && ts <= now_seconds(), "{v}");
     }
 
     #[test]

@@ -139,10 +139,12 @@ async fn count_request(
     req: Request,
     next: Next,
 ) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched".to_string(), |p| p.as_str().to_string());
+    // Cheap clones (an `Arc<str>` and, for the usual methods, a constant), not copies.
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let method = req.method().clone();
     let response = next.run(req).await;
-    state.metrics.request(method.as_str(), &route, response.status().as_u16());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    state.metrics.request(method.as_str(), route, response.status().as_u16());
     response
 }
 
@@ -176,6 +178,16 @@ fn is_loopback(host: &str) -> bool {
         || host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
+/// Refuses to serve a non-loopback address without credentials, unless told to.
+fn check_auth(settings: &Settings, loopback: bool, addr: &str) -> Result<(), ServerError> {
+    let has_credentials = !settings.auth.api_keys.is_empty() || !settings.auth.users.is_empty();
+    if loopback || (settings.auth.enabled && has_credentials) || settings.server.insecure_no_auth {
+        Ok(())
+    } else {
+        Err(ServerError::Insecure { addr: addr.to_string() })
+    }
+}
+
 impl Server {
     /// Binds `server.bind_addr:server.port` (port 0: any free port) and loads TLS if
     /// configured. A non-loopback address without authentication is refused unless
@@ -188,17 +200,33 @@ impl Server {
         } else {
             format!("{host}:{}", settings.server.port)
         };
-        let has_credentials = !settings.auth.api_keys.is_empty() || !settings.auth.users.is_empty();
-        let allowed =
-            is_loopback(&host) || (settings.auth.enabled && has_credentials) || settings.server.insecure_no_auth;
-        if !allowed {
-            return Err(ServerError::Insecure { addr });
-        }
-        let tls = match (&settings.server.tls_cert, &settings.server.tls_key) {
+        // Refused before binding, so that a refused configuration never listens at all.
+        check_auth(&settings, is_loopback(&host), &addr)?;
+        let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        Server::from_listener(listener, settings, manager).await
+    }
+
+    /// Serves on a listener the caller bound: socket activation, or socket options the
+    /// settings have no key for (accepted connections inherit the listener's buffer
+    /// sizes). `server.bind_addr` and `server.port` are not used; everything else is as
+    /// in [`Server::bind`], the authentication check included.
+    pub async fn from_listener(
+        listener: TcpListener,
+        settings: Settings,
+        manager: Arc<JobManager>,
+    ) -> Result<Server, ServerError> {
+        let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: "listener".into(), source })?;
+        check_auth(&settings, local.ip().is_loopback(), &local.to_string())?;
+        let tls = match (&settings.server.tls.cert, &settings.server.tls.key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             _ => None,
         };
-        let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+        let (dir, jobs) = (settings.storage.upload_dir.clone(), manager.clone());
+        // Nothing is uploading yet: whatever an interrupted upload left can go.
+        let removed = tokio::task::spawn_blocking(move || api::remove_stale_uploads(&dir, &jobs)).await.unwrap_or(0);
+        if removed > 0 {
+            tracing::info!(removed, "removed files of interrupted uploads");
+        }
         Ok(Server { listener, tls, state: AppState::new(manager, settings) })
     }
 

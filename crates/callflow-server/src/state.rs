@@ -78,10 +78,15 @@ impl AppState {
     }
 }
 
+/// Requests with one method and one status: (method, status, count).
+type RequestCount = (String, u16, u64);
+
 /// Counters for `GET /metrics`.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// Route -> (method, status, count): looked up by `&str`, so counting a request
+    /// allocates nothing once its route, method and status have been seen.
+    requests: Mutex<BTreeMap<String, Vec<RequestCount>>>,
     /// Packets analysed by completed jobs since start.
     pub packets: AtomicU64,
     /// Bytes of uploads received.
@@ -95,8 +100,15 @@ pub struct Metrics {
 impl Metrics {
     /// Counts a request to `route` answered with `status`.
     pub fn request(&self, method: &str, route: &str, status: u16) {
-        let mut r = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *r.entry((method.to_string(), route.to_string(), status)).or_default() += 1;
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        let counts = match requests.get_mut(route) {
+            Some(counts) => counts,
+            None => requests.entry(route.to_string()).or_default(),
+        };
+        match counts.iter_mut().find(|(m, s, _)| m == method && *s == status) {
+            Some((_, _, n)) => *n += 1,
+            None => counts.push((method.to_string(), status, 1)),
+        }
     }
 
     /// The Prometheus text exposition, with `jobs` counted by state.
@@ -104,11 +116,15 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP callflow_http_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE callflow_http_requests_total counter\n");
-        for ((method, route, status), n) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            let _ = writeln!(
-                out,
-                "callflow_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
-            );
+        for (route, counts) in self.requests.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let mut counts = counts.clone();
+            counts.sort();
+            for (method, status, n) in counts {
+                let _ = writeln!(
+                    out,
+                    "callflow_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
         }
         out.push_str("# HELP callflow_jobs Jobs by state.\n# TYPE callflow_jobs gauge\n");
         for (state, n) in jobs {

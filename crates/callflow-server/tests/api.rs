@@ -61,6 +61,32 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
         (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
         (Some("COMPLETED"), Some(100), Some(1))
     );
+    // Times are seconds since the epoch, as in callflow/v1, and in order.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let times: Vec<f64> =
+        ["created_at", "started_at", "completed_at"].iter().map(|t| status[t].as_f64().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]) && (now - times[0]).abs() < 600.0, "{times:?} at {now}");
+    // The OpenAPI document's Job schema is what the status says: the same fields, the same types.
+    let doc: Value = server.get_json(&client, "/api/v1/openapi.json").await;
+    let schema = doc["components"]["schemas"]["Job"]["properties"].as_object().unwrap();
+    let mut fields: Vec<&String> = status.as_object().unwrap().keys().collect();
+    fields.sort();
+    let mut documented: Vec<&String> = schema.keys().collect();
+    documented.sort();
+    assert_eq!(fields, documented);
+    for (name, prop) in schema {
+        let value = &status[name];
+        let fits = match prop["type"].as_str().unwrap() {
+            _ if value.is_null() => prop["nullable"] == true,
+            "integer" => value.is_u64() || value.is_i64(),
+            "number" => value.is_f64(),
+            "string" => value.is_string(),
+            other => panic!("{other}"),
+        };
+        assert!(fits, "{name}: {value} is not {prop}");
+    }
+    let op = &doc["paths"]["/api/v1/jobs/{id}/status"]["get"]["responses"]["200"];
+    assert_eq!(op["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Job");
     let jobs: Value = server.get_json(&client, "/api/v1/jobs?status=completed&limit=10").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
     let none: Value = server.get_json(&client, "/api/v1/jobs?status=RUNNING").await;
@@ -112,7 +138,7 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     assert_eq!(response.status(), 204);
     let response = client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap();
     assert_eq!(response.status(), 404);
-    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0, "the upload is deleted");
+    assert_eq!(server.uploads(), Vec::<String>::new(), "the upload is deleted");
     let deleted = next_json(&mut ws).await;
     assert_eq!(deleted["type"], "deleted");
     server.shutdown().await;
@@ -153,7 +179,7 @@ async fn each_error_status_with_its_code() {
     let form = reqwest::multipart::Form::new().text("name", "x");
     let no_file = client.post(server.url("/api/v1/upload")).multipart(form);
     assert_eq!(error_of(no_file.send().await.unwrap()).await, (400, "bad_request".into()));
-    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0, "partial files removed");
+    assert_eq!(server.uploads(), Vec::<String>::new(), "partial files removed");
 
     assert_eq!(error_of(get("/api/v1/jobs/42/status").await.unwrap()).await, (404, "job_not_found".into()));
     assert_eq!(error_of(get("/api/v1/jobs/abc/status").await.unwrap()).await, (404, "job_not_found".into()));
@@ -175,9 +201,7 @@ async fn each_error_status_with_its_code() {
     let v: Value = response.json().await.unwrap();
     let job = v["job_id"].as_i64().unwrap();
     assert_eq!(v["name"], "../../etc/evil.pcap", "kept as a label only");
-    let stored: Vec<_> =
-        std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(stored.iter().all(|n| n.to_string_lossy().ends_with(".capture")), "{stored:?}");
+    assert_eq!(server.uploads(), [format!("{job}.capture")], "stored under the job's id");
     wait_finished(&client, &server, job).await;
     assert_eq!(
         error_of(get(&format!("/api/v1/jobs/{job}/sessions?limit=1001")).await.unwrap()).await,
@@ -310,6 +334,63 @@ async fn deleting_a_running_job_cancels_it_first() {
     let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().status(), 404);
-    assert_eq!(std::fs::read_dir(&server.settings.storage.upload_dir).unwrap().count(), 0);
+    assert_eq!(server.uploads(), Vec::<String>::new());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_restart_clears_leftovers() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    // While it arrives, the file is named by the id reserved for its job; no job shows yet.
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    tx.send(Ok(tiny_pcap())).await.unwrap();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let aborted = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    let aborted = tokio::spawn(aborted);
+    let mut uploading = Vec::new();
+    for _ in 0..500 {
+        uploading = server.uploads();
+        if !uploading.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reserved: i64 = uploading[0].strip_suffix(".capture.part").expect("a .part file").parse().unwrap();
+    assert_eq!(uploading.len(), 1);
+    let jobs: Value = server.get_json(&client, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"], serde_json::json!([]), "no job until the upload is complete");
+    // The client breaks off: the partial file goes, and no job ever appears.
+    tx.send(Err(std::io::Error::other("client gave up"))).await.unwrap();
+    assert!(aborted.await.unwrap().is_err());
+    for _ in 0..500 {
+        if server.uploads().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(server.uploads(), Vec::<String>::new());
+
+    let job = upload_example(&client, &server).await;
+    assert!(job > reserved, "the aborted upload's id is not reused");
+    wait_finished(&client, &server, job).await;
+    assert_eq!(server.uploads(), [format!("{job}.capture")]);
+
+    // A crash mid-upload leaves a .part file, or a placed file whose job was never created:
+    // the next start removes both and nothing else.
+    let dir = server.shutdown().await;
+    let uploads = dir.path().join("uploads");
+    for name in [format!("{}.capture.part", job + 1), format!("{}.capture", job + 2), "notes.txt".into()] {
+        std::fs::write(uploads.join(name), b"x").unwrap();
+    }
+    let server = common::start_in(dir, |_| {}).await;
+    assert_eq!(server.uploads(), [format!("{job}.capture"), "notes.txt".into()]);
+    let jobs: Value = server.get_json(&client, "/api/v1/jobs").await;
+    let ids: Vec<i64> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, [job], "no half upload became a job");
     server.shutdown().await;
 }

@@ -1,8 +1,8 @@
-//! Limits and lifecycle against a real server: client caps (503), heartbeats, slow clients, CORS, and event streams closed on shutdown.
+//! Limits and lifecycle against a real server: client caps (503), heartbeats, slow clients (1013), CORS, and event streams closed on shutdown.
 
 mod common;
 
-use common::start;
+use common::{start, upload_example, wait_finished};
 use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::time::Duration;
@@ -166,5 +166,45 @@ async fn an_oversized_request_head_gets_431() {
         .await
         .unwrap();
     assert_eq!(response.status(), 431);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_stops_reading_is_closed_with_1013_rather_than_lose_a_state_change() {
+    // Small socket buffers on both ends: a client that does not read stalls the server's
+    // writes after a few KiB, where loopback's autotuned buffers would absorb megabytes.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap(); // accepted connections inherit it
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = common::start_on(socket.listen(64).unwrap(), |s| s.websocket.client_queue = 4).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(server.ws_url("/api/v1/ws"), stream).await.unwrap();
+    assert!(next_text(&mut ws).await.contains("full_state"));
+
+    // The client stops reading while 40 jobs run, each with three state changes among
+    // its other events (some 100 KiB in all): the server's writes stall after a few KiB,
+    // and its queue of 4 overflows with state changes.
+    let client = reqwest::Client::new();
+    let mut jobs = Vec::new();
+    for _ in 0..40 {
+        jobs.push(upload_example(&client, &server).await);
+    }
+    for job in jobs {
+        assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+    }
+
+    // Reading again: what was in flight, then the close.
+    let mut received = 0;
+    let last = loop {
+        let text = next_text(&mut ws).await;
+        if text.starts_with("close") {
+            break text;
+        }
+        received += 1;
+    };
+    assert_eq!(last, "close 1013", "after {received} messages");
+    assert!(received < 40 * 3, "the server gave up before sending every state change ({received} messages)");
     server.shutdown().await;
 }

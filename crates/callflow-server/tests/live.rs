@@ -131,8 +131,8 @@ async fn tls_with_a_generated_certificate_negotiates_h2_and_http1() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let server = start(|s| {
-        s.server.tls_cert = Some(cert_path.clone());
-        s.server.tls_key = Some(key_path.clone());
+        s.server.tls.cert = Some(cert_path.clone());
+        s.server.tls.key = Some(key_path.clone());
     })
     .await;
     let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();

@@ -27,7 +27,8 @@ pub fn settings(dir: &std::path::Path) -> Settings {
 /// A running server; dropping it shuts the server down.
 pub struct TestServer {
     pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
+    /// Its directories; `None` only once shut down.
+    dir: Option<tempfile::TempDir>,
     pub settings: Settings,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -47,14 +48,24 @@ impl TestServer {
         client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
     }
 
-    /// Stops accepting and waits for the server to finish.
-    pub async fn shutdown(mut self) {
+    /// The files in the upload directory, by name, sorted.
+    pub fn uploads(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.settings.storage.upload_dir) else { return Vec::new() };
+        let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        names.sort();
+        names
+    }
+
+    /// Stops accepting and waits for the server to finish; returns its directories, for
+    /// [`start_in`] to start it again.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             task.await.unwrap();
         }
+        self.dir.take().expect("shut down once")
     }
 }
 
@@ -68,12 +79,35 @@ impl Drop for TestServer {
 
 /// Starts a server with `settings` changed by `tweak`.
 pub async fn start(tweak: impl FnOnce(&mut Settings)) -> TestServer {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), tweak).await
+}
+
+/// Starts a server on the directories in `dir` (a restart, given those of a server that
+/// was shut down).
+pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch(dir, None, tweak).await
+}
+
+/// Starts a server on a listener the test bound (with socket options of its own).
+pub async fn start_on(listener: tokio::net::TcpListener, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch(tempfile::tempdir().unwrap(), Some(listener), tweak).await
+}
+
+async fn launch(
+    dir: tempfile::TempDir,
+    listener: Option<tokio::net::TcpListener>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestServer {
     let mut settings = settings(dir.path());
     tweak(&mut settings);
     let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
     let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings)).unwrap();
-    let server = callflow_server::Server::bind(settings.clone(), Arc::new(manager)).await.unwrap();
+    let manager = Arc::new(manager);
+    let server = match listener {
+        Some(listener) => callflow_server::Server::from_listener(listener, settings.clone(), manager).await,
+        None => callflow_server::Server::bind(settings.clone(), manager).await,
+    }
+    .unwrap();
     let addr = server.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -84,7 +118,7 @@ pub async fn start(tweak: impl FnOnce(&mut Settings)) -> TestServer {
             .await
             .unwrap();
     });
-    TestServer { addr, dir, settings, stop: Some(tx), task: Some(task) }
+    TestServer { addr, dir: Some(dir), settings, stop: Some(tx), task: Some(task) }
 }
 
 /// Uploads the example capture as a raw body; returns the job id.
