@@ -133,6 +133,9 @@ pub struct ProcessingSettings {
     /// How long (capture time) a silent session stays open.
     #[serde(with = "duration")]
     pub idle_timeout: Duration,
+    /// Each job reads and decodes its capture on a second thread, ahead of the analysis
+    /// (the results are the same either way).
+    pub read_ahead: bool,
 }
 
 impl Default for ProcessingSettings {
@@ -144,6 +147,7 @@ impl Default for ProcessingSettings {
             progress_per_second: 10,
             session_linger: Duration::from_secs(32),
             idle_timeout: Duration::from_secs(300),
+            read_ahead: true,
         }
     }
 }

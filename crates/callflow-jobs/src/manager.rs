@@ -102,6 +102,7 @@ impl ManagerOptions {
         let analyzer = AnalyzerOptions {
             session_linger: s.processing.session_linger,
             idle_timeout: s.processing.idle_timeout,
+            threads: if s.processing.read_ahead { 2 } else { 1 },
             ..AnalyzerOptions::default()
         };
         ManagerOptions {

@@ -353,3 +353,11 @@ fn a_classifier_that_cannot_start_fails_the_job_with_its_reason() {
     assert_eq!(done.error.as_deref(), Some("cannot start the classifier: no nDPI today"));
     manager.shutdown();
 }
+
+#[test]
+fn jobs_read_ahead_on_a_second_thread_unless_configured_not_to() {
+    let mut settings = callflow_config::Settings::default();
+    assert_eq!(ManagerOptions::from_settings(&settings).analyzer.threads, 2);
+    settings.processing.read_ahead = false;
+    assert_eq!(ManagerOptions::from_settings(&settings).analyzer.threads, 1);
+}
