@@ -108,11 +108,11 @@ pub fn run(args: &Args) -> Result<()> {
 
     let cat_s = rows[0].1.wall_s.max(1e-3);
     println!("\n{} ({} packets, {:.0} MB)", capture.display(), packets, bytes as f64 / 1e6);
-    println!("{:<42} {:>9} {:>13} {:>9} {:>13} {:>8}", "tool", "wall s", "packets/s", "MB/s", "peak RSS MB", "x cat");
+    println!("{:<46} {:>9} {:>13} {:>9} {:>13} {:>8}", "tool", "wall s", "packets/s", "MB/s", "peak RSS MB", "x cat");
     for (name, m) in &rows {
         let rss = m.peak_rss_kb.map_or_else(|| "-".to_string(), |kb| format!("{:.1}", kb as f64 / 1024.0));
         println!(
-            "{:<42} {:>9.2} {:>13.0} {:>9.0} {:>13} {:>8.1}",
+            "{:<46} {:>9.2} {:>13.0} {:>9.0} {:>13} {:>8.1}",
             name,
             m.wall_s,
             packets as f64 / m.wall_s,
