@@ -223,14 +223,16 @@ impl<C: Classifier> Analyzer<C> {
         len: u64,
     ) {
         // The memo is copied out and back because the analysis below borrows all of `self`.
-        let mut memo = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| m.media[dir]).unwrap_or_default();
-        let (protocol, decider) = self.udp_protocol(&mut memo, hints, src, dst, payload, frame, ts, len);
-        let counted = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| {
-            m.media[dir] = memo;
+        let (mut memo, dir) = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| (m.media[dir], dir)).unzip();
+        let (protocol, decider) =
+            self.udp_protocol(memo.get_or_insert_default(), hints, src, dst, payload, frame, ts, len);
+        let counted = self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len).map(|m| {
+            if let (Some(dir), Some(memo)) = (dir, memo) {
+                m.media[dir] = memo;
+            }
             &mut m.counted
         });
         self.stats.count_flow(protocol, len, (src, dst), counted);
-        self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len);
     }
 
     /// Counts a packet of a TCP or SCTP flow as `protocol`.
@@ -246,9 +248,8 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) {
-        let counted = self.flows.memo(flow, transport, src, dst).map(|(m, _)| &mut m.counted);
+        let counted = self.flows.count(flow, transport, (src, dst), protocol, decider, ts, len).map(|m| &mut m.counted);
         self.stats.count_flow(protocol, len, (src, dst), counted);
-        self.flows.count(flow, transport, (src, dst), protocol, decider, ts, len);
     }
 
     /// Analyses a UDP datagram; returns what it was counted as, and who decided that.

@@ -184,7 +184,7 @@ impl FlowTable {
     }
 
     /// Counts one packet of `flow` (from `src` to `dst` over `transport`) as `protocol`,
-    /// decided by `decider`.
+    /// decided by `decider`, and hands back the flow's memo (`None` for an unlisted flow).
     #[allow(clippy::too_many_arguments)]
     pub fn count(
         &mut self,
@@ -195,8 +195,8 @@ impl FlowTable {
         decider: Decider,
         ts: Timestamp,
         bytes: u64,
-    ) {
-        let Some(e) = flow.and_then(|flow| self.entry(flow, transport, src, dst)) else { return };
+    ) -> Option<&mut FlowMemo> {
+        let e = self.entry(flow?, transport, src, dst)?;
         if e.packets == 0 {
             (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ts, ts);
         } else if is_bare(e.protocol) && !is_bare(protocol) {
@@ -205,6 +205,7 @@ impl FlowTable {
         e.packets += 1;
         e.bytes += bytes;
         e.last = e.last.max(ts);
+        Some(&mut e.memo)
     }
 
     /// The memo of `flow` (a packet from `src` to `dst` over `transport`), and which of its
@@ -262,7 +263,7 @@ mod tests {
             bytes: u64,
         ) {
             let flow = self.0.lookup(transport, src, dst);
-            self.1.count(flow, transport, (src, dst), protocol, decider, ts, bytes);
+            let _ = self.1.count(flow, transport, (src, dst), protocol, decider, ts, bytes);
         }
 
         fn into_flows(self) -> (Vec<Flow>, u64) {

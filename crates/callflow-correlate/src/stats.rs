@@ -77,7 +77,8 @@ impl StatsBuilder {
 
     /// The counter of `protocol` and its position, created on first use.
     fn counter(&mut self, protocol: &'static str) -> (usize, &mut Counter) {
-        let i = match self.by_protocol.iter().position(|(name, _)| *name == protocol) {
+        // The names are string literals: comparing the pointers first usually settles it.
+        let i = match self.by_protocol.iter().position(|(name, _)| std::ptr::eq(*name, protocol) || *name == protocol) {
             Some(i) => i,
             None => {
                 self.by_protocol.push((protocol, Counter::default()));
