@@ -116,13 +116,25 @@ fn a_capture_cut_short_reads_the_same_frames_and_warns_the_same_way() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/loss-jitter.pcap");
     let mut bytes = std::fs::read(path).expect("test capture");
     bytes.truncate(bytes.len() * 2 / 3);
-    let docs: Vec<Document> = [1, 2]
-        .map(|threads| {
-            let mut reader = CaptureReader::from_bytes(bytes.clone()).expect("opens");
-            analyze(&mut reader, "x", opts(threads), None).expect("a truncated capture still gives a document")
-        })
-        .into();
-    assert!(!docs[0].source.complete);
-    assert_eq!(docs[0].source.warnings.len(), 1);
-    assert_eq!(serde_json::to_string(&docs[0]).unwrap(), serde_json::to_string(&docs[1]).unwrap());
+    // In memory (frames shared between the threads) and as a stream (frames copied).
+    let open = |stream: bool| {
+        if stream {
+            CaptureReader::from_reader(Box::new(std::io::Cursor::new(bytes.clone()))).expect("opens")
+        } else {
+            CaptureReader::from_bytes(bytes.clone()).expect("opens")
+        }
+    };
+    for stream in [false, true] {
+        let docs: Vec<Document> = [1, 2]
+            .map(|threads| {
+                analyze(&mut open(stream), "x", opts(threads), None)
+                    .expect("a truncated capture still gives a document")
+            })
+            .into();
+        assert!(!docs[0].source.complete);
+        assert_eq!(docs[0].source.warnings.len(), 1, "{:?}", docs[0].source.warnings);
+        assert!(docs[0].source.packets > 100);
+        let json: Vec<String> = docs.iter().map(|d| serde_json::to_string(d).unwrap()).collect();
+        assert_eq!(json[0], json[1], "stream: {stream}");
+    }
 }
