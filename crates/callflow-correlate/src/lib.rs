@@ -33,6 +33,7 @@ mod front;
 mod ids;
 mod media;
 mod pipeline;
+mod slots;
 mod stats;
 mod websocket;
 

@@ -2,6 +2,7 @@
 
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
+use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
@@ -83,13 +84,6 @@ struct OwnerMedia {
     first_frame: u64,
 }
 
-/// A reference to a slot as it was when remembered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct SlotRef {
-    index: u32,
-    version: u32,
-}
-
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
 /// resolved to, the stream its packets went to and what its payload type means. Checking
 /// that it still holds reads two small arrays of versions; finding it again costs up to
@@ -130,11 +124,6 @@ struct CodecMemo {
     clock: Option<u32>,
 }
 
-/// Moves a slot's version on, so every memo of the slot's old content is stale.
-fn bump(version: &mut u32) {
-    *version = version.wrapping_add(1);
-}
-
 /// What the analysis needs of an endpoint's binding while it updates the table.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -161,22 +150,16 @@ pub(crate) enum MediaKind {
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
 #[derive(Debug, Default)]
 pub(crate) struct MediaTable {
-    /// Announced endpoints, each with its slot in `endpoint_slots`.
+    /// Announced endpoints, each with its slot in `bindings`.
     endpoints: HashMap<SocketAddr, u32>,
-    /// The binding of each slot while it has one.
-    endpoint_slots: Vec<Option<Binding>>,
-    /// A version per slot that changes whenever its binding does, so that a [`MediaMemo`]
-    /// can tell what it remembers is stale. Apart from the slots: small enough to stay in
-    /// cache, which is the point.
-    endpoint_versions: Vec<u32>,
-    free_endpoints: Vec<u32>,
+    /// What each announced endpoint is bound to; a binding's version tells a [`MediaMemo`]
+    /// that what it remembers is stale.
+    bindings: Slots<Binding>,
     /// How many times an endpoint was added to `endpoints` (not rebound).
     inserted: u64,
+    /// Streams, each with its slot in `stream_slots`.
     streams: HashMap<StreamKey, u32>,
-    stream_slots: Vec<Option<Stream>>,
-    /// Versions of the stream slots, as `endpoint_versions`.
-    stream_versions: Vec<u32>,
-    free_streams: Vec<u32>,
+    stream_slots: Slots<Stream>,
     owners: HashMap<Owner, OwnerMedia>,
     /// Orphan media grouped by its (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(SocketAddr, SocketAddr), Owner>,
@@ -232,36 +215,22 @@ impl MediaTable {
     /// Binds `addr` to `binding`, replacing what it was bound to.
     fn bind(&mut self, addr: SocketAddr, binding: Binding) {
         if let Some(&i) = self.endpoints.get(&addr) {
-            self.endpoint_slots[i as usize] = Some(binding);
-            bump(&mut self.endpoint_versions[i as usize]);
+            self.bindings.replace(i, binding);
             return;
         }
-        let i = match self.free_endpoints.pop() {
-            Some(i) => {
-                self.endpoint_slots[i as usize] = Some(binding);
-                i
-            }
-            None => {
-                self.endpoint_slots.push(Some(binding));
-                self.endpoint_versions.push(0);
-                (self.endpoint_slots.len() - 1) as u32
-            }
-        };
+        let i = self.bindings.insert(binding);
         self.endpoints.insert(addr, i);
         self.inserted += 1;
     }
 
     /// Unbinds every endpoint bound to `owner`.
     fn unbind(&mut self, owner: Owner) {
-        let (slots, versions, free) = (&mut self.endpoint_slots, &mut self.endpoint_versions, &mut self.free_endpoints);
+        let bindings = &mut self.bindings;
         self.endpoints.retain(|_, &mut i| {
-            let slot = &mut slots[i as usize];
-            if slot.as_ref().is_some_and(|b| b.owner != owner) {
+            if bindings.get(i).is_some_and(|b| b.owner != owner) {
                 return true;
             }
-            *slot = None;
-            bump(&mut versions[i as usize]);
-            free.push(i);
+            bindings.remove(i);
             false
         });
     }
@@ -269,13 +238,11 @@ impl MediaTable {
     /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
     /// destination's binding, else the source's.
     fn resolve(&self, src: SocketAddr, dst: SocketAddr) -> Resolved {
-        let at = |addr| {
-            self.endpoints.get(&addr).map(|&index| SlotRef { index, version: self.endpoint_versions[index as usize] })
-        };
+        let at = |addr| self.endpoints.get(&addr).and_then(|&index| self.bindings.current(index));
         let dst = at(dst);
         let src = if dst.is_none() { at(src) } else { None };
         let bound = dst.or(src).and_then(|slot| {
-            let b = self.endpoint_slots.get(slot.index as usize)?.as_ref()?;
+            let b = self.bindings.get(slot.index)?;
             Some(Bound { slot: slot.index, owner: b.owner, rtcp: b.rtcp, other: b.other })
         });
         Resolved { dst, src, inserted: self.inserted, bound }
@@ -283,7 +250,7 @@ impl MediaTable {
 
     /// Whether [`MediaTable::resolve`] would still answer `r`.
     fn still_holds(&self, r: &Resolved) -> bool {
-        let current = |s: SlotRef| self.endpoint_versions.get(s.index as usize) == Some(&s.version);
+        let current = |s: SlotRef| self.bindings.holds(s);
         match r.dst {
             Some(dst) => current(dst),
             None => r.inserted == self.inserted && r.src.is_none_or(current),
@@ -385,7 +352,7 @@ impl MediaTable {
         if let Some(&i) = self.streams.get(&key) {
             return i;
         }
-        let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(Option::as_ref);
+        let binding = binding.and_then(|b| self.bindings.get(b));
         let (codec, clock_rate) = match binding.and_then(|b| b.codec(pt)) {
             Some(c) => (c.name.clone(), Some(c.clock_rate)),
             None => (
@@ -407,17 +374,7 @@ impl MediaTable {
             wire_bytes: 0,
             last_ts: Timestamp::default(),
         };
-        let i = match self.free_streams.pop() {
-            Some(i) => {
-                self.stream_slots[i as usize] = Some(stream);
-                i
-            }
-            None => {
-                self.stream_slots.push(Some(stream));
-                self.stream_versions.push(0);
-                (self.stream_slots.len() - 1) as u32
-            }
-        };
+        let i = self.stream_slots.insert(stream);
         self.streams.insert(key, i);
         i
     }
@@ -425,9 +382,7 @@ impl MediaTable {
     /// Removes stream `key`, freeing its slot.
     fn remove_stream(&mut self, key: &StreamKey) -> Option<Stream> {
         let i = self.streams.remove(key)?;
-        bump(self.stream_versions.get_mut(i as usize)?);
-        self.free_streams.push(i);
-        self.stream_slots.get_mut(i as usize)?.take()
+        self.stream_slots.remove(i)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -444,27 +399,24 @@ impl MediaTable {
         wire_len: u64,
     ) {
         let pt = packet.payload_type;
-        let remembered = memo.stream.filter(|m| {
-            m.owner == owner
-                && m.ssrc == packet.ssrc
-                && self.stream_versions.get(m.slot.index as usize) == Some(&m.slot.version)
-        });
+        let remembered =
+            memo.stream.filter(|m| m.owner == owner && m.ssrc == packet.ssrc && self.stream_slots.holds(m.slot));
         let index = match remembered {
             Some(m) => m.slot.index,
             None => {
                 let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
                 let index = self.stream_slot(key, binding, pt, frame);
-                let version = self.stream_versions[index as usize];
-                memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot: SlotRef { index, version } });
+                let slot = self.stream_slots.current(index).unwrap_or(SlotRef { index, version: 0 });
+                memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot });
                 memo.codec = None;
                 index
             }
         };
-        let Some(stream) = self.stream_slots.get_mut(index as usize).and_then(Option::as_mut) else { return };
+        let Some(stream) = self.stream_slots.get_mut(index) else { return };
         let codec = match memo.codec {
             Some(c) if c.payload_type == pt => c,
             _ => {
-                let binding = binding.and_then(|b| self.endpoint_slots.get(b as usize)).and_then(Option::as_ref);
+                let binding = binding.and_then(|b| self.bindings.get(b));
                 let codec = binding.and_then(|b| b.codec(pt));
                 let is_event = codec.is_some_and(|c| c.name.eq_ignore_ascii_case("telephone-event"));
                 // Jitter is measured in the clock of the packet's own payload type (comfort noise
@@ -545,7 +497,7 @@ impl MediaTable {
     pub fn last_activity(&self, owner: Owner) -> Option<Timestamp> {
         let media = self.owners.get(&owner)?;
         let streams = media.streams.iter().filter_map(|k| self.streams.get(k));
-        let last = streams.filter_map(|&i| self.stream_slots.get(i as usize)?.as_ref()).map(|s| s.last_ts);
+        let last = streams.filter_map(|&i| self.stream_slots.get(i)).map(|s| s.last_ts);
         Some(last.fold(media.last_activity, Timestamp::max))
     }
 

@@ -228,14 +228,16 @@ struct Located {
 }
 
 impl Located {
-    fn frame<'a>(&self, number: u64, data: &'a [u8]) -> Frame<'a> {
-        Frame {
+    /// Where the frame numbered `number` is in the input's buffer.
+    fn frame_ref(&self, number: u64) -> FrameRef {
+        FrameRef {
             number,
             ts: self.ts,
             link_type: self.link_type,
-            data,
             orig_len: self.orig_len,
             interface: self.interface,
+            offset: self.at,
+            len: self.len,
         }
     }
 }
@@ -388,7 +390,7 @@ impl CaptureReader {
     /// reading (after which it returns `Ok(None)`).
     pub fn next_frame(&mut self) -> Result<Option<Frame<'_>>, CaptureError> {
         let Some(located) = self.next_located()? else { return Ok(None) };
-        Ok(Some(located.frame(self.frames, self.input.slice(located.at, located.len))))
+        Ok(Some(located.frame_ref(self.frames).frame(self.input.buffer())))
     }
 
     /// Like [`CaptureReader::next_frame`], but a frame of a capture held whole in memory (a
@@ -398,18 +400,11 @@ impl CaptureReader {
     /// comes as a [`Frame`], valid until the next call.
     pub fn next_shared_frame(&mut self) -> Result<Option<SharedFrame<'_>>, CaptureError> {
         let Some(located) = self.next_located()? else { return Ok(None) };
-        if let Input::Stream(_) = self.input {
-            return Ok(Some(SharedFrame::Here(located.frame(self.frames, self.input.slice(located.at, located.len)))));
-        }
-        Ok(Some(SharedFrame::At(FrameRef {
-            number: self.frames,
-            ts: located.ts,
-            link_type: located.link_type,
-            orig_len: located.orig_len,
-            interface: located.interface,
-            offset: located.at,
-            len: located.len,
-        })))
+        let at = located.frame_ref(self.frames);
+        Ok(Some(match self.input {
+            Input::Stream(_) => SharedFrame::Here(at.frame(self.input.buffer())),
+            Input::Whole { .. } => SharedFrame::At(at),
+        }))
     }
 
     /// The bytes of a capture held whole in memory (a plain file, or bytes given), shared so

@@ -213,13 +213,13 @@ impl Input {
         }
     }
 
-    /// `len` bytes at an index returned by [`Input::advance`].
-    pub(super) fn slice(&self, at: usize, len: usize) -> &[u8] {
-        let bytes = match self {
+    /// What the indexes returned by [`Input::advance`] point into: the whole capture, or a
+    /// stream's buffer (valid until the next `fill`).
+    pub(super) fn buffer(&self) -> &[u8] {
+        match self {
             Input::Whole { bytes, .. } => bytes.bytes(),
             Input::Stream(s) => &s.buf,
-        };
-        at.checked_add(len).and_then(|end| bytes.get(at..end)).unwrap_or(&[])
+        }
     }
 
     /// The bytes of a capture held whole in memory, for other threads.
