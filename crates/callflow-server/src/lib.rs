@@ -41,7 +41,7 @@ pub use api::{openapi_document, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
 pub use pcap::session_pcap;
-pub use state::AppState;
+pub use state::{AppShared, AppState};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method};
