@@ -13,6 +13,11 @@
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
+//! The manager keeps each job's [`JobStatus`] in memory as well, written where it
+//! publishes, so that [`JobManager::status`] (what a client polling a job asks) answers
+//! without a query once it has seen the job, and [`JobManager::cached_status`] answers
+//! without ever waiting for the store.
+//!
 //! Architecture invariant: this crate knows nothing of HTTP or of the command line; it
 //! runs the analysis through `callflow-correlate` and stores `callflow-model` sessions.
 //! It knows no classifier but the heuristic one either: an embedder that links nDPI hands
@@ -36,11 +41,13 @@
 mod events;
 mod manager;
 mod sqlite;
+mod status;
 mod store;
 
 pub use events::{Event, EventBus, Subscription};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use sqlite::SqliteStore;
+pub use status::JobStatus;
 pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
 
 use callflow_model::{SourceInfo, Stats};

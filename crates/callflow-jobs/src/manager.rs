@@ -7,6 +7,7 @@
 //! manager sends one token per job the store says is queued.
 
 use crate::events::{Event, EventBus, Subscription};
+use crate::status::{Board, JobStatus};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
@@ -297,8 +298,11 @@ impl JobContext<'_> {
             self.progress.percent = self.progress.percent.max(percent);
         }
         self.flush();
-        if let Err(e) = self.shared.store.record_progress(self.job, &self.progress) {
-            self.store_error.get_or_insert(e);
+        match self.shared.store.record_progress(self.job, &self.progress) {
+            Ok(()) => self.shared.board.progress(self.job, &self.progress),
+            Err(e) => {
+                self.store_error.get_or_insert(e);
+            }
         }
         self.shared.bus.publish(Event::Progress { job: self.job, progress: self.progress });
     }
@@ -323,6 +327,8 @@ impl AnalyzeControl for JobContext<'_> {
 struct Shared {
     store: Arc<dyn JobStore>,
     bus: EventBus,
+    /// Every job's status as the store has it, for [`JobManager::status`].
+    board: Board,
     opts: ManagerOptions,
     analysis: Arc<dyn Analysis>,
     /// The wake-up side of the queue; `None` once shutting down.
@@ -374,6 +380,7 @@ impl JobManager {
         let shared = Arc::new(Shared {
             store,
             bus: EventBus::new(opts.event_buffer),
+            board: Board::default(),
             opts: opts.clone(),
             analysis,
             tx: Mutex::new(Some(tx)),
@@ -419,6 +426,7 @@ impl JobManager {
             return Err(JobError::QueueFull { capacity });
         }
         let job = self.shared.store.create_job(&new, now_millis())?;
+        self.shared.board.set(&job);
         // Published before the token is sent, so QUEUED always precedes RUNNING.
         self.shared.bus.publish(Event::State(Arc::new(job.clone())));
         tx.try_send(()).expect("room was checked under the lock");
@@ -437,6 +445,7 @@ impl JobManager {
     pub fn cancel(&self, id: JobId) -> Result<Job, JobError> {
         let running = lock(&self.shared.running);
         if let Some(job) = self.shared.store.cancel_queued(id, now_millis())? {
+            self.shared.board.set(&job);
             self.shared.bus.publish(Event::State(Arc::new(job.clone())));
             return Ok(job);
         }
@@ -470,6 +479,26 @@ impl JobManager {
     /// One job.
     pub fn job(&self, id: JobId) -> Result<Job, JobError> {
         self.shared.store.job(id)?.ok_or(JobError::NotFound(id))
+    }
+
+    /// One job's status, from memory when the manager knows it (every job it changed
+    /// since it started, and every job read here once), else from the store; the same
+    /// answer either way. Blocks only in the second case.
+    pub fn status(&self, id: JobId) -> Result<Arc<JobStatus>, JobError> {
+        if let Some(status) = self.shared.board.get(id) {
+            return Ok(status);
+        }
+        let writes = self.shared.board.writes();
+        let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
+        self.shared.board.fill(&job, writes);
+        Ok(Arc::new(JobStatus::from(&job)))
+    }
+
+    /// One job's status if [`JobManager::status`] can answer from memory; `None` means
+    /// ask it (it will read the store). Never waits for the store, so an async caller may
+    /// call it on its own thread.
+    pub fn cached_status(&self, id: JobId) -> Option<Arc<JobStatus>> {
+        self.shared.board.get(id)
     }
 
     /// Jobs, newest first.
@@ -550,6 +579,7 @@ fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
     if !shared.store.delete_finished(job.id)? {
         return Ok(false);
     }
+    shared.board.remove(job.id);
     if job.owns_input {
         // Already gone is as good as deleted; anything else is left for an operator,
         // the job itself being gone.
@@ -578,6 +608,7 @@ fn worker(shared: &Shared, rx: &Receiver<()>) {
             let mut running = lock(&shared.running);
             match shared.store.claim_next(now_millis()) {
                 Ok(Some(job)) => {
+                    shared.board.set(&job);
                     running.insert(job.id, stop.clone());
                     job
                 }
@@ -648,7 +679,13 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         .store
         .finish(job.id, &outcome, now_millis())
         .or_else(|_| shared.store.finish(job.id, &outcome, now_millis()));
-    if let Ok(Some(job)) = finished {
-        shared.bus.publish(Event::State(Arc::new(job)));
+    match finished {
+        Ok(Some(job)) => {
+            shared.board.set(&job);
+            shared.bus.publish(Event::State(Arc::new(job)));
+        }
+        // The store may or may not have taken the change (an error after the commit): its
+        // answer is no longer known here, so status reads go to the store again.
+        Ok(None) | Err(_) => shared.board.remove(job.id),
     }
 }

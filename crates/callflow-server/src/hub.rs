@@ -11,7 +11,7 @@
 //! since the Unix epoch like `callflow/v1` timestamps), from which a client can tell how
 //! late it is (the fan-out benchmark, `examples/fanout.rs`, measures that).
 
-use callflow_jobs::{Event, Job, JobId, Subscription};
+use callflow_jobs::{Event, Job, JobId, JobStatus, Subscription};
 use serde_json::{json, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -74,6 +74,12 @@ pub fn seconds(millis: i64) -> f64 {
 /// A job as clients see it (status endpoint, `full_state`, `status` messages); the
 /// OpenAPI document's `Job` schema describes it.
 pub fn job_json(job: &Job) -> Value {
+    status_json(&JobStatus::from(job))
+}
+
+/// [`job_json`] of a job's status: the same JSON, whether the status came from the job
+/// manager's memory or from the store.
+pub fn status_json(job: &JobStatus) -> Value {
     json!({
         "job_id": job.id,
         "name": job.label,

@@ -10,7 +10,8 @@
 //!
 //! Architecture invariant: this is the only crate that speaks HTTP or WebSocket; it holds
 //! no analysis logic. Jobs run in `callflow-jobs`; handlers call its blocking API off the
-//! async threads.
+//! async threads, except for a job's status, answered from the manager's memory when it
+//! has it (`JobManager::cached_status`).
 //!
 //! ```no_run
 //! use callflow_config::Settings;
@@ -33,12 +34,14 @@ mod limit;
 mod live;
 mod pcap;
 mod state;
+#[cfg(test)]
+mod status_tests;
 
 pub use api::{openapi_document, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
 pub use pcap::session_pcap;
-pub use state::AppState;
+pub use state::{AppShared, AppState};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderValue, Method};

@@ -1,0 +1,190 @@
+//! [`JobStatus`] and the status board: the manager's in-memory copy of each job's status, so that reading one touches no store.
+//!
+//! The manager writes every change to the store first and then, before publishing it,
+//! to the board: the job the store returned after a transition, and each progress it
+//! recorded. So the board says what the store says, and a status read (an HTTP client
+//! polling a job) is a lock and a hash lookup instead of a database query.
+//!
+//! Jobs the manager has not changed since it started (finished jobs after a restart) are
+//! not on the board until read once from the store ([`Board::fill`]). That read races
+//! with the manager's own changes, so it is only kept when no board write happened while
+//! it was going on: the board counts its writes, and a read that saw another count is
+//! answered but not kept, the next read trying again.
+
+use crate::store::Progress;
+use crate::{Job, JobId, JobState};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// What clients are shown of a job: its [`Job`] without the capture's path and without
+/// the source and statistics documents, which a status does not show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobStatus {
+    /// Its identifier.
+    pub id: JobId,
+    /// How it is shown to users.
+    pub label: String,
+    /// Where it is.
+    pub state: JobState,
+    /// When it was submitted (milliseconds since the Unix epoch).
+    pub created_at: i64,
+    /// When a worker last started it.
+    pub started_at: Option<i64>,
+    /// When it finished.
+    pub completed_at: Option<i64>,
+    /// 0-100, by bytes of the capture consumed; 100 only once completed.
+    pub progress: u8,
+    /// Packets analysed.
+    pub packets: u64,
+    /// Bytes of the capture consumed.
+    pub bytes: u64,
+    /// Sessions stored.
+    pub sessions: u64,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// How many times a worker started it.
+    pub attempts: u32,
+}
+
+impl From<&Job> for JobStatus {
+    fn from(job: &Job) -> JobStatus {
+        JobStatus {
+            id: job.id,
+            label: job.label.clone(),
+            state: job.state,
+            created_at: job.created_at,
+            started_at: job.started_at,
+            completed_at: job.completed_at,
+            progress: job.progress,
+            packets: job.packets,
+            bytes: job.bytes,
+            sessions: job.sessions,
+            error: job.error.clone(),
+            attempts: job.attempts,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<JobId, Arc<JobStatus>>,
+    /// Board writes so far, for [`Board::fill`] to tell whether one happened during its read.
+    writes: u64,
+}
+
+/// The status of every job the manager changed since it started, or read once; see the
+/// module documentation.
+#[derive(Default)]
+pub(crate) struct Board {
+    inner: RwLock<Inner>,
+}
+
+impl Board {
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        // Every write below leaves the map consistent, even if a panic cut it short.
+        self.inner.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.writes += 1;
+        inner
+    }
+
+    /// The job's status, if the board has it.
+    pub(crate) fn get(&self, id: JobId) -> Option<Arc<JobStatus>> {
+        self.read().jobs.get(&id).cloned()
+    }
+
+    /// `job` as the store returned it after a transition.
+    pub(crate) fn set(&self, job: &Job) {
+        let status = Arc::new(JobStatus::from(job));
+        self.write().jobs.insert(job.id, status);
+    }
+
+    /// A RUNNING job's progress, as [`crate::JobStore::record_progress`] stored it (which
+    /// changes RUNNING jobs only, hence the same condition here).
+    pub(crate) fn progress(&self, id: JobId, p: &Progress) {
+        let mut inner = self.write();
+        if let Some(status) = inner.jobs.get_mut(&id).filter(|s| s.state == JobState::Running) {
+            let status = Arc::make_mut(status);
+            status.progress = p.percent;
+            status.packets = p.packets;
+            status.bytes = p.bytes;
+            status.sessions = p.sessions;
+        }
+    }
+
+    /// Forgets the job: deleted, or the store's answer is no longer known (reads go to the
+    /// store until it is on the board again).
+    pub(crate) fn remove(&self, id: JobId) {
+        self.write().jobs.remove(&id);
+    }
+
+    /// The count of board writes, taken before reading a job from the store for [`Board::fill`].
+    pub(crate) fn writes(&self) -> u64 {
+        self.read().writes
+    }
+
+    /// Keeps `job`, read from the store after [`Board::writes`] returned `writes`, unless
+    /// the board was written since (the read may be older than that write) or already has it.
+    pub(crate) fn fill(&self, job: &Job, writes: u64) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.writes == writes {
+            inner.jobs.entry(job.id).or_insert_with(|| Arc::new(JobStatus::from(job)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: i64, state: JobState) -> Job {
+        Job {
+            id: JobId(id),
+            input: "x.pcap".into(),
+            label: "x.pcap".into(),
+            owns_input: false,
+            state,
+            created_at: 1,
+            started_at: None,
+            completed_at: None,
+            progress: 0,
+            packets: 0,
+            bytes: 0,
+            sessions: 0,
+            error: None,
+            attempts: 0,
+            source: None,
+            stats: None,
+        }
+    }
+
+    #[test]
+    fn a_store_read_older_than_a_board_write_is_not_kept() {
+        let board = Board::default();
+        let writes = board.writes();
+        // The job is deleted while its (finished) row is being read from the store.
+        board.remove(JobId(1));
+        board.fill(&job(1, JobState::Completed), writes);
+        assert_eq!(board.get(JobId(1)), None, "a deleted job must not come back");
+        board.fill(&job(1, JobState::Completed), board.writes());
+        assert_eq!(board.get(JobId(1)).map(|s| s.state), Some(JobState::Completed));
+    }
+
+    #[test]
+    fn progress_changes_running_jobs_only() {
+        let board = Board::default();
+        board.set(&job(1, JobState::Running));
+        board.set(&job(2, JobState::Completed));
+        let p = Progress { percent: 40, packets: 7, bytes: 900, sessions: 2 };
+        board.progress(JobId(1), &p);
+        board.progress(JobId(2), &p);
+        board.progress(JobId(3), &p);
+        let one = board.get(JobId(1)).unwrap();
+        assert_eq!((one.progress, one.packets, one.bytes, one.sessions), (40, 7, 900, 2));
+        assert_eq!(*board.get(JobId(2)).unwrap(), JobStatus::from(&job(2, JobState::Completed)));
+        assert_eq!(board.get(JobId(3)), None);
+    }
+}
