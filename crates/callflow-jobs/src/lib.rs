@@ -159,38 +159,32 @@ impl NewJob {
 /// milliseconds since the Unix epoch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Job {
-    /// Its identifier.
-    pub id: JobId,
+    /// What clients are shown of it: state, progress, counts, times. Its fields read as
+    /// the job's own (`job.state`).
+    #[serde(flatten)]
+    pub status: JobStatus,
     /// The capture file.
     pub input: PathBuf,
-    /// How it is shown to users.
-    pub label: String,
     /// Whether deleting the job deletes the capture.
     pub owns_input: bool,
-    /// Where it is.
-    pub state: JobState,
-    /// When it was submitted.
-    pub created_at: i64,
-    /// When a worker last started it.
-    pub started_at: Option<i64>,
-    /// When it finished.
-    pub completed_at: Option<i64>,
-    /// 0-100, by bytes of the capture consumed; 100 only once completed.
-    pub progress: u8,
-    /// Packets analysed.
-    pub packets: u64,
-    /// Bytes of the capture consumed.
-    pub bytes: u64,
-    /// Sessions stored.
-    pub sessions: u64,
-    /// Why it failed, in words a user can act on.
-    pub error: Option<String>,
-    /// How many times a worker started it (more than 1 after a crash and re-run).
-    pub attempts: u32,
     /// The capture as read, once completed.
     pub source: Option<SourceInfo>,
     /// Packet and protocol counts, once completed.
     pub stats: Option<Stats>,
+}
+
+impl std::ops::Deref for Job {
+    type Target = JobStatus;
+
+    fn deref(&self) -> &JobStatus {
+        &self.status
+    }
+}
+
+impl std::ops::DerefMut for Job {
+    fn deref_mut(&mut self) -> &mut JobStatus {
+        &mut self.status
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.

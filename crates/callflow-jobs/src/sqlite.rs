@@ -10,7 +10,7 @@
 use crate::store::{
     JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
 };
-use crate::{Job, JobId, JobState, NewJob};
+use crate::{Job, JobId, JobState, JobStatus, NewJob};
 use callflow_model::{Session, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
@@ -165,21 +165,23 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let source: Option<String> = row.get(14)?;
     let stats: Option<String> = row.get(15)?;
     Ok(Job {
-        id: JobId(row.get(0)?),
+        status: JobStatus {
+            id: JobId(row.get(0)?),
+            label: row.get(2)?,
+            // Only this module writes states, always through `as_str`.
+            state: JobState::parse(&state).unwrap_or(JobState::Failed),
+            created_at: row.get(5)?,
+            started_at: row.get(6)?,
+            completed_at: row.get(7)?,
+            progress: row.get(8)?,
+            packets: row.get::<_, i64>(9)? as u64,
+            bytes: row.get::<_, i64>(10)? as u64,
+            sessions: row.get::<_, i64>(11)? as u64,
+            error: row.get(12)?,
+            attempts: row.get(13)?,
+        },
         input: PathBuf::from(row.get::<_, String>(1)?),
-        label: row.get(2)?,
         owns_input: row.get(3)?,
-        // Only this module writes states, always through `as_str`.
-        state: JobState::parse(&state).unwrap_or(JobState::Failed),
-        created_at: row.get(5)?,
-        started_at: row.get(6)?,
-        completed_at: row.get(7)?,
-        progress: row.get(8)?,
-        packets: row.get::<_, i64>(9)? as u64,
-        bytes: row.get::<_, i64>(10)? as u64,
-        sessions: row.get::<_, i64>(11)? as u64,
-        error: row.get(12)?,
-        attempts: row.get(13)?,
         source: source.and_then(|s| serde_json::from_str(&s).ok()),
         stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
     })

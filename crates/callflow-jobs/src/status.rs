@@ -13,12 +13,13 @@
 
 use crate::store::Progress;
 use crate::{Job, JobId, JobState};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What clients are shown of a job: its [`Job`] without the capture's path and without
 /// the source and statistics documents, which a status does not show.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// Its identifier.
     pub id: JobId,
@@ -48,20 +49,7 @@ pub struct JobStatus {
 
 impl From<&Job> for JobStatus {
     fn from(job: &Job) -> JobStatus {
-        JobStatus {
-            id: job.id,
-            label: job.label.clone(),
-            state: job.state,
-            created_at: job.created_at,
-            started_at: job.started_at,
-            completed_at: job.completed_at,
-            progress: job.progress,
-            packets: job.packets,
-            bytes: job.bytes,
-            sessions: job.sessions,
-            error: job.error.clone(),
-            attempts: job.attempts,
-        }
+        job.status.clone()
     }
 }
 
@@ -142,20 +130,22 @@ mod tests {
 
     fn job(id: i64, state: JobState) -> Job {
         Job {
-            id: JobId(id),
+            status: JobStatus {
+                id: JobId(id),
+                label: "x.pcap".into(),
+                state,
+                created_at: 1,
+                started_at: None,
+                completed_at: None,
+                progress: 0,
+                packets: 0,
+                bytes: 0,
+                sessions: 0,
+                error: None,
+                attempts: 0,
+            },
             input: "x.pcap".into(),
-            label: "x.pcap".into(),
             owns_input: false,
-            state,
-            created_at: 1,
-            started_at: None,
-            completed_at: None,
-            progress: 0,
-            packets: 0,
-            bytes: 0,
-            sessions: 0,
-            error: None,
-            attempts: 0,
             source: None,
             stats: None,
         }

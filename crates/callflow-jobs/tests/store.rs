@@ -74,7 +74,7 @@ fn a_crash_leaves_finished_jobs_intact_and_running_ones_to_rerun_or_fail() {
     assert_eq!(recovery.queued, [queued]);
     let failed = store.job(running).unwrap().unwrap();
     assert_eq!(failed.state, JobState::Failed);
-    assert!(failed.error.unwrap().starts_with("interrupted"));
+    assert!(failed.status.error.unwrap().starts_with("interrupted"));
 }
 
 #[test]
