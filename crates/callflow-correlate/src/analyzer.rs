@@ -3,7 +3,7 @@
 use crate::dialog::{Dialog, MsgMeta};
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
-use crate::media::{MediaKind, MediaMemo, MediaTable, Owner};
+use crate::media::{Datagram, MediaKind, MediaMemo, MediaTable, Owner};
 use crate::stats::StatsBuilder;
 use crate::websocket::{self, TcpApp, WsDirections};
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
@@ -222,10 +222,18 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) {
+        let computed;
+        let hints = match hints {
+            Some(hints) => hints,
+            None => {
+                computed = UdpHints::of(payload);
+                &computed
+            }
+        };
+        let datagram = Datagram { src, dst, payload, hints, ts, frame, wire_len: len };
         // The memo is copied out and back because the analysis below borrows all of `self`.
         let (mut memo, dir) = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| (m.media[dir], dir)).unzip();
-        let (protocol, decider) =
-            self.udp_protocol(memo.get_or_insert_default(), hints, src, dst, payload, frame, ts, len);
+        let (protocol, decider) = self.udp_protocol(memo.get_or_insert_default(), &datagram);
         let counted = self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len).map(|m| {
             if let (Some(dir), Some(memo)) = (dir, memo) {
                 m.media[dir] = memo;
@@ -253,28 +261,10 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
-    #[allow(clippy::too_many_arguments)]
-    fn udp_protocol(
-        &mut self,
-        memo: &mut MediaMemo,
-        hints: Option<&UdpHints>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) -> (&'static str, Decider) {
-        let computed;
-        let hints = match hints {
-            Some(hints) => hints,
-            None => {
-                computed = UdpHints::of(payload);
-                &computed
-            }
-        };
-        if !hints.sip_like {
-            if let Some(media) = self.media.on_announced(memo, src, dst, (payload, hints), ts, frame, len) {
+    fn udp_protocol(&mut self, memo: &mut MediaMemo, d: &Datagram<'_>) -> (&'static str, Decider) {
+        let Datagram { src, dst, payload, ts, frame, .. } = *d;
+        if !d.hints.sip_like {
+            if let Some(media) = self.media.on_announced(memo, d) {
                 return match media {
                     Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
                     Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
@@ -298,7 +288,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
-                match self.media.on_orphan(memo, kind, src, dst, (payload, hints), ts, frame, len) {
+                match self.media.on_orphan(memo, kind, d) {
                     Ok(_) => (verdict.protocol.as_str(), decider),
                     Err(_) => ("udp", decider),
                 }

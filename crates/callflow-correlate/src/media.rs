@@ -124,6 +124,19 @@ struct CodecMemo {
     clock: Option<u32>,
 }
 
+/// A UDP datagram as the media table sees it: who sent it to whom, its payload with what
+/// the front stage found in it, when, in which frame, and the frame's bytes on the wire.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Datagram<'a> {
+    pub src: SocketAddr,
+    pub dst: SocketAddr,
+    pub payload: &'a [u8],
+    pub hints: &'a UdpHints,
+    pub ts: Timestamp,
+    pub frame: u64,
+    pub wire_len: u64,
+}
+
 /// What the analysis needs of an endpoint's binding while it updates the table.
 #[derive(Clone, Copy, Debug)]
 struct Bound {
@@ -261,71 +274,48 @@ impl MediaTable {
     /// neither endpoint, else what it was, or the decode error that made it neither RTP
     /// nor RTCP, and the owner it was charged to. This runs for every RTP packet: `memo`
     /// (the direction's, kept by the flow) usually spares every hash lookup.
-    #[allow(clippy::too_many_arguments)]
     pub fn on_announced(
         &mut self,
         memo: &mut MediaMemo,
-        src: SocketAddr,
-        dst: SocketAddr,
-        (payload, hints): (&[u8], &UdpHints),
-        ts: Timestamp,
-        frame: u64,
-        wire_len: u64,
+        d: &Datagram<'_>,
     ) -> Option<Result<(MediaKind, Owner), NotMedia>> {
         let resolved = match memo.resolved {
             Some(r) if self.still_holds(&r) => r,
             _ => {
-                let r = self.resolve(src, dst);
+                let r = self.resolve(d.src, d.dst);
                 memo.resolved = Some(r);
                 memo.codec = None;
                 r
             }
         };
-        Some(self.on_binding(resolved.bound?, memo, src, dst, (payload, hints), ts, frame, wire_len))
+        Some(self.on_binding(resolved.bound?, memo, d))
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn on_binding(
         &mut self,
         Bound { slot, owner, rtcp, other }: Bound,
         memo: &mut MediaMemo,
-        src: SocketAddr,
-        dst: SocketAddr,
-        (payload, hints): (&[u8], &UdpHints),
-        ts: Timestamp,
-        frame: u64,
-        wire_len: u64,
+        d: &Datagram<'_>,
     ) -> Result<(MediaKind, Owner), NotMedia> {
         if other {
             if let Some(media) = self.owners.get_mut(&owner) {
-                media.last_activity = media.last_activity.max(ts);
+                media.last_activity = media.last_activity.max(d.ts);
             }
             return Ok((MediaKind::Other, owner));
         }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
-        if rtcp || hints.rtcp_like {
-            self.on_rtcp(owner, payload, ts, frame)?;
+        if rtcp || d.hints.rtcp_like {
+            self.on_rtcp(owner, d.payload, d.ts, d.frame)?;
             return Ok((MediaKind::Rtcp, owner));
         }
-        self.on_rtp(owner, Some(slot), memo, src, dst, (&hints.rtp.ok_or(NotMedia)?, payload), ts, frame, wire_len);
+        self.on_rtp(owner, Some(slot), memo, d)?;
         Ok((MediaKind::Rtp, owner))
     }
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_orphan(
-        &mut self,
-        memo: &mut MediaMemo,
-        kind: MediaKind,
-        src: SocketAddr,
-        dst: SocketAddr,
-        (payload, hints): (&[u8], &UdpHints),
-        ts: Timestamp,
-        frame: u64,
-        wire_len: u64,
-    ) -> Result<Owner, NotMedia> {
-        let pair = if src <= dst { (src, dst) } else { (dst, src) };
+    pub fn on_orphan(&mut self, memo: &mut MediaMemo, kind: MediaKind, d: &Datagram<'_>) -> Result<Owner, NotMedia> {
+        let pair = if d.src <= d.dst { (d.src, d.dst) } else { (d.dst, d.src) };
         let owner = match self.orphan_pairs.get(&pair) {
             Some(&o) => o,
             None => {
@@ -337,10 +327,8 @@ impl MediaTable {
             }
         };
         match kind {
-            MediaKind::Rtcp => self.on_rtcp(owner, payload, ts, frame)?,
-            MediaKind::Rtp => {
-                self.on_rtp(owner, None, memo, src, dst, (&hints.rtp.ok_or(NotMedia)?, payload), ts, frame, wire_len);
-            }
+            MediaKind::Rtcp => self.on_rtcp(owner, d.payload, d.ts, d.frame)?,
+            MediaKind::Rtp => self.on_rtp(owner, None, memo, d)?,
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
         }
@@ -385,26 +373,23 @@ impl MediaTable {
         self.stream_slots.remove(i)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Counts an RTP packet in its stream; `NotMedia` when its header did not parse.
     fn on_rtp(
         &mut self,
         owner: Owner,
         binding: Option<u32>,
         memo: &mut MediaMemo,
-        src: SocketAddr,
-        dst: SocketAddr,
-        (packet, payload): (&RtpHead, &[u8]),
-        ts: Timestamp,
-        frame: u64,
-        wire_len: u64,
-    ) {
+        d: &Datagram<'_>,
+    ) -> Result<(), NotMedia> {
+        let packet: &RtpHead = d.hints.rtp.as_ref().ok_or(NotMedia)?;
+        let (ts, frame) = (d.ts, d.frame);
         let pt = packet.payload_type;
         let remembered =
             memo.stream.filter(|m| m.owner == owner && m.ssrc == packet.ssrc && self.stream_slots.holds(m.slot));
         let index = match remembered {
             Some(m) => m.slot.index,
             None => {
-                let key = StreamKey { owner, src, dst, ssrc: packet.ssrc };
+                let key = StreamKey { owner, src: d.src, dst: d.dst, ssrc: packet.ssrc };
                 let index = self.stream_slot(key, binding, pt, frame);
                 let slot = self.stream_slots.current(index).unwrap_or(SlotRef { index, version: 0 });
                 memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot });
@@ -412,7 +397,7 @@ impl MediaTable {
                 index
             }
         };
-        let Some(stream) = self.stream_slots.get_mut(index) else { return };
+        let Some(stream) = self.stream_slots.get_mut(index) else { return Ok(()) };
         let codec = match memo.codec {
             Some(c) if c.payload_type == pt => c,
             _ => {
@@ -436,12 +421,12 @@ impl MediaTable {
             }
         };
         let CodecMemo { is_event, clock, .. } = codec;
-        stream.wire_bytes += wire_len;
+        stream.wire_bytes += d.wire_len;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
-            let event = RtpPacket::parse(payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
+            let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
             if let Ok(ev) = event {
                 if stream.current_event != Some(packet.timestamp) {
                     stream.current_event = Some(packet.timestamp);
@@ -456,6 +441,7 @@ impl MediaTable {
                 }
             }
         }
+        Ok(())
     }
 
     fn on_rtcp(&mut self, owner: Owner, payload: &[u8], ts: Timestamp, frame: u64) -> Result<(), NotMedia> {
