@@ -230,3 +230,43 @@ fn opening_a_new_database_from_several_places_at_once_is_not_database_is_locked(
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Queries go to read connections beside the writer's: each must see every change
+/// committed before it started, however many queries run at once (a reader left inside
+/// an old read transaction would answer from an old snapshot).
+#[test]
+fn reads_on_the_read_connections_see_every_change_committed_before_them() {
+    let dir = common::temp_dir("readers");
+    let store = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Other queries at the same time, so that every read connection, and the writer's
+    // when they are all taken, answers some of the checks below.
+    let busy: Vec<_> = (0..3)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    store.jobs(&callflow_jobs::JobQuery { limit: 10, ..Default::default() }).unwrap();
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for i in 0..200 {
+        let id = store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap().id;
+        assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Queued), "job {id} just created");
+        assert_eq!(store.claim_next(i).unwrap().map(|j| j.id), Some(id));
+        store.add_sessions(id, &sessions(2)).unwrap();
+        let query = SessionQuery { limit: 10, ..SessionQuery::default() };
+        assert_eq!(store.count_sessions(id, &query).unwrap(), 2, "sessions of job {id} just added");
+        store.finish(id, &completed(2), i + 1).unwrap().unwrap();
+        assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Completed), "job {id} just finished");
+        assert_eq!(store.jobs(&callflow_jobs::JobQuery { limit: 1, ..Default::default() }).unwrap()[0].id, id);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for reads in busy {
+        assert!(reads.join().unwrap() > 0);
+    }
+}
