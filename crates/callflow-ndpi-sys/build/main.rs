@@ -22,13 +22,19 @@ fn main() {
     println!("cargo:rerun-if-changed=wrapper.h");
     // Declared whatever happens, so that `#[cfg(ndpi_linked)]` never warns as unknown.
     println!("cargo::rustc-check-cfg=cfg(ndpi_linked)");
+    println!("cargo::rustc-check-cfg=cfg(ndpi_forget)");
     #[cfg(feature = "ndpi")]
     match build() {
-        Ok(true) => {
+        Ok(Some(mode)) => {
             println!("cargo:rustc-cfg=ndpi_linked");
             println!("cargo::metadata=linked=1");
+            // `callflow_ndpi_forget` (shim/forget.c) is compiled with the vendored tree only.
+            if matches!(mode, Mode::Vendored) {
+                println!("cargo:rustc-cfg=ndpi_forget");
+                println!("cargo::metadata=forget=1");
+            }
         }
-        Ok(false) => {}
+        Ok(None) => {}
         // A build script fails by panicking; the message is what the user reads.
         Err(message) => panic!("\n\ncallflow-ndpi-sys: {message}\n\n"),
     }
@@ -47,10 +53,10 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
-/// Builds or finds nDPI and generates the bindings; `Ok(false)` when there is no nDPI to
-/// link and none was asked for explicitly.
+/// Builds or finds nDPI and generates the bindings; says where nDPI came from, or `None`
+/// when there is no nDPI to link and none was asked for explicitly.
 #[cfg(feature = "ndpi")]
-fn build() -> Result<bool, String> {
+fn build() -> Result<Option<Mode>, String> {
     use std::path::PathBuf;
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").map_err(|e| e.to_string())?);
     // CALLFLOW_NDPI_DIR: the vendored source tree to compile, or in system mode an install
@@ -80,7 +86,7 @@ fn build() -> Result<bool, String> {
                  classify with the heuristic classifier",
                 tree.display()
             );
-            return Ok(false);
+            return Ok(None);
         }
     };
     let includes = match mode {
@@ -88,5 +94,5 @@ fn build() -> Result<bool, String> {
         Mode::System => system::probe(dir.as_deref())?,
     };
     bindings::generate(&manifest.join("wrapper.h"), &includes)?;
-    Ok(true)
+    Ok(Some(mode))
 }

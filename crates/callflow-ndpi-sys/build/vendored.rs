@@ -19,7 +19,7 @@ fn c_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Compiles the library as upstream's `src/lib/Makefile` does (every `.c` in `src/lib`,
 /// `protocols/` and `third_party/src/`; `hll/` and `roaring.cc` are `#include`d by other
-/// files) and returns the include directories for bindgen.
+/// files), with `shim/forget.c` beside it, and returns the include directories for bindgen.
 pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
     if !present(tree) {
         return Err(format!(
@@ -33,6 +33,10 @@ pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = c_files(&lib)?;
     files.extend(c_files(&lib.join("protocols"))?);
     files.extend(c_files(&lib.join("third_party/src"))?);
+    // Ours, compiled with the library's own definitions (see the file).
+    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/forget.c");
+    println!("cargo:rerun-if-changed={}", shim.display());
+    files.push(shim);
     // The headers `cargo xtask ndpi` writes last: a tree that is replaced or removed is noticed.
     println!("cargo:rerun-if-changed={}", include.join("ndpi_define.h").display());
     println!("cargo:rerun-if-changed={}", include.join("ndpi_config.h").display());

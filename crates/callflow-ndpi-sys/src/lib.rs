@@ -6,9 +6,20 @@
 //! `wrapper.h` allowlists. Without the feature, or with it but without the vendored tree
 //! (and no `CALLFLOW_NDPI` override), the crate is empty: `build.rs` then emits no
 //! `ndpi_linked` cfg and says so in a cargo warning. This crate re-exports the bindings
-//! and nothing else: every `unsafe` call lives in `callflow-ndpi`.
+//! and one function of its own, `callflow_ndpi_forget` (`shim/forget.c`, vendored builds
+//! only), and nothing else: every `unsafe` call lives in `callflow-ndpi`.
 
 #![allow(non_upper_case_globals, non_camel_case_types, non_snake_case, dead_code, clippy::all)]
 
 #[cfg(ndpi_linked)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+#[cfg(ndpi_forget)]
+extern "C" {
+    /// Frees the caches a detection module filled while classifying (STUN, TLS
+    /// certificates, BitTorrent, Ookla, Zoom, Teams, mining, TINC) and leaves them empty,
+    /// as `ndpi_finalize_initialization` left them: the module then classifies as a new one
+    /// would. From `shim/forget.c`, compiled with the vendored tree only (the `ndpi_forget`
+    /// cfg, and `DEP_NDPI_FORGET` for dependents' build scripts).
+    pub fn callflow_ndpi_forget(module: *mut ndpi_detection_module_struct);
+}

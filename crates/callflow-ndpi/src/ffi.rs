@@ -113,6 +113,90 @@ impl Module {
     }
 }
 
+/// Detection modules given back by the classifiers that used them, emptied of what they
+/// learnt (`callflow_ndpi_forget`), for the next classifier to take instead of making a new
+/// one: making one costs some tens of milliseconds, which a server or a batch of small
+/// captures would pay per capture.
+#[cfg(ndpi_forget)]
+static SPARE: std::sync::Mutex<Vec<Module>> = std::sync::Mutex::new(Vec::new());
+
+/// Most modules kept spare (a few MB each): as many as classifiers commonly run at once.
+#[cfg(ndpi_forget)]
+const MAX_SPARE: usize = 4;
+
+#[cfg(ndpi_forget)]
+fn spare() -> std::sync::MutexGuard<'static, Vec<Module>> {
+    // A module is pushed or popped whole: a panic elsewhere cannot leave the list half-done.
+    SPARE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A module lent to one classifier: a spare one when there is one, else a new one; on drop
+/// it is emptied and kept spare (or freed when enough are).
+pub(crate) struct Lent(Option<Module>);
+
+impl Lent {
+    pub(crate) fn take() -> Result<Lent, Error> {
+        #[cfg(ndpi_forget)]
+        if let Some(module) = spare().pop() {
+            return Ok(Lent(Some(module)));
+        }
+        Module::new().map(|m| Lent(Some(m)))
+    }
+}
+
+impl std::ops::Deref for Lent {
+    type Target = Module;
+    fn deref(&self) -> &Module {
+        self.0.as_ref().expect("lent until dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut Module {
+        self.0.as_mut().expect("lent until dropped")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        #[cfg(ndpi_forget)]
+        if let Some(mut module) = self.0.take() {
+            module.forget();
+            let mut spare = spare();
+            if spare.len() < MAX_SPARE {
+                spare.push(module);
+            }
+        }
+    }
+}
+
+/// How many modules are kept spare.
+pub(crate) fn spare_modules() -> usize {
+    #[cfg(ndpi_forget)]
+    return spare().len();
+    #[cfg(not(ndpi_forget))]
+    0
+}
+
+/// Frees the spare modules.
+pub(crate) fn release_spare_modules() {
+    #[cfg(ndpi_forget)]
+    spare().clear();
+}
+
+impl Module {
+    /// Empties what the module learnt from the flows it saw, so that it classifies the next
+    /// capture as a new module would. (The flows themselves are separate allocations, and
+    /// a classifier frees its own before its module.)
+    #[cfg(ndpi_forget)]
+    fn forget(&mut self) {
+        // SAFETY: the module is live and exclusively borrowed; the shim frees the caches
+        // nDPI allocated and nulls their pointers, which nDPI's dissectors check before
+        // use and recreate when needed.
+        unsafe { sys::callflow_ndpi_forget(self.raw.as_ptr()) }
+    }
+}
+
 impl Drop for Module {
     fn drop(&mut self) {
         // SAFETY: the module is live and dropped once; flows are separate allocations

@@ -225,7 +225,7 @@ pub struct NdpiClassifier {
     /// Declared before `module`, so flows are freed before the module they came from.
     flows: HashMap<FlowKey, Entry>,
     #[cfg(ndpi_linked)]
-    module: ffi::Module,
+    module: ffi::Lent,
     opts: Options,
     heuristic: HeuristicClassifier,
     /// The packet buffer `synth` writes into, reused for every packet.
@@ -243,13 +243,15 @@ impl std::fmt::Debug for NdpiClassifier {
 }
 
 impl NdpiClassifier {
-    /// Creates the detection module (a few MB; some tens of milliseconds).
+    /// Creates the classifier, with a detection module kept from an earlier classifier
+    /// ([`NdpiClassifier::spare_modules`]) or else a new one (a few MB; some tens of
+    /// milliseconds).
     pub fn new(opts: Options) -> Result<Self, Error> {
         #[cfg(ndpi_linked)]
         {
             Ok(NdpiClassifier {
                 flows: HashMap::new(),
-                module: ffi::Module::new()?,
+                module: ffi::Lent::take()?,
                 opts,
                 heuristic: HeuristicClassifier,
                 buf: Vec::with_capacity(2048),
@@ -263,6 +265,26 @@ impl NdpiClassifier {
             let _ = opts;
             Err(Self::availability().err().unwrap_or(Error::NotBuiltIn))
         }
+    }
+
+    /// How many detection modules are kept for the next classifiers. A classifier's
+    /// module, when it is dropped, is emptied of what it learnt (nDPI's caches of STUN,
+    /// TLS certificate, BitTorrent... verdicts) and kept, up to a few, so that the next
+    /// [`NdpiClassifier::new`] does not pay for making one (some tens of milliseconds):
+    /// a new classifier classifies the same whether its module is new or kept. Only with
+    /// the vendored nDPI build; with a system libndpi every classifier makes its own, and
+    /// this is 0.
+    pub fn spare_modules() -> usize {
+        #[cfg(ndpi_linked)]
+        return ffi::spare_modules();
+        #[cfg(not(ndpi_linked))]
+        0
+    }
+
+    /// Frees the modules kept for reuse (a few MB each); see [`NdpiClassifier::spare_modules`].
+    pub fn release_spare_modules() {
+        #[cfg(ndpi_linked)]
+        ffi::release_spare_modules();
     }
 
     /// Whether this build has nDPI in it: the `ndpi` feature was on and `callflow-ndpi-sys`

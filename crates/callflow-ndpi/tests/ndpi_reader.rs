@@ -31,9 +31,11 @@
 //! Outside CI a missing corpus, ndpiReader, or a build without nDPI is reported and the
 //! test returns; in CI (`CI` set) each of those is a failure.
 
-use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, TransportKind};
-use callflow_decode::capture::CaptureReader;
-use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
+mod common;
+
+use callflow_classify::{AppProtocol, TransportKind};
+use callflow_ndpi::{FlowKey, NdpiClassifier};
+use common::{captures_in, corpus, ours, unavailable};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -69,49 +71,9 @@ const PUBLIC_ONE_SIDED: &[(&str, usize, usize, &str)] = &[
     ("nflog.pcap", 4, 0, NO_LINK),
 ];
 
-fn corpus() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps/ndpi-4.2")
-}
-
-/// Skips outside CI, fails in CI.
-fn unavailable(what: &str) {
-    if std::env::var_os("CI").is_some() {
-        panic!("nDPI comparison cannot run in CI: {what}");
-    }
-    eprintln!("ndpi_reader: skipped: {what}");
-}
-
 fn flow_name(k: &FlowKey) -> String {
     let t = if k.transport == TransportKind::Tcp { "TCP" } else { "UDP" };
     format!("{t} {} <-> {}", k.a, k.b)
-}
-
-/// One capture as our side sees it: every UDP/TCP packet through the nDPI flow cache
-/// (and the heuristic classifier, for its flow's first decisive verdict).
-fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppProtocol>) {
-    let opts = Options { idle_timeout_ms: u64::MAX / 4, keep_expired: true, ..Options::default() };
-    let mut ndpi = NdpiClassifier::new(opts).expect("nDPI module");
-    let mut heuristic = HeuristicClassifier;
-    let mut heur: BTreeMap<FlowKey, AppProtocol> = BTreeMap::new();
-    let mut reader = CaptureReader::open(path).expect("open capture");
-    while let Ok(Some(frame)) = reader.next_frame() {
-        // What `callflow-cli classify` does: ndpiReader's reading of the frame.
-        let Some(input) = FrameInput::of(&frame) else { continue };
-        ndpi.detect_input(&input);
-        let key = input.key();
-        let payload = input.payload();
-        if !payload.bytes.is_empty() {
-            let verdict = heuristic.classify(&payload).protocol;
-            let slot = heur.entry(key).or_insert(AppProtocol::Unknown);
-            if *slot == AppProtocol::Unknown {
-                *slot = verdict;
-            }
-        }
-    }
-    ndpi.give_up_all();
-    let mut flows: BTreeMap<FlowKey, String> = ndpi.take_expired().iter().map(|(k, d)| (*k, ndpi.label(d))).collect();
-    flows.extend(ndpi.flows().map(|(k, d)| (*k, ndpi.label(d))));
-    (flows, heur)
 }
 
 /// ndpiReader's flow lines: `\t1\tUDP 1.2.3.4:5060 <-> 5.6.7.8:5060 [VLAN: 2][proto: 100/SIP][...`.
@@ -183,21 +145,6 @@ fn ready() -> bool {
         return false;
     }
     true
-}
-
-/// The capture files of `dir` and, with `nested`, of its subdirectories (sorted).
-fn captures_in(dir: &Path, nested: bool) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() && nested {
-            out.extend(captures_in(&path, false));
-        } else if path.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
 }
 
 #[test]
