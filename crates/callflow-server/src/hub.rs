@@ -129,9 +129,11 @@ pub struct ClientQueue {
 }
 
 impl ClientQueue {
-    fn push(&self, msg: &Message) {
+    /// Queues `msg` if the client follows its job; true when the client must be woken (a
+    /// message queued or replaced, or the queue overflowed).
+    fn queue(&self, msg: &Message) -> bool {
         if self.filter.is_some_and(|j| j != msg.job) {
-            return;
+            return false;
         }
         let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if q.len() >= self.capacity {
@@ -139,9 +141,7 @@ impl ClientQueue {
                 // Coalesce: the newest progress of a job makes its queued one worthless.
                 if let Some(old) = q.iter_mut().find(|m| m.kind == Kind::Progress && m.job == msg.job) {
                     *old = msg.clone();
-                    drop(q);
-                    self.notify.notify_one();
-                    return;
+                    return true;
                 }
             }
             let victim = [Kind::Progress, Kind::Session, Kind::Stats]
@@ -151,19 +151,16 @@ impl ClientQueue {
                 (Some(i), _) => {
                     q.remove(i);
                 }
-                (None, Kind::Progress | Kind::Session | Kind::Stats) => return,
+                (None, Kind::Progress | Kind::Session | Kind::Stats) => return false,
                 (None, Kind::Status | Kind::Deleted) => {
                     // Only state changes are queued: this one would be lost.
                     self.overflowed.store(true, Ordering::SeqCst);
-                    drop(q);
-                    self.notify.notify_one();
-                    return;
+                    return true;
                 }
             }
         }
         q.push_back(msg.clone());
-        drop(q);
-        self.notify.notify_one();
+        true
     }
 
     /// Everything queued, in order.
@@ -176,6 +173,9 @@ impl ClientQueue {
         self.overflowed.load(Ordering::SeqCst)
     }
 }
+
+/// Most events the pump thread takes from the job manager before queueing them.
+const PUMP_BATCH: usize = 64;
 
 /// Fans job events out to clients; see the module documentation.
 pub struct Hub {
@@ -216,37 +216,57 @@ impl Hub {
                 if hub.stopping.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Some(event) = event {
-                    on_event(&event);
-                    hub.publish(&event);
+                let Some(first) = event else { continue };
+                // Events come in bursts (a job's session, statistics and completion): the
+                // ones already waiting are queued together, and each client woken once.
+                let mut events = vec![first];
+                while events.len() < PUMP_BATCH {
+                    let Some(event) = sub.try_recv() else { break };
+                    events.push(event);
                 }
+                events.iter().for_each(&on_event);
+                hub.publish_all(&events);
             })
             .expect("spawn the event thread");
     }
 
     /// Numbers `event`, keeps it for replay, and queues it for every client.
     pub fn publish(&self, event: &Event) {
-        let (kind, mut value) = message_json(event);
-        let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-        value["id"] = json!(id);
-        value["ts"] = json!(now_seconds());
-        let msg = Message { id, kind, job: event.job(), json: value.to_string().into() };
+        self.publish_all(std::slice::from_ref(event));
+    }
+
+    /// [`Hub::publish`] of several events, in order, waking each client once.
+    pub fn publish_all(&self, events: &[Event]) {
+        let messages: Vec<Message> = events
+            .iter()
+            .map(|event| {
+                let (kind, mut value) = message_json(event);
+                let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+                value["id"] = json!(id);
+                value["ts"] = json!(now_seconds());
+                Message { id, kind, job: event.job(), json: value.to_string().into() }
+            })
+            .collect();
         {
             let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-            if kind == Kind::Deleted {
-                rings.remove(&msg.job);
-            } else {
-                let ring = rings.entry(msg.job).or_default();
-                if ring.len() >= self.ring_capacity {
-                    ring.pop_front();
+            for msg in &messages {
+                if msg.kind == Kind::Deleted {
+                    rings.remove(&msg.job);
+                } else {
+                    let ring = rings.entry(msg.job).or_default();
+                    if ring.len() >= self.ring_capacity {
+                        ring.pop_front();
+                    }
+                    ring.push_back(msg.clone());
                 }
-                ring.push_back(msg.clone());
             }
         }
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.retain(|c| c.strong_count() > 0);
         for client in clients.iter().filter_map(Weak::upgrade) {
-            client.push(&msg);
+            if messages.iter().fold(false, |queued, msg| client.queue(msg) || queued) {
+                client.notify.notify_one();
+            }
         }
     }
 
@@ -323,6 +343,17 @@ mod tests {
         let v: Value = serde_json::from_str(&client.drain()[0].json).unwrap();
         let ts = v["ts"].as_f64().unwrap();
         assert!(v["id"] == 1 && ts >= before && ts <= now_seconds(), "{v}");
+    }
+
+    #[test]
+    fn events_published_together_are_queued_in_order_and_numbered_in_order() {
+        let hub = Hub::new(8, 8);
+        let (all, other) = (hub.subscribe(None), hub.subscribe(Some(JobId(2))));
+        hub.publish_all(&[progress(1, 10), Event::Deleted(JobId(3)), progress(1, 20)]);
+        assert_eq!(describe(&all), ["progress 1 10", "deleted 3", "progress 1 20"]);
+        assert!(other.drain().is_empty());
+        let ids: Vec<u64> = hub.replay(JobId(1), 0).iter().map(|m| m.id).collect();
+        assert_eq!(ids, [1, 3]);
     }
 
     #[test]
