@@ -1,8 +1,8 @@
 //! The event hub: turns the job manager's events into numbered JSON messages, fans them out to WebSocket and SSE clients, and keeps a per-job ring for SSE replay.
 //!
-//! One thread drains the manager's [`Subscription`] (a blocking queue) and hands each
-//! event to [`Hub::publish`], which never waits for a client: every client has its own
-//! bounded queue. A full queue first coalesces progress (the newest progress of a job
+//! One thread drains the manager's [`Subscription`] (a blocking queue) and hands the
+//! events waiting there to [`Hub::publish_all`], which never waits for a client: every
+//! client has its own bounded queue, and is woken once per batch. A full queue first coalesces progress (the newest progress of a job
 //! replaces the queued one), then drops queued session/stats messages; when a state
 //! change would have to be dropped the client is marked overflowed and its connection is
 //! closed (WebSocket 1013), since silently losing a state change would leave it wrong.
