@@ -264,7 +264,11 @@ impl Hub {
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
         clients.retain(|c| c.strong_count() > 0);
         for client in clients.iter().filter_map(Weak::upgrade) {
-            if messages.iter().fold(false, |queued, msg| client.queue(msg) || queued) {
+            let mut wake = false;
+            for msg in &messages {
+                wake |= client.queue(msg);
+            }
+            if wake {
                 client.notify.notify_one();
             }
         }
