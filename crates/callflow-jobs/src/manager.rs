@@ -420,17 +420,21 @@ impl JobManager {
         // Under the lock, only workers touch the channel, and they only make room: the
         // length checked here is an upper bound until the token is sent.
         let tx_guard = lock(&self.shared.tx);
-        let tx = tx_guard.as_ref().ok_or(JobError::ShutDown)?;
-        let capacity = self.shared.opts.queue_capacity;
-        if tx.len() >= capacity {
-            return Err(JobError::QueueFull { capacity });
-        }
+        let tx = room(&self.shared, &tx_guard)?;
         let job = self.shared.store.create_job(&new, now_millis())?;
         self.shared.board.set(&job);
         // Published before the token is sent, so QUEUED always precedes RUNNING.
         self.shared.bus.publish(Event::State(Arc::new(job.clone())));
         tx.try_send(()).expect("room was checked under the lock");
         Ok(job)
+    }
+
+    /// Whether [`submit`](JobManager::submit) would take a job now: `Err` with what it
+    /// would answer ([`JobError::QueueFull`], [`JobError::ShutDown`]) when not. It touches
+    /// no store, so a caller can refuse early what it would otherwise prepare for nothing
+    /// (an upload's body); `submit` still decides, the queue being free to fill meanwhile.
+    pub fn check_room(&self) -> Result<(), JobError> {
+        room(&self.shared, &lock(&self.shared.tx)).map(|_| ())
     }
 
     /// Reserves an id for a job [`submit`](JobManager::submit)ted later with
@@ -573,6 +577,17 @@ impl Drop for JobManager {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The queue's sender if it has room for one more job: the rule of both
+/// [`JobManager::submit`] and [`JobManager::check_room`].
+fn room<'a>(shared: &Shared, tx: &'a Option<Sender<()>>) -> Result<&'a Sender<()>, JobError> {
+    let tx = tx.as_ref().ok_or(JobError::ShutDown)?;
+    let capacity = shared.opts.queue_capacity;
+    if tx.len() >= capacity {
+        return Err(JobError::QueueFull { capacity });
+    }
+    Ok(tx)
 }
 
 fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {

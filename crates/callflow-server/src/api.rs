@@ -159,7 +159,16 @@ pub async fn upload(
     }
     let dir = state.settings.storage.upload_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
-    let id = state.jobs(|m| m.reserve_id()).await?;
+    // A full queue refuses the upload before its body is read rather than after it was
+    // all received (gigabytes, for a big capture); `submit` decides again at the end, the
+    // queue being free to fill meanwhile. On the blocking pool with the reservation, as
+    // the check waits for the queue's lock, which `submit` holds while it writes the store.
+    let id = state
+        .jobs(|m| {
+            m.check_room()?;
+            m.reserve_id()
+        })
+        .await?;
     let (path, stored) = upload_paths(&dir, id);
     let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
