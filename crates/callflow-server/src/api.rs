@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{self, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 fn parse_job(id: &str) -> Result<JobId, ApiError> {
@@ -323,24 +324,58 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(job_json(&job)))
 }
 
+/// How long `DELETE` of a running job waits for it to stop once cancelled.
+const DELETE_STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// `DELETE /api/v1/jobs/{id}`: a running job is cancelled first, then deleted with its files.
+///
+/// The store calls go to the blocking pool, but the wait for the cancelled job to stop
+/// (within 100 ms, longer when its store is slow) is spent here, reading its status from
+/// the manager's memory: a blocking thread held meanwhile is one fewer for every other
+/// request.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_job(&id)?;
-    state
+    let stopping = state
         .jobs(move |m| {
-            let job = m.job(id)?;
-            if !job.state.is_finished() {
-                match m.cancel(id) {
-                    Ok(_) | Err(callflow_jobs::JobError::AlreadyFinished { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                // A running job stops within 100 ms of being cancelled.
-                m.wait(&[id], Some(std::time::Duration::from_secs(10)))?;
+            if m.status(id)?.state.is_finished() {
+                return Ok(false);
             }
-            m.delete(id)
+            match m.cancel(id) {
+                // A queued job is cancelled at once; a running one stops soon after.
+                Ok(job) => Ok(!job.state.is_finished()),
+                Err(JobError::AlreadyFinished { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
         })
         .await?;
+    if stopping {
+        wait_finished(&state, id).await?;
+    }
+    state.jobs(move |m| m.delete(id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Waits for job `id` to be finished, at most [`DELETE_STOP_WAIT`]; then a 409 says it
+/// still runs.
+async fn wait_finished(state: &AppState, id: JobId) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
+    loop {
+        let status = match state.manager.cached_status(id) {
+            Some(status) => status,
+            None => state.jobs(move |m| m.status(id)).await?,
+        };
+        if status.state.is_finished() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Conflict(format!(
+                "job {id} was cancelled but is still {} after {} s; delete it again once it has stopped",
+                status.state,
+                DELETE_STOP_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET /api/v1/jobs/{id}/sessions` parameters.
