@@ -231,6 +231,13 @@ const SHUTDOWN: u8 = 2;
 /// Sessions are written to the store in batches of this many (or at each progress event).
 const SESSION_BATCH: usize = 256;
 
+/// The first pause before [`JobStore::finish`] is tried again; each further one doubles.
+const FINISH_FIRST_PAUSE: Duration = Duration::from_millis(50);
+/// How long a worker keeps trying to record a job's end.
+const FINISH_RETRY_FOR: Duration = Duration::from_secs(10);
+/// Pauses are slept in slices of this, so that a shutdown does not wait for a long one.
+const PAUSE_SLICE: Duration = Duration::from_millis(50);
+
 /// What a running analysis reports to, and is stopped through.
 pub struct JobContext<'a> {
     shared: &'a Shared,
@@ -420,17 +427,21 @@ impl JobManager {
         // Under the lock, only workers touch the channel, and they only make room: the
         // length checked here is an upper bound until the token is sent.
         let tx_guard = lock(&self.shared.tx);
-        let tx = tx_guard.as_ref().ok_or(JobError::ShutDown)?;
-        let capacity = self.shared.opts.queue_capacity;
-        if tx.len() >= capacity {
-            return Err(JobError::QueueFull { capacity });
-        }
+        let tx = room(&self.shared, &tx_guard)?;
         let job = self.shared.store.create_job(&new, now_millis())?;
         self.shared.board.set(&job);
         // Published before the token is sent, so QUEUED always precedes RUNNING.
         self.shared.bus.publish(Event::State(Arc::new(job.clone())));
         tx.try_send(()).expect("room was checked under the lock");
         Ok(job)
+    }
+
+    /// Whether [`submit`](JobManager::submit) would take a job now: `Err` with what it
+    /// would answer ([`JobError::QueueFull`], [`JobError::ShutDown`]) when not. It touches
+    /// no store, so a caller can refuse early what it would otherwise prepare for nothing
+    /// (an upload's body); `submit` still decides, the queue being free to fill meanwhile.
+    pub fn check_room(&self) -> Result<(), JobError> {
+        room(&self.shared, &lock(&self.shared.tx)).map(|_| ())
     }
 
     /// Reserves an id for a job [`submit`](JobManager::submit)ted later with
@@ -575,6 +586,17 @@ impl Drop for JobManager {
     }
 }
 
+/// The queue's sender if it has room for one more job: the rule of both
+/// [`JobManager::submit`] and [`JobManager::check_room`].
+fn room<'a>(shared: &Shared, tx: &'a Option<Sender<()>>) -> Result<&'a Sender<()>, JobError> {
+    let tx = tx.as_ref().ok_or(JobError::ShutDown)?;
+    let capacity = shared.opts.queue_capacity;
+    if tx.len() >= capacity {
+        return Err(JobError::QueueFull { capacity });
+    }
+    Ok(tx)
+}
+
 fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
     if !shared.store.delete_finished(job.id)? {
         return Ok(false);
@@ -673,13 +695,7 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
             stats: Arc::new(stats.clone()),
         });
     }
-    // Retried once: a busy database is the likely cause. If it still fails, the job stays
-    // RUNNING in the store and is recovered at the next start.
-    let finished = shared
-        .store
-        .finish(job.id, &outcome, now_millis())
-        .or_else(|_| shared.store.finish(job.id, &outcome, now_millis()));
-    match finished {
+    match finish_with_retries(shared, job.id, &outcome) {
         Ok(Some(job)) => {
             shared.board.set(&job);
             shared.bus.publish(Event::State(Arc::new(job)));
@@ -687,5 +703,40 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         // The store may or may not have taken the change (an error after the commit): its
         // answer is no longer known here, so status reads go to the store again.
         Ok(None) | Err(_) => shared.board.remove(job.id),
+    }
+}
+
+/// Records a job's end, trying again with growing pauses (50 ms, doubling) for up to
+/// [`FINISH_RETRY_FOR`]: a busy or briefly failing database is the likely cause, and a job
+/// whose end is not recorded stays RUNNING, with no worker, until the next start. A
+/// shutdown stops the retries, the next start recovering the job anyway.
+fn finish_with_retries(shared: &Shared, id: JobId, outcome: &Outcome) -> Result<Option<Job>, StoreError> {
+    let started = Instant::now();
+    let mut pause = FINISH_FIRST_PAUSE;
+    loop {
+        let error = match shared.store.finish(id, outcome, now_millis()) {
+            Ok(job) => return Ok(job),
+            Err(e) => e,
+        };
+        let left = FINISH_RETRY_FOR.saturating_sub(started.elapsed());
+        if left.is_zero() || !pause_unless_shutting_down(shared, pause.min(left)) {
+            return Err(error);
+        }
+        pause *= 2;
+    }
+}
+
+/// Sleeps for `pause` unless the manager starts shutting down; false if it did.
+fn pause_unless_shutting_down(shared: &Shared, pause: Duration) -> bool {
+    let until = Instant::now() + pause;
+    loop {
+        if shared.shutting_down.load(Ordering::SeqCst) {
+            return false;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(PAUSE_SLICE));
     }
 }

@@ -4,13 +4,14 @@ mod common;
 
 use callflow_classify::{Classification, Classifier, HeuristicClassifier, Payload};
 use callflow_jobs::{
-    Analysis, CaptureAnalysis, ClassifierFactory, Event, Job, JobContext, JobError, JobId, JobManager, JobState,
-    ManagerOptions, NewJob, SessionQuery, SqliteStore, Subscription,
+    Analysis, CaptureAnalysis, ClassifierFactory, Event, Job, JobContext, JobError, JobId, JobManager, JobQuery,
+    JobState, JobStore, ManagerOptions, NewJob, Outcome, Progress, Recovery, SessionQuery, SessionRow, SqliteStore,
+    StoreError, Subscription,
 };
-use callflow_model::Document;
+use callflow_model::{Document, Session};
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const LONG_WAIT: Option<Duration> = Some(Duration::from_secs(120));
@@ -360,4 +361,125 @@ fn jobs_read_ahead_on_a_second_thread_unless_configured_not_to() {
     assert_eq!(ManagerOptions::from_settings(&settings).analyzer.threads, 2);
     settings.processing.read_ahead = false;
     assert_eq!(ManagerOptions::from_settings(&settings).analyzer.threads, 1);
+}
+
+/// The real store, except that [`JobStore::finish`] fails its first `refusals` calls as a
+/// locked database does, telling `refused` of each.
+struct RefusesFinish {
+    inner: SqliteStore,
+    refusals: usize,
+    calls: AtomicUsize,
+    refused: Mutex<Option<mpsc::Sender<()>>>,
+}
+
+impl RefusesFinish {
+    fn new(dir: &Path, refusals: usize) -> RefusesFinish {
+        let inner = SqliteStore::open(dir.join("callflow.db")).unwrap();
+        RefusesFinish { inner, refusals, calls: AtomicUsize::new(0), refused: Mutex::new(None) }
+    }
+
+    /// Tells `refused` of each refusal.
+    fn telling(self, refused: mpsc::Sender<()>) -> RefusesFinish {
+        RefusesFinish { refused: Mutex::new(Some(refused)), ..self }
+    }
+
+    fn finish_calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+impl JobStore for RefusesFinish {
+    fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
+        self.inner.create_job(new, now)
+    }
+    fn reserve_id(&self) -> Result<JobId, StoreError> {
+        self.inner.reserve_id()
+    }
+    fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
+        self.inner.claim_next(now)
+    }
+    fn record_progress(&self, id: JobId, progress: &Progress) -> Result<(), StoreError> {
+        self.inner.record_progress(id, progress)
+    }
+    fn add_sessions(&self, id: JobId, sessions: &[Arc<Session>]) -> Result<(), StoreError> {
+        self.inner.add_sessions(id, sessions)
+    }
+    fn finish(&self, id: JobId, outcome: &Outcome, now: i64) -> Result<Option<Job>, StoreError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.refusals {
+            if let Some(refused) = &*self.refused.lock().unwrap() {
+                let _ = refused.send(());
+            }
+            let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
+            return Err(StoreError::Database(rusqlite::Error::SqliteFailure(busy, Some("database is locked".into()))));
+        }
+        self.inner.finish(id, outcome, now)
+    }
+    fn cancel_queued(&self, id: JobId, now: i64) -> Result<Option<Job>, StoreError> {
+        self.inner.cancel_queued(id, now)
+    }
+    fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.inner.job(id)
+    }
+    fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError> {
+        self.inner.jobs(query)
+    }
+    fn sessions(&self, id: JobId, query: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
+        self.inner.sessions(id, query)
+    }
+    fn count_sessions(&self, id: JobId, query: &SessionQuery) -> Result<u64, StoreError> {
+        self.inner.count_sessions(id, query)
+    }
+    fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError> {
+        self.inner.session(id, session_id)
+    }
+    fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError> {
+        self.inner.find_session(session_id)
+    }
+    fn delete_finished(&self, id: JobId) -> Result<bool, StoreError> {
+        self.inner.delete_finished(id)
+    }
+    fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError> {
+        self.inner.finished_before(cutoff)
+    }
+    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {
+        self.inner.recover(resume, now)
+    }
+}
+
+/// `finish` was tried twice: when the store refused both, the job stayed RUNNING, with no
+/// worker, until the next start, and clients saw it running all that time.
+#[test]
+fn a_job_whose_end_the_store_refuses_three_times_still_ends_completed() {
+    let dir = common::temp_dir("finish-retried");
+    let store = Arc::new(RefusesFinish::new(&dir, 3));
+    let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    let ended = loop {
+        match sub.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
+            Some(_) => {}
+            None => panic!("the job's end was never published"),
+        }
+    };
+    assert_eq!((ended.state, ended.error.as_deref()), (JobState::Completed, None));
+    assert_eq!(store.finish_calls(), 4, "three refusals, then recorded");
+    assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Completed);
+    assert_eq!(manager.status(job.id).unwrap().state, JobState::Completed);
+    manager.shutdown();
+}
+
+#[test]
+fn a_shutdown_cuts_short_the_retries_of_a_job_end_the_store_keeps_refusing() {
+    let dir = common::temp_dir("finish-shutdown");
+    let (refused, refusals) = mpsc::channel();
+    let store = Arc::new(RefusesFinish::new(&dir, usize::MAX).telling(refused));
+    let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    refusals.recv_timeout(Duration::from_secs(60)).expect("the job's end was tried");
+    let asked = Instant::now();
+    manager.shutdown();
+    // The worker would otherwise go on trying for 10 s.
+    assert!(asked.elapsed() < Duration::from_secs(5), "the shutdown took {:?}", asked.elapsed());
+    assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Running, "left to the next start");
 }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{self, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
 fn parse_job(id: &str) -> Result<JobId, ApiError> {
@@ -81,16 +82,30 @@ pub(crate) fn remove_stale_uploads(dir: &path::Path, manager: &JobManager) -> us
     removed
 }
 
-/// A file being uploaded; removed on drop unless kept.
-struct Incoming {
+/// An upload's `.part` file: removed on drop unless kept, so that a refused, broken or
+/// abandoned upload leaves nothing behind.
+struct PartFile {
     path: PathBuf,
+    kept: bool,
+}
+
+impl Drop for PartFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A file being uploaded.
+struct Incoming {
+    part: PartFile,
     /// Buffered: a body arrives in chunks of a few KiB, and each unbuffered write would be
     /// one trip to the blocking pool.
     file: tokio::io::BufWriter<tokio::fs::File>,
     written: u64,
     limit: u64,
     head: Vec<u8>,
-    kept: bool,
 }
 
 impl Incoming {
@@ -109,24 +124,35 @@ impl Incoming {
         self.file.write_all(chunk).await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))
     }
 
-    /// The complete file; from here on its removal is the caller's.
-    async fn finish(mut self) -> Result<(PathBuf, u64), ApiError> {
+    /// The complete file, written out of the buffer but not yet synced: [`place`] does that
+    /// on the blocking task that renames it.
+    async fn finish(mut self) -> Result<(PartFile, std::fs::File, u64), ApiError> {
         if self.head.len() < 4 {
             return Err(not_a_capture(&self.head));
         }
         self.file.flush().await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))?;
-        self.kept = true;
-        Ok((self.path.clone(), self.written))
+        let file = self.file.into_inner().into_std().await;
+        Ok((self.part, file, self.written))
     }
 }
 
-impl Drop for Incoming {
-    fn drop(&mut self) {
-        if !self.kept {
-            // A refused, broken or abandoned upload leaves nothing behind.
-            let _ = std::fs::remove_file(&self.path);
-        }
+/// Puts a complete upload in place as `stored`, durably: its data reaches the disk before
+/// the rename, and the rename before the caller creates the job, so that a crash or a power
+/// loss can leave a `.part` file or a job-less `N.capture` (both removed at the next start)
+/// but never a job whose capture is empty or cut short. Blocks.
+fn place(mut part: PartFile, file: std::fs::File, stored: &path::Path) -> Result<(), ApiError> {
+    let failed = |e: std::io::Error| ApiError::Internal(format!("placing the upload: {e}"));
+    file.sync_all().map_err(failed)?;
+    drop(file);
+    std::fs::rename(&part.path, stored).map_err(failed)?;
+    part.kept = true;
+    // The rename is an entry in the directory, made durable by syncing the directory.
+    let dir = stored.parent().unwrap_or(path::Path::new("."));
+    if let Err(e) = std::fs::File::open(dir).and_then(|d| d.sync_all()) {
+        let _ = std::fs::remove_file(stored);
+        return Err(failed(e));
     }
+    Ok(())
 }
 
 fn not_a_capture(head: &[u8]) -> ApiError {
@@ -159,11 +185,21 @@ pub async fn upload(
     }
     let dir = state.settings.storage.upload_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
-    let id = state.jobs(|m| m.reserve_id()).await?;
+    // A full queue refuses the upload before its body is read rather than after it was
+    // all received (gigabytes, for a big capture); `submit` decides again at the end, the
+    // queue being free to fill meanwhile. On the blocking pool with the reservation, as
+    // the check waits for the queue's lock, which `submit` holds while it writes the store.
+    let id = state
+        .jobs(|m| {
+            m.check_room()?;
+            m.reserve_id()
+        })
+        .await?;
     let (path, stored) = upload_paths(&dir, id);
     let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    let mut incoming = Incoming { path, file, written: 0, limit, head: Vec::new(), kept: false };
+    let part = PartFile { path, kept: false };
+    let mut incoming = Incoming { part, file, written: 0, limit, head: Vec::new() };
     let slow = state.settings.server.request_timeout;
     let timeout = |what: &str| ApiError::BadRequest(format!("the upload stalled: no data for {slow:?} ({what})"));
     let mut name = params.name;
@@ -213,17 +249,14 @@ pub async fn upload(
         )));
     }
     let label = name.unwrap_or_else(|| "upload".into());
-    let (part, bytes) = incoming.finish().await?;
+    let (part, file, bytes) = incoming.finish().await?;
     state.metrics.upload_bytes.fetch_add(bytes, Ordering::Relaxed);
-    // Placed and submitted on one blocking task, spawned with no await in between: it runs
-    // to its end even if the client goes away now, so the file ends up either in place
-    // with its job or removed.
+    // Synced, placed and submitted on one blocking task, spawned with no await in between:
+    // it runs to its end even if the client goes away now, so the file ends up either in
+    // place with its job or removed.
     let manager = state.manager.clone();
     let job = tokio::task::spawn_blocking(move || {
-        if let Err(e) = std::fs::rename(&part, &stored) {
-            let _ = std::fs::remove_file(&part);
-            return Err(ApiError::Internal(format!("placing the upload: {e}")));
-        }
+        place(part, file, &stored)?;
         manager.submit(NewJob::upload(&stored, label).with_id(id)).map_err(|e| {
             let _ = std::fs::remove_file(&stored);
             ApiError::from(e)
@@ -291,24 +324,58 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(job_json(&job)))
 }
 
+/// How long `DELETE` of a running job waits for it to stop once cancelled.
+const DELETE_STOP_WAIT: Duration = Duration::from_secs(10);
+
 /// `DELETE /api/v1/jobs/{id}`: a running job is cancelled first, then deleted with its files.
+///
+/// The store calls go to the blocking pool, but the wait for the cancelled job to stop
+/// (within 100 ms, longer when its store is slow) is spent here, reading its status from
+/// the manager's memory: a blocking thread held meanwhile is one fewer for every other
+/// request.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     let id = parse_job(&id)?;
-    state
+    let stopping = state
         .jobs(move |m| {
-            let job = m.job(id)?;
-            if !job.state.is_finished() {
-                match m.cancel(id) {
-                    Ok(_) | Err(callflow_jobs::JobError::AlreadyFinished { .. }) => {}
-                    Err(e) => return Err(e),
-                }
-                // A running job stops within 100 ms of being cancelled.
-                m.wait(&[id], Some(std::time::Duration::from_secs(10)))?;
+            if m.status(id)?.state.is_finished() {
+                return Ok(false);
             }
-            m.delete(id)
+            match m.cancel(id) {
+                // A queued job is cancelled at once; a running one stops soon after.
+                Ok(job) => Ok(!job.state.is_finished()),
+                Err(JobError::AlreadyFinished { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
         })
         .await?;
+    if stopping {
+        wait_finished(&state, id).await?;
+    }
+    state.jobs(move |m| m.delete(id)).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Waits for job `id` to be finished, at most [`DELETE_STOP_WAIT`]; then a 409 says it
+/// still runs.
+async fn wait_finished(state: &AppState, id: JobId) -> Result<(), ApiError> {
+    let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
+    loop {
+        let status = match state.manager.cached_status(id) {
+            Some(status) => status,
+            None => state.jobs(move |m| m.status(id)).await?,
+        };
+        if status.state.is_finished() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(ApiError::Conflict(format!(
+                "job {id} was cancelled but is still {} after {} s; delete it again once it has stopped",
+                status.state,
+                DELETE_STOP_WAIT.as_secs()
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// `GET /api/v1/jobs/{id}/sessions` parameters.

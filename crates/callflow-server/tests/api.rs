@@ -338,6 +338,64 @@ async fn deleting_a_running_job_cancels_it_first() {
     server.shutdown().await;
 }
 
+/// Deleting a running job waited for it to stop on a blocking thread, up to 10 s; with
+/// the pool's threads all taken (here its only one), every request needing the store
+/// waited as long.
+#[test]
+fn deleting_a_job_slow_to_stop_holds_no_blocking_thread_while_it_waits() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let gate = common::Gate::new();
+        let server = common::start_gated(&gate, |_| {}).await;
+        let client = reqwest::Client::new();
+        let job = upload_example(&client, &server).await;
+        gate.until(|s| s.running == 1).await;
+        let delete = tokio::spawn(client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send());
+        // Cancelled, and stopping only once the gate opens.
+        gate.until(|s| s.asked_to_stop == 1).await;
+        let list = server.get_json(&client, "/api/v1/jobs");
+        let jobs = tokio::time::timeout(Duration::from_secs(30), list).await.expect("the blocking thread is free");
+        assert_eq!(jobs["jobs"][0]["status"], "RUNNING");
+        assert!(!delete.is_finished(), "the delete waits for the job to stop");
+        gate.open();
+        assert_eq!(delete.await.unwrap().unwrap().status(), 204);
+        let status = client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap();
+        assert_eq!(status.status(), 404);
+        assert_eq!(server.uploads(), Vec::<String>::new(), "the upload is deleted");
+        server.shutdown().await;
+    });
+}
+
+#[tokio::test]
+async fn a_job_that_does_not_stop_within_10_s_of_its_delete_is_kept_and_409_says_why() {
+    let gate = common::Gate::new();
+    let server = common::start_gated(&gate, |_| {}).await;
+    let client = reqwest::Client::new();
+    let job = upload_example(&client, &server).await;
+    gate.until(|s| s.running == 1).await;
+    let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert_eq!(response.status(), 409);
+    let v: Value = response.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "conflict");
+    assert_eq!(
+        v["error"]["message"],
+        format!("job {job} was cancelled but is still RUNNING after 10 s; delete it again once it has stopped")
+    );
+    assert_eq!(server.uploads(), [format!("{job}.capture")], "nothing deleted");
+    // Once it has stopped, the same request deletes it.
+    gate.open();
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "CANCELLED");
+    let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(server.uploads(), Vec::<String>::new());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_restart_clears_leftovers() {
     let server = start(|_| {}).await;

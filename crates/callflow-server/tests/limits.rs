@@ -104,6 +104,34 @@ async fn too_many_uploads_at_once_get_503() {
 }
 
 #[tokio::test]
+async fn an_upload_is_refused_before_its_body_is_read_when_the_queue_is_full() {
+    let gate = common::Gate::new();
+    let server = common::start_gated(&gate, |s| s.limits.max_queued_jobs = 1).await;
+    let client = reqwest::Client::new();
+    // One job holds the only worker and another fills the queue.
+    let running = upload_example(&client, &server).await;
+    gate.until(|s| s.running == 1).await;
+    let queued = upload_example(&client, &server).await;
+    // A capture's first bytes, then nothing, ever: only an answer given before the body
+    // ends can end this request (a stalled body is otherwise cut off after 30 s).
+    let endless = futures_util::stream::once(async { Ok::<_, std::io::Error>(vec![0xd4, 0xc3, 0xb2, 0xa1]) })
+        .chain(futures_util::stream::pending());
+    let upload = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(reqwest::Body::wrap_stream(endless))
+        .send();
+    let response =
+        tokio::time::timeout(Duration::from_secs(10), upload).await.expect("answered before the body ended").unwrap();
+    assert_eq!(response.status(), 503);
+    let v: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "unavailable");
+    assert_eq!(v["error"]["message"], "the job queue is full (1 jobs waiting)");
+    assert_eq!(server.uploads(), [format!("{running}.capture"), format!("{queued}.capture")], "no file was begun");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let server = start(|s| s.server.cors_origins = vec!["https://ui.example".into()]).await;
     let client = reqwest::Client::new();

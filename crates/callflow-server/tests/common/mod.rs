@@ -3,10 +3,12 @@
 #![allow(dead_code)]
 
 use callflow_config::Settings;
-use callflow_jobs::{JobManager, ManagerOptions, SqliteStore};
+use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions, SqliteStore};
+use callflow_model::Document;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The bundled example capture: one call, INVITE to BYE, RTP both ways.
 pub fn example() -> PathBuf {
@@ -32,6 +34,9 @@ pub struct TestServer {
     pub settings: Settings,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    /// Opened when the server stops, so that its jobs let the workers go even when a
+    /// failed assertion skipped the test's own opening.
+    gate: Option<Arc<Gate>>,
 }
 
 impl TestServer {
@@ -59,6 +64,9 @@ impl TestServer {
     /// Stops accepting and waits for the server to finish; returns its directories, for
     /// [`start_in`] to start it again.
     pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(gate) = &self.gate {
+            gate.open();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -71,6 +79,9 @@ impl TestServer {
 
 impl Drop for TestServer {
     fn drop(&mut self) {
+        if let Some(gate) = &self.gate {
+            gate.open();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -85,23 +96,35 @@ pub async fn start(tweak: impl FnOnce(&mut Settings)) -> TestServer {
 /// Starts a server on the directories in `dir` (a restart, given those of a server that
 /// was shut down).
 pub async fn start_in(dir: tempfile::TempDir, tweak: impl FnOnce(&mut Settings)) -> TestServer {
-    launch(dir, None, tweak).await
+    launch(dir, None, None, tweak).await
 }
 
 /// Starts a server on a listener the test bound (with socket options of its own).
 pub async fn start_on(listener: tokio::net::TcpListener, tweak: impl FnOnce(&mut Settings)) -> TestServer {
-    launch(tempfile::tempdir().unwrap(), Some(listener), tweak).await
+    launch(tempfile::tempdir().unwrap(), Some(listener), None, tweak).await
+}
+
+/// Starts a server whose jobs wait at `gate` instead of analysing their captures, to hold
+/// workers for as long as a test needs; the gate opens when the server stops.
+pub async fn start_gated(gate: &Arc<Gate>, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch(tempfile::tempdir().unwrap(), None, Some(gate.clone()), tweak).await
 }
 
 async fn launch(
     dir: tempfile::TempDir,
     listener: Option<tokio::net::TcpListener>,
+    gate: Option<Arc<Gate>>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestServer {
     let mut settings = settings(dir.path());
     tweak(&mut settings);
     let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
-    let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings)).unwrap();
+    let opts = ManagerOptions::from_settings(&settings);
+    let (manager, _) = match &gate {
+        Some(gate) => JobManager::start_with(store, opts, gate.clone()),
+        None => JobManager::start(store, opts),
+    }
+    .unwrap();
     let manager = Arc::new(manager);
     let server = match listener {
         Some(listener) => callflow_server::Server::from_listener(listener, settings.clone(), manager).await,
@@ -118,7 +141,7 @@ async fn launch(
             .await
             .unwrap();
     });
-    TestServer { addr, dir: Some(dir), settings, stop: Some(tx), task: Some(task) }
+    TestServer { addr, dir: Some(dir), settings, stop: Some(tx), task: Some(task), gate }
 }
 
 /// Uploads the example capture as a raw body; returns the job id.
@@ -159,4 +182,60 @@ pub async fn upload_example_multipart(client: &reqwest::Client, server: &TestSer
     let v: serde_json::Value = response.json().await.unwrap();
     assert_eq!((v["status"].as_str(), v["name"].as_str()), (Some("queued"), Some("basic-call.pcap")));
     v["job_id"].as_i64().unwrap()
+}
+
+/// What the jobs of a [`Gate`] are doing, for a test to await.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GateState {
+    /// Jobs may stop once asked to.
+    pub open: bool,
+    /// Jobs running now.
+    pub running: usize,
+    /// Jobs asked to stop (cancelled, or the server shutting down) so far.
+    pub asked_to_stop: usize,
+}
+
+/// An analysis that reads nothing and runs until it is asked to stop and the gate is open:
+/// a worker kept busy for as long as a test needs, and, with the gate shut, a job that is
+/// slow to stop once cancelled. Its jobs end as failed, "stopped", unless cancelled. See
+/// [`start_gated`].
+#[derive(Debug)]
+pub struct Gate(tokio::sync::watch::Sender<GateState>);
+
+impl Gate {
+    /// A shut gate.
+    pub fn new() -> Arc<Gate> {
+        Arc::new(Gate(tokio::sync::watch::Sender::new(GateState::default())))
+    }
+
+    /// Lets the jobs asked to stop (and those asked later) stop.
+    pub fn open(&self) {
+        self.0.send_modify(|s| s.open = true);
+    }
+
+    /// Waits (bounded) until the jobs' state satisfies `ready`.
+    pub async fn until(&self, ready: impl FnMut(&GateState) -> bool) {
+        let mut rx = self.0.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), rx.wait_for(ready))
+            .await
+            .expect("the gated jobs got there in time")
+            .unwrap();
+    }
+}
+
+impl Analysis for Gate {
+    fn run(&self, _job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        self.0.send_modify(|s| s.running += 1);
+        let mut asked = false;
+        while !(asked && self.0.borrow().open) {
+            if !asked && ctx.should_stop() {
+                asked = true;
+                self.0.send_modify(|s| s.asked_to_stop += 1);
+            }
+            // A worker thread, polling as the real analysis does between frames.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.0.send_modify(|s| s.running -= 1);
+        Err("stopped".into())
+    }
 }
