@@ -695,14 +695,21 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
             stats: Arc::new(stats.clone()),
         });
     }
-    match finish_with_retries(shared, job.id, &outcome) {
-        Ok(Some(job)) => {
+    let finished = match finish_with_retries(shared, job.id, &outcome) {
+        Ok(Some(job)) => Some(job),
+        // No longer RUNNING: an attempt that failed after its commit recorded the end.
+        // What the store now says is published, or subscribers would never hear of it.
+        Ok(None) => shared.store.job(job.id).ok().flatten().filter(|j| j.state.is_finished()),
+        Err(_) => None,
+    };
+    match finished {
+        Some(job) => {
             shared.board.set(&job);
             shared.bus.publish(Event::State(Arc::new(job)));
         }
-        // The store may or may not have taken the change (an error after the commit): its
-        // answer is no longer known here, so status reads go to the store again.
-        Ok(None) | Err(_) => shared.board.remove(job.id),
+        // The store's answer is not known here (it may have taken the change before
+        // failing): status reads go to the store again.
+        None => shared.board.remove(job.id),
     }
 }
 

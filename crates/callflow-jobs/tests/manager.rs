@@ -368,6 +368,8 @@ fn jobs_read_ahead_on_a_second_thread_unless_configured_not_to() {
 struct RefusesFinish {
     inner: SqliteStore,
     refusals: usize,
+    /// Each refusal first records the end, as a commit whose acknowledgement is lost would.
+    after_commit: bool,
     calls: AtomicUsize,
     refused: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -375,7 +377,12 @@ struct RefusesFinish {
 impl RefusesFinish {
     fn new(dir: &Path, refusals: usize) -> RefusesFinish {
         let inner = SqliteStore::open(dir.join("callflow.db")).unwrap();
-        RefusesFinish { inner, refusals, calls: AtomicUsize::new(0), refused: Mutex::new(None) }
+        RefusesFinish { inner, refusals, after_commit: false, calls: AtomicUsize::new(0), refused: Mutex::new(None) }
+    }
+
+    /// Records the end before each refusal.
+    fn after_commit(self) -> RefusesFinish {
+        RefusesFinish { after_commit: true, ..self }
     }
 
     /// Tells `refused` of each refusal.
@@ -408,6 +415,9 @@ impl JobStore for RefusesFinish {
         if self.calls.fetch_add(1, Ordering::SeqCst) < self.refusals {
             if let Some(refused) = &*self.refused.lock().unwrap() {
                 let _ = refused.send(());
+            }
+            if self.after_commit {
+                self.inner.finish(id, outcome, now)?;
             }
             let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
             return Err(StoreError::Database(rusqlite::Error::SqliteFailure(busy, Some("database is locked".into()))));
@@ -466,6 +476,28 @@ fn a_job_whose_end_the_store_refuses_three_times_still_ends_completed() {
     assert_eq!(store.finish_calls(), 4, "three refusals, then recorded");
     assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Completed);
     assert_eq!(manager.status(job.id).unwrap().state, JobState::Completed);
+    manager.shutdown();
+}
+
+/// An attempt that fails after its commit leaves the job finished in the store, so the
+/// retry finds it no longer RUNNING: the end must still reach subscribers and the status.
+#[test]
+fn a_job_end_recorded_by_an_attempt_that_then_failed_is_still_published() {
+    let dir = common::temp_dir("finish-after-commit");
+    let store = Arc::new(RefusesFinish::new(&dir, 1).after_commit());
+    let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    let ended = loop {
+        match sub.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
+            Some(_) => {}
+            None => panic!("the job's end was never published"),
+        }
+    };
+    assert_eq!((ended.state, ended.error.as_deref()), (JobState::Completed, None));
+    assert_eq!(store.finish_calls(), 2, "one attempt that failed after its commit, then one that found it done");
+    assert_eq!(manager.cached_status(job.id).map(|s| s.state), Some(JobState::Completed));
     manager.shutdown();
 }
 
