@@ -9,28 +9,41 @@ use std::path::{Path, PathBuf};
 
 /// Where results go. A file is written under a temporary name beside the target and
 /// renamed at the end, so a crash or an error never leaves a half-written result under
-/// the name the user asked for.
+/// the name the user asked for. What is not a file (`/dev/null`, a named pipe, a
+/// terminal) is written to directly: renaming over it would replace it with a file.
 pub struct Output {
     writer: BufWriter<Box<dyn Write>>,
     file: Option<(PathBuf, PathBuf)>,
 }
 
 impl Output {
-    /// Standard output for `None` or `-`, else a temporary file beside `path`.
+    /// Standard output for `None` or `-`; `path` itself when it exists and is not a
+    /// regular file; else a temporary file beside `path` (beside the file a symbolic link
+    /// points to, so that the link stays a link).
     pub fn create(path: Option<&Path>) -> Result<Output> {
-        match path {
-            None => Ok(Output::stdout()),
-            Some(p) if p == Path::new("-") => Ok(Output::stdout()),
-            Some(p) => {
-                let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-                let tmp = p.with_file_name(format!(".{name}.partial-{}", std::process::id()));
-                let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-                Ok(Output {
-                    writer: BufWriter::with_capacity(1 << 20, Box::new(file)),
-                    file: Some((tmp, p.to_path_buf())),
-                })
-            }
+        let p = match path {
+            None => return Ok(Output::stdout()),
+            Some(p) if p == Path::new("-") => return Ok(Output::stdout()),
+            Some(p) => p,
+        };
+        // Missing (the usual case) or unreachable: creating the temporary file says why.
+        if std::fs::metadata(p).is_ok_and(|meta| !meta.is_file()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(p)
+                .with_context(|| format!("cannot open {} for writing", p.display()))?;
+            return Ok(Output { writer: BufWriter::with_capacity(1 << 20, Box::new(file)), file: None });
         }
+        // A link is followed to the file it names (a dangling link: to where it points).
+        let target = match std::fs::read_link(p) {
+            Ok(dest) if dest.is_absolute() => dest,
+            Ok(dest) => p.parent().map_or(dest.clone(), |dir| dir.join(&dest)),
+            Err(_) => p.to_path_buf(),
+        };
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = target.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        Ok(Output { writer: BufWriter::with_capacity(1 << 20, Box::new(file)), file: Some((tmp, target)) })
     }
 
     fn stdout() -> Output {

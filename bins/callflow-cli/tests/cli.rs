@@ -205,3 +205,44 @@ fn every_flow_is_listed_with_its_protocol_and_who_decided_it() {
     let last: Value = serde_json::from_str(String::from_utf8(out.stdout).unwrap().lines().last().unwrap()).unwrap();
     assert_eq!(last["flows"], doc["flows"]);
 }
+
+/// `-o /dev/null` once renamed the temporary file over `/dev/null`, leaving a regular file
+/// there (and every later reader of `/dev/null` reading our output). A named pipe stands
+/// in for the device here: a regression must not break the machine that runs the test.
+#[test]
+fn output_to_what_is_not_a_file_writes_to_it_and_leaves_it_in_place() {
+    use std::os::unix::fs::FileTypeExt;
+    let dir = tmp_dir("fifo");
+    let fifo = dir.join("results.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success());
+    // Opening a pipe for reading waits for a writer: on its own thread, with a deadline.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reading = fifo.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(std::fs::read(&reading));
+    });
+    let out = run(&["analyze", example().to_str().unwrap(), "-o", fifo.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let read = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the pipe was written to").unwrap();
+    let doc: Value = serde_json::from_slice(&read).expect("JSON through the pipe");
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    let kind = std::fs::symlink_metadata(&fifo).unwrap().file_type();
+    assert!(kind.is_fifo(), "still a named pipe, not {kind:?}");
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A symbolic link stays a link; the file it names gets the result.
+#[test]
+fn output_through_a_symbolic_link_replaces_the_file_not_the_link() {
+    let dir = tmp_dir("link");
+    let (real, link) = (dir.join("real.json"), dir.join("link.json"));
+    std::fs::write(&real, "old").unwrap();
+    std::os::unix::fs::symlink("real.json", &link).unwrap();
+    let out = run(&["analyze", example().to_str().unwrap(), "-o", link.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    let doc: Value = serde_json::from_slice(&std::fs::read(&real).unwrap()).unwrap();
+    assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
+    std::fs::remove_dir_all(dir).ok();
+}
