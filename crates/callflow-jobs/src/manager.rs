@@ -718,14 +718,16 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
 /// whose end is not recorded stays RUNNING, with no worker, until the next start. A
 /// shutdown stops the retries, the next start recovering the job anyway.
 fn finish_with_retries(shared: &Shared, id: JobId, outcome: &Outcome) -> Result<Option<Job>, StoreError> {
-    let started = Instant::now();
+    // Timed from the first failure: SQLite's own busy timeout (10 s) may already have been
+    // spent inside that attempt, and a window timed from before it would leave no retry.
+    let mut failed_at = None;
     let mut pause = FINISH_FIRST_PAUSE;
     loop {
         let error = match shared.store.finish(id, outcome, now_millis()) {
             Ok(job) => return Ok(job),
             Err(e) => e,
         };
-        let left = FINISH_RETRY_FOR.saturating_sub(started.elapsed());
+        let left = FINISH_RETRY_FOR.saturating_sub(failed_at.get_or_insert_with(Instant::now).elapsed());
         if left.is_zero() || !pause_unless_shutting_down(shared, pause.min(left)) {
             return Err(error);
         }

@@ -370,6 +370,8 @@ struct RefusesFinish {
     refusals: usize,
     /// Each refusal first records the end, as a commit whose acknowledgement is lost would.
     after_commit: bool,
+    /// Each refusal takes this long first, as SQLite's busy timeout does.
+    slow: Duration,
     calls: AtomicUsize,
     refused: Mutex<Option<mpsc::Sender<()>>>,
 }
@@ -377,7 +379,14 @@ struct RefusesFinish {
 impl RefusesFinish {
     fn new(dir: &Path, refusals: usize) -> RefusesFinish {
         let inner = SqliteStore::open(dir.join("callflow.db")).unwrap();
-        RefusesFinish { inner, refusals, after_commit: false, calls: AtomicUsize::new(0), refused: Mutex::new(None) }
+        RefusesFinish {
+            inner,
+            refusals,
+            after_commit: false,
+            slow: Duration::ZERO,
+            calls: AtomicUsize::new(0),
+            refused: Mutex::new(None),
+        }
     }
 
     /// Records the end before each refusal.
@@ -416,6 +425,7 @@ impl JobStore for RefusesFinish {
             if let Some(refused) = &*self.refused.lock().unwrap() {
                 let _ = refused.send(());
             }
+            std::thread::sleep(self.slow);
             if self.after_commit {
                 self.inner.finish(id, outcome, now)?;
             }
@@ -476,6 +486,27 @@ fn a_job_whose_end_the_store_refuses_three_times_still_ends_completed() {
     assert_eq!(store.finish_calls(), 4, "three refusals, then recorded");
     assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Completed);
     assert_eq!(manager.status(job.id).unwrap().state, JobState::Completed);
+    manager.shutdown();
+}
+
+/// SQLite answers "database is locked" only after its busy timeout (10 s), as long as the
+/// whole retry window when that was timed from the first attempt: there was no retry.
+#[test]
+fn a_job_end_refused_after_the_whole_busy_timeout_is_still_tried_again() {
+    let dir = common::temp_dir("finish-slow");
+    let store = Arc::new(RefusesFinish { slow: Duration::from_millis(10_100), ..RefusesFinish::new(&dir, 1) });
+    let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
+    let sub = manager.subscribe();
+    let job = manager.submit(NewJob::file(common::example())).unwrap();
+    let ended = loop {
+        match sub.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
+            Some(_) => {}
+            None => panic!("the job's end was never published"),
+        }
+    };
+    assert_eq!(ended.state, JobState::Completed);
+    assert_eq!(store.finish_calls(), 2, "the slow refusal, then the retry");
     manager.shutdown();
 }
 
