@@ -169,27 +169,28 @@ impl SqliteStore {
     }
 
     /// A connection for a query: a read connection that is free, a new one while fewer
-    /// than [`READERS`] are open, else the writer's.
-    fn reader(&self) -> Result<Reader<'_>, StoreError> {
+    /// than [`READERS`] are open (and it opens), else the writer's.
+    fn reader(&self) -> Reader<'_> {
         use std::sync::atomic::Ordering;
         if let Some(conn) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Ok(Reader::Pooled(Some(conn), self));
+            return Reader::Pooled(Some(conn), self);
         }
         if self.reader_count.fetch_add(1, Ordering::SeqCst) < READERS {
-            match self.open_reader() {
-                Ok(conn) => return Ok(Reader::Pooled(Some(conn), self)),
-                Err(e) => {
-                    self.reader_count.fetch_sub(1, Ordering::SeqCst);
-                    return Err(e);
-                }
+            if let Ok(conn) = self.open_reader() {
+                return Reader::Pooled(Some(conn), self);
             }
+            // Out of descriptors, say: the writer's connection still answers.
         }
         self.reader_count.fetch_sub(1, Ordering::SeqCst);
-        Ok(Reader::Writer(self.conn()))
+        Reader::Writer(self.conn())
     }
 
     fn open_reader(&self) -> Result<Connection, StoreError> {
         use rusqlite::OpenFlags;
+        // Another connection to an in-memory database would be another, empty, database.
+        if self.path.as_os_str().is_empty() || self.path.to_string_lossy().contains(":memory:") {
+            return Err(StoreError::Database(rusqlite::Error::InvalidPath(self.path.clone())));
+        }
         let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -443,11 +444,11 @@ impl JobStore for SqliteStore {
     }
 
     fn job(&self, id: JobId) -> Result<Option<Job>, StoreError> {
-        get_job(&*self.reader()?, id)
+        get_job(&self.reader(), id)
     }
 
     fn jobs(&self, q: &JobQuery) -> Result<Vec<Job>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let limit = if q.limit == 0 { -1 } else { q.limit as i64 };
         let (filter, state) = match q.state {
             Some(s) => ("WHERE state = ?3", Some(s.as_str())),
@@ -460,7 +461,7 @@ impl JobStore for SqliteStore {
     }
 
     fn sessions(&self, id: JobId, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let (mut filter, mut values) = session_filter(id, q);
         if let Some(after) = q.after {
             filter.push_str(" AND (start_ns, id) > (?, ?)");
@@ -509,7 +510,7 @@ impl JobStore for SqliteStore {
     }
 
     fn count_sessions(&self, id: JobId, q: &SessionQuery) -> Result<u64, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let (filter, values) = session_filter(id, q);
         let sql = format!("SELECT COUNT(*) FROM sessions WHERE {filter}");
         let n: i64 = conn.prepare_cached(&sql)?.query_row(rusqlite::params_from_iter(values), |r| r.get(0))?;
@@ -517,7 +518,7 @@ impl JobStore for SqliteStore {
     }
 
     fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let text: Option<String> = conn
             .prepare_cached("SELECT document FROM sessions WHERE job_id = ?1 AND session_id = ?2 ORDER BY id LIMIT 1")?
             .query_row(params![id.0, session_id], |r| r.get(0))
@@ -527,7 +528,7 @@ impl JobStore for SqliteStore {
     }
 
     fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let row: Option<(i64, String)> = conn
             .prepare_cached(
                 "SELECT job_id, document FROM sessions WHERE session_id = ?1 ORDER BY job_id DESC, id LIMIT 1",
@@ -554,7 +555,7 @@ impl JobStore for SqliteStore {
     }
 
     fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError> {
-        let conn = self.reader()?;
+        let conn = self.reader();
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?1
                  AND state IN ('COMPLETED', 'FAILED', 'CANCELLED') ORDER BY completed_at"
