@@ -52,7 +52,7 @@ pub struct AppShared {
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
     /// Calls to the job manager in flight on the blocking pool (see [`AppState::jobs`]).
-    store_calls: Semaphore,
+    store_calls: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -82,7 +82,7 @@ impl AppState {
             uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
             clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),
             metrics,
-            store_calls: Semaphore::new(STORE_CALLS),
+            store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             settings: Arc::new(settings),
         }))
     }
@@ -96,12 +96,22 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&JobManager) -> Result<T, JobError> + Send + 'static,
     {
-        let _permit = self.store_calls.acquire().await.map_err(|e| ApiError::Internal(format!("store calls: {e}")))?;
-        let manager = self.manager.clone();
-        tokio::task::spawn_blocking(move || f(&manager))
+        let permit = self
+            .store_calls
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| ApiError::Internal(format!("job task failed: {e}")))?
-            .map_err(ApiError::from)
+            .map_err(|e| ApiError::Internal(format!("store calls: {e}")))?;
+        let manager = self.manager.clone();
+        // The call holds its place until it ends, even when the request is dropped first
+        // (a timeout, a client gone): what runs on the blocking pool is what is counted.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            f(&manager)
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("job task failed: {e}")))?
+        .map_err(ApiError::from)
     }
 }
 
