@@ -18,6 +18,12 @@
 #include "ndpi_api.h"
 #include "libcache.h"
 
+/* Later versions create their caches at initialisation and have more of them: emptying
+ * them as below would then be wrong, so another version must not build this silently. */
+#if NDPI_MAJOR != 4 || NDPI_MINOR != 2
+#error "callflow_ndpi_forget knows the detection module of nDPI 4.2 only"
+#endif
+
 void callflow_ndpi_forget(struct ndpi_detection_module_struct *m) {
   if (m->tinc_cache) {
     cache_free((cache_t)m->tinc_cache);

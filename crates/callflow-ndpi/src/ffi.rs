@@ -180,8 +180,9 @@ pub(crate) fn spare_modules() -> usize {
 
 /// Frees the spare modules.
 pub(crate) fn release_spare_modules() {
+    // Taken out first: freeing a module takes a while, and others may want the list.
     #[cfg(ndpi_forget)]
-    spare().clear();
+    drop(std::mem::take(&mut *spare()));
 }
 
 impl Module {
