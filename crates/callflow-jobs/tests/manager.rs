@@ -30,6 +30,17 @@ fn drain(sub: &Subscription, quiet: Duration) -> Vec<Event> {
     std::iter::from_fn(|| sub.recv_timeout(quiet)).collect()
 }
 
+/// The finished job as `sub` hears of it (within a minute).
+fn published_end(sub: &Subscription, id: JobId) -> Arc<Job> {
+    loop {
+        match sub.recv_timeout(Duration::from_secs(60)) {
+            Some(Event::State(j)) if j.id == id && j.state.is_finished() => return j,
+            Some(_) => {}
+            None => panic!("the end of job {id} was never published"),
+        }
+    }
+}
+
 fn states_of(events: &[Event], id: JobId) -> Vec<JobState> {
     events
         .iter()
@@ -475,13 +486,7 @@ fn a_job_whose_end_the_store_refuses_three_times_still_ends_completed() {
     let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
     let sub = manager.subscribe();
     let job = manager.submit(NewJob::file(common::example())).unwrap();
-    let ended = loop {
-        match sub.recv_timeout(Duration::from_secs(60)) {
-            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
-            Some(_) => {}
-            None => panic!("the job's end was never published"),
-        }
-    };
+    let ended = published_end(&sub, job.id);
     assert_eq!((ended.state, ended.error.as_deref()), (JobState::Completed, None));
     assert_eq!(store.finish_calls(), 4, "three refusals, then recorded");
     assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Completed);
@@ -498,13 +503,7 @@ fn a_job_end_refused_after_the_whole_busy_timeout_is_still_tried_again() {
     let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
     let sub = manager.subscribe();
     let job = manager.submit(NewJob::file(common::example())).unwrap();
-    let ended = loop {
-        match sub.recv_timeout(Duration::from_secs(60)) {
-            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
-            Some(_) => {}
-            None => panic!("the job's end was never published"),
-        }
-    };
+    let ended = published_end(&sub, job.id);
     assert_eq!(ended.state, JobState::Completed);
     assert_eq!(store.finish_calls(), 2, "the slow refusal, then the retry");
     manager.shutdown();
@@ -519,13 +518,7 @@ fn a_job_end_recorded_by_an_attempt_that_then_failed_is_still_published() {
     let (manager, _) = JobManager::start(store.clone(), options(1)).unwrap();
     let sub = manager.subscribe();
     let job = manager.submit(NewJob::file(common::example())).unwrap();
-    let ended = loop {
-        match sub.recv_timeout(Duration::from_secs(60)) {
-            Some(Event::State(j)) if j.id == job.id && j.state.is_finished() => break j,
-            Some(_) => {}
-            None => panic!("the job's end was never published"),
-        }
-    };
+    let ended = published_end(&sub, job.id);
     assert_eq!((ended.state, ended.error.as_deref()), (JobState::Completed, None));
     assert_eq!(store.finish_calls(), 2, "one attempt that failed after its commit, then one that found it done");
     assert_eq!(manager.cached_status(job.id).map(|s| s.state), Some(JobState::Completed));
