@@ -517,6 +517,11 @@ impl JobManager {
         Ok(self.shared.store.jobs(query)?)
     }
 
+    /// How many jobs are in each state; states without jobs are left out.
+    pub fn job_counts(&self) -> Result<Vec<(JobState, u64)>, JobError> {
+        Ok(self.shared.store.count_jobs()?)
+    }
+
     /// A page of a job's sessions.
     pub fn sessions(&self, id: JobId, query: &SessionQuery) -> Result<Vec<SessionRow>, JobError> {
         Ok(self.shared.store.sessions(id, query)?)

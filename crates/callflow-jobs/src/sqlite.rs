@@ -460,6 +460,21 @@ impl JobStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn count_jobs(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (state, n) = row?;
+            // Only this module writes states, always through `as_str`.
+            if let Some(state) = JobState::parse(&state) {
+                counts.push((state, n as u64));
+            }
+        }
+        Ok(counts)
+    }
+
     fn sessions(&self, id: JobId, q: &SessionQuery) -> Result<Vec<SessionRow>, StoreError> {
         let conn = self.reader();
         let (mut filter, mut values) = session_filter(id, q);

@@ -206,6 +206,18 @@ pub trait JobStore: Send + Sync {
     fn job(&self, id: JobId) -> Result<Option<Job>, StoreError>;
     /// Jobs, newest first.
     fn jobs(&self, query: &JobQuery) -> Result<Vec<Job>, StoreError>;
+    /// How many jobs are in each state (states without jobs left out). The default reads
+    /// every job; a store that can count should.
+    fn count_jobs(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        let mut counts: Vec<(JobState, u64)> = Vec::new();
+        for job in self.jobs(&JobQuery { limit: 0, ..JobQuery::default() })? {
+            match counts.iter_mut().find(|(s, _)| *s == job.state) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((job.state, 1)),
+            }
+        }
+        Ok(counts)
+    }
     /// A page of a job's sessions.
     fn sessions(&self, id: JobId, query: &SessionQuery) -> Result<Vec<SessionRow>, StoreError>;
     /// How many sessions match the query's filters (paging ignored).

@@ -270,3 +270,27 @@ fn reads_on_the_read_connections_see_every_change_committed_before_them() {
         assert!(reads.join().unwrap() > 0);
     }
 }
+
+/// `/metrics` counts jobs per state with one query; it must count what listing finds.
+#[test]
+fn jobs_counted_per_state_are_the_jobs_listed_in_each_state() {
+    let dir = common::temp_dir("count");
+    let store = SqliteStore::open(dir.join("callflow.db")).unwrap();
+    assert!(store.count_jobs().unwrap().is_empty());
+    for i in 0..6 {
+        store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap();
+    }
+    for i in 0..3 {
+        let job = store.claim_next(10 + i).unwrap().unwrap();
+        if i < 2 {
+            store.finish(job.id, &completed(0), 20 + i).unwrap().unwrap();
+        }
+    }
+    let mut counts = store.count_jobs().unwrap();
+    counts.sort_by_key(|(s, _)| s.as_str());
+    assert_eq!(counts, [(JobState::Completed, 2), (JobState::Queued, 3), (JobState::Running, 1)]);
+    for (state, n) in counts {
+        let listed = store.jobs(&callflow_jobs::JobQuery { state: Some(state), ..Default::default() }).unwrap();
+        assert_eq!(listed.len() as u64, n, "{state:?}");
+    }
+}
