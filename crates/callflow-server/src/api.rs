@@ -310,10 +310,7 @@ pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParam
 /// started goes to the store, once.
 pub async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = parse_job(&id)?;
-    let status = match state.manager.cached_status(id) {
-        Some(status) => status,
-        None => state.jobs(move |m| m.status(id)).await?,
-    };
+    let status = state.status(id).await?;
     Ok(Json(status_json(&status)))
 }
 
@@ -360,10 +357,7 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Re
 async fn wait_finished(state: &AppState, id: JobId) -> Result<(), ApiError> {
     let deadline = tokio::time::Instant::now() + DELETE_STOP_WAIT;
     loop {
-        let status = match state.manager.cached_status(id) {
-            Some(status) => status,
-            None => state.jobs(move |m| m.status(id)).await?,
-        };
+        let status = state.status(id).await?;
         if status.state.is_finished() {
             return Ok(());
         }

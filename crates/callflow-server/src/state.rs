@@ -5,7 +5,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::limit::RateLimiter;
 use callflow_config::Settings;
-use callflow_jobs::{JobError, JobManager, JobState};
+use callflow_jobs::{JobError, JobId, JobManager, JobState, JobStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -85,6 +85,15 @@ impl AppState {
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             settings: Arc::new(settings),
         }))
+    }
+
+    /// Job `id`'s status: from the manager's memory on this thread when it has it (a lock
+    /// and a lookup), else from the store on the blocking pool.
+    pub async fn status(&self, id: JobId) -> Result<Arc<JobStatus>, ApiError> {
+        match self.manager.cached_status(id) {
+            Some(status) => Ok(status),
+            None => self.jobs(move |m| m.status(id)).await,
+        }
     }
 
     /// Runs `f` on the manager off the async threads (the store is SQLite, which blocks).
