@@ -2,10 +2,11 @@
 //!
 //! One thread drains the manager's [`Subscription`] (a blocking queue) and hands the
 //! events waiting there to [`Hub::publish_all`], which never waits for a client: every
-//! client has its own bounded queue, and is woken once per batch. A full queue first coalesces progress (the newest progress of a job
-//! replaces the queued one), then drops queued session/stats messages; when a state
-//! change would have to be dropped the client is marked overflowed and its connection is
-//! closed (WebSocket 1013), since silently losing a state change would leave it wrong.
+//! client has its own bounded queue, and is woken once per batch. A full queue first
+//! coalesces progress (the newest progress of a job replaces the queued one), then drops
+//! queued session/stats messages; when a state change would have to be dropped the client
+//! is marked overflowed and its connection is closed (WebSocket 1013), since silently
+//! losing a state change would leave it wrong.
 //!
 //! Every message carries its number (`id`) and the time it was published (`ts`, seconds
 //! since the Unix epoch like `callflow/v1` timestamps), from which a client can tell how
