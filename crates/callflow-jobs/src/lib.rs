@@ -91,6 +91,10 @@ pub enum JobState {
 }
 
 impl JobState {
+    /// Every state, in the order of a job's life.
+    pub const ALL: [JobState; 5] =
+        [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled];
+
     /// The name used in the store and in JSON (`QUEUED`, `RUNNING`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -104,9 +108,7 @@ impl JobState {
 
     /// The state named `name`, as written by [`JobState::as_str`].
     pub fn parse(name: &str) -> Option<JobState> {
-        [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled]
-            .into_iter()
-            .find(|s| s.as_str() == name)
+        JobState::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
     /// True for COMPLETED, FAILED and CANCELLED: the job will not change again.

@@ -517,9 +517,11 @@ impl JobManager {
         Ok(self.shared.store.jobs(query)?)
     }
 
-    /// How many jobs are in each state; states without jobs are left out.
+    /// How many jobs are in each state, for every state of [`JobState::ALL`] in that order.
     pub fn job_counts(&self) -> Result<Vec<(JobState, u64)>, JobError> {
-        Ok(self.shared.store.count_jobs()?)
+        let stored = self.shared.store.count_jobs()?;
+        let count = |state| stored.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
+        Ok(JobState::ALL.into_iter().map(|s| (s, count(s))).collect())
     }
 
     /// A page of a job's sessions.

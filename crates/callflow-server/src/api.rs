@@ -503,12 +503,7 @@ pub async fn version() -> Json<Value> {
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     // Counted by the store: reading every job (and parsing its statistics) to count them
     // made a scrape cost as much as listing them all.
-    let stored = state.jobs(|m| m.job_counts()).await?;
-    let counts: Vec<(JobState, u64)> =
-        [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled]
-            .into_iter()
-            .map(|s| (s, stored.iter().find(|(state, _)| *state == s).map_or(0, |(_, n)| *n)))
-            .collect();
+    let counts = state.jobs(|m| m.job_counts()).await?;
     let text = state.metrics.render(&counts);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
