@@ -82,20 +82,18 @@ const SESSION_COLUMNS: &str =
 /// may run a manager on it.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
-    /// Read connections not in use.
+    /// Read connections not in use, opened with the store.
     readers: Mutex<Vec<Connection>>,
-    /// Read connections open, in use or not.
-    reader_count: std::sync::atomic::AtomicUsize,
     path: PathBuf,
 }
 
-/// Most read connections a store opens. A server's page of 100 sessions spent more time
+/// Read connections a store opens. A server's page of 100 sessions spent more time
 /// waiting for the one connection than querying (p99 ~100 ms at 64 requests in flight);
 /// two readers let both cores of the machine this is sized for run queries at once.
 const READERS: usize = 2;
 
 /// A read connection lent by [`SqliteStore::reader`]; given back when dropped. When every
-/// reader is in use it is the writer's connection instead.
+/// reader is in use (or none could be opened) it is the writer's connection instead.
 enum Reader<'a> {
     Pooled(Option<Connection>, &'a SqliteStore),
     Writer(MutexGuard<'a, Connection>),
@@ -144,12 +142,10 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", true)?;
         migrate(&mut conn)?;
-        Ok(SqliteStore {
-            conn: Mutex::new(conn),
-            readers: Mutex::default(),
-            reader_count: std::sync::atomic::AtomicUsize::new(0),
-            path,
-        })
+        // A reader that cannot be opened (out of descriptors, say) is one fewer: the
+        // writer's connection answers queries too.
+        let readers = (0..READERS).filter_map(|_| open_reader(&path).ok()).collect();
+        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path })
     }
 
     /// The database file.
@@ -168,34 +164,26 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A connection for a query: a read connection that is free, a new one while fewer
-    /// than [`READERS`] are open (and it opens), else the writer's.
+    /// A connection for a query: a read connection that is free, else the writer's.
     fn reader(&self) -> Reader<'_> {
-        use std::sync::atomic::Ordering;
-        if let Some(conn) = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-            return Reader::Pooled(Some(conn), self);
+        match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            Some(conn) => Reader::Pooled(Some(conn), self),
+            None => Reader::Writer(self.conn()),
         }
-        if self.reader_count.fetch_add(1, Ordering::SeqCst) < READERS {
-            if let Ok(conn) = self.open_reader() {
-                return Reader::Pooled(Some(conn), self);
-            }
-            // Out of descriptors, say: the writer's connection still answers.
-        }
-        self.reader_count.fetch_sub(1, Ordering::SeqCst);
-        Reader::Writer(self.conn())
     }
+}
 
-    fn open_reader(&self) -> Result<Connection, StoreError> {
-        use rusqlite::OpenFlags;
-        // Another connection to an in-memory database would be another, empty, database.
-        if self.path.as_os_str().is_empty() || self.path.to_string_lossy().contains(":memory:") {
-            return Err(StoreError::Database(rusqlite::Error::InvalidPath(self.path.clone())));
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
-        let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        Ok(conn)
+/// A read-only connection to the database at `path`.
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    use rusqlite::OpenFlags;
+    // Another connection to an in-memory database would be another, empty, database.
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return Err(StoreError::Database(rusqlite::Error::InvalidPath(path.to_path_buf())));
     }
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 /// Puts the database in WAL mode. Switching a new database into WAL needs it to itself,
