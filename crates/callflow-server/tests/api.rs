@@ -401,15 +401,7 @@ async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_re
     let server = start(|_| {}).await;
     let client = reqwest::Client::new();
     // While it arrives, the file is named by the id reserved for its job; no job shows yet.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    tx.send(Ok(tiny_pcap())).await.unwrap();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let aborted = client
-        .post(server.url("/api/v1/upload"))
-        .header("content-type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send();
-    let aborted = tokio::spawn(aborted);
+    let (tx, aborted) = common::held_upload(&client, &server, tiny_pcap()).await;
     let mut uploading = Vec::new();
     for _ in 0..500 {
         uploading = server.uploads();

@@ -72,15 +72,7 @@ async fn too_many_uploads_at_once_get_503() {
     let server = start(|s| s.limits.max_concurrent_uploads = 1).await;
     let client = reqwest::Client::new();
     // An upload that sends a capture's first bytes and then waits.
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    tx.send(Ok(vec![0xd4, 0xc3, 0xb2, 0xa1])).await.unwrap();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
-    let slow = client
-        .post(server.url("/api/v1/upload"))
-        .header("content-type", "application/octet-stream")
-        .body(reqwest::Body::wrap_stream(stream))
-        .send();
-    let slow = tokio::spawn(slow);
+    let (tx, slow) = common::held_upload(&client, &server, vec![0xd4, 0xc3, 0xb2, 0xa1]).await;
     let mut refused = None;
     for _ in 0..200 {
         let r = client

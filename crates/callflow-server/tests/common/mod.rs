@@ -160,6 +160,28 @@ pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> i6
     v["job_id"].as_i64().unwrap()
 }
 
+/// The sender side of an upload held open: each item sent is a chunk of its body (an
+/// error breaks the upload off); the body ends when the sender is dropped.
+pub type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+
+/// Starts a raw upload whose body begins with `first` and then arrives as the test sends
+/// it; returns the sender and the request, running on its own task.
+pub async fn held_upload(
+    client: &reqwest::Client,
+    server: &TestServer,
+    first: Vec<u8>,
+) -> (BodySender, tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    tx.send(Ok(first)).await.unwrap();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    let request = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send();
+    (tx, tokio::spawn(request))
+}
+
 /// Polls the job's status until it is finished (bounded).
 pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i64) -> serde_json::Value {
     for _ in 0..600 {
