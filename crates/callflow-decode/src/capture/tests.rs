@@ -924,7 +924,9 @@ fn every_corpus_capture_reads_to_the_end() {
     capture_files(&dir, &mut files);
     assert!(files.len() >= 90, "only {} captures under {}", files.len(), dir.display());
     let manifest = manifest(&dir);
-    assert_eq!(manifest.len(), 79);
+    // The corpus grows (79 captures, then 90): every capture the manifest lists must be
+    // there and agree with it, however many there are.
+    assert!(manifest.len() >= 79, "only {} captures in the manifest", manifest.len());
     let mut checked = 0;
     for path in &files {
         let mut reader = CaptureReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -950,7 +952,7 @@ fn every_corpus_capture_reads_to_the_end() {
             assert_eq!(totals(&mut stream, path), t, "{} stream", path.display());
         }
     }
-    assert_eq!(checked, 79, "every capture in the manifest was found");
+    assert_eq!(checked, manifest.len(), "every capture in the manifest was found");
 }
 
 #[test]
