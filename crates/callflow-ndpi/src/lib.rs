@@ -345,6 +345,16 @@ impl NdpiClassifier {
         cfg!(ndpi_linked)
     }
 
+    /// Whether nDPI decrypts QUIC's Initial packets, as ndpiReader's does: it was built
+    /// with libgcrypt. Without it, QUIC flows stay `QUIC` where ndpiReader names the
+    /// service from the encrypted client hello (`Google`, `DoH_DoT`...). False without nDPI.
+    pub fn decrypts_quic() -> bool {
+        #[cfg(ndpi_linked)]
+        return ffi::has_gcrypt();
+        #[cfg(not(ndpi_linked))]
+        false
+    }
+
     /// `Ok` when nDPI is built in, else why not ([`Error::NotBuiltIn`] or
     /// [`Error::SourceMissing`]): what [`NdpiClassifier::new`] would fail with, for a
     /// message before falling back to the heuristic classifier.

@@ -22,7 +22,8 @@
 //!
 //! The captures are classified on two threads, each running ndpiReader for one capture
 //! while our side reads another. Outside CI a missing suite, ndpiReader, or a build
-//! without nDPI is reported and the test returns; in CI (`CI` set) each is a failure.
+//! without nDPI or without libgcrypt is reported and the test returns; in CI (`CI` set)
+//! each is a failure.
 
 mod common;
 
@@ -108,6 +109,12 @@ fn classify_agrees_with_ndpi_reader_over_ndpis_whole_test_suite() {
     if !NdpiClassifier::is_built_in() {
         return unavailable(
             "callflow-ndpi was built without its `ndpi` feature (run `cargo xtask ndpi`, then `cargo xtask test`)",
+        );
+    }
+    if !NdpiClassifier::decrypts_quic() {
+        return unavailable(
+            "nDPI was built without libgcrypt, so QUIC verdicts cannot match ndpiReader's (install libgcrypt20-dev \
+             and pkg-config, then rebuild)",
         );
     }
     if Command::new("ndpiReader").arg("-h").output().is_err() {
