@@ -107,7 +107,8 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
     let mut census = Census::new();
     // A capture that breaks off (a truncated or corrupt record) is counted up to there, as
-    // ndpiReader counts it; the table says so, and the command still fails.
+    // ndpiReader counts it, and as `analyze` reads it: the table says it is incomplete, a
+    // warning says why, and the exit status is still 0.
     let mut cut_short = None;
     loop {
         let frame = match reader.next_frame() {
@@ -186,12 +187,12 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
             )?;
         }
     }
-    if let Some(e) = &cut_short {
-        writeln!(out, "\n(incomplete: the capture breaks off ({e}); these counts cover the frames before)")?;
+    if cut_short.is_some() {
+        writeln!(out, "\n(incomplete: the capture breaks off; these counts cover the frames before)")?;
     }
     out.flush()?;
-    match cut_short {
-        Some(e) => Err(anyhow::Error::new(e).context(format!("cannot read capture {label} to its end"))),
-        None => Ok(()),
+    if let Some(e) = cut_short {
+        eprintln!("callflow-cli: warning: {label}: {e}");
     }
+    Ok(())
 }

@@ -67,7 +67,7 @@ fn a_build_without_ndpi_says_so_and_falls_back_to_the_heuristic() {
 }
 
 #[test]
-fn a_capture_that_breaks_off_is_counted_up_to_there_and_the_command_fails() {
+fn a_capture_that_breaks_off_is_counted_up_to_there_with_a_warning() {
     // One UDP packet, then 2 bytes of a record header: ndpiReader counts the packet.
     let mut file = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0, 1, 0, 0, 0];
     let mut frame = vec![0u8; 12];
@@ -89,8 +89,8 @@ fn a_capture_that_breaks_off_is_counted_up_to_there_and_the_command_fails() {
         .expect("run callflow-cli");
     std::fs::remove_dir_all(&dir).unwrap();
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "{stdout}");
+    assert!(out.status.success(), "{stderr}");
     assert!(stdout.contains("packets: 1 ") && stdout.contains("flows: 1"), "{stdout}");
     assert!(stdout.contains("(incomplete: the capture breaks off"), "{stdout}");
-    assert!(stderr.contains("cannot read capture"), "{stderr}");
+    assert!(stderr.contains("warning") && stderr.contains("truncated"), "{stderr}");
 }
