@@ -11,8 +11,9 @@
 //!   `.truth.json` saying exactly what was put in, for tests and benchmarks at any size.
 //! - `ndpi` ([`ndpi`]): fetches the nDPI source pinned in `vendor/ndpi.lock` (through
 //!   `apt-get source` or `--archive PATH`), verifies its SHA-256 and unpacks it into the
-//!   git-ignored `vendor/nDPI-<version>/` that `callflow-ndpi-sys` builds.
-//! - `test` ([`test`]): installs tshark, ndpiReader and libclang when missing and possible,
+//!   git-ignored `vendor/nDPI-<version>/` that `callflow-ndpi-sys` builds (with nDPI's
+//!   test captures, for the whole-suite comparison with ndpiReader).
+//! - `test` ([`test`]): installs tshark, ndpiReader, libclang and libgcrypt when missing and possible,
 //!   prepares nDPI as `ndpi` does, then runs `cargo test --workspace --all-targets` (with
 //!   the `ndpi` features when nDPI is ready) and any extra arguments.
 

@@ -9,8 +9,10 @@
 //! system's apt configuration is never touched and no mirror address is written in the
 //! repository. The archive is refused unless its SHA-256 matches the lock file.
 //!
-//! Only the library's sources and licence are unpacked (the archive also carries 100 MB of
-//! nDPI's own test captures). The headers that nDPI's `configure` would generate
+//! The library's sources and licence are unpacked, and nDPI's own test captures
+//! (`tests/pcap`, 147 MB, 257 captures), which `callflow-ndpi`'s `tests/ndpi_suite.rs`
+//! compares `classify` with ndpiReader over; a tree unpacked before the captures were
+//! wanted gets them added, from the same verified archive. The headers that nDPI's `configure` would generate
 //! (`ndpi_define.h`, `ndpi_api.h`, `ndpi_config.h`) are written with the values Debian's
 //! build has, so the vendored library and `libndpi-dev` agree on API version and layout.
 //! A stamp file records the verified checksum: running the task again is a no-op.
@@ -54,11 +56,34 @@ pub fn run(args: &Args) -> Result<()> {
         parse_lock(&fs::read_to_string(&lock_path).with_context(|| format!("reading {}", lock_path.display()))?)?;
     let tree = root.join("vendor").join(format!("nDPI-{}", lock.version));
 
-    if fs::read_to_string(tree.join(STAMP)).is_ok_and(|s| s.trim() == lock.sha256) && headers_present(&tree) {
-        println!("xtask ndpi: {} is already there, unpacked from a verified archive: nothing to do", rel(&root, &tree));
+    let verified = fs::read_to_string(tree.join(STAMP)).is_ok_and(|s| s.trim() == lock.sha256);
+    if verified && headers_present(&tree) {
+        if tree.join(TEST_CAPTURES).is_dir() {
+            println!(
+                "xtask ndpi: {} is already there, unpacked from a verified archive: nothing to do",
+                rel(&root, &tree)
+            );
+            return Ok(());
+        }
+        let archive = verified_archive(args, &lock, &root)?;
+        unpack_members(&archive, &lock, &tree, TEST_CAPTURES)?;
+        println!("xtask ndpi: added nDPI's test captures to {}", rel(&root, &tree.join(TEST_CAPTURES)));
         return Ok(());
     }
 
+    let archive = verified_archive(args, &lock, &root)?;
+    unpack(&archive, &lock, &tree)?;
+    println!("xtask ndpi: unpacked the library sources and test captures into {}", rel(&root, &tree));
+    generate_headers(&tree, &lock)?;
+    println!("xtask ndpi: generated src/include/ndpi_define.h, ndpi_api.h and ndpi_config.h (configure's output for nDPI {})", lock.version);
+    fs::write(tree.join(STAMP), format!("{}\n", lock.sha256))?;
+    println!("xtask ndpi: done; callflow-ndpi-sys now builds nDPI {} from {}", lock.version, rel(&root, &tree));
+    Ok(())
+}
+
+/// The archive, from `--archive`, from an earlier download in `target/ndpi/`, or downloaded
+/// now; refused unless its SHA-256 is the lock file's.
+fn verified_archive(args: &Args, lock: &Lock, root: &Path) -> Result<PathBuf> {
     let work = root.join("target/ndpi");
     fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
     let archive = match &args.archive {
@@ -69,9 +94,9 @@ pub fn run(args: &Args) -> Result<()> {
         None => {
             let cached = work.join(&lock.archive);
             if cached.is_file() && sha256_of(&cached)? == lock.sha256 {
-                println!("xtask ndpi: using the archive downloaded earlier, {}", rel(&root, &cached));
+                println!("xtask ndpi: using the archive downloaded earlier, {}", rel(root, &cached));
             } else {
-                download_with_apt(&lock, &work)?;
+                download_with_apt(lock, &work)?;
             }
             cached
         }
@@ -85,14 +110,7 @@ pub fn run(args: &Args) -> Result<()> {
         lock.sha256
     );
     println!("xtask ndpi: SHA-256 {digest} matches vendor/ndpi.lock");
-
-    unpack(&archive, &lock, &tree)?;
-    println!("xtask ndpi: unpacked the library sources into {}", rel(&root, &tree));
-    generate_headers(&tree, &lock)?;
-    println!("xtask ndpi: generated src/include/ndpi_define.h, ndpi_api.h and ndpi_config.h (configure's output for nDPI {})", lock.version);
-    fs::write(tree.join(STAMP), format!("{}\n", lock.sha256))?;
-    println!("xtask ndpi: done; callflow-ndpi-sys now builds nDPI {} from {}", lock.version, rel(&root, &tree));
-    Ok(())
+    Ok(archive)
 }
 
 fn rel(root: &Path, path: &Path) -> String {
@@ -273,9 +291,16 @@ fn download_with_apt(lock: &Lock, work: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The parts of the archive the library build needs, plus its licence and changelog.
+/// Where nDPI's test captures go in the tree (as in the archive).
+const TEST_CAPTURES: &str = "tests/pcap";
+
+/// The parts of the archive the library build needs, its licence and changelog, and the
+/// test captures.
 fn wanted_members(prefix: &str) -> Vec<String> {
-    ["src/include", "src/lib", "COPYING", "README.md", "CHANGELOG.md"].iter().map(|m| format!("{prefix}/{m}")).collect()
+    ["src/include", "src/lib", "COPYING", "README.md", "CHANGELOG.md", TEST_CAPTURES]
+        .iter()
+        .map(|m| format!("{prefix}/{m}"))
+        .collect()
 }
 
 /// Unpacks into a temporary sibling first and renames, so an interrupted run never
@@ -301,6 +326,34 @@ fn unpack(archive: &Path, lock: &Lock, tree: &Path) -> Result<()> {
         fs::remove_dir_all(tree).with_context(|| format!("removing the old {}", tree.display()))?;
     }
     fs::rename(tmp.join(&prefix), tree)?;
+    fs::remove_dir_all(&tmp)?;
+    Ok(())
+}
+
+/// Adds one directory of the archive (`member`, relative to its top) to an existing tree,
+/// through a temporary sibling and a rename, so that an interrupted run leaves no half
+/// directory that looks complete.
+fn unpack_members(archive: &Path, lock: &Lock, tree: &Path, member: &str) -> Result<()> {
+    let parent = tree.parent().context("vendor dir")?;
+    let tmp = parent.join(format!(".nDPI-{}.partial", lock.version));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+    let prefix = format!("nDPI-{}", lock.version);
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&tmp)
+        .arg(format!("{prefix}/{member}"))
+        .status()
+        .context("running tar")?;
+    ensure!(status.success(), "tar could not unpack {member} from {}", archive.display());
+    let target = tree.join(member);
+    fs::create_dir_all(target.parent().context("member's parent")?)?;
+    fs::rename(tmp.join(&prefix).join(member), &target)
+        .with_context(|| format!("moving the unpacked {member} to {}", target.display()))?;
     fs::remove_dir_all(&tmp)?;
     Ok(())
 }
@@ -391,6 +444,34 @@ mod tests {
             ["Types: deb-src\nURIs: http://mirror.invalid/debian\nSuites: bookworm bookworm-updates\n\
               Components: main\nSigned-By: /usr/share/keyrings/k.gpg"]
         );
+    }
+
+    #[test]
+    fn a_tree_without_the_test_captures_gets_them_added_and_keeps_the_rest() {
+        let dir = std::env::temp_dir().join(format!("xtask-ndpi-members-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let source = dir.join("source/nDPI-4.2/tests/pcap");
+        fs::create_dir_all(&source).unwrap();
+        fs::write(source.join("a.pcap"), b"capture").unwrap();
+        let archive = dir.join("ndpi.tar.gz");
+        let mut tar = Command::new("tar");
+        tar.arg("-czf").arg(&archive).arg("-C").arg(dir.join("source")).arg("nDPI-4.2");
+        assert!(tar.status().unwrap().success());
+        let tree = dir.join("vendor/nDPI-4.2");
+        fs::create_dir_all(tree.join("src")).unwrap();
+        fs::write(tree.join(STAMP), "x").unwrap();
+        let lock = Lock {
+            version: "4.2".into(),
+            debian_source: String::new(),
+            debian_version: String::new(),
+            archive: String::new(),
+            sha256: String::new(),
+        };
+        unpack_members(&archive, &lock, &tree, TEST_CAPTURES).unwrap();
+        assert_eq!(fs::read(tree.join("tests/pcap/a.pcap")).unwrap(), b"capture");
+        assert!(tree.join(STAMP).is_file() && tree.join("src").is_dir());
+        assert!(!dir.join("vendor/.nDPI-4.2.partial").exists(), "the temporary directory is removed");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

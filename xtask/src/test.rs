@@ -15,7 +15,7 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     let ci = std::env::var_os("CI").is_some();
     // What the tests need from the system: tshark (the oracle of the differential tests),
     // ndpiReader (the oracle of the nDPI tests), libclang and pkg-config (bindgen and the
-    // system mode of callflow-ndpi-sys).
+    // system mode of callflow-ndpi-sys), libgcrypt (QUIC in the vendored nDPI).
     let mut missing = Vec::new();
     if find_on_path("tshark").is_none() {
         missing.push("tshark");
@@ -29,8 +29,13 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("pkg-config").is_none() {
         missing.push("pkg-config");
     }
+    // The vendored nDPI decrypts QUIC only with libgcrypt, as ndpiReader's does; without
+    // it the whole-suite comparison finds QUIC flows labelled differently.
+    if !Command::new("pkg-config").args(["--exists", "libgcrypt"]).status().is_ok_and(|s| s.success()) {
+        missing.push("libgcrypt20-dev");
+    }
     if missing.is_empty() {
-        println!("xtask test: tshark, ndpiReader, libclang and pkg-config found");
+        println!("xtask test: tshark, ndpiReader, libclang, pkg-config and libgcrypt found");
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
     } else {

@@ -11,13 +11,13 @@
 //! names, as ndpiReader prints them) or the heuristic's first decisive one.
 
 use anyhow::{Context, Result};
-use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier, TransportKind};
+use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier};
 use callflow_config::{Loader, Settings};
 use callflow_decode::capture::CaptureReader;
 use callflow_jobs::ClassifierFactory;
-use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
+use callflow_ndpi::{Census, FlowKey, FrameInput, NdpiClassifier, Options};
 use clap::Args;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -34,12 +34,6 @@ pub struct ClassifyArgs {
     /// Also list every flow with its protocol.
     #[arg(long)]
     flows: bool,
-}
-
-#[derive(Default)]
-struct Counts {
-    packets: u64,
-    bytes: u64,
 }
 
 enum Engine {
@@ -106,32 +100,43 @@ pub(crate) fn job_classifiers(settings: &Settings) -> ClassifierFactory {
 pub fn run(args: &ClassifyArgs) -> Result<()> {
     let label = args.input.display().to_string();
     let mut engine = if use_ndpi(args.no_ndpi, args.config.as_deref())? {
-        let opts = Options { keep_expired: true, ..Options::default() };
-        Engine::Ndpi(Box::new(NdpiClassifier::new(opts)?))
+        Engine::Ndpi(Box::new(NdpiClassifier::new(Options::capture_report())?))
     } else {
         Engine::Heuristic(HeuristicClassifier, HashMap::new())
     };
     let mut reader = CaptureReader::open(&args.input).with_context(|| format!("cannot read capture {label}"))?;
-    let mut counts: HashMap<FlowKey, Counts> = HashMap::new();
-    while let Some(frame) = reader.next_frame().with_context(|| format!("cannot read capture {label}"))? {
+    let mut census = Census::new();
+    // A capture that breaks off (a truncated or corrupt record) is counted up to there, as
+    // ndpiReader counts it, and as `analyze` reads it: the table says it is incomplete, a
+    // warning says why, and the exit status is still 0.
+    let mut cut_short = None;
+    loop {
+        let frame = match reader.next_frame() {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => {
+                cut_short = Some(e);
+                break;
+            }
+        };
         // ndpiReader's reading of the frame (callflow-decode's for link types it refuses).
         let Some(input) = FrameInput::of(&frame) else { continue };
         let key = input.key();
-        let c = counts.entry(key).or_default();
-        c.packets += 1;
-        c.bytes += u64::from(frame.orig_len);
+        census.record(key, frame.data.len());
         match &mut engine {
             Engine::Ndpi(ndpi) => {
                 ndpi.detect_input(&input);
             }
             // An empty segment (a handshake) says nothing; the first decisive verdict stays.
-            Engine::Heuristic(h, verdicts) if !input.payload().bytes.is_empty() => {
-                let slot = verdicts.entry(key).or_insert(AppProtocol::Unknown);
-                if *slot == AppProtocol::Unknown {
-                    *slot = h.classify(&input.payload()).protocol;
+            // The heuristic classifier reads UDP and TCP payloads only.
+            Engine::Heuristic(h, verdicts) => {
+                if let Some(payload) = input.payload().filter(|p| !p.bytes.is_empty()) {
+                    let slot = verdicts.entry(key).or_insert(AppProtocol::Unknown);
+                    if *slot == AppProtocol::Unknown {
+                        *slot = h.classify(&payload).protocol;
+                    }
                 }
             }
-            Engine::Heuristic(..) => {}
         }
     }
 
@@ -139,13 +144,9 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     // (ndpiReader's `MASTER.APP`).
     let (name, labels): (&str, HashMap<FlowKey, (String, String)>) = match &mut engine {
         Engine::Ndpi(ndpi) => {
-            ndpi.give_up_all();
-            let expired = ndpi.take_expired();
-            let ndpi = &**ndpi;
+            let verdicts = ndpi.final_verdicts();
             let both = |d| (ndpi.table_name(d).to_string(), ndpi.label(d));
-            let mut labels: HashMap<FlowKey, (String, String)> = expired.iter().map(|(k, d)| (*k, both(d))).collect();
-            labels.extend(ndpi.flows().map(|(k, d)| (*k, both(d))));
-            ("ndpi", labels)
+            ("ndpi", verdicts.iter().map(|(k, d)| (*k, both(d))).collect())
         }
         Engine::Heuristic(_, verdicts) => {
             // ndpiReader's spelling: upper-case protocol names, `Unknown` for the rest.
@@ -160,29 +161,24 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let table_of = |k: &FlowKey| labels.get(k).cloned().unwrap_or_else(unknown).0;
     let label_of = |k: &FlowKey| labels.get(k).cloned().unwrap_or_else(unknown).1;
 
-    let mut table: BTreeMap<String, (u64, u64, u64)> = BTreeMap::new();
-    for (key, c) in &counts {
-        let row = table.entry(table_of(key)).or_default();
-        row.0 += c.packets;
-        row.1 += c.bytes;
-        row.2 += 1;
-    }
+    let table = census.table(table_of);
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    writeln!(out, "{label}: {} flows, classifier {name}", counts.len())?;
+    writeln!(out, "{label}: {} flows, classifier {name}", census.len())?;
     writeln!(out, "\nDetected protocols:")?;
-    for (proto, (packets, bytes, flows)) in &table {
-        writeln!(out, "\t{proto:<20} packets: {packets:<13} bytes: {bytes:<13} flows: {flows}")?;
+    for (proto, row) in &table {
+        writeln!(out, "\t{proto:<20} packets: {:<13} bytes: {:<13} flows: {}", row.packets, row.bytes, row.flows)?;
     }
     if args.flows {
-        let mut flows: Vec<(&FlowKey, &Counts)> = counts.iter().collect();
+        let mut flows: Vec<_> = census.flows().collect();
         flows.sort_by_key(|(k, _)| **k);
         writeln!(out)?;
         for (key, c) in flows {
-            let t = if key.transport == TransportKind::Tcp { "TCP" } else { "UDP" };
+            let vlan = if key.vlan != 0 { format!("[VLAN: {}]", key.vlan) } else { String::new() };
             writeln!(
                 out,
-                "\t{t} {} <-> {} [proto: {}][{} pkts/{} bytes]",
+                "\t{} {} <-> {} {vlan}[proto: {}][{} pkts/{} bytes]",
+                key.protocol_name(),
                 key.a,
                 key.b,
                 label_of(key),
@@ -191,6 +187,12 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
             )?;
         }
     }
+    if cut_short.is_some() {
+        writeln!(out, "\n(incomplete: the capture breaks off; these counts cover the frames before)")?;
+    }
     out.flush()?;
+    if let Some(e) = cut_short {
+        eprintln!("callflow-cli: warning: {label}: {e}");
+    }
     Ok(())
 }

@@ -309,6 +309,8 @@ pub struct CaptureReader {
     big_endian: bool,
     /// The pcap file's link type (unused for pcapng).
     pcap_link: LinkType,
+    /// Whether the pcap file's records have their two lengths the other way round.
+    lengths_swapped: LengthsSwapped,
     /// Interfaces of the current pcapng section, by interface id.
     interfaces: Vec<Interface>,
     link_types: Vec<LinkType>,
@@ -494,6 +496,7 @@ impl CaptureReader {
             total_bytes,
             big_endian: false,
             pcap_link: LinkType(0),
+            lengths_swapped: LengthsSwapped::No,
             interfaces: Vec::new(),
             link_types: Vec::new(),
             last_ts: Timestamp::from_nanos(0),
@@ -516,6 +519,7 @@ impl CaptureReader {
         require(&mut reader.input, 0, PCAP_HEADER_LEN)?;
         let header = reader.input.peek();
         let link = LinkType(rd32(header, 20, big_endian) & 0x03FF_FFFF);
+        reader.lengths_swapped = LengthsSwapped::of_version(rd16(header, 4, big_endian), rd16(header, 6, big_endian));
         reader.input.advance(PCAP_HEADER_LEN);
         reader.format = CaptureFormat::Pcap { nanosecond, big_endian, gzip };
         reader.big_endian = big_endian;
@@ -533,8 +537,12 @@ impl CaptureReader {
         let header = self.input.peek();
         let secs = rd32(header, 0, big);
         let frac = rd32(header, 4, big);
-        let caplen = rd32(header, 8, big);
-        let orig_len = rd32(header, 12, big);
+        let (mut caplen, mut orig_len) = (rd32(header, 8, big), rd32(header, 12, big));
+        if self.lengths_swapped == LengthsSwapped::Yes
+            || (self.lengths_swapped == LengthsSwapped::Maybe && caplen > orig_len)
+        {
+            (caplen, orig_len) = (orig_len, caplen);
+        }
         if caplen > MAX_CAPLEN {
             return Err(corrupt(offset, format!("captured length {caplen} exceeds the {MAX_CAPLEN}-byte bound")));
         }
@@ -769,6 +777,27 @@ fn read_error(input: &Input, e: io::Error, offset: u64, needed: usize, available
         e.kind(),
         format!("{place} (record at offset {offset} needs {needed} bytes, {available} available): {e}"),
     ))
+}
+
+/// libpcap before 0.4 wrote a record's captured and original lengths the other way round:
+/// files of format version 2.2 and older always, 2.3 sometimes (libpcap swaps them back
+/// when the captured length is the larger, and so does this reader, as tshark and
+/// ndpiReader do through libpcap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LengthsSwapped {
+    No,
+    Maybe,
+    Yes,
+}
+
+impl LengthsSwapped {
+    fn of_version(major: u16, minor: u16) -> Self {
+        match (major, minor) {
+            (2, 0..=2) => LengthsSwapped::Yes,
+            (2, 3) => LengthsSwapped::Maybe,
+            _ => LengthsSwapped::No,
+        }
+    }
 }
 
 fn rd32(b: &[u8], at: usize, big: bool) -> u32 {

@@ -17,6 +17,7 @@ const FUNCTIONS: &[&str] = &[
     "ndpi_get_num_supported_protocols",
     "ndpi_revision",
     "ndpi_get_api_version",
+    "ndpi_get_gcrypt_version",
 ];
 
 pub fn generate(wrapper: &Path, includes: &[PathBuf]) -> Result<(), String> {

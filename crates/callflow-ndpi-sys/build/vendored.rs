@@ -40,7 +40,9 @@ pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
     // The headers `cargo xtask ndpi` writes last: a tree that is replaced or removed is noticed.
     println!("cargo:rerun-if-changed={}", include.join("ndpi_define.h").display());
     println!("cargo:rerun-if-changed={}", include.join("ndpi_config.h").display());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    let gcrypt = gcrypt(&mut build);
+    build
         .files(&files)
         .include(&include)
         .include(lib.join("third_party/include"))
@@ -49,7 +51,37 @@ pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
         .warnings(false)
         .flag_if_supported("-w")
         .compile("ndpi");
+    // After the static library, so that the linker keeps what it needs from libgcrypt.
+    if let Some(lib) = gcrypt {
+        lib.link_paths.iter().for_each(|p| println!("cargo:rustc-link-search=native={}", p.display()));
+        lib.libs.iter().for_each(|l| println!("cargo:rustc-link-lib={l}"));
+    }
     println!("cargo:rustc-link-lib=m");
     println!("cargo:include={}", include.display());
     Ok(vec![include])
+}
+
+/// nDPI decrypts QUIC's Initial packets (to read the TLS client hello: SNI, ALPN) only when
+/// built with libgcrypt, as Debian's libndpi is; without it a QUIC flow stays plain `QUIC`
+/// where ndpiReader says `Google`, `DoH_DoT`... So libgcrypt is used when pkg-config finds
+/// it (`libgcrypt20-dev`), and its absence is a cargo warning, not an error: the build
+/// still works, with those verdicts coarser. `ndpi_config.h` leaves `HAVE_LIBGCRYPT` out,
+/// so the define here decides.
+fn gcrypt(build: &mut cc::Build) -> Option<pkg_config::Library> {
+    match pkg_config::Config::new().cargo_metadata(false).env_metadata(true).probe("libgcrypt") {
+        Ok(lib) => {
+            build.define("HAVE_LIBGCRYPT", "1");
+            for dir in &lib.include_paths {
+                build.include(dir);
+            }
+            Some(lib)
+        }
+        Err(e) => {
+            println!(
+                "cargo:warning=callflow-ndpi-sys: building nDPI without libgcrypt ({e}): QUIC flows will not be \
+             decrypted, so their verdicts stay `QUIC` (install libgcrypt20-dev and pkg-config for ndpiReader's)"
+            );
+            None
+        }
+    }
 }

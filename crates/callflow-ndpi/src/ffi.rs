@@ -113,6 +113,13 @@ impl Module {
     }
 }
 
+/// Whether the linked nDPI was built with libgcrypt (which it needs to decrypt QUIC's
+/// Initial packets).
+pub(crate) fn has_gcrypt() -> bool {
+    // SAFETY: no arguments; it returns libgcrypt's static version string or null.
+    !unsafe { sys::ndpi_get_gcrypt_version() }.is_null()
+}
+
 /// Detection modules given back by the classifiers that used them, emptied of what they
 /// learnt (`callflow_ndpi_forget`), for the next classifier to take instead of making a new
 /// one: making one costs some tens of milliseconds, which a server or a batch of small

@@ -14,8 +14,10 @@
 //! the IP and UDP/TCP headers from the decoded fields (see `PacketMeta` for TCP's). That
 //! is the correlator's view, after tunnels and reassembly. `callflow-cli classify` wants
 //! ndpiReader's view instead, to be comparable with it: [`FrameInput`] reads a frame as
-//! ndpiReader does ([`reader`]) and [`NdpiClassifier::detect_input`] hands nDPI the
-//! frame's own IP packet.
+//! ndpiReader does ([`reader`]: every IP protocol, ICMP and IGMP included, keyed as
+//! ndpiReader keys flows, VLAN included), [`NdpiClassifier::detect_input`] hands nDPI the
+//! frame's own IP packet, [`Options::capture_report`] keeps every flow to the end of the
+//! file as ndpiReader does, and [`Census`] counts the per-protocol table as ndpiReader's.
 //!
 //! Without nDPI this crate still builds, and [`NdpiClassifier::new`] says why
 //! ([`NdpiClassifier::availability`]): [`Error::NotBuiltIn`] without the `ndpi` feature,
@@ -41,12 +43,14 @@
 // Without nDPI the flow cache and packet synthesis are compiled (and unit-tested) but unused.
 #![cfg_attr(not(ndpi_linked), allow(dead_code))]
 
+pub mod census;
 mod error;
 #[cfg(ndpi_linked)]
 mod ffi;
 pub mod reader;
 mod synth;
 
+pub use census::{Census, FlowCount, ProtocolRow};
 pub use error::Error;
 pub use reader::{ReaderFrame, ReaderPacket};
 
@@ -75,6 +79,16 @@ pub struct Options {
     pub keep_expired: bool,
 }
 
+impl Options {
+    /// The options for a report on a whole capture file (`callflow-cli classify`), as
+    /// ndpiReader reads a file: no flow is dropped for idleness (ndpiReader expires idle
+    /// flows only on live captures, so a flow silent for minutes is still one flow), and
+    /// verdicts of flows dropped otherwise are kept.
+    pub fn capture_report() -> Self {
+        Options { idle_timeout_ms: u64::MAX, keep_expired: true, ..Options::default() }
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {
@@ -87,11 +101,14 @@ impl Default for Options {
     }
 }
 
-/// A flow regardless of direction: the transport and its two endpoints in a fixed order.
+/// A flow regardless of direction, as ndpiReader keys it: the IP protocol, the VLAN, and
+/// the two endpoints in a fixed order (ports are 0 for protocols without them: ICMP, IGMP...).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FlowKey {
-    /// UDP or TCP.
-    pub transport: TransportKind,
+    /// The IP protocol number (6 TCP, 17 UDP, 1 ICMP, 58 ICMPv6, 132 SCTP, ...).
+    pub protocol: u8,
+    /// The innermost VLAN id (0: untagged): ndpiReader keeps flows of different VLANs apart.
+    pub vlan: u16,
     /// The lower endpoint.
     pub a: SocketAddr,
     /// The higher endpoint.
@@ -99,10 +116,44 @@ pub struct FlowKey {
 }
 
 impl FlowKey {
-    /// The key of the flow a packet from `src` to `dst` belongs to.
+    /// The key of the flow a packet from `src` to `dst` over `transport` belongs to (untagged).
     pub fn new(transport: TransportKind, src: SocketAddr, dst: SocketAddr) -> Self {
+        let protocol = match transport {
+            TransportKind::Tcp => 6,
+            TransportKind::Udp => 17,
+            TransportKind::Sctp => 132,
+        };
+        FlowKey::of_ip(protocol, 0, src, dst)
+    }
+
+    /// The key of a packet of IP protocol `protocol` on VLAN `vlan` (0: untagged).
+    pub fn of_ip(protocol: u8, vlan: u16, src: SocketAddr, dst: SocketAddr) -> Self {
         let (a, b) = if src <= dst { (src, dst) } else { (dst, src) };
-        FlowKey { transport, a, b }
+        FlowKey { protocol, vlan, a, b }
+    }
+
+    /// The transport, for UDP, TCP and SCTP flows.
+    pub fn transport(&self) -> Option<TransportKind> {
+        match self.protocol {
+            6 => Some(TransportKind::Tcp),
+            17 => Some(TransportKind::Udp),
+            132 => Some(TransportKind::Sctp),
+            _ => None,
+        }
+    }
+
+    /// The protocol as ndpiReader prints it in its flow list (`TCP`, `UDP`, `ICMP`, ...,
+    /// else the number).
+    pub fn protocol_name(&self) -> String {
+        match self.protocol {
+            6 => "TCP".into(),
+            17 => "UDP".into(),
+            1 => "ICMP".into(),
+            2 => "IGMP".into(),
+            58 => "ICMPV6".into(),
+            132 => "SCTP".into(),
+            n => n.to_string(),
+        }
     }
 }
 
@@ -168,12 +219,12 @@ pub enum FrameInput<'a> {
 }
 
 impl<'a> FrameInput<'a> {
-    /// Reads `frame`; `None` for a frame that carries no UDP/TCP packet to classify (or
-    /// that ndpiReader drops).
+    /// Reads `frame`; `None` for a frame that ndpiReader drops (not IP, too short, a later
+    /// fragment), or, on a link type it refuses, that carries no UDP/TCP packet.
     pub fn of(frame: &Frame<'a>) -> Option<FrameInput<'a>> {
         match reader::read(frame.link_type.0, frame.data) {
             ReaderFrame::Packet(p) => Some(FrameInput::Reader(p, PacketMeta::at_time(frame.ts).time_ms)),
-            ReaderFrame::OtherProtocol | ReaderFrame::Dropped => None,
+            ReaderFrame::Dropped => None,
             ReaderFrame::UnsupportedLink | ReaderFrame::NotReproduced => {
                 let packet = decode_frame(frame.link_type, frame.data);
                 let (payload, meta) = classifier_input(&packet, frame.ts)?;
@@ -190,11 +241,12 @@ impl<'a> FrameInput<'a> {
         }
     }
 
-    /// The transport payload, for payload classifiers.
-    pub fn payload(&self) -> Payload<'a> {
+    /// The transport payload, for payload classifiers; `None` for a packet of another
+    /// protocol than UDP or TCP (ICMP, IGMP, ...).
+    pub fn payload(&self) -> Option<Payload<'a>> {
         match self {
             FrameInput::Reader(p, _) => p.as_payload(),
-            FrameInput::Decoded(p, _) => *p,
+            FrameInput::Decoded(p, _) => Some(*p),
         }
     }
 
@@ -291,6 +343,16 @@ impl NdpiClassifier {
     /// found nDPI to link.
     pub fn is_built_in() -> bool {
         cfg!(ndpi_linked)
+    }
+
+    /// Whether nDPI decrypts QUIC's Initial packets, as ndpiReader's does: it was built
+    /// with libgcrypt. Without it, QUIC flows stay `QUIC` where ndpiReader names the
+    /// service from the encrypted client hello (`Google`, `DoH_DoT`...). False without nDPI.
+    pub fn decrypts_quic() -> bool {
+        #[cfg(ndpi_linked)]
+        return ffi::has_gcrypt();
+        #[cfg(not(ndpi_linked))]
+        false
     }
 
     /// `Ok` when nDPI is built in, else why not ([`Error::NotBuiltIn`] or
@@ -426,8 +488,13 @@ impl NdpiClassifier {
             self.flows
                 .insert(key, Entry { state: State::Detecting { flow, packets: 0 }, detection: unknown, last_ms: 0 });
         }
-        let budget =
-            if key.transport == TransportKind::Tcp { self.opts.tcp_packet_budget } else { self.opts.udp_packet_budget };
+        // ndpiReader's budgets are for TCP and UDP; a flow of another protocol (ICMP, IGMP,
+        // ...) is fed until nDPI names it, as ndpiReader feeds it.
+        let budget = match key.protocol {
+            6 => self.opts.tcp_packet_budget,
+            17 => self.opts.udp_packet_budget,
+            _ => u32::MAX,
+        };
         let entry = self.flows.get_mut(&key)?;
         entry.last_ms = time_ms;
         let finished = match &mut entry.state {
@@ -472,6 +539,16 @@ impl NdpiClassifier {
         }
     }
 
+    /// Every flow's final verdict, for a report on a whole capture: the undecided flows
+    /// end with nDPI's guess ([`Self::give_up_all`]), and the flows dropped for idleness
+    /// (with `keep_expired`) are there too; the cache is left with the decided flows.
+    pub fn final_verdicts(&mut self) -> HashMap<FlowKey, Detection> {
+        self.give_up_all();
+        let mut all: HashMap<FlowKey, Detection> = self.take_expired().into_iter().collect();
+        all.extend(self.flows().map(|(k, d)| (*k, *d)));
+        all
+    }
+
     /// Every flow in the cache with its verdict so far.
     pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &Detection)> {
         self.flows.iter().map(|(k, e)| (k, &e.detection))
@@ -482,7 +559,9 @@ impl NdpiClassifier {
         std::mem::take(&mut self.expired)
     }
 
-    /// Drops flows idle for the idle timeout, at most once a second of capture time.
+    /// Drops flows idle for the idle timeout, at most once a second of capture time. A flow
+    /// still undecided ends as ndpiReader ends an idle one: with `ndpi_detection_giveup`'s
+    /// guess (without it, an idle flow kept only what nDPI had said so far, mostly Unknown).
     fn sweep(&mut self, now_ms: u64) {
         if now_ms < self.last_sweep_ms.saturating_add(1_000) {
             return;
@@ -491,9 +570,15 @@ impl NdpiClassifier {
         let timeout = self.opts.idle_timeout_ms;
         let keep = self.opts.keep_expired;
         let expired = &mut self.expired;
+        #[cfg(ndpi_linked)]
+        let module = &mut self.module;
         self.flows.retain(|key, e| {
             let idle = now_ms.saturating_sub(e.last_ms) >= timeout;
             if idle && keep {
+                #[cfg(ndpi_linked)]
+                if let State::Detecting { flow, .. } = &mut e.state {
+                    e.detection = module.give_up(flow);
+                }
                 expired.push((*key, e.detection));
             }
             !idle
@@ -605,6 +690,31 @@ mod tests {
             let expired = c.take_expired();
             assert_eq!(expired.len(), 1);
             assert_eq!(expired[0].0, FlowKey::new(TransportKind::Udp, a, b));
+        }
+
+        #[test]
+        fn a_flow_dropped_for_idleness_before_ndpi_decides_gets_ndpis_guess() {
+            // WebattackXSS.pcap's short HTTP flows, idle for minutes, were reported Unknown
+            // where ndpiReader guesses HTTP from the port.
+            let opts = Options { idle_timeout_ms: 10_000, keep_expired: true, ..Options::default() };
+            let mut c = NdpiClassifier::new(opts).unwrap();
+            let (a, b, junk) = udp("10.0.0.1:40000", "10.0.0.2:53", &[0x5a; 40]);
+            c.detect(&Payload::udp(a, b, &junk), &PacketMeta::at(1_000)).unwrap();
+            let (x, y, other) = udp("10.0.0.3:1", "10.0.0.4:2", &[1; 8]);
+            c.detect(&Payload::udp(x, y, &other), &PacketMeta::at(20_000)).unwrap();
+            let expired = c.take_expired();
+            assert_eq!(expired.len(), 1);
+            assert_eq!((c.label(&expired[0].1), expired[0].1.guessed), ("DNS".to_string(), true));
+        }
+
+        #[test]
+        fn a_capture_report_keeps_a_flow_whole_however_long_it_is_silent() {
+            let mut c = NdpiClassifier::new(Options::capture_report()).unwrap();
+            let (a, b, junk) = udp("10.0.0.1:40000", "10.0.0.2:41000", &[0x5a; 40]);
+            c.detect(&Payload::udp(a, b, &junk), &PacketMeta::at(1_000)).unwrap();
+            c.detect(&Payload::udp(a, b, &junk), &PacketMeta::at(1_000 + 3_600_000)).unwrap();
+            assert!(c.take_expired().is_empty());
+            assert_eq!(c.final_verdicts().len(), 1);
         }
 
         #[test]

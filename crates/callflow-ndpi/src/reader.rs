@@ -6,8 +6,8 @@
 //! and each difference changes which flows exist and what nDPI sees of them:
 //!
 //! - without `-t` it decapsulates no tunnel but IP-in-IP (protocols 4 and 41): GRE,
-//!   ERSPAN and GTP-U traffic is the outer flow (UDP 2152 for GTP-U; GRE has no ports and
-//!   is not a UDP/TCP flow at all);
+//!   ERSPAN and GTP-U traffic is the outer flow (UDP 2152 for GTP-U; GRE, like ICMP, IGMP
+//!   and every other IP protocol, is a flow keyed by protocol and addresses, ports 0);
 //! - it hands nDPI the frame's own IP packet, from the IP header to the end of the
 //!   captured bytes (Ethernet padding included), not headers rebuilt around a payload;
 //! - it trusts header fields callflow-decode checks: a fuzzed capture's garbled ports and
@@ -38,11 +38,10 @@ const ETH_P_PPPOE: u16 = 0x8864;
 /// A frame as ndpiReader sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ReaderFrame<'a> {
-    /// A UDP or TCP packet: ndpiReader hands nDPI `ip` as part of the flow `key`.
+    /// An IP packet: ndpiReader hands nDPI `ip` as part of the flow `key`. Packets of
+    /// protocols other than UDP and TCP (ICMP, IGMP, GRE, SCTP, ...) make flows too, keyed by
+    /// protocol and addresses (ports 0), and go to nDPI like the others.
     Packet(ReaderPacket<'a>),
-    /// An IP packet of another protocol (ICMP, GRE, SCTP, ...): ndpiReader keeps a flow of
-    /// it, keyed by addresses and protocol alone; not a UDP/TCP flow.
-    OtherProtocol,
     /// ndpiReader drops the frame: too short, not IP, a later IPv4 fragment, or IP
     /// lengths that do not fit the captured bytes.
     Dropped,
@@ -52,27 +51,27 @@ pub enum ReaderFrame<'a> {
     NotReproduced,
 }
 
-/// A UDP or TCP packet as ndpiReader passes it to nDPI.
+/// An IP packet as ndpiReader passes it to nDPI.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReaderPacket<'a> {
-    /// The flow: transport and the two endpoints, as ndpiReader prints them.
+    /// The flow: IP protocol, VLAN and the two endpoints, as ndpiReader keys it.
     pub key: FlowKey,
-    /// The sender.
+    /// The sender (port 0 for protocols without ports).
     pub src: SocketAddr,
     /// The receiver.
     pub dst: SocketAddr,
-    /// The innermost VLAN id (0: untagged); ndpiReader keeps flows of different VLANs apart.
-    pub vlan: u16,
     /// What nDPI gets: the IP packet from its header to the end of the captured bytes.
     pub ip: &'a [u8],
-    /// The UDP or TCP payload as ndpiReader computes it (for classifiers that want payloads).
+    /// The payload as ndpiReader computes it: after the UDP, TCP, ICMP or ICMPv6 header;
+    /// empty for other protocols.
     pub payload: &'a [u8],
 }
 
 impl<'a> ReaderPacket<'a> {
-    /// The packet as a `Classifier` input.
-    pub fn as_payload(&self) -> Payload<'a> {
-        Payload { transport: self.key.transport, src: self.src, dst: self.dst, bytes: self.payload }
+    /// The packet as a `Classifier` input; `None` for protocols other than UDP and TCP.
+    pub fn as_payload(&self) -> Option<Payload<'a>> {
+        let transport = self.key.transport().filter(|t| *t != TransportKind::Sctp)?;
+        Some(Payload { transport, src: self.src, dst: self.dst, bytes: self.payload })
     }
 }
 
@@ -284,26 +283,20 @@ fn read_frame(link_type: u32, packet: &[u8]) -> Option<ReaderFrame<'_>> {
         return Some(ReaderFrame::Dropped);
     }
     let l4 = &ip[l4_offset..l4_offset + l4_len];
-    let (transport, sport, dport, payload) = match proto {
+    let (sport, dport, payload) = match proto {
         6 if l4_len >= 20 => {
             let doff = usize::from(l4[12] >> 4) * 4;
-            (TransportKind::Tcp, be16(l4, 0)?, be16(l4, 2)?, l4.get(doff.min(l4_len)..).unwrap_or(&[]))
+            (be16(l4, 0)?, be16(l4, 2)?, l4.get(doff.min(l4_len)..).unwrap_or(&[]))
         }
-        17 if l4_len >= 8 => (TransportKind::Udp, be16(l4, 0)?, be16(l4, 2)?, &l4[8..]),
-        // A header too short for its ports: ndpiReader still makes a flow, with ports 0.
-        6 => (TransportKind::Tcp, 0, 0, &l4[..0]),
-        17 => (TransportKind::Udp, 0, 0, &l4[..0]),
-        _ => return Some(ReaderFrame::OtherProtocol),
+        17 if l4_len >= 8 => (be16(l4, 0)?, be16(l4, 2)?, &l4[8..]),
+        // ICMP and ICMPv6: the payload after the 8-byte header; no ports.
+        1 | 58 => (0, 0, l4.get(8..).unwrap_or(&[])),
+        // Other protocols, and a TCP or UDP header too short for its ports: ndpiReader
+        // still makes a flow, with ports 0.
+        _ => (0, 0, &l4[..0]),
     };
     let (src, dst) = (SocketAddr::new(src, sport), SocketAddr::new(dst, dport));
-    Some(ReaderFrame::Packet(ReaderPacket {
-        key: FlowKey::new(transport, src, dst),
-        src,
-        dst,
-        vlan: vlan_id,
-        ip,
-        payload,
-    }))
+    Some(ReaderFrame::Packet(ReaderPacket { key: FlowKey::of_ip(proto, vlan_id, src, dst), src, dst, ip, payload }))
 }
 
 /// nDPI's `ndpi_handle_ipv6_extension_headers` on the IPv6 packet `ip`: `l3len` bytes
@@ -395,6 +388,7 @@ mod tests {
         let p = packet(read(1, &frame));
         assert_eq!(p.src, "10.0.0.1:5060".parse().unwrap());
         assert_eq!(p.key, FlowKey::new(TransportKind::Udp, p.dst, p.src));
+        assert_eq!(p.as_payload().unwrap().bytes, b"OPTIONS");
         assert_eq!(p.ip.len(), ip.len() + 6, "ndpiReader passes the trailer too");
         assert_eq!(p.payload, b"OPTIONS");
     }
@@ -402,7 +396,9 @@ mod tests {
     #[test]
     fn gre_and_gtp_u_stay_the_outer_flow_and_vlan_is_kept() {
         let gre = ipv4(47, 20 + 30, 0, &[0; 30]);
-        assert_eq!(read(1, &ether(ETH_P_IP, &gre, 0)), ReaderFrame::OtherProtocol);
+        let gre_frame = ether(ETH_P_IP, &gre, 0);
+        let p = packet(read(1, &gre_frame));
+        assert_eq!((p.key.protocol, p.src.port(), p.as_payload().is_none()), (47, 0, true));
         let inner = ipv4(17, 20 + 16, 0, &udp(1, 2, b"12345678"));
         let mut gtp = vec![0x30, 0xff, 0, inner.len() as u8, 0, 0, 0, 1];
         gtp.extend_from_slice(&inner);
@@ -413,7 +409,18 @@ mod tests {
         tagged.extend_from_slice(&outer);
         let frame = ether(ETH_P_VLAN, &tagged, 0);
         let p = packet(read(1, &frame));
-        assert_eq!((p.src.port(), p.dst.port(), p.vlan), (2152, 2152, 7));
+        assert_eq!((p.src.port(), p.dst.port(), p.key.vlan), (2152, 2152, 7));
+    }
+
+    #[test]
+    fn icmp_is_a_flow_of_its_own_with_its_payload_after_the_header() {
+        let echo = [8, 0, 0, 0, 0, 1, 0, 1, b'p', b'i', b'n', b'g'];
+        let ip = ipv4(1, (20 + echo.len()) as u16, 0, &echo);
+        let frame = ether(ETH_P_IP, &ip, 0);
+        let p = packet(read(1, &frame));
+        assert_eq!(p.key.protocol_name(), "ICMP");
+        assert_eq!((p.src, p.payload), ("10.0.0.1:0".parse().unwrap(), &b"ping"[..]));
+        assert_eq!(p.ip, &ip[..]);
     }
 
     #[test]

@@ -5,9 +5,9 @@
 //! nDPI, no tunnel but IP-in-IP decapsulated, ndpiReader's length checks), through
 //! `NdpiClassifier`'s flow cache. Per capture, both sides produce a set of (flow,
 //! protocol) pairs, with the same key on both sides: a flow is a UDP or TCP flow, the
-//! transport and its two endpoints in either direction (ndpiReader's flows of other IP
-//! protocols, ICMP or GRE, are left out on its side, and ours has none); the protocol is
-//! the name ndpiReader prints (`SIP`, `STUN.RTP`, ...).
+//! transport, the VLAN and its two endpoints in either direction (flows of other IP
+//! protocols, ICMP or GRE, are left out on both sides: `ndpi_suite.rs` counts them); the
+//! protocol is the name ndpiReader prints (`SIP`, `STUN.RTP`, ...).
 //!
 //! Two figures are printed per corpus: agreement on the flows both sides have, and over
 //! all flows. What is asserted (at least 99 %) is agreement over all flows, where only
@@ -72,8 +72,8 @@ const PUBLIC_ONE_SIDED: &[(&str, usize, usize, &str)] = &[
 ];
 
 fn flow_name(k: &FlowKey) -> String {
-    let t = if k.transport == TransportKind::Tcp { "TCP" } else { "UDP" };
-    format!("{t} {} <-> {}", k.a, k.b)
+    let vlan = if k.vlan != 0 { format!(" [VLAN: {}]", k.vlan) } else { String::new() };
+    format!("{} {} <-> {}{vlan}", k.protocol_name(), k.a, k.b)
 }
 
 /// ndpiReader's flow lines: `\t1\tUDP 1.2.3.4:5060 <-> 5.6.7.8:5060 [VLAN: 2][proto: 100/SIP][...`.
@@ -97,12 +97,19 @@ fn theirs(path: &Path) -> BTreeMap<FlowKey, String> {
         let (Ok(_), Ok(a), Ok(b)) = (n.parse::<u32>(), a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) else {
             continue;
         };
+        // `[VLAN: 2]` right after the endpoints, for a tagged flow.
+        let vlan = line
+            .split_once("[VLAN: ")
+            .and_then(|(_, rest)| rest.split(']').next())
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         let Some(start) = line.find("[proto: ") else { continue };
         let rest = &line[start + 8..];
         let Some(name) = rest.split(']').next().and_then(|p| p.split_once('/')).map(|(_, n)| n.to_string()) else {
             continue;
         };
-        flows.insert(FlowKey::new(transport, a, b), name);
+        let k = FlowKey::new(transport, a, b);
+        flows.insert(FlowKey::of_ip(k.protocol, vlan, a, b), name);
     }
     flows
 }

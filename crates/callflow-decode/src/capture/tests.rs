@@ -329,6 +329,28 @@ fn pcap_microsecond_fraction_out_of_range_carries_into_seconds() {
     check(&file, &[&format!("#1 if0 ETHERNET {}  0/2", 2 * SEC + SEC / 2)]);
 }
 
+/// A pcap file of format version 2.`minor` whose one record has its length fields written
+/// as (`first`, `second`) around `data`.
+fn old_pcap(minor: u16, first: u32, second: u32, data: &[u8]) -> Vec<u8> {
+    let mut file = pcap_header(false, false, 1);
+    file[6..8].copy_from_slice(&minor.to_le_bytes());
+    for v in [1, 0, first, second] {
+        put32(&mut file, v, false);
+    }
+    file.extend_from_slice(data);
+    file
+}
+
+#[test]
+fn pcap_before_version_2_3_has_its_record_lengths_swapped_as_libpcap_reads_them() {
+    // nDPI's fuzz-2021-10-13.pcap (version 2.0) has 524501 where the captured length
+    // is expected: read the other way round, as libpcap does, its record is a 3-byte frame.
+    check(&old_pcap(0, 524_501, 3, b"\x01\x02\x03"), &[&format!("#1 if0 ETHERNET {SEC} 010203 3/524501")]);
+    // Version 2.3: swapped only when the captured length is the larger.
+    check(&old_pcap(3, 9, 3, b"\x01\x02\x03"), &[&format!("#1 if0 ETHERNET {SEC} 010203 3/9")]);
+    check(&old_pcap(3, 3, 9, b"\x01\x02\x03"), &[&format!("#1 if0 ETHERNET {SEC} 010203 3/9")]);
+}
+
 #[test]
 fn pcap_caplen_over_the_bound_is_corrupt() {
     let mut file = pcap(false, false, 1, &[(1, 0, b"\x01")]);

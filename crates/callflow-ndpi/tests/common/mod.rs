@@ -1,5 +1,8 @@
 //! What the nDPI tests share: the corpora, and a capture classified as `callflow-cli classify` does.
 
+// Each test binary uses only some of these helpers.
+#![allow(dead_code)]
+
 use callflow_classify::{AppProtocol, Classifier, HeuristicClassifier};
 use callflow_decode::capture::CaptureReader;
 use callflow_ndpi::{FlowKey, FrameInput, NdpiClassifier, Options};
@@ -20,10 +23,10 @@ pub fn unavailable(what: &str) {
 }
 
 /// One capture as our side sees it: every UDP/TCP packet through the nDPI flow cache
-/// (and the heuristic classifier, for its flow's first decisive verdict).
+/// (and the heuristic classifier, for its flow's first decisive verdict). Flows of other
+/// IP protocols (ICMP, IGMP...) are left out: these tests compare UDP and TCP flows.
 pub fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppProtocol>) {
-    let opts = Options { idle_timeout_ms: u64::MAX / 4, keep_expired: true, ..Options::default() };
-    let mut ndpi = NdpiClassifier::new(opts).expect("nDPI module");
+    let mut ndpi = NdpiClassifier::new(Options::capture_report()).expect("nDPI module");
     let mut heuristic = HeuristicClassifier;
     let mut heur: BTreeMap<FlowKey, AppProtocol> = BTreeMap::new();
     let mut reader = CaptureReader::open(path).expect("open capture");
@@ -32,8 +35,7 @@ pub fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppPro
         let Some(input) = FrameInput::of(&frame) else { continue };
         ndpi.detect_input(&input);
         let key = input.key();
-        let payload = input.payload();
-        if !payload.bytes.is_empty() {
+        if let Some(payload) = input.payload().filter(|p| !p.bytes.is_empty()) {
             let verdict = heuristic.classify(&payload).protocol;
             let slot = heur.entry(key).or_insert(AppProtocol::Unknown);
             if *slot == AppProtocol::Unknown {
@@ -41,9 +43,12 @@ pub fn ours(path: &Path) -> (BTreeMap<FlowKey, String>, BTreeMap<FlowKey, AppPro
             }
         }
     }
-    ndpi.give_up_all();
-    let mut flows: BTreeMap<FlowKey, String> = ndpi.take_expired().iter().map(|(k, d)| (*k, ndpi.label(d))).collect();
-    flows.extend(ndpi.flows().map(|(k, d)| (*k, ndpi.label(d))));
+    let flows = ndpi
+        .final_verdicts()
+        .iter()
+        .filter(|(k, _)| matches!(k.protocol, 6 | 17))
+        .map(|(k, d)| (*k, ndpi.label(d)))
+        .collect();
     (flows, heur)
 }
 
