@@ -83,7 +83,7 @@ impl Drop for Daemon {
 /// (without the blank line), `body` writes the body. Returns the status and the body.
 pub fn request(addr: &str, head: &str, body: impl FnOnce(&mut TcpStream)) -> (u16, String) {
     let mut conn = TcpStream::connect(addr).unwrap();
-    write!(conn, "{head}\r\nHost: callflowd\r\nConnection: close\r\n\r\n").unwrap();
+    write!(conn, "{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     body(&mut conn);
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();
