@@ -57,23 +57,24 @@ impl Access {
             names.push(bracketed(&local.ip().to_string()));
         }
         names.extend(["localhost", "127.0.0.1", "[::1]"].map(String::from));
+        names.sort();
         names.dedup();
         let mut defaults: Vec<String> = names.iter().map(|n| format!("{n}:{port}")).collect();
         // Browsers leave the scheme's default port out of Host and Origin.
         if port == 80 || port == 443 {
             defaults.extend(names);
         }
-        let list = |configured: &[String], default: Vec<String>| -> Option<Vec<String>> {
+        let list = |configured: &[String], default: Vec<String>, normal: fn(&str) -> String| {
             if configured.iter().any(|v| v.trim() == "*") {
                 return None;
             }
-            let configured: Vec<String> =
-                configured.iter().map(|v| v.trim().trim_end_matches('/').to_ascii_lowercase()).collect();
+            let configured: Vec<String> = configured.iter().map(|v| normal(v)).collect();
             Some(if configured.is_empty() { default } else { configured })
         };
         let default_origins = defaults.iter().flat_map(|h| [format!("http://{h}"), format!("https://{h}")]).collect();
-        let hosts = if auth { None } else { list(&server.allowed_hosts, defaults) };
-        Access { hosts, origins: list(&server.allowed_origins, default_origins) }
+        let hosts = if auth { None } else { list(&server.allowed_hosts, defaults, bracketed) };
+        let origin = |v: &str| v.trim().trim_end_matches('/').to_ascii_lowercase();
+        Access { hosts, origins: list(&server.allowed_origins, default_origins, origin) }
     }
 
     /// Why the request is refused, if it is.
@@ -123,12 +124,13 @@ impl Access {
     }
 }
 
-/// `[v6]` for an IPv6 address, as in a `Host` header.
+/// A name as a `Host` header writes it: lower case, an IPv6 address in brackets.
 fn bracketed(name: &str) -> String {
-    if name.contains(':') && !name.starts_with('[') {
+    let name = name.trim().to_ascii_lowercase();
+    if name.parse::<std::net::Ipv6Addr>().is_ok() {
         format!("[{name}]")
     } else {
-        name.to_ascii_lowercase()
+        name
     }
 }
 
@@ -237,6 +239,10 @@ mod tests {
             s.allowed_origins = vec!["*".into()];
         });
         assert_eq!(check(&open, "POST", "/x", &[("host", "evil.example"), ("origin", "http://evil.example")]), None);
+        let v6 = access(|s| s.allowed_hosts = vec!["::1".into(), "CallFlow.example:8443".into()]);
+        assert_eq!(check(&v6, "GET", "/", &[("host", "[::1]:8080")]), None, "an IPv6 address as configured");
+        assert_eq!(check(&v6, "GET", "/", &[("host", "callflow.example:8443")]), None);
+        assert_eq!(check(&v6, "GET", "/", &[("host", "callflow.example:8444")]), Some("host"), "that port only");
         let authed = Access::new(&ServerSettings::default(), true, None);
         assert_eq!(check(&authed, "GET", "/", &[("host", "callflow.example")]), None, "no Host check with auth");
     }
