@@ -88,7 +88,7 @@ pub struct ServerSettings {
     pub insecure_no_auth: bool,
     /// Origins (`scheme://host[:port]`) whose pages may make state-changing requests
     /// (POST, DELETE) and open WebSockets, besides the server's own origin (the request's
-    /// `Host`); `*` for any. Empty: `http://` and `https://` with each of the default
+    /// `Host`) and the [`ServerSettings::cors_origins`]; `*` for any. Empty: `http://` and `https://` with each of the default
     /// [`ServerSettings::allowed_hosts`].
     pub allowed_origins: Vec<String>,
     /// Without authentication, the `Host` names a request may be addressed to (`name` for

@@ -10,7 +10,7 @@
 //!   that upgrades to a WebSocket must come from an allowed origin when it names one: its
 //!   `Origin` (else the origin of its `Referer`) is the server's own (its authority is the
 //!   request's `Host`) or one of `server.allowed_origins` (empty: `http://` and `https://`
-//!   with each default host). Browsers send `Origin` on every cross-site POST and on every
+//!   with each default host) or of `server.cors_origins`. Browsers send `Origin` on every cross-site POST and on every
 //!   WebSocket handshake; a request with neither header is not a browser's (curl, a
 //!   script) and is let through.
 //! - Such a request, except an upload (whose multipart form is what `curl -F` sends), may
@@ -74,7 +74,12 @@ impl Access {
         let default_origins = defaults.iter().flat_map(|h| [format!("http://{h}"), format!("https://{h}")]).collect();
         let hosts = if auth { None } else { list(&server.allowed_hosts, defaults, bracketed) };
         let origin = |v: &str| v.trim().trim_end_matches('/').to_ascii_lowercase();
-        Access { hosts, origins: list(&server.allowed_origins, default_origins, origin) }
+        // An origin trusted to call the API cross-origin through CORS is trusted here too.
+        let cors = list(&server.cors_origins, Vec::new(), origin);
+        let origins = list(&server.allowed_origins, default_origins, origin)
+            .zip(cors)
+            .map(|(allowed, cors)| allowed.into_iter().chain(cors).collect());
+        Access { hosts, origins }
     }
 
     /// Why the request is refused, if it is.
@@ -233,6 +238,12 @@ mod tests {
         assert_eq!(from("https://ui.example"), None);
         assert_eq!(from("https://callflow.example"), None, "its own origin");
         assert_eq!(from("http://localhost:8080"), Some("origin"));
+
+        let cors = access(|s| s.cors_origins = vec!["https://app.example".into()]);
+        let from = |origin: &str| check(&cors, "POST", "/api/v1/jobs/1/cancel", &[own, ("origin", origin)]);
+        assert_eq!(from("https://app.example"), None, "a CORS origin may call the API");
+        assert_eq!(from("http://localhost:8080"), None, "and the defaults stay");
+        assert_eq!(from("https://evil.example"), Some("origin"));
 
         let open = access(|s| {
             s.allowed_hosts = vec!["*".into()];
