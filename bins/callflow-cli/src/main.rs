@@ -1,18 +1,17 @@
 //! `callflow-cli`: analyse a packet capture into call flows, as JSON or NDJSON.
 //!
-//! The binary is glue, as in ripgrep: it parses flags, opens the capture through
-//! `callflow-decode`, runs `callflow-correlate`, and writes the `callflow/v1`
-//! document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
+//! The binary is glue, as in ripgrep: it parses flags and hands the capture to
+//! `callflow_jobs::analyze_to_output` (shared with `callflowd --input`), which runs
+//! `callflow-correlate` and writes the `callflow/v1` document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
 //! status; a closed output pipe (`callflow-cli analyze x.pcap | head`) ends quietly.
 
 mod classify;
 mod jobs;
-mod output;
 
-use anyhow::{bail, Context, Result};
-use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
-use callflow_decode::capture::CaptureReader;
+use anyhow::{bail, Result};
+use callflow_jobs::{analyze_to_output, DirectAnalysis, ResultFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -90,7 +89,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if output::is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("callflow-cli: error: {err:#}");
             ExitCode::FAILURE
@@ -111,43 +110,21 @@ fn run(cli: Cli) -> Result<()> {
     if common.workers == Some(0) {
         bail!("--workers must be at least 1");
     }
-    let label = input.display().to_string();
-    let mut reader =
-        if label == "-" { CaptureReader::from_reader(Box::new(std::io::stdin())) } else { CaptureReader::open(&input) }
-            .with_context(|| format!("cannot read capture {label}"))?;
-
-    let mut out = output::Output::create(common.output.as_deref())?;
     let threads = common.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let opts = AnalyzerOptions { threads, ..AnalyzerOptions::default() };
-    let classifier = classify::analysis_classifier(common.no_ndpi)?;
-    let doc = match common.format {
-        Format::Json => {
-            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut Unattended)
-                .with_context(|| format!("cannot read capture {label}"))?;
-            out.write_document(&doc, common.pretty)?;
-            doc
-        }
-        Format::Ndjson => {
-            let mut write_error = None;
-            let mut sink = |session| {
-                if write_error.is_none() {
-                    if let Err(e) = out.write_session_line(&session) {
-                        write_error = Some(e);
-                    }
-                }
-            };
-            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut Unattended)
-                .with_context(|| format!("cannot read capture {label}"))?;
-            if let Some(e) = write_error {
-                return Err(e);
-            }
-            out.write_summary_line(&doc)?;
-            doc
-        }
+    let format = match common.format {
+        Format::Json => ResultFormat::Json,
+        Format::Ndjson => ResultFormat::Ndjson,
     };
-    out.finish()?;
+    let request = DirectAnalysis { input, output: common.output, format, pretty: common.pretty, threads };
+    let label = request.input.display().to_string();
+    let doc = analyze_to_output(&request, || classify::analysis_classifier(common.no_ndpi))?;
     for warning in &doc.source.warnings {
         eprintln!("callflow-cli: warning: {label}: {warning}");
     }
     Ok(())
+}
+
+/// True when the error chain ends in a closed pipe (the reader of our output went away).
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }

@@ -1,12 +1,18 @@
 //! `callflowd`: the service. Loads the layered configuration, starts the analysis job manager on the configured directories, and serves the HTTP API (`callflow-server`).
 //!
+//! `--input X [--output Y] [--workers N]` analyses one capture instead, as `callflow-cli
+//! analyze` does (the earlier C++ callflowd's batch mode); `--api-server` and `--api-port`,
+//! its spellings of the default mode and `--port`, are accepted too.
+//!
 //! SIGTERM or Ctrl-C stops it gracefully: no new connections, requests in flight finish,
 //! event streams are closed, and jobs still running are left for the next start to
 //! resume (the store recovers them, as it would after SIGKILL).
 
 use anyhow::{Context, Result};
 use callflow_config::{Loaded, Loader, Settings};
-use callflow_jobs::{ClassifierFactory, JobManager, ManagerOptions, SqliteStore};
+use callflow_jobs::{
+    analyze_to_output, ClassifierFactory, DirectAnalysis, JobManager, ManagerOptions, ResultFormat, SqliteStore,
+};
 use callflow_ndpi::{NdpiClassifier, Options};
 use clap::Parser;
 use std::path::PathBuf;
@@ -26,10 +32,21 @@ struct Cli {
     /// server.bind_addr
     #[arg(long, value_name = "ADDR")]
     bind_addr: Option<String>,
-    /// server.port
-    #[arg(long)]
+    /// server.port (also `--api-port`, the earlier callflowd's spelling)
+    #[arg(long, visible_alias = "api-port")]
     port: Option<u16>,
-    /// processing.workers
+    /// Serve the HTTP API: the default mode, accepted for the earlier callflowd's
+    /// `--api-server --api-port N`.
+    #[arg(long, conflicts_with = "input")]
+    api_server: bool,
+    /// Analyse this capture once, as `callflow-cli analyze` does, instead of serving
+    /// (`--input X --output Y --workers N`, the earlier callflowd's batch mode).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+    /// With `--input`: where to write the `callflow/v1` document (default: standard output).
+    #[arg(long, value_name = "FILE", requires = "input")]
+    output: Option<PathBuf>,
+    /// processing.workers (with `--input`: the analysis threads)
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
     /// storage.upload_dir
@@ -75,7 +92,11 @@ fn main() -> ExitCode {
         print!("{}", loaded.render());
         return ExitCode::SUCCESS;
     }
-    match serve(&loaded) {
+    let result = match &cli.input {
+        Some(input) => analyze_once(&loaded.settings, input, cli.output.clone()),
+        None => serve(&loaded),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("callflowd: error: {err:#}");
@@ -147,6 +168,28 @@ fn serve(loaded: &Loaded) -> Result<()> {
     drop(runtime);
     drop(manager);
     eprintln!("callflowd: stopped");
+    Ok(())
+}
+
+/// `--input X --output Y`: one capture analysed into a result file, through the call
+/// `callflow-cli analyze` makes, with the classifier the jobs would use and
+/// `processing.workers` threads.
+fn analyze_once(settings: &Settings, input: &std::path::Path, output: Option<PathBuf>) -> Result<()> {
+    let (classifier, warning) = classifier_factory(settings);
+    if let Some(warning) = warning {
+        eprintln!("callflowd: warning: {warning}");
+    }
+    let request = DirectAnalysis {
+        input: input.to_path_buf(),
+        output,
+        format: ResultFormat::Json,
+        pretty: false,
+        threads: settings.processing.workers,
+    };
+    let doc = analyze_to_output(&request, || classifier.make())?;
+    for warning in &doc.source.warnings {
+        eprintln!("callflowd: warning: {}: {warning}", input.display());
+    }
     Ok(())
 }
 

@@ -86,6 +86,15 @@ pub struct ServerSettings {
     pub max_uri_bytes: usize,
     /// Serve without authentication on a non-loopback address (`--insecure-no-auth`).
     pub insecure_no_auth: bool,
+    /// Origins (`scheme://host[:port]`) whose pages may make state-changing requests
+    /// (POST, DELETE) and open WebSockets, besides the server's own origin (the request's
+    /// `Host`) and the [`ServerSettings::cors_origins`]; `*` for any. Empty: `http://` and `https://` with each of the default
+    /// [`ServerSettings::allowed_hosts`].
+    pub allowed_origins: Vec<String>,
+    /// Without authentication, the `Host` names a request may be addressed to (`name` for
+    /// any port, `name:port` for one), against DNS rebinding; `*` for any. Empty: the bind
+    /// address, `localhost`, `127.0.0.1` and `[::1]`, each with the port.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -100,6 +109,8 @@ impl Default for ServerSettings {
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
             insecure_no_auth: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

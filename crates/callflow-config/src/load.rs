@@ -18,7 +18,7 @@ pub const ENV_ALIASES: &[(&str, &str)] = &[
 ];
 
 /// Keys whose environment value is a comma-separated list.
-const LIST_KEYS: &[&str] = &["auth.api_keys", "server.cors_origins"];
+const LIST_KEYS: &[&str] = &["auth.api_keys", "server.cors_origins", "server.allowed_origins", "server.allowed_hosts"];
 
 /// Settings that are tables of keys inside a section (`[server.tls]`), rather than values
 /// (`auth.users` is a map, but it is one value).

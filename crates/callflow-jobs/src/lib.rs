@@ -18,6 +18,10 @@
 //! without a query once it has seen the job, and [`JobManager::cached_status`] answers
 //! without ever waiting for the store.
 //!
+//! [`analyze_to_output`] is the same analysis without a job: one capture straight into a
+//! result file (renamed into place when complete) or standard output, for the binaries'
+//! one-shot modes (`callflow-cli analyze`, `callflowd --input`).
+//!
 //! Architecture invariant: this crate knows nothing of HTTP or of the command line; it
 //! runs the analysis through `callflow-correlate` and stores `callflow-model` sessions.
 //! It knows no classifier but the heuristic one either: an embedder that links nDPI hands
@@ -38,12 +42,14 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod direct;
 mod events;
 mod manager;
 mod sqlite;
 mod status;
 mod store;
 
+pub use direct::{analyze_to_output, DirectAnalysis, DirectError, ResultFormat};
 pub use events::{Event, EventBus, Subscription};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use sqlite::SqliteStore;

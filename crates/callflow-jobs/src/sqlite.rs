@@ -547,6 +547,14 @@ impl JobStore for SqliteStore {
         .transpose()
     }
 
+    fn session_jobs(&self, session_id: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT DISTINCT job_id FROM sessions WHERE session_id = ?1 ORDER BY job_id LIMIT ?2")?;
+        let rows = stmt.query_map(params![session_id, limit as i64], |r| r.get::<_, i64>(0).map(JobId))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;

@@ -227,6 +227,20 @@ pub trait JobStore: Send + Sync {
     /// A session by its id alone, with its job; the newest job's when several jobs
     /// analysed the same capture.
     fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError>;
+    /// The jobs that have a session with this id, oldest first, at most `limit`: session
+    /// ids come from the capture, so two jobs of the same capture (or of one crafted to
+    /// match) share them. The default asks every job; a store with an index should use it.
+    fn session_jobs(&self, session_id: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
+        let mut jobs = self.jobs(&JobQuery { limit: 0, ..JobQuery::default() })?;
+        jobs.reverse();
+        let mut found = Vec::new();
+        for job in jobs {
+            if found.len() < limit && self.session(job.id, session_id)?.is_some() {
+                found.push(job.id);
+            }
+        }
+        Ok(found)
+    }
     /// Deletes a finished job and its sessions; `false` when it is not finished or not there.
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError>;
     /// Finished jobs that completed before `cutoff`, for the retention sweeper.

@@ -206,6 +206,10 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     let (job, session) = store.find_session("s000004").unwrap().unwrap();
     assert_eq!((job, session.call_id.as_str()), (ids[1], "call-4"), "the newest job's");
     assert!(store.find_session("nope").unwrap().is_none());
+    // Both jobs have every id: the API's short session URL must not pick one of them.
+    assert_eq!(store.session_jobs("s000004", 5).unwrap(), ids, "oldest first");
+    assert_eq!(store.session_jobs("s000004", 1).unwrap(), [ids[0]]);
+    assert_eq!(store.session_jobs("nope", 5).unwrap(), []);
     assert_eq!(store.schema_version().unwrap(), 2);
 }
 

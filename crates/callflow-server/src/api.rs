@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_jobs::{JobError, JobId, JobManager, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
+use callflow_model::Session;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -19,6 +20,15 @@ use tokio::io::AsyncWriteExt;
 
 fn parse_job(id: &str) -> Result<JobId, ApiError> {
     id.parse().map_err(|_| ApiError::job_not_found(id))
+}
+
+/// An `offset` the store can take: it counts in SQLite's signed 64 bits, where 2^63 and
+/// beyond wrapped to a negative offset, i.e. the first page.
+fn check_offset(offset: u64) -> Result<u64, ApiError> {
+    if offset > i64::MAX as u64 {
+        return Err(ApiError::BadRequest(format!("offset must be at most {}", i64::MAX)));
+    }
+    Ok(offset)
 }
 
 /// `?name=` of an upload.
@@ -296,7 +306,7 @@ pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParam
             ApiError::BadRequest(format!("unknown status `{s}` (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)"))
         })?),
     };
-    let offset = p.offset;
+    let offset = check_offset(p.offset)?;
     let jobs = state.jobs(move |m| m.jobs(&JobQuery { state: status, offset, limit })).await?;
     let jobs: Vec<Value> = jobs.iter().map(job_json).collect();
     Ok(Json(json!({"offset": offset, "limit": limit, "jobs": jobs})))
@@ -418,7 +428,7 @@ pub async fn sessions(
         text: p.q,
         problem: p.problem,
         after,
-        offset: p.offset,
+        offset: check_offset(p.offset)?,
         limit,
         ..SessionQuery::default()
     };
@@ -448,26 +458,78 @@ struct SessionsPage {
     total: u64,
 }
 
-/// `GET /api/v1/sessions/{session_id}`: the full session in the `callflow/v1` shape.
-pub async fn session(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Job `job`'s session `sid`; `None` for the session routes without a job, which find the
+/// job by the session id when exactly one job has it (session ids are derived from the
+/// capture, so uploading a capture again, or one crafted to match, gives another job the
+/// same id: that job must not take over the first one's URL).
+async fn find_session(state: &AppState, job: Option<JobId>, sid: String) -> Result<(JobId, Session), ApiError> {
     let key = sid.clone();
-    let found = state.jobs(move |m| Ok(m.store().find_session(&key)?)).await?;
-    let (job, session) = found.ok_or(ApiError::NotFound { what: "session", id: sid })?;
+    let found = state
+        .jobs(move |m| match job {
+            Some(job) => {
+                m.status(job)?;
+                Ok(m.store().session(job, &key)?.map(|s| (job, s)).ok_or(None))
+            }
+            None => {
+                let jobs = m.store().session_jobs(&key, 5)?;
+                match jobs[..] {
+                    [] => Ok(Err(None)),
+                    [job] => Ok(m.store().session(job, &key)?.map(|s| (job, s)).ok_or(None)),
+                    _ => Ok(Err(Some(jobs))),
+                }
+            }
+        })
+        .await?;
+    found.map_err(|ambiguous| match ambiguous {
+        None => ApiError::NotFound { what: "session", id: sid.clone() },
+        Some(jobs) => ApiError::AmbiguousSession {
+            jobs: jobs.iter().map(|j| j.to_string()).collect::<Vec<_>>().join(", "),
+            id: sid.clone(),
+        },
+    })
+}
+
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}`: the full session in the `callflow/v1`
+/// shape, with its `job_id`.
+pub async fn job_session(
+    State(state): State<AppState>,
+    Path((id, sid)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let job = parse_job(&id)?;
+    session_json(find_session(&state, Some(job), sid).await?)
+}
+
+/// `GET /api/v1/sessions/{session_id}`: as [`job_session`], for a session id that only
+/// one job has (409 `ambiguous_session` otherwise).
+pub async fn session(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Json<Value>, ApiError> {
+    session_json(find_session(&state, None, sid).await?)
+}
+
+fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiError> {
     let mut value = serde_json::to_value(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["job_id"] = json!(job);
     Ok(Json(value))
 }
 
-/// `GET /api/v1/sessions/{session_id}/pcap`: the session's frames as a pcap download.
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}/pcap`: the session's frames as a pcap
+/// download.
+pub async fn job_session_pcap(
+    State(state): State<AppState>,
+    Path((id, sid)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let job = parse_job(&id)?;
+    pcap_response(&state, Some(job), sid).await
+}
+
+/// `GET /api/v1/sessions/{session_id}/pcap`: as [`job_session_pcap`], for a session id
+/// that only one job has.
 pub async fn session_pcap(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
-    let key = sid.clone();
-    let (input, session) = state
-        .jobs(move |m| {
-            let Some((job, session)) = m.store().find_session(&key)? else { return Ok(None) };
-            Ok(Some((m.job(job)?.input, session)))
-        })
-        .await?
-        .ok_or(ApiError::NotFound { what: "session", id: sid.clone() })?;
+    pcap_response(&state, None, sid).await
+}
+
+async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String) -> Result<Response, ApiError> {
+    let (job, session) = find_session(state, job, sid.clone()).await?;
+    let input = state.jobs(move |m| Ok(m.job(job)?.input)).await?;
     // Reading the frames out of the capture can take a while for a large one: it is not a
     // store call, so it does not hold one of their places (`AppState::jobs`).
     let pcap = tokio::task::spawn_blocking(move || crate::pcap::session_pcap(&input, &session))
@@ -524,8 +586,14 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
-    ("get", "/api/v1/sessions/{session_id}", "A session in the callflow/v1 shape"),
-    ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file"),
+    ("get", "/api/v1/jobs/{id}/sessions/{session_id}", "A job's session in the callflow/v1 shape"),
+    ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file"),
+    (
+        "get",
+        "/api/v1/sessions/{session_id}",
+        "A session in the callflow/v1 shape, when only one job has its id (else 409)",
+    ),
+    ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file, when only one job has its id"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("get", "/api/v1/openapi.json", "This document"),
     ("get", "/health", "Liveness and storage reachability"),

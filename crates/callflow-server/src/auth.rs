@@ -89,15 +89,25 @@ impl Auth {
     }
 }
 
-/// The credential of a request: `Authorization: Bearer X`, else `?token=X`.
+/// The credential of a request: `Authorization: Bearer X` (the scheme in any case, as
+/// RFC 9110 has it), else `?token=X`.
 fn credential(req: &Request) -> Option<String> {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|s| s.trim().to_string());
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.trim_start().split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+    });
     bearer.or_else(|| req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_string()))
+}
+
+/// The WebSocket routes (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`), whose handlers refuse a
+/// bad credential themselves, after the upgrade. Only these: any other path ending in
+/// `/ws` (`/api/v1/sessions/ws`) is an ordinary route and needs credentials.
+fn websocket_route(path: &str) -> bool {
+    path == "/api/v1/ws"
+        || path
+            .strip_prefix("/api/v1/jobs/")
+            .and_then(|rest| rest.strip_suffix("/ws"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// Paths anyone may use: liveness, version, the API description, and login itself.
@@ -105,13 +115,13 @@ fn public(path: &str) -> bool {
     matches!(path, "/health" | "/version" | "/api/login" | "/api/v1/openapi.json")
 }
 
-/// Rejects unauthenticated requests with 401, except on WebSocket paths, which are
+/// Rejects unauthenticated requests with 401, except on the WebSocket routes, which are
 /// upgraded and then closed with 4001 by their handler.
 pub async fn require(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ok = !state.auth.enabled()
         || public(req.uri().path())
         || credential(&req).is_some_and(|c| state.auth.check(&c, Instant::now()));
-    if !ok && !req.uri().path().ends_with("/ws") {
+    if !ok && !websocket_route(req.uri().path()) {
         return ApiError::Unauthorized.into_response();
     }
     req.extensions_mut().insert(Authorized(ok));

@@ -39,6 +39,28 @@ pub enum ApiError {
     /// The upload is not a capture file.
     #[error("{0}")]
     UnsupportedMedia(String),
+    /// A state-changing request or a WebSocket upgrade from a web page of another origin
+    /// (`server.allowed_origins`).
+    #[error("cross-site request refused: origin `{origin}` is not allowed (server.allowed_origins)")]
+    OriginNotAllowed {
+        /// The request's `Origin`, or its `Referer`'s origin.
+        origin: String,
+    },
+    /// Without authentication, a `Host` that is not one of the server's names
+    /// (`server.allowed_hosts`): DNS rebinding, or a proxy that needs configuring.
+    #[error("host `{host}` is not one of this server's names (server.allowed_hosts)")]
+    HostNotAllowed {
+        /// The request's `Host`.
+        host: String,
+    },
+    /// A session id that more than one job has: the job-scoped URL says which.
+    #[error("session {id} is in several jobs ({jobs}): ask for /api/v1/jobs/{{id}}/sessions/{id}")]
+    AmbiguousSession {
+        /// The session id.
+        id: String,
+        /// The jobs that have it, comma-separated.
+        jobs: String,
+    },
     /// The path exists, but not with this method.
     #[error("method not allowed on this path")]
     MethodNotAllowed,
@@ -69,6 +91,8 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMedia(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::OriginNotAllowed { .. } | ApiError::HostNotAllowed { .. } => StatusCode::FORBIDDEN,
+            ApiError::AmbiguousSession { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -87,6 +111,9 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict".into(),
             ApiError::TooLarge { .. } => "payload_too_large".into(),
             ApiError::UnsupportedMedia(_) => "unsupported_media_type".into(),
+            ApiError::OriginNotAllowed { .. } => "origin_not_allowed".into(),
+            ApiError::HostNotAllowed { .. } => "host_not_allowed".into(),
+            ApiError::AmbiguousSession { .. } => "ambiguous_session".into(),
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::UpgradeRequired => "upgrade_required".into(),
             ApiError::RateLimited { .. } => "rate_limited".into(),

@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod api;
 mod auth;
 mod error;
@@ -111,6 +112,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", delete(api::delete))
         .route("/api/v1/jobs/{id}/cancel", post(api::cancel))
         .route("/api/v1/jobs/{id}/sessions", get(api::sessions))
+        .route("/api/v1/jobs/{id}/sessions/{session_id}", get(api::job_session))
+        .route("/api/v1/jobs/{id}/sessions/{session_id}/pcap", get(api::job_session_pcap))
         .route("/api/v1/sessions/{session_id}", get(api::session))
         .route("/api/v1/sessions/{session_id}/pcap", get(api::session_pcap))
         .route("/api/login", post(auth::login))
@@ -129,6 +132,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(api::method_not_allowed)
         .route_layer(middleware::from_fn_with_state(state.clone(), count_request))
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(middleware::from_fn_with_state(state.clone(), access::check))
         .layer(middleware::from_fn_with_state(state.clone(), limit::limits))
         .layer(DefaultBodyLimit::max(s.limits.max_body_bytes))
         .layer(axum::Extension(error::BodyLimit(s.limits.max_body_bytes as u64)))
@@ -230,7 +234,7 @@ impl Server {
         if removed > 0 {
             tracing::info!(removed, "removed files of interrupted uploads");
         }
-        Ok(Server { listener, tls, state: AppState::new(manager, settings) })
+        Ok(Server { listener, tls, state: AppState::bound(manager, settings, Some(local)) })
     }
 
     /// The address actually bound.

@@ -50,14 +50,18 @@ impl RateLimiter {
     }
 }
 
-/// Refuses over-long URIs (414) and clients over their rate (429 with Retry-After).
+/// Refuses over-long URIs (414) and clients over their rate (429 with Retry-After);
+/// `/health` is not rate-limited.
 pub async fn limits(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let uri_len = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
     if uri_len > state.settings.server.max_uri_bytes {
         let body = serde_json::json!({"error": {"code": "uri_too_long", "message": "the request URI is too long"}});
         return (StatusCode::URI_TOO_LONG, axum::Json(body)).into_response();
     }
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>() {
+    // A liveness probe (a load balancer, an orchestrator) is not a client to slow down:
+    // refusing it would take a healthy server out of service when others are busy.
+    let probe = req.uri().path() == "/health";
+    if let (false, Some(ConnectInfo(addr))) = (probe, req.extensions().get::<ConnectInfo<SocketAddr>>()) {
         if let Err(retry_after) = state.rate.check(addr.ip(), Instant::now()) {
             return ApiError::RateLimited { retry_after }.into_response();
         }

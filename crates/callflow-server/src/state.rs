@@ -1,5 +1,6 @@
 //! [`AppState`]: what every handler shares (the job manager, settings, the event hub, limits and metrics).
 
+use crate::access::Access;
 use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::hub::Hub;
@@ -8,6 +9,7 @@ use callflow_config::Settings;
 use callflow_jobs::{JobError, JobId, JobManager, JobState, JobStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
@@ -43,6 +45,8 @@ pub struct AppShared {
     pub hub: Arc<Hub>,
     /// Credentials and login tokens.
     pub auth: Arc<Auth>,
+    /// The hosts and origins requests may come from.
+    pub(crate) access: Access,
     /// Per-client request rate.
     pub rate: Arc<RateLimiter>,
     /// Uploads in progress.
@@ -64,6 +68,12 @@ impl std::fmt::Debug for AppState {
 impl AppState {
     /// The state for `manager` under `settings`; starts the thread that feeds the hub.
     pub fn new(manager: Arc<JobManager>, settings: Settings) -> AppState {
+        AppState::bound(manager, settings, None)
+    }
+
+    /// As [`AppState::new`], for a server bound to `local`: its address and port are among
+    /// the names requests may be addressed to (`server.port` may be 0).
+    pub(crate) fn bound(manager: Arc<JobManager>, settings: Settings, local: Option<SocketAddr>) -> AppState {
         let hub = Hub::new(settings.websocket.client_queue, settings.websocket.replay_buffer);
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
@@ -78,6 +88,7 @@ impl AppState {
             manager,
             hub,
             auth: Arc::new(Auth::new(&settings.auth)),
+            access: Access::new(&settings.server, settings.auth.enabled, local),
             rate: Arc::new(RateLimiter::new(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)),
             uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
             clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),

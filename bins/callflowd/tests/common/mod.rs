@@ -10,16 +10,22 @@ use std::process::{Child, ChildStderr, Command, Stdio};
 /// `callflowd` on an ephemeral port with `dir`'s directories, one worker, and `args`; the
 /// test's own `CALLFLOW_*` environment does not leak in.
 pub fn command(dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflowd"));
-    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("CALLFLOW_")) {
-        cmd.env_remove(name);
-    }
+    let mut cmd = bare_command();
     let (uploads, results) = (dir.join("uploads"), dir.join("results"));
     cmd.args(["--port", "0", "--workers", "1", "--upload-dir"])
         .arg(uploads)
         .arg("--results-dir")
         .arg(results)
         .args(args);
+    cmd
+}
+
+/// `callflowd` with no argument yet; the test's own `CALLFLOW_*` environment does not leak in.
+pub fn bare_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_callflowd"));
+    for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("CALLFLOW_")) {
+        cmd.env_remove(name);
+    }
     cmd
 }
 
@@ -45,7 +51,13 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `command(dir, args)` and waits for its "listening on" line.
     pub fn start(dir: PathBuf, args: &[&str]) -> Daemon {
-        let mut child = command(&dir, args).stderr(Stdio::piped()).spawn().unwrap();
+        let cmd = command(&dir, args);
+        Daemon::spawn(dir, cmd)
+    }
+
+    /// Starts `cmd` (whose directories are in `dir`) and waits for its "listening on" line.
+    pub fn spawn(dir: PathBuf, mut cmd: Command) -> Daemon {
+        let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         while stderr.read_line(&mut line).unwrap() > 0 {
@@ -83,7 +95,7 @@ impl Drop for Daemon {
 /// (without the blank line), `body` writes the body. Returns the status and the body.
 pub fn request(addr: &str, head: &str, body: impl FnOnce(&mut TcpStream)) -> (u16, String) {
     let mut conn = TcpStream::connect(addr).unwrap();
-    write!(conn, "{head}\r\nHost: callflowd\r\nConnection: close\r\n\r\n").unwrap();
+    write!(conn, "{head}\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     body(&mut conn);
     let mut response = String::new();
     conn.read_to_string(&mut response).unwrap();

@@ -1,0 +1,229 @@
+//! One capture analysed directly into a result file or standard output, without a job or a store: `callflow-cli analyze` (and `--input`/`--output`) and `callflowd --input`/`--output` share it.
+//!
+//! [`analyze_to_output`] opens the capture (a path, or `-` for standard input), runs the
+//! analysis with the classifier it is given, and writes the `callflow/v1` document (or
+//! NDJSON, a session per line as each completes, then a summary line). A result file is
+//! written under a temporary name beside the target and renamed into place at the end, so
+//! a failed run never leaves a half-written result under the name asked for; what is not
+//! a regular file (`/dev/null`, a named pipe, a terminal) is written to directly.
+
+use callflow_classify::Classifier;
+use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
+use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_model::{Document, Session};
+use serde::Serialize;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// How the result is written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResultFormat {
+    /// One `callflow/v1` JSON document.
+    #[default]
+    Json,
+    /// Newline-delimited JSON: one line per session as it completes, then a summary line.
+    Ndjson,
+}
+
+/// What [`analyze_to_output`] analyses, and where the result goes.
+#[derive(Clone, Debug)]
+pub struct DirectAnalysis {
+    /// The capture file; `-` reads standard input.
+    pub input: PathBuf,
+    /// The result file; `None` or `-`: standard output.
+    pub output: Option<PathBuf>,
+    /// The result's format.
+    pub format: ResultFormat,
+    /// Indent the JSON document.
+    pub pretty: bool,
+    /// Analysis threads (`AnalyzerOptions::threads`); at least 1.
+    pub threads: usize,
+}
+
+/// Why a direct analysis failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DirectError {
+    /// The capture cannot be opened or read.
+    #[error("cannot read capture {label}")]
+    Capture {
+        /// The capture as given (`-` for standard input).
+        label: String,
+        /// Why, with the offset.
+        #[source]
+        source: CaptureError,
+    },
+    /// The classifier could not be made (nDPI failed to start...).
+    #[error("cannot start the classifier: {0}")]
+    Classifier(String),
+    /// The result cannot be written (or moved into place).
+    #[error("cannot write the result to {target}")]
+    Output {
+        /// The file, or `standard output`.
+        target: String,
+        /// Why (a closed pipe is `BrokenPipe`).
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Analyses `request.input` with the classifier `classifier` makes and writes the result
+/// as asked; returns the document (for its warnings). The capture is opened first (a
+/// missing one leaves no result file behind and makes no classifier, whose making may
+/// have something to say), then the output, then the classifier is made.
+pub fn analyze_to_output<E: std::fmt::Display>(
+    request: &DirectAnalysis,
+    classifier: impl FnOnce() -> Result<Box<dyn Classifier>, E>,
+) -> Result<Document, DirectError> {
+    let label = request.input.display().to_string();
+    let capture = |source| DirectError::Capture { label: label.clone(), source };
+    let mut reader = if label == "-" {
+        CaptureReader::from_reader(Box::new(io::stdin()))
+    } else {
+        CaptureReader::open(&request.input)
+    }
+    .map_err(capture)?;
+    let mut out = Output::create(request.output.as_deref())?;
+    let classifier = classifier().map_err(|e| DirectError::Classifier(format!("{e:#}")))?;
+    let opts = AnalyzerOptions { threads: request.threads.max(1), ..AnalyzerOptions::default() };
+    let doc = match request.format {
+        ResultFormat::Json => {
+            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut Unattended)
+                .map_err(capture)?;
+            out.write_document(&doc, request.pretty)?;
+            doc
+        }
+        ResultFormat::Ndjson => {
+            let mut write_error = None;
+            let mut sink = |session| {
+                if write_error.is_none() {
+                    if let Err(e) = out.write_session_line(&session) {
+                        write_error = Some(e);
+                    }
+                }
+            };
+            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut Unattended)
+                .map_err(capture)?;
+            if let Some(e) = write_error {
+                return Err(e);
+            }
+            out.write_summary_line(&doc)?;
+            doc
+        }
+    };
+    out.finish()?;
+    Ok(doc)
+}
+
+/// Where results go: standard output, what is not a regular file, or a temporary file
+/// renamed into place by [`Output::finish`].
+struct Output {
+    writer: BufWriter<Box<dyn Write>>,
+    /// What the errors name.
+    target: String,
+    /// The temporary file and the target, for a regular file.
+    file: Option<(PathBuf, PathBuf)>,
+}
+
+impl Output {
+    /// Standard output for `None` or `-`; `path` itself when it exists and is not a
+    /// regular file; else a temporary file beside `path` (beside the file a symbolic link
+    /// points to, so that the link stays a link).
+    fn create(path: Option<&Path>) -> Result<Output, DirectError> {
+        let p = match path {
+            Some(p) if p != Path::new("-") => p,
+            _ => return Ok(Output::new(Box::new(io::stdout().lock()), "standard output".into(), None)),
+        };
+        let target = p.display().to_string();
+        let failed = |source| DirectError::Output { target: target.clone(), source };
+        // Missing (the usual case) or unreachable: creating the temporary file says why.
+        if std::fs::metadata(p).is_ok_and(|meta| !meta.is_file()) {
+            let file = std::fs::OpenOptions::new().write(true).open(p).map_err(failed)?;
+            return Ok(Output::new(Box::new(file), target, None));
+        }
+        // A link is followed to the file it names (a dangling link: to where it points).
+        let dest = match std::fs::read_link(p) {
+            Ok(dest) if dest.is_absolute() => dest,
+            Ok(dest) => p.parent().map_or(dest.clone(), |dir| dir.join(&dest)),
+            Err(_) => p.to_path_buf(),
+        };
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(failed)?;
+        Ok(Output::new(Box::new(file), target, Some((tmp, dest))))
+    }
+
+    fn new(writer: Box<dyn Write>, target: String, file: Option<(PathBuf, PathBuf)>) -> Output {
+        Output { writer: BufWriter::with_capacity(1 << 20, writer), target, file }
+    }
+
+    fn failed(&self, source: io::Error) -> DirectError {
+        DirectError::Output { target: self.target.clone(), source }
+    }
+
+    /// Serializes `value` and a newline; a serializer's I/O error is kept as such (a
+    /// closed pipe stays `BrokenPipe`).
+    fn write_line(&mut self, value: &impl Serialize, pretty: bool) -> Result<(), DirectError> {
+        let written = if pretty {
+            serde_json::to_writer_pretty(&mut self.writer, value)
+        } else {
+            serde_json::to_writer(&mut self.writer, value)
+        };
+        written.map_err(io::Error::from).and_then(|()| self.writer.write_all(b"\n")).map_err(|e| self.failed(e))
+    }
+
+    fn write_document(&mut self, doc: &Document, pretty: bool) -> Result<(), DirectError> {
+        self.write_line(doc, pretty)
+    }
+
+    fn write_session_line(&mut self, session: &Session) -> Result<(), DirectError> {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            r#type: &'static str,
+            #[serde(flatten)]
+            session: &'a Session,
+        }
+        self.write_line(&Line { r#type: "session", session }, false)
+    }
+
+    fn write_summary_line(&mut self, doc: &Document) -> Result<(), DirectError> {
+        #[derive(Serialize)]
+        struct Summary<'a> {
+            r#type: &'static str,
+            format: &'a str,
+            source: &'a callflow_model::SourceInfo,
+            stats: &'a callflow_model::Stats,
+            flows: &'a [callflow_model::Flow],
+        }
+        let line = Summary {
+            r#type: "summary",
+            format: &doc.format,
+            source: &doc.source,
+            stats: &doc.stats,
+            flows: &doc.flows,
+        };
+        self.write_line(&line, false)
+    }
+
+    /// Flushes, and moves a file into place.
+    fn finish(mut self) -> Result<(), DirectError> {
+        self.writer.flush().map_err(|e| self.failed(e))?;
+        if let Some((tmp, dest)) = self.file.take() {
+            if let Err(e) = std::fs::rename(&tmp, &dest) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(self.failed(e));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Output {
+    fn drop(&mut self) {
+        // Reached with a file still pending only when writing failed: remove the partial file.
+        if let Some((tmp, _)) = self.file.take() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
