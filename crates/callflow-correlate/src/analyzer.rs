@@ -40,6 +40,12 @@ pub struct AnalyzerOptions {
     /// and the media it announces meet in capture order). A third thread would find
     /// nothing to do, so more than 2 uses 2.
     pub threads: usize,
+    /// Forget flows idle for longer than `idle_timeout`: they leave the flow list (counted
+    /// in `stats.flows_forgotten`, and handed out summarised by
+    /// [`Analyzer::take_forgotten_flows`]), so the list holds the flows in progress. For
+    /// endless inputs (a live interface); off for a capture file, whose document lists
+    /// every flow.
+    pub forget_idle_flows: bool,
 }
 
 impl Default for AnalyzerOptions {
@@ -50,6 +56,7 @@ impl Default for AnalyzerOptions {
             fragments: FragmentLimits::default(),
             tcp: TcpLimits::default(),
             threads: 1,
+            forget_idle_flows: false,
         }
     }
 }
@@ -103,7 +110,7 @@ impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         Analyzer {
-            front: Front::new(opts.fragments.clone()),
+            front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
             opts,
             classifier,
@@ -137,6 +144,9 @@ impl<C: Classifier> Analyzer<C> {
     /// the same frames) prepared.
     pub(crate) fn analyse(&mut self, frame: &Frame<'_>, prepared: &Prepared<'_>) {
         let ts = frame.ts;
+        if let Some(forgotten) = &prepared.forgotten {
+            self.flows.forget(forgotten);
+        }
         if self.stats.packets == 0 {
             self.last_sweep = ts;
         }
@@ -155,6 +165,48 @@ impl<C: Classifier> Analyzer<C> {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
+    }
+
+    /// Tells the analysis that capture time has moved on to `now` without a frame (a quiet
+    /// live input): sessions that are over by then are closed, as a frame of that time
+    /// would have closed them, and come out of [`Analyzer::take_completed`]. Time never
+    /// goes back: an earlier `now` does nothing.
+    pub fn advance_to(&mut self, now: Timestamp) {
+        let forgotten = self.front.advance_to(now);
+        self.advance(now, forgotten.as_deref().map_or(&[], |f| &f[..]));
+    }
+
+    /// [`Analyzer::advance_to`] with the flows a front stage on another thread forgot then.
+    pub(crate) fn advance(&mut self, now: Timestamp, forgotten: &[FlowId]) {
+        self.flows.forget(forgotten);
+        if self.stats.packets == 0 && self.clock == Timestamp::default() {
+            self.last_sweep = now;
+        }
+        self.clock = self.clock.max(now);
+        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+            self.last_sweep = self.clock;
+            self.sweep(self.clock);
+        }
+    }
+
+    /// The statistics so far, while the analysis goes on (what [`Analyzer::finish`] would
+    /// give now, less the sessions still open).
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats.build(self.classifier.name());
+        stats.flows_unlisted = self.front.unlisted_flows();
+        stats.flows_forgotten = self.flows.forgotten_count();
+        stats
+    }
+
+    /// The flows listed so far, in order of their first packet, while the analysis goes on.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.flows.snapshot()
+    }
+
+    /// Flows forgotten since the last call (see [`AnalyzerOptions::forget_idle_flows`]),
+    /// each summarised as it stood when it was forgotten.
+    pub fn take_forgotten_flows(&mut self) -> Vec<Flow> {
+        self.flows.take_forgotten()
     }
 
     /// Analyses a packet's IP header and transport: the frame's (with the front stage's
@@ -492,7 +544,7 @@ impl<C: Classifier> Analyzer<C> {
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
     /// flows were counted but not listed (past the bound). Call it before [`Analyzer::finish`].
     pub fn take_flows(&mut self) -> (Vec<Flow>, u64) {
-        (std::mem::take(&mut self.flows).into_flows(), self.front.unlisted_flows())
+        (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
     /// Sessions that are over, in the order they ended. Each is handed out once.
@@ -513,7 +565,9 @@ impl<C: Classifier> Analyzer<C> {
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
-        (sessions, self.stats.build(self.classifier.name()))
+        let mut stats = self.stats.build(self.classifier.name());
+        stats.flows_forgotten = self.flows.forgotten_count();
+        (sessions, stats)
     }
 }
 

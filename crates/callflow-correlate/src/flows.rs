@@ -43,6 +43,42 @@ struct Entry {
     last: Timestamp,
     /// What the analysis remembers about the flow between packets (see [`FlowId`]).
     memo: FlowMemo,
+    /// The flow was forgotten: the next packet with its handle starts a new flow.
+    vacant: bool,
+}
+
+impl Entry {
+    fn new(transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Entry {
+        // The flow is named in the direction of its first packet (usually the initiator's).
+        Entry {
+            transport,
+            a: src,
+            b: dst,
+            protocol: transport,
+            decider: Decider::NONE,
+            packets: 0,
+            bytes: 0,
+            first: Timestamp::default(),
+            last: Timestamp::default(),
+            memo: FlowMemo::default(),
+            vacant: false,
+        }
+    }
+
+    fn summary(&self) -> Flow {
+        Flow {
+            transport: self.transport.to_string(),
+            a: self.a,
+            b: self.b,
+            protocol: self.protocol.to_string(),
+            confidence: self.decider.confidence.as_str().to_string(),
+            classifier: self.decider.classifier.to_string(),
+            packets: self.packets,
+            bytes: self.bytes,
+            first_ts: self.first,
+            last_ts: self.last,
+        }
+    }
 }
 
 /// What the analysis keeps per listed flow so that the next packet of the flow finds its
@@ -56,10 +92,12 @@ pub(crate) struct FlowMemo {
     pub media: [MediaMemo; 2],
 }
 
-/// A handle on a listed flow, valid for the whole run: flows are never removed from the
-/// list, which is what makes the handle a plain index. Handles are given out in the order
-/// flows are first seen, so the front stage that finds them ([`FlowIndex`]) and the
-/// analysis that counts them ([`FlowTable`]) may run on different threads.
+/// A handle on a listed flow, a plain index. Handles are given out in the order flows are
+/// first seen, so the front stage that finds them ([`FlowIndex`]) and the analysis that
+/// counts them ([`FlowTable`]) may run on different threads. A handle is valid until its
+/// flow is forgotten (only with [`FlowIndex::forgetting`]): the front stage then says so
+/// in the frame where it forgot it ([`Prepared::forgotten`](crate::front::Prepared)), before
+/// any later frame can reuse the index for a new flow.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FlowId(u32);
 
@@ -74,6 +112,13 @@ pub(crate) struct FlowIndex {
     unlisted: HashSet<u64>,
     /// Unlisted flows past [`MAX_UNLISTED_TRACKED`]: counted per packet, an upper bound.
     unlisted_overflow: u64,
+    /// How long a flow may be idle before it is forgotten; `None`: flows are never
+    /// forgotten (a capture file: the document lists them all).
+    forget_after: Option<i64>,
+    /// With forgetting, per handle: the flow's key and its last packet's time (`None`: free).
+    live: Vec<Option<(FlowKey, Timestamp)>>,
+    /// Handles of forgotten flows, for new flows to reuse.
+    free: Vec<u32>,
 }
 
 /// The flows seen after the list is full are remembered by a 64-bit hash so that each is
@@ -123,11 +168,29 @@ fn ip_bits(ip: IpAddr) -> (u128, u8) {
 }
 
 impl FlowIndex {
+    /// An index that forgets the flows idle for longer than `idle` (in capture time), for an
+    /// endless input: the list then holds the flows in progress, not every flow ever seen.
+    pub fn forgetting(idle: std::time::Duration) -> FlowIndex {
+        let idle = i64::try_from(idle.as_nanos()).unwrap_or(i64::MAX);
+        FlowIndex { forget_after: Some(idle), ..FlowIndex::default() }
+    }
+
     /// Finds or lists the flow between `src` and `dst` over `transport` (`"udp"`, `"tcp"` or
-    /// `"sctp"`); `None` once the list is full and the flow is not in it.
-    pub fn lookup(&mut self, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<FlowId> {
+    /// `"sctp"`), seen at `ts`; `None` once the list is full and the flow is not in it.
+    pub fn lookup(
+        &mut self,
+        transport: &'static str,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts: Timestamp,
+    ) -> Option<FlowId> {
         let key = if src <= dst { FlowKey::new(transport, src, dst) } else { FlowKey::new(transport, dst, src) };
         if let Some(&i) = self.index.get(&key) {
+            if self.forget_after.is_some() {
+                if let Some(Some((_, last))) = self.live.get_mut(i as usize) {
+                    *last = (*last).max(ts);
+                }
+            }
             return Some(FlowId(i));
         }
         if self.index.len() >= MAX_FLOWS {
@@ -138,9 +201,39 @@ impl FlowIndex {
             }
             return None;
         }
-        let i = self.index.len() as u32;
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None if self.forget_after.is_some() => self.live.len() as u32,
+            None => self.index.len() as u32,
+        };
         self.index.insert(key, i);
+        if self.forget_after.is_some() {
+            match self.live.get_mut(i as usize) {
+                Some(slot) => *slot = Some((key, ts)),
+                None => self.live.push(Some((key, ts))),
+            }
+        }
         Some(FlowId(i))
+    }
+
+    /// Forgets the flows idle since before `now` minus the idle time (none unless made with
+    /// [`FlowIndex::forgetting`]) and returns their handles, lowest first.
+    pub fn forget_idle(&mut self, now: Timestamp) -> Vec<FlowId> {
+        let Some(idle) = self.forget_after else { return Vec::new() };
+        let mut forgotten = Vec::new();
+        for (i, slot) in self.live.iter_mut().enumerate() {
+            if let Some((key, last)) = *slot {
+                if now.as_nanos().saturating_sub(last.as_nanos()) > idle {
+                    self.index.remove(&key);
+                    *slot = None;
+                    self.free.push(i as u32);
+                    forgotten.push(FlowId(i as u32));
+                }
+            }
+        }
+        // Reused lowest first, so handles stay dense.
+        self.free.sort_unstable_by(|a, b| b.cmp(a));
+        forgotten
     }
 
     /// How many flows were seen after the list was full.
@@ -159,6 +252,10 @@ fn is_bare(protocol: &str) -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct FlowTable {
     entries: Vec<Entry>,
+    /// Flows forgotten (see [`FlowIndex::forgetting`]) and not yet handed out, summarised.
+    forgotten: Vec<Flow>,
+    /// How many flows were forgotten in all.
+    forgotten_count: u64,
 }
 
 impl FlowTable {
@@ -166,21 +263,43 @@ impl FlowTable {
     fn entry(&mut self, flow: FlowId, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<&mut Entry> {
         let i = flow.0 as usize;
         if i == self.entries.len() {
-            // The flow is named in the direction of its first packet (usually the initiator's).
-            self.entries.push(Entry {
-                transport,
-                a: src,
-                b: dst,
-                protocol: transport,
-                decider: Decider::NONE,
-                packets: 0,
-                bytes: 0,
-                first: Timestamp::default(),
-                last: Timestamp::default(),
-                memo: FlowMemo::default(),
-            });
+            self.entries.push(Entry::new(transport, src, dst));
         }
-        self.entries.get_mut(i)
+        let e = self.entries.get_mut(i)?;
+        if e.vacant {
+            *e = Entry::new(transport, src, dst);
+        }
+        Some(e)
+    }
+
+    /// Summarises and empties the entries of flows the front stage forgot.
+    pub fn forget(&mut self, flows: &[FlowId]) {
+        for flow in flows {
+            if let Some(e) = self.entries.get_mut(flow.0 as usize) {
+                if !e.vacant && e.packets > 0 {
+                    self.forgotten.push(e.summary());
+                    self.forgotten_count += 1;
+                }
+                e.vacant = true;
+                e.memo = FlowMemo::default();
+            }
+        }
+    }
+
+    /// The flows forgotten since the last call, summarised.
+    pub fn take_forgotten(&mut self) -> Vec<Flow> {
+        std::mem::take(&mut self.forgotten)
+    }
+
+    /// How many flows were forgotten in all.
+    pub fn forgotten_count(&self) -> u64 {
+        self.forgotten_count
+    }
+
+    /// The flows listed now, in order of their first packet (of their handle, with
+    /// forgetting), without emptying the list.
+    pub fn snapshot(&self) -> Vec<Flow> {
+        self.entries.iter().filter(|e| !e.vacant).map(Entry::summary).collect()
     }
 
     /// Counts one packet of `flow` (from `src` to `dst` over `transport`) as `protocol`,
@@ -222,23 +341,12 @@ impl FlowTable {
         Some((&mut e.memo, direction))
     }
 
-    /// The flows in order of their first packet.
-    pub fn into_flows(self) -> Vec<Flow> {
-        self.entries
-            .into_iter()
-            .map(|e| Flow {
-                transport: e.transport.to_string(),
-                a: e.a,
-                b: e.b,
-                protocol: e.protocol.to_string(),
-                confidence: e.decider.confidence.as_str().to_string(),
-                classifier: e.decider.classifier.to_string(),
-                packets: e.packets,
-                bytes: e.bytes,
-                first_ts: e.first,
-                last_ts: e.last,
-            })
-            .collect()
+    /// The flows in order of their first packet, emptying the list (what was forgotten
+    /// stays counted).
+    pub fn take_flows(&mut self) -> Vec<Flow> {
+        let flows = self.snapshot();
+        self.entries = Vec::new();
+        flows
     }
 }
 
@@ -262,12 +370,12 @@ mod tests {
             ts: Timestamp,
             bytes: u64,
         ) {
-            let flow = self.0.lookup(transport, src, dst);
+            let flow = self.0.lookup(transport, src, dst, ts);
             let _ = self.1.count(flow, transport, (src, dst), protocol, decider, ts, bytes);
         }
 
-        fn into_flows(self) -> (Vec<Flow>, u64) {
-            (self.1.into_flows(), self.0.unlisted())
+        fn into_flows(mut self) -> (Vec<Flow>, u64) {
+            (self.1.take_flows(), self.0.unlisted())
         }
     }
 
@@ -338,5 +446,33 @@ mod tests {
         assert_eq!(flows.len(), 1);
         assert_eq!((flows[0].a, flows[0].b), (a, b), "named in the direction of the first packet");
         assert_eq!((flows[0].first_ts, flows[0].last_ts), (Timestamp::from_nanos(9), Timestamp::from_nanos(9)));
+    }
+
+    #[test]
+    fn a_forgotten_flow_is_summarised_and_its_handle_reused_by_a_new_flow() {
+        let mut index = FlowIndex::forgetting(std::time::Duration::from_secs(10));
+        let mut table = FlowTable::default();
+        let (a, b, c) = (addr("10.0.0.1:1000"), addr("10.0.0.2:5060"), addr("10.0.0.3:5060"));
+        let at = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
+        let first = index.lookup("udp", a, b, at(0));
+        let _ = table.count(first, "udp", (a, b), "sip", Decider::NONE, at(0), 100);
+        let other = index.lookup("udp", a, c, at(5));
+        let _ = table.count(other, "udp", (a, c), "udp", Decider::NONE, at(5), 50);
+        assert!(index.forget_idle(at(10)).is_empty(), "idle for exactly the idle time is not forgotten");
+        let forgotten = index.forget_idle(at(11));
+        assert_eq!(forgotten, [first.unwrap()]);
+        table.forget(&forgotten);
+        assert_eq!(table.forgotten_count(), 1);
+        let summary = table.take_forgotten();
+        assert_eq!((summary.len(), summary[0].b, summary[0].packets), (1, b, 1));
+        // A new flow takes the freed handle and starts from nothing.
+        let new = index.lookup("udp", c, b, at(12));
+        assert_eq!(new, first);
+        let _ = table.count(new, "udp", (c, b), "udp", Decider::NONE, at(12), 70);
+        let listed = table.snapshot();
+        assert_eq!(listed.len(), 2);
+        assert_eq!((listed[0].a, listed[0].packets, listed[0].bytes), (c, 1, 70));
+        // The flow that was forgotten is a new flow when it comes back.
+        assert_ne!(index.lookup("udp", a, b, at(13)), first);
     }
 }

@@ -14,6 +14,7 @@ use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Tr
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// How often (capture time) stale fragments are dropped, and idle sessions looked for.
 pub(crate) const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
@@ -37,7 +38,13 @@ pub(crate) struct Prepared<'a> {
     /// The packet's UDP, TCP or SCTP flow (for a fragment, the flow of the datagram it
     /// completed); `None` for other packets and for flows past the list's bound.
     pub flow: Option<FlowId>,
+    /// Flows forgotten at this frame (idle too long, see [`FlowIndex::forgetting`]): their
+    /// handles may be reused from the next frame on. Boxed and rare, as `reassembly`.
+    pub forgotten: Forgotten,
 }
+
+/// Handles of forgotten flows, `None` when there are none (nearly always).
+pub(crate) type Forgotten = Option<Box<Vec<FlowId>>>;
 
 /// What the analysis asks of every UDP payload, worked out where the payload is first
 /// read: on the front stage's thread, the payload's bytes need not travel to the analysis
@@ -89,13 +96,35 @@ pub(crate) struct Front {
 }
 
 impl Front {
-    pub fn new(limits: FragmentLimits) -> Front {
+    /// A front stage whose flows are forgotten after `forget_flows_after` of idleness (never
+    /// with `None`).
+    pub fn new(limits: FragmentLimits, forget_flows_after: Option<Duration>) -> Front {
         Front {
             fragments: FragmentReassembler::new(limits),
-            flows: FlowIndex::default(),
+            flows: forget_flows_after.map_or_else(FlowIndex::default, FlowIndex::forgetting),
             clock: Timestamp::default(),
             last_sweep: None,
         }
+    }
+
+    /// Time moved on to `now` without a frame (a quiet live input): expires what a frame
+    /// of that time would have, and returns the flows forgotten.
+    pub fn advance_to(&mut self, now: Timestamp) -> Forgotten {
+        let last_sweep = *self.last_sweep.get_or_insert(now);
+        self.clock = self.clock.max(now);
+        self.sweep(last_sweep)
+    }
+
+    /// The sweep, on the same schedule as the analysis's, so fragments expire at the same
+    /// frames whichever thread runs this.
+    fn sweep(&mut self, last_sweep: Timestamp) -> Forgotten {
+        if self.clock.as_nanos() - last_sweep.as_nanos() < SWEEP_INTERVAL_NS {
+            return None;
+        }
+        self.last_sweep = Some(self.clock);
+        self.fragments.expire(self.clock);
+        let forgotten = self.flows.forget_idle(self.clock);
+        (!forgotten.is_empty()).then(|| Box::new(forgotten))
     }
 
     /// Decodes `frame` and prepares it. Frames must come in capture order.
@@ -111,24 +140,27 @@ impl Front {
             Tp::Fragment(fragment) => {
                 let reassembly = self.fragments.push(ts, fragment);
                 let flow = match &reassembly {
-                    Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload)),
+                    Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload), ts),
                     _ => None,
                 };
                 (Some(Box::new(reassembly)), flow)
             }
-            _ => (None, self.flow(&packet)),
+            _ => (None, self.flow(&packet, ts)),
         };
         let udp = match &packet.transport {
             Tp::Udp { payload, .. } => Some(UdpHints::of(payload)),
             _ => None,
         };
-        // The same schedule as the analysis's sweep, so fragments expire at the same frames
-        // whichever thread runs this.
-        if self.clock.as_nanos() - last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
-            self.last_sweep = Some(self.clock);
-            self.fragments.expire(self.clock);
+        let forgotten = self.sweep(last_sweep);
+        Prepared {
+            ip: packet.ip,
+            transport: packet.transport,
+            stopped: packet.stop.is_some(),
+            udp,
+            reassembly,
+            flow,
+            forgotten,
         }
-        Prepared { ip: packet.ip, transport: packet.transport, stopped: packet.stop.is_some(), udp, reassembly, flow }
     }
 
     /// How many flows were seen after the flow list was full.
@@ -136,7 +168,7 @@ impl Front {
         self.flows.unlisted()
     }
 
-    fn flow(&mut self, packet: &Packet<'_>) -> Option<FlowId> {
+    fn flow(&mut self, packet: &Packet<'_>, ts: Timestamp) -> Option<FlowId> {
         let ip = packet.ip.as_ref()?;
         let (transport, src_port, dst_port) = match &packet.transport {
             Tp::Udp { src_port, dst_port, .. } => ("udp", *src_port, *dst_port),
@@ -144,6 +176,6 @@ impl Front {
             Tp::Sctp { src_port, dst_port, .. } => ("sctp", *src_port, *dst_port),
             _ => return None,
         };
-        self.flows.lookup(transport, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port))
+        self.flows.lookup(transport, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), ts)
     }
 }

@@ -3,7 +3,6 @@
 use crate::ids::Fnv64;
 use callflow_model::{ProtocolStats, Stats};
 use foldhash::HashSet;
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
@@ -102,18 +101,17 @@ impl StatsBuilder {
         udp.bytes += bytes;
     }
 
-    /// The output form.
-    pub fn build(self, classifier: &str) -> Stats {
+    /// The output form, as the counts stand now.
+    pub fn build(&self, classifier: &str) -> Stats {
         Stats {
             classifier: classifier.to_string(),
             flows_unlisted: 0,
+            flows_forgotten: 0,
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self
                 .by_protocol
-                .into_iter()
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
+                .iter()
                 .map(|(k, c)| {
                     (k.to_string(), ProtocolStats { packets: c.packets, bytes: c.bytes, flows: c.flows.len() as u64 })
                 })

@@ -94,6 +94,10 @@ pub struct Stats {
     /// listed in `flows`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub flows_unlisted: u64,
+    /// Flows forgotten after being idle for the idle timeout, when the analysis was asked
+    /// to (an endless input): counted here, no longer listed in `flows`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flows_forgotten: u64,
     /// Which classifier labelled the traffic no signalling explained: `heuristic` or
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
