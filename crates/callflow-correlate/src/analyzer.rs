@@ -1,5 +1,6 @@
 //! The analyzer: takes frames in capture order, decodes them, and grows sessions from them.
 
+use crate::ctx::PacketCtx;
 use crate::dialog::{Dialog, MsgMeta};
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
@@ -76,7 +77,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     tcp: TcpReassembler,
     /// What each TCP connection (by its ordered address pair) carries, decided on its
     /// first payload, and when it was last seen.
-    tcp_flows: HashMap<(SocketAddr, SocketAddr), (TcpApp, Timestamp, Decider)>,
+    tcp_flows: HashMap<(u32, SocketAddr, SocketAddr), (TcpApp, Timestamp, Decider)>,
     /// The directions of the SIP-over-WebSocket connections among `tcp_flows`.
     ws: WsDirections,
     dialogs: HashMap<Owner, Dialog>,
@@ -220,24 +221,33 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) {
-        let flow = prepared.flow;
         let Some(ip) = ip else {
             self.stats.count("other", len, None);
             return;
         };
         let (src_ip, dst_ip) = (ip.src, ip.dst);
+        let (context, tunnel) = match &prepared.tunnel {
+            Some((n, t)) => (*n, Some(t)),
+            None => (0, None),
+        };
+        let ctx = |transport, src_port, dst_port| PacketCtx {
+            ts,
+            frame,
+            src: SocketAddr::new(src_ip, src_port),
+            dst: SocketAddr::new(dst_ip, dst_port),
+            transport,
+            tunnel,
+            context,
+            wire_len: len,
+            flow: prepared.flow,
+        };
         match transport {
             Tp::Udp { src_port, dst_port, payload } => {
-                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_udp(flow, hints, src, dst, payload, frame, ts, len);
+                self.on_udp(&ctx(Transport::Udp, *src_port, *dst_port), hints, payload);
             }
-            Tp::Tcp(seg) => {
-                let (src, dst) = (SocketAddr::new(src_ip, seg.src_port), SocketAddr::new(dst_ip, seg.dst_port));
-                self.on_tcp(flow, src, dst, seg, frame, ts, len);
-            }
+            Tp::Tcp(seg) => self.on_tcp(&ctx(Transport::Tcp, seg.src_port, seg.dst_port), seg),
             Tp::Sctp { src_port, dst_port, chunks, .. } => {
-                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_sctp(flow, src, dst, chunks, frame, ts, len);
+                self.on_sctp(&ctx(Transport::Sctp, *src_port, *dst_port), chunks);
             }
             Tp::Fragment(_) => match prepared.reassembly.as_deref() {
                 Some(Ok(Some(datagram))) => {
@@ -262,18 +272,7 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_udp(
-        &mut self,
-        flow: Option<FlowId>,
-        hints: Option<&UdpHints>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
+    fn on_udp(&mut self, ctx: &PacketCtx<'_>, hints: Option<&UdpHints>, payload: &[u8]) {
         let computed;
         let hints = match hints {
             Some(hints) => hints,
@@ -282,39 +281,38 @@ impl<C: Classifier> Analyzer<C> {
                 &computed
             }
         };
-        let datagram = Datagram { src, dst, payload, hints, ts, frame, wire_len: len };
+        let datagram = Datagram {
+            src: ctx.src,
+            dst: ctx.dst,
+            context: ctx.context,
+            tunnel: ctx.tunnel,
+            payload,
+            hints,
+            ts: ctx.ts,
+            frame: ctx.frame,
+            wire_len: ctx.wire_len,
+        };
         // The memo is copied out and back because the analysis below borrows all of `self`.
-        let (mut memo, dir) = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| (m.media[dir], dir)).unzip();
-        let (protocol, decider) = self.udp_protocol(memo.get_or_insert_default(), &datagram);
-        let counted = self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len).map(|m| {
+        let (mut memo, dir) = self.flows.memo(ctx).map(|(m, dir)| (m.media[dir], dir)).unzip();
+        let (protocol, decider) = self.udp_protocol(memo.get_or_insert_default(), &datagram, ctx);
+        let counted = self.flows.count(ctx, protocol, decider).map(|m| {
             if let (Some(dir), Some(memo)) = (dir, memo) {
                 m.media[dir] = memo;
             }
             &mut m.counted
         });
-        self.stats.count_flow(protocol, len, (src, dst), counted);
+        self.stats.count_flow(protocol, ctx.wire_len, (ctx.src, ctx.dst), counted);
     }
 
     /// Counts a packet of a TCP or SCTP flow as `protocol`.
-    #[allow(clippy::too_many_arguments)]
-    fn count_flow(
-        &mut self,
-        flow: Option<FlowId>,
-        transport: &'static str,
-        src: SocketAddr,
-        dst: SocketAddr,
-        protocol: &'static str,
-        decider: Decider,
-        ts: Timestamp,
-        len: u64,
-    ) {
-        let counted = self.flows.count(flow, transport, (src, dst), protocol, decider, ts, len).map(|m| &mut m.counted);
-        self.stats.count_flow(protocol, len, (src, dst), counted);
+    fn count_flow(&mut self, ctx: &PacketCtx<'_>, protocol: &'static str, decider: Decider) {
+        let counted = self.flows.count(ctx, protocol, decider).map(|m| &mut m.counted);
+        self.stats.count_flow(protocol, ctx.wire_len, (ctx.src, ctx.dst), counted);
     }
 
     /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
-    fn udp_protocol(&mut self, memo: &mut MediaMemo, d: &Datagram<'_>) -> (&'static str, Decider) {
-        let Datagram { src, dst, payload, ts, frame, .. } = *d;
+    fn udp_protocol(&mut self, memo: &mut MediaMemo, d: &Datagram<'_>, ctx: &PacketCtx<'_>) -> (&'static str, Decider) {
+        let Datagram { src, dst, payload, ts, .. } = *d;
         if !d.hints.sip_like {
             if let Some(media) = self.media.on_announced(memo, d) {
                 return match media {
@@ -332,10 +330,9 @@ impl<C: Classifier> Analyzer<C> {
         let decider = Decider::of(&verdict);
         match verdict.protocol {
             AppProtocol::Sip => {
-                let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Udp };
                 // A datagram on the SIP port that is not SIP at all (a keep-alive, or
                 // another protocol) is not a malformed SIP message.
-                let counted_as_sip = self.on_sip(payload, &meta, verdict.confidence != Confidence::Port);
+                let counted_as_sip = self.on_sip(payload, &msg_meta(ctx), verdict.confidence != Confidence::Port);
                 (if counted_as_sip { "sip" } else { "udp" }, decider)
             }
             AppProtocol::Rtp | AppProtocol::Rtcp => {
@@ -349,18 +346,9 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_tcp(
-        &mut self,
-        flow: Option<FlowId>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        seg: &TcpSegment<'_>,
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
-        let pair = if src <= dst { (src, dst) } else { (dst, src) };
+    fn on_tcp(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>) {
+        let (src, dst, ts) = (ctx.src, ctx.dst, ctx.ts);
+        let pair = if src <= dst { (ctx.context, src, dst) } else { (ctx.context, dst, src) };
         let (app, decider) = match self.tcp_flows.get_mut(&pair) {
             Some(entry) => {
                 entry.1 = ts;
@@ -368,7 +356,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
-                self.count_flow(flow, "tcp", src, dst, "tcp", Decider::NONE, ts, len);
+                self.count_flow(ctx, "tcp", Decider::NONE);
                 return;
             }
             None => {
@@ -390,40 +378,31 @@ impl<C: Classifier> Analyzer<C> {
         };
         let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
             TcpApp::Other => {
-                self.count_flow(flow, "tcp", src, dst, "tcp", decider, ts, len);
+                self.count_flow(ctx, "tcp", decider);
                 return;
             }
             TcpApp::Sip => (sip::frame_message, Transport::Tcp),
             TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
         };
-        self.count_flow(flow, "tcp", src, dst, "sip", decider, ts, len);
+        self.count_flow(ctx, "sip", decider);
         let mut pdus = std::mem::take(&mut self.pdus);
         let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
-        self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
+        let key = StreamKey { src, dst, context: ctx.context };
+        self.tcp.push(key, seg, ctx.frame, ts, &mut framer, &mut |pdu| {
             if app == TcpApp::Sip {
                 pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts));
-            } else if let Some(message) = ws.on_pdu(src, dst, pdu.data, max_message) {
+            } else if let Some(message) = ws.on_pdu(key, pdu.data, max_message) {
                 pdus.push((message.to_vec(), pdu.last_frame, pdu.ts));
             }
         });
         for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
-            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, src, dst, transport };
+            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, transport, ..msg_meta(ctx) };
             self.on_sip(&bytes, &meta, true);
         }
         self.pdus = pdus;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_sctp(
-        &mut self,
-        flow: Option<FlowId>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        chunks: &[u8],
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
+    fn on_sctp(&mut self, ctx: &PacketCtx<'_>, chunks: &[u8]) {
         let mut carried_sip = false;
         for chunk in sctp::chunks(chunks) {
             let Ok(chunk) = chunk else {
@@ -432,8 +411,7 @@ impl<C: Classifier> Analyzer<C> {
             };
             if let Some(Ok(data)) = sctp::data_chunk(&chunk) {
                 if sip::looks_like_sip(data.payload) {
-                    let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Sctp };
-                    carried_sip |= self.on_sip(data.payload, &meta, true);
+                    carried_sip |= self.on_sip(data.payload, &msg_meta(ctx), true);
                 }
             }
         }
@@ -442,7 +420,7 @@ impl<C: Classifier> Analyzer<C> {
         } else {
             ("sctp", Decider::NONE)
         };
-        self.count_flow(flow, "sctp", src, dst, protocol, decider, ts, len);
+        self.count_flow(ctx, protocol, decider);
     }
 
     /// Handles one SIP message. Returns false when it did not parse; `report` says
@@ -480,7 +458,7 @@ impl<C: Classifier> Analyzer<C> {
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
                 has_sdp = true;
-                self.media.register_sdp(id, &sdp);
+                self.media.register_sdp(id, &sdp, meta.context);
             }
         }
         if let Some(dialog) = self.dialogs.get_mut(&id) {
@@ -499,7 +477,9 @@ impl<C: Classifier> Analyzer<C> {
         self.tcp.expire(now);
         self.tcp_flows.retain(|_, (_, seen, _)| now.as_nanos() - seen.as_nanos() <= idle);
         let flows = &self.tcp_flows;
-        self.ws.retain(|src, dst| flows.contains_key(&if src <= dst { (src, dst) } else { (dst, src) }));
+        self.ws.retain(|StreamKey { src, dst, context }| {
+            flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })
+        });
         let mut done: Vec<(u64, Owner)> = self
             .dialogs
             .iter()
@@ -568,6 +548,19 @@ impl<C: Classifier> Analyzer<C> {
         let mut stats = self.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
         (sessions, stats)
+    }
+}
+
+/// Where and when a SIP message in the packet of `ctx` was seen.
+fn msg_meta(ctx: &PacketCtx<'_>) -> MsgMeta {
+    MsgMeta {
+        ts: ctx.ts,
+        frame: ctx.frame,
+        src: ctx.src,
+        dst: ctx.dst,
+        transport: ctx.transport,
+        context: ctx.context,
+        tunnel: ctx.tunnel.copied(),
     }
 }
 

@@ -1,8 +1,9 @@
 //! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
 
 use crate::ids::{session_id, Fnv64};
+use callflow_decode::packet::Tunnel;
 use callflow_decode::sip::SipMessage;
-use callflow_model::{CallState, Message, Party, Session, SessionKind, Timestamp, Transport};
+use callflow_model::{CallState, Message, Party, Protocol, Session, SessionKind, Timestamp, Transport};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -18,6 +19,10 @@ pub(crate) struct MsgMeta {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub transport: Transport,
+    /// The number of the tunnel the message came through (0 for none).
+    pub context: u32,
+    /// The tunnel itself.
+    pub tunnel: Option<Tunnel>,
 }
 
 /// One SIP dialog (or non-INVITE transaction group) sharing a Call-ID.
@@ -49,6 +54,8 @@ pub(crate) struct Dialog {
     /// Hashes of (direction, CSeq, branch, method or status) seen, to spot retransmissions.
     seen: HashSet<u64>,
     anomalies: Vec<String>,
+    /// The tunnel of the first message.
+    tunnel: Option<Tunnel>,
 }
 
 impl Dialog {
@@ -93,6 +100,7 @@ impl Dialog {
             messages: Vec::new(),
             seen: HashSet::new(),
             anomalies: Vec::new(),
+            tunnel: meta.tunnel,
         }
     }
 
@@ -141,6 +149,7 @@ impl Dialog {
             cseq: cseq.map(|c| format!("{} {}", c.seq, c.method)).unwrap_or_default(),
             summary,
             retransmission,
+            protocol: Protocol::Sip,
         });
         if retransmission {
             return;
@@ -275,6 +284,8 @@ impl Dialog {
             messages: self.messages,
             media: Vec::new(),
             anomalies: self.anomalies,
+            related: Vec::new(),
+            tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The flow list of a run: every transport flow with what it carries and who decided it.
 
+use crate::ctx::{tunnel_out, PacketCtx};
 use crate::media::MediaMemo;
 use callflow_classify::{Classification, Confidence};
-use callflow_model::{Flow, Timestamp};
+use callflow_model::{Flow, Timestamp, Transport, Tunnel};
 use foldhash::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
@@ -45,10 +46,13 @@ struct Entry {
     memo: FlowMemo,
     /// The flow was forgotten: the next packet with its handle starts a new flow.
     vacant: bool,
+    tunnel: Option<Tunnel>,
 }
 
 impl Entry {
-    fn new(transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Entry {
+    fn new(ctx: &PacketCtx<'_>) -> Entry {
+        let transport = transport_name(ctx.transport);
+        let (src, dst) = (ctx.src, ctx.dst);
         // The flow is named in the direction of its first packet (usually the initiator's).
         Entry {
             transport,
@@ -62,6 +66,7 @@ impl Entry {
             last: Timestamp::default(),
             memo: FlowMemo::default(),
             vacant: false,
+            tunnel: ctx.tunnel.map(tunnel_out),
         }
     }
 
@@ -77,7 +82,18 @@ impl Entry {
             bytes: self.bytes,
             first_ts: self.first,
             last_ts: self.last,
+            tunnel: self.tunnel,
         }
+    }
+}
+
+/// The name of a flow's transport, as the output and the flow key write it.
+pub(crate) fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp | Transport::Ws => "tcp",
+        Transport::Sctp => "sctp",
+        _ => "other",
     }
 }
 
@@ -125,14 +141,16 @@ pub(crate) struct FlowIndex {
 /// counted once; past this many the count is of packets (so memory stays bounded).
 const MAX_UNLISTED_TRACKED: usize = 1_000_000;
 
-/// A flow's identity: transport and the unordered address pair, packed so that hashing it
-/// is three word writes instead of the field-by-field walk of `SocketAddr`'s `Hash`.
+/// A flow's identity: transport, tunnel and the unordered address pair, packed so that
+/// hashing it is four word writes instead of the field-by-field walk of `SocketAddr`'s `Hash`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FlowKey {
     low: u128,
     high: u128,
     /// Ports, address families and the transport.
     rest: u64,
+    /// The tunnel's number ([`crate::front::Tunnels`]), 0 outside any tunnel.
+    tunnel: u32,
 }
 
 impl Hash for FlowKey {
@@ -140,11 +158,12 @@ impl Hash for FlowKey {
         state.write_u128(self.low);
         state.write_u128(self.high);
         state.write_u64(self.rest);
+        state.write_u32(self.tunnel);
     }
 }
 
 impl FlowKey {
-    fn new(transport: &'static str, a: SocketAddr, b: SocketAddr) -> FlowKey {
+    fn new(transport: &'static str, tunnel: u32, a: SocketAddr, b: SocketAddr) -> FlowKey {
         let (ia, fa) = ip_bits(a.ip());
         let (ib, fb) = ip_bits(b.ip());
         let t = match transport {
@@ -154,7 +173,7 @@ impl FlowKey {
             _ => 0,
         };
         let rest = u64::from(a.port()) | u64::from(b.port()) << 16 | u64::from(fa | fb << 1 | t << 2) << 32;
-        FlowKey { low: ia, high: ib, rest }
+        FlowKey { low: ia, high: ib, rest, tunnel }
     }
 }
 
@@ -176,15 +195,21 @@ impl FlowIndex {
     }
 
     /// Finds or lists the flow between `src` and `dst` over `transport` (`"udp"`, `"tcp"` or
-    /// `"sctp"`), seen at `ts`; `None` once the list is full and the flow is not in it.
+    /// `"sctp"`) in tunnel number `tunnel` (0 for none), seen at `ts`; `None` once the list
+    /// is full and the flow is not in it.
     pub fn lookup(
         &mut self,
         transport: &'static str,
+        tunnel: u32,
         src: SocketAddr,
         dst: SocketAddr,
         ts: Timestamp,
     ) -> Option<FlowId> {
-        let key = if src <= dst { FlowKey::new(transport, src, dst) } else { FlowKey::new(transport, dst, src) };
+        let key = if src <= dst {
+            FlowKey::new(transport, tunnel, src, dst)
+        } else {
+            FlowKey::new(transport, tunnel, dst, src)
+        };
         if let Some(&i) = self.index.get(&key) {
             if self.forget_after.is_some() {
                 if let Some(Some((_, last))) = self.live.get_mut(i as usize) {
@@ -259,15 +284,15 @@ pub(crate) struct FlowTable {
 }
 
 impl FlowTable {
-    /// The entry of `flow`, created for its first packet (from `src` to `dst`).
-    fn entry(&mut self, flow: FlowId, transport: &'static str, src: SocketAddr, dst: SocketAddr) -> Option<&mut Entry> {
-        let i = flow.0 as usize;
+    /// The entry of the flow of `ctx`, created for its first packet.
+    fn entry(&mut self, ctx: &PacketCtx<'_>) -> Option<&mut Entry> {
+        let i = ctx.flow?.0 as usize;
         if i == self.entries.len() {
-            self.entries.push(Entry::new(transport, src, dst));
+            self.entries.push(Entry::new(ctx));
         }
         let e = self.entries.get_mut(i)?;
         if e.vacant {
-            *e = Entry::new(transport, src, dst);
+            *e = Entry::new(ctx);
         }
         Some(e)
     }
@@ -302,42 +327,25 @@ impl FlowTable {
         self.entries.iter().filter(|e| !e.vacant).map(Entry::summary).collect()
     }
 
-    /// Counts one packet of `flow` (from `src` to `dst` over `transport`) as `protocol`,
-    /// decided by `decider`, and hands back the flow's memo (`None` for an unlisted flow).
-    #[allow(clippy::too_many_arguments)]
-    pub fn count(
-        &mut self,
-        flow: Option<FlowId>,
-        transport: &'static str,
-        (src, dst): (SocketAddr, SocketAddr),
-        protocol: &'static str,
-        decider: Decider,
-        ts: Timestamp,
-        bytes: u64,
-    ) -> Option<&mut FlowMemo> {
-        let e = self.entry(flow?, transport, src, dst)?;
+    /// Counts the packet of `ctx` in its flow as `protocol`, decided by `decider`, and hands
+    /// back the flow's memo (`None` for an unlisted flow).
+    pub fn count(&mut self, ctx: &PacketCtx<'_>, protocol: &'static str, decider: Decider) -> Option<&mut FlowMemo> {
+        let e = self.entry(ctx)?;
         if e.packets == 0 {
-            (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ts, ts);
+            (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ctx.ts, ctx.ts);
         } else if is_bare(e.protocol) && !is_bare(protocol) {
             (e.protocol, e.decider) = (protocol, decider);
         }
         e.packets += 1;
-        e.bytes += bytes;
-        e.last = e.last.max(ts);
+        e.bytes += ctx.wire_len;
+        e.last = e.last.max(ctx.ts);
         Some(&mut e.memo)
     }
 
-    /// The memo of `flow` (a packet from `src` to `dst` over `transport`), and which of its
-    /// two directions the packet goes in.
-    pub fn memo(
-        &mut self,
-        flow: Option<FlowId>,
-        transport: &'static str,
-        src: SocketAddr,
-        dst: SocketAddr,
-    ) -> Option<(&mut FlowMemo, usize)> {
-        let e = self.entry(flow?, transport, src, dst)?;
-        let direction = usize::from(src != e.a);
+    /// The memo of the flow of `ctx`, and which of its two directions the packet goes in.
+    pub fn memo(&mut self, ctx: &PacketCtx<'_>) -> Option<(&mut FlowMemo, usize)> {
+        let e = self.entry(ctx)?;
+        let direction = usize::from(ctx.src != e.a);
         Some((&mut e.memo, direction))
     }
 
@@ -362,16 +370,16 @@ mod tests {
         #[allow(clippy::too_many_arguments)]
         fn packet(
             &mut self,
-            transport: &'static str,
-            src: SocketAddr,
-            dst: SocketAddr,
+            transport: Transport,
+            (src, dst): (SocketAddr, SocketAddr),
             protocol: &'static str,
             decider: Decider,
             ts: Timestamp,
-            bytes: u64,
+            wire_len: u64,
         ) {
-            let flow = self.0.lookup(transport, src, dst, ts);
-            let _ = self.1.count(flow, transport, (src, dst), protocol, decider, ts, bytes);
+            let flow = self.0.lookup(transport_name(transport), 0, src, dst, ts);
+            let ctx = ctx(transport, src, dst, ts, wire_len, flow);
+            let _ = self.1.count(&ctx, protocol, decider);
         }
 
         fn into_flows(mut self) -> (Vec<Flow>, u64) {
@@ -383,16 +391,27 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn ctx(
+        transport: Transport,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ts: Timestamp,
+        wire_len: u64,
+        flow: Option<FlowId>,
+    ) -> PacketCtx<'static> {
+        PacketCtx { ts, frame: 0, src, dst, transport, tunnel: None, context: 0, wire_len, flow }
+    }
+
     #[test]
     fn both_directions_are_one_flow_named_by_its_most_specific_protocol() {
         let mut t = Both::default();
         let (a, b) = (addr("10.0.0.1:40000"), addr("10.0.0.2:5060"));
         let sip = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
-        t.packet("tcp", a, b, "tcp", Decider::NONE, Timestamp::from_nanos(1), 60);
-        t.packet("tcp", b, a, "tcp", Decider::NONE, Timestamp::from_nanos(2), 60);
-        t.packet("tcp", a, b, "sip", sip, Timestamp::from_nanos(3), 600);
-        t.packet("tcp", b, a, "tcp", Decider::NONE, Timestamp::from_nanos(4), 60);
-        t.packet("udp", a, b, "udp", Decider::NONE, Timestamp::from_nanos(5), 100);
+        t.packet(Transport::Tcp, (a, b), "tcp", Decider::NONE, Timestamp::from_nanos(1), 60);
+        t.packet(Transport::Tcp, (b, a), "tcp", Decider::NONE, Timestamp::from_nanos(2), 60);
+        t.packet(Transport::Tcp, (a, b), "sip", sip, Timestamp::from_nanos(3), 600);
+        t.packet(Transport::Tcp, (b, a), "tcp", Decider::NONE, Timestamp::from_nanos(4), 60);
+        t.packet(Transport::Udp, (a, b), "udp", Decider::NONE, Timestamp::from_nanos(5), 100);
         let (flows, unlisted) = t.into_flows();
         assert_eq!(unlisted, 0);
         assert_eq!(flows.len(), 2, "TCP and UDP between the same endpoints are two flows");
@@ -412,7 +431,7 @@ mod tests {
         let dst = addr("10.0.0.2:53");
         for i in 0..(MAX_FLOWS as u32 + 5) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
-            t.packet("udp", src, dst, "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+            t.packet(Transport::Udp, (src, dst), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
         }
         let (flows, unlisted) = t.into_flows();
         assert_eq!((flows.len(), unlisted), (MAX_FLOWS, 5));
@@ -427,8 +446,8 @@ mod tests {
         for i in 0..(MAX_FLOWS as u32 + 2) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
             for _ in 0..3 {
-                t.packet("udp", src, dst, "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
-                t.packet("udp", dst, src, "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+                t.packet(Transport::Udp, (src, dst), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+                t.packet(Transport::Udp, (dst, src), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
             }
         }
         let (flows, unlisted) = t.into_flows();
@@ -440,8 +459,8 @@ mod tests {
     fn a_flow_keeps_the_addresses_and_time_of_its_first_packet() {
         let mut t = Both::default();
         let (a, b) = (addr("[2001:db8::1]:5004"), addr("10.0.0.1:5004"));
-        t.packet("udp", a, b, "rtp", Decider::SDP, Timestamp::from_nanos(9), 10);
-        t.packet("udp", b, a, "rtp", Decider::SDP, Timestamp::from_nanos(5), 10);
+        t.packet(Transport::Udp, (a, b), "rtp", Decider::SDP, Timestamp::from_nanos(9), 10);
+        t.packet(Transport::Udp, (b, a), "rtp", Decider::SDP, Timestamp::from_nanos(5), 10);
         let (flows, _) = t.into_flows();
         assert_eq!(flows.len(), 1);
         assert_eq!((flows[0].a, flows[0].b), (a, b), "named in the direction of the first packet");
@@ -454,10 +473,10 @@ mod tests {
         let mut table = FlowTable::default();
         let (a, b, c) = (addr("10.0.0.1:1000"), addr("10.0.0.2:5060"), addr("10.0.0.3:5060"));
         let at = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
-        let first = index.lookup("udp", a, b, at(0));
-        let _ = table.count(first, "udp", (a, b), "sip", Decider::NONE, at(0), 100);
-        let other = index.lookup("udp", a, c, at(5));
-        let _ = table.count(other, "udp", (a, c), "udp", Decider::NONE, at(5), 50);
+        let first = index.lookup("udp", 0, a, b, at(0));
+        let _ = table.count(&ctx(Transport::Udp, a, b, at(0), 100, first), "sip", Decider::NONE);
+        let other = index.lookup("udp", 0, a, c, at(5));
+        let _ = table.count(&ctx(Transport::Udp, a, c, at(5), 50, other), "udp", Decider::NONE);
         assert!(index.forget_idle(at(10)).is_empty(), "idle for exactly the idle time is not forgotten");
         let forgotten = index.forget_idle(at(11));
         assert_eq!(forgotten, [first.unwrap()]);
@@ -466,13 +485,13 @@ mod tests {
         let summary = table.take_forgotten();
         assert_eq!((summary.len(), summary[0].b, summary[0].packets), (1, b, 1));
         // A new flow takes the freed handle and starts from nothing.
-        let new = index.lookup("udp", c, b, at(12));
+        let new = index.lookup("udp", 0, c, b, at(12));
         assert_eq!(new, first);
-        let _ = table.count(new, "udp", (c, b), "udp", Decider::NONE, at(12), 70);
+        let _ = table.count(&ctx(Transport::Udp, c, b, at(12), 70, new), "udp", Decider::NONE);
         let listed = table.snapshot();
         assert_eq!(listed.len(), 2);
         assert_eq!((listed[0].a, listed[0].packets, listed[0].bytes), (c, 1, 70));
         // The flow that was forgotten is a new flow when it comes back.
-        assert_ne!(index.lookup("udp", a, b, at(13)), first);
+        assert_ne!(index.lookup("udp", 0, a, b, at(13)), first);
     }
 }

@@ -10,10 +10,10 @@
 use crate::flows::{FlowId, FlowIndex};
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
-use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp};
+use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp, Tunnel, TunnelKind};
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// How often (capture time) stale fragments are dropped, and idle sessions looked for.
@@ -27,6 +27,9 @@ pub(crate) struct Prepared<'a> {
     pub ip: Option<IpInfo>,
     /// As [`Packet::transport`].
     pub transport: Tp<'a>,
+    /// As [`Packet::tunnel`] (for a fragment, the tunnel inside the datagram it completed,
+    /// else the fragment's), with the tunnel's number in this run (see [`Tunnels`]).
+    pub tunnel: Option<(u32, Tunnel)>,
     /// Decoding stopped early ([`Packet::stop`]).
     pub stopped: bool,
     /// What a UDP datagram's payload looks like (not for a reassembled one).
@@ -85,12 +88,52 @@ pub(crate) struct RtpHead {
     pub ssrc: u32,
 }
 
+/// Most tunnels numbered; the tunnels seen after that share one number (their inner
+/// addresses are then told apart by the addresses alone, as without tunnels).
+const MAX_TUNNELS_NUMBERED: usize = 1 << 20;
+
+/// Numbers the tunnels of a run that keep equal inner addresses apart, from 1, so that a
+/// flow's key holds its tunnel as one word.
+///
+/// Only GTP-U bearers are numbered: the addresses of mobile subscribers come from per-APN
+/// pools that overlap, and both directions of a bearer are tunnelled. IP-in-IP and GRE
+/// get 0, as outside any tunnel: they are often asymmetric (one direction encapsulated,
+/// the replies routed directly, as in sngrep's `ipip.pcap`), and numbering them would
+/// cut one connection in two. A bearer is known by its (unordered) outer address pair, not
+/// by its TEID: the two directions carry different TEIDs (each names its receiving end),
+/// and must stay one flow.
+#[derive(Debug, Default)]
+pub(crate) struct Tunnels {
+    numbers: foldhash::HashMap<(u8, IpAddr, IpAddr), u32>,
+}
+
+impl Tunnels {
+    /// The number of `tunnel`, given on its first packet; 0 for a tunnel that is not numbered.
+    pub fn number(&mut self, tunnel: &Tunnel) -> u32 {
+        if tunnel.kind != TunnelKind::GtpU {
+            return 0;
+        }
+        let (a, b) = if tunnel.src <= tunnel.dst { (tunnel.src, tunnel.dst) } else { (tunnel.dst, tunnel.src) };
+        let key = (tunnel.kind as u8, a, b);
+        if let Some(&n) = self.numbers.get(&key) {
+            return n;
+        }
+        if self.numbers.len() >= MAX_TUNNELS_NUMBERED {
+            return u32::MAX;
+        }
+        let n = self.numbers.len() as u32 + 1;
+        self.numbers.insert(key, n);
+        n
+    }
+}
+
 /// The front stage's state: fragments waiting for the rest of their datagram, and the flows
 /// seen so far.
 #[derive(Debug)]
 pub(crate) struct Front {
     fragments: FragmentReassembler,
     flows: FlowIndex,
+    tunnels: Tunnels,
     clock: Timestamp,
     last_sweep: Option<Timestamp>,
 }
@@ -102,6 +145,7 @@ impl Front {
         Front {
             fragments: FragmentReassembler::new(limits),
             flows: forget_flows_after.map_or_else(FlowIndex::default, FlowIndex::forgetting),
+            tunnels: Tunnels::default(),
             clock: Timestamp::default(),
             last_sweep: None,
         }
@@ -136,16 +180,23 @@ impl Front {
     pub fn prepare_decoded<'a>(&mut self, ts: Timestamp, packet: Packet<'a>) -> Prepared<'a> {
         let last_sweep = *self.last_sweep.get_or_insert(ts);
         self.clock = self.clock.max(ts);
-        let (reassembly, flow) = match &packet.transport {
+        let (reassembly, flow, tunnel) = match &packet.transport {
             Tp::Fragment(fragment) => {
                 let reassembly = self.fragments.push(ts, fragment);
-                let flow = match &reassembly {
-                    Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload), ts),
-                    _ => None,
+                let (flow, tunnel) = match &reassembly {
+                    Ok(Some(d)) => {
+                        let inner = decode_transport(d.protocol, d.src, d.dst, &d.payload);
+                        let tunnel = self.tunnel(inner.tunnel.or(packet.tunnel));
+                        (self.flow(&inner, tunnel.map_or(0, |(n, _)| n), ts), tunnel)
+                    }
+                    _ => (None, self.tunnel(packet.tunnel)),
                 };
-                (Some(Box::new(reassembly)), flow)
+                (Some(Box::new(reassembly)), flow, tunnel)
             }
-            _ => (None, self.flow(&packet, ts)),
+            _ => {
+                let tunnel = self.tunnel(packet.tunnel);
+                (None, self.flow(&packet, tunnel.map_or(0, |(n, _)| n), ts), tunnel)
+            }
         };
         let udp = match &packet.transport {
             Tp::Udp { payload, .. } => Some(UdpHints::of(payload)),
@@ -155,6 +206,7 @@ impl Front {
         Prepared {
             ip: packet.ip,
             transport: packet.transport,
+            tunnel,
             stopped: packet.stop.is_some(),
             udp,
             reassembly,
@@ -168,7 +220,12 @@ impl Front {
         self.flows.unlisted()
     }
 
-    fn flow(&mut self, packet: &Packet<'_>, ts: Timestamp) -> Option<FlowId> {
+    /// A packet's tunnel with its number; only a tunnelled packet pays for the lookup.
+    fn tunnel(&mut self, tunnel: Option<Tunnel>) -> Option<(u32, Tunnel)> {
+        tunnel.map(|t| (self.tunnels.number(&t), t))
+    }
+
+    fn flow(&mut self, packet: &Packet<'_>, context: u32, ts: Timestamp) -> Option<FlowId> {
         let ip = packet.ip.as_ref()?;
         let (transport, src_port, dst_port) = match &packet.transport {
             Tp::Udp { src_port, dst_port, .. } => ("udp", *src_port, *dst_port),
@@ -176,6 +233,6 @@ impl Front {
             Tp::Sctp { src_port, dst_port, .. } => ("sctp", *src_port, *dst_port),
             _ => return None,
         };
-        self.flows.lookup(transport, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), ts)
+        self.flows.lookup(transport, context, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), ts)
     }
 }

@@ -29,6 +29,7 @@
 
 mod analyzer;
 mod control;
+mod ctx;
 mod dialog;
 mod flows;
 mod front;
@@ -42,6 +43,7 @@ mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
+pub use ctx::PacketCtx;
 pub use source::{FrameSource, Pulled};
 
 use callflow_decode::capture::CaptureError;

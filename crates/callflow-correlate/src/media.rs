@@ -1,9 +1,11 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
 
+use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
 use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
+use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::Sdp;
@@ -82,6 +84,8 @@ struct OwnerMedia {
     /// RTP packet does not look its owner up.
     last_activity: Timestamp,
     first_frame: u64,
+    /// The tunnel of the first packet.
+    tunnel: Option<Tunnel>,
 }
 
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
@@ -124,12 +128,16 @@ struct CodecMemo {
     clock: Option<u32>,
 }
 
-/// A UDP datagram as the media table sees it: who sent it to whom, its payload with what
-/// the front stage found in it, when, in which frame, and the frame's bytes on the wire.
+/// A UDP datagram as the media table sees it: who sent it to whom (in which tunnel), its
+/// payload with what the front stage found in it, when, in which frame, and the frame's
+/// bytes on the wire.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Datagram<'a> {
     pub src: SocketAddr,
     pub dst: SocketAddr,
+    /// The tunnel's number (0 for none): endpoints are announced and looked up within it.
+    pub context: u32,
+    pub tunnel: Option<&'a Tunnel>,
     pub payload: &'a [u8],
     pub hints: &'a UdpHints,
     pub ts: Timestamp,
@@ -163,8 +171,8 @@ pub(crate) enum MediaKind {
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
 #[derive(Debug, Default)]
 pub(crate) struct MediaTable {
-    /// Announced endpoints, each with its slot in `bindings`.
-    endpoints: HashMap<SocketAddr, u32>,
+    /// Announced endpoints (in their tunnel), each with its slot in `bindings`.
+    endpoints: HashMap<(u32, SocketAddr), u32>,
     /// What each announced endpoint is bound to; a binding's version tells a [`MediaMemo`]
     /// that what it remembers is stale.
     bindings: Slots<Binding>,
@@ -174,14 +182,15 @@ pub(crate) struct MediaTable {
     streams: HashMap<StreamKey, u32>,
     stream_slots: Slots<Stream>,
     owners: HashMap<Owner, OwnerMedia>,
-    /// Orphan media grouped by its (ordered) address pair: one session per pair.
-    orphan_pairs: HashMap<(SocketAddr, SocketAddr), Owner>,
+    /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
+    orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
 }
 
 impl MediaTable {
-    /// Registers the endpoints an SDP body announces as `owner`'s media.
-    pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>) -> usize {
+    /// Registers the endpoints an SDP body announces as `owner`'s media, in tunnel number
+    /// `context` (0 for none), where the SDP came from.
+    pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>, context: u32) -> usize {
         let mut registered = 0;
         for media in &sdp.media {
             if media.port == 0 {
@@ -194,7 +203,7 @@ impl MediaTable {
                 // Media that is not RTP (T.38 over UDPTL after a fax re-INVITE, say) takes the
                 // endpoint over: what arrives there from now on is not RTP, as Wireshark decides.
                 let binding = Binding { owner, rtcp: false, other: true, codecs: Arc::from([]) };
-                self.bind(SocketAddr::new(ip, media.port), binding);
+                self.bind((context, SocketAddr::new(ip, media.port)), binding);
                 continue;
             }
             let mut codecs: Vec<Codec> = media
@@ -213,20 +222,23 @@ impl MediaTable {
             }
             let codecs: Arc<[Codec]> = codecs.into();
             self.bind(
-                SocketAddr::new(ip, media.port),
+                (context, SocketAddr::new(ip, media.port)),
                 Binding { owner, rtcp: false, other: false, codecs: codecs.clone() },
             );
             registered += 1;
             if !media.rtcp_mux {
                 let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
-                self.bind(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, other: false, codecs });
+                self.bind(
+                    (context, SocketAddr::new(ip, rtcp_port)),
+                    Binding { owner, rtcp: true, other: false, codecs },
+                );
             }
         }
         registered
     }
 
     /// Binds `addr` to `binding`, replacing what it was bound to.
-    fn bind(&mut self, addr: SocketAddr, binding: Binding) {
+    fn bind(&mut self, addr: (u32, SocketAddr), binding: Binding) {
         if let Some(&i) = self.endpoints.get(&addr) {
             self.bindings.replace(i, binding);
             return;
@@ -250,8 +262,8 @@ impl MediaTable {
 
     /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
     /// destination's binding, else the source's.
-    fn resolve(&self, src: SocketAddr, dst: SocketAddr) -> Resolved {
-        let at = |addr| self.endpoints.get(&addr).and_then(|&index| self.bindings.current(index));
+    fn resolve(&self, context: u32, src: SocketAddr, dst: SocketAddr) -> Resolved {
+        let at = |addr| self.endpoints.get(&(context, addr)).and_then(|&index| self.bindings.current(index));
         let dst = at(dst);
         let src = if dst.is_none() { at(src) } else { None };
         let bound = dst.or(src).and_then(|slot| {
@@ -282,7 +294,7 @@ impl MediaTable {
         let resolved = match memo.resolved {
             Some(r) if self.still_holds(&r) => r,
             _ => {
-                let r = self.resolve(d.src, d.dst);
+                let r = self.resolve(d.context, d.src, d.dst);
                 memo.resolved = Some(r);
                 memo.codec = None;
                 r
@@ -306,7 +318,7 @@ impl MediaTable {
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
         if rtcp || d.hints.rtcp_like {
-            self.on_rtcp(owner, d.payload, d.ts, d.frame)?;
+            self.on_rtcp(owner, d)?;
             return Ok((MediaKind::Rtcp, owner));
         }
         self.on_rtp(owner, Some(slot), memo, d)?;
@@ -315,7 +327,7 @@ impl MediaTable {
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
     pub fn on_orphan(&mut self, memo: &mut MediaMemo, kind: MediaKind, d: &Datagram<'_>) -> Result<Owner, NotMedia> {
-        let pair = if d.src <= d.dst { (d.src, d.dst) } else { (d.dst, d.src) };
+        let pair = if d.src <= d.dst { (d.context, d.src, d.dst) } else { (d.context, d.dst, d.src) };
         let owner = match self.orphan_pairs.get(&pair) {
             Some(&o) => o,
             None => {
@@ -327,7 +339,7 @@ impl MediaTable {
             }
         };
         match kind {
-            MediaKind::Rtcp => self.on_rtcp(owner, d.payload, d.ts, d.frame)?,
+            MediaKind::Rtcp => self.on_rtcp(owner, d)?,
             MediaKind::Rtp => self.on_rtp(owner, None, memo, d)?,
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
@@ -336,7 +348,8 @@ impl MediaTable {
     }
 
     /// The slot of stream `key`, created (with its codec from `binding`) on its first packet.
-    fn stream_slot(&mut self, key: StreamKey, binding: Option<u32>, pt: u8, frame: u64) -> u32 {
+    fn stream_slot(&mut self, key: StreamKey, binding: Option<u32>, pt: u8, d: &Datagram<'_>) -> u32 {
+        let frame = d.frame;
         if let Some(&i) = self.streams.get(&key) {
             return i;
         }
@@ -348,8 +361,11 @@ impl MediaTable {
                 rtp::static_clock_rate(pt),
             ),
         };
-        let media =
-            self.owners.entry(key.owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+        let media = self.owners.entry(key.owner).or_insert_with(|| OwnerMedia {
+            first_frame: frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
         media.streams.push(key);
         let stream = Stream {
             stats: StreamStats::default(),
@@ -382,7 +398,7 @@ impl MediaTable {
         d: &Datagram<'_>,
     ) -> Result<(), NotMedia> {
         let packet: &RtpHead = d.hints.rtp.as_ref().ok_or(NotMedia)?;
-        let (ts, frame) = (d.ts, d.frame);
+        let ts = d.ts;
         let pt = packet.payload_type;
         let remembered =
             memo.stream.filter(|m| m.owner == owner && m.ssrc == packet.ssrc && self.stream_slots.holds(m.slot));
@@ -390,7 +406,7 @@ impl MediaTable {
             Some(m) => m.slot.index,
             None => {
                 let key = StreamKey { owner, src: d.src, dst: d.dst, ssrc: packet.ssrc };
-                let index = self.stream_slot(key, binding, pt, frame);
+                let index = self.stream_slot(key, binding, pt, d);
                 let slot = self.stream_slots.current(index).unwrap_or(SlotRef { index, version: 0 });
                 memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot });
                 memo.codec = None;
@@ -444,8 +460,13 @@ impl MediaTable {
         Ok(())
     }
 
-    fn on_rtcp(&mut self, owner: Owner, payload: &[u8], ts: Timestamp, frame: u64) -> Result<(), NotMedia> {
-        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+    fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
+        let (payload, ts, frame) = (d.payload, d.ts, d.frame);
+        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
+            first_frame: frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
         media.last_activity = media.last_activity.max(ts);
         for packet in rtcp::packets(payload) {
             let report = match packet.map_err(|_| NotMedia)? {
@@ -567,6 +588,7 @@ impl MediaTable {
     pub fn take_orphan_session(&mut self, owner: Owner) -> (Option<Session>, (u64, u64)) {
         self.orphan_pairs.retain(|_, o| *o != owner);
         let first_frame = self.owners.get(&owner).map(|m| m.first_frame).unwrap_or(0);
+        let tunnel = self.owners.get(&owner).and_then(|m| m.tunnel.as_ref()).map(tunnel_out);
         let has_rtcp = self.owners.get(&owner).is_some_and(|m| !m.rtcp.is_empty());
         let (plausible, implausible): (Vec<_>, Vec<_>) = self
             .take_with_bytes(owner)
@@ -604,6 +626,8 @@ impl MediaTable {
             messages: Vec::new(),
             media: plausible,
             anomalies: Vec::new(),
+            related: Vec::new(),
+            tunnel,
         };
         (Some(session), rejected)
     }

@@ -1,6 +1,6 @@
 //! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
 
-use crate::{Session, Timestamp};
+use crate::{Session, Timestamp, Tunnel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +54,10 @@ pub struct Flow {
     pub first_ts: Timestamp,
     /// Time of the last packet.
     pub last_ts: Timestamp,
+    /// The tunnel the flow came through (its first packet's): flows between the same inner
+    /// addresses in different tunnels are different flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
 }
 
 /// The capture a document was made from.
