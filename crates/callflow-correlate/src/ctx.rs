@@ -1,6 +1,7 @@
 //! The context of one packet as the analysis and the protocol handlers see it: one struct instead of long argument lists.
 
 use crate::flows::FlowId;
+use crate::front::UdpHints;
 use callflow_decode::packet::Tunnel;
 use callflow_decode::Timestamp;
 use callflow_model::Transport;
@@ -30,6 +31,8 @@ pub struct PacketCtx<'a> {
     pub wire_len: u64,
     /// The packet's flow in the flow list.
     pub(crate) flow: Option<FlowId>,
+    /// What the front stage found in a UDP payload.
+    pub(crate) udp: Option<&'a UdpHints>,
 }
 
 /// The output form of a tunnel.

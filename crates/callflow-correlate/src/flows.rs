@@ -399,7 +399,7 @@ mod tests {
         wire_len: u64,
         flow: Option<FlowId>,
     ) -> PacketCtx<'static> {
-        PacketCtx { ts, frame: 0, src, dst, transport, tunnel: None, context: 0, wire_len, flow }
+        PacketCtx { ts, frame: 0, src, dst, transport, tunnel: None, context: 0, wire_len, flow, udp: None }
     }
 
     #[test]

@@ -20,7 +20,6 @@ pub(crate) struct StatsBuilder {
     pub packets: u64,
     pub decoded: u64,
     pub malformed: u64,
-    pub sip_malformed: u64,
     /// In order of first use; a protocol's position is its bit in a flow's `counted` mask.
     by_protocol: Vec<(&'static str, Counter)>,
 }

@@ -11,17 +11,6 @@ use callflow_decode::tcp::StreamKey;
 use callflow_decode::websocket::{self, MessageAssembler, WsFrame};
 use std::collections::HashMap;
 
-/// What a TCP connection carries, decided on its first payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TcpApp {
-    /// Nothing we analyse.
-    Other,
-    /// SIP messages directly on the stream (RFC 3261 section 18).
-    Sip,
-    /// SIP messages in WebSocket frames (RFC 7118).
-    SipWebSocket,
-}
-
 /// True when the first payload of a connection says it is SIP over WebSocket.
 pub(crate) fn starts_sip_websocket(payload: &[u8]) -> bool {
     let handshake = websocket::is_upgrade_request(payload) || websocket::is_upgrade_response(payload);
