@@ -14,7 +14,7 @@ use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
 use crate::rtp::MediaHandler;
 use crate::sip::SipHandler;
-use crate::stats::StatsBuilder;
+use crate::stats::{Counted, StatsBuilder};
 use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
@@ -238,7 +238,7 @@ impl<C: Classifier> Analyzer<C> {
         len: u64,
     ) {
         let Some(ip) = ip else {
-            self.services.stats.count("other", len, None);
+            self.services.stats.count(Counted::Other, len, None);
             return;
         };
         let (src_ip, dst_ip) = (ip.src, ip.dst);
@@ -277,15 +277,17 @@ impl<C: Classifier> Analyzer<C> {
                         self.dispatch((inner.ip.as_ref(), &inner.transport), prepared, None, frame, ts, len);
                     }
                 }
-                Some(Ok(None)) | None => self.services.stats.count("ip_fragment", len, None),
+                Some(Ok(None)) | None => self.services.stats.count(Counted::IpFragment, len, None),
                 Some(Err(_)) => {
                     self.services.stats.malformed += 1;
-                    self.services.stats.count("ip_fragment", len, None);
+                    self.services.stats.count(Counted::IpFragment, len, None);
                 }
             },
-            Tp::None | Tp::Other { .. } => {
-                self.services.stats.count("other", len, Some((SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0))))
-            }
+            Tp::None | Tp::Other { .. } => self.services.stats.count(
+                Counted::Other,
+                len,
+                Some((SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0))),
+            ),
         }
     }
 
@@ -359,7 +361,7 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     /// Counts a packet of a TCP or SCTP flow as `protocol`.
-    fn count_flow(&mut self, ctx: &PacketCtx<'_>, protocol: &'static str, decider: Decider) {
+    fn count_flow(&mut self, ctx: &PacketCtx<'_>, protocol: Counted, decider: Decider) {
         let counted = self.flows.count(ctx, protocol, decider).map(|m| &mut m.counted);
         self.services.stats.count_flow(protocol, ctx.wire_len, (ctx.src, ctx.dst), counted);
     }
@@ -390,7 +392,7 @@ impl<C: Classifier> Analyzer<C> {
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
-                self.count_flow(ctx, "tcp", Decider::NONE);
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), Decider::NONE);
                 return;
             }
             None => {
@@ -402,11 +404,11 @@ impl<C: Classifier> Analyzer<C> {
         let (protocol, framer) = match (route.protocol, self.sip.framer()) {
             (AppProtocol::Sip, Some(framer)) => (AppProtocol::Sip, framer),
             _ => {
-                self.count_flow(ctx, "tcp", route.decider);
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
             }
         };
-        self.count_flow(ctx, protocol.as_str(), route.decider);
+        self.count_flow(ctx, Counted::App(protocol), route.decider);
         let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match route.framing {
             StreamFraming::Plain => (framer, Transport::Tcp),
             StreamFraming::WebSocket => (frame_http_or_ws, Transport::Ws),
@@ -449,9 +451,9 @@ impl<C: Classifier> Analyzer<C> {
         match carried {
             Some(protocol) => {
                 let decider = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
-                self.count_flow(ctx, protocol.as_str(), decider);
+                self.count_flow(ctx, Counted::App(protocol), decider);
             }
-            None => self.count_flow(ctx, "sctp", Decider::NONE),
+            None => self.count_flow(ctx, Counted::Bare(Transport::Sctp), Decider::NONE),
         }
     }
 
@@ -502,10 +504,10 @@ impl<C: Classifier> Analyzer<C> {
 
 /// The name a packet is counted under: its protocol's when a handler took it, else its
 /// transport's.
-fn counted_as(handled: Handled, transport: Transport) -> &'static str {
+fn counted_as(handled: Handled, transport: Transport) -> Counted {
     match handled {
-        Handled::Counted(protocol) => protocol.as_str(),
-        Handled::NotOurs | Handled::Malformed => crate::flows::transport_name(transport),
+        Handled::Counted(protocol) => Counted::App(protocol),
+        Handled::NotOurs | Handled::Malformed => Counted::Bare(transport),
     }
 }
 

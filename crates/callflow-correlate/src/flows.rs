@@ -2,6 +2,7 @@
 
 use crate::ctx::{tunnel_out, PacketCtx};
 use crate::media::MediaMemo;
+use crate::stats::{transport_name, Counted};
 use callflow_classify::{Classification, Confidence};
 use callflow_model::{Flow, Timestamp, Transport, Tunnel};
 use foldhash::{HashMap, HashSet};
@@ -33,10 +34,10 @@ impl Decider {
 
 #[derive(Debug)]
 struct Entry {
-    transport: &'static str,
+    transport: Transport,
     a: SocketAddr,
     b: SocketAddr,
-    protocol: &'static str,
+    protocol: Counted,
     decider: Decider,
     packets: u64,
     bytes: u64,
@@ -51,14 +52,15 @@ struct Entry {
 
 impl Entry {
     fn new(ctx: &PacketCtx<'_>) -> Entry {
-        let transport = transport_name(ctx.transport);
+        // WebSocket messages travel in a TCP flow.
+        let transport = if ctx.transport == Transport::Ws { Transport::Tcp } else { ctx.transport };
         let (src, dst) = (ctx.src, ctx.dst);
         // The flow is named in the direction of its first packet (usually the initiator's).
         Entry {
             transport,
             a: src,
             b: dst,
-            protocol: transport,
+            protocol: Counted::Bare(transport),
             decider: Decider::NONE,
             packets: 0,
             bytes: 0,
@@ -72,10 +74,10 @@ impl Entry {
 
     fn summary(&self) -> Flow {
         Flow {
-            transport: self.transport.to_string(),
+            transport: transport_name(self.transport).to_string(),
             a: self.a,
             b: self.b,
-            protocol: self.protocol.to_string(),
+            protocol: self.protocol.as_str().to_string(),
             confidence: self.decider.confidence.as_str().to_string(),
             classifier: self.decider.classifier.to_string(),
             packets: self.packets,
@@ -84,16 +86,6 @@ impl Entry {
             last_ts: self.last,
             tunnel: self.tunnel,
         }
-    }
-}
-
-/// The name of a flow's transport, as the output and the flow key write it.
-pub(crate) fn transport_name(transport: Transport) -> &'static str {
-    match transport {
-        Transport::Udp => "udp",
-        Transport::Tcp | Transport::Ws => "tcp",
-        Transport::Sctp => "sctp",
-        _ => "other",
     }
 }
 
@@ -163,13 +155,13 @@ impl Hash for FlowKey {
 }
 
 impl FlowKey {
-    fn new(transport: &'static str, tunnel: u32, a: SocketAddr, b: SocketAddr) -> FlowKey {
+    fn new(transport: Transport, tunnel: u32, a: SocketAddr, b: SocketAddr) -> FlowKey {
         let (ia, fa) = ip_bits(a.ip());
         let (ib, fb) = ip_bits(b.ip());
         let t = match transport {
-            "udp" => 1,
-            "tcp" => 2,
-            "sctp" => 3,
+            Transport::Udp => 1,
+            Transport::Tcp | Transport::Ws => 2,
+            Transport::Sctp => 3,
             _ => 0,
         };
         let rest = u64::from(a.port()) | u64::from(b.port()) << 16 | u64::from(fa | fb << 1 | t << 2) << 32;
@@ -194,12 +186,11 @@ impl FlowIndex {
         FlowIndex { forget_after: Some(idle), ..FlowIndex::default() }
     }
 
-    /// Finds or lists the flow between `src` and `dst` over `transport` (`"udp"`, `"tcp"` or
-    /// `"sctp"`) in tunnel number `tunnel` (0 for none), seen at `ts`; `None` once the list
+    /// Finds or lists the flow between `src` and `dst` over `transport` in tunnel number `tunnel` (0 for none), seen at `ts`; `None` once the list
     /// is full and the flow is not in it.
     pub fn lookup(
         &mut self,
-        transport: &'static str,
+        transport: Transport,
         tunnel: u32,
         src: SocketAddr,
         dst: SocketAddr,
@@ -267,12 +258,6 @@ impl FlowIndex {
     }
 }
 
-/// The bare transports: a flow first counted under one of these takes the first more
-/// specific protocol seen later (a TCP handshake before the SIP it carries).
-fn is_bare(protocol: &str) -> bool {
-    matches!(protocol, "udp" | "tcp" | "sctp")
-}
-
 /// Every listed flow with what it carries, by [`FlowId`].
 #[derive(Debug, Default)]
 pub(crate) struct FlowTable {
@@ -329,11 +314,11 @@ impl FlowTable {
 
     /// Counts the packet of `ctx` in its flow as `protocol`, decided by `decider`, and hands
     /// back the flow's memo (`None` for an unlisted flow).
-    pub fn count(&mut self, ctx: &PacketCtx<'_>, protocol: &'static str, decider: Decider) -> Option<&mut FlowMemo> {
+    pub fn count(&mut self, ctx: &PacketCtx<'_>, protocol: Counted, decider: Decider) -> Option<&mut FlowMemo> {
         let e = self.entry(ctx)?;
         if e.packets == 0 {
             (e.protocol, e.decider, e.first, e.last) = (protocol, decider, ctx.ts, ctx.ts);
-        } else if is_bare(e.protocol) && !is_bare(protocol) {
+        } else if e.protocol.is_bare() && !protocol.is_bare() {
             (e.protocol, e.decider) = (protocol, decider);
         }
         e.packets += 1;
@@ -372,12 +357,12 @@ mod tests {
             &mut self,
             transport: Transport,
             (src, dst): (SocketAddr, SocketAddr),
-            protocol: &'static str,
+            protocol: Counted,
             decider: Decider,
             ts: Timestamp,
             wire_len: u64,
         ) {
-            let flow = self.0.lookup(transport_name(transport), 0, src, dst, ts);
+            let flow = self.0.lookup(transport, 0, src, dst, ts);
             let ctx = ctx(transport, src, dst, ts, wire_len, flow);
             let _ = self.1.count(&ctx, protocol, decider);
         }
@@ -386,6 +371,11 @@ mod tests {
             (self.1.take_flows(), self.0.unlisted())
         }
     }
+
+    const TCP: Counted = Counted::Bare(Transport::Tcp);
+    const UDP: Counted = Counted::Bare(Transport::Udp);
+    const SIP: Counted = Counted::App(callflow_classify::AppProtocol::Sip);
+    const RTP: Counted = Counted::App(callflow_classify::AppProtocol::Rtp);
 
     fn addr(s: &str) -> SocketAddr {
         s.parse().unwrap()
@@ -407,11 +397,11 @@ mod tests {
         let mut t = Both::default();
         let (a, b) = (addr("10.0.0.1:40000"), addr("10.0.0.2:5060"));
         let sip = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
-        t.packet(Transport::Tcp, (a, b), "tcp", Decider::NONE, Timestamp::from_nanos(1), 60);
-        t.packet(Transport::Tcp, (b, a), "tcp", Decider::NONE, Timestamp::from_nanos(2), 60);
-        t.packet(Transport::Tcp, (a, b), "sip", sip, Timestamp::from_nanos(3), 600);
-        t.packet(Transport::Tcp, (b, a), "tcp", Decider::NONE, Timestamp::from_nanos(4), 60);
-        t.packet(Transport::Udp, (a, b), "udp", Decider::NONE, Timestamp::from_nanos(5), 100);
+        t.packet(Transport::Tcp, (a, b), TCP, Decider::NONE, Timestamp::from_nanos(1), 60);
+        t.packet(Transport::Tcp, (b, a), TCP, Decider::NONE, Timestamp::from_nanos(2), 60);
+        t.packet(Transport::Tcp, (a, b), SIP, sip, Timestamp::from_nanos(3), 600);
+        t.packet(Transport::Tcp, (b, a), TCP, Decider::NONE, Timestamp::from_nanos(4), 60);
+        t.packet(Transport::Udp, (a, b), UDP, Decider::NONE, Timestamp::from_nanos(5), 100);
         let (flows, unlisted) = t.into_flows();
         assert_eq!(unlisted, 0);
         assert_eq!(flows.len(), 2, "TCP and UDP between the same endpoints are two flows");
@@ -431,7 +421,7 @@ mod tests {
         let dst = addr("10.0.0.2:53");
         for i in 0..(MAX_FLOWS as u32 + 5) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
-            t.packet(Transport::Udp, (src, dst), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+            t.packet(Transport::Udp, (src, dst), UDP, Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
         }
         let (flows, unlisted) = t.into_flows();
         assert_eq!((flows.len(), unlisted), (MAX_FLOWS, 5));
@@ -446,8 +436,8 @@ mod tests {
         for i in 0..(MAX_FLOWS as u32 + 2) {
             let src = SocketAddr::from((std::net::Ipv4Addr::from(0x0a00_0000 + i), 1000));
             for _ in 0..3 {
-                t.packet(Transport::Udp, (src, dst), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
-                t.packet(Transport::Udp, (dst, src), "udp", Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+                t.packet(Transport::Udp, (src, dst), UDP, Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
+                t.packet(Transport::Udp, (dst, src), UDP, Decider::NONE, Timestamp::from_nanos(i64::from(i)), 80);
             }
         }
         let (flows, unlisted) = t.into_flows();
@@ -459,8 +449,8 @@ mod tests {
     fn a_flow_keeps_the_addresses_and_time_of_its_first_packet() {
         let mut t = Both::default();
         let (a, b) = (addr("[2001:db8::1]:5004"), addr("10.0.0.1:5004"));
-        t.packet(Transport::Udp, (a, b), "rtp", Decider::SDP, Timestamp::from_nanos(9), 10);
-        t.packet(Transport::Udp, (b, a), "rtp", Decider::SDP, Timestamp::from_nanos(5), 10);
+        t.packet(Transport::Udp, (a, b), RTP, Decider::SDP, Timestamp::from_nanos(9), 10);
+        t.packet(Transport::Udp, (b, a), RTP, Decider::SDP, Timestamp::from_nanos(5), 10);
         let (flows, _) = t.into_flows();
         assert_eq!(flows.len(), 1);
         assert_eq!((flows[0].a, flows[0].b), (a, b), "named in the direction of the first packet");
@@ -473,10 +463,10 @@ mod tests {
         let mut table = FlowTable::default();
         let (a, b, c) = (addr("10.0.0.1:1000"), addr("10.0.0.2:5060"), addr("10.0.0.3:5060"));
         let at = |s: i64| Timestamp::from_nanos(s * 1_000_000_000);
-        let first = index.lookup("udp", 0, a, b, at(0));
-        let _ = table.count(&ctx(Transport::Udp, a, b, at(0), 100, first), "sip", Decider::NONE);
-        let other = index.lookup("udp", 0, a, c, at(5));
-        let _ = table.count(&ctx(Transport::Udp, a, c, at(5), 50, other), "udp", Decider::NONE);
+        let first = index.lookup(Transport::Udp, 0, a, b, at(0));
+        let _ = table.count(&ctx(Transport::Udp, a, b, at(0), 100, first), SIP, Decider::NONE);
+        let other = index.lookup(Transport::Udp, 0, a, c, at(5));
+        let _ = table.count(&ctx(Transport::Udp, a, c, at(5), 50, other), UDP, Decider::NONE);
         assert!(index.forget_idle(at(10)).is_empty(), "idle for exactly the idle time is not forgotten");
         let forgotten = index.forget_idle(at(11));
         assert_eq!(forgotten, [first.unwrap()]);
@@ -485,13 +475,13 @@ mod tests {
         let summary = table.take_forgotten();
         assert_eq!((summary.len(), summary[0].b, summary[0].packets), (1, b, 1));
         // A new flow takes the freed handle and starts from nothing.
-        let new = index.lookup("udp", 0, c, b, at(12));
+        let new = index.lookup(Transport::Udp, 0, c, b, at(12));
         assert_eq!(new, first);
-        let _ = table.count(&ctx(Transport::Udp, c, b, at(12), 70, new), "udp", Decider::NONE);
+        let _ = table.count(&ctx(Transport::Udp, c, b, at(12), 70, new), UDP, Decider::NONE);
         let listed = table.snapshot();
         assert_eq!(listed.len(), 2);
         assert_eq!((listed[0].a, listed[0].packets, listed[0].bytes), (c, 1, 70));
         // The flow that was forgotten is a new flow when it comes back.
-        assert_ne!(index.lookup("udp", 0, a, b, at(13)), first);
+        assert_ne!(index.lookup(Transport::Udp, 0, a, b, at(13)), first);
     }
 }

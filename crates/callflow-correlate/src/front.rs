@@ -13,6 +13,7 @@ use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
 use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp, Tunnel, TunnelKind};
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
+use callflow_model::Transport;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -228,9 +229,9 @@ impl Front {
     fn flow(&mut self, packet: &Packet<'_>, context: u32, ts: Timestamp) -> Option<FlowId> {
         let ip = packet.ip.as_ref()?;
         let (transport, src_port, dst_port) = match &packet.transport {
-            Tp::Udp { src_port, dst_port, .. } => ("udp", *src_port, *dst_port),
-            Tp::Tcp(seg) => ("tcp", seg.src_port, seg.dst_port),
-            Tp::Sctp { src_port, dst_port, .. } => ("sctp", *src_port, *dst_port),
+            Tp::Udp { src_port, dst_port, .. } => (Transport::Udp, *src_port, *dst_port),
+            Tp::Tcp(seg) => (Transport::Tcp, seg.src_port, seg.dst_port),
+            Tp::Sctp { src_port, dst_port, .. } => (Transport::Sctp, *src_port, *dst_port),
             _ => return None,
         };
         self.flows.lookup(transport, context, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), ts)
