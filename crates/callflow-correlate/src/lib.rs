@@ -11,6 +11,13 @@
 //! order (a source that goes quiet says so with a [`Pulled::Tick`], and the sessions that
 //! are over by then still come out).
 //!
+//! Inside, the [`Analyzer`] is a router: the front stage decodes a frame and finds its flow,
+//! the flow remembers what its earlier packets were, the application protocol is decided
+//! (announced by SDP, probed, or classified) and the payload goes to that protocol's
+//! handler (SIP dialogs, RTP/RTCP media), which owns its tables and says when each of its
+//! sessions is over. Every handler gets the same per-packet context, [`PacketCtx`] (time,
+//! frame, addresses, transport, tunnel).
+//!
 //! Architecture invariant: this crate opens no files and speaks no network protocol;
 //! it reads frames from the reader it is handed. It cannot fail on a bad packet: it
 //! counts it and goes on. Only the capture as a whole can be unusable.

@@ -25,6 +25,23 @@
 //! callflow_server::serve(settings, Arc::new(manager)).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Uploads and session captures
+//!
+//! An upload is streamed to `<upload_dir>/<job id>.capture.part` under a job id reserved
+//! before the first byte (`JobManager::reserve_id`; an unused reservation is only a gap in
+//! the ids), synced to disk once complete, renamed to `<job id>.capture` (the directory
+//! synced in turn), and only then is the job created with that id: a refused, aborted or
+//! oversized upload removes its file and never shows as a job, not even a power loss leaves
+//! a job whose capture is empty or cut short, and the client's file name is only the job's
+//! label. At start the server removes the `.part` files and job-less `N.capture` files an
+//! interrupted process left. When the job queue is full the upload is refused (503) before
+//! its body is read (`JobManager::check_room`, the rule `submit` applies again at the end),
+//! not after gigabytes have arrived.
+//!
+//! A session's pcap: the stored session lists the frame of every SIP message and RTCP
+//! report but not of each RTP packet, so the capture is read again and UDP datagrams in
+//! each media stream's direction and time span are kept with those frames.
 
 mod api;
 mod auth;
