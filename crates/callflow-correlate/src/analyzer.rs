@@ -13,6 +13,7 @@ use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
 use crate::rtp::MediaHandler;
+use crate::sctp::{Message as SctpMessage, SctpMessages};
 use crate::sip::SipHandler;
 use crate::stats::{Counted, StatsBuilder};
 use crate::websocket::WsDirections;
@@ -82,6 +83,8 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     /// The front stage, when this analyzer decodes its frames itself ([`Analyzer::process`]).
     front: Front,
     tcp: TcpReassembler,
+    /// SCTP user messages being reassembled from their fragments.
+    sctp: SctpMessages,
     /// What each TCP connection (by tunnel and ordered address pair) carries, decided on
     /// its first payload, and when it was last seen.
     tcp_flows: HashMap<(u32, SocketAddr, SocketAddr), TcpRoute>,
@@ -131,6 +134,7 @@ impl<C: Classifier> Analyzer<C> {
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
+            sctp: SctpMessages::new(opts.tcp.max_buffered_bytes),
             opts,
             classifier,
             tcp_flows: HashMap::new(),
@@ -438,13 +442,20 @@ impl<C: Classifier> Analyzer<C> {
                 self.services.stats.malformed += 1;
                 break;
             };
-            if let Some(Ok(data)) = sctp::data_chunk(&chunk) {
-                if self.sip.probe(data.payload) {
-                    let handled =
-                        self.hand_over(SipHandler::PROTOCOL, ctx, &mut Default::default(), data.payload, true);
-                    if let Handled::Counted(protocol) = handled {
-                        carried = Some(protocol);
-                    }
+            let Some(Ok(data)) = sctp::data_chunk(&chunk) else { continue };
+            let reassembled;
+            let message = match self.sctp.push((ctx.context, ctx.src, ctx.dst), &data, ctx.ts) {
+                SctpMessage::Whole(message) => message,
+                SctpMessage::Reassembled(message) => {
+                    reassembled = message;
+                    &reassembled[..]
+                }
+                SctpMessage::Pending => continue,
+            };
+            if self.sip.probe(message) {
+                let handled = self.hand_over(SipHandler::PROTOCOL, ctx, &mut Default::default(), message, true);
+                if let Handled::Counted(protocol) = handled {
+                    carried = Some(protocol);
                 }
             }
         }
@@ -461,6 +472,7 @@ impl<C: Classifier> Analyzer<C> {
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
         self.tcp.expire(now);
+        self.sctp.expire(Timestamp::from_nanos(now.as_nanos() - duration_ns(self.opts.tcp.idle_timeout)));
         self.tcp_flows.retain(|_, route| now.as_nanos() - route.seen.as_nanos() <= idle);
         let flows = &self.tcp_flows;
         self.ws.retain(|StreamKey { src, dst, context }| {

@@ -45,6 +45,7 @@ mod ids;
 mod media;
 mod pipeline;
 mod rtp;
+mod sctp;
 mod sip;
 mod slots;
 mod source;
