@@ -352,7 +352,6 @@ mod tests {
     struct Both(FlowIndex, FlowTable);
 
     impl Both {
-        #[allow(clippy::too_many_arguments)]
         fn packet(
             &mut self,
             transport: Transport,
