@@ -10,6 +10,15 @@ use std::net::SocketAddr;
 /// Most anomalies kept per session: enough to see a pattern, bounded for broken captures.
 const MAX_ANOMALIES: usize = 100;
 
+/// The methods of an INVITE dialog's own transactions (RFC 3261, 3262, 3311).
+const INVITE_FAMILY: [&str; 6] = ["INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"];
+
+/// Whether a message is a request of an INVITE dialog's own methods, or a response to one.
+pub(crate) fn is_invite_family(msg: &SipMessage<'_>) -> bool {
+    let method = msg.method().or_else(|| msg.cseq().map(|c| c.method));
+    method.is_some_and(|m| INVITE_FAMILY.contains(&m))
+}
+
 /// Where and when a SIP message was seen.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MsgMeta {
@@ -105,6 +114,18 @@ impl Dialog {
             ),
             _ => self.first_final.is_some(),
         }
+    }
+
+    /// Whether `msg` carries this call's two tags (From and To, either way round): a request
+    /// or response within the dialog, whatever its method.
+    pub fn has_tags_of(&self, msg: &SipMessage<'_>) -> bool {
+        let (Some(caller), Some(callee)) = (self.caller_tag.as_deref(), self.callee_tag.as_deref()) else {
+            return false;
+        };
+        let (Some(from), Some(to)) = (msg.from().and_then(|f| f.tag), msg.to().and_then(|t| t.tag)) else {
+            return false;
+        };
+        (from == caller && to == callee) || (from == callee && to == caller)
     }
 
     /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the summary.
@@ -250,7 +271,12 @@ impl Dialog {
 
     /// Builds the output session; media streams are added by the caller.
     pub fn into_session(self) -> Session {
-        let since_invite = |t: Option<Timestamp>| Some(t?.millis_since(self.invite_ts?));
+        // Never negative: a final answer before the INVITE (which came later in the capture)
+        // gives no setup time.
+        let since_invite = |t: Option<Timestamp>| {
+            let (t, invite) = (t?, self.invite_ts?);
+            (t >= invite).then(|| t.millis_since(invite))
+        };
         Session {
             id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
             kind: self.kind,
