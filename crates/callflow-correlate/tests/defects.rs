@@ -153,3 +153,75 @@ fn register_then_invite_on_one_call_id_gives_a_register_and_a_call() {
     assert_eq!(call.setup_time_ms, Some(20.0));
     assert_eq!(call.duration_ms, Some(20.0));
 }
+
+/// The one call of a capture of `messages`: (state, setup_time_ms, anomalies).
+fn call_outcome(messages: &[(bool, Vec<u8>)]) -> (CallState, Option<f64>, Vec<String>) {
+    let doc = analyse(&sip_frames(messages));
+    let calls = sessions_of(&doc, SessionKind::SipCall);
+    assert_eq!(calls.len(), 1, "one call");
+    (calls[0].state, calls[0].setup_time_ms, calls[0].anomalies.clone())
+}
+
+#[test]
+fn cancel_of_a_parallel_invite_after_the_answer_leaves_the_call_answered() {
+    let id = "parallel@test";
+    let (state, setup, _) = call_outcome(&[
+        (true, request("INVITE", id, 1, "i1", "")),
+        (true, request("INVITE", id, 2, "i2", "")),
+        (false, response("180 Ringing", id, 1, "INVITE", "i1", "callee")),
+        (false, response("200 OK", id, 1, "INVITE", "i1", "callee")),
+        (true, request("ACK", id, 1, "a1", "callee")),
+        (true, request("CANCEL", id, 2, "i2", "")),
+        (false, response("200 OK", id, 2, "CANCEL", "i2", "other")),
+        (false, response("487 Request Terminated", id, 2, "INVITE", "i2", "other")),
+        (true, request("ACK", id, 2, "i2", "other")),
+    ]);
+    // The 200 OK (30 ms) answered the first INVITE (0 ms).
+    assert_eq!((state, setup), (CallState::InCall, Some(30.0)));
+}
+
+#[test]
+fn setup_time_comes_from_the_answered_invite_not_a_cancelled_one() {
+    let id = "cancelled-first@test";
+    let (state, setup, _) = call_outcome(&[
+        (true, request("INVITE", id, 1, "i1", "")),
+        (true, request("INVITE", id, 2, "i2", "")),
+        (true, request("CANCEL", id, 2, "i2", "")),
+        (false, response("200 OK", id, 2, "CANCEL", "i2", "other")),
+        (false, response("487 Request Terminated", id, 2, "INVITE", "i2", "other")),
+        (false, response("200 OK", id, 1, "INVITE", "i1", "callee")),
+    ]);
+    // The CANCEL reached the second INVITE while the first still went on: the call was
+    // answered at 50 ms, 50 ms after its INVITE.
+    assert_eq!((state, setup), (CallState::InCall, Some(50.0)));
+}
+
+#[test]
+fn cancel_before_the_answer_still_cancels() {
+    let id = "cancel@test";
+    let (state, setup, _) = call_outcome(&[
+        (true, request("INVITE", id, 1, "i1", "")),
+        (false, response("180 Ringing", id, 1, "INVITE", "i1", "callee")),
+        (true, request("CANCEL", id, 1, "i1", "")),
+        (false, response("200 OK", id, 1, "CANCEL", "i1", "callee")),
+        (false, response("487 Request Terminated", id, 1, "INVITE", "i1", "callee")),
+        (true, request("ACK", id, 1, "i1", "callee")),
+    ]);
+    assert_eq!((state, setup), (CallState::Cancelled, Some(40.0)));
+}
+
+#[test]
+fn dialog_without_its_invite_is_unknown_with_initial_request_missing() {
+    // The INVITE was lost (in real captures: in an IP fragment that never completed).
+    let id = "no-invite@test";
+    let (state, setup, anomalies) = call_outcome(&[
+        (false, response("180 Ringing", id, 1, "INVITE", "i1", "callee")),
+        (false, response("200 OK", id, 1, "INVITE", "i1", "callee")),
+        (true, request("ACK", id, 1, "a1", "callee")),
+        (true, request("BYE", id, 2, "b1", "callee")),
+        (false, response("200 OK", id, 2, "BYE", "b1", "callee")),
+    ]);
+    assert_eq!((state, setup), (CallState::Unknown, None));
+    assert_eq!(anomalies.len(), 1);
+    assert!(anomalies[0].starts_with("initial_request_missing"), "{anomalies:?}");
+}
