@@ -225,3 +225,60 @@ fn dialog_without_its_invite_is_unknown_with_initial_request_missing() {
     assert_eq!(anomalies.len(), 1);
     assert!(anomalies[0].starts_with("initial_request_missing"), "{anomalies:?}");
 }
+
+#[test]
+fn long_method_tokens_are_analysed_not_dropped() {
+    // Fuzzing suites (PROTOS c07-sip) send method tokens of 33 to 4,000 characters.
+    let messages: Vec<(bool, Vec<u8>)> =
+        [33, 4000].iter().map(|&n| (true, request(&"X".repeat(n), &format!("long-{n}@test"), 1, "x", ""))).collect();
+    let doc = analyse(&sip_frames(&messages));
+    let methods: Vec<usize> =
+        doc.sessions.iter().flat_map(|s| &s.messages).map(|m| m.method.as_deref().map_or(0, str::len)).collect();
+    assert_eq!(methods, [33, 4000]);
+    assert_eq!(doc.stats.by_protocol.get("sip").map(|p| p.packets), Some(2));
+}
+
+/// An RTP packet (PCMU, 160 bytes of payload) of SSRC `ssrc`.
+fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 0];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xff; 160]);
+    p
+}
+
+/// An RTCP sender report of SSRC `ssrc` with no report block.
+fn rtcp_sr(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&[0xe8, 0, 0, 0, 0, 0, 0, 0]);
+    p.extend_from_slice(&1600u32.to_be_bytes());
+    p.extend_from_slice(&10u32.to_be_bytes());
+    p.extend_from_slice(&1600u32.to_be_bytes());
+    p
+}
+
+#[test]
+fn rtcp_on_the_port_above_orphan_rtp_joins_its_stream() {
+    let ssrc = 0x1234_5678;
+    for rtcp_first in [false, true] {
+        let mut frames: Vec<Frame> = (0..10u16)
+            .map(|i| Frame { us: u64::from(i) * 20_000, vlan: 0, ip: udp4(A, 40000, B, 50000, &rtp(i, ssrc)) })
+            .collect();
+        let report = Frame { us: 0, vlan: 0, ip: udp4(A, 40001, B, 50001, &rtcp_sr(ssrc)) };
+        if rtcp_first {
+            frames.insert(0, report);
+            frames.iter_mut().skip(1).for_each(|f| f.us += 1);
+        } else {
+            frames.push(Frame { us: 200_000, ..report });
+        }
+        let doc = analyse(&frames);
+        assert_eq!(doc.sessions.len(), 1, "one rtp session, none empty (RTCP first: {rtcp_first})");
+        let session = &doc.sessions[0];
+        assert_eq!((session.from.as_str(), session.to.as_str()), ("10.0.0.1:40000", "10.0.0.2:50000"));
+        assert_eq!(session.media.len(), 1);
+        assert_eq!(session.media[0].rtcp.len(), 1, "the sender report is the stream's (RTCP first: {rtcp_first})");
+        assert_eq!(doc.stats.by_protocol.get("rtcp").map(|p| p.packets), Some(1));
+    }
+}
