@@ -8,11 +8,13 @@
 //! frames, the same flow numbers in the same order.
 
 use crate::flows::{FlowId, FlowIndex};
+use crate::ids::Fnv64;
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
-use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp};
+use callflow_decode::packet::{decode_frame, decode_transport, Fragment, IpInfo, Packet, Transport as Tp, MAX_TUNNELS};
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
 /// How often (capture time) stale fragments are dropped, and idle sessions looked for.
@@ -78,6 +80,17 @@ pub(crate) struct RtpHead {
     pub ssrc: u32,
 }
 
+/// What tells copies of one fragment apart when a capture holds a datagram two or three
+/// times (several capture points): the VLAN tags and the number of tunnels around it, the
+/// same whether the fragment came in a frame of its own or out of a reassembled datagram
+/// (`more_tunnels`: those crossed inside that datagram).
+fn fragment_context(packet: &Packet<'_>, more_tunnels: u8) -> u64 {
+    let mut h = Fnv64::default();
+    packet.vlans.as_slice().hash(&mut h);
+    packet.tunnels.saturating_add(more_tunnels).hash(&mut h);
+    h.finish()
+}
+
 /// The front stage's state: fragments waiting for the rest of their datagram, and the flows
 /// seen so far.
 #[derive(Debug)]
@@ -109,7 +122,7 @@ impl Front {
         self.clock = self.clock.max(ts);
         let (reassembly, flow) = match &packet.transport {
             Tp::Fragment(fragment) => {
-                let reassembly = self.fragments.push(ts, fragment);
+                let reassembly = self.reassemble(ts, &packet, fragment);
                 let flow = match &reassembly {
                     Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload)),
                     _ => None,
@@ -129,6 +142,27 @@ impl Front {
             self.fragments.expire(self.clock);
         }
         Prepared { ip: packet.ip, transport: packet.transport, stopped: packet.stop.is_some(), udp, reassembly, flow }
+    }
+
+    /// Adds `fragment` (of `packet`) to its datagram. A datagram it completes that is
+    /// itself a fragment (an IP-fragmented GTP-U packet carrying the first fragment of the
+    /// UE's packet, as VoLTE captures show) is added in turn, so what comes out is whole.
+    fn reassemble(
+        &mut self,
+        ts: Timestamp,
+        packet: &Packet<'_>,
+        fragment: &Fragment<'_>,
+    ) -> Result<Option<Datagram>, DecodeError> {
+        let mut reassembly = self.fragments.push_in(ts, fragment, fragment_context(packet, 0));
+        for _ in 0..MAX_TUNNELS {
+            let Ok(Some(datagram)) = &reassembly else { break };
+            let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
+            let Tp::Fragment(inner_fragment) = &inner.transport else { break };
+            let context = fragment_context(packet, inner.tunnels);
+            let next = self.fragments.push_in(ts, inner_fragment, context);
+            reassembly = next;
+        }
+        reassembly
     }
 
     /// How many flows were seen after the flow list was full.

@@ -282,3 +282,46 @@ fn rtcp_on_the_port_above_orphan_rtp_joins_its_stream() {
         assert_eq!(doc.stats.by_protocol.get("rtcp").map(|p| p.packets), Some(1));
     }
 }
+
+/// A GTP-U T-PDU (UDP 2152, TEID 1) carrying `inner` from the eNodeB to the gateway.
+fn gtp_u(inner: &[u8]) -> Vec<u8> {
+    let mut g = vec![0x30, 0xff];
+    g.extend_from_slice(&(inner.len() as u16).to_be_bytes());
+    g.extend_from_slice(&1u32.to_be_bytes());
+    g.extend_from_slice(inner);
+    udp(2152, 2152, &g)
+}
+
+#[test]
+fn sip_in_fragments_inside_a_fragmented_gtp_u_packet_is_reassembled_per_copy() {
+    const ENB: [u8; 4] = [192, 168, 1, 1];
+    const SGW: [u8; 4] = [192, 168, 1, 2];
+    const UE: [u8; 4] = [10, 45, 0, 2];
+    const PCSCF: [u8; 4] = [10, 46, 0, 1];
+    let mut invite = request("INVITE", "volte@test", 1, "v1", "");
+    invite.extend(std::iter::repeat_n(b' ', 600));
+    // The UE's packet is cut in two fragments: 256 bytes of UDP, then the rest.
+    let inner_udp = udp(5060, 5060, &invite);
+    let inner_first = ipv4(UE, PCSCF, 17, 77, 0x2000, &inner_udp[..256]);
+    let inner_second = ipv4(UE, PCSCF, 17, 77, 256 / 8, &inner_udp[256..]);
+    // The GTP-U packet carrying the first is cut again on the transport network.
+    let outer = gtp_u(&inner_first);
+    let (head, tail) = outer.split_at(160);
+    let outer_first = ipv4(ENB, SGW, 17, 9, 0x2000, head);
+    let outer_second = ipv4(ENB, SGW, 17, 9, 160 / 8, tail);
+    let second_gtp = ipv4(ENB, SGW, 17, 10, 0, &gtp_u(&inner_second));
+    // Seen at two capture points (VLAN 1 and 2), or twice at one, the copies interleaved.
+    for vlans in [[1, 2], [0, 0]] {
+        let mut frames = Vec::new();
+        for (i, ip) in [&outer_first, &outer_second, &second_gtp].into_iter().enumerate() {
+            for (copy, vlan) in vlans.into_iter().enumerate() {
+                frames.push(Frame { us: (i * 2 + copy) as u64 * 1000, vlan, ip: ip.clone() });
+            }
+        }
+        let doc = analyse(&frames);
+        let calls = sessions_of(&doc, SessionKind::SipCall);
+        assert_eq!(calls.len(), 1, "the INVITE is found (VLANs {vlans:?})");
+        let seen: Vec<(u64, bool)> = calls[0].messages.iter().map(|m| (m.frame, m.retransmission)).collect();
+        assert_eq!(seen, [(5, false), (6, true)], "each copy completes with its own fragments (VLANs {vlans:?})");
+    }
+}
