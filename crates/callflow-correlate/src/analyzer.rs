@@ -276,8 +276,11 @@ impl<C: Classifier> Analyzer<C> {
                     if inner.stop.is_some() {
                         self.services.stats.malformed += 1;
                     }
-                    // A datagram's transport is never a fragment again, so this recurses once.
-                    if !matches!(inner.transport, Tp::Fragment(_)) {
+                    // The front stage reassembled fragments in fragments too, so this
+                    // recurses once; a fragment nested deeper than tunnels go stays one.
+                    if matches!(inner.transport, Tp::Fragment(_)) {
+                        self.services.stats.count(Counted::IpFragment, len, None);
+                    } else {
                         self.dispatch((inner.ip.as_ref(), &inner.transport), prepared, None, frame, ts, len);
                     }
                 }

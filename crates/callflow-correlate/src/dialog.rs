@@ -11,6 +11,32 @@ use std::net::SocketAddr;
 /// Most anomalies kept per session: enough to see a pattern, bounded for broken captures.
 const MAX_ANOMALIES: usize = 100;
 
+/// Most INVITE transactions remembered per dialog (the oldest are forgotten first): retries
+/// with credentials, forks seen at several hops, parallel INVITEs.
+const MAX_INVITES: usize = 32;
+
+/// The methods of an INVITE dialog's own transactions (RFC 3261, 3262, 3311).
+const INVITE_FAMILY: [&str; 6] = ["INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"];
+
+/// Whether a message is a request of an INVITE dialog's own methods, or a response to one.
+pub(crate) fn is_invite_family(msg: &SipMessage<'_>) -> bool {
+    let method = msg.method().or_else(|| msg.cseq().map(|c| c.method));
+    method.is_some_and(|m| INVITE_FAMILY.contains(&m))
+}
+
+/// One initial INVITE transaction of a call, as its responses and CANCEL find it (RFC
+/// 3261 section 9.1: a CANCEL has its INVITE's CSeq number and top Via branch).
+#[derive(Debug)]
+struct InviteTx {
+    cseq: u32,
+    branch: Option<String>,
+    start: Timestamp,
+    /// When its first final response came.
+    final_at: Option<Timestamp>,
+    /// A CANCEL matched it before its final response.
+    cancelled: bool,
+}
+
 /// Where and when a SIP message was seen.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct MsgMeta {
@@ -42,11 +68,21 @@ pub(crate) struct Dialog {
     pub last_activity: Timestamp,
     last_message: Timestamp,
     pub state: CallState,
-    invite_cseq: Option<u32>,
+    /// The initial INVITE transactions, oldest first, at most [`MAX_INVITES`].
+    invites: Vec<InviteTx>,
     invite_ts: Option<Timestamp>,
     first_18x: Option<Timestamp>,
     first_final: Option<Timestamp>,
+    /// The first final response answered an INVITE that was cancelled (a CANCEL matched
+    /// it, or it got a 487): when another INVITE was answered, setup time is taken from that.
+    first_final_cancelled: bool,
     answered: Option<Timestamp>,
+    /// When the INVITE that was answered was sent.
+    answered_invite: Option<Timestamp>,
+    /// A message of an INVITE dialog was seen (a response to an INVITE, an ACK, a BYE...).
+    invite_dialog: bool,
+    /// The dialog's initial INVITE was seen.
+    initial_invite: bool,
     bye: Option<Timestamp>,
     hangup_by: Option<Party>,
     participants: Vec<SocketAddr>,
@@ -89,11 +125,15 @@ impl Dialog {
             last_activity: meta.ts,
             last_message: meta.ts,
             state,
-            invite_cseq: None,
+            invites: Vec::new(),
             invite_ts: None,
             first_18x: None,
             first_final: None,
+            first_final_cancelled: false,
             answered: None,
+            answered_invite: None,
+            invite_dialog: false,
+            initial_invite: false,
             bye: None,
             hangup_by: None,
             participants: Vec::new(),
@@ -113,6 +153,32 @@ impl Dialog {
             ),
             _ => self.first_final.is_some(),
         }
+    }
+
+    /// Whether `msg` carries this call's two tags (From and To, either way round): a request
+    /// or response within the dialog, whatever its method.
+    pub fn has_tags_of(&self, msg: &SipMessage<'_>) -> bool {
+        let (Some(caller), Some(callee)) = (self.caller_tag.as_deref(), self.callee_tag.as_deref()) else {
+            return false;
+        };
+        let (Some(from), Some(to)) = (msg.from().and_then(|f| f.tag), msg.to().and_then(|t| t.tag)) else {
+            return false;
+        };
+        (from == caller && to == callee) || (from == callee && to == caller)
+    }
+
+    /// The INVITE transaction a response or CANCEL with CSeq number `cseq` and top Via
+    /// `branch` belongs to: the same number and branch, else the latest with the number.
+    fn invite_tx(&self, cseq: u32, branch: Option<&str>) -> Option<usize> {
+        let same_branch = self.invites.iter().rposition(|t| t.cseq == cseq && t.branch.as_deref() == branch);
+        same_branch.or_else(|| self.invites.iter().rposition(|t| t.cseq == cseq))
+    }
+
+    /// Whether an INVITE transaction other than the one at `except` still waits for its answer.
+    fn other_invite_pending(&self, except: Option<(u32, Option<&str>)>) -> bool {
+        self.invites.iter().any(|t| {
+            t.final_at.is_none() && !t.cancelled && except.is_none_or(|(c, b)| t.cseq != c || t.branch.as_deref() != b)
+        })
     }
 
     /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the summary.
@@ -154,6 +220,7 @@ impl Dialog {
         if retransmission {
             return;
         }
+        self.invite_dialog |= is_invite_family(msg);
         match (msg.method(), msg.status()) {
             (Some(method), _) => self.on_request(msg, method, cseq_num, meta),
             (None, Some(code)) => self.on_response(msg, code, cseq_num, cseq_method, meta),
@@ -170,14 +237,32 @@ impl Dialog {
                 if !matches!(self.state, CallState::InCall | CallState::Completed) {
                     self.state = CallState::CallSetup;
                 }
-                self.invite_cseq = Some(cseq);
+                if self.invites.len() >= MAX_INVITES {
+                    self.invites.remove(0);
+                }
+                let branch = msg.top_via().and_then(|v| v.branch).map(str::to_string);
+                self.invites.push(InviteTx { cseq, branch, start: meta.ts, final_at: None, cancelled: false });
+                self.initial_invite = true;
                 self.invite_ts.get_or_insert(meta.ts);
                 if self.caller_tag.is_none() {
                     self.caller_tag = msg.from().and_then(|f| f.tag).map(str::to_string);
                 }
             }
             "CANCEL" => {
-                if matches!(self.state, CallState::CallSetup | CallState::Ringing) {
+                // A CANCEL ends the call only when it reaches an INVITE not yet answered and
+                // no other INVITE of the call (a fork, a parallel INVITE) is still going; one
+                // that matches no INVITE seen cancels whatever is pending.
+                let branch = msg.top_via().and_then(|v| v.branch);
+                let matched = self.invite_tx(cseq, branch).and_then(|i| self.invites.get_mut(i)).map(|tx| {
+                    let unanswered = tx.final_at.is_none();
+                    tx.cancelled |= unanswered;
+                    (unanswered, (tx.cseq, tx.branch.clone()))
+                });
+                let applies = match &matched {
+                    Some((unanswered, (c, b))) => *unanswered && !self.other_invite_pending(Some((*c, b.as_deref()))),
+                    None => true,
+                };
+                if applies && matches!(self.state, CallState::CallSetup | CallState::Ringing) {
                     self.state = CallState::Cancelled;
                 }
             }
@@ -221,8 +306,28 @@ impl Dialog {
             }
             return;
         }
-        if cseq_method != "INVITE" || self.invite_cseq.is_some_and(|c| c != cseq) {
+        if cseq_method != "INVITE" {
             return;
+        }
+        // Responses go to their own INVITE transaction; with none seen (the capture began
+        // after the INVITE), every INVITE response counts.
+        let branch = msg.top_via().and_then(|v| v.branch);
+        let tx = match self.invite_tx(cseq, branch) {
+            Some(i) => self.invites.get_mut(i),
+            None if self.invites.is_empty() => None,
+            // A response to a re-INVITE, or to an INVITE not seen.
+            None => return,
+        };
+        let key = tx.as_ref().map(|t| (t.cseq, t.branch.clone()));
+        let (start, cancelled) = tx.as_ref().map_or((None, false), |t| (Some(t.start), t.cancelled || code == 487));
+        if code >= 200 {
+            if let Some(tx) = tx {
+                tx.final_at.get_or_insert(meta.ts);
+            }
+            if self.first_final.is_none() {
+                self.first_final = Some(meta.ts);
+                self.first_final_cancelled = cancelled;
+            }
         }
         match code {
             180..=189 => {
@@ -232,20 +337,20 @@ impl Dialog {
                 }
             }
             200..=299 => {
-                self.first_final.get_or_insert(meta.ts);
-                self.answered.get_or_insert(meta.ts);
+                if self.answered.is_none() {
+                    self.answered = Some(meta.ts);
+                    self.answered_invite = start;
+                }
                 if matches!(self.state, CallState::CallSetup | CallState::Ringing | CallState::Unknown) {
                     self.state = CallState::InCall;
                 }
             }
-            300.. => {
-                self.first_final.get_or_insert(meta.ts);
-                match self.state {
-                    CallState::CallSetup | CallState::Ringing if code == 487 => self.state = CallState::Cancelled,
-                    CallState::CallSetup | CallState::Ringing | CallState::Unknown => self.state = CallState::Rejected,
-                    _ => {}
-                }
-            }
+            // A failure ends the call once no other INVITE of it is still going.
+            300.. if !self.other_invite_pending(key.as_ref().map(|(c, b)| (*c, b.as_deref()))) => match self.state {
+                CallState::CallSetup | CallState::Ringing if code == 487 => self.state = CallState::Cancelled,
+                CallState::CallSetup | CallState::Ringing | CallState::Unknown => self.state = CallState::Rejected,
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -258,8 +363,29 @@ impl Dialog {
     }
 
     /// Builds the output session; media streams are added by the caller.
-    pub fn into_session(self) -> Session {
-        let since_invite = |t: Option<Timestamp>| Some(t?.millis_since(self.invite_ts?));
+    pub fn into_session(mut self) -> Session {
+        // Never negative: a final answer before the INVITE (the INVITE came later in the
+        // capture) gives no setup time.
+        let since = |t: Option<Timestamp>, from: Option<Timestamp>| {
+            let (t, from) = (t?, from?);
+            (t >= from).then(|| t.millis_since(from))
+        };
+        let invite = self.invite_ts;
+        // From the answered INVITE when the first final answer went to one that was cancelled
+        // (a fork or a parallel INVITE), else from the first INVITE to the first final answer.
+        let setup_time_ms = if self.first_final_cancelled && self.answered.is_some() {
+            since(self.answered, self.answered_invite)
+        } else {
+            since(self.first_final, invite)
+        };
+        if self.invite_dialog && !self.initial_invite {
+            // The INVITE was lost (a fragment that never completed) or came before the capture.
+            self.state = CallState::Unknown;
+            let frame = self.first_frame;
+            self.note(format!(
+                "initial_request_missing: the dialog's INVITE is not in the capture (it starts at frame {frame})"
+            ));
+        }
         Session {
             id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
             kind: self.kind,
@@ -269,8 +395,8 @@ impl Dialog {
             state: self.state,
             start: self.start,
             end: self.last_message,
-            setup_time_ms: since_invite(self.first_final),
-            post_dial_delay_ms: since_invite(self.first_18x),
+            setup_time_ms,
+            post_dial_delay_ms: since(self.first_18x, invite),
             ring_time_ms: match (self.first_18x, self.first_final) {
                 (Some(r), Some(f)) if f >= r => Some(f.millis_since(r)),
                 _ => None,

@@ -8,12 +8,16 @@
 //! frames, the same flow numbers in the same order.
 
 use crate::flows::{FlowId, FlowIndex};
+use crate::ids::Fnv64;
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
-use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp, Tunnel, TunnelKind};
+use callflow_decode::packet::{
+    decode_frame, decode_transport, Fragment, IpInfo, Packet, Transport as Tp, Tunnel, TunnelKind, MAX_TUNNELS,
+};
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
 use callflow_model::Transport;
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
@@ -128,6 +132,17 @@ impl Tunnels {
     }
 }
 
+/// What tells copies of one fragment apart when a capture holds a datagram two or three
+/// times (several capture points): the VLAN tags and the number of tunnels around it, the
+/// same whether the fragment came in a frame of its own or out of a reassembled datagram
+/// (`more_tunnels`: those crossed inside that datagram).
+fn fragment_context(packet: &Packet<'_>, more_tunnels: u8) -> u64 {
+    let mut h = Fnv64::default();
+    packet.vlans.as_slice().hash(&mut h);
+    packet.tunnels.saturating_add(more_tunnels).hash(&mut h);
+    h.finish()
+}
+
 /// The front stage's state: fragments waiting for the rest of their datagram, and the flows
 /// seen so far.
 #[derive(Debug)]
@@ -183,11 +198,11 @@ impl Front {
         self.clock = self.clock.max(ts);
         let (reassembly, flow, tunnel) = match &packet.transport {
             Tp::Fragment(fragment) => {
-                let reassembly = self.fragments.push(ts, fragment);
+                let (reassembly, seen) = self.reassemble(ts, &packet, fragment);
                 let (flow, tunnel) = match &reassembly {
                     Ok(Some(d)) => {
                         let inner = decode_transport(d.protocol, d.src, d.dst, &d.payload);
-                        let tunnel = self.tunnel(inner.tunnel.or(packet.tunnel));
+                        let tunnel = self.tunnel(inner.tunnel.or(seen).or(packet.tunnel));
                         (self.flow(&inner, tunnel.map_or(0, |(n, _)| n), ts), tunnel)
                     }
                     _ => (None, self.tunnel(packet.tunnel)),
@@ -214,6 +229,30 @@ impl Front {
             flow,
             forgotten,
         }
+    }
+
+    /// Adds `fragment` (of `packet`) to its datagram. A datagram it completes that is
+    /// itself a fragment (an IP-fragmented GTP-U packet carrying the first fragment of the
+    /// UE's packet, as VoLTE captures show) is added in turn, so what comes out is whole.
+    /// Also returns the tunnel crossed on the way (the GTP-U around the UE's fragment).
+    fn reassemble(
+        &mut self,
+        ts: Timestamp,
+        packet: &Packet<'_>,
+        fragment: &Fragment<'_>,
+    ) -> (Result<Option<Datagram>, DecodeError>, Option<Tunnel>) {
+        let mut reassembly = self.fragments.push_in(ts, fragment, fragment_context(packet, 0));
+        let mut tunnel = None;
+        for _ in 0..MAX_TUNNELS {
+            let Ok(Some(datagram)) = &reassembly else { break };
+            let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
+            let Tp::Fragment(inner_fragment) = &inner.transport else { break };
+            tunnel = inner.tunnel.or(tunnel);
+            let context = fragment_context(packet, inner.tunnels);
+            let next = self.fragments.push_in(ts, inner_fragment, context);
+            reassembly = next;
+        }
+        (reassembly, tunnel)
     }
 
     /// How many flows were seen after the flow list was full.

@@ -327,19 +327,38 @@ impl MediaTable {
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
     pub fn on_orphan(&mut self, memo: &mut MediaMemo, kind: MediaKind, d: &Datagram<'_>) -> Result<Owner, NotMedia> {
-        let pair = if d.src <= d.dst { (d.context, d.src, d.dst) } else { (d.context, d.dst, d.src) };
-        let owner = match self.orphan_pairs.get(&pair) {
+        let in_tunnel = |(a, b): (SocketAddr, SocketAddr)| (d.context, a, b);
+        let pair = in_tunnel(ordered_pair(d.src, d.dst));
+        // RTCP between two odd ports belongs with the RTP one port below (RFC 3550 section
+        // 11), whichever of the two shows up first.
+        let rtp_pair = match kind {
+            MediaKind::Rtcp => rtp_pair_of(d.src, d.dst).map(in_tunnel),
+            _ => None,
+        };
+        let beside = rtp_pair.is_some() && !self.orphan_pairs.contains_key(&pair);
+        let known = self.orphan_pairs.get(&pair).or_else(|| rtp_pair.and_then(|p| self.orphan_pairs.get(&p)));
+        let owner = match known {
             Some(&o) => o,
             None => {
                 // Orphan owners count down from the top so they never meet a dialog number.
                 self.next_orphan += 1;
                 let o = u64::MAX - self.next_orphan;
-                self.orphan_pairs.insert(pair, o);
+                self.orphan_pairs.insert(rtp_pair.unwrap_or(pair), o);
                 o
             }
         };
         match kind {
-            MediaKind::Rtcp => self.on_rtcp(owner, d)?,
+            MediaKind::Rtcp => {
+                let reported = self.on_rtcp(owner, d);
+                if beside {
+                    // The session is named after its first RTP packet, as when the RTCP
+                    // came after it.
+                    if let Some(media) = self.owners.get_mut(&owner).filter(|m| m.streams.is_empty()) {
+                        media.first_frame = u64::MAX;
+                    }
+                }
+                reported?;
+            }
             MediaKind::Rtp => self.on_rtp(owner, None, memo, d)?,
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
@@ -366,6 +385,7 @@ impl MediaTable {
             tunnel: d.tunnel.copied(),
             ..Default::default()
         });
+        media.first_frame = media.first_frame.min(frame);
         media.streams.push(key);
         let stream = Stream {
             stats: StreamStats::default(),
@@ -589,14 +609,15 @@ impl MediaTable {
         self.orphan_pairs.retain(|_, o| *o != owner);
         let first_frame = self.owners.get(&owner).map(|m| m.first_frame).unwrap_or(0);
         let tunnel = self.owners.get(&owner).and_then(|m| m.tunnel.as_ref()).map(tunnel_out);
-        let has_rtcp = self.owners.get(&owner).is_some_and(|m| !m.rtcp.is_empty());
         let (plausible, implausible): (Vec<_>, Vec<_>) = self
             .take_with_bytes(owner)
             .into_iter()
             .partition(|(s, _)| s.packets >= 2 && s.sequence_errors * 2 <= s.packets);
         let rejected = implausible.iter().fold((0, 0), |(p, b), (s, bytes)| (p + s.packets, b + bytes));
         let plausible: Vec<MediaStream> = plausible.into_iter().map(|(s, _)| s).collect();
-        if plausible.is_empty() && !has_rtcp {
+        // RTCP is reported with the stream it is about: without one, a session would be empty
+        // (no addresses, no times), so there is none; the packets stay counted as RTCP.
+        if plausible.is_empty() {
             return (None, rejected);
         }
         let mut participants: Vec<SocketAddr> = Vec::new();
@@ -631,6 +652,24 @@ impl MediaTable {
         };
         (Some(session), rejected)
     }
+}
+
+/// The address pair in a fixed order, so both directions of a flow give the same key.
+fn ordered_pair(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// For RTCP between two odd ports, the pair of the RTP it reports on, one port below each.
+fn rtp_pair_of(src: SocketAddr, dst: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    if src.port().is_multiple_of(2) || dst.port().is_multiple_of(2) {
+        return None;
+    }
+    let below = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() - 1);
+    Some(ordered_pair(below(src), below(dst)))
 }
 
 fn report_block(b: rtcp::ReportBlock) -> ReportBlock {

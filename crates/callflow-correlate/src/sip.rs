@@ -1,7 +1,7 @@
 //! The SIP handler: SIP messages grouped into dialogs by Call-ID, the SDP they carry announced to the media table, and the dialogs closed once over.
 
 use crate::ctx::PacketCtx;
-use crate::dialog::{Dialog, MsgMeta};
+use crate::dialog::{self, Dialog, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
 use crate::media::Owner;
 use crate::websocket;
@@ -10,15 +10,65 @@ use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::Framing;
 use callflow_decode::Timestamp;
-use callflow_model::Session;
+use callflow_model::{Session, SessionKind};
 use std::collections::HashMap;
 
-/// The open SIP dialogs, by owner number and by Call-ID.
+/// The open SIP sessions (dialogs and groups of other transactions), by owner number and
+/// by Call-ID.
 #[derive(Debug)]
 pub(crate) struct SipHandler {
     dialogs: HashMap<Owner, Dialog>,
-    by_call_id: HashMap<String, Owner>,
+    /// The open sessions of each Call-ID: its INVITE dialog and its group of other
+    /// transactions (a REGISTER, say, sent with the Call-ID the INVITE then reuses).
+    by_call_id: HashMap<String, CallIdSessions>,
     next_dialog: Owner,
+}
+
+/// The open sessions of one Call-ID.
+#[derive(Clone, Copy, Debug, Default)]
+struct CallIdSessions {
+    /// Its INVITE dialog (forks and retries with credentials included).
+    call: Option<Owner>,
+    /// Its other transactions: REGISTER, OPTIONS, SUBSCRIBE...
+    other: Option<Owner>,
+}
+
+impl SipHandler {
+    /// The session a SIP message belongs to, opened if need be. A session is an INVITE
+    /// dialog or a group of other transactions, not a Call-ID: a Call-ID that carried a
+    /// REGISTER and then an INVITE gives a `sip_register` and a `sip_call` (RFC 3261 keys
+    /// a dialog by Call-ID and tags, a transaction by its branch).
+    fn session_for(&mut self, msg: &SipMessage<'_>, call_id: &str, meta: &MsgMeta) -> Owner {
+        let sessions = self.by_call_id.get(call_id).copied().unwrap_or_default();
+        let in_call = dialog::is_invite_family(msg)
+            || sessions.call.and_then(|id| self.dialogs.get(&id)).is_some_and(|d| d.has_tags_of(msg));
+        let out_of_dialog_request = msg.method().is_some() && msg.to().and_then(|t| t.tag).is_none();
+        let existing = match (in_call, sessions.call, sessions.other) {
+            (true, Some(call), _) => Some(call),
+            // An initial INVITE opens the call beside the other transactions of its Call-ID.
+            (true, None, Some(_)) if msg.method() == Some("INVITE") && out_of_dialog_request => None,
+            (true, None, other) => other,
+            (false, _, Some(other)) => Some(other),
+            // A request outside any dialog starts a transaction group of its own; what else
+            // the call's Call-ID carries (a response to an in-dialog request) stays with it.
+            (false, Some(_), None) if out_of_dialog_request => None,
+            (false, call, None) => call,
+        };
+        if let Some(id) = existing {
+            return id;
+        }
+        let id = self.next_dialog;
+        self.next_dialog += 1;
+        let dialog = Dialog::new(msg, call_id, meta);
+        let entry = self.by_call_id.entry(call_id.to_string()).or_default();
+        if dialog.kind == SessionKind::SipCall {
+            entry.call = Some(id);
+        } else {
+            entry.other = Some(id);
+        }
+        self.dialogs.insert(id, dialog);
+        id
+    }
 }
 
 impl Default for SipHandler {
@@ -73,16 +123,7 @@ impl Handler for SipHandler {
         if call_id.is_empty() {
             services.stats.malformed += 1;
         }
-        let id = match self.by_call_id.get(call_id) {
-            Some(&id) => id,
-            None => {
-                let id = self.next_dialog;
-                self.next_dialog += 1;
-                self.by_call_id.insert(call_id.to_string(), id);
-                self.dialogs.insert(id, Dialog::new(&msg, call_id, &meta));
-                id
-            }
-        };
+        let id = self.session_for(&msg, call_id, &meta);
         let mut has_sdp = false;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
@@ -126,8 +167,15 @@ impl Handler for SipHandler {
     /// The dialog as a session, with the media its SDP announced.
     fn close(&mut self, id: Owner, services: &mut Services) -> Option<Session> {
         let dialog = self.dialogs.remove(&id)?;
-        if self.by_call_id.get(&dialog.call_id) == Some(&id) {
-            self.by_call_id.remove(&dialog.call_id);
+        if let Some(sessions) = self.by_call_id.get_mut(&dialog.call_id) {
+            for slot in [&mut sessions.call, &mut sessions.other] {
+                if *slot == Some(id) {
+                    *slot = None;
+                }
+            }
+            if sessions.call.is_none() && sessions.other.is_none() {
+                self.by_call_id.remove(&dialog.call_id);
+            }
         }
         let media = services.media.take(id);
         let mut session = dialog.into_session();
