@@ -100,13 +100,15 @@ const MAX_TUNNELS_NUMBERED: usize = 1 << 20;
 /// Numbers the tunnels of a run that keep equal inner addresses apart, from 1, so that a
 /// flow's key holds its tunnel as one word.
 ///
-/// Only GTP-U bearers are numbered: the addresses of mobile subscribers come from per-APN
+/// Only GTP-U tunnels are numbered: the addresses of mobile subscribers come from per-APN
 /// pools that overlap, and both directions of a bearer are tunnelled. IP-in-IP and GRE
 /// get 0, as outside any tunnel: they are often asymmetric (one direction encapsulated,
 /// the replies routed directly, as in sngrep's `ipip.pcap`), and numbering them would
-/// cut one connection in two. A bearer is known by its (unordered) outer address pair, not
-/// by its TEID: the two directions carry different TEIDs (each names its receiving end),
-/// and must stay one flow.
+/// cut one connection in two. A GTP-U tunnel is known by its (unordered) outer address pair
+/// (the eNodeB and the gateway), not by its TEID: the two directions of a bearer carry
+/// different TEIDs (each names its receiving end) and must stay one flow. So UEs with equal
+/// addresses behind the same pair still meet; telling them apart needs the TEID pairs that
+/// GTP-C announces (the GTP handler's to learn).
 #[derive(Debug, Default)]
 pub(crate) struct Tunnels {
     numbers: foldhash::HashMap<(u8, IpAddr, IpAddr), u32>,
