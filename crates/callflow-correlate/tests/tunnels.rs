@@ -1,4 +1,4 @@
-//! Tunnel context: SIP and RTP inside GTP-U bearers keep their bearer, and equal inner addresses in two bearers stay apart.
+//! Tunnel context: SIP and RTP inside GTP-U keep their tunnel, and equal UE addresses behind two eNodeBs stay apart.
 
 use callflow_correlate::Analyzer;
 use callflow_decode::capture::Frame;
@@ -79,7 +79,7 @@ fn analyse(packets: &[Vec<u8>]) -> (Vec<Session>, Vec<callflow_model::Flow>) {
 }
 
 #[test]
-fn equal_ue_addresses_in_two_bearers_are_two_calls_each_with_its_own_media() {
+fn equal_ue_addresses_behind_two_enodebs_are_two_calls_each_with_its_own_media() {
     let mut packets = Vec::new();
     // Two subscribers behind two eNodeBs, given the same address by two APNs, each call out.
     packets.push(gtp_u(1, 0x100, true, &ipv4(UE, PEER, 17, &udp(5060, 5060, &invite("call-a")))));
