@@ -211,7 +211,9 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     /// The statistics so far, while the analysis goes on (what [`Analyzer::finish`] would
-    /// give now, less the sessions still open).
+    /// give now, less the sessions still open). `flows_unlisted` is what this analyzer's
+    /// own front stage counted: with the read-ahead thread, [`analyze`](crate::analyze)
+    /// adds that thread's count at the end.
     pub fn stats(&self) -> Stats {
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_unlisted = self.front.unlisted_flows();
