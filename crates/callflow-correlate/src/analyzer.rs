@@ -153,7 +153,7 @@ impl<C: Classifier> Analyzer<C> {
             ts,
             len,
         );
-        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(self.last_sweep) >= SWEEP_INTERVAL_NS {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
@@ -477,7 +477,7 @@ impl<C: Classifier> Analyzer<C> {
         let linger = duration_ns(self.opts.session_linger);
         let idle = duration_ns(self.opts.idle_timeout);
         self.tcp.expire(now);
-        self.tcp_flows.retain(|_, (_, seen, _)| now.as_nanos() - seen.as_nanos() <= idle);
+        self.tcp_flows.retain(|_, (_, seen, _)| now.nanos_since(*seen) <= idle);
         let flows = &self.tcp_flows;
         self.ws.retain(|src, dst| flows.contains_key(&if src <= dst { (src, dst) } else { (dst, src) }));
         let mut done: Vec<(u64, Owner)> = self
@@ -485,7 +485,7 @@ impl<C: Classifier> Analyzer<C> {
             .iter()
             .filter(|(id, d)| {
                 let last = self.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
-                let quiet = now.as_nanos() - last.as_nanos();
+                let quiet = now.nanos_since(last);
                 (d.is_terminated() && quiet > linger) || quiet > idle
             })
             .map(|(id, d)| (d.first_frame, *id))
@@ -494,7 +494,7 @@ impl<C: Classifier> Analyzer<C> {
         for (_, id) in done {
             self.close_dialog(id);
         }
-        for owner in self.media.idle_orphans(Timestamp::from_nanos(now.as_nanos() - idle)) {
+        for owner in self.media.idle_orphans(Timestamp::from_nanos(now.as_nanos().saturating_sub(idle))) {
             self.close_orphan(owner);
         }
     }

@@ -137,7 +137,7 @@ impl Front {
         };
         // The same schedule as the analysis's sweep, so fragments expire at the same frames
         // whichever thread runs this.
-        if self.clock.as_nanos() - last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(last_sweep) >= SWEEP_INTERVAL_NS {
             self.last_sweep = Some(self.clock);
             self.fragments.expire(self.clock);
         }
