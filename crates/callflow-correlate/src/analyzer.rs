@@ -182,7 +182,7 @@ impl<C: Classifier> Analyzer<C> {
             ts,
             len,
         );
-        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(self.last_sweep) >= SWEEP_INTERVAL_NS {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
@@ -204,7 +204,7 @@ impl<C: Classifier> Analyzer<C> {
             self.last_sweep = now;
         }
         self.clock = self.clock.max(now);
-        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(self.last_sweep) >= SWEEP_INTERVAL_NS {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
@@ -477,8 +477,8 @@ impl<C: Classifier> Analyzer<C> {
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
         self.tcp.expire(now);
-        self.sctp.expire(Timestamp::from_nanos(now.as_nanos() - duration_ns(self.opts.tcp.idle_timeout)));
-        self.tcp_flows.retain(|_, route| now.as_nanos() - route.seen.as_nanos() <= idle);
+        self.sctp.expire(Timestamp::from_nanos(now.as_nanos().saturating_sub(duration_ns(self.opts.tcp.idle_timeout))));
+        self.tcp_flows.retain(|_, route| now.nanos_since(route.seen) <= idle);
         let flows = &self.tcp_flows;
         self.ws.retain(|StreamKey { src, dst, context }| {
             flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })

@@ -428,3 +428,173 @@ fn transaction_hash(msg: &SipMessage<'_>, meta: &MsgMeta, cseq: u32, cseq_method
     msg.top_via().and_then(|v| v.branch).hash(&mut h);
     h.finish()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the messages of `script` through one dialog, 10 ms apart, and compares what the
+    /// session says with `expected`: `STATE setup= ring= duration= hangup= anomalies`.
+    ///
+    /// A line is `> ` (caller to callee) or `< ` (callee to caller), then a request
+    /// `METHOD cseq branch`, with `in` at the end when it is sent within the dialog (with
+    /// the callee's To tag), or a response `status METHOD cseq branch` (always with the
+    /// callee's tag).
+    fn check(script: &[&str], expected: &str) {
+        let caller: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let callee: SocketAddr = "10.0.0.2:5060".parse().unwrap();
+        let mut dialog: Option<Dialog> = None;
+        for (i, line) in script.iter().enumerate() {
+            let (from_caller, rest) = match line.split_at(2) {
+                ("> ", rest) => (true, rest),
+                ("< ", rest) => (false, rest),
+                _ => panic!("bad line {line}"),
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let (tags, start, cseq) = if words[0].starts_with(|c: char| c.is_ascii_digit()) {
+                // Responses here answer the caller's requests.
+                (
+                    Some(("caller", "callee")),
+                    format!("SIP/2.0 {} Whatever", words[0]),
+                    format!("{} {}", words[2], words[1]),
+                )
+            } else {
+                let in_dialog = words.get(3) == Some(&"in");
+                let tags = match (in_dialog, from_caller) {
+                    (false, _) => None,
+                    (true, true) => Some(("caller", "callee")),
+                    (true, false) => Some(("callee", "caller")),
+                };
+                (tags, format!("{} sip:b@10.0.0.2 SIP/2.0", words[0]), format!("{} {}", words[1], words[0]))
+            };
+            let branch = if start.starts_with("SIP") { words[3] } else { words[2] };
+            let (from_tag, to) = match tags {
+                Some((f, t)) => (f, format!("<sip:b@10.0.0.2>;tag={t}")),
+                None => ("caller", String::from("<sip:b@10.0.0.2>")),
+            };
+            let text = format!(
+                "{start}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{branch}\r\nFrom: <sip:a@10.0.0.1>;tag={from_tag}\r\n\
+                 To: {to}\r\nCall-ID: c\r\nCSeq: {cseq}\r\n\r\n"
+            );
+            let msg = SipMessage::parse(text.as_bytes()).expect("parses");
+            let (src, dst) = if from_caller { (caller, callee) } else { (callee, caller) };
+            let ts = Timestamp::from_nanos(i as i64 * 10_000_000);
+            let meta =
+                MsgMeta { ts, frame: i as u64 + 1, src, dst, transport: Transport::Udp, context: 0, tunnel: None };
+            dialog.get_or_insert_with(|| Dialog::new(&msg, "c", &meta)).on_message(&msg, &meta, false);
+        }
+        let s = dialog.expect("a message").into_session();
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let hangup = s.hangup_by.map_or("-", |p| if p == Party::Caller { "caller" } else { "callee" });
+        let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.split([':', ' ']).next().unwrap_or("")).collect();
+        let got = format!(
+            "{} setup={} ring={} duration={} hangup={hangup} {anomalies:?}",
+            s.state.as_str(),
+            ms(s.setup_time_ms),
+            ms(s.ring_time_ms),
+            ms(s.duration_ms)
+        );
+        assert_eq!(got, expected, "{script:#?}");
+    }
+
+    #[test]
+    fn answered_and_ended() {
+        check(
+            &["> INVITE 1 i", "< 180 INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in"],
+            "IN_CALL setup=20 ring=10 duration=- hangup=- []",
+        );
+        check(
+            &["> INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in", "< 200 BYE 2 b"],
+            "COMPLETED setup=10 ring=- duration=20 hangup=caller []",
+        );
+        check(
+            &["> INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in", "< BYE 1 b in"],
+            "COMPLETED setup=10 ring=- duration=20 hangup=callee []",
+        );
+    }
+
+    #[test]
+    fn rejected_and_cancelled() {
+        check(&["> INVITE 1 i", "< 486 INVITE 1 i", "> ACK 1 i"], "REJECTED setup=10 ring=- duration=- hangup=- []");
+        check(
+            &["> INVITE 1 i", "< 180 INVITE 1 i", "> CANCEL 1 i", "< 200 CANCEL 1 i", "< 487 INVITE 1 i"],
+            "CANCELLED setup=40 ring=30 duration=- hangup=- []",
+        );
+        // A 487 without the CANCEL seen.
+        check(&["> INVITE 1 i", "< 487 INVITE 1 i"], "CANCELLED setup=10 ring=- duration=- hangup=- []");
+    }
+
+    #[test]
+    fn retry_with_credentials_is_one_call() {
+        check(
+            &["> INVITE 1 i1", "< 407 INVITE 1 i1", "> ACK 1 i1", "> INVITE 2 i2", "< 200 INVITE 2 i2"],
+            "IN_CALL setup=10 ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn cancel_reaches_only_its_own_invite() {
+        // After the final answer, a CANCEL of the same INVITE does nothing (RFC 3261 9.2).
+        check(&["> INVITE 1 i", "< 200 INVITE 1 i", "> CANCEL 1 i"], "IN_CALL setup=10 ring=- duration=- hangup=- []");
+        // A CANCEL of a parallel INVITE after the answer.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "< 200 INVITE 1 i1", "> CANCEL 2 i2", "< 487 INVITE 2 i2"],
+            "IN_CALL setup=20 ring=- duration=- hangup=- []",
+        );
+        // A CANCEL of a parallel INVITE before the answer, while the other still goes on.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "> CANCEL 2 i2", "< 487 INVITE 2 i2", "< 200 INVITE 1 i1"],
+            "IN_CALL setup=40 ring=- duration=- hangup=- []",
+        );
+        // Both cancelled.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "> CANCEL 2 i2", "> CANCEL 1 i1"],
+            "CANCELLED setup=- ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn the_same_invite_seen_at_two_hops() {
+        // One hop's failure leaves the call going until the other hop's.
+        check(
+            &["> INVITE 1 h1", "> INVITE 1 h2", "< 486 INVITE 1 h2"],
+            "CALL_SETUP setup=20 ring=- duration=- hangup=- []",
+        );
+        check(
+            &["> INVITE 1 h1", "> INVITE 1 h2", "< 486 INVITE 1 h2", "< 486 INVITE 1 h1"],
+            "REJECTED setup=20 ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn retransmissions_change_nothing() {
+        check(
+            &["> INVITE 1 i", "> INVITE 1 i", "< 180 INVITE 1 i", "< 180 INVITE 1 i", "< 200 INVITE 1 i"],
+            "IN_CALL setup=40 ring=20 duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn without_the_initial_invite() {
+        check(
+            &["< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in"],
+            "UNKNOWN setup=- ring=- duration=20 hangup=caller [\"initial_request_missing\"]",
+        );
+        check(
+            &["> BYE 2 b in", "< 200 BYE 2 b"],
+            "UNKNOWN setup=- ring=- duration=- hangup=caller [\"initial_request_missing\"]",
+        );
+        // A BYE with no answer seen is noted too.
+        check(&["> INVITE 1 i", "> BYE 2 b in"], "COMPLETED setup=- ring=- duration=- hangup=caller [\"BYE\"]");
+    }
+
+    #[test]
+    fn transactions_other_than_invite() {
+        check(
+            &["> REGISTER 1 r1", "< 401 REGISTER 1 r1", "> REGISTER 2 r2", "< 200 REGISTER 2 r2"],
+            "COMPLETED setup=- ring=- duration=- hangup=- []",
+        );
+        check(&["> OPTIONS 1 o", "< 404 OPTIONS 1 o"], "REJECTED setup=- ring=- duration=- hangup=- []");
+        check(&["> MESSAGE 1 m"], "CALL_SETUP setup=- ring=- duration=- hangup=- []");
+    }
+}

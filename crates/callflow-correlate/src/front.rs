@@ -180,7 +180,7 @@ impl Front {
     /// The sweep, on the same schedule as the analysis's, so fragments expire at the same
     /// frames whichever thread runs this.
     fn sweep(&mut self, last_sweep: Timestamp) -> Forgotten {
-        if self.clock.as_nanos() - last_sweep.as_nanos() < SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(last_sweep) < SWEEP_INTERVAL_NS {
             return None;
         }
         self.last_sweep = Some(self.clock);

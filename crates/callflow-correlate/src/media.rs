@@ -683,3 +683,172 @@ fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
         dlsr: b.dlsr,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap as StdHashMap;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    fn rtp_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    }
+
+    fn sender_report(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    /// Runs `script` through a media table, 20 ms apart, and compares what comes out with
+    /// `expected`, one line per stream: `owner src>dst ssrc=N packets=N rtcp=N`, the
+    /// dialogs' (numbered as in `sdp` lines) first, then the orphan sessions' (`rtp`).
+    ///
+    /// Lines: `sdp OWNER ADDR` (an SDP of dialog OWNER announcing audio at ADDR),
+    /// `rtp SRC>DST SEQ SSRC`, `rtcp SRC>DST SSRC` (a sender report). A datagram no SDP
+    /// announced is orphan media.
+    fn check(script: &[&str], expected: &[&str]) {
+        let mut table = MediaTable::default();
+        let mut memos: StdHashMap<(SocketAddr, SocketAddr), MediaMemo> = StdHashMap::new();
+        let mut dialogs = Vec::new();
+        for (i, line) in script.iter().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words[0] == "sdp" {
+                let owner: Owner = words[1].parse().unwrap();
+                let a = addr(words[2]);
+                let text = format!(
+                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n",
+                    ip = a.ip(),
+                    port = a.port()
+                );
+                table.register_sdp(owner, &Sdp::parse(text.as_bytes()).expect("sdp"), 0);
+                if !dialogs.contains(&owner) {
+                    dialogs.push(owner);
+                }
+                continue;
+            }
+            let (src, dst) = words[1].split_once('>').map(|(s, d)| (addr(s), addr(d))).unwrap();
+            let (kind, payload) = match words[0] {
+                "rtp" => (MediaKind::Rtp, rtp_packet(words[2].parse().unwrap(), words[3].parse().unwrap())),
+                _ => (MediaKind::Rtcp, sender_report(words[2].parse().unwrap())),
+            };
+            let hints = UdpHints::of(&payload);
+            let ts = Timestamp::from_nanos(i as i64 * 20_000_000);
+            let d = Datagram {
+                src,
+                dst,
+                context: 0,
+                tunnel: None,
+                payload: &payload,
+                hints: &hints,
+                ts,
+                frame: i as u64 + 1,
+                wire_len: 0,
+            };
+            let memo = memos.entry((src, dst)).or_default();
+            if table.on_announced(memo, &d).is_none() {
+                table.on_orphan(memo, kind, &d).expect("media");
+            }
+        }
+        let line = |owner: &str, m: &MediaStream| {
+            format!("{owner} {}>{} ssrc={} packets={} rtcp={}", m.src, m.dst, m.ssrc, m.packets, m.rtcp.len())
+        };
+        let mut got = Vec::new();
+        for owner in dialogs {
+            got.extend(table.take(owner).iter().map(|m| line(&owner.to_string(), m)));
+        }
+        for owner in table.all_orphans() {
+            if let (Some(session), _) = table.take_orphan_session(owner) {
+                assert!(!session.from.is_empty() && !session.to.is_empty(), "an orphan session names its ends");
+                got.extend(session.media.iter().map(|m| line("rtp", m)));
+            }
+        }
+        assert_eq!(got, expected, "{script:#?}");
+    }
+
+    const RTP_1: &str = "10.0.0.1:4000>10.0.0.2:5000";
+    const RTP_2: &str = "10.0.0.2:5000>10.0.0.1:4000";
+
+    #[test]
+    fn announced_media_goes_to_its_dialog() {
+        check(
+            &["sdp 1 10.0.0.2:5000", &format!("rtp {RTP_1} 1 7"), &format!("rtp {RTP_1} 2 7")],
+            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+        );
+        // Announced by the source's SDP only: the stream is still the dialog's.
+        check(
+            &["sdp 1 10.0.0.1:4000", &format!("rtp {RTP_1} 1 7"), &format!("rtp {RTP_2} 1 8")],
+            &[
+                "1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+                "1 10.0.0.2:5000>10.0.0.1:4000 ssrc=8 packets=1 rtcp=0",
+            ],
+        );
+    }
+
+    #[test]
+    fn announced_rtcp_port_is_the_next_one() {
+        check(
+            &[
+                "sdp 1 10.0.0.2:5000",
+                &format!("rtp {RTP_1} 1 7"),
+                &format!("rtp {RTP_1} 2 7"),
+                "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
+            ],
+            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=1"],
+        );
+    }
+
+    #[test]
+    fn a_new_sdp_moves_the_endpoint() {
+        check(
+            &["sdp 1 10.0.0.2:5000", &format!("rtp {RTP_1} 1 7"), "sdp 2 10.0.0.2:5000", &format!("rtp {RTP_1} 2 7")],
+            &[
+                "1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+                "2 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+            ],
+        );
+    }
+
+    #[test]
+    fn orphan_media_is_one_session_per_address_pair() {
+        check(
+            &[
+                &format!("rtp {RTP_1} 1 7"),
+                &format!("rtp {RTP_2} 1 8"),
+                &format!("rtp {RTP_1} 2 7"),
+                &format!("rtp {RTP_2} 2 8"),
+            ],
+            &[
+                "rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0",
+                "rtp 10.0.0.2:5000>10.0.0.1:4000 ssrc=8 packets=2 rtcp=0",
+            ],
+        );
+        // A single packet is not a stream: no session.
+        check(&[&format!("rtp {RTP_1} 1 7")], &[]);
+    }
+
+    #[test]
+    fn orphan_rtcp_on_the_ports_above_joins_its_stream() {
+        let rtcp = "rtcp 10.0.0.2:5001>10.0.0.1:4001 7";
+        let (one, two) = (format!("rtp {RTP_1} 1 7"), format!("rtp {RTP_1} 2 7"));
+        let expected = ["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=1"];
+        check(&[&one, &two, rtcp], &expected);
+        check(&[rtcp, &one, &two], &expected);
+        // Alone, it makes no session.
+        check(&[rtcp], &[]);
+        // Between even ports it is not the RTCP of another pair.
+        check(
+            &[&one, &two, "rtcp 10.0.0.2:5002>10.0.0.1:4002 7"],
+            &["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+        );
+    }
+}

@@ -90,7 +90,7 @@ impl Handler for MediaHandler {
 
     /// Orphan media is over when idle for the idle time.
     fn over(&self, now: Timestamp, services: &Services) -> Vec<Owner> {
-        services.media.idle_orphans(Timestamp::from_nanos(now.as_nanos() - services.lifetimes.idle))
+        services.media.idle_orphans(Timestamp::from_nanos(now.as_nanos().saturating_sub(services.lifetimes.idle)))
     }
 
     fn open(&self, services: &Services) -> Vec<Owner> {

@@ -149,7 +149,7 @@ impl Handler for SipHandler {
             .iter()
             .filter(|(id, d)| {
                 let last = services.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
-                let quiet = now.as_nanos() - last.as_nanos();
+                let quiet = now.nanos_since(last);
                 (d.is_terminated() && quiet > lifetimes.linger) || quiet > lifetimes.idle
             })
             .map(|(id, d)| (d.first_frame, *id))

@@ -325,3 +325,82 @@ fn sip_in_fragments_inside_a_fragmented_gtp_u_packet_is_reassembled_per_copy() {
         assert_eq!(seen, [(5, false), (6, true)], "each copy completes with its own fragments (VLANs {vlans:?})");
     }
 }
+
+/// A pcapng block of `block_type` around `body` (padded to 4 bytes).
+fn pcapng_block(block_type: u32, body: &[u8]) -> Vec<u8> {
+    let padded = body.len().div_ceil(4) * 4;
+    let total = (12 + padded) as u32;
+    let mut b = block_type.to_le_bytes().to_vec();
+    b.extend_from_slice(&total.to_le_bytes());
+    b.extend_from_slice(body);
+    b.resize(8 + padded, 0);
+    b.extend_from_slice(&total.to_le_bytes());
+    b
+}
+
+/// A pcapng of Ethernet interfaces with the given `if_tsoffset`s, and `frames` as
+/// (interface, timestamp in microseconds, IPv4 packet).
+fn pcapng(tsoffsets: &[i64], frames: &[(u32, u64, Vec<u8>)]) -> Vec<u8> {
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    let mut out = pcapng_block(0x0a0d_0d0a, &shb);
+    for &offset in tsoffsets {
+        let mut idb = vec![1, 0, 0, 0];
+        idb.extend_from_slice(&262_144u32.to_le_bytes());
+        idb.extend_from_slice(&[14, 0, 8, 0]);
+        idb.extend_from_slice(&offset.to_le_bytes());
+        idb.extend_from_slice(&[0, 0, 0, 0]);
+        out.extend(pcapng_block(1, &idb));
+    }
+    for (interface, us, ip) in frames {
+        let mut eth = vec![0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 1, 0x08, 0x00];
+        eth.extend_from_slice(ip);
+        let mut epb = interface.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((us >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(*us as u32).to_le_bytes());
+        epb.extend_from_slice(&(eth.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(eth.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&eth);
+        out.extend(pcapng_block(6, &epb));
+    }
+    out
+}
+
+#[test]
+fn timestamps_at_the_ends_of_the_range_do_not_overflow() {
+    // Interface 0 is shifted by i64::MIN seconds, interface 1 by i64::MAX: every frame's
+    // time is clamped to an end of the range, and the two ends alternate.
+    let id = "extreme-times@test";
+    let messages = [
+        (true, request("INVITE", id, 1, "i1", "")),
+        (false, response("200 OK", id, 1, "INVITE", "i1", "callee")),
+        (true, request("ACK", id, 1, "a1", "callee")),
+        (true, request("BYE", id, 2, "b1", "callee")),
+        (false, response("200 OK", id, 2, "BYE", "b1", "callee")),
+    ];
+    let mut frames: Vec<(u32, u64, Vec<u8>)> = messages
+        .iter()
+        .enumerate()
+        .map(|(i, (from_a, m))| {
+            let (src, dst) = if *from_a { (A, B) } else { (B, A) };
+            (i as u32 % 2, i as u64, udp4(src, 5060, dst, 5060, m))
+        })
+        .collect();
+    frames.extend(
+        (0..4u16).map(|i| (u32::from(i % 2), u64::MAX - 4 + u64::from(i), udp4(A, 40000, B, 50000, &rtp(i, 7)))),
+    );
+    for offsets in [[i64::MIN, i64::MAX], [i64::MAX, i64::MIN], [0, i64::MAX]] {
+        let mut reader = CaptureReader::from_bytes(pcapng(&offsets, &frames)).expect("capture");
+        let doc = analyze(&mut reader, "t.pcapng", AnalyzerOptions::default(), None).expect("analyze");
+        assert_eq!(doc.source.packets, 9);
+        // Centuries pass between messages, so the call may be closed as idle and begun again.
+        let messages: usize = doc.sessions.iter().filter(|s| s.call_id == id).map(|s| s.messages.len()).sum();
+        assert_eq!(messages, 5, "offsets {offsets:?}");
+        for s in &doc.sessions {
+            for ms in [s.setup_time_ms, s.duration_ms, s.ring_time_ms, s.post_dial_delay_ms].into_iter().flatten() {
+                assert!(ms.is_finite() && ms >= 0.0, "offsets {offsets:?}: {ms}");
+            }
+        }
+    }
+}
