@@ -1,4 +1,4 @@
-//! Repository rules checked as tests (rust-analyzer's "tidy"): module docs, and dependency edges that follow the layers.
+//! Repository rules checked as tests (rust-analyzer's "tidy"): module docs, dependency edges that follow the layers, and `unsafe` only where the architecture says.
 
 use std::path::{Path, PathBuf};
 
@@ -133,6 +133,65 @@ fn tests_cannot_be_switched_off() {
         .map(|f| f.display().to_string())
         .collect();
     assert!(offenders.is_empty(), "tests must run and assert today's behaviour: {offenders:?}");
+}
+
+/// The files docs/ARCHITECTURE.md's "Unsafe code" section lists: the backquoted `.rs`
+/// paths of its bullet points.
+fn files_allowed_unsafe(architecture: &str) -> Vec<String> {
+    let Some(start) = architecture.find("\n## Unsafe code\n") else { return Vec::new() };
+    let section = &architecture[start + 1..];
+    let end = section[3..].find("\n## ").map_or(section.len(), |i| i + 3);
+    section[..end]
+        .lines()
+        .filter_map(|line| line.strip_prefix("- `"))
+        .filter_map(|rest| rest.split('`').next())
+        .filter(|path| path.ends_with(".rs"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether Rust source uses the `unsafe` keyword outside comments and string literals.
+fn uses_unsafe(text: &str) -> bool {
+    text.lines().any(|line| {
+        let code = line.split("//").next().unwrap_or("");
+        // Every other piece between double quotes (escaped ones aside) is inside a string literal.
+        let code = code.replace("\\\"", "");
+        let outside: Vec<&str> = code.split('"').step_by(2).collect();
+        outside.iter().any(|part| part.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|word| word == "unsafe"))
+    })
+}
+
+#[test]
+fn unsafe_appears_only_where_the_architecture_says() {
+    let architecture = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
+    let allowed = files_allowed_unsafe(&architecture);
+    assert!(!allowed.is_empty(), "ARCHITECTURE.md has an \"Unsafe code\" section listing files");
+    let mut files = Vec::new();
+    for dir in ["crates", "bins", "xtask", "benches", "fuzz", "examples"] {
+        files_under(&root().join(dir), ".rs", &mut files);
+    }
+    let mut with_unsafe: Vec<String> = files
+        .iter()
+        .filter(|f| uses_unsafe(&std::fs::read_to_string(f).unwrap_or_default()))
+        .map(|f| f.strip_prefix(root()).unwrap_or(f).display().to_string())
+        .collect();
+    with_unsafe.sort();
+    let unlisted: Vec<&String> = with_unsafe.iter().filter(|f| !allowed.contains(f)).collect();
+    assert!(unlisted.is_empty(), "`unsafe` in files ARCHITECTURE.md does not list: {unlisted:?}");
+    let stale: Vec<&String> = allowed.iter().filter(|f| !with_unsafe.contains(f)).collect();
+    assert!(stale.is_empty(), "ARCHITECTURE.md lists files without `unsafe`: {stale:?}");
+}
+
+#[test]
+fn the_unsafe_check_reads_code_not_comments() {
+    assert!(uses_unsafe("let m = unsafe { map() };"));
+    assert!(uses_unsafe("unsafe impl Send for Flow {}"));
+    assert!(!uses_unsafe("// every `unsafe` call lives in ffi.rs"));
+    assert!(!uses_unsafe("//! unsafe nDPI calls"));
+    assert!(!uses_unsafe("let unsafe_count = 1;"));
+    assert!(!uses_unsafe("assert!(uses(\"unsafe {}\"));"));
+    let doc = "# A\n\n## Unsafe code\n\n- `a/b.rs`: why.\n- `c.rs`: why.\n\n## Next\n\n- `d.rs`\n";
+    assert_eq!(files_allowed_unsafe(doc), ["a/b.rs", "c.rs"]);
 }
 
 #[test]

@@ -1,17 +1,26 @@
-//! The analyzer: takes frames in capture order, decodes them, and grows sessions from them.
+//! The analyzer: a router that takes frames in capture order, finds each packet's flow and application protocol, and hands the payload to that protocol's handler.
+//!
+//! The route of a packet: front stage (decoding, IP fragments, the flow's number; see
+//! `front`) -> flow (its entry in the flow list, with what earlier packets decided) ->
+//! application protocol (announced by an earlier protocol, decided on the connection's
+//! first payload, probed by a handler, or classified) -> that protocol's handler (see
+//! `handler`). The router knows transports and flows; the handlers own the protocols'
+//! tables and sessions, and say when a session is over.
 
-use crate::dialog::{Dialog, MsgMeta};
+use crate::ctx::PacketCtx;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
-use crate::media::{Datagram, MediaKind, MediaMemo, MediaTable, Owner};
-use crate::stats::StatsBuilder;
-use crate::websocket::{self, TcpApp, WsDirections};
+use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::media::MediaTable;
+use crate::rtp::MediaHandler;
+use crate::sctp::{Message as SctpMessage, SctpMessages};
+use crate::sip::SipHandler;
+use crate::stats::{Counted, StatsBuilder};
+use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::FragmentLimits;
 use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
-use callflow_decode::sdp::Sdp;
-use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
@@ -40,6 +49,12 @@ pub struct AnalyzerOptions {
     /// and the media it announces meet in capture order). A third thread would find
     /// nothing to do, so more than 2 uses 2.
     pub threads: usize,
+    /// Forget flows idle for longer than `idle_timeout`: they leave the flow list (counted
+    /// in `stats.flows_forgotten`, and handed out summarised by
+    /// [`Analyzer::take_forgotten_flows`]), so the list holds the flows in progress. For
+    /// endless inputs (a live interface); off for a capture file, whose document lists
+    /// every flow.
+    pub forget_idle_flows: bool,
 }
 
 impl Default for AnalyzerOptions {
@@ -50,6 +65,7 @@ impl Default for AnalyzerOptions {
             fragments: FragmentLimits::default(),
             tcp: TcpLimits::default(),
             threads: 1,
+            forget_idle_flows: false,
         }
     }
 }
@@ -67,23 +83,35 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     /// The front stage, when this analyzer decodes its frames itself ([`Analyzer::process`]).
     front: Front,
     tcp: TcpReassembler,
-    /// What each TCP connection (by its ordered address pair) carries, decided on its
-    /// first payload, and when it was last seen.
-    tcp_flows: HashMap<(SocketAddr, SocketAddr), (TcpApp, Timestamp, Decider)>,
-    /// The directions of the SIP-over-WebSocket connections among `tcp_flows`.
+    /// SCTP user messages being reassembled from their fragments.
+    sctp: SctpMessages,
+    /// What each TCP connection (by tunnel and ordered address pair) carries, decided on
+    /// its first payload, and when it was last seen.
+    tcp_flows: HashMap<(u32, SocketAddr, SocketAddr), TcpRoute>,
+    /// The directions of the WebSocket connections among `tcp_flows`.
     ws: WsDirections,
-    dialogs: HashMap<Owner, Dialog>,
-    by_call_id: HashMap<String, Owner>,
-    next_dialog: Owner,
-    media: MediaTable,
-    stats: StatsBuilder,
+    /// The handlers, one per protocol followed.
+    sip: SipHandler,
+    media: MediaHandler,
+    /// What the handlers share.
+    services: Services,
     completed: Vec<Session>,
     clock: Timestamp,
     last_sweep: Timestamp,
-    /// Scratch space for SIP messages reassembled from TCP, reused across segments.
+    /// Scratch space for messages cut from TCP streams, reused across segments.
     pdus: Vec<(Vec<u8>, u64, Timestamp)>,
     /// Every UDP, TCP and SCTP flow with what it carries.
     flows: FlowTable,
+}
+
+/// What a TCP connection carries, decided on its first payload.
+#[derive(Clone, Copy, Debug)]
+struct TcpRoute {
+    /// The handler's protocol (`Unknown`: nothing we follow).
+    protocol: AppProtocol,
+    framing: StreamFraming,
+    seen: Timestamp,
+    decider: Decider,
 }
 
 impl Analyzer<HeuristicClassifier> {
@@ -102,18 +130,18 @@ impl Default for Analyzer<HeuristicClassifier> {
 impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
+        let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         Analyzer {
-            front: Front::new(opts.fragments.clone()),
+            front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
+            sctp: SctpMessages::new(opts.tcp.max_buffered_bytes),
             opts,
             classifier,
             tcp_flows: HashMap::new(),
             ws: WsDirections::default(),
-            dialogs: HashMap::new(),
-            by_call_id: HashMap::new(),
-            next_dialog: 1,
-            media: MediaTable::default(),
-            stats: StatsBuilder::default(),
+            sip: SipHandler::default(),
+            media: MediaHandler,
+            services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
             last_sweep: Timestamp::default(),
@@ -137,11 +165,14 @@ impl<C: Classifier> Analyzer<C> {
     /// the same frames) prepared.
     pub(crate) fn analyse(&mut self, frame: &Frame<'_>, prepared: &Prepared<'_>) {
         let ts = frame.ts;
-        if self.stats.packets == 0 {
+        if let Some(forgotten) = &prepared.forgotten {
+            self.flows.forget(forgotten);
+        }
+        if self.services.stats.packets == 0 {
             self.last_sweep = ts;
         }
         self.clock = self.clock.max(ts);
-        self.stats.frame(prepared.stopped);
+        self.services.stats.frame(prepared.stopped);
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
         self.dispatch(
             (prepared.ip.as_ref(), &prepared.transport),
@@ -151,13 +182,57 @@ impl<C: Classifier> Analyzer<C> {
             ts,
             len,
         );
-        if self.clock.as_nanos() - self.last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
+        if self.clock.nanos_since(self.last_sweep) >= SWEEP_INTERVAL_NS {
             self.last_sweep = self.clock;
             self.sweep(self.clock);
         }
     }
 
-    /// Analyses a packet's IP header and transport: the frame's (with the front stage's
+    /// Tells the analysis that capture time has moved on to `now` without a frame (a quiet
+    /// live input): sessions that are over by then are closed, as a frame of that time
+    /// would have closed them, and come out of [`Analyzer::take_completed`]. Time never
+    /// goes back: an earlier `now` does nothing.
+    pub fn advance_to(&mut self, now: Timestamp) {
+        let forgotten = self.front.advance_to(now);
+        self.advance(now, forgotten.as_deref().map_or(&[], |f| &f[..]));
+    }
+
+    /// [`Analyzer::advance_to`] with the flows a front stage on another thread forgot then.
+    pub(crate) fn advance(&mut self, now: Timestamp, forgotten: &[FlowId]) {
+        self.flows.forget(forgotten);
+        if self.services.stats.packets == 0 && self.clock == Timestamp::default() {
+            self.last_sweep = now;
+        }
+        self.clock = self.clock.max(now);
+        if self.clock.nanos_since(self.last_sweep) >= SWEEP_INTERVAL_NS {
+            self.last_sweep = self.clock;
+            self.sweep(self.clock);
+        }
+    }
+
+    /// The statistics so far, while the analysis goes on (what [`Analyzer::finish`] would
+    /// give now, less the sessions still open). `flows_unlisted` is what this analyzer's
+    /// own front stage counted: with the read-ahead thread, [`analyze`](crate::analyze)
+    /// adds that thread's count at the end.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.services.stats.build(self.classifier.name());
+        stats.flows_unlisted = self.front.unlisted_flows();
+        stats.flows_forgotten = self.flows.forgotten_count();
+        stats
+    }
+
+    /// The flows listed so far, in order of their first packet, while the analysis goes on.
+    pub fn flows(&self) -> Vec<Flow> {
+        self.flows.snapshot()
+    }
+
+    /// Flows forgotten since the last call (see [`AnalyzerOptions::forget_idle_flows`]),
+    /// each summarised as it stood when it was forgotten.
+    pub fn take_forgotten_flows(&mut self) -> Vec<Flow> {
+        self.flows.take_forgotten()
+    }
+
+    /// Routes a packet's IP header and transport: the frame's (with the front stage's
     /// `hints` for UDP), or the datagram its fragment completed.
     fn dispatch(
         &mut self,
@@ -168,331 +243,258 @@ impl<C: Classifier> Analyzer<C> {
         ts: Timestamp,
         len: u64,
     ) {
-        let flow = prepared.flow;
         let Some(ip) = ip else {
-            self.stats.count("other", len, None);
+            self.services.stats.count(Counted::Other, len, None);
             return;
         };
         let (src_ip, dst_ip) = (ip.src, ip.dst);
+        let (context, tunnel) = match &prepared.tunnel {
+            Some((n, t)) => (*n, Some(t)),
+            None => (0, None),
+        };
+        let ctx = |transport, src_port, dst_port| PacketCtx {
+            ts,
+            frame,
+            src: SocketAddr::new(src_ip, src_port),
+            dst: SocketAddr::new(dst_ip, dst_port),
+            transport,
+            tunnel,
+            context,
+            wire_len: len,
+            flow: prepared.flow,
+            udp: hints,
+        };
         match transport {
             Tp::Udp { src_port, dst_port, payload } => {
-                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_udp(flow, hints, src, dst, payload, frame, ts, len);
+                self.on_udp(&ctx(Transport::Udp, *src_port, *dst_port), payload);
             }
-            Tp::Tcp(seg) => {
-                let (src, dst) = (SocketAddr::new(src_ip, seg.src_port), SocketAddr::new(dst_ip, seg.dst_port));
-                self.on_tcp(flow, src, dst, seg, frame, ts, len);
-            }
+            Tp::Tcp(seg) => self.on_tcp(&ctx(Transport::Tcp, seg.src_port, seg.dst_port), seg),
             Tp::Sctp { src_port, dst_port, chunks, .. } => {
-                let (src, dst) = (SocketAddr::new(src_ip, *src_port), SocketAddr::new(dst_ip, *dst_port));
-                self.on_sctp(flow, src, dst, chunks, frame, ts, len);
+                self.on_sctp(&ctx(Transport::Sctp, *src_port, *dst_port), chunks);
             }
             Tp::Fragment(_) => match prepared.reassembly.as_deref() {
                 Some(Ok(Some(datagram))) => {
                     let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
                     if inner.stop.is_some() {
-                        self.stats.malformed += 1;
+                        self.services.stats.malformed += 1;
                     }
-                    // A datagram's transport is never a fragment again, so this recurses once.
-                    if !matches!(inner.transport, Tp::Fragment(_)) {
+                    // The front stage reassembled fragments in fragments too, so this
+                    // recurses once; a fragment nested deeper than tunnels go stays one.
+                    if matches!(inner.transport, Tp::Fragment(_)) {
+                        self.services.stats.count(Counted::IpFragment, len, None);
+                    } else {
                         self.dispatch((inner.ip.as_ref(), &inner.transport), prepared, None, frame, ts, len);
                     }
                 }
-                Some(Ok(None)) | None => self.stats.count("ip_fragment", len, None),
+                Some(Ok(None)) | None => self.services.stats.count(Counted::IpFragment, len, None),
                 Some(Err(_)) => {
-                    self.stats.malformed += 1;
-                    self.stats.count("ip_fragment", len, None);
+                    self.services.stats.malformed += 1;
+                    self.services.stats.count(Counted::IpFragment, len, None);
                 }
             },
-            Tp::None | Tp::Other { .. } => {
-                self.stats.count("other", len, Some((SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0))))
-            }
+            Tp::None | Tp::Other { .. } => self.services.stats.count(
+                Counted::Other,
+                len,
+                Some((SocketAddr::new(src_ip, 0), SocketAddr::new(dst_ip, 0))),
+            ),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_udp(
-        &mut self,
-        flow: Option<FlowId>,
-        hints: Option<&UdpHints>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        payload: &[u8],
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
+    fn on_udp(&mut self, ctx: &PacketCtx<'_>, payload: &[u8]) {
         let computed;
-        let hints = match hints {
+        let hints = match ctx.udp {
             Some(hints) => hints,
             None => {
                 computed = UdpHints::of(payload);
                 &computed
             }
         };
-        let datagram = Datagram { src, dst, payload, hints, ts, frame, wire_len: len };
-        // The memo is copied out and back because the analysis below borrows all of `self`.
-        let (mut memo, dir) = self.flows.memo(flow, "udp", src, dst).map(|(m, dir)| (m.media[dir], dir)).unzip();
-        let (protocol, decider) = self.udp_protocol(memo.get_or_insert_default(), &datagram);
-        let counted = self.flows.count(flow, "udp", (src, dst), protocol, decider, ts, len).map(|m| {
+        let ctx = &PacketCtx { udp: Some(hints), ..*ctx };
+        // The memo is copied out and back because the handlers below borrow all of `self`.
+        let (mut memo, dir) = self.flows.memo(ctx).map(|(m, dir)| (m.media[dir], dir)).unzip();
+        let state = memo.get_or_insert_default();
+        // Media to an endpoint an earlier protocol announced goes to the media handler,
+        // whatever its port; SIP-like payloads are SIP's to decide.
+        let announced =
+            if hints.sip_like { None } else { self.media.on_announced(ctx, state, hints, payload, &mut self.services) };
+        let (handled, decider) = match announced {
+            Some(handled) => (handled, Decider::SDP),
+            None => {
+                // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
+                let meta = PacketMeta::at_time(ctx.ts);
+                let verdict = self.classifier.classify_packet(&Payload::udp(ctx.src, ctx.dst, payload), &meta);
+                let handled = match verdict.protocol {
+                    AppProtocol::Sip => {
+                        // A datagram on the SIP port that is not SIP at all (a keep-alive, or
+                        // another protocol) is not a malformed SIP message.
+                        let strict = verdict.confidence != Confidence::Port;
+                        self.hand_over(AppProtocol::Sip, ctx, state, payload, strict)
+                    }
+                    p @ (AppProtocol::Rtp | AppProtocol::Rtcp) => self.hand_over(p, ctx, state, payload, true),
+                    _ => Handled::NotOurs,
+                };
+                (handled, Decider::of(&verdict))
+            }
+        };
+        let protocol = counted_as(handled, Transport::Udp);
+        let counted = self.flows.count(ctx, protocol, decider).map(|m| {
             if let (Some(dir), Some(memo)) = (dir, memo) {
                 m.media[dir] = memo;
             }
             &mut m.counted
         });
-        self.stats.count_flow(protocol, len, (src, dst), counted);
+        self.services.stats.count_flow(protocol, ctx.wire_len, (ctx.src, ctx.dst), counted);
+    }
+
+    /// Hands a payload to the handler of `protocol`; a payload that did not parse counts as
+    /// malformed when `strict` (something more than a port number said it was that protocol).
+    fn hand_over(
+        &mut self,
+        protocol: AppProtocol,
+        ctx: &PacketCtx<'_>,
+        media: &mut <MediaHandler as Handler>::FlowState,
+        bytes: &[u8],
+        strict: bool,
+    ) -> Handled {
+        let handled = match protocol {
+            AppProtocol::Sip => self.sip.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
+            AppProtocol::Rtp | AppProtocol::Rtcp => {
+                self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
+            }
+            _ => Handled::NotOurs,
+        };
+        if handled == Handled::Malformed && strict {
+            self.services.stats.malformed += 1;
+        }
+        handled
     }
 
     /// Counts a packet of a TCP or SCTP flow as `protocol`.
-    #[allow(clippy::too_many_arguments)]
-    fn count_flow(
-        &mut self,
-        flow: Option<FlowId>,
-        transport: &'static str,
-        src: SocketAddr,
-        dst: SocketAddr,
-        protocol: &'static str,
-        decider: Decider,
-        ts: Timestamp,
-        len: u64,
-    ) {
-        let counted = self.flows.count(flow, transport, (src, dst), protocol, decider, ts, len).map(|m| &mut m.counted);
-        self.stats.count_flow(protocol, len, (src, dst), counted);
+    fn count_flow(&mut self, ctx: &PacketCtx<'_>, protocol: Counted, decider: Decider) {
+        let counted = self.flows.count(ctx, protocol, decider).map(|m| &mut m.counted);
+        self.services.stats.count_flow(protocol, ctx.wire_len, (ctx.src, ctx.dst), counted);
     }
 
-    /// Analyses a UDP datagram; returns what it was counted as, and who decided that.
-    fn udp_protocol(&mut self, memo: &mut MediaMemo, d: &Datagram<'_>) -> (&'static str, Decider) {
-        let Datagram { src, dst, payload, ts, frame, .. } = *d;
-        if !d.hints.sip_like {
-            if let Some(media) = self.media.on_announced(memo, d) {
-                return match media {
-                    Ok((MediaKind::Rtp, _)) => ("rtp", Decider::SDP),
-                    Ok((MediaKind::Rtcp, _)) => ("rtcp", Decider::SDP),
-                    Ok((MediaKind::Other, _)) => ("udp", Decider::SDP),
-                    // ICE/STUN keep-alives and the like share media ports: not RTP, not broken.
-                    Err(_) => ("udp", Decider::SDP),
-                };
-            }
+    /// Decides what a TCP connection carries on its first payload: a handler's own framing
+    /// (a WebSocket upgrade naming its subprotocol) first, which no classifier knows of,
+    /// then the classifier.
+    fn route_tcp(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>) -> TcpRoute {
+        if let Some(framing) = self.sip.probe_stream(seg.payload) {
+            let decider = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
+            return TcpRoute { protocol: SipHandler::PROTOCOL, framing, seen: ctx.ts, decider };
         }
-        // The capture time lets flow-tracking classifiers (nDPI) age their flows out.
-        let meta = PacketMeta::at_time(ts);
-        let verdict = self.classifier.classify_packet(&Payload::udp(src, dst, payload), &meta);
-        let decider = Decider::of(&verdict);
-        match verdict.protocol {
-            AppProtocol::Sip => {
-                let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Udp };
-                // A datagram on the SIP port that is not SIP at all (a keep-alive, or
-                // another protocol) is not a malformed SIP message.
-                let counted_as_sip = self.on_sip(payload, &meta, verdict.confidence != Confidence::Port);
-                (if counted_as_sip { "sip" } else { "udp" }, decider)
-            }
-            AppProtocol::Rtp | AppProtocol::Rtcp => {
-                let kind = if verdict.protocol == AppProtocol::Rtp { MediaKind::Rtp } else { MediaKind::Rtcp };
-                match self.media.on_orphan(memo, kind, d) {
-                    Ok(_) => (verdict.protocol.as_str(), decider),
-                    Err(_) => ("udp", decider),
-                }
-            }
-            _ => ("udp", decider),
-        }
+        let verdict = self.classifier.classify_packet(
+            &Payload::tcp(ctx.src, ctx.dst, seg.payload),
+            &PacketMeta::at_time(ctx.ts).with_tcp(TcpMeta::from(seg)),
+        );
+        let protocol = if verdict.protocol == SipHandler::PROTOCOL { verdict.protocol } else { AppProtocol::Unknown };
+        TcpRoute { protocol, framing: StreamFraming::Plain, seen: ctx.ts, decider: Decider::of(&verdict) }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_tcp(
-        &mut self,
-        flow: Option<FlowId>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        seg: &TcpSegment<'_>,
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
-        let pair = if src <= dst { (src, dst) } else { (dst, src) };
-        let (app, decider) = match self.tcp_flows.get_mut(&pair) {
-            Some(entry) => {
-                entry.1 = ts;
-                (entry.0, entry.2)
+    fn on_tcp(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>) {
+        let (src, dst, ts) = (ctx.src, ctx.dst, ctx.ts);
+        let pair = if src <= dst { (ctx.context, src, dst) } else { (ctx.context, dst, src) };
+        let route = match self.tcp_flows.get_mut(&pair) {
+            Some(route) => {
+                route.seen = ts;
+                *route
             }
             None if seg.payload.is_empty() => {
                 // Handshakes and bare ACKs say nothing about the application yet.
-                self.count_flow(flow, "tcp", src, dst, "tcp", Decider::NONE, ts, len);
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), Decider::NONE);
                 return;
             }
             None => {
-                // The WebSocket handshake comes first: the classifier knows nothing of it.
-                let decided = if websocket::starts_sip_websocket(seg.payload) {
-                    let ours = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
-                    (TcpApp::SipWebSocket, ours)
-                } else {
-                    let verdict = self.classifier.classify_packet(
-                        &Payload::tcp(src, dst, seg.payload),
-                        &PacketMeta::at_time(ts).with_tcp(TcpMeta::from(seg)),
-                    );
-                    let app = if verdict.protocol == AppProtocol::Sip { TcpApp::Sip } else { TcpApp::Other };
-                    (app, Decider::of(&verdict))
-                };
-                self.tcp_flows.insert(pair, (decided.0, ts, decided.1));
-                decided
+                let route = self.route_tcp(ctx, seg);
+                self.tcp_flows.insert(pair, route);
+                route
             }
         };
-        let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match app {
-            TcpApp::Other => {
-                self.count_flow(flow, "tcp", src, dst, "tcp", decider, ts, len);
+        let (protocol, framer) = match (route.protocol, self.sip.framer()) {
+            (AppProtocol::Sip, Some(framer)) => (AppProtocol::Sip, framer),
+            _ => {
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
             }
-            TcpApp::Sip => (sip::frame_message, Transport::Tcp),
-            TcpApp::SipWebSocket => (frame_http_or_ws, Transport::Ws),
         };
-        self.count_flow(flow, "tcp", src, dst, "sip", decider, ts, len);
+        self.count_flow(ctx, Counted::App(protocol), route.decider);
+        let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match route.framing {
+            StreamFraming::Plain => (framer, Transport::Tcp),
+            StreamFraming::WebSocket => (frame_http_or_ws, Transport::Ws),
+        };
         let mut pdus = std::mem::take(&mut self.pdus);
         let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
-        self.tcp.push(StreamKey { src, dst }, seg, frame, ts, &mut framer, &mut |pdu| {
-            if app == TcpApp::Sip {
-                pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts));
-            } else if let Some(message) = ws.on_pdu(src, dst, pdu.data, max_message) {
-                pdus.push((message.to_vec(), pdu.last_frame, pdu.ts));
+        let key = StreamKey { src, dst, context: ctx.context };
+        self.tcp.push(key, seg, ctx.frame, ts, &mut framer, &mut |pdu| match route.framing {
+            StreamFraming::Plain => pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts)),
+            StreamFraming::WebSocket => {
+                if let Some(message) = ws.on_pdu(key, pdu.data, max_message) {
+                    pdus.push((message.to_vec(), pdu.last_frame, pdu.ts));
+                }
             }
         });
         for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
-            let meta = MsgMeta { ts: pdu_ts, frame: last_frame, src, dst, transport };
-            self.on_sip(&bytes, &meta, true);
+            let message = PacketCtx { ts: pdu_ts, frame: last_frame, transport, ..*ctx };
+            self.hand_over(protocol, &message, &mut Default::default(), &bytes, true);
         }
         self.pdus = pdus;
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_sctp(
-        &mut self,
-        flow: Option<FlowId>,
-        src: SocketAddr,
-        dst: SocketAddr,
-        chunks: &[u8],
-        frame: u64,
-        ts: Timestamp,
-        len: u64,
-    ) {
-        let mut carried_sip = false;
+    fn on_sctp(&mut self, ctx: &PacketCtx<'_>, chunks: &[u8]) {
+        let mut carried = None;
         for chunk in sctp::chunks(chunks) {
             let Ok(chunk) = chunk else {
-                self.stats.malformed += 1;
+                self.services.stats.malformed += 1;
                 break;
             };
-            if let Some(Ok(data)) = sctp::data_chunk(&chunk) {
-                if sip::looks_like_sip(data.payload) {
-                    let meta = MsgMeta { ts, frame, src, dst, transport: Transport::Sctp };
-                    carried_sip |= self.on_sip(data.payload, &meta, true);
+            let Some(Ok(data)) = sctp::data_chunk(&chunk) else { continue };
+            let reassembled;
+            let message = match self.sctp.push((ctx.context, ctx.src, ctx.dst), &data, ctx.ts) {
+                SctpMessage::Whole(message) => message,
+                SctpMessage::Reassembled(message) => {
+                    reassembled = message;
+                    &reassembled[..]
+                }
+                SctpMessage::Pending => continue,
+            };
+            if self.sip.probe(message) {
+                let handled = self.hand_over(SipHandler::PROTOCOL, ctx, &mut Default::default(), message, true);
+                if let Handled::Counted(protocol) = handled {
+                    carried = Some(protocol);
                 }
             }
         }
-        let (protocol, decider) = if carried_sip {
-            ("sip", Decider { confidence: Confidence::Signature, classifier: "heuristic" })
-        } else {
-            ("sctp", Decider::NONE)
-        };
-        self.count_flow(flow, "sctp", src, dst, protocol, decider, ts, len);
-    }
-
-    /// Handles one SIP message. Returns false when it did not parse; `report` says
-    /// whether that counts as malformed.
-    fn on_sip(&mut self, bytes: &[u8], meta: &MsgMeta, report: bool) -> bool {
-        let msg = match SipMessage::parse(bytes) {
-            Ok(msg) => msg,
-            Err(_) => {
-                if report {
-                    self.stats.malformed += 1;
-                    self.stats.sip_malformed += 1;
-                }
-                return false;
+        match carried {
+            Some(protocol) => {
+                let decider = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
+                self.count_flow(ctx, Counted::App(protocol), decider);
             }
-        };
-        // A message without a Call-ID breaks RFC 3261 but is still a SIP message that tshark
-        // counts and a user wants to see: such messages share one session with an empty
-        // Call-ID, flagged as an anomaly, and are counted as malformed.
-        let call_id = msg.call_id().unwrap_or("");
-        if call_id.is_empty() {
-            self.stats.malformed += 1;
-            self.stats.sip_malformed += 1;
+            None => self.count_flow(ctx, Counted::Bare(Transport::Sctp), Decider::NONE),
         }
-        let id = match self.by_call_id.get(call_id) {
-            Some(&id) => id,
-            None => {
-                let id = self.next_dialog;
-                self.next_dialog += 1;
-                self.by_call_id.insert(call_id.to_string(), id);
-                self.dialogs.insert(id, Dialog::new(&msg, call_id, meta));
-                id
-            }
-        };
-        let mut has_sdp = false;
-        if let Some(body) = sip::sdp_body(&msg) {
-            if let Ok(sdp) = Sdp::parse(body) {
-                has_sdp = true;
-                self.media.register_sdp(id, &sdp);
-            }
-        }
-        if let Some(dialog) = self.dialogs.get_mut(&id) {
-            dialog.on_message(&msg, meta, has_sdp);
-            if call_id.is_empty() {
-                dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
-            }
-        }
-        true
     }
 
     /// Closes sessions that are over as of capture time `now`.
     fn sweep(&mut self, now: Timestamp) {
-        let linger = duration_ns(self.opts.session_linger);
-        let idle = duration_ns(self.opts.idle_timeout);
+        let idle = self.services.lifetimes.idle;
         self.tcp.expire(now);
-        self.tcp_flows.retain(|_, (_, seen, _)| now.as_nanos() - seen.as_nanos() <= idle);
+        self.sctp.expire(Timestamp::from_nanos(now.as_nanos().saturating_sub(duration_ns(self.opts.tcp.idle_timeout))));
+        self.tcp_flows.retain(|_, route| now.nanos_since(route.seen) <= idle);
         let flows = &self.tcp_flows;
-        self.ws.retain(|src, dst| flows.contains_key(&if src <= dst { (src, dst) } else { (dst, src) }));
-        let mut done: Vec<(u64, Owner)> = self
-            .dialogs
-            .iter()
-            .filter(|(id, d)| {
-                let last = self.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
-                let quiet = now.as_nanos() - last.as_nanos();
-                (d.is_terminated() && quiet > linger) || quiet > idle
-            })
-            .map(|(id, d)| (d.first_frame, *id))
-            .collect();
-        done.sort_unstable();
-        for (_, id) in done {
-            self.close_dialog(id);
+        self.ws.retain(|StreamKey { src, dst, context }| {
+            flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })
+        });
+        for id in self.sip.over(now, &self.services) {
+            self.completed.extend(self.sip.close(id, &mut self.services));
         }
-        for owner in self.media.idle_orphans(Timestamp::from_nanos(now.as_nanos() - idle)) {
-            self.close_orphan(owner);
-        }
-    }
-
-    fn close_dialog(&mut self, id: Owner) {
-        let Some(dialog) = self.dialogs.remove(&id) else { return };
-        if self.by_call_id.get(&dialog.call_id) == Some(&id) {
-            self.by_call_id.remove(&dialog.call_id);
-        }
-        let media = self.media.take(id);
-        let mut session = dialog.into_session();
-        if let Some(end) = media.iter().map(|m| m.end).max() {
-            session.end = session.end.max(end);
-        }
-        session.media = media;
-        self.completed.push(session);
-    }
-
-    fn close_orphan(&mut self, owner: Owner) {
-        let (session, rejected) = self.media.take_orphan_session(owner);
-        self.stats.reclassify_rtp_as_udp(rejected);
-        if let Some(session) = session {
-            self.completed.push(session);
+        for owner in self.media.over(now, &self.services) {
+            self.completed.extend(self.media.close(owner, &mut self.services));
         }
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
     /// flows were counted but not listed (past the bound). Call it before [`Analyzer::finish`].
     pub fn take_flows(&mut self) -> (Vec<Flow>, u64) {
-        (std::mem::take(&mut self.flows).into_flows(), self.front.unlisted_flows())
+        (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
     /// Sessions that are over, in the order they ended. Each is handed out once.
@@ -503,17 +505,26 @@ impl<C: Classifier> Analyzer<C> {
     /// Closes every open session and returns what is left, ordered by start time (then
     /// id), with the statistics of the whole run.
     pub fn finish(mut self) -> (Vec<Session>, Stats) {
-        let mut open: Vec<(u64, Owner)> = self.dialogs.iter().map(|(id, d)| (d.first_frame, *id)).collect();
-        open.sort_unstable();
-        for (_, id) in open {
-            self.close_dialog(id);
+        for id in self.sip.open(&self.services) {
+            self.completed.extend(self.sip.close(id, &mut self.services));
         }
-        for owner in self.media.all_orphans() {
-            self.close_orphan(owner);
+        for owner in self.media.open(&self.services) {
+            self.completed.extend(self.media.close(owner, &mut self.services));
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
-        (sessions, self.stats.build(self.classifier.name()))
+        let mut stats = self.services.stats.build(self.classifier.name());
+        stats.flows_forgotten = self.flows.forgotten_count();
+        (sessions, stats)
+    }
+}
+
+/// The name a packet is counted under: its protocol's when a handler took it, else its
+/// transport's.
+fn counted_as(handled: Handled, transport: Transport) -> Counted {
+    match handled {
+        Handled::Counted(protocol) => Counted::App(protocol),
+        Handled::NotOurs | Handled::Malformed => Counted::Bare(transport),
     }
 }
 

@@ -5,19 +5,22 @@
 //! frame, so the loop stays one loop and the caller decides how often to do anything
 //! costly (the job manager reads the clock once per thousand frames, not per frame).
 
-use crate::front::{Front, Prepared};
-use crate::pipeline::read_ahead;
+use crate::front::{Forgotten, Front, Prepared};
+use crate::pipeline::{read_ahead, Event};
+use crate::source::{FrameSource, Pulled};
 use crate::{Analyzer, AnalyzerOptions};
 use callflow_classify::Classifier;
-use callflow_decode::capture::{CaptureError, CaptureReader, Frame};
+use callflow_decode::capture::{CaptureError, Frame};
+use callflow_decode::Timestamp;
 use callflow_model::{Document, Session, SourceInfo, FORMAT};
 use std::ops::ControlFlow;
 
 /// What the analysis loop asks its caller after every frame.
 pub trait AnalyzeControl {
-    /// Called after frame number `frames` has been analysed, with the bytes of the capture
-    /// read so far (decompressed bytes for gzip, see
-    /// [`CaptureReader::bytes_consumed`]). Return `ControlFlow::Break(())` to stop: the
+    /// Called after frame number `frames` has been analysed (and after each
+    /// [`Pulled::Tick`] of a quiet source, with the same count), with the bytes of the
+    /// capture read so far (decompressed bytes for gzip, see
+    /// [`FrameSource::bytes_consumed`]). Return `ControlFlow::Break(())` to stop: the
     /// analysis then returns at once, with the sessions not yet handed out dropped, and a
     /// document whose `source.complete` is false. Called once per frame, so keep it cheap.
     fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()>;
@@ -41,8 +44,8 @@ impl<F: FnMut(u64, u64) -> ControlFlow<()>> AnalyzeControl for F {
 
 /// [`analyze_with`] with the classifier of the caller's choice (nDPI, say) for the traffic
 /// no signalling explains, instead of the built-in heuristic one.
-pub fn analyze_with_classifier<C: Classifier>(
-    reader: &mut CaptureReader,
+pub fn analyze_with_classifier<C: Classifier, S: FrameSource + Send + ?Sized>(
+    reader: &mut S,
     path: &str,
     opts: AnalyzerOptions,
     classifier: C,
@@ -74,8 +77,8 @@ pub fn analyze_with_classifier<C: Classifier>(
 /// let doc = analyze_with(&mut reader, "call.pcap", AnalyzerOptions::default(), None, &mut control)?;
 /// # Ok::<(), callflow_decode::capture::CaptureError>(())
 /// ```
-pub fn analyze_with(
-    reader: &mut CaptureReader,
+pub fn analyze_with<S: FrameSource + Send + ?Sized>(
+    reader: &mut S,
     path: &str,
     opts: AnalyzerOptions,
     sink: Option<&mut dyn FnMut(Session)>,
@@ -84,15 +87,26 @@ pub fn analyze_with(
     run(Analyzer::new(opts), reader, path, sink, control)
 }
 
+/// One step of the analysis loop.
+enum Step<'f, 'p> {
+    /// A frame, prepared by the read-ahead thread's front stage, or to be prepared by the
+    /// analyzer's own.
+    Frame(&'f Frame<'f>, Option<&'p Prepared<'p>>),
+    /// Time moved on without a frame, with what the read-ahead thread's front stage forgot
+    /// then (`None`: the analyzer's own front stage is advanced).
+    Tick(Timestamp, Option<&'p Forgotten>),
+}
+
 /// The analysis loop itself, whatever the classifier.
-fn run<C: Classifier>(
+fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
     mut analyzer: Analyzer<C>,
-    reader: &mut CaptureReader,
+    reader: &mut S,
     path: &str,
     mut sink: Option<&mut dyn FnMut(Session)>,
     control: &mut dyn AnalyzeControl,
 ) -> Result<Document, CaptureError> {
     let (threads, fragment_limits) = (analyzer.options().threads, analyzer.options().fragments.clone());
+    let flow_idle = analyzer.options().forget_idle_flows.then_some(analyzer.options().idle_timeout);
     let mut source = SourceInfo {
         path: path.to_string(),
         packets: 0,
@@ -106,14 +120,22 @@ fn run<C: Classifier>(
     let mut stopped = false;
     // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
     // (once the frame, which may borrow the reader, is done with) the caller's say.
-    let mut analyse = |frame: &Frame<'_>, prepared: Option<&Prepared<'_>>| {
-        source.packets += 1;
-        source.first_ts.get_or_insert(frame.ts);
-        source.last_ts = Some(source.last_ts.map_or(frame.ts, |t| t.max(frame.ts)));
-        match prepared {
-            Some(prepared) => analyzer.analyse(frame, prepared),
-            None => analyzer.process(frame),
+    let mut analyse = |step: Step<'_, '_>| {
+        match step {
+            Step::Frame(frame, prepared) => {
+                source.packets += 1;
+                source.first_ts.get_or_insert(frame.ts);
+                source.last_ts = Some(source.last_ts.map_or(frame.ts, |t| t.max(frame.ts)));
+                match prepared {
+                    Some(prepared) => analyzer.analyse(frame, prepared),
+                    None => analyzer.process(frame),
+                }
+            }
+            Step::Tick(now, Some(forgotten)) => analyzer.advance(now, forgotten.as_deref().map_or(&[], |f| &f[..])),
+            Step::Tick(now, None) => analyzer.advance_to(now),
         }
+        // Forgotten flows (an endless input) are counted in the statistics, not listed.
+        drop(analyzer.take_forgotten_flows());
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
                 sink(session);
@@ -130,15 +152,25 @@ fn run<C: Classifier>(
     // what it counted is added in at the end.
     let mut front_unlisted = 0;
     let ended = if threads >= 2 {
-        let front = Front::new(fragment_limits);
-        let (unlisted, ended) =
-            read_ahead(reader, front, |frame, prepared, consumed| ask(analyse(frame, Some(prepared)), consumed));
-        front_unlisted = unlisted;
+        let front = Front::new(fragment_limits, flow_idle);
+        let (front, ended) = read_ahead(reader, front, |event, consumed| match event {
+            Event::Frame(frame, prepared) => ask(analyse(Step::Frame(frame, Some(prepared))), consumed),
+            Event::Tick(now, forgotten) => ask(analyse(Step::Tick(now, Some(forgotten))), consumed),
+        });
+        front_unlisted = front.map_or(0, |front| front.unlisted_flows());
         ended
     } else {
         loop {
             let frames = match reader.next_frame() {
-                Ok(Some(frame)) => analyse(&frame, None),
+                Ok(Some(Pulled::Here(frame))) => analyse(Step::Frame(&frame, None)),
+                // `next_frame` never points into shared bytes; were it to, the frame is read there.
+                Ok(Some(Pulled::At(at))) => {
+                    let bytes = reader.shared_bytes();
+                    let frame = at.frame(bytes.as_deref().unwrap_or(&[]));
+                    analyse(Step::Frame(&frame, None))
+                }
+                // One thread: the analyzer's own front stage is advanced with it.
+                Ok(Some(Pulled::Tick(now))) => analyse(Step::Tick(now, None)),
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(e),
             };
@@ -186,6 +218,8 @@ fn run<C: Classifier>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use callflow_decode::capture::CaptureReader;
 
     fn example() -> CaptureReader {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/captures/basic-call.pcap");

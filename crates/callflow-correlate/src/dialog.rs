@@ -1,14 +1,41 @@
 //! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
 
 use crate::ids::{session_id, Fnv64};
+use callflow_decode::packet::Tunnel;
 use callflow_decode::sip::SipMessage;
-use callflow_model::{CallState, Message, Party, Session, SessionKind, Timestamp, Transport};
+use callflow_model::{CallState, Message, Party, Protocol, Session, SessionKind, Timestamp, Transport};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 
 /// Most anomalies kept per session: enough to see a pattern, bounded for broken captures.
 const MAX_ANOMALIES: usize = 100;
+
+/// Most INVITE transactions remembered per dialog (the oldest are forgotten first): retries
+/// with credentials, forks seen at several hops, parallel INVITEs.
+const MAX_INVITES: usize = 32;
+
+/// The methods of an INVITE dialog's own transactions (RFC 3261, 3262, 3311).
+const INVITE_FAMILY: [&str; 6] = ["INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"];
+
+/// Whether a message is a request of an INVITE dialog's own methods, or a response to one.
+pub(crate) fn is_invite_family(msg: &SipMessage<'_>) -> bool {
+    let method = msg.method().or_else(|| msg.cseq().map(|c| c.method));
+    method.is_some_and(|m| INVITE_FAMILY.contains(&m))
+}
+
+/// One initial INVITE transaction of a call, as its responses and CANCEL find it (RFC
+/// 3261 section 9.1: a CANCEL has its INVITE's CSeq number and top Via branch).
+#[derive(Debug)]
+struct InviteTx {
+    cseq: u32,
+    branch: Option<String>,
+    start: Timestamp,
+    /// When its first final response came.
+    final_at: Option<Timestamp>,
+    /// A CANCEL matched it before its final response.
+    cancelled: bool,
+}
 
 /// Where and when a SIP message was seen.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +45,10 @@ pub(crate) struct MsgMeta {
     pub src: SocketAddr,
     pub dst: SocketAddr,
     pub transport: Transport,
+    /// The number of the tunnel the message came through (0 for none).
+    pub context: u32,
+    /// The tunnel itself.
+    pub tunnel: Option<Tunnel>,
 }
 
 /// One SIP dialog (or non-INVITE transaction group) sharing a Call-ID.
@@ -37,11 +68,21 @@ pub(crate) struct Dialog {
     pub last_activity: Timestamp,
     last_message: Timestamp,
     pub state: CallState,
-    invite_cseq: Option<u32>,
+    /// The initial INVITE transactions, oldest first, at most [`MAX_INVITES`].
+    invites: Vec<InviteTx>,
     invite_ts: Option<Timestamp>,
     first_18x: Option<Timestamp>,
     first_final: Option<Timestamp>,
+    /// The first final response answered an INVITE that was cancelled (a CANCEL matched
+    /// it, or it got a 487): when another INVITE was answered, setup time is taken from that.
+    first_final_cancelled: bool,
     answered: Option<Timestamp>,
+    /// When the INVITE that was answered was sent.
+    answered_invite: Option<Timestamp>,
+    /// A message of an INVITE dialog was seen (a response to an INVITE, an ACK, a BYE...).
+    invite_dialog: bool,
+    /// The dialog's initial INVITE was seen.
+    initial_invite: bool,
     bye: Option<Timestamp>,
     hangup_by: Option<Party>,
     participants: Vec<SocketAddr>,
@@ -49,6 +90,8 @@ pub(crate) struct Dialog {
     /// Hashes of (direction, CSeq, branch, method or status) seen, to spot retransmissions.
     seen: HashSet<u64>,
     anomalies: Vec<String>,
+    /// The tunnel of the first message.
+    tunnel: Option<Tunnel>,
 }
 
 impl Dialog {
@@ -82,17 +125,22 @@ impl Dialog {
             last_activity: meta.ts,
             last_message: meta.ts,
             state,
-            invite_cseq: None,
+            invites: Vec::new(),
             invite_ts: None,
             first_18x: None,
             first_final: None,
+            first_final_cancelled: false,
             answered: None,
+            answered_invite: None,
+            invite_dialog: false,
+            initial_invite: false,
             bye: None,
             hangup_by: None,
             participants: Vec::new(),
             messages: Vec::new(),
             seen: HashSet::new(),
             anomalies: Vec::new(),
+            tunnel: meta.tunnel,
         }
     }
 
@@ -105,6 +153,32 @@ impl Dialog {
             ),
             _ => self.first_final.is_some(),
         }
+    }
+
+    /// Whether `msg` carries this call's two tags (From and To, either way round): a request
+    /// or response within the dialog, whatever its method.
+    pub fn has_tags_of(&self, msg: &SipMessage<'_>) -> bool {
+        let (Some(caller), Some(callee)) = (self.caller_tag.as_deref(), self.callee_tag.as_deref()) else {
+            return false;
+        };
+        let (Some(from), Some(to)) = (msg.from().and_then(|f| f.tag), msg.to().and_then(|t| t.tag)) else {
+            return false;
+        };
+        (from == caller && to == callee) || (from == callee && to == caller)
+    }
+
+    /// The INVITE transaction a response or CANCEL with CSeq number `cseq` and top Via
+    /// `branch` belongs to: the same number and branch, else the latest with the number.
+    fn invite_tx(&self, cseq: u32, branch: Option<&str>) -> Option<usize> {
+        let same_branch = self.invites.iter().rposition(|t| t.cseq == cseq && t.branch.as_deref() == branch);
+        same_branch.or_else(|| self.invites.iter().rposition(|t| t.cseq == cseq))
+    }
+
+    /// Whether an INVITE transaction other than the one at `except` still waits for its answer.
+    fn other_invite_pending(&self, except: Option<(u32, Option<&str>)>) -> bool {
+        self.invites.iter().any(|t| {
+            t.final_at.is_none() && !t.cancelled && except.is_none_or(|(c, b)| t.cseq != c || t.branch.as_deref() != b)
+        })
     }
 
     /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the summary.
@@ -141,10 +215,12 @@ impl Dialog {
             cseq: cseq.map(|c| format!("{} {}", c.seq, c.method)).unwrap_or_default(),
             summary,
             retransmission,
+            protocol: Protocol::Sip,
         });
         if retransmission {
             return;
         }
+        self.invite_dialog |= is_invite_family(msg);
         match (msg.method(), msg.status()) {
             (Some(method), _) => self.on_request(msg, method, cseq_num, meta),
             (None, Some(code)) => self.on_response(msg, code, cseq_num, cseq_method, meta),
@@ -161,14 +237,32 @@ impl Dialog {
                 if !matches!(self.state, CallState::InCall | CallState::Completed) {
                     self.state = CallState::CallSetup;
                 }
-                self.invite_cseq = Some(cseq);
+                if self.invites.len() >= MAX_INVITES {
+                    self.invites.remove(0);
+                }
+                let branch = msg.top_via().and_then(|v| v.branch).map(str::to_string);
+                self.invites.push(InviteTx { cseq, branch, start: meta.ts, final_at: None, cancelled: false });
+                self.initial_invite = true;
                 self.invite_ts.get_or_insert(meta.ts);
                 if self.caller_tag.is_none() {
                     self.caller_tag = msg.from().and_then(|f| f.tag).map(str::to_string);
                 }
             }
             "CANCEL" => {
-                if matches!(self.state, CallState::CallSetup | CallState::Ringing) {
+                // A CANCEL ends the call only when it reaches an INVITE not yet answered and
+                // no other INVITE of the call (a fork, a parallel INVITE) is still going; one
+                // that matches no INVITE seen cancels whatever is pending.
+                let branch = msg.top_via().and_then(|v| v.branch);
+                let matched = self.invite_tx(cseq, branch).and_then(|i| self.invites.get_mut(i)).map(|tx| {
+                    let unanswered = tx.final_at.is_none();
+                    tx.cancelled |= unanswered;
+                    (unanswered, (tx.cseq, tx.branch.clone()))
+                });
+                let applies = match &matched {
+                    Some((unanswered, (c, b))) => *unanswered && !self.other_invite_pending(Some((*c, b.as_deref()))),
+                    None => true,
+                };
+                if applies && matches!(self.state, CallState::CallSetup | CallState::Ringing) {
                     self.state = CallState::Cancelled;
                 }
             }
@@ -212,8 +306,28 @@ impl Dialog {
             }
             return;
         }
-        if cseq_method != "INVITE" || self.invite_cseq.is_some_and(|c| c != cseq) {
+        if cseq_method != "INVITE" {
             return;
+        }
+        // Responses go to their own INVITE transaction; with none seen (the capture began
+        // after the INVITE), every INVITE response counts.
+        let branch = msg.top_via().and_then(|v| v.branch);
+        let tx = match self.invite_tx(cseq, branch) {
+            Some(i) => self.invites.get_mut(i),
+            None if self.invites.is_empty() => None,
+            // A response to a re-INVITE, or to an INVITE not seen.
+            None => return,
+        };
+        let key = tx.as_ref().map(|t| (t.cseq, t.branch.clone()));
+        let (start, cancelled) = tx.as_ref().map_or((None, false), |t| (Some(t.start), t.cancelled || code == 487));
+        if code >= 200 {
+            if let Some(tx) = tx {
+                tx.final_at.get_or_insert(meta.ts);
+            }
+            if self.first_final.is_none() {
+                self.first_final = Some(meta.ts);
+                self.first_final_cancelled = cancelled;
+            }
         }
         match code {
             180..=189 => {
@@ -223,20 +337,20 @@ impl Dialog {
                 }
             }
             200..=299 => {
-                self.first_final.get_or_insert(meta.ts);
-                self.answered.get_or_insert(meta.ts);
+                if self.answered.is_none() {
+                    self.answered = Some(meta.ts);
+                    self.answered_invite = start;
+                }
                 if matches!(self.state, CallState::CallSetup | CallState::Ringing | CallState::Unknown) {
                     self.state = CallState::InCall;
                 }
             }
-            300.. => {
-                self.first_final.get_or_insert(meta.ts);
-                match self.state {
-                    CallState::CallSetup | CallState::Ringing if code == 487 => self.state = CallState::Cancelled,
-                    CallState::CallSetup | CallState::Ringing | CallState::Unknown => self.state = CallState::Rejected,
-                    _ => {}
-                }
-            }
+            // A failure ends the call once no other INVITE of it is still going.
+            300.. if !self.other_invite_pending(key.as_ref().map(|(c, b)| (*c, b.as_deref()))) => match self.state {
+                CallState::CallSetup | CallState::Ringing if code == 487 => self.state = CallState::Cancelled,
+                CallState::CallSetup | CallState::Ringing | CallState::Unknown => self.state = CallState::Rejected,
+                _ => {}
+            },
             _ => {}
         }
     }
@@ -249,8 +363,29 @@ impl Dialog {
     }
 
     /// Builds the output session; media streams are added by the caller.
-    pub fn into_session(self) -> Session {
-        let since_invite = |t: Option<Timestamp>| Some(t?.millis_since(self.invite_ts?));
+    pub fn into_session(mut self) -> Session {
+        // Never negative: a final answer before the INVITE (the INVITE came later in the
+        // capture) gives no setup time.
+        let since = |t: Option<Timestamp>, from: Option<Timestamp>| {
+            let (t, from) = (t?, from?);
+            (t >= from).then(|| t.millis_since(from))
+        };
+        let invite = self.invite_ts;
+        // From the answered INVITE when the first final answer went to one that was cancelled
+        // (a fork or a parallel INVITE), else from the first INVITE to the first final answer.
+        let setup_time_ms = if self.first_final_cancelled && self.answered.is_some() {
+            since(self.answered, self.answered_invite)
+        } else {
+            since(self.first_final, invite)
+        };
+        if self.invite_dialog && !self.initial_invite {
+            // The INVITE was lost (a fragment that never completed) or came before the capture.
+            self.state = CallState::Unknown;
+            let frame = self.first_frame;
+            self.note(format!(
+                "initial_request_missing: the dialog's INVITE is not in the capture (it starts at frame {frame})"
+            ));
+        }
         Session {
             id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
             kind: self.kind,
@@ -260,8 +395,8 @@ impl Dialog {
             state: self.state,
             start: self.start,
             end: self.last_message,
-            setup_time_ms: since_invite(self.first_final),
-            post_dial_delay_ms: since_invite(self.first_18x),
+            setup_time_ms,
+            post_dial_delay_ms: since(self.first_18x, invite),
             ring_time_ms: match (self.first_18x, self.first_final) {
                 (Some(r), Some(f)) if f >= r => Some(f.millis_since(r)),
                 _ => None,
@@ -275,6 +410,8 @@ impl Dialog {
             messages: self.messages,
             media: Vec::new(),
             anomalies: self.anomalies,
+            related: Vec::new(),
+            tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
         }
     }
 }
@@ -290,4 +427,174 @@ fn transaction_hash(msg: &SipMessage<'_>, meta: &MsgMeta, cseq: u32, cseq_method
     msg.status().hash(&mut h);
     msg.top_via().and_then(|v| v.branch).hash(&mut h);
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the messages of `script` through one dialog, 10 ms apart, and compares what the
+    /// session says with `expected`: `STATE setup= ring= duration= hangup= anomalies`.
+    ///
+    /// A line is `> ` (caller to callee) or `< ` (callee to caller), then a request
+    /// `METHOD cseq branch`, with `in` at the end when it is sent within the dialog (with
+    /// the callee's To tag), or a response `status METHOD cseq branch` (always with the
+    /// callee's tag).
+    fn check(script: &[&str], expected: &str) {
+        let caller: SocketAddr = "10.0.0.1:5060".parse().unwrap();
+        let callee: SocketAddr = "10.0.0.2:5060".parse().unwrap();
+        let mut dialog: Option<Dialog> = None;
+        for (i, line) in script.iter().enumerate() {
+            let (from_caller, rest) = match line.split_at(2) {
+                ("> ", rest) => (true, rest),
+                ("< ", rest) => (false, rest),
+                _ => panic!("bad line {line}"),
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let (tags, start, cseq) = if words[0].starts_with(|c: char| c.is_ascii_digit()) {
+                // Responses here answer the caller's requests.
+                (
+                    Some(("caller", "callee")),
+                    format!("SIP/2.0 {} Whatever", words[0]),
+                    format!("{} {}", words[2], words[1]),
+                )
+            } else {
+                let in_dialog = words.get(3) == Some(&"in");
+                let tags = match (in_dialog, from_caller) {
+                    (false, _) => None,
+                    (true, true) => Some(("caller", "callee")),
+                    (true, false) => Some(("callee", "caller")),
+                };
+                (tags, format!("{} sip:b@10.0.0.2 SIP/2.0", words[0]), format!("{} {}", words[1], words[0]))
+            };
+            let branch = if start.starts_with("SIP") { words[3] } else { words[2] };
+            let (from_tag, to) = match tags {
+                Some((f, t)) => (f, format!("<sip:b@10.0.0.2>;tag={t}")),
+                None => ("caller", String::from("<sip:b@10.0.0.2>")),
+            };
+            let text = format!(
+                "{start}\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK{branch}\r\nFrom: <sip:a@10.0.0.1>;tag={from_tag}\r\n\
+                 To: {to}\r\nCall-ID: c\r\nCSeq: {cseq}\r\n\r\n"
+            );
+            let msg = SipMessage::parse(text.as_bytes()).expect("parses");
+            let (src, dst) = if from_caller { (caller, callee) } else { (callee, caller) };
+            let ts = Timestamp::from_nanos(i as i64 * 10_000_000);
+            let meta =
+                MsgMeta { ts, frame: i as u64 + 1, src, dst, transport: Transport::Udp, context: 0, tunnel: None };
+            dialog.get_or_insert_with(|| Dialog::new(&msg, "c", &meta)).on_message(&msg, &meta, false);
+        }
+        let s = dialog.expect("a message").into_session();
+        let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let hangup = s.hangup_by.map_or("-", |p| if p == Party::Caller { "caller" } else { "callee" });
+        let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.split([':', ' ']).next().unwrap_or("")).collect();
+        let got = format!(
+            "{} setup={} ring={} duration={} hangup={hangup} {anomalies:?}",
+            s.state.as_str(),
+            ms(s.setup_time_ms),
+            ms(s.ring_time_ms),
+            ms(s.duration_ms)
+        );
+        assert_eq!(got, expected, "{script:#?}");
+    }
+
+    #[test]
+    fn answered_and_ended() {
+        check(
+            &["> INVITE 1 i", "< 180 INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in"],
+            "IN_CALL setup=20 ring=10 duration=- hangup=- []",
+        );
+        check(
+            &["> INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in", "< 200 BYE 2 b"],
+            "COMPLETED setup=10 ring=- duration=20 hangup=caller []",
+        );
+        check(
+            &["> INVITE 1 i", "< 200 INVITE 1 i", "> ACK 1 a in", "< BYE 1 b in"],
+            "COMPLETED setup=10 ring=- duration=20 hangup=callee []",
+        );
+    }
+
+    #[test]
+    fn rejected_and_cancelled() {
+        check(&["> INVITE 1 i", "< 486 INVITE 1 i", "> ACK 1 i"], "REJECTED setup=10 ring=- duration=- hangup=- []");
+        check(
+            &["> INVITE 1 i", "< 180 INVITE 1 i", "> CANCEL 1 i", "< 200 CANCEL 1 i", "< 487 INVITE 1 i"],
+            "CANCELLED setup=40 ring=30 duration=- hangup=- []",
+        );
+        // A 487 without the CANCEL seen.
+        check(&["> INVITE 1 i", "< 487 INVITE 1 i"], "CANCELLED setup=10 ring=- duration=- hangup=- []");
+    }
+
+    #[test]
+    fn retry_with_credentials_is_one_call() {
+        check(
+            &["> INVITE 1 i1", "< 407 INVITE 1 i1", "> ACK 1 i1", "> INVITE 2 i2", "< 200 INVITE 2 i2"],
+            "IN_CALL setup=10 ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn cancel_reaches_only_its_own_invite() {
+        // After the final answer, a CANCEL of the same INVITE does nothing (RFC 3261 9.2).
+        check(&["> INVITE 1 i", "< 200 INVITE 1 i", "> CANCEL 1 i"], "IN_CALL setup=10 ring=- duration=- hangup=- []");
+        // A CANCEL of a parallel INVITE after the answer.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "< 200 INVITE 1 i1", "> CANCEL 2 i2", "< 487 INVITE 2 i2"],
+            "IN_CALL setup=20 ring=- duration=- hangup=- []",
+        );
+        // A CANCEL of a parallel INVITE before the answer, while the other still goes on.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "> CANCEL 2 i2", "< 487 INVITE 2 i2", "< 200 INVITE 1 i1"],
+            "IN_CALL setup=40 ring=- duration=- hangup=- []",
+        );
+        // Both cancelled.
+        check(
+            &["> INVITE 1 i1", "> INVITE 2 i2", "> CANCEL 2 i2", "> CANCEL 1 i1"],
+            "CANCELLED setup=- ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn the_same_invite_seen_at_two_hops() {
+        // One hop's failure leaves the call going until the other hop's.
+        check(
+            &["> INVITE 1 h1", "> INVITE 1 h2", "< 486 INVITE 1 h2"],
+            "CALL_SETUP setup=20 ring=- duration=- hangup=- []",
+        );
+        check(
+            &["> INVITE 1 h1", "> INVITE 1 h2", "< 486 INVITE 1 h2", "< 486 INVITE 1 h1"],
+            "REJECTED setup=20 ring=- duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn retransmissions_change_nothing() {
+        check(
+            &["> INVITE 1 i", "> INVITE 1 i", "< 180 INVITE 1 i", "< 180 INVITE 1 i", "< 200 INVITE 1 i"],
+            "IN_CALL setup=40 ring=20 duration=- hangup=- []",
+        );
+    }
+
+    #[test]
+    fn without_the_initial_invite() {
+        check(
+            &["< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in"],
+            "UNKNOWN setup=- ring=- duration=20 hangup=caller [\"initial_request_missing\"]",
+        );
+        check(
+            &["> BYE 2 b in", "< 200 BYE 2 b"],
+            "UNKNOWN setup=- ring=- duration=- hangup=caller [\"initial_request_missing\"]",
+        );
+        // A BYE with no answer seen is noted too.
+        check(&["> INVITE 1 i", "> BYE 2 b in"], "COMPLETED setup=- ring=- duration=- hangup=caller [\"BYE\"]");
+    }
+
+    #[test]
+    fn transactions_other_than_invite() {
+        check(
+            &["> REGISTER 1 r1", "< 401 REGISTER 1 r1", "> REGISTER 2 r2", "< 200 REGISTER 2 r2"],
+            "COMPLETED setup=- ring=- duration=- hangup=- []",
+        );
+        check(&["> OPTIONS 1 o", "< 404 OPTIONS 1 o"], "REJECTED setup=- ring=- duration=- hangup=- []");
+        check(&["> MESSAGE 1 m"], "CALL_SETUP setup=- ring=- duration=- hangup=- []");
+    }
 }

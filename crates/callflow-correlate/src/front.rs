@@ -8,12 +8,18 @@
 //! frames, the same flow numbers in the same order.
 
 use crate::flows::{FlowId, FlowIndex};
+use crate::ids::Fnv64;
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::{Datagram, FragmentLimits, FragmentReassembler};
-use callflow_decode::packet::{decode_frame, decode_transport, IpInfo, Packet, Transport as Tp};
+use callflow_decode::packet::{
+    decode_frame, decode_transport, Fragment, IpInfo, Packet, Transport as Tp, Tunnel, TunnelKind, MAX_TUNNELS,
+};
 use callflow_decode::rtp::RtpPacket;
 use callflow_decode::{rtcp, sip, DecodeError, Timestamp};
-use std::net::SocketAddr;
+use callflow_model::Transport;
+use std::hash::{Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 /// How often (capture time) stale fragments are dropped, and idle sessions looked for.
 pub(crate) const SWEEP_INTERVAL_NS: i64 = 1_000_000_000;
@@ -26,6 +32,9 @@ pub(crate) struct Prepared<'a> {
     pub ip: Option<IpInfo>,
     /// As [`Packet::transport`].
     pub transport: Tp<'a>,
+    /// As [`Packet::tunnel`] (for a fragment, the tunnel inside the datagram it completed,
+    /// else the fragment's), with the tunnel's number in this run (see [`Tunnels`]).
+    pub tunnel: Option<(u32, Tunnel)>,
     /// Decoding stopped early ([`Packet::stop`]).
     pub stopped: bool,
     /// What a UDP datagram's payload looks like (not for a reassembled one).
@@ -37,7 +46,13 @@ pub(crate) struct Prepared<'a> {
     /// The packet's UDP, TCP or SCTP flow (for a fragment, the flow of the datagram it
     /// completed); `None` for other packets and for flows past the list's bound.
     pub flow: Option<FlowId>,
+    /// Flows forgotten at this frame (idle too long, see [`FlowIndex::forgetting`]): their
+    /// handles may be reused from the next frame on. Boxed and rare, as `reassembly`.
+    pub forgotten: Forgotten,
 }
+
+/// Handles of forgotten flows, `None` when there are none (nearly always).
+pub(crate) type Forgotten = Option<Box<Vec<FlowId>>>;
 
 /// What the analysis asks of every UDP payload, worked out where the payload is first
 /// read: on the front stage's thread, the payload's bytes need not travel to the analysis
@@ -78,24 +93,100 @@ pub(crate) struct RtpHead {
     pub ssrc: u32,
 }
 
+/// Most tunnels numbered; the tunnels seen after that share one number (their inner
+/// addresses are then told apart by the addresses alone, as without tunnels).
+const MAX_TUNNELS_NUMBERED: usize = 1 << 20;
+
+/// Numbers the tunnels of a run that keep equal inner addresses apart, from 1, so that a
+/// flow's key holds its tunnel as one word.
+///
+/// Only GTP-U tunnels are numbered: the addresses of mobile subscribers come from per-APN
+/// pools that overlap, and both directions of a bearer are tunnelled. IP-in-IP and GRE
+/// get 0, as outside any tunnel: they are often asymmetric (one direction encapsulated,
+/// the replies routed directly, as in sngrep's `ipip.pcap`), and numbering them would
+/// cut one connection in two. A GTP-U tunnel is known by its (unordered) outer address pair
+/// (the eNodeB and the gateway), not by its TEID: the two directions of a bearer carry
+/// different TEIDs (each names its receiving end) and must stay one flow. So UEs with equal
+/// addresses behind the same pair still meet; telling them apart needs the TEID pairs that
+/// GTP-C announces (the GTP handler's to learn).
+#[derive(Debug, Default)]
+pub(crate) struct Tunnels {
+    numbers: foldhash::HashMap<(u8, IpAddr, IpAddr), u32>,
+}
+
+impl Tunnels {
+    /// The number of `tunnel`, given on its first packet; 0 for a tunnel that is not numbered.
+    pub fn number(&mut self, tunnel: &Tunnel) -> u32 {
+        if tunnel.kind != TunnelKind::GtpU {
+            return 0;
+        }
+        let (a, b) = if tunnel.src <= tunnel.dst { (tunnel.src, tunnel.dst) } else { (tunnel.dst, tunnel.src) };
+        let key = (tunnel.kind as u8, a, b);
+        if let Some(&n) = self.numbers.get(&key) {
+            return n;
+        }
+        if self.numbers.len() >= MAX_TUNNELS_NUMBERED {
+            return u32::MAX;
+        }
+        let n = self.numbers.len() as u32 + 1;
+        self.numbers.insert(key, n);
+        n
+    }
+}
+
+/// What tells copies of one fragment apart when a capture holds a datagram two or three
+/// times (several capture points): the VLAN tags and the number of tunnels around it, the
+/// same whether the fragment came in a frame of its own or out of a reassembled datagram
+/// (`more_tunnels`: those crossed inside that datagram).
+fn fragment_context(packet: &Packet<'_>, more_tunnels: u8) -> u64 {
+    let mut h = Fnv64::default();
+    packet.vlans.as_slice().hash(&mut h);
+    packet.tunnels.saturating_add(more_tunnels).hash(&mut h);
+    h.finish()
+}
+
 /// The front stage's state: fragments waiting for the rest of their datagram, and the flows
 /// seen so far.
 #[derive(Debug)]
 pub(crate) struct Front {
     fragments: FragmentReassembler,
     flows: FlowIndex,
+    tunnels: Tunnels,
     clock: Timestamp,
     last_sweep: Option<Timestamp>,
 }
 
 impl Front {
-    pub fn new(limits: FragmentLimits) -> Front {
+    /// A front stage whose flows are forgotten after `forget_flows_after` of idleness (never
+    /// with `None`).
+    pub fn new(limits: FragmentLimits, forget_flows_after: Option<Duration>) -> Front {
         Front {
             fragments: FragmentReassembler::new(limits),
-            flows: FlowIndex::default(),
+            flows: forget_flows_after.map_or_else(FlowIndex::default, FlowIndex::forgetting),
+            tunnels: Tunnels::default(),
             clock: Timestamp::default(),
             last_sweep: None,
         }
+    }
+
+    /// Time moved on to `now` without a frame (a quiet live input): expires what a frame
+    /// of that time would have, and returns the flows forgotten.
+    pub fn advance_to(&mut self, now: Timestamp) -> Forgotten {
+        let last_sweep = *self.last_sweep.get_or_insert(now);
+        self.clock = self.clock.max(now);
+        self.sweep(last_sweep)
+    }
+
+    /// The sweep, on the same schedule as the analysis's, so fragments expire at the same
+    /// frames whichever thread runs this.
+    fn sweep(&mut self, last_sweep: Timestamp) -> Forgotten {
+        if self.clock.nanos_since(last_sweep) < SWEEP_INTERVAL_NS {
+            return None;
+        }
+        self.last_sweep = Some(self.clock);
+        self.fragments.expire(self.clock);
+        let forgotten = self.flows.forget_idle(self.clock);
+        (!forgotten.is_empty()).then(|| Box::new(forgotten))
     }
 
     /// Decodes `frame` and prepares it. Frames must come in capture order.
@@ -107,28 +198,63 @@ impl Front {
     pub fn prepare_decoded<'a>(&mut self, ts: Timestamp, packet: Packet<'a>) -> Prepared<'a> {
         let last_sweep = *self.last_sweep.get_or_insert(ts);
         self.clock = self.clock.max(ts);
-        let (reassembly, flow) = match &packet.transport {
+        let (reassembly, flow, tunnel) = match &packet.transport {
             Tp::Fragment(fragment) => {
-                let reassembly = self.fragments.push(ts, fragment);
-                let flow = match &reassembly {
-                    Ok(Some(d)) => self.flow(&decode_transport(d.protocol, d.src, d.dst, &d.payload)),
-                    _ => None,
+                let (reassembly, seen) = self.reassemble(ts, &packet, fragment);
+                let (flow, tunnel) = match &reassembly {
+                    Ok(Some(d)) => {
+                        let inner = decode_transport(d.protocol, d.src, d.dst, &d.payload);
+                        let tunnel = self.tunnel(inner.tunnel.or(seen).or(packet.tunnel));
+                        (self.flow(&inner, tunnel.map_or(0, |(n, _)| n), ts), tunnel)
+                    }
+                    _ => (None, self.tunnel(packet.tunnel)),
                 };
-                (Some(Box::new(reassembly)), flow)
+                (Some(Box::new(reassembly)), flow, tunnel)
             }
-            _ => (None, self.flow(&packet)),
+            _ => {
+                let tunnel = self.tunnel(packet.tunnel);
+                (None, self.flow(&packet, tunnel.map_or(0, |(n, _)| n), ts), tunnel)
+            }
         };
         let udp = match &packet.transport {
             Tp::Udp { payload, .. } => Some(UdpHints::of(payload)),
             _ => None,
         };
-        // The same schedule as the analysis's sweep, so fragments expire at the same frames
-        // whichever thread runs this.
-        if self.clock.as_nanos() - last_sweep.as_nanos() >= SWEEP_INTERVAL_NS {
-            self.last_sweep = Some(self.clock);
-            self.fragments.expire(self.clock);
+        let forgotten = self.sweep(last_sweep);
+        Prepared {
+            ip: packet.ip,
+            transport: packet.transport,
+            tunnel,
+            stopped: packet.stop.is_some(),
+            udp,
+            reassembly,
+            flow,
+            forgotten,
         }
-        Prepared { ip: packet.ip, transport: packet.transport, stopped: packet.stop.is_some(), udp, reassembly, flow }
+    }
+
+    /// Adds `fragment` (of `packet`) to its datagram. A datagram it completes that is
+    /// itself a fragment (an IP-fragmented GTP-U packet carrying the first fragment of the
+    /// UE's packet, as VoLTE captures show) is added in turn, so what comes out is whole.
+    /// Also returns the tunnel crossed on the way (the GTP-U around the UE's fragment).
+    fn reassemble(
+        &mut self,
+        ts: Timestamp,
+        packet: &Packet<'_>,
+        fragment: &Fragment<'_>,
+    ) -> (Result<Option<Datagram>, DecodeError>, Option<Tunnel>) {
+        let mut reassembly = self.fragments.push_in(ts, fragment, fragment_context(packet, 0));
+        let mut tunnel = None;
+        for _ in 0..MAX_TUNNELS {
+            let Ok(Some(datagram)) = &reassembly else { break };
+            let inner = decode_transport(datagram.protocol, datagram.src, datagram.dst, &datagram.payload);
+            let Tp::Fragment(inner_fragment) = &inner.transport else { break };
+            tunnel = inner.tunnel.or(tunnel);
+            let context = fragment_context(packet, inner.tunnels);
+            let next = self.fragments.push_in(ts, inner_fragment, context);
+            reassembly = next;
+        }
+        (reassembly, tunnel)
     }
 
     /// How many flows were seen after the flow list was full.
@@ -136,14 +262,19 @@ impl Front {
         self.flows.unlisted()
     }
 
-    fn flow(&mut self, packet: &Packet<'_>) -> Option<FlowId> {
+    /// A packet's tunnel with its number; only a tunnelled packet pays for the lookup.
+    fn tunnel(&mut self, tunnel: Option<Tunnel>) -> Option<(u32, Tunnel)> {
+        tunnel.map(|t| (self.tunnels.number(&t), t))
+    }
+
+    fn flow(&mut self, packet: &Packet<'_>, context: u32, ts: Timestamp) -> Option<FlowId> {
         let ip = packet.ip.as_ref()?;
         let (transport, src_port, dst_port) = match &packet.transport {
-            Tp::Udp { src_port, dst_port, .. } => ("udp", *src_port, *dst_port),
-            Tp::Tcp(seg) => ("tcp", seg.src_port, seg.dst_port),
-            Tp::Sctp { src_port, dst_port, .. } => ("sctp", *src_port, *dst_port),
+            Tp::Udp { src_port, dst_port, .. } => (Transport::Udp, *src_port, *dst_port),
+            Tp::Tcp(seg) => (Transport::Tcp, seg.src_port, seg.dst_port),
+            Tp::Sctp { src_port, dst_port, .. } => (Transport::Sctp, *src_port, *dst_port),
             _ => return None,
         };
-        self.flows.lookup(transport, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port))
+        self.flows.lookup(transport, context, SocketAddr::new(ip.src, src_port), SocketAddr::new(ip.dst, dst_port), ts)
     }
 }

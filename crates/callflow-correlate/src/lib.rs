@@ -7,7 +7,16 @@
 //! registers the address:port it announces, so RTP and RTCP arriving there join the
 //! dialog whatever the port; RTP nobody announced is still reported, as media-only
 //! sessions found by header heuristics. [`analyze`] runs the whole pipeline over a
-//! [`CaptureReader`].
+//! [`FrameSource`]: a capture file's `CaptureReader`, or any source of frames in capture
+//! order (a source that goes quiet says so with a [`Pulled::Tick`], and the sessions that
+//! are over by then still come out).
+//!
+//! Inside, the [`Analyzer`] is a router: the front stage decodes a frame and finds its flow,
+//! the flow remembers what its earlier packets were, the application protocol is decided
+//! (announced by SDP, probed, or classified) and the payload goes to that protocol's
+//! handler (SIP dialogs, RTP/RTCP media), which owns its tables and says when each of its
+//! sessions is over. Every handler gets the same per-packet context, [`PacketCtx`] (time,
+//! frame, addresses, transport, tunnel).
 //!
 //! Architecture invariant: this crate opens no files and speaks no network protocol;
 //! it reads frames from the reader it is handed. It cannot fail on a bad packet: it
@@ -27,23 +36,32 @@
 
 mod analyzer;
 mod control;
+mod ctx;
 mod dialog;
 mod flows;
 mod front;
+mod handler;
 mod ids;
 mod media;
 mod pipeline;
+mod rtp;
+mod sctp;
+mod sip;
 mod slots;
+mod source;
 mod stats;
 mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
+pub use ctx::PacketCtx;
+pub use source::{FrameSource, Pulled};
 
-use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_decode::capture::CaptureError;
 use callflow_model::{Document, Session};
 
-/// Runs the whole analysis over `reader` and returns the document.
+/// Runs the whole analysis over `reader` (a [`CaptureReader`](callflow_decode::capture::CaptureReader),
+/// or any other [`FrameSource`]) and returns the document.
 ///
 /// With a `sink`, each session is handed to it as soon as it is over (and the rest,
 /// in order, at the end), and the returned document's `sessions` is empty: this is how
@@ -54,8 +72,8 @@ use callflow_model::{Document, Session};
 /// gives the sessions seen so far: the document then says `complete: false` and why.
 /// Only a capture that cannot be read at all is an error. [`analyze_with`] is the same
 /// with progress reports and a way to stop early.
-pub fn analyze(
-    reader: &mut CaptureReader,
+pub fn analyze<S: FrameSource + Send + ?Sized>(
+    reader: &mut S,
     path: &str,
     opts: AnalyzerOptions,
     sink: Option<&mut dyn FnMut(Session)>,

@@ -1,9 +1,11 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
 
+use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
 use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
+use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::Sdp;
@@ -82,6 +84,8 @@ struct OwnerMedia {
     /// RTP packet does not look its owner up.
     last_activity: Timestamp,
     first_frame: u64,
+    /// The tunnel of the first packet.
+    tunnel: Option<Tunnel>,
 }
 
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
@@ -124,12 +128,16 @@ struct CodecMemo {
     clock: Option<u32>,
 }
 
-/// A UDP datagram as the media table sees it: who sent it to whom, its payload with what
-/// the front stage found in it, when, in which frame, and the frame's bytes on the wire.
+/// A UDP datagram as the media table sees it: who sent it to whom (in which tunnel), its
+/// payload with what the front stage found in it, when, in which frame, and the frame's
+/// bytes on the wire.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Datagram<'a> {
     pub src: SocketAddr,
     pub dst: SocketAddr,
+    /// The tunnel's number (0 for none): endpoints are announced and looked up within it.
+    pub context: u32,
+    pub tunnel: Option<&'a Tunnel>,
     pub payload: &'a [u8],
     pub hints: &'a UdpHints,
     pub ts: Timestamp,
@@ -163,8 +171,8 @@ pub(crate) enum MediaKind {
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
 #[derive(Debug, Default)]
 pub(crate) struct MediaTable {
-    /// Announced endpoints, each with its slot in `bindings`.
-    endpoints: HashMap<SocketAddr, u32>,
+    /// Announced endpoints (in their tunnel), each with its slot in `bindings`.
+    endpoints: HashMap<(u32, SocketAddr), u32>,
     /// What each announced endpoint is bound to; a binding's version tells a [`MediaMemo`]
     /// that what it remembers is stale.
     bindings: Slots<Binding>,
@@ -174,14 +182,15 @@ pub(crate) struct MediaTable {
     streams: HashMap<StreamKey, u32>,
     stream_slots: Slots<Stream>,
     owners: HashMap<Owner, OwnerMedia>,
-    /// Orphan media grouped by its (ordered) address pair: one session per pair.
-    orphan_pairs: HashMap<(SocketAddr, SocketAddr), Owner>,
+    /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
+    orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
 }
 
 impl MediaTable {
-    /// Registers the endpoints an SDP body announces as `owner`'s media.
-    pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>) -> usize {
+    /// Registers the endpoints an SDP body announces as `owner`'s media, in tunnel number
+    /// `context` (0 for none), where the SDP came from.
+    pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>, context: u32) -> usize {
         let mut registered = 0;
         for media in &sdp.media {
             if media.port == 0 {
@@ -194,7 +203,7 @@ impl MediaTable {
                 // Media that is not RTP (T.38 over UDPTL after a fax re-INVITE, say) takes the
                 // endpoint over: what arrives there from now on is not RTP, as Wireshark decides.
                 let binding = Binding { owner, rtcp: false, other: true, codecs: Arc::from([]) };
-                self.bind(SocketAddr::new(ip, media.port), binding);
+                self.bind((context, SocketAddr::new(ip, media.port)), binding);
                 continue;
             }
             let mut codecs: Vec<Codec> = media
@@ -213,20 +222,23 @@ impl MediaTable {
             }
             let codecs: Arc<[Codec]> = codecs.into();
             self.bind(
-                SocketAddr::new(ip, media.port),
+                (context, SocketAddr::new(ip, media.port)),
                 Binding { owner, rtcp: false, other: false, codecs: codecs.clone() },
             );
             registered += 1;
             if !media.rtcp_mux {
                 let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
-                self.bind(SocketAddr::new(ip, rtcp_port), Binding { owner, rtcp: true, other: false, codecs });
+                self.bind(
+                    (context, SocketAddr::new(ip, rtcp_port)),
+                    Binding { owner, rtcp: true, other: false, codecs },
+                );
             }
         }
         registered
     }
 
     /// Binds `addr` to `binding`, replacing what it was bound to.
-    fn bind(&mut self, addr: SocketAddr, binding: Binding) {
+    fn bind(&mut self, addr: (u32, SocketAddr), binding: Binding) {
         if let Some(&i) = self.endpoints.get(&addr) {
             self.bindings.replace(i, binding);
             return;
@@ -250,8 +262,8 @@ impl MediaTable {
 
     /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
     /// destination's binding, else the source's.
-    fn resolve(&self, src: SocketAddr, dst: SocketAddr) -> Resolved {
-        let at = |addr| self.endpoints.get(&addr).and_then(|&index| self.bindings.current(index));
+    fn resolve(&self, context: u32, src: SocketAddr, dst: SocketAddr) -> Resolved {
+        let at = |addr| self.endpoints.get(&(context, addr)).and_then(|&index| self.bindings.current(index));
         let dst = at(dst);
         let src = if dst.is_none() { at(src) } else { None };
         let bound = dst.or(src).and_then(|slot| {
@@ -282,7 +294,7 @@ impl MediaTable {
         let resolved = match memo.resolved {
             Some(r) if self.still_holds(&r) => r,
             _ => {
-                let r = self.resolve(d.src, d.dst);
+                let r = self.resolve(d.context, d.src, d.dst);
                 memo.resolved = Some(r);
                 memo.codec = None;
                 r
@@ -306,7 +318,7 @@ impl MediaTable {
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
         if rtcp || d.hints.rtcp_like {
-            self.on_rtcp(owner, d.payload, d.ts, d.frame)?;
+            self.on_rtcp(owner, d)?;
             return Ok((MediaKind::Rtcp, owner));
         }
         self.on_rtp(owner, Some(slot), memo, d)?;
@@ -315,19 +327,38 @@ impl MediaTable {
 
     /// Handles RTP or RTCP that no SDP announced (already judged plausible by the classifier).
     pub fn on_orphan(&mut self, memo: &mut MediaMemo, kind: MediaKind, d: &Datagram<'_>) -> Result<Owner, NotMedia> {
-        let pair = if d.src <= d.dst { (d.src, d.dst) } else { (d.dst, d.src) };
-        let owner = match self.orphan_pairs.get(&pair) {
+        let in_tunnel = |(a, b): (SocketAddr, SocketAddr)| (d.context, a, b);
+        let pair = in_tunnel(ordered_pair(d.src, d.dst));
+        // RTCP between two odd ports belongs with the RTP one port below (RFC 3550 section
+        // 11), whichever of the two shows up first.
+        let rtp_pair = match kind {
+            MediaKind::Rtcp => rtp_pair_of(d.src, d.dst).map(in_tunnel),
+            _ => None,
+        };
+        let beside = rtp_pair.is_some() && !self.orphan_pairs.contains_key(&pair);
+        let known = self.orphan_pairs.get(&pair).or_else(|| rtp_pair.and_then(|p| self.orphan_pairs.get(&p)));
+        let owner = match known {
             Some(&o) => o,
             None => {
                 // Orphan owners count down from the top so they never meet a dialog number.
                 self.next_orphan += 1;
                 let o = u64::MAX - self.next_orphan;
-                self.orphan_pairs.insert(pair, o);
+                self.orphan_pairs.insert(rtp_pair.unwrap_or(pair), o);
                 o
             }
         };
         match kind {
-            MediaKind::Rtcp => self.on_rtcp(owner, d.payload, d.ts, d.frame)?,
+            MediaKind::Rtcp => {
+                let reported = self.on_rtcp(owner, d);
+                if beside {
+                    // The session is named after its first RTP packet, as when the RTCP
+                    // came after it.
+                    if let Some(media) = self.owners.get_mut(&owner).filter(|m| m.streams.is_empty()) {
+                        media.first_frame = u64::MAX;
+                    }
+                }
+                reported?;
+            }
             MediaKind::Rtp => self.on_rtp(owner, None, memo, d)?,
             // The classifier never calls unannounced traffic "other media".
             MediaKind::Other => {}
@@ -336,7 +367,8 @@ impl MediaTable {
     }
 
     /// The slot of stream `key`, created (with its codec from `binding`) on its first packet.
-    fn stream_slot(&mut self, key: StreamKey, binding: Option<u32>, pt: u8, frame: u64) -> u32 {
+    fn stream_slot(&mut self, key: StreamKey, binding: Option<u32>, pt: u8, d: &Datagram<'_>) -> u32 {
+        let frame = d.frame;
         if let Some(&i) = self.streams.get(&key) {
             return i;
         }
@@ -348,8 +380,12 @@ impl MediaTable {
                 rtp::static_clock_rate(pt),
             ),
         };
-        let media =
-            self.owners.entry(key.owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+        let media = self.owners.entry(key.owner).or_insert_with(|| OwnerMedia {
+            first_frame: frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
+        media.first_frame = media.first_frame.min(frame);
         media.streams.push(key);
         let stream = Stream {
             stats: StreamStats::default(),
@@ -382,7 +418,7 @@ impl MediaTable {
         d: &Datagram<'_>,
     ) -> Result<(), NotMedia> {
         let packet: &RtpHead = d.hints.rtp.as_ref().ok_or(NotMedia)?;
-        let (ts, frame) = (d.ts, d.frame);
+        let ts = d.ts;
         let pt = packet.payload_type;
         let remembered =
             memo.stream.filter(|m| m.owner == owner && m.ssrc == packet.ssrc && self.stream_slots.holds(m.slot));
@@ -390,7 +426,7 @@ impl MediaTable {
             Some(m) => m.slot.index,
             None => {
                 let key = StreamKey { owner, src: d.src, dst: d.dst, ssrc: packet.ssrc };
-                let index = self.stream_slot(key, binding, pt, frame);
+                let index = self.stream_slot(key, binding, pt, d);
                 let slot = self.stream_slots.current(index).unwrap_or(SlotRef { index, version: 0 });
                 memo.stream = Some(StreamMemo { owner, ssrc: packet.ssrc, slot });
                 memo.codec = None;
@@ -444,8 +480,13 @@ impl MediaTable {
         Ok(())
     }
 
-    fn on_rtcp(&mut self, owner: Owner, payload: &[u8], ts: Timestamp, frame: u64) -> Result<(), NotMedia> {
-        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia { first_frame: frame, ..Default::default() });
+    fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
+        let (payload, ts, frame) = (d.payload, d.ts, d.frame);
+        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
+            first_frame: frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
         media.last_activity = media.last_activity.max(ts);
         for packet in rtcp::packets(payload) {
             let report = match packet.map_err(|_| NotMedia)? {
@@ -567,14 +608,16 @@ impl MediaTable {
     pub fn take_orphan_session(&mut self, owner: Owner) -> (Option<Session>, (u64, u64)) {
         self.orphan_pairs.retain(|_, o| *o != owner);
         let first_frame = self.owners.get(&owner).map(|m| m.first_frame).unwrap_or(0);
-        let has_rtcp = self.owners.get(&owner).is_some_and(|m| !m.rtcp.is_empty());
+        let tunnel = self.owners.get(&owner).and_then(|m| m.tunnel.as_ref()).map(tunnel_out);
         let (plausible, implausible): (Vec<_>, Vec<_>) = self
             .take_with_bytes(owner)
             .into_iter()
             .partition(|(s, _)| s.packets >= 2 && s.sequence_errors * 2 <= s.packets);
         let rejected = implausible.iter().fold((0, 0), |(p, b), (s, bytes)| (p + s.packets, b + bytes));
         let plausible: Vec<MediaStream> = plausible.into_iter().map(|(s, _)| s).collect();
-        if plausible.is_empty() && !has_rtcp {
+        // RTCP is reported with the stream it is about: without one, a session would be empty
+        // (no addresses, no times), so there is none; the packets stay counted as RTCP.
+        if plausible.is_empty() {
             return (None, rejected);
         }
         let mut participants: Vec<SocketAddr> = Vec::new();
@@ -604,9 +647,29 @@ impl MediaTable {
             messages: Vec::new(),
             media: plausible,
             anomalies: Vec::new(),
+            related: Vec::new(),
+            tunnel,
         };
         (Some(session), rejected)
     }
+}
+
+/// The address pair in a fixed order, so both directions of a flow give the same key.
+fn ordered_pair(a: SocketAddr, b: SocketAddr) -> (SocketAddr, SocketAddr) {
+    if a <= b {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// For RTCP between two odd ports, the pair of the RTP it reports on, one port below each.
+fn rtp_pair_of(src: SocketAddr, dst: SocketAddr) -> Option<(SocketAddr, SocketAddr)> {
+    if src.port().is_multiple_of(2) || dst.port().is_multiple_of(2) {
+        return None;
+    }
+    let below = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() - 1);
+    Some(ordered_pair(below(src), below(dst)))
 }
 
 fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
@@ -618,5 +681,174 @@ fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
         jitter: b.jitter,
         lsr: b.lsr,
         dlsr: b.dlsr,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap as StdHashMap;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    fn rtp_packet(seq: u16, ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0xff; 160]);
+        p
+    }
+
+    fn sender_report(ssrc: u32) -> Vec<u8> {
+        let mut p = vec![0x80, 200, 0, 6];
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(&[0; 20]);
+        p
+    }
+
+    /// Runs `script` through a media table, 20 ms apart, and compares what comes out with
+    /// `expected`, one line per stream: `owner src>dst ssrc=N packets=N rtcp=N`, the
+    /// dialogs' (numbered as in `sdp` lines) first, then the orphan sessions' (`rtp`).
+    ///
+    /// Lines: `sdp OWNER ADDR` (an SDP of dialog OWNER announcing audio at ADDR),
+    /// `rtp SRC>DST SEQ SSRC`, `rtcp SRC>DST SSRC` (a sender report). A datagram no SDP
+    /// announced is orphan media.
+    fn check(script: &[&str], expected: &[&str]) {
+        let mut table = MediaTable::default();
+        let mut memos: StdHashMap<(SocketAddr, SocketAddr), MediaMemo> = StdHashMap::new();
+        let mut dialogs = Vec::new();
+        for (i, line) in script.iter().enumerate() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            if words[0] == "sdp" {
+                let owner: Owner = words[1].parse().unwrap();
+                let a = addr(words[2]);
+                let text = format!(
+                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n",
+                    ip = a.ip(),
+                    port = a.port()
+                );
+                table.register_sdp(owner, &Sdp::parse(text.as_bytes()).expect("sdp"), 0);
+                if !dialogs.contains(&owner) {
+                    dialogs.push(owner);
+                }
+                continue;
+            }
+            let (src, dst) = words[1].split_once('>').map(|(s, d)| (addr(s), addr(d))).unwrap();
+            let (kind, payload) = match words[0] {
+                "rtp" => (MediaKind::Rtp, rtp_packet(words[2].parse().unwrap(), words[3].parse().unwrap())),
+                _ => (MediaKind::Rtcp, sender_report(words[2].parse().unwrap())),
+            };
+            let hints = UdpHints::of(&payload);
+            let ts = Timestamp::from_nanos(i as i64 * 20_000_000);
+            let d = Datagram {
+                src,
+                dst,
+                context: 0,
+                tunnel: None,
+                payload: &payload,
+                hints: &hints,
+                ts,
+                frame: i as u64 + 1,
+                wire_len: 0,
+            };
+            let memo = memos.entry((src, dst)).or_default();
+            if table.on_announced(memo, &d).is_none() {
+                table.on_orphan(memo, kind, &d).expect("media");
+            }
+        }
+        let line = |owner: &str, m: &MediaStream| {
+            format!("{owner} {}>{} ssrc={} packets={} rtcp={}", m.src, m.dst, m.ssrc, m.packets, m.rtcp.len())
+        };
+        let mut got = Vec::new();
+        for owner in dialogs {
+            got.extend(table.take(owner).iter().map(|m| line(&owner.to_string(), m)));
+        }
+        for owner in table.all_orphans() {
+            if let (Some(session), _) = table.take_orphan_session(owner) {
+                assert!(!session.from.is_empty() && !session.to.is_empty(), "an orphan session names its ends");
+                got.extend(session.media.iter().map(|m| line("rtp", m)));
+            }
+        }
+        assert_eq!(got, expected, "{script:#?}");
+    }
+
+    const RTP_1: &str = "10.0.0.1:4000>10.0.0.2:5000";
+    const RTP_2: &str = "10.0.0.2:5000>10.0.0.1:4000";
+
+    #[test]
+    fn announced_media_goes_to_its_dialog() {
+        check(
+            &["sdp 1 10.0.0.2:5000", &format!("rtp {RTP_1} 1 7"), &format!("rtp {RTP_1} 2 7")],
+            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+        );
+        // Announced by the source's SDP only: the stream is still the dialog's.
+        check(
+            &["sdp 1 10.0.0.1:4000", &format!("rtp {RTP_1} 1 7"), &format!("rtp {RTP_2} 1 8")],
+            &[
+                "1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+                "1 10.0.0.2:5000>10.0.0.1:4000 ssrc=8 packets=1 rtcp=0",
+            ],
+        );
+    }
+
+    #[test]
+    fn announced_rtcp_port_is_the_next_one() {
+        check(
+            &[
+                "sdp 1 10.0.0.2:5000",
+                &format!("rtp {RTP_1} 1 7"),
+                &format!("rtp {RTP_1} 2 7"),
+                "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
+            ],
+            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=1"],
+        );
+    }
+
+    #[test]
+    fn a_new_sdp_moves_the_endpoint() {
+        check(
+            &["sdp 1 10.0.0.2:5000", &format!("rtp {RTP_1} 1 7"), "sdp 2 10.0.0.2:5000", &format!("rtp {RTP_1} 2 7")],
+            &[
+                "1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+                "2 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=1 rtcp=0",
+            ],
+        );
+    }
+
+    #[test]
+    fn orphan_media_is_one_session_per_address_pair() {
+        check(
+            &[
+                &format!("rtp {RTP_1} 1 7"),
+                &format!("rtp {RTP_2} 1 8"),
+                &format!("rtp {RTP_1} 2 7"),
+                &format!("rtp {RTP_2} 2 8"),
+            ],
+            &[
+                "rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0",
+                "rtp 10.0.0.2:5000>10.0.0.1:4000 ssrc=8 packets=2 rtcp=0",
+            ],
+        );
+        // A single packet is not a stream: no session.
+        check(&[&format!("rtp {RTP_1} 1 7")], &[]);
+    }
+
+    #[test]
+    fn orphan_rtcp_on_the_ports_above_joins_its_stream() {
+        let rtcp = "rtcp 10.0.0.2:5001>10.0.0.1:4001 7";
+        let (one, two) = (format!("rtp {RTP_1} 1 7"), format!("rtp {RTP_1} 2 7"));
+        let expected = ["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=1"];
+        check(&[&one, &two, rtcp], &expected);
+        check(&[rtcp, &one, &two], &expected);
+        // Alone, it makes no session.
+        check(&[rtcp], &[]);
+        // Between even ports it is not the RTCP of another pair.
+        check(
+            &[&one, &two, "rtcp 10.0.0.2:5002>10.0.0.1:4002 7"],
+            &["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+        );
     }
 }

@@ -15,8 +15,10 @@
 //! next read, so its frames are copied into the batch and prepared by the analysing
 //! thread; the reading thread's share is then the decompression, usually the larger part.
 
-use crate::front::{Front, Prepared};
-use callflow_decode::capture::{CaptureError, CaptureReader, Frame, FrameRef, SharedFrame};
+use crate::front::{Forgotten, Front, Prepared};
+use crate::source::{FrameSource, Pulled};
+use callflow_decode::capture::{CaptureError, Frame, FrameRef};
+use callflow_decode::Timestamp;
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::ops::ControlFlow;
 
@@ -33,8 +35,28 @@ const IN_FLIGHT: usize = 4;
 /// A frame handed over: prepared already when its bytes are shared, else copied into the
 /// batch's arena (`frame.offset` is then into the arena).
 enum Item<'s> {
-    Prepared { frame: FrameRef, prepared: Prepared<'s>, consumed: u64 },
-    Copied { frame: FrameRef, consumed: u64 },
+    Prepared {
+        frame: FrameRef,
+        prepared: Prepared<'s>,
+        consumed: u64,
+    },
+    Copied {
+        frame: FrameRef,
+        consumed: u64,
+    },
+    /// The source said time moved on without a frame (with the flows the reading
+    /// thread's front stage forgot then).
+    Tick {
+        now: Timestamp,
+        forgotten: Forgotten,
+        consumed: u64,
+    },
+}
+
+/// What the analysing thread is handed, in capture order: a frame as prepared, or a tick.
+pub(crate) enum Event<'f, 'p> {
+    Frame(&'f Frame<'f>, &'p Prepared<'p>),
+    Tick(Timestamp, &'p Forgotten),
 }
 
 #[derive(Default)]
@@ -50,15 +72,15 @@ enum Message<'s> {
 }
 
 /// Reads `reader` on a second thread, prepared there by `front`, and calls `each` in this
-/// one with every frame in capture order, as prepared, and the bytes of the capture
-/// consumed through it. Stops early when `each` breaks. Returns how many flows `front`
-/// found past the flow list's bound, and the error that ended reading, as
-/// [`CaptureReader::next_frame`] would have returned it after the last frame.
-pub(crate) fn read_ahead(
-    reader: &mut CaptureReader,
+/// one with every frame in capture order, as prepared (and every tick), and the bytes of
+/// the capture consumed through it. Stops early when `each` breaks. Returns the front
+/// stage (for what it counted; always there, the reading thread hands it back), and the error that ended reading, as
+/// [`FrameSource::next_frame`] would have returned it after the last frame.
+pub(crate) fn read_ahead<S: FrameSource + Send + ?Sized>(
+    reader: &mut S,
     front: Front,
-    mut each: impl FnMut(&Frame<'_>, &Prepared<'_>, u64) -> ControlFlow<()>,
-) -> (u64, Result<(), CaptureError>) {
+    mut each: impl FnMut(Event<'_, '_>, u64) -> ControlFlow<()>,
+) -> (Option<Front>, Result<(), CaptureError>) {
     let shared = reader.shared_bytes();
     let bytes: &[u8] = shared.as_deref().unwrap_or(&[]);
     std::thread::scope(|scope| {
@@ -75,15 +97,21 @@ pub(crate) fn read_ahead(
                 };
                 for item in &batch.items {
                     let flow = match item {
-                        Item::Prepared { frame, prepared, consumed } => each(&frame.frame(bytes), prepared, *consumed),
+                        Item::Prepared { frame, prepared, consumed } => {
+                            each(Event::Frame(&frame.frame(bytes), prepared), *consumed)
+                        }
                         Item::Copied { frame, consumed } => {
                             let frame = frame.frame(&batch.arena);
                             match local.as_mut() {
-                                Some(front) => each(&frame, &front.prepare(&frame), *consumed),
+                                Some(front) => each(Event::Frame(&frame, &front.prepare(&frame)), *consumed),
                                 // The reading thread has the front stage: it copies nothing.
                                 None => ControlFlow::Continue(()),
                             }
                         }
+                        Item::Tick { now, forgotten, consumed } => match local.as_mut() {
+                            Some(front) => each(Event::Tick(*now, &front.advance_to(*now)), *consumed),
+                            None => each(Event::Tick(*now, forgotten), *consumed),
+                        },
                     };
                     if flow.is_break() {
                         // Dropping the receiver ends the reading thread at its next send.
@@ -98,13 +126,13 @@ pub(crate) fn read_ahead(
         };
         drop(batches);
         let remote = reading.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        (local.or(remote).map_or(0, |front| front.unlisted_flows()), ended)
+        (local.or(remote), ended)
     })
 }
 
 /// The reading thread: fills batches until the capture ends or the analysis stops listening.
-fn read<'s>(
-    reader: &mut CaptureReader,
+fn read<'s, S: FrameSource + ?Sized>(
+    reader: &mut S,
     bytes: &'s [u8],
     mut front: Option<Front>,
     out: Sender<Message<'s>>,
@@ -113,8 +141,9 @@ fn read<'s>(
     let mut batch = Batch::default();
     let mut batch_bytes = 0;
     loop {
+        let mut flush = false;
         let item = match reader.next_shared_frame() {
-            Ok(Some(SharedFrame::At(shared))) => match front.as_mut() {
+            Ok(Some(Pulled::At(shared))) => match front.as_mut() {
                 Some(front) => {
                     batch_bytes += shared.len;
                     let prepared = front.prepare(&shared.frame(bytes));
@@ -127,9 +156,16 @@ fn read<'s>(
                     Item::Copied { frame: copied, consumed: reader.bytes_consumed() }
                 }
             },
-            Ok(Some(SharedFrame::Here(frame))) => {
+            Ok(Some(Pulled::Here(frame))) => {
                 let copied = copy(&mut batch, &frame, &mut batch_bytes);
                 Item::Copied { frame: copied, consumed: reader.bytes_consumed() }
+            }
+            Ok(Some(Pulled::Tick(now))) => {
+                let forgotten = front.as_mut().and_then(|front| front.advance_to(now));
+                // A tick comes from a quiet source: what is batched goes now, not when the
+                // batch fills.
+                flush = true;
+                Item::Tick { now, forgotten, consumed: reader.bytes_consumed() }
             }
             Ok(None) => {
                 let _ = out.send(Message::Batch(batch)).and_then(|()| out.send(Message::End(None)));
@@ -141,7 +177,7 @@ fn read<'s>(
             }
         };
         batch.items.push(item);
-        if batch.items.len() >= BATCH_FRAMES || batch_bytes >= BATCH_BYTES {
+        if flush || batch.items.len() >= BATCH_FRAMES || batch_bytes >= BATCH_BYTES {
             let mut next = recycled.try_recv().unwrap_or_default();
             next.items.clear();
             next.arena.clear();

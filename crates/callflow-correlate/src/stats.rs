@@ -1,11 +1,52 @@
 //! Packet and protocol counters of a run, turned into the output's `stats` at the end.
 
 use crate::ids::Fnv64;
-use callflow_model::{ProtocolStats, Stats};
+use callflow_classify::AppProtocol;
+use callflow_model::{ProtocolStats, Stats, Transport};
 use foldhash::HashSet;
-use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
+
+/// What a packet is counted as: its key in `stats.by_protocol`, and a flow's `protocol`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Counted {
+    /// An application protocol a handler took (`sip`, `rtp`, `rtcp`).
+    App(AppProtocol),
+    /// Other traffic of a transport (`udp`, `tcp`, `sctp`).
+    Bare(Transport),
+    /// An IP fragment waiting for the rest of its datagram.
+    IpFragment,
+    /// Not IP, or another IP protocol.
+    Other,
+}
+
+impl Counted {
+    /// The name in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Counted::App(protocol) => protocol.as_str(),
+            Counted::Bare(transport) => transport_name(transport),
+            Counted::IpFragment => "ip_fragment",
+            Counted::Other => "other",
+        }
+    }
+
+    /// A bare transport: a flow first counted under one takes the first more specific
+    /// protocol seen later (a TCP handshake before the SIP it carries).
+    pub fn is_bare(self) -> bool {
+        matches!(self, Counted::Bare(_))
+    }
+}
+
+/// The name of a transport, as the output writes it (WebSocket is TCP's).
+pub(crate) fn transport_name(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "udp",
+        Transport::Tcp | Transport::Ws => "tcp",
+        Transport::Sctp => "sctp",
+        _ => "other",
+    }
+}
 
 #[derive(Debug, Default)]
 struct Counter {
@@ -21,9 +62,8 @@ pub(crate) struct StatsBuilder {
     pub packets: u64,
     pub decoded: u64,
     pub malformed: u64,
-    pub sip_malformed: u64,
     /// In order of first use; a protocol's position is its bit in a flow's `counted` mask.
-    by_protocol: Vec<(&'static str, Counter)>,
+    by_protocol: Vec<(Counted, Counter)>,
 }
 
 impl StatsBuilder {
@@ -38,7 +78,7 @@ impl StatsBuilder {
     }
 
     /// Counts a frame under `protocol`, in the flow between `flow`'s two addresses.
-    pub fn count(&mut self, protocol: &'static str, bytes: u64, flow: Option<(SocketAddr, SocketAddr)>) {
+    pub fn count(&mut self, protocol: Counted, bytes: u64, flow: Option<(SocketAddr, SocketAddr)>) {
         match flow {
             Some(flow) => self.count_flow(protocol, bytes, flow, None),
             None => {
@@ -55,7 +95,7 @@ impl StatsBuilder {
     /// and protocol instead of once per packet.
     pub fn count_flow(
         &mut self,
-        protocol: &'static str,
+        protocol: Counted,
         bytes: u64,
         (a, b): (SocketAddr, SocketAddr),
         counted: Option<&mut u64>,
@@ -76,9 +116,10 @@ impl StatsBuilder {
     }
 
     /// The counter of `protocol` and its position, created on first use.
-    fn counter(&mut self, protocol: &'static str) -> (usize, &mut Counter) {
-        // The names are string literals: comparing the pointers first usually settles it.
-        let i = match self.by_protocol.iter().position(|(name, _)| std::ptr::eq(*name, protocol) || *name == protocol) {
+    fn counter(&mut self, protocol: Counted) -> (usize, &mut Counter) {
+        // WebSocket is counted as the TCP it travels in: one name, one counter.
+        let protocol = if protocol == Counted::Bare(Transport::Ws) { Counted::Bare(Transport::Tcp) } else { protocol };
+        let i = match self.by_protocol.iter().position(|(counted, _)| *counted == protocol) {
             Some(i) => i,
             None => {
                 self.by_protocol.push((protocol, Counter::default()));
@@ -93,29 +134,33 @@ impl StatsBuilder {
         if packets == 0 {
             return;
         }
-        if let Some((_, rtp)) = self.by_protocol.iter_mut().find(|(name, _)| *name == "rtp") {
+        if let Some((_, rtp)) =
+            self.by_protocol.iter_mut().find(|(counted, _)| *counted == Counted::App(AppProtocol::Rtp))
+        {
             rtp.packets = rtp.packets.saturating_sub(packets);
             rtp.bytes = rtp.bytes.saturating_sub(bytes);
         }
-        let (_, udp) = self.counter("udp");
+        let (_, udp) = self.counter(Counted::Bare(Transport::Udp));
         udp.packets += packets;
         udp.bytes += bytes;
     }
 
-    /// The output form.
-    pub fn build(self, classifier: &str) -> Stats {
+    /// The output form, as the counts stand now.
+    pub fn build(&self, classifier: &str) -> Stats {
         Stats {
             classifier: classifier.to_string(),
             flows_unlisted: 0,
+            flows_forgotten: 0,
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self
                 .by_protocol
-                .into_iter()
-                .collect::<BTreeMap<_, _>>()
-                .into_iter()
+                .iter()
                 .map(|(k, c)| {
-                    (k.to_string(), ProtocolStats { packets: c.packets, bytes: c.bytes, flows: c.flows.len() as u64 })
+                    (
+                        k.as_str().to_string(),
+                        ProtocolStats { packets: c.packets, bytes: c.bytes, flows: c.flows.len() as u64 },
+                    )
                 })
                 .collect(),
         }

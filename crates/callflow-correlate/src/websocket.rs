@@ -7,20 +7,9 @@
 //! message, reassembled from its fragments, is one SIP message.
 
 use callflow_decode::sip;
+use callflow_decode::tcp::StreamKey;
 use callflow_decode::websocket::{self, MessageAssembler, WsFrame};
 use std::collections::HashMap;
-use std::net::SocketAddr;
-
-/// What a TCP connection carries, decided on its first payload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TcpApp {
-    /// Nothing we analyse.
-    Other,
-    /// SIP messages directly on the stream (RFC 3261 section 18).
-    Sip,
-    /// SIP messages in WebSocket frames (RFC 7118).
-    SipWebSocket,
-}
 
 /// True when the first payload of a connection says it is SIP over WebSocket.
 pub(crate) fn starts_sip_websocket(payload: &[u8]) -> bool {
@@ -32,18 +21,18 @@ pub(crate) fn starts_sip_websocket(payload: &[u8]) -> bool {
 /// is collecting.
 #[derive(Debug, Default)]
 pub(crate) struct WsDirections {
-    by_direction: HashMap<(SocketAddr, SocketAddr), MessageAssembler>,
+    by_direction: HashMap<StreamKey, MessageAssembler>,
 }
 
 impl WsDirections {
-    /// Reads one PDU of direction `src` -> `dst` as cut by [`websocket::frame_http_or_ws`]:
+    /// Reads one PDU of direction `key` as cut by [`websocket::frame_http_or_ws`]:
     /// a handshake message or one frame. Returns the SIP message the frame completes.
     ///
     /// What is not SIP is not an anomaly here: the handshake, control frames, other
     /// messages an application sends on the connection (keep-alives), and the tail of a
     /// fragmented message whose start the capture missed. `max_len` bounds a message
     /// being reassembled.
-    pub fn on_pdu(&mut self, src: SocketAddr, dst: SocketAddr, pdu: &[u8], max_len: usize) -> Option<&[u8]> {
+    pub fn on_pdu(&mut self, key: StreamKey, pdu: &[u8], max_len: usize) -> Option<&[u8]> {
         if matches!(pdu.first(), Some(b'G' | b'H')) {
             return None;
         }
@@ -51,20 +40,21 @@ impl WsDirections {
         if frame.opcode.is_control() {
             return None;
         }
-        let assembler = self.by_direction.entry((src, dst)).or_insert_with(|| MessageAssembler::new(max_len));
+        let assembler = self.by_direction.entry(key).or_insert_with(|| MessageAssembler::new(max_len));
         let (_, message) = assembler.push(&frame).ok()??;
         sip::looks_like_sip(message).then_some(message)
     }
 
-    /// Forgets the directions whose (ordered) address pair `keep` rejects.
-    pub fn retain(&mut self, mut keep: impl FnMut(SocketAddr, SocketAddr) -> bool) {
-        self.by_direction.retain(|&(src, dst), _| keep(src, dst));
+    /// Forgets the directions `keep` rejects.
+    pub fn retain(&mut self, mut keep: impl FnMut(StreamKey) -> bool) {
+        self.by_direction.retain(|&key, _| keep(key));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
         Sec-WebSocket-Protocol: sip\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -84,20 +74,23 @@ mod tests {
 
     #[test]
     fn pdus_to_sip_messages() {
-        let (a, b) = ("10.0.0.1:1000".parse().unwrap(), "10.0.0.2:443".parse().unwrap());
+        let (a, b): (SocketAddr, SocketAddr) = ("10.0.0.1:1000".parse().unwrap(), "10.0.0.2:443".parse().unwrap());
+        let (ab, ba) = (StreamKey { src: a, dst: b, context: 0 }, StreamKey { src: b, dst: a, context: 0 });
         let mut ws = WsDirections::default();
-        assert_eq!(ws.on_pdu(a, b, REQUEST, 100), None);
-        assert_eq!(ws.on_pdu(a, b, b"\x89\x00", 100), None);
-        assert_eq!(ws.on_pdu(a, b, b"\x81\x05hello", 100), None);
+        assert_eq!(ws.on_pdu(ab, REQUEST, 100), None);
+        assert_eq!(ws.on_pdu(ab, b"\x89\x00", 100), None);
+        assert_eq!(ws.on_pdu(ab, b"\x81\x05hello", 100), None);
         // A fragmented message, the other direction's frames between its fragments.
-        assert_eq!(ws.on_pdu(a, b, b"\x01\x08SIP/2.0 ", 100), None);
-        assert_eq!(ws.on_pdu(b, a, b"\x81\x04ping", 100), None);
-        assert_eq!(ws.on_pdu(a, b, b"\x80\x0a200 OK\r\n\r\n", 100), Some(&b"SIP/2.0 200 OK\r\n\r\n"[..]));
+        assert_eq!(ws.on_pdu(ab, b"\x01\x08SIP/2.0 ", 100), None);
+        assert_eq!(ws.on_pdu(ba, b"\x81\x04ping", 100), None);
+        assert_eq!(ws.on_pdu(ab, b"\x80\x0a200 OK\r\n\r\n", 100), Some(&b"SIP/2.0 200 OK\r\n\r\n"[..]));
         // A message over the bound is dropped.
-        let c = "10.0.0.3:1000".parse().unwrap();
-        assert_eq!(ws.on_pdu(c, b, b"\x81\x12SIP/2.0 200 OK\r\n\r\n", 10), None);
-        assert_eq!(ws.by_direction.len(), 3);
-        ws.retain(|src, _| src == b);
+        let cb = StreamKey { src: "10.0.0.3:1000".parse().unwrap(), dst: b, context: 0 };
+        assert_eq!(ws.on_pdu(cb, b"\x81\x12SIP/2.0 200 OK\r\n\r\n", 10), None);
+        // The same addresses in a tunnel are another connection.
+        assert_eq!(ws.on_pdu(StreamKey { context: 1, ..ab }, b"\x80\x0a200 OK\r\n\r\n", 100), None);
+        assert_eq!(ws.by_direction.len(), 4);
+        ws.retain(|key| key.src == b);
         assert_eq!(ws.by_direction.len(), 1);
     }
 }

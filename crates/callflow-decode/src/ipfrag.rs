@@ -3,8 +3,17 @@
 //! [`FragmentReassembler::push`] takes the [`Fragment`]s that [`crate::packet`] finds
 //! and returns the [`Datagram`] once all its bytes are there; feed its payload to
 //! [`crate::packet::decode_transport`]. Fragments are keyed by source, destination,
-//! identification and protocol, may arrive in any order, and may repeat or overlap:
-//! the bytes that arrived first win (as in Wireshark). Memory is bounded by
+//! identification and protocol (RFC 791, RFC 8200), may arrive in any order, and may
+//! overlap: the bytes that arrived first win (as in Wireshark).
+//!
+//! A capture made at several points holds each datagram two or three times. Each copy
+//! must be put together from its own fragments, and every copy completed, not only the
+//! first: [`FragmentReassembler::push_in`] takes a context (what the caller knows of the
+//! layers around the fragment: VLAN tags, the tunnel it came through) that is part of the
+//! key, and within one context a fragment whose bytes a pending copy already holds starts
+//! or joins another copy (at most [`MAX_COPIES`]) instead of being dropped as a repeat
+//! (fragments that overlap only in part are one copy, cut differently, as above).
+//! Memory is bounded by
 //! [`FragmentLimits`]: when a new datagram or more bytes would go over a limit, the
 //! oldest incomplete datagrams are dropped to make room, and [`FragmentReassembler::expire`]
 //! drops those that waited longer than the timeout.
@@ -17,6 +26,10 @@ use std::time::Duration;
 
 /// The largest reassembled payload accepted: an IP length field cannot describe more.
 pub const MAX_DATAGRAM: usize = 65_535;
+
+/// Most copies of one datagram (same addresses, identification, protocol and context)
+/// reassembled side by side; a fragment all of them already hold is a repeat, ignored.
+pub const MAX_COPIES: u8 = 4;
 
 /// Bounds on what a [`FragmentReassembler`] keeps.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -56,6 +69,10 @@ struct Key {
     dst: IpAddr,
     id: u32,
     protocol: u8,
+    /// The caller's context: the layers around the fragment.
+    context: u64,
+    /// Which copy of the datagram (seen at several capture points).
+    copy: u8,
 }
 
 /// An incomplete datagram.
@@ -111,6 +128,12 @@ impl Pending {
         self.ranges = merged;
     }
 
+    /// Whether every byte of `offset..end` was received already (ranges are merged, so one
+    /// range holds them all).
+    fn holds(&self, offset: usize, end: usize) -> bool {
+        self.ranges.iter().any(|&(start, stop)| start <= offset && end <= stop)
+    }
+
     fn is_complete(&self) -> bool {
         self.total.is_some_and(|total| self.ranges.as_slice() == [(0, total)] || total == 0)
     }
@@ -147,16 +170,23 @@ impl FragmentReassembler {
     /// [`MAX_DATAGRAM`], one that runs past the end set by the last fragment, a second
     /// last fragment with another end, or one that does not fit in `max_bytes` at all.
     pub fn push(&mut self, ts: Timestamp, frag: &Fragment<'_>) -> Result<Option<Datagram>, DecodeError> {
+        self.push_in(ts, frag, 0)
+    }
+
+    /// [`FragmentReassembler::push`] for a fragment seen in `context`: fragments of
+    /// different contexts never meet (give the same value when the caller knows nothing).
+    pub fn push_in(
+        &mut self,
+        ts: Timestamp,
+        frag: &Fragment<'_>,
+        context: u64,
+    ) -> Result<Option<Datagram>, DecodeError> {
         let layer = if frag.src.is_ipv4() { Layer::Ipv4 } else { Layer::Ipv6 };
         let end = frag.offset.saturating_add(frag.payload.len());
         if end > MAX_DATAGRAM {
             return Err(DecodeError::invalid(layer, 0, "fragment offset", "reassembled datagram over 65535 bytes"));
         }
-        let key = Key { src: frag.src, dst: frag.dst, id: frag.id, protocol: frag.protocol };
-        // An identification reused after the timeout starts a new datagram.
-        if self.pending.get(&key).is_some_and(|p| self.timed_out(p, ts)) {
-            self.remove(&key);
-        }
+        let key = self.copy_for(ts, frag, context, end);
         if let Some(pending) = self.pending.get(&key) {
             if let Some(total) = pending.total {
                 if end > total {
@@ -205,6 +235,29 @@ impl FragmentReassembler {
         }
         let payload = self.remove(&key).map(|p| p.data).unwrap_or_default();
         Ok(Some(Datagram { protocol: frag.protocol, src: frag.src, dst: frag.dst, payload }))
+    }
+
+    /// The key of the copy `frag` belongs to: the first pending copy that lacks some of its
+    /// bytes, else the first copy not pending (a new one), else (every copy has some of its
+    /// bytes: a repeat) the first. Copies that waited past the timeout are dropped on the
+    /// way: an identification reused after the timeout starts a new datagram.
+    fn copy_for(&mut self, ts: Timestamp, frag: &Fragment<'_>, context: u64, end: usize) -> Key {
+        let key = |copy| Key { src: frag.src, dst: frag.dst, id: frag.id, protocol: frag.protocol, context, copy };
+        let mut free = None;
+        for copy in 0..MAX_COPIES {
+            let k = key(copy);
+            if self.pending.get(&k).is_some_and(|p| self.timed_out(p, ts)) {
+                self.remove(&k);
+            }
+            match self.pending.get(&k) {
+                Some(p) if !p.holds(frag.offset, end) => return k,
+                Some(_) => {}
+                None => {
+                    free.get_or_insert(k);
+                }
+            }
+        }
+        free.unwrap_or_else(|| key(0))
     }
 
     /// Drops the incomplete datagrams whose first fragment is older than the timeout at `now`.
@@ -309,10 +362,13 @@ mod tests {
 
     #[test]
     fn duplicate_fragment_changes_nothing() {
-        check(
-            &[(0, true, A), (0, true, b"XXXXXXXX"), (8, false, B)],
-            &[Ok(None), Ok(None), Ok(Some(b"AAAAAAAABBBBBBBB"))],
-        );
+        // The repeat waits as the start of a second copy (another capture point's); the
+        // datagram is made of the first copy's bytes.
+        let mut r = FragmentReassembler::new(FragmentLimits::default());
+        assert_eq!(r.push(at(0), &frag(1, 0, true, A)), Ok(None));
+        assert_eq!(r.push(at(0), &frag(1, 0, true, b"XXXXXXXX")), Ok(None));
+        assert_eq!(r.push(at(0), &frag(1, 8, false, B)).unwrap().unwrap().payload, b"AAAAAAAABBBBBBBB");
+        assert_eq!((r.pending(), r.buffered_bytes()), (1, 8));
     }
 
     #[test]
@@ -391,6 +447,42 @@ mod tests {
         let d = r.push(at(0), &frag(2, 8, false, C)).unwrap().unwrap();
         assert_eq!(d.payload, b"BBBBBBBBCCC");
         assert_eq!((r.pending(), r.buffered_bytes()), (2, 8 + 11));
+    }
+
+    #[test]
+    fn copies_from_several_capture_points_each_complete() {
+        // The same datagram seen at two capture points, its fragments interleaved: each copy
+        // completes (the second was left waiting, its first half taken for a repeat).
+        for order in [[0, 1, 2, 3], [0, 1, 3, 2], [1, 0, 2, 3]] {
+            let mut r = FragmentReassembler::new(FragmentLimits::default());
+            let pieces = [frag(1, 0, true, A), frag(1, 0, true, A), frag(1, 8, false, B), frag(1, 8, false, B)];
+            let done: Vec<Vec<u8>> =
+                order.iter().filter_map(|&i| r.push(at(0), &pieces[i]).unwrap()).map(|d| d.payload).collect();
+            assert_eq!(done, [b"AAAAAAAABBBBBBBB", b"AAAAAAAABBBBBBBB"], "order {order:?}");
+            assert_eq!(r.pending(), 0);
+        }
+    }
+
+    #[test]
+    fn contexts_keep_copies_apart() {
+        // Copies that differ (here in content) reassemble with their own fragments when the
+        // caller tells their contexts apart (the VLAN or tunnel each was seen in).
+        let mut r = FragmentReassembler::new(FragmentLimits::default());
+        assert_eq!(r.push_in(at(0), &frag(1, 0, true, A), 1), Ok(None));
+        assert_eq!(r.push_in(at(0), &frag(1, 8, true, C), 2), Ok(None));
+        assert_eq!(r.push_in(at(0), &frag(1, 0, true, b"aaaaaaaa"), 2), Ok(None));
+        assert_eq!(r.push_in(at(0), &frag(1, 8, false, B), 1).unwrap().unwrap().payload, b"AAAAAAAABBBBBBBB");
+        assert_eq!(r.push_in(at(0), &frag(1, 11, false, b"ccccc"), 2).unwrap().unwrap().payload, b"aaaaaaaaCCCccccc");
+        assert_eq!(r.pending(), 0);
+    }
+
+    #[test]
+    fn a_repeat_of_every_copy_is_ignored() {
+        let mut r = FragmentReassembler::new(FragmentLimits::default());
+        for _ in 0..=MAX_COPIES {
+            assert_eq!(r.push(at(0), &frag(1, 0, true, A)), Ok(None));
+        }
+        assert_eq!((r.pending(), r.buffered_bytes()), (usize::from(MAX_COPIES), 8 * usize::from(MAX_COPIES)));
     }
 
     #[test]

@@ -77,12 +77,46 @@ pub struct Packet<'a> {
     pub ip: Option<IpInfo>,
     /// How many tunnels (IP-in-IP, GRE, ERSPAN, GTP-U) the frame went through.
     pub tunnels: u8,
+    /// The innermost tunnel that carried the packet across a network (GTP-U, GRE carrying
+    /// IP, IP-in-IP), with its outer endpoints and key: what tells apart equal inner
+    /// addresses in different tunnels. Mirroring encapsulations (ERSPAN, GRE transparent
+    /// Ethernet bridging) are not tunnels in this sense: their inner frame is the traffic
+    /// as it was on the mirrored port.
+    pub tunnel: Option<Tunnel>,
     /// What the innermost IP packet carries; [`Transport::None`] when decoding stopped
     /// before the transport layer.
     pub transport: Transport<'a>,
     /// Why decoding stopped early, with the offset from the start of the frame; `None`
     /// when every layer decoded (or the packet ended in a protocol not decoded here).
     pub stop: Option<DecodeError>,
+}
+
+/// A tunnel a packet came through: its kind, the outer IP header's addresses and the
+/// tunnel's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tunnel {
+    /// The encapsulation.
+    pub kind: TunnelKind,
+    /// Source address of the outer IP header.
+    pub src: IpAddr,
+    /// Destination address of the outer IP header.
+    pub dst: IpAddr,
+    /// The GTP-U TEID (the receiving end's, so the two directions of a bearer differ) or the
+    /// GRE key (RFC 2890), when the header has one.
+    pub key: Option<u32>,
+}
+
+/// What kind of [`Tunnel`] a packet came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TunnelKind {
+    /// GTP-U T-PDU (3GPP TS 29.281): a mobile bearer; the key is the TEID.
+    GtpU,
+    /// GRE carrying IPv4 or IPv6 (RFC 2784/2890, and PPTP's enhanced GRE); the key is the
+    /// GRE key (for PPTP, the call id).
+    Gre,
+    /// IPv4 or IPv6 directly in IP (protocols 4 and 41).
+    IpInIp,
 }
 
 /// Addresses and protocol of an IP header (IPv4 or IPv6).

@@ -28,9 +28,6 @@ pub const MAX_HEADER_BLOCK: usize = 64 * 1024;
 /// A Content-Length above this is junk on a stream (no SIP body is that large).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
-/// Longest method token a request line may start with.
-const MAX_METHOD_LEN: usize = 32;
-
 /// How deep multipart bodies are searched for SDP (a multipart inside a multipart).
 const MAX_MULTIPART_DEPTH: u8 = 2;
 
@@ -469,7 +466,9 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine<'_>, StartLineError> {
         return Ok(StartLine::Response { status, reason });
     }
     let sp = memchr(b' ', line).ok_or(NOT_A_START_LINE)?;
-    let method = line.get(..sp).filter(|m| m.len() <= MAX_METHOD_LEN && is_token(m)).ok_or(NOT_A_START_LINE)?;
+    // A method is a token of any length (RFC 3261 section 25.1): fuzzing suites send
+    // thousands of characters, and such a request is still one to count.
+    let method = line.get(..sp).filter(|m| is_token(m)).ok_or(NOT_A_START_LINE)?;
     let rest = line.get(sp + 1..).unwrap_or_default();
     let uri = rest.strip_suffix(VERSION).and_then(|r| r.strip_suffix(b" ")).ok_or(NOT_A_START_LINE)?;
     if uri.is_empty() || !uri.iter().all(|&c| is_uri_byte(c)) {
@@ -488,10 +487,10 @@ fn could_begin_start_line(partial: &[u8]) -> bool {
         return code.iter().all(u8::is_ascii_digit) && partial.get(11).is_none_or(|&c| c == b' ');
     }
     let Some(sp) = memchr(b' ', partial) else {
-        return partial.len() <= MAX_METHOD_LEN && is_token(partial);
+        return is_token(partial);
     };
     let method = partial.get(..sp).unwrap_or_default();
-    if method.is_empty() || method.len() > MAX_METHOD_LEN || !is_token(method) {
+    if !is_token(method) {
         return false;
     }
     let rest = partial.get(sp + 1..).unwrap_or_default();
@@ -941,6 +940,19 @@ v=0\n";
         // Unknown and lower-case methods are tokens too (tshark counts them).
         check(b"FOO sip:a SIP/2.0\r\n\r\n", Ok(request("FOO", "sip:a", None, b"")));
         check(b"invite tel:+123 SIP/2.0\r\ni: x\r\n\r\n", Ok(request("invite", "tel:+123", Some("x"), b"")));
+    }
+
+    #[test]
+    fn long_method_tokens_are_requests() {
+        // RFC 3261 sets no length; fuzzing suites send 33 to 4,000 characters.
+        for len in [32, 33, 4000] {
+            let method = "X".repeat(len);
+            let text = format!("{method} sip:a SIP/2.0\r\ni: long\r\n\r\n");
+            check(text.as_bytes(), Ok(request(&method, "sip:a", Some("long"), b"")));
+            assert!(looks_like_sip(text.as_bytes()));
+            assert_eq!(frame_message(text.as_bytes()), Framing::Message(text.len()));
+            assert_eq!(frame_message(&text.as_bytes()[..len]), Framing::NeedMore);
+        }
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub struct StreamKey {
     pub src: SocketAddr,
     /// The receiver.
     pub dst: SocketAddr,
+    /// What else tells this stream apart from another between the same addresses: the
+    /// caller's number for the tunnel the stream came through (0 for none).
+    pub context: u32,
 }
 
 /// Bounds on what the reassembler keeps.
@@ -518,7 +521,7 @@ mod tests {
 
     fn key(port: u16) -> StreamKey {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-        StreamKey { src: SocketAddr::new(ip, port), dst: SocketAddr::new(ip, 5060) }
+        StreamKey { src: SocketAddr::new(ip, port), dst: SocketAddr::new(ip, 5060), context: 0 }
     }
 
     /// A PDU as the tests see it: text, first frame, last frame, seconds of ts.

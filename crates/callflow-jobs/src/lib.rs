@@ -41,6 +41,64 @@
 //! manager.shutdown();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Mechanics
+//!
+//! The store is the truth; the crossbeam channel only carries one wake-up token per queued
+//! job, and a woken worker takes the oldest QUEUED job with `claim_next`. Every transition
+//! is conditional on the expected state (`finish` only from RUNNING, `cancel_queued` only
+//! from QUEUED), so no job runs twice and a cancel cannot race a claim (both also hold the
+//! manager's `running` lock). Sessions are written in batches while the job runs, with
+//! their summary columns (job, kind, state, start, from, to, call_id) indexed and the whole
+//! session as a JSON document; a job that does not complete keeps none. Deep pages are
+//! chosen from the covering index and only the page's rows are read; a `SessionCursor`
+//! gives keyset paging. Two filters are not index lookups: `text` (a substring of Call-ID,
+//! From or To, a `LIKE` scan of the job's rows) and `problem` (an anomaly, a failed call,
+//! or lost media, read from the JSON document); `session_jobs` says which jobs have a
+//! session id (ids come from the capture, so two jobs of one capture share them: the API's
+//! session URLs are job-scoped). Changes go through one connection behind a mutex; queries through up to two read
+//! connections beside it (WAL), each of which sees every change committed before it starts,
+//! so two queries run at once beside a write (a third, or one whose reader cannot be
+//! opened, uses the writer's connection). Schema migrations are numbered (`PRAGMA
+//! user_version`); a database from a newer build is refused. On start, `recover` turns
+//! RUNNING jobs (a crash, or a shutdown, which deliberately leaves them RUNNING) back into
+//! QUEUED with their partial sessions deleted, or into FAILED "interrupted" when
+//! `resume_interrupted = false`, and the manager sends a token per queued job.
+//!
+//! The manager also keeps each job's status (`JobStatus`: the job without its path, source
+//! and statistics) in memory, the status board, for `JobManager::status`: it is written
+//! where the manager publishes, after the store and before the bus (the job the store
+//! returned after a transition, each progress it recorded, a deletion), so it says what the
+//! store says and a status read is a lock and a lookup, not a query. A job the manager has
+//! not changed since it started (a finished job after a restart) is read from the store
+//! once and then kept, unless the board was written during that read (which may then be
+//! older than the board). A worker tries `finish` again after a failure, with pauses from
+//! 50 ms doubling, for up to 10 s (unless the manager shuts down), since a job whose end is
+//! not recorded stays RUNNING with no worker until the next start; when it still fails, the
+//! job leaves the board, its stored state being unknown. When a retry finds the job no
+//! longer RUNNING (an attempt failed after its commit), the finished job the store holds is
+//! what is published. The board holds every job read or changed until it is deleted (about
+//! 200 bytes each).
+//!
+//! # Several nodes on PostgreSQL (not built yet)
+//!
+//! A `PgStore` implementing `JobStore` with the same two tables (`jsonb` documents) lets
+//! several callflowd nodes share one queue:
+//!
+//! - `claim_next` is `UPDATE jobs SET state='RUNNING', node=$node, started_at=now(),
+//!   attempts=attempts+1 WHERE id = (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id
+//!   FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *`, followed by deleting the job's old
+//!   sessions in the same transaction: concurrent workers on any node skip rows another
+//!   transaction holds, so each job is claimed once, without a lock queue.
+//! - The wake-up channel stays per node; jobs submitted on another node are found by a
+//!   `LISTEN/NOTIFY` on insert (or a poll every few seconds) that sends tokens.
+//! - Cancelling a job running on another node: `cancel` marks a `cancel_requested` column;
+//!   the running node's `record_progress` returns it, and the `AnalyzeControl` stops.
+//! - `recover` cannot assume every RUNNING job was its own: each node renews a lease
+//!   (`heartbeat_at`) with its progress writes, and recovery re-queues (or fails) only jobs
+//!   whose lease expired, i.e. whose node died.
+//! - Uploaded files must then live on storage all nodes see (or the job carries where to
+//!   fetch them); the retention sweep needs one node at a time (`pg_try_advisory_lock`).
 
 mod direct;
 mod events;

@@ -1,6 +1,6 @@
 //! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
 
-use crate::{Session, Timestamp};
+use crate::{Session, Timestamp, Tunnel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +54,10 @@ pub struct Flow {
     pub first_ts: Timestamp,
     /// Time of the last packet.
     pub last_ts: Timestamp,
+    /// The tunnel the flow came through (its first packet's): flows between the same inner
+    /// addresses in different tunnels are different flows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
 }
 
 /// The capture a document was made from.
@@ -94,6 +98,10 @@ pub struct Stats {
     /// listed in `flows`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub flows_unlisted: u64,
+    /// Flows forgotten after being idle for the idle timeout, when the analysis was asked
+    /// to (an endless input): counted here, no longer listed in `flows`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flows_forgotten: u64,
     /// Which classifier labelled the traffic no signalling explained: `heuristic` or
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]

@@ -24,5 +24,7 @@ mod time;
 
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
 pub use media::{DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo};
-pub use session::{CallState, Message, Party, Session, SessionKind, Transport};
+pub use session::{
+    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, Transport, Tunnel, TunnelKind,
+};
 pub use time::Timestamp;

@@ -1,9 +1,9 @@
-//! Sessions (SIP dialogs and orphan media flows) and the SIP messages that make them up.
+//! Sessions (SIP dialogs and orphan media flows), the messages that make them up, the tunnel they came through and their links to other sessions.
 
 use crate::{MediaStream, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// What kind of exchange a [`Session`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -104,7 +104,29 @@ pub enum Party {
     Callee,
 }
 
-/// One SIP message of a session, in capture order.
+/// The application protocol of a [`Message`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Protocol {
+    /// SIP (RFC 3261). Documents written before messages named their protocol hold SIP only.
+    #[default]
+    Sip,
+}
+
+impl Protocol {
+    /// The name used in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Sip => "sip",
+        }
+    }
+}
+
+/// One message of a session, in capture order. The fields up to `summary` (and
+/// `protocol`) are every protocol's; `method` to `retransmission` are SIP's, as they were
+/// before other protocols came (a message of another protocol leaves them empty and puts
+/// its own fields in an object named after the protocol).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Message {
     /// Capture time of the (last) packet that completed the message.
@@ -132,9 +154,74 @@ pub struct Message {
     pub summary: String,
     /// True when this message repeats an earlier one of the same transaction.
     pub retransmission: bool,
+    /// The message's application protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// The encapsulation of a [`Tunnel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TunnelKind {
+    /// A GTP-U bearer (3GPP TS 29.281).
+    GtpU,
+    /// GRE carrying IP (RFC 2784/2890, or PPTP's enhanced GRE).
+    Gre,
+    /// IP directly in IP.
+    IpInIp,
+}
+
+/// The tunnel the packets of a session or flow came through: what ties SIP inside a
+/// mobile bearer to that bearer, and keeps equal inner addresses of different tunnels apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Tunnel {
+    /// The encapsulation.
+    pub kind: TunnelKind,
+    /// Source address of the outer IP header (of the first packet).
+    pub src: IpAddr,
+    /// Destination address of the outer IP header (of the first packet).
+    pub dst: IpAddr,
+    /// The GTP-U TEID of the first packet (that of its receiving end: the other direction
+    /// has its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teid: Option<u32>,
+    /// The GRE key (for PPTP, the call id), when the header has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u32>,
+}
+
+/// How a session is related to another (see [`Related`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Relation {
+    /// The other leg of the same call through a back-to-back user agent.
+    B2buaLeg,
+    /// The session's packets came through the other session's bearer (a GTP tunnel).
+    Bearer,
+    /// The two sessions belong to the same subscriber (IMSI, MSISDN, IMPU).
+    Subscriber,
+}
+
+/// A link from a session to another session of the same document: which, how, and the
+/// value that joined them (a Call-ID, a TEID, an IMSI...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Related {
+    /// The other session's `id`.
+    pub session: String,
+    /// How the two are related.
+    pub relation: Relation,
+    /// The value that joined them.
+    pub key: String,
 }
 
 /// One SIP dialog (or orphan media flow) with everything that belongs to it.
+///
+/// Every kind shares `id`, `kind`, `start`, `end`, `state`, `participants`, `messages`,
+/// `anomalies`, `related` and `tunnel`; the SIP fields (`call_id` to `hangup_by`, and
+/// `media`) stay where they were, and a kind added later puts its own fields in an
+/// object named after it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Session {
     /// Stable identifier: the same capture always gives the same id.
@@ -177,4 +264,10 @@ pub struct Session {
     /// Things that look wrong in the session (e.g. `BYE without a dialog`), for users to check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
+    /// Other sessions of the document this one is linked to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub related: Vec<Related>,
+    /// The tunnel the session's first packet came through, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<Tunnel>,
 }

@@ -33,9 +33,15 @@ impl Timestamp {
         micros.div_euclid(1_000_000) as f64 + micros.rem_euclid(1_000_000) as f64 / 1e6
     }
 
+    /// Nanoseconds from `earlier` to `self` (negative when `earlier` is later), saturating:
+    /// timestamps come from capture files, where any value can be.
+    pub const fn nanos_since(self, earlier: Timestamp) -> i64 {
+        self.0.saturating_sub(earlier.0)
+    }
+
     /// Milliseconds from `earlier` to `self` (negative when `earlier` is later).
     pub fn millis_since(self, earlier: Timestamp) -> f64 {
-        (self.0 - earlier.0) as f64 / 1e6
+        (i128::from(self.0) - i128::from(earlier.0)) as f64 / 1e6
     }
 }
 

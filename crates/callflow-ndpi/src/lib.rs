@@ -39,6 +39,47 @@
 //!     Err(e) => println!("{e}"), // nDPI is not built in
 //! }
 //! ```
+//!
+//! # How the crates fit together
+//!
+//! `callflow-ndpi-sys` (`links = "ndpi"`) is bindings only: its `build.rs` decides where
+//! nDPI comes from (`CALLFLOW_NDPI=vendored|system`, a hard error when it cannot be met;
+//! else the vendored tree when `cargo xtask ndpi` has laid it out; else nothing, with a
+//! cargo warning), compiles `vendor/nDPI-4.2/src/lib` with `cc` into a static library in
+//! vendored mode (with `shim/forget.c`, the one C function of our own: it empties a
+//! detection module's caches, reading the module's layout, so it is compiled only there,
+//! with the library's own definitions), and runs bindgen over an allowlist. When it links
+//! nDPI it emits the `ndpi_linked` cfg and the `links` metadata `DEP_NDPI_LINKED`, which
+//! `callflow-ndpi`'s build script turns into its own `ndpi_linked`; the FFI code exists
+//! only under that cfg. `callflow-ndpi` is the safe wrapper: `NdpiClassifier` owns the
+//! detection module and a flow cache keyed by the bidirectional 5-tuple (`FlowKey`),
+//! creates nDPI's flow state once per flow, feeds it until nDPI decides or the packet
+//! budget (ndpiReader's: 24 UDP, 80 TCP packets) is spent, then calls
+//! `ndpi_detection_giveup` and frees the state; idle flows are released after the idle
+//! timeout. Verdicts keep nDPI's confidence and master/app pair (`STUN.RTP`). nDPI wants IP
+//! packets, so for the correlator the wrapper rebuilds IP and UDP/TCP headers around the
+//! decoded payload. `callflow-cli classify` instead reads frames as ndpiReader (nDPI's
+//! example program, the oracle of the nDPI tests) does: `reader` reproduces its
+//! `reader_util.c` (link layers, VLAN/MPLS/PPPoE, IP-in-IP and no other tunnel, its length
+//! checks and fragment rule), and `FrameInput` hands nDPI the frame's own IP packet keyed
+//! as ndpiReader keys it, falling back to callflow-decode only for link types ndpiReader
+//! refuses; so `classify`'s flows are ndpiReader's (every IP protocol, keyed by VLAN too,
+//! none dropped for idleness in a file) and [`Census`] counts its table as ndpiReader's,
+//! while `analyze` keeps the decoder's view (tunnels decapsulated, fragments reassembled).
+//! `tests/ndpi_suite.rs` holds that table against ndpiReader's over the 257 captures of
+//! nDPI's own test suite (which `cargo xtask ndpi` unpacks). The vendored build uses
+//! libgcrypt when pkg-config finds it, as Debian's does, so QUIC's first packets are
+//! decrypted. Until nDPI knows, and for protocols it does not map to ours, the heuristic
+//! classifier answers.
+//!
+//! A detection module costs some tens of milliseconds to make and free, which a server or
+//! a batch of small captures paid per job (a one-call capture's job took 18 ms, of which 17
+//! were nDPI's set-up). With the vendored build, a dropped classifier's module is emptied
+//! of what it learnt (nDPI's caches of STUN, TLS certificate, BitTorrent... verdicts, the
+//! only state its dissectors change) and kept, up to four, for the next classifier
+//! (`NdpiClassifier::spare_modules`, `release_spare_modules`); `tests/reuse.rs` checks that
+//! a kept module classifies every capture of both corpora as a new one does (without the
+//! emptying, the STUN cache changes a verdict).
 
 // Without nDPI the flow cache and packet synthesis are compiled (and unit-tested) but unused.
 #![cfg_attr(not(ndpi_linked), allow(dead_code))]

@@ -25,6 +25,55 @@
 //! callflow_server::serve(settings, Arc::new(manager)).await?;
 //! # Ok(()) }
 //! ```
+//!
+//! # Serving, and the blocking calls
+//!
+//! The HTTP API on hyper, through axum and tower-http. `router(AppState) -> Router` builds
+//! every route (tests drive it with `oneshot`, no socket); `Server::bind` (or
+//! `from_listener`, for a socket the caller bound and configured)/`run` serve it from their
+//! own accept loop on hyper-util's auto connection builder (HTTP/1.1 and HTTP/2, cleartext
+//! with prior knowledge or TLS with ALPN through tokio-rustls and ring), with header size
+//! limits and a header read timeout; `serve` runs until SIGTERM/SIGINT (`shutdown_signal`).
+//! Modules: `api` (REST handlers, the `ROUTES` table the OpenAPI document is built from),
+//! `live` (WebSocket and SSE), `hub` (job events as numbered JSON messages, fanned out to
+//! per-client bounded queues, with a per-job ring for SSE `Last-Event-ID` replay), `auth`
+//! (API keys, argon2 users, login tokens), `limit` (token-bucket rate limit per client
+//! address, URI length), `pcap` (a session's frames cut from its capture), `error`
+//! (`ApiError`). Handlers call the job manager's blocking API through `AppState::jobs`, at
+//! most four calls at a time on the blocking pool, the others waiting as futures in arrival
+//! order (64 blocking threads contending for the store's connections made the slowest
+//! requests several times slower); a job's status is answered from the manager's memory
+//! without it.
+//!
+//! # What never blocks
+//!
+//! Handlers call the job manager's blocking API on `spawn_blocking`, except the status endpoint,
+//! which clients poll: it asks `JobManager::cached_status` on the async thread (memory
+//! only, never the store) and goes to the blocking pool only when that has no answer.
+//! `DELETE` of a running job waits for it to stop the same way, polling its status on the
+//! async thread between the cancel and the delete (409 if it still runs after 10 s), so no
+//! blocking thread is held while a job stops. Every error leaves through `ApiError`
+//! (`{"error": {"code", "message"}}`), internals only logged. Times are seconds since the
+//! Unix epoch with a fraction, as in `callflow/v1` (the store keeps milliseconds). A
+//! client's queue coalesces progress when full and closes the WebSocket (1013) rather than
+//! drop a state change; a slow client never holds up a worker or another client.
+//!
+//! # Uploads and session captures
+//!
+//! An upload is streamed to `<upload_dir>/<job id>.capture.part` under a job id reserved
+//! before the first byte (`JobManager::reserve_id`; an unused reservation is only a gap in
+//! the ids), synced to disk once complete, renamed to `<job id>.capture` (the directory
+//! synced in turn), and only then is the job created with that id: a refused, aborted or
+//! oversized upload removes its file and never shows as a job, not even a power loss leaves
+//! a job whose capture is empty or cut short, and the client's file name is only the job's
+//! label. At start the server removes the `.part` files and job-less `N.capture` files an
+//! interrupted process left. When the job queue is full the upload is refused (503) before
+//! its body is read (`JobManager::check_room`, the rule `submit` applies again at the end),
+//! not after gigabytes have arrived.
+//!
+//! A session's pcap: the stored session lists the frame of every SIP message and RTCP
+//! report but not of each RTP packet, so the capture is read again and UDP datagrams in
+//! each media stream's direction and time span are kept with those frames.
 
 mod access;
 mod api;

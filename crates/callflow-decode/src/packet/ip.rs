@@ -1,7 +1,7 @@
 //! IPv4, IPv6 and what they carry: UDP, TCP, SCTP, and the tunnels IP-in-IP, GRE/ERSPAN and GTP-U.
 
 use super::{be16, be32, byte, ipv4_addr, ipv6_addr, slice, tail};
-use super::{Fragment, IpInfo, TcpSegment, Transport, Walker, MAX_TUNNELS};
+use super::{Fragment, IpInfo, TcpSegment, Transport, Tunnel, TunnelKind, Walker, MAX_TUNNELS};
 use crate::{need, DecodeError, Layer};
 use std::net::IpAddr;
 
@@ -174,6 +174,7 @@ impl<'a> Walker<'a> {
                 self.packet.transport = Transport::Other { protocol, payload: buf };
                 let layer = if src.is_ipv4() || dst.is_ipv4() { Layer::Ipv4 } else { Layer::Ipv6 };
                 self.enter_tunnel(layer, base)?;
+                self.note_tunnel(TunnelKind::IpInIp, None);
                 if protocol == 4 {
                     self.ipv4(buf, base, declared)
                 } else {
@@ -188,6 +189,14 @@ impl<'a> Walker<'a> {
                 self.packet.transport = Transport::Other { protocol, payload: buf };
                 Ok(())
             }
+        }
+    }
+
+    /// Records the tunnel being entered as the packet's, its outer addresses those of the IP
+    /// header decoded last (the one carrying the tunnel).
+    fn note_tunnel(&mut self, kind: TunnelKind, key: Option<u32>) {
+        if let Some(ip) = self.packet.ip {
+            self.packet.tunnel = Some(Tunnel { kind, src: ip.src, dst: ip.dst, key });
         }
     }
 
@@ -271,13 +280,17 @@ impl<'a> Walker<'a> {
         need(layer, buf, 0, header_len).map_err(|e| e.shifted(base))?;
         let (inner, inner_base, inner_declared) =
             (tail(buf, header_len), base + header_len, declared.saturating_sub(header_len));
+        // The key word follows the checksum word when both are there.
+        let key = (flags & KEY != 0).then(|| be32(buf, if flags & CHECKSUM != 0 { 8 } else { 4 }));
         match be16(buf, 2) {
             0x0800 => {
                 self.enter_tunnel(layer, base)?;
+                self.note_tunnel(TunnelKind::Gre, key);
                 self.ipv4(inner, inner_base, inner_declared)
             }
             0x86dd => {
                 self.enter_tunnel(layer, base)?;
+                self.note_tunnel(TunnelKind::Gre, key);
                 self.ipv6(inner, inner_base, inner_declared)
             }
             // Transparent Ethernet bridging.
@@ -357,6 +370,8 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         self.enter_tunnel(layer, base)?;
+        // PPTP's call id plays the part of the key.
+        self.note_tunnel(TunnelKind::Gre, Some(u32::from(be16(buf, 6))));
         self.ppp_ip(protocol, inner, inner_base, inner_declared)
     }
 
@@ -402,6 +417,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         self.enter_tunnel(layer, base)?;
+        self.note_tunnel(TunnelKind::GtpU, Some(be32(buf, 4)));
         self.ip_by_version(inner, base + header_len, end - header_len, layer)
     }
 }

@@ -1021,14 +1021,42 @@ fn reassemble(path: &str) -> Option<(usize, usize, usize)> {
 
 #[test]
 fn real_captures_reassembled() {
-    // tshark reassembles the same numbers of datagrams.
+    // tshark reassembles the same numbers of datagrams, but for the copies: ip-frag.pcap
+    // holds six NFS datagrams whose every fragment was captured twice (frames 839-851 hold
+    // one), and each copy completes here (tshark: 190, taking the second for repeats).
     for (path, expected) in [
         ("sngrep/ipv6frag.pcap", (2, 0, 2)),
-        ("pcapplusplus/ip-frag.pcap", (190, 0, 190)),
+        ("pcapplusplus/ip-frag.pcap", (196, 0, 196)),
         ("zeek/gtp1_gn_normal_incl_fragmentation.pcap", (36, 0, 36)),
     ] {
         if let Some(got) = reassemble(path) {
             assert_eq!(got, expected, "{path}");
         }
     }
+}
+
+#[test]
+fn the_innermost_tunnel_is_kept_with_its_outer_endpoints_and_key() {
+    let outer = (IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+    let tunnel = |packet: &[u8]| {
+        let p = decode_frame(LinkType::IPV4, packet);
+        p.tunnel.map(|t| (t.kind, t.src, t.dst, t.key))
+    };
+    // GTP-U: the TEID (9 in `gtp`).
+    let gtp_u = ipv4(17, &udp(2152, 2152, &gtp(0, 255, &[], &inner_ipv4())));
+    assert_eq!(tunnel(&gtp_u), Some((TunnelKind::GtpU, outer.0, outer.1, Some(9))));
+    // GRE with a checksum word then a key word; and without a key.
+    let keyed = gre(0xa0, 0x0800, &[0, 0, 0, 0, 0, 0, 0x12, 0x34], &inner_ipv4());
+    assert_eq!(tunnel(&ipv4(47, &keyed)), Some((TunnelKind::Gre, outer.0, outer.1, Some(0x1234))));
+    assert_eq!(tunnel(&ipv4(47, &gre(0, 0x0800, &[], &inner_ipv4()))), Some((TunnelKind::Gre, outer.0, outer.1, None)));
+    assert_eq!(tunnel(&ipv4(4, &inner_ipv4())), Some((TunnelKind::IpInIp, outer.0, outer.1, None)));
+    // Nested: the innermost tunnel is the packet's (its outer header is the first tunnel's inner one).
+    let nested = ipv4(4, &ipv4(17, &udp(2152, 2152, &gtp(0, 255, &[], &inner_ipv4()))));
+    assert_eq!(tunnel(&nested), Some((TunnelKind::GtpU, outer.0, outer.1, Some(9))));
+    // Mirroring is not a tunnel: the frame is the traffic as it was.
+    let mirrored = ipv4(47, &gre(0, 0x88be, &[], &eth(0x0800, &inner_ipv4())));
+    assert_eq!(tunnel(&mirrored), None);
+    assert_eq!(tunnel(&ipv4(17, &sip())), None);
+    // GTP-U signalling stays plain UDP, with no tunnel.
+    assert_eq!(tunnel(&ipv4(17, &udp(2152, 2152, &gtp(0, 1, &[], &[])))), None);
 }

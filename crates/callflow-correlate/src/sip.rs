@@ -1,0 +1,188 @@
+//! The SIP handler: SIP messages grouped into dialogs by Call-ID, the SDP they carry announced to the media table, and the dialogs closed once over.
+
+use crate::ctx::PacketCtx;
+use crate::dialog::{self, Dialog, MsgMeta};
+use crate::handler::{Handled, Handler, Services, StreamFraming};
+use crate::media::Owner;
+use crate::websocket;
+use callflow_classify::AppProtocol;
+use callflow_decode::sdp::Sdp;
+use callflow_decode::sip::{self, SipMessage};
+use callflow_decode::tcp::Framing;
+use callflow_decode::Timestamp;
+use callflow_model::{Session, SessionKind};
+use std::collections::HashMap;
+
+/// The open SIP sessions (dialogs and groups of other transactions), by owner number and
+/// by Call-ID.
+#[derive(Debug)]
+pub(crate) struct SipHandler {
+    dialogs: HashMap<Owner, Dialog>,
+    /// The open sessions of each Call-ID: its INVITE dialog and its group of other
+    /// transactions (a REGISTER, say, sent with the Call-ID the INVITE then reuses).
+    by_call_id: HashMap<String, CallIdSessions>,
+    next_dialog: Owner,
+}
+
+/// The open sessions of one Call-ID.
+#[derive(Clone, Copy, Debug, Default)]
+struct CallIdSessions {
+    /// Its INVITE dialog (forks and retries with credentials included).
+    call: Option<Owner>,
+    /// Its other transactions: REGISTER, OPTIONS, SUBSCRIBE...
+    other: Option<Owner>,
+}
+
+impl SipHandler {
+    /// The session a SIP message belongs to, opened if need be. A session is an INVITE
+    /// dialog or a group of other transactions, not a Call-ID: a Call-ID that carried a
+    /// REGISTER and then an INVITE gives a `sip_register` and a `sip_call` (RFC 3261 keys
+    /// a dialog by Call-ID and tags, a transaction by its branch).
+    fn session_for(&mut self, msg: &SipMessage<'_>, call_id: &str, meta: &MsgMeta) -> Owner {
+        let sessions = self.by_call_id.get(call_id).copied().unwrap_or_default();
+        let in_call = dialog::is_invite_family(msg)
+            || sessions.call.and_then(|id| self.dialogs.get(&id)).is_some_and(|d| d.has_tags_of(msg));
+        let out_of_dialog_request = msg.method().is_some() && msg.to().and_then(|t| t.tag).is_none();
+        let existing = match (in_call, sessions.call, sessions.other) {
+            (true, Some(call), _) => Some(call),
+            // An initial INVITE opens the call beside the other transactions of its Call-ID.
+            (true, None, Some(_)) if msg.method() == Some("INVITE") && out_of_dialog_request => None,
+            (true, None, other) => other,
+            (false, _, Some(other)) => Some(other),
+            // A request outside any dialog starts a transaction group of its own; what else
+            // the call's Call-ID carries (a response to an in-dialog request) stays with it.
+            (false, Some(_), None) if out_of_dialog_request => None,
+            (false, call, None) => call,
+        };
+        if let Some(id) = existing {
+            return id;
+        }
+        let id = self.next_dialog;
+        self.next_dialog += 1;
+        let dialog = Dialog::new(msg, call_id, meta);
+        let entry = self.by_call_id.entry(call_id.to_string()).or_default();
+        if dialog.kind == SessionKind::SipCall {
+            entry.call = Some(id);
+        } else {
+            entry.other = Some(id);
+        }
+        self.dialogs.insert(id, dialog);
+        id
+    }
+}
+
+impl Default for SipHandler {
+    fn default() -> Self {
+        // Dialog numbers count up from 1; orphan media owners count down from the top.
+        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1 }
+    }
+}
+
+impl Handler for SipHandler {
+    type FlowState = ();
+    type Key = Owner;
+    const PROTOCOL: AppProtocol = AppProtocol::Sip;
+
+    fn probe(&self, payload: &[u8]) -> bool {
+        sip::looks_like_sip(payload)
+    }
+
+    fn probe_stream(&self, first: &[u8]) -> Option<StreamFraming> {
+        websocket::starts_sip_websocket(first).then_some(StreamFraming::WebSocket)
+    }
+
+    fn framer(&self) -> Option<fn(&[u8]) -> Framing> {
+        Some(sip::frame_message)
+    }
+
+    fn on_payload(
+        &mut self,
+        _protocol: AppProtocol,
+        ctx: &PacketCtx<'_>,
+        _state: &mut (),
+        bytes: &[u8],
+        services: &mut Services,
+    ) -> Handled {
+        let meta = MsgMeta {
+            ts: ctx.ts,
+            frame: ctx.frame,
+            src: ctx.src,
+            dst: ctx.dst,
+            transport: ctx.transport,
+            context: ctx.context,
+            tunnel: ctx.tunnel.copied(),
+        };
+        let msg = match SipMessage::parse(bytes) {
+            Ok(msg) => msg,
+            Err(_) => return Handled::Malformed,
+        };
+        // A message without a Call-ID breaks RFC 3261 but is still a SIP message that tshark
+        // counts and a user wants to see: such messages share one session with an empty
+        // Call-ID, flagged as an anomaly, and are counted as malformed.
+        let call_id = msg.call_id().unwrap_or("");
+        if call_id.is_empty() {
+            services.stats.malformed += 1;
+        }
+        let id = self.session_for(&msg, call_id, &meta);
+        let mut has_sdp = false;
+        if let Some(body) = sip::sdp_body(&msg) {
+            if let Ok(sdp) = Sdp::parse(body) {
+                has_sdp = true;
+                services.media.register_sdp(id, &sdp, meta.context);
+            }
+        }
+        if let Some(dialog) = self.dialogs.get_mut(&id) {
+            dialog.on_message(&msg, &meta, has_sdp);
+            if call_id.is_empty() {
+                dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
+            }
+        }
+        Handled::Counted(AppProtocol::Sip)
+    }
+
+    /// A dialog is over when it ended and both it and its media have been quiet for the
+    /// linger time, or when it has been quiet for the idle time whatever its state.
+    fn over(&self, now: Timestamp, services: &Services) -> Vec<Owner> {
+        let lifetimes = services.lifetimes;
+        let mut done: Vec<(u64, Owner)> = self
+            .dialogs
+            .iter()
+            .filter(|(id, d)| {
+                let last = services.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
+                let quiet = now.nanos_since(last);
+                (d.is_terminated() && quiet > lifetimes.linger) || quiet > lifetimes.idle
+            })
+            .map(|(id, d)| (d.first_frame, *id))
+            .collect();
+        done.sort_unstable();
+        done.into_iter().map(|(_, id)| id).collect()
+    }
+
+    fn open(&self, _services: &Services) -> Vec<Owner> {
+        let mut open: Vec<(u64, Owner)> = self.dialogs.iter().map(|(id, d)| (d.first_frame, *id)).collect();
+        open.sort_unstable();
+        open.into_iter().map(|(_, id)| id).collect()
+    }
+
+    /// The dialog as a session, with the media its SDP announced.
+    fn close(&mut self, id: Owner, services: &mut Services) -> Option<Session> {
+        let dialog = self.dialogs.remove(&id)?;
+        if let Some(sessions) = self.by_call_id.get_mut(&dialog.call_id) {
+            for slot in [&mut sessions.call, &mut sessions.other] {
+                if *slot == Some(id) {
+                    *slot = None;
+                }
+            }
+            if sessions.call.is_none() && sessions.other.is_none() {
+                self.by_call_id.remove(&dialog.call_id);
+            }
+        }
+        let media = services.media.take(id);
+        let mut session = dialog.into_session();
+        if let Some(end) = media.iter().map(|m| m.end).max() {
+            session.end = session.end.max(end);
+        }
+        session.media = media;
+        Some(session)
+    }
+}
