@@ -39,12 +39,14 @@
 //! ```
 
 mod events;
+mod lock;
 mod manager;
 mod sqlite;
 mod status;
 mod store;
 
 pub use events::{Event, EventBus, Subscription};
+pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use callflow_jobs::{JobError, JobId, JobManager, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
+use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,32 +54,52 @@ fn capture_magic(head: &[u8]) -> bool {
 /// its job exists (`42.capture`): both named by the id reserved for the job, never by
 /// anything the client sent. The job is created only once the file is complete and in
 /// place, so a half upload is never a job, not even after a restart; the server removes
-/// the `.part` files (and any `N.capture` without a job N) a crash left when it starts.
+/// the `.part` files a crash left when it starts (see [`remove_interrupted_uploads`]).
 fn upload_paths(dir: &path::Path, id: JobId) -> (PathBuf, PathBuf) {
     (dir.join(format!("{id}.capture.part")), dir.join(format!("{id}.capture")))
 }
 
-/// Removes what interrupted uploads left in `dir` (see [`upload_paths`]); returns how many
-/// files. Other files are not ours and stay.
-pub(crate) fn remove_stale_uploads(dir: &path::Path, manager: &JobManager) -> usize {
+/// The job id an upload file is named after, and whether it is a `.part` file.
+fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
+    match name.strip_suffix(".capture.part") {
+        Some(id) => Some((id.parse().ok()?, true)),
+        None => Some((name.strip_suffix(".capture")?.parse().ok()?, false)),
+    }
+}
+
+/// Removes the `.part` files of interrupted uploads from `dir`: files named after an id
+/// that no job of `store` has. Returns how many. Nothing else is removed: a complete
+/// `N.capture` without a job may be another store's (a results directory mistyped, a
+/// database lost), so [`orphan_captures`] only lists those. The caller holds the upload
+/// directory's lock (`callflow_jobs::DirLock`), so no other process is uploading into it.
+pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = match name.strip_suffix(".capture.part") {
-            Some(id) => id.parse::<JobId>().is_ok(),
-            // The process stopped between placing the file and creating its job.
-            None => name
-                .strip_suffix(".capture")
-                .and_then(|id| id.parse::<JobId>().ok())
-                .is_some_and(|id| matches!(manager.job(id), Err(JobError::NotFound(_)))),
-        };
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
+        let Some((id, true)) = entry.file_name().to_str().and_then(upload_file_id) else { continue };
+        if matches!(store.job(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// The captures in `dir` (`N.capture`) that no job of `store` has, sorted: left by a
+/// process stopped between placing an upload and creating its job, or belonging to
+/// another store. Reported at start, removed only when an operator asks
+/// (`callflowd --remove-orphan-captures`).
+pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut orphans: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
+            Some((id, false)) => matches!(store.job(id), Ok(None)),
+            _ => false,
+        })
+        .map(|e| e.path())
+        .collect();
+    orphans.sort();
+    orphans
 }
 
 /// An upload's `.part` file: removed on drop unless kept, so that a refused, broken or
@@ -189,13 +209,20 @@ pub async fn upload(
     // all received (gigabytes, for a big capture); `submit` decides again at the end, the
     // queue being free to fill meanwhile. On the blocking pool with the reservation, as
     // the check waits for the queue's lock, which `submit` holds while it writes the store.
-    let id = state
-        .jobs(|m| {
+    let (id, (path, stored)) = state
+        .jobs(move |m| {
             m.check_room()?;
-            m.reserve_id()
+            // An id whose file is there already (a capture kept from another store, see
+            // `orphan_captures`) is skipped: the rename would overwrite that capture.
+            loop {
+                let id = m.reserve_id()?;
+                let paths = upload_paths(&dir, id);
+                if !paths.0.exists() && !paths.1.exists() {
+                    return Ok((id, paths));
+                }
+            }
         })
         .await?;
-    let (path, stored) = upload_paths(&dir, id);
     let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let part = PartFile { path, kept: false };

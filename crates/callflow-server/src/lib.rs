@@ -37,7 +37,7 @@ mod state;
 #[cfg(test)]
 mod status_tests;
 
-pub use api::{openapi_document, ROUTES};
+pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
 pub use pcap::session_pcap;
@@ -225,10 +225,24 @@ impl Server {
             _ => None,
         };
         let (dir, jobs) = (settings.storage.upload_dir.clone(), manager.clone());
-        // Nothing is uploading yet: whatever an interrupted upload left can go.
-        let removed = tokio::task::spawn_blocking(move || api::remove_stale_uploads(&dir, &jobs)).await.unwrap_or(0);
+        // Nothing is uploading yet: the `.part` files of interrupted uploads can go. Complete
+        // captures without a job are only reported: they may be another store's.
+        let (removed, orphans) = tokio::task::spawn_blocking(move || {
+            (api::remove_interrupted_uploads(&dir, &**jobs.store()), api::orphan_captures(&dir, &**jobs.store()))
+        })
+        .await
+        .unwrap_or_default();
         if removed > 0 {
-            tracing::info!(removed, "removed files of interrupted uploads");
+            tracing::info!(removed, "removed the partial files of interrupted uploads");
+        }
+        if let Some(first) = orphans.first() {
+            tracing::warn!(
+                count = orphans.len(),
+                first = %first.display(),
+                "captures in the upload directory belong to no job of this database (a database lost or \
+                 replaced, or another instance's results directory?); kept: run `callflowd --remove-orphan-captures` \
+                 with this configuration to delete them"
+            );
         }
         Ok(Server { listener, tls, state: AppState::new(manager, settings) })
     }
