@@ -237,6 +237,8 @@ const FINISH_FIRST_PAUSE: Duration = Duration::from_millis(50);
 const FINISH_RETRY_FOR: Duration = Duration::from_secs(10);
 /// Pauses are slept in slices of this, so that a shutdown does not wait for a long one.
 const PAUSE_SLICE: Duration = Duration::from_millis(50);
+/// How often the recorder tries again to record the ends the workers could not.
+const RECORD_AGAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// What a running analysis reports to, and is stopped through.
 pub struct JobContext<'a> {
@@ -343,6 +345,11 @@ struct Shared {
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
     /// this lock, so a cancel can never fall between "claimed" and "flag registered".
     running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
+    /// Ends of runs that the store would not take within the worker's retries (a full
+    /// disk): the jobs are RUNNING in the store with no worker. The recorder thread tries
+    /// again until the store takes them; a cancel records one at once. Lost with the
+    /// process: the next start re-runs those jobs (or fails them as interrupted).
+    unrecorded: Mutex<HashMap<JobId, Outcome>>,
     shutting_down: AtomicBool,
 }
 
@@ -355,7 +362,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct JobManager {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    sweeper_stop: Option<Sender<()>>,
+    /// Dropped to stop the recorder and the sweeper.
+    threads_stop: Option<Sender<()>>,
 }
 
 impl std::fmt::Debug for JobManager {
@@ -392,6 +400,7 @@ impl JobManager {
             analysis,
             tx: Mutex::new(Some(tx)),
             running: Mutex::default(),
+            unrecorded: Mutex::default(),
             shutting_down: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -403,9 +412,21 @@ impl JobManager {
                 .expect("spawn worker thread");
             threads.push(handle);
         }
-        let mut sweeper_stop = None;
+        // The recorder and the sweeper stop when this is dropped.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        {
+            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            let handle = std::thread::Builder::new()
+                .name("callflow-recorder".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(RECORD_AGAIN_EVERY) {
+                        record_unrecorded(&shared);
+                    }
+                })
+                .expect("spawn recorder thread");
+            threads.push(handle);
+        }
         if let Some(interval) = opts.sweep_interval {
-            let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name("callflow-sweeper".into())
@@ -417,9 +438,8 @@ impl JobManager {
                 })
                 .expect("spawn sweeper thread");
             threads.push(handle);
-            sweeper_stop = Some(stop_tx);
         }
-        Ok((JobManager { shared, threads, sweeper_stop }, recovery))
+        Ok((JobManager { shared, threads, threads_stop: Some(stop_tx) }, recovery))
     }
 
     /// Queues a job. Refused with [`JobError::QueueFull`] when the queue is at its bound.
@@ -462,6 +482,8 @@ impl JobManager {
         }
         if let Some(flag) = running.get(&id) {
             flag.store(CANCEL, Ordering::Relaxed);
+        } else if let Some(job) = cancel_unrecorded(&self.shared, id)? {
+            return Ok(job);
         }
         drop(running);
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -580,7 +602,7 @@ impl JobManager {
         for flag in lock(&self.shared.running).values() {
             flag.store(SHUTDOWN, Ordering::Relaxed);
         }
-        self.sweeper_stop.take();
+        self.threads_stop.take();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -602,6 +624,40 @@ fn room<'a>(shared: &Shared, tx: &'a Option<Sender<()>>) -> Result<&'a Sender<()
         return Err(JobError::QueueFull { capacity });
     }
     Ok(tx)
+}
+
+/// Records the ends the workers could not (see `Shared::unrecorded`) that the store takes now.
+fn record_unrecorded(shared: &Shared) {
+    let mut unrecorded = lock(&shared.unrecorded);
+    unrecorded.retain(|&id, outcome| match shared.store.finish(id, outcome, now_millis()) {
+        Ok(job) => {
+            // `None`: no longer RUNNING (an earlier attempt failed after its commit).
+            if let Some(job) = job.or_else(|| shared.store.job(id).ok().flatten()) {
+                shared.board.set(&job);
+                shared.bus.publish(Event::State(Arc::new(job)));
+            }
+            false
+        }
+        Err(_) => true,
+    });
+}
+
+/// Cancels a job whose run ended without the store taking its end: its end is recorded as
+/// CANCELLED now, or the store's error returned (the end stays to be recorded, cancelled).
+/// `None` when the job is not one of those.
+fn cancel_unrecorded(shared: &Shared, id: JobId) -> Result<Option<Job>, JobError> {
+    let mut unrecorded = lock(&shared.unrecorded);
+    let Some(outcome) = unrecorded.get_mut(&id) else { return Ok(None) };
+    *outcome = Outcome { state: JobState::Cancelled, error: None, source: None, stats: None, ..outcome.clone() };
+    let job = match shared.store.finish(id, outcome, now_millis())? {
+        Some(job) => job,
+        // No longer RUNNING: an earlier attempt failed after its commit.
+        None => shared.store.job(id)?.ok_or(JobError::NotFound(id))?,
+    };
+    unrecorded.remove(&id);
+    shared.board.set(&job);
+    shared.bus.publish(Event::State(Arc::new(job.clone())));
+    Ok(Some(job))
 }
 
 fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
@@ -715,8 +771,12 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
             shared.bus.publish(Event::State(Arc::new(job)));
         }
         // The store's answer is not known here (it may have taken the change before
-        // failing): status reads go to the store again.
-        None => shared.board.remove(job.id),
+        // failing): status reads go to the store again, and the recorder tries again
+        // until the store takes the end (a cancel records it at once).
+        None => {
+            lock(&shared.unrecorded).insert(job.id, outcome);
+            shared.board.remove(job.id);
+        }
     }
 }
 

@@ -46,6 +46,13 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// True when the database could not be written because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Database(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// How far a running job has got.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {

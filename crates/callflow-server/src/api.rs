@@ -141,7 +141,7 @@ impl Incoming {
                 return Err(not_a_capture(&self.head));
             }
         }
-        self.file.write_all(chunk).await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))
+        self.file.write_all(chunk).await.map_err(|e| ApiError::upload_io("writing the upload", e))
     }
 
     /// The complete file, written out of the buffer but not yet synced: [`place`] does that
@@ -150,7 +150,7 @@ impl Incoming {
         if self.head.len() < 4 {
             return Err(not_a_capture(&self.head));
         }
-        self.file.flush().await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))?;
+        self.file.flush().await.map_err(|e| ApiError::upload_io("writing the upload", e))?;
         let file = self.file.into_inner().into_std().await;
         Ok((self.part, file, self.written))
     }
@@ -161,7 +161,7 @@ impl Incoming {
 /// loss can leave a `.part` file or a job-less `N.capture` (both removed at the next start)
 /// but never a job whose capture is empty or cut short. Blocks.
 fn place(mut part: PartFile, file: std::fs::File, stored: &path::Path) -> Result<(), ApiError> {
-    let failed = |e: std::io::Error| ApiError::Internal(format!("placing the upload: {e}"));
+    let failed = |e: std::io::Error| ApiError::upload_io("placing the upload", e);
     file.sync_all().map_err(failed)?;
     drop(file);
     std::fs::rename(&part.path, stored).map_err(failed)?;
@@ -204,7 +204,7 @@ pub async fn upload(
         }
     }
     let dir = state.settings.storage.upload_dir.clone();
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::upload_io("creating the upload directory", e))?;
     // A full queue refuses the upload before its body is read rather than after it was
     // all received (gigabytes, for a big capture); `submit` decides again at the end, the
     // queue being free to fill meanwhile. On the blocking pool with the reservation, as
@@ -223,7 +223,7 @@ pub async fn upload(
             }
         })
         .await?;
-    let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
+    let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::upload_io("creating the upload file", e))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let part = PartFile { path, kept: false };
     let mut incoming = Incoming { part, file, written: 0, limit, head: Vec::new() };
