@@ -464,6 +464,11 @@ impl JobManager {
         room(&self.shared, &lock(&self.shared.tx)).map(|_| ())
     }
 
+    /// Whether the store would keep a change written now (see [`JobStore::check_writable`]).
+    pub fn check_writable(&self) -> Result<(), JobError> {
+        Ok(self.shared.store.check_writable()?)
+    }
+
     /// Reserves an id for a job [`submit`](JobManager::submit)ted later with
     /// [`NewJob::with_id`], so that what belongs to the job (an upload's file) can be named
     /// after it before the job exists; see [`JobStore::reserve_id`].

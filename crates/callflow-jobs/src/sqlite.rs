@@ -85,6 +85,9 @@ pub struct SqliteStore {
     /// Read connections not in use, opened with the store.
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// The database file's device and inode when opened (`None` in memory), to tell that
+    /// the path still names it ([`JobStore::check_writable`]).
+    identity: Option<(u64, u64)>,
 }
 
 /// Read connections a store opens. A server's page of 100 sessions spent more time
@@ -145,7 +148,8 @@ impl SqliteStore {
         // A reader that cannot be opened (out of descriptors, say) is one fewer: the
         // writer's connection answers queries too.
         let readers = (0..READERS).filter_map(|_| open_reader(&path).ok()).collect();
-        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path })
+        let identity = file_identity(&path).ok();
+        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path, identity })
     }
 
     /// The database file.
@@ -171,6 +175,13 @@ impl SqliteStore {
             None => Reader::Writer(self.conn()),
         }
     }
+}
+
+/// The device and inode of the file at `path`.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// A read-only connection to the database at `path`.
@@ -566,6 +577,37 @@ impl JobStore for SqliteStore {
         let mut stmt = conn.prepare_cached(&sql)?;
         let rows = stmt.query_map([cutoff], job_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let unwritable = |reason: String| StoreError::Unwritable { path: self.path.clone(), reason };
+        if let Some(opened) = self.identity {
+            // SQLite keeps writing to a deleted file through its open descriptor, and
+            // nothing of it survives a restart: the path must still name the file opened.
+            match file_identity(&self.path) {
+                Ok(now) if now == opened => {}
+                Ok(_) => {
+                    return Err(unwritable("the file was replaced by another one since callflowd opened it".into()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(unwritable("the file was deleted since callflowd opened it".into()));
+                }
+                Err(e) => return Err(unwritable(e.to_string())),
+            }
+            // Permissions or a read-only mount do not touch the descriptor already open,
+            // but the next start could not write: refused now, not then.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| unwritable(format!("it cannot be opened for writing: {e}")))?;
+        }
+        // A write the disk must take (a full disk fails it): the schema version, as it is.
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        Ok(())
     }
 
     fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {

@@ -36,6 +36,15 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// The database cannot take writes: its file was deleted or replaced under the open
+    /// store (whatever is written then is lost), or can no longer be opened for writing.
+    #[error("job store: the database {path} cannot be written: {reason}")]
+    Unwritable {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The database file or its directory cannot be created.
     #[error("job store: cannot create {path}: {source}")]
     Create {
@@ -238,6 +247,12 @@ pub trait JobStore: Send + Sync {
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError>;
     /// Finished jobs that completed before `cutoff`, for the retention sweeper.
     fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError>;
+    /// Checks that a change written now would be kept: the database is still the one
+    /// opened and takes a write. Cheap enough for every health check and upload. The
+    /// default trusts the store.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted".
     fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError>;
 }

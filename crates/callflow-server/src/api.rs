@@ -212,6 +212,8 @@ pub async fn upload(
     let (id, (path, stored)) = state
         .jobs(move |m| {
             m.check_room()?;
+            // A database deleted or read-only would acknowledge the upload and then lose it.
+            m.check_writable()?;
             // An id whose file is there already (a capture kept from another store, see
             // `orphan_captures`) is skipped: the rename would overwrite that capture.
             loop {
@@ -512,11 +514,14 @@ pub async fn session_pcap(State(state): State<AppState>, Path(sid): Path<String>
         .into_response())
 }
 
-/// `GET /health`: alive, and the store answers.
+/// `GET /health`: alive, and the store can be written (checked at most once a second).
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.jobs(|m| m.jobs(&JobQuery { limit: 1, ..JobQuery::default() })).await {
-        Ok(_) => Json(json!({"status": "ok", "storage": "ok"})).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "storage": "unreachable"})))
+    match state.storage_check().await {
+        Ok(()) => Json(json!({"status": "ok", "storage": "ok"})).into_response(),
+        Err(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "storage": "unwritable", "message": message})),
+        )
             .into_response(),
     }
 }
@@ -555,7 +560,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("get", "/api/v1/openapi.json", "This document"),
-    ("get", "/health", "Liveness and storage reachability"),
+    ("get", "/health", "Liveness, and whether the store can be written"),
     ("get", "/version", "Name and version"),
     ("get", "/metrics", "Prometheus metrics"),
 ];

@@ -157,6 +157,11 @@ pub struct BodyLimit(pub u64);
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Unwritable { .. } = e {
+            return ApiError::Unavailable(format!(
+                "{e}; nothing can be stored until it is fixed and callflowd restarted"
+            ));
+        }
         if e.is_disk_full() {
             return ApiError::InsufficientStorage(
                 "the job store's disk is full (the database in the results directory, or storage.database); retry \

@@ -115,3 +115,37 @@ async fn an_upload_to_a_full_disk_is_507_naming_the_upload_directory() {
     assert_eq!(server.uploads(), Vec::<String>::new(), "the partial file is removed");
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_deleted_database_makes_health_and_uploads_503_instead_of_acknowledging_what_is_then_lost() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(server.url("/health")).send().await.unwrap().status(), 200);
+    std::fs::remove_file(server.settings.storage.database_path()).unwrap();
+
+    // The health check is reused for a second: polled (bounded) until it sees the change.
+    let mut health = Value::Null;
+    for _ in 0..100 {
+        let response = client.get(server.url("/health")).send().await.unwrap();
+        if response.status() == 503 {
+            health = response.json().await.unwrap();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(health["storage"], "unwritable", "{health}");
+    assert!(health["message"].as_str().unwrap().contains("deleted"), "{health}");
+
+    let response = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(std::fs::read(common::example()).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("cannot be written"), "{body}");
+    assert_eq!(server.uploads(), Vec::<String>::new());
+    server.shutdown().await;
+}
