@@ -153,7 +153,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
         settings.processing.workers,
         db.display(),
         recovery.queued.len(),
-        recovery.interrupted.len()
+        recovery.interrupted.len() + recovery.gave_up.len()
     );
     // The server logs through `tracing` (internal errors in detail, which clients never see).
     tracing_subscriber::fmt()

@@ -74,6 +74,9 @@ pub struct ManagerOptions {
     pub queue_capacity: usize,
     /// After a crash, re-run the jobs that were running (or fail them as interrupted).
     pub resume_interrupted: bool,
+    /// A job interrupted this many times (started, and the process stopped before it
+    /// ended) is failed at the next start instead of resumed.
+    pub max_attempts: u32,
     /// Progress events are at least this many packets apart...
     pub progress_every_packets: u64,
     /// ...and at least this much time apart.
@@ -110,6 +113,7 @@ impl ManagerOptions {
             workers: s.processing.workers.max(1),
             queue_capacity: s.limits.max_queued_jobs.max(1),
             resume_interrupted: s.processing.resume_interrupted,
+            max_attempts: s.processing.max_attempts.max(1),
             progress_every_packets: s.processing.progress_every_packets.max(1),
             progress_interval: Duration::from_secs(1) / s.processing.progress_per_second.max(1),
             retention: s.storage.retention,
@@ -387,7 +391,7 @@ impl JobManager {
         opts: ManagerOptions,
         analysis: Arc<dyn Analysis>,
     ) -> Result<(JobManager, Recovery), JobError> {
-        let recovery = store.recover(opts.resume_interrupted, now_millis())?;
+        let recovery = store.recover(opts.resume_interrupted, opts.max_attempts, now_millis())?;
         let (tx, rx) = crossbeam_channel::bounded(opts.queue_capacity.max(recovery.queued.len()).max(1));
         for _ in &recovery.queued {
             tx.send(()).expect("the channel has room for every recovered job");

@@ -610,19 +610,31 @@ impl JobStore for SqliteStore {
         Ok(())
     }
 
-    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {
+    fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<JobId>> {
-            let mut stmt = tx.prepare("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([state], |r| Ok(JobId(r.get(0)?)))?;
+        let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<(JobId, u32)>> {
+            let mut stmt = tx.prepare("SELECT id, attempts FROM jobs WHERE state = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([state], |r| Ok((JobId(r.get(0)?), r.get(1)?)))?;
             rows.collect()
         };
         let running = ids(&tx, "RUNNING")?;
         let mut recovery = Recovery::default();
-        for &id in &running {
+        for &(id, attempts) in &running {
             delete_sessions(&tx, id)?;
-            if resume {
+            if resume && attempts >= max_attempts {
+                // Interrupted at every start: most likely the job itself stops the process
+                // (a crash, the memory killer), which resuming it would only repeat.
+                let error = format!(
+                    "gave up after {attempts} attempts: callflowd stopped while this job was running, each time \
+                     (processing.max_attempts = {max_attempts}); the capture may be what crashes it"
+                );
+                tx.execute(
+                    "UPDATE jobs SET state = 'FAILED', completed_at = ?2, sessions = 0, error = ?3 WHERE id = ?1",
+                    params![id.0, now, error],
+                )?;
+                recovery.gave_up.push(id);
+            } else if resume {
                 tx.execute(
                     "UPDATE jobs SET state = 'QUEUED', progress = 0, packets = 0, bytes = 0, sessions = 0 WHERE id = ?1",
                     [id.0],
@@ -637,7 +649,7 @@ impl JobStore for SqliteStore {
                 recovery.interrupted.push(id);
             }
         }
-        recovery.queued = ids(&tx, "QUEUED")?;
+        recovery.queued = ids(&tx, "QUEUED")?.into_iter().map(|(id, _)| id).collect();
         tx.commit()?;
         Ok(recovery)
     }

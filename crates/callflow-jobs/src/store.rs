@@ -97,6 +97,9 @@ pub struct Recovery {
     pub rerun: Vec<JobId>,
     /// Jobs that were RUNNING and are now FAILED "interrupted" (`resume_interrupted = false`).
     pub interrupted: Vec<JobId>,
+    /// Jobs that were RUNNING and are now FAILED as given up: their runs were interrupted
+    /// `max_attempts` times.
+    pub gave_up: Vec<JobId>,
     /// Every job now QUEUED, oldest first (the re-run ones included).
     pub queued: Vec<JobId>,
 }
@@ -253,6 +256,8 @@ pub trait JobStore: Send + Sync {
     fn check_writable(&self) -> Result<(), StoreError> {
         Ok(())
     }
-    /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted".
-    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError>;
+    /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted";
+    /// those already started `max_attempts` times become FAILED, with the reason, instead
+    /// of QUEUED.
+    fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
 }
