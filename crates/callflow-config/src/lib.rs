@@ -287,6 +287,11 @@ pub struct LimitSettings {
     pub rate_limit_burst: u32,
     /// Largest JSON request body (login and the like), in bytes; uploads have their own limit.
     pub max_body_bytes: usize,
+    /// Largest size a compressed capture may inflate to, in bytes; past it its job fails.
+    pub max_inflated_bytes: u64,
+    /// Longest a job's analysis may run; past it the job fails.
+    #[serde(with = "duration")]
+    pub max_job_time: Duration,
 }
 
 impl Default for LimitSettings {
@@ -299,6 +304,8 @@ impl Default for LimitSettings {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             max_body_bytes: 64 * 1024,
+            max_inflated_bytes: 100 << 30,
+            max_job_time: Duration::from_secs(6 * 3600),
         }
     }
 }

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -74,6 +74,10 @@ pub struct ManagerOptions {
     pub queue_capacity: usize,
     /// After a crash, re-run the jobs that were running (or fail them as interrupted).
     pub resume_interrupted: bool,
+    /// A compressed capture is failed once it inflates past this many bytes.
+    pub max_inflated_bytes: u64,
+    /// A run is failed once it has taken this long.
+    pub max_job_time: Duration,
     /// A job interrupted this many times (started, and the process stopped before it
     /// ended) is failed at the next start instead of resumed.
     pub max_attempts: u32,
@@ -114,6 +118,8 @@ impl ManagerOptions {
             queue_capacity: s.limits.max_queued_jobs.max(1),
             resume_interrupted: s.processing.resume_interrupted,
             max_attempts: s.processing.max_attempts.max(1),
+            max_inflated_bytes: s.limits.max_inflated_bytes,
+            max_job_time: s.limits.max_job_time,
             progress_every_packets: s.processing.progress_every_packets.max(1),
             progress_interval: Duration::from_secs(1) / s.processing.progress_per_second.max(1),
             retention: s.storage.retention,
@@ -194,7 +200,17 @@ pub struct CaptureAnalysis {
 
 impl Analysis for CaptureAnalysis {
     fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
-        let mut reader = CaptureReader::open(&job.input).map_err(|e| match e {
+        let opened = match Meter::open_compressed(&job.input, ctx.deadline) {
+            // Read through a meter: progress by compressed bytes, and the time bound
+            // checked while decompressing too (a stream may inflate without a frame).
+            Ok(Some((file, size, meter))) => {
+                ctx.meter = Some(meter);
+                CaptureReader::from_reader_with_size(Box::new(file), size)
+            }
+            Ok(None) => CaptureReader::open(&job.input),
+            Err(e) => Err(CaptureError::Io(e)),
+        };
+        let mut reader = opened.map_err(|e| match e {
             // The reader's own messages ("not a capture file: bad magic ...") say what is
             // wrong; an I/O error needs the file's name to be actionable.
             CaptureError::Io(io) => format!("cannot open {}: {io}", job.label),
@@ -254,6 +270,12 @@ pub struct JobContext<'a> {
     last_emit: (u64, Instant),
     batch: Vec<Arc<Session>>,
     store_error: Option<StoreError>,
+    /// When the run has taken `max_job_time`.
+    deadline: Instant,
+    /// The compressed capture's meter, when it is one.
+    meter: Option<Arc<Meter>>,
+    /// The bound the run went past, as the job's error.
+    limit: Option<String>,
 }
 
 impl std::fmt::Debug for JobContext<'_> {
@@ -270,7 +292,7 @@ impl JobContext<'_> {
 
     /// True once the job should stop (cancelled, or the manager is shutting down).
     pub fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) != RUN || self.store_error.is_some()
+        self.stop.load(Ordering::Relaxed) != RUN || self.store_error.is_some() || self.limit.is_some()
     }
 
     /// A session completed: stored (in batches) and published.
@@ -292,9 +314,21 @@ impl JobContext<'_> {
         }
         self.progress.packets = frames;
         self.progress.bytes = bytes;
+        let max_inflated = self.shared.opts.max_inflated_bytes;
+        if self.meter.is_some() && bytes > max_inflated {
+            self.limit = Some(format!(
+                "the capture inflates to more than limits.max_inflated_bytes ({max_inflated} bytes) once \
+                 decompressed; raise the limit if the capture is genuine"
+            ));
+            return ControlFlow::Break(());
+        }
         // The clock is read once per `progress_every_packets` frames, not per frame.
         if frames - self.last_emit.0 >= self.shared.opts.progress_every_packets {
             let now = Instant::now();
+            if now >= self.deadline {
+                self.limit = Some(time_limit_message(self.shared.opts.max_job_time));
+                return ControlFlow::Break(());
+            }
             if now.duration_since(self.last_emit.1) >= self.shared.opts.progress_interval {
                 self.last_emit = (frames, now);
                 self.emit_progress();
@@ -305,9 +339,10 @@ impl JobContext<'_> {
 
     fn emit_progress(&mut self) {
         if let Some(total) = self.total_bytes.filter(|t| *t > 0) {
-            // 100 is kept for completion; gzip captures count decompressed bytes against
-            // the compressed size, hence the clamp. Never backwards.
-            let percent = (self.progress.bytes.saturating_mul(100) / total).min(99) as u8;
+            // A compressed capture by the compressed bytes read (its decompressed size is
+            // not known before the end). 100 is kept for completion. Never backwards.
+            let read = self.meter.as_ref().map_or(self.progress.bytes, |m| m.compressed.load(Ordering::Relaxed));
+            let percent = (read.saturating_mul(100) / total).min(99) as u8;
             self.progress.percent = self.progress.percent.max(percent);
         }
         self.flush();
@@ -635,6 +670,60 @@ fn room<'a>(shared: &Shared, tx: &'a Option<Sender<()>>) -> Result<&'a Sender<()
     Ok(tx)
 }
 
+fn time_limit_message(limit: Duration) -> String {
+    format!(
+        "the analysis took longer than limits.max_job_time ({} s); raise the limit if the capture is genuine",
+        limit.as_secs_f64()
+    )
+}
+
+/// What the reader of a compressed capture counts, and when its job's time is up.
+struct Meter {
+    /// Compressed bytes read so far (a little ahead of the decompression, by a buffer).
+    compressed: AtomicU64,
+    deadline: Instant,
+    /// The reader refused to read on, the deadline having passed.
+    timed_out: AtomicBool,
+}
+
+/// A compressed capture file read through its [`Meter`].
+struct Metered {
+    file: std::fs::File,
+    meter: Arc<Meter>,
+}
+
+impl Meter {
+    /// The file at `path` with its size and meter if it is a gzip-compressed regular file,
+    /// `None` if it is anything else (read as usual).
+    fn open_compressed(
+        path: &std::path::Path,
+        deadline: Instant,
+    ) -> std::io::Result<Option<(Metered, u64, Arc<Meter>)>> {
+        use std::io::{Read, Seek};
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let mut magic = [0u8; 2];
+        if !meta.is_file() || file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
+            return Ok(None);
+        }
+        file.rewind()?;
+        let meter = Arc::new(Meter { compressed: AtomicU64::new(0), deadline, timed_out: AtomicBool::new(false) });
+        Ok(Some((Metered { file, meter: meter.clone() }, meta.len(), meter)))
+    }
+}
+
+impl std::io::Read for Metered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.meter.deadline {
+            self.meter.timed_out.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("the job's time limit passed"));
+        }
+        let n = self.file.read(buf)?;
+        self.meter.compressed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
 /// Records the ends the workers could not (see `Shared::unrecorded`) that the store takes now.
 fn record_unrecorded(shared: &Shared) {
     let mut unrecorded = lock(&shared.unrecorded);
@@ -729,10 +818,16 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         last_emit: (0, Instant::now()),
         batch: Vec::new(),
         store_error: None,
+        deadline: Instant::now() + shared.opts.max_job_time,
+        meter: None,
+        limit: None,
     };
     // A panic in the analysis fails this job, not the worker.
     let result = catch_unwind(AssertUnwindSafe(|| shared.analysis.run(job, &mut ctx)));
     ctx.flush();
+    if ctx.meter.as_ref().is_some_and(|m| m.timed_out.load(Ordering::Relaxed)) {
+        ctx.limit.get_or_insert_with(|| time_limit_message(shared.opts.max_job_time));
+    }
     let progress = ctx.progress;
     let mut outcome = Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None };
     match stop.load(Ordering::Relaxed) {
@@ -741,6 +836,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         CANCEL => outcome.state = JobState::Cancelled,
         _ => match (result, ctx.store_error.take()) {
             (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
+            // Past a bound, whatever the analysis made of the part it read.
+            _ if ctx.limit.is_some() => outcome.error = ctx.limit.take(),
             (Ok(Ok(doc)), None) => {
                 outcome.state = JobState::Completed;
                 outcome.progress.percent = 100;
