@@ -11,7 +11,7 @@ use crate::store::{
     JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
-use callflow_model::{Session, Timestamp};
+use callflow_model::{Session, SourceInfo, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::path::{Path, PathBuf};
@@ -236,6 +236,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let state: String = row.get(4)?;
     let source: Option<String> = row.get(14)?;
     let stats: Option<String> = row.get(15)?;
+    let source: Option<SourceInfo> = source.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Job {
         status: JobStatus {
             id: JobId(row.get(0)?),
@@ -251,10 +252,12 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             sessions: row.get::<_, i64>(11)? as u64,
             error: row.get(12)?,
             attempts: row.get(13)?,
+            complete: source.as_ref().map(|s| s.complete),
+            warnings: source.as_ref().map_or_else(Vec::new, |s| s.warnings.clone()),
         },
         input: PathBuf::from(row.get::<_, String>(1)?),
         owns_input: row.get(3)?,
-        source: source.and_then(|s| serde_json::from_str(&s).ok()),
+        source,
         stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
     })
 }

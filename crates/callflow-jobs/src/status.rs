@@ -45,6 +45,13 @@ pub struct JobStatus {
     pub error: Option<String>,
     /// How many times a worker started it.
     pub attempts: u32,
+    /// Once completed: whether the whole capture was read (false: it was truncated or
+    /// damaged, and the sessions cover the part before that point). `None` before.
+    #[serde(default)]
+    pub complete: Option<bool>,
+    /// Once completed: the capture's warnings (why reading stopped early, and the like).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl From<&Job> for JobStatus {
@@ -143,6 +150,8 @@ mod tests {
                 sessions: 0,
                 error: None,
                 attempts: 0,
+                complete: None,
+                warnings: Vec::new(),
             },
             input: "x.pcap".into(),
             owns_input: false,

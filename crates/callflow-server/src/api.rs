@@ -641,6 +641,10 @@ fn job_schema() -> Value {
         "completed_at": time("when it finished", true),
         "error": {"type": "string", "nullable": true, "description": "why it failed"},
         "attempts": int("how many times a worker started it"),
+        "complete": {"type": "boolean", "nullable": true,
+            "description": "once completed: whether the whole capture was read (false: truncated or damaged)"},
+        "warnings": {"type": "array", "items": {"type": "string"},
+            "description": "once completed: the capture's warnings (why reading stopped early...)"},
     }})
 }
 

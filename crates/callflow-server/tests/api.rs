@@ -81,6 +81,8 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
             "integer" => value.is_u64() || value.is_i64(),
             "number" => value.is_f64(),
             "string" => value.is_string(),
+            "boolean" => value.is_boolean(),
+            "array" => value.as_array().is_some_and(|items| items.iter().all(Value::is_string)),
             other => panic!("{other}"),
         };
         assert!(fits, "{name}: {value} is not {prop}");
