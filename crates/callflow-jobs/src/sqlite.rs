@@ -344,6 +344,12 @@ impl JobStore for SqliteStore {
         Ok(JobId(id))
     }
 
+    fn last_id(&self) -> Result<JobId, StoreError> {
+        // AUTOINCREMENT keeps the largest id ever used or reserved (see `reserve_id`).
+        let sql = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'";
+        Ok(JobId(self.reader().query_row(sql, [], |r| r.get(0))?))
+    }
+
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

@@ -210,6 +210,12 @@ pub trait JobStore: Send + Sync {
     /// nor another reservation will hand it out, even after a restart. A reservation that
     /// is never used is a gap in the ids and nothing else (PostgreSQL: `nextval`).
     fn reserve_id(&self) -> Result<JobId, StoreError>;
+    /// The largest id this store has handed out, created or reserved (`JobId(0)`: none),
+    /// so that a file named after an id can be told to be this store's. The default
+    /// claims none, which makes such files never provably this store's.
+    fn last_id(&self) -> Result<JobId, StoreError> {
+        Ok(JobId(0))
+    }
     /// Takes the oldest QUEUED job and makes it RUNNING (attempts + 1, progress reset,
     /// sessions of an earlier run deleted), or `None` when nothing is queued.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;

@@ -67,24 +67,28 @@ fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
     }
 }
 
-/// Removes the `.part` files of interrupted uploads from `dir`: files named after an id
-/// that no job of `store` has. Returns how many. Nothing else is removed: a complete
-/// `N.capture` without a job may be another store's (a results directory mistyped, a
-/// database lost), so [`orphan_captures`] only lists those. The caller holds the upload
-/// directory's lock (`callflow_jobs::DirLock`), so no other process is uploading into it.
+/// Removes the `.part` files of this store's interrupted uploads from `dir`: files named
+/// after an id the store reserved (at most [`JobStore::last_id`]) that no job has. Returns
+/// how many. Nothing else is removed: a complete `N.capture` without a job, or a `.part`
+/// file of an id this store never handed out, may be another store's (a results
+/// directory mistyped, a database lost), so [`orphan_captures`] only lists those. The
+/// caller holds the upload directory's lock (`callflow_jobs::DirLock`), so no other
+/// process is uploading into it.
 pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore) -> usize {
+    let Ok(last) = store.last_id() else { return 0 };
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
         let Some((id, true)) = entry.file_name().to_str().and_then(upload_file_id) else { continue };
-        if matches!(store.job(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
+        if id <= last && matches!(store.job(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
 }
 
-/// The captures in `dir` (`N.capture`) that no job of `store` has, sorted: left by a
+/// The upload files in `dir` (`N.capture`, and `N.capture.part` once
+/// [`remove_interrupted_uploads`] has run) that no job of `store` has, sorted: left by a
 /// process stopped between placing an upload and creating its job, or belonging to
 /// another store. Reported at start, removed only when an operator asks
 /// (`callflowd --remove-orphan-captures`).
@@ -93,8 +97,8 @@ pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
     let mut orphans: Vec<PathBuf> = entries
         .flatten()
         .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
-            Some((id, false)) => matches!(store.job(id), Ok(None)),
-            _ => false,
+            Some((id, _)) => matches!(store.job(id), Ok(None)),
+            None => false,
         })
         .map(|e| e.path())
         .collect();
