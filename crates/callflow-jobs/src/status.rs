@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What clients are shown of a job: its [`Job`] without the capture's path and without
-/// the source and statistics documents, which a status does not show.
+/// the source and statistics documents, which a status does not show (but for whether
+/// the capture was read whole, and its warnings).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// Its identifier.
