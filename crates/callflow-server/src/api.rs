@@ -87,10 +87,9 @@ pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore)
     removed
 }
 
-/// The upload files in `dir` (`N.capture`, and `N.capture.part` once
-/// [`remove_interrupted_uploads`] has run) that no job of `store` has, sorted: left by a
-/// process stopped between placing an upload and creating its job, or belonging to
-/// another store. Reported at start, removed only when an operator asks
+/// The upload files in `dir` (`N.capture`, and `N.capture.part` once this store's own
+/// were removed at start) that no job of `store` has, sorted: left by a process stopped
+/// between placing an upload and creating its job, or belonging to another store. Reported at start, removed only when an operator asks
 /// (`callflowd --remove-orphan-captures`).
 pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };

@@ -104,8 +104,8 @@ impl AppState {
     }
 
     /// Whether the store can be written ([`JobManager::check_writable`]), or why not. The
-    /// answer is kept for [`STORAGE_CHECK_EVERY`]: health checks as frequent as a client
-    /// likes cost one write a second.
+    /// answer is kept for a second: health checks as frequent as a client likes cost one
+    /// write a second.
     pub async fn storage_check(&self) -> Result<(), String> {
         let cached = |state: &AppState| {
             let checked = state.storage_checked.lock().unwrap_or_else(|e| e.into_inner());
