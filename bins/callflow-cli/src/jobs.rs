@@ -3,12 +3,13 @@
 use anyhow::{bail, Context, Result};
 use callflow_config::{Loader, Settings};
 use callflow_jobs::{
-    Event, Job, JobId, JobManager, JobQuery, JobState, JobStore, ManagerOptions, NewJob, SessionQuery, SqliteStore,
+    DirLock, Event, Job, JobId, JobManager, JobQuery, JobState, JobStore, ManagerOptions, NewJob, SessionQuery,
+    SqliteStore,
 };
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,6 +143,11 @@ fn print_job(out: &mut impl Write, job: &Job) -> Result<()> {
 
 fn run_batch(inputs: &[PathBuf], args: &StoreArgs, workers: Option<usize>, quiet: bool) -> Result<()> {
     let settings = args.settings(workers)?;
+    // One manager per store, held until the run ends: another one (a second run, callflowd)
+    // would recover this one's running jobs as its own interrupted ones.
+    let db = settings.storage.database_path();
+    let db_dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let _locks = DirLock::acquire_all([settings.storage.results_dir.as_path(), db_dir])?;
     let store = Arc::new(args.open(&settings)?);
     let mut opts = ManagerOptions::from_settings(&settings);
     opts.classifier = crate::classify::job_classifiers(&settings);

@@ -141,3 +141,16 @@ fn a_killed_run_is_resumed_finished_jobs_kept_and_the_interrupted_one_rerun() {
     eprintln!("restart test: killed with {after_kill:?}; resumed run finished in {:?}", restarted.elapsed());
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_batch_run_on_a_results_dir_another_process_holds_is_refused_naming_it() {
+    let dir = tmp_dir("locked");
+    // This test process stands for callflowd (or another run) on the directory.
+    let _held = callflow_jobs::DirLock::acquire(&dir).unwrap();
+    let out = run(&["jobs", "run", "--results-dir", dir.to_str().unwrap(), example().to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
+    assert!(!dir.join("callflow.db").exists(), "refused before its store was opened");
+    let _ = std::fs::remove_dir_all(dir);
+}

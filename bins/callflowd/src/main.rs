@@ -11,11 +11,12 @@
 use anyhow::{Context, Result};
 use callflow_config::{Loaded, Loader, Settings};
 use callflow_jobs::{
-    analyze_to_output, ClassifierFactory, DirectAnalysis, JobManager, ManagerOptions, ResultFormat, SqliteStore,
+    analyze_to_output, ClassifierFactory, DirLock, DirectAnalysis, JobManager, ManagerOptions, ResultFormat,
+    SqliteStore,
 };
 use callflow_ndpi::{NdpiClassifier, Options};
 use clap::Parser;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -64,6 +65,10 @@ struct Cli {
     /// server.insecure_no_auth = true: serve without authentication on a non-loopback address.
     #[arg(long)]
     insecure_no_auth: bool,
+    /// Delete the captures in the upload directory that no job of the database has (start-up
+    /// only reports them), and exit.
+    #[arg(long)]
+    remove_orphan_captures: bool,
     /// Print the argon2 hash of the password read from standard input (for `[auth] users`), and exit.
     #[arg(long)]
     hash_password: bool,
@@ -92,9 +97,13 @@ fn main() -> ExitCode {
         print!("{}", loaded.render());
         return ExitCode::SUCCESS;
     }
-    let result = match &cli.input {
-        Some(input) => analyze_once(&loaded.settings, input, cli.output.clone()),
-        None => serve(&loaded),
+    let result = if cli.remove_orphan_captures {
+        remove_orphan_captures(&loaded)
+    } else {
+        match &cli.input {
+            Some(input) => analyze_once(&loaded.settings, input, cli.output.clone()),
+            None => serve(&loaded),
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -128,11 +137,34 @@ fn load(cli: &Cli) -> Result<Loaded> {
     loader.load().context("invalid configuration")
 }
 
+/// Locks the directories this instance owns (uploads, results, the database's), for as
+/// long as the locks are kept: a second instance on any of them is refused, naming the
+/// first, instead of recovering its jobs or taking its captures for leftovers.
+fn lock_directories(settings: &Settings) -> Result<Vec<DirLock>> {
+    let db = settings.storage.database_path();
+    let db_dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dirs = [settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path(), db_dir];
+    Ok(DirLock::acquire_all(dirs)?)
+}
+
+fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {
+    let settings = &loaded.settings;
+    let _locks = lock_directories(settings)?;
+    let db = settings.storage.database_path();
+    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
+    let orphans = callflow_server::orphan_captures(&settings.storage.upload_dir, &store);
+    for path in &orphans {
+        std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
+        eprintln!("callflowd: removed {}", path.display());
+    }
+    eprintln!("callflowd: {} capture(s) without a job in {} removed", orphans.len(), db.display());
+    Ok(())
+}
+
 fn serve(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
-    for dir in [&settings.storage.upload_dir, &settings.storage.results_dir] {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    // Held until the process exits.
+    let _locks = lock_directories(settings)?;
     let db = settings.storage.database_path();
     let store = Arc::new(SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
     let (classifier, warning) = classifier_factory(settings);
@@ -146,7 +178,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
         settings.processing.workers,
         db.display(),
         recovery.queued.len(),
-        recovery.interrupted.len()
+        recovery.interrupted.len() + recovery.gave_up.len()
     );
     // The server logs through `tracing` (internal errors in detail, which clients never see).
     tracing_subscriber::fmt()

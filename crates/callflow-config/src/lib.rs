@@ -134,6 +134,9 @@ pub struct ProcessingSettings {
     pub workers: usize,
     /// After a crash, re-run the jobs that were running (true) or mark them FAILED "interrupted".
     pub resume_interrupted: bool,
+    /// A job interrupted this many times (its runs cut short by the process stopping, as
+    /// a capture that crashes callflowd would) is FAILED at the next start, not resumed.
+    pub max_attempts: u32,
     /// A progress event is published at most once per this many packets of a job...
     pub progress_every_packets: u64,
     /// ...and at most this many times per second per job.
@@ -154,6 +157,7 @@ impl Default for ProcessingSettings {
         ProcessingSettings {
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             resume_interrupted: true,
+            max_attempts: 3,
             progress_every_packets: 1_000,
             progress_per_second: 10,
             session_linger: Duration::from_secs(32),
@@ -294,6 +298,11 @@ pub struct LimitSettings {
     pub rate_limit_burst: u32,
     /// Largest JSON request body (login and the like), in bytes; uploads have their own limit.
     pub max_body_bytes: usize,
+    /// Largest size a compressed capture may inflate to, in bytes; past it its job fails.
+    pub max_inflated_bytes: u64,
+    /// Longest a job's analysis may run; past it the job fails.
+    #[serde(with = "duration")]
+    pub max_job_time: Duration,
 }
 
 impl Default for LimitSettings {
@@ -306,6 +315,8 @@ impl Default for LimitSettings {
             rate_limit_per_second: 100,
             rate_limit_burst: 200,
             max_body_bytes: 64 * 1024,
+            max_inflated_bytes: 100 << 30,
+            max_job_time: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -314,8 +325,9 @@ impl Settings {
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
-        let checks: [(&'static str, bool, &str); 8] = [
+        let checks: [(&'static str, bool, &str); 9] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
+            ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
             ("processing.progress_per_second", self.processing.progress_per_second >= 1, "must be at least 1"),
             ("limits.max_queued_jobs", self.limits.max_queued_jobs >= 1, "must be at least 1"),

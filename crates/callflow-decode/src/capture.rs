@@ -373,6 +373,14 @@ impl CaptureReader {
         CaptureReader::from_stream(r, None)
     }
 
+    /// Reads a capture from a stream of a known size, plain or gzip: a file read through a
+    /// wrapper of the caller's (one that counts the compressed bytes read, say).
+    /// [`CaptureReader::total_bytes`] and the document's `source.bytes` are `total_bytes`,
+    /// as for [`CaptureReader::open`].
+    pub fn from_reader_with_size(r: Box<dyn Read + Send>, total_bytes: u64) -> Result<CaptureReader, CaptureError> {
+        CaptureReader::from_stream(r, Some(total_bytes))
+    }
+
     /// Reads a capture held in memory, plain or gzip.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<CaptureReader, CaptureError> {
         let len = bytes.len() as u64;

@@ -13,6 +13,10 @@
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
+//! Only one process may run a manager on a store: whoever does holds a [`DirLock`] on the
+//! directories it owns (callflowd takes one on its upload, results and database
+//! directories), and a second one is refused with the first one's PID.
+//!
 //! The manager keeps each job's [`JobStatus`] in memory as well, written where it
 //! publishes, so that [`JobManager::status`] (what a client polling a job asks) answers
 //! without a query once it has seen the job, and [`JobManager::cached_status`] answers
@@ -63,7 +67,9 @@
 //! user_version`); a database from a newer build is refused. On start, `recover` turns
 //! RUNNING jobs (a crash, or a shutdown, which deliberately leaves them RUNNING) back into
 //! QUEUED with their partial sessions deleted, or into FAILED "interrupted" when
-//! `resume_interrupted = false`, and the manager sends a token per queued job.
+//! `resume_interrupted = false`, and the manager sends a token per queued job; a job
+//! already started `processing.max_attempts` times (3) is FAILED with the reason instead,
+//! since a capture that crashes the process would crash it at every start.
 //!
 //! The manager also keeps each job's status (`JobStatus`: the job without its path, source
 //! and statistics) in memory, the status board, for `JobManager::status`: it is written
@@ -75,7 +81,10 @@
 //! older than the board). A worker tries `finish` again after a failure, with pauses from
 //! 50 ms doubling, for up to 10 s (unless the manager shuts down), since a job whose end is
 //! not recorded stays RUNNING with no worker until the next start; when it still fails, the
-//! job leaves the board, its stored state being unknown. When a retry finds the job no
+//! job leaves the board, its stored state being unknown, and its end is kept in memory: a
+//! recorder thread tries it again every second until the store takes it (a full disk
+//! freed), and a cancel records it as CANCELLED at once (or answers the store's error), so
+//! that the job can then be deleted. When a retry finds the job no
 //! longer RUNNING (an attempt failed after its commit), the finished job the store holds is
 //! what is published. The board holds every job read or changed until it is deleted (about
 //! 200 bytes each).
@@ -102,6 +111,7 @@
 
 mod direct;
 mod events;
+mod lock;
 mod manager;
 mod sqlite;
 mod status;
@@ -109,6 +119,7 @@ mod store;
 
 pub use direct::{analyze_to_output, DirectAnalysis, DirectError, ResultFormat};
 pub use events::{Event, EventBus, Subscription};
+pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;

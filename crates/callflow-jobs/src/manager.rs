@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -74,6 +74,13 @@ pub struct ManagerOptions {
     pub queue_capacity: usize,
     /// After a crash, re-run the jobs that were running (or fail them as interrupted).
     pub resume_interrupted: bool,
+    /// A compressed capture is failed once it inflates past this many bytes.
+    pub max_inflated_bytes: u64,
+    /// A run is failed once it has taken this long.
+    pub max_job_time: Duration,
+    /// A job interrupted this many times (started, and the process stopped before it
+    /// ended) is failed at the next start instead of resumed.
+    pub max_attempts: u32,
     /// Progress events are at least this many packets apart...
     pub progress_every_packets: u64,
     /// ...and at least this much time apart.
@@ -110,6 +117,9 @@ impl ManagerOptions {
             workers: s.processing.workers.max(1),
             queue_capacity: s.limits.max_queued_jobs.max(1),
             resume_interrupted: s.processing.resume_interrupted,
+            max_attempts: s.processing.max_attempts.max(1),
+            max_inflated_bytes: s.limits.max_inflated_bytes,
+            max_job_time: s.limits.max_job_time,
             progress_every_packets: s.processing.progress_every_packets.max(1),
             progress_interval: Duration::from_secs(1) / s.processing.progress_per_second.max(1),
             retention: s.storage.retention,
@@ -190,7 +200,17 @@ pub struct CaptureAnalysis {
 
 impl Analysis for CaptureAnalysis {
     fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
-        let mut reader = CaptureReader::open(&job.input).map_err(|e| match e {
+        let opened = match Meter::open_compressed(&job.input, ctx.deadline) {
+            // Read through a meter: progress by compressed bytes, and the time bound
+            // checked while decompressing too (a stream may inflate without a frame).
+            Ok(Some((file, size, meter))) => {
+                ctx.meter = Some(meter);
+                CaptureReader::from_reader_with_size(Box::new(file), size)
+            }
+            Ok(None) => CaptureReader::open(&job.input),
+            Err(e) => Err(CaptureError::Io(e)),
+        };
+        let mut reader = opened.map_err(|e| match e {
             // The reader's own messages ("not a capture file: bad magic ...") say what is
             // wrong; an I/O error needs the file's name to be actionable.
             CaptureError::Io(io) => format!("cannot open {}: {io}", job.label),
@@ -237,6 +257,8 @@ const FINISH_FIRST_PAUSE: Duration = Duration::from_millis(50);
 const FINISH_RETRY_FOR: Duration = Duration::from_secs(10);
 /// Pauses are slept in slices of this, so that a shutdown does not wait for a long one.
 const PAUSE_SLICE: Duration = Duration::from_millis(50);
+/// How often the recorder tries again to record the ends the workers could not.
+const RECORD_AGAIN_EVERY: Duration = Duration::from_secs(1);
 
 /// What a running analysis reports to, and is stopped through.
 pub struct JobContext<'a> {
@@ -248,6 +270,12 @@ pub struct JobContext<'a> {
     last_emit: (u64, Instant),
     batch: Vec<Arc<Session>>,
     store_error: Option<StoreError>,
+    /// When the run has taken `max_job_time`.
+    deadline: Instant,
+    /// The compressed capture's meter, when it is one.
+    meter: Option<Arc<Meter>>,
+    /// The bound the run went past, as the job's error.
+    limit: Option<String>,
 }
 
 impl std::fmt::Debug for JobContext<'_> {
@@ -264,7 +292,7 @@ impl JobContext<'_> {
 
     /// True once the job should stop (cancelled, or the manager is shutting down).
     pub fn should_stop(&self) -> bool {
-        self.stop.load(Ordering::Relaxed) != RUN || self.store_error.is_some()
+        self.stop.load(Ordering::Relaxed) != RUN || self.store_error.is_some() || self.limit.is_some()
     }
 
     /// A session completed: stored (in batches) and published.
@@ -286,9 +314,21 @@ impl JobContext<'_> {
         }
         self.progress.packets = frames;
         self.progress.bytes = bytes;
+        let max_inflated = self.shared.opts.max_inflated_bytes;
+        if self.meter.is_some() && bytes > max_inflated {
+            self.limit = Some(format!(
+                "the capture inflates to more than limits.max_inflated_bytes ({max_inflated} bytes) once \
+                 decompressed; raise the limit if the capture is genuine"
+            ));
+            return ControlFlow::Break(());
+        }
         // The clock is read once per `progress_every_packets` frames, not per frame.
         if frames - self.last_emit.0 >= self.shared.opts.progress_every_packets {
             let now = Instant::now();
+            if now >= self.deadline {
+                self.limit = Some(time_limit_message(self.shared.opts.max_job_time));
+                return ControlFlow::Break(());
+            }
             if now.duration_since(self.last_emit.1) >= self.shared.opts.progress_interval {
                 self.last_emit = (frames, now);
                 self.emit_progress();
@@ -299,9 +339,10 @@ impl JobContext<'_> {
 
     fn emit_progress(&mut self) {
         if let Some(total) = self.total_bytes.filter(|t| *t > 0) {
-            // 100 is kept for completion; gzip captures count decompressed bytes against
-            // the compressed size, hence the clamp. Never backwards.
-            let percent = (self.progress.bytes.saturating_mul(100) / total).min(99) as u8;
+            // A compressed capture by the compressed bytes read (its decompressed size is
+            // not known before the end). 100 is kept for completion. Never backwards.
+            let read = self.meter.as_ref().map_or(self.progress.bytes, |m| m.compressed.load(Ordering::Relaxed));
+            let percent = (read.saturating_mul(100) / total).min(99) as u8;
             self.progress.percent = self.progress.percent.max(percent);
         }
         self.flush();
@@ -343,6 +384,11 @@ struct Shared {
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
     /// this lock, so a cancel can never fall between "claimed" and "flag registered".
     running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
+    /// Ends of runs that the store would not take within the worker's retries (a full
+    /// disk): the jobs are RUNNING in the store with no worker. The recorder thread tries
+    /// again until the store takes them; a cancel records one at once. Lost with the
+    /// process: the next start re-runs those jobs (or fails them as interrupted).
+    unrecorded: Mutex<HashMap<JobId, Outcome>>,
     shutting_down: AtomicBool,
 }
 
@@ -355,7 +401,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct JobManager {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    sweeper_stop: Option<Sender<()>>,
+    /// Dropped to stop the recorder and the sweeper.
+    threads_stop: Option<Sender<()>>,
 }
 
 impl std::fmt::Debug for JobManager {
@@ -379,7 +426,7 @@ impl JobManager {
         opts: ManagerOptions,
         analysis: Arc<dyn Analysis>,
     ) -> Result<(JobManager, Recovery), JobError> {
-        let recovery = store.recover(opts.resume_interrupted, now_millis())?;
+        let recovery = store.recover(opts.resume_interrupted, opts.max_attempts, now_millis())?;
         let (tx, rx) = crossbeam_channel::bounded(opts.queue_capacity.max(recovery.queued.len()).max(1));
         for _ in &recovery.queued {
             tx.send(()).expect("the channel has room for every recovered job");
@@ -392,6 +439,7 @@ impl JobManager {
             analysis,
             tx: Mutex::new(Some(tx)),
             running: Mutex::default(),
+            unrecorded: Mutex::default(),
             shutting_down: AtomicBool::new(false),
         });
         let mut threads = Vec::new();
@@ -403,9 +451,21 @@ impl JobManager {
                 .expect("spawn worker thread");
             threads.push(handle);
         }
-        let mut sweeper_stop = None;
+        // The recorder and the sweeper stop when this is dropped.
+        let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+        {
+            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            let handle = std::thread::Builder::new()
+                .name("callflow-recorder".into())
+                .spawn(move || {
+                    while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(RECORD_AGAIN_EVERY) {
+                        record_unrecorded(&shared);
+                    }
+                })
+                .expect("spawn recorder thread");
+            threads.push(handle);
+        }
         if let Some(interval) = opts.sweep_interval {
-            let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
             let shared = shared.clone();
             let handle = std::thread::Builder::new()
                 .name("callflow-sweeper".into())
@@ -417,9 +477,8 @@ impl JobManager {
                 })
                 .expect("spawn sweeper thread");
             threads.push(handle);
-            sweeper_stop = Some(stop_tx);
         }
-        Ok((JobManager { shared, threads, sweeper_stop }, recovery))
+        Ok((JobManager { shared, threads, threads_stop: Some(stop_tx) }, recovery))
     }
 
     /// Queues a job. Refused with [`JobError::QueueFull`] when the queue is at its bound.
@@ -444,6 +503,11 @@ impl JobManager {
         room(&self.shared, &lock(&self.shared.tx)).map(|_| ())
     }
 
+    /// Whether the store would keep a change written now (see [`JobStore::check_writable`]).
+    pub fn check_writable(&self) -> Result<(), JobError> {
+        Ok(self.shared.store.check_writable()?)
+    }
+
     /// Reserves an id for a job [`submit`](JobManager::submit)ted later with
     /// [`NewJob::with_id`], so that what belongs to the job (an upload's file) can be named
     /// after it before the job exists; see [`JobStore::reserve_id`].
@@ -462,6 +526,8 @@ impl JobManager {
         }
         if let Some(flag) = running.get(&id) {
             flag.store(CANCEL, Ordering::Relaxed);
+        } else if let Some(job) = cancel_unrecorded(&self.shared, id)? {
+            return Ok(job);
         }
         drop(running);
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -580,7 +646,7 @@ impl JobManager {
         for flag in lock(&self.shared.running).values() {
             flag.store(SHUTDOWN, Ordering::Relaxed);
         }
-        self.sweeper_stop.take();
+        self.threads_stop.take();
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
@@ -602,6 +668,94 @@ fn room<'a>(shared: &Shared, tx: &'a Option<Sender<()>>) -> Result<&'a Sender<()
         return Err(JobError::QueueFull { capacity });
     }
     Ok(tx)
+}
+
+fn time_limit_message(limit: Duration) -> String {
+    format!(
+        "the analysis took longer than limits.max_job_time ({} s); raise the limit if the capture is genuine",
+        limit.as_secs_f64()
+    )
+}
+
+/// What the reader of a compressed capture counts, and when its job's time is up.
+struct Meter {
+    /// Compressed bytes read so far (a little ahead of the decompression, by a buffer).
+    compressed: AtomicU64,
+    deadline: Instant,
+    /// The reader refused to read on, the deadline having passed.
+    timed_out: AtomicBool,
+}
+
+/// A compressed capture file read through its [`Meter`].
+struct Metered {
+    file: std::fs::File,
+    meter: Arc<Meter>,
+}
+
+impl Meter {
+    /// The file at `path` with its size and meter if it is a gzip-compressed regular file,
+    /// `None` if it is anything else (read as usual).
+    fn open_compressed(
+        path: &std::path::Path,
+        deadline: Instant,
+    ) -> std::io::Result<Option<(Metered, u64, Arc<Meter>)>> {
+        use std::io::{Read, Seek};
+        let mut file = std::fs::File::open(path)?;
+        let meta = file.metadata()?;
+        let mut magic = [0u8; 2];
+        if !meta.is_file() || file.read_exact(&mut magic).is_err() || magic != [0x1f, 0x8b] {
+            return Ok(None);
+        }
+        file.rewind()?;
+        let meter = Arc::new(Meter { compressed: AtomicU64::new(0), deadline, timed_out: AtomicBool::new(false) });
+        Ok(Some((Metered { file, meter: meter.clone() }, meta.len(), meter)))
+    }
+}
+
+impl std::io::Read for Metered {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.meter.deadline {
+            self.meter.timed_out.store(true, Ordering::Relaxed);
+            return Err(std::io::Error::other("the job's time limit passed"));
+        }
+        let n = self.file.read(buf)?;
+        self.meter.compressed.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Records the ends the workers could not (see `Shared::unrecorded`) that the store takes now.
+fn record_unrecorded(shared: &Shared) {
+    let mut unrecorded = lock(&shared.unrecorded);
+    unrecorded.retain(|&id, outcome| match shared.store.finish(id, outcome, now_millis()) {
+        Ok(job) => {
+            // `None`: no longer RUNNING (an earlier attempt failed after its commit).
+            if let Some(job) = job.or_else(|| shared.store.job(id).ok().flatten()) {
+                shared.board.set(&job);
+                shared.bus.publish(Event::State(Arc::new(job)));
+            }
+            false
+        }
+        Err(_) => true,
+    });
+}
+
+/// Cancels a job whose run ended without the store taking its end: its end is recorded as
+/// CANCELLED now, or the store's error returned (the end stays to be recorded, cancelled).
+/// `None` when the job is not one of those.
+fn cancel_unrecorded(shared: &Shared, id: JobId) -> Result<Option<Job>, JobError> {
+    let mut unrecorded = lock(&shared.unrecorded);
+    let Some(outcome) = unrecorded.get_mut(&id) else { return Ok(None) };
+    *outcome = Outcome { state: JobState::Cancelled, error: None, source: None, stats: None, ..outcome.clone() };
+    let job = match shared.store.finish(id, outcome, now_millis())? {
+        Some(job) => job,
+        // No longer RUNNING: an earlier attempt failed after its commit.
+        None => shared.store.job(id)?.ok_or(JobError::NotFound(id))?,
+    };
+    unrecorded.remove(&id);
+    shared.board.set(&job);
+    shared.bus.publish(Event::State(Arc::new(job.clone())));
+    Ok(Some(job))
 }
 
 fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
@@ -664,10 +818,16 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         last_emit: (0, Instant::now()),
         batch: Vec::new(),
         store_error: None,
+        deadline: Instant::now() + shared.opts.max_job_time,
+        meter: None,
+        limit: None,
     };
     // A panic in the analysis fails this job, not the worker.
     let result = catch_unwind(AssertUnwindSafe(|| shared.analysis.run(job, &mut ctx)));
     ctx.flush();
+    if ctx.meter.as_ref().is_some_and(|m| m.timed_out.load(Ordering::Relaxed)) {
+        ctx.limit.get_or_insert_with(|| time_limit_message(shared.opts.max_job_time));
+    }
     let progress = ctx.progress;
     let mut outcome = Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None };
     match stop.load(Ordering::Relaxed) {
@@ -676,6 +836,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         CANCEL => outcome.state = JobState::Cancelled,
         _ => match (result, ctx.store_error.take()) {
             (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
+            // Past a bound, whatever the analysis made of the part it read.
+            _ if ctx.limit.is_some() => outcome.error = ctx.limit.take(),
             (Ok(Ok(doc)), None) => {
                 outcome.state = JobState::Completed;
                 outcome.progress.percent = 100;
@@ -715,8 +877,12 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
             shared.bus.publish(Event::State(Arc::new(job)));
         }
         // The store's answer is not known here (it may have taken the change before
-        // failing): status reads go to the store again.
-        None => shared.board.remove(job.id),
+        // failing): status reads go to the store again, and the recorder tries again
+        // until the store takes the end (a cancel records it at once).
+        None => {
+            lock(&shared.unrecorded).insert(job.id, outcome);
+            shared.board.remove(job.id);
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::store::{
     JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
-use callflow_model::{Session, Timestamp};
+use callflow_model::{Session, SourceInfo, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::path::{Path, PathBuf};
@@ -85,6 +85,9 @@ pub struct SqliteStore {
     /// Read connections not in use, opened with the store.
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
+    /// The database file's device and inode when opened (`None` in memory), to tell that
+    /// the path still names it ([`JobStore::check_writable`]).
+    identity: Option<(u64, u64)>,
 }
 
 /// Read connections a store opens. A server's page of 100 sessions spent more time
@@ -145,7 +148,8 @@ impl SqliteStore {
         // A reader that cannot be opened (out of descriptors, say) is one fewer: the
         // writer's connection answers queries too.
         let readers = (0..READERS).filter_map(|_| open_reader(&path).ok()).collect();
-        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path })
+        let identity = file_identity(&path).ok();
+        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path, identity })
     }
 
     /// The database file.
@@ -171,6 +175,13 @@ impl SqliteStore {
             None => Reader::Writer(self.conn()),
         }
     }
+}
+
+/// The device and inode of the file at `path`.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// A read-only connection to the database at `path`.
@@ -225,6 +236,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let state: String = row.get(4)?;
     let source: Option<String> = row.get(14)?;
     let stats: Option<String> = row.get(15)?;
+    let source: Option<SourceInfo> = source.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Job {
         status: JobStatus {
             id: JobId(row.get(0)?),
@@ -240,10 +252,12 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             sessions: row.get::<_, i64>(11)? as u64,
             error: row.get(12)?,
             attempts: row.get(13)?,
+            complete: source.as_ref().map(|s| s.complete),
+            warnings: source.as_ref().map_or_else(Vec::new, |s| s.warnings.clone()),
         },
         input: PathBuf::from(row.get::<_, String>(1)?),
         owns_input: row.get(3)?,
-        source: source.and_then(|s| serde_json::from_str(&s).ok()),
+        source,
         stats: stats.and_then(|s| serde_json::from_str(&s).ok()),
     })
 }
@@ -328,6 +342,12 @@ impl JobStore for SqliteStore {
         }
         tx.commit()?;
         Ok(JobId(id))
+    }
+
+    fn last_id(&self) -> Result<JobId, StoreError> {
+        // AUTOINCREMENT keeps the largest id ever used or reserved (see `reserve_id`).
+        let sql = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'";
+        Ok(JobId(self.reader().query_row(sql, [], |r| r.get(0))?))
     }
 
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
@@ -576,19 +596,62 @@ impl JobStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {
+    fn check_writable(&self) -> Result<(), StoreError> {
+        let unwritable = |reason: String| StoreError::Unwritable { path: self.path.clone(), reason };
+        if let Some(opened) = self.identity {
+            // SQLite keeps writing to a deleted file through its open descriptor, and
+            // nothing of it survives a restart: the path must still name the file opened.
+            match file_identity(&self.path) {
+                Ok(now) if now == opened => {}
+                Ok(_) => {
+                    return Err(unwritable("the file was replaced by another one since callflowd opened it".into()))
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(unwritable("the file was deleted since callflowd opened it".into()));
+                }
+                Err(e) => return Err(unwritable(e.to_string())),
+            }
+            // Permissions or a read-only mount do not touch the descriptor already open,
+            // but the next start could not write: refused now, not then.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&self.path)
+                .map_err(|e| unwritable(format!("it cannot be opened for writing: {e}")))?;
+        }
+        // A write the disk must take (a full disk fails it): the schema version, as it is.
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<JobId>> {
-            let mut stmt = tx.prepare("SELECT id FROM jobs WHERE state = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([state], |r| Ok(JobId(r.get(0)?)))?;
+        let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<(JobId, u32)>> {
+            let mut stmt = tx.prepare("SELECT id, attempts FROM jobs WHERE state = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([state], |r| Ok((JobId(r.get(0)?), r.get(1)?)))?;
             rows.collect()
         };
         let running = ids(&tx, "RUNNING")?;
         let mut recovery = Recovery::default();
-        for &id in &running {
+        for &(id, attempts) in &running {
             delete_sessions(&tx, id)?;
-            if resume {
+            if resume && attempts >= max_attempts {
+                // Interrupted at every start: most likely the job itself stops the process
+                // (a crash, the memory killer), which resuming it would only repeat.
+                let error = format!(
+                    "gave up after {attempts} attempts: callflowd stopped while this job was running, each time \
+                     (processing.max_attempts = {max_attempts}); the capture may be what crashes it"
+                );
+                tx.execute(
+                    "UPDATE jobs SET state = 'FAILED', completed_at = ?2, sessions = 0, error = ?3 WHERE id = ?1",
+                    params![id.0, now, error],
+                )?;
+                recovery.gave_up.push(id);
+            } else if resume {
                 tx.execute(
                     "UPDATE jobs SET state = 'QUEUED', progress = 0, packets = 0, bytes = 0, sessions = 0 WHERE id = ?1",
                     [id.0],
@@ -603,7 +666,7 @@ impl JobStore for SqliteStore {
                 recovery.interrupted.push(id);
             }
         }
-        recovery.queued = ids(&tx, "QUEUED")?;
+        recovery.queued = ids(&tx, "QUEUED")?.into_iter().map(|(id, _)| id).collect();
         tx.commit()?;
         Ok(recovery)
     }

@@ -18,7 +18,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What clients are shown of a job: its [`Job`] without the capture's path and without
-/// the source and statistics documents, which a status does not show.
+/// the source and statistics documents, which a status does not show (but for whether
+/// the capture was read whole, and its warnings).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobStatus {
     /// Its identifier.
@@ -45,6 +46,13 @@ pub struct JobStatus {
     pub error: Option<String>,
     /// How many times a worker started it.
     pub attempts: u32,
+    /// Once completed: whether the whole capture was read (false: it was truncated or
+    /// damaged, and the sessions cover the part before that point). `None` before.
+    #[serde(default)]
+    pub complete: Option<bool>,
+    /// Once completed: the capture's warnings (why reading stopped early, and the like).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 impl From<&Job> for JobStatus {
@@ -143,6 +151,8 @@ mod tests {
                 sessions: 0,
                 error: None,
                 attempts: 0,
+                complete: None,
+                warnings: Vec::new(),
             },
             input: "x.pcap".into(),
             owns_input: false,

@@ -36,6 +36,15 @@ pub enum StoreError {
         /// The decoder's message.
         message: String,
     },
+    /// The database cannot take writes: its file was deleted or replaced under the open
+    /// store (whatever is written then is lost), or can no longer be opened for writing.
+    #[error("job store: the database {path} cannot be written: {reason}")]
+    Unwritable {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The database file or its directory cannot be created.
     #[error("job store: cannot create {path}: {source}")]
     Create {
@@ -44,6 +53,13 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+}
+
+impl StoreError {
+    /// True when the database could not be written because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Database(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+    }
 }
 
 /// How far a running job has got.
@@ -81,6 +97,9 @@ pub struct Recovery {
     pub rerun: Vec<JobId>,
     /// Jobs that were RUNNING and are now FAILED "interrupted" (`resume_interrupted = false`).
     pub interrupted: Vec<JobId>,
+    /// Jobs that were RUNNING and are now FAILED as given up: their runs were interrupted
+    /// `max_attempts` times.
+    pub gave_up: Vec<JobId>,
     /// Every job now QUEUED, oldest first (the re-run ones included).
     pub queued: Vec<JobId>,
 }
@@ -191,6 +210,12 @@ pub trait JobStore: Send + Sync {
     /// nor another reservation will hand it out, even after a restart. A reservation that
     /// is never used is a gap in the ids and nothing else (PostgreSQL: `nextval`).
     fn reserve_id(&self) -> Result<JobId, StoreError>;
+    /// The largest id this store has handed out, created or reserved (`JobId(0)`: none),
+    /// so that a file named after an id can be told to be this store's. The default
+    /// claims none, which makes such files never provably this store's.
+    fn last_id(&self) -> Result<JobId, StoreError> {
+        Ok(JobId(0))
+    }
     /// Takes the oldest QUEUED job and makes it RUNNING (attempts + 1, progress reset,
     /// sessions of an earlier run deleted), or `None` when nothing is queued.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
@@ -245,6 +270,14 @@ pub trait JobStore: Send + Sync {
     fn delete_finished(&self, id: JobId) -> Result<bool, StoreError>;
     /// Finished jobs that completed before `cutoff`, for the retention sweeper.
     fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError>;
-    /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted".
-    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError>;
+    /// Checks that a change written now would be kept: the database is still the one
+    /// opened and takes a write. Cheap enough for every health check and upload. The
+    /// default trusts the store.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// After a restart: RUNNING jobs become QUEUED (`resume`) or FAILED "interrupted";
+    /// those already started `max_attempts` times become FAILED, with the reason, instead
+    /// of QUEUED.
+    fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
 }

@@ -472,8 +472,8 @@ impl JobStore for RefusesFinish {
     fn finished_before(&self, cutoff: i64) -> Result<Vec<Job>, StoreError> {
         self.inner.finished_before(cutoff)
     }
-    fn recover(&self, resume: bool, now: i64) -> Result<Recovery, StoreError> {
-        self.inner.recover(resume, now)
+    fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {
+        self.inner.recover(resume, max_attempts, now)
     }
 }
 
@@ -538,4 +538,42 @@ fn a_shutdown_cuts_short_the_retries_of_a_job_end_the_store_keeps_refusing() {
     // The worker would otherwise go on trying for 10 s.
     assert!(asked.elapsed() < Duration::from_secs(5), "the shutdown took {:?}", asked.elapsed());
     assert_eq!(store.inner.job(job.id).unwrap().unwrap().state, JobState::Running, "left to the next start");
+}
+
+/// Runs until the manager stops it, as a capture that crashes the process would never end.
+struct NeverEnds(mpsc::Sender<JobId>);
+
+impl Analysis for NeverEnds {
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        let _ = self.0.send(job.id);
+        while !ctx.should_stop() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err("stopped".into())
+    }
+}
+
+#[test]
+fn a_job_interrupted_at_every_start_is_failed_after_max_attempts_instead_of_resumed_forever() {
+    let dir = common::temp_dir("max-attempts");
+    let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
+    let job = store.create_job(&NewJob::file(common::example()), 1).unwrap().id;
+    let (started, starts) = mpsc::channel();
+    // Each start resumes the job, which is running when the process stops (a shutdown
+    // leaves it RUNNING, as a crash does), until the attempts run out.
+    let mut runs = 0;
+    for _ in 0..10 {
+        let (manager, _) =
+            JobManager::start_with(store.clone(), options(1), Arc::new(NeverEnds(started.clone()))).unwrap();
+        if manager.job(job).unwrap().state.is_finished() {
+            break;
+        }
+        assert_eq!(starts.recv_timeout(Duration::from_secs(60)), Ok(job));
+        runs += 1;
+        manager.shutdown();
+    }
+    let failed = store.job(job).unwrap().unwrap();
+    assert_eq!((failed.state, runs), (JobState::Failed, 3), "processing.max_attempts defaults to 3");
+    let error = failed.status.error.unwrap();
+    assert!(error.contains("gave up after 3 attempts") && error.contains("max_attempts"), "{error}");
 }

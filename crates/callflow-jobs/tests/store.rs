@@ -57,7 +57,7 @@ fn a_crash_leaves_finished_jobs_intact_and_running_ones_to_rerun_or_fail() {
         // The store is dropped mid-run: a crash, as far as the file knows.
     }
     let store = SqliteStore::open(&db).unwrap();
-    let recovery = store.recover(true, 20).unwrap();
+    let recovery = store.recover(true, 3, 20).unwrap();
     assert_eq!(recovery.rerun, [running]);
     assert_eq!(recovery.queued, [running, queued]);
     assert_eq!(store.job(done).unwrap().unwrap().state, JobState::Completed);
@@ -69,7 +69,7 @@ fn a_crash_leaves_finished_jobs_intact_and_running_ones_to_rerun_or_fail() {
 
     // With resume_interrupted = false it fails instead.
     let store = SqliteStore::open(&db).unwrap();
-    let recovery = store.recover(false, 30).unwrap();
+    let recovery = store.recover(false, 3, 30).unwrap();
     assert_eq!(recovery.interrupted, [running]);
     assert_eq!(recovery.queued, [queued]);
     let failed = store.job(running).unwrap().unwrap();

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use callflow_jobs::{JobError, JobId, JobManager, JobQuery, JobState, NewJob, SessionCursor, SessionQuery};
+use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
 use callflow_model::Session;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -64,32 +64,55 @@ fn capture_magic(head: &[u8]) -> bool {
 /// its job exists (`42.capture`): both named by the id reserved for the job, never by
 /// anything the client sent. The job is created only once the file is complete and in
 /// place, so a half upload is never a job, not even after a restart; the server removes
-/// the `.part` files (and any `N.capture` without a job N) a crash left when it starts.
+/// the `.part` files a crash left when it starts (see [`remove_interrupted_uploads`]).
 fn upload_paths(dir: &path::Path, id: JobId) -> (PathBuf, PathBuf) {
     (dir.join(format!("{id}.capture.part")), dir.join(format!("{id}.capture")))
 }
 
-/// Removes what interrupted uploads left in `dir` (see [`upload_paths`]); returns how many
-/// files. Other files are not ours and stay.
-pub(crate) fn remove_stale_uploads(dir: &path::Path, manager: &JobManager) -> usize {
+/// The job id an upload file is named after, and whether it is a `.part` file.
+fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
+    match name.strip_suffix(".capture.part") {
+        Some(id) => Some((id.parse().ok()?, true)),
+        None => Some((name.strip_suffix(".capture")?.parse().ok()?, false)),
+    }
+}
+
+/// Removes the `.part` files of this store's interrupted uploads from `dir`: files named
+/// after an id the store reserved (at most [`JobStore::last_id`]) that no job has. Returns
+/// how many. Nothing else is removed: a complete `N.capture` without a job, or a `.part`
+/// file of an id this store never handed out, may be another store's (a results
+/// directory mistyped, a database lost), so [`orphan_captures`] only lists those. The
+/// caller holds the upload directory's lock (`callflow_jobs::DirLock`), so no other
+/// process is uploading into it.
+pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore) -> usize {
+    let Ok(last) = store.last_id() else { return 0 };
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let stale = match name.strip_suffix(".capture.part") {
-            Some(id) => id.parse::<JobId>().is_ok(),
-            // The process stopped between placing the file and creating its job.
-            None => name
-                .strip_suffix(".capture")
-                .and_then(|id| id.parse::<JobId>().ok())
-                .is_some_and(|id| matches!(manager.job(id), Err(JobError::NotFound(_)))),
-        };
-        if stale && std::fs::remove_file(entry.path()).is_ok() {
+        let Some((id, true)) = entry.file_name().to_str().and_then(upload_file_id) else { continue };
+        if id <= last && matches!(store.job(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     removed
+}
+
+/// The upload files in `dir` (`N.capture`, and `N.capture.part` once this store's own
+/// were removed at start) that no job of `store` has, sorted: left by a process stopped
+/// between placing an upload and creating its job, or belonging to another store. Reported at start, removed only when an operator asks
+/// (`callflowd --remove-orphan-captures`).
+pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut orphans: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
+            Some((id, _)) => matches!(store.job(id), Ok(None)),
+            None => false,
+        })
+        .map(|e| e.path())
+        .collect();
+    orphans.sort();
+    orphans
 }
 
 /// An upload's `.part` file: removed on drop unless kept, so that a refused, broken or
@@ -131,7 +154,7 @@ impl Incoming {
                 return Err(not_a_capture(&self.head));
             }
         }
-        self.file.write_all(chunk).await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))
+        self.file.write_all(chunk).await.map_err(|e| ApiError::upload_io("writing the upload", e))
     }
 
     /// The complete file, written out of the buffer but not yet synced: [`place`] does that
@@ -140,7 +163,7 @@ impl Incoming {
         if self.head.len() < 4 {
             return Err(not_a_capture(&self.head));
         }
-        self.file.flush().await.map_err(|e| ApiError::Internal(format!("writing the upload: {e}")))?;
+        self.file.flush().await.map_err(|e| ApiError::upload_io("writing the upload", e))?;
         let file = self.file.into_inner().into_std().await;
         Ok((self.part, file, self.written))
     }
@@ -151,7 +174,7 @@ impl Incoming {
 /// loss can leave a `.part` file or a job-less `N.capture` (both removed at the next start)
 /// but never a job whose capture is empty or cut short. Blocks.
 fn place(mut part: PartFile, file: std::fs::File, stored: &path::Path) -> Result<(), ApiError> {
-    let failed = |e: std::io::Error| ApiError::Internal(format!("placing the upload: {e}"));
+    let failed = |e: std::io::Error| ApiError::upload_io("placing the upload", e);
     file.sync_all().map_err(failed)?;
     drop(file);
     std::fs::rename(&part.path, stored).map_err(failed)?;
@@ -194,19 +217,28 @@ pub async fn upload(
         }
     }
     let dir = state.settings.storage.upload_dir.clone();
-    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::Internal(format!("upload dir: {e}")))?;
+    tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::upload_io("creating the upload directory", e))?;
     // A full queue refuses the upload before its body is read rather than after it was
     // all received (gigabytes, for a big capture); `submit` decides again at the end, the
     // queue being free to fill meanwhile. On the blocking pool with the reservation, as
     // the check waits for the queue's lock, which `submit` holds while it writes the store.
-    let id = state
-        .jobs(|m| {
+    let (id, (path, stored)) = state
+        .jobs(move |m| {
             m.check_room()?;
-            m.reserve_id()
+            // A database deleted or read-only would acknowledge the upload and then lose it.
+            m.check_writable()?;
+            // An id whose file is there already (a capture kept from another store, see
+            // `orphan_captures`) is skipped: the rename would overwrite that capture.
+            loop {
+                let id = m.reserve_id()?;
+                let paths = upload_paths(&dir, id);
+                if !paths.0.exists() && !paths.1.exists() {
+                    return Ok((id, paths));
+                }
+            }
         })
         .await?;
-    let (path, stored) = upload_paths(&dir, id);
-    let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::Internal(format!("upload file: {e}")))?;
+    let file = tokio::fs::File::create(&path).await.map_err(|e| ApiError::upload_io("creating the upload file", e))?;
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let part = PartFile { path, kept: false };
     let mut incoming = Incoming { part, file, written: 0, limit, head: Vec::new() };
@@ -547,11 +579,14 @@ async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String) -> Res
         .into_response())
 }
 
-/// `GET /health`: alive, and the store answers.
+/// `GET /health`: alive, and the store can be written (checked at most once a second).
 pub async fn health(State(state): State<AppState>) -> Response {
-    match state.jobs(|m| m.jobs(&JobQuery { limit: 1, ..JobQuery::default() })).await {
-        Ok(_) => Json(json!({"status": "ok", "storage": "ok"})).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "storage": "unreachable"})))
+    match state.storage_check().await {
+        Ok(()) => Json(json!({"status": "ok", "storage": "ok"})).into_response(),
+        Err(message) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "storage": "unwritable", "message": message})),
+        )
             .into_response(),
     }
 }
@@ -596,7 +631,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file, when only one job has its id"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("get", "/api/v1/openapi.json", "This document"),
-    ("get", "/health", "Liveness and storage reachability"),
+    ("get", "/health", "Liveness, and whether the store can be written"),
     ("get", "/version", "Name and version"),
     ("get", "/metrics", "Prometheus metrics"),
 ];
@@ -677,6 +712,10 @@ fn job_schema() -> Value {
         "completed_at": time("when it finished", true),
         "error": {"type": "string", "nullable": true, "description": "why it failed"},
         "attempts": int("how many times a worker started it"),
+        "complete": {"type": "boolean", "nullable": true,
+            "description": "once completed: whether the whole capture was read (false: truncated or damaged)"},
+        "warnings": {"type": "array", "items": {"type": "string"},
+            "description": "once completed: the capture's warnings (why reading stopped early...)"},
     }})
 }
 

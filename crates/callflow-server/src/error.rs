@@ -76,6 +76,9 @@ pub enum ApiError {
     /// The service is at a limit (queue full, too many uploads or clients, shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// A disk is full: the message says which (the upload directory, the job store's).
+    #[error("{0}")]
+    InsufficientStorage(String),
     /// Something failed inside the server; the details are logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -97,6 +100,7 @@ impl ApiError {
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -118,7 +122,20 @@ impl ApiError {
             ApiError::UpgradeRequired => "upgrade_required".into(),
             ApiError::RateLimited { .. } => "rate_limited".into(),
             ApiError::Unavailable(_) => "unavailable".into(),
+            ApiError::InsufficientStorage(_) => "insufficient_storage".into(),
             ApiError::Internal(_) => "internal".into(),
+        }
+    }
+
+    /// An I/O error on the upload directory while `doing` something: 507 naming the
+    /// directory when its disk is full, else an internal error.
+    pub fn upload_io(doing: &str, e: std::io::Error) -> ApiError {
+        if e.kind() == std::io::ErrorKind::StorageFull {
+            ApiError::InsufficientStorage(format!(
+                "the upload directory's disk is full ({doing}); retry once space is freed"
+            ))
+        } else {
+            ApiError::Internal(format!("{doing}: {e}"))
         }
     }
 
@@ -167,6 +184,18 @@ pub struct BodyLimit(pub u64);
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
+        if let StoreError::Unwritable { .. } = e {
+            return ApiError::Unavailable(format!(
+                "{e}; nothing can be stored until it is fixed and callflowd restarted"
+            ));
+        }
+        if e.is_disk_full() {
+            return ApiError::InsufficientStorage(
+                "the job store's disk is full (the database in the results directory, or storage.database); retry \
+                 once space is freed"
+                    .into(),
+            );
+        }
         ApiError::Internal(e.to_string())
     }
 }
@@ -177,6 +206,7 @@ impl From<JobError> for ApiError {
             JobError::NotFound(id) => ApiError::job_not_found(id),
             JobError::QueueFull { .. } | JobError::ShutDown => ApiError::Unavailable(e.to_string()),
             JobError::NotFinished { .. } | JobError::AlreadyFinished { .. } => ApiError::Conflict(e.to_string()),
+            JobError::Store(e) => ApiError::from(e),
             other => ApiError::Internal(other.to_string()),
         }
     }

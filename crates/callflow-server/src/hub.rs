@@ -94,6 +94,8 @@ pub fn status_json(job: &JobStatus) -> Value {
         "completed_at": job.completed_at.map(seconds),
         "error": job.error,
         "attempts": job.attempts,
+        "complete": job.complete,
+        "warnings": job.warnings,
     })
 }
 

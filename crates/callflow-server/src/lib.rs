@@ -66,10 +66,17 @@
 //! synced in turn), and only then is the job created with that id: a refused, aborted or
 //! oversized upload removes its file and never shows as a job, not even a power loss leaves
 //! a job whose capture is empty or cut short, and the client's file name is only the job's
-//! label. At start the server removes the `.part` files and job-less `N.capture` files an
-//! interrupted process left. When the job queue is full the upload is refused (503) before
-//! its body is read (`JobManager::check_room`, the rule `submit` applies again at the end),
-//! not after gigabytes have arrived.
+//! label. At start the server removes the `.part` files of its own interrupted uploads
+//! (ids the store reserved, `JobStore::last_id`, and no job has); a complete `N.capture`
+//! without a job, or a `.part` of an id the store never handed out, may be another store's
+//! (a database lost, a results directory mistyped), so it is only reported, and an upload
+//! never takes an id whose file exists. An upload is also refused (503) before its body is
+//! read when the store cannot be written (`JobStore::check_writable`: the database file
+//! deleted or replaced under the open store, no longer writable, or refusing a write), the
+//! check `/health` makes too, reusing its answer for a second (about 70 µs a check). A full
+//! disk answers 507 naming which one is full. When the job queue is full the upload is
+//! refused (503) before its body is read (`JobManager::check_room`, the rule `submit`
+//! applies again at the end), not after gigabytes have arrived.
 //!
 //! A session's pcap: the stored session lists the frame of every SIP message and RTCP
 //! report but not of each RTP packet, so the capture is read again and UDP datagrams in
@@ -87,7 +94,7 @@ mod state;
 #[cfg(test)]
 mod status_tests;
 
-pub use api::{openapi_document, ROUTES};
+pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
 pub use pcap::session_pcap;
@@ -278,10 +285,24 @@ impl Server {
             _ => None,
         };
         let (dir, jobs) = (settings.storage.upload_dir.clone(), manager.clone());
-        // Nothing is uploading yet: whatever an interrupted upload left can go.
-        let removed = tokio::task::spawn_blocking(move || api::remove_stale_uploads(&dir, &jobs)).await.unwrap_or(0);
+        // Nothing is uploading yet: the `.part` files of interrupted uploads can go. Complete
+        // captures without a job are only reported: they may be another store's.
+        let (removed, orphans) = tokio::task::spawn_blocking(move || {
+            (api::remove_interrupted_uploads(&dir, &**jobs.store()), api::orphan_captures(&dir, &**jobs.store()))
+        })
+        .await
+        .unwrap_or_default();
         if removed > 0 {
-            tracing::info!(removed, "removed files of interrupted uploads");
+            tracing::info!(removed, "removed the partial files of interrupted uploads");
+        }
+        if let Some(first) = orphans.first() {
+            tracing::warn!(
+                count = orphans.len(),
+                first = %first.display(),
+                "captures in the upload directory belong to no job of this database (a database lost or \
+                 replaced, or another instance's results directory?); kept: run `callflowd --remove-orphan-captures` \
+                 with this configuration to delete them"
+            );
         }
         Ok(Server { listener, tls, state: AppState::bound(manager, settings, Some(local)) })
     }

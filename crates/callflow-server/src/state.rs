@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// How many calls to the job manager run at once on the blocking pool. With 64 requests
@@ -21,6 +22,9 @@ use tokio::sync::Semaphore;
 /// two read connections and its writer, and one more so that a slow call does not stop
 /// the rest.
 const STORE_CALLS: usize = 4;
+
+/// How long `/health` reuses a storage check.
+const STORAGE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Shared by every handler; cheap to clone: one `Arc`, since each middleware layer and
 /// the handler clone it for every request (eight `Arc`s cloned and dropped four times a
@@ -57,6 +61,8 @@ pub struct AppShared {
     pub metrics: Arc<Metrics>,
     /// Calls to the job manager in flight on the blocking pool (see [`AppState::jobs`]).
     store_calls: Arc<Semaphore>,
+    /// The last storage check: when, and its error if it failed (see [`AppState::storage_check`]).
+    storage_checked: Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -94,6 +100,7 @@ impl AppState {
             clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),
             metrics,
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
+            storage_checked: Mutex::new(None),
             settings: Arc::new(settings),
         }))
     }
@@ -105,6 +112,22 @@ impl AppState {
             Some(status) => Ok(status),
             None => self.jobs(move |m| m.status(id)).await,
         }
+    }
+
+    /// Whether the store can be written ([`JobManager::check_writable`]), or why not. The
+    /// answer is kept for a second: health checks as frequent as a client likes cost one
+    /// write a second.
+    pub async fn storage_check(&self) -> Result<(), String> {
+        let cached = |state: &AppState| {
+            let checked = state.storage_checked.lock().unwrap_or_else(|e| e.into_inner());
+            checked.as_ref().filter(|(at, _)| at.elapsed() < STORAGE_CHECK_EVERY).map(|(_, r)| r.clone())
+        };
+        if let Some(result) = cached(self) {
+            return result;
+        }
+        let result = self.jobs(|m| m.check_writable()).await.map_err(|e| e.to_string());
+        *self.storage_checked.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), result.clone()));
+        result
     }
 
     /// Runs `f` on the manager off the async threads (the store is SQLite, which blocks).
