@@ -227,8 +227,13 @@ pub async fn sse(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    // Told of revocations from before the token is checked, so that none falls in between.
+    let revocations = state.auth.revocations();
+    let token = login_token(&state, &headers, &uri);
+    let expiry = token.as_deref().and_then(|t| state.auth.expiry(t, std::time::Instant::now()).flatten());
     let job = state.jobs(move |m| m.job(id)).await?;
     let permit = state
         .clients
@@ -253,10 +258,10 @@ pub async fn sse(
     first.reverse();
     let shutdown = state.hub.shutdown.subscribe();
     state.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let guard = SseGuard { state: state.clone(), _permit: permit };
+    let guard = SseGuard { state: state.clone(), _permit: permit, token, expiry, revocations };
     let stream = futures_util::stream::unfold(
         (first, client, shutdown, seen, guard, Vec::<SseEvent>::new()),
-        |(mut first, client, mut shutdown, seen, guard, mut pending)| async move {
+        |(mut first, client, mut shutdown, seen, mut guard, mut pending)| async move {
             if let Some(ev) = first.pop() {
                 return Some((Ok::<_, Infallible>(ev), (first, client, shutdown, seen, guard, pending)));
             }
@@ -265,7 +270,8 @@ pub async fn sse(
                     return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
                 }
                 // `seen` is u64::MAX once the job's deletion was sent: nothing more will come.
-                if client.overflowed() || *shutdown.borrow() || seen == u64::MAX {
+                // A stream opened with a login token ends when the token expires or is revoked.
+                if client.overflowed() || *shutdown.borrow() || seen == u64::MAX || guard.lapsed() {
                     // The client reconnects with Last-Event-ID and is replayed what it missed.
                     return None;
                 }
@@ -277,9 +283,19 @@ pub async fn sse(
                     let ev = pending.pop().expect("not empty");
                     return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
                 }
+                let expiry = guard.expiry;
+                let expired = async move {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let watching = guard.token.is_some();
                 tokio::select! {
                     _ = client.notify.notified() => {}
                     _ = shutdown.changed() => {}
+                    _ = expired => {}
+                    _ = guard.revocations.changed(), if watching => {}
                 }
             }
         },
@@ -295,6 +311,17 @@ fn drain_new(client: &Arc<ClientQueue>, seen: u64) -> Vec<HubMessage> {
 struct SseGuard {
     state: AppState,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The login token the stream was opened with, when it was one, and its expiry.
+    token: Option<String>,
+    expiry: Option<std::time::Instant>,
+    revocations: tokio::sync::watch::Receiver<u64>,
+}
+
+impl SseGuard {
+    /// True once the stream's login token has expired or was revoked.
+    fn lapsed(&self) -> bool {
+        self.token.as_deref().is_some_and(|t| self.state.auth.expiry(t, std::time::Instant::now()).is_none())
+    }
 }
 
 impl Drop for SseGuard {

@@ -126,6 +126,41 @@ async fn a_websocket_is_closed_with_4001_when_its_token_expires_or_is_revoked() 
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_is_revoked() {
+    let server = start(with_user).await;
+    let client = reqwest::Client::new();
+    let v: serde_json::Value = login(&client, &server, "ann", "s3cret").await.json().await.unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    // A job to follow, uploaded with the token.
+    let body = std::fs::read(common::example()).unwrap();
+    let upload = client
+        .post(server.url("/api/v1/upload"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let job = upload.json::<serde_json::Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let events = client.get(server.url(&format!("/api/v1/jobs/{job}/events?token={token}"))).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let mut stream = events.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("full_state"));
+    let logout = client.post(server.url("/api/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    // Whatever was in flight, then the end.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended");
+    server.shutdown().await;
+}
+
 /// Reads until the server closes; `None` if our 30 s read timeout came first.
 fn closed_by_server(mut conn: impl Read) -> Option<Vec<u8>> {
     let mut buf = Vec::new();
