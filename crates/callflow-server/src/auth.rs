@@ -40,7 +40,7 @@ pub struct Auth {
     users: BTreeMap<String, String>,
     ttl: Duration,
     tokens: Mutex<HashMap<String, Instant>>,
-    /// A hash of a random password, verified for unknown user names; made at the first.
+    /// A hash of a random password, verified for unknown user names.
     dummy: OnceLock<String>,
     /// Password verifications running (`auth.max_concurrent_logins` permits).
     verifying: Arc<Semaphore>,
@@ -82,13 +82,19 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 impl Auth {
     /// From the `[auth]` settings.
     pub fn new(s: &AuthSettings) -> Auth {
+        // Made now when there are users, so that not even the first unknown name takes
+        // longer (a hash more) than a wrong password.
+        let dummy = OnceLock::new();
+        if !s.users.is_empty() {
+            let _ = dummy.set(hash_password(&random_hex::<16>()));
+        }
         Auth {
             enabled: s.enabled,
             api_keys: s.api_keys.clone(),
             users: s.users.clone(),
             ttl: s.token_ttl,
             tokens: Mutex::default(),
-            dummy: OnceLock::new(),
+            dummy,
             verifying: Arc::new(Semaphore::new(s.max_concurrent_logins.max(1))),
             by_addr: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
             by_user: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
