@@ -239,6 +239,10 @@ pub struct WebSocketSettings {
     pub max_clients: usize,
     /// Events kept per job for SSE `Last-Event-ID` replay.
     pub replay_buffer: usize,
+    /// How long a write to a WebSocket client may wait (its socket buffer full: the
+    /// client stopped reading) before the connection is dropped.
+    #[serde(with = "duration")]
+    pub send_timeout: Duration,
 }
 
 impl Default for WebSocketSettings {
@@ -250,6 +254,7 @@ impl Default for WebSocketSettings {
             client_queue: 1000,
             max_clients: 1000,
             replay_buffer: 256,
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -267,7 +272,17 @@ pub struct AuthSettings {
     /// How long a login token is valid.
     #[serde(with = "duration")]
     pub token_ttl: Duration,
+    /// Password checks (argon2, 19 MiB each) running at once; past it, a login gets 503.
+    pub max_concurrent_logins: usize,
+    /// Login attempts per minute from one client address, and for one user name (token
+    /// buckets; 0: no limit); past it, 429 with Retry-After.
+    pub login_attempts_per_minute: u32,
+    /// Login attempts a client address or a user name may burst above that rate.
+    pub login_burst: u32,
 }
+
+/// The shortest accepted API key, in bytes: an empty or short key is guessed at once.
+pub const MIN_API_KEY_BYTES: usize = 16;
 
 impl Default for AuthSettings {
     fn default() -> Self {
@@ -276,6 +291,9 @@ impl Default for AuthSettings {
             api_keys: Vec::new(),
             users: Default::default(),
             token_ttl: Duration::from_secs(12 * 3600),
+            max_concurrent_logins: 2,
+            login_attempts_per_minute: 10,
+            login_burst: 5,
         }
     }
 }
@@ -303,6 +321,12 @@ pub struct LimitSettings {
     /// Longest a job's analysis may run; past it the job fails.
     #[serde(with = "duration")]
     pub max_job_time: Duration,
+    /// Slowest upload accepted, in bytes per second, averaged over each `server.request_timeout`
+    /// (0: only some data in each such period); slower uploads are cut off with 408.
+    pub upload_min_bytes_per_second: u64,
+    /// Longest an upload may take from its first byte to its last; longer: 408.
+    #[serde(with = "duration")]
+    pub upload_deadline: Duration,
 }
 
 impl Default for LimitSettings {
@@ -317,6 +341,8 @@ impl Default for LimitSettings {
             max_body_bytes: 64 * 1024,
             max_inflated_bytes: 100 << 30,
             max_job_time: Duration::from_secs(6 * 3600),
+            upload_min_bytes_per_second: 1024,
+            upload_deadline: Duration::from_secs(2 * 3600),
         }
     }
 }
@@ -325,7 +351,8 @@ impl Settings {
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
-        let checks: [(&'static str, bool, &str); 9] = [
+        let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
+        let checks: [(&'static str, bool, &str); 11] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -339,6 +366,13 @@ impl Settings {
                 !self.auth.enabled || !self.auth.api_keys.is_empty() || !self.auth.users.is_empty(),
                 "must not be empty when auth.enabled (or set auth.users)",
             ),
+            (
+                "auth.api_keys",
+                keys,
+                "every key must be at least 16 bytes (an empty or short key is guessed at once); \
+                 generate one with `openssl rand -hex 32`",
+            ),
+            ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

@@ -73,7 +73,7 @@ fn every_environment_alias_sets_its_key() {
         ("CALLFLOW_UPLOAD_DIR", "/u"),
         ("CALLFLOW_RESULTS_DIR", "/r"),
         ("CALLFLOW_ENABLE_NDPI", "false"),
-        ("CALLFLOW_AUTH__API_KEYS", "a, b"),
+        ("CALLFLOW_AUTH__API_KEYS", "key-a-0123456789, key-b-0123456789"),
         ("CALLFLOW_BENCH_PCAP", "/tmp/not-ours.pcap"),
     ]);
     let s = Loader::new().env_vars(vars).load().unwrap().settings;
@@ -84,7 +84,7 @@ fn every_environment_alias_sets_its_key() {
     assert_eq!(s.storage.results_dir, PathBuf::from("/r"));
     assert_eq!(s.storage.database_path(), PathBuf::from("/r/callflow.db"), "the database follows the results dir");
     assert!(!s.ndpi.enabled, "on by default, so the alias is checked turning it off");
-    assert_eq!(s.auth.api_keys, ["a", "b"]);
+    assert_eq!(s.auth.api_keys, ["key-a-0123456789", "key-b-0123456789"]);
 }
 
 #[test]
@@ -93,10 +93,11 @@ fn json_and_yaml_files_are_read_too() {
     let s = Loader::new().file(json).load().unwrap().settings;
     assert_eq!(s.storage.database_path(), PathBuf::from("/data/jobs.db"));
     assert_eq!(s.websocket.event_buffer, 64);
-    let yaml = temp_file("c.yaml", "limits:\n  max_queued_jobs: 5\nauth:\n  enabled: true\n  api_keys: [k1]\n");
+    let yaml =
+        temp_file("c.yaml", "limits:\n  max_queued_jobs: 5\nauth:\n  enabled: true\n  api_keys: [k1-0123456789abcd]\n");
     let s = Loader::new().file(yaml).load().unwrap().settings;
     assert_eq!(s.limits.max_queued_jobs, 5);
-    assert_eq!(s.auth.api_keys, ["k1"]);
+    assert_eq!(s.auth.api_keys, ["k1-0123456789abcd"]);
 }
 
 #[test]
@@ -215,4 +216,15 @@ fn tls_keys_nest_in_every_layer_and_the_old_flat_keys_say_their_new_name() {
     assert_eq!(err, "configuration key `server.tls_key` (from env CALLFLOW_SERVER__TLS_KEY) is now `server.tls.key`");
     let file = temp_file("scalar.toml", "[server]\ntls = \"/c.pem\"\n");
     assert!(load_err(Loader::new().file(file)).starts_with("invalid value for `server.tls`"));
+}
+
+#[test]
+fn an_empty_or_short_api_key_is_refused_at_start_up() {
+    for keys in ["[\"\"]", "[\"short\"]", "[\"0123456789abcdef\", \"\"]"] {
+        let toml = temp_file("keys.toml", &format!("[auth]\nenabled = true\napi_keys = {keys}\n"));
+        let err = Loader::new().file(&toml).load().unwrap_err().to_string();
+        assert!(err.contains("`auth.api_keys`") && err.contains("at least 16 bytes"), "{keys}: {err}");
+    }
+    let toml = temp_file("keys.toml", "[auth]\nenabled = true\napi_keys = [\"0123456789abcdef\"]\n");
+    assert!(Loader::new().file(&toml).load().is_ok(), "16 bytes is enough");
 }

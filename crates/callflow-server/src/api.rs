@@ -10,11 +10,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
 use callflow_model::Session;
+use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::{self, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
@@ -202,11 +204,10 @@ pub async fn upload(
     ApiQuery(params): ApiQuery<UploadParams>,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let _permit = state
-        .uploads
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Unavailable("too many uploads in progress; retry shortly".into()))?;
+    let _permit = state.uploads.clone().try_acquire_owned().map_err(|_| ApiError::Busy {
+        message: "too many uploads in progress; retry shortly".into(),
+        retry_after: 5,
+    })?;
     let content_type =
         req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     let limit = state.settings.limits.max_upload_bytes;
@@ -215,6 +216,14 @@ pub async fn upload(
         if len > limit.saturating_add(64 * 1024) {
             return Err(ApiError::TooLarge { limit });
         }
+    }
+    let mut name = params.name.map(checked_name).transpose()?;
+    let raw = RAW_TYPES.iter().any(|t| content_type.starts_with(t));
+    if !raw && !content_type.starts_with("multipart/form-data") {
+        return Err(ApiError::UnsupportedMedia(format!(
+            "unsupported Content-Type `{content_type}`: send the capture as multipart/form-data (field `file`) or as \
+             application/vnd.tcpdump.pcap or application/octet-stream"
+        )));
     }
     let dir = state.settings.storage.upload_dir.clone();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| ApiError::upload_io("creating the upload directory", e))?;
@@ -242,33 +251,71 @@ pub async fn upload(
     let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
     let part = PartFile { path, kept: false };
     let mut incoming = Incoming { part, file, written: 0, limit, head: Vec::new() };
-    let slow = state.settings.server.request_timeout;
-    let timeout = |what: &str| ApiError::BadRequest(format!("the upload stalled: no data for {slow:?} ({what})"));
-    let mut name = params.name;
-    if content_type.starts_with("multipart/form-data") {
+    let l = &state.settings.limits;
+    let mut pace = Pace::new(state.settings.server.request_timeout, l.upload_min_bytes_per_second, l.upload_deadline);
+    if raw {
+        let mut body = req.into_body();
+        while let Some(frame) = pace.wait("body", body.frame()).await? {
+            let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
+            if let Some(data) = frame.data_ref() {
+                pace.got(data.len())?;
+                incoming.write(data).await?;
+            }
+        }
+    } else {
+        let (parts, body) = req.into_parts();
+        // What arrives while the form looks for its next part (boundaries, part headers,
+        // fields we skip) is bounded: multer buffers a part's headers whole, and a 50 MB
+        // one was accepted. The slack is a body chunk, in which the headers end and the
+        // part's data begins.
+        let budget = (state.settings.server.max_header_bytes + 64 * 1024) as u64;
+        let between = Arc::new(BetweenParts::default());
+        let meter = between.clone();
+        let body = body.into_data_stream().map(move |chunk| {
+            let chunk = chunk?;
+            meter.count(chunk.len() as u64, budget)?;
+            Ok::<_, axum::Error>(chunk)
+        });
+        let req = Request::from_parts(parts, Body::from_stream(body));
         let mut form = Multipart::from_request(req, &state).await.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+        let form_error = |e: axum::extract::multipart::MultipartError| {
+            if between.exceeded() {
+                ApiError::BadRequest(format!(
+                    "a part's headers (or the fields skipped before it) exceed {budget} bytes"
+                ))
+            } else {
+                multipart_error(e, limit)
+            }
+        };
         let mut found = false;
-        while let Some(mut field) = tokio::time::timeout(slow, form.next_field())
-            .await
-            .map_err(|_| timeout("form"))?
-            .map_err(|e| ApiError::BadRequest(e.body_text()))?
-        {
+        loop {
+            between.start();
+            let next = pace.wait("form", form.next_field()).await?;
+            between.stop();
+            let Some(mut field) = next.map_err(form_error)? else { break };
             match field.name() {
                 Some("file") if !found => {
                     found = true;
                     if name.is_none() {
-                        name = field.file_name().map(str::to_string);
+                        name = field.file_name().map(|n| checked_name(n.to_string())).transpose()?;
                     }
-                    while let Some(chunk) = tokio::time::timeout(slow, field.chunk())
-                        .await
-                        .map_err(|_| timeout("file"))?
-                        .map_err(|e| multipart_error(e, limit))?
-                    {
+                    while let Some(chunk) = pace.wait("file", field.chunk()).await?.map_err(form_error)? {
+                        pace.got(chunk.len())?;
                         incoming.write(&chunk).await?;
                     }
                 }
                 Some("name") if name.is_none() => {
-                    name = Some(field.text().await.map_err(|e| ApiError::BadRequest(e.body_text()))?);
+                    let mut text = Vec::new();
+                    while let Some(chunk) = pace.wait("name", field.chunk()).await?.map_err(form_error)? {
+                        pace.got(chunk.len())?;
+                        if text.len() + chunk.len() > MAX_NAME_BYTES {
+                            return Err(name_too_long(text.len() + chunk.len()));
+                        }
+                        text.extend_from_slice(&chunk);
+                    }
+                    let text = String::from_utf8(text)
+                        .map_err(|_| ApiError::BadRequest("the `name` field is not UTF-8 text".into()))?;
+                    name = Some(text);
                 }
                 _ => {}
             }
@@ -276,19 +323,6 @@ pub async fn upload(
         if !found {
             return Err(ApiError::BadRequest("the form has no `file` field".into()));
         }
-    } else if RAW_TYPES.iter().any(|t| content_type.starts_with(t)) {
-        let mut body = req.into_body();
-        while let Some(frame) = tokio::time::timeout(slow, body.frame()).await.map_err(|_| timeout("body"))? {
-            let frame = frame.map_err(|e| ApiError::BadRequest(format!("reading the upload: {e}")))?;
-            if let Some(data) = frame.data_ref() {
-                incoming.write(data).await?;
-            }
-        }
-    } else {
-        return Err(ApiError::UnsupportedMedia(format!(
-            "unsupported Content-Type `{content_type}`: send the capture as multipart/form-data (field `file`) or as \
-             application/vnd.tcpdump.pcap or application/octet-stream"
-        )));
     }
     let label = name.unwrap_or_else(|| "upload".into());
     let (part, file, bytes) = incoming.finish().await?;
@@ -309,6 +343,121 @@ pub async fn upload(
     let body = json!({"job_id": job.id, "status": "queued", "name": job.label, "bytes": bytes});
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
         .into_response())
+}
+
+/// The longest job name, in bytes: the name is sent in every status, listing and event,
+/// and a 20 MiB one made 8 listings take 940 MB.
+const MAX_NAME_BYTES: usize = 255;
+
+fn name_too_long(len: usize) -> ApiError {
+    ApiError::BadRequest(format!("the name is longer than {MAX_NAME_BYTES} bytes ({len} or more)"))
+}
+
+/// `name` if it is short enough to be a job's name.
+fn checked_name(name: String) -> Result<String, ApiError> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(name_too_long(name.len()));
+    }
+    Ok(name)
+}
+
+/// Counts what a multipart body delivers while the form is between parts (see `upload`).
+#[derive(Debug, Default)]
+struct BetweenParts {
+    /// Bytes since the form began looking for its next part, or `u64::MAX` while it reads a part.
+    bytes: AtomicU64,
+    over: std::sync::atomic::AtomicBool,
+}
+
+impl BetweenParts {
+    fn start(&self) {
+        self.bytes.store(0, Ordering::Relaxed);
+    }
+
+    fn stop(&self) {
+        self.bytes.store(u64::MAX, Ordering::Relaxed);
+    }
+
+    /// Counts `n` bytes; an error past `budget`.
+    fn count(&self, n: u64, budget: u64) -> Result<(), axum::Error> {
+        let before = self.bytes.load(Ordering::Relaxed);
+        if before == u64::MAX {
+            return Ok(());
+        }
+        self.bytes.store(before + n, Ordering::Relaxed);
+        if before + n > budget {
+            self.over.store(true, Ordering::Relaxed);
+            return Err(axum::Error::new("part headers too large"));
+        }
+        Ok(())
+    }
+
+    fn exceeded(&self) -> bool {
+        self.over.load(Ordering::Relaxed)
+    }
+}
+
+/// How fast an upload must arrive: in each `window` (`server.request_timeout`) at least
+/// `min_rate` bytes a second on average (and at least one byte), and all of it before
+/// `deadline` (`limits.upload_deadline`). A timer restarted by every chunk let one byte
+/// every 2 s hold an upload slot for ever, and four such uploads blocked every other.
+#[derive(Debug)]
+struct Pace {
+    window: Duration,
+    need: u64,
+    deadline: tokio::time::Instant,
+    window_start: tokio::time::Instant,
+    window_bytes: u64,
+}
+
+impl Pace {
+    fn new(window: Duration, min_rate: u64, total: Duration) -> Pace {
+        let now = tokio::time::Instant::now();
+        let window = window.max(Duration::from_millis(1));
+        let need = ((min_rate as f64 * window.as_secs_f64()) as u64).max(1);
+        Pace { window, need, deadline: now + total, window_start: now, window_bytes: 0 }
+    }
+
+    /// Waits for `read` (the next part of `what`) within the pace.
+    async fn wait<T>(&mut self, what: &str, read: impl std::future::Future<Output = T>) -> Result<T, ApiError> {
+        tokio::pin!(read);
+        loop {
+            let until = (self.window_start + self.window).min(self.deadline);
+            if let Ok(value) = tokio::time::timeout_at(until, &mut read).await {
+                return Ok(value);
+            }
+            self.roll(what)?;
+        }
+    }
+
+    /// Counts `n` bytes received.
+    fn got(&mut self, n: usize) -> Result<(), ApiError> {
+        self.window_bytes += n as u64;
+        if tokio::time::Instant::now() >= self.window_start + self.window {
+            self.roll("body")?;
+        }
+        Ok(())
+    }
+
+    /// Ends the current window: an error if the upload is past its deadline or the window
+    /// got too little, else a new window.
+    fn roll(&mut self, what: &str) -> Result<(), ApiError> {
+        let now = tokio::time::Instant::now();
+        if now >= self.deadline {
+            return Err(ApiError::TooSlow(format!("the upload took longer than its deadline ({what})")));
+        }
+        if now >= self.window_start + self.window {
+            if self.window_bytes < self.need {
+                return Err(ApiError::TooSlow(format!(
+                    "the upload is too slow: {} bytes in {:?}, at least {} needed ({what})",
+                    self.window_bytes, self.window, self.need
+                )));
+            }
+            self.window_start = now;
+            self.window_bytes = 0;
+        }
+        Ok(())
+    }
 }
 
 fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> ApiError {
@@ -630,6 +779,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file, when only one job has its id"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
+    ("post", "/api/logout", "Revoke the login token the request carries"),
     ("get", "/api/v1/openapi.json", "This document"),
     ("get", "/health", "Liveness, and whether the store can be written"),
     ("get", "/version", "Name and version"),
@@ -652,7 +802,7 @@ pub fn openapi_document() -> Value {
             .collect();
         let ok = match (*method, *path) {
             ("post", "/api/v1/upload") => "201",
-            ("delete", _) => "204",
+            ("delete", _) | ("post", "/api/logout") => "204",
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
         };

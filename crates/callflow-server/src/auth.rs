@@ -1,18 +1,31 @@
 //! Authentication: API keys from the configuration, users with argon2 password hashes who log in for an expiring token, and the middleware that checks them.
+//!
+//! A login costs an argon2 verification (19 MiB, tens of milliseconds), so it is the
+//! cheapest way to load the server: attempts are throttled per client address and per
+//! user name (429 with Retry-After), and at most `auth.max_concurrent_logins` verifications
+//! run at once (503 past it), which bounds the memory they take. An unknown user name is
+//! verified against a dummy hash, so that it takes as long as a wrong password and the
+//! answer's timing does not say which names exist. `POST /api/logout` revokes a token;
+//! WebSocket streams watch [`Auth::revocations`] and their token's expiry.
 
 use crate::error::ApiError;
+use crate::limit::RateLimiter;
 use crate::state::AppState;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use axum::extract::{Request, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use callflow_config::AuthSettings;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::hash::BuildHasher;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
 
 /// Whether the request carried valid credentials; WebSocket handlers read it, since they
 /// must accept the upgrade before they may refuse (close code 4001).
@@ -27,6 +40,20 @@ pub struct Auth {
     users: BTreeMap<String, String>,
     ttl: Duration,
     tokens: Mutex<HashMap<String, Instant>>,
+    /// A hash of a random password, verified for unknown user names.
+    dummy: OnceLock<String>,
+    /// Password verifications running (`auth.max_concurrent_logins` permits).
+    verifying: Arc<Semaphore>,
+    /// Login attempts by client address...
+    by_addr: RateLimiter<IpAddr>,
+    /// ...and by user name, keyed by a keyed hash of it, so that invented names cost a
+    /// bucket of fixed size each.
+    by_user: RateLimiter<u64>,
+    user_keys: std::collections::hash_map::RandomState,
+    /// Bumped at each logout, for streams to check their token again.
+    revoked: watch::Sender<u64>,
+    /// Argon2 verifications run so far (a known user's or the dummy).
+    verifications: AtomicU64,
 }
 
 /// Hashes `password` for `[auth] users` (argon2id, random salt, PHC string).
@@ -55,13 +82,59 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 impl Auth {
     /// From the `[auth]` settings.
     pub fn new(s: &AuthSettings) -> Auth {
+        // Made now when there are users, so that not even the first unknown name takes
+        // longer (a hash more) than a wrong password.
+        let dummy = OnceLock::new();
+        if !s.users.is_empty() {
+            let _ = dummy.set(hash_password(&random_hex::<16>()));
+        }
         Auth {
             enabled: s.enabled,
             api_keys: s.api_keys.clone(),
             users: s.users.clone(),
             ttl: s.token_ttl,
             tokens: Mutex::default(),
+            dummy,
+            verifying: Arc::new(Semaphore::new(s.max_concurrent_logins.max(1))),
+            by_addr: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
+            by_user: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
+            user_keys: Default::default(),
+            revoked: watch::Sender::new(0),
+            verifications: AtomicU64::new(0),
         }
+    }
+
+    /// When `credential` stops being valid: `Some(None)` for an API key (never),
+    /// `Some(Some(t))` for a login token, `None` when it is not valid now.
+    pub fn expiry(&self, credential: &str, now: Instant) -> Option<Option<Instant>> {
+        if self.api_keys.iter().any(|k| same(k.as_bytes(), credential.as_bytes())) {
+            return Some(None);
+        }
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
+        tokens.get(credential).filter(|expires| **expires > now).map(|expires| Some(*expires))
+    }
+
+    /// Revokes a login token; false when it was not one.
+    pub fn logout(&self, token: &str) -> bool {
+        let removed = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(token).is_some();
+        if removed {
+            self.revoked.send_modify(|n| *n += 1);
+        }
+        removed
+    }
+
+    /// Changes at each revocation: a stream opened with a token checks it again then.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revoked.subscribe()
+    }
+
+    /// Takes a login attempt for `addr` and `user`, or says how many seconds until one
+    /// is allowed.
+    fn throttle(&self, addr: Option<IpAddr>, user: &str, now: Instant) -> Result<(), u64> {
+        if let Some(addr) = addr {
+            self.by_addr.check(addr, now)?;
+        }
+        self.by_user.check(self.user_keys.hash_one(user), now)
     }
 
     /// True when requests need credentials.
@@ -79,10 +152,18 @@ impl Auth {
         tokens.contains_key(credential)
     }
 
-    /// A new token for `user` when `password` matches its hash.
+    /// A new token for `user` when `password` matches its hash. An unknown user costs the
+    /// same verification, against a dummy hash, so the time taken says nothing of which
+    /// user names exist.
     pub fn login(&self, user: &str, password: &str, now: Instant) -> Option<String> {
-        let hash = PasswordHash::new(self.users.get(user)?).ok()?;
-        Argon2::default().verify_password(password.as_bytes(), &hash).ok()?;
+        let known = self.users.get(user);
+        let phc = known.unwrap_or_else(|| self.dummy.get_or_init(|| hash_password(&random_hex::<16>())));
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        let verified =
+            PasswordHash::new(phc).is_ok_and(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok());
+        if !(verified && known.is_some()) {
+            return None;
+        }
         let token = random_hex::<32>();
         self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), now + self.ttl);
         Some(token)
@@ -91,12 +172,12 @@ impl Auth {
 
 /// The credential of a request: `Authorization: Bearer X` (the scheme in any case, as
 /// RFC 9110 has it), else `?token=X`.
-fn credential(req: &Request) -> Option<String> {
-    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+pub fn credential(headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
         let (scheme, token) = v.trim_start().split_once(' ')?;
         scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
     });
-    bearer.or_else(|| req.uri().query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_string()))
+    bearer.or_else(|| uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_string()))
 }
 
 /// The WebSocket routes (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`), whose handlers refuse a
@@ -120,7 +201,7 @@ fn public(path: &str) -> bool {
 pub async fn require(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let ok = !state.auth.enabled()
         || public(req.uri().path())
-        || credential(&req).is_some_and(|c| state.auth.check(&c, Instant::now()));
+        || credential(req.headers(), req.uri()).is_some_and(|c| state.auth.check(&c, Instant::now()));
     if !ok && !websocket_route(req.uri().path()) {
         return ApiError::Unauthorized.into_response();
     }
@@ -138,16 +219,37 @@ pub struct Login {
 /// `POST /api/login`: a token for a configured user.
 pub async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     crate::error::ApiJson(body): crate::error::ApiJson<Login>,
 ) -> Result<Response, ApiError> {
     let auth = state.auth.clone();
+    let addr = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    auth.throttle(addr, &body.username, Instant::now()).map_err(|retry_after| ApiError::RateLimited { retry_after })?;
+    // Each verification holds 19 MiB: 300 at once took the server from 300 MB to 5.9 GB.
+    let permit = auth
+        .verifying
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Busy { message: "too many logins in progress; retry shortly".into(), retry_after: 1 })?;
     // Argon2 is deliberately slow: off the async threads.
-    let token = tokio::task::spawn_blocking(move || auth.login(&body.username, &body.password, Instant::now()))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .ok_or(ApiError::BadLogin)?;
+    let token = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        auth.login(&body.username, &body.password, Instant::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .ok_or(ApiError::BadLogin)?;
     let ttl = state.settings.auth.token_ttl.as_secs();
     Ok(Json(serde_json::json!({"token": token, "token_type": "Bearer", "expires_in": ttl})).into_response())
+}
+
+/// `POST /api/logout`: revokes the login token the request carries; the WebSocket streams
+/// opened with it are closed (4001).
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> StatusCode {
+    if let Some(token) = credential(&headers, &uri) {
+        state.auth.logout(&token);
+    }
+    StatusCode::NO_CONTENT
 }
 
 #[cfg(test)]
@@ -161,6 +263,7 @@ mod tests {
             api_keys: vec!["key-1".into()],
             users: [("ann".to_string(), hash_password("s3cret"))].into(),
             token_ttl: Duration::from_secs(60),
+            ..AuthSettings::default()
         };
         let auth = Auth::new(&settings);
         let now = Instant::now();
@@ -169,7 +272,44 @@ mod tests {
         assert!(auth.login("ann", "wrong", now).is_none());
         assert!(auth.login("bob", "s3cret", now).is_none());
         let token = auth.login("ann", "s3cret", now).unwrap();
+        assert_eq!(auth.expiry(&token, now), Some(Some(now + Duration::from_secs(60))));
+        assert_eq!(auth.expiry("key-1", now), Some(None));
         assert!(auth.check(&token, now + Duration::from_secs(59)));
         assert!(!auth.check(&token, now + Duration::from_secs(61)), "expired");
+        let token = auth.login("ann", "s3cret", now).unwrap();
+        let revocations = auth.revocations();
+        assert!(auth.logout(&token) && !auth.check(&token, now) && !auth.logout(&token));
+        assert!(revocations.has_changed().unwrap(), "streams are told");
+    }
+
+    #[test]
+    fn an_unknown_user_costs_the_same_argon2_verification_as_a_wrong_password() {
+        let settings =
+            AuthSettings { users: [("ann".to_string(), hash_password("s3cret"))].into(), ..AuthSettings::default() };
+        let auth = Auth::new(&settings);
+        let now = Instant::now();
+        assert!(auth.login("ann", "wrong", now).is_none());
+        assert_eq!(auth.verifications.load(Ordering::Relaxed), 1);
+        assert!(auth.login("bob", "wrong", now).is_none());
+        assert!(auth.login("bob", "s3cret", now).is_none());
+        assert_eq!(auth.verifications.load(Ordering::Relaxed), 3, "one verification per attempt, known user or not");
+        // The dummy is a hash of the same kind as the users' (argon2id, default cost).
+        let dummy = PasswordHash::new(auth.dummy.get().unwrap()).unwrap();
+        let ann = PasswordHash::new(&settings.users["ann"]).unwrap();
+        assert_eq!((dummy.algorithm, dummy.params.to_string()), (ann.algorithm, ann.params.to_string()));
+    }
+
+    #[test]
+    fn login_attempts_are_throttled_per_address_and_per_user_name() {
+        let settings = AuthSettings { login_attempts_per_minute: 6, login_burst: 2, ..AuthSettings::default() };
+        let auth = Auth::new(&settings);
+        let (a, b) = (Some(IpAddr::from([127, 0, 0, 1])), Some(IpAddr::from([127, 0, 0, 2])));
+        let now = Instant::now();
+        assert_eq!(auth.throttle(a, "ann", now), Ok(()));
+        assert_eq!(auth.throttle(a, "bob", now), Ok(()));
+        assert_eq!(auth.throttle(a, "cid", now), Err(10), "the address's burst is spent");
+        assert_eq!(auth.throttle(b, "ann", now), Ok(()));
+        assert_eq!(auth.throttle(b, "ann", now), Err(10), "ann's burst is spent, from any address");
+        assert_eq!(auth.throttle(None, "dan", now + Duration::from_secs(10)), Ok(()));
     }
 }

@@ -79,6 +79,19 @@ pub enum ApiError {
     /// A disk is full: the message says which (the upload directory, the job store's).
     #[error("{0}")]
     InsufficientStorage(String),
+    /// The service is at a limit that frees up soon (upload slots, password checks): 503
+    /// with Retry-After.
+    #[error("{message}")]
+    Busy {
+        /// What is busy.
+        message: String,
+        /// Seconds after which a retry is likely to succeed.
+        retry_after: u64,
+    },
+    /// The client sent its request too slowly (an upload below its minimum rate, or past
+    /// its deadline).
+    #[error("{0}")]
+    TooSlow(String),
     /// Something failed inside the server; the details are logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -99,7 +112,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::UpgradeRequired => StatusCode::UPGRADE_REQUIRED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -121,7 +135,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed".into(),
             ApiError::UpgradeRequired => "upgrade_required".into(),
             ApiError::RateLimited { .. } => "rate_limited".into(),
-            ApiError::Unavailable(_) => "unavailable".into(),
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => "unavailable".into(),
+            ApiError::TooSlow(_) => "request_timeout".into(),
             ApiError::InsufficientStorage(_) => "insufficient_storage".into(),
             ApiError::Internal(_) => "internal".into(),
         }
@@ -219,7 +234,7 @@ impl IntoResponse for ApiError {
         }
         let body = serde_json::json!({"error": {"code": self.code(), "message": self.to_string()}});
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if let ApiError::RateLimited { retry_after } = self {
+        if let ApiError::RateLimited { retry_after } | ApiError::Busy { retry_after, .. } = self {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         response

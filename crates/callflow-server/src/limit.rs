@@ -1,4 +1,4 @@
-//! Per-client rate limiting (a token bucket per client address) and the URI length limit.
+//! Per-client rate limiting (a token bucket per client address, or per any key: login attempts are counted per user name too) and the URI length limit.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -7,29 +7,40 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-/// Token buckets by client address: `rate` tokens a second, at most `burst` saved up.
+/// Token buckets by key (a client address, by default): `rate` tokens a second, at most
+/// `burst` saved up.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub struct RateLimiter<K = IpAddr> {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+    buckets: Mutex<HashMap<K, (f64, Instant)>>,
 }
 
 /// Past this many buckets, full ones (idle clients) are forgotten, so memory stays bounded.
 const MAX_BUCKETS: usize = 100_000;
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_second` = 0: no limit.
-    pub fn new(per_second: u32, burst: u32) -> RateLimiter {
-        RateLimiter { rate: f64::from(per_second), burst: f64::from(burst.max(1)), buckets: Mutex::default() }
+    pub fn new(per_second: u32, burst: u32) -> RateLimiter<K> {
+        RateLimiter::with_rate(f64::from(per_second), burst)
+    }
+
+    /// `per_minute` = 0: no limit.
+    pub fn per_minute(per_minute: u32, burst: u32) -> RateLimiter<K> {
+        RateLimiter::with_rate(f64::from(per_minute) / 60.0, burst)
+    }
+
+    fn with_rate(rate: f64, burst: u32) -> RateLimiter<K> {
+        RateLimiter { rate, burst: f64::from(burst.max(1)), buckets: Mutex::default() }
     }
 
     /// Takes a token for `client`, or says how many seconds until one is there.
-    pub fn check(&self, client: IpAddr, now: Instant) -> Result<(), u64> {
+    pub fn check(&self, client: K, now: Instant) -> Result<(), u64> {
         if self.rate <= 0.0 {
             return Ok(());
         }
@@ -83,5 +94,7 @@ mod tests {
         assert!(limiter.check(ip, t0 + Duration::from_millis(500)).is_ok(), "one token after half a second");
         assert!(limiter.check(IpAddr::from([127, 0, 0, 2]), t0).is_ok(), "buckets are per client");
         assert!(RateLimiter::new(0, 0).check(ip, t0).is_ok(), "0: no limit");
+        let minute = RateLimiter::per_minute(6, 1);
+        assert_eq!((minute.check("ann", t0), minute.check("ann", t0)), (Ok(()), Err(10)), "one every 10 s");
     }
 }

@@ -7,7 +7,7 @@ use crate::state::AppState;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -15,12 +15,13 @@ use callflow_jobs::{JobId, JobQuery};
 use futures_util::SinkExt;
 use serde_json::json;
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
-/// Close code for a missing or bad token.
+/// Close code for a missing, bad, expired or revoked token.
 const CLOSE_UNAUTHORIZED: u16 = 4001;
 /// Close code when the client is too slow to keep its state changes (RFC 6455 "try again later").
 const CLOSE_TRY_AGAIN: u16 = 1013;
@@ -33,9 +34,12 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 pub async fn ws_all(
     State(state): State<AppState>,
     auth: Option<Extension<Authorized>>,
+    headers: HeaderMap,
+    uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    ws(state, auth, upgrade, None).await
+    let token = login_token(&state, &headers, &uri);
+    ws(state, auth, token, upgrade, None).await
 }
 
 /// `GET /api/v1/jobs/{id}/ws`: one job's events.
@@ -43,15 +47,36 @@ pub async fn ws_job(
     State(state): State<AppState>,
     Path(id): Path<String>,
     auth: Option<Extension<Authorized>>,
+    headers: HeaderMap,
+    uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
-    ws(state, auth, upgrade, Some(id)).await
+    let token = login_token(&state, &headers, &uri);
+    ws(state, auth, token, upgrade, Some(id)).await
+}
+
+/// The login token a stream was opened with, if authentication is on and it was one (an
+/// API key does not expire): the stream ends when the token does.
+fn login_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+    if !state.auth.enabled() {
+        return None;
+    }
+    let credential = crate::auth::credential(headers, uri)?;
+    state.auth.expiry(&credential, std::time::Instant::now()).flatten().map(|_| credential)
+}
+
+/// Runs one write to a client, giving up after `limit`: a client that stopped reading
+/// fills its socket buffer, and a write without a deadline then waits for ever, holding
+/// its client slot, with neither the heartbeat check nor the 1013 close able to run.
+async fn within<E>(limit: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
+    matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
 }
 
 async fn ws(
     state: AppState,
     auth: Option<Extension<Authorized>>,
+    token: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     job: Option<JobId>,
 ) -> Result<Response, ApiError> {
@@ -75,11 +100,11 @@ async fn ws(
             let mut socket = socket;
             let frame =
                 CloseFrame { code: CLOSE_UNAUTHORIZED, reason: "unauthorized: pass ?token=<key or token>".into() };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            within(state.settings.websocket.send_timeout, socket.send(Message::Close(Some(frame)))).await;
             return;
         }
         state.metrics.ws_clients.fetch_add(1, Ordering::Relaxed);
-        run_ws(&state, socket, job).await;
+        run_ws(&state, socket, job, token).await;
         state.metrics.ws_clients.fetch_sub(1, Ordering::Relaxed);
     }))
 }
@@ -93,11 +118,21 @@ async fn full_state(state: &AppState, job: Option<JobId>) -> Option<String> {
     Some(json!({"type": "full_state", "jobs": jobs}).to_string())
 }
 
-async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
+async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>, token: Option<String>) {
+    let limit = state.settings.websocket.send_timeout;
+    let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
+    // A stream opened with a login token ends when the token expires or is revoked; told
+    // of revocations from before the token is checked, so that none falls in between.
+    let mut revocations = state.auth.revocations();
+    let expiry = token.as_deref().and_then(|t| state.auth.expiry(t, std::time::Instant::now()).flatten());
+    if token.is_some() && expiry.is_none() {
+        within(limit, socket.send(close(CLOSE_UNAUTHORIZED, "the token was revoked"))).await;
+        return;
+    }
     // Subscribed before the snapshot, so no change falls between the two.
     let client = state.hub.subscribe(job);
     let Some(snapshot) = full_state(state, job).await else { return };
-    if socket.send(Message::Text(snapshot.into())).await.is_err() {
+    if !within(limit, socket.send(Message::Text(snapshot.into()))).await {
         return;
     }
     let beat = state.settings.websocket.ping_interval.max(Duration::from_millis(10));
@@ -106,24 +141,32 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
     heartbeat.tick().await;
     let mut last_read = Instant::now();
     let mut shutdown = state.hub.shutdown.subscribe();
+    let expired = async move {
+        match expiry {
+            Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
     loop {
         tokio::select! {
             _ = client.notify.notified() => {
                 if client.overflowed() {
-                    let _ = socket.send(close(CLOSE_TRY_AGAIN, "too slow: events would be lost; reconnect")).await;
+                    within(limit, socket.send(close(CLOSE_TRY_AGAIN, "too slow: events would be lost; reconnect"))).await;
                     return;
                 }
                 // Written together and flushed once: events come in bursts (a job's
                 // state, session and stats), and a flush per message is a system call per
                 // message per client (with 1,000 clients: p99 delay 92-146 ms before,
                 // 59-88 ms after; docs/performance.md).
-                for msg in client.drain() {
-                    if socket.feed(Message::Text(msg.json)).await.is_err() {
-                        return;
+                let burst = async {
+                    for msg in client.drain() {
+                        socket.feed(Message::Text(msg.json)).await?;
                     }
-                }
-                if socket.flush().await.is_err() {
+                    socket.flush().await
+                };
+                if !within(limit, burst).await {
                     return;
                 }
             }
@@ -131,7 +174,7 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
                 last_read = Instant::now();
                 match incoming {
                     Some(Ok(Message::Text(text))) if text.trim() == "ping" => {
-                        if socket.send(Message::Text("pong".into())).await.is_err() {
+                        if !within(limit, socket.send(Message::Text("pong".into()))).await {
                             return;
                         }
                     }
@@ -143,18 +186,31 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>) {
                 // A client that sent nothing (not even the pong to our pings) for two
                 // heartbeats is gone or stuck.
                 if last_read.elapsed() >= beat * 2 + beat / 2 {
-                    let _ = socket.send(close(CLOSE_GOING_AWAY, "no answer to heartbeats")).await;
+                    within(limit, socket.send(close(CLOSE_GOING_AWAY, "no answer to heartbeats"))).await;
                     return;
                 }
                 let beat_msg = json!({"type": "heartbeat", "ts": crate::hub::now_seconds()}).to_string();
-                if socket.send(Message::Text(beat_msg.into())).await.is_err()
-                    || socket.send(Message::Ping(Vec::new().into())).await.is_err()
-                {
+                let beat = async {
+                    socket.feed(Message::Text(beat_msg.into())).await?;
+                    socket.feed(Message::Ping(Vec::new().into())).await?;
+                    socket.flush().await
+                };
+                if !within(limit, beat).await {
+                    return;
+                }
+            }
+            _ = &mut expired => {
+                within(limit, socket.send(close(CLOSE_UNAUTHORIZED, "the token expired"))).await;
+                return;
+            }
+            Ok(()) = revocations.changed(), if token.is_some() => {
+                if token.as_deref().is_some_and(|t| state.auth.expiry(t, std::time::Instant::now()).is_none()) {
+                    within(limit, socket.send(close(CLOSE_UNAUTHORIZED, "the token was revoked"))).await;
                     return;
                 }
             }
             _ = shutdown.changed() => {
-                let _ = socket.send(close(CLOSE_GOING_AWAY, "server shutting down")).await;
+                within(limit, socket.send(close(CLOSE_GOING_AWAY, "server shutting down"))).await;
                 return;
             }
         }
@@ -171,8 +227,13 @@ pub async fn sse(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    // Told of revocations from before the token is checked, so that none falls in between.
+    let revocations = state.auth.revocations();
+    let token = login_token(&state, &headers, &uri);
+    let expiry = token.as_deref().and_then(|t| state.auth.expiry(t, std::time::Instant::now()).flatten());
     let job = state.jobs(move |m| m.job(id)).await?;
     let permit = state
         .clients
@@ -197,10 +258,10 @@ pub async fn sse(
     first.reverse();
     let shutdown = state.hub.shutdown.subscribe();
     state.metrics.sse_clients.fetch_add(1, Ordering::Relaxed);
-    let guard = SseGuard { state: state.clone(), _permit: permit };
+    let guard = SseGuard { state: state.clone(), _permit: permit, token, expiry, revocations };
     let stream = futures_util::stream::unfold(
         (first, client, shutdown, seen, guard, Vec::<SseEvent>::new()),
-        |(mut first, client, mut shutdown, seen, guard, mut pending)| async move {
+        |(mut first, client, mut shutdown, seen, mut guard, mut pending)| async move {
             if let Some(ev) = first.pop() {
                 return Some((Ok::<_, Infallible>(ev), (first, client, shutdown, seen, guard, pending)));
             }
@@ -209,7 +270,8 @@ pub async fn sse(
                     return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
                 }
                 // `seen` is u64::MAX once the job's deletion was sent: nothing more will come.
-                if client.overflowed() || *shutdown.borrow() || seen == u64::MAX {
+                // A stream opened with a login token ends when the token expires or is revoked.
+                if client.overflowed() || *shutdown.borrow() || seen == u64::MAX || guard.lapsed() {
                     // The client reconnects with Last-Event-ID and is replayed what it missed.
                     return None;
                 }
@@ -221,9 +283,19 @@ pub async fn sse(
                     let ev = pending.pop().expect("not empty");
                     return Some((Ok(ev), (first, client, shutdown, seen, guard, pending)));
                 }
+                let expiry = guard.expiry;
+                let expired = async move {
+                    match expiry {
+                        Some(at) => tokio::time::sleep_until(Instant::from_std(at)).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let watching = guard.token.is_some();
                 tokio::select! {
                     _ = client.notify.notified() => {}
                     _ = shutdown.changed() => {}
+                    _ = expired => {}
+                    _ = guard.revocations.changed(), if watching => {}
                 }
             }
         },
@@ -239,6 +311,17 @@ fn drain_new(client: &Arc<ClientQueue>, seen: u64) -> Vec<HubMessage> {
 struct SseGuard {
     state: AppState,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// The login token the stream was opened with, when it was one, and its expiry.
+    token: Option<String>,
+    expiry: Option<std::time::Instant>,
+    revocations: tokio::sync::watch::Receiver<u64>,
+}
+
+impl SseGuard {
+    /// True once the stream's login token has expired or was revoked.
+    fn lapsed(&self) -> bool {
+        self.token.as_deref().is_some_and(|t| self.state.auth.expiry(t, std::time::Instant::now()).is_none())
+    }
 }
 
 impl Drop for SseGuard {

@@ -239,7 +239,7 @@ fn tiny_pcap() -> Vec<u8> {
 async fn auth_keys_login_tokens_rate_limit_and_the_4001_close() {
     let server = start(|s| {
         s.auth.enabled = true;
-        s.auth.api_keys = vec!["k3y".into()];
+        s.auth.api_keys = vec!["k3y-k3y-k3y-k3y-".into()];
         s.auth.users = [("ann".to_string(), callflow_server::hash_password("pw"))].into();
         s.limits.rate_limit_per_second = 1;
         s.limits.rate_limit_burst = 15;
@@ -253,7 +253,10 @@ async fn auth_keys_login_tokens_rate_limit_and_the_4001_close() {
     );
     let wrong = client.get(server.url("/api/v1/jobs")).bearer_auth("nope").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    assert_eq!(client.get(server.url("/api/v1/jobs")).bearer_auth("k3y").send().await.unwrap().status(), 200);
+    assert_eq!(
+        client.get(server.url("/api/v1/jobs")).bearer_auth("k3y-k3y-k3y-k3y-").send().await.unwrap().status(),
+        200
+    );
     let bad = client
         .post(server.url("/api/login"))
         .json(&serde_json::json!({"username": "ann", "password": "no"}))
@@ -273,7 +276,7 @@ async fn auth_keys_login_tokens_rate_limit_and_the_4001_close() {
     let token = login["token"].as_str().unwrap().to_string();
     assert_eq!(client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap().status(), 200);
     assert_eq!(
-        client.get(server.url("/api/v1/jobs?token=k3y")).send().await.unwrap().status(),
+        client.get(server.url("/api/v1/jobs?token=k3y-k3y-k3y-k3y-")).send().await.unwrap().status(),
         200,
         "?token= works too"
     );

@@ -1,0 +1,439 @@
+//! Denial of service against a real server, as an attacker tries it: login floods, idle and slow connections, slow and oversized uploads, WebSocket clients that stop reading or outlive their token, invented HTTP methods.
+
+mod common;
+
+use common::{held_upload, start, upload_example};
+use futures_util::{SinkExt, StreamExt};
+use std::io::{Read, Write};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The next text message, or `close CODE`.
+async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("in time") {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(Message::Close(frame))) => return format!("close {}", frame.map_or(0, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+async fn login(client: &reqwest::Client, server: &common::TestServer, user: &str, password: &str) -> reqwest::Response {
+    client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn with_user(s: &mut callflow_config::Settings) {
+    s.auth.enabled = true;
+    s.auth.users = [("ann".to_string(), callflow_server::hash_password("s3cret"))].into();
+}
+
+#[tokio::test]
+async fn login_attempts_past_the_burst_of_an_address_get_429_with_retry_after() {
+    let server = start(|s| {
+        with_user(s);
+        s.auth.login_attempts_per_minute = 6;
+        s.auth.login_burst = 3;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for user in ["nobody", "ann", "eve", "mallory"] {
+        statuses.push(login(&client, &server, user, "guess").await);
+    }
+    let codes: Vec<u16> = statuses.iter().map(|r| r.status().as_u16()).collect();
+    assert_eq!(codes, [401, 401, 401, 429]);
+    // One attempt every 10 s, less the time the three took.
+    let retry: u64 = statuses[3].headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=10).contains(&retry), "{retry}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn parallel_logins_past_the_verification_cap_get_503_with_retry_after() {
+    let server = start(|s| {
+        with_user(s);
+        s.auth.login_attempts_per_minute = 0;
+        s.auth.max_concurrent_logins = 1;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let attempts = (0..20).map(|i| {
+        let (client, url) = (client.clone(), server.url("/api/login"));
+        tokio::spawn(async move {
+            let body = serde_json::json!({"username": format!("user{i}"), "password": "guess"});
+            client.post(url).json(&body).send().await.unwrap()
+        })
+    });
+    let mut busy = None;
+    let mut refused = 0;
+    for attempt in attempts.collect::<Vec<_>>() {
+        let response = attempt.await.unwrap();
+        match response.status().as_u16() {
+            401 => refused += 1,
+            503 => busy = Some(response),
+            other => panic!("{other}"),
+        }
+    }
+    let busy = busy.expect("20 at once with one verification allowed: some are turned away");
+    assert_eq!(busy.headers()["retry-after"], "1");
+    assert!(refused >= 1, "the first is verified");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_is_closed_with_4001_when_its_token_expires_or_is_revoked() {
+    let server = start(|s| {
+        with_user(s);
+        s.auth.token_ttl = Duration::from_secs(1);
+        s.websocket.ping_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let v: serde_json::Value = login(&client, &server, "ann", "s3cret").await.json().await.unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/ws?token={token}"))).await.unwrap();
+    assert!(next_text(&mut ws).await.contains("full_state"));
+    assert_eq!(next_text(&mut ws).await, "close 4001", "the token expired after 1 s");
+    server.shutdown().await;
+
+    let server = start(|s| {
+        with_user(s);
+        s.websocket.ping_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let v: serde_json::Value = login(&client, &server, "ann", "s3cret").await.json().await.unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(server.ws_url(&format!("/api/v1/ws?token={token}"))).await.unwrap();
+    assert!(next_text(&mut ws).await.contains("full_state"));
+    let logout = client.post(server.url("/api/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    assert_eq!(next_text(&mut ws).await, "close 4001", "revoked");
+    let after = client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(after.status(), 401, "the token is gone");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_ends_when_its_token_is_revoked() {
+    let server = start(with_user).await;
+    let client = reqwest::Client::new();
+    let v: serde_json::Value = login(&client, &server, "ann", "s3cret").await.json().await.unwrap();
+    let token = v["token"].as_str().unwrap().to_string();
+    // A job to follow, uploaded with the token.
+    let body = std::fs::read(common::example()).unwrap();
+    let upload = client
+        .post(server.url("/api/v1/upload"))
+        .bearer_auth(&token)
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let job = upload.json::<serde_json::Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let events = client.get(server.url(&format!("/api/v1/jobs/{job}/events?token={token}"))).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    let mut stream = events.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("full_state"));
+    let logout = client.post(server.url("/api/logout")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(logout.status(), 204);
+    // Whatever was in flight, then the end.
+    let ended = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stream ended");
+    server.shutdown().await;
+}
+
+/// Reads until the server closes; `None` if our 30 s read timeout came first.
+fn closed_by_server(mut conn: impl Read) -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    match conn.read_to_end(&mut buf) {
+        Ok(_) => Some(buf),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+        // Reset by the server: closed too.
+        Err(_) => Some(buf),
+    }
+}
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
+    let server = start(|s| s.server.header_timeout = Duration::from_millis(200)).await;
+    let addr = server.addr;
+    let idle = tokio::task::spawn_blocking(move || {
+        let conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        closed_by_server(conn)
+    });
+    // A request answered, then nothing on the kept-alive connection: closed as well.
+    let kept = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        conn.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        closed_by_server(conn).map(|b| String::from_utf8_lossy(&b).into_owned())
+    });
+    assert_eq!(idle.await.unwrap(), Some(Vec::new()), "closed by the server, without a word");
+    assert!(kept.await.unwrap().expect("closed by the server").contains("200 OK"));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed() {
+    use tokio_rustls::rustls;
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_millis(300);
+        s.server.tls.cert = Some(cert_path.clone());
+        s.server.tls.key = Some(key_path.clone());
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("the handshake completes");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "closed by the server, not by our timeout");
+    assert!(buf.is_empty());
+    server.shutdown().await;
+}
+
+/// A pcap's magic number: the start of a valid upload.
+const MAGIC: [u8; 4] = [0xd4, 0xc3, 0xb2, 0xa1];
+
+#[tokio::test]
+async fn an_upload_trickling_below_its_minimum_rate_is_cut_off_and_frees_its_slot() {
+    let server = start(|s| {
+        s.limits.max_concurrent_uploads = 1;
+        s.server.request_timeout = Duration::from_secs(1);
+        s.limits.upload_min_bytes_per_second = 100;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    // One byte every 100 ms: each byte would have restarted a stall timer.
+    let (tx, slow) = held_upload(&client, &server, MAGIC.to_vec()).await;
+    let trickle = tokio::spawn(async move {
+        while tx.send(Ok(vec![0])).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    // Meanwhile the only slot is taken.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let busy = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "application/octet-stream")
+        .body(MAGIC.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 503);
+    assert_eq!(busy.headers()["retry-after"], "5");
+    let answer = tokio::time::timeout(Duration::from_secs(30), slow).await.expect("cut off").unwrap();
+    if let Ok(response) = answer {
+        assert_eq!(response.status(), 408);
+    }
+    trickle.abort();
+    upload_example(&client, &server).await;
+    assert_eq!(server.uploads().len(), 1, "the slow upload left nothing");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_upload_past_its_deadline_is_cut_off_however_fast_it_comes() {
+    let server = start(|s| {
+        s.server.request_timeout = Duration::from_millis(500);
+        s.limits.upload_min_bytes_per_second = 1;
+        s.limits.upload_deadline = Duration::from_secs(2);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (tx, upload) = held_upload(&client, &server, MAGIC.to_vec()).await;
+    let feeder = tokio::spawn(async move {
+        while tx.send(Ok(vec![0; 1024])).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    let answer = tokio::time::timeout(Duration::from_secs(30), upload).await.expect("cut off at the deadline").unwrap();
+    if let Ok(response) = answer {
+        assert_eq!(response.status(), 408);
+        let v: serde_json::Value = response.json().await.unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains("deadline"), "{v}");
+    }
+    feeder.abort();
+    server.shutdown().await;
+}
+
+/// Starts a multipart upload whose body is `head` and then nothing; returns the request.
+fn stalled_form(
+    client: &reqwest::Client,
+    server: &common::TestServer,
+    head: Vec<u8>,
+) -> tokio::task::JoinHandle<reqwest::Result<reqwest::Response>> {
+    let body =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(head) }).chain(futures_util::stream::pending());
+    let request = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(reqwest::Body::wrap_stream(body))
+        .send();
+    tokio::spawn(request)
+}
+
+#[tokio::test]
+async fn a_multipart_name_field_that_stalls_is_cut_off() {
+    let server = start(|s| s.server.request_timeout = Duration::from_millis(500)).await;
+    let client = reqwest::Client::new();
+    let head = b"--B\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nab".to_vec();
+    let answer = tokio::time::timeout(Duration::from_secs(30), stalled_form(&client, &server, head))
+        .await
+        .expect("cut off")
+        .unwrap()
+        .unwrap();
+    assert_eq!(answer.status(), 408);
+    server.shutdown().await;
+}
+
+/// A multipart body: `fields` (name, extra part headers, content), then the end.
+fn form(fields: &[(&str, &str, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, headers, content) in fields {
+        let file = if *name == "file" { "; filename=\"x.pcap\"" } else { "" };
+        write!(body, "--B\r\nContent-Disposition: form-data; name=\"{name}\"{file}\r\n{headers}\r\n").unwrap();
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--B--\r\n");
+    body
+}
+
+async fn post_form(client: &reqwest::Client, server: &common::TestServer, body: Vec<u8>) -> (u16, serde_json::Value) {
+    let response = client
+        .post(server.url("/api/v1/upload"))
+        .header("content-type", "multipart/form-data; boundary=B")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_name_over_255_bytes_or_a_part_header_of_1_mib_is_refused_with_400() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let pcap = std::fs::read(common::example()).unwrap();
+    let long = "n".repeat(256);
+    let (status, v) = post_form(&client, &server, form(&[("name", "", long.as_bytes()), ("file", "", &pcap)])).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("255 bytes"), "{v}");
+    let response = client
+        .post(server.url(&format!("/api/v1/upload?name={long}")))
+        .header("content-type", "application/octet-stream")
+        .body(pcap.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "?name= too");
+    let pad = format!("X-Pad: {}\r\n", "p".repeat(1 << 20));
+    let (status, v) = post_form(&client, &server, form(&[("file", &pad, &pcap)])).await;
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("headers"), "{v}");
+    assert!(server.uploads().is_empty(), "nothing kept");
+    // 255 bytes is a name.
+    let name = "n".repeat(255);
+    let (status, v) = post_form(&client, &server, form(&[("name", "", name.as_bytes()), ("file", "", &pcap)])).await;
+    assert_eq!((status, v["name"].as_str()), (201, Some(name.as_str())));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_client_that_never_reads_is_dropped_after_the_send_timeout() {
+    // Small socket buffers on both ends, so that the server's writes stall after a few KiB.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(4096).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let server = common::start_on(socket.listen(64).unwrap(), |s| {
+        s.websocket.send_timeout = Duration::from_millis(500);
+        s.websocket.ping_interval = Duration::from_secs(3600);
+        s.websocket.max_clients = 1;
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(server.ws_url("/api/v1/ws"), stream).await.unwrap();
+    let (mut sink, _never_read) = ws.split();
+    // Every `ping` is answered with a `pong` the client never reads: the server's writes
+    // fill the socket buffers and then wait.
+    let pinger = tokio::spawn(async move {
+        for _ in 0..100_000 {
+            if sink.send(Message::Text("ping".into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut clients = u64::MAX;
+    for _ in 0..1500 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
+        let line = text.lines().find(|l| l.starts_with("callflow_websocket_clients ")).unwrap();
+        clients = line.rsplit(' ').next().unwrap().parse().unwrap();
+        if clients == 0 {
+            break;
+        }
+    }
+    assert_eq!(clients, 0, "the server gave up on the stuck client");
+    let again = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await;
+    assert!(again.is_ok(), "its client slot is free again");
+    pinger.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn invented_http_methods_are_counted_as_other_in_metrics() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("INVENTED{i}").as_bytes()).unwrap();
+        client.request(method, server.url("/version")).send().await.unwrap();
+    }
+    client.put(server.url("/version")).send().await.unwrap();
+    let text = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let requests: Vec<&str> = text.lines().filter(|l| l.starts_with("callflow_http_requests_total{")).collect();
+    assert!(!text.contains("INVENTED"), "{requests:?}");
+    for line in [
+        r#"callflow_http_requests_total{method="other",route="/version",status="405"} 50"#,
+        r#"callflow_http_requests_total{method="PUT",route="/version",status="405"} 1"#,
+    ] {
+        assert!(requests.contains(&line), "{line} in {requests:?}");
+    }
+    server.shutdown().await;
+}
