@@ -124,10 +124,11 @@ async fn a_dns_rebinding_host_is_refused_without_auth() {
     // With authentication the attacker has no credential to send, and any name is served.
     let server = start(|s| {
         s.auth.enabled = true;
-        s.auth.api_keys = vec!["k3y".into()];
+        s.auth.api_keys = vec!["k3y-0123456789abcdef".into()];
     })
     .await;
-    let response = client.get(server.url("/api/v1/jobs")).header("host", "evil.example").bearer_auth("k3y");
+    let response =
+        client.get(server.url("/api/v1/jobs")).header("host", "evil.example").bearer_auth("k3y-0123456789abcdef");
     assert_eq!(response.send().await.unwrap().status(), 200);
     server.shutdown().await;
 }
@@ -179,7 +180,7 @@ async fn a_second_upload_of_the_same_capture_does_not_take_over_the_first_jobs_s
 async fn only_the_websocket_routes_skip_the_authentication_check() {
     let server = start(|s| {
         s.auth.enabled = true;
-        s.auth.api_keys = vec!["k3y".into()];
+        s.auth.api_keys = vec!["k3y-0123456789abcdef".into()];
     })
     .await;
     let client = reqwest::Client::new();
@@ -195,15 +196,20 @@ async fn only_the_websocket_routes_skip_the_authentication_check() {
 async fn a_lower_case_bearer_scheme_is_accepted() {
     let server = start(|s| {
         s.auth.enabled = true;
-        s.auth.api_keys = vec!["k3y".into()];
+        s.auth.api_keys = vec!["k3y-0123456789abcdef".into()];
     })
     .await;
     let client = reqwest::Client::new();
-    for value in ["bearer k3y", "BEARER k3y", "Bearer  k3y"] {
+    for value in ["bearer k3y-0123456789abcdef", "BEARER k3y-0123456789abcdef", "Bearer  k3y-0123456789abcdef"] {
         let response = client.get(server.url("/api/v1/jobs")).header("authorization", value).send().await.unwrap();
         assert_eq!(response.status(), 200, "{value}");
     }
-    let response = client.get(server.url("/api/v1/jobs")).header("authorization", "Basic k3y").send().await.unwrap();
+    let response = client
+        .get(server.url("/api/v1/jobs"))
+        .header("authorization", "Basic k3y-0123456789abcdef")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401, "another scheme");
     server.shutdown().await;
 }
