@@ -320,15 +320,7 @@ async fn deleting_a_running_job_cancels_it_first() {
     for _ in 1..200_000 {
         capture.extend_from_slice(&frame);
     }
-    let response = client
-        .post(server.url("/api/v1/upload"))
-        .header("content-type", "application/vnd.tcpdump.pcap")
-        .body(capture)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = common::upload_pcap(&client, &server, "", capture).await;
     for _ in 0..500 {
         let v: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
         if v["status"] != "QUEUED" {

@@ -40,13 +40,7 @@ fn bomb(members: usize) -> Vec<u8> {
 }
 
 async fn upload(client: &reqwest::Client, server: &common::TestServer, body: Vec<u8>) -> i64 {
-    let response = client
-        .post(server.url("/api/v1/upload?name=bomb.pcap.gz"))
-        .header("content-type", "application/gzip")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = common::upload_raw(client, server, "?name=bomb.pcap.gz", "application/gzip", body).await;
     assert_eq!(response.status(), 201);
     response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap()
 }

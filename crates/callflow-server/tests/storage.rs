@@ -101,13 +101,7 @@ async fn an_upload_to_a_full_disk_is_507_naming_the_upload_directory() {
     let mut body = std::fs::read(common::example()).unwrap();
     // Larger than the file system: a valid capture header, then padding.
     body.resize(2 << 20, 0);
-    let response = client
-        .post(server.url("/api/v1/upload"))
-        .header("content-type", "application/vnd.tcpdump.pcap")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let response = common::upload_raw(&client, &server, "", "application/vnd.tcpdump.pcap", body).await;
     assert_eq!(response.status(), 507);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "insufficient_storage", "{body}");

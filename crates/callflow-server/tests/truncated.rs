@@ -12,15 +12,7 @@ async fn a_truncated_captures_job_says_incomplete_with_its_warning_in_the_status
     let whole = std::fs::read(common::example()).unwrap();
     // Cut in the middle of a record: what comes before it is analysed.
     let cut = whole[..whole.len() / 2 + 7].to_vec();
-    let response = client
-        .post(server.url("/api/v1/upload?name=cut.pcap"))
-        .header("content-type", "application/vnd.tcpdump.pcap")
-        .body(cut)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = common::upload_pcap(&client, &server, "?name=cut.pcap", cut).await;
     let done = wait_finished(&client, &server, job).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(done["complete"], false, "{done}");

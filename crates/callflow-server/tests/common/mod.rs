@@ -144,20 +144,31 @@ async fn launch(
     TestServer { addr, dir: Some(dir), settings, stop: Some(tx), task: Some(task), gate }
 }
 
-/// Uploads the example capture as a raw body; returns the job id.
-pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> i64 {
-    let body = std::fs::read(example()).unwrap();
-    let response = client
-        .post(server.url("/api/v1/upload?name=basic-call.pcap"))
-        .header("content-type", "application/vnd.tcpdump.pcap")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+/// Uploads `body` as a raw body of `content_type` to `/api/v1/upload{query}` (`query` is
+/// `""` or `?name=...`); returns the response, whatever it says.
+pub async fn upload_raw(
+    client: &reqwest::Client,
+    server: &TestServer,
+    query: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let url = server.url(&format!("/api/v1/upload{query}"));
+    client.post(url).header("content-type", content_type).body(body).send().await.unwrap()
+}
+
+/// Uploads `body` as a raw pcap body; asserts it was accepted and returns the job id.
+pub async fn upload_pcap(client: &reqwest::Client, server: &TestServer, query: &str, body: Vec<u8>) -> i64 {
+    let response = upload_raw(client, server, query, "application/vnd.tcpdump.pcap", body).await;
     assert_eq!(response.status(), 201);
     let v: serde_json::Value = response.json().await.unwrap();
     assert_eq!(v["status"], "queued");
     v["job_id"].as_i64().unwrap()
+}
+
+/// Uploads the example capture as a raw body; returns the job id.
+pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> i64 {
+    upload_pcap(client, server, "?name=basic-call.pcap", std::fs::read(example()).unwrap()).await
 }
 
 /// The sender side of an upload held open: each item sent is a chunk of its body (an
