@@ -185,11 +185,12 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
     let kept = tokio::task::spawn_blocking(move || {
         let mut conn = std::net::TcpStream::connect(addr).unwrap();
         conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        conn.write_all(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        conn.write_all(format!("GET /version HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes()).unwrap();
         closed_by_server(conn).map(|b| String::from_utf8_lossy(&b).into_owned())
     });
     assert_eq!(idle.await.unwrap(), Some(Vec::new()), "closed by the server, without a word");
-    assert!(kept.await.unwrap().expect("closed by the server").contains("200 OK"));
+    let kept = kept.await.unwrap().expect("closed by the server");
+    assert!(kept.contains("200 OK"), "{kept}");
     server.shutdown().await;
 }
 
@@ -223,6 +224,66 @@ async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed() {
     let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "closed by the server, not by our timeout");
     assert!(buf.is_empty());
+    server.shutdown().await;
+}
+
+/// The HTTP/2 client preface followed by an empty SETTINGS frame (length 0, type 4, no
+/// flags, stream 0): all a client with prior knowledge need send to open a connection.
+const H2_OPENING: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+#[tokio::test]
+async fn an_http2_connection_that_opens_no_stream_is_closed_after_the_header_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        // Ten times the timeout: the idle limit and the grace after the GOAWAY, with room.
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(H2_OPENING).unwrap();
+        closed_by_server(conn)
+    });
+    let received = closed.await.unwrap().expect("closed by the server, not by our read timeout");
+    // The server's SETTINGS frame (type 4) first, then at the end its GOAWAY (type 7).
+    assert_eq!(received.get(3), Some(&4), "{received:?}");
+    assert!(received.windows(4).any(|w| w == [0, 0, 8, 7]), "a GOAWAY in {received:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_over_http2_outlives_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let job = upload_example(&client, &server).await;
+    common::wait_finished(&client, &server, job).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let events = h2.get(server.url(&format!("/api/v1/jobs/{job}/events"))).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.version(), reqwest::Version::HTTP_2);
+    let mut stream = events.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("full_state"));
+    // Three idle timeouts with nothing sent either way, then the job's deletion: the
+    // stream, still open, carries it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deleted = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let mut rest = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.expect("the stream was not cut")));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stream ended after the deletion");
+    assert!(rest.contains("deleted"), "{rest}");
     server.shutdown().await;
 }
 
