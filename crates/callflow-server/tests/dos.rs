@@ -254,6 +254,39 @@ async fn an_http2_connection_that_opens_no_stream_is_closed_after_the_header_tim
 }
 
 #[tokio::test]
+async fn an_http2_connection_idle_after_its_request_is_closed_after_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.addr;
+    // GET /version on stream 1 in HPACK without Huffman: :method GET (static 2), :scheme
+    // http (6), then :path (4) and :authority (1) as literals not indexed.
+    let authority = addr.to_string();
+    let mut block = vec![0x82, 0x86, 0x04, 8];
+    block.extend_from_slice(b"/version");
+    block.extend_from_slice(&[0x01, authority.len() as u8]);
+    block.extend_from_slice(authority.as_bytes());
+    let mut request = H2_OPENING.to_vec();
+    // HEADERS (type 1), END_STREAM | END_HEADERS (0x5), stream 1.
+    request.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
+    request.extend_from_slice(&block);
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(&request).unwrap();
+        closed_by_server(conn)
+    });
+    let received = closed.await.unwrap().expect("closed by the server, not by our read timeout");
+    // The answer's HEADERS on stream 1 with :status 200 (static 8) first, then the GOAWAY.
+    let answer = received.windows(10).position(|w| w[3] == 1 && w[5..9] == [0, 0, 0, 1] && w[9] == 0x88);
+    let goaway = received.windows(4).position(|w| w == [0, 0, 8, 7]);
+    assert!(answer.is_some() && goaway > answer, "a 200 then a GOAWAY in {received:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn an_event_stream_over_http2_outlives_the_idle_timeout() {
     let server = start(|s| {
         s.server.header_timeout = Duration::from_secs(1);
