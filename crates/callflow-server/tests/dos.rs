@@ -320,6 +320,24 @@ async fn an_event_stream_over_http2_outlives_the_idle_timeout() {
     server.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_websocket_outlives_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    assert!(next_text(&mut ws).await.contains("full_state"));
+    // Three idle timeouts with nothing sent either way, then a job: the socket, still
+    // open, tells of it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let job = upload_example(&reqwest::Client::new(), &server).await;
+    let message = next_text(&mut ws).await;
+    assert!(message.contains(&format!("\"job_id\":{job}")), "{message}");
+    server.shutdown().await;
+}
+
 /// A pcap's magic number: the start of a valid upload.
 const MAGIC: [u8; 4] = [0xd4, 0xc3, 0xb2, 0xa1];
 
