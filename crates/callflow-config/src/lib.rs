@@ -80,6 +80,10 @@ pub struct ServerSettings {
     /// How long a client may take to send a request's headers (slow clients are cut off).
     #[serde(with = "duration")]
     pub header_timeout: Duration,
+    /// How long a connection that has made requests may stay open with none in flight
+    /// (HTTP/1 keep-alive and HTTP/2 alike; an event stream or WebSocket is in flight).
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
     /// Largest request head (request line and headers), in bytes.
     pub max_header_bytes: usize,
     /// Longest request URI, in bytes.
@@ -106,6 +110,7 @@ impl Default for ServerSettings {
             tls: TlsSettings::default(),
             cors_origins: Vec::new(),
             header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
             insecure_no_auth: false,

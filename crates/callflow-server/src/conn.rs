@@ -1,11 +1,19 @@
 //! A connection's first bytes under a deadline: hyper's header read timeout starts only once hyper-util has told HTTP/1 from HTTP/2 by those bytes, so a connection that sent nothing was never closed (1,100 such sockets made `/health` unreachable).
+//!
+//! Past those bytes an HTTP/2 connection has no timeout of hyper's: one that sent its
+//! preface and then nothing, or keeps a connection with no stream open, stayed for ever.
+//! So each connection counts its requests in flight ([`Activity`], from the service's call
+//! until the response body is dropped, so event streams count) and [`drive`] shuts it down
+//! gracefully (GOAWAY for HTTP/2) once it has had none for [`IdleLimits`]' time.
 
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::watch;
 use tokio::time::Sleep;
 
 /// What an HTTP/2 client with prior knowledge sends first.
@@ -90,5 +98,110 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for FirstBytes<S> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+/// What a connection has in flight, as its idle watchdog sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Load {
+    in_flight: usize,
+    /// Whether a request was ever made: until then the connection gets the header timeout.
+    served: bool,
+}
+
+/// The count of a connection's requests in flight, shared by its service.
+#[derive(Clone)]
+pub struct Activity(Arc<watch::Sender<Load>>);
+
+/// One request in flight; dropped with its response body (or its handler, if cut short).
+pub struct Busy(Arc<watch::Sender<Load>>);
+
+impl Activity {
+    /// A connection with nothing in flight yet, and the receiver its watchdog waits on.
+    pub fn new() -> (Activity, watch::Receiver<Load>) {
+        let (tx, rx) = watch::channel(Load::default());
+        (Activity(Arc::new(tx)), rx)
+    }
+
+    /// A request begins; it is in flight until the returned guard is dropped.
+    pub fn begin(&self) -> Busy {
+        self.0.send_modify(|load| {
+            load.in_flight += 1;
+            load.served = true;
+        });
+        Busy(self.0.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.send_modify(|load| load.in_flight -= 1);
+    }
+}
+
+/// How long a connection may have no request in flight.
+#[derive(Clone, Copy, Debug)]
+pub struct IdleLimits {
+    /// Before its first request (`server.header_timeout`).
+    pub first: Duration,
+    /// After a response (`server.idle_timeout`).
+    pub between: Duration,
+}
+
+/// Completes once the connection has had nothing in flight for its limit; never if its
+/// service is gone (the connection is ending anyway).
+pub async fn idle(mut load: watch::Receiver<Load>, limits: IdleLimits) {
+    loop {
+        let now = *load.borrow_and_update();
+        let changed = load.changed();
+        let result = if now.in_flight > 0 {
+            Ok(changed.await)
+        } else {
+            tokio::time::timeout(if now.served { limits.between } else { limits.first }, changed).await
+        };
+        match result {
+            Err(_elapsed) => return,
+            Ok(Ok(())) => {}
+            Ok(Err(_closed)) => std::future::pending().await,
+        }
+    }
+}
+
+/// Serves `conn` until it ends; shuts it down with `close` (graceful: requests in flight
+/// finish) when `idle` completes or `stop` turns true. An idle connection whose peer does
+/// not let it close (an HTTP/2 client that never answers the GOAWAY's ping) is dropped
+/// after `grace`.
+pub async fn drive<C: Future>(
+    mut conn: Pin<&mut C>,
+    close: impl FnOnce(Pin<&mut C>),
+    idle: impl Future<Output = ()>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    enum Why {
+        Done,
+        Idle,
+        Stop,
+    }
+    let stopped = async {
+        if stop.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let why = tokio::select! {
+        _ = conn.as_mut() => Why::Done,
+        _ = idle => Why::Idle,
+        _ = stopped => Why::Stop,
+    };
+    match why {
+        Why::Done => {}
+        Why::Idle => {
+            close(conn.as_mut());
+            let _ = tokio::time::timeout(grace, conn).await;
+        }
+        Why::Stop => {
+            close(conn.as_mut());
+            conn.await;
+        }
     }
 }

@@ -6,7 +6,8 @@
 //! and serves the router over HTTP/1.1 and HTTP/2 (cleartext with prior knowledge, or TLS
 //! with ALPN `h2`/`http/1.1` via rustls), with header size limits and a header read timeout
 //! against slow clients, which also closes a connection that sends nothing (before or after
-//! its TLS handshake); [`serve`] runs it until SIGTERM/SIGINT ([`shutdown_signal`]).
+//! its TLS handshake), and an idle timeout that closes a connection, HTTP/2 included, with
+//! no request in flight (`conn`); [`serve`] runs it until SIGTERM/SIGINT ([`shutdown_signal`]).
 //! Errors are one type, [`ApiError`], answered as `{"error": {"code", "message"}}`.
 //!
 //! Architecture invariant: this is the only crate that speaks HTTP or WebSocket; it holds
@@ -370,7 +371,9 @@ impl Server {
             .header_read_timeout(settings.server.header_timeout)
             .max_buf_size(settings.server.max_header_bytes.max(8192));
         builder.http2().timer(TokioTimer::new()).max_header_list_size(settings.server.max_header_bytes as u32);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        // Each connection's task holds a receiver: `closed()` is all of them finished.
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let limits = conn::IdleLimits { first: settings.server.header_timeout, between: settings.server.idle_timeout };
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -382,13 +385,26 @@ impl Server {
                 _ = &mut shutdown => break,
             };
             let app = app.clone();
+            let (activity, load) = conn::Activity::new();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                app.clone().oneshot(req.map(axum::body::Body::new))
+                // In flight until the response body is dropped: an event stream keeps its
+                // connection open however long it lasts.
+                let busy = activity.begin();
+                let call = app.clone().oneshot(req.map(axum::body::Body::new));
+                async move {
+                    let response = call.await?;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        axum::body::Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+                            let _busy = &busy;
+                            frame
+                        }))
+                    }))
+                }
             });
             let builder = builder.clone();
             let tls = tls.clone();
-            let watcher = graceful.watcher();
+            let stopping = stopping.clone();
             let header_timeout = settings.server.header_timeout;
             tokio::spawn(async move {
                 let _ = stream.set_nodelay(true);
@@ -401,19 +417,25 @@ impl Server {
                         // Then a request's first bytes get as long again.
                         let stream = conn::FirstBytes::new(stream, header_timeout);
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        tokio::pin!(conn);
+                        let idle = conn::idle(load, limits);
+                        conn::drive(conn, |c| c.graceful_shutdown(), idle, stopping, header_timeout).await;
                     }
                     None => {
                         let stream = conn::FirstBytes::new(stream, header_timeout);
                         let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                        let _ = watcher.watch(conn.into_owned()).await;
+                        tokio::pin!(conn);
+                        let idle = conn::idle(load, limits);
+                        conn::drive(conn, |c| c.graceful_shutdown(), idle, stopping, header_timeout).await;
                     }
                 }
             });
         }
         drop(listener);
+        drop(stopping);
         hub.stop();
-        let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
+        let _ = stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), stop.closed()).await;
         Ok(())
     }
 }

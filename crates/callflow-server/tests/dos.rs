@@ -2,27 +2,12 @@
 
 mod common;
 
-use common::{held_upload, start, upload_example};
+use common::{held_upload, next_text, start, upload_example};
 use futures_util::{SinkExt, StreamExt};
 use std::io::{Read, Write};
 use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio_tungstenite::tungstenite::Message;
-
-/// The next text message, or `close CODE`.
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("in time") {
-            Some(Ok(Message::Text(t))) => return t.to_string(),
-            Some(Ok(Message::Close(frame))) => return format!("close {}", frame.map_or(0, |f| u16::from(f.code))),
-            Some(Ok(_)) => continue,
-            other => panic!("{other:?}"),
-        }
-    }
-}
 
 async fn login(client: &reqwest::Client, server: &common::TestServer, user: &str, password: &str) -> reqwest::Response {
     client
@@ -190,7 +175,8 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
         closed_by_server(conn).map(|b| String::from_utf8_lossy(&b).into_owned())
     });
     assert_eq!(idle.await.unwrap(), Some(Vec::new()), "closed by the server, without a word");
-    assert!(kept.await.unwrap().expect("closed by the server").contains("200 OK"));
+    let kept = kept.await.unwrap().expect("closed by the server");
+    assert!(kept.contains("200 OK"), "{kept}");
     server.shutdown().await;
 }
 
@@ -224,6 +210,117 @@ async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed() {
     let read = tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "closed by the server, not by our timeout");
     assert!(buf.is_empty());
+    server.shutdown().await;
+}
+
+/// The HTTP/2 client preface followed by an empty SETTINGS frame (length 0, type 4, no
+/// flags, stream 0): all a client with prior knowledge need send to open a connection.
+const H2_OPENING: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+
+#[tokio::test]
+async fn an_http2_connection_that_opens_no_stream_is_closed_after_the_header_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.addr;
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        // Ten times the timeout: the idle limit and the grace after the GOAWAY, with room.
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(H2_OPENING).unwrap();
+        closed_by_server(conn)
+    });
+    let received = closed.await.unwrap().expect("closed by the server, not by our read timeout");
+    // The server's SETTINGS frame (type 4) first, then at the end its GOAWAY (type 7).
+    assert_eq!(received.get(3), Some(&4), "{received:?}");
+    assert!(received.windows(4).any(|w| w == [0, 0, 8, 7]), "a GOAWAY in {received:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_http2_connection_idle_after_its_request_is_closed_after_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let addr = server.addr;
+    // GET /version on stream 1 in HPACK without Huffman: :method GET (static 2), :scheme
+    // http (6), then :path (4) and :authority (1) as literals not indexed.
+    let authority = addr.to_string();
+    let mut block = vec![0x82, 0x86, 0x04, 8];
+    block.extend_from_slice(b"/version");
+    block.extend_from_slice(&[0x01, authority.len() as u8]);
+    block.extend_from_slice(authority.as_bytes());
+    let mut request = H2_OPENING.to_vec();
+    // HEADERS (type 1), END_STREAM | END_HEADERS (0x5), stream 1.
+    request.extend_from_slice(&[0, 0, block.len() as u8, 1, 0x5, 0, 0, 0, 1]);
+    request.extend_from_slice(&block);
+    let closed = tokio::task::spawn_blocking(move || {
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        conn.write_all(&request).unwrap();
+        closed_by_server(conn)
+    });
+    let received = closed.await.unwrap().expect("closed by the server, not by our read timeout");
+    // The answer's HEADERS on stream 1 with :status 200 (static 8) first, then the GOAWAY.
+    let answer = received.windows(10).position(|w| w[3] == 1 && w[5..9] == [0, 0, 0, 1] && w[9] == 0x88);
+    let goaway = received.windows(4).position(|w| w == [0, 0, 8, 7]);
+    assert!(answer.is_some() && goaway > answer, "a 200 then a GOAWAY in {received:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_stream_over_http2_outlives_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let job = upload_example(&client, &server).await;
+    common::wait_finished(&client, &server, job).await;
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    let events = h2.get(server.url(&format!("/api/v1/jobs/{job}/events"))).send().await.unwrap();
+    assert_eq!(events.status(), 200);
+    assert_eq!(events.version(), reqwest::Version::HTTP_2);
+    let mut stream = events.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.unwrap().unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("full_state"));
+    // Three idle timeouts with nothing sent either way, then the job's deletion: the
+    // stream, still open, carries it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deleted = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    let mut rest = String::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(chunk) = stream.next().await {
+            rest.push_str(&String::from_utf8_lossy(&chunk.expect("the stream was not cut")));
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "the stream ended after the deletion");
+    assert!(rest.contains("deleted"), "{rest}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_websocket_outlives_the_idle_timeout() {
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(1);
+        s.server.idle_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    assert!(next_text(&mut ws).await.contains("full_state"));
+    // Three idle timeouts with nothing sent either way, then a job: the socket, still
+    // open, tells of it.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let job = upload_example(&reqwest::Client::new(), &server).await;
+    let message = next_text(&mut ws).await;
+    assert!(message.contains(&format!("\"job_id\":{job}")), "{message}");
     server.shutdown().await;
 }
 

@@ -2,25 +2,11 @@
 
 mod common;
 
-use common::{start, upload_example, wait_finished};
+use common::{next_text, start, upload_example, wait_finished};
 use futures_util::StreamExt;
 use std::io::{Read, Write};
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
-
-async fn next_text<S>(ws: &mut S) -> String
-where
-    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
-{
-    loop {
-        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("in time") {
-            Some(Ok(Message::Text(t))) => return t.to_string(),
-            Some(Ok(Message::Close(frame))) => return format!("close {}", frame.map_or(0, |f| u16::from(f.code))),
-            Some(Ok(_)) => continue,
-            other => panic!("{other:?}"),
-        }
-    }
-}
 
 #[tokio::test]
 async fn heartbeats_a_job_socket_a_client_cap_and_close_on_shutdown() {

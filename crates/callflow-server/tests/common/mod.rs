@@ -272,3 +272,22 @@ impl Analysis for Gate {
         Err("stopped".into())
     }
 }
+
+/// The next text message of a WebSocket, or `close CODE` when it is closed (bounded wait).
+pub async fn next_text<S>(ws: &mut S) -> String
+where
+    S: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("in time") {
+            Some(Ok(Message::Text(t))) => return t.to_string(),
+            Some(Ok(Message::Close(frame))) => return format!("close {}", frame.map_or(0, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    }
+}
