@@ -306,22 +306,8 @@ fn wanted_members(prefix: &str) -> Vec<String> {
 /// Unpacks into a temporary sibling first and renames, so an interrupted run never
 /// leaves a half-unpacked tree that looks complete.
 fn unpack(archive: &Path, lock: &Lock, tree: &Path) -> Result<()> {
-    let parent = tree.parent().context("vendor dir")?;
-    let tmp = parent.join(format!(".nDPI-{}.partial", lock.version));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir_all(&tmp)?;
     let prefix = format!("nDPI-{}", lock.version);
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(archive)
-        .arg("-C")
-        .arg(&tmp)
-        .args(wanted_members(&prefix))
-        .status()
-        .context("running tar")?;
-    ensure!(status.success(), "tar could not unpack {}", archive.display());
+    let tmp = extract(archive, lock, tree, &wanted_members(&prefix))?;
     if tree.exists() {
         fs::remove_dir_all(tree).with_context(|| format!("removing the old {}", tree.display()))?;
     }
@@ -334,22 +320,8 @@ fn unpack(archive: &Path, lock: &Lock, tree: &Path) -> Result<()> {
 /// through a temporary sibling and a rename, so that an interrupted run leaves no half
 /// directory that looks complete.
 fn unpack_members(archive: &Path, lock: &Lock, tree: &Path, member: &str) -> Result<()> {
-    let parent = tree.parent().context("vendor dir")?;
-    let tmp = parent.join(format!(".nDPI-{}.partial", lock.version));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp)?;
-    }
-    fs::create_dir_all(&tmp)?;
     let prefix = format!("nDPI-{}", lock.version);
-    let status = Command::new("tar")
-        .arg("-xzf")
-        .arg(archive)
-        .arg("-C")
-        .arg(&tmp)
-        .arg(format!("{prefix}/{member}"))
-        .status()
-        .context("running tar")?;
-    ensure!(status.success(), "tar could not unpack {member} from {}", archive.display());
+    let tmp = extract(archive, lock, tree, &[format!("{prefix}/{member}")])?;
     let target = tree.join(member);
     fs::create_dir_all(target.parent().context("member's parent")?)?;
     fs::rename(tmp.join(&prefix).join(member), &target)
@@ -358,13 +330,35 @@ fn unpack_members(archive: &Path, lock: &Lock, tree: &Path, member: &str) -> Res
     Ok(())
 }
 
+/// Extracts `members` of the archive into a fresh temporary directory beside `tree`
+/// (`.nDPI-VERSION.partial`, emptied first) and returns it.
+fn extract(archive: &Path, lock: &Lock, tree: &Path, members: &[String]) -> Result<PathBuf> {
+    let tmp = tree.parent().context("vendor dir")?.join(format!(".nDPI-{}.partial", lock.version));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp)?;
+    }
+    fs::create_dir_all(&tmp)?;
+    let status = Command::new("tar")
+        .arg("-xzf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&tmp)
+        .args(members)
+        .status()
+        .context("running tar")?;
+    ensure!(status.success(), "tar could not unpack {} from {}", members.join(" "), archive.display());
+    Ok(tmp)
+}
+
 fn headers_present(tree: &Path) -> bool {
     ["ndpi_define.h", "ndpi_api.h", "ndpi_config.h"].iter().all(|h| tree.join("src/include").join(h).is_file())
 }
 
 /// Writes what `./configure` would: the two `.h.in` substitutions, and `ndpi_config.h`
-/// for a Linux build without the optional libraries (libgcrypt, libmaxminddb, libpcre),
-/// whose absence only costs QUIC's encrypted SNI and GeoIP, which callflowd does not use.
+/// for a Linux build without the optional libraries (libgcrypt, libmaxminddb, libpcre).
+/// libgcrypt, which nDPI needs to read QUIC's first packets, is added at build time by
+/// callflow-ndpi-sys's build script when pkg-config finds it; GeoIP and regular
+/// expressions are not used by callflowd.
 fn generate_headers(tree: &Path, lock: &Lock) -> Result<()> {
     let include = tree.join("src/include");
     let (major, minor) = lock.version.split_once('.').context("version is MAJOR.MINOR")?;
