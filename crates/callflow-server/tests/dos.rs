@@ -183,15 +183,11 @@ async fn a_connection_that_sends_nothing_is_closed_after_the_header_timeout() {
 #[tokio::test]
 async fn a_tls_connection_that_sends_nothing_after_its_handshake_is_closed() {
     use tokio_rustls::rustls;
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let tls = common::TestCert::localhost();
+    let cert = &tls.key;
     let server = start(|s| {
         s.server.header_timeout = Duration::from_millis(300);
-        s.server.tls.cert = Some(cert_path.clone());
-        s.server.tls.key = Some(key_path.clone());
+        tls.configure(s);
     })
     .await;
     let mut roots = rustls::RootCertStore::empty();

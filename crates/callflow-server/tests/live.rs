@@ -125,17 +125,9 @@ async fn http2_with_prior_knowledge() {
 
 #[tokio::test]
 async fn tls_with_a_generated_certificate_negotiates_h2_and_http1() {
-    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let server = start(|s| {
-        s.server.tls.cert = Some(cert_path.clone());
-        s.server.tls.key = Some(key_path.clone());
-    })
-    .await;
-    let root = reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap();
+    let tls = common::TestCert::localhost();
+    let server = start(|s| tls.configure(s)).await;
+    let root = reqwest::Certificate::from_pem(tls.key.cert.pem().as_bytes()).unwrap();
     let url = format!("https://localhost:{}/version", server.addr.port());
     let h2 = reqwest::Client::builder()
         .add_root_certificate(root.clone())

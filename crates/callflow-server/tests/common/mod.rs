@@ -291,3 +291,33 @@ where
         }
     }
 }
+
+/// A self-signed certificate for `localhost`, written as PEM files for the server's
+/// `server.tls` settings; the files live as long as this value.
+pub struct TestCert {
+    /// The certificate and its key, for the client side (trust roots).
+    pub key: rcgen::CertifiedKey<rcgen::KeyPair>,
+    /// `cert.pem`.
+    pub cert_path: PathBuf,
+    /// `key.pem`.
+    pub key_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TestCert {
+    /// Generates the certificate and writes its files.
+    pub fn localhost() -> TestCert {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert_path, key.cert.pem()).unwrap();
+        std::fs::write(&key_path, key.signing_key.serialize_pem()).unwrap();
+        TestCert { key, cert_path, key_path, _dir: dir }
+    }
+
+    /// Points `settings` at the certificate.
+    pub fn configure(&self, settings: &mut Settings) {
+        settings.server.tls.cert = Some(self.cert_path.clone());
+        settings.server.tls.key = Some(self.key_path.clone());
+    }
+}
