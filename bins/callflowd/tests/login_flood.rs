@@ -2,26 +2,14 @@
 
 mod common;
 
-use common::{request, temp_dir, Daemon};
+use common::{hash_password, request, temp_dir, Daemon};
 use std::io::Write;
-use std::process::{Command, Stdio};
 
 /// A field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
 fn memory_kib(pid: u32, field: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with(&format!("{field}:"))).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-fn hash(password: &str) -> String {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_callflowd"))
-        .arg("--hash-password")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap().trim().to_string()
 }
 
 fn login(addr: &str, user: &str) -> u16 {
@@ -40,7 +28,7 @@ fn three_hundred_parallel_logins_leave_memory_flat() {
     let toml = format!(
         "[auth]\nenabled = true\nusers = {{ ann = \"{}\" }}\nlogin_attempts_per_minute = 0\n\
          [limits]\nrate_limit_per_second = 0\n",
-        hash("s3cret")
+        hash_password("s3cret")
     );
     std::fs::write(&config, toml).unwrap();
     let daemon = Daemon::start(dir, &["--config", config.to_str().unwrap()]);

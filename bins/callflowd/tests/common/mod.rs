@@ -103,3 +103,13 @@ pub fn request(addr: &str, head: &str, body: impl FnOnce(&mut TcpStream)) -> (u1
     let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_string();
     (status, body)
 }
+
+/// What `callflowd --hash-password` prints for `password` (an argon2id PHC string), after
+/// checking it exited successfully.
+pub fn hash_password(password: &str) -> String {
+    let mut child = bare_command().arg("--hash-password").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "callflowd --hash-password failed");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
