@@ -3,9 +3,13 @@
 //! The captures are written by hand (Ethernet, IPv4, UDP, GTP-U, fragments) so each test
 //! shows exactly the packets that once went wrong.
 
+#[path = "common/packets.rs"]
+mod packets;
+
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
 use callflow_model::{CallState, Document, Session, SessionKind};
+use packets::{ipv4, udp};
 
 const A: [u8; 4] = [10, 0, 0, 1];
 const B: [u8; 4] = [10, 0, 0, 2];
@@ -41,29 +45,6 @@ fn pcap(frames: &[Frame]) -> Vec<u8> {
         out.extend_from_slice(&eth);
     }
     out
-}
-
-/// An IPv4 header and payload; `flags_offset` holds MF (0x2000) and the offset in 8-byte units.
-fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, id: u16, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&flags_offset.to_be_bytes());
-    p.extend_from_slice(&[64, protocol, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
-fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
 }
 
 /// A UDP datagram in an unfragmented IPv4 packet.

@@ -1,29 +1,18 @@
 //! Tunnel context: SIP and RTP inside GTP-U keep their tunnel, and equal UE addresses behind two eNodeBs stay apart.
 
+#[path = "common/packets.rs"]
+mod packets;
+
 use callflow_correlate::Analyzer;
 use callflow_decode::capture::Frame;
 use callflow_decode::{LinkType, Timestamp};
 use callflow_model::{Session, SessionKind, TunnelKind};
+use packets::{ipv4, udp};
 use std::net::Ipv4Addr;
 
-fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
-    let len = (20 + payload.len()) as u16;
-    let mut p = vec![0x45, 0, 0, 0, 0, 0, 0x40, 0, 64, protocol, 0, 0];
-    p[2..4].copy_from_slice(&len.to_be_bytes());
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
-}
-
-fn udp(src: u16, dst: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = Vec::new();
-    p.extend_from_slice(&src.to_be_bytes());
-    p.extend_from_slice(&dst.to_be_bytes());
-    p.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&[0, 0]);
-    p.extend_from_slice(payload);
-    p
+/// An unfragmented IPv4 packet (DF set).
+fn ip(src: [u8; 4], dst: [u8; 4], protocol: u8, payload: &[u8]) -> Vec<u8> {
+    ipv4(src, dst, protocol, 0, 0x4000, payload)
 }
 
 /// A GTP-U T-PDU of bearer `teid`, between the eNodeB `enb` and the gateway.
@@ -34,7 +23,7 @@ fn gtp_u(enb: u8, teid: u32, uplink: bool, inner: &[u8]) -> Vec<u8> {
     g.extend_from_slice(inner);
     let (enb, gw) = ([192, 0, 2, enb], [198, 51, 100, 1]);
     let (src, dst) = if uplink { (enb, gw) } else { (gw, enb) };
-    ipv4(src, dst, 17, &udp(2152, 2152, &g))
+    ip(src, dst, 17, &udp(2152, 2152, &g))
 }
 
 const UE: [u8; 4] = [10, 45, 0, 7];
@@ -82,14 +71,14 @@ fn analyse(packets: &[Vec<u8>]) -> (Vec<Session>, Vec<callflow_model::Flow>) {
 fn equal_ue_addresses_behind_two_enodebs_are_two_calls_each_with_its_own_media() {
     let mut packets = Vec::new();
     // Two subscribers behind two eNodeBs, given the same address by two APNs, each call out.
-    packets.push(gtp_u(1, 0x100, true, &ipv4(UE, PEER, 17, &udp(5060, 5060, &invite("call-a")))));
-    packets.push(gtp_u(2, 0x200, true, &ipv4(UE, PEER, 17, &udp(5060, 5060, &invite("call-b")))));
+    packets.push(gtp_u(1, 0x100, true, &ip(UE, PEER, 17, &udp(5060, 5060, &invite("call-a")))));
+    packets.push(gtp_u(2, 0x200, true, &ip(UE, PEER, 17, &udp(5060, 5060, &invite("call-b")))));
     // Media to the announced address reaches each subscriber through its own bearer: the
     // first bearer carries twice as many packets.
     for seq in 0..6 {
-        packets.push(gtp_u(1, 0x101, false, &ipv4(PEER, UE, 17, &udp(7000, 4000, &rtp(seq)))));
+        packets.push(gtp_u(1, 0x101, false, &ip(PEER, UE, 17, &udp(7000, 4000, &rtp(seq)))));
         if seq % 2 == 0 {
-            packets.push(gtp_u(2, 0x201, false, &ipv4(PEER, UE, 17, &udp(7000, 4000, &rtp(seq / 2)))));
+            packets.push(gtp_u(2, 0x201, false, &ip(PEER, UE, 17, &udp(7000, 4000, &rtp(seq / 2)))));
         }
     }
     let (sessions, flows) = analyse(&packets);
