@@ -1,26 +1,36 @@
-//! IPv4 and UDP headers for the packets the tests build (checksums left zero, which the decoders do not check).
+//! IPv4 and UDP packets for the tests, built with pnet_packet (checksums left zero, which the decoders do not check).
+
+use pnet_packet::ip::IpNextHeaderProtocol;
+use pnet_packet::ipv4::MutableIpv4Packet;
+use pnet_packet::udp::MutableUdpPacket;
+use std::net::Ipv4Addr;
 
 /// An IPv4 header and payload; `flags_offset` holds DF (0x4000), MF (0x2000) and the
-/// fragment offset in 8-byte units.
+/// fragment offset in 8-byte units, as the header's 16 bits do.
 pub fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, id: u16, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = vec![0x45, 0];
-    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
-    p.extend_from_slice(&id.to_be_bytes());
-    p.extend_from_slice(&flags_offset.to_be_bytes());
-    p.extend_from_slice(&[64, protocol, 0, 0]);
-    p.extend_from_slice(&src);
-    p.extend_from_slice(&dst);
-    p.extend_from_slice(payload);
-    p
+    let mut buf = vec![0; 20 + payload.len()];
+    let mut p = MutableIpv4Packet::new(&mut buf).expect("room for the header");
+    p.set_version(4);
+    p.set_header_length(5);
+    p.set_total_length((20 + payload.len()) as u16);
+    p.set_identification(id);
+    p.set_flags((flags_offset >> 13) as u8);
+    p.set_fragment_offset(flags_offset & 0x1fff);
+    p.set_ttl(64);
+    p.set_next_level_protocol(IpNextHeaderProtocol(protocol));
+    p.set_source(Ipv4Addr::from(src));
+    p.set_destination(Ipv4Addr::from(dst));
+    p.set_payload(payload);
+    buf
 }
 
 /// A UDP header and payload.
 pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::new();
-    u.extend_from_slice(&sport.to_be_bytes());
-    u.extend_from_slice(&dport.to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    u
+    let mut buf = vec![0; 8 + payload.len()];
+    let mut u = MutableUdpPacket::new(&mut buf).expect("room for the header");
+    u.set_source(sport);
+    u.set_destination(dport);
+    u.set_length((8 + payload.len()) as u16);
+    u.set_payload(payload);
+    buf
 }
