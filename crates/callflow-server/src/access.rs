@@ -121,9 +121,15 @@ impl Access {
         let Some(origins) = &self.origins else { return true };
         let origin = origin.to_ascii_lowercase();
         // The server's own origin: the page was served from the address it calls.
+        // Browsers leave the scheme's default port out of `Origin`, while a `Host` may carry
+        // it (`name:443` from a proxy passing `$http_host`): compare with the ports filled in.
         let own = host.is_some_and(|host| {
-            origin.parse::<Uri>().ok().and_then(|u| u.authority().map(|a| a.as_str().eq_ignore_ascii_case(host)))
-                == Some(true)
+            let Ok(uri) = origin.parse::<Uri>() else { return false };
+            let (Some(authority), Some(scheme)) = (uri.authority(), uri.scheme_str()) else { return false };
+            let default = if scheme == "https" { 443 } else { 80 };
+            let Ok(host) = host.parse::<axum::http::uri::Authority>() else { return false };
+            authority.host().eq_ignore_ascii_case(host.host())
+                && authority.port_u16().unwrap_or(default) == host.port_u16().unwrap_or(default)
         });
         own || origins.contains(&origin)
     }
@@ -219,6 +225,16 @@ mod tests {
         assert_eq!(post(&[own, ("origin", "null")]), Some("origin"));
         assert_eq!(post(&[own, ("referer", "http://evil.example/page?x=1")]), Some("origin"));
         assert_eq!(post(&[own, ("referer", "http://127.0.0.1:8080/ui/")]), None);
+        // The scheme's default port, left out of the Origin as browsers do, written in the Host.
+        let any_host = access(|s| s.allowed_hosts = vec!["*".into()]);
+        let proxied_post = |headers: &[(&str, &str)]| check(&any_host, "POST", "/api/v1/jobs/1/cancel", headers);
+        assert_eq!(proxied_post(&[("host", "callflow.example:443"), ("origin", "https://callflow.example")]), None);
+        assert_eq!(proxied_post(&[("host", "callflow.example"), ("origin", "https://callflow.example:443")]), None);
+        assert_eq!(
+            proxied_post(&[("host", "callflow.example:8443"), ("origin", "https://callflow.example")]),
+            Some("origin"),
+            "another port is another origin"
+        );
         assert_eq!(post(&[own, ("content-type", "text/plain;charset=UTF-8")]), Some("form"));
         assert_eq!(post(&[own, ("content-type", "application/json")]), None);
         let upload = |ct: &str| check(&a, "POST", UPLOAD, &[own, ("content-type", ct)]);
