@@ -412,6 +412,8 @@ impl Dialog {
             anomalies: self.anomalies,
             related: Vec::new(),
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
+            subscriber_keys: Vec::new(),
+            problems: Vec::new(),
         }
     }
 }

@@ -594,6 +594,9 @@ impl MediaTable {
                     orphan: owner > u64::MAX / 2,
                     rtcp,
                     events: s.events,
+                    quality: None,
+                    timeline: Vec::new(),
+                    problems: Vec::new(),
                 },
                 wire_bytes,
             ));
@@ -649,6 +652,8 @@ impl MediaTable {
             anomalies: Vec::new(),
             related: Vec::new(),
             tunnel,
+            subscriber_keys: Vec::new(),
+            problems: Vec::new(),
         };
         (Some(session), rejected)
     }

@@ -23,8 +23,9 @@ mod session;
 mod time;
 
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
-pub use media::{DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo};
+pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
 pub use session::{
-    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, Transport, Tunnel, TunnelKind,
+    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
+    Transport, Tunnel, TunnelKind,
 };
 pub use time::Timestamp;

@@ -53,6 +53,107 @@ pub struct MediaStream {
     /// RFC 4733 telephone events (DTMF) carried in the stream.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<DtmfEvent>,
+    /// The stream's voice quality by the E-model, with every input (absent when the codec
+    /// or the stream gives nothing to score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
+    /// The stream interval by interval, for charts and for "when did it go bad".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<TimelineInterval>,
+    /// What is wrong with the stream (thresholds in the configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// A stream's voice quality by the ITU-T G.107 E-model, with the inputs that made it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// Mean opinion score (1.0-4.5; on the wideband scale for wideband codecs).
+    pub mos: f64,
+    /// The E-model's transmission rating R.
+    pub r_factor: f64,
+    /// How the figures were reached, e.g. `e-model g.107` or `e-model g.107.1`.
+    pub method: String,
+    /// The codec's equipment impairment factor Ie (ITU-T G.113).
+    pub codec_ie: f64,
+    /// The codec's packet-loss robustness factor Bpl (ITU-T G.113).
+    pub bpl: f64,
+    /// Effective packet loss (lost plus late), percent.
+    pub loss_pct: f64,
+    /// Packets that arrived too late for the jitter buffer, percent.
+    pub late_pct: f64,
+    /// The burst ratio of the loss pattern (1 for random loss, above 1 for bursty loss).
+    pub burst_ratio: f64,
+    /// One-way delay used, in ms (from RTCP round-trip time when present).
+    pub delay_ms: f64,
+    /// The simulated jitter buffer, in ms.
+    pub jitter_buffer_ms: f64,
+}
+
+/// One interval of a stream's [`MediaStream::timeline`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineInterval {
+    /// Start of the interval.
+    pub start: Timestamp,
+    /// Packets received in the interval.
+    pub packets: u64,
+    /// Packets lost in the interval (sequence gaps).
+    pub lost: u64,
+    /// Packets too late for the jitter buffer.
+    pub late: u64,
+    /// Largest RFC 3550 interarrival jitter in the interval, ms.
+    pub max_jitter_ms: f64,
+}
+
+/// Something wrong with a session or stream, flagged by thresholds in the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Problem {
+    /// Media flowed one way only in an answered call.
+    OneWayAudio,
+    /// An answered call had no RTP at all.
+    NoRtp,
+    /// RTP kept flowing after the BYE.
+    RtpAfterBye,
+    /// The stream's SSRC changed mid-stream.
+    SsrcChange,
+    /// The payload type changed mid-stream without a new offer/answer.
+    PayloadChange,
+    /// Jitter above the threshold.
+    HighJitter,
+    /// Packet loss above the threshold.
+    HighLoss,
+    /// MOS below the threshold.
+    LowMos,
+    /// The answer came later than the threshold.
+    LateAnswer,
+    /// A 2xx to INVITE was never acknowledged.
+    NoAck,
+    /// A request got no answer.
+    UnansweredRequest,
+    /// The capture itself dropped packets (not the network).
+    CaptureLoss,
+}
+
+impl Problem {
+    /// The name used in the JSON output and in filters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::OneWayAudio => "one_way_audio",
+            Problem::NoRtp => "no_rtp",
+            Problem::RtpAfterBye => "rtp_after_bye",
+            Problem::SsrcChange => "ssrc_change",
+            Problem::PayloadChange => "payload_change",
+            Problem::HighJitter => "high_jitter",
+            Problem::HighLoss => "high_loss",
+            Problem::LowMos => "low_mos",
+            Problem::LateAnswer => "late_answer",
+            Problem::NoAck => "no_ack",
+            Problem::UnansweredRequest => "unanswered_request",
+            Problem::CaptureLoss => "capture_loss",
+        }
+    }
 }
 
 /// One RTCP sender or receiver report.

@@ -1,6 +1,6 @@
 //! Sessions (SIP dialogs and orphan media flows), the messages that make them up, the tunnel they came through and their links to other sessions.
 
-use crate::{MediaStream, Timestamp};
+use crate::{MediaStream, Problem, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +18,11 @@ pub enum SessionKind {
     SipOther,
     /// RTP/RTCP that no SIP/SDP exchange in the capture announced.
     Rtp,
+    /// A Diameter session (RFC 6733): the requests and answers sharing one Session-Id.
+    Diameter,
+    /// A GTP control session: the GTPv2 PDN connection or GTPv1 PDP context of one
+    /// subscriber, with its bearers.
+    Gtp,
 }
 
 impl SessionKind {
@@ -28,6 +33,8 @@ impl SessionKind {
             SessionKind::SipRegister => "sip_register",
             SessionKind::SipOther => "sip_other",
             SessionKind::Rtp => "rtp",
+            SessionKind::Diameter => "diameter",
+            SessionKind::Gtp => "gtp",
         }
     }
 }
@@ -112,6 +119,10 @@ pub enum Protocol {
     /// SIP (RFC 3261). Documents written before messages named their protocol hold SIP only.
     #[default]
     Sip,
+    /// Diameter (RFC 6733).
+    Diameter,
+    /// GTP control plane (GTPv1-C, GTPv2-C); the message's `gtp` object says which version.
+    Gtp,
 }
 
 impl Protocol {
@@ -119,6 +130,8 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Sip => "sip",
+            Protocol::Diameter => "diameter",
+            Protocol::Gtp => "gtp",
         }
     }
 }
@@ -270,4 +283,64 @@ pub struct Session {
     /// The tunnel the session's first packet came through, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnel: Option<Tunnel>,
+    /// The identities the session carries that can tie it to a subscriber (an IMSI in a
+    /// GTP IE, a UE address in an SDP, an icid-value...), each once, in order of
+    /// appearance; the document's `subscribers` are joined from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriber_keys: Vec<SubscriberKey>,
+    /// What is wrong with the session or any of its streams (thresholds in the configuration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+}
+
+/// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SubscriberKeyKind {
+    /// The UE's IP address (GTP PAA, Diameter Framed-IP-Address, the address in SIP
+    /// Contact/Via and SDP); valid only while the address was assigned.
+    UeAddress,
+    /// The IMS charging identifier (P-Charging-Vector `icid-value`, Diameter AF-Charging-Identifier).
+    Icid,
+    /// The International Mobile Subscriber Identity (digits only).
+    Imsi,
+    /// The subscriber's telephone number, E.164 digits without `+`.
+    Msisdn,
+    /// The IMS public user identity (a `sip:` or `tel:` URI).
+    Impu,
+    /// The IMS private user identity (`user@realm`).
+    Impi,
+    /// The equipment identity (IMEI or IMEISV digits).
+    Imei,
+    /// A Diameter Session-Id.
+    DiameterSessionId,
+    /// A GTP tunnel endpoint identifier, written `0x` and 8 hex digits.
+    Teid,
+}
+
+impl SubscriberKeyKind {
+    /// The name used in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubscriberKeyKind::UeAddress => "ue_address",
+            SubscriberKeyKind::Icid => "icid",
+            SubscriberKeyKind::Imsi => "imsi",
+            SubscriberKeyKind::Msisdn => "msisdn",
+            SubscriberKeyKind::Impu => "impu",
+            SubscriberKeyKind::Impi => "impi",
+            SubscriberKeyKind::Imei => "imei",
+            SubscriberKeyKind::DiameterSessionId => "diameter_session_id",
+            SubscriberKeyKind::Teid => "teid",
+        }
+    }
+}
+
+/// One identity a session carries (see [`Session::subscriber_keys`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SubscriberKey {
+    /// What kind of identity.
+    pub kind: SubscriberKeyKind,
+    /// Its value, normalised as the kind says (an address as `Display` writes it).
+    pub value: String,
 }
