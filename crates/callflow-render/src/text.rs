@@ -118,7 +118,7 @@ pub fn render(ladder: &Ladder, width: usize) -> String {
         out.push_str(&elide(&line, width));
         out.push('\n');
     }
-    out.push_str("\n--> message   ~~> retransmission [rtx]   ==> media (RTP), details above\n");
+    out.push_str("\n--> message   ~~> retransmission [rtx]   ==> media (RTP)\n");
     out
 }
 
