@@ -22,7 +22,9 @@
 
 use crate::escape::message_text;
 use callflow_decode::capture::{CaptureError, CaptureReader};
-use callflow_decode::packet::{decode_frame, Transport};
+use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
+use callflow_decode::packet::{decode_frame, decode_transport, Transport};
+use callflow_decode::tcp::{StreamKey, TcpLimits, TcpReassembler};
 use callflow_model::Session;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
@@ -228,14 +230,19 @@ fn header(link: u32) -> PcapHeader {
 }
 
 /// The payload of each frame of `frames` in `capture`, as text ([`message_text`]: SIP as
-/// it is, a binary protocol as a hex dump), by frame number. The payload is what the frame
-/// itself carries above UDP or TCP (for a message reassembled from several TCP segments
-/// or IP fragments, the last piece, which is the frame the message names), or the
-/// chunks of an SCTP packet. One pass; frames past the end of the capture are missing.
+/// it is, a binary protocol as a hex dump), by frame number. The message a frame
+/// completes is put back together as the analysis did: TCP segments through the stream
+/// reassembler with SIP's framer (every PDU the frame completes, so a segment holding a
+/// 100 and a 180 gives both), IP fragments through the fragment reassembler; an SCTP
+/// packet gives its first DATA chunk's user data. A frame whose message cannot be put
+/// together gives what it carries above its transport. One pass, stopping at the last
+/// frame asked for; frames past the end of the capture are missing.
 pub fn read_messages(capture: &Path, frames: &BTreeSet<u64>) -> Result<crate::RawMessages, ExportError> {
     let mut out = BTreeMap::new();
     let Some(&last) = frames.last() else { return Ok(out) };
     let mut reader = CaptureReader::open(capture)?;
+    let mut tcp = TcpReassembler::new(TcpLimits::default());
+    let mut fragments = FragmentReassembler::new(FragmentLimits::default());
     let mut read = 0u64;
     loop {
         let frame = match reader.next_frame() {
@@ -245,9 +252,37 @@ pub fn read_messages(capture: &Path, frames: &BTreeSet<u64>) -> Result<crate::Ra
             Err(e) => return Err(e.into()),
         };
         read += 1;
-        if frames.contains(&frame.number) {
-            let packet = decode_frame(frame.link_type, frame.data);
-            let payload: &[u8] = match packet.transport {
+        let wanted = frames.contains(&frame.number);
+        let packet = decode_frame(frame.link_type, frame.data);
+        let reassembled;
+        let mut transport = packet.transport;
+        let mut ip = packet.ip.map(|i| (i.src, i.dst));
+        if let Transport::Fragment(f) = &transport {
+            if let Ok(Some(datagram)) = fragments.push(frame.ts, f) {
+                reassembled = datagram;
+                let inner =
+                    decode_transport(reassembled.protocol, reassembled.src, reassembled.dst, &reassembled.payload);
+                transport = inner.transport;
+                ip = Some((reassembled.src, reassembled.dst));
+            }
+        }
+        let mut pdus: Vec<u8> = Vec::new();
+        if let (Transport::Tcp(seg), Some((src, dst))) = (&transport, ip) {
+            let key = StreamKey {
+                src: SocketAddr::new(src, seg.src_port),
+                dst: SocketAddr::new(dst, seg.dst_port),
+                context: 0,
+            };
+            let number = frame.number;
+            tcp.push(key, seg, number, frame.ts, &mut callflow_decode::sip::frame_message, &mut |pdu| {
+                if wanted && pdu.last_frame == number {
+                    pdus.extend_from_slice(pdu.data);
+                }
+            });
+        }
+        if wanted {
+            let payload: &[u8] = match transport {
+                _ if !pdus.is_empty() => &pdus,
                 Transport::Udp { payload, .. } => payload,
                 Transport::Tcp(seg) => seg.payload,
                 // SIP over SCTP: the first DATA chunk's user data, after its 12-byte header.

@@ -6,7 +6,9 @@ use callflow_model::{
     CallState, Document, DtmfEvent, MediaStream, Message, Problem, Protocol, Quality, Related, Relation, Session,
     SessionKind, TimelineInterval, Timestamp, Transport,
 };
-use callflow_render::{chart, export_pcap, leg_group, read_messages, render_ladder, Format, Ladder};
+use callflow_render::{
+    chart, collect_group, export_pcap, leg_group, read_messages, render_ladder, Format, Ladder, MAX_GROUP,
+};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -220,6 +222,38 @@ fn a_leg_group_merges_its_hosts_in_order_of_appearance() {
 }
 
 #[test]
+fn a_group_is_collected_through_a_store_once_per_session_and_bounded() {
+    let sessions = b2bua_legs();
+    let fetch = |id: &str| Ok::<_, ()>(sessions.iter().find(|s| s.id == id).cloned());
+    let group = collect_group(sessions[0].clone(), fetch).unwrap();
+    assert_eq!(group.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), ["leg-a", "leg-b"]);
+    // A chain of 100 legs, each naming the next and the previous: at most MAX_GROUP, no loop.
+    let chain: Vec<Session> = (0..100)
+        .map(|i| {
+            let mut s = session(
+                &format!("c{i}"),
+                &format!("c{i}@x"),
+                vec![msg(i, "10.0.0.1:5060", "10.0.0.2:5060", "INVITE", None)],
+                vec![],
+            );
+            for j in [i.wrapping_sub(1), i + 1] {
+                s.related.push(Related { session: format!("c{j}"), relation: Relation::B2buaLeg, key: "k".into() });
+            }
+            s
+        })
+        .collect();
+    let mut fetched = 0;
+    let group = collect_group(chain[0].clone(), |id| {
+        fetched += 1;
+        Ok::<_, ()>(chain.iter().find(|s| s.id == id).cloned())
+    })
+    .unwrap();
+    assert_eq!(group.len(), MAX_GROUP);
+    assert!(fetched <= MAX_GROUP + 1, "{fetched} fetches");
+    assert_eq!(leg_group(&chain, "c50").unwrap().len(), MAX_GROUP);
+}
+
+#[test]
 fn text_fits_100_columns_and_marks_retransmissions_and_media() {
     let sessions = b2bua_legs();
     let group = leg_group(&sessions, "leg-a").unwrap();
@@ -362,6 +396,25 @@ fn a_call_over_tcp_split_in_segments_is_exported_whole() {
     for call in doc.sessions.iter().filter(|s| s.messages.iter().any(|m| m.transport == Transport::Tcp)) {
         let (again, _) = export_and_reanalyse(&capture, &[call], "tcp.pcap");
         assert_same_call(&doc, &again, &call.call_id);
+    }
+}
+
+#[test]
+fn a_message_split_over_tcp_segments_is_read_back_whole() {
+    // The INVITE of the TCP call comes in two segments: its frame holds only the second
+    // half, which was all the tooltip and the raw message showed.
+    let capture = repo("crates/callflow-correlate/test_data/tcp-vlan.pcap");
+    let doc = analyse(&capture);
+    let messages: Vec<&Message> =
+        doc.sessions.iter().flat_map(|s| &s.messages).filter(|m| m.transport == Transport::Tcp).collect();
+    let frames: BTreeSet<u64> = messages.iter().map(|m| m.frame).collect();
+    let raw = read_messages(&capture, &frames).unwrap();
+    for m in &messages {
+        let text = &raw[&m.frame];
+        let first = m.summary.split(' ').next().unwrap();
+        let start = if m.status.is_some() { "SIP/2.0 " } else { first };
+        assert!(text.starts_with(start), "frame {} ({}): {text}", m.frame, m.summary);
+        assert!(text.contains("\r\n\r\n"), "the whole header block: {text}");
     }
 }
 
