@@ -23,7 +23,7 @@ const CHAR_W: f64 = 7.0;
 const LEFT: f64 = 170.0;
 const RIGHT: f64 = 70.0;
 const TOP: f64 = 118.0;
-const ROW_H: f64 = 34.0;
+const ROW_H: f64 = 36.0;
 const MIN_GAP: f64 = 190.0;
 const MAX_GAP: f64 = 380.0;
 const MIN_WIDTH: f64 = 860.0;
@@ -88,7 +88,9 @@ fn draw(ladder: &Ladder, raw: Option<&RawMessages>, links: bool) -> String {
         })
         .max()
         .unwrap_or(0);
-    let gap = (longest as f64 * CHAR_W + 40.0).clamp(MIN_GAP, MAX_GAP);
+    // Host labels are bold, a little wider per character; an IPv6 address is 39 at most.
+    let host = ladder.columns.iter().map(|c| c.label.chars().count()).max().unwrap_or(0);
+    let gap = (longest as f64 * CHAR_W + 40.0).max(host as f64 * 7.6 + 44.0).clamp(MIN_GAP, MAX_GAP);
     let x = |i: usize| LEFT + gap / 2.0 + i as f64 * gap;
     // Wide enough for the title and the legend however few the hosts.
     let width = (LEFT + gap * n as f64 + RIGHT).max(MIN_WIDTH);
@@ -261,7 +263,7 @@ fn draw(ladder: &Ladder, raw: Option<&RawMessages>, links: bool) -> String {
             let _ = write!(
                 s,
                 r#"<text x="{mid:.1}" y="{:.1}" text-anchor="{anchor}" class="lbl" fill="{col}" font-size="11">{}</text>"#,
-                y + 12.0,
+                y + 13.0,
                 xml(&elide(&ladder.media[i].details(), (room * 12.0 / 11.0) as usize))
             );
         }

@@ -97,18 +97,16 @@ pub fn render(ladder: &Ladder, width: usize) -> String {
         out.push_str("\nmedia:\n");
         for m in &ladder.media {
             let secs = m.end.millis_since(m.start) / 1000.0;
+            out.push_str(&elide(&format!("  {} {} → {}", clock(m.start), m.src, m.dst), width));
+            out.push('\n');
             let line = format!(
-                "  {} {} → {}  ssrc {:#010x}  {:.1} s  jitter max {:.1} ms",
-                clock(m.start),
-                m.src,
-                m.dst,
+                "      {} · ssrc {:#010x} · {:.1} s · jitter max {:.1} ms",
+                terminal(&m.label()),
                 m.ssrc,
                 secs,
-                m.max_jitter_ms,
+                m.max_jitter_ms
             );
             out.push_str(&elide(&line, width));
-            out.push('\n');
-            out.push_str(&elide(&format!("      {}", terminal(&m.label())), width));
             out.push('\n');
         }
     }
