@@ -1,4 +1,4 @@
-//! `analyze`'s progress line on standard error: percent and bytes read, packets per second, time spent; only on a terminal and for a large file.
+//! `analyze`'s progress line on standard error: percent and bytes read, packets per second, sessions closed, time spent; only on a terminal and for a large file.
 //!
 //! Hand-written rather than with a progress-bar crate: one line redrawn with `\r` a few
 //! times a second needs no dependency. The clock is read once every 4096 frames, so the
@@ -41,8 +41,8 @@ impl Progress {
     }
 }
 
-/// The progress line: `  37% 512.0/1400.0 MB  812k packets/s  3.2 s`.
-pub fn line(bytes: u64, total: u64, frames: u64, elapsed: Duration) -> String {
+/// The progress line: ` 36% 512.0/1400.0 MB  1624000 packets, 812k packets/s  310 sessions  2.0 s`.
+pub fn line(bytes: u64, total: u64, frames: u64, sessions: u64, elapsed: Duration) -> String {
     let secs = elapsed.as_secs_f64();
     let rate = if secs > 0.0 { frames as f64 / secs } else { 0.0 };
     let rate = if rate >= 1e6 {
@@ -54,17 +54,25 @@ pub fn line(bytes: u64, total: u64, frames: u64, elapsed: Duration) -> String {
     };
     let mb = |b: u64| b as f64 / 1e6;
     let pct = (bytes.min(total) * 100).checked_div(total).unwrap_or(0);
-    format!("{pct:>3}% {:.1}/{:.1} MB  {frames} packets, {rate} packets/s  {secs:.1} s", mb(bytes), mb(total))
+    format!(
+        "{pct:>3}% {:.1}/{:.1} MB  {frames} packets, {rate} packets/s  {sessions} sessions  {secs:.1} s",
+        mb(bytes),
+        mb(total)
+    )
 }
 
 impl AnalyzeControl for Progress {
     fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()> {
+        self.on_progress(frames, bytes_consumed, 0)
+    }
+
+    fn on_progress(&mut self, frames: u64, bytes_consumed: u64, sessions: u64) -> ControlFlow<()> {
         if frames.is_multiple_of(4096) {
             let now = Instant::now();
             if now.duration_since(self.last_draw) >= Duration::from_millis(200) {
                 self.last_draw = now;
                 self.drawn = true;
-                let text = line(bytes_consumed, self.total, frames, now.duration_since(self.started));
+                let text = line(bytes_consumed, self.total, frames, sessions, now.duration_since(self.started));
                 let _ = write!(std::io::stderr(), "\r{text}\x1b[K");
             }
         }
@@ -95,9 +103,9 @@ mod tests {
     #[test]
     fn the_line_says_percent_bytes_and_rate() {
         assert_eq!(
-            line(512_000_000, 1_400_000_000, 1_624_000, Duration::from_secs(2)),
-            " 36% 512.0/1400.0 MB  1624000 packets, 812k packets/s  2.0 s"
+            line(512_000_000, 1_400_000_000, 1_624_000, 310, Duration::from_secs(2)),
+            " 36% 512.0/1400.0 MB  1624000 packets, 812k packets/s  310 sessions  2.0 s"
         );
-        assert_eq!(line(0, 0, 0, Duration::ZERO), "  0% 0.0/0.0 MB  0 packets, 0 packets/s  0.0 s");
+        assert_eq!(line(0, 0, 0, 0, Duration::ZERO), "  0% 0.0/0.0 MB  0 packets, 0 packets/s  0 sessions  0.0 s");
     }
 }
