@@ -115,12 +115,17 @@ pub fn relative(ts: Timestamp, origin: Timestamp) -> String {
     format!("{:+.3}s", ts.millis_since(origin) / 1000.0)
 }
 
-/// `bytes` as text when they are UTF-8 without binary controls (a SIP message), else as
-/// a hex dump: 16 bytes a line, offset, hex and printable ASCII.
+/// `bytes` as text when they read as text (a SIP message: at most one character in 10
+/// undecodable or a control other than tab and line ends; those become U+FFFD, so the
+/// text carries no escape sequence), else as a hex dump (a binary protocol).
 pub fn message_text(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) if !text.chars().any(|c| c.is_control() && !matches!(c, '\r' | '\n' | '\t')) => text.to_string(),
-        _ => hex_dump(bytes),
+    let text = String::from_utf8_lossy(bytes);
+    let odd = |c: char| c == '\u{fffd}' || (c.is_control() && !matches!(c, '\r' | '\n' | '\t'));
+    let total = text.chars().count();
+    if total > 0 && text.chars().filter(|&c| odd(c)).count() * 10 <= total {
+        text.chars().map(|c| if odd(c) { '\u{fffd}' } else { c }).collect()
+    } else {
+        hex_dump(bytes)
     }
 }
 
@@ -187,6 +192,11 @@ mod tests {
     #[test]
     fn binary_payloads_are_dumped_in_hex() {
         assert_eq!(message_text(b"OPTIONS sip:a SIP/2.0\r\n\r\n"), "OPTIONS sip:a SIP/2.0\r\n\r\n");
+        // A stray escape or Latin-1 byte in a SIP message keeps it text, without the escape.
+        assert_eq!(
+            message_text(b"OPTIONS sip:a SIP/2.0\r\nX: \x1b[2J \xe9\r\n\r\n"),
+            "OPTIONS sip:a SIP/2.0\r\nX: \u{fffd}[2J \u{fffd}\r\n\r\n"
+        );
         assert_eq!(
             message_text(&[0x01, 0x00, 0x00, 0x14, b'A']),
             "00000000: 0100 0014 41                             ....A\n"

@@ -304,6 +304,28 @@ fn hostile_summaries_cannot_break_or_script_any_format() {
 }
 
 #[test]
+fn a_hostile_capture_is_drawn_as_text_in_every_format() {
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/hostile-sip.pcap");
+    let doc = analyse(&capture);
+    let call = &doc.sessions[0];
+    assert!(call.call_id.contains("<script>"), "{}", call.call_id);
+    let frames: BTreeSet<u64> = call.messages.iter().map(|m| m.frame).collect();
+    let raw = read_messages(&capture, &frames).unwrap();
+    assert!(raw.values().all(|m| m.starts_with("INVITE") || m.starts_with("SIP/2.0") || m.starts_with("ACK")));
+    assert!(raw.values().all(|m| m.contains("X-Evil: ]]><!ENTITY") && !m.contains('\u{1b}')), "{raw:?}");
+    let ladder = Ladder::build(&[call]);
+    let svg = render_ladder(&ladder, Format::Svg, Some(&raw));
+    assert_well_formed(&svg);
+    assert!(svg.contains("486 Busy&lt;/text&gt;") && svg.contains("&lt;img src=x onerror=alert(2)&gt;"));
+    assert!(svg.contains("]]&gt;&lt;!ENTITY") && !svg.contains('\u{1b}'), "{svg}");
+    let html = render_ladder(&ladder, Format::Html, Some(&raw));
+    assert_well_formed_page(&html);
+    assert!(!html.contains("<img") && !html.contains('\u{1b}'));
+    let text = render_ladder(&ladder, Format::Text, None);
+    assert!(!text.contains('\u{1b}') && text.contains("486 Busy</text>"), "{text}");
+}
+
+#[test]
 fn svg_of_a_group_has_a_row_with_a_tooltip_per_message_and_stream() {
     let sessions = b2bua_legs();
     let group = leg_group(&sessions, "leg-a").unwrap();
