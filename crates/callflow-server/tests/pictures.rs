@@ -2,8 +2,32 @@
 
 mod common;
 
-use common::{start, upload_example, wait_finished};
+use callflow_decode::capture::CaptureReader;
+use callflow_jobs::{Analysis, Job, JobContext};
+use callflow_model::{Document, Related, Relation};
+use common::{start, start_analysing, upload_example, upload_pcap, wait_finished};
 use serde_json::Value;
+use std::sync::Arc;
+
+/// The real analysis, then the first two sessions linked as legs of one call, both ways,
+/// as a B2BUA's legs are.
+struct LinkFirstTwo;
+
+impl Analysis for LinkFirstTwo {
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        let mut reader = CaptureReader::open(&job.input).map_err(|e| e.to_string())?;
+        let opts = callflow_correlate::AnalyzerOptions::default();
+        let mut doc = callflow_correlate::analyze(&mut reader, &job.label, opts, None).map_err(|e| e.to_string())?;
+        let (a, b) = (doc.sessions[0].id.clone(), doc.sessions[1].id.clone());
+        let link = |session: String| Related { session, relation: Relation::B2buaLeg, key: "test".into() };
+        doc.sessions[0].related.push(link(b));
+        doc.sessions[1].related.push(link(a));
+        for s in std::mem::take(&mut doc.sessions) {
+            ctx.on_session(s);
+        }
+        Ok(doc)
+    }
+}
 
 async fn get(client: &reqwest::Client, server: &common::TestServer, path: &str) -> reqwest::Response {
     client.get(server.url(path)).send().await.unwrap()
@@ -124,4 +148,53 @@ async fn charts_messages_and_group_pcaps_of_a_stored_call() {
         ladder["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(params, ["session_id", "format", "group"]);
     assert!(ladder["responses"]["200"]["content"]["image/svg+xml"].is_object());
+}
+
+#[tokio::test]
+async fn a_leg_group_is_drawn_and_cut_together() {
+    let server = start_analysing(Arc::new(LinkFirstTwo), |_| {}).await;
+    let client = reqwest::Client::new();
+    let capture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../callflow-correlate/test_data/outcomes.pcap");
+    let job = upload_pcap(&client, &server, "?name=outcomes.pcap", std::fs::read(capture).unwrap()).await;
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+    let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+    let sessions = page["sessions"].as_array().unwrap();
+    let (first, second) = (sessions[0]["id"].as_str().unwrap(), sessions[1]["id"].as_str().unwrap());
+    let call_ids = [sessions[0]["call_id"].as_str().unwrap(), sessions[1]["call_id"].as_str().unwrap()];
+
+    let text = get(&client, &server, &format!("/api/v1/jobs/{job}/sessions/{second}/ladder?format=text&group=true"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.starts_with("2 legs"), "{text}");
+    let svg = get(&client, &server, &format!("/api/v1/sessions/{first}/ladder?group=true")).await.text().await.unwrap();
+    for id in call_ids {
+        assert!(svg.contains(&format!("Call-ID {id}")), "{id} in the group's picture");
+    }
+    let alone = get(&client, &server, &format!("/api/v1/sessions/{first}/ladder")).await.text().await.unwrap();
+    assert!(!alone.contains(&format!("Call-ID {}", call_ids[1])), "without group=true, the session alone");
+
+    // The group's pcap holds both legs' frames, each once.
+    let count = |bytes: Vec<u8>| {
+        let mut reader = CaptureReader::from_bytes(bytes).unwrap();
+        let mut n = 0;
+        while reader.next_frame().unwrap().is_some() {
+            n += 1;
+        }
+        n
+    };
+    let mut frames = Vec::new();
+    for path in [
+        format!("/api/v1/sessions/{first}/pcap"),
+        format!("/api/v1/sessions/{second}/pcap"),
+        format!("/api/v1/sessions/{first}/pcap?group=true"),
+    ] {
+        let response = get(&client, &server, &path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        frames.push(count(response.bytes().await.unwrap().to_vec()));
+    }
+    assert!(frames[0] > 0 && frames[1] > 0);
+    assert_eq!(frames[2], frames[0] + frames[1], "{frames:?}");
 }
