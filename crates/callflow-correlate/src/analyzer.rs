@@ -8,6 +8,7 @@
 //! tables and sessions, and say when a session is over.
 
 use crate::ctx::PacketCtx;
+use crate::diameter::DiameterHandler;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
@@ -19,6 +20,7 @@ use crate::stats::{Counted, StatsBuilder};
 use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
+use callflow_decode::diameter::{self, Dictionary};
 use callflow_decode::ipfrag::FragmentLimits;
 use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
@@ -27,6 +29,7 @@ use callflow_decode::{sctp, Timestamp};
 use callflow_model::{Flow, Session, Stats, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Tuning knobs of the analysis. The defaults suit captures of real networks.
@@ -55,6 +58,10 @@ pub struct AnalyzerOptions {
     /// endless inputs (a live interface); off for a capture file, whose document lists
     /// every flow.
     pub forget_idle_flows: bool,
+    /// The Diameter dictionary (command and AVP names and types); `None` for the built-in
+    /// one ([`Dictionary::builtin`]), else typically the built-in one extended by a file
+    /// ([`Dictionary::with_file`]).
+    pub diameter_dictionary: Option<Arc<Dictionary>>,
 }
 
 impl Default for AnalyzerOptions {
@@ -66,6 +73,7 @@ impl Default for AnalyzerOptions {
             tcp: TcpLimits::default(),
             threads: 1,
             forget_idle_flows: false,
+            diameter_dictionary: None,
         }
     }
 }
@@ -93,6 +101,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     /// The handlers, one per protocol followed.
     sip: SipHandler,
     media: MediaHandler,
+    diameter: DiameterHandler,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -131,6 +140,7 @@ impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
+        let dictionary = opts.diameter_dictionary.clone();
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -141,6 +151,7 @@ impl<C: Classifier> Analyzer<C> {
             ws: WsDirections::default(),
             sip: SipHandler::default(),
             media: MediaHandler,
+            diameter: DiameterHandler::new(dictionary),
             services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
@@ -218,6 +229,7 @@ impl<C: Classifier> Analyzer<C> {
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_unlisted = self.front.unlisted_flows();
         stats.flows_forgotten = self.flows.forgotten_count();
+        stats.diameter_peers = self.diameter.peers();
         stats
     }
 
@@ -361,6 +373,7 @@ impl<C: Classifier> Analyzer<C> {
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
             }
+            AppProtocol::Diameter => self.diameter.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
             _ => Handled::NotOurs,
         };
         if handled == Handled::Malformed && strict {
@@ -387,7 +400,12 @@ impl<C: Classifier> Analyzer<C> {
             &Payload::tcp(ctx.src, ctx.dst, seg.payload),
             &PacketMeta::at_time(ctx.ts).with_tcp(TcpMeta::from(seg)),
         );
-        let protocol = if verdict.protocol == SipHandler::PROTOCOL { verdict.protocol } else { AppProtocol::Unknown };
+        let protocol = match verdict.protocol {
+            AppProtocol::Sip | AppProtocol::Diameter => verdict.protocol,
+            // Diameter over TLS: a TLS handshake on Diameter's TLS port.
+            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Diameter,
+            _ => AppProtocol::Unknown,
+        };
         TcpRoute { protocol, framing: StreamFraming::Plain, seen: ctx.ts, decider: Decider::of(&verdict) }
     }
 
@@ -410,9 +428,19 @@ impl<C: Classifier> Analyzer<C> {
                 route
             }
         };
-        let (protocol, framer) = match (route.protocol, self.sip.framer()) {
-            (AppProtocol::Sip, Some(framer)) => (AppProtocol::Sip, framer),
-            _ => {
+        let framer = match route.protocol {
+            AppProtocol::Sip => self.sip.framer(),
+            AppProtocol::Diameter if DiameterHandler::is_tls(ctx) => {
+                self.diameter.on_encrypted(ctx);
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
+                return;
+            }
+            AppProtocol::Diameter => self.diameter.framer(),
+            _ => None,
+        };
+        let (protocol, framer) = match framer {
+            Some(framer) => (route.protocol, framer),
+            None => {
                 self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
             }
@@ -457,11 +485,23 @@ impl<C: Classifier> Analyzer<C> {
                 }
                 SctpMessage::Pending => continue,
             };
-            if self.sip.probe(message) {
-                let handled = self.hand_over(SipHandler::PROTOCOL, ctx, &mut Default::default(), message, true);
-                if let Handled::Counted(protocol) = handled {
-                    carried = Some(protocol);
-                }
+            let protocol = if self.sip.probe(message) {
+                SipHandler::PROTOCOL
+            } else if data.ppid == diameter::PPID_DTLS || DiameterHandler::is_tls(ctx) {
+                self.diameter.on_encrypted(ctx);
+                continue;
+            } else if data.ppid == diameter::PPID
+                || ctx.src.port() == diameter::PORT
+                || ctx.dst.port() == diameter::PORT
+                || self.diameter.probe(message)
+            {
+                DiameterHandler::PROTOCOL
+            } else {
+                continue;
+            };
+            let handled = self.hand_over(protocol, ctx, &mut Default::default(), message, true);
+            if let Handled::Counted(protocol) = handled {
+                carried = Some(protocol);
             }
         }
         match carried {
@@ -489,6 +529,9 @@ impl<C: Classifier> Analyzer<C> {
         for owner in self.media.over(now, &self.services) {
             self.completed.extend(self.media.close(owner, &mut self.services));
         }
+        for id in self.diameter.over(now, &self.services) {
+            self.completed.extend(self.diameter.close(id, &mut self.services));
+        }
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
@@ -511,10 +554,14 @@ impl<C: Classifier> Analyzer<C> {
         for owner in self.media.open(&self.services) {
             self.completed.extend(self.media.close(owner, &mut self.services));
         }
+        for id in self.diameter.open(&self.services) {
+            self.completed.extend(self.diameter.close(id, &mut self.services));
+        }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
+        stats.diameter_peers = self.diameter.peers();
         (sessions, stats)
     }
 }

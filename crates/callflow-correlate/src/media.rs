@@ -654,6 +654,7 @@ impl MediaTable {
             tunnel,
             subscriber_keys: Vec::new(),
             problems: Vec::new(),
+            diameter: None,
         };
         (Some(session), rejected)
     }
