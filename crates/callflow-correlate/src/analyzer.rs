@@ -10,6 +10,7 @@
 use crate::ctx::PacketCtx;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
+use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
 use crate::rtp::MediaHandler;
@@ -20,7 +21,7 @@ use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
 use callflow_decode::ipfrag::FragmentLimits;
-use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
+use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp, TunnelKind};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
@@ -93,6 +94,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     /// The handlers, one per protocol followed.
     sip: SipHandler,
     media: MediaHandler,
+    gtp: GtpHandler,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -141,6 +143,7 @@ impl<C: Classifier> Analyzer<C> {
             ws: WsDirections::default(),
             sip: SipHandler::default(),
             media: MediaHandler,
+            gtp: GtpHandler::default(),
             services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
@@ -173,6 +176,11 @@ impl<C: Classifier> Analyzer<C> {
         }
         self.clock = self.clock.max(ts);
         self.services.stats.frame(prepared.stopped);
+        if let Some((_, tunnel)) = &prepared.tunnel {
+            if tunnel.kind == TunnelKind::GtpU {
+                self.gtp.on_user_packet(tunnel, ts);
+            }
+        }
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
         self.dispatch(
             (prepared.ip.as_ref(), &prepared.transport),
@@ -331,6 +339,10 @@ impl<C: Classifier> Analyzer<C> {
                         self.hand_over(AppProtocol::Sip, ctx, state, payload, strict)
                     }
                     p @ (AppProtocol::Rtp | AppProtocol::Rtcp) => self.hand_over(p, ctx, state, payload, true),
+                    p @ (AppProtocol::GtpC | AppProtocol::GtpU) => {
+                        let strict = verdict.confidence != Confidence::Port;
+                        self.hand_over(p, ctx, state, payload, strict)
+                    }
                     _ => Handled::NotOurs,
                 };
                 (handled, Decider::of(&verdict))
@@ -360,6 +372,9 @@ impl<C: Classifier> Analyzer<C> {
             AppProtocol::Sip => self.sip.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
+            }
+            AppProtocol::GtpC | AppProtocol::GtpU => {
+                self.gtp.on_payload(protocol, ctx, &mut (), bytes, &mut self.services)
             }
             _ => Handled::NotOurs,
         };
@@ -489,6 +504,9 @@ impl<C: Classifier> Analyzer<C> {
         for owner in self.media.over(now, &self.services) {
             self.completed.extend(self.media.close(owner, &mut self.services));
         }
+        for key in self.gtp.over(now, &self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
+        }
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
@@ -510,6 +528,9 @@ impl<C: Classifier> Analyzer<C> {
         }
         for owner in self.media.open(&self.services) {
             self.completed.extend(self.media.close(owner, &mut self.services));
+        }
+        for key in self.gtp.open(&self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);

@@ -216,6 +216,7 @@ impl Dialog {
             summary,
             retransmission,
             protocol: Protocol::Sip,
+            gtp: None,
         });
         if retransmission {
             return;
@@ -414,6 +415,7 @@ impl Dialog {
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
             subscriber_keys: Vec::new(),
             problems: Vec::new(),
+            gtp: None,
         }
     }
 }

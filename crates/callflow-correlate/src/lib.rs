@@ -40,6 +40,7 @@ mod ctx;
 mod dialog;
 mod flows;
 mod front;
+mod gtp;
 mod handler;
 mod ids;
 mod media;

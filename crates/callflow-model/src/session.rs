@@ -170,6 +170,9 @@ pub struct Message {
     /// The message's application protocol.
     #[serde(default)]
     pub protocol: Protocol,
+    /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpMessage>>,
 }
 
 /// The encapsulation of a [`Tunnel`].
@@ -291,6 +294,9 @@ pub struct Session {
     /// What is wrong with the session or any of its streams (thresholds in the configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// The GTP fields of a `gtp` session (subscriber, bearers, transactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpSession>>,
 }
 
 /// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.

@@ -127,10 +127,15 @@ fn v2_header_and_piggybacking() {
     assert_eq!(ms.iter().map(|m| m.header.message_type).collect::<Vec<_>>(), [33, 95]);
     assert_eq!(ms[1].offset, first.len());
     assert_eq!(ms[1].ies().next().unwrap().unwrap().offset, first.len() + 12);
-    // A length running past the datagram.
-    let mut lying = msg2(32, Some(0), &[]);
+    // A length running past the datagram (a capture's snapshot length, or a lie): the
+    // header is whole, the IEs are what there is, and the message says it was cut.
+    let mut lying = msg2(32, Some(7), &ie2(ie::EBI, 0, &[5]));
     lying[3] = 40;
-    assert_eq!(v2_messages(&lying).next(), Some(Err(DecodeError::truncated(Layer::Gtp, 0, 44, 12))));
+    let cut = v2_messages(&lying).next().unwrap().unwrap();
+    assert_eq!((cut.header.teid, cut.ies.len()), (Some(7), 5));
+    assert_eq!(cut.cut, Some(DecodeError::truncated(Layer::Gtp, 0, 44, 17)));
+    // A header cut short.
+    assert_eq!(v2_messages(&lying[..10]).next(), Some(Err(DecodeError::truncated(Layer::Gtp, 0, 12, 10))));
     // A length shorter than the TEID the T flag announces.
     let short = [0x48, 32, 0, 2, 0, 0];
     assert_eq!(

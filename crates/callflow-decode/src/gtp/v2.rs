@@ -21,7 +21,7 @@ pub struct V2Header {
 }
 
 /// One GTPv2-C message of a datagram: its header and its IEs' bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct V2Message<'a> {
     /// The header.
     pub header: V2Header,
@@ -31,6 +31,9 @@ pub struct V2Message<'a> {
     pub ies_offset: usize,
     /// Offset of the message from the start of the datagram (not 0 for a piggybacked one).
     pub offset: usize,
+    /// Set when the datagram holds fewer bytes than the length says (a capture cut by its
+    /// snapshot length): the header is whole, `ies` is what there is.
+    pub cut: Option<DecodeError>,
 }
 
 impl<'a> V2Message<'a> {
@@ -52,7 +55,8 @@ fn v2_message(buf: &[u8], at: usize) -> Result<(V2Message<'_>, usize), DecodeErr
     if length + 4 < header_len {
         return Err(DecodeError::invalid(LAYER, at + 2, "length", "shorter than the header"));
     }
-    need(LAYER, buf, at, 4 + length)?;
+    need(LAYER, buf, at, header_len)?;
+    let cut = need(LAYER, buf, at, 4 + length).err();
     let teid = if has_teid { Some(u32_at(buf, at + 4)?) } else { None };
     let seq_at = at + header_len - 4;
     let header = V2Header {
@@ -62,14 +66,15 @@ fn v2_message(buf: &[u8], at: usize) -> Result<(V2Message<'_>, usize), DecodeErr
         teid,
         sequence: u24_at(buf, seq_at)?,
     };
-    let end = at + 4 + length;
-    let message = V2Message { header, ies: &buf[at + header_len..end], ies_offset: at + header_len, offset: at };
+    let end = (at + 4 + length).min(buf.len());
+    let message = V2Message { header, ies: &buf[at + header_len..end], ies_offset: at + header_len, offset: at, cut };
     Ok((message, end))
 }
 
 /// The GTPv2-C messages of a datagram: the first, then the piggybacked one when its P flag
 /// says one follows (TS 29.274 §5.5.1: a triggered response carrying the next initial
-/// message). A damaged message yields one error and ends the walk.
+/// message). A damaged message yields one error and ends the walk; a message cut short by
+/// the capture is given with what there is of it ([`V2Message::cut`]) and ends it too.
 pub fn v2_messages(buf: &[u8]) -> impl Iterator<Item = Result<V2Message<'_>, DecodeError>> {
     let mut at = Some(0usize);
     std::iter::from_fn(move || {
@@ -77,7 +82,7 @@ pub fn v2_messages(buf: &[u8]) -> impl Iterator<Item = Result<V2Message<'_>, Dec
         match v2_message(buf, start) {
             Ok((m, end)) => {
                 // The piggybacked message must itself say it is the last (P clear): at most two.
-                if m.header.piggybacked && start == 0 && end < buf.len() {
+                if m.header.piggybacked && start == 0 && end < buf.len() && m.cut.is_none() {
                     at = Some(end);
                 }
                 Some(Ok(m))
