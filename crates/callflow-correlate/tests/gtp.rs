@@ -264,3 +264,74 @@ fn damaged_gtp_c_is_recorded_not_a_panic() {
         sessions.iter().flat_map(|s| &s.messages).filter_map(|m| m.gtp.as_ref()?.error.clone()).collect();
     assert_eq!(errors.len(), 2);
 }
+
+#[path = "common/mod.rs"]
+mod common;
+
+fn gtp_sessions_of(file: &str) -> Option<Vec<Session>> {
+    let corpus = common::corpus_dir()?;
+    let mut reader = callflow_decode::capture::CaptureReader::open(corpus.join("public").join(file)).unwrap();
+    let doc = callflow_correlate::analyze(&mut reader, file, Default::default(), None).unwrap();
+    Some(doc.sessions.into_iter().filter(|s| s.kind == SessionKind::Gtp).collect())
+}
+
+/// The GTPv2 attach and detach of nDPI's gtp_c.pcap, field by field as tshark decodes them
+/// (tshark writes the ECI with the spare nibble, 0x12345678; TS 29.274 §8.21.5 leaves 28 bits).
+#[test]
+fn real_gtpv2_create_and_delete_session() {
+    let Some(sessions) = gtp_sessions_of("ndpi/gtp_c.pcap") else { return };
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    assert_eq!(s.state, CallState::Completed);
+    let g = s.gtp.as_ref().unwrap();
+    assert_eq!(
+        (g.imsi.as_deref(), g.msisdn.as_deref(), g.mei.as_deref(), g.apn.as_deref()),
+        (Some("987654112233445"), Some("896745214365"), Some("436587092110203"), Some("internet"))
+    );
+    assert_eq!(g.location.as_deref(), Some("TAI 896-457/0x1234 ECGI 896-457/0x2345678"));
+    assert_eq!(g.apn_ambr_kbps, Some((9999, 9999)));
+    let b = &g.bearers[0];
+    assert_eq!((b.ebi, b.qci, b.arp, b.preemption, b.deleted), (Some(5), Some(7), Some(6), Some((true, true)), true));
+    let teids: Vec<_> = b.teids.iter().map(|t| (t.interface.as_deref(), t.direction)).collect();
+    assert_eq!(
+        teids,
+        [
+            (Some("S5/S8 SGW GTP-U"), Some(GtpDirection::Downlink)),
+            (Some("S5/S8 PGW GTP-U"), Some(GtpDirection::Uplink))
+        ]
+    );
+    let t: Vec<_> = g.transactions.iter().map(|t| (t.request.as_str(), t.response_frame, t.accepted)).collect();
+    assert_eq!(t, [("Create Session Request", Some(2), Some(true)), ("Delete Session Request", Some(4), Some(true))]);
+}
+
+/// A real GTPv1 Create PDP Context exchange (snice): the subscriber, the QoS profile's bit
+/// rates as tshark decodes them, and the two data-plane TEIDs, one per direction.
+#[test]
+fn real_gtpv1_create_pdp_context() {
+    let Some(sessions) = gtp_sessions_of("snice/create_pdp_context.pcap") else { return };
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    assert_eq!(s.state, CallState::InCall);
+    let g = s.gtp.as_ref().unwrap();
+    assert_eq!(
+        (g.version, g.imsi.as_deref(), g.mei.as_deref()),
+        (1, Some("234507092111649"), Some("8678580320829978"))
+    );
+    assert_eq!(g.msisdn.as_deref(), Some("882362000011649"));
+    let b = &g.bearers[0];
+    assert_eq!((b.nsapi, b.arp, b.mbr_kbps, b.gbr_kbps), (Some(5), Some(3), Some((256, 480)), Some((16, 64))));
+    let dirs: Vec<_> = b.teids.iter().map(|t| t.direction).collect();
+    assert_eq!(dirs, [Some(GtpDirection::Downlink), Some(GtpDirection::Uplink)]);
+    assert_eq!(s.messages[1].summary, "Create PDP Context Response (Request accepted)");
+}
+
+/// Echo between two GTPv1 nodes is path management: one `path` session with its counters,
+/// beside the PDP contexts.
+#[test]
+fn real_echo_is_a_path_session() {
+    let Some(sessions) = gtp_sessions_of("zeek/pdp_ctx_messages.pcapng") else { return };
+    let paths: Vec<_> = sessions.iter().filter_map(|s| s.gtp.as_ref()?.path).collect();
+    assert_eq!(paths.len(), 1);
+    assert_eq!((paths[0].echo_requests, paths[0].echo_responses), (1, 1));
+    assert_eq!(sessions.len(), 3);
+}
