@@ -46,6 +46,9 @@ const MAX_MESSAGES: usize = 10_000;
 const MAX_BEARERS: usize = 16;
 /// Most IEs kept in one message's tree.
 const MAX_IES: usize = 256;
+/// Most tunnel endpoints (and subscriber keys) kept per session or bearer: a node announces
+/// a handful; a capture announcing more is hostile or broken, and the rest are not followed.
+const MAX_TEIDS: usize = 64;
 
 /// A session's number in the handler.
 pub(crate) type GtpKey = u64;
@@ -151,7 +154,7 @@ fn hex(b: &[u8]) -> String {
 }
 
 fn push_key(keys: &mut Vec<SubscriberKey>, key: SubscriberKey) {
-    if !keys.contains(&key) {
+    if keys.len() < MAX_TEIDS && !keys.contains(&key) {
         keys.push(key);
     }
 }
@@ -675,6 +678,8 @@ impl GtpHandler {
                 }
                 return;
             }
+            // Past the bound a session's requests are still shown, no longer paired.
+            Role::Request if s.gtp.transactions.len() >= MAX_MESSAGES => {}
             Role::Request => {
                 let t = s.gtp.transactions.len();
                 s.gtp.transactions.push(GtpTransaction {
@@ -752,7 +757,7 @@ impl GtpHandler {
             g.apn_ambr_kbps = Some(a);
         }
         // Control-plane endpoints: later messages to them belong here.
-        for (teid, addrs, iface) in &facts.control {
+        for (teid, addrs, iface) in facts.control.iter().take(MAX_TEIDS.saturating_sub(s.control_keys.len())) {
             let addrs = if addrs.is_empty() { vec![ctx.src.ip()] } else { addrs.clone() };
             for a in &addrs {
                 let k = (d.version, *a, *teid);
@@ -760,7 +765,9 @@ impl GtpHandler {
                     s.control_keys.push(k);
                 }
             }
-            if !g.control_teids.iter().any(|t| t.teid == *teid && t.addresses == addrs) {
+            if g.control_teids.len() < MAX_TEIDS
+                && !g.control_teids.iter().any(|t| t.teid == *teid && t.addresses == addrs)
+            {
                 g.control_teids.push(GtpTeid {
                     teid: *teid,
                     addresses: addrs,
@@ -838,7 +845,7 @@ impl GtpHandler {
             if let Some((c, false)) = b.cause {
                 bearer.rejected = Some(cause_name(c).to_string());
             }
-            for (teid, addrs, iface) in &b.teids {
+            for (teid, addrs, iface) in b.teids.iter().take(MAX_TEIDS.saturating_sub(s.user_keys.len())) {
                 let addrs = if addrs.is_empty() { vec![ctx.src.ip()] } else { addrs.clone() };
                 let direction = iface.and_then(interface_direction).unwrap_or(if from_initiator {
                     GtpDirection::Downlink
@@ -863,7 +870,9 @@ impl GtpHandler {
                         }
                     }
                 }
-                if !bearer.teids.iter().any(|t| t.teid == *teid && t.addresses == addrs) {
+                if bearer.teids.len() < MAX_TEIDS
+                    && !bearer.teids.iter().any(|t| t.teid == *teid && t.addresses == addrs)
+                {
                     bearer.teids.push(GtpTeid {
                         teid: *teid,
                         addresses: addrs,

@@ -265,6 +265,28 @@ fn damaged_gtp_c_is_recorded_not_a_panic() {
     assert_eq!(errors.len(), 2);
 }
 
+#[test]
+fn endpoints_announced_without_end_stay_bounded() {
+    // One session whose Modify Bearer Requests announce a new eNodeB endpoint each time:
+    // what a session keeps of them is bounded, whatever the capture holds.
+    let mut packets = vec![
+        control(MME, SGW, &gtpv2(32, 0, 1, &[fteid(10, 0x100, MME)])),
+        control(SGW, MME, &gtpv2(33, 0x100, 1, &[ie(2, 0, &[16, 0]), fteid(11, 0x200, SGW)])),
+    ];
+    for i in 0..300u32 {
+        let bearer = ie(93, 0, &[ie(73, 0, &[5]), fteid(0, 0x1000 + i, ENB)].concat());
+        packets.push(control(MME, SGW, &gtpv2(34, 0x200, 2 + i, &[bearer])));
+    }
+    let (sessions, _) = analyse(&packets);
+    assert_eq!(sessions.len(), 1);
+    let s = &sessions[0];
+    let g = s.gtp.as_ref().unwrap();
+    assert_eq!((s.messages.len(), g.transactions.len()), (302, 301));
+    assert_eq!(g.bearers.len(), 1);
+    assert_eq!(g.bearers[0].teids.len(), 64);
+    assert_eq!(s.subscriber_keys.len(), 64);
+}
+
 #[path = "common/mod.rs"]
 mod common;
 
