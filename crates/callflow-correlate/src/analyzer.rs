@@ -11,6 +11,7 @@ use crate::ctx::PacketCtx;
 use crate::diameter::DiameterHandler;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
+use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
 use crate::rtp::MediaHandler;
@@ -22,7 +23,7 @@ use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier
 use callflow_decode::capture::Frame;
 use callflow_decode::diameter::{self, Dictionary};
 use callflow_decode::ipfrag::FragmentLimits;
-use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
+use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp, TunnelKind};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
@@ -102,6 +103,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     sip: SipHandler,
     media: MediaHandler,
     diameter: DiameterHandler,
+    gtp: GtpHandler,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -152,6 +154,7 @@ impl<C: Classifier> Analyzer<C> {
             sip: SipHandler::default(),
             media: MediaHandler,
             diameter: DiameterHandler::new(dictionary),
+            gtp: GtpHandler::default(),
             services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
@@ -184,6 +187,11 @@ impl<C: Classifier> Analyzer<C> {
         }
         self.clock = self.clock.max(ts);
         self.services.stats.frame(prepared.stopped);
+        if let Some((_, tunnel)) = &prepared.tunnel {
+            if tunnel.kind == TunnelKind::GtpU {
+                self.gtp.on_user_packet(tunnel, ts);
+            }
+        }
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
         self.dispatch(
             (prepared.ip.as_ref(), &prepared.transport),
@@ -343,6 +351,10 @@ impl<C: Classifier> Analyzer<C> {
                         self.hand_over(AppProtocol::Sip, ctx, state, payload, strict)
                     }
                     p @ (AppProtocol::Rtp | AppProtocol::Rtcp) => self.hand_over(p, ctx, state, payload, true),
+                    p @ (AppProtocol::GtpC | AppProtocol::GtpU) => {
+                        let strict = verdict.confidence != Confidence::Port;
+                        self.hand_over(p, ctx, state, payload, strict)
+                    }
                     _ => Handled::NotOurs,
                 };
                 (handled, Decider::of(&verdict))
@@ -374,6 +386,9 @@ impl<C: Classifier> Analyzer<C> {
                 self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
             }
             AppProtocol::Diameter => self.diameter.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
+            AppProtocol::GtpC | AppProtocol::GtpU => {
+                self.gtp.on_payload(protocol, ctx, &mut (), bytes, &mut self.services)
+            }
             _ => Handled::NotOurs,
         };
         if handled == Handled::Malformed && strict {
@@ -532,6 +547,9 @@ impl<C: Classifier> Analyzer<C> {
         for id in self.diameter.over(now, &self.services) {
             self.completed.extend(self.diameter.close(id, &mut self.services));
         }
+        for key in self.gtp.over(now, &self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
+        }
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
@@ -556,6 +574,9 @@ impl<C: Classifier> Analyzer<C> {
         }
         for id in self.diameter.open(&self.services) {
             self.completed.extend(self.diameter.close(id, &mut self.services));
+        }
+        for key in self.gtp.open(&self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);

@@ -527,6 +527,7 @@ impl Handler for DiameterHandler {
             retransmission,
             protocol: Protocol::Diameter,
             diameter: Some(Box::new(model_msg)),
+            gtp: None,
         });
         if let Some(p) = new_pending {
             self.remember(ids, p);
@@ -624,6 +625,7 @@ impl Handler for DiameterHandler {
             subscriber_keys: open.keys,
             problems,
             diameter: Some(Box::new(model)),
+            gtp: None,
         })
     }
 }

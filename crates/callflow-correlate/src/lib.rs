@@ -41,6 +41,7 @@ mod dialog;
 mod diameter;
 mod flows;
 mod front;
+mod gtp;
 mod handler;
 mod ids;
 mod media;

@@ -653,6 +653,7 @@ impl MediaTable {
             related: Vec::new(),
             tunnel,
             subscriber_keys: Vec::new(),
+            gtp: None,
             problems: Vec::new(),
             diameter: None,
         };
