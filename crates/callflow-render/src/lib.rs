@@ -27,6 +27,7 @@
 //!     ts: at(ms), frame: ms as u64 + 1, src: src.parse().unwrap(), dst: dst.parse().unwrap(),
 //!     transport: Transport::Udp, method: None, status, reason: None, cseq: "1 INVITE".into(),
 //!     summary: summary.into(), retransmission: false, protocol: Protocol::Sip,
+//!     diameter: None, gtp: None,
 //! };
 //! let session = Session {
 //!     id: "s1".into(), kind: SessionKind::SipCall, call_id: "abc@host".into(),
@@ -38,7 +39,7 @@
 //!         msg(40, "10.0.0.2:5060", "10.0.0.1:5060", "200 OK (SDP)", Some(200)),
 //!     ],
 //!     media: vec![], anomalies: vec![], related: vec![], tunnel: None,
-//!     subscriber_keys: vec![], problems: vec![],
+//!     subscriber_keys: vec![], problems: vec![], diameter: None, gtp: None,
 //! };
 //! let ladder = Ladder::build(&[&session]);
 //! let text = render_ladder(&ladder, Format::Text, None);

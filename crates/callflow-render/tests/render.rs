@@ -56,6 +56,8 @@ fn msg(ms: i64, src: &str, dst: &str, summary: &str, status: Option<u16>) -> Mes
         summary: summary.into(),
         retransmission: false,
         protocol: Protocol::Sip,
+        diameter: None,
+        gtp: None,
     }
 }
 
@@ -129,6 +131,8 @@ fn session(id: &str, call_id: &str, messages: Vec<Message>, media: Vec<MediaStre
         tunnel: None,
         subscriber_keys: vec![],
         problems: vec![Problem::HighLoss],
+        diameter: None,
+        gtp: None,
     }
 }
 
