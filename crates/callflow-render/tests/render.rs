@@ -330,6 +330,22 @@ fn a_hostile_capture_is_drawn_as_text_in_every_format() {
 }
 
 #[test]
+fn a_diameter_session_is_drawn_in_its_colour_with_hex_messages() {
+    let Some(capture) = shared("arkime/diameter_synthetic.pcap") else { return };
+    let doc = analyse(&capture);
+    let s = doc.sessions.iter().find(|s| s.kind == SessionKind::Diameter).expect("a Diameter session");
+    let ladder = Ladder::build(&[s]);
+    assert!(ladder.title.starts_with("diameter session "), "{}", ladder.title);
+    let frames: BTreeSet<u64> = s.messages.iter().map(|m| m.frame).collect();
+    let raw = read_messages(&capture, &frames).unwrap();
+    assert!(raw.values().all(|m| m.starts_with("00000000: 01")), "version 1 in a hex dump: {raw:?}");
+    let svg = render_ladder(&ladder, Format::Svg, Some(&raw));
+    assert_well_formed(&svg);
+    assert!(svg.contains(r##"stroke="#7c3aed""##) && svg.contains(">Diameter</text>"), "violet arrows, in the legend");
+    assert!(!svg.contains("Call-ID"), "no empty Call-ID in the footer");
+}
+
+#[test]
 fn svg_of_a_group_has_a_row_with_a_tooltip_per_message_and_stream() {
     let sessions = b2bua_legs();
     let group = leg_group(&sessions, "leg-a").unwrap();
