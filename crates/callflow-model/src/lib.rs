@@ -20,6 +20,7 @@
 mod document;
 mod media;
 mod session;
+mod subscriber;
 mod time;
 
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
@@ -28,4 +29,5 @@ pub use session::{
     CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
     Transport, Tunnel, TunnelKind,
 };
+pub use subscriber::{Subscriber, SubscriberSession, UeAddress};
 pub use time::Timestamp;
