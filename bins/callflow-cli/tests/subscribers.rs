@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn capture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/callflow-correlate/test_data/volte.pcap")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/callflow-correlate/test_data/volte/volte.pcap")
 }
 
 fn truth() -> Value {
