@@ -29,6 +29,7 @@ use callflow_model::{
     Timestamp, UeAddress,
 };
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 /// Most IMPUs or IMPIs listed per subscriber.
 const MAX_IDENTITIES: usize = 16;
@@ -84,7 +85,12 @@ struct Entry {
 impl Joiner {
     /// Keeps what the join needs of `session` (nothing when it carries no key).
     pub(crate) fn observe(&mut self, session: &Session) {
-        if session.subscriber_keys.is_empty() {
+        // An unspecified address (the PAA a Create Session Request asks with) names nobody.
+        let unspecified = |k: &SubscriberKey| {
+            k.kind == Kind::UeAddress && k.value.parse::<IpAddr>().is_ok_and(|ip| ip.is_unspecified())
+        };
+        let keys: Vec<SubscriberKey> = session.subscriber_keys.iter().filter(|k| !unspecified(k)).cloned().collect();
+        if keys.is_empty() {
             return;
         }
         self.summaries.push(Summary {
@@ -92,7 +98,7 @@ impl Joiner {
             kind: session.kind,
             start: session.start,
             end: session.end.max(session.start),
-            keys: session.subscriber_keys.clone(),
+            keys,
         });
     }
 
@@ -380,6 +386,17 @@ mod tests {
                 session("rx", Diameter, 30, 40, &["ue_address=10.45.0.1", "msisdn=49"]),
             ],
             &["1111: gtp-a(imsi) rx(ue_address)", "2222: gx-b(imsi)"],
+        );
+    }
+
+    #[test]
+    fn an_unspecified_address_joins_nothing() {
+        check(
+            &[
+                session("gtp", Gtp, 0, 100, &["imsi=1111", "ue_address=0.0.0.0", "ue_address=10.45.0.1"]),
+                session("gx", Diameter, 10, 20, &["ue_address=0.0.0.0", "msisdn=49"]),
+            ],
+            &["1111: gtp(imsi)", "49: gx(msisdn)"],
         );
     }
 
