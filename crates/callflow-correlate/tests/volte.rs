@@ -35,7 +35,7 @@ fn text<'a>(call: &'a Value, field: &str) -> &'a str {
 }
 
 #[test]
-fn every_sip_message_inside_gtp_u_is_found() {
+fn every_sip_message_and_rtp_packet_inside_gtp_u_is_found() {
     let doc = analyse(false);
     let truth = truth();
     let calls = truth["calls"].as_array().unwrap();
@@ -60,6 +60,8 @@ fn every_sip_message_inside_gtp_u_is_found() {
         let tunnel = invite.tunnel.expect("the INVITE came through GTP-U");
         assert_eq!(tunnel.kind, TunnelKind::GtpU);
         assert_eq!(tunnel.teid.map(|t| format!("0x{t:08x}")).as_deref(), call["teids"]["s1u_sgw_default"].as_str());
+        let rtp: u64 = invite.media.iter().map(|m| m.packets).sum();
+        assert_eq!(rtp, call["rtp_packets"].as_u64().unwrap(), "{ctx}: AMR RTP in the bearer joins its call");
         let register = find(text(call, "register_call_id"));
         assert_eq!(register.messages.len(), 2, "{ctx}: REGISTER and its 200, fragmented or not");
     }
