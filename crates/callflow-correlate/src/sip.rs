@@ -127,7 +127,7 @@ impl Handler for SipHandler {
             services.stats.malformed += 1;
         }
         let id = self.session_for(&msg, call_id, &meta);
-        self.keys.entry(id).or_default().on_message(&msg, meta.src.ip(), meta.tunnel.as_ref());
+        self.keys.entry(id).or_default().on_message(&msg, (meta.src.ip(), meta.dst.ip()), meta.tunnel.as_ref());
         let mut has_sdp = false;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {

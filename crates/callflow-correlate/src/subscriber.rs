@@ -4,20 +4,23 @@
 //! come out, each once and in order of appearance, in the session's `subscriber_keys`,
 //! from which the document's subscribers are joined (see `subscribers`).
 //!
-//! Which party a value belongs to matters, since a session carries both ends of a call:
-//! - **The UE's own requests** are those with a single Via: the originating user agent
-//!   sent them straight to its next hop (a request a proxy forwards carries the proxy's
-//!   Via above the UE's). Their Contact host, top Via sent-by and SDP connection
-//!   address are the UE's addresses; their P-Asserted-Identity and
-//!   P-Preferred-Identity the UE's identities (a tel URI, or a sip URI with
-//!   `user=phone`, gives the MSISDN, and every one an IMPU); their Authorization
-//!   username the IMPI. The P-Asserted-Identity of a forwarded request names its
-//!   originator, the far end of a terminating call, and is left out.
-//! - **Responses to the UE's requests** (a single Via: the originator's): that Via's
-//!   sent-by and `received` address are the UE's.
-//! - **The UE's responses** to requests forwarded to it (two Vias or more, sent from the
-//!   address the Contact names, as a user agent answering directly does): their Contact
-//!   and SDP connection address are the UE's.
+//! Which party a value belongs to matters, since a session carries both ends of a call,
+//! and either end may be a B2BUA that sends its requests with a single Via too. So a
+//! session first finds its UE, by the source address of either
+//! - the originator's initial request: out of dialog (no To tag) with a single Via, as a
+//!   user agent sends it straight to its next hop (a proxy adds its Via above), or
+//! - a user agent's answer to a request forwarded to it: two Vias or more, sent from the
+//!   address its Contact names;
+//!
+//! and then takes the UE's values only:
+//! - **from the UE's messages**: the Contact host, the Via sent-by of its requests and the
+//!   SDP connection addresses (UE addresses); and of its initial request with a single Via
+//!   the P-Asserted-Identity and P-Preferred-Identity (a tel URI, or a sip URI with
+//!   `user=phone`, gives the MSISDN, and every URI with a user part an IMPU; anonymous
+//!   ones are left out) and the Authorization username (IMPI). The far end's identities
+//!   (the P-Asserted-Identity of a terminating INVITE, a B2BUA's in-dialog requests) are
+//!   left out;
+//! - **from responses to the UE** with a single Via (the UE's): its sent-by and `received`.
 //! - **REGISTER** names its user whoever sends it: its From gives the IMPU (and MSISDN
 //!   as above), its Authorization username the IMPI.
 //! - **Any message**: the P-Charging-Vector's `icid-value`, and the TEID of the GTP-U
@@ -40,11 +43,13 @@ const MAX_KEYS: usize = 64;
 #[derive(Debug, Default)]
 pub(crate) struct SipKeys {
     keys: Vec<SubscriberKey>,
+    /// The UE's address once a message showed it (see the module docs).
+    ue: Option<IpAddr>,
 }
 
 impl SipKeys {
-    /// Takes what `msg`, sent from `src` through `tunnel`, says about the subscriber.
-    pub(crate) fn on_message(&mut self, msg: &SipMessage<'_>, src: IpAddr, tunnel: Option<&Tunnel>) {
+    /// Takes what `msg`, sent from `src` to `dst` through `tunnel`, says about the subscriber.
+    pub(crate) fn on_message(&mut self, msg: &SipMessage<'_>, (src, dst): (IpAddr, IpAddr), tunnel: Option<&Tunnel>) {
         if let Some(t) = tunnel.filter(|t| t.kind == TunnelKind::GtpU) {
             if let Some(teid) = t.key {
                 self.push(Kind::Teid, format!("0x{teid:08x}"));
@@ -53,30 +58,41 @@ impl SipKeys {
         let vias = msg.vias().take(2).count();
         let contact_ip = msg.header("Contact").and_then(NameAddr::parse).and_then(|c| uri_host_ip(c.uri));
         let is_request = msg.method().is_some();
-        if is_request && vias == 1 {
-            self.address(contact_ip);
-            if let Some(via) = msg.top_via() {
-                self.address(host_ip(via.sent_by));
+        let out_of_dialog = is_request && msg.to().and_then(|t| t.tag).is_none();
+        if self.ue.is_none() {
+            // The originator's initial request, or the answer of a UAS reached through a proxy.
+            let originator = out_of_dialog && vias == 1;
+            let answering = !is_request && vias >= 2 && contact_ip == Some(src);
+            if originator || answering {
+                self.ue = Some(src);
             }
-            for name in ["P-Asserted-Identity", "P-Preferred-Identity"] {
-                for value in msg.headers().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v) {
-                    for item in list_items(value) {
-                        if let Some(na) = NameAddr::parse(item) {
-                            self.identity(na.uri);
-                        }
-                    }
+        }
+        if self.ue == Some(src) {
+            self.address(contact_ip);
+            if is_request && vias == 1 {
+                if let Some(via) = msg.top_via() {
+                    self.address(host_ip(via.sent_by));
                 }
             }
             self.sdp_addresses(msg);
-        } else if !is_request && vias == 1 {
+            if out_of_dialog && vias == 1 {
+                for name in ["P-Asserted-Identity", "P-Preferred-Identity"] {
+                    for value in msg.headers().filter(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v) {
+                        for item in list_items(value) {
+                            if let Some(na) = NameAddr::parse(item) {
+                                self.identity(na.uri);
+                            }
+                        }
+                    }
+                }
+                self.impi(msg);
+            }
+        } else if self.ue == Some(dst) && !is_request && vias == 1 {
             if let Some(via) = msg.top_via() {
                 self.address(host_ip(via.sent_by));
             }
             let received = msg.header("Via").and_then(|v| list_items(v).next()).and_then(|v| param(v, "received"));
             self.address(received.and_then(host_ip));
-        } else if !is_request && contact_ip == Some(src) {
-            self.address(contact_ip);
-            self.sdp_addresses(msg);
         }
         let register = msg.method() == Some("REGISTER");
         if register {
@@ -84,12 +100,8 @@ impl SipKeys {
                 self.identity(from.uri);
             }
         }
-        if register || (is_request && vias == 1) {
-            if let Some(user) = msg.header("Authorization").and_then(|a| param(a, "username")) {
-                if !user.is_empty() {
-                    self.push(Kind::Impi, user.to_string());
-                }
-            }
+        if register {
+            self.impi(msg);
         }
         for (name, value) in msg.headers() {
             if name.eq_ignore_ascii_case("P-Charging-Vector") {
@@ -97,6 +109,13 @@ impl SipKeys {
                     self.push(Kind::Icid, icid.to_string());
                 }
             }
+        }
+    }
+
+    /// The Authorization header's username: the IMPI.
+    fn impi(&mut self, msg: &SipMessage<'_>) {
+        if let Some(user) = msg.header("Authorization").and_then(|a| param(a, "username")).filter(|u| !u.is_empty()) {
+            self.push(Kind::Impi, user.to_string());
         }
     }
 
@@ -145,11 +164,14 @@ impl SipKeys {
                 let (host, params) = host_part.split_once(';').unwrap_or((host_part, ""));
                 let host = host.split('?').next().unwrap_or(host);
                 let phone = params.split(';').any(|p| p.eq_ignore_ascii_case("user=phone"));
-                let impu = match user {
-                    Some(user) => format!("{scheme}:{user}@{host}"),
-                    None => format!("{scheme}:{host}"),
-                };
-                (user.filter(|_| phone).map(|u| u.split(';').next().unwrap_or(u)), impu)
+                // A URI without a user, or an anonymous one, names nobody (RFC 3323's
+                // `sip:anonymous@anonymous.invalid`, an SBC's `sip:invalid.unknown.domain`).
+                let Some(user) = user.filter(|u| !u.is_empty() && !u.eq_ignore_ascii_case("anonymous")) else { return };
+                if host.ends_with(".invalid") {
+                    return;
+                }
+                let impu = format!("{scheme}:{user}@{host}");
+                (Some(user).filter(|_| phone).map(|u| u.split(';').next().unwrap_or(u)), impu)
             }
             _ => return,
         };
@@ -219,13 +241,15 @@ fn list_items(value: &str) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
 
-    /// The keys of `messages` (each `(text, source address)`) as `kind=value` strings.
+    /// The keys of `messages` (each `(text, "source address>destination address")`) as
+    /// `kind=value` strings.
     fn check(messages: &[(&str, &str)], expected: &[&str]) {
         let mut keys = SipKeys::default();
-        for (text, src) in messages {
+        for (text, route) in messages {
             let text = text.replace('\n', "\r\n");
             let msg = SipMessage::parse(text.as_bytes()).expect("test message parses");
-            keys.on_message(&msg, src.parse().unwrap(), None);
+            let (src, dst) = route.split_once('>').unwrap();
+            keys.on_message(&msg, (src.parse().unwrap(), dst.parse().unwrap()), None);
         }
         let got: Vec<String> = keys.into_keys().iter().map(|k| format!("{}={}", k.kind.as_str(), k.value)).collect();
         assert_eq!(got, expected);
@@ -253,7 +277,7 @@ t=0 0
     #[test]
     fn ue_invite_gives_its_address_identities_and_icid() {
         check(
-            &[(INVITE, "10.45.0.7")],
+            &[(INVITE, "10.45.0.7>10.46.0.10")],
             &[
                 "ue_address=10.45.0.7",
                 "msisdn=491701111111",
@@ -297,7 +321,36 @@ s=-
 c=IN IP6 2001:db8::9
 t=0 0
 ";
-        check(&[(mt, "10.0.0.1"), (ok, "2001:db8::9")], &["ue_address=2001:db8::9"]);
+        check(&[(mt, "10.0.0.1>2001:db8::9"), (ok, "2001:db8::9>10.0.0.1")], &["ue_address=2001:db8::9"]);
+    }
+
+    #[test]
+    fn the_far_ends_requests_and_anonymous_identities_are_left_out() {
+        // Between two B2BUAs every request has one Via: the callee side's BYE (and its
+        // PAI) is not the caller's, and an anonymous PAI names nobody.
+        let invite = "INVITE sip:699800@10.1.0.2 SIP/2.0
+Via: SIP/2.0/UDP 10.1.0.1;branch=z9hG4bK5
+From: <sip:anonymous@anonymous.invalid>;tag=a
+To: <sip:699800@maxus.lan>
+Call-ID: c5
+CSeq: 1 INVITE
+P-Asserted-Identity: <sip:invalid.unknown.domain>, <sip:anonymous@anonymous.invalid>
+Contact: <sip:10.1.0.1>
+Content-Length: 0
+
+";
+        let bye = "BYE sip:10.1.0.1 SIP/2.0
+Via: SIP/2.0/UDP 10.1.0.2;branch=z9hG4bK6
+From: <sip:699800@maxus.lan>;tag=b
+To: <sip:anonymous@anonymous.invalid>;tag=a
+Call-ID: c5
+CSeq: 1 BYE
+P-Asserted-Identity: <tel:+79263776264>
+Contact: <sip:10.1.0.2>
+Content-Length: 0
+
+";
+        check(&[(invite, "10.1.0.1>10.1.0.2"), (bye, "10.1.0.2>10.1.0.1")], &["ue_address=10.1.0.1"]);
     }
 
     #[test]
@@ -323,11 +376,11 @@ Content-Length: 0
 
 ";
         check(
-            &[(register, "2001:db8::7"), (unauthorized, "10.0.0.1")],
+            &[(register, "2001:db8::7>10.0.0.1"), (unauthorized, "10.0.0.1>2001:db8::7")],
             &[
                 "ue_address=2001:db8::7",
-                "impu=sip:001010000000001@ims.example.net",
                 "impi=001010000000001@ims.example.net",
+                "impu=sip:001010000000001@ims.example.net",
                 "ue_address=10.45.0.8",
             ],
         );
@@ -344,8 +397,9 @@ Content-Length: 0
             dst: "192.0.2.2".parse().unwrap(),
             key: Some(0x1234),
         };
-        keys.on_message(&msg, "10.45.0.7".parse().unwrap(), Some(&tunnel));
-        keys.on_message(&msg, "10.45.0.7".parse().unwrap(), Some(&tunnel));
+        let route = ("10.45.0.7".parse().unwrap(), "10.46.0.10".parse().unwrap());
+        keys.on_message(&msg, route, Some(&tunnel));
+        keys.on_message(&msg, route, Some(&tunnel));
         let keys = keys.into_keys();
         assert_eq!(keys.len(), 6);
         assert_eq!((keys[0].kind, keys[0].value.as_str()), (Kind::Teid, "0x00001234"));
