@@ -52,6 +52,8 @@ mod sip;
 mod slots;
 mod source;
 mod stats;
+mod subscriber;
+mod subscribers;
 mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};

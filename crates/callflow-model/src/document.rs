@@ -1,6 +1,6 @@
 //! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
 
-use crate::{Session, Timestamp, Tunnel};
+use crate::{Session, Subscriber, Timestamp, Tunnel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub struct Document {
     /// decided it (absent in documents written before flows were listed).
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// The subscribers the sessions were joined into (docs/output-format.md, "Subscribers"):
+    /// absent when no session carried a subscriber's identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<Subscriber>,
 }
 
 /// One transport flow: the packets between two endpoints over one transport, both ways.
