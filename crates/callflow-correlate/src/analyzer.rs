@@ -12,6 +12,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
+use crate::quality::QualityOptions;
 use crate::rtp::MediaHandler;
 use crate::sctp::{Message as SctpMessage, SctpMessages};
 use crate::sip::SipHandler;
@@ -55,6 +56,9 @@ pub struct AnalyzerOptions {
     /// endless inputs (a live interface); off for a capture file, whose document lists
     /// every flow.
     pub forget_idle_flows: bool,
+    /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
+    /// the thresholds of the problems flagged on streams and sessions.
+    pub quality: QualityOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -66,6 +70,7 @@ impl Default for AnalyzerOptions {
             tcp: TcpLimits::default(),
             threads: 1,
             forget_idle_flows: false,
+            quality: QualityOptions::default(),
         }
     }
 }
@@ -131,6 +136,7 @@ impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
+        let media = MediaTable::with_quality(opts.quality.clone());
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -141,7 +147,7 @@ impl<C: Classifier> Analyzer<C> {
             ws: WsDirections::default(),
             sip: SipHandler::default(),
             media: MediaHandler,
-            services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
+            services: Services { media, stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
             last_sweep: Timestamp::default(),

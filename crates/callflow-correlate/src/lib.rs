@@ -44,6 +44,7 @@ mod handler;
 mod ids;
 mod media;
 mod pipeline;
+pub mod quality;
 mod rtp;
 mod sctp;
 mod sip;
@@ -55,6 +56,7 @@ mod websocket;
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 
 use callflow_decode::capture::CaptureError;

@@ -3,6 +3,7 @@
 use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
+use crate::quality::{QualityOptions, QualityTracker};
 use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::Tunnel;
@@ -73,6 +74,8 @@ struct Stream {
     wire_bytes: u64,
     /// The latest capture time of a packet of the stream, for the owner's last activity.
     last_ts: Timestamp,
+    /// Jitter-buffer lateness, loss pattern and timeline, for the quality estimate.
+    quality: QualityTracker,
 }
 
 /// Media of an owner that is still being collected.
@@ -182,12 +185,19 @@ pub(crate) struct MediaTable {
     streams: HashMap<StreamKey, u32>,
     stream_slots: Slots<Stream>,
     owners: HashMap<Owner, OwnerMedia>,
+    /// How quality is estimated.
+    quality: QualityOptions,
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
 }
 
 impl MediaTable {
+    /// An empty table estimating quality as `quality` says.
+    pub fn with_quality(quality: QualityOptions) -> Self {
+        MediaTable { quality, ..Default::default() }
+    }
+
     /// Registers the endpoints an SDP body announces as `owner`'s media, in tunnel number
     /// `context` (0 for none), where the SDP came from.
     pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>, context: u32) -> usize {
@@ -397,6 +407,7 @@ impl MediaTable {
             first_frame: frame,
             wire_bytes: 0,
             last_ts: Timestamp::default(),
+            quality: QualityTracker::default(),
         };
         let i = self.stream_slots.insert(stream);
         self.streams.insert(key, i);
@@ -460,6 +471,8 @@ impl MediaTable {
         stream.wire_bytes += d.wire_len;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
+        let jitter = stream.stats.jitter_ms();
+        stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.quality);
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
@@ -563,7 +576,10 @@ impl MediaTable {
         let mut streams: Vec<(StreamKey, Stream)> =
             media.streams.iter().filter_map(|k| self.remove_stream(k).map(|s| (*k, s))).collect();
         streams.sort_by_key(|(_, s)| s.first_frame);
-        for (key, s) in streams {
+        for (key, mut s) in streams {
+            let network_delay_ms = self.quality.default_network_delay.as_secs_f64() * 1000.0;
+            let quality = s.quality.quality(&s.codec, network_delay_ms, &self.quality);
+            let timeline = s.quality.take_timeline();
             let rtcp = media
                 .rtcp
                 .iter()
@@ -594,8 +610,8 @@ impl MediaTable {
                     orphan: owner > u64::MAX / 2,
                     rtcp,
                     events: s.events,
-                    quality: None,
-                    timeline: Vec::new(),
+                    quality,
+                    timeline,
                     problems: Vec::new(),
                 },
                 wire_bytes,
