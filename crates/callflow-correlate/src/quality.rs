@@ -331,7 +331,7 @@ impl QualityTracker {
     /// Whether a packet misses its playout time in the simulated fixed jitter buffer.
     fn is_late(&mut self, now_ns: i64, rtp_ts: u32, clock: Option<u32>, marker: bool, opts: &QualityOptions) -> bool {
         let Some(rate) = clock.filter(|&r| r >= 1000) else { return false };
-        let arrival_ms = (now_ns - self.origin_ns) as f64 / 1e6;
+        let arrival_ms = now_ns.saturating_sub(self.origin_ns) as f64 / 1e6;
         let media_ms = f64::from(rtp_ts.wrapping_sub(self.rtp_origin) as i32) / (f64::from(rate) / 1000.0);
         let transit = arrival_ms - media_ms;
         match self.min_transit {
