@@ -11,7 +11,8 @@ use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::Sdp;
 use callflow_model::{
-    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo, Session, SessionKind, Timestamp,
+    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, Session, SessionKind,
+    Timestamp, XrVoipMetrics,
 };
 use foldhash::HashMap;
 use std::net::SocketAddr;
@@ -23,6 +24,9 @@ pub(crate) type Owner = u64;
 
 /// Most RTCP reports kept per session: one every 5 s for 14 hours, per direction.
 const MAX_RTCP_REPORTS: usize = 20_000;
+
+/// Most SSRCs whose RTCP-XR VoIP metrics an owner keeps.
+const MAX_XR_SOURCES: usize = 64;
 
 /// Most DTMF events kept per stream.
 const MAX_EVENTS: usize = 10_000;
@@ -89,6 +93,8 @@ struct OwnerMedia {
     first_frame: u64,
     /// The tunnel of the first packet.
     tunnel: Option<Tunnel>,
+    /// The latest RTCP-XR VoIP metrics block about each SSRC (at most [`MAX_XR_SOURCES`]).
+    xr: Vec<(u32, XrVoipMetrics)>,
 }
 
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
@@ -524,6 +530,24 @@ impl MediaTable {
                     sender_info: None,
                     blocks: blocks.map(report_block).collect(),
                 },
+                RtcpPacket::ExtendedReport { blocks, .. } => {
+                    // A damaged XR block loses its metrics, not the reports beside it.
+                    for block in rtcp::xr_blocks(blocks) {
+                        let Ok(block) = block else { break };
+                        if block.block_type != rtcp::XR_VOIP_METRICS {
+                            continue;
+                        }
+                        let Ok(m) = rtcp::VoipMetrics::parse(block.body) else { continue };
+                        let metrics = xr_voip(ts, &m);
+                        let full = media.xr.len() >= MAX_XR_SOURCES;
+                        match media.xr.iter_mut().find(|(ssrc, _)| *ssrc == m.ssrc) {
+                            Some(slot) => slot.1 = metrics,
+                            None if !full => media.xr.push((m.ssrc, metrics)),
+                            None => {}
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             if media.rtcp.len() < MAX_RTCP_REPORTS {
@@ -577,15 +601,21 @@ impl MediaTable {
             media.streams.iter().filter_map(|k| self.remove_stream(k).map(|s| (*k, s))).collect();
         streams.sort_by_key(|(_, s)| s.first_frame);
         for (key, mut s) in streams {
-            let network_delay_ms = self.quality.default_network_delay.as_secs_f64() * 1000.0;
-            let quality = s.quality.quality(&s.codec, network_delay_ms, &self.quality);
-            let timeline = s.quality.take_timeline();
-            let rtcp = media
+            let rtcp: Vec<RtcpReport> = media
                 .rtcp
                 .iter()
                 .filter(|r| r.ssrc == key.ssrc || r.blocks.iter().any(|b| b.ssrc == key.ssrc))
                 .cloned()
                 .collect();
+            let xr = media.xr.iter().find(|(ssrc, _)| *ssrc == key.ssrc).map(|(_, m)| m.clone());
+            let rtcp_summary = rtcp_summary(key.ssrc, &rtcp, xr, s.clock_rate, &s.stats);
+            // Half the round trip when RTCP measured one, else the configured default.
+            let network_delay_ms = rtcp_summary
+                .as_ref()
+                .and_then(|r| r.rtt_ms)
+                .map_or(self.quality.default_network_delay.as_secs_f64() * 1000.0, |rtt| rtt / 2.0);
+            let quality = s.quality.quality(&s.codec, network_delay_ms, &self.quality);
+            let timeline = s.quality.take_timeline();
             let st = &s.stats;
             let wire_bytes = s.wire_bytes;
             out.push((
@@ -613,6 +643,8 @@ impl MediaTable {
                     quality,
                     timeline,
                     problems: Vec::new(),
+                    rtcp_summary,
+                    capture_loss: false,
                 },
                 wire_bytes,
             ));
@@ -691,6 +723,77 @@ fn rtp_pair_of(src: SocketAddr, dst: SocketAddr) -> Option<(SocketAddr, SocketAd
     }
     let below = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() - 1);
     Some(ordered_pair(below(src), below(dst)))
+}
+
+/// The RTCP about stream `ssrc` (its `reports`: the SRs it sent and the reports about it)
+/// summarised: the round trip from each report block's LSR/DLSR and the capture times of
+/// the SR it echoes and of itself (RFC 3550 6.4.1: A - LSR - DLSR, with both ends' times
+/// taken from the capture, so it is the round trip between the capture point and the
+/// stream's receiver), what the receiver reported, and the capture's own figures beside.
+fn rtcp_summary(
+    ssrc: u32,
+    reports: &[RtcpReport],
+    xr_voip: Option<XrVoipMetrics>,
+    clock_rate: Option<u32>,
+    stats: &StreamStats,
+) -> Option<RtcpSummary> {
+    let blocks: Vec<(Timestamp, &ReportBlock)> =
+        reports.iter().flat_map(|r| r.blocks.iter().filter(|b| b.ssrc == ssrc).map(move |b| (r.ts, b))).collect();
+    if blocks.is_empty() && xr_voip.is_none() {
+        return None;
+    }
+    // The SRs the stream's sender sent, by the middle 32 bits of their NTP time (the LSR).
+    let sent: HashMap<u32, Timestamp> = reports
+        .iter()
+        .filter(|r| r.ssrc == ssrc)
+        .filter_map(|r| r.sender_info.as_ref().map(|i| ((i.ntp_timestamp >> 16) as u32, r.ts)))
+        .collect();
+    let rtts: Vec<f64> = blocks
+        .iter()
+        .filter(|(_, b)| b.lsr != 0)
+        .filter_map(|(at, b)| {
+            let sr = sent.get(&b.lsr)?;
+            let rtt = at.nanos_since(*sr) as f64 / 1e6 - f64::from(b.dlsr) * 1000.0 / 65536.0;
+            (rtt >= 0.0).then_some(rtt)
+        })
+        .collect();
+    let last = blocks.last().map(|(_, b)| *b);
+    let clock_khz = clock_rate.filter(|&r| r >= 1000).map(|r| f64::from(r) / 1000.0);
+    let expected = stats.expected();
+    Some(RtcpSummary {
+        reports: blocks.len() as u64,
+        rtt_ms: (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64),
+        reported_loss_pct: last.map(|b| b.fraction_lost * 100.0),
+        reported_lost: last.map(|b| i64::from(b.cumulative_lost)),
+        reported_jitter_ms: clock_khz
+            .and_then(|khz| blocks.iter().map(|(_, b)| f64::from(b.jitter) / khz).reduce(f64::max)),
+        captured_loss_pct: if expected == 0 { 0.0 } else { 100.0 * stats.lost().max(0) as f64 / expected as f64 },
+        captured_jitter_ms: stats.max_jitter_ms(),
+        xr_voip,
+    })
+}
+
+/// An RTCP-XR VoIP metrics block in plain units (RFC 3611 4.7: rates in 1/256, MOS times
+/// 10, 127 for "unavailable").
+fn xr_voip(ts: Timestamp, m: &rtcp::VoipMetrics) -> XrVoipMetrics {
+    let pct = |x: u8| f64::from(x) * 100.0 / 256.0;
+    let score = |x: u8| (x != 127).then_some(x);
+    XrVoipMetrics {
+        ts,
+        loss_pct: pct(m.loss_rate),
+        discard_pct: pct(m.discard_rate),
+        burst_density_pct: pct(m.burst_density),
+        gap_density_pct: pct(m.gap_density),
+        burst_duration_ms: m.burst_duration,
+        gap_duration_ms: m.gap_duration,
+        round_trip_delay_ms: m.round_trip_delay,
+        end_system_delay_ms: m.end_system_delay,
+        r_factor: score(m.r_factor),
+        mos_lq: score(m.mos_lq).map(|x| f64::from(x) / 10.0),
+        mos_cq: score(m.mos_cq).map(|x| f64::from(x) / 10.0),
+        jb_nominal_ms: m.jb_nominal,
+        jb_maximum_ms: m.jb_maximum,
+    }
 }
 
 fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
@@ -871,5 +974,70 @@ mod tests {
             &[&one, &two, "rtcp 10.0.0.2:5002>10.0.0.1:4002 7"],
             &["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
         );
+    }
+
+    /// A datagram from `src` to `dst` at `ms` through a fresh memo.
+    fn feed(table: &mut MediaTable, src: &str, dst: &str, ms: i64, payload: &[u8]) {
+        let hints = UdpHints::of(payload);
+        let d = Datagram {
+            src: addr(src),
+            dst: addr(dst),
+            context: 0,
+            tunnel: None,
+            payload,
+            hints: &hints,
+            ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000),
+            frame: ms as u64,
+            wire_len: 0,
+        };
+        let mut memo = MediaMemo::default();
+        if table.on_announced(&mut memo, &d).is_none() {
+            let kind = if hints.rtcp_like { MediaKind::Rtcp } else { MediaKind::Rtp };
+            table.on_orphan(&mut memo, kind, &d).expect("media");
+        }
+    }
+
+    #[test]
+    fn rtcp_summary_gives_the_round_trip_and_what_the_receiver_reported() {
+        let mut table = MediaTable::default();
+        for seq in 1..=100u16 {
+            feed(&mut table, "10.0.0.1:4000", "10.0.0.2:5000", i64::from(seq) * 20, &rtp_packet(seq, 7));
+        }
+        // The sender's SR at 1000 ms, NTP 0x0000_1234_5678_0000: its LSR is 0x1234_5678.
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&7u32.to_be_bytes());
+        sr.extend_from_slice(&0x0000_1234_5678_0000u64.to_be_bytes());
+        sr.extend_from_slice(&[0; 12]);
+        feed(&mut table, "10.0.0.1:4001", "10.0.0.2:5001", 1000, &sr);
+        // The receiver's RR at 1580 ms, held 0.5 s (DLSR 32768): RTT 1580 - 1000 - 500 = 80 ms.
+        // Fraction lost 64/256, cumulative 3, jitter 240 timestamp units (30 ms at 8 kHz).
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend_from_slice(&8u32.to_be_bytes());
+        rr.extend_from_slice(&7u32.to_be_bytes());
+        rr.extend_from_slice(&[64, 0, 0, 3]);
+        for w in [100u32, 240, 0x1234_5678, 32768] {
+            rr.extend_from_slice(&w.to_be_bytes());
+        }
+        // And an XR VoIP metrics block about SSRC 7 (MOS-LQ 4.1, R 80, loss 10/256).
+        rr.extend_from_slice(&[0x80, 207, 0, 10]);
+        rr.extend_from_slice(&8u32.to_be_bytes());
+        rr.extend_from_slice(&[7, 0, 0, 8]);
+        rr.extend_from_slice(&7u32.to_be_bytes());
+        rr.extend_from_slice(&[10, 0, 0, 0, 0, 0, 0, 0, 0, 80, 0, 40, 127, 127, 127, 16, 80, 127, 41, 127, 0, 0]);
+        rr.extend_from_slice(&[0, 60, 0, 80, 0, 200]);
+        feed(&mut table, "10.0.0.2:5001", "10.0.0.1:4001", 1580, &rr);
+        let owner = table.all_orphans()[0];
+        let (session, _) = table.take_orphan_session(owner);
+        let stream = &session.expect("session").media[0];
+        let summary = stream.rtcp_summary.as_ref().expect("summary");
+        assert_eq!(summary.reports, 1);
+        assert_eq!(summary.rtt_ms, Some(80.0));
+        assert_eq!((summary.reported_loss_pct, summary.reported_lost), (Some(25.0), Some(3)));
+        assert_eq!(summary.reported_jitter_ms, Some(30.0));
+        assert_eq!((summary.captured_loss_pct, summary.captured_jitter_ms), (0.0, 0.0));
+        let xr = summary.xr_voip.as_ref().expect("xr");
+        assert_eq!((xr.r_factor, xr.mos_lq, xr.mos_cq, xr.round_trip_delay_ms), (Some(80), Some(4.1), None, 80));
+        // The quality's delay is half the round trip plus the 60 ms buffer.
+        assert_eq!(stream.quality.as_ref().map(|q| q.delay_ms), Some(100.0));
     }
 }

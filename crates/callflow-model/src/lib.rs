@@ -23,7 +23,10 @@ mod session;
 mod time;
 
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
-pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
+pub use media::{
+    DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
+    XrVoipMetrics,
+};
 pub use session::{
     CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
     Transport, Tunnel, TunnelKind,
