@@ -35,6 +35,7 @@
 //! ```
 
 mod analyzer;
+mod capture_loss;
 mod control;
 mod ctx;
 mod dialog;

@@ -1,5 +1,6 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
 
+use crate::capture_loss::CaptureLossDetector;
 use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
@@ -80,6 +81,8 @@ struct Stream {
     last_ts: Timestamp,
     /// Jitter-buffer lateness, loss pattern and timeline, for the quality estimate.
     quality: QualityTracker,
+    /// A gap of this stream was part of a capture-loss cluster.
+    capture_loss: bool,
 }
 
 /// Media of an owner that is still being collected.
@@ -178,7 +181,7 @@ pub(crate) enum MediaKind {
 }
 
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MediaTable {
     /// Announced endpoints (in their tunnel), each with its slot in `bindings`.
     endpoints: HashMap<(u32, SocketAddr), u32>,
@@ -193,6 +196,8 @@ pub(crate) struct MediaTable {
     owners: HashMap<Owner, OwnerMedia>,
     /// How quality is estimated.
     quality: QualityOptions,
+    /// Sequence gaps shared by unrelated streams: the capture's losses.
+    capture_loss: CaptureLossDetector,
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
@@ -201,7 +206,24 @@ pub(crate) struct MediaTable {
 impl MediaTable {
     /// An empty table estimating quality as `quality` says.
     pub fn with_quality(quality: QualityOptions) -> Self {
-        MediaTable { quality, ..Default::default() }
+        let window = i64::try_from(quality.capture_loss_window.as_nanos()).unwrap_or(i64::MAX);
+        MediaTable {
+            endpoints: HashMap::default(),
+            bindings: Slots::default(),
+            inserted: 0,
+            streams: HashMap::default(),
+            stream_slots: Slots::default(),
+            owners: HashMap::default(),
+            capture_loss: CaptureLossDetector::new(quality.capture_loss_streams, window),
+            quality,
+            orphan_pairs: HashMap::default(),
+            next_orphan: 0,
+        }
+    }
+
+    /// The capture's own losses found so far: clusters and the packets missing in them.
+    pub fn capture_loss(&self) -> (u64, u64) {
+        (self.capture_loss.events, self.capture_loss.packets)
     }
 
     /// Registers the endpoints an SDP body announces as `owner`'s media, in tunnel number
@@ -414,6 +436,7 @@ impl MediaTable {
             wire_bytes: 0,
             last_ts: Timestamp::default(),
             quality: QualityTracker::default(),
+            capture_loss: false,
         };
         let i = self.stream_slots.insert(stream);
         self.streams.insert(key, i);
@@ -475,10 +498,17 @@ impl MediaTable {
         };
         let CodecMemo { is_event, clock, .. } = codec;
         stream.wire_bytes += d.wire_len;
+        let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         let jitter = stream.stats.jitter_ms();
-        stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.quality);
+        let gap =
+            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.quality);
+        if gap > 0 {
+            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
+            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
+        }
+        let Some(stream) = self.stream_slots.get_mut(index) else { return Ok(()) };
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
@@ -497,6 +527,19 @@ impl MediaTable {
             }
         }
         Ok(())
+    }
+
+    /// Hands a sequence gap of the stream in slot `index` to the capture-loss detector, and
+    /// flags the streams of a cluster it blames on the capture.
+    fn on_gap(&mut self, owner: Owner, index: u32, since: i64, span: (i64, i64), gap: u64) {
+        let Some(slot) = self.stream_slots.current(index) else { return };
+        for flagged in self.capture_loss.on_gap(owner, slot, since, span, gap) {
+            if self.stream_slots.holds(flagged) {
+                if let Some(s) = self.stream_slots.get_mut(flagged.index) {
+                    s.capture_loss = true;
+                }
+            }
+        }
     }
 
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
@@ -644,7 +687,7 @@ impl MediaTable {
                     timeline,
                     problems: Vec::new(),
                     rtcp_summary,
-                    capture_loss: false,
+                    capture_loss: s.capture_loss,
                 },
                 wire_bytes,
             ));
@@ -704,6 +747,12 @@ impl MediaTable {
             problems: Vec::new(),
         };
         (Some(session), rejected)
+    }
+}
+
+impl Default for MediaTable {
+    fn default() -> Self {
+        MediaTable::with_quality(QualityOptions::default())
     }
 }
 

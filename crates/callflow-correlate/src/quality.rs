@@ -272,7 +272,8 @@ pub(crate) struct QualityTracker {
 impl QualityTracker {
     /// Accounts for one packet. `clock` is the clock the statistics used (None for
     /// telephone events and unknown payloads: lateness is then not judged); `jitter_ms` is
-    /// the running RFC 3550 jitter after this packet.
+    /// the running RFC 3550 jitter after this packet. Returns the packets found missing
+    /// just before this one (a gap it ends).
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
@@ -283,7 +284,7 @@ impl QualityTracker {
         marker: bool,
         jitter_ms: f64,
         opts: &QualityOptions,
-    ) {
+    ) -> u64 {
         let now_ns = arrival.as_nanos();
         if !self.started {
             self.started = true;
@@ -326,6 +327,7 @@ impl QualityTracker {
         }
         // A duplicate (ahead == 0, or older with nothing missing) changes nothing.
         self.note_interval(now_ns, gap, recovered, late, jitter_ms, opts);
+        gap
     }
 
     /// Whether a packet misses its playout time in the simulated fixed jitter buffer.

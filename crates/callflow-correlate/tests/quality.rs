@@ -158,3 +158,41 @@ fn generated_call_with_ten_percent_loss_scores_at_most_3_6() {
         assert!(q.mos <= 3.6 && q.loss_pct >= 8.0, "{q:?}");
     }
 }
+
+/// Six unrelated streams (one address pair each) of 30 s, 3 ms apart in phase, less the
+/// packets `dropped(stream, seq, µs)` says.
+fn six_streams(dropped: impl Fn(u8, u16, u64) -> bool) -> Vec<Rtp> {
+    let mut packets: Vec<Rtp> = (0..6u8)
+        .flat_map(|stream| {
+            (0..1500u16).map(move |seq| Rtp { us: u64::from(seq) * 20_000 + u64::from(stream) * 3_000, stream, seq })
+        })
+        .filter(|p| !dropped(p.stream, p.seq, p.us))
+        .collect();
+    packets.sort_by_key(|p| p.us);
+    packets
+}
+
+#[test]
+fn capture_loss_is_found_when_every_stream_loses_at_once() {
+    // The capture drops everything for 20 ms at 10 s, 15 s and 20 s: each stream loses the
+    // one packet due then.
+    let doc = analyse_bytes(pcap(&six_streams(|_, _, us| {
+        [10_000_000, 15_000_000, 20_000_000].iter().any(|&t| (t..t + 20_000).contains(&us))
+    })));
+    let loss = doc.stats.capture_loss;
+    assert_eq!((loss.events, loss.rtp_packets, loss.tcp_unseen_bytes), (3, 18, 0));
+    let all = streams(&doc);
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|m| m.capture_loss && m.lost == 3), "every stream is flagged");
+}
+
+#[test]
+fn capture_loss_is_not_found_on_independent_loss() {
+    // Each stream loses about 3 % of its packets, on its own.
+    let doc = analyse_bytes(pcap(&six_streams(|stream, seq, _| random(seq ^ (u16::from(stream) << 11), 30))));
+    let all = streams(&doc);
+    let lost: i64 = all.iter().map(|m| m.lost).sum();
+    assert!(lost > 200, "{lost}");
+    assert_eq!(doc.stats.capture_loss.events, 0);
+    assert!(all.iter().all(|m| !m.capture_loss));
+}

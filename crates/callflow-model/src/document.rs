@@ -106,6 +106,28 @@ pub struct Stats {
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub classifier: String,
+    /// What the capture itself dropped (a lossy mirror port), told apart from the
+    /// network's losses (absent when nothing points to it); see docs/quality.md.
+    #[serde(default, skip_serializing_if = "CaptureLoss::is_none")]
+    pub capture_loss: CaptureLoss,
+}
+
+/// Signs that the capture dropped packets, as opposed to the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureLoss {
+    /// Instants at which sequence gaps hit several unrelated RTP streams together.
+    pub events: u64,
+    /// RTP packets missing in those gaps.
+    pub rtp_packets: u64,
+    /// TCP bytes acknowledged by one side that the capture never saw the other side send.
+    pub tcp_unseen_bytes: u64,
+}
+
+impl CaptureLoss {
+    /// True when nothing points to capture loss.
+    pub fn is_none(&self) -> bool {
+        *self == CaptureLoss::default()
+    }
 }
 
 /// Counts for one protocol.
