@@ -143,7 +143,7 @@ fn render_shows_every_key_with_its_source() {
     assert!(port.starts_with("port = 9000 ") && port.ends_with("# flag --port"), "{port}");
     let retention = text.lines().find(|l| l.starts_with("retention = ")).unwrap();
     assert!(retention.starts_with("retention = \"1d\"") && retention.ends_with("# default"), "{retention}");
-    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits"] {
+    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality"] {
         assert!(text.contains(&format!("[{section}]\n")), "{section} missing in\n{text}");
     }
 }
@@ -227,4 +227,17 @@ fn an_empty_or_short_api_key_is_refused_at_start_up() {
     }
     let toml = temp_file("keys.toml", "[auth]\nenabled = true\napi_keys = [\"0123456789abcdef\"]\n");
     assert!(Loader::new().file(&toml).load().is_ok(), "16 bytes is enough");
+}
+
+#[test]
+fn quality_section_from_file_and_environment() {
+    let file = temp_file("q.toml", "[quality]\nmin_mos = 3.2\ninterval = \"10s\"\n");
+    let loaded = Loader::new().file(&file).env_vars(env(&[("CALLFLOW_QUALITY__JITTER_BUFFER", "80ms")])).load().unwrap();
+    let q = &loaded.settings.quality;
+    assert_eq!((q.min_mos, q.interval, q.jitter_buffer), (3.2, Duration::from_secs(10), Duration::from_millis(80)));
+    assert_eq!(q.max_loss_pct, 5.0, "the rest keeps its default");
+    // An interval too short to chart is refused, naming the key.
+    let bad = temp_file("q2.toml", "[quality]\ninterval = \"10ms\"\n");
+    let err = Loader::new().file(&bad).load().unwrap_err().to_string();
+    assert!(err.contains("quality.interval"), "{err}");
 }

@@ -12,6 +12,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
+use crate::problems::flag_problems;
 use crate::quality::QualityOptions;
 use crate::rtp::MediaHandler;
 use crate::sctp::{Message as SctpMessage, SctpMessages};
@@ -598,6 +599,14 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
+    /// Queues a session a handler closed, with its problems flagged.
+    fn hand_out(&mut self, session: Option<Session>) {
+        if let Some(mut session) = session {
+            flag_problems(&mut session, &self.opts.quality);
+            self.completed.push(session);
+        }
+    }
+
     /// Closes sessions that are over as of capture time `now`.
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
@@ -609,10 +618,12 @@ impl<C: Classifier> Analyzer<C> {
             flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })
         });
         for id in self.sip.over(now, &self.services) {
-            self.completed.extend(self.sip.close(id, &mut self.services));
+            let closed = self.sip.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for owner in self.media.over(now, &self.services) {
-            self.completed.extend(self.media.close(owner, &mut self.services));
+            let closed = self.media.close(owner, &mut self.services);
+            self.hand_out(closed);
         }
     }
 
@@ -631,10 +642,12 @@ impl<C: Classifier> Analyzer<C> {
     /// id), with the statistics of the whole run.
     pub fn finish(mut self) -> (Vec<Session>, Stats) {
         for id in self.sip.open(&self.services) {
-            self.completed.extend(self.sip.close(id, &mut self.services));
+            let closed = self.sip.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for owner in self.media.open(&self.services) {
-            self.completed.extend(self.media.close(owner, &mut self.services));
+            let closed = self.media.close(owner, &mut self.services);
+            self.hand_out(closed);
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);

@@ -45,6 +45,7 @@ mod handler;
 mod ids;
 mod media;
 mod pipeline;
+mod problems;
 pub mod quality;
 mod rtp;
 mod sctp;

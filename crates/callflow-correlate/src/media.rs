@@ -83,6 +83,10 @@ struct Stream {
     quality: QualityTracker,
     /// A gap of this stream was part of a capture-loss cluster.
     capture_loss: bool,
+    /// The first audio payload type (comfort noise and events aside), and when another
+    /// one first replaced it.
+    audio_pt: Option<u8>,
+    payload_change: Option<Timestamp>,
 }
 
 /// Media of an owner that is still being collected.
@@ -138,6 +142,8 @@ struct CodecMemo {
     payload_type: u8,
     is_event: bool,
     clock: Option<u32>,
+    /// Audio (not comfort noise, not telephone events): its changes are payload changes.
+    audio: bool,
 }
 
 /// A UDP datagram as the media table sees it: who sent it to whom (in which tunnel), its
@@ -437,6 +443,8 @@ impl MediaTable {
             last_ts: Timestamp::default(),
             quality: QualityTracker::default(),
             capture_loss: false,
+            audio_pt: None,
+            payload_change: None,
         };
         let i = self.stream_slots.insert(stream);
         self.streams.insert(key, i);
@@ -491,12 +499,20 @@ impl MediaTable {
                 } else {
                     codec.map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
                 };
-                let decided = CodecMemo { payload_type: pt, is_event, clock };
+                let comfort_noise = pt == 13 || pt == 19 || codec.is_some_and(|c| c.name.eq_ignore_ascii_case("CN"));
+                let decided = CodecMemo { payload_type: pt, is_event, clock, audio: !is_event && !comfort_noise };
                 memo.codec = Some(decided);
                 decided
             }
         };
-        let CodecMemo { is_event, clock, .. } = codec;
+        let CodecMemo { is_event, clock, audio, .. } = codec;
+        if audio {
+            match stream.audio_pt {
+                None => stream.audio_pt = Some(pt),
+                Some(first) if first != pt && stream.payload_change.is_none() => stream.payload_change = Some(ts),
+                Some(_) => {}
+            }
+        }
         stream.wire_bytes += d.wire_len;
         let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
@@ -687,6 +703,7 @@ impl MediaTable {
                     timeline,
                     problems: Vec::new(),
                     rtcp_summary,
+                    payload_change: s.payload_change,
                     capture_loss: s.capture_loss,
                 },
                 wire_bytes,

@@ -38,11 +38,9 @@ pub struct QualityOptions {
     pub max_loss_pct: f64,
     /// A stream whose MOS is below this has `low_mos`.
     pub min_mos: f64,
-    /// An INVITE answered (final response) later than this has `late_answer`.
+    /// A call whose far end answered (first 18x, else the final response) later than this
+    /// after the INVITE has `late_answer`.
     pub late_answer: Duration,
-    /// A request with no response this long after it was sent has `unanswered_request`
-    /// (when the capture goes on that long), and a 2xx with no ACK this long after has `no_ack`.
-    pub answer_timeout: Duration,
     /// RTP more than this after the BYE is `rtp_after_bye`.
     pub rtp_after_bye: Duration,
     /// Capture loss: the smallest number of unrelated streams that must lose packets
@@ -62,7 +60,6 @@ impl Default for QualityOptions {
             max_loss_pct: 5.0,
             min_mos: 3.6,
             late_answer: Duration::from_secs(10),
-            answer_timeout: Duration::from_secs(32),
             rtp_after_bye: Duration::from_secs(2),
             capture_loss_streams: 3,
             capture_loss_window: Duration::from_millis(20),

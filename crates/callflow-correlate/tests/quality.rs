@@ -9,7 +9,7 @@ mod packets;
 
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::{Document, MediaStream};
+use callflow_model::{Document, MediaStream, Problem};
 use packets::{ipv4, udp};
 use std::path::Path;
 
@@ -184,6 +184,10 @@ fn capture_loss_is_found_when_every_stream_loses_at_once() {
     let all = streams(&doc);
     assert_eq!(all.len(), 6);
     assert!(all.iter().all(|m| m.capture_loss && m.lost == 3), "every stream is flagged");
+    // The loss is the capture's, so no stream has high_loss (1 packet in 500), and every
+    // session says capture_loss.
+    assert!(all.iter().all(|m| m.problems == [Problem::CaptureLoss]));
+    assert!(doc.sessions.iter().all(|s| s.problems == [Problem::CaptureLoss]));
 }
 
 #[test]
@@ -194,5 +198,5 @@ fn capture_loss_is_not_found_on_independent_loss() {
     let lost: i64 = all.iter().map(|m| m.lost).sum();
     assert!(lost > 200, "{lost}");
     assert_eq!(doc.stats.capture_loss.events, 0);
-    assert!(all.iter().all(|m| !m.capture_loss));
+    assert!(all.iter().all(|m| !m.capture_loss && !m.problems.contains(&Problem::CaptureLoss)));
 }

@@ -67,6 +67,10 @@ pub struct MediaStream {
     /// RTCP-XR VoIP metrics block) beside what the capture shows; absent without RTCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtcp_summary: Option<RtcpSummary>,
+    /// When the payload type first changed to another codec mid-stream (comfort noise and
+    /// telephone events aside); absent when it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_change: Option<Timestamp>,
     /// True when the capture itself dropped packets while this stream was running (gaps
     /// shared with unrelated streams at the same instants): its loss is not the network's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
