@@ -232,7 +232,8 @@ fn an_empty_or_short_api_key_is_refused_at_start_up() {
 #[test]
 fn quality_section_from_file_and_environment() {
     let file = temp_file("q.toml", "[quality]\nmin_mos = 3.2\ninterval = \"10s\"\n");
-    let loaded = Loader::new().file(&file).env_vars(env(&[("CALLFLOW_QUALITY__JITTER_BUFFER", "80ms")])).load().unwrap();
+    let loaded =
+        Loader::new().file(&file).env_vars(env(&[("CALLFLOW_QUALITY__JITTER_BUFFER", "80ms")])).load().unwrap();
     let q = &loaded.settings.quality;
     assert_eq!((q.min_mos, q.interval, q.jitter_buffer), (3.2, Duration::from_secs(10), Duration::from_millis(80)));
     assert_eq!(q.max_loss_pct, 5.0, "the rest keeps its default");

@@ -26,7 +26,7 @@ use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
-use callflow_model::{CaptureLoss, Flow, Session, Stats, Transport};
+use callflow_model::{CaptureLoss, Flow, ProblemCounts, Session, Stats, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -110,6 +110,8 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     flows: FlowTable,
     /// TCP bytes acknowledged that the capture never saw sent.
     tcp_unseen_bytes: u64,
+    /// Sessions handed out with problems, in all and per kind.
+    problems: ProblemCounts,
 }
 
 /// What a TCP connection carries, decided on its first payload.
@@ -251,6 +253,7 @@ impl<C: Classifier> Analyzer<C> {
             pdus: Vec::new(),
             flows: FlowTable::default(),
             tcp_unseen_bytes: 0,
+            problems: ProblemCounts::default(),
         }
     }
 
@@ -323,6 +326,7 @@ impl<C: Classifier> Analyzer<C> {
         stats.flows_unlisted = self.front.unlisted_flows();
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.capture_loss = self.capture_loss();
+        stats.problems = self.problems.clone();
         stats
     }
 
@@ -603,6 +607,12 @@ impl<C: Classifier> Analyzer<C> {
     fn hand_out(&mut self, session: Option<Session>) {
         if let Some(mut session) = session {
             flag_problems(&mut session, &self.opts.quality);
+            if !session.problems.is_empty() {
+                self.problems.sessions += 1;
+                for p in &session.problems {
+                    *self.problems.by_kind.entry(p.as_str().to_string()).or_default() += 1;
+                }
+            }
             self.completed.push(session);
         }
     }
@@ -654,6 +664,7 @@ impl<C: Classifier> Analyzer<C> {
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.capture_loss = self.capture_loss();
+        stats.problems = std::mem::take(&mut self.problems);
         (sessions, stats)
     }
 }

@@ -150,6 +150,7 @@ impl StatsBuilder {
         Stats {
             classifier: classifier.to_string(),
             capture_loss: Default::default(),
+            problems: Default::default(),
             flows_unlisted: 0,
             flows_forgotten: 0,
             packets_decoded: self.decoded,

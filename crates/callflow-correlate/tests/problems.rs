@@ -160,6 +160,10 @@ fn check(call: Call, session: &[Problem], a_to_b: &[Problem]) {
     let forward: Vec<Problem> =
         s.media.iter().filter(|m| m.src.port() == 4000).flat_map(|m| m.problems.iter().copied()).collect();
     assert_eq!(forward, a_to_b, "A->B stream problems");
+    // The document counts the sessions with problems, per kind.
+    let counted: Vec<(String, u64)> = doc.stats.problems.by_kind.clone().into_iter().collect();
+    let want: Vec<(String, u64)> = session.iter().map(|p| (p.as_str().to_string(), 1)).collect();
+    assert_eq!((doc.stats.problems.sessions, counted), (u64::from(!session.is_empty()), want));
 }
 
 #[test]

@@ -110,6 +110,25 @@ pub struct Stats {
     /// network's losses (absent when nothing points to it); see docs/quality.md.
     #[serde(default, skip_serializing_if = "CaptureLoss::is_none")]
     pub capture_loss: CaptureLoss,
+    /// How many sessions have problems, in all and per kind (absent when none has).
+    #[serde(default, skip_serializing_if = "ProblemCounts::is_empty")]
+    pub problems: ProblemCounts,
+}
+
+/// Sessions with problems: how many in all, and how many have each kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemCounts {
+    /// Sessions with at least one problem.
+    pub sessions: u64,
+    /// Sessions with each problem, by its name (`high_loss`...).
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl ProblemCounts {
+    /// True when no session has a problem.
+    pub fn is_empty(&self) -> bool {
+        self.sessions == 0
+    }
 }
 
 /// Signs that the capture dropped packets, as opposed to the network.

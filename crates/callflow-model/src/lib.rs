@@ -22,7 +22,7 @@ mod media;
 mod session;
 mod time;
 
-pub use document::{CaptureLoss, Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use document::{CaptureLoss, Document, Flow, ProblemCounts, ProtocolStats, SourceInfo, Stats, FORMAT};
 pub use media::{
     DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
     XrVoipMetrics,
