@@ -35,6 +35,7 @@
 //! ```
 
 mod analyzer;
+mod capture_loss;
 mod control;
 mod ctx;
 mod dialog;
@@ -46,6 +47,8 @@ mod handler;
 mod ids;
 mod media;
 mod pipeline;
+mod problems;
+pub mod quality;
 mod rtp;
 mod sctp;
 mod sip;
@@ -59,6 +62,7 @@ mod websocket;
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 
 use callflow_decode::capture::CaptureError;
