@@ -11,6 +11,7 @@ use crate::ctx::PacketCtx;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::legs::LegOptions;
 use crate::media::MediaTable;
 use crate::rtp::MediaHandler;
 use crate::sctp::{Message as SctpMessage, SctpMessages};
@@ -55,6 +56,9 @@ pub struct AnalyzerOptions {
     /// endless inputs (a live interface); off for a capture file, whose document lists
     /// every flow.
     pub forget_idle_flows: bool,
+    /// How the legs of a call through a B2BUA or proxy are found and joined (`related`
+    /// links of relation `leg`), and how long a closed call waits for its other legs.
+    pub legs: LegOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -66,6 +70,7 @@ impl Default for AnalyzerOptions {
             tcp: TcpLimits::default(),
             threads: 1,
             forget_idle_flows: false,
+            legs: LegOptions::default(),
         }
     }
 }
@@ -130,6 +135,7 @@ impl Default for Analyzer<HeuristicClassifier> {
 impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
+        let sip = SipHandler::new(opts.legs.clone());
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
@@ -139,7 +145,7 @@ impl<C: Classifier> Analyzer<C> {
             classifier,
             tcp_flows: HashMap::new(),
             ws: WsDirections::default(),
-            sip: SipHandler::default(),
+            sip,
             media: MediaHandler,
             services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),

@@ -1,9 +1,10 @@
 //! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
 
 use crate::ids::{session_id, Fnv64};
+use crate::legs::{CallNames, LegKeys};
 use callflow_decode::packet::Tunnel;
 use callflow_decode::sip::SipMessage;
-use callflow_model::{CallState, Message, Party, Protocol, Session, SessionKind, Timestamp, Transport};
+use callflow_model::{CallState, Message, Party, Protocol, Related, Session, SessionKind, Timestamp, Transport};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -92,6 +93,10 @@ pub(crate) struct Dialog {
     anomalies: Vec<String>,
     /// The tunnel of the first message.
     tunnel: Option<Tunnel>,
+    /// What ties the call to its other legs (filled by the handler, which knows the options).
+    pub legs: LegKeys,
+    /// Links other sessions made to this one when they closed first.
+    related: Vec<Related>,
 }
 
 impl Dialog {
@@ -141,6 +146,25 @@ impl Dialog {
             seen: HashSet::new(),
             anomalies: Vec::new(),
             tunnel: meta.tunnel,
+            legs: LegKeys::default(),
+            related: Vec::new(),
+        }
+    }
+
+    /// The `id` the session will have.
+    pub fn session_id(&self) -> String {
+        session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame)
+    }
+
+    /// The Call-ID and the From and To URIs, which the leg rules compare.
+    pub fn names(&self) -> CallNames<'_> {
+        CallNames { call_id: &self.call_id, from: &self.from, to: &self.to }
+    }
+
+    /// Links the session to another (a leg of the same call that closed first).
+    pub fn link(&mut self, related: Related) {
+        if !self.related.contains(&related) {
+            self.related.push(related);
         }
     }
 
@@ -387,7 +411,7 @@ impl Dialog {
             ));
         }
         Session {
-            id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
+            id: self.session_id(),
             kind: self.kind,
             call_id: self.call_id,
             from: self.from,
@@ -410,7 +434,7 @@ impl Dialog {
             messages: self.messages,
             media: Vec::new(),
             anomalies: self.anomalies,
-            related: Vec::new(),
+            related: self.related,
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
             subscriber_keys: Vec::new(),
             problems: Vec::new(),

@@ -42,6 +42,7 @@ mod flows;
 mod front;
 mod handler;
 mod ids;
+mod legs;
 mod media;
 mod pipeline;
 mod rtp;
@@ -55,6 +56,7 @@ mod websocket;
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use legs::LegOptions;
 pub use source::{FrameSource, Pulled};
 
 use callflow_decode::capture::CaptureError;

@@ -3,6 +3,7 @@
 use crate::ctx::PacketCtx;
 use crate::dialog::{self, Dialog, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
+use crate::legs::{LegIndex, LegOptions};
 use crate::media::Owner;
 use crate::websocket;
 use callflow_classify::AppProtocol;
@@ -10,7 +11,7 @@ use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::Framing;
 use callflow_decode::Timestamp;
-use callflow_model::{Session, SessionKind};
+use callflow_model::{Related, Relation, Session, SessionKind};
 use std::collections::HashMap;
 
 /// The open SIP sessions (dialogs and groups of other transactions), by owner number and
@@ -22,6 +23,8 @@ pub(crate) struct SipHandler {
     /// transactions (a REGISTER, say, sent with the Call-ID the INVITE then reuses).
     by_call_id: HashMap<String, CallIdSessions>,
     next_dialog: Owner,
+    /// The open calls by what can join them to their other legs (see `legs`).
+    legs: LegIndex,
 }
 
 /// The open sessions of one Call-ID.
@@ -71,10 +74,17 @@ impl SipHandler {
     }
 }
 
+impl SipHandler {
+    /// A handler joining call legs as `legs` says.
+    pub fn new(legs: LegOptions) -> Self {
+        // Dialog numbers count up from 1; orphan media owners count down from the top.
+        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1, legs: LegIndex::new(legs) }
+    }
+}
+
 impl Default for SipHandler {
     fn default() -> Self {
-        // Dialog numbers count up from 1; orphan media owners count down from the top.
-        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1 }
+        SipHandler::new(LegOptions::default())
     }
 }
 
@@ -132,6 +142,12 @@ impl Handler for SipHandler {
             }
         }
         if let Some(dialog) = self.dialogs.get_mut(&id) {
+            if dialog.kind == SessionKind::SipCall
+                && self.legs.enabled()
+                && dialog.legs.collect(&msg, meta.ts, self.legs.header_names())
+            {
+                self.legs.update(id, || dialog.session_id(), &dialog.names(), &dialog.legs);
+            }
             dialog.on_message(&msg, &meta, has_sdp);
             if call_id.is_empty() {
                 dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
@@ -164,7 +180,8 @@ impl Handler for SipHandler {
         open.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// The dialog as a session, with the media its SDP announced.
+    /// The dialog as a session, with the media its SDP announced and its links to the
+    /// other legs of its call (those still open get the link back when they close).
     fn close(&mut self, id: Owner, services: &mut Services) -> Option<Session> {
         let dialog = self.dialogs.remove(&id)?;
         if let Some(sessions) = self.by_call_id.get_mut(&dialog.call_id) {
@@ -183,6 +200,12 @@ impl Handler for SipHandler {
             session.end = session.end.max(end);
         }
         session.media = media;
+        for link in self.legs.close(id) {
+            if let Some(other) = self.dialogs.get_mut(&link.number) {
+                other.link(Related { session: session.id.clone(), relation: Relation::Leg, key: link.key.clone() });
+            }
+            session.related.push(Related { session: link.session_id, relation: Relation::Leg, key: link.key });
+        }
         Some(session)
     }
 }

@@ -12,7 +12,7 @@ use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
 use callflow_config::Settings;
-use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions};
+use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, LegOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -111,6 +111,14 @@ impl ManagerOptions {
             session_linger: s.processing.session_linger,
             idle_timeout: s.processing.idle_timeout,
             threads: if s.processing.read_ahead { 2 } else { 1 },
+            legs: LegOptions {
+                enabled: s.legs.enabled,
+                correlation_headers: s.legs.correlation_headers.clone(),
+                call_id_suffixes: s.legs.call_id_suffixes.clone(),
+                call_id_prefixes: s.legs.call_id_prefixes.clone(),
+                match_parties: s.legs.match_parties,
+                party_window: s.legs.party_window,
+            },
             ..AnalyzerOptions::default()
         };
         ManagerOptions {

@@ -209,8 +209,13 @@ pub struct Tunnel {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Relation {
-    /// The other leg of the same call through a back-to-back user agent.
-    B2buaLeg,
+    /// Another leg of the same call through a back-to-back user agent, an SBC or a proxy
+    /// hop that changed the Call-ID (written `leg`; `b2bua_leg`, its first name, is still read).
+    #[serde(rename = "leg", alias = "b2bua_leg")]
+    Leg,
+    /// The call this one was transferred to, or from (REFER's Refer-To with Replaces, or
+    /// the Referred-By of the new call's INVITE).
+    Transfer,
     /// The session's packets came through the other session's bearer (a GTP tunnel).
     Bearer,
     /// The two sessions belong to the same subscriber (IMSI, MSISDN, IMPU).
@@ -343,4 +348,17 @@ pub struct SubscriberKey {
     pub kind: SubscriberKeyKind,
     /// Its value, normalised as the kind says (an address as `Display` writes it).
     pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leg_relation_is_written_leg_and_read_under_its_first_name() {
+        assert_eq!(serde_json::to_string(&Relation::Leg).unwrap(), "\"leg\"");
+        assert_eq!(serde_json::from_str::<Relation>("\"b2bua_leg\"").unwrap(), Relation::Leg);
+        assert_eq!(serde_json::from_str::<Relation>("\"leg\"").unwrap(), Relation::Leg);
+        assert_eq!(serde_json::to_string(&Relation::Transfer).unwrap(), "\"transfer\"");
+    }
 }
