@@ -248,16 +248,20 @@ impl MediaTable {
         self.inserted += 1;
     }
 
-    /// Unbinds every endpoint bound to `owner`.
-    fn unbind(&mut self, owner: Owner) {
+    /// Unbinds every endpoint bound to `owner`, and returns the RTP endpoints among them.
+    fn unbind(&mut self, owner: Owner) -> Vec<SocketAddr> {
         let bindings = &mut self.bindings;
-        self.endpoints.retain(|_, &mut i| {
-            if bindings.get(i).is_some_and(|b| b.owner != owner) {
-                return true;
+        let mut rtp = Vec::new();
+        self.endpoints.retain(|&(_, addr), &mut i| {
+            match bindings.get(i) {
+                Some(b) if b.owner != owner => return true,
+                Some(b) if !b.rtcp && !b.other => rtp.push(addr),
+                _ => {}
             }
             bindings.remove(i);
             false
         });
+        rtp
     }
 
     /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
@@ -555,7 +559,13 @@ impl MediaTable {
 
     /// [`MediaTable::take`], with each stream's frame bytes.
     fn take_with_bytes(&mut self, owner: Owner) -> Vec<(MediaStream, u64)> {
-        self.unbind(owner);
+        let announced = self.unbind(owner);
+        // Media latched on to an address the SDP did not give (symmetric RTP behind a NAT):
+        // one end of the stream is an announced endpoint, the other is not, though the SDP
+        // of both sides was seen (two endpoints or more).
+        let latched = |src: &SocketAddr, dst: &SocketAddr| {
+            announced.len() >= 2 && announced.contains(src) != announced.contains(dst)
+        };
         let Some(media) = self.owners.remove(&owner) else {
             return Vec::new();
         };
@@ -597,6 +607,7 @@ impl MediaTable {
                     quality: None,
                     timeline: Vec::new(),
                     problems: Vec::new(),
+                    nat_latched: latched(&key.src, &key.dst),
                 },
                 wire_bytes,
             ));
@@ -654,6 +665,10 @@ impl MediaTable {
             tunnel,
             subscriber_keys: Vec::new(),
             problems: Vec::new(),
+            media_changes: Vec::new(),
+            early_media: false,
+            branches: Vec::new(),
+            dtmf: Vec::new(),
         };
         (Some(session), rejected)
     }

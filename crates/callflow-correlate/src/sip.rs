@@ -1,7 +1,7 @@
 //! The SIP handler: SIP messages grouped into dialogs by Call-ID, the SDP they carry announced to the media table, and the dialogs closed once over.
 
 use crate::ctx::PacketCtx;
-use crate::dialog::{self, Dialog, MsgMeta};
+use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
 use crate::legs::{LegIndex, LegOptions};
 use crate::media::Owner;
@@ -11,7 +11,7 @@ use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::Framing;
 use callflow_decode::Timestamp;
-use callflow_model::{Related, Relation, Session, SessionKind};
+use callflow_model::{DtmfDigit, DtmfSource, Related, Relation, Session, SessionKind};
 use std::collections::HashMap;
 
 /// The open SIP sessions (dialogs and groups of other transactions), by owner number and
@@ -134,13 +134,14 @@ impl Handler for SipHandler {
             services.stats.malformed += 1;
         }
         let id = self.session_for(&msg, call_id, &meta);
-        let mut has_sdp = false;
+        let mut summary = None;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
-                has_sdp = true;
+                summary = Some(MediaSummary::of(&sdp));
                 services.media.register_sdp(id, &sdp, meta.context);
             }
         }
+        let has_sdp = summary.is_some();
         if let Some(dialog) = self.dialogs.get_mut(&id) {
             if dialog.kind == SessionKind::SipCall
                 && self.legs.enabled()
@@ -148,7 +149,10 @@ impl Handler for SipHandler {
             {
                 self.legs.update(id, || dialog.session_id(), &dialog.names(), &dialog.legs);
             }
-            dialog.on_message(&msg, &meta, has_sdp);
+            let fresh = dialog.on_message(&msg, &meta, has_sdp);
+            if let Some(summary) = summary.flatten().filter(|_| fresh) {
+                dialog.on_sdp(summary, &meta);
+            }
             if call_id.is_empty() {
                 dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
             }
@@ -195,7 +199,20 @@ impl Handler for SipHandler {
             }
         }
         let media = services.media.take(id);
+        let early_until = dialog.early_media_until();
         let mut session = dialog.into_session();
+        session.early_media = early_until.is_some_and(|until| media.iter().any(|m| m.packets > 0 && m.start < until));
+        session.dtmf.extend(media.iter().flat_map(|m| {
+            // RFC 4733 durations are in timestamp units of the event's clock: 8 kHz for
+            // the telephone-event rate nearly every SDP gives.
+            m.events.iter().map(|e| DtmfDigit {
+                ts: e.ts,
+                digit: e.digit.clone(),
+                source: DtmfSource::Rfc4733,
+                duration_ms: Some(f64::from(e.duration) / 8.0),
+            })
+        }));
+        session.dtmf.sort_by_key(|d| d.ts);
         if let Some(end) = media.iter().map(|m| m.end).max() {
             session.end = session.end.max(end);
         }

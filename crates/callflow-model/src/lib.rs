@@ -25,7 +25,7 @@ mod time;
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
 pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
 pub use session::{
-    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
-    Transport, Tunnel, TunnelKind,
+    Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,
+    Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport, Tunnel, TunnelKind,
 };
 pub use time::Timestamp;

@@ -63,6 +63,10 @@ pub struct MediaStream {
     /// What is wrong with the stream (thresholds in the configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// The stream's source or destination is not what the call's SDP announced, while its
+    /// other end is: media latched on to a NATed address (symmetric RTP), still the call's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat_latched: bool,
 }
 
 /// A stream's voice quality by the ITU-T G.107 E-model, with the inputs that made it.

@@ -296,6 +296,90 @@ pub struct Session {
     /// What is wrong with the session or any of its streams (thresholds in the configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// Each change of the call's media after the first offer/answer (a re-INVITE or UPDATE
+    /// putting it on hold, resuming it, changing codec or address), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_changes: Vec<MediaChange>,
+    /// Media was negotiated before the answer (a provisional response carried SDP) and RTP
+    /// arrived before the 2xx, or with no 2xx at all: ringback or announcements.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
+    /// The branches of a forked INVITE, one per To tag the responses carried, when there
+    /// were several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<Branch>,
+    /// The DTMF digits of the call from every source (RFC 4733 events of its streams, SIP
+    /// INFO), in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dtmf: Vec<DtmfDigit>,
+}
+
+/// What a [`MediaChange`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MediaChangeKind {
+    /// A side stopped sending or receiving: `a=sendonly`, `recvonly`, `inactive`, or the
+    /// RFC 2543 connection address `0.0.0.0`.
+    Hold,
+    /// The media went back to `sendrecv` after a hold.
+    Resume,
+    /// The codec (the first format of the media line) changed.
+    Codec,
+    /// The media address or port changed.
+    Address,
+}
+
+/// One change of a call's media, from an SDP that differs from the same side's previous one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaChange {
+    /// When the SDP that made the change was seen.
+    pub ts: Timestamp,
+    /// Its frame.
+    pub frame: u64,
+    /// What changed.
+    pub kind: MediaChangeKind,
+    /// The old and new values, e.g. `sendrecv -> sendonly` or `PCMU -> G729`.
+    pub detail: String,
+}
+
+/// One branch of a forked INVITE: the responses carrying one To tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    /// The To tag of the branch.
+    pub to_tag: String,
+    /// When its first response came.
+    pub first_response: Timestamp,
+    /// The status of its first response.
+    pub first_status: u16,
+    /// Its final status, when it got one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<u16>,
+}
+
+/// Where a [`DtmfDigit`] was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DtmfSource {
+    /// An RFC 4733 telephone event in an RTP stream.
+    Rfc4733,
+    /// A SIP INFO with an `application/dtmf-relay` or `application/dtmf` body.
+    SipInfo,
+}
+
+/// One DTMF digit of a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DtmfDigit {
+    /// When it was seen (its first packet, or the INFO).
+    pub ts: Timestamp,
+    /// The digit: `0`-`9`, `*`, `#`, `A`-`D`, or an event code.
+    pub digit: String,
+    /// Where it was seen.
+    pub source: DtmfSource,
+    /// How long it lasted, when said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
 }
 
 /// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.
