@@ -144,8 +144,11 @@ pub(crate) struct Dialog {
     /// The first final answer to an INVITE other than a challenge (401/407): a retry with
     /// credentials follows a challenge, so it is not the call's answer.
     first_real_final: Option<Timestamp>,
-    /// The To tags of the INVITE's responses (forking), at most [`MAX_LISTED`].
-    branches: Vec<Branch>,
+    /// The To tags of the responses to each INVITE transaction (by CSeq number and top Via
+    /// branch: forking is several tags answering one INVITE at one hop, while the same
+    /// INVITE seen at two hops of a tag-rewriting SBC has one tag per Via branch), at most
+    /// [`MAX_LISTED`].
+    branches: Vec<((u32, u64), Branch)>,
     /// DTMF keys sent in SIP INFO.
     info_dtmf: Vec<DtmfDigit>,
     /// The latest SDP of each sender (by address), to see what the next one changes.
@@ -455,19 +458,26 @@ impl Dialog {
         if cseq_method != "INVITE" {
             return;
         }
-        if let Some(tag) = msg.to().and_then(|t| t.tag).filter(|_| code > 100) {
+        // A challenge (401/407) carries the tag of the proxy that sent it, not a branch.
+        if let Some(tag) = msg.to().and_then(|t| t.tag).filter(|_| code > 100 && !matches!(code, 401 | 407)) {
             let room = self.branches.len() < MAX_LISTED;
-            match self.branches.iter_mut().find(|b| b.to_tag == tag) {
+            let mut h = Fnv64::default();
+            msg.top_via().and_then(|v| v.branch).hash(&mut h);
+            let tx = (cseq, h.finish());
+            match self.branches.iter_mut().find(|(t, b)| *t == tx && b.to_tag == tag).map(|(_, b)| b) {
                 Some(b) if code >= 200 => {
                     b.final_status.get_or_insert(code);
                 }
                 Some(_) => {}
-                None if room => self.branches.push(Branch {
-                    to_tag: tag.to_string(),
-                    first_response: meta.ts,
-                    first_status: code,
-                    final_status: (code >= 200).then_some(code),
-                }),
+                None if room => self.branches.push((
+                    tx,
+                    Branch {
+                        to_tag: tag.to_string(),
+                        first_response: meta.ts,
+                        first_status: code,
+                        final_status: (code >= 200).then_some(code),
+                    },
+                )),
                 None => {}
             }
         }
@@ -588,10 +598,17 @@ impl Dialog {
             problems: Vec::new(),
             media_changes: self.media_changes,
             early_media: false,
-            branches: if self.branches.len() > 1 { self.branches } else { Vec::new() },
+            branches: forks(self.branches),
             dtmf: self.info_dtmf,
         }
     }
+}
+
+/// The branches of the INVITEs answered with several To tags, in order of first response.
+fn forks(branches: Vec<((u32, u64), Branch)>) -> Vec<Branch> {
+    let tags = |tx: (u32, u64)| branches.iter().filter(|(t, _)| *t == tx).count();
+    let forked: Vec<(u32, u64)> = branches.iter().map(|(t, _)| *t).filter(|t| tags(*t) > 1).collect();
+    branches.into_iter().filter(|(c, _)| forked.contains(c)).map(|(_, b)| b).collect()
 }
 
 /// Identifies a message within its transaction and direction, so a second copy is a retransmission.

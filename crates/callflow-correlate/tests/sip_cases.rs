@@ -193,6 +193,16 @@ fn forked_invite_shows_its_branches() {
     assert_eq!(s.state.as_str(), "IN_CALL", "the 487 of the other branch after the 200 changes nothing");
     // One branch only: nothing listed.
     assert!(call(setup(&offer, &sdp("10.0.0.2", 6000, "0", ""))).branches.is_empty());
+    // A proxy's challenge, then the retry answered by the callee: two tags, but no fork
+    // (ndpi/sip.pcap has such calls).
+    let challenged = call(vec![
+        sip(true, "INVITE sip:bob@b SIP/2.0", None, "1 INVITE", Some((SDP, &offer))),
+        sip(false, "SIP/2.0 407 Proxy Authentication Required", Some("proxy"), "1 INVITE", None),
+        sip(true, "INVITE sip:bob@b SIP/2.0", None, "2 INVITE", Some((SDP, &offer))),
+        sip(false, "SIP/2.0 183 Session Progress", Some("bob"), "2 INVITE", None),
+        sip(false, "SIP/2.0 480 Temporarily Unavailable", Some("bob"), "2 INVITE", None),
+    ]);
+    assert!(challenged.branches.is_empty());
 }
 
 #[test]
