@@ -15,6 +15,11 @@
 //!    INVITEs at most `party_window` apart (`weak:parties:FROM>TO`; the `weak:` says it is
 //!    a guess). A pair the stronger rules already joined is not joined again.
 //!
+//! The same machinery links transfers (relation `transfer`): a REFER's Refer-To target and
+//! sender against a new call's To and `Referred-By` (`referred-by:TARGET|REFERRER`), and a
+//! call named by a `Replaces` header (`replaces:CALL-ID`) or by the `?Replaces=` of an
+//! attended transfer's Refer-To (`refer-to-replaces:CALL-ID`).
+//!
 //! Legs close at different times (one waits out its linger while the other's BYE is still
 //! in flight, a failed attempt towards one callee closes long before the call it was part
 //! of), and with a sink a closed session is written at once. So the calls still open are
@@ -88,15 +93,29 @@ pub(crate) struct LegKeys {
     headers: Vec<(String, String)>,
     /// When the first INVITE was seen.
     invite: Option<Timestamp>,
+    /// Each REFER's target and referrer, normalised as `TARGET|REFERRER`.
+    refer_targets: Vec<String>,
+    /// Call-IDs a REFER's Refer-To (`?Replaces=`, true) or the INVITE's `Replaces` (false) names.
+    replaces: Vec<(String, bool)>,
+    /// The referrer an INVITE's `Referred-By` names, normalised.
+    referred_by: Option<String>,
 }
 
 impl LegKeys {
     /// Takes what `msg` carries; `names` are the configured correlation headers. Says
     /// whether anything new was learnt.
     pub fn collect(&mut self, msg: &SipMessage<'_>, ts: Timestamp, names: &[String]) -> bool {
-        let before = (self.session_ids.len(), self.icids.len(), self.headers.len(), self.invite.is_some());
-        if msg.method() == Some("INVITE") {
-            self.invite.get_or_insert(ts);
+        let before = self.counts();
+        let initial = msg.to().and_then(|t| t.tag).is_none();
+        match msg.method() {
+            Some("INVITE") => {
+                self.invite.get_or_insert(ts);
+                if initial {
+                    self.transfer_headers(msg);
+                }
+            }
+            Some("REFER") => self.refer(msg),
+            _ => {}
         }
         for (name, value) in msg.headers() {
             if name.eq_ignore_ascii_case("Session-ID") {
@@ -117,8 +136,75 @@ impl LegKeys {
                 }
             }
         }
-        before != (self.session_ids.len(), self.icids.len(), self.headers.len(), self.invite.is_some())
+        before != self.counts()
     }
+
+    fn counts(&self) -> [usize; 7] {
+        [
+            self.session_ids.len(),
+            self.icids.len(),
+            self.headers.len(),
+            usize::from(self.invite.is_some()),
+            self.refer_targets.len(),
+            self.replaces.len(),
+            usize::from(self.referred_by.is_some()),
+        ]
+    }
+
+    /// A REFER (RFC 3515): whom it sends the other party to, who asks, and for an attended
+    /// transfer the call the new one is to replace (`Refer-To: <sip:c@x?Replaces=...>`).
+    fn refer(&mut self, msg: &SipMessage<'_>) {
+        let Some(refer_to) = msg.header("Refer-To").and_then(sip::NameAddr::parse) else { return };
+        let (target, headers) = refer_to.uri.split_once('?').unwrap_or((refer_to.uri, ""));
+        let referrer = msg.from().and_then(|f| party(f.uri));
+        if let (Some(target), Some(referrer)) = (party(target), referrer) {
+            push(&mut self.refer_targets, format!("{target}|{referrer}"));
+        }
+        for header in headers.split('&') {
+            let Some((name, value)) = header.split_once('=') else { continue };
+            if name.eq_ignore_ascii_case("Replaces") {
+                let value = percent_decoded(value);
+                let call_id = value.split(';').next().unwrap_or("").trim();
+                if !call_id.is_empty() && call_id.len() <= MAX_VALUE_LEN && self.replaces.len() < MAX_VALUES {
+                    self.replaces.push((call_id.to_string(), true));
+                }
+            }
+        }
+    }
+
+    /// The `Referred-By` (RFC 3892) and `Replaces` (RFC 3891) of an initial INVITE.
+    fn transfer_headers(&mut self, msg: &SipMessage<'_>) {
+        if let Some(by) = msg.header("Referred-By").and_then(sip::NameAddr::parse) {
+            self.referred_by = party(by.uri);
+        }
+        if let Some(replaces) = msg.header("Replaces") {
+            let call_id = replaces.split(';').next().unwrap_or("").trim();
+            if !call_id.is_empty() && call_id.len() <= MAX_VALUE_LEN && self.replaces.len() < MAX_VALUES {
+                self.replaces.push((call_id.to_string(), false));
+            }
+        }
+    }
+}
+
+/// `%XX` escapes decoded (a URI header's value); anything malformed is kept as written.
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| char::from(c).to_digit(16);
+        match (b[i], b.get(i + 1).copied().and_then(hex), b.get(i + 2).copied().and_then(hex)) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn push(values: &mut Vec<String>, value: String) {
@@ -137,6 +223,9 @@ enum Token {
     Ref(String),
     /// Caller and callee, normalised.
     Parties(String),
+    /// A transfer's target and referrer, normalised: a REFER's, or a new call's To and
+    /// Referred-By.
+    Transfer(String),
 }
 
 /// Where a [`Token::Ref`] came from, to say how a pair was joined.
@@ -150,6 +239,14 @@ enum RefSource {
     Suffix(String),
     /// The Call-ID with this prefix taken off.
     Prefix(String),
+    /// An INVITE's `Replaces` header.
+    Replaces,
+    /// The `Replaces` of a REFER's Refer-To.
+    ReferReplaces,
+    /// A REFER (for [`Token::Transfer`]).
+    Refer,
+    /// An INVITE's `Referred-By` (for [`Token::Transfer`]).
+    ReferredBy,
 }
 
 /// The tokens of a call, strongest first, each with what to write in a link's key.
@@ -177,6 +274,16 @@ fn tokens(call: &CallNames<'_>, keys: &LegKeys, opts: &LegOptions) -> Vec<(Token
         if let Some(base) = call_id.strip_prefix(prefix.as_str()).filter(|b| !b.is_empty()) {
             out.push((Token::Ref(base.to_string()), RefSource::Prefix(prefix.clone())));
         }
+    }
+    for (call_id, refer) in &keys.replaces {
+        let source = if *refer { RefSource::ReferReplaces } else { RefSource::Replaces };
+        out.push((Token::Ref(call_id.clone()), source));
+    }
+    for target in &keys.refer_targets {
+        out.push((Token::Transfer(target.clone()), RefSource::Refer));
+    }
+    if let (Some(by), Some(to)) = (&keys.referred_by, party(call.to)) {
+        out.push((Token::Transfer(format!("{to}|{by}")), RefSource::ReferredBy));
     }
     if opts.match_parties && keys.invite.is_some() {
         if let (Some(from), Some(to)) = (party(call.from), party(call.to)) {
@@ -209,16 +316,26 @@ fn link_key(token: &Token, mine: &RefSource, theirs: &RefSource) -> Option<Strin
         Token::SessionId(v) => format!("session-id:{v}"),
         Token::Icid(v) => format!("icid:{v}"),
         Token::Parties(v) => format!("weak:parties:{v}"),
+        Token::Transfer(v) => match (mine, theirs) {
+            (RefSource::Refer, RefSource::ReferredBy) | (RefSource::ReferredBy, RefSource::Refer) => {
+                format!("referred-by:{v}")
+            }
+            _ => return None,
+        },
         Token::Ref(v) => {
-            // The more telling source: a header beats an affix, both beat a bare Call-ID.
+            // The more telling source: a transfer's Replaces, then a header, then an affix,
+            // all before a bare Call-ID.
             let rank = |s: &RefSource| match s {
-                RefSource::Header(_) => 0,
-                RefSource::Suffix(_) | RefSource::Prefix(_) => 1,
-                RefSource::Own => 2,
+                RefSource::Replaces | RefSource::ReferReplaces => 0,
+                RefSource::Header(_) => 1,
+                RefSource::Suffix(_) | RefSource::Prefix(_) => 2,
+                RefSource::Own | RefSource::Refer | RefSource::ReferredBy => 3,
             };
             let source = if rank(mine) <= rank(theirs) { mine } else { theirs };
             match source {
-                RefSource::Own => return None,
+                RefSource::Own | RefSource::Refer | RefSource::ReferredBy => return None,
+                RefSource::Replaces => format!("replaces:{v}"),
+                RefSource::ReferReplaces => format!("refer-to-replaces:{v}"),
                 RefSource::Header(name) => format!("header:{name}:{v}"),
                 RefSource::Suffix(s) => format!("call-id-suffix:{s}:{v}"),
                 RefSource::Prefix(p) => format!("call-id-prefix:{p}:{v}"),
@@ -234,8 +351,14 @@ fn strength(key: &str) -> u8 {
         Some("icid") => 1,
         Some("header") => 2,
         Some("call-id-suffix" | "call-id-prefix") => 3,
-        _ => 4,
+        Some("replaces" | "refer-to-replaces" | "referred-by") => 4,
+        _ => 5,
     }
+}
+
+/// Whether a link's key joins a transfer (relation `transfer`) rather than legs.
+pub(crate) fn is_transfer(key: &str) -> bool {
+    matches!(key.split(':').next(), Some("replaces" | "refer-to-replaces" | "referred-by"))
 }
 
 /// What names a call: its Call-ID and the From and To URIs of its first request.
@@ -275,6 +398,7 @@ fn token_hash(token: &Token) -> u64 {
         Token::Icid(v) => (1, v),
         Token::Ref(v) => (2, v),
         Token::Parties(v) => (3, v),
+        Token::Transfer(v) => (4, v),
     };
     h.write(&[tag]);
     h.write(value.as_bytes());

@@ -3,7 +3,7 @@
 use crate::ctx::PacketCtx;
 use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
-use crate::legs::{LegIndex, LegOptions};
+use crate::legs::{self, LegIndex, LegOptions};
 use crate::media::Owner;
 use crate::websocket;
 use callflow_classify::AppProtocol;
@@ -218,10 +218,11 @@ impl Handler for SipHandler {
         }
         session.media = media;
         for link in self.legs.close(id) {
+            let relation = if legs::is_transfer(&link.key) { Relation::Transfer } else { Relation::Leg };
             if let Some(other) = self.dialogs.get_mut(&link.number) {
-                other.link(Related { session: session.id.clone(), relation: Relation::Leg, key: link.key.clone() });
+                other.link(Related { session: session.id.clone(), relation, key: link.key.clone() });
             }
-            session.related.push(Related { session: link.session_id, relation: Relation::Leg, key: link.key });
+            session.related.push(Related { session: link.session_id, relation, key: link.key });
         }
         Some(session)
     }

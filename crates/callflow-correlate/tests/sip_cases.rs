@@ -6,7 +6,7 @@ mod packets;
 use callflow_correlate::Analyzer;
 use callflow_decode::capture::Frame;
 use callflow_decode::{LinkType, Timestamp};
-use callflow_model::{Session, SessionKind};
+use callflow_model::{Relation, Session, SessionKind};
 use packets::{ipv4, udp};
 use std::net::SocketAddrV4;
 
@@ -68,6 +68,13 @@ fn voice(src: &str, dst: &str, seq: u16) -> Packet {
 
 /// Runs the packets 20 ms apart and returns the one call.
 fn call(packets: Vec<Packet>) -> Session {
+    let calls = run(packets);
+    assert_eq!(calls.len(), 1);
+    calls.into_iter().next().unwrap()
+}
+
+/// Runs the packets 20 ms apart and returns the calls.
+fn run(packets: Vec<Packet>) -> Vec<Session> {
     let mut analyzer = Analyzer::default();
     for (i, p) in packets.iter().enumerate() {
         let data = ipv4(
@@ -89,9 +96,7 @@ fn call(packets: Vec<Packet>) -> Session {
         analyzer.process(&frame);
     }
     let (sessions, _) = analyzer.finish();
-    let calls: Vec<Session> = sessions.into_iter().filter(|s| s.kind == SessionKind::SipCall).collect();
-    assert_eq!(calls.len(), 1);
-    calls.into_iter().next().unwrap()
+    sessions.into_iter().filter(|s| s.kind == SessionKind::SipCall).collect()
 }
 
 const SDP: &str = "application/sdp";
@@ -249,4 +254,95 @@ fn media_from_an_unannounced_nat_address_is_attached_and_flagged_latched() {
             "10.0.0.2:6000 -> 10.0.0.1:4000 false",
         ]
     );
+}
+
+/// A request or response of call `call_id` between users (`alice@a` style) at two
+/// addresses, with extra header lines.
+fn msg(
+    (src, dst): (&str, &str),
+    start: &str,
+    call_id: &str,
+    (from, to): (&str, &str),
+    cseq: &str,
+    headers: &str,
+) -> Packet {
+    let text = format!(
+        "{start}\r\nVia: SIP/2.0/UDP {src};branch=z9hG4bK{call_id}{}\r\nFrom: <sip:{from}>;tag=f-{call_id}\r\n\
+         To: <sip:{to}>{}\r\nCall-ID: {call_id}\r\nCSeq: {cseq}\r\n{headers}Content-Length: 0\r\n\r\n",
+        cseq.replace(' ', ""),
+        if start.starts_with("SIP/2.0") || cseq.starts_with('2') || cseq.contains("ACK") || cseq.contains("REFER") {
+            format!(";tag=t-{call_id}")
+        } else {
+            String::new()
+        }
+    );
+    Packet { src: addr(src), dst: addr(dst), payload: text.into_bytes() }
+}
+
+/// An answered call from `from` at `a` to `to` at `b`, with `headers` on its INVITE.
+fn answered(a: &str, b: &str, call_id: &str, from: &str, to: &str, headers: &str) -> Vec<Packet> {
+    vec![
+        msg((a, b), &format!("INVITE sip:{to} SIP/2.0"), call_id, (from, to), "1 INVITE", headers),
+        msg((b, a), "SIP/2.0 200 OK", call_id, (from, to), "1 INVITE", ""),
+        msg((a, b), &format!("ACK sip:{to} SIP/2.0"), call_id, (from, to), "1 ACK", ""),
+    ]
+}
+
+/// Every link of `calls` as `CALL-ID -> CALL-ID relation (key)`, sorted.
+fn links(calls: &[Session]) -> Vec<String> {
+    let name = |id: &str| calls.iter().find(|s| s.id == id).map_or("?", |s| s.call_id.as_str()).to_string();
+    let mut out: Vec<String> = calls
+        .iter()
+        .flat_map(|s| {
+            s.related.iter().map(move |r| {
+                let relation = if r.relation == Relation::Transfer { "transfer" } else { "leg" };
+                format!("{} -> {} {relation} ({})", s.call_id, name(&r.session), r.key)
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn blind_transfer_links_the_referred_call() {
+    // Bob, called by Alice, sends her to Carol (RFC 3515); Alice calls Carol, Referred-By Bob.
+    let (alice, bob, carol) = ("10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060");
+    let mut p = answered(alice, bob, "x", "alice@a", "bob@b", "");
+    let refer_to = "Refer-To: <sip:carol@c>\r\n";
+    p.push(msg((bob, alice), "REFER sip:alice@a SIP/2.0", "x", ("bob@b", "alice@a"), "1 REFER", refer_to));
+    p.push(msg((alice, bob), "SIP/2.0 202 Accepted", "x", ("bob@b", "alice@a"), "1 REFER", ""));
+    p.extend(answered(alice, carol, "z", "alice@a", "carol@c", "Referred-By: <sip:bob@b>\r\n"));
+    // Someone else's call to Carol is not the referred one.
+    p.extend(answered("10.0.0.9:5060", carol, "other", "dave@d", "carol@c", ""));
+    assert_eq!(links(&run(p)), ["x -> z transfer (referred-by:carol|bob)", "z -> x transfer (referred-by:carol|bob)"]);
+}
+
+#[test]
+fn attended_transfer_links_the_replaced_call() {
+    // Bob talks to Alice (x) and to Carol (y), then joins them: his REFER to Alice names
+    // the call y to replace, and Alice's INVITE to Carol (z) replaces it (RFC 3891).
+    let (alice, bob, carol) = ("10.0.0.1:5060", "10.0.0.2:5060", "10.0.0.3:5060");
+    let mut p = answered(alice, bob, "x", "alice@a", "bob@b", "");
+    p.extend(answered(bob, carol, "y@b", "bob@b", "carol@c", ""));
+    let refer_to = "Refer-To: <sip:carol@c?Replaces=y%40b%3Bto-tag%3Dt-y%3Bfrom-tag%3Df-y>\r\n";
+    p.push(msg((bob, alice), "REFER sip:alice@a SIP/2.0", "x", ("bob@b", "alice@a"), "1 REFER", refer_to));
+    let replaces = "Replaces: y@b;to-tag=t-y;from-tag=f-y\r\nReferred-By: <sip:bob@b>\r\n";
+    p.extend(answered(alice, carol, "z", "alice@a", "carol@c", replaces));
+    let got = links(&run(p));
+    let pairs: Vec<&str> = got.iter().map(|l| l.split(" (").next().unwrap()).collect();
+    assert_eq!(
+        pairs,
+        [
+            "x -> y@b transfer",
+            "x -> z transfer",
+            "y@b -> x transfer",
+            "y@b -> z transfer",
+            "z -> x transfer",
+            "z -> y@b transfer",
+        ],
+        "{got:#?}"
+    );
+    assert!(got.contains(&"z -> y@b transfer (replaces:y@b)".to_string()), "{got:#?}");
+    assert!(got.contains(&"y@b -> x transfer (refer-to-replaces:y@b)".to_string()), "{got:#?}");
 }
