@@ -361,7 +361,7 @@ impl Default for LimitSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LegSettings {
-    /// Join legs at all.
+    /// Join legs (and transfers) at all.
     pub enabled: bool,
     /// Headers holding the Call-ID of the call's other leg, or a value every leg carries.
     pub correlation_headers: Vec<String>,

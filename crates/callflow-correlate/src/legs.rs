@@ -46,7 +46,7 @@ const PHONE_DIGITS: usize = 7;
 /// How the legs of a call are found (`[legs]` in the configuration).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LegOptions {
-    /// Join legs at all.
+    /// Join legs (and transfers) at all.
     pub enabled: bool,
     /// Headers whose value is the Call-ID of the call's other leg, or a value every leg
     /// carries (matched without case).
