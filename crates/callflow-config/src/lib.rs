@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -62,6 +62,17 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// How the legs of a call through a B2BUA, SBC or proxy are joined.
     pub legs: LegSettings,
+    /// Diameter decoding.
+    pub diameter: DiameterSettings,
+}
+
+/// `[diameter]`: Diameter decoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiameterSettings {
+    /// A dictionary file (TOML, the built-in dictionary's format) that extends or overrides
+    /// the built-in Diameter dictionary; empty: the built-in one alone.
+    pub dictionary: PathBuf,
 }
 
 /// `[server]`: where the HTTP API listens.

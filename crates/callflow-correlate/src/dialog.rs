@@ -306,6 +306,7 @@ impl Dialog {
             summary,
             retransmission,
             protocol: Protocol::Sip,
+            diameter: None,
         });
         if retransmission {
             return false;
@@ -595,6 +596,7 @@ impl Dialog {
             related: self.related,
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
             subscriber_keys: Vec::new(),
+            diameter: None,
             problems: Vec::new(),
             media_changes: self.media_changes,
             early_media: false,

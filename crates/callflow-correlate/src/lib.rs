@@ -38,6 +38,7 @@ mod analyzer;
 mod control;
 mod ctx;
 mod dialog;
+mod diameter;
 mod flows;
 mod front;
 mod handler;

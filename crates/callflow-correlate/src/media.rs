@@ -669,6 +669,7 @@ impl MediaTable {
             early_media: false,
             branches: Vec::new(),
             dtmf: Vec::new(),
+            diameter: None,
         };
         (Some(session), rejected)
     }

@@ -156,7 +156,8 @@ fn ours(path: &Path) -> Document {
 
 fn our_sip(doc: &Document) -> SipCounts {
     let mut counts = SipCounts::default();
-    for m in doc.sessions.iter().flat_map(|s| &s.messages) {
+    // Diameter and GTP messages are in the sessions too: only SIP's are compared here.
+    for m in doc.sessions.iter().flat_map(|s| &s.messages).filter(|m| m.protocol == callflow_model::Protocol::Sip) {
         counts.total += 1;
         if let Some(code) = m.status {
             *counts.by_status.entry(code).or_default() += 1;

@@ -17,11 +17,13 @@
 //! assert_eq!(CallState::InCall.as_str(), "IN_CALL");
 //! ```
 
+mod diameter;
 mod document;
 mod media;
 mod session;
 mod time;
 
+pub use diameter::{ChargingRule, DiameterAvp, DiameterMessage, DiameterPeers, DiameterSession, DiameterTransaction};
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
 pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
 pub use session::{
