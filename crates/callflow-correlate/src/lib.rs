@@ -45,6 +45,7 @@ mod front;
 mod gtp;
 mod handler;
 mod ids;
+mod legs;
 mod media;
 mod pipeline;
 mod problems;
@@ -62,6 +63,7 @@ mod websocket;
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use legs::LegOptions;
 pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 
