@@ -710,6 +710,11 @@ impl<C: Classifier> Analyzer<C> {
         (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
+    /// How many sessions are over and wait for [`Analyzer::take_completed`].
+    pub fn completed_count(&self) -> usize {
+        self.completed.len()
+    }
+
     /// Sessions that are over, in the order they ended. Each is handed out once.
     pub fn take_completed(&mut self) -> Vec<Session> {
         std::mem::take(&mut self.completed)
