@@ -722,6 +722,28 @@ impl GtpHandler {
             Role::Other => {}
         }
         if s.gtp.path.is_some() {
+            // An Error Indication names the endpoint (TEID Data I, GSN Address) whose G-PDU
+            // its sender could not deliver: the bearer's session is told.
+            if (d.version, d.message_type) == (1, 26) {
+                let hit: Vec<(UserEndpoint, u32, IpAddr)> = facts
+                    .bearers
+                    .iter()
+                    .flat_map(|b| &b.teids)
+                    .flat_map(|(teid, addrs, _)| addrs.iter().map(move |a| (*a, *teid)))
+                    .filter_map(|(a, teid)| Some((*user.get(&(a, teid))?, teid, a)))
+                    .collect();
+                for (e, teid, a) in hit {
+                    if let Some(owner) = sessions.get_mut(&e.session) {
+                        if owner.anomalies.len() < MAX_TEIDS {
+                            owner.anomalies.push(format!(
+                                "frame {}: Error Indication from {}: the G-PDUs to TEID 0x{teid:08x} at {a} were not delivered",
+                                ctx.frame,
+                                ctx.src.ip()
+                            ));
+                        }
+                    }
+                }
+            }
             return;
         }
         // The subscriber.

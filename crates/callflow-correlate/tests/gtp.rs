@@ -231,6 +231,28 @@ fn pdn_connection_with_dedicated_bearer() {
 }
 
 #[test]
+fn error_indication_reaches_the_bearer_session() {
+    // The SGW-U could not deliver a G-PDU sent to TEID 0x300 (the default bearer's uplink
+    // endpoint): its GTPv1-U Error Indication names that endpoint.
+    let mut packets = attach_and_dedicated_bearer();
+    let mut ies = vec![16, 0, 0, 0x03, 0x00, 133, 0, 4];
+    ies.extend(SGW_U);
+    let mut ei = vec![0x32, 26];
+    ei.extend(((ies.len() + 4) as u16).to_be_bytes());
+    ei.extend([0, 0, 0, 0, 0, 7, 0, 0]);
+    ei.extend(ies);
+    packets.push(ipv4(SGW_U, ENB, 17, 0, 0x4000, &udp(2152, 2152, &ei)));
+    let (sessions, _) = analyse(&packets);
+    let pdn = sessions.iter().find(|s| s.gtp.as_ref().is_some_and(|g| g.path.is_none())).unwrap();
+    assert_eq!(
+        pdn.anomalies,
+        ["frame 16: Error Indication from 198.51.100.1: the G-PDUs to TEID 0x00000300 at 198.51.100.1 were not delivered"]
+    );
+    let path = sessions.iter().find_map(|s| s.gtp.as_ref()?.path).unwrap();
+    assert_eq!(path.error_indications, 1);
+}
+
+#[test]
 fn damaged_gtp_c_is_recorded_not_a_panic() {
     // Bearer contexts nested eight deep, an IE whose length runs past the message, and a
     // GTPv2 header whose length leaves no room for the TEID its T flag announces (a
