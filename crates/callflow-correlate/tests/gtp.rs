@@ -319,6 +319,59 @@ fn gtp_sessions_of(file: &str) -> Option<Vec<Session>> {
     Some(doc.sessions.into_iter().filter(|s| s.kind == SessionKind::Gtp).collect())
 }
 
+/// Real GTP-C frames cut at every length and with bytes changed at random, all through one
+/// analyzer: sessions and counters take whatever comes, never a panic.
+#[test]
+fn damaged_real_gtp_frames_never_panic() {
+    let Some(corpus) = common::corpus_dir() else { return };
+    let files =
+        ["ndpi/gtp_c.pcap", "snice/create_pdp_context.pcap", "pcapplusplus/gtpv2.pcap", "zeek/pdp_ctx_messages.pcapng"];
+    let mut analyzer = Analyzer::default();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut number = 0;
+    for file in files {
+        let mut reader = callflow_decode::capture::CaptureReader::open(corpus.join("public").join(file)).unwrap();
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = reader.next_frame() {
+            frames.push((f.link_type, f.data.to_vec()));
+        }
+        for (link_type, data) in frames {
+            let mut variants: Vec<Vec<u8>> = (0..=data.len()).map(|n| data[..n].to_vec()).collect();
+            for _ in 0..100 {
+                let mut bytes = data.clone();
+                for _ in 0..1 + rng() % 4 {
+                    let at = (rng() as usize) % bytes.len();
+                    // The bytes past the outer headers are GTP's: damage them most.
+                    let at = if rng() % 4 == 0 { at } else { at.max(42.min(bytes.len() - 1)) };
+                    bytes[at] = rng() as u8;
+                }
+                variants.push(bytes);
+            }
+            for bytes in variants {
+                number += 1;
+                analyzer.process(&Frame {
+                    number,
+                    ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + number as i64 * 1_000_000),
+                    link_type,
+                    data: &bytes,
+                    orig_len: bytes.len() as u32,
+                    interface: 0,
+                });
+            }
+        }
+    }
+    let (sessions, stats) = analyzer.finish();
+    assert!(number > 3000);
+    assert!(sessions.iter().filter(|s| s.kind == SessionKind::Gtp).count() > 10);
+    assert!(stats.malformed > 0);
+}
+
 /// The GTPv2 attach and detach of nDPI's gtp_c.pcap, field by field as tshark decodes them
 /// (tshark writes the ECI with the spare nibble, 0x12345678; TS 29.274 §8.21.5 leaves 28 bits).
 #[test]
