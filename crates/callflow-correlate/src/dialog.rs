@@ -216,6 +216,7 @@ impl Dialog {
             summary,
             retransmission,
             protocol: Protocol::Sip,
+            diameter: None,
             gtp: None,
         });
         if retransmission {
@@ -414,6 +415,7 @@ impl Dialog {
             related: Vec::new(),
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
             subscriber_keys: Vec::new(),
+            diameter: None,
             problems: Vec::new(),
             gtp: None,
         }

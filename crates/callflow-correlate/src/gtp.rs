@@ -645,6 +645,7 @@ impl GtpHandler {
                 summary,
                 retransmission,
                 protocol: Protocol::Gtp,
+                diameter: None,
                 gtp: Some(Box::new(GtpMessage {
                     version: d.version,
                     message_type: d.message_type,
@@ -1143,6 +1144,7 @@ impl Handler for GtpHandler {
             tunnel: None,
             subscriber_keys: s.keys,
             problems: Vec::new(),
+            diameter: None,
             gtp: Some(Box::new(s.gtp)),
         })
     }

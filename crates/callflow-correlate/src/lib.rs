@@ -40,6 +40,7 @@ mod analyzer;
 mod control;
 mod ctx;
 mod dialog;
+mod diameter;
 mod flows;
 mod front;
 mod gtp;

@@ -655,6 +655,7 @@ impl MediaTable {
             subscriber_keys: Vec::new(),
             gtp: None,
             problems: Vec::new(),
+            diameter: None,
         };
         (Some(session), rejected)
     }

@@ -38,6 +38,8 @@ pub enum Layer {
     Rtcp,
     /// RFC 4733 telephone events.
     TelephoneEvent,
+    /// Diameter (RFC 6733).
+    Diameter,
 }
 
 impl Layer {
@@ -60,6 +62,7 @@ impl Layer {
             Layer::Rtp => "rtp",
             Layer::Rtcp => "rtcp",
             Layer::TelephoneEvent => "telephone-event",
+            Layer::Diameter => "diameter",
         }
     }
 }

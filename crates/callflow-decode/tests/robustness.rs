@@ -5,6 +5,7 @@
 //! seeded generator, then handed to the same entry points the fuzz targets call.
 
 use callflow_decode::capture::CaptureReader;
+use callflow_decode::diameter::{self, DiameterMessage, Dictionary};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
@@ -78,6 +79,10 @@ fn application_decoders(bytes: &[u8]) {
         let mut out = Vec::new();
         frame.unmask_into(&mut out);
         let _ = websocket::MessageAssembler::new(1 << 16).push(&frame);
+    }
+    let _ = (diameter::frame_message(bytes), diameter::looks_like_diameter(bytes));
+    if let Ok(msg) = DiameterMessage::parse(bytes) {
+        let _ = diameter::avp_tree(&msg, Dictionary::builtin());
     }
     gtp_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
