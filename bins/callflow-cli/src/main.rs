@@ -11,6 +11,7 @@
 mod classify;
 mod jobs;
 mod progress;
+mod subscribers;
 mod views;
 
 use anyhow::{bail, Context, Result};
@@ -40,6 +41,9 @@ enum Command {
     /// Which protocols a capture carries: packets, bytes and flows per protocol (nDPI when
     /// built in with the `ndpi` feature, else the heuristic classifier).
     Classify(classify::ClassifyArgs),
+    /// The subscriber view: each subscriber's identities and UE addresses, then its SIP,
+    /// Diameter, GTP and media sessions with the key that joined each.
+    Subscribers(subscribers::SubscribersArgs),
     /// Batch analysis through the job manager, persisted in a results directory.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -120,6 +124,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Analyze(args)) => (args.input, args.common),
         Some(Command::Jobs(command)) => return jobs::run(command),
         Some(Command::Classify(args)) => return classify::run(&args),
+        Some(Command::Subscribers(args)) => return subscribers::run(&args),
         Some(Command::Ladder(args)) => return views::ladder(&args),
         Some(Command::ExportPcap(args)) => return views::export(&args),
         Some(Command::Calls(args)) => return views::calls(&args),

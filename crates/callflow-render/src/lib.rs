@@ -143,7 +143,7 @@ pub fn render_ladder(ladder: &Ladder, format: Format, raw: Option<&RawMessages>)
 
 /// True when `relation` joins two legs of one call (a B2BUA's or a proxy's).
 pub fn is_leg(relation: Relation) -> bool {
-    matches!(relation, Relation::B2buaLeg)
+    matches!(relation, Relation::Leg)
 }
 
 /// The sessions `session` names as its legs.

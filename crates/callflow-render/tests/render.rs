@@ -105,34 +105,25 @@ fn stream(src: &str, dst: &str, from_ms: i64, to_ms: i64, mos: Option<f64>) -> M
             })
             .collect(),
         problems: vec![Problem::HighLoss],
+        rtcp_summary: None,
+        payload_change: None,
+        capture_loss: false,
+        nat_latched: false,
     }
 }
 
 fn session(id: &str, call_id: &str, messages: Vec<Message>, media: Vec<MediaStream>) -> Session {
     Session {
-        id: id.into(),
-        kind: SessionKind::SipCall,
         call_id: call_id.into(),
         from: "sip:alice@a.example".into(),
         to: "sip:bob@b.example".into(),
         state: CallState::Completed,
         start: messages.first().map_or(at(0), |m| m.ts),
         end: messages.last().map_or(at(0), |m| m.ts),
-        setup_time_ms: None,
-        post_dial_delay_ms: None,
-        ring_time_ms: None,
-        duration_ms: None,
-        hangup_by: None,
-        participants: vec![],
         messages,
         media,
-        anomalies: vec![],
-        related: vec![],
-        tunnel: None,
-        subscriber_keys: vec![],
         problems: vec![Problem::HighLoss],
-        diameter: None,
-        gtp: None,
+        ..Session::empty(id.into(), SessionKind::SipCall)
     }
 }
 
@@ -163,7 +154,7 @@ fn b2bua_legs() -> Vec<Session> {
         ],
         vec![stream("10.0.0.3:7000", "10.0.0.2:6002", 150, 20_130, Some(3.4))],
     );
-    a.related.push(Related { session: "leg-b".into(), relation: Relation::B2buaLeg, key: "icid=1".into() });
+    a.related.push(Related { session: "leg-b".into(), relation: Relation::Leg, key: "icid=1".into() });
     b.messages[0].retransmission = false;
     let mut rtx = b.messages[0].clone();
     rtx.ts = at(510);
@@ -241,7 +232,7 @@ fn a_group_is_collected_through_a_store_once_per_session_and_bounded() {
                 vec![],
             );
             for j in [i.wrapping_sub(1), i + 1] {
-                s.related.push(Related { session: format!("c{j}"), relation: Relation::B2buaLeg, key: "k".into() });
+                s.related.push(Related { session: format!("c{j}"), relation: Relation::Leg, key: "k".into() });
             }
             s
         })
@@ -467,7 +458,7 @@ fn a_group_exports_its_legs_together() {
     assert!(doc.sessions.len() >= 2);
     // Two calls of the capture joined by hand as legs.
     let second = doc.sessions[1].id.clone();
-    doc.sessions[0].related.push(Related { session: second, relation: Relation::B2buaLeg, key: "test".into() });
+    doc.sessions[0].related.push(Related { session: second, relation: Relation::Leg, key: "test".into() });
     let group = leg_group(&doc.sessions, &doc.sessions[0].id.clone()).unwrap();
     assert_eq!(group.len(), 2);
     let (again, _) = export_and_reanalyse(&capture, &group, "group.pcap");

@@ -19,7 +19,7 @@ impl Analysis for LinkFirstTwo {
         let opts = callflow_correlate::AnalyzerOptions::default();
         let mut doc = callflow_correlate::analyze(&mut reader, &job.label, opts, None).map_err(|e| e.to_string())?;
         let (a, b) = (doc.sessions[0].id.clone(), doc.sessions[1].id.clone());
-        let link = |session: String| Related { session, relation: Relation::B2buaLeg, key: "test".into() };
+        let link = |session: String| Related { session, relation: Relation::Leg, key: "test".into() };
         doc.sessions[0].related.push(link(b));
         doc.sessions[1].related.push(link(a));
         for s in std::mem::take(&mut doc.sessions) {
