@@ -262,7 +262,7 @@ fn text_fits_100_columns_and_marks_retransmissions_and_media() {
     let rtx = text.lines().find(|l| l.contains("[rtx]")).expect("the retransmission is marked");
     assert!(rtx.contains("~~"), "{rtx}");
     let media = text.lines().find(|l| l.contains("==")).expect("a media row");
-    assert!(media.contains("RTP PCMU"), "{media}");
+    assert!(media.contains("RTP PCMU · MOS 4.02"), "codec and MOS kept when the lane is narrow: {media}");
     assert!(text.contains("MOS 4.02") && text.contains("high_loss") && text.contains("DTMF 5"), "{text}");
     assert!(text.contains("problems of a-leg@x: high_loss"), "{text}");
 }
