@@ -228,3 +228,13 @@ fn an_empty_or_short_api_key_is_refused_at_start_up() {
     let toml = temp_file("keys.toml", "[auth]\nenabled = true\napi_keys = [\"0123456789abcdef\"]\n");
     assert!(Loader::new().file(&toml).load().is_ok(), "16 bytes is enough");
 }
+
+#[test]
+fn the_diameter_dictionary_key_is_empty_by_default_and_set_by_file_or_environment() {
+    assert_eq!(Loader::new().load().unwrap().settings.diameter.dictionary, PathBuf::new());
+    let file = temp_file("diameter.toml", "[diameter]\ndictionary = \"/etc/callflow/vendor.toml\"\n");
+    let s = Loader::new().file(file).load().unwrap().settings;
+    assert_eq!(s.diameter.dictionary, PathBuf::from("/etc/callflow/vendor.toml"));
+    let vars = env(&[("CALLFLOW_DIAMETER__DICTIONARY", "/e.toml")]);
+    assert_eq!(Loader::new().env_vars(vars).load().unwrap().settings.diameter.dictionary, PathBuf::from("/e.toml"));
+}

@@ -653,7 +653,9 @@ impl MediaTable {
             related: Vec::new(),
             tunnel,
             subscriber_keys: Vec::new(),
+            gtp: None,
             problems: Vec::new(),
+            diameter: None,
         };
         (Some(session), rejected)
     }

@@ -151,6 +151,7 @@ impl StatsBuilder {
             classifier: classifier.to_string(),
             flows_unlisted: 0,
             flows_forgotten: 0,
+            diameter_peers: Vec::new(),
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self

@@ -396,6 +396,7 @@ Content-Length: 0
             src: "192.0.2.1".parse().unwrap(),
             dst: "192.0.2.2".parse().unwrap(),
             key: Some(0x1234),
+            inner_len: 0,
         };
         let route = ("10.45.0.7".parse().unwrap(), "10.46.0.10".parse().unwrap());
         keys.on_message(&msg, route, Some(&tunnel));

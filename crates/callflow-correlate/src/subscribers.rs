@@ -314,6 +314,8 @@ mod tests {
             tunnel: None,
             subscriber_keys: keys,
             problems: Vec::new(),
+            diameter: None,
+            gtp: None,
         }
     }
 

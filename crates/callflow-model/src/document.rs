@@ -110,6 +110,10 @@ pub struct Stats {
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub classifier: String,
+    /// Connection-level Diameter (capabilities exchange, watchdogs, disconnects) counted
+    /// per pair of peers, and Diameter over TLS, listed as encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diameter_peers: Vec<crate::DiameterPeers>,
 }
 
 /// Counts for one protocol.

@@ -17,13 +17,20 @@
 //! assert_eq!(CallState::InCall.as_str(), "IN_CALL");
 //! ```
 
+mod diameter;
 mod document;
+mod gtp;
 mod media;
 mod session;
 mod subscriber;
 mod time;
 
+pub use diameter::{ChargingRule, DiameterAvp, DiameterMessage, DiameterPeers, DiameterSession, DiameterTransaction};
 pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use gtp::{
+    GtpBearer, GtpDirection, GtpIe, GtpMessage, GtpPathCounters, GtpScope, GtpSession, GtpTeid, GtpTraffic,
+    GtpTransaction,
+};
 pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
 pub use session::{
     CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
