@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -60,8 +60,62 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Bounds on what clients may ask for.
     pub limits: LimitSettings,
+    /// How the legs of a call through a B2BUA, SBC or proxy are joined.
+    pub legs: LegSettings,
     /// Diameter decoding.
     pub diameter: DiameterSettings,
+    /// Voice quality estimation and the thresholds of the problems flagged.
+    pub quality: QualitySettings,
+}
+
+/// `[quality]`: how voice quality is estimated and when a stream or call has a problem
+/// (docs/quality.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualitySettings {
+    /// The simulated fixed jitter buffer: packets later than this count as lost.
+    #[serde(with = "duration")]
+    pub jitter_buffer: Duration,
+    /// The length of a stream's timeline interval.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// The one-way network delay assumed when RTCP gives no round-trip time.
+    #[serde(with = "duration")]
+    pub default_network_delay: Duration,
+    /// `high_jitter` above this mean jitter, in ms.
+    pub max_jitter_ms: f64,
+    /// `high_loss` above this effective loss, in percent.
+    pub max_loss_pct: f64,
+    /// `low_mos` below this MOS.
+    pub min_mos: f64,
+    /// `late_answer` when the far end answers later than this after the INVITE.
+    #[serde(with = "duration")]
+    pub late_answer: Duration,
+    /// `rtp_after_bye` when RTP goes on longer than this after the BYE.
+    #[serde(with = "duration")]
+    pub rtp_after_bye: Duration,
+    /// Capture loss needs gaps in at least this many unrelated streams at once...
+    pub capture_loss_streams: usize,
+    /// ...within this window of each other.
+    #[serde(with = "duration")]
+    pub capture_loss_window: Duration,
+}
+
+impl Default for QualitySettings {
+    fn default() -> Self {
+        QualitySettings {
+            jitter_buffer: Duration::from_millis(60),
+            interval: Duration::from_secs(5),
+            default_network_delay: Duration::from_millis(20),
+            max_jitter_ms: 30.0,
+            max_loss_pct: 5.0,
+            min_mos: 3.6,
+            late_answer: Duration::from_secs(10),
+            rtp_after_bye: Duration::from_secs(2),
+            capture_loss_streams: 3,
+            capture_loss_window: Duration::from_millis(20),
+        }
+    }
 }
 
 /// `[diameter]`: Diameter decoding.
@@ -363,12 +417,58 @@ impl Default for LimitSettings {
     }
 }
 
+/// `[legs]`: how the legs of one call through a B2BUA, SBC or proxy (each with its own
+/// Call-ID) are found and linked (`related`, relation `leg`). The rules, strongest first:
+/// RFC 7989 Session-ID, P-Charging-Vector icid-value, the correlation headers, the Call-ID
+/// affixes, then (weaker) caller and callee with close INVITE times.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LegSettings {
+    /// Join legs (and transfers) at all.
+    pub enabled: bool,
+    /// Headers holding the Call-ID of the call's other leg, or a value every leg carries.
+    pub correlation_headers: Vec<String>,
+    /// Suffixes a B2BUA appends to the Call-ID it received to make the other leg's.
+    pub call_id_suffixes: Vec<String>,
+    /// Prefixes a B2BUA puts before the Call-ID it received.
+    pub call_id_prefixes: Vec<String>,
+    /// As a last resort, join calls with the same caller and callee and close INVITE
+    /// times (recorded as a weaker match: `weak:` in the link's key).
+    pub match_parties: bool,
+    /// Most time between the INVITEs of two legs joined by caller and callee.
+    #[serde(with = "duration")]
+    pub party_window: Duration,
+}
+
+impl Default for LegSettings {
+    fn default() -> Self {
+        LegSettings {
+            enabled: true,
+            correlation_headers: [
+                "X-CID",
+                "X-Call-ID",
+                "XCall-ID",
+                "X-Orig-Call-ID",
+                "X-Original-Call-ID",
+                "X-BroadWorks-Correlation-Info",
+                "Cisco-Guid",
+            ]
+            .map(String::from)
+            .to_vec(),
+            call_id_suffixes: ["_b2b-1", "_pbx-1"].map(String::from).to_vec(),
+            call_id_prefixes: Vec::new(),
+            match_parties: true,
+            party_window: Duration::from_secs(2),
+        }
+    }
+}
+
 impl Settings {
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
-        let checks: [(&'static str, bool, &str); 11] = [
+        let checks: [(&'static str, bool, &str); 13] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -389,6 +489,8 @@ impl Settings {
                  generate one with `openssl rand -hex 32`",
             ),
             ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
+            ("quality.interval", self.quality.interval >= Duration::from_millis(100), "must be at least 100ms"),
+            ("quality.capture_loss_streams", self.quality.capture_loss_streams >= 2, "must be at least 2"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

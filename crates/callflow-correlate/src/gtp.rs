@@ -1089,29 +1089,15 @@ impl Handler for GtpHandler {
             s.anomalies.push(format!("{n} request(s) without a response"));
         }
         Some(Session {
-            id: session_id(SessionKind::Gtp.as_str(), name.as_bytes(), s.first_frame),
-            kind: SessionKind::Gtp,
-            call_id: String::new(),
-            from: String::new(),
-            to: String::new(),
             state: s.state,
             start: s.start,
             end,
-            setup_time_ms: None,
-            post_dial_delay_ms: None,
-            ring_time_ms: None,
-            duration_ms: None,
-            hangup_by: None,
             participants: s.participants,
             messages: s.messages,
-            media: Vec::new(),
             anomalies: s.anomalies,
-            related: Vec::new(),
-            tunnel: None,
             subscriber_keys: s.keys,
-            problems: Vec::new(),
-            diameter: None,
             gtp: Some(Box::new(s.gtp)),
+            ..Session::empty(session_id(SessionKind::Gtp.as_str(), name.as_bytes(), s.first_frame), SessionKind::Gtp)
         })
     }
 }

@@ -68,8 +68,14 @@ fn application_decoders(bytes: &[u8]) {
     }
     let _ = rtcp::looks_like_rtcp(bytes);
     for p in rtcp::packets(bytes).take(64) {
-        if p.is_err() {
-            break;
+        match p {
+            Ok(rtcp::RtcpPacket::ExtendedReport { blocks, .. }) => {
+                for block in rtcp::xr_blocks(blocks).take(64).flatten() {
+                    let _ = rtcp::VoipMetrics::parse(block.body);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
     let _ = (websocket::is_upgrade_request(bytes), websocket::is_upgrade_response(bytes));
