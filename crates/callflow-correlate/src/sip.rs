@@ -145,7 +145,7 @@ impl Handler for SipHandler {
         if let Some(dialog) = self.dialogs.get_mut(&id) {
             if dialog.kind == SessionKind::SipCall
                 && self.legs.enabled()
-                && dialog.legs.collect(&msg, meta.ts, self.legs.header_names())
+                && dialog.legs.collect(&msg, meta.ts, meta.src, self.legs.header_names())
             {
                 self.legs.update(id, || dialog.session_id(), &dialog.names(), &dialog.legs);
             }
