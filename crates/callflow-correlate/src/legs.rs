@@ -30,6 +30,7 @@
 //! finds the other open, and nothing waits: sessions are streamed as soon as they are over.
 //! Joining costs a few hash lookups per call, and memory follows the open calls.
 
+use crate::analyzer::duration_ns;
 use crate::ids::Fnv64;
 use callflow_decode::sip::{self, SessionIdHeader, SipMessage};
 use callflow_decode::Timestamp;
@@ -507,10 +508,6 @@ impl LegIndex {
         let gap = if a >= b { a.nanos_since(b) } else { b.nanos_since(a) };
         gap <= duration_ns(self.opts.party_window)
     }
-}
-
-fn duration_ns(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]
