@@ -16,6 +16,15 @@
 //!    calling the same number again is a redial) (`weak:parties:FROM>TO`; the `weak:` says
 //!    it is a guess). A pair the stronger rules already joined is not joined again.
 //!
+//! What common B2BUAs leave to go by: Cisco CUBE writes RFC 7989 Session-ID (and
+//! `Cisco-Guid`), IMS nodes the icid, BroadWorks `X-BroadWorks-Correlation-Info`, HOMER
+//! setups add `X-CID`, Sipwise's SEMS appends `_b2b-1`/`_pbx-1` to the Call-ID. Asterisk
+//! and FreeSWITCH make a fresh Call-ID and add nothing unless the dialplan does (the
+//! FreeSWITCH capture of the corpus carries an `XCall-ID` its dialplan set), so their legs
+//! join by the weak rule. Kamailio's topoh/topos keep the Call-ID unless `mask_callid` is
+//! on, and OpenSIPS' topology hiding encodes it behind a `DLGCH_` prefix: the masked
+//! Call-ID is not the original with an affix, so only the other rules can join those.
+//!
 //! The same machinery links transfers (relation `transfer`): a REFER's Refer-To target and
 //! sender against a new call's To and `Referred-By` (`referred-by:TARGET|REFERRER`), and a
 //! call named by a `Replaces` header (`replaces:CALL-ID`) or by the `?Replaces=` of an
