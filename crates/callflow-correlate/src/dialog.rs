@@ -307,6 +307,7 @@ impl Dialog {
             retransmission,
             protocol: Protocol::Sip,
             diameter: None,
+            gtp: None,
         });
         if retransmission {
             return false;
@@ -569,9 +570,8 @@ impl Dialog {
                 "initial_request_missing: the dialog's INVITE is not in the capture (it starts at frame {frame})"
             ));
         }
+        let base = Session::empty(self.session_id(), self.kind);
         Session {
-            id: self.session_id(),
-            kind: self.kind,
             call_id: self.call_id,
             from: self.from,
             to: self.to,
@@ -591,17 +591,13 @@ impl Dialog {
             hangup_by: self.hangup_by,
             participants: self.participants,
             messages: self.messages,
-            media: Vec::new(),
             anomalies: self.anomalies,
             related: self.related,
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
-            subscriber_keys: Vec::new(),
-            diameter: None,
-            problems: Vec::new(),
             media_changes: self.media_changes,
-            early_media: false,
             branches: forks(self.branches),
             dtmf: self.info_dtmf,
+            ..base
         }
     }
 }

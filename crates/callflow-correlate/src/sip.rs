@@ -5,6 +5,7 @@ use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
 use crate::legs::{self, LegIndex, LegOptions};
 use crate::media::Owner;
+use crate::subscriber::SipKeys;
 use crate::websocket;
 use callflow_classify::AppProtocol;
 use callflow_decode::sdp::Sdp;
@@ -23,6 +24,8 @@ pub(crate) struct SipHandler {
     /// transactions (a REGISTER, say, sent with the Call-ID the INVITE then reuses).
     by_call_id: HashMap<String, CallIdSessions>,
     next_dialog: Owner,
+    /// The subscriber keys each open session has carried.
+    keys: HashMap<Owner, SipKeys>,
     /// The open calls by what can join them to their other legs (see `legs`).
     legs: LegIndex,
 }
@@ -78,12 +81,19 @@ impl SipHandler {
     /// A handler joining call legs as `legs` says.
     pub fn new(legs: LegOptions) -> Self {
         // Dialog numbers count up from 1; orphan media owners count down from the top.
-        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1, legs: LegIndex::new(legs) }
+        SipHandler {
+            dialogs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            next_dialog: 1,
+            keys: HashMap::new(),
+            legs: LegIndex::new(legs),
+        }
     }
 }
 
 impl Default for SipHandler {
     fn default() -> Self {
+        // Dialog numbers count up from 1; orphan media owners count down from the top.
         SipHandler::new(LegOptions::default())
     }
 }
@@ -134,6 +144,7 @@ impl Handler for SipHandler {
             services.stats.malformed += 1;
         }
         let id = self.session_for(&msg, call_id, &meta);
+        self.keys.entry(id).or_default().on_message(&msg, (meta.src.ip(), meta.dst.ip()), meta.tunnel.as_ref());
         let mut summary = None;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
@@ -217,6 +228,7 @@ impl Handler for SipHandler {
             session.end = session.end.max(end);
         }
         session.media = media;
+        session.subscriber_keys = self.keys.remove(&id).map(SipKeys::into_keys).unwrap_or_default();
         for link in self.legs.close(id) {
             let relation = if legs::is_transfer(&link.key) { Relation::Transfer } else { Relation::Leg };
             if let Some(other) = self.dialogs.get_mut(&link.number) {

@@ -173,6 +173,9 @@ pub struct Message {
     /// A Diameter message's header fields and AVPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diameter: Option<Box<DiameterMessage>>,
+    /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpMessage>>,
 }
 
 /// The encapsulation of a [`Tunnel`].
@@ -302,6 +305,9 @@ pub struct Session {
     /// A Diameter session's application, hosts and request/answer pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diameter: Option<Box<DiameterSession>>,
+    /// The GTP fields of a `gtp` session (subscriber, bearers, transactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpSession>>,
     /// Each change of the call's media after the first offer/answer (a re-INVITE or UPDATE
     /// putting it on hold, resuming it, changing codec or address), in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -318,6 +324,44 @@ pub struct Session {
     /// INFO), in time order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dtmf: Vec<DtmfDigit>,
+}
+
+impl Session {
+    /// A session of `kind` named `id` with nothing in it yet (state `UNKNOWN`, times zero,
+    /// every list empty): the base a handler fills with struct update syntax,
+    /// `Session { state, messages, ..Session::empty(id, kind) }`, so that a field added to
+    /// the model later needs no edit where sessions are built.
+    pub fn empty(id: String, kind: SessionKind) -> Session {
+        Session {
+            id,
+            kind,
+            call_id: String::new(),
+            from: String::new(),
+            to: String::new(),
+            state: CallState::Unknown,
+            start: Timestamp::default(),
+            end: Timestamp::default(),
+            setup_time_ms: None,
+            post_dial_delay_ms: None,
+            ring_time_ms: None,
+            duration_ms: None,
+            hangup_by: None,
+            participants: Vec::new(),
+            messages: Vec::new(),
+            media: Vec::new(),
+            anomalies: Vec::new(),
+            related: Vec::new(),
+            tunnel: None,
+            subscriber_keys: Vec::new(),
+            problems: Vec::new(),
+            diameter: None,
+            gtp: None,
+            media_changes: Vec::new(),
+            early_media: false,
+            branches: Vec::new(),
+            dtmf: Vec::new(),
+        }
+    }
 }
 
 /// What a [`MediaChange`] did.
