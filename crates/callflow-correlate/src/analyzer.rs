@@ -762,7 +762,8 @@ pub fn sort_sessions(sessions: &mut [Session]) {
     sessions.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
 }
 
-fn duration_ns(d: Duration) -> i64 {
+/// A duration in nanoseconds, saturating (capture-time arithmetic is in `i64` nanoseconds).
+pub(crate) fn duration_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 
