@@ -151,6 +151,8 @@ fn run_batch(inputs: &[PathBuf], args: &StoreArgs, workers: Option<usize>, quiet
     let store = Arc::new(args.open(&settings)?);
     let mut opts = ManagerOptions::from_settings(&settings);
     opts.classifier = crate::classify::job_classifiers(&settings);
+    opts.analyzer.diameter_dictionary =
+        callflow_jobs::diameter_dictionary(&settings.diameter).context("bad [diameter] dictionary")?;
     // A batch run keeps every job it makes; retention is the server's business.
     opts.sweep_interval = None;
     let (manager, recovery) = JobManager::start(store, opts)?;

@@ -8,12 +8,14 @@
 mod classify;
 mod jobs;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
+use callflow_decode::diameter::Dictionary;
 use callflow_jobs::{analyze_to_output, DirectAnalysis, ResultFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Turn packet captures of VoIP traffic into call flows.
 #[derive(Parser, Debug)]
@@ -75,6 +77,11 @@ struct CommonArgs {
     /// in (also `CALLFLOW_ENABLE_NDPI=false`).
     #[arg(long)]
     no_ndpi: bool,
+    /// A Diameter dictionary file (TOML, the format of the built-in
+    /// crates/callflow-decode/data/diameter-dictionary.toml) that extends or overrides the
+    /// built-in one.
+    #[arg(long, value_name = "FILE")]
+    diameter_dictionary: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -115,7 +122,12 @@ fn run(cli: Cli) -> Result<()> {
         Format::Json => ResultFormat::Json,
         Format::Ndjson => ResultFormat::Ndjson,
     };
-    let request = DirectAnalysis { input, output: common.output, format, pretty: common.pretty, threads };
+    let diameter_dictionary = match &common.diameter_dictionary {
+        Some(path) => Some(Arc::new(Dictionary::with_file(path).context("bad --diameter-dictionary")?)),
+        None => None,
+    };
+    let request =
+        DirectAnalysis { input, output: common.output, format, pretty: common.pretty, threads, diameter_dictionary };
     let label = request.input.display().to_string();
     let doc = analyze_to_output(&request, || classify::analysis_classifier(common.no_ndpi))?;
     for warning in &doc.source.warnings {

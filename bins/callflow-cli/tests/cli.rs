@@ -246,3 +246,37 @@ fn output_through_a_symbolic_link_replaces_the_file_not_the_link() {
     assert_eq!(doc["sessions"].as_array().unwrap().len(), 1);
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_diameter_dictionary_with_a_mistake_is_named_with_its_line() {
+    let dir = tmp_dir("dict-bad");
+    let dict = dir.join("vendor.toml");
+    std::fs::write(&dict, "[[avp]]\ncode = 1\nname = \"X\"\ntype = \"Strng\"\n").unwrap();
+    let out = run(&["analyze", example().to_str().unwrap(), "--diameter-dictionary", dict.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}:4: unknown variant `Strng`", dict.display())), "{err}");
+    assert!(out.stdout.is_empty());
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_diameter_dictionary_file_overrides_the_built_in_names() {
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps/public/ndpi/diameter.pcap");
+    if !capture.is_file() {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but {} is missing", capture.display());
+        return;
+    }
+    let dir = tmp_dir("dict-good");
+    let dict = dir.join("names.toml");
+    std::fs::write(&dict, "[[avp]]\ncode = 263\nname = \"Sitzungs-Id\"\ntype = \"UTF8String\"\n").unwrap();
+    let out = run(&["analyze", capture.to_str().unwrap(), "--diameter-dictionary", dict.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    let session = &doc["sessions"][0];
+    assert_eq!(session["kind"], "diameter");
+    assert_eq!(session["messages"][0]["summary"], "CCR-I (Gy)");
+    let first_avp = &session["messages"][0]["diameter"]["avps"][0];
+    assert_eq!((first_avp["code"].as_u64(), first_avp["name"].as_str()), (Some(263), Some("Sitzungs-Id")));
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -171,7 +171,9 @@ fn serve(loaded: &Loaded) -> Result<()> {
     if let Some(warning) = warning {
         eprintln!("callflowd: warning: {warning}");
     }
-    let opts = ManagerOptions { classifier, ..ManagerOptions::from_settings(settings) };
+    let mut opts = ManagerOptions { classifier, ..ManagerOptions::from_settings(settings) };
+    opts.analyzer.diameter_dictionary =
+        callflow_jobs::diameter_dictionary(&settings.diameter).context("bad [diameter] dictionary")?;
     let (manager, recovery) = JobManager::start(store, opts)?;
     eprintln!(
         "callflowd: {} workers, database {}, {} job(s) resumed, {} interrupted job(s) failed",
@@ -217,6 +219,8 @@ fn analyze_once(settings: &Settings, input: &std::path::Path, output: Option<Pat
         format: ResultFormat::Json,
         pretty: false,
         threads: settings.processing.workers,
+        diameter_dictionary: callflow_jobs::diameter_dictionary(&settings.diameter)
+            .context("bad [diameter] dictionary")?,
     };
     let doc = analyze_to_output(&request, || classifier.make())?;
     for warning in &doc.source.warnings {

@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `quality`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -60,6 +60,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Bounds on what clients may ask for.
     pub limits: LimitSettings,
+    /// Diameter decoding.
+    pub diameter: DiameterSettings,
     /// Voice quality estimation and the thresholds of the problems flagged.
     pub quality: QualitySettings,
 }
@@ -112,6 +114,15 @@ impl Default for QualitySettings {
             capture_loss_window: Duration::from_millis(20),
         }
     }
+}
+
+/// `[diameter]`: Diameter decoding.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiameterSettings {
+    /// A dictionary file (TOML, the built-in dictionary's format) that extends or overrides
+    /// the built-in Diameter dictionary; empty: the built-in one alone.
+    pub dictionary: PathBuf,
 }
 
 /// `[server]`: where the HTTP API listens.

@@ -242,3 +242,13 @@ fn quality_section_from_file_and_environment() {
     let err = Loader::new().file(&bad).load().unwrap_err().to_string();
     assert!(err.contains("quality.interval"), "{err}");
 }
+
+#[test]
+fn the_diameter_dictionary_key_is_empty_by_default_and_set_by_file_or_environment() {
+    assert_eq!(Loader::new().load().unwrap().settings.diameter.dictionary, PathBuf::new());
+    let file = temp_file("diameter.toml", "[diameter]\ndictionary = \"/etc/callflow/vendor.toml\"\n");
+    let s = Loader::new().file(file).load().unwrap().settings;
+    assert_eq!(s.diameter.dictionary, PathBuf::from("/etc/callflow/vendor.toml"));
+    let vars = env(&[("CALLFLOW_DIAMETER__DICTIONARY", "/e.toml")]);
+    assert_eq!(Loader::new().env_vars(vars).load().unwrap().settings.diameter.dictionary, PathBuf::from("/e.toml"));
+}

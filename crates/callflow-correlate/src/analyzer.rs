@@ -8,8 +8,10 @@
 //! tables and sessions, and say when a session is over.
 
 use crate::ctx::PacketCtx;
+use crate::diameter::DiameterHandler;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
+use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
 use crate::problems::flag_problems;
@@ -21,14 +23,16 @@ use crate::stats::{Counted, StatsBuilder};
 use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
+use callflow_decode::diameter::{self, Dictionary};
 use callflow_decode::ipfrag::FragmentLimits;
-use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
+use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp, TunnelKind};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
 use callflow_model::{CaptureLoss, Flow, ProblemCounts, Session, Stats, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Tuning knobs of the analysis. The defaults suit captures of real networks.
@@ -60,6 +64,10 @@ pub struct AnalyzerOptions {
     /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
     /// the thresholds of the problems flagged on streams and sessions.
     pub quality: QualityOptions,
+    /// The Diameter dictionary (command and AVP names and types); `None` for the built-in
+    /// one ([`Dictionary::builtin`]), else typically the built-in one extended by a file
+    /// ([`Dictionary::with_file`]).
+    pub diameter_dictionary: Option<Arc<Dictionary>>,
 }
 
 impl Default for AnalyzerOptions {
@@ -72,6 +80,7 @@ impl Default for AnalyzerOptions {
             threads: 1,
             forget_idle_flows: false,
             quality: QualityOptions::default(),
+            diameter_dictionary: None,
         }
     }
 }
@@ -99,6 +108,8 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     /// The handlers, one per protocol followed.
     sip: SipHandler,
     media: MediaHandler,
+    diameter: DiameterHandler,
+    gtp: GtpHandler,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -236,6 +247,7 @@ impl<C: Classifier> Analyzer<C> {
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         let media = MediaTable::with_quality(opts.quality.clone());
+        let dictionary = opts.diameter_dictionary.clone();
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -246,6 +258,8 @@ impl<C: Classifier> Analyzer<C> {
             ws: WsDirections::default(),
             sip: SipHandler::default(),
             media: MediaHandler,
+            diameter: DiameterHandler::new(dictionary),
+            gtp: GtpHandler::default(),
             services: Services { media, stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
@@ -280,6 +294,11 @@ impl<C: Classifier> Analyzer<C> {
         }
         self.clock = self.clock.max(ts);
         self.services.stats.frame(prepared.stopped);
+        if let Some((_, tunnel)) = &prepared.tunnel {
+            if tunnel.kind == TunnelKind::GtpU {
+                self.gtp.on_user_packet(tunnel, ts);
+            }
+        }
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
         self.dispatch(
             (prepared.ip.as_ref(), &prepared.transport),
@@ -327,6 +346,7 @@ impl<C: Classifier> Analyzer<C> {
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.capture_loss = self.capture_loss();
         stats.problems = self.problems.clone();
+        stats.diameter_peers = self.diameter.peers();
         stats
     }
 
@@ -446,6 +466,10 @@ impl<C: Classifier> Analyzer<C> {
                         self.hand_over(AppProtocol::Sip, ctx, state, payload, strict)
                     }
                     p @ (AppProtocol::Rtp | AppProtocol::Rtcp) => self.hand_over(p, ctx, state, payload, true),
+                    p @ (AppProtocol::GtpC | AppProtocol::GtpU) => {
+                        let strict = verdict.confidence != Confidence::Port;
+                        self.hand_over(p, ctx, state, payload, strict)
+                    }
                     _ => Handled::NotOurs,
                 };
                 (handled, Decider::of(&verdict))
@@ -475,6 +499,10 @@ impl<C: Classifier> Analyzer<C> {
             AppProtocol::Sip => self.sip.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
             AppProtocol::Rtp | AppProtocol::Rtcp => {
                 self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
+            }
+            AppProtocol::Diameter => self.diameter.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
+            AppProtocol::GtpC | AppProtocol::GtpU => {
+                self.gtp.on_payload(protocol, ctx, &mut (), bytes, &mut self.services)
             }
             _ => Handled::NotOurs,
         };
@@ -508,7 +536,12 @@ impl<C: Classifier> Analyzer<C> {
             &Payload::tcp(ctx.src, ctx.dst, seg.payload),
             &PacketMeta::at_time(ctx.ts).with_tcp(TcpMeta::from(seg)),
         );
-        let protocol = if verdict.protocol == SipHandler::PROTOCOL { verdict.protocol } else { AppProtocol::Unknown };
+        let protocol = match verdict.protocol {
+            AppProtocol::Sip | AppProtocol::Diameter => verdict.protocol,
+            // Diameter over TLS: a TLS handshake on Diameter's TLS port.
+            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Diameter,
+            _ => AppProtocol::Unknown,
+        };
         TcpRoute {
             protocol,
             framing: StreamFraming::Plain,
@@ -540,9 +573,19 @@ impl<C: Classifier> Analyzer<C> {
                 route
             }
         };
-        let (protocol, framer) = match (route.protocol, self.sip.framer()) {
-            (AppProtocol::Sip, Some(framer)) => (AppProtocol::Sip, framer),
-            _ => {
+        let framer = match route.protocol {
+            AppProtocol::Sip => self.sip.framer(),
+            AppProtocol::Diameter if DiameterHandler::is_tls(ctx) => {
+                self.diameter.on_encrypted(ctx);
+                self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
+                return;
+            }
+            AppProtocol::Diameter => self.diameter.framer(),
+            _ => None,
+        };
+        let (protocol, framer) = match framer {
+            Some(framer) => (route.protocol, framer),
+            None => {
                 self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
             }
@@ -587,11 +630,23 @@ impl<C: Classifier> Analyzer<C> {
                 }
                 SctpMessage::Pending => continue,
             };
-            if self.sip.probe(message) {
-                let handled = self.hand_over(SipHandler::PROTOCOL, ctx, &mut Default::default(), message, true);
-                if let Handled::Counted(protocol) = handled {
-                    carried = Some(protocol);
-                }
+            let protocol = if self.sip.probe(message) {
+                SipHandler::PROTOCOL
+            } else if data.ppid == diameter::PPID_DTLS || DiameterHandler::is_tls(ctx) {
+                self.diameter.on_encrypted(ctx);
+                continue;
+            } else if data.ppid == diameter::PPID
+                || ctx.src.port() == diameter::PORT
+                || ctx.dst.port() == diameter::PORT
+                || self.diameter.probe(message)
+            {
+                DiameterHandler::PROTOCOL
+            } else {
+                continue;
+            };
+            let handled = self.hand_over(protocol, ctx, &mut Default::default(), message, true);
+            if let Handled::Counted(protocol) = handled {
+                carried = Some(protocol);
             }
         }
         match carried {
@@ -635,6 +690,14 @@ impl<C: Classifier> Analyzer<C> {
             let closed = self.media.close(owner, &mut self.services);
             self.hand_out(closed);
         }
+        for id in self.diameter.over(now, &self.services) {
+            let closed = self.diameter.close(id, &mut self.services);
+            self.hand_out(closed);
+        }
+        for key in self.gtp.over(now, &self.services) {
+            let closed = self.gtp.close(key, &mut self.services);
+            self.hand_out(closed);
+        }
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
@@ -659,12 +722,21 @@ impl<C: Classifier> Analyzer<C> {
             let closed = self.media.close(owner, &mut self.services);
             self.hand_out(closed);
         }
+        for id in self.diameter.open(&self.services) {
+            let closed = self.diameter.close(id, &mut self.services);
+            self.hand_out(closed);
+        }
+        for key in self.gtp.open(&self.services) {
+            let closed = self.gtp.close(key, &mut self.services);
+            self.hand_out(closed);
+        }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.capture_loss = self.capture_loss();
         stats.problems = std::mem::take(&mut self.problems);
+        stats.diameter_peers = self.diameter.peers();
         (sessions, stats)
     }
 }

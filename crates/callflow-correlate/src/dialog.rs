@@ -216,6 +216,8 @@ impl Dialog {
             summary,
             retransmission,
             protocol: Protocol::Sip,
+            diameter: None,
+            gtp: None,
         });
         if retransmission {
             return;
@@ -413,7 +415,9 @@ impl Dialog {
             related: Vec::new(),
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
             subscriber_keys: Vec::new(),
+            diameter: None,
             problems: Vec::new(),
+            gtp: None,
         }
     }
 }

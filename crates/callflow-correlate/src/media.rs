@@ -761,7 +761,9 @@ impl MediaTable {
             related: Vec::new(),
             tunnel,
             subscriber_keys: Vec::new(),
+            gtp: None,
             problems: Vec::new(),
+            diameter: None,
         };
         (Some(session), rejected)
     }

@@ -153,6 +153,7 @@ impl StatsBuilder {
             problems: Default::default(),
             flows_unlisted: 0,
             flows_forgotten: 0,
+            diameter_peers: Vec::new(),
             packets_decoded: self.decoded,
             malformed: self.malformed,
             by_protocol: self

@@ -10,7 +10,7 @@ mod common;
 
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::Document;
+use callflow_model::{Document, Protocol};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -156,7 +156,8 @@ fn ours(path: &Path) -> Document {
 
 fn our_sip(doc: &Document) -> SipCounts {
     let mut counts = SipCounts::default();
-    for m in doc.sessions.iter().flat_map(|s| &s.messages) {
+    // Only SIP's: the sessions of other protocols (GTP, Diameter) have messages too.
+    for m in doc.sessions.iter().flat_map(|s| &s.messages).filter(|m| m.protocol == Protocol::Sip) {
         counts.total += 1;
         if let Some(code) = m.status {
             *counts.by_status.entry(code).or_default() += 1;

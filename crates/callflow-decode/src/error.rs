@@ -24,7 +24,7 @@ pub enum Layer {
     Sctp,
     /// GRE (and ERSPAN inside it).
     Gre,
-    /// GTP-U.
+    /// GTP: GTP-U, GTPv1-C and GTPv2-C.
     Gtp,
     /// WebSocket frames (RFC 6455), a SIP transport (RFC 7118).
     WebSocket,
@@ -38,6 +38,8 @@ pub enum Layer {
     Rtcp,
     /// RFC 4733 telephone events.
     TelephoneEvent,
+    /// Diameter (RFC 6733).
+    Diameter,
 }
 
 impl Layer {
@@ -60,6 +62,7 @@ impl Layer {
             Layer::Rtp => "rtp",
             Layer::Rtcp => "rtcp",
             Layer::TelephoneEvent => "telephone-event",
+            Layer::Diameter => "diameter",
         }
     }
 }

@@ -6,7 +6,8 @@
 //! IPv4/IPv6, UDP, TCP, SCTP, and the tunnels IP-in-IP, GRE/ERSPAN and GTP-U), puts
 //! fragmented datagrams and TCP streams back together ([`ipfrag`], [`tcp`], [`sctp`]),
 //! frames WebSocket connections that carry SIP ([`websocket`]), and decodes the
-//! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]).
+//! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]) and of
+//! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U).
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -31,8 +32,10 @@
 //! ```
 
 pub mod capture;
+pub mod diameter;
 pub mod dtmf;
 mod error;
+pub mod gtp;
 pub mod ipfrag;
 mod linktype;
 pub mod packet;

@@ -5,12 +5,34 @@
 //! seeded generator, then handed to the same entry points the fuzz targets call.
 
 use callflow_decode::capture::CaptureReader;
+use callflow_decode::diameter::{self, DiameterMessage, Dictionary};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::{rtcp, rtp, sctp, websocket, LinkType};
+use callflow_decode::{gtp, rtcp, rtp, sctp, websocket, LinkType};
 use std::path::Path;
+
+/// The GTP entry points: headers of both versions, every IE, grouped IEs walked down to
+/// the depth limit, and the values callflowd reads.
+fn gtp_decoders(bytes: &[u8]) {
+    fn walk(ie: &gtp::V2Ie<'_>) {
+        let _ = (gtp::Paa::parse(ie.value, 0), gtp::Fteid::parse(ie.value, 0), gtp::BearerQos::parse(ie.value, 0));
+        let _ = (gtp::Uli::parse(ie.value, 0), gtp::Apn::parse(ie.value, 0).map(|a| a.to_string()));
+        if let Ok(group) = ie.group() {
+            group.flatten().for_each(|inner| walk(&inner));
+        }
+    }
+    if let Ok(h) = gtp::v1_header(bytes) {
+        for ie in gtp::V1Ies::new(bytes.get(h.header_len..).unwrap_or_default(), h.header_len).flatten() {
+            let _ = (gtp::EndUserAddress::parse(ie.value, 0), gtp::QosProfile::parse(ie.value, 0));
+            let _ = gtp::Digits::tbcd(ie.value, 0);
+        }
+    }
+    for m in gtp::v2_messages(bytes).flatten() {
+        m.ies().flatten().for_each(|ie| walk(&ie));
+    }
+}
 
 /// SplitMix64: a tiny deterministic generator, so a failure reproduces.
 struct Rng(u64);
@@ -64,6 +86,11 @@ fn application_decoders(bytes: &[u8]) {
         frame.unmask_into(&mut out);
         let _ = websocket::MessageAssembler::new(1 << 16).push(&frame);
     }
+    let _ = (diameter::frame_message(bytes), diameter::looks_like_diameter(bytes));
+    if let Ok(msg) = DiameterMessage::parse(bytes) {
+        let _ = diameter::avp_tree(&msg, Dictionary::builtin());
+    }
+    gtp_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
         match c {
             Ok(c) => {

@@ -10,11 +10,13 @@
 use callflow_classify::Classifier;
 use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
 use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_decode::diameter::{Dictionary, DictionaryError};
 use callflow_model::{Document, Session};
 use serde::Serialize;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How the result is written.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -39,6 +41,21 @@ pub struct DirectAnalysis {
     pub pretty: bool,
     /// Analysis threads (`AnalyzerOptions::threads`); at least 1.
     pub threads: usize,
+    /// The Diameter dictionary (`AnalyzerOptions::diameter_dictionary`); `None`: the
+    /// built-in one.
+    pub diameter_dictionary: Option<Arc<Dictionary>>,
+}
+
+/// The Diameter dictionary a configuration asks for (`[diameter] dictionary`): the
+/// built-in one extended by that file, or `None` (the built-in one) when the key is empty.
+/// A file that cannot be read or has a mistake is an error naming it and the line.
+pub fn diameter_dictionary(
+    settings: &callflow_config::DiameterSettings,
+) -> Result<Option<Arc<Dictionary>>, DictionaryError> {
+    if settings.dictionary.as_os_str().is_empty() {
+        return Ok(None);
+    }
+    Dictionary::with_file(&settings.dictionary).map(|d| Some(Arc::new(d)))
 }
 
 /// Why a direct analysis failed.
@@ -86,7 +103,11 @@ pub fn analyze_to_output<E: std::fmt::Display>(
     .map_err(capture)?;
     let mut out = Output::create(request.output.as_deref())?;
     let classifier = classifier().map_err(|e| DirectError::Classifier(format!("{e:#}")))?;
-    let opts = AnalyzerOptions { threads: request.threads.max(1), ..AnalyzerOptions::default() };
+    let opts = AnalyzerOptions {
+        threads: request.threads.max(1),
+        diameter_dictionary: request.diameter_dictionary.clone(),
+        ..AnalyzerOptions::default()
+    };
     let doc = match request.format {
         ResultFormat::Json => {
             let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut Unattended)
@@ -225,5 +246,28 @@ impl Drop for Output {
         if let Some((tmp, _)) = self.file.take() {
             let _ = std::fs::remove_file(tmp);
         }
+    }
+}
+
+#[cfg(test)]
+mod dictionary_tests {
+    use super::*;
+    use callflow_config::DiameterSettings;
+
+    #[test]
+    fn the_configured_diameter_dictionary_is_loaded_or_its_mistake_named() {
+        assert!(diameter_dictionary(&DiameterSettings::default()).unwrap().is_none(), "empty: the built-in one");
+        let dir = std::env::temp_dir().join(format!("callflow-jobs-dict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.toml");
+        std::fs::write(&good, "[[application]]\nid = 4242\nname = \"Mine\"\n").unwrap();
+        let dict = diameter_dictionary(&DiameterSettings { dictionary: good }).unwrap().unwrap();
+        assert_eq!(dict.application(4242).map(|a| a.name.as_str()), Some("Mine"));
+        assert_eq!(dict.application(16_777_238).map(|a| a.name.as_str()), Some("Gx"), "built-in entries stay");
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "\n[[application]]\nname = \"Mine\"\n").unwrap();
+        let err = diameter_dictionary(&DiameterSettings { dictionary: bad.clone() }).unwrap_err().to_string();
+        assert_eq!(err, format!("{}:2: missing field `id`", bad.display()));
+        std::fs::remove_dir_all(dir).ok();
     }
 }

@@ -113,6 +113,10 @@ pub struct Stats {
     /// How many sessions have problems, in all and per kind (absent when none has).
     #[serde(default, skip_serializing_if = "ProblemCounts::is_empty")]
     pub problems: ProblemCounts,
+    /// Connection-level Diameter (capabilities exchange, watchdogs, disconnects) counted
+    /// per pair of peers, and Diameter over TLS, listed as encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diameter_peers: Vec<crate::DiameterPeers>,
 }
 
 /// Sessions with problems: how many in all, and how many have each kind.

@@ -17,12 +17,19 @@
 //! assert_eq!(CallState::InCall.as_str(), "IN_CALL");
 //! ```
 
+mod diameter;
 mod document;
+mod gtp;
 mod media;
 mod session;
 mod time;
 
+pub use diameter::{ChargingRule, DiameterAvp, DiameterMessage, DiameterPeers, DiameterSession, DiameterTransaction};
 pub use document::{CaptureLoss, Document, Flow, ProblemCounts, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use gtp::{
+    GtpBearer, GtpDirection, GtpIe, GtpMessage, GtpPathCounters, GtpScope, GtpSession, GtpTeid, GtpTraffic,
+    GtpTransaction,
+};
 pub use media::{
     DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
     XrVoipMetrics,

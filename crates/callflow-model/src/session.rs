@@ -1,6 +1,6 @@
 //! Sessions (SIP dialogs and orphan media flows), the messages that make them up, the tunnel they came through and their links to other sessions.
 
-use crate::{MediaStream, Problem, Timestamp};
+use crate::{DiameterMessage, DiameterSession, MediaStream, Problem, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -170,6 +170,12 @@ pub struct Message {
     /// The message's application protocol.
     #[serde(default)]
     pub protocol: Protocol,
+    /// A Diameter message's header fields and AVPs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diameter: Option<Box<DiameterMessage>>,
+    /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpMessage>>,
 }
 
 /// The encapsulation of a [`Tunnel`].
@@ -291,6 +297,12 @@ pub struct Session {
     /// What is wrong with the session or any of its streams (thresholds in the configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// A Diameter session's application, hosts and request/answer pairs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diameter: Option<Box<DiameterSession>>,
+    /// The GTP fields of a `gtp` session (subscriber, bearers, transactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpSession>>,
 }
 
 /// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.

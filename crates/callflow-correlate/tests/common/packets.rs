@@ -34,3 +34,19 @@ pub fn udp(sport: u16, dport: u16, payload: &[u8]) -> Vec<u8> {
     u.set_payload(payload);
     buf
 }
+
+/// A TCP header (20 bytes, flags PSH+ACK unless `flags` says otherwise) and payload.
+// Not every test binary builds TCP segments.
+#[allow(dead_code)]
+pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0; 20 + payload.len()];
+    let mut t = pnet_packet::tcp::MutableTcpPacket::new(&mut buf).expect("room for the header");
+    t.set_source(sport);
+    t.set_destination(dport);
+    t.set_sequence(seq);
+    t.set_data_offset(5);
+    t.set_flags(flags);
+    t.set_window(65_535);
+    t.set_payload(payload);
+    buf
+}
