@@ -6,16 +6,24 @@
 //! number of calls in progress, not the size of the file: 6 million packets take the same
 //! few megabytes as sixty.
 //!
+//! `--volte N` writes N VoLTE calls instead (see [`volte`]): attach, SIP inside GTP-U,
+//! Rx/Gx over SCTP or TCP, the dedicated bearer, AMR RTP in the tunnel and detach, with
+//! a truth of every key that joins them (IMSI, MSISDN, UE address, icid, Call-ID,
+//! Diameter Session-Ids, TEIDs) and each call's outcome.
+//!
 //! The ground truth (`--truth`, by default `OUT` with the extension `.truth.json`) says for
 //! every call its Call-ID, outcome, expected state, who hung up, its SIP message count, its
 //! transport and VLAN, and per RTP stream the packets written and the `expected`/`lost`
 //! counts as tshark's `rtp,streams` computes them from the packets that were written.
 
 mod call;
+mod diameter;
+mod gtpv2;
 mod pcap;
 mod rng;
 mod sip;
 mod tcp;
+mod volte;
 
 use anyhow::{ensure, Context, Result};
 use call::{Call, CallPlan, Params};
@@ -61,6 +69,14 @@ pub struct Args {
     /// Fraction of calls cancelled while ringing.
     #[arg(long, default_value_t = 0.0)]
     cancel: f64,
+    /// Fraction of calls that go through a B2BUA: each is written as two legs, A -> B2BUA
+    /// and B2BUA -> B, the second with a Call-ID of its own and its own addresses, a few ms
+    /// later. The legs take turns at what ties them: a shared RFC 7989 Session-ID, a shared
+    /// P-Charging-Vector icid-value, an X-CID header naming the A leg's Call-ID, the A leg's
+    /// Call-ID with `_b2b-1` appended, or only the same caller and callee and close times.
+    /// The truth gives each B leg's `leg_of` (the A leg's Call-ID) and `leg_rule`.
+    #[arg(long, default_value_t = 0.0)]
+    b2bua: f64,
     /// Who sends the BYE of a completed call.
     #[arg(long, value_enum, default_value_t = Hangup::Random)]
     hangup: Hangup,
@@ -73,6 +89,19 @@ pub struct Args {
     /// The ground truth JSON [default: OUT with the extension .truth.json].
     #[arg(long)]
     truth: Option<PathBuf>,
+    /// Write this many VoLTE calls (attach, SIP in GTP-U, Rx/Gx, dedicated bearer, AMR
+    /// RTP, detach) instead of plain SIP calls; `--duration` (seconds of speech),
+    /// `--window`, `--seed`, `--out` and `--truth` apply, the other call options do not.
+    #[arg(long, value_name = "N")]
+    volte: Option<u64>,
+}
+
+/// A generated call: its frames one at a time, in time order.
+pub trait Emitter {
+    /// When the next frame is due, or `None` when the call is over.
+    fn next_time(&self) -> Option<u64>;
+    /// Puts the next frame in `buf` and returns its time.
+    fn emit(&mut self, buf: &mut Vec<u8>) -> Option<u64>;
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -142,13 +171,13 @@ pub fn run(args: &Args) -> Result<()> {
         ensure!((0.0..=1.0).contains(&f), "--{name} must be between 0 and 1, not {f}");
         Ok(())
     };
-    for (name, f) in [("loss", args.loss), ("tcp", args.tcp), ("vlan", args.vlan)] {
+    for (name, f) in [("loss", args.loss), ("tcp", args.tcp), ("vlan", args.vlan), ("b2bua", args.b2bua)] {
         fraction(name, f)?;
     }
     fraction("busy", args.busy)?;
     fraction("cancel", args.cancel)?;
     ensure!(args.busy + args.cancel <= 1.0, "--busy and --cancel add up to more than 1");
-    ensure!((1..=call::MAX_CALLS).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS);
+    ensure!((1..=call::MAX_CALLS / 2).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS / 2);
     ensure!(args.duration > 0.0 && args.duration <= 86_400.0, "--duration must be above 0 and at most a day");
     if let Some(w) = args.window {
         ensure!(w > 0.0 && w <= 864_000.0, "--window must be above 0 and at most ten days");
@@ -156,6 +185,9 @@ pub fn run(args: &Args) -> Result<()> {
     ensure!((0.0..=1_000.0).contains(&args.jitter_ms), "--jitter-ms must be between 0 and 1000");
 
     let started = Instant::now();
+    if let Some(n) = args.volte {
+        ensure!((1..=volte::MAX_CALLS).contains(&n), "--volte must be between 1 and {}", volte::MAX_CALLS);
+    }
     let params = Params {
         seed: args.seed,
         mean_duration_s: args.duration,
@@ -174,15 +206,29 @@ pub fn run(args: &Args) -> Result<()> {
     let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut writer = pcap::PcapWriter::new(BufWriter::with_capacity(8 << 20, file))?;
     let mut truths = Vec::with_capacity(plans.len());
-    let (first, last) = merge(
-        &plans,
-        &params,
-        |t, frame| writer.write(t, frame),
-        |call| {
-            truths.push((call.index(), call.truth()));
-        },
-    )
-    .with_context(|| format!("writing {}", args.out.display()))?;
+    let window_us = (args.window.unwrap_or(args.duration * 0.5) * 1e6).max(1e6) as u64;
+    let merged = match args.volte {
+        Some(n) => {
+            let starts = volte::starts(args.seed, n, EPOCH_US, window_us);
+            let media_s = args.duration;
+            merge(
+                &starts,
+                |i| volte::VolteCall::new(args.seed, i as u64, starts[i], media_s),
+                |t, frame| writer.write(t, frame),
+                |i, call| truths.push((i as u64, call.truth())),
+            )
+        }
+        None => {
+            let starts: Vec<u64> = plans.iter().map(|p| p.start_us).collect();
+            merge(
+                &starts,
+                |i| Call::new(&plans[i], &params),
+                |t, frame| writer.write(t, frame),
+                |_, call| truths.push((call.index(), call.truth())),
+            )
+        }
+    };
+    let (first, last) = merged.with_context(|| format!("writing {}", args.out.display()))?;
     let (packets, bytes) = (writer.packets(), writer.bytes());
     writer.into_inner().into_inner().map_err(|e| e.into_error()).context("flushing the capture")?;
 
@@ -191,7 +237,7 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "wrote {}: {packets} packets, {bytes} bytes, {} calls, {:.1} s of traffic, in {:.1} s (truth: {})",
         args.out.display(),
-        plans.len(),
+        truths.len(),
         last.saturating_sub(first) as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         truth_path.display()
@@ -224,43 +270,103 @@ fn plan_calls(args: &Args) -> Vec<CallPlan> {
     let (tcp, vlan) = (picked(args.tcp), picked(args.vlan));
     let window_us = (args.window.unwrap_or(args.duration * 0.5) * 1e6).max(1e6);
     let mut previous = EPOCH_US;
-    (0..n)
+    let mut plans: Vec<CallPlan> = (0..n)
         .map(|i| {
             let offset = ((i as f64 + rng.unit()) * window_us / n as f64) as u64;
             previous = previous.max(EPOCH_US + offset);
-            CallPlan { index: i as u64, start_us: previous, outcome: outcomes[i], tcp: tcp[i], vlan: vlan[i] }
+            CallPlan::new(i as u64, previous, outcomes[i], tcp[i], vlan[i])
         })
-        .collect()
+        .collect();
+    // The B legs, from a generator of their own so that the other calls stay as they were.
+    let mut legs_rng = Rng::derive(args.seed, 1 << 40);
+    let mut b2bua: Vec<bool> = (0..n).map(|i| i < count(args.b2bua)).collect();
+    legs_rng.shuffle(&mut b2bua);
+    let mut b_legs = Vec::new();
+    for (i, a) in plans.iter_mut().enumerate().filter(|(i, _)| b2bua[*i]) {
+        let rule = LegRule::ALL[b_legs.len() % LegRule::ALL.len()];
+        let index = (n + b_legs.len()) as u64;
+        let a_call_id = format!("{}-{}@b2bua-a", legs_rng.hex(16), i);
+        let b_call_id = match rule {
+            LegRule::CallIdSuffix => format!("{a_call_id}_b2b-1"),
+            _ => format!("{}-{index}@b2bua-b", legs_rng.hex(16)),
+        };
+        let shared = match rule {
+            LegRule::SessionId => vec![format!("Session-ID: {}", legs_rng.hex(32))],
+            LegRule::Icid => vec![format!("P-Charging-Vector: icid-value={};orig-ioi=a.example", legs_rng.hex(20))],
+            _ => Vec::new(),
+        };
+        let mut b = CallPlan::new(index, a.start_us + legs_rng.range(5_000, 40_000), a.outcome, a.tcp, a.vlan);
+        b.users = a.index;
+        b.call_id = Some(b_call_id);
+        b.headers = shared.clone();
+        if rule == LegRule::XCid {
+            b.headers.push(format!("X-CID: {a_call_id}"));
+        }
+        b.leg_of = Some((a_call_id.clone(), rule));
+        a.call_id = Some(a_call_id);
+        a.headers = shared;
+        b_legs.push(b);
+    }
+    plans.extend(b_legs);
+    // The merge wants plans in start order.
+    plans.sort_by_key(|p| (p.start_us, p.index));
+    plans
+}
+
+/// What ties a B leg to its A leg in a generated capture (`--b2bua`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegRule {
+    SessionId,
+    Icid,
+    XCid,
+    CallIdSuffix,
+    Parties,
+}
+
+impl LegRule {
+    const ALL: [LegRule; 5] =
+        [LegRule::SessionId, LegRule::Icid, LegRule::XCid, LegRule::CallIdSuffix, LegRule::Parties];
+
+    /// How the analysis names the rule: the start of the `key` of its `related` links.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegRule::SessionId => "session-id",
+            LegRule::Icid => "icid",
+            LegRule::XCid => "header",
+            LegRule::CallIdSuffix => "call-id-suffix",
+            LegRule::Parties => "weak",
+        }
+    }
 }
 
 /// Runs every call and hands their frames to `write` in time order (ties by call number), and
-/// each finished call to `done`. Returns the times of the first and last frame.
+/// each finished call to `done` with its number. Returns the times of the first and last frame.
 ///
-/// Plans are in start order, and a call's first frame is at its start time, so a call need
-/// only exist once the heap has nothing earlier than its start.
-fn merge(
-    plans: &[CallPlan],
-    params: &Params,
+/// `starts` are in order, and a call's first frame is at its start time, so a call need only
+/// exist (`make` it) once the heap has nothing earlier than its start.
+fn merge<C: Emitter>(
+    starts: &[u64],
+    mut make: impl FnMut(usize) -> C,
     mut write: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
-    mut done: impl FnMut(&Call),
+    mut done: impl FnMut(usize, &C),
 ) -> Result<(u64, u64)> {
-    let mut live: Vec<Option<Box<Call>>> = (0..plans.len()).map(|_| None).collect();
+    let mut live: Vec<Option<Box<C>>> = (0..starts.len()).map(|_| None).collect();
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut next_plan = 0;
     let mut buf = Vec::with_capacity(2048);
     let (mut first, mut last) = (None, 0);
     loop {
-        while let Some(plan) = plans.get(next_plan) {
-            if heap.peek().is_some_and(|Reverse((t, _))| *t < plan.start_us) {
+        while let Some(start) = starts.get(next_plan) {
+            if heap.peek().is_some_and(|Reverse((t, _))| t < start) {
                 break;
             }
-            let call = Box::new(Call::new(plan, params));
+            let call = Box::new(make(next_plan));
             match call.next_time() {
                 Some(t) => {
                     heap.push(Reverse((t, next_plan)));
                     live[next_plan] = Some(call);
                 }
-                None => done(&call),
+                None => done(next_plan, &call),
             }
             next_plan += 1;
         }
@@ -274,7 +380,7 @@ fn merge(
         match call.next_time() {
             Some(next) => heap.push(Reverse((next, i))),
             None => {
-                done(call);
+                done(i, call);
                 live[i] = None;
             }
         }
@@ -319,6 +425,31 @@ mod tests {
         assert_eq!(plans.iter().filter(|p| p.tcp).count(), 4);
         assert_eq!(plans.iter().filter(|p| p.vlan).count(), 2);
         assert!(plans.windows(2).all(|w| w[0].start_us <= w[1].start_us));
+    }
+
+    #[test]
+    fn b2bua_calls_get_a_b_leg_each_with_the_rules_in_turn() {
+        let plans = plan_calls(&args("--calls 10 --b2bua 0.5 --seed 6 --out x.pcap"));
+        assert_eq!(plans.len(), 15);
+        assert!(plans.windows(2).all(|w| w[0].start_us <= w[1].start_us), "in start order for the merge");
+        let b_legs: Vec<&CallPlan> = plans.iter().filter(|p| p.leg_of.is_some()).collect();
+        let rules: Vec<&str> = b_legs.iter().map(|b| b.leg_of.as_ref().unwrap().1.as_str()).collect();
+        assert_eq!(rules, ["session-id", "icid", "header", "call-id-suffix", "weak"]);
+        for b in b_legs {
+            let (a_call_id, rule) = b.leg_of.clone().unwrap();
+            let a = plans.iter().find(|p| p.call_id.as_deref() == Some(&a_call_id)).expect("the A leg");
+            assert_eq!((b.users, a.users), (a.index, a.index), "the same caller and callee");
+            assert!(b.start_us > a.start_us && b.start_us < a.start_us + 40_000);
+            assert_ne!(b.index, a.index);
+            let x_cid = b.headers.iter().any(|h| *h == format!("X-CID: {a_call_id}"));
+            assert_eq!(x_cid, rule == LegRule::XCid);
+            assert_eq!(b.call_id.as_deref() == Some(&format!("{a_call_id}_b2b-1")), rule == LegRule::CallIdSuffix);
+        }
+        // Without --b2bua, the plans are what they always were.
+        let plain = plan_calls(&args("--calls 10 --seed 6 --out x.pcap"));
+        assert!(plain.iter().all(|p| p.call_id.is_none() && p.leg_of.is_none()));
+        let firsts: Vec<u64> = plans.iter().filter(|p| p.index < 10).map(|p| p.start_us).collect();
+        assert_eq!(firsts, plain.iter().map(|p| p.start_us).collect::<Vec<_>>());
     }
 
     #[test]

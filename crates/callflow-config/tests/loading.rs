@@ -143,7 +143,7 @@ fn render_shows_every_key_with_its_source() {
     assert!(port.starts_with("port = 9000 ") && port.ends_with("# flag --port"), "{port}");
     let retention = text.lines().find(|l| l.starts_with("retention = ")).unwrap();
     assert!(retention.starts_with("retention = \"1d\"") && retention.ends_with("# default"), "{retention}");
-    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality"] {
+    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality", "legs"] {
         assert!(text.contains(&format!("[{section}]\n")), "{section} missing in\n{text}");
     }
 }
@@ -230,6 +230,16 @@ fn an_empty_or_short_api_key_is_refused_at_start_up() {
 }
 
 #[test]
+fn the_diameter_dictionary_key_is_empty_by_default_and_set_by_file_or_environment() {
+    assert_eq!(Loader::new().load().unwrap().settings.diameter.dictionary, PathBuf::new());
+    let file = temp_file("diameter.toml", "[diameter]\ndictionary = \"/etc/callflow/vendor.toml\"\n");
+    let s = Loader::new().file(file).load().unwrap().settings;
+    assert_eq!(s.diameter.dictionary, PathBuf::from("/etc/callflow/vendor.toml"));
+    let vars = env(&[("CALLFLOW_DIAMETER__DICTIONARY", "/e.toml")]);
+    assert_eq!(Loader::new().env_vars(vars).load().unwrap().settings.diameter.dictionary, PathBuf::from("/e.toml"));
+}
+
+#[test]
 fn quality_section_from_file_and_environment() {
     let file = temp_file("q.toml", "[quality]\nmin_mos = 3.2\ninterval = \"10s\"\n");
     let loaded =
@@ -241,14 +251,4 @@ fn quality_section_from_file_and_environment() {
     let bad = temp_file("q2.toml", "[quality]\ninterval = \"10ms\"\n");
     let err = Loader::new().file(&bad).load().unwrap_err().to_string();
     assert!(err.contains("quality.interval"), "{err}");
-}
-
-#[test]
-fn the_diameter_dictionary_key_is_empty_by_default_and_set_by_file_or_environment() {
-    assert_eq!(Loader::new().load().unwrap().settings.diameter.dictionary, PathBuf::new());
-    let file = temp_file("diameter.toml", "[diameter]\ndictionary = \"/etc/callflow/vendor.toml\"\n");
-    let s = Loader::new().file(file).load().unwrap().settings;
-    assert_eq!(s.diameter.dictionary, PathBuf::from("/etc/callflow/vendor.toml"));
-    let vars = env(&[("CALLFLOW_DIAMETER__DICTIONARY", "/e.toml")]);
-    assert_eq!(Loader::new().env_vars(vars).load().unwrap().settings.diameter.dictionary, PathBuf::from("/e.toml"));
 }

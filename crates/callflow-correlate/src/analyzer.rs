@@ -13,6 +13,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::legs::LegOptions;
 use crate::media::MediaTable;
 use crate::problems::flag_problems;
 use crate::quality::QualityOptions;
@@ -61,13 +62,16 @@ pub struct AnalyzerOptions {
     /// endless inputs (a live interface); off for a capture file, whose document lists
     /// every flow.
     pub forget_idle_flows: bool,
-    /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
-    /// the thresholds of the problems flagged on streams and sessions.
-    pub quality: QualityOptions,
+    /// How the legs of a call through a B2BUA or proxy are found and joined (`related`
+    /// links of relation `leg`), and how long a closed call waits for its other legs.
+    pub legs: LegOptions,
     /// The Diameter dictionary (command and AVP names and types); `None` for the built-in
     /// one ([`Dictionary::builtin`]), else typically the built-in one extended by a file
     /// ([`Dictionary::with_file`]).
     pub diameter_dictionary: Option<Arc<Dictionary>>,
+    /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
+    /// the thresholds of the problems flagged on streams and sessions.
+    pub quality: QualityOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -79,8 +83,9 @@ impl Default for AnalyzerOptions {
             tcp: TcpLimits::default(),
             threads: 1,
             forget_idle_flows: false,
-            quality: QualityOptions::default(),
+            legs: LegOptions::default(),
             diameter_dictionary: None,
+            quality: QualityOptions::default(),
         }
     }
 }
@@ -245,9 +250,10 @@ impl Default for Analyzer<HeuristicClassifier> {
 impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
+        let sip = SipHandler::new(opts.legs.clone());
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
-        let media = MediaTable::with_quality(opts.quality.clone());
         let dictionary = opts.diameter_dictionary.clone();
+        let media = MediaTable::with_quality(opts.quality.clone());
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -256,7 +262,7 @@ impl<C: Classifier> Analyzer<C> {
             classifier,
             tcp_flows: HashMap::new(),
             ws: WsDirections::default(),
-            sip: SipHandler::default(),
+            sip,
             media: MediaHandler,
             diameter: DiameterHandler::new(dictionary),
             gtp: GtpHandler::default(),
@@ -344,9 +350,9 @@ impl<C: Classifier> Analyzer<C> {
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_unlisted = self.front.unlisted_flows();
         stats.flows_forgotten = self.flows.forgotten_count();
+        stats.diameter_peers = self.diameter.peers();
         stats.capture_loss = self.capture_loss();
         stats.problems = self.problems.clone();
-        stats.diameter_peers = self.diameter.peers();
         stats
     }
 
@@ -706,6 +712,11 @@ impl<C: Classifier> Analyzer<C> {
         (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
+    /// How many sessions are over and wait for [`Analyzer::take_completed`].
+    pub fn completed_count(&self) -> usize {
+        self.completed.len()
+    }
+
     /// Sessions that are over, in the order they ended. Each is handed out once.
     pub fn take_completed(&mut self) -> Vec<Session> {
         std::mem::take(&mut self.completed)
@@ -734,9 +745,9 @@ impl<C: Classifier> Analyzer<C> {
         sort_sessions(&mut sessions);
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
+        stats.diameter_peers = self.diameter.peers();
         stats.capture_loss = self.capture_loss();
         stats.problems = std::mem::take(&mut self.problems);
-        stats.diameter_peers = self.diameter.peers();
         (sessions, stats)
     }
 }

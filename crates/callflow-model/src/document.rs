@@ -1,6 +1,6 @@
 //! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
 
-use crate::{Session, Timestamp, Tunnel};
+use crate::{Session, Subscriber, Timestamp, Tunnel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub struct Document {
     /// decided it (absent in documents written before flows were listed).
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// The subscribers the sessions were joined into (docs/output-format.md, "Subscribers"):
+    /// absent when no session carried a subscriber's identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<Subscriber>,
 }
 
 /// One transport flow: the packets between two endpoints over one transport, both ways.
@@ -106,6 +110,10 @@ pub struct Stats {
     /// `ndpi` (absent in documents written before it was recorded).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub classifier: String,
+    /// Connection-level Diameter (capabilities exchange, watchdogs, disconnects) counted
+    /// per pair of peers, and Diameter over TLS, listed as encrypted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub diameter_peers: Vec<crate::DiameterPeers>,
     /// What the capture itself dropped (a lossy mirror port), told apart from the
     /// network's losses (absent when nothing points to it); see docs/quality.md.
     #[serde(default, skip_serializing_if = "CaptureLoss::is_none")]
@@ -113,10 +121,6 @@ pub struct Stats {
     /// How many sessions have problems, in all and per kind (absent when none has).
     #[serde(default, skip_serializing_if = "ProblemCounts::is_empty")]
     pub problems: ProblemCounts,
-    /// Connection-level Diameter (capabilities exchange, watchdogs, disconnects) counted
-    /// per pair of peers, and Diameter over TLS, listed as encrypted.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub diameter_peers: Vec<crate::DiameterPeers>,
 }
 
 /// Sessions with problems: how many in all, and how many have each kind.

@@ -22,6 +22,7 @@ mod document;
 mod gtp;
 mod media;
 mod session;
+mod subscriber;
 mod time;
 
 pub use diameter::{ChargingRule, DiameterAvp, DiameterMessage, DiameterPeers, DiameterSession, DiameterTransaction};
@@ -35,7 +36,8 @@ pub use media::{
     XrVoipMetrics,
 };
 pub use session::{
-    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
-    Transport, Tunnel, TunnelKind,
+    Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,
+    Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport, Tunnel, TunnelKind,
 };
+pub use subscriber::{Subscriber, SubscriberSession, UeAddress};
 pub use time::Timestamp;
