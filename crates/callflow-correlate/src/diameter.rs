@@ -40,7 +40,7 @@ use callflow_model::{
     CallState, ChargingRule, DiameterAvp, DiameterPeers, DiameterSession, DiameterTransaction, Message, Problem,
     Protocol, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -48,6 +48,8 @@ use std::sync::Arc;
 /// Requests waiting for their answer, at most; past this the oldest are given up on (and
 /// stay unanswered).
 const MAX_PENDING: usize = 65_536;
+/// Peer pairs listed, at most; traffic of further pairs is not listed.
+const MAX_PEERS: usize = 10_000;
 /// Bytes of an AVP's data shown in hex, at most.
 const MAX_HEX_BYTES: usize = 256;
 
@@ -87,10 +89,11 @@ enum Owner {
 /// A request waiting for its answer.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    /// Order of arrival, for giving up on the oldest.
+    seq: u64,
     requester: SocketAddr,
     responder: SocketAddr,
     context: u32,
-    ts: Timestamp,
     owner: Owner,
 }
 
@@ -112,6 +115,8 @@ struct Open {
     stateless: bool,
     /// Requests not answered yet.
     outstanding: usize,
+    /// The keys its requests wait under in the pending table.
+    waiting: Vec<(u32, u32)>,
 }
 
 /// The Diameter sessions in progress, the requests waiting for answers and the peer pairs.
@@ -125,6 +130,10 @@ pub(crate) struct DiameterHandler {
     /// Requests waiting for their answer, by hop-by-hop and end-to-end id.
     pending: HashMap<(u32, u32), Vec<Pending>>,
     pending_count: usize,
+    /// The pending requests' keys and numbers in order of arrival (with answered ones not
+    /// yet dropped), to give up on the oldest in constant time.
+    arrivals: VecDeque<(u64, (u32, u32))>,
+    next_seq: u64,
     peers: HashMap<PeerKey, DiameterPeers>,
 }
 
@@ -151,6 +160,8 @@ impl DiameterHandler {
             next: 1,
             pending: HashMap::new(),
             pending_count: 0,
+            arrivals: VecDeque::new(),
+            next_seq: 0,
             peers: HashMap::new(),
         }
     }
@@ -167,14 +178,19 @@ impl DiameterHandler {
 
     /// Counts a packet of Diameter over TLS/DTLS against its peer pair.
     pub fn on_encrypted(&mut self, ctx: &PacketCtx<'_>) {
-        let peers = self.peers_of(ctx);
+        let Some(peers) = self.peers_of(ctx) else { return };
         peers.encrypted = true;
         peers.packets += 1;
         peers.bytes += ctx.wire_len;
     }
 
-    fn peers_of(&mut self, ctx: &PacketCtx<'_>) -> &mut DiameterPeers {
-        self.peers.entry(peer_key(ctx.context, ctx.src, ctx.dst)).or_insert_with(|| DiameterPeers {
+    /// The entry of the packet's peer pair, made if need be (`None` past [`MAX_PEERS`]).
+    fn peers_of(&mut self, ctx: &PacketCtx<'_>) -> Option<&mut DiameterPeers> {
+        let key = peer_key(ctx.context, ctx.src, ctx.dst);
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&key) {
+            return None;
+        }
+        Some(self.peers.entry(key).or_insert_with(|| DiameterPeers {
             a: ctx.src,
             b: ctx.dst,
             hosts: Vec::new(),
@@ -186,20 +202,27 @@ impl DiameterHandler {
             bytes: 0,
             first: ctx.ts,
             last: ctx.ts,
-        })
+        }))
     }
 
     /// The peer pairs so far, in order of their first message (requests still waiting
     /// count as unanswered).
     pub fn peers(&self) -> Vec<DiameterPeers> {
-        let mut out: Vec<DiameterPeers> = self.peers.values().cloned().collect();
+        let mut waiting: HashMap<PeerKey, u64> = HashMap::new();
         for p in self.pending.values().flatten() {
             if let Owner::Peers(key) = p.owner {
-                if let Some(peers) = out.iter_mut().find(|x| peer_key(key.0, x.a, x.b) == key) {
-                    peers.unanswered += 1;
-                }
+                *waiting.entry(key).or_default() += 1;
             }
         }
+        let mut out: Vec<DiameterPeers> = self
+            .peers
+            .iter()
+            .map(|(key, peers)| {
+                let mut peers = peers.clone();
+                peers.unanswered += waiting.get(key).copied().unwrap_or(0);
+                peers
+            })
+            .collect();
         out.sort_by_key(|p| (p.first, p.a, p.b));
         out
     }
@@ -222,16 +245,22 @@ impl DiameterHandler {
         name
     }
 
-    fn remember(&mut self, key: (u32, u32), pending: Pending) {
-        if self.pending_count >= MAX_PENDING {
-            // Give up on the oldest waiting request.
-            let oldest = self
-                .pending
-                .iter()
-                .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, p)| (p.ts, *k, i)))
-                .min_by_key(|(ts, ..)| *ts);
-            if let Some((_, k, i)) = oldest {
-                self.take_pending(k, |_, idx| idx == i);
+    fn remember(&mut self, key: (u32, u32), mut pending: Pending) {
+        while self.pending_count >= MAX_PENDING {
+            // Give up on the oldest waiting request (entries of answered ones are skipped).
+            let Some((seq, old)) = self.arrivals.pop_front() else { break };
+            self.take_pending(old, |p, _| p.seq == seq);
+        }
+        if self.arrivals.len() > 4 * MAX_PENDING {
+            let pending = &self.pending;
+            self.arrivals.retain(|(seq, k)| pending.get(k).is_some_and(|l| l.iter().any(|p| p.seq == *seq)));
+        }
+        pending.seq = self.next_seq;
+        self.next_seq += 1;
+        self.arrivals.push_back((pending.seq, key));
+        if let Owner::Session { session, .. } = pending.owner {
+            if let Some(open) = self.sessions.get_mut(&session) {
+                open.waiting.push(key);
             }
         }
         self.pending.entry(key).or_default().push(pending);
@@ -283,6 +312,7 @@ impl DiameterHandler {
             ended: false,
             stateless: false,
             outstanding: 0,
+            waiting: Vec::new(),
         };
         self.sessions.insert(id, open);
         self.by_session_id.insert(sid.to_string(), id);
@@ -298,7 +328,7 @@ impl DiameterHandler {
         fields: &Fields,
     ) -> PeerKey {
         let key = peer_key(ctx.context, ctx.src, ctx.dst);
-        let peers = self.peers_of(ctx);
+        let Some(peers) = self.peers_of(ctx) else { return key };
         peers.packets += 1;
         peers.bytes += u64::from(msg.header.length);
         peers.last = peers.last.max(ctx.ts);
@@ -367,10 +397,10 @@ impl Handler for DiameterHandler {
             let key = self.count_for_peers(ctx, &msg, &short, &fields);
             if request && !retransmission {
                 let pending = Pending {
+                    seq: 0,
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
-                    ts: ctx.ts,
                     owner: Owner::Peers(key),
                 };
                 self.remember(ids, pending);
@@ -466,10 +496,10 @@ impl Handler for DiameterHandler {
                 });
                 open.outstanding += 1;
                 new_pending = Some(Pending {
+                    seq: 0,
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
-                    ts: ctx.ts,
                     owner: Owner::Session { session: sid, tx: open.model.transactions.len() - 1 },
                 });
             }
@@ -565,14 +595,12 @@ impl Handler for DiameterHandler {
             self.by_session_id.remove(&open.model.session_id);
         }
         // Its requests still waiting stay unanswered.
-        let mut dropped = 0;
-        self.pending.retain(|_, list| {
-            let before = list.len();
-            list.retain(|p| !matches!(p.owner, Owner::Session { session, .. } if session == id));
-            dropped += before - list.len();
-            !list.is_empty()
-        });
-        self.pending_count -= dropped;
+        for key in std::mem::take(&mut open.waiting) {
+            while self
+                .take_pending(key, |p, _| matches!(p.owner, Owner::Session { session, .. } if session == id))
+                .is_some()
+            {}
+        }
         let mut problems = Vec::new();
         let mut unanswered = 0;
         for t in &open.model.transactions {
