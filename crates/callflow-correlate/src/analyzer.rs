@@ -402,8 +402,8 @@ impl<C: Classifier> Analyzer<C> {
         );
         let protocol = match verdict.protocol {
             AppProtocol::Sip | AppProtocol::Diameter => verdict.protocol,
-            // Diameter over TLS: a TLS handshake on Diameter's TLS port.
-            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Diameter,
+            // Diameter over TLS: anything but plain Diameter on Diameter's TLS port.
+            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Tls,
             _ => AppProtocol::Unknown,
         };
         TcpRoute { protocol, framing: StreamFraming::Plain, seen: ctx.ts, decider: Decider::of(&verdict) }
@@ -430,7 +430,8 @@ impl<C: Classifier> Analyzer<C> {
         };
         let framer = match route.protocol {
             AppProtocol::Sip => self.sip.framer(),
-            AppProtocol::Diameter if DiameterHandler::is_tls(ctx) => {
+            // Only a connection on Diameter's TLS port is routed as TLS.
+            AppProtocol::Tls => {
                 self.diameter.on_encrypted(ctx);
                 self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
@@ -485,16 +486,16 @@ impl<C: Classifier> Analyzer<C> {
                 }
                 SctpMessage::Pending => continue,
             };
+            let diameter_port = ctx.src.port() == diameter::PORT || ctx.dst.port() == diameter::PORT;
             let protocol = if self.sip.probe(message) {
                 SipHandler::PROTOCOL
+            } else if data.ppid == diameter::PPID || self.diameter.probe(message) {
+                DiameterHandler::PROTOCOL
             } else if data.ppid == diameter::PPID_DTLS || DiameterHandler::is_tls(ctx) {
+                // Diameter over DTLS: counted, not read.
                 self.diameter.on_encrypted(ctx);
                 continue;
-            } else if data.ppid == diameter::PPID
-                || ctx.src.port() == diameter::PORT
-                || ctx.dst.port() == diameter::PORT
-                || self.diameter.probe(message)
-            {
+            } else if diameter_port {
                 DiameterHandler::PROTOCOL
             } else {
                 continue;

@@ -253,6 +253,12 @@ fn diameter_on_the_tls_port_is_counted_as_encrypted() {
     let p = &stats.diameter_peers[0];
     assert_eq!((p.encrypted, p.packets, p.pairs), (true, 2, 0));
     assert_eq!(p.bytes, 2 * (20 + 20 + hello.len() as u64));
+    // Plain Diameter on the TLS port is read, not guessed to be encrypted.
+    let mut c = Conn::new(5868);
+    let (_, stats) =
+        run(&[c.send(true, &message(true, 280, 0, 1, &[])), c.send(false, &message(false, 280, 0, 1, &[]))]);
+    let p = &stats.diameter_peers[0];
+    assert_eq!((p.encrypted, p.pairs), (false, 1));
 }
 
 #[test]
