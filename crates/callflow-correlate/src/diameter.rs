@@ -54,6 +54,7 @@ const MAX_PEERS: usize = 10_000;
 const MAX_HEX_BYTES: usize = 256;
 
 const CMD_CAPABILITIES_EXCHANGE: u32 = 257;
+const CMD_ACCOUNTING: u32 = 271;
 const CMD_CREDIT_CONTROL: u32 = 272;
 const CMD_ABORT_SESSION: u32 = 274;
 const CMD_SESSION_TERMINATION: u32 = 275;
@@ -63,6 +64,13 @@ const CMD_DISCONNECT_PEER: u32 = 282;
 const APP_CX: u32 = 16_777_216;
 const APP_S6A: u32 = 16_777_251;
 const APP_S13: u32 = 16_777_252;
+
+const APP_SH: u32 = 16_777_217;
+const APP_SWX: u32 = 16_777_265;
+
+/// Applications that keep no session state (each request a session of its own, whatever
+/// `Auth-Session-State` says or leaves out): Cx/Dx, Sh, S6a/S6d, S13, SWx.
+const STATELESS_APPS: [u32; 5] = [APP_CX, APP_SH, APP_S6A, APP_S13, APP_SWX];
 
 const VENDOR_3GPP: u32 = 10_415;
 
@@ -95,6 +103,10 @@ struct Pending {
     responder: SocketAddr,
     context: u32,
     owner: Owner,
+    /// The request's CC-Request-Type and Accounting-Record-Type, which its answer may
+    /// leave out.
+    cc_request_type: Option<u32>,
+    accounting_record_type: Option<u32>,
 }
 
 /// One open session.
@@ -144,6 +156,7 @@ struct Fields {
     result_code: Option<u32>,
     experimental_result_code: Option<u32>,
     cc_request_type: Option<u32>,
+    accounting_record_type: Option<u32>,
     origin_host: Option<String>,
     origin_realm: Option<String>,
     destination_host: Option<String>,
@@ -371,10 +384,9 @@ impl Handler for DiameterHandler {
         if tree.error.is_some() {
             services.stats.malformed += 1;
         }
-        let fields = read_fields(&tree.avps);
+        let mut fields = read_fields(&tree.avps);
         let h = msg.header;
         let request = h.is_request();
-        let short = self.short_name(h.command_code, h.application_id, request, fields.cc_request_type);
         let app_name = self.name_of_app(h.application_id);
         let ids = (h.hop_by_hop, h.end_to_end);
         let connection_level =
@@ -383,6 +395,11 @@ impl Handler for DiameterHandler {
 
         // Find the owner: the request an answer answers, or the session of the Session-Id.
         let answered = if request { None } else { self.answered_request(ids, ctx) };
+        if let Some(p) = answered {
+            fields.cc_request_type = fields.cc_request_type.or(p.cc_request_type);
+            fields.accounting_record_type = fields.accounting_record_type.or(p.accounting_record_type);
+        }
+        let short = self.short_name(h.command_code, h.application_id, request, fields.cc_request_type);
         let retransmission = request
             && self.pending.get(&ids).is_some_and(|list| {
                 list.iter().any(|p| p.requester == ctx.src && p.responder == ctx.dst && p.context == ctx.context)
@@ -401,6 +418,8 @@ impl Handler for DiameterHandler {
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
+                    cc_request_type: fields.cc_request_type,
+                    accounting_record_type: fields.accounting_record_type,
                     owner: Owner::Peers(key),
                 };
                 self.remember(ids, pending);
@@ -461,7 +480,7 @@ impl Handler for DiameterHandler {
             }
         }
         open.model.charging_rules.extend(rules);
-        open.stateless |= fields.stateless;
+        open.stateless |= fields.stateless || STATELESS_APPS.contains(&h.application_id);
         let m = &mut open.model;
         if request && m.origin_host.is_none() && m.transactions.is_empty() {
             m.origin_host = fields.origin_host.clone();
@@ -500,6 +519,8 @@ impl Handler for DiameterHandler {
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
+                    cc_request_type: fields.cc_request_type,
+                    accounting_record_type: fields.accounting_record_type,
                     owner: Owner::Session { session: sid, tx: open.model.transactions.len() - 1 },
                 });
             }
@@ -540,7 +561,9 @@ impl Handler for DiameterHandler {
                 }
             }
             let terminating = matches!(h.command_code, CMD_SESSION_TERMINATION | CMD_ABORT_SESSION)
-                || (h.command_code == CMD_CREDIT_CONTROL && matches!(fields.cc_request_type, Some(3 | 4)));
+                || (h.command_code == CMD_CREDIT_CONTROL && matches!(fields.cc_request_type, Some(3 | 4)))
+                // Accounting: a STOP_RECORD or an EVENT_RECORD ends it.
+                || (h.command_code == CMD_ACCOUNTING && matches!(fields.accounting_record_type, Some(1 | 4)));
             open.ended |= terminating;
         }
         open.messages.push(Message {
@@ -689,6 +712,7 @@ fn read_fields(avps: &[AvpNode<'_>]) -> Fields {
                     .and_then(|c| c.avp.as_u32());
             }
             (416, None) => f.cc_request_type = a.as_u32(),
+            (480, None) => f.accounting_record_type = a.as_u32(),
             (264, None) => f.origin_host = text(n),
             (296, None) => f.origin_realm = text(n),
             (293, None) => f.destination_host = text(n),
@@ -732,8 +756,10 @@ fn subscriber_keys(avps: &[AvpNode<'_>], app: u32, keys: &mut Vec<SubscriberKey>
     for n in avps {
         let a = &n.avp;
         match (a.code, a.vendor_id) {
+            // The IMSI, sometimes written as an NAI (`IMSI@realm`).
             (1, None) if matches!(app, APP_S6A | APP_S13) => {
-                push_key(keys, K::Imsi, a.as_str().and_then(|s| digits(s, 5..=15)))
+                let local = a.as_str().map(|s| s.split_once('@').map_or(s, |(user, _)| user));
+                push_key(keys, K::Imsi, local.and_then(|s| digits(s, 5..=15)))
             }
             (1, None) if app == APP_CX => push_key(keys, K::Impi, text(n).filter(|s| !s.is_empty())),
             (443, None) => {

@@ -359,3 +359,24 @@ fn real_s6a_over_sctp_and_cx_over_tcp() {
     assert_eq!(p.len(), 1);
     assert_eq!((p[0].pairs, p[0].messages.values().sum::<u64>()), (2, 4));
 }
+
+#[test]
+fn answers_without_their_request_type_and_stateless_applications() {
+    // Arkime's synthetic capture: a Gx CCA without CC-Request-Type (its CCR-I says it), an
+    // S6a ULR/ULA without Auth-Session-State and with an NAI User-Name, an accounting
+    // exchange; TCP and SCTP.
+    let Some(doc) = corpus_doc("arkime/diameter_synthetic.pcap") else { return };
+    let dia = diameter_sessions(&doc.sessions);
+    let got: Vec<(Vec<&str>, CallState)> = dia.iter().map(|s| (summaries(s), s.state)).collect();
+    assert_eq!(
+        got,
+        [
+            (vec!["CCR-I (Gx)", "CCA-I 2001 (Gx)"], CallState::InCall),
+            (vec!["ULR (S6a)", "ULA 2001 (S6a)"], CallState::Completed),
+            (vec!["ACR (Acct)", "ACA 2001 (Acct)"], CallState::Completed),
+        ]
+    );
+    assert!(keys(dia[1]).contains(&(K::Imsi, "310260123456789")), "{:?}", keys(dia[1]));
+    let p = &doc.stats.diameter_peers;
+    assert_eq!((p.len(), p[0].pairs, p[0].hosts.len()), (1, 1, 2), "{p:?}");
+}
