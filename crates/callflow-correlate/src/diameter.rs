@@ -7,9 +7,10 @@
 //!
 //! - **Sessions.** A message with a Session-Id belongs to the open session of that id,
 //!   opened by its first message. A session ends when its termination is answered (STA,
-//!   CCA-T) or, for applications that keep no session state (`Auth-Session-State`
-//!   NO_STATE_MAINTAINED, as S6a and Cx), once every request is answered; it is then
-//!   closed after the linger time, and any session after the idle time.
+//!   CCA-T, ASA, an accounting STOP or EVENT record) or, for applications that keep no
+//!   session state (Cx/Dx, Sh, S6a, S13, SWx, or `Auth-Session-State`
+//!   NO_STATE_MAINTAINED), once every request is answered; it is then closed after the
+//!   linger time, and any session after the idle time.
 //! - **Pairs.** A request waits for its answer under its hop-by-hop and end-to-end ids and
 //!   its two peers; an answer takes the request with the same ids from the peer it was
 //!   sent to (or, on a multi-homed SCTP association, from another address of it). The
