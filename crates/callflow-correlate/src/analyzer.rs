@@ -470,7 +470,7 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     fn on_sctp(&mut self, ctx: &PacketCtx<'_>, chunks: &[u8]) {
-        let mut carried = None;
+        let (mut carried, mut encrypted) = (None, false);
         for chunk in sctp::chunks(chunks) {
             let Ok(chunk) = chunk else {
                 self.services.stats.malformed += 1;
@@ -492,8 +492,8 @@ impl<C: Classifier> Analyzer<C> {
             } else if data.ppid == diameter::PPID || self.diameter.probe(message) {
                 DiameterHandler::PROTOCOL
             } else if data.ppid == diameter::PPID_DTLS || DiameterHandler::is_tls(ctx) {
-                // Diameter over DTLS: counted, not read.
-                self.diameter.on_encrypted(ctx);
+                // Diameter over DTLS: counted (once per packet), not read.
+                encrypted = true;
                 continue;
             } else if diameter_port {
                 DiameterHandler::PROTOCOL
@@ -504,6 +504,9 @@ impl<C: Classifier> Analyzer<C> {
             if let Handled::Counted(protocol) = handled {
                 carried = Some(protocol);
             }
+        }
+        if encrypted {
+            self.diameter.on_encrypted(ctx);
         }
         match carried {
             Some(protocol) => {
