@@ -6,16 +6,24 @@
 //! number of calls in progress, not the size of the file: 6 million packets take the same
 //! few megabytes as sixty.
 //!
+//! `--volte N` writes N VoLTE calls instead (see [`volte`]): attach, SIP inside GTP-U,
+//! Rx/Gx over SCTP or TCP, the dedicated bearer, AMR RTP in the tunnel and detach, with
+//! a truth of every key that joins them (IMSI, MSISDN, UE address, icid, Call-ID,
+//! Diameter Session-Ids, TEIDs) and each call's outcome.
+//!
 //! The ground truth (`--truth`, by default `OUT` with the extension `.truth.json`) says for
 //! every call its Call-ID, outcome, expected state, who hung up, its SIP message count, its
 //! transport and VLAN, and per RTP stream the packets written and the `expected`/`lost`
 //! counts as tshark's `rtp,streams` computes them from the packets that were written.
 
 mod call;
+mod diameter;
+mod gtpv2;
 mod pcap;
 mod rng;
 mod sip;
 mod tcp;
+mod volte;
 
 use anyhow::{ensure, Context, Result};
 use call::{Call, CallPlan, Params};
@@ -73,6 +81,19 @@ pub struct Args {
     /// The ground truth JSON [default: OUT with the extension .truth.json].
     #[arg(long)]
     truth: Option<PathBuf>,
+    /// Write this many VoLTE calls (attach, SIP in GTP-U, Rx/Gx, dedicated bearer, AMR
+    /// RTP, detach) instead of plain SIP calls; `--duration` (seconds of speech),
+    /// `--window`, `--seed`, `--out` and `--truth` apply, the other call options do not.
+    #[arg(long, value_name = "N")]
+    volte: Option<u64>,
+}
+
+/// A generated call: its frames one at a time, in time order.
+pub trait Emitter {
+    /// When the next frame is due, or `None` when the call is over.
+    fn next_time(&self) -> Option<u64>;
+    /// Puts the next frame in `buf` and returns its time.
+    fn emit(&mut self, buf: &mut Vec<u8>) -> Option<u64>;
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,6 +177,9 @@ pub fn run(args: &Args) -> Result<()> {
     ensure!((0.0..=1_000.0).contains(&args.jitter_ms), "--jitter-ms must be between 0 and 1000");
 
     let started = Instant::now();
+    if let Some(n) = args.volte {
+        ensure!((1..=volte::MAX_CALLS).contains(&n), "--volte must be between 1 and {}", volte::MAX_CALLS);
+    }
     let params = Params {
         seed: args.seed,
         mean_duration_s: args.duration,
@@ -174,15 +198,29 @@ pub fn run(args: &Args) -> Result<()> {
     let file = File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let mut writer = pcap::PcapWriter::new(BufWriter::with_capacity(8 << 20, file))?;
     let mut truths = Vec::with_capacity(plans.len());
-    let (first, last) = merge(
-        &plans,
-        &params,
-        |t, frame| writer.write(t, frame),
-        |call| {
-            truths.push((call.index(), call.truth()));
-        },
-    )
-    .with_context(|| format!("writing {}", args.out.display()))?;
+    let window_us = (args.window.unwrap_or(args.duration * 0.5) * 1e6).max(1e6) as u64;
+    let merged = match args.volte {
+        Some(n) => {
+            let starts = volte::starts(args.seed, n, EPOCH_US, window_us);
+            let media_s = args.duration;
+            merge(
+                &starts,
+                |i| volte::VolteCall::new(args.seed, i as u64, starts[i], media_s),
+                |t, frame| writer.write(t, frame),
+                |i, call| truths.push((i as u64, call.truth())),
+            )
+        }
+        None => {
+            let starts: Vec<u64> = plans.iter().map(|p| p.start_us).collect();
+            merge(
+                &starts,
+                |i| Call::new(&plans[i], &params),
+                |t, frame| writer.write(t, frame),
+                |_, call| truths.push((call.index(), call.truth())),
+            )
+        }
+    };
+    let (first, last) = merged.with_context(|| format!("writing {}", args.out.display()))?;
     let (packets, bytes) = (writer.packets(), writer.bytes());
     writer.into_inner().into_inner().map_err(|e| e.into_error()).context("flushing the capture")?;
 
@@ -191,7 +229,7 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "wrote {}: {packets} packets, {bytes} bytes, {} calls, {:.1} s of traffic, in {:.1} s (truth: {})",
         args.out.display(),
-        plans.len(),
+        truths.len(),
         last.saturating_sub(first) as f64 / 1e6,
         started.elapsed().as_secs_f64(),
         truth_path.display()
@@ -234,33 +272,33 @@ fn plan_calls(args: &Args) -> Vec<CallPlan> {
 }
 
 /// Runs every call and hands their frames to `write` in time order (ties by call number), and
-/// each finished call to `done`. Returns the times of the first and last frame.
+/// each finished call to `done` with its number. Returns the times of the first and last frame.
 ///
-/// Plans are in start order, and a call's first frame is at its start time, so a call need
-/// only exist once the heap has nothing earlier than its start.
-fn merge(
-    plans: &[CallPlan],
-    params: &Params,
+/// `starts` are in order, and a call's first frame is at its start time, so a call need only
+/// exist (`make` it) once the heap has nothing earlier than its start.
+fn merge<C: Emitter>(
+    starts: &[u64],
+    mut make: impl FnMut(usize) -> C,
     mut write: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
-    mut done: impl FnMut(&Call),
+    mut done: impl FnMut(usize, &C),
 ) -> Result<(u64, u64)> {
-    let mut live: Vec<Option<Box<Call>>> = (0..plans.len()).map(|_| None).collect();
+    let mut live: Vec<Option<Box<C>>> = (0..starts.len()).map(|_| None).collect();
     let mut heap: BinaryHeap<Reverse<(u64, usize)>> = BinaryHeap::new();
     let mut next_plan = 0;
     let mut buf = Vec::with_capacity(2048);
     let (mut first, mut last) = (None, 0);
     loop {
-        while let Some(plan) = plans.get(next_plan) {
-            if heap.peek().is_some_and(|Reverse((t, _))| *t < plan.start_us) {
+        while let Some(start) = starts.get(next_plan) {
+            if heap.peek().is_some_and(|Reverse((t, _))| t < start) {
                 break;
             }
-            let call = Box::new(Call::new(plan, params));
+            let call = Box::new(make(next_plan));
             match call.next_time() {
                 Some(t) => {
                     heap.push(Reverse((t, next_plan)));
                     live[next_plan] = Some(call);
                 }
-                None => done(&call),
+                None => done(next_plan, &call),
             }
             next_plan += 1;
         }
@@ -274,7 +312,7 @@ fn merge(
         match call.next_time() {
             Some(next) => heap.push(Reverse((next, i))),
             None => {
-                done(call);
+                done(i, call);
                 live[i] = None;
             }
         }

@@ -8,7 +8,9 @@
 //!   one large generated capture: wall time, packets/s, MB/s and peak RSS side by side.
 //! - `gen-pcap` ([`gen_pcap`]): writes a classic pcap of synthetic SIP calls (UDP or TCP,
 //!   optional 802.1Q tags, RTP both ways with loss and jitter, RTCP sender reports) and a
-//!   `.truth.json` saying exactly what was put in, for tests and benchmarks at any size.
+//!   `.truth.json` saying exactly what was put in, for tests and benchmarks at any size;
+//!   `--volte N` writes VoLTE calls through a mobile core instead (GTPv2-C, SIP and RTP in
+//!   GTP-U, Rx/Gx Diameter over SCTP or TCP).
 //! - `ndpi` ([`ndpi`]): fetches the nDPI source pinned in `vendor/ndpi.lock` (through
 //!   `apt-get source` or `--archive PATH`), verifies its SHA-256 and unpacks it into the
 //!   git-ignored `vendor/nDPI-<version>/` that `callflow-ndpi-sys` builds (with nDPI's

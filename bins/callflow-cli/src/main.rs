@@ -7,6 +7,7 @@
 
 mod classify;
 mod jobs;
+mod subscribers;
 
 use anyhow::{bail, Context, Result};
 use callflow_decode::diameter::Dictionary;
@@ -35,6 +36,9 @@ enum Command {
     /// Which protocols a capture carries: packets, bytes and flows per protocol (nDPI when
     /// built in with the `ndpi` feature, else the heuristic classifier).
     Classify(classify::ClassifyArgs),
+    /// The subscriber view: each subscriber's identities and UE addresses, then its SIP,
+    /// Diameter, GTP and media sessions with the key that joined each.
+    Subscribers(subscribers::SubscribersArgs),
     /// Batch analysis through the job manager, persisted in a results directory.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Analyze(args)) => (args.input, args.common),
         Some(Command::Jobs(command)) => return jobs::run(command),
         Some(Command::Classify(args)) => return classify::run(&args),
+        Some(Command::Subscribers(args)) => return subscribers::run(&args),
         None => match cli.legacy.input {
             Some(input) => (input, cli.legacy.common),
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),

@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -62,6 +62,58 @@ pub struct Settings {
     pub limits: LimitSettings,
     /// Diameter decoding.
     pub diameter: DiameterSettings,
+    /// Voice quality estimation and the thresholds of the problems flagged.
+    pub quality: QualitySettings,
+}
+
+/// `[quality]`: how voice quality is estimated and when a stream or call has a problem
+/// (docs/quality.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QualitySettings {
+    /// The simulated fixed jitter buffer: packets later than this count as lost.
+    #[serde(with = "duration")]
+    pub jitter_buffer: Duration,
+    /// The length of a stream's timeline interval.
+    #[serde(with = "duration")]
+    pub interval: Duration,
+    /// The one-way network delay assumed when RTCP gives no round-trip time.
+    #[serde(with = "duration")]
+    pub default_network_delay: Duration,
+    /// `high_jitter` above this mean jitter, in ms.
+    pub max_jitter_ms: f64,
+    /// `high_loss` above this effective loss, in percent.
+    pub max_loss_pct: f64,
+    /// `low_mos` below this MOS.
+    pub min_mos: f64,
+    /// `late_answer` when the far end answers later than this after the INVITE.
+    #[serde(with = "duration")]
+    pub late_answer: Duration,
+    /// `rtp_after_bye` when RTP goes on longer than this after the BYE.
+    #[serde(with = "duration")]
+    pub rtp_after_bye: Duration,
+    /// Capture loss needs gaps in at least this many unrelated streams at once...
+    pub capture_loss_streams: usize,
+    /// ...within this window of each other.
+    #[serde(with = "duration")]
+    pub capture_loss_window: Duration,
+}
+
+impl Default for QualitySettings {
+    fn default() -> Self {
+        QualitySettings {
+            jitter_buffer: Duration::from_millis(60),
+            interval: Duration::from_secs(5),
+            default_network_delay: Duration::from_millis(20),
+            max_jitter_ms: 30.0,
+            max_loss_pct: 5.0,
+            min_mos: 3.6,
+            late_answer: Duration::from_secs(10),
+            rtp_after_bye: Duration::from_secs(2),
+            capture_loss_streams: 3,
+            capture_loss_window: Duration::from_millis(20),
+        }
+    }
 }
 
 /// `[diameter]`: Diameter decoding.
@@ -368,7 +420,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
-        let checks: [(&'static str, bool, &str); 11] = [
+        let checks: [(&'static str, bool, &str); 13] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -389,6 +441,8 @@ impl Settings {
                  generate one with `openssl rand -hex 32`",
             ),
             ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
+            ("quality.interval", self.quality.interval >= Duration::from_millis(100), "must be at least 100ms"),
+            ("quality.capture_loss_streams", self.quality.capture_loss_streams >= 2, "must be at least 2"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

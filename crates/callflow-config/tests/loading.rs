@@ -143,7 +143,7 @@ fn render_shows_every_key_with_its_source() {
     assert!(port.starts_with("port = 9000 ") && port.ends_with("# flag --port"), "{port}");
     let retention = text.lines().find(|l| l.starts_with("retention = ")).unwrap();
     assert!(retention.starts_with("retention = \"1d\"") && retention.ends_with("# default"), "{retention}");
-    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits"] {
+    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality"] {
         assert!(text.contains(&format!("[{section}]\n")), "{section} missing in\n{text}");
     }
 }
@@ -237,4 +237,18 @@ fn the_diameter_dictionary_key_is_empty_by_default_and_set_by_file_or_environmen
     assert_eq!(s.diameter.dictionary, PathBuf::from("/etc/callflow/vendor.toml"));
     let vars = env(&[("CALLFLOW_DIAMETER__DICTIONARY", "/e.toml")]);
     assert_eq!(Loader::new().env_vars(vars).load().unwrap().settings.diameter.dictionary, PathBuf::from("/e.toml"));
+}
+
+#[test]
+fn quality_section_from_file_and_environment() {
+    let file = temp_file("q.toml", "[quality]\nmin_mos = 3.2\ninterval = \"10s\"\n");
+    let loaded =
+        Loader::new().file(&file).env_vars(env(&[("CALLFLOW_QUALITY__JITTER_BUFFER", "80ms")])).load().unwrap();
+    let q = &loaded.settings.quality;
+    assert_eq!((q.min_mos, q.interval, q.jitter_buffer), (3.2, Duration::from_secs(10), Duration::from_millis(80)));
+    assert_eq!(q.max_loss_pct, 5.0, "the rest keeps its default");
+    // An interval too short to chart is refused, naming the key.
+    let bad = temp_file("q2.toml", "[quality]\ninterval = \"10ms\"\n");
+    let err = Loader::new().file(&bad).load().unwrap_err().to_string();
+    assert!(err.contains("quality.interval"), "{err}");
 }

@@ -11,8 +11,11 @@ use crate::ctx::PacketCtx;
 use crate::diameter::DiameterHandler;
 use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
+use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
 use crate::media::MediaTable;
+use crate::problems::flag_problems;
+use crate::quality::QualityOptions;
 use crate::rtp::MediaHandler;
 use crate::sctp::{Message as SctpMessage, SctpMessages};
 use crate::sip::SipHandler;
@@ -22,11 +25,11 @@ use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier
 use callflow_decode::capture::Frame;
 use callflow_decode::diameter::{self, Dictionary};
 use callflow_decode::ipfrag::FragmentLimits;
-use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp};
+use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp, TunnelKind};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
-use callflow_model::{Flow, Session, Stats, Transport};
+use callflow_model::{CaptureLoss, Flow, ProblemCounts, Session, Stats, Transport};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -62,6 +65,9 @@ pub struct AnalyzerOptions {
     /// one ([`Dictionary::builtin`]), else typically the built-in one extended by a file
     /// ([`Dictionary::with_file`]).
     pub diameter_dictionary: Option<Arc<Dictionary>>,
+    /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
+    /// the thresholds of the problems flagged on streams and sessions.
+    pub quality: QualityOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -74,6 +80,7 @@ impl Default for AnalyzerOptions {
             threads: 1,
             forget_idle_flows: false,
             diameter_dictionary: None,
+            quality: QualityOptions::default(),
         }
     }
 }
@@ -102,6 +109,7 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     sip: SipHandler,
     media: MediaHandler,
     diameter: DiameterHandler,
+    gtp: GtpHandler,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -111,6 +119,10 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     pdus: Vec<(Vec<u8>, u64, Timestamp)>,
     /// Every UDP, TCP and SCTP flow with what it carries.
     flows: FlowTable,
+    /// TCP bytes acknowledged that the capture never saw sent.
+    tcp_unseen_bytes: u64,
+    /// Sessions handed out with problems, in all and per kind.
+    problems: ProblemCounts,
 }
 
 /// What a TCP connection carries, decided on its first payload.
@@ -121,6 +133,100 @@ struct TcpRoute {
     framing: StreamFraming,
     seen: Timestamp,
     decider: Decider,
+    /// Per direction (0: from the lower address of the pair), what the capture saw sent, to
+    /// catch acknowledgements of bytes it never saw.
+    sent: [SeenSent; 2],
+}
+
+impl TcpRoute {
+    /// Notes a segment from direction `dir` and returns how many bytes it acknowledges
+    /// that the capture never saw the other direction send (a capture that dropped them).
+    fn unseen_acked(&mut self, dir: usize, seg: &TcpSegment<'_>) -> u64 {
+        let flag = |f: u8| u32::from(seg.flags & f != 0);
+        let len = u32::try_from(seg.payload.len()).unwrap_or(u32::MAX);
+        let end = seg.seq.wrapping_add(len).wrapping_add(flag(TcpSegment::SYN) + flag(TcpSegment::FIN));
+        if let Some(sent) = self.sent.get_mut(dir) {
+            sent.on_segment(seg.seq, end);
+        }
+        match self.sent.get_mut(1 - dir) {
+            Some(theirs) if seg.flags & TcpSegment::ACK != 0 && seg.flags & TcpSegment::RST == 0 => {
+                theirs.on_ack(seg.ack)
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// The bytes of one TCP direction the capture saw: up to `next` without a hole, and the
+/// span of what it saw beyond a hole, if any.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeenSent {
+    next: Option<u32>,
+    beyond: Option<(u32, u32)>,
+}
+
+/// `a` comes after `b` in sequence space.
+fn after(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The later of two sequence numbers.
+fn latest(a: u32, b: u32) -> u32 {
+    if after(a, b) {
+        a
+    } else {
+        b
+    }
+}
+
+impl SeenSent {
+    /// The capture saw bytes `seq..end` sent.
+    fn on_segment(&mut self, seq: u32, end: u32) {
+        let Some(next) = self.next else {
+            self.next = Some(end);
+            return;
+        };
+        if after(seq, next) {
+            // Beyond a hole: remember the span.
+            self.beyond = Some(match self.beyond {
+                Some((start, last)) => (if after(start, seq) { seq } else { start }, latest(end, last)),
+                None => (seq, end),
+            });
+        } else if after(end, next) {
+            let mut next = end;
+            // The hole is filled: what was seen beyond it joins.
+            if let Some((start, last)) = self.beyond {
+                if !after(start, next) {
+                    next = latest(last, next);
+                    self.beyond = None;
+                }
+            }
+            self.next = Some(next);
+        }
+    }
+
+    /// The other side acknowledged up to `ack`: the bytes of it the capture did not see,
+    /// which are then taken as sent.
+    fn on_ack(&mut self, ack: u32) -> u64 {
+        let Some(next) = self.next else { return 0 };
+        let ahead = ack.wrapping_sub(next) as i32;
+        // More than 1 GiB ahead is a confused peer, not bytes the capture missed.
+        if ahead <= 0 || ahead >= 1 << 30 {
+            return 0;
+        }
+        let unseen = match self.beyond {
+            Some((start, last)) if after(ack, start) => {
+                self.beyond = None;
+                self.next = Some(latest(last, ack));
+                start.wrapping_sub(next)
+            }
+            _ => {
+                self.next = Some(ack);
+                ahead as u32
+            }
+        };
+        u64::from(unseen)
+    }
 }
 
 impl Analyzer<HeuristicClassifier> {
@@ -141,6 +247,7 @@ impl<C: Classifier> Analyzer<C> {
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         let dictionary = opts.diameter_dictionary.clone();
+        let media = MediaTable::with_quality(opts.quality.clone());
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -152,12 +259,15 @@ impl<C: Classifier> Analyzer<C> {
             sip: SipHandler::default(),
             media: MediaHandler,
             diameter: DiameterHandler::new(dictionary),
-            services: Services { media: MediaTable::default(), stats: StatsBuilder::default(), lifetimes },
+            gtp: GtpHandler::default(),
+            services: Services { media, stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
             last_sweep: Timestamp::default(),
             pdus: Vec::new(),
             flows: FlowTable::default(),
+            tcp_unseen_bytes: 0,
+            problems: ProblemCounts::default(),
         }
     }
 
@@ -184,6 +294,11 @@ impl<C: Classifier> Analyzer<C> {
         }
         self.clock = self.clock.max(ts);
         self.services.stats.frame(prepared.stopped);
+        if let Some((_, tunnel)) = &prepared.tunnel {
+            if tunnel.kind == TunnelKind::GtpU {
+                self.gtp.on_user_packet(tunnel, ts);
+            }
+        }
         let len = u64::from(frame.orig_len.max(frame.data.len() as u32));
         self.dispatch(
             (prepared.ip.as_ref(), &prepared.transport),
@@ -230,7 +345,15 @@ impl<C: Classifier> Analyzer<C> {
         stats.flows_unlisted = self.front.unlisted_flows();
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.diameter_peers = self.diameter.peers();
+        stats.capture_loss = self.capture_loss();
+        stats.problems = self.problems.clone();
         stats
+    }
+
+    /// What points to the capture's own losses so far.
+    fn capture_loss(&self) -> CaptureLoss {
+        let (events, rtp_packets) = self.services.media.capture_loss();
+        CaptureLoss { events, rtp_packets, tcp_unseen_bytes: self.tcp_unseen_bytes }
     }
 
     /// The flows listed so far, in order of their first packet, while the analysis goes on.
@@ -343,6 +466,10 @@ impl<C: Classifier> Analyzer<C> {
                         self.hand_over(AppProtocol::Sip, ctx, state, payload, strict)
                     }
                     p @ (AppProtocol::Rtp | AppProtocol::Rtcp) => self.hand_over(p, ctx, state, payload, true),
+                    p @ (AppProtocol::GtpC | AppProtocol::GtpU) => {
+                        let strict = verdict.confidence != Confidence::Port;
+                        self.hand_over(p, ctx, state, payload, strict)
+                    }
                     _ => Handled::NotOurs,
                 };
                 (handled, Decider::of(&verdict))
@@ -374,6 +501,9 @@ impl<C: Classifier> Analyzer<C> {
                 self.media.on_payload(protocol, ctx, media, bytes, &mut self.services)
             }
             AppProtocol::Diameter => self.diameter.on_payload(protocol, ctx, &mut (), bytes, &mut self.services),
+            AppProtocol::GtpC | AppProtocol::GtpU => {
+                self.gtp.on_payload(protocol, ctx, &mut (), bytes, &mut self.services)
+            }
             _ => Handled::NotOurs,
         };
         if handled == Handled::Malformed && strict {
@@ -394,7 +524,13 @@ impl<C: Classifier> Analyzer<C> {
     fn route_tcp(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>) -> TcpRoute {
         if let Some(framing) = self.sip.probe_stream(seg.payload) {
             let decider = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
-            return TcpRoute { protocol: SipHandler::PROTOCOL, framing, seen: ctx.ts, decider };
+            return TcpRoute {
+                protocol: SipHandler::PROTOCOL,
+                framing,
+                seen: ctx.ts,
+                decider,
+                sent: Default::default(),
+            };
         }
         let verdict = self.classifier.classify_packet(
             &Payload::tcp(ctx.src, ctx.dst, seg.payload),
@@ -406,15 +542,23 @@ impl<C: Classifier> Analyzer<C> {
             _ if DiameterHandler::is_tls(ctx) => AppProtocol::Tls,
             _ => AppProtocol::Unknown,
         };
-        TcpRoute { protocol, framing: StreamFraming::Plain, seen: ctx.ts, decider: Decider::of(&verdict) }
+        TcpRoute {
+            protocol,
+            framing: StreamFraming::Plain,
+            seen: ctx.ts,
+            decider: Decider::of(&verdict),
+            sent: Default::default(),
+        }
     }
 
     fn on_tcp(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>) {
         let (src, dst, ts) = (ctx.src, ctx.dst, ctx.ts);
         let pair = if src <= dst { (ctx.context, src, dst) } else { (ctx.context, dst, src) };
+        let dir = usize::from(src > dst);
         let route = match self.tcp_flows.get_mut(&pair) {
             Some(route) => {
                 route.seen = ts;
+                self.tcp_unseen_bytes += route.unseen_acked(dir, seg);
                 *route
             }
             None if seg.payload.is_empty() => {
@@ -423,7 +567,8 @@ impl<C: Classifier> Analyzer<C> {
                 return;
             }
             None => {
-                let route = self.route_tcp(ctx, seg);
+                let mut route = self.route_tcp(ctx, seg);
+                route.unseen_acked(dir, seg);
                 self.tcp_flows.insert(pair, route);
                 route
             }
@@ -517,6 +662,20 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
+    /// Queues a session a handler closed, with its problems flagged.
+    fn hand_out(&mut self, session: Option<Session>) {
+        if let Some(mut session) = session {
+            flag_problems(&mut session, &self.opts.quality);
+            if !session.problems.is_empty() {
+                self.problems.sessions += 1;
+                for p in &session.problems {
+                    *self.problems.by_kind.entry(p.as_str().to_string()).or_default() += 1;
+                }
+            }
+            self.completed.push(session);
+        }
+    }
+
     /// Closes sessions that are over as of capture time `now`.
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
@@ -528,13 +687,18 @@ impl<C: Classifier> Analyzer<C> {
             flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })
         });
         for id in self.sip.over(now, &self.services) {
-            self.completed.extend(self.sip.close(id, &mut self.services));
+            let closed = self.sip.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for owner in self.media.over(now, &self.services) {
-            self.completed.extend(self.media.close(owner, &mut self.services));
+            let closed = self.media.close(owner, &mut self.services);
+            self.hand_out(closed);
         }
         for id in self.diameter.over(now, &self.services) {
             self.completed.extend(self.diameter.close(id, &mut self.services));
+        }
+        for key in self.gtp.over(now, &self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
         }
     }
 
@@ -553,19 +717,26 @@ impl<C: Classifier> Analyzer<C> {
     /// id), with the statistics of the whole run.
     pub fn finish(mut self) -> (Vec<Session>, Stats) {
         for id in self.sip.open(&self.services) {
-            self.completed.extend(self.sip.close(id, &mut self.services));
+            let closed = self.sip.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for owner in self.media.open(&self.services) {
-            self.completed.extend(self.media.close(owner, &mut self.services));
+            let closed = self.media.close(owner, &mut self.services);
+            self.hand_out(closed);
         }
         for id in self.diameter.open(&self.services) {
             self.completed.extend(self.diameter.close(id, &mut self.services));
+        }
+        for key in self.gtp.open(&self.services) {
+            self.completed.extend(self.gtp.close(key, &mut self.services));
         }
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
         let mut stats = self.services.stats.build(self.classifier.name());
         stats.flows_forgotten = self.flows.forgotten_count();
         stats.diameter_peers = self.diameter.peers();
+        stats.capture_loss = self.capture_loss();
+        stats.problems = std::mem::take(&mut self.problems);
         (sessions, stats)
     }
 }
@@ -586,4 +757,51 @@ pub fn sort_sessions(sessions: &mut [Session]) {
 
 fn duration_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `(from A?, seq, len, ack)` segments of one connection (ACK set on each) and
+    /// returns the bytes acknowledged that were never seen.
+    fn unseen(segments: &[(bool, u32, usize, u32)]) -> u64 {
+        let mut route = TcpRoute {
+            protocol: AppProtocol::Unknown,
+            framing: StreamFraming::Plain,
+            seen: Timestamp::default(),
+            decider: Decider::NONE,
+            sent: Default::default(),
+        };
+        let payload = [0u8; 100];
+        segments
+            .iter()
+            .map(|&(from_a, seq, len, ack)| {
+                let seg = TcpSegment {
+                    src_port: 1,
+                    dst_port: 2,
+                    seq,
+                    ack,
+                    flags: TcpSegment::ACK,
+                    window: 0,
+                    payload: &payload[..len],
+                };
+                route.unseen_acked(usize::from(!from_a), &seg)
+            })
+            .sum()
+    }
+
+    #[test]
+    fn tcp_acks_of_bytes_the_capture_never_saw() {
+        // Everything seen: nothing unseen.
+        assert_eq!(unseen(&[(true, 1000, 10, 1), (false, 1, 0, 1010), (true, 1010, 10, 1), (false, 1, 0, 1020)]), 0);
+        // The segment 1010..1020 dropped by the capture, acknowledged with the next one.
+        assert_eq!(unseen(&[(true, 1000, 10, 1), (true, 1020, 10, 1), (false, 1, 0, 1030)]), 10);
+        // The last segment dropped: acknowledged past everything seen.
+        assert_eq!(unseen(&[(true, 1000, 10, 1), (false, 1, 0, 1050)]), 40);
+        // A segment lost in the network and retransmitted (seen before the ACK): nothing.
+        assert_eq!(unseen(&[(true, 1000, 10, 1), (true, 1020, 10, 1), (true, 1010, 10, 1), (false, 1, 0, 1030)]), 0);
+        // Counted once, whatever the duplicate ACKs.
+        assert_eq!(unseen(&[(true, 1000, 10, 1), (false, 1, 0, 1050), (false, 1, 0, 1050)]), 40);
+    }
 }

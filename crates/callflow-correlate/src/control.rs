@@ -8,6 +8,7 @@
 use crate::front::{Forgotten, Front, Prepared};
 use crate::pipeline::{read_ahead, Event};
 use crate::source::{FrameSource, Pulled};
+use crate::subscribers::{self, Joiner};
 use crate::{Analyzer, AnalyzerOptions};
 use callflow_classify::Classifier;
 use callflow_decode::capture::{CaptureError, Frame};
@@ -118,6 +119,8 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         warnings: Vec::new(),
     };
     let mut stopped = false;
+    // What the subscriber view needs of each session handed out before the end.
+    let mut joiner = Joiner::default();
     // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
     // (once the frame, which may borrow the reader, is done with) the caller's say.
     let mut analyse = |step: Step<'_, '_>| {
@@ -138,6 +141,7 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         drop(analyzer.take_forgotten_flows());
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
+                joiner.observe(&session);
                 sink(session);
             }
         }
@@ -200,19 +204,27 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
             stats: Default::default(),
             sessions: Vec::new(),
             flows: Vec::new(),
+            subscribers: Vec::new(),
         });
     }
     let (flows, unlisted) = analyzer.take_flows();
     let (sessions, mut stats) = analyzer.finish();
     stats.flows_unlisted = unlisted + front_unlisted;
-    let sessions = match sink {
+    let mut sessions = match sink {
         Some(sink) => {
-            sessions.into_iter().for_each(sink);
+            sessions.into_iter().for_each(|session| {
+                joiner.observe(&session);
+                sink(session);
+            });
             Vec::new()
         }
-        None => sessions,
+        None => {
+            sessions.iter().for_each(|session| joiner.observe(session));
+            sessions
+        }
     };
-    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows })
+    let subscribers = subscribers::attach(joiner, &mut sessions);
+    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers })
 }
 
 #[cfg(test)]

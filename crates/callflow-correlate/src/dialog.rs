@@ -217,6 +217,7 @@ impl Dialog {
             retransmission,
             protocol: Protocol::Sip,
             diameter: None,
+            gtp: None,
         });
         if retransmission {
             return;
@@ -416,6 +417,7 @@ impl Dialog {
             subscriber_keys: Vec::new(),
             diameter: None,
             problems: Vec::new(),
+            gtp: None,
         }
     }
 }

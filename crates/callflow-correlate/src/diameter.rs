@@ -581,6 +581,7 @@ impl Handler for DiameterHandler {
             retransmission,
             protocol: Protocol::Diameter,
             diameter: Some(Box::new(model_msg)),
+            gtp: None,
         });
         if let Some(p) = new_pending {
             self.remember(ids, p);
@@ -676,6 +677,7 @@ impl Handler for DiameterHandler {
             subscriber_keys: open.keys,
             problems,
             diameter: Some(Box::new(model)),
+            gtp: None,
         })
     }
 }

@@ -35,27 +35,34 @@
 //! ```
 
 mod analyzer;
+mod capture_loss;
 mod control;
 mod ctx;
 mod dialog;
 mod diameter;
 mod flows;
 mod front;
+mod gtp;
 mod handler;
 mod ids;
 mod media;
 mod pipeline;
+mod problems;
+pub mod quality;
 mod rtp;
 mod sctp;
 mod sip;
 mod slots;
 mod source;
 mod stats;
+mod subscriber;
+mod subscribers;
 mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 
 use callflow_decode::capture::CaptureError;

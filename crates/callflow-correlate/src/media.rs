@@ -1,8 +1,10 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
 
+use crate::capture_loss::CaptureLossDetector;
 use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
+use crate::quality::{QualityOptions, QualityTracker};
 use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::Tunnel;
@@ -10,7 +12,8 @@ use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::Sdp;
 use callflow_model::{
-    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, SenderInfo, Session, SessionKind, Timestamp,
+    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, Session, SessionKind,
+    Timestamp, XrVoipMetrics,
 };
 use foldhash::HashMap;
 use std::net::SocketAddr;
@@ -22,6 +25,9 @@ pub(crate) type Owner = u64;
 
 /// Most RTCP reports kept per session: one every 5 s for 14 hours, per direction.
 const MAX_RTCP_REPORTS: usize = 20_000;
+
+/// Most SSRCs whose RTCP-XR VoIP metrics an owner keeps.
+const MAX_XR_SOURCES: usize = 64;
 
 /// Most DTMF events kept per stream.
 const MAX_EVENTS: usize = 10_000;
@@ -73,6 +79,14 @@ struct Stream {
     wire_bytes: u64,
     /// The latest capture time of a packet of the stream, for the owner's last activity.
     last_ts: Timestamp,
+    /// Jitter-buffer lateness, loss pattern and timeline, for the quality estimate.
+    quality: QualityTracker,
+    /// A gap of this stream was part of a capture-loss cluster.
+    capture_loss: bool,
+    /// The first audio payload type (comfort noise and events aside), and when another
+    /// one first replaced it.
+    audio_pt: Option<u8>,
+    payload_change: Option<Timestamp>,
 }
 
 /// Media of an owner that is still being collected.
@@ -86,6 +100,8 @@ struct OwnerMedia {
     first_frame: u64,
     /// The tunnel of the first packet.
     tunnel: Option<Tunnel>,
+    /// The latest RTCP-XR VoIP metrics block about each SSRC (at most [`MAX_XR_SOURCES`]).
+    xr: Vec<(u32, XrVoipMetrics)>,
 }
 
 /// What one direction of a flow found in the [`MediaTable`] last time: the endpoints it
@@ -126,6 +142,8 @@ struct CodecMemo {
     payload_type: u8,
     is_event: bool,
     clock: Option<u32>,
+    /// Audio (not comfort noise, not telephone events): its changes are payload changes.
+    audio: bool,
 }
 
 /// A UDP datagram as the media table sees it: who sent it to whom (in which tunnel), its
@@ -169,7 +187,7 @@ pub(crate) enum MediaKind {
 }
 
 /// Tracks every RTP/RTCP stream and the endpoints SDP announced.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct MediaTable {
     /// Announced endpoints (in their tunnel), each with its slot in `bindings`.
     endpoints: HashMap<(u32, SocketAddr), u32>,
@@ -182,12 +200,38 @@ pub(crate) struct MediaTable {
     streams: HashMap<StreamKey, u32>,
     stream_slots: Slots<Stream>,
     owners: HashMap<Owner, OwnerMedia>,
+    /// How quality is estimated.
+    quality: QualityOptions,
+    /// Sequence gaps shared by unrelated streams: the capture's losses.
+    capture_loss: CaptureLossDetector,
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
 }
 
 impl MediaTable {
+    /// An empty table estimating quality as `quality` says.
+    pub fn with_quality(quality: QualityOptions) -> Self {
+        let window = i64::try_from(quality.capture_loss_window.as_nanos()).unwrap_or(i64::MAX);
+        MediaTable {
+            endpoints: HashMap::default(),
+            bindings: Slots::default(),
+            inserted: 0,
+            streams: HashMap::default(),
+            stream_slots: Slots::default(),
+            owners: HashMap::default(),
+            capture_loss: CaptureLossDetector::new(quality.capture_loss_streams, window),
+            quality,
+            orphan_pairs: HashMap::default(),
+            next_orphan: 0,
+        }
+    }
+
+    /// The capture's own losses found so far: clusters and the packets missing in them.
+    pub fn capture_loss(&self) -> (u64, u64) {
+        (self.capture_loss.events, self.capture_loss.packets)
+    }
+
     /// Registers the endpoints an SDP body announces as `owner`'s media, in tunnel number
     /// `context` (0 for none), where the SDP came from.
     pub fn register_sdp(&mut self, owner: Owner, sdp: &Sdp<'_>, context: u32) -> usize {
@@ -397,6 +441,10 @@ impl MediaTable {
             first_frame: frame,
             wire_bytes: 0,
             last_ts: Timestamp::default(),
+            quality: QualityTracker::default(),
+            capture_loss: false,
+            audio_pt: None,
+            payload_change: None,
         };
         let i = self.stream_slots.insert(stream);
         self.streams.insert(key, i);
@@ -451,15 +499,32 @@ impl MediaTable {
                 } else {
                     codec.map(|c| c.clock_rate).or_else(|| rtp::static_clock_rate(pt))
                 };
-                let decided = CodecMemo { payload_type: pt, is_event, clock };
+                let comfort_noise = pt == 13 || pt == 19 || codec.is_some_and(|c| c.name.eq_ignore_ascii_case("CN"));
+                let decided = CodecMemo { payload_type: pt, is_event, clock, audio: !is_event && !comfort_noise };
                 memo.codec = Some(decided);
                 decided
             }
         };
-        let CodecMemo { is_event, clock, .. } = codec;
+        let CodecMemo { is_event, clock, audio, .. } = codec;
+        if audio {
+            match stream.audio_pt {
+                None => stream.audio_pt = Some(pt),
+                Some(first) if first != pt && stream.payload_change.is_none() => stream.payload_change = Some(ts),
+                Some(_) => {}
+            }
+        }
         stream.wire_bytes += d.wire_len;
+        let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
+        let jitter = stream.stats.jitter_ms();
+        let gap =
+            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.quality);
+        if gap > 0 {
+            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
+            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
+        }
+        let Some(stream) = self.stream_slots.get_mut(index) else { return Ok(()) };
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
@@ -478,6 +543,19 @@ impl MediaTable {
             }
         }
         Ok(())
+    }
+
+    /// Hands a sequence gap of the stream in slot `index` to the capture-loss detector, and
+    /// flags the streams of a cluster it blames on the capture.
+    fn on_gap(&mut self, owner: Owner, index: u32, since: i64, span: (i64, i64), gap: u64) {
+        let Some(slot) = self.stream_slots.current(index) else { return };
+        for flagged in self.capture_loss.on_gap(owner, slot, since, span, gap) {
+            if self.stream_slots.holds(flagged) {
+                if let Some(s) = self.stream_slots.get_mut(flagged.index) {
+                    s.capture_loss = true;
+                }
+            }
+        }
     }
 
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
@@ -511,6 +589,24 @@ impl MediaTable {
                     sender_info: None,
                     blocks: blocks.map(report_block).collect(),
                 },
+                RtcpPacket::ExtendedReport { blocks, .. } => {
+                    // A damaged XR block loses its metrics, not the reports beside it.
+                    for block in rtcp::xr_blocks(blocks) {
+                        let Ok(block) = block else { break };
+                        if block.block_type != rtcp::XR_VOIP_METRICS {
+                            continue;
+                        }
+                        let Ok(m) = rtcp::VoipMetrics::parse(block.body) else { continue };
+                        let metrics = xr_voip(ts, &m);
+                        let full = media.xr.len() >= MAX_XR_SOURCES;
+                        match media.xr.iter_mut().find(|(ssrc, _)| *ssrc == m.ssrc) {
+                            Some(slot) => slot.1 = metrics,
+                            None if !full => media.xr.push((m.ssrc, metrics)),
+                            None => {}
+                        }
+                    }
+                    continue;
+                }
                 _ => continue,
             };
             if media.rtcp.len() < MAX_RTCP_REPORTS {
@@ -563,13 +659,22 @@ impl MediaTable {
         let mut streams: Vec<(StreamKey, Stream)> =
             media.streams.iter().filter_map(|k| self.remove_stream(k).map(|s| (*k, s))).collect();
         streams.sort_by_key(|(_, s)| s.first_frame);
-        for (key, s) in streams {
-            let rtcp = media
+        for (key, mut s) in streams {
+            let rtcp: Vec<RtcpReport> = media
                 .rtcp
                 .iter()
                 .filter(|r| r.ssrc == key.ssrc || r.blocks.iter().any(|b| b.ssrc == key.ssrc))
                 .cloned()
                 .collect();
+            let xr = media.xr.iter().find(|(ssrc, _)| *ssrc == key.ssrc).map(|(_, m)| m.clone());
+            let rtcp_summary = rtcp_summary(key.ssrc, &rtcp, xr, s.clock_rate, &s.stats);
+            // Half the round trip when RTCP measured one, else the configured default.
+            let network_delay_ms = rtcp_summary
+                .as_ref()
+                .and_then(|r| r.rtt_ms)
+                .map_or(self.quality.default_network_delay.as_secs_f64() * 1000.0, |rtt| rtt / 2.0);
+            let quality = s.quality.quality(&s.codec, network_delay_ms, &self.quality);
+            let timeline = s.quality.take_timeline();
             let st = &s.stats;
             let wire_bytes = s.wire_bytes;
             out.push((
@@ -594,9 +699,12 @@ impl MediaTable {
                     orphan: owner > u64::MAX / 2,
                     rtcp,
                     events: s.events,
-                    quality: None,
-                    timeline: Vec::new(),
+                    quality,
+                    timeline,
                     problems: Vec::new(),
+                    rtcp_summary,
+                    payload_change: s.payload_change,
+                    capture_loss: s.capture_loss,
                 },
                 wire_bytes,
             ));
@@ -653,10 +761,17 @@ impl MediaTable {
             related: Vec::new(),
             tunnel,
             subscriber_keys: Vec::new(),
+            gtp: None,
             problems: Vec::new(),
             diameter: None,
         };
         (Some(session), rejected)
+    }
+}
+
+impl Default for MediaTable {
+    fn default() -> Self {
+        MediaTable::with_quality(QualityOptions::default())
     }
 }
 
@@ -676,6 +791,77 @@ fn rtp_pair_of(src: SocketAddr, dst: SocketAddr) -> Option<(SocketAddr, SocketAd
     }
     let below = |a: SocketAddr| SocketAddr::new(a.ip(), a.port() - 1);
     Some(ordered_pair(below(src), below(dst)))
+}
+
+/// The RTCP about stream `ssrc` (its `reports`: the SRs it sent and the reports about it)
+/// summarised: the round trip from each report block's LSR/DLSR and the capture times of
+/// the SR it echoes and of itself (RFC 3550 6.4.1: A - LSR - DLSR, with both ends' times
+/// taken from the capture, so it is the round trip between the capture point and the
+/// stream's receiver), what the receiver reported, and the capture's own figures beside.
+fn rtcp_summary(
+    ssrc: u32,
+    reports: &[RtcpReport],
+    xr_voip: Option<XrVoipMetrics>,
+    clock_rate: Option<u32>,
+    stats: &StreamStats,
+) -> Option<RtcpSummary> {
+    let blocks: Vec<(Timestamp, &ReportBlock)> =
+        reports.iter().flat_map(|r| r.blocks.iter().filter(|b| b.ssrc == ssrc).map(move |b| (r.ts, b))).collect();
+    if blocks.is_empty() && xr_voip.is_none() {
+        return None;
+    }
+    // The SRs the stream's sender sent, by the middle 32 bits of their NTP time (the LSR).
+    let sent: HashMap<u32, Timestamp> = reports
+        .iter()
+        .filter(|r| r.ssrc == ssrc)
+        .filter_map(|r| r.sender_info.as_ref().map(|i| ((i.ntp_timestamp >> 16) as u32, r.ts)))
+        .collect();
+    let rtts: Vec<f64> = blocks
+        .iter()
+        .filter(|(_, b)| b.lsr != 0)
+        .filter_map(|(at, b)| {
+            let sr = sent.get(&b.lsr)?;
+            let rtt = at.nanos_since(*sr) as f64 / 1e6 - f64::from(b.dlsr) * 1000.0 / 65536.0;
+            (rtt >= 0.0).then_some(rtt)
+        })
+        .collect();
+    let last = blocks.last().map(|(_, b)| *b);
+    let clock_khz = clock_rate.filter(|&r| r >= 1000).map(|r| f64::from(r) / 1000.0);
+    let expected = stats.expected();
+    Some(RtcpSummary {
+        reports: blocks.len() as u64,
+        rtt_ms: (!rtts.is_empty()).then(|| rtts.iter().sum::<f64>() / rtts.len() as f64),
+        reported_loss_pct: last.map(|b| b.fraction_lost * 100.0),
+        reported_lost: last.map(|b| i64::from(b.cumulative_lost)),
+        reported_jitter_ms: clock_khz
+            .and_then(|khz| blocks.iter().map(|(_, b)| f64::from(b.jitter) / khz).reduce(f64::max)),
+        captured_loss_pct: if expected == 0 { 0.0 } else { 100.0 * stats.lost().max(0) as f64 / expected as f64 },
+        captured_jitter_ms: stats.max_jitter_ms(),
+        xr_voip,
+    })
+}
+
+/// An RTCP-XR VoIP metrics block in plain units (RFC 3611 4.7: rates in 1/256, MOS times
+/// 10, 127 for "unavailable").
+fn xr_voip(ts: Timestamp, m: &rtcp::VoipMetrics) -> XrVoipMetrics {
+    let pct = |x: u8| f64::from(x) * 100.0 / 256.0;
+    let score = |x: u8| (x != 127).then_some(x);
+    XrVoipMetrics {
+        ts,
+        loss_pct: pct(m.loss_rate),
+        discard_pct: pct(m.discard_rate),
+        burst_density_pct: pct(m.burst_density),
+        gap_density_pct: pct(m.gap_density),
+        burst_duration_ms: m.burst_duration,
+        gap_duration_ms: m.gap_duration,
+        round_trip_delay_ms: m.round_trip_delay,
+        end_system_delay_ms: m.end_system_delay,
+        r_factor: score(m.r_factor),
+        mos_lq: score(m.mos_lq).map(|x| f64::from(x) / 10.0),
+        mos_cq: score(m.mos_cq).map(|x| f64::from(x) / 10.0),
+        jb_nominal_ms: m.jb_nominal,
+        jb_maximum_ms: m.jb_maximum,
+    }
 }
 
 fn report_block(b: rtcp::ReportBlock) -> ReportBlock {
@@ -856,5 +1042,70 @@ mod tests {
             &[&one, &two, "rtcp 10.0.0.2:5002>10.0.0.1:4002 7"],
             &["rtp 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
         );
+    }
+
+    /// A datagram from `src` to `dst` at `ms` through a fresh memo.
+    fn feed(table: &mut MediaTable, src: &str, dst: &str, ms: i64, payload: &[u8]) {
+        let hints = UdpHints::of(payload);
+        let d = Datagram {
+            src: addr(src),
+            dst: addr(dst),
+            context: 0,
+            tunnel: None,
+            payload,
+            hints: &hints,
+            ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + ms * 1_000_000),
+            frame: ms as u64,
+            wire_len: 0,
+        };
+        let mut memo = MediaMemo::default();
+        if table.on_announced(&mut memo, &d).is_none() {
+            let kind = if hints.rtcp_like { MediaKind::Rtcp } else { MediaKind::Rtp };
+            table.on_orphan(&mut memo, kind, &d).expect("media");
+        }
+    }
+
+    #[test]
+    fn rtcp_summary_gives_the_round_trip_and_what_the_receiver_reported() {
+        let mut table = MediaTable::default();
+        for seq in 1..=100u16 {
+            feed(&mut table, "10.0.0.1:4000", "10.0.0.2:5000", i64::from(seq) * 20, &rtp_packet(seq, 7));
+        }
+        // The sender's SR at 1000 ms, NTP 0x0000_1234_5678_0000: its LSR is 0x1234_5678.
+        let mut sr = vec![0x80, 200, 0, 6];
+        sr.extend_from_slice(&7u32.to_be_bytes());
+        sr.extend_from_slice(&0x0000_1234_5678_0000u64.to_be_bytes());
+        sr.extend_from_slice(&[0; 12]);
+        feed(&mut table, "10.0.0.1:4001", "10.0.0.2:5001", 1000, &sr);
+        // The receiver's RR at 1580 ms, held 0.5 s (DLSR 32768): RTT 1580 - 1000 - 500 = 80 ms.
+        // Fraction lost 64/256, cumulative 3, jitter 240 timestamp units (30 ms at 8 kHz).
+        let mut rr = vec![0x81, 201, 0, 7];
+        rr.extend_from_slice(&8u32.to_be_bytes());
+        rr.extend_from_slice(&7u32.to_be_bytes());
+        rr.extend_from_slice(&[64, 0, 0, 3]);
+        for w in [100u32, 240, 0x1234_5678, 32768] {
+            rr.extend_from_slice(&w.to_be_bytes());
+        }
+        // And an XR VoIP metrics block about SSRC 7 (MOS-LQ 4.1, R 80, loss 10/256).
+        rr.extend_from_slice(&[0x80, 207, 0, 10]);
+        rr.extend_from_slice(&8u32.to_be_bytes());
+        rr.extend_from_slice(&[7, 0, 0, 8]);
+        rr.extend_from_slice(&7u32.to_be_bytes());
+        rr.extend_from_slice(&[10, 0, 0, 0, 0, 0, 0, 0, 0, 80, 0, 40, 127, 127, 127, 16, 80, 127, 41, 127, 0, 0]);
+        rr.extend_from_slice(&[0, 60, 0, 80, 0, 200]);
+        feed(&mut table, "10.0.0.2:5001", "10.0.0.1:4001", 1580, &rr);
+        let owner = table.all_orphans()[0];
+        let (session, _) = table.take_orphan_session(owner);
+        let stream = &session.expect("session").media[0];
+        let summary = stream.rtcp_summary.as_ref().expect("summary");
+        assert_eq!(summary.reports, 1);
+        assert_eq!(summary.rtt_ms, Some(80.0));
+        assert_eq!((summary.reported_loss_pct, summary.reported_lost), (Some(25.0), Some(3)));
+        assert_eq!(summary.reported_jitter_ms, Some(30.0));
+        assert_eq!((summary.captured_loss_pct, summary.captured_jitter_ms), (0.0, 0.0));
+        let xr = summary.xr_voip.as_ref().expect("xr");
+        assert_eq!((xr.r_factor, xr.mos_lq, xr.mos_cq, xr.round_trip_delay_ms), (Some(80), Some(4.1), None, 80));
+        // The quality's delay is half the round trip plus the 60 ms buffer.
+        assert_eq!(stream.quality.as_ref().map(|q| q.delay_ms), Some(100.0));
     }
 }

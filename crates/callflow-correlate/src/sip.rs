@@ -4,6 +4,7 @@ use crate::ctx::PacketCtx;
 use crate::dialog::{self, Dialog, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
 use crate::media::Owner;
+use crate::subscriber::SipKeys;
 use crate::websocket;
 use callflow_classify::AppProtocol;
 use callflow_decode::sdp::Sdp;
@@ -22,6 +23,8 @@ pub(crate) struct SipHandler {
     /// transactions (a REGISTER, say, sent with the Call-ID the INVITE then reuses).
     by_call_id: HashMap<String, CallIdSessions>,
     next_dialog: Owner,
+    /// The subscriber keys each open session has carried.
+    keys: HashMap<Owner, SipKeys>,
 }
 
 /// The open sessions of one Call-ID.
@@ -74,7 +77,7 @@ impl SipHandler {
 impl Default for SipHandler {
     fn default() -> Self {
         // Dialog numbers count up from 1; orphan media owners count down from the top.
-        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1 }
+        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1, keys: HashMap::new() }
     }
 }
 
@@ -124,6 +127,7 @@ impl Handler for SipHandler {
             services.stats.malformed += 1;
         }
         let id = self.session_for(&msg, call_id, &meta);
+        self.keys.entry(id).or_default().on_message(&msg, (meta.src.ip(), meta.dst.ip()), meta.tunnel.as_ref());
         let mut has_sdp = false;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
@@ -183,6 +187,7 @@ impl Handler for SipHandler {
             session.end = session.end.max(end);
         }
         session.media = media;
+        session.subscriber_keys = self.keys.remove(&id).map(SipKeys::into_keys).unwrap_or_default();
         Some(session)
     }
 }

@@ -149,6 +149,8 @@ impl StatsBuilder {
     pub fn build(&self, classifier: &str) -> Stats {
         Stats {
             classifier: classifier.to_string(),
+            capture_loss: Default::default(),
+            problems: Default::default(),
             flows_unlisted: 0,
             flows_forgotten: 0,
             diameter_peers: Vec::new(),

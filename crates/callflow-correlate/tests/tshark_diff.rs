@@ -10,7 +10,7 @@ mod common;
 
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::Document;
+use callflow_model::{Document, Protocol};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -156,8 +156,8 @@ fn ours(path: &Path) -> Document {
 
 fn our_sip(doc: &Document) -> SipCounts {
     let mut counts = SipCounts::default();
-    // Diameter and GTP messages are in the sessions too: only SIP's are compared here.
-    for m in doc.sessions.iter().flat_map(|s| &s.messages).filter(|m| m.protocol == callflow_model::Protocol::Sip) {
+    // Only SIP's: the sessions of other protocols (GTP, Diameter) have messages too.
+    for m in doc.sessions.iter().flat_map(|s| &s.messages).filter(|m| m.protocol == Protocol::Sip) {
         counts.total += 1;
         if let Some(code) = m.status {
             *counts.by_status.entry(code).or_default() += 1;

@@ -24,7 +24,7 @@ pub enum Layer {
     Sctp,
     /// GRE (and ERSPAN inside it).
     Gre,
-    /// GTP-U.
+    /// GTP: GTP-U, GTPv1-C and GTPv2-C.
     Gtp,
     /// WebSocket frames (RFC 6455), a SIP transport (RFC 7118).
     WebSocket,

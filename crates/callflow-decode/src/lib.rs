@@ -7,7 +7,7 @@
 //! fragmented datagrams and TCP streams back together ([`ipfrag`], [`tcp`], [`sctp`]),
 //! frames WebSocket connections that carry SIP ([`websocket`]), and decodes the
 //! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]) and of
-//! the mobile core ([`diameter`], with its dictionary as data).
+//! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U).
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -35,6 +35,7 @@ pub mod capture;
 pub mod diameter;
 pub mod dtmf;
 mod error;
+pub mod gtp;
 pub mod ipfrag;
 mod linktype;
 pub mod packet;

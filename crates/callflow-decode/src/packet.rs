@@ -104,6 +104,9 @@ pub struct Tunnel {
     /// The GTP-U TEID (the receiving end's, so the two directions of a bearer differ) or the
     /// GRE key (RFC 2890), when the header has one.
     pub key: Option<u32>,
+    /// The length of the packet the tunnel carries, as the tunnel's header (GTP-U: the
+    /// T-PDU) or the enclosing layer declares it: what a bearer's byte counts add up.
+    pub inner_len: u32,
 }
 
 /// What kind of [`Tunnel`] a packet came through.

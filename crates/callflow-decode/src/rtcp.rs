@@ -1,9 +1,10 @@
 //! RTCP (RFC 3550, XR RFC 3611): walk a compound packet and read its sender reports,
-//! receiver reports, source descriptions, goodbyes, APP and XR packets.
+//! receiver reports, source descriptions, goodbyes, APP and XR packets, and XR's VoIP
+//! Metrics block.
 //!
 //! A datagram carries one or more RTCP packets back to back, each announcing its length
 //! in 32-bit words minus one. [`packets`] walks them without allocating; report blocks
-//! are read lazily by [`ReportBlocks`].
+//! are read lazily by [`ReportBlocks`], XR blocks by [`xr_blocks`].
 
 use crate::{need, DecodeError, Layer};
 
@@ -338,6 +339,145 @@ impl Iterator for Ssrcs<'_> {
 
 impl ExactSizeIterator for Ssrcs<'_> {}
 
+/// XR block type of the VoIP Metrics Report Block (RFC 3611 section 4.7).
+pub const XR_VOIP_METRICS: u8 = 7;
+
+/// Length of a VoIP Metrics block's contents after its 4-byte header.
+const VOIP_METRICS_LEN: usize = 32;
+
+/// One report block of an XR packet (RFC 3611 section 3): its type, its type-specific
+/// byte and its contents after the 4-byte block header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XrBlock<'a> {
+    /// The block type (BT): 7 for VoIP metrics.
+    pub block_type: u8,
+    /// The type-specific byte.
+    pub type_specific: u8,
+    /// The block's contents (its length field's words), without the header.
+    pub body: &'a [u8],
+}
+
+/// Iterates over the report blocks of an XR packet (the `blocks` of
+/// [`RtcpPacket::ExtendedReport`]). Each item is a block or the error that ended the walk:
+/// a header cut short or a length running past the packet is [`DecodeError::Truncated`]
+/// at the block's offset within `blocks`.
+pub fn xr_blocks(blocks: &[u8]) -> XrBlocks<'_> {
+    XrBlocks { bytes: blocks, offset: 0, failed: false }
+}
+
+/// Iterator over the blocks of an XR packet; see [`xr_blocks`].
+#[derive(Clone, Debug)]
+pub struct XrBlocks<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for XrBlocks<'a> {
+    type Item = Result<XrBlock<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.offset >= self.bytes.len() {
+            return None;
+        }
+        let at = self.offset;
+        let Some(&[block_type, type_specific, len_hi, len_lo]) = self.bytes.get(at..at + 4) else {
+            self.failed = true;
+            return Some(Err(DecodeError::truncated(Layer::Rtcp, at, 4, self.bytes.len() - at)));
+        };
+        let length = usize::from(u16::from_be_bytes([len_hi, len_lo])) * 4;
+        let Some(body) = self.bytes.get(at + 4..at + 4 + length) else {
+            self.failed = true;
+            return Some(Err(DecodeError::truncated(Layer::Rtcp, at, 4 + length, self.bytes.len() - at)));
+        };
+        self.offset = at + 4 + length;
+        Some(Ok(XrBlock { block_type, type_specific, body }))
+    }
+}
+
+/// The VoIP Metrics Report Block (RFC 3611 section 4.7) as sent: rates in 1/256, times in
+/// ms, levels in dBm, scores as sent (R 0-100, MOS times 10); 127 means "unavailable" for
+/// R and MOS, and 0 for most other fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoipMetrics {
+    /// The SSRC of the stream reported on.
+    pub ssrc: u32,
+    /// Packets lost in the network, in 1/256.
+    pub loss_rate: u8,
+    /// Packets discarded (late or early) by the jitter buffer, in 1/256.
+    pub discard_rate: u8,
+    /// Share of packets lost or discarded within bursts, in 1/256.
+    pub burst_density: u8,
+    /// Share of packets lost or discarded within gaps, in 1/256.
+    pub gap_density: u8,
+    /// Mean length of bursts, ms.
+    pub burst_duration: u16,
+    /// Mean length of gaps, ms.
+    pub gap_duration: u16,
+    /// The most recent round-trip delay, ms.
+    pub round_trip_delay: u16,
+    /// The end system's own delay (buffering, coding), ms.
+    pub end_system_delay: u16,
+    /// Signal level, dBm (127: unavailable).
+    pub signal_level: i8,
+    /// Noise level, dBm (127: unavailable).
+    pub noise_level: i8,
+    /// Residual echo return loss, dB (127: unavailable).
+    pub rerl: u8,
+    /// The gap threshold (minimum packets received between losses for a gap).
+    pub gmin: u8,
+    /// R factor, 0-100 (127: unavailable).
+    pub r_factor: u8,
+    /// External R factor, 0-100 (127: unavailable).
+    pub ext_r_factor: u8,
+    /// MOS listening quality, times 10 (127: unavailable).
+    pub mos_lq: u8,
+    /// MOS conversational quality, times 10 (127: unavailable).
+    pub mos_cq: u8,
+    /// Receiver configuration byte (PLC, jitter buffer adaptivity and rate).
+    pub rx_config: u8,
+    /// Nominal jitter buffer delay, ms.
+    pub jb_nominal: u16,
+    /// Current maximum jitter buffer delay, ms.
+    pub jb_maximum: u16,
+    /// Absolute maximum jitter buffer delay, ms.
+    pub jb_abs_max: u16,
+}
+
+impl VoipMetrics {
+    /// Reads the contents of a VoIP Metrics block (an [`XrBlock::body`] of type
+    /// [`XR_VOIP_METRICS`]): [`DecodeError::Truncated`] at offset 0 when it is shorter than
+    /// the 32 bytes RFC 3611 gives it.
+    pub fn parse(body: &[u8]) -> Result<VoipMetrics, DecodeError> {
+        need(Layer::Rtcp, body, 0, VOIP_METRICS_LEN)?;
+        let byte = |at: usize| body.get(at).copied().unwrap_or_default();
+        let half = |at: usize| u16::from_be_bytes([byte(at), byte(at + 1)]);
+        Ok(VoipMetrics {
+            ssrc: be32(body, 0).unwrap_or_default(),
+            loss_rate: byte(4),
+            discard_rate: byte(5),
+            burst_density: byte(6),
+            gap_density: byte(7),
+            burst_duration: half(8),
+            gap_duration: half(10),
+            round_trip_delay: half(12),
+            end_system_delay: half(14),
+            signal_level: byte(16) as i8,
+            noise_level: byte(17) as i8,
+            rerl: byte(18),
+            gmin: byte(19),
+            r_factor: byte(20),
+            ext_r_factor: byte(21),
+            mos_lq: byte(22),
+            mos_cq: byte(23),
+            rx_config: byte(24),
+            jb_nominal: half(26),
+            jb_maximum: half(28),
+            jb_abs_max: half(30),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -599,5 +739,79 @@ mod tests {
         assert!(!looks_like_rtcp(&[0x80, 201, 0]));
         // RTP PCMU is not RTCP.
         assert!(!looks_like_rtcp(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]));
+    }
+
+    /// An XR block: type, type-specific byte, contents.
+    fn xr_block(block_type: u8, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![block_type, 0];
+        b.extend_from_slice(&((body.len() / 4) as u16).to_be_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn voip_metrics_body() -> Vec<u8> {
+        let mut b = 0x0102_0304u32.to_be_bytes().to_vec();
+        b.extend_from_slice(&[26, 13, 64, 3]);
+        for half in [120u16, 2000, 45, 80] {
+            b.extend_from_slice(&half.to_be_bytes());
+        }
+        b.extend_from_slice(&[(-20i8) as u8, (-60i8) as u8, 127, 16, 78, 127, 38, 127, 0x54, 0]);
+        for half in [60u16, 80, 200] {
+            b.extend_from_slice(&half.to_be_bytes());
+        }
+        b
+    }
+
+    #[test]
+    fn xr_voip_metrics_block() {
+        // An XR with a receiver reference time block (BT 4) before the VoIP metrics.
+        let mut blocks = xr_block(4, &[0, 0, 0, 1, 0, 0, 0, 2]);
+        blocks.extend(xr_block(XR_VOIP_METRICS, &voip_metrics_body()));
+        let mut body = 9u32.to_be_bytes().to_vec();
+        body.extend_from_slice(&blocks);
+        let b = pkt(0, XR, &body);
+        let Some(Ok(RtcpPacket::ExtendedReport { ssrc: 9, blocks })) = packets(&b).next() else { panic!() };
+        let got: Vec<_> = xr_blocks(blocks).collect::<Result<_, _>>().expect("blocks");
+        assert_eq!(got.iter().map(|b| (b.block_type, b.body.len())).collect::<Vec<_>>(), [(4, 8), (7, 32)]);
+        let m = VoipMetrics::parse(got[1].body).expect("metrics");
+        let expected = VoipMetrics {
+            ssrc: 0x0102_0304,
+            loss_rate: 26,
+            discard_rate: 13,
+            burst_density: 64,
+            gap_density: 3,
+            burst_duration: 120,
+            gap_duration: 2000,
+            round_trip_delay: 45,
+            end_system_delay: 80,
+            signal_level: -20,
+            noise_level: -60,
+            rerl: 127,
+            gmin: 16,
+            r_factor: 78,
+            ext_r_factor: 127,
+            mos_lq: 38,
+            mos_cq: 127,
+            rx_config: 0x54,
+            jb_nominal: 60,
+            jb_maximum: 80,
+            jb_abs_max: 200,
+        };
+        assert_eq!(m, expected);
+    }
+
+    #[test]
+    fn xr_blocks_cut_short_are_errors() {
+        // A block announcing 8 words with 4 bytes of them.
+        let b = [7, 0, 0, 8, 1, 2, 3, 4];
+        assert_eq!(xr_blocks(&b).collect::<Vec<_>>(), [Err(DecodeError::truncated(Layer::Rtcp, 0, 36, 8))]);
+        // A header cut short after a whole block.
+        let mut b = xr_block(4, &[0; 8]);
+        b.extend_from_slice(&[7, 0]);
+        let got: Vec<_> = xr_blocks(&b).collect();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[1], Err(DecodeError::truncated(Layer::Rtcp, 12, 4, 2)));
+        // VoIP metrics shorter than RFC 3611's 32 bytes.
+        assert_eq!(VoipMetrics::parse(&[0; 31]), Err(DecodeError::truncated(Layer::Rtcp, 0, 32, 31)));
     }
 }

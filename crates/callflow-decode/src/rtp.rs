@@ -514,6 +514,12 @@ impl StreamStats {
         self.max_jitter_ms
     }
 
+    /// The running interarrival jitter after the latest packet, in ms (0 before the
+    /// second packet or without a clock).
+    pub fn jitter_ms(&self) -> f64 {
+        self.jitter_ms
+    }
+
     /// Arrival time of the first packet.
     pub fn first_arrival(&self) -> Option<Timestamp> {
         self.first_arrival

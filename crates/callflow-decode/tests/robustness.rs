@@ -10,8 +10,29 @@ use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::{rtcp, rtp, sctp, websocket, LinkType};
+use callflow_decode::{gtp, rtcp, rtp, sctp, websocket, LinkType};
 use std::path::Path;
+
+/// The GTP entry points: headers of both versions, every IE, grouped IEs walked down to
+/// the depth limit, and the values callflowd reads.
+fn gtp_decoders(bytes: &[u8]) {
+    fn walk(ie: &gtp::V2Ie<'_>) {
+        let _ = (gtp::Paa::parse(ie.value, 0), gtp::Fteid::parse(ie.value, 0), gtp::BearerQos::parse(ie.value, 0));
+        let _ = (gtp::Uli::parse(ie.value, 0), gtp::Apn::parse(ie.value, 0).map(|a| a.to_string()));
+        if let Ok(group) = ie.group() {
+            group.flatten().for_each(|inner| walk(&inner));
+        }
+    }
+    if let Ok(h) = gtp::v1_header(bytes) {
+        for ie in gtp::V1Ies::new(bytes.get(h.header_len..).unwrap_or_default(), h.header_len).flatten() {
+            let _ = (gtp::EndUserAddress::parse(ie.value, 0), gtp::QosProfile::parse(ie.value, 0));
+            let _ = gtp::Digits::tbcd(ie.value, 0);
+        }
+    }
+    for m in gtp::v2_messages(bytes).flatten() {
+        m.ies().flatten().for_each(|ie| walk(&ie));
+    }
+}
 
 /// SplitMix64: a tiny deterministic generator, so a failure reproduces.
 struct Rng(u64);
@@ -47,8 +68,14 @@ fn application_decoders(bytes: &[u8]) {
     }
     let _ = rtcp::looks_like_rtcp(bytes);
     for p in rtcp::packets(bytes).take(64) {
-        if p.is_err() {
-            break;
+        match p {
+            Ok(rtcp::RtcpPacket::ExtendedReport { blocks, .. }) => {
+                for block in rtcp::xr_blocks(blocks).take(64).flatten() {
+                    let _ = rtcp::VoipMetrics::parse(block.body);
+                }
+            }
+            Ok(_) => {}
+            Err(_) => break,
         }
     }
     let _ = (websocket::is_upgrade_request(bytes), websocket::is_upgrade_response(bytes));
@@ -63,6 +90,7 @@ fn application_decoders(bytes: &[u8]) {
     if let Ok(msg) = DiameterMessage::parse(bytes) {
         let _ = diameter::avp_tree(&msg, Dictionary::builtin());
     }
+    gtp_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
         match c {
             Ok(c) => {

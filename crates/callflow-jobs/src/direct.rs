@@ -216,6 +216,8 @@ impl Output {
             source: &'a callflow_model::SourceInfo,
             stats: &'a callflow_model::Stats,
             flows: &'a [callflow_model::Flow],
+            #[serde(skip_serializing_if = "<[_]>::is_empty")]
+            subscribers: &'a [callflow_model::Subscriber],
         }
         let line = Summary {
             r#type: "summary",
@@ -223,6 +225,7 @@ impl Output {
             source: &doc.source,
             stats: &doc.stats,
             flows: &doc.flows,
+            subscribers: &doc.subscribers,
         };
         self.write_line(&line, false)
     }

@@ -57,8 +57,8 @@
 //! session as a JSON document; a job that does not complete keeps none. Deep pages are
 //! chosen from the covering index and only the page's rows are read; a `SessionCursor`
 //! gives keyset paging. Two filters are not index lookups: `text` (a substring of Call-ID,
-//! From or To, a `LIKE` scan of the job's rows) and `problem` (an anomaly, a failed call,
-//! or lost media, read from the JSON document); `session_jobs` says which jobs have a
+//! From or To, a `LIKE` scan of the job's rows) and `problem` (a flagged problem, an
+//! anomaly or a failed call, or one problem by name, read from the JSON document); `session_jobs` says which jobs have a
 //! session id (ids come from the capture, so two jobs of one capture share them: the API's
 //! session URLs are job-scoped). Changes go through one connection behind a mutex; queries through up to two read
 //! connections beside it (WAL), each of which sees every change committed before it starts,

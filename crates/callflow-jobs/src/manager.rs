@@ -12,7 +12,7 @@ use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
 use callflow_config::Settings;
-use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions};
+use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, QualityOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -107,10 +107,23 @@ impl Default for ManagerOptions {
 impl ManagerOptions {
     /// The options the configuration asks for.
     pub fn from_settings(s: &Settings) -> ManagerOptions {
+        let q = &s.quality;
         let analyzer = AnalyzerOptions {
             session_linger: s.processing.session_linger,
             idle_timeout: s.processing.idle_timeout,
             threads: if s.processing.read_ahead { 2 } else { 1 },
+            quality: QualityOptions {
+                jitter_buffer: q.jitter_buffer,
+                interval: q.interval,
+                default_network_delay: q.default_network_delay,
+                max_jitter_ms: q.max_jitter_ms,
+                max_loss_pct: q.max_loss_pct,
+                min_mos: q.min_mos,
+                late_answer: q.late_answer,
+                rtp_after_bye: q.rtp_after_bye,
+                capture_loss_streams: q.capture_loss_streams,
+                capture_loss_window: q.capture_loss_window,
+            },
             ..AnalyzerOptions::default()
         };
         ManagerOptions {

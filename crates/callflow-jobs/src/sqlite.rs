@@ -296,10 +296,15 @@ fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
         }
     }
     if let Some(problem) = q.problem {
-        // A problem: an anomaly recorded, a failed call, or media that lost packets.
-        let test = "(COALESCE(json_array_length(document, '$.anomalies'), 0) > 0 OR state = 'FAILED'
-             OR EXISTS (SELECT 1 FROM json_each(document, '$.media') WHERE json_extract(value, '$.lost') > 0))";
+        // A problem: one flagged (docs/quality.md), an anomaly recorded, or a failed call.
+        let test = "(COALESCE(json_array_length(document, '$.problems'), 0) > 0
+             OR COALESCE(json_array_length(document, '$.anomalies'), 0) > 0 OR state = 'FAILED')";
         sql.push_str(&format!(" AND {}{test}", if problem { "" } else { "NOT " }));
+    }
+    if let Some(kind) = q.problem_kind {
+        // The session lists its streams' problems too.
+        sql.push_str(" AND EXISTS (SELECT 1 FROM json_each(document, '$.problems') WHERE value = ?)");
+        params.push(Value::Text(kind.as_str().to_string()));
     }
     (sql, params)
 }

@@ -7,7 +7,7 @@
 //! state the caller expects, so two nodes can never both finish or both cancel a job.
 
 use crate::{Job, JobId, JobState, NewJob};
-use callflow_model::{CallState, Session, SessionKind, SourceInfo, Stats, Timestamp};
+use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -156,9 +156,11 @@ pub struct SessionQuery {
     pub to: Option<String>,
     /// Only sessions whose Call-ID, From or To contains this text.
     pub text: Option<String>,
-    /// Only sessions with a problem (`Some(true)`: an anomaly, a failed call, or media
-    /// that lost packets), or only those without one (`Some(false)`).
+    /// Only sessions with a problem (`Some(true)`: a flagged problem, an anomaly or a
+    /// failed call), or only those without one (`Some(false)`).
     pub problem: Option<bool>,
+    /// Only sessions flagged with this problem (on the session or one of its streams).
+    pub problem_kind: Option<Problem>,
     /// Start after this position (keyset paging; cheaper than `offset` for deep pages).
     pub after: Option<SessionCursor>,
     /// Skip this many.

@@ -5,7 +5,7 @@ mod common;
 use callflow_jobs::{
     JobId, JobState, JobStore, NewJob, Outcome, Progress, SessionCursor, SessionQuery, SqliteStore, StoreError,
 };
-use callflow_model::{CallState, Session, SessionKind, Timestamp};
+use callflow_model::{CallState, Problem, Session, SessionKind, Timestamp};
 use std::sync::Arc;
 
 fn example_session() -> Session {
@@ -177,9 +177,11 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     let dir = common::temp_dir("filters");
     let store = SqliteStore::open(dir.join("callflow.db")).unwrap();
     let mut all = sessions(12);
-    // Session 3 has an anomaly, 5 lost media, 7 failed; `call-1%` must match literally.
+    // Session 3 has an anomaly, 5 a flagged problem, 7 failed, 9 lost a packet (not a
+    // problem by itself); `call-1%` must match literally.
     Arc::make_mut(&mut all[3]).anomalies.push("BYE without INVITE".into());
-    Arc::make_mut(&mut all[5]).media.iter_mut().for_each(|m| m.lost = 3);
+    Arc::make_mut(&mut all[5]).problems = vec![Problem::HighLoss, Problem::LowMos];
+    Arc::make_mut(&mut all[9]).media.iter_mut().for_each(|m| m.lost = 1);
     Arc::make_mut(&mut all[7]).state = CallState::Failed;
     Arc::make_mut(&mut all[11]).call_id = "odd_1%x".into();
     let mut ids = Vec::new();
@@ -199,9 +201,11 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     let base = example_session();
     assert_eq!(count(text(&base.from[1..base.from.len() - 1])), 12, "a substring of From");
     let problem = |p: bool| SessionQuery { problem: Some(p), ..SessionQuery::default() };
-    assert!(base.anomalies.is_empty() && base.media.iter().all(|m| m.lost == 0), "the example call is clean");
+    assert!(base.anomalies.is_empty() && base.problems.is_empty(), "the example call is clean");
     assert_eq!(count(problem(true)), 3);
     assert_eq!(count(problem(false)), 9);
+    let kind = |p: Problem| SessionQuery { problem_kind: Some(p), ..SessionQuery::default() };
+    assert_eq!((count(kind(Problem::LowMos)), count(kind(Problem::NoAck))), (1, 0));
 
     let (job, session) = store.find_session("s000004").unwrap().unwrap();
     assert_eq!((job, session.call_id.as_str()), (ids[1], "call-4"), "the newest job's");

@@ -1,6 +1,6 @@
 //! The top-level `callflow/v1` document: where the capture came from, counts, and the sessions.
 
-use crate::{Session, Timestamp, Tunnel};
+use crate::{Session, Subscriber, Timestamp, Tunnel};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -27,6 +27,10 @@ pub struct Document {
     /// decided it (absent in documents written before flows were listed).
     #[serde(default)]
     pub flows: Vec<Flow>,
+    /// The subscribers the sessions were joined into (docs/output-format.md, "Subscribers"):
+    /// absent when no session carried a subscriber's identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscribers: Vec<Subscriber>,
 }
 
 /// One transport flow: the packets between two endpoints over one transport, both ways.
@@ -110,6 +114,47 @@ pub struct Stats {
     /// per pair of peers, and Diameter over TLS, listed as encrypted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diameter_peers: Vec<crate::DiameterPeers>,
+    /// What the capture itself dropped (a lossy mirror port), told apart from the
+    /// network's losses (absent when nothing points to it); see docs/quality.md.
+    #[serde(default, skip_serializing_if = "CaptureLoss::is_none")]
+    pub capture_loss: CaptureLoss,
+    /// How many sessions have problems, in all and per kind (absent when none has).
+    #[serde(default, skip_serializing_if = "ProblemCounts::is_empty")]
+    pub problems: ProblemCounts,
+}
+
+/// Sessions with problems: how many in all, and how many have each kind.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProblemCounts {
+    /// Sessions with at least one problem.
+    pub sessions: u64,
+    /// Sessions with each problem, by its name (`high_loss`...).
+    pub by_kind: BTreeMap<String, u64>,
+}
+
+impl ProblemCounts {
+    /// True when no session has a problem.
+    pub fn is_empty(&self) -> bool {
+        self.sessions == 0
+    }
+}
+
+/// Signs that the capture dropped packets, as opposed to the network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptureLoss {
+    /// Instants at which sequence gaps hit several unrelated RTP streams together.
+    pub events: u64,
+    /// RTP packets missing in those gaps.
+    pub rtp_packets: u64,
+    /// TCP bytes acknowledged by one side that the capture never saw the other side send.
+    pub tcp_unseen_bytes: u64,
+}
+
+impl CaptureLoss {
+    /// True when nothing points to capture loss.
+    pub fn is_none(&self) -> bool {
+        *self == CaptureLoss::default()
+    }
 }
 
 /// Counts for one protocol.

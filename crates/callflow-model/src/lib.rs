@@ -21,15 +21,25 @@
 
 mod diameter;
 mod document;
+mod gtp;
 mod media;
 mod session;
+mod subscriber;
 mod time;
 
 pub use diameter::{ChargingRule, DiameterAvp, DiameterMessage, DiameterPeers, DiameterSession, DiameterTransaction};
-pub use document::{Document, Flow, ProtocolStats, SourceInfo, Stats, FORMAT};
-pub use media::{DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, SenderInfo, TimelineInterval};
+pub use document::{CaptureLoss, Document, Flow, ProblemCounts, ProtocolStats, SourceInfo, Stats, FORMAT};
+pub use gtp::{
+    GtpBearer, GtpDirection, GtpIe, GtpMessage, GtpPathCounters, GtpScope, GtpSession, GtpTeid, GtpTraffic,
+    GtpTransaction,
+};
+pub use media::{
+    DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
+    XrVoipMetrics,
+};
 pub use session::{
     CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
     Transport, Tunnel, TunnelKind,
 };
+pub use subscriber::{Subscriber, SubscriberSession, UeAddress};
 pub use time::Timestamp;

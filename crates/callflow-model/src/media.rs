@@ -63,6 +63,83 @@ pub struct MediaStream {
     /// What is wrong with the stream (thresholds in the configuration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// What the RTCP about this stream says (round trip, what the receiver reported, an
+    /// RTCP-XR VoIP metrics block) beside what the capture shows; absent without RTCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtcp_summary: Option<RtcpSummary>,
+    /// When the payload type first changed to another codec mid-stream (comfort noise and
+    /// telephone events aside); absent when it never did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_change: Option<Timestamp>,
+    /// True when the capture itself dropped packets while this stream was running (gaps
+    /// shared with unrelated streams at the same instants): its loss is not the network's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub capture_loss: bool,
+}
+
+/// The RTCP about one stream, summarised beside what the capture shows of it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RtcpSummary {
+    /// Reception report blocks about the stream.
+    pub reports: u64,
+    /// Mean round-trip time between the capture point and the stream's receiver, ms, from
+    /// each receiver report's LSR/DLSR and the capture times of the sender report it
+    /// echoes and of itself (RFC 3550 6.4.1); absent when no report echoed a captured SR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    /// The latest reported fraction lost, percent (since the report before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_loss_pct: Option<f64>,
+    /// The latest reported cumulative number of packets lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_lost: Option<i64>,
+    /// The largest reported interarrival jitter, ms (needs the stream's clock rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_jitter_ms: Option<f64>,
+    /// The stream's loss as the capture shows it, percent of expected (for comparison).
+    pub captured_loss_pct: f64,
+    /// The stream's largest RFC 3550 jitter as the capture shows it, ms (for comparison).
+    pub captured_jitter_ms: f64,
+    /// The latest RTCP-XR VoIP metrics block about the stream (RFC 3611 4.7).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xr_voip: Option<XrVoipMetrics>,
+}
+
+/// An RTCP-XR VoIP Metrics Report Block (RFC 3611 section 4.7) in plain units; a field the
+/// sender marked unavailable is absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct XrVoipMetrics {
+    /// When the block was captured.
+    pub ts: Timestamp,
+    /// Packets lost in the network, percent.
+    pub loss_pct: f64,
+    /// Packets discarded by the jitter buffer, percent.
+    pub discard_pct: f64,
+    /// Share of packets lost or discarded within bursts, percent.
+    pub burst_density_pct: f64,
+    /// Share of packets lost or discarded within gaps, percent.
+    pub gap_density_pct: f64,
+    /// Mean burst length, ms.
+    pub burst_duration_ms: u16,
+    /// Mean gap length, ms.
+    pub gap_duration_ms: u16,
+    /// Round-trip delay, ms.
+    pub round_trip_delay_ms: u16,
+    /// The end system's own delay, ms.
+    pub end_system_delay_ms: u16,
+    /// R factor as the endpoint computed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r_factor: Option<u8>,
+    /// MOS listening quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos_lq: Option<f64>,
+    /// MOS conversational quality.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos_cq: Option<f64>,
+    /// Nominal jitter buffer delay, ms.
+    pub jb_nominal_ms: u16,
+    /// Current maximum jitter buffer delay, ms.
+    pub jb_maximum_ms: u16,
 }
 
 /// A stream's voice quality by the ITU-T G.107 E-model, with the inputs that made it.

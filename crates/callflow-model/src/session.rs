@@ -173,6 +173,9 @@ pub struct Message {
     /// A Diameter message's header fields and AVPs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diameter: Option<Box<DiameterMessage>>,
+    /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpMessage>>,
 }
 
 /// The encapsulation of a [`Tunnel`].
@@ -297,6 +300,9 @@ pub struct Session {
     /// A Diameter session's application, hosts and request/answer pairs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diameter: Option<Box<DiameterSession>>,
+    /// The GTP fields of a `gtp` session (subscriber, bearers, transactions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtp: Option<Box<crate::GtpSession>>,
 }
 
 /// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
-use callflow_model::Session;
+use callflow_model::{Problem, Session};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -572,8 +572,19 @@ pub struct SessionsParams {
     kind: Option<String>,
     state: Option<String>,
     q: Option<String>,
-    problem: Option<bool>,
+    /// `true`, `false`, or a problem's name (`high_loss`...).
+    problem: Option<String>,
     cursor: Option<String>,
+}
+
+/// `problem=true|false` (any problem, or none), or `problem=NAME` (that one).
+fn problem_param(value: Option<String>) -> Result<(Option<bool>, Option<Problem>), ApiError> {
+    match value.as_deref() {
+        None | Some("") => Ok((None, None)),
+        Some("true") => Ok((Some(true), None)),
+        Some("false") => Ok((Some(false), None)),
+        Some(_) => Ok((None, enum_param("problem", value)?)),
+    }
 }
 
 fn enum_param<T: serde::de::DeserializeOwned>(name: &str, value: Option<String>) -> Result<Option<T>, ApiError> {
@@ -603,11 +614,13 @@ pub async fn sessions(
         .filter(|c| !c.is_empty())
         .map(|c| c.parse::<SessionCursor>().map_err(ApiError::BadRequest))
         .transpose()?;
+    let (problem, problem_kind) = problem_param(p.problem)?;
     let query = SessionQuery {
         kind: enum_param("kind", p.kind)?,
         state: enum_param("state", p.state.map(|s| s.to_ascii_uppercase()))?,
         text: p.q,
-        problem: p.problem,
+        problem,
+        problem_kind,
         after,
         offset: check_offset(p.offset)?,
         limit,
@@ -765,7 +778,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/jobs/{id}/sessions",
-        "A page of a job's sessions (offset, limit, kind, state, q, problem, cursor)",
+        "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor)",
     ),
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
@@ -795,11 +808,14 @@ pub async fn openapi() -> Json<Value> {
 pub fn openapi_document() -> Value {
     let mut paths = serde_json::Map::new();
     for (method, path, summary) in ROUTES {
-        let params: Vec<Value> = path
+        let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
             .collect();
+        if *path == "/api/v1/jobs/{id}/sessions" {
+            params.push(problem_parameter());
+        }
         let ok = match (*method, *path) {
             ("post", "/api/v1/upload") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",
@@ -840,6 +856,32 @@ pub fn openapi_document() -> Value {
         },
     })
 }
+
+/// The sessions listing's `problem` parameter, with every value it takes.
+fn problem_parameter() -> Value {
+    let mut values = vec!["true".to_string(), "false".to_string()];
+    values.extend(PROBLEMS.iter().map(|p| p.as_str().to_string()));
+    json!({"name": "problem", "in": "query", "required": false,
+           "description": "true: sessions with any problem (a flagged one, an anomaly, a failed call); \
+                           false: without; a problem's name: sessions flagged with it (docs/quality.md)",
+           "schema": {"type": "string", "enum": values}})
+}
+
+/// Every problem, for the OpenAPI document.
+const PROBLEMS: [Problem; 12] = [
+    Problem::OneWayAudio,
+    Problem::NoRtp,
+    Problem::RtpAfterBye,
+    Problem::SsrcChange,
+    Problem::PayloadChange,
+    Problem::HighJitter,
+    Problem::HighLoss,
+    Problem::LowMos,
+    Problem::LateAnswer,
+    Problem::NoAck,
+    Problem::UnansweredRequest,
+    Problem::CaptureLoss,
+];
 
 /// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
 /// epoch with a fraction, as in the `callflow/v1` document.

@@ -3,9 +3,10 @@
 mod common;
 
 use callflow_decode::capture::CaptureReader;
-use common::{example, start, upload_example, wait_finished};
+use common::{example, start, upload_example, upload_pcap, wait_finished};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::path::PathBuf;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -444,4 +445,39 @@ async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_re
     let ids: Vec<i64> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_i64().unwrap()).collect();
     assert_eq!(ids, [job], "no half upload became a job");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn sessions_filtered_by_problem_and_the_parameter_in_openapi() {
+    // A call with 10 % loss both ways (high_loss, low_mos); [quality] min_mos lowered to 3.0
+    // in the configuration takes low_mos away.
+    let capture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../callflow-correlate/test_data/loss-10.pcap");
+    let body = std::fs::read(&capture).unwrap();
+    let client = reqwest::Client::new();
+    for (min_mos, low_mos) in [(3.6, 1), (3.0, 0)] {
+        let server = start(|s| s.quality.min_mos = min_mos).await;
+        let job = upload_pcap(&client, &server, "", body.clone()).await;
+        wait_finished(&client, &server, job).await;
+        let total = |query: &'static str| {
+            let (client, server) = (&client, &server);
+            async move {
+                let page: Value = server.get_json(client, &format!("/api/v1/jobs/{job}/sessions?{query}")).await;
+                page["total"].as_u64().unwrap()
+            }
+        };
+        assert_eq!(total("problem=true").await, 1);
+        assert_eq!(total("problem=false").await, 0);
+        assert_eq!(total("problem=high_loss").await, 1);
+        assert_eq!(total("problem=low_mos").await, low_mos, "min_mos {min_mos}");
+        assert_eq!(total("problem=no_ack").await, 0);
+        let response = client.get(server.url(&format!("/api/v1/jobs/{job}/sessions?problem=loud"))).send().await;
+        assert_eq!(response.unwrap().status(), 400);
+    }
+    let server = start(|_| {}).await;
+    let doc: Value = server.get_json(&client, "/api/v1/openapi.json").await;
+    let params = doc["paths"]["/api/v1/jobs/{id}/sessions"]["get"]["parameters"].as_array().unwrap();
+    let problem = params.iter().find(|p| p["name"] == "problem").expect("problem parameter");
+    let values: Vec<&str> = problem["schema"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(values.len(), 14);
+    assert!(values.contains(&"true") && values.contains(&"capture_loss") && values.contains(&"one_way_audio"));
 }

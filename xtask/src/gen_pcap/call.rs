@@ -470,6 +470,16 @@ impl Call {
     }
 }
 
+impl super::Emitter for Call {
+    fn next_time(&self) -> Option<u64> {
+        Call::next_time(self)
+    }
+
+    fn emit(&mut self, buf: &mut Vec<u8>) -> Option<u64> {
+        Call::emit(self, buf)
+    }
+}
+
 /// NTP seconds and fraction of a Unix time in microseconds.
 fn ntp(t_us: u64) -> (u32, u32) {
     let secs = t_us / 1_000_000 + NTP_UNIX_OFFSET;

@@ -155,6 +155,76 @@ fn ethernet_ipv4(buf: &mut Vec<u8>, vlan: Option<u16>, src: Ipv4Addr, dst: Ipv4A
     buf[start + 10..start + 12].copy_from_slice(&sum.to_be_bytes());
 }
 
+/// A UDP header and `payload`, with the checksum over the IPv4 pseudo-header: what goes in
+/// an IP packet built by [`ipv4_packets`] (the datagram a G-PDU carries, say).
+pub fn udp_datagram(src: SocketAddrV4, dst: SocketAddrV4, payload: &[u8]) -> Vec<u8> {
+    let len = 8 + payload.len();
+    let mut d = Vec::with_capacity(len);
+    d.extend_from_slice(&src.port().to_be_bytes());
+    d.extend_from_slice(&dst.port().to_be_bytes());
+    d.extend_from_slice(&(len as u16).to_be_bytes());
+    d.extend_from_slice(&[0, 0]);
+    d.extend_from_slice(payload);
+    let sum = match transport_checksum(*src.ip(), *dst.ip(), 17, &d) {
+        0 => 0xFFFF,
+        s => s,
+    };
+    d[6..8].copy_from_slice(&sum.to_be_bytes());
+    d
+}
+
+/// IPv4 packets (no Ethernet) carrying `payload` of protocol `proto`: one, or with `mtu`
+/// smaller than the packet, fragments of at most `mtu` bytes each (RFC 791: offsets in
+/// 8-byte units, MF on all but the last), all with identification `id`.
+pub fn ipv4_packets(
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    proto: u8,
+    id: u16,
+    payload: &[u8],
+    mtu: Option<usize>,
+) -> Vec<Vec<u8>> {
+    let room = mtu.map_or(usize::MAX, |m| (m.saturating_sub(20) / 8 * 8).max(8));
+    if payload.len() <= room {
+        return vec![ipv4_packet(src, dst, proto, id, 0x4000, payload)];
+    }
+    let pieces: Vec<&[u8]> = payload.chunks(room).collect();
+    let last = pieces.len() - 1;
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(n, piece)| {
+            let more = if n < last { 0x2000 } else { 0 };
+            ipv4_packet(src, dst, proto, id, more | ((n * room / 8) as u16), piece)
+        })
+        .collect()
+}
+
+/// One IPv4 header (`flags_offset`: the flags and fragment offset word) and its payload.
+fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, id: u16, flags_offset: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(20 + payload.len());
+    p.extend_from_slice(&[0x45, 0]);
+    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&id.to_be_bytes());
+    p.extend_from_slice(&flags_offset.to_be_bytes());
+    p.extend_from_slice(&[64, proto, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    let sum = !fold(sum_words(0, &p));
+    p[10..12].copy_from_slice(&sum.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// Replaces `buf` with an Ethernet frame carrying the IPv4 packet `ip` (from `src` to `dst`).
+pub fn ethernet_frame(buf: &mut Vec<u8>, src: Ipv4Addr, dst: Ipv4Addr, ip: &[u8]) {
+    buf.clear();
+    buf.extend_from_slice(&mac(dst));
+    buf.extend_from_slice(&mac(src));
+    buf.extend_from_slice(&0x0800u16.to_be_bytes());
+    buf.extend_from_slice(ip);
+}
+
 /// The UDP/TCP checksum over the IPv4 pseudo-header and the segment (checksum field zeroed).
 fn transport_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, segment: &[u8]) -> u16 {
     let mut sum = sum_words(0, &src.octets());
@@ -226,6 +296,24 @@ mod tests {
         assert_eq!(u16::from_be_bytes([udp[4], udp[5]]), 13);
         let check = fold(sum_words(sum_words(sum_words(17 + 13, &ip[12..16]), &ip[16..20]), udp));
         assert_eq!(check, 0xFFFF, "UDP checksum verifies");
+    }
+
+    #[test]
+    fn fragments_cover_the_payload_in_8_byte_units() {
+        let (a, b) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        let payload: Vec<u8> = (0..=255).cycle().take(1000).collect();
+        let frags = ipv4_packets(a, b, 17, 9, &payload, Some(300));
+        assert_eq!(frags.len(), 4, "280 bytes a fragment");
+        let mut joined = Vec::new();
+        for (n, f) in frags.iter().enumerate() {
+            assert_eq!(fold(sum_words(0, &f[..20])), 0xFFFF, "header checksum verifies");
+            let word = u16::from_be_bytes([f[6], f[7]]);
+            assert_eq!(usize::from(word & 0x1FFF) * 8, joined.len());
+            assert_eq!(word & 0x2000 != 0, n < 3, "MF on all but the last");
+            joined.extend_from_slice(&f[20..]);
+        }
+        assert_eq!(joined, payload);
+        assert_eq!(ipv4_packets(a, b, 17, 9, &payload, None).len(), 1);
     }
 
     #[test]

@@ -174,7 +174,7 @@ impl<'a> Walker<'a> {
                 self.packet.transport = Transport::Other { protocol, payload: buf };
                 let layer = if src.is_ipv4() || dst.is_ipv4() { Layer::Ipv4 } else { Layer::Ipv6 };
                 self.enter_tunnel(layer, base)?;
-                self.note_tunnel(TunnelKind::IpInIp, None);
+                self.note_tunnel(TunnelKind::IpInIp, None, declared);
                 if protocol == 4 {
                     self.ipv4(buf, base, declared)
                 } else {
@@ -194,9 +194,10 @@ impl<'a> Walker<'a> {
 
     /// Records the tunnel being entered as the packet's, its outer addresses those of the IP
     /// header decoded last (the one carrying the tunnel).
-    fn note_tunnel(&mut self, kind: TunnelKind, key: Option<u32>) {
+    fn note_tunnel(&mut self, kind: TunnelKind, key: Option<u32>, inner_len: usize) {
         if let Some(ip) = self.packet.ip {
-            self.packet.tunnel = Some(Tunnel { kind, src: ip.src, dst: ip.dst, key });
+            let inner_len = u32::try_from(inner_len).unwrap_or(u32::MAX);
+            self.packet.tunnel = Some(Tunnel { kind, src: ip.src, dst: ip.dst, key, inner_len });
         }
     }
 
@@ -285,12 +286,12 @@ impl<'a> Walker<'a> {
         match be16(buf, 2) {
             0x0800 => {
                 self.enter_tunnel(layer, base)?;
-                self.note_tunnel(TunnelKind::Gre, key);
+                self.note_tunnel(TunnelKind::Gre, key, inner_declared);
                 self.ipv4(inner, inner_base, inner_declared)
             }
             0x86dd => {
                 self.enter_tunnel(layer, base)?;
-                self.note_tunnel(TunnelKind::Gre, key);
+                self.note_tunnel(TunnelKind::Gre, key, inner_declared);
                 self.ipv6(inner, inner_base, inner_declared)
             }
             // Transparent Ethernet bridging.
@@ -371,14 +372,14 @@ impl<'a> Walker<'a> {
         }
         self.enter_tunnel(layer, base)?;
         // PPTP's call id plays the part of the key.
-        self.note_tunnel(TunnelKind::Gre, Some(u32::from(be16(buf, 6))));
+        self.note_tunnel(TunnelKind::Gre, Some(u32::from(be16(buf, 6))), inner_declared);
         self.ppp_ip(protocol, inner, inner_base, inner_declared)
     }
 
     /// GTP-U (3GPP TS 29.281) in a UDP payload: a version 1 T-PDU (message type 255)
-    /// carries an IP packet after the mandatory 8-byte header, the optional sequence
-    /// number / N-PDU / next-extension word and the extension headers. Other messages,
-    /// and anything that is not GTPv1, stay plain UDP.
+    /// carries an IP packet after the header (`gtp::v1_header`: the mandatory 8 bytes, the
+    /// optional sequence number / N-PDU / next-extension word and the chain of extension
+    /// headers). Other messages, and anything that is not GTPv1, stay plain UDP.
     fn gtp_u(&mut self, buf: &'a [u8], base: usize, declared: usize) -> Result<(), DecodeError> {
         const T_PDU: u8 = 255;
         let layer = Layer::Gtp;
@@ -387,27 +388,12 @@ impl<'a> Walker<'a> {
         if buf.len() < 2 || !is_gtp_v1 || byte(buf, 1) != T_PDU {
             return Ok(());
         }
-        need(layer, buf, 0, 8).map_err(|e| e.shifted(base))?;
-        let end = 8 + usize::from(be16(buf, 2));
+        let header = crate::gtp::v1_header(buf).map_err(|e| e.shifted(base))?;
+        let end = header.end;
         if end > declared {
             return Err(DecodeError::truncated(layer, base, end, declared));
         }
-        let mut header_len = 8;
-        if flags & 0x07 != 0 {
-            need(layer, buf, 0, 12).map_err(|e| e.shifted(base))?;
-            header_len = 12;
-            let mut next = byte(buf, 11);
-            while next != 0 {
-                need(layer, buf, header_len, 1).map_err(|e| e.shifted(base))?;
-                let len = usize::from(byte(buf, header_len)) * 4;
-                if len == 0 {
-                    return Err(DecodeError::invalid(layer, base + header_len, "extension header length", "zero"));
-                }
-                need(layer, buf, header_len, len).map_err(|e| e.shifted(base))?;
-                next = byte(buf, header_len + len - 1);
-                header_len += len;
-            }
-        }
+        let header_len = header.header_len;
         if header_len > end {
             return Err(DecodeError::invalid(layer, base + 2, "length", "shorter than the optional header fields"));
         }
@@ -417,7 +403,7 @@ impl<'a> Walker<'a> {
             return Ok(());
         }
         self.enter_tunnel(layer, base)?;
-        self.note_tunnel(TunnelKind::GtpU, Some(be32(buf, 4)));
+        self.note_tunnel(TunnelKind::GtpU, Some(header.teid), end - header_len);
         self.ip_by_version(inner, base + header_len, end - header_len, layer)
     }
 }

@@ -754,6 +754,16 @@ fn gtp_u() {
 }
 
 #[test]
+fn gtp_u_next_extension_type_ignored_without_e_flag() {
+    // S set, E clear: the next-extension byte is an unused field the receiver must not
+    // evaluate (TS 29.060 §6); a sender that leaves garbage there still gets its packet
+    // through (it was read as a chain of extension headers into the inner IP header).
+    let expected = format!("{INNER}; tunnels 1; udp 5060 > 5060 \"hello\"");
+    let outer = |gtp: &[u8]| eth(0x0800, &ipv4(17, &udp(2152, 2152, gtp)));
+    check(LinkType::ETHERNET, &outer(&gtp(0x02, 255, &[0, 1, 0, 0x85], &inner_ipv4())), &expected);
+}
+
+#[test]
 fn gtp_u_signalling_stays_udp() {
     let outer = "ip 10.0.0.1 > 10.0.0.2 proto 17 ttl 64";
     // Echo request.

@@ -1,0 +1,115 @@
+//! The generated VoLTE capture (`cargo xtask gen-pcap --volte`, `test_data/volte/`) analysed end to end: every SIP message inside GTP-U found, and every key the subscriber view joins on checked against the generator's truth.
+
+use callflow_correlate::{analyze, AnalyzerOptions};
+use callflow_decode::capture::CaptureReader;
+use callflow_model::{Document, Session, SessionKind, SubscriberKeyKind, TunnelKind};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+fn capture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/volte/volte.pcap")
+}
+
+fn truth() -> Value {
+    serde_json::from_slice(&std::fs::read(capture().with_extension("truth.json")).expect("truth")).expect("JSON")
+}
+
+fn analyse(sink: bool) -> Document {
+    let path = capture();
+    let mut reader = CaptureReader::open(&path).expect("open capture");
+    let mut sessions = Vec::new();
+    let mut keep = |s: Session| sessions.push(s);
+    let sink: Option<&mut dyn FnMut(Session)> = if sink { Some(&mut keep) } else { None };
+    let mut doc = analyze(&mut reader, "volte.pcap", AnalyzerOptions::default(), sink).expect("analyze");
+    doc.sessions.append(&mut sessions);
+    doc
+}
+
+/// Whether `session` carries the key `kind` = `value`.
+fn has_key(session: &Session, kind: SubscriberKeyKind, value: &str) -> bool {
+    session.subscriber_keys.iter().any(|k| k.kind == kind && k.value == value)
+}
+
+fn text<'a>(call: &'a Value, field: &str) -> &'a str {
+    call[field].as_str().unwrap_or_else(|| panic!("truth has no {field}"))
+}
+
+#[test]
+fn every_sip_message_and_rtp_packet_inside_gtp_u_is_found() {
+    let doc = analyse(false);
+    let truth = truth();
+    let calls = truth["calls"].as_array().unwrap();
+    assert_eq!(doc.source.packets, truth["packets"].as_u64().unwrap());
+    assert_eq!(doc.stats.malformed, 0);
+    let sip: usize = doc
+        .sessions
+        .iter()
+        .filter(|s| matches!(s.kind, SessionKind::SipCall | SessionKind::SipRegister))
+        .map(|s| s.messages.len())
+        .sum();
+    let expected: u64 =
+        calls.iter().map(|c| c["sip_messages"].as_u64().unwrap() + c["register_messages"].as_u64().unwrap()).sum();
+    assert_eq!(sip as u64, expected, "SIP messages inside the tunnels (tshark counts 33)");
+    for call in calls {
+        let find = |id: &str| doc.sessions.iter().find(|s| s.call_id == id).unwrap_or_else(|| panic!("{id} missing"));
+        let invite = find(text(call, "call_id"));
+        let ctx = format!("call {}", call["index"]);
+        assert_eq!(invite.kind, SessionKind::SipCall, "{ctx}");
+        assert_eq!(invite.state.as_str(), text(call, "expected_state"), "{ctx}");
+        assert_eq!(invite.messages.len() as u64, call["sip_messages"].as_u64().unwrap(), "{ctx}");
+        let tunnel = invite.tunnel.expect("the INVITE came through GTP-U");
+        assert_eq!(tunnel.kind, TunnelKind::GtpU);
+        assert_eq!(tunnel.teid.map(|t| format!("0x{t:08x}")).as_deref(), call["teids"]["s1u_sgw_default"].as_str());
+        let rtp: u64 = invite.media.iter().map(|m| m.packets).sum();
+        assert_eq!(rtp, call["rtp_packets"].as_u64().unwrap(), "{ctx}: AMR RTP in the bearer joins its call");
+        let register = find(text(call, "register_call_id"));
+        assert_eq!(register.messages.len(), 2, "{ctx}: REGISTER and its 200, fragmented or not");
+    }
+}
+
+#[test]
+fn sip_sessions_carry_the_subscriber_keys_put_in() {
+    let doc = analyse(false);
+    for call in truth()["calls"].as_array().unwrap() {
+        let find = |id: &str| doc.sessions.iter().find(|s| s.call_id == id).unwrap();
+        let (invite, register) = (find(text(call, "call_id")), find(text(call, "register_call_id")));
+        use SubscriberKeyKind::*;
+        let teids = &call["teids"];
+        for (kind, value) in [
+            (UeAddress, text(call, "ue_address")),
+            (Msisdn, text(call, "msisdn")),
+            (Impu, text(call, "impu")),
+            (Icid, text(call, "icid")),
+            (Teid, teids["s1u_sgw_default"].as_str().unwrap()),
+            (Teid, teids["s1u_enb_default"].as_str().unwrap()),
+        ] {
+            assert!(has_key(invite, kind, value), "INVITE lacks {kind:?} {value}: {:?}", invite.subscriber_keys);
+        }
+        for (kind, value) in
+            [(UeAddress, text(call, "ue_address")), (Impu, text(call, "impu")), (Impi, text(call, "impi"))]
+        {
+            assert!(has_key(register, kind, value), "REGISTER lacks {kind:?} {value}: {:?}", register.subscriber_keys);
+        }
+        let addresses = invite.subscriber_keys.iter().filter(|k| k.kind == UeAddress).count();
+        assert_eq!(addresses, 1, "the P-CSCF's and the media gateway's addresses are not the UE's");
+    }
+}
+
+#[test]
+fn each_call_is_one_subscriber_streaming_or_not() {
+    let held = analyse(false);
+    let streamed = analyse(true);
+    assert_eq!(held.subscribers, streamed.subscribers);
+    let truth = truth();
+    let calls = truth["calls"].as_array().unwrap();
+    assert_eq!(held.subscribers.len(), calls.len());
+    for call in calls {
+        let sub = held.subscribers.iter().find(|s| s.msisdn.as_deref() == Some(text(call, "msisdn"))).unwrap();
+        let ids: Vec<&str> = sub.sessions.iter().map(|s| s.session.as_str()).collect();
+        for call_id in [text(call, "call_id"), text(call, "register_call_id")] {
+            let session = held.sessions.iter().find(|s| s.call_id == call_id).unwrap();
+            assert!(ids.contains(&session.id.as_str()), "{call_id} not in {}", sub.id);
+        }
+        assert!(sub.ue_addresses.iter().any(|a| a.address == text(call, "ue_address")));
+    }
+}
