@@ -695,7 +695,8 @@ impl<C: Classifier> Analyzer<C> {
             self.hand_out(closed);
         }
         for id in self.diameter.over(now, &self.services) {
-            self.completed.extend(self.diameter.close(id, &mut self.services));
+            let closed = self.diameter.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for key in self.gtp.over(now, &self.services) {
             self.completed.extend(self.gtp.close(key, &mut self.services));
@@ -725,7 +726,8 @@ impl<C: Classifier> Analyzer<C> {
             self.hand_out(closed);
         }
         for id in self.diameter.open(&self.services) {
-            self.completed.extend(self.diameter.close(id, &mut self.services));
+            let closed = self.diameter.close(id, &mut self.services);
+            self.hand_out(closed);
         }
         for key in self.gtp.open(&self.services) {
             self.completed.extend(self.gtp.close(key, &mut self.services));

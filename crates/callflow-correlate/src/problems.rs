@@ -9,7 +9,8 @@ use callflow_model::{MediaStream, Message, Problem, Session, SessionKind, Timest
 /// Fills `problems` on each stream of `session` and on the session itself (which also lists
 /// its streams' problems), sorted and each once.
 pub(crate) fn flag_problems(session: &mut Session, opts: &QualityOptions) {
-    let mut all = Vec::new();
+    // What the session's handler flagged itself (a Diameter request without its answer) stays.
+    let mut all = std::mem::take(&mut session.problems);
     let media = &session.media;
     let mut per_stream: Vec<Vec<Problem>> = media.iter().map(|m| stream_problems(m, opts)).collect();
     for (i, m) in media.iter().enumerate() {

@@ -243,7 +243,9 @@ fn unanswered_requests_and_error_results_are_flagged() {
         &[avp(263, None, b"mme;8"), avp(297, None, &[u32avp(266, None, 10415), u32avp(298, None, 5001)].concat())],
     );
     let mut c = Conn::new(3868);
-    let (sessions, _) = run(&[c.send(true, &aar), c.send(true, &ulr), c.send(false, &ula)]);
+    let (sessions, stats) = run(&[c.send(true, &aar), c.send(true, &ulr), c.send(false, &ula)]);
+    // Counted with every kind's problems.
+    assert_eq!(stats.problems.by_kind.get("unanswered_request"), Some(&1), "{:?}", stats.problems);
     let dia = diameter_sessions(&sessions);
     assert_eq!(dia.len(), 2);
     let (rx, s6a) = (dia[0], dia[1]);
