@@ -69,6 +69,14 @@ pub struct Args {
     /// Fraction of calls cancelled while ringing.
     #[arg(long, default_value_t = 0.0)]
     cancel: f64,
+    /// Fraction of calls that go through a B2BUA: each is written as two legs, A -> B2BUA
+    /// and B2BUA -> B, the second with a Call-ID of its own and its own addresses, a few ms
+    /// later. The legs take turns at what ties them: a shared RFC 7989 Session-ID, a shared
+    /// P-Charging-Vector icid-value, an X-CID header naming the A leg's Call-ID, the A leg's
+    /// Call-ID with `_b2b-1` appended, or only the same caller and callee and close times.
+    /// The truth gives each B leg's `leg_of` (the A leg's Call-ID) and `leg_rule`.
+    #[arg(long, default_value_t = 0.0)]
+    b2bua: f64,
     /// Who sends the BYE of a completed call.
     #[arg(long, value_enum, default_value_t = Hangup::Random)]
     hangup: Hangup,
@@ -163,13 +171,13 @@ pub fn run(args: &Args) -> Result<()> {
         ensure!((0.0..=1.0).contains(&f), "--{name} must be between 0 and 1, not {f}");
         Ok(())
     };
-    for (name, f) in [("loss", args.loss), ("tcp", args.tcp), ("vlan", args.vlan)] {
+    for (name, f) in [("loss", args.loss), ("tcp", args.tcp), ("vlan", args.vlan), ("b2bua", args.b2bua)] {
         fraction(name, f)?;
     }
     fraction("busy", args.busy)?;
     fraction("cancel", args.cancel)?;
     ensure!(args.busy + args.cancel <= 1.0, "--busy and --cancel add up to more than 1");
-    ensure!((1..=call::MAX_CALLS).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS);
+    ensure!((1..=call::MAX_CALLS / 2).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS / 2);
     ensure!(args.duration > 0.0 && args.duration <= 86_400.0, "--duration must be above 0 and at most a day");
     if let Some(w) = args.window {
         ensure!(w > 0.0 && w <= 864_000.0, "--window must be above 0 and at most ten days");
@@ -262,13 +270,73 @@ fn plan_calls(args: &Args) -> Vec<CallPlan> {
     let (tcp, vlan) = (picked(args.tcp), picked(args.vlan));
     let window_us = (args.window.unwrap_or(args.duration * 0.5) * 1e6).max(1e6);
     let mut previous = EPOCH_US;
-    (0..n)
+    let mut plans: Vec<CallPlan> = (0..n)
         .map(|i| {
             let offset = ((i as f64 + rng.unit()) * window_us / n as f64) as u64;
             previous = previous.max(EPOCH_US + offset);
-            CallPlan { index: i as u64, start_us: previous, outcome: outcomes[i], tcp: tcp[i], vlan: vlan[i] }
+            CallPlan::new(i as u64, previous, outcomes[i], tcp[i], vlan[i])
         })
-        .collect()
+        .collect();
+    // The B legs, from a generator of their own so that the other calls stay as they were.
+    let mut legs_rng = Rng::derive(args.seed, 1 << 40);
+    let mut b2bua: Vec<bool> = (0..n).map(|i| i < count(args.b2bua)).collect();
+    legs_rng.shuffle(&mut b2bua);
+    let mut b_legs = Vec::new();
+    for (i, a) in plans.iter_mut().enumerate().filter(|(i, _)| b2bua[*i]) {
+        let rule = LegRule::ALL[b_legs.len() % LegRule::ALL.len()];
+        let index = (n + b_legs.len()) as u64;
+        let a_call_id = format!("{}-{}@b2bua-a", legs_rng.hex(16), i);
+        let b_call_id = match rule {
+            LegRule::CallIdSuffix => format!("{a_call_id}_b2b-1"),
+            _ => format!("{}-{index}@b2bua-b", legs_rng.hex(16)),
+        };
+        let shared = match rule {
+            LegRule::SessionId => vec![format!("Session-ID: {}", legs_rng.hex(32))],
+            LegRule::Icid => vec![format!("P-Charging-Vector: icid-value={};orig-ioi=a.example", legs_rng.hex(20))],
+            _ => Vec::new(),
+        };
+        let mut b = CallPlan::new(index, a.start_us + legs_rng.range(5_000, 40_000), a.outcome, a.tcp, a.vlan);
+        b.users = a.index;
+        b.call_id = Some(b_call_id);
+        b.headers = shared.clone();
+        if rule == LegRule::XCid {
+            b.headers.push(format!("X-CID: {a_call_id}"));
+        }
+        b.leg_of = Some((a_call_id.clone(), rule));
+        a.call_id = Some(a_call_id);
+        a.headers = shared;
+        b_legs.push(b);
+    }
+    plans.extend(b_legs);
+    // The merge wants plans in start order.
+    plans.sort_by_key(|p| (p.start_us, p.index));
+    plans
+}
+
+/// What ties a B leg to its A leg in a generated capture (`--b2bua`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegRule {
+    SessionId,
+    Icid,
+    XCid,
+    CallIdSuffix,
+    Parties,
+}
+
+impl LegRule {
+    const ALL: [LegRule; 5] =
+        [LegRule::SessionId, LegRule::Icid, LegRule::XCid, LegRule::CallIdSuffix, LegRule::Parties];
+
+    /// How the analysis names the rule: the start of the `key` of its `related` links.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LegRule::SessionId => "session-id",
+            LegRule::Icid => "icid",
+            LegRule::XCid => "header",
+            LegRule::CallIdSuffix => "call-id-suffix",
+            LegRule::Parties => "weak",
+        }
+    }
 }
 
 /// Runs every call and hands their frames to `write` in time order (ties by call number), and
@@ -357,6 +425,31 @@ mod tests {
         assert_eq!(plans.iter().filter(|p| p.tcp).count(), 4);
         assert_eq!(plans.iter().filter(|p| p.vlan).count(), 2);
         assert!(plans.windows(2).all(|w| w[0].start_us <= w[1].start_us));
+    }
+
+    #[test]
+    fn b2bua_calls_get_a_b_leg_each_with_the_rules_in_turn() {
+        let plans = plan_calls(&args("--calls 10 --b2bua 0.5 --seed 6 --out x.pcap"));
+        assert_eq!(plans.len(), 15);
+        assert!(plans.windows(2).all(|w| w[0].start_us <= w[1].start_us), "in start order for the merge");
+        let b_legs: Vec<&CallPlan> = plans.iter().filter(|p| p.leg_of.is_some()).collect();
+        let rules: Vec<&str> = b_legs.iter().map(|b| b.leg_of.as_ref().unwrap().1.as_str()).collect();
+        assert_eq!(rules, ["session-id", "icid", "header", "call-id-suffix", "weak"]);
+        for b in b_legs {
+            let (a_call_id, rule) = b.leg_of.clone().unwrap();
+            let a = plans.iter().find(|p| p.call_id.as_deref() == Some(&a_call_id)).expect("the A leg");
+            assert_eq!((b.users, a.users), (a.index, a.index), "the same caller and callee");
+            assert!(b.start_us > a.start_us && b.start_us < a.start_us + 40_000);
+            assert_ne!(b.index, a.index);
+            let x_cid = b.headers.iter().any(|h| *h == format!("X-CID: {a_call_id}"));
+            assert_eq!(x_cid, rule == LegRule::XCid);
+            assert_eq!(b.call_id.as_deref() == Some(&format!("{a_call_id}_b2b-1")), rule == LegRule::CallIdSuffix);
+        }
+        // Without --b2bua, the plans are what they always were.
+        let plain = plan_calls(&args("--calls 10 --seed 6 --out x.pcap"));
+        assert!(plain.iter().all(|p| p.call_id.is_none() && p.leg_of.is_none()));
+        let firsts: Vec<u64> = plans.iter().filter(|p| p.index < 10).map(|p| p.start_us).collect();
+        assert_eq!(firsts, plain.iter().map(|p| p.start_us).collect::<Vec<_>>());
     }
 
     #[test]

@@ -31,6 +31,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("callflow-ndpi", 2),
     ("callflow-correlate", 3),
     ("callflow-jobs", 4),
+    ("callflow-render", 4),
     ("callflow-server", 5),
     ("callflow-cli", 6),
     ("callflowd", 6),

@@ -4,14 +4,19 @@
 //! `callflow_jobs::analyze_to_output` (shared with `callflowd --input`), which runs
 //! `callflow-correlate` and writes the `callflow/v1` document. Errors are printed as one line (`{:#}` of the chain) with a non-zero exit
 //! status; a closed output pipe (`callflow-cli analyze x.pcap | head`) ends quietly.
+//! `analyze` shows a progress line on standard error when it is a terminal and the file
+//! is large (`progress`). `ladder`, `export-pcap` and `calls` (module `views`) draw, cut out or list the calls
+//! with `callflow-render`.
 
 mod classify;
 mod jobs;
+mod progress;
 mod subscribers;
+mod views;
 
 use anyhow::{bail, Context, Result};
 use callflow_decode::diameter::Dictionary;
-use callflow_jobs::{analyze_to_output, DirectAnalysis, ResultFormat};
+use callflow_jobs::{analyze_to_output_with, DirectAnalysis, ResultFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io;
 use std::path::PathBuf;
@@ -42,6 +47,12 @@ enum Command {
     /// Batch analysis through the job manager, persisted in a results directory.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// Draw a call's ladder (sequence) diagram: text, Mermaid, PlantUML, SVG or HTML.
+    Ladder(views::LadderArgs),
+    /// Cut a call's packets (SIP, RTP/RTCP, DTMF; with --group its legs too) into a pcap file.
+    ExportPcap(views::ExportArgs),
+    /// The calls of a capture as a table: time, from, to, state, duration, setup, MOS, problems.
+    Calls(views::CallsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -114,6 +125,9 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Jobs(command)) => return jobs::run(command),
         Some(Command::Classify(args)) => return classify::run(&args),
         Some(Command::Subscribers(args)) => return subscribers::run(&args),
+        Some(Command::Ladder(args)) => return views::ladder(&args),
+        Some(Command::ExportPcap(args)) => return views::export(&args),
+        Some(Command::Calls(args)) => return views::calls(&args),
         None => match cli.legacy.input {
             Some(input) => (input, cli.legacy.common),
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),
@@ -134,7 +148,7 @@ fn run(cli: Cli) -> Result<()> {
     let request =
         DirectAnalysis { input, output: common.output, format, pretty: common.pretty, threads, diameter_dictionary };
     let label = request.input.display().to_string();
-    let doc = analyze_to_output(&request, || classify::analysis_classifier(common.no_ndpi))?;
+    let doc = analyze_to_output_with(&request, || classify::analysis_classifier(common.no_ndpi), progress::control)?;
     for warning in &doc.source.warnings {
         eprintln!("callflow-cli: warning: {label}: {warning}");
     }

@@ -60,6 +60,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Bounds on what clients may ask for.
     pub limits: LimitSettings,
+    /// How the legs of a call through a B2BUA, SBC or proxy are joined.
+    pub legs: LegSettings,
     /// Diameter decoding.
     pub diameter: DiameterSettings,
     /// Voice quality estimation and the thresholds of the problems flagged.
@@ -411,6 +413,52 @@ impl Default for LimitSettings {
             max_job_time: Duration::from_secs(6 * 3600),
             upload_min_bytes_per_second: 1024,
             upload_deadline: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+/// `[legs]`: how the legs of one call through a B2BUA, SBC or proxy (each with its own
+/// Call-ID) are found and linked (`related`, relation `leg`). The rules, strongest first:
+/// RFC 7989 Session-ID, P-Charging-Vector icid-value, the correlation headers, the Call-ID
+/// affixes, then (weaker) caller and callee with close INVITE times.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LegSettings {
+    /// Join legs (and transfers) at all.
+    pub enabled: bool,
+    /// Headers holding the Call-ID of the call's other leg, or a value every leg carries.
+    pub correlation_headers: Vec<String>,
+    /// Suffixes a B2BUA appends to the Call-ID it received to make the other leg's.
+    pub call_id_suffixes: Vec<String>,
+    /// Prefixes a B2BUA puts before the Call-ID it received.
+    pub call_id_prefixes: Vec<String>,
+    /// As a last resort, join calls with the same caller and callee and close INVITE
+    /// times (recorded as a weaker match: `weak:` in the link's key).
+    pub match_parties: bool,
+    /// Most time between the INVITEs of two legs joined by caller and callee.
+    #[serde(with = "duration")]
+    pub party_window: Duration,
+}
+
+impl Default for LegSettings {
+    fn default() -> Self {
+        LegSettings {
+            enabled: true,
+            correlation_headers: [
+                "X-CID",
+                "X-Call-ID",
+                "XCall-ID",
+                "X-Orig-Call-ID",
+                "X-Original-Call-ID",
+                "X-BroadWorks-Correlation-Info",
+                "Cisco-Guid",
+            ]
+            .map(String::from)
+            .to_vec(),
+            call_id_suffixes: ["_b2b-1", "_pbx-1"].map(String::from).to_vec(),
+            call_id_prefixes: Vec::new(),
+            match_parties: true,
+            party_window: Duration::from_secs(2),
         }
     }
 }

@@ -13,6 +13,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::legs::LegOptions;
 use crate::media::MediaTable;
 use crate::problems::flag_problems;
 use crate::quality::QualityOptions;
@@ -61,6 +62,9 @@ pub struct AnalyzerOptions {
     /// endless inputs (a live interface); off for a capture file, whose document lists
     /// every flow.
     pub forget_idle_flows: bool,
+    /// How the legs of a call through a B2BUA or proxy are found and joined (`related`
+    /// links of relation `leg`), and how long a closed call waits for its other legs.
+    pub legs: LegOptions,
     /// The Diameter dictionary (command and AVP names and types); `None` for the built-in
     /// one ([`Dictionary::builtin`]), else typically the built-in one extended by a file
     /// ([`Dictionary::with_file`]).
@@ -79,6 +83,7 @@ impl Default for AnalyzerOptions {
             tcp: TcpLimits::default(),
             threads: 1,
             forget_idle_flows: false,
+            legs: LegOptions::default(),
             diameter_dictionary: None,
             quality: QualityOptions::default(),
         }
@@ -245,6 +250,7 @@ impl Default for Analyzer<HeuristicClassifier> {
 impl<C: Classifier> Analyzer<C> {
     /// An analyzer that asks `classifier` about payloads no signalling explained.
     pub fn with_classifier(opts: AnalyzerOptions, classifier: C) -> Self {
+        let sip = SipHandler::new(opts.legs.clone());
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         let dictionary = opts.diameter_dictionary.clone();
         let media = MediaTable::with_quality(opts.quality.clone());
@@ -256,7 +262,7 @@ impl<C: Classifier> Analyzer<C> {
             classifier,
             tcp_flows: HashMap::new(),
             ws: WsDirections::default(),
-            sip: SipHandler::default(),
+            sip,
             media: MediaHandler,
             diameter: DiameterHandler::new(dictionary),
             gtp: GtpHandler::default(),
@@ -709,6 +715,11 @@ impl<C: Classifier> Analyzer<C> {
         (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
+    /// How many sessions are over and wait for [`Analyzer::take_completed`].
+    pub fn completed_count(&self) -> usize {
+        self.completed.len()
+    }
+
     /// Sessions that are over, in the order they ended. Each is handed out once.
     pub fn take_completed(&mut self) -> Vec<Session> {
         std::mem::take(&mut self.completed)
@@ -757,7 +768,8 @@ pub fn sort_sessions(sessions: &mut [Session]) {
     sessions.sort_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
 }
 
-fn duration_ns(d: Duration) -> i64 {
+/// A duration in nanoseconds, saturating (capture-time arithmetic is in `i64` nanoseconds).
+pub(crate) fn duration_ns(d: Duration) -> i64 {
     i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
 }
 

@@ -25,6 +25,14 @@ pub trait AnalyzeControl {
     /// analysis then returns at once, with the sessions not yet handed out dropped, and a
     /// document whose `source.complete` is false. Called once per frame, so keep it cheap.
     fn on_frame(&mut self, frames: u64, bytes_consumed: u64) -> ControlFlow<()>;
+
+    /// What the loop actually calls: [`AnalyzeControl::on_frame`] with, in addition, the
+    /// sessions closed so far (handed to the sink or held for the end), for progress
+    /// displays. By default it is `on_frame`.
+    fn on_progress(&mut self, frames: u64, bytes_consumed: u64, sessions: u64) -> ControlFlow<()> {
+        let _ = sessions;
+        self.on_frame(frames, bytes_consumed)
+    }
 }
 
 /// The control of a run nobody watches: never stops.
@@ -121,6 +129,8 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
     let mut stopped = false;
     // What the subscriber view needs of each session handed out before the end.
     let mut joiner = Joiner::default();
+    // Sessions handed to the sink so far.
+    let mut handed = 0u64;
     // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
     // (once the frame, which may borrow the reader, is done with) the caller's say.
     let mut analyse = |step: Step<'_, '_>| {
@@ -142,13 +152,14 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
                 joiner.observe(&session);
+                handed += 1;
                 sink(session);
             }
         }
-        source.packets
+        (source.packets, handed + analyzer.completed_count() as u64)
     };
-    let mut ask = |frames: u64, consumed: u64| {
-        let flow = control.on_frame(frames, consumed);
+    let mut ask = |(frames, sessions): (u64, u64), consumed: u64| {
+        let flow = control.on_progress(frames, consumed, sessions);
         stopped = flow.is_break();
         flow
     };
@@ -236,6 +247,38 @@ mod tests {
     fn example() -> CaptureReader {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/captures/basic-call.pcap");
         CaptureReader::open(path).expect("example capture")
+    }
+
+    /// Counts what `on_progress` is told.
+    struct Sessions(Vec<u64>);
+
+    impl AnalyzeControl for Sessions {
+        fn on_frame(&mut self, _: u64, _: u64) -> ControlFlow<()> {
+            ControlFlow::Continue(())
+        }
+
+        fn on_progress(&mut self, _: u64, _: u64, sessions: u64) -> ControlFlow<()> {
+            self.0.push(sessions);
+            ControlFlow::Continue(())
+        }
+    }
+
+    #[test]
+    fn progress_counts_the_sessions_closed_so_far_with_or_without_a_sink() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data/outcomes.pcap");
+        // Calls close a second after they end, while the capture is still being read.
+        let opts = AnalyzerOptions { session_linger: std::time::Duration::from_secs(1), ..AnalyzerOptions::default() };
+        for with_sink in [false, true] {
+            let mut control = Sessions(Vec::new());
+            let mut sunk = 0;
+            let mut sink = |_: Session| sunk += 1;
+            let sink: Option<&mut dyn FnMut(Session)> = if with_sink { Some(&mut sink) } else { None };
+            let mut reader = CaptureReader::open(path).unwrap();
+            analyze_with(&mut reader, "x", opts.clone(), sink, &mut control).unwrap();
+            let seen = control.0;
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "never goes down");
+            assert!(*seen.last().unwrap() >= 2, "calls closed during the run are counted: {:?}", seen.last());
+        }
     }
 
     #[test]

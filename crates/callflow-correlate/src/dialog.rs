@@ -1,9 +1,26 @@
 //! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
+//!
+//! Besides the state, a call keeps what troubleshooting asks of it: the media changes its
+//! re-INVITEs and UPDATEs make (each sender's SDP against its previous one: hold by
+//! direction or `0.0.0.0`, resume, codec, address), whether a provisional answer brought
+//! SDP (early media, decided with the media's times when the call closes), the To tags
+//! answering each INVITE transaction (forking: several tags for one CSeq and Via branch),
+//! and the DTMF keys of SIP INFO (`application/dtmf-relay`, `application/dtmf`). The harder
+//! transaction cases: PRACK and its 200 are not the INVITE's ACK or answer, a 401/407
+//! challenge is not the call's answer (setup runs from the first INVITE to the retry's
+//! final answer), and a CANCEL that crosses the 2xx loses (the call is up, a later 487 is
+//! ignored).
 
 use crate::ids::{session_id, Fnv64};
+use crate::legs::{CallNames, LegKeys};
+use callflow_decode::dtmf::InfoDtmf;
 use callflow_decode::packet::Tunnel;
+use callflow_decode::sdp::{Direction, Sdp};
 use callflow_decode::sip::SipMessage;
-use callflow_model::{CallState, Message, Party, Protocol, Session, SessionKind, Timestamp, Transport};
+use callflow_model::{
+    Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related, Session,
+    SessionKind, Timestamp, Transport,
+};
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -14,6 +31,45 @@ const MAX_ANOMALIES: usize = 100;
 /// Most INVITE transactions remembered per dialog (the oldest are forgotten first): retries
 /// with credentials, forks seen at several hops, parallel INVITEs.
 const MAX_INVITES: usize = 32;
+
+/// Most forking branches, media changes and SIP INFO digits kept per call.
+const MAX_LISTED: usize = 1_000;
+
+/// What an SDP says of a call's main media, to see what a later one changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct MediaSummary {
+    /// `sendrecv`, `sendonly`, `recvonly`, `inactive`, or `0.0.0.0` for an RFC 2543 hold.
+    direction: &'static str,
+    address: Option<SocketAddr>,
+    codec: Option<String>,
+}
+
+impl MediaSummary {
+    /// The summary of the first audio section (else the first section) of `sdp`.
+    pub fn of(sdp: &Sdp<'_>) -> Option<MediaSummary> {
+        let media = sdp.media.iter().find(|m| m.media.eq_ignore_ascii_case("audio")).or(sdp.media.first())?;
+        let ip = media.connection.as_ref().or(sdp.connection.as_ref()).and_then(|c| c.ip);
+        let direction = match media.effective_direction(sdp) {
+            _ if ip.is_some_and(|ip| ip.is_unspecified()) => "0.0.0.0",
+            Direction::SendRecv => "sendrecv",
+            Direction::SendOnly => "sendonly",
+            Direction::RecvOnly => "recvonly",
+            Direction::Inactive => "inactive",
+        };
+        let codec = media.formats.first().map(|f| {
+            let pt = f.parse::<u8>().ok();
+            let mapped = media.rtpmaps.iter().find(|m| Some(m.payload_type) == pt).map(|m| m.encoding.to_string());
+            let known = pt.and_then(callflow_decode::rtp::static_payload_name).map(str::to_string);
+            mapped.or(known).unwrap_or_else(|| f.to_string())
+        });
+        let address = ip.filter(|ip| !ip.is_unspecified()).map(|ip| SocketAddr::new(ip, media.port));
+        Some(MediaSummary { direction, address, codec })
+    }
+
+    fn held(&self) -> bool {
+        self.direction != "sendrecv"
+    }
+}
 
 /// The methods of an INVITE dialog's own transactions (RFC 3261, 3262, 3311).
 const INVITE_FAMILY: [&str; 6] = ["INVITE", "ACK", "CANCEL", "BYE", "PRACK", "UPDATE"];
@@ -92,6 +148,25 @@ pub(crate) struct Dialog {
     anomalies: Vec<String>,
     /// The tunnel of the first message.
     tunnel: Option<Tunnel>,
+    /// What ties the call to its other legs (filled by the handler, which knows the options).
+    pub legs: LegKeys,
+    /// A provisional answer to the INVITE carried SDP before any 2xx: early media.
+    early_sdp: bool,
+    /// The first final answer to an INVITE other than a challenge (401/407): a retry with
+    /// credentials follows a challenge, so it is not the call's answer.
+    first_real_final: Option<Timestamp>,
+    /// The To tags of the responses to each INVITE transaction (by CSeq number and top Via
+    /// branch: forking is several tags answering one INVITE at one hop, while the same
+    /// INVITE seen at two hops of a tag-rewriting SBC has one tag per Via branch), at most
+    /// [`MAX_LISTED`].
+    branches: Vec<((u32, u64), Branch)>,
+    /// DTMF keys sent in SIP INFO.
+    info_dtmf: Vec<DtmfDigit>,
+    /// The latest SDP of each sender (by address), to see what the next one changes.
+    sdp_by_sender: Vec<(SocketAddr, MediaSummary)>,
+    media_changes: Vec<MediaChange>,
+    /// Links other sessions made to this one when they closed first.
+    related: Vec<Related>,
 }
 
 impl Dialog {
@@ -141,6 +216,31 @@ impl Dialog {
             seen: HashSet::new(),
             anomalies: Vec::new(),
             tunnel: meta.tunnel,
+            legs: LegKeys::default(),
+            related: Vec::new(),
+            early_sdp: false,
+            first_real_final: None,
+            branches: Vec::new(),
+            info_dtmf: Vec::new(),
+            sdp_by_sender: Vec::new(),
+            media_changes: Vec::new(),
+        }
+    }
+
+    /// The `id` the session will have.
+    pub fn session_id(&self) -> String {
+        session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame)
+    }
+
+    /// The Call-ID and the From and To URIs, which the leg rules compare.
+    pub fn names(&self) -> CallNames<'_> {
+        CallNames { call_id: &self.call_id, from: &self.from, to: &self.to }
+    }
+
+    /// Links the session to another (a leg of the same call that closed first).
+    pub fn link(&mut self, related: Related) {
+        if !self.related.contains(&related) {
+            self.related.push(related);
         }
     }
 
@@ -181,8 +281,9 @@ impl Dialog {
         })
     }
 
-    /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the summary.
-    pub fn on_message(&mut self, msg: &SipMessage<'_>, meta: &MsgMeta, has_sdp: bool) {
+    /// Records a message and advances the state machine. `has_sdp` adds "(SDP)" to the
+    /// summary. Returns false for a retransmission, which changes nothing else.
+    pub fn on_message(&mut self, msg: &SipMessage<'_>, meta: &MsgMeta, has_sdp: bool) -> bool {
         self.last_activity = self.last_activity.max(meta.ts);
         self.last_message = self.last_message.max(meta.ts);
         for addr in [meta.src, meta.dst] {
@@ -220,14 +321,62 @@ impl Dialog {
             gtp: None,
         });
         if retransmission {
-            return;
+            return false;
         }
         self.invite_dialog |= is_invite_family(msg);
         match (msg.method(), msg.status()) {
             (Some(method), _) => self.on_request(msg, method, cseq_num, meta),
-            (None, Some(code)) => self.on_response(msg, code, cseq_num, cseq_method, meta),
+            (None, Some(code)) => {
+                if has_sdp && (101..200).contains(&code) && cseq_method == "INVITE" && self.answered.is_none() {
+                    self.early_sdp = true;
+                }
+                self.on_response(msg, code, cseq_num, cseq_method, meta);
+            }
             (None, None) => {}
         }
+        true
+    }
+
+    /// Records what a new SDP of the call changes against its sender's previous one: hold,
+    /// resume, codec or address (a re-INVITE or UPDATE, or the answer to one).
+    pub fn on_sdp(&mut self, summary: MediaSummary, meta: &MsgMeta) {
+        if self.kind != SessionKind::SipCall {
+            return;
+        }
+        let Some(i) = self.sdp_by_sender.iter().position(|(a, _)| *a == meta.src) else {
+            if self.sdp_by_sender.len() < MAX_LISTED {
+                self.sdp_by_sender.push((meta.src, summary));
+            }
+            return;
+        };
+        let old = std::mem::replace(&mut self.sdp_by_sender[i].1, summary);
+        let new = &self.sdp_by_sender[i].1;
+        let sender = meta.src;
+        let mut changes = Vec::new();
+        if old.held() != new.held() || (old.held() && old.direction != new.direction) {
+            let kind = if new.held() { MediaChangeKind::Hold } else { MediaChangeKind::Resume };
+            changes.push((kind, format!("{sender}: {} -> {}", old.direction, new.direction)));
+        }
+        if old.codec != new.codec {
+            let name = |c: &Option<String>| c.clone().unwrap_or_else(|| "-".into());
+            changes.push((MediaChangeKind::Codec, format!("{sender}: {} -> {}", name(&old.codec), name(&new.codec))));
+        }
+        if old.address != new.address && new.address.is_some() && old.address.is_some() {
+            let addr = |a: Option<SocketAddr>| a.map_or_else(|| "-".into(), |a| a.to_string());
+            let detail = format!("{sender}: {} -> {}", addr(old.address), addr(new.address));
+            changes.push((MediaChangeKind::Address, detail));
+        }
+        for (kind, detail) in changes {
+            if self.media_changes.len() < MAX_LISTED {
+                self.media_changes.push(MediaChange { ts: meta.ts, frame: meta.frame, kind, detail });
+            }
+        }
+    }
+
+    /// Until when media counts as early: `None` when no provisional answer carried SDP,
+    /// else the 2xx's time (or the end of time, with no 2xx).
+    pub fn early_media_until(&self) -> Option<Timestamp> {
+        self.early_sdp.then(|| self.answered.unwrap_or(Timestamp::from_nanos(i64::MAX)))
     }
 
     fn on_request(&mut self, msg: &SipMessage<'_>, method: &str, cseq: u32, meta: &MsgMeta) {
@@ -284,6 +433,17 @@ impl Dialog {
                 }
                 self.state = CallState::Completed;
             }
+            "INFO" => {
+                let dtmf = msg.header("Content-Type").and_then(|ct| InfoDtmf::parse(ct, msg.body()));
+                if let Some(d) = dtmf.filter(|_| self.info_dtmf.len() < MAX_LISTED) {
+                    self.info_dtmf.push(DtmfDigit {
+                        ts: meta.ts,
+                        digit: d.digit.to_string(),
+                        source: DtmfSource::SipInfo,
+                        duration_ms: d.duration_ms.map(f64::from),
+                    });
+                }
+            }
             _ => {
                 if self.kind != SessionKind::SipCall && self.state == CallState::Unknown && !in_dialog {
                     self.state = CallState::CallSetup;
@@ -311,6 +471,29 @@ impl Dialog {
         if cseq_method != "INVITE" {
             return;
         }
+        // A challenge (401/407) carries the tag of the proxy that sent it, not a branch.
+        if let Some(tag) = msg.to().and_then(|t| t.tag).filter(|_| code > 100 && !matches!(code, 401 | 407)) {
+            let room = self.branches.len() < MAX_LISTED;
+            let mut h = Fnv64::default();
+            msg.top_via().and_then(|v| v.branch).hash(&mut h);
+            let tx = (cseq, h.finish());
+            match self.branches.iter_mut().find(|(t, b)| *t == tx && b.to_tag == tag).map(|(_, b)| b) {
+                Some(b) if code >= 200 => {
+                    b.final_status.get_or_insert(code);
+                }
+                Some(_) => {}
+                None if room => self.branches.push((
+                    tx,
+                    Branch {
+                        to_tag: tag.to_string(),
+                        first_response: meta.ts,
+                        first_status: code,
+                        final_status: (code >= 200).then_some(code),
+                    },
+                )),
+                None => {}
+            }
+        }
         // Responses go to their own INVITE transaction; with none seen (the capture began
         // after the INVITE), every INVITE response counts.
         let branch = msg.top_via().and_then(|v| v.branch);
@@ -330,6 +513,9 @@ impl Dialog {
                 self.first_final = Some(meta.ts);
                 self.first_final_cancelled = cancelled;
             }
+            if !matches!(code, 401 | 407) {
+                self.first_real_final.get_or_insert(meta.ts);
+            }
         }
         match code {
             180..=189 => {
@@ -343,7 +529,12 @@ impl Dialog {
                     self.answered = Some(meta.ts);
                     self.answered_invite = start;
                 }
-                if matches!(self.state, CallState::CallSetup | CallState::Ringing | CallState::Unknown) {
+                // A CANCEL that crossed the 2xx on the wire lost the race: the call is up
+                // (RFC 3261 section 9.2), and the caller will ACK and BYE it.
+                if matches!(
+                    self.state,
+                    CallState::CallSetup | CallState::Ringing | CallState::Unknown | CallState::Cancelled
+                ) {
                     self.state = CallState::InCall;
                 }
             }
@@ -375,10 +566,12 @@ impl Dialog {
         let invite = self.invite_ts;
         // From the answered INVITE when the first final answer went to one that was cancelled
         // (a fork or a parallel INVITE), else from the first INVITE to the first final answer.
+        // A challenge (401/407) is not the answer: the retry with credentials is the same
+        // call, so its setup runs from the first INVITE to the first other final answer.
         let setup_time_ms = if self.first_final_cancelled && self.answered.is_some() {
             since(self.answered, self.answered_invite)
         } else {
-            since(self.first_final, invite)
+            since(self.first_real_final.or(self.first_final), invite)
         };
         if self.invite_dialog && !self.initial_invite {
             // The INVITE was lost (a fragment that never completed) or came before the capture.
@@ -388,9 +581,8 @@ impl Dialog {
                 "initial_request_missing: the dialog's INVITE is not in the capture (it starts at frame {frame})"
             ));
         }
+        let base = Session::empty(self.session_id(), self.kind);
         Session {
-            id: session_id(self.kind.as_str(), self.call_id.as_bytes(), self.first_frame),
-            kind: self.kind,
             call_id: self.call_id,
             from: self.from,
             to: self.to,
@@ -399,7 +591,7 @@ impl Dialog {
             end: self.last_message,
             setup_time_ms,
             post_dial_delay_ms: since(self.first_18x, invite),
-            ring_time_ms: match (self.first_18x, self.first_final) {
+            ring_time_ms: match (self.first_18x, self.first_real_final.or(self.first_final)) {
                 (Some(r), Some(f)) if f >= r => Some(f.millis_since(r)),
                 _ => None,
             },
@@ -410,16 +602,22 @@ impl Dialog {
             hangup_by: self.hangup_by,
             participants: self.participants,
             messages: self.messages,
-            media: Vec::new(),
             anomalies: self.anomalies,
-            related: Vec::new(),
+            related: self.related,
             tunnel: self.tunnel.as_ref().map(crate::ctx::tunnel_out),
-            subscriber_keys: Vec::new(),
-            diameter: None,
-            problems: Vec::new(),
-            gtp: None,
+            media_changes: self.media_changes,
+            branches: forks(self.branches),
+            dtmf: self.info_dtmf,
+            ..base
         }
     }
+}
+
+/// The branches of the INVITEs answered with several To tags, in order of first response.
+fn forks(branches: Vec<((u32, u64), Branch)>) -> Vec<Branch> {
+    let tags = |tx: (u32, u64)| branches.iter().filter(|(t, _)| *t == tx).count();
+    let forked: Vec<(u32, u64)> = branches.iter().map(|(t, _)| *t).filter(|t| tags(*t) > 1).collect();
+    branches.into_iter().filter(|(c, _)| forked.contains(c)).map(|(_, b)| b).collect()
 }
 
 /// Identifies a message within its transaction and direction, so a second copy is a retransmission.
@@ -531,10 +729,65 @@ mod tests {
     }
 
     #[test]
-    fn retry_with_credentials_is_one_call() {
+    fn retry_with_credentials_is_one_call_set_up_from_the_first_invite() {
+        // The 407 is a challenge, not the answer: setup runs to the 200 of the retry.
         check(
             &["> INVITE 1 i1", "< 407 INVITE 1 i1", "> ACK 1 i1", "> INVITE 2 i2", "< 200 INVITE 2 i2"],
-            "IN_CALL setup=10 ring=- duration=- hangup=- []",
+            "IN_CALL setup=40 ring=- duration=- hangup=- []",
+        );
+        check(
+            &[
+                "> INVITE 1 i1",
+                "< 401 INVITE 1 i1",
+                "> ACK 1 i1",
+                "> INVITE 2 i2",
+                "< 180 INVITE 2 i2",
+                "< 486 INVITE 2 i2",
+            ],
+            "REJECTED setup=50 ring=10 duration=- hangup=- []",
+        );
+        // A challenge nobody answered is the call's final answer.
+        check(&["> INVITE 1 i1", "< 407 INVITE 1 i1", "> ACK 1 i1"], "REJECTED setup=10 ring=- duration=- hangup=- []");
+    }
+
+    #[test]
+    fn cancel_crossing_the_200_leaves_the_call_up() {
+        // The CANCEL and the 200 cross on the wire: the call is established, and the 487
+        // that follows the 200 changes nothing (RFC 3261 section 9.2).
+        check(
+            &[
+                "> INVITE 1 i",
+                "< 180 INVITE 1 i",
+                "> CANCEL 1 i",
+                "< 200 INVITE 1 i",
+                "< 200 CANCEL 1 i",
+                "> ACK 1 a in",
+                "< 487 INVITE 1 i",
+            ],
+            "IN_CALL setup=30 ring=20 duration=- hangup=- []",
+        );
+        check(
+            &["> INVITE 1 i", "> CANCEL 1 i", "< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in", "< 200 BYE 2 b"],
+            "COMPLETED setup=20 ring=- duration=20 hangup=caller []",
+        );
+    }
+
+    #[test]
+    fn prack_is_not_an_ack_and_its_200_is_not_the_answer() {
+        check(
+            &["> INVITE 1 i", "< 183 INVITE 1 i", "> PRACK 2 p in", "< 200 PRACK 2 p"],
+            "RINGING setup=- ring=- duration=- hangup=- []",
+        );
+        check(
+            &[
+                "> INVITE 1 i",
+                "< 183 INVITE 1 i",
+                "> PRACK 2 p in",
+                "< 200 PRACK 2 p",
+                "< 200 INVITE 1 i",
+                "> ACK 1 a in",
+            ],
+            "IN_CALL setup=40 ring=30 duration=- hangup=- []",
         );
     }
 

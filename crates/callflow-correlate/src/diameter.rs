@@ -654,30 +654,21 @@ impl Handler for DiameterHandler {
             CallState::InCall
         };
         let model = open.model;
+        let id = session_id(SessionKind::Diameter.as_str(), model.session_id.as_bytes(), open.first_frame);
         Some(Session {
-            id: session_id(SessionKind::Diameter.as_str(), model.session_id.as_bytes(), open.first_frame),
-            kind: SessionKind::Diameter,
-            call_id: String::new(),
             from: model.origin_host.clone().unwrap_or_default(),
             to: model.destination_host.clone().or_else(|| model.destination_realm.clone()).unwrap_or_default(),
             state,
             start: open.start,
             end: open.last,
-            setup_time_ms: None,
-            post_dial_delay_ms: None,
-            ring_time_ms: None,
-            duration_ms: None,
-            hangup_by: None,
             participants: open.participants,
             messages: open.messages,
-            media: Vec::new(),
             anomalies: open.anomalies,
-            related: Vec::new(),
             tunnel: open.tunnel,
             subscriber_keys: open.keys,
             problems,
             diameter: Some(Box::new(model)),
-            gtp: None,
+            ..Session::empty(id, SessionKind::Diameter)
         })
     }
 }

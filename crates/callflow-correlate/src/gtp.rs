@@ -723,6 +723,28 @@ impl GtpHandler {
             Role::Other => {}
         }
         if s.gtp.path.is_some() {
+            // An Error Indication names the endpoint (TEID Data I, GSN Address) whose G-PDU
+            // its sender could not deliver: the bearer's session is told.
+            if (d.version, d.message_type) == (1, 26) {
+                let hit: Vec<(UserEndpoint, u32, IpAddr)> = facts
+                    .bearers
+                    .iter()
+                    .flat_map(|b| &b.teids)
+                    .flat_map(|(teid, addrs, _)| addrs.iter().map(move |a| (*a, *teid)))
+                    .filter_map(|(a, teid)| Some((*user.get(&(a, teid))?, teid, a)))
+                    .collect();
+                for (e, teid, a) in hit {
+                    if let Some(owner) = sessions.get_mut(&e.session) {
+                        if owner.anomalies.len() < MAX_TEIDS {
+                            owner.anomalies.push(format!(
+                                "frame {}: Error Indication from {}: the G-PDUs to TEID 0x{teid:08x} at {a} were not delivered",
+                                ctx.frame,
+                                ctx.src.ip()
+                            ));
+                        }
+                    }
+                }
+            }
             return;
         }
         // The subscriber.
@@ -1025,6 +1047,18 @@ impl Handler for GtpHandler {
         bytes: &[u8],
         _services: &mut Services,
     ) -> Handled {
+        // GTPv0 (GSM 09.60, port 3386) and GTP' (charging, TS 32.295: PT clear, or the spare
+        // bits GTPv2 leaves clear set) are protocols of their own, which a classifier may
+        // still call GTP: not ours, and not malformed GTP either.
+        let first = bytes.first().copied().unwrap_or(0);
+        let ours = match first >> 5 {
+            1 => first & 0x10 != 0,
+            2 => first & 0x03 == 0,
+            _ => false,
+        };
+        if !ours {
+            return Handled::NotOurs;
+        }
         let Some(messages) = decode(bytes) else { return Handled::Malformed };
         for d in messages {
             self.file(ctx, d);
@@ -1089,29 +1123,60 @@ impl Handler for GtpHandler {
             s.anomalies.push(format!("{n} request(s) without a response"));
         }
         Some(Session {
-            id: session_id(SessionKind::Gtp.as_str(), name.as_bytes(), s.first_frame),
-            kind: SessionKind::Gtp,
-            call_id: String::new(),
-            from: String::new(),
-            to: String::new(),
             state: s.state,
             start: s.start,
             end,
-            setup_time_ms: None,
-            post_dial_delay_ms: None,
-            ring_time_ms: None,
-            duration_ms: None,
-            hangup_by: None,
             participants: s.participants,
             messages: s.messages,
-            media: Vec::new(),
             anomalies: s.anomalies,
-            related: Vec::new(),
-            tunnel: None,
             subscriber_keys: s.keys,
-            problems: Vec::new(),
-            diameter: None,
             gtp: Some(Box::new(s.gtp)),
+            ..Session::empty(session_id(SessionKind::Gtp.as_str(), name.as_bytes(), s.first_frame), SessionKind::Gtp)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::Lifetimes;
+    use crate::media::MediaTable;
+    use crate::stats::StatsBuilder;
+    use callflow_model::Transport;
+
+    fn handle(bytes: &[u8]) -> (Handled, usize) {
+        let mut handler = GtpHandler::default();
+        let mut services = Services {
+            media: MediaTable::default(),
+            stats: StatsBuilder::default(),
+            lifetimes: Lifetimes { linger: 1, idle: 1 },
+        };
+        let ctx = PacketCtx {
+            ts: Timestamp::default(),
+            frame: 1,
+            src: "10.0.0.1:3386".parse().unwrap(),
+            dst: "10.0.0.2:3386".parse().unwrap(),
+            transport: Transport::Udp,
+            tunnel: None,
+            context: 0,
+            wire_len: 100,
+            flow: None,
+            udp: None,
+        };
+        let handled = handler.on_payload(AppProtocol::GtpC, &ctx, &mut (), bytes, &mut services);
+        (handled, handler.sessions.len())
+    }
+
+    #[test]
+    fn gtp_v0_and_gtp_prime_are_not_malformed_gtp() {
+        // A GTPv0 Create PDP Context Request's header (zeek/gtp_control_prime.pcap, frame 5),
+        // which nDPI calls GTP.
+        let v0 = [0x1e, 0x10, 0x00, 0x4f, 0x10, 0x01, 0x00, 0x00, 0xff, 0xff, 0xff, 0xff];
+        assert_eq!(handle(&v0), (Handled::NotOurs, 0));
+        // GTP' version 2 (PT clear, spare bits set): a Data Record Transfer Request.
+        assert_eq!(handle(&[0x4e, 240, 0, 2, 0, 1, 0, 0]), (Handled::NotOurs, 0));
+        assert_eq!(handle(&[0x2e, 240, 0, 2, 0, 1, 0, 0]), (Handled::NotOurs, 0));
+        // GTPv1-C with PT set is ours: an Echo Request.
+        assert_eq!(handle(&[0x32, 1, 0, 4, 0, 0, 0, 0, 0, 1, 0, 0]), (Handled::Counted(AppProtocol::GtpC), 1));
     }
 }

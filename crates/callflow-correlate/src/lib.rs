@@ -6,7 +6,9 @@
 //! `IN_CALL`, `CANCELLED`, `COMPLETED`, `REJECTED`, ...). Every SDP offer or answer
 //! registers the address:port it announces, so RTP and RTCP arriving there join the
 //! dialog whatever the port; RTP nobody announced is still reported, as media-only
-//! sessions found by header heuristics. [`analyze`] runs the whole pipeline over a
+//! sessions found by header heuristics. GTP-C (GTPv1 and GTPv2) gives `gtp` sessions: a PDN
+//! connection or PDP contexts with their request/response pairs, subscriber and bearers,
+//! each bearer counting the G-PDUs sent to its tunnel endpoints. [`analyze`] runs the whole pipeline over a
 //! [`FrameSource`]: a capture file's `CaptureReader`, or any source of frames in capture
 //! order (a source that goes quiet says so with a [`Pulled::Tick`], and the sessions that
 //! are over by then still come out).
@@ -45,6 +47,7 @@ mod front;
 mod gtp;
 mod handler;
 mod ids;
+mod legs;
 mod media;
 mod pipeline;
 mod problems;
@@ -62,6 +65,7 @@ mod websocket;
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
+pub use legs::LegOptions;
 pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 

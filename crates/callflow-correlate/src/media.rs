@@ -12,8 +12,8 @@ use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::Sdp;
 use callflow_model::{
-    CallState, DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, Session, SessionKind,
-    Timestamp, XrVoipMetrics,
+    DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, Session, SessionKind, Timestamp,
+    XrVoipMetrics,
 };
 use foldhash::HashMap;
 use std::net::SocketAddr;
@@ -292,16 +292,20 @@ impl MediaTable {
         self.inserted += 1;
     }
 
-    /// Unbinds every endpoint bound to `owner`.
-    fn unbind(&mut self, owner: Owner) {
+    /// Unbinds every endpoint bound to `owner`, and returns the RTP endpoints among them.
+    fn unbind(&mut self, owner: Owner) -> Vec<SocketAddr> {
         let bindings = &mut self.bindings;
-        self.endpoints.retain(|_, &mut i| {
-            if bindings.get(i).is_some_and(|b| b.owner != owner) {
-                return true;
+        let mut rtp = Vec::new();
+        self.endpoints.retain(|&(_, addr), &mut i| {
+            match bindings.get(i) {
+                Some(b) if b.owner != owner => return true,
+                Some(b) if !b.rtcp && !b.other => rtp.push(addr),
+                _ => {}
             }
             bindings.remove(i);
             false
         });
+        rtp
     }
 
     /// Which announced endpoints a datagram from `src` to `dst` is bound by: the
@@ -651,7 +655,13 @@ impl MediaTable {
 
     /// [`MediaTable::take`], with each stream's frame bytes.
     fn take_with_bytes(&mut self, owner: Owner) -> Vec<(MediaStream, u64)> {
-        self.unbind(owner);
+        let announced = self.unbind(owner);
+        // Media latched on to an address the SDP did not give (symmetric RTP behind a NAT):
+        // one end of the stream is an announced endpoint, the other is not, though the SDP
+        // of both sides was seen (two endpoints or more).
+        let latched = |src: &SocketAddr, dst: &SocketAddr| {
+            announced.len() >= 2 && announced.contains(src) != announced.contains(dst)
+        };
         let Some(media) = self.owners.remove(&owner) else {
             return Vec::new();
         };
@@ -705,6 +715,7 @@ impl MediaTable {
                     rtcp_summary,
                     payload_change: s.payload_change,
                     capture_loss: s.capture_loss,
+                    nat_latched: latched(&key.src, &key.dst),
                 },
                 wire_bytes,
             ));
@@ -741,29 +752,14 @@ impl MediaTable {
         }
         let name: Vec<u8> = participants.iter().flat_map(|a| a.to_string().into_bytes()).collect();
         let session = Session {
-            id: session_id("rtp", &name, first_frame),
-            kind: SessionKind::Rtp,
-            call_id: String::new(),
             from: participants.first().map(ToString::to_string).unwrap_or_default(),
             to: participants.get(1).map(ToString::to_string).unwrap_or_default(),
-            state: CallState::Unknown,
             start: plausible.iter().map(|s| s.start).min().unwrap_or_default(),
             end: plausible.iter().map(|s| s.end).max().unwrap_or_default(),
-            setup_time_ms: None,
-            post_dial_delay_ms: None,
-            ring_time_ms: None,
-            duration_ms: None,
-            hangup_by: None,
             participants,
-            messages: Vec::new(),
             media: plausible,
-            anomalies: Vec::new(),
-            related: Vec::new(),
             tunnel,
-            subscriber_keys: Vec::new(),
-            gtp: None,
-            problems: Vec::new(),
-            diameter: None,
+            ..Session::empty(session_id("rtp", &name, first_frame), SessionKind::Rtp)
         };
         (Some(session), rejected)
     }

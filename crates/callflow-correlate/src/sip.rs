@@ -1,8 +1,13 @@
 //! The SIP handler: SIP messages grouped into dialogs by Call-ID, the SDP they carry announced to the media table, and the dialogs closed once over.
+//!
+//! Closing a call also links it to the other legs of the same call and to the calls of a
+//! transfer that are still open (`legs`), merges its streams' RFC 4733 events with its
+//! SIP INFO digits, and flags early media.
 
 use crate::ctx::PacketCtx;
-use crate::dialog::{self, Dialog, MsgMeta};
+use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
 use crate::handler::{Handled, Handler, Services, StreamFraming};
+use crate::legs::{self, LegIndex, LegOptions};
 use crate::media::Owner;
 use crate::subscriber::SipKeys;
 use crate::websocket;
@@ -11,7 +16,7 @@ use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::Framing;
 use callflow_decode::Timestamp;
-use callflow_model::{Session, SessionKind};
+use callflow_model::{DtmfDigit, DtmfSource, Related, Relation, Session, SessionKind};
 use std::collections::HashMap;
 
 /// The open SIP sessions (dialogs and groups of other transactions), by owner number and
@@ -25,6 +30,8 @@ pub(crate) struct SipHandler {
     next_dialog: Owner,
     /// The subscriber keys each open session has carried.
     keys: HashMap<Owner, SipKeys>,
+    /// The open calls by what can join them to their other legs (see `legs`).
+    legs: LegIndex,
 }
 
 /// The open sessions of one Call-ID.
@@ -74,10 +81,24 @@ impl SipHandler {
     }
 }
 
+impl SipHandler {
+    /// A handler joining call legs as `legs` says.
+    pub fn new(legs: LegOptions) -> Self {
+        // Dialog numbers count up from 1; orphan media owners count down from the top.
+        SipHandler {
+            dialogs: HashMap::new(),
+            by_call_id: HashMap::new(),
+            next_dialog: 1,
+            keys: HashMap::new(),
+            legs: LegIndex::new(legs),
+        }
+    }
+}
+
 impl Default for SipHandler {
     fn default() -> Self {
         // Dialog numbers count up from 1; orphan media owners count down from the top.
-        SipHandler { dialogs: HashMap::new(), by_call_id: HashMap::new(), next_dialog: 1, keys: HashMap::new() }
+        SipHandler::new(LegOptions::default())
     }
 }
 
@@ -128,15 +149,25 @@ impl Handler for SipHandler {
         }
         let id = self.session_for(&msg, call_id, &meta);
         self.keys.entry(id).or_default().on_message(&msg, (meta.src.ip(), meta.dst.ip()), meta.tunnel.as_ref());
-        let mut has_sdp = false;
+        let mut summary = None;
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
-                has_sdp = true;
+                summary = Some(MediaSummary::of(&sdp));
                 services.media.register_sdp(id, &sdp, meta.context);
             }
         }
+        let has_sdp = summary.is_some();
         if let Some(dialog) = self.dialogs.get_mut(&id) {
-            dialog.on_message(&msg, &meta, has_sdp);
+            if dialog.kind == SessionKind::SipCall
+                && self.legs.enabled()
+                && dialog.legs.collect(&msg, meta.ts, meta.src, self.legs.header_names())
+            {
+                self.legs.update(id, || dialog.session_id(), &dialog.names(), &dialog.legs);
+            }
+            let fresh = dialog.on_message(&msg, &meta, has_sdp);
+            if let Some(summary) = summary.flatten().filter(|_| fresh) {
+                dialog.on_sdp(summary, &meta);
+            }
             if call_id.is_empty() {
                 dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
             }
@@ -168,7 +199,8 @@ impl Handler for SipHandler {
         open.into_iter().map(|(_, id)| id).collect()
     }
 
-    /// The dialog as a session, with the media its SDP announced.
+    /// The dialog as a session, with the media its SDP announced and its links to the
+    /// other legs of its call (those still open get the link back when they close).
     fn close(&mut self, id: Owner, services: &mut Services) -> Option<Session> {
         let dialog = self.dialogs.remove(&id)?;
         if let Some(sessions) = self.by_call_id.get_mut(&dialog.call_id) {
@@ -182,12 +214,32 @@ impl Handler for SipHandler {
             }
         }
         let media = services.media.take(id);
+        let early_until = dialog.early_media_until();
         let mut session = dialog.into_session();
+        session.early_media = early_until.is_some_and(|until| media.iter().any(|m| m.packets > 0 && m.start < until));
+        session.dtmf.extend(media.iter().flat_map(|m| {
+            // RFC 4733 durations are in timestamp units of the event's clock: 8 kHz for
+            // the telephone-event rate nearly every SDP gives.
+            m.events.iter().map(|e| DtmfDigit {
+                ts: e.ts,
+                digit: e.digit.clone(),
+                source: DtmfSource::Rfc4733,
+                duration_ms: Some(f64::from(e.duration) / 8.0),
+            })
+        }));
+        session.dtmf.sort_by_key(|d| d.ts);
         if let Some(end) = media.iter().map(|m| m.end).max() {
             session.end = session.end.max(end);
         }
         session.media = media;
         session.subscriber_keys = self.keys.remove(&id).map(SipKeys::into_keys).unwrap_or_default();
+        for link in self.legs.close(id) {
+            let relation = if legs::is_transfer(&link.key) { Relation::Transfer } else { Relation::Leg };
+            if let Some(other) = self.dialogs.get_mut(&link.number) {
+                other.link(Related { session: session.id.clone(), relation, key: link.key.clone() });
+            }
+            session.related.push(Related { session: link.session_id, relation, key: link.key });
+        }
         Some(session)
     }
 }

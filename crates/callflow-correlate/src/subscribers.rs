@@ -280,7 +280,6 @@ fn address_ranges(addresses: Vec<(String, Timestamp, Timestamp, bool)>) -> Vec<U
 #[cfg(test)]
 mod tests {
     use super::*;
-    use callflow_model::CallState;
 
     /// A session of `kind` from second `start` to `end` with `keys` written `kind=value`.
     fn session(id: &str, kind: SessionKind, start: i64, end: i64, keys: &[&str]) -> Session {
@@ -293,29 +292,10 @@ mod tests {
             })
             .collect();
         Session {
-            id: id.into(),
-            kind,
-            call_id: String::new(),
-            from: String::new(),
-            to: String::new(),
-            state: CallState::Unknown,
             start: Timestamp::from_parts(start, 0),
             end: Timestamp::from_parts(end, 0),
-            setup_time_ms: None,
-            post_dial_delay_ms: None,
-            ring_time_ms: None,
-            duration_ms: None,
-            hangup_by: None,
-            participants: Vec::new(),
-            messages: Vec::new(),
-            media: Vec::new(),
-            anomalies: Vec::new(),
-            related: Vec::new(),
-            tunnel: None,
             subscriber_keys: keys,
-            problems: Vec::new(),
-            diameter: None,
-            gtp: None,
+            ..Session::empty(id.into(), kind)
         }
     }
 

@@ -6,7 +6,7 @@
 
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::{Document, SessionKind};
+use callflow_model::{Document, Relation, SessionKind};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -59,7 +59,35 @@ fn check_against_truth(pcap: &Path) -> usize {
             assert!(!got.rtcp.is_empty() || got.packets < 250, "{ctx}: RTCP SR every 5 s is attached");
         }
     }
+    check_legs(pcap, &doc, calls);
     calls.len()
+}
+
+/// The B2BUA legs the truth lists (`leg_of`, `leg_rule`) are linked both ways with the
+/// rule's key, and nothing else is linked.
+fn check_legs(pcap: &Path, doc: &Document, calls: &[Value]) {
+    let call_id = |id: &str| doc.sessions.iter().find(|s| s.id == id).map_or("?", |s| s.call_id.as_str()).to_string();
+    let mut got: Vec<(String, String, String)> = doc
+        .sessions
+        .iter()
+        .flat_map(|s| {
+            s.related.iter().filter(|r| r.relation == Relation::Leg).map(|r| {
+                let rule = r.key.split(':').next().unwrap_or("").to_string();
+                (s.call_id.clone(), call_id(&r.session), rule)
+            })
+        })
+        .collect();
+    let mut want: Vec<(String, String, String)> = calls
+        .iter()
+        .filter_map(|c| {
+            let (b, a, rule) = (c["call_id"].as_str()?, c["leg_of"].as_str()?, c["leg_rule"].as_str()?);
+            Some([(a.to_string(), b.to_string(), rule.to_string()), (b.to_string(), a.to_string(), rule.to_string())])
+        })
+        .flatten()
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{}: leg links (A, B, rule)", pcap.display());
 }
 
 #[test]
@@ -72,6 +100,19 @@ fn generated_captures_match_their_ground_truth() {
         }
     }
     assert!(checked >= 6, "expected at least 6 generated calls in test_data, found {checked}");
+}
+
+#[test]
+fn generated_b2bua_legs_are_paired_by_each_rule() {
+    let pcap = test_data().join("b2bua.pcap");
+    let truth: Value = serde_json::from_slice(&std::fs::read(pcap.with_extension("truth.json")).unwrap()).unwrap();
+    let rules: Vec<&str> = truth["calls"].as_array().unwrap().iter().filter_map(|c| c["leg_rule"].as_str()).collect();
+    assert_eq!(rules.len(), 5, "5 B legs");
+    for rule in ["session-id", "icid", "header", "call-id-suffix", "weak"] {
+        assert!(rules.contains(&rule), "a pair joined by {rule}");
+    }
+    // `check_against_truth` checks every pair and that there is no other link.
+    assert_eq!(check_against_truth(&pcap), 15);
 }
 
 #[test]

@@ -231,6 +231,28 @@ fn pdn_connection_with_dedicated_bearer() {
 }
 
 #[test]
+fn error_indication_reaches_the_bearer_session() {
+    // The SGW-U could not deliver a G-PDU sent to TEID 0x300 (the default bearer's uplink
+    // endpoint): its GTPv1-U Error Indication names that endpoint.
+    let mut packets = attach_and_dedicated_bearer();
+    let mut ies = vec![16, 0, 0, 0x03, 0x00, 133, 0, 4];
+    ies.extend(SGW_U);
+    let mut ei = vec![0x32, 26];
+    ei.extend(((ies.len() + 4) as u16).to_be_bytes());
+    ei.extend([0, 0, 0, 0, 0, 7, 0, 0]);
+    ei.extend(ies);
+    packets.push(ipv4(SGW_U, ENB, 17, 0, 0x4000, &udp(2152, 2152, &ei)));
+    let (sessions, _) = analyse(&packets);
+    let pdn = sessions.iter().find(|s| s.gtp.as_ref().is_some_and(|g| g.path.is_none())).unwrap();
+    assert_eq!(
+        pdn.anomalies,
+        ["frame 16: Error Indication from 198.51.100.1: the G-PDUs to TEID 0x00000300 at 198.51.100.1 were not delivered"]
+    );
+    let path = sessions.iter().find_map(|s| s.gtp.as_ref()?.path).unwrap();
+    assert_eq!(path.error_indications, 1);
+}
+
+#[test]
 fn damaged_gtp_c_is_recorded_not_a_panic() {
     // Bearer contexts nested eight deep, an IE whose length runs past the message, and a
     // GTPv2 header whose length leaves no room for the TEID its T flag announces (a
@@ -295,6 +317,59 @@ fn gtp_sessions_of(file: &str) -> Option<Vec<Session>> {
     let mut reader = callflow_decode::capture::CaptureReader::open(corpus.join("public").join(file)).unwrap();
     let doc = callflow_correlate::analyze(&mut reader, file, Default::default(), None).unwrap();
     Some(doc.sessions.into_iter().filter(|s| s.kind == SessionKind::Gtp).collect())
+}
+
+/// Real GTP-C frames cut at every length and with bytes changed at random, all through one
+/// analyzer: sessions and counters take whatever comes, never a panic.
+#[test]
+fn damaged_real_gtp_frames_never_panic() {
+    let Some(corpus) = common::corpus_dir() else { return };
+    let files =
+        ["ndpi/gtp_c.pcap", "snice/create_pdp_context.pcap", "pcapplusplus/gtpv2.pcap", "zeek/pdp_ctx_messages.pcapng"];
+    let mut analyzer = Analyzer::default();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rng = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut number = 0;
+    for file in files {
+        let mut reader = callflow_decode::capture::CaptureReader::open(corpus.join("public").join(file)).unwrap();
+        let mut frames = Vec::new();
+        while let Ok(Some(f)) = reader.next_frame() {
+            frames.push((f.link_type, f.data.to_vec()));
+        }
+        for (link_type, data) in frames {
+            let mut variants: Vec<Vec<u8>> = (0..=data.len()).map(|n| data[..n].to_vec()).collect();
+            for _ in 0..100 {
+                let mut bytes = data.clone();
+                for _ in 0..1 + rng() % 4 {
+                    let at = (rng() as usize) % bytes.len();
+                    // The bytes past the outer headers are GTP's: damage them most.
+                    let at = if rng() % 4 == 0 { at } else { at.max(42.min(bytes.len() - 1)) };
+                    bytes[at] = rng() as u8;
+                }
+                variants.push(bytes);
+            }
+            for bytes in variants {
+                number += 1;
+                analyzer.process(&Frame {
+                    number,
+                    ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + number as i64 * 1_000_000),
+                    link_type,
+                    data: &bytes,
+                    orig_len: bytes.len() as u32,
+                    interface: 0,
+                });
+            }
+        }
+    }
+    let (sessions, stats) = analyzer.finish();
+    assert!(number > 3000);
+    assert!(sessions.iter().filter(|s| s.kind == SessionKind::Gtp).count() > 10);
+    assert!(stats.malformed > 0);
 }
 
 /// The GTPv2 attach and detach of nDPI's gtp_c.pcap, field by field as tshark decodes them

@@ -51,9 +51,69 @@ impl TelephoneEvent {
     }
 }
 
+/// A DTMF key sent in a SIP INFO body: `application/dtmf-relay` (`Signal=5` and
+/// `Duration=160` lines, the duration in milliseconds) or `application/dtmf` (the key
+/// alone, or the same `Signal=` form some senders use).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InfoDtmf {
+    /// The key: `0`-`9`, `*`, `#` or `A`-`D` (`16`, flash, is kept as `!`).
+    pub digit: char,
+    /// The duration in milliseconds, when given.
+    pub duration_ms: Option<u32>,
+}
+
+impl InfoDtmf {
+    /// Reads the key of an INFO body of type `content_type`; `None` for another type or a
+    /// body without a key.
+    pub fn parse(content_type: &str, body: &[u8]) -> Option<InfoDtmf> {
+        let media = content_type.split(';').next().unwrap_or("").trim();
+        let relay = media.eq_ignore_ascii_case("application/dtmf-relay");
+        if !relay && !media.eq_ignore_ascii_case("application/dtmf") {
+            return None;
+        }
+        let text = std::str::from_utf8(body.get(..body.len().min(1024))?).ok()?;
+        let key = |v: &str| {
+            let v = v.trim();
+            match v.as_bytes() {
+                [c @ (b'0'..=b'9' | b'*' | b'#')] => Some(char::from(*c)),
+                [c @ (b'A'..=b'D' | b'a'..=b'd')] => Some(char::from(c.to_ascii_uppercase())),
+                [b'1', b'0'] => Some('*'),
+                [b'1', b'1'] => Some('#'),
+                [b'1', b'6'] => Some('!'),
+                _ => None,
+            }
+        };
+        let (mut digit, mut duration_ms) = (None, None);
+        for line in text.lines() {
+            match line.split_once('=') {
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("signal") => digit = key(value),
+                Some((name, value)) if name.trim().eq_ignore_ascii_case("duration") => {
+                    duration_ms = value.trim().parse().ok();
+                }
+                None if !relay && digit.is_none() => digit = key(line),
+                _ => {}
+            }
+        }
+        Some(InfoDtmf { digit: digit?, duration_ms })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn info_bodies() {
+        let check = |ct: &str, body: &str| InfoDtmf::parse(ct, body.as_bytes()).map(|d| (d.digit, d.duration_ms));
+        assert_eq!(check("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n"), Some(('5', Some(160))));
+        assert_eq!(check("Application/DTMF-Relay; x=y", "signal= *\nDuration=250"), Some(('*', Some(250))));
+        assert_eq!(check("application/dtmf-relay", "Signal=11\r\n"), Some(('#', None)));
+        assert_eq!(check("application/dtmf", "7"), Some(('7', None)));
+        assert_eq!(check("application/dtmf", "Signal=d\r\nDuration=100"), Some(('D', Some(100))));
+        assert_eq!(check("application/dtmf-relay", "Duration=160"), None);
+        assert_eq!(check("application/dtmf-relay", "Signal=55"), None);
+        assert_eq!(check("application/sdp", "Signal=5"), None);
+    }
 
     /// (event, end, reserved, volume, duration, digit).
     type Fields = (u8, bool, bool, u8, u16, Option<char>);

@@ -737,6 +737,68 @@ impl<'a> Iterator for Params<'a> {
 }
 
 // ---------------------------------------------------------------------------------------
+// Values that tie the legs of a call together.
+
+/// An RFC 7989 `Session-ID` value: the UUID of the sender and, when it knows it, the
+/// peer's (`remote` parameter). The all-zero "null" UUID, which a sender writes before it
+/// knows the other side's, is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionIdHeader<'a> {
+    /// The sender's UUID: 32 hex digits as written (compare without case).
+    pub local: Option<&'a str>,
+    /// The `remote` parameter's UUID.
+    pub remote: Option<&'a str>,
+}
+
+impl<'a> SessionIdHeader<'a> {
+    /// Parses `sess-uuid *(SEMI generic-param)`; `None` when the value is not a UUID of 32
+    /// hex digits (RFC 7989 section 5, as in the earlier Cisco and Avaya forms).
+    pub fn parse(value: &'a str) -> Option<SessionIdHeader<'a>> {
+        let value = trim(value);
+        let semi = value.find(';').unwrap_or(value.len());
+        let local = session_uuid(trim(value.get(..semi)?))?;
+        let remote = Params::new(value.get(semi..)?)
+            .find(|(name, _)| name.eq_ignore_ascii_case("remote"))
+            .and_then(|(_, v)| v)
+            .and_then(session_uuid)
+            .flatten();
+        Some(SessionIdHeader { local, remote })
+    }
+}
+
+/// `Some(None)` for the null UUID, `Some(Some(uuid))` for another, `None` for what is not one.
+fn session_uuid(s: &str) -> Option<Option<&str>> {
+    if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(s.bytes().any(|b| b != b'0').then_some(s))
+}
+
+/// The `icid-value` of a `P-Charging-Vector` value (RFC 7315 section 5.6), unquoted.
+pub fn icid_value(pcv: &str) -> Option<&str> {
+    let mut params = Params { rest: Some(pcv) };
+    let (_, value) = params.find(|(name, _)| name.eq_ignore_ascii_case("icid-value"))?;
+    let value = value?;
+    let value = value.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(value);
+    (!value.is_empty()).then_some(value)
+}
+
+/// The user part of a `sip:`, `sips:` or `tel:` URI (without its parameters), or `None`
+/// for a URI without one.
+pub fn uri_user(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    let user = if scheme.eq_ignore_ascii_case("tel") {
+        rest.split([';', '?']).next()?
+    } else if scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips") {
+        let (userinfo, _) = rest.split_once('@')?;
+        userinfo.split([';', ':']).next()?
+    } else {
+        return None;
+    };
+    (!user.is_empty()).then_some(user)
+}
+
+// ---------------------------------------------------------------------------------------
 // Bodies.
 
 /// Splits a Content-Type value into the media type and what follows it (the parameters).
@@ -1302,5 +1364,43 @@ preamble\n--b 1\nContent-Type: text/plain\n\nhello\n--b 1x\nnot a delimiter\n--b
         let no_sdp =
             b"INVITE sip:a SIP/2.0\r\nContent-Type: multipart/mixed;boundary=b\r\n\r\n--b\r\n\r\nplain\r\n--b--";
         assert_eq!(sdp_of(no_sdp), None);
+    }
+
+    #[test]
+    fn leg_keys() {
+        // Each UUID shortened to its first 4 digits, `-` for none.
+        let sid = |v: &str| {
+            SessionIdHeader::parse(v).map(|s| {
+                let short = |u: Option<&str>| u.map_or("-".to_string(), |u| u[..4].to_string());
+                format!("{}/{}", short(s.local), short(s.remote))
+            })
+        };
+        let (a, b) = ("ab30317f1a784dc48ff824d0d3715d86", "47755A9DE7794BA387653F2099600EF2");
+        let null = "00000000000000000000000000000000";
+        assert_eq!(sid(&format!("{a};remote={b}")).as_deref(), Some("ab30/4775"));
+        assert_eq!(sid(&format!(" {a} ; REMOTE={b} ;x=1")).as_deref(), Some("ab30/4775"));
+        assert_eq!(sid(&format!("{a};remote={null}")).as_deref(), Some("ab30/-"));
+        assert_eq!(sid(&format!("{null};remote={b}")).as_deref(), Some("-/4775"));
+        assert_eq!(sid(a).as_deref(), Some("ab30/-"));
+        assert_eq!(sid("not-a-uuid"), None);
+        assert_eq!(sid(&a[1..]), None);
+
+        assert_eq!(
+            icid_value("icid-value=1234bc9876e;icid-generated-at=192.0.6.8;orig-ioi=home1.net"),
+            Some("1234bc9876e")
+        );
+        assert_eq!(
+            icid_value("orig-ioi=a.net; icid-value=\"AyretyU0dm+6O2IrT5tAFrbHLso=023551024\""),
+            Some("AyretyU0dm+6O2IrT5tAFrbHLso=023551024")
+        );
+        assert_eq!(icid_value("orig-ioi=a.net"), None);
+        assert_eq!(icid_value("icid-value="), None);
+
+        assert_eq!(uri_user("sip:+12675941249@10.243.0.143"), Some("+12675941249"));
+        assert_eq!(uri_user("sips:alice;npdi@example.com:5061"), Some("alice"));
+        assert_eq!(uri_user("sip:bob:secret@example.com"), Some("bob"));
+        assert_eq!(uri_user("tel:+1-201-555-0123;phone-context=x"), Some("+1-201-555-0123"));
+        assert_eq!(uri_user("sip:example.com"), None);
+        assert_eq!(uri_user("urn:service:sos"), None);
     }
 }

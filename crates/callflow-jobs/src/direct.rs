@@ -8,7 +8,7 @@
 //! a regular file (`/dev/null`, a named pipe, a terminal) is written to directly.
 
 use callflow_classify::Classifier;
-use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
+use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, Unattended};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_decode::diameter::{Dictionary, DictionaryError};
 use callflow_model::{Document, Session};
@@ -93,6 +93,17 @@ pub fn analyze_to_output<E: std::fmt::Display>(
     request: &DirectAnalysis,
     classifier: impl FnOnce() -> Result<Box<dyn Classifier>, E>,
 ) -> Result<Document, DirectError> {
+    analyze_to_output_with(request, classifier, |_| Box::new(Unattended))
+}
+
+/// [`analyze_to_output`] with a hand on the analysis loop (a progress display): `control`
+/// is made once the capture is open, from its size when known (a file, not standard
+/// input or a pipe), and asked after every frame.
+pub fn analyze_to_output_with<E: std::fmt::Display>(
+    request: &DirectAnalysis,
+    classifier: impl FnOnce() -> Result<Box<dyn Classifier>, E>,
+    control: impl FnOnce(Option<u64>) -> Box<dyn AnalyzeControl>,
+) -> Result<Document, DirectError> {
     let label = request.input.display().to_string();
     let capture = |source| DirectError::Capture { label: label.clone(), source };
     let mut reader = if label == "-" {
@@ -103,6 +114,7 @@ pub fn analyze_to_output<E: std::fmt::Display>(
     .map_err(capture)?;
     let mut out = Output::create(request.output.as_deref())?;
     let classifier = classifier().map_err(|e| DirectError::Classifier(format!("{e:#}")))?;
+    let mut control = control(callflow_correlate::FrameSource::total_bytes(&reader));
     let opts = AnalyzerOptions {
         threads: request.threads.max(1),
         diameter_dictionary: request.diameter_dictionary.clone(),
@@ -110,8 +122,8 @@ pub fn analyze_to_output<E: std::fmt::Display>(
     };
     let doc = match request.format {
         ResultFormat::Json => {
-            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut Unattended)
-                .map_err(capture)?;
+            let doc =
+                analyze_with_classifier(&mut reader, &label, opts, classifier, None, &mut *control).map_err(capture)?;
             out.write_document(&doc, request.pretty)?;
             doc
         }
@@ -124,7 +136,7 @@ pub fn analyze_to_output<E: std::fmt::Display>(
                     }
                 }
             };
-            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut Unattended)
+            let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut *control)
                 .map_err(capture)?;
             if let Some(e) = write_error {
                 return Err(e);

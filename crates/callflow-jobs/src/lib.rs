@@ -117,7 +117,9 @@ mod sqlite;
 mod status;
 mod store;
 
-pub use direct::{analyze_to_output, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat};
+pub use direct::{
+    analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
+};
 pub use events::{Event, EventBus, Subscription};
 pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};

@@ -12,7 +12,7 @@ use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
 use callflow_config::Settings;
-use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, QualityOptions};
+use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, LegOptions, QualityOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -123,6 +123,14 @@ impl ManagerOptions {
                 rtp_after_bye: q.rtp_after_bye,
                 capture_loss_streams: q.capture_loss_streams,
                 capture_loss_window: q.capture_loss_window,
+            },
+            legs: LegOptions {
+                enabled: s.legs.enabled,
+                correlation_headers: s.legs.correlation_headers.clone(),
+                call_id_suffixes: s.legs.call_id_suffixes.clone(),
+                call_id_prefixes: s.legs.call_id_prefixes.clone(),
+                match_parties: s.legs.match_parties,
+                party_window: s.legs.party_window,
             },
             ..AnalyzerOptions::default()
         };

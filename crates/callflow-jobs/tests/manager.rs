@@ -374,6 +374,17 @@ fn jobs_read_ahead_on_a_second_thread_unless_configured_not_to() {
     assert_eq!(ManagerOptions::from_settings(&settings).analyzer.threads, 1);
 }
 
+#[test]
+fn the_legs_section_reaches_the_analysis_with_the_same_defaults() {
+    let mut settings = callflow_config::Settings::default();
+    let defaults = callflow_correlate::LegOptions::default();
+    assert_eq!(ManagerOptions::from_settings(&settings).analyzer.legs, defaults);
+    settings.legs.call_id_prefixes = vec!["SD".into()];
+    settings.legs.party_window = Duration::from_secs(5);
+    let legs = ManagerOptions::from_settings(&settings).analyzer.legs;
+    assert_eq!((legs.call_id_prefixes, legs.party_window), (vec!["SD".to_string()], Duration::from_secs(5)));
+}
+
 /// The real store, except that [`JobStore::finish`] fails its first `refusals` calls as a
 /// locked database does, telling `refused` of each.
 struct RefusesFinish {

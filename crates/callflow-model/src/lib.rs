@@ -38,8 +38,8 @@ pub use media::{
     XrVoipMetrics,
 };
 pub use session::{
-    CallState, Message, Party, Protocol, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind,
-    Transport, Tunnel, TunnelKind,
+    Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,
+    Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport, Tunnel, TunnelKind,
 };
 pub use subscriber::{Subscriber, SubscriberSession, UeAddress};
 pub use time::Timestamp;

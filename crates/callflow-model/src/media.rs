@@ -75,6 +75,10 @@ pub struct MediaStream {
     /// shared with unrelated streams at the same instants): its loss is not the network's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub capture_loss: bool,
+    /// The stream's source or destination is not what the call's SDP announced, while its
+    /// other end is: media latched on to a NATed address (symmetric RTP), still the call's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub nat_latched: bool,
 }
 
 /// The RTCP about one stream, summarised beside what the capture shows of it.

@@ -215,8 +215,13 @@ pub struct Tunnel {
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Relation {
-    /// The other leg of the same call through a back-to-back user agent.
-    B2buaLeg,
+    /// Another leg of the same call through a back-to-back user agent, an SBC or a proxy
+    /// hop that changed the Call-ID (written `leg`; `b2bua_leg`, its first name, is still read).
+    #[serde(rename = "leg", alias = "b2bua_leg")]
+    Leg,
+    /// The call this one was transferred to, or from (REFER's Refer-To with Replaces, or
+    /// the Referred-By of the new call's INVITE).
+    Transfer,
     /// The session's packets came through the other session's bearer (a GTP tunnel).
     Bearer,
     /// The two sessions belong to the same subscriber (IMSI, MSISDN, IMPU).
@@ -303,6 +308,128 @@ pub struct Session {
     /// The GTP fields of a `gtp` session (subscriber, bearers, transactions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtp: Option<Box<crate::GtpSession>>,
+    /// Each change of the call's media after the first offer/answer (a re-INVITE or UPDATE
+    /// putting it on hold, resuming it, changing codec or address), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media_changes: Vec<MediaChange>,
+    /// Media was negotiated before the answer (a provisional response carried SDP) and RTP
+    /// arrived before the 2xx, or with no 2xx at all: ringback or announcements.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub early_media: bool,
+    /// The branches of a forked INVITE, one per To tag the responses carried, when there
+    /// were several.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub branches: Vec<Branch>,
+    /// The DTMF digits of the call from every source (RFC 4733 events of its streams, SIP
+    /// INFO), in time order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dtmf: Vec<DtmfDigit>,
+}
+
+impl Session {
+    /// A session of `kind` named `id` with nothing in it yet (state `UNKNOWN`, times zero,
+    /// every list empty): the base a handler fills with struct update syntax,
+    /// `Session { state, messages, ..Session::empty(id, kind) }`, so that a field added to
+    /// the model later needs no edit where sessions are built.
+    pub fn empty(id: String, kind: SessionKind) -> Session {
+        Session {
+            id,
+            kind,
+            call_id: String::new(),
+            from: String::new(),
+            to: String::new(),
+            state: CallState::Unknown,
+            start: Timestamp::default(),
+            end: Timestamp::default(),
+            setup_time_ms: None,
+            post_dial_delay_ms: None,
+            ring_time_ms: None,
+            duration_ms: None,
+            hangup_by: None,
+            participants: Vec::new(),
+            messages: Vec::new(),
+            media: Vec::new(),
+            anomalies: Vec::new(),
+            related: Vec::new(),
+            tunnel: None,
+            subscriber_keys: Vec::new(),
+            problems: Vec::new(),
+            diameter: None,
+            gtp: None,
+            media_changes: Vec::new(),
+            early_media: false,
+            branches: Vec::new(),
+            dtmf: Vec::new(),
+        }
+    }
+}
+
+/// What a [`MediaChange`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MediaChangeKind {
+    /// A side stopped sending or receiving: `a=sendonly`, `recvonly`, `inactive`, or the
+    /// RFC 2543 connection address `0.0.0.0`.
+    Hold,
+    /// The media went back to `sendrecv` after a hold.
+    Resume,
+    /// The codec (the first format of the media line) changed.
+    Codec,
+    /// The media address or port changed.
+    Address,
+}
+
+/// One change of a call's media, from an SDP that differs from the same side's previous one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MediaChange {
+    /// When the SDP that made the change was seen.
+    pub ts: Timestamp,
+    /// Its frame.
+    pub frame: u64,
+    /// What changed.
+    pub kind: MediaChangeKind,
+    /// The old and new values, e.g. `sendrecv -> sendonly` or `PCMU -> G729`.
+    pub detail: String,
+}
+
+/// One branch of a forked INVITE: the responses carrying one To tag.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Branch {
+    /// The To tag of the branch.
+    pub to_tag: String,
+    /// When its first response came.
+    pub first_response: Timestamp,
+    /// The status of its first response.
+    pub first_status: u16,
+    /// Its final status, when it got one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_status: Option<u16>,
+}
+
+/// Where a [`DtmfDigit`] was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DtmfSource {
+    /// An RFC 4733 telephone event in an RTP stream.
+    Rfc4733,
+    /// A SIP INFO with an `application/dtmf-relay` or `application/dtmf` body.
+    SipInfo,
+}
+
+/// One DTMF digit of a call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DtmfDigit {
+    /// When it was seen (its first packet, or the INFO).
+    pub ts: Timestamp,
+    /// The digit: `0`-`9`, `*`, `#`, `A`-`D`, or an event code.
+    pub digit: String,
+    /// Where it was seen.
+    pub source: DtmfSource,
+    /// How long it lasted, when said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<f64>,
 }
 
 /// What kind of identity a [`SubscriberKey`] is. The order is the joining strength, strongest first.
@@ -355,4 +482,17 @@ pub struct SubscriberKey {
     pub kind: SubscriberKeyKind,
     /// Its value, normalised as the kind says (an address as `Display` writes it).
     pub value: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leg_relation_is_written_leg_and_read_under_its_first_name() {
+        assert_eq!(serde_json::to_string(&Relation::Leg).unwrap(), "\"leg\"");
+        assert_eq!(serde_json::from_str::<Relation>("\"b2bua_leg\"").unwrap(), Relation::Leg);
+        assert_eq!(serde_json::from_str::<Relation>("\"leg\"").unwrap(), Relation::Leg);
+        assert_eq!(serde_json::to_string(&Relation::Transfer).unwrap(), "\"transfer\"");
+    }
 }

@@ -1,4 +1,4 @@
-//! The REST handlers: uploads, jobs, sessions, a session's pcap, health, version, metrics and the OpenAPI document.
+//! The REST handlers: uploads, jobs, sessions, a session's pcap, ladder, quality chart and raw messages, health, version, metrics and the OpenAPI document.
 
 use crate::error::{ApiError, ApiQuery};
 use crate::hub::{job_json, status_json};
@@ -705,40 +705,259 @@ fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiErro
     Ok(Json(value))
 }
 
-/// `GET /api/v1/jobs/{id}/sessions/{session_id}/pcap`: the session's frames as a pcap
-/// download.
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}/pcap`: the session's frames (with
+/// `group=true`, its leg group's) as a pcap download.
 pub async fn job_session_pcap(
     State(state): State<AppState>,
     Path((id, sid)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<GroupParams>,
 ) -> Result<Response, ApiError> {
     let job = parse_job(&id)?;
-    pcap_response(&state, Some(job), sid).await
+    pcap_response(&state, Some(job), sid, p.group).await
 }
 
 /// `GET /api/v1/sessions/{session_id}/pcap`: as [`job_session_pcap`], for a session id
 /// that only one job has.
-pub async fn session_pcap(State(state): State<AppState>, Path(sid): Path<String>) -> Result<Response, ApiError> {
-    pcap_response(&state, None, sid).await
+pub async fn session_pcap(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(p): ApiQuery<GroupParams>,
+) -> Result<Response, ApiError> {
+    pcap_response(&state, None, sid, p.group).await
 }
 
-async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String) -> Result<Response, ApiError> {
-    let (job, session) = find_session(state, job, sid.clone()).await?;
-    let input = state.jobs(move |m| Ok(m.job(job)?.input)).await?;
-    // Reading the frames out of the capture can take a while for a large one: it is not a
-    // store call, so it does not hold one of their places (`AppState::jobs`).
-    let pcap = tokio::task::spawn_blocking(move || crate::pcap::session_pcap(&input, &session))
+/// `?group=true`: the session's whole leg group instead of the session alone.
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupParams {
+    #[serde(default)]
+    group: bool,
+}
+
+/// The session, or its leg group (the legs it links to, and theirs, read from the same
+/// job), with the job's capture file.
+async fn find_sessions(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+    group: bool,
+) -> Result<(Vec<Session>, PathBuf), ApiError> {
+    let (job, session) = find_session(state, job, sid).await?;
+    state
+        .jobs(move |m| {
+            let input = m.job(job)?.input;
+            let sessions = if group {
+                callflow_render::collect_group(session, |id| m.store().session(job, id))?
+            } else {
+                vec![session]
+            };
+            Ok((sessions, input))
+        })
         .await
-        .map_err(|e| ApiError::Internal(format!("pcap task failed: {e}")))?
-        .map_err(|e| ApiError::Conflict(format!("the job's capture can no longer be read: {e}")))?;
-    let safe: String = sid.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect();
+}
+
+/// Runs `f` (which reads the job's capture again) on the blocking pool: it is not a store
+/// call, so it does not hold one of their places (`AppState::jobs`). A capture that can no
+/// longer be read is a 409.
+async fn with_capture<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, callflow_render::ExportError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::Internal(format!("capture task failed: {e}")))?
+        .map_err(|e| ApiError::Conflict(format!("the job's capture can no longer be read: {}", error_chain(&e))))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// The session id as a file name: letters, digits, `-` and `_` only.
+fn safe_name(sid: &str) -> String {
+    sid.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect()
+}
+
+async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String, group: bool) -> Result<Response, ApiError> {
+    let (sessions, input) = find_sessions(state, job, sid.clone(), group).await?;
+    let pcap = with_capture(move || {
+        let refs: Vec<&Session> = sessions.iter().collect();
+        let mut out = Vec::new();
+        callflow_render::export_pcap(&input, &refs, &mut out)?;
+        Ok(out)
+    })
+    .await?;
+    let suffix = if group { "-group" } else { "" };
     Ok((
         [
             (header::CONTENT_TYPE, "application/vnd.tcpdump.pcap".to_string()),
-            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{safe}.pcap\"")),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{}{suffix}.pcap\"", safe_name(&sid))),
         ],
         Body::from(pcap),
     )
         .into_response())
+}
+
+/// A picture or text drawn from capture content: its type, and headers that keep a
+/// browser from running or sniffing anything in it, should escaping ever miss something.
+fn drawn(content_type: &'static str, body: String) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// `?format=` and `?group=` of a ladder.
+#[derive(Debug, Deserialize)]
+pub struct LadderParams {
+    format: Option<String>,
+    #[serde(default)]
+    group: bool,
+}
+
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}/ladder`: the session's (or with
+/// `group=true` its leg group's) ladder diagram as `format` (svg, the default; html,
+/// text, mermaid, plantuml).
+pub async fn job_session_ladder(
+    State(state): State<AppState>,
+    Path((id, sid)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<LadderParams>,
+) -> Result<Response, ApiError> {
+    let job = parse_job(&id)?;
+    ladder_response(&state, Some(job), sid, p).await
+}
+
+/// `GET /api/v1/sessions/{session_id}/ladder`: as [`job_session_ladder`], for a session
+/// id that only one job has.
+pub async fn session_ladder(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(p): ApiQuery<LadderParams>,
+) -> Result<Response, ApiError> {
+    ladder_response(&state, None, sid, p).await
+}
+
+async fn ladder_response(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+    p: LadderParams,
+) -> Result<Response, ApiError> {
+    let format: callflow_render::Format = match p.format.as_deref().filter(|f| !f.is_empty()) {
+        None => callflow_render::Format::Svg,
+        Some(f) => f.parse().map_err(|e: callflow_render::UnknownFormat| ApiError::BadRequest(e.to_string()))?,
+    };
+    let (sessions, input) = find_sessions(state, job, sid, p.group).await?;
+    let body = with_capture(move || {
+        let refs: Vec<&Session> = sessions.iter().collect();
+        let raw = if format.wants_raw_messages() {
+            let frames = refs.iter().flat_map(|s| s.messages.iter().map(|m| m.frame)).collect();
+            Some(callflow_render::read_messages(&input, &frames)?)
+        } else {
+            None
+        };
+        Ok(callflow_render::render_ladder(&callflow_render::Ladder::build(&refs), format, raw.as_ref()))
+    })
+    .await?;
+    Ok(drawn(format.content_type(), body))
+}
+
+/// `?stream=N` of a chart: one stream (0-based, in the session's `media` order), or all.
+#[derive(Debug, Deserialize)]
+pub struct ChartParams {
+    stream: Option<usize>,
+}
+
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}/chart`: the quality chart (SVG: jitter,
+/// loss and MOS over time) of the session's streams, or of stream `stream`.
+pub async fn job_session_chart(
+    State(state): State<AppState>,
+    Path((id, sid)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<ChartParams>,
+) -> Result<Response, ApiError> {
+    let job = parse_job(&id)?;
+    chart_response(find_session(&state, Some(job), sid).await?.1, p)
+}
+
+/// `GET /api/v1/sessions/{session_id}/chart`: as [`job_session_chart`], for a session id
+/// that only one job has.
+pub async fn session_chart(
+    State(state): State<AppState>,
+    Path(sid): Path<String>,
+    ApiQuery(p): ApiQuery<ChartParams>,
+) -> Result<Response, ApiError> {
+    chart_response(find_session(&state, None, sid).await?.1, p)
+}
+
+fn chart_response(session: Session, p: ChartParams) -> Result<Response, ApiError> {
+    let streams: Vec<&callflow_model::MediaStream> = match p.stream {
+        None => session.media.iter().collect(),
+        Some(n) => vec![session.media.get(n).ok_or_else(|| ApiError::NotFound {
+            what: "stream",
+            id: format!("{n} (the session has {})", session.media.len()),
+        })?],
+    };
+    let title = match p.stream {
+        Some(n) => format!("stream {n} of {}", session.call_id),
+        None => format!("call {}", session.call_id),
+    };
+    Ok(drawn("image/svg+xml", callflow_render::chart::render(&title, &streams)))
+}
+
+/// `GET /api/v1/jobs/{id}/sessions/{session_id}/messages/{frame}`: the raw text of one of
+/// the session's messages (or RTCP reports), read back from the job's capture: SIP as it
+/// is, a binary protocol as a hex dump.
+pub async fn job_session_message(
+    State(state): State<AppState>,
+    Path((id, sid, frame)): Path<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let job = parse_job(&id)?;
+    message_response(&state, Some(job), sid, frame).await
+}
+
+/// `GET /api/v1/sessions/{session_id}/messages/{frame}`: as [`job_session_message`], for
+/// a session id that only one job has.
+pub async fn session_message(
+    State(state): State<AppState>,
+    Path((sid, frame)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    message_response(&state, None, sid, frame).await
+}
+
+async fn message_response(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+    frame: String,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError::NotFound { what: "message", id: format!("frame {frame} of session {sid}") };
+    let number: u64 = frame.parse().map_err(|_| not_found())?;
+    let (sessions, input) = find_sessions(state, job, sid.clone(), false).await?;
+    // Only the session's own frames: this is not a way to read any packet of the capture.
+    let known = sessions.iter().any(|s| {
+        s.messages.iter().any(|m| m.frame == number)
+            || s.media.iter().any(|st| st.rtcp.iter().any(|r| r.frame == number))
+    });
+    if !known {
+        return Err(not_found());
+    }
+    let mut raw =
+        with_capture(move || callflow_render::read_messages(&input, &std::collections::BTreeSet::from([number])))
+            .await?;
+    let text = raw
+        .remove(&number)
+        .ok_or_else(|| ApiError::Conflict(format!("frame {number} is no longer in the job's capture")))?;
+    Ok(drawn("text/plain; charset=utf-8", text))
 }
 
 /// `GET /health`: alive, and the store can be written (checked at most once a second).
@@ -784,13 +1003,39 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}", "A job's session in the callflow/v1 shape"),
-    ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file"),
+    ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file (group)"),
+    (
+        "get",
+        "/api/v1/jobs/{id}/sessions/{session_id}/ladder",
+        "A job's session's ladder diagram (format: svg, html, text, mermaid, plantuml; group)",
+    ),
+    ("get", "/api/v1/jobs/{id}/sessions/{session_id}/chart", "A job's session's quality chart, SVG (stream)"),
+    (
+        "get",
+        "/api/v1/jobs/{id}/sessions/{session_id}/messages/{frame}",
+        "The raw text of one of a job's session's messages, read back from the capture",
+    ),
     (
         "get",
         "/api/v1/sessions/{session_id}",
         "A session in the callflow/v1 shape, when only one job has its id (else 409)",
     ),
-    ("get", "/api/v1/sessions/{session_id}/pcap", "A session's packets as a pcap file, when only one job has its id"),
+    (
+        "get",
+        "/api/v1/sessions/{session_id}/pcap",
+        "A session's packets as a pcap file (group), when only one job has its id",
+    ),
+    (
+        "get",
+        "/api/v1/sessions/{session_id}/ladder",
+        "A session's ladder diagram (format: svg, html, text, mermaid, plantuml; group)",
+    ),
+    ("get", "/api/v1/sessions/{session_id}/chart", "A session's quality chart, SVG (stream)"),
+    (
+        "get",
+        "/api/v1/sessions/{session_id}/messages/{frame}",
+        "The raw text of one of a session's messages, read back from the capture",
+    ),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("post", "/api/logout", "Revoke the login token the request carries"),
     ("get", "/api/v1/openapi.json", "This document"),
@@ -812,6 +1057,7 @@ pub fn openapi_document() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
             .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .chain(picture_query(path))
             .collect();
         if *path == "/api/v1/jobs/{id}/sessions" {
             params.push(problem_parameter());
@@ -829,9 +1075,14 @@ pub fn openapi_document() -> Value {
                 "limit": {"type": "integer"}, "jobs": {"type": "array", "items": job}}})),
             _ => None,
         };
-        let success = match body {
-            Some(schema) => json!({"description": "success", "content": {"application/json": {"schema": schema}}}),
-            None => json!({"description": "success"}),
+        let success = match (body, picture_types(path)) {
+            (Some(schema), _) => json!({"description": "success", "content": {"application/json": {"schema": schema}}}),
+            (None, Some(types)) => {
+                let content: serde_json::Map<String, Value> =
+                    types.iter().map(|t| (t.to_string(), json!({"schema": {"type": "string"}}))).collect();
+                json!({"description": "success", "content": content})
+            }
+            (None, None) => json!({"description": "success"}),
         };
         let op = json!({
             "summary": summary,
@@ -882,6 +1133,40 @@ const PROBLEMS: [Problem; 12] = [
     Problem::UnansweredRequest,
     Problem::CaptureLoss,
 ];
+/// The query parameters of the picture and export routes of a session.
+fn picture_query(path: &str) -> Vec<Value> {
+    let group = json!({"name": "group", "in": "query", "schema": {"type": "boolean", "default": false},
+        "description": "the session's whole leg group (B2BUA and proxy legs linked to it)"});
+    if path.ends_with("/ladder") {
+        let formats: Vec<&str> = callflow_render::Format::ALL.iter().map(|f| f.as_str()).collect();
+        vec![
+            json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": formats, "default": "svg"}}),
+            group,
+        ]
+    } else if path.ends_with("/chart") {
+        vec![json!({"name": "stream", "in": "query", "schema": {"type": "integer", "minimum": 0},
+            "description": "one stream, by its place in the session's media (default: every stream)"})]
+    } else if path.ends_with("/pcap") {
+        vec![group]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The content types a picture or export route answers with.
+fn picture_types(path: &str) -> Option<&'static [&'static str]> {
+    if path.ends_with("/ladder") {
+        Some(&["image/svg+xml", "text/html; charset=utf-8", "text/plain; charset=utf-8"])
+    } else if path.ends_with("/chart") {
+        Some(&["image/svg+xml"])
+    } else if path.ends_with("/pcap") {
+        Some(&["application/vnd.tcpdump.pcap"])
+    } else if path.ends_with("/messages/{frame}") {
+        Some(&["text/plain; charset=utf-8"])
+    } else {
+        None
+    }
+}
 
 /// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
 /// epoch with a fraction, as in the `callflow/v1` document.

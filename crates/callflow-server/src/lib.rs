@@ -44,7 +44,7 @@
 //! WebSocket upgrades), `auth` (API keys, argon2 users, login tokens and logout; logins
 //! throttled per address and user name, and argon2 verifications capped, since each takes
 //! 19 MiB), `limit` (token-bucket rate limit per client
-//! address, URI length), `pcap` (a session's frames cut from its capture), `error`
+//! address, URI length), `error`
 //! (`ApiError`). Handlers call the job manager's blocking API through `AppState::jobs`, at
 //! most four calls at a time on the blocking pool, the others waiting as futures in arrival
 //! order (64 blocking threads contending for the store's connections made the slowest
@@ -88,9 +88,12 @@
 //! most 255 bytes, and what a form sends between parts (part headers, skipped fields) is
 //! bounded.
 //!
-//! A session's pcap: the stored session lists the frame of every SIP message and RTCP
-//! report but not of each RTP packet, so the capture is read again and UDP datagrams in
-//! each media stream's direction and time span are kept with those frames.
+//! A session's pcap (or its leg group's, `?group=true`), its ladder diagram, quality chart
+//! and raw messages are drawn or cut by `callflow-render` from the stored session, reading
+//! the job's capture again where it needs packets (pcap, the raw messages of the SVG and
+//! HTML ladders, `messages/{frame}`), on the blocking pool. What is drawn from capture
+//! content is served with `X-Content-Type-Options: nosniff` and a Content-Security-Policy
+//! that runs nothing.
 
 mod access;
 mod api;
@@ -100,7 +103,6 @@ mod error;
 mod hub;
 mod limit;
 mod live;
-mod pcap;
 mod state;
 #[cfg(test)]
 mod status_tests;
@@ -108,7 +110,6 @@ mod status_tests;
 pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
-pub use pcap::session_pcap;
 pub use state::{AppShared, AppState};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -191,6 +192,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/sessions/{session_id}/pcap", get(api::job_session_pcap))
         .route("/api/v1/sessions/{session_id}", get(api::session))
         .route("/api/v1/sessions/{session_id}/pcap", get(api::session_pcap))
+        .route("/api/v1/jobs/{id}/sessions/{session_id}/ladder", get(api::job_session_ladder))
+        .route("/api/v1/jobs/{id}/sessions/{session_id}/chart", get(api::job_session_chart))
+        .route("/api/v1/jobs/{id}/sessions/{session_id}/messages/{frame}", get(api::job_session_message))
+        .route("/api/v1/sessions/{session_id}/ladder", get(api::session_ladder))
+        .route("/api/v1/sessions/{session_id}/chart", get(api::session_chart))
+        .route("/api/v1/sessions/{session_id}/messages/{frame}", get(api::session_message))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
         .route("/api/v1/openapi.json", get(api::openapi))

@@ -7,7 +7,7 @@ use super::pcap;
 use super::rng::Rng;
 use super::sip::{self, Dialog, Party, Step};
 use super::tcp;
-use super::{Hangup, Outcome, Side};
+use super::{Hangup, LegRule, Outcome, Side};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
@@ -29,6 +29,21 @@ pub struct CallPlan {
     pub outcome: Outcome,
     pub tcp: bool,
     pub vlan: bool,
+    /// The number in the caller's and callee's user names (`alice3`, `bob3`): the call's
+    /// own, or its A leg's for a B leg.
+    pub users: u64,
+    /// The Call-ID, when planned (the legs of a B2BUA call); else drawn by the call.
+    pub call_id: Option<String>,
+    /// Headers added to every message of the call.
+    pub headers: Vec<String>,
+    /// For a B leg: the A leg's Call-ID and what ties the two.
+    pub leg_of: Option<(String, LegRule)>,
+}
+
+impl CallPlan {
+    pub fn new(index: u64, start_us: u64, outcome: Outcome, tcp: bool, vlan: bool) -> CallPlan {
+        CallPlan { index, start_us, outcome, tcp, vlan, users: index, call_id: None, headers: Vec::new(), leg_of: None }
+    }
 }
 
 /// The options of the run that shape every call.
@@ -180,6 +195,7 @@ enum Source {
 pub struct Call {
     index: u64,
     call_id: String,
+    leg_of: Option<(String, LegRule)>,
     outcome: Outcome,
     hangup: Option<Side>,
     sip_messages: usize,
@@ -212,15 +228,16 @@ impl Call {
             sdp_session: rng.range(1_000_000, 999_999_999),
         };
         let parties =
-            [party(format!("alice{}", plan.index), caller_ip), party(format!("bob{}", plan.index), callee_ip)];
-        let call_id = format!("{}-{}@{}", rng.hex(16), plan.index, caller_ip);
+            [party(format!("alice{}", plan.users), caller_ip), party(format!("bob{}", plan.users), callee_ip)];
+        let drawn = format!("{}-{}@{}", rng.hex(16), plan.index, caller_ip);
+        let call_id = plan.call_id.clone().unwrap_or(drawn);
         let hangup = match params.hangup {
             Hangup::Caller => Caller,
             Hangup::Callee => Callee,
             Hangup::Random if rng.chance(0.5) => Caller,
             Hangup::Random => Callee,
         };
-        let dialog = Dialog { call_id, parties, tcp: plan.tcp };
+        let dialog = Dialog { call_id, parties, tcp: plan.tcp, headers: plan.headers.clone() };
         let messages = sip::script(&dialog, plan.outcome, hangup, &mut rng);
 
         // One-way delay between the two ends, which paces requests and their answers.
@@ -324,6 +341,7 @@ impl Call {
         Call {
             index: plan.index,
             call_id: dialog.call_id.clone(),
+            leg_of: plan.leg_of.clone(),
             outcome: plan.outcome,
             hangup: (plan.outcome == Outcome::Completed).then_some(hangup),
             sip_messages: messages.len(),
@@ -456,7 +474,7 @@ impl Call {
                 })
             })
             .collect();
-        serde_json::json!({
+        let mut truth = serde_json::json!({
             "call_id": self.call_id,
             "outcome": self.outcome.as_str(),
             "expected_state": self.outcome.expected_state(),
@@ -465,8 +483,12 @@ impl Call {
             "transport": if self.tcp { "tcp" } else { "udp" },
             "vlan": self.vlan.is_some(),
             "streams": streams,
-        })
-        .to_string()
+        });
+        if let Some((a, rule)) = &self.leg_of {
+            truth["leg_of"] = serde_json::json!(a);
+            truth["leg_rule"] = serde_json::json!(rule.as_str());
+        }
+        truth.to_string()
     }
 }
 
@@ -508,7 +530,7 @@ mod tests {
     }
 
     fn plan(outcome: Outcome, tcp: bool) -> CallPlan {
-        CallPlan { index: 3, start_us: 1_700_000_000_000_000, outcome, tcp, vlan: true }
+        CallPlan::new(3, 1_700_000_000_000_000, outcome, tcp, true)
     }
 
     fn params(loss: f64) -> Params {

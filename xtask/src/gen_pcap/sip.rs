@@ -18,6 +18,8 @@ pub struct Dialog {
     /// Indexed by [`Side::index`].
     pub parties: [Party; 2],
     pub tcp: bool,
+    /// Headers every message carries (what ties the legs of a B2BUA call).
+    pub headers: Vec<String>,
 }
 
 /// Which message of the call flow this is; the call decides its timing from it.
@@ -98,6 +100,9 @@ impl Dialog {
             text += "Max-Forwards: 70\r\n";
         }
         text += &format!("From: {}\r\nTo: {to}\r\nCall-ID: {}\r\nCSeq: {}\r\n", r.from, self.call_id, r.cseq);
+        for header in &self.headers {
+            text += &format!("{header}\r\n");
+        }
         if let Some(side) = contact {
             text += &format!("Contact: {}\r\n", self.contact(side));
         }
@@ -228,6 +233,7 @@ mod tests {
             call_id: "abc@10.1.0.1".into(),
             parties: [party("alice", [10, 1, 0, 1], "t1", 20000), party("bob", [10, 2, 0, 1], "t2", 30000)],
             tcp: false,
+            headers: Vec::new(),
         }
     }
 

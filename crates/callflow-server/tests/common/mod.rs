@@ -110,18 +110,34 @@ pub async fn start_gated(gate: &Arc<Gate>, tweak: impl FnOnce(&mut Settings)) ->
     launch(tempfile::tempdir().unwrap(), None, Some(gate.clone()), tweak).await
 }
 
+/// Starts a server whose jobs run `analysis` (sessions made or changed by the test).
+pub async fn start_analysing(analysis: Arc<dyn Analysis>, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch_with(tempfile::tempdir().unwrap(), None, None, Some(analysis), tweak).await
+}
+
 async fn launch(
     dir: tempfile::TempDir,
     listener: Option<tokio::net::TcpListener>,
     gate: Option<Arc<Gate>>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestServer {
+    launch_with(dir, listener, gate, None, tweak).await
+}
+
+async fn launch_with(
+    dir: tempfile::TempDir,
+    listener: Option<tokio::net::TcpListener>,
+    gate: Option<Arc<Gate>>,
+    analysis: Option<Arc<dyn Analysis>>,
+    tweak: impl FnOnce(&mut Settings),
+) -> TestServer {
     let mut settings = settings(dir.path());
     tweak(&mut settings);
     let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
     let opts = ManagerOptions::from_settings(&settings);
-    let (manager, _) = match &gate {
-        Some(gate) => JobManager::start_with(store, opts, gate.clone()),
+    let analysis = analysis.or_else(|| gate.clone().map(|g| g as Arc<dyn Analysis>));
+    let (manager, _) = match analysis {
+        Some(analysis) => JobManager::start_with(store, opts, analysis),
         None => JobManager::start(store, opts),
     }
     .unwrap();
