@@ -55,3 +55,22 @@ fn an_unknown_key_or_bad_value_stops_start_up_naming_the_key() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("invalid value for `processing.workers` (from env CALLFLOW_WORKERS)"), "{stderr}");
 }
+
+#[test]
+fn a_diameter_dictionary_with_a_mistake_stops_callflowd_naming_the_file_and_line() {
+    let dir = std::env::temp_dir().join(format!("callflowd-dict-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dict = dir.join("vendor.toml");
+    std::fs::write(&dict, "[[command]]\ncode = 8388620\nname = \"Private\"\nrequest = \"PRR\"\n").unwrap();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/captures/basic-call.pcap");
+    let output = dir.join("out.json");
+    let out = callflowd(
+        &["--input", example, "--output", output.to_str().unwrap()],
+        &[("CALLFLOW_DIAMETER__DICTIONARY", dict.to_str().unwrap())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("{}:1: missing field `answer`", dict.display())), "{stderr}");
+    assert!(!output.exists(), "nothing analysed");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -569,8 +569,8 @@ impl<C: Classifier> Analyzer<C> {
         );
         let protocol = match verdict.protocol {
             AppProtocol::Sip | AppProtocol::Diameter => verdict.protocol,
-            // Diameter over TLS: a TLS handshake on Diameter's TLS port.
-            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Diameter,
+            // Diameter over TLS: anything but plain Diameter on Diameter's TLS port.
+            _ if DiameterHandler::is_tls(ctx) => AppProtocol::Tls,
             _ => AppProtocol::Unknown,
         };
         TcpRoute {
@@ -607,7 +607,8 @@ impl<C: Classifier> Analyzer<C> {
         };
         let framer = match route.protocol {
             AppProtocol::Sip => self.sip.framer(),
-            AppProtocol::Diameter if DiameterHandler::is_tls(ctx) => {
+            // Only a connection on Diameter's TLS port is routed as TLS.
+            AppProtocol::Tls => {
                 self.diameter.on_encrypted(ctx);
                 self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
                 return;
@@ -646,7 +647,7 @@ impl<C: Classifier> Analyzer<C> {
     }
 
     fn on_sctp(&mut self, ctx: &PacketCtx<'_>, chunks: &[u8]) {
-        let mut carried = None;
+        let (mut carried, mut encrypted) = (None, false);
         for chunk in sctp::chunks(chunks) {
             let Ok(chunk) = chunk else {
                 self.services.stats.malformed += 1;
@@ -662,16 +663,16 @@ impl<C: Classifier> Analyzer<C> {
                 }
                 SctpMessage::Pending => continue,
             };
+            let diameter_port = ctx.src.port() == diameter::PORT || ctx.dst.port() == diameter::PORT;
             let protocol = if self.sip.probe(message) {
                 SipHandler::PROTOCOL
+            } else if data.ppid == diameter::PPID || self.diameter.probe(message) {
+                DiameterHandler::PROTOCOL
             } else if data.ppid == diameter::PPID_DTLS || DiameterHandler::is_tls(ctx) {
-                self.diameter.on_encrypted(ctx);
+                // Diameter over DTLS: counted (once per packet), not read.
+                encrypted = true;
                 continue;
-            } else if data.ppid == diameter::PPID
-                || ctx.src.port() == diameter::PORT
-                || ctx.dst.port() == diameter::PORT
-                || self.diameter.probe(message)
-            {
+            } else if diameter_port {
                 DiameterHandler::PROTOCOL
             } else {
                 continue;
@@ -680,6 +681,9 @@ impl<C: Classifier> Analyzer<C> {
             if let Handled::Counted(protocol) = handled {
                 carried = Some(protocol);
             }
+        }
+        if encrypted {
+            self.diameter.on_encrypted(ctx);
         }
         match carried {
             Some(protocol) => {

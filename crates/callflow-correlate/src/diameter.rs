@@ -7,9 +7,10 @@
 //!
 //! - **Sessions.** A message with a Session-Id belongs to the open session of that id,
 //!   opened by its first message. A session ends when its termination is answered (STA,
-//!   CCA-T) or, for applications that keep no session state (`Auth-Session-State`
-//!   NO_STATE_MAINTAINED, as S6a and Cx), once every request is answered; it is then
-//!   closed after the linger time, and any session after the idle time.
+//!   CCA-T, ASA, an accounting STOP or EVENT record) or, for applications that keep no
+//!   session state (Cx/Dx, Sh, S6a, S13, SWx, or `Auth-Session-State`
+//!   NO_STATE_MAINTAINED), once every request is answered; it is then closed after the
+//!   linger time, and any session after the idle time.
 //! - **Pairs.** A request waits for its answer under its hop-by-hop and end-to-end ids and
 //!   its two peers; an answer takes the request with the same ids from the peer it was
 //!   sent to (or, on a multi-homed SCTP association, from another address of it). The
@@ -40,7 +41,7 @@ use callflow_model::{
     CallState, ChargingRule, DiameterAvp, DiameterPeers, DiameterSession, DiameterTransaction, Message, Problem,
     Protocol, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -48,10 +49,13 @@ use std::sync::Arc;
 /// Requests waiting for their answer, at most; past this the oldest are given up on (and
 /// stay unanswered).
 const MAX_PENDING: usize = 65_536;
+/// Peer pairs listed, at most; traffic of further pairs is not listed.
+const MAX_PEERS: usize = 10_000;
 /// Bytes of an AVP's data shown in hex, at most.
 const MAX_HEX_BYTES: usize = 256;
 
 const CMD_CAPABILITIES_EXCHANGE: u32 = 257;
+const CMD_ACCOUNTING: u32 = 271;
 const CMD_CREDIT_CONTROL: u32 = 272;
 const CMD_ABORT_SESSION: u32 = 274;
 const CMD_SESSION_TERMINATION: u32 = 275;
@@ -61,6 +65,13 @@ const CMD_DISCONNECT_PEER: u32 = 282;
 const APP_CX: u32 = 16_777_216;
 const APP_S6A: u32 = 16_777_251;
 const APP_S13: u32 = 16_777_252;
+
+const APP_SH: u32 = 16_777_217;
+const APP_SWX: u32 = 16_777_265;
+
+/// Applications that keep no session state (each request a session of its own, whatever
+/// `Auth-Session-State` says or leaves out): Cx/Dx, Sh, S6a/S6d, S13, SWx.
+const STATELESS_APPS: [u32; 5] = [APP_CX, APP_SH, APP_S6A, APP_S13, APP_SWX];
 
 const VENDOR_3GPP: u32 = 10_415;
 
@@ -87,11 +98,16 @@ enum Owner {
 /// A request waiting for its answer.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
+    /// Order of arrival, for giving up on the oldest.
+    seq: u64,
     requester: SocketAddr,
     responder: SocketAddr,
     context: u32,
-    ts: Timestamp,
     owner: Owner,
+    /// The request's CC-Request-Type and Accounting-Record-Type, which its answer may
+    /// leave out.
+    cc_request_type: Option<u32>,
+    accounting_record_type: Option<u32>,
 }
 
 /// One open session.
@@ -112,6 +128,8 @@ struct Open {
     stateless: bool,
     /// Requests not answered yet.
     outstanding: usize,
+    /// The keys its requests wait under in the pending table.
+    waiting: Vec<(u32, u32)>,
 }
 
 /// The Diameter sessions in progress, the requests waiting for answers and the peer pairs.
@@ -125,6 +143,10 @@ pub(crate) struct DiameterHandler {
     /// Requests waiting for their answer, by hop-by-hop and end-to-end id.
     pending: HashMap<(u32, u32), Vec<Pending>>,
     pending_count: usize,
+    /// The pending requests' keys and numbers in order of arrival (with answered ones not
+    /// yet dropped), to give up on the oldest in constant time.
+    arrivals: VecDeque<(u64, (u32, u32))>,
+    next_seq: u64,
     peers: HashMap<PeerKey, DiameterPeers>,
 }
 
@@ -135,6 +157,7 @@ struct Fields {
     result_code: Option<u32>,
     experimental_result_code: Option<u32>,
     cc_request_type: Option<u32>,
+    accounting_record_type: Option<u32>,
     origin_host: Option<String>,
     origin_realm: Option<String>,
     destination_host: Option<String>,
@@ -151,6 +174,8 @@ impl DiameterHandler {
             next: 1,
             pending: HashMap::new(),
             pending_count: 0,
+            arrivals: VecDeque::new(),
+            next_seq: 0,
             peers: HashMap::new(),
         }
     }
@@ -167,14 +192,19 @@ impl DiameterHandler {
 
     /// Counts a packet of Diameter over TLS/DTLS against its peer pair.
     pub fn on_encrypted(&mut self, ctx: &PacketCtx<'_>) {
-        let peers = self.peers_of(ctx);
+        let Some(peers) = self.peers_of(ctx) else { return };
         peers.encrypted = true;
         peers.packets += 1;
         peers.bytes += ctx.wire_len;
     }
 
-    fn peers_of(&mut self, ctx: &PacketCtx<'_>) -> &mut DiameterPeers {
-        self.peers.entry(peer_key(ctx.context, ctx.src, ctx.dst)).or_insert_with(|| DiameterPeers {
+    /// The entry of the packet's peer pair, made if need be (`None` past [`MAX_PEERS`]).
+    fn peers_of(&mut self, ctx: &PacketCtx<'_>) -> Option<&mut DiameterPeers> {
+        let key = peer_key(ctx.context, ctx.src, ctx.dst);
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains_key(&key) {
+            return None;
+        }
+        Some(self.peers.entry(key).or_insert_with(|| DiameterPeers {
             a: ctx.src,
             b: ctx.dst,
             hosts: Vec::new(),
@@ -186,20 +216,27 @@ impl DiameterHandler {
             bytes: 0,
             first: ctx.ts,
             last: ctx.ts,
-        })
+        }))
     }
 
     /// The peer pairs so far, in order of their first message (requests still waiting
     /// count as unanswered).
     pub fn peers(&self) -> Vec<DiameterPeers> {
-        let mut out: Vec<DiameterPeers> = self.peers.values().cloned().collect();
+        let mut waiting: HashMap<PeerKey, u64> = HashMap::new();
         for p in self.pending.values().flatten() {
             if let Owner::Peers(key) = p.owner {
-                if let Some(peers) = out.iter_mut().find(|x| peer_key(key.0, x.a, x.b) == key) {
-                    peers.unanswered += 1;
-                }
+                *waiting.entry(key).or_default() += 1;
             }
         }
+        let mut out: Vec<DiameterPeers> = self
+            .peers
+            .iter()
+            .map(|(key, peers)| {
+                let mut peers = peers.clone();
+                peers.unanswered += waiting.get(key).copied().unwrap_or(0);
+                peers
+            })
+            .collect();
         out.sort_by_key(|p| (p.first, p.a, p.b));
         out
     }
@@ -222,16 +259,22 @@ impl DiameterHandler {
         name
     }
 
-    fn remember(&mut self, key: (u32, u32), pending: Pending) {
-        if self.pending_count >= MAX_PENDING {
-            // Give up on the oldest waiting request.
-            let oldest = self
-                .pending
-                .iter()
-                .flat_map(|(k, v)| v.iter().enumerate().map(move |(i, p)| (p.ts, *k, i)))
-                .min_by_key(|(ts, ..)| *ts);
-            if let Some((_, k, i)) = oldest {
-                self.take_pending(k, |_, idx| idx == i);
+    fn remember(&mut self, key: (u32, u32), mut pending: Pending) {
+        while self.pending_count >= MAX_PENDING {
+            // Give up on the oldest waiting request (entries of answered ones are skipped).
+            let Some((seq, old)) = self.arrivals.pop_front() else { break };
+            self.take_pending(old, |p, _| p.seq == seq);
+        }
+        if self.arrivals.len() > 4 * MAX_PENDING {
+            let pending = &self.pending;
+            self.arrivals.retain(|(seq, k)| pending.get(k).is_some_and(|l| l.iter().any(|p| p.seq == *seq)));
+        }
+        pending.seq = self.next_seq;
+        self.next_seq += 1;
+        self.arrivals.push_back((pending.seq, key));
+        if let Owner::Session { session, .. } = pending.owner {
+            if let Some(open) = self.sessions.get_mut(&session) {
+                open.waiting.push(key);
             }
         }
         self.pending.entry(key).or_default().push(pending);
@@ -283,6 +326,7 @@ impl DiameterHandler {
             ended: false,
             stateless: false,
             outstanding: 0,
+            waiting: Vec::new(),
         };
         self.sessions.insert(id, open);
         self.by_session_id.insert(sid.to_string(), id);
@@ -298,7 +342,7 @@ impl DiameterHandler {
         fields: &Fields,
     ) -> PeerKey {
         let key = peer_key(ctx.context, ctx.src, ctx.dst);
-        let peers = self.peers_of(ctx);
+        let Some(peers) = self.peers_of(ctx) else { return key };
         peers.packets += 1;
         peers.bytes += u64::from(msg.header.length);
         peers.last = peers.last.max(ctx.ts);
@@ -341,10 +385,9 @@ impl Handler for DiameterHandler {
         if tree.error.is_some() {
             services.stats.malformed += 1;
         }
-        let fields = read_fields(&tree.avps);
+        let mut fields = read_fields(&tree.avps);
         let h = msg.header;
         let request = h.is_request();
-        let short = self.short_name(h.command_code, h.application_id, request, fields.cc_request_type);
         let app_name = self.name_of_app(h.application_id);
         let ids = (h.hop_by_hop, h.end_to_end);
         let connection_level =
@@ -353,6 +396,11 @@ impl Handler for DiameterHandler {
 
         // Find the owner: the request an answer answers, or the session of the Session-Id.
         let answered = if request { None } else { self.answered_request(ids, ctx) };
+        if let Some(p) = answered {
+            fields.cc_request_type = fields.cc_request_type.or(p.cc_request_type);
+            fields.accounting_record_type = fields.accounting_record_type.or(p.accounting_record_type);
+        }
+        let short = self.short_name(h.command_code, h.application_id, request, fields.cc_request_type);
         let retransmission = request
             && self.pending.get(&ids).is_some_and(|list| {
                 list.iter().any(|p| p.requester == ctx.src && p.responder == ctx.dst && p.context == ctx.context)
@@ -367,10 +415,12 @@ impl Handler for DiameterHandler {
             let key = self.count_for_peers(ctx, &msg, &short, &fields);
             if request && !retransmission {
                 let pending = Pending {
+                    seq: 0,
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
-                    ts: ctx.ts,
+                    cc_request_type: fields.cc_request_type,
+                    accounting_record_type: fields.accounting_record_type,
                     owner: Owner::Peers(key),
                 };
                 self.remember(ids, pending);
@@ -431,7 +481,7 @@ impl Handler for DiameterHandler {
             }
         }
         open.model.charging_rules.extend(rules);
-        open.stateless |= fields.stateless;
+        open.stateless |= fields.stateless || STATELESS_APPS.contains(&h.application_id);
         let m = &mut open.model;
         if request && m.origin_host.is_none() && m.transactions.is_empty() {
             m.origin_host = fields.origin_host.clone();
@@ -466,10 +516,12 @@ impl Handler for DiameterHandler {
                 });
                 open.outstanding += 1;
                 new_pending = Some(Pending {
+                    seq: 0,
                     requester: ctx.src,
                     responder: ctx.dst,
                     context: ctx.context,
-                    ts: ctx.ts,
+                    cc_request_type: fields.cc_request_type,
+                    accounting_record_type: fields.accounting_record_type,
                     owner: Owner::Session { session: sid, tx: open.model.transactions.len() - 1 },
                 });
             }
@@ -510,7 +562,9 @@ impl Handler for DiameterHandler {
                 }
             }
             let terminating = matches!(h.command_code, CMD_SESSION_TERMINATION | CMD_ABORT_SESSION)
-                || (h.command_code == CMD_CREDIT_CONTROL && matches!(fields.cc_request_type, Some(3 | 4)));
+                || (h.command_code == CMD_CREDIT_CONTROL && matches!(fields.cc_request_type, Some(3 | 4)))
+                // Accounting: a STOP_RECORD or an EVENT_RECORD ends it.
+                || (h.command_code == CMD_ACCOUNTING && matches!(fields.accounting_record_type, Some(1 | 4)));
             open.ended |= terminating;
         }
         open.messages.push(Message {
@@ -566,14 +620,12 @@ impl Handler for DiameterHandler {
             self.by_session_id.remove(&open.model.session_id);
         }
         // Its requests still waiting stay unanswered.
-        let mut dropped = 0;
-        self.pending.retain(|_, list| {
-            let before = list.len();
-            list.retain(|p| !matches!(p.owner, Owner::Session { session, .. } if session == id));
-            dropped += before - list.len();
-            !list.is_empty()
-        });
-        self.pending_count -= dropped;
+        for key in std::mem::take(&mut open.waiting) {
+            while self
+                .take_pending(key, |p, _| matches!(p.owner, Owner::Session { session, .. } if session == id))
+                .is_some()
+            {}
+        }
         let mut problems = Vec::new();
         let mut unanswered = 0;
         for t in &open.model.transactions {
@@ -654,6 +706,7 @@ fn read_fields(avps: &[AvpNode<'_>]) -> Fields {
                     .and_then(|c| c.avp.as_u32());
             }
             (416, None) => f.cc_request_type = a.as_u32(),
+            (480, None) => f.accounting_record_type = a.as_u32(),
             (264, None) => f.origin_host = text(n),
             (296, None) => f.origin_realm = text(n),
             (293, None) => f.destination_host = text(n),
@@ -697,8 +750,10 @@ fn subscriber_keys(avps: &[AvpNode<'_>], app: u32, keys: &mut Vec<SubscriberKey>
     for n in avps {
         let a = &n.avp;
         match (a.code, a.vendor_id) {
+            // The IMSI, sometimes written as an NAI (`IMSI@realm`).
             (1, None) if matches!(app, APP_S6A | APP_S13) => {
-                push_key(keys, K::Imsi, a.as_str().and_then(|s| digits(s, 5..=15)))
+                let local = a.as_str().map(|s| s.split_once('@').map_or(s, |(user, _)| user));
+                push_key(keys, K::Imsi, local.and_then(|s| digits(s, 5..=15)))
             }
             (1, None) if app == APP_CX => push_key(keys, K::Impi, text(n).filter(|s| !s.is_empty())),
             (443, None) => {

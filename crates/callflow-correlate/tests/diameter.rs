@@ -93,6 +93,27 @@ impl Conn {
     }
 }
 
+/// An SCTP packet client:`sport` -> server:`dport` with one whole DATA chunk per
+/// (PPID, payload).
+fn sctp(sport: u16, dport: u16, chunks: &[(u32, &[u8])]) -> Vec<u8> {
+    sctp_between((CLIENT, sport), (SERVER, dport), chunks)
+}
+
+fn sctp_between((src, sport): ([u8; 4], u16), (dst, dport): ([u8; 4], u16), chunks: &[(u32, &[u8])]) -> Vec<u8> {
+    let mut out = [sport.to_be_bytes(), dport.to_be_bytes()].concat();
+    out.extend_from_slice(&[0; 8]);
+    for (i, (ppid, payload)) in chunks.iter().enumerate() {
+        out.extend_from_slice(&[0, 0x03]);
+        out.extend_from_slice(&((16 + payload.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&(i as u32 + 1).to_be_bytes());
+        out.extend_from_slice(&[0, 0, 0, i as u8]);
+        out.extend_from_slice(&ppid.to_be_bytes());
+        out.extend_from_slice(payload);
+        out.resize(out.len().next_multiple_of(4), 0);
+    }
+    ipv4(src, dst, 132, 1, 0, &out)
+}
+
 fn summaries(s: &Session) -> Vec<&str> {
     s.messages.iter().map(|m| m.summary.as_str()).collect()
 }
@@ -222,7 +243,9 @@ fn unanswered_requests_and_error_results_are_flagged() {
         &[avp(263, None, b"mme;8"), avp(297, None, &[u32avp(266, None, 10415), u32avp(298, None, 5001)].concat())],
     );
     let mut c = Conn::new(3868);
-    let (sessions, _) = run(&[c.send(true, &aar), c.send(true, &ulr), c.send(false, &ula)]);
+    let (sessions, stats) = run(&[c.send(true, &aar), c.send(true, &ulr), c.send(false, &ula)]);
+    // Counted with every kind's problems.
+    assert_eq!(stats.problems.by_kind.get("unanswered_request"), Some(&1), "{:?}", stats.problems);
     let dia = diameter_sessions(&sessions);
     assert_eq!(dia.len(), 2);
     let (rx, s6a) = (dia[0], dia[1]);
@@ -253,6 +276,17 @@ fn diameter_on_the_tls_port_is_counted_as_encrypted() {
     let p = &stats.diameter_peers[0];
     assert_eq!((p.encrypted, p.packets, p.pairs), (true, 2, 0));
     assert_eq!(p.bytes, 2 * (20 + 20 + hello.len() as u64));
+    // DTLS over SCTP (PPID 47): a packet with two DATA chunks is one encrypted packet.
+    let (sessions, stats) = run(&[sctp(9000, 9001, &[(47, &hello[..]), (47, &hello[..])])]);
+    assert!(diameter_sessions(&sessions).is_empty());
+    let p = &stats.diameter_peers[0];
+    assert_eq!((p.encrypted, p.packets), (true, 1));
+    // Plain Diameter on the TLS port is read, not guessed to be encrypted.
+    let mut c = Conn::new(5868);
+    let (_, stats) =
+        run(&[c.send(true, &message(true, 280, 0, 1, &[])), c.send(false, &message(false, 280, 0, 1, &[]))]);
+    let p = &stats.diameter_peers[0];
+    assert_eq!((p.encrypted, p.pairs), (false, 1));
 }
 
 #[test]
@@ -352,4 +386,42 @@ fn real_s6a_over_sctp_and_cx_over_tcp() {
     let p = &doc.stats.diameter_peers;
     assert_eq!(p.len(), 1);
     assert_eq!((p[0].pairs, p[0].messages.values().sum::<u64>()), (2, 4));
+}
+
+#[test]
+fn answers_without_their_request_type_and_stateless_applications() {
+    // Arkime's synthetic capture: a Gx CCA without CC-Request-Type (its CCR-I says it), an
+    // S6a ULR/ULA without Auth-Session-State and with an NAI User-Name, an accounting
+    // exchange; TCP and SCTP.
+    let Some(doc) = corpus_doc("arkime/diameter_synthetic.pcap") else { return };
+    let dia = diameter_sessions(&doc.sessions);
+    let got: Vec<(Vec<&str>, CallState)> = dia.iter().map(|s| (summaries(s), s.state)).collect();
+    assert_eq!(
+        got,
+        [
+            (vec!["CCR-I (Gx)", "CCA-I 2001 (Gx)"], CallState::InCall),
+            (vec!["ULR (S6a)", "ULA 2001 (S6a)"], CallState::Completed),
+            (vec!["ACR (Acct)", "ACA 2001 (Acct)"], CallState::Completed),
+        ]
+    );
+    assert!(keys(dia[1]).contains(&(K::Imsi, "310260123456789")), "{:?}", keys(dia[1]));
+    let p = &doc.stats.diameter_peers;
+    assert_eq!((p.len(), p[0].pairs, p[0].hosts.len()), (1, 1, 2), "{p:?}");
+}
+
+#[test]
+fn over_sctp_an_answer_from_another_address_of_the_peer_is_paired() {
+    // PPID 46 on ports that are not Diameter's; the answer leaves from the server's second
+    // address (a multi-homed association).
+    let ulr = message(true, 316, 16_777_251, 5, &[avp(263, None, b"mme;5"), avp(1, None, b"001010000000005")]);
+    let ula = message(false, 316, 16_777_251, 5, &[avp(263, None, b"mme;5"), u32avp(268, None, 2001)]);
+    let (sessions, stats) = run(&[
+        sctp(36412, 36413, &[(46, &ulr[..])]),
+        sctp_between(([10, 0, 0, 3], 36413), (CLIENT, 36412), &[(46, &ula[..])]),
+    ]);
+    let dia = diameter_sessions(&sessions);
+    assert_eq!(summaries(dia[0]), ["ULR (S6a)", "ULA 2001 (S6a)"]);
+    let t = &dia[0].diameter.as_ref().unwrap().transactions[0];
+    assert_eq!((t.request_frame, t.answer_frame, dia[0].state), (Some(1), Some(2), CallState::Completed));
+    assert_eq!(stats.by_protocol["diameter"].packets, 2);
 }

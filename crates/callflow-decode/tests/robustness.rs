@@ -177,3 +177,56 @@ fn damaged_capture_files_never_panic() {
         }
     }
 }
+
+/// A Diameter AVP (M flag, vendor when given), padded.
+fn diameter_avp(code: u32, vendor: Option<u32>, data: &[u8]) -> Vec<u8> {
+    let header = if vendor.is_some() { 12 } else { 8 };
+    let mut out = code.to_be_bytes().to_vec();
+    out.push(if vendor.is_some() { 0xc0 } else { 0x40 });
+    out.extend_from_slice(&((header + data.len()) as u32).to_be_bytes()[1..]);
+    if let Some(v) = vendor {
+        out.extend_from_slice(&v.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out.resize(out.len().next_multiple_of(4), 0);
+    out
+}
+
+#[test]
+fn damaged_diameter_messages_never_panic() {
+    // A Gx CCA with grouped AVPs three levels deep (Charging-Rule-Install > -Definition >
+    // QoS-Information), a Subscription-Id and an unknown vendor AVP.
+    let qos = diameter_avp(1016, Some(10415), &diameter_avp(1028, Some(10415), &[0, 0, 0, 1]));
+    let definition = diameter_avp(1003, Some(10415), &[diameter_avp(1005, Some(10415), b"rule"), qos].concat());
+    let body = [
+        diameter_avp(263, None, b"pcef;1;2"),
+        diameter_avp(268, None, &2001u32.to_be_bytes()),
+        diameter_avp(
+            443,
+            None,
+            &[diameter_avp(450, None, &[0, 0, 0, 1]), diameter_avp(444, None, b"001010123456789")].concat(),
+        ),
+        diameter_avp(1001, Some(10415), &definition),
+        diameter_avp(9999, Some(4242), b"opaque"),
+    ]
+    .concat();
+    let mut message = vec![1, 0, 0, 0, 0x40, 0, 1, 16, 1, 0, 0, 0x16, 0, 0, 0, 1, 0, 0, 0, 2];
+    message.extend_from_slice(&body);
+    let len = message.len() as u32;
+    message[1..4].copy_from_slice(&len.to_be_bytes()[1..]);
+    let whole = DiameterMessage::parse(&message).expect("the message is well formed");
+    let tree = diameter::avp_tree(&whole, Dictionary::builtin());
+    assert!(tree.error.is_none() && tree.avps.len() == 5, "{tree:?}");
+    for cut in 0..=message.len() {
+        application_decoders(&message[..cut]);
+    }
+    let mut rng = Rng(0xd1a);
+    for _ in 0..3000 {
+        let mut bytes = message.clone();
+        for _ in 0..1 + rng.next() % 4 {
+            let at = (rng.next() as usize) % bytes.len();
+            bytes[at] = rng.next() as u8;
+        }
+        application_decoders(&bytes);
+    }
+}

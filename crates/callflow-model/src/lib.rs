@@ -7,7 +7,9 @@
 //!
 //! The main types are [`Document`] (one analysed capture), [`Session`] (one SIP
 //! dialog or one orphan media flow), [`Message`] (one SIP message of a session) and
-//! [`MediaStream`] (one RTP stream with its quality figures and RTCP reports).
+//! [`MediaStream`] (one RTP stream with its quality figures and RTCP reports). A protocol
+//! added later keeps its own fields in an object named after it: Diameter's are
+//! [`DiameterSession`], [`DiameterMessage`] and, in the statistics, [`DiameterPeers`].
 //!
 //! ```
 //! use callflow_model::{CallState, Timestamp};

@@ -83,3 +83,50 @@ fn subscriber_keys_by_application_and_avp() {
         [(K::Msisdn, "33612345678".into()), (K::Imei, "35358800000000".into()), (K::Imsi, "001010000000001".into())]
     );
 }
+
+/// A bare message: request or answer, command 280 (watchdog), hop-by-hop id `hbh`.
+fn watchdog(request: bool, hbh: u32) -> Vec<u8> {
+    let mut m = vec![1, 0, 0, 20, if request { 0x80 } else { 0 }, 0, 1, 24, 0, 0, 0, 0];
+    m.extend_from_slice(&hbh.to_be_bytes());
+    m.extend_from_slice(&hbh.to_be_bytes());
+    m
+}
+
+#[test]
+fn requests_waiting_for_an_answer_are_bounded_and_the_oldest_given_up() {
+    let mut handler = DiameterHandler::new(None);
+    let lifetimes = crate::handler::Lifetimes { linger: 0, idle: i64::MAX };
+    let mut services = Services {
+        media: crate::media::MediaTable::default(),
+        stats: crate::stats::StatsBuilder::default(),
+        lifetimes,
+    };
+    let (client, server): (SocketAddr, SocketAddr) =
+        ("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:3868".parse().unwrap());
+    let ctx = |src, dst| PacketCtx {
+        ts: Timestamp::default(),
+        frame: 1,
+        src,
+        dst,
+        transport: Transport::Tcp,
+        tunnel: None,
+        context: 0,
+        wire_len: 60,
+        flow: None,
+        udp: None,
+    };
+    let total = MAX_PENDING as u32 + 10;
+    for hbh in 0..total {
+        handler.on_payload(AppProtocol::Diameter, &ctx(client, server), &mut (), &watchdog(true, hbh), &mut services);
+    }
+    assert_eq!(handler.pending_count, MAX_PENDING);
+    // The oldest was given up on: its answer pairs with nothing; the newest's does.
+    for hbh in [0, total - 1] {
+        handler.on_payload(AppProtocol::Diameter, &ctx(server, client), &mut (), &watchdog(false, hbh), &mut services);
+    }
+    let peers = handler.peers();
+    assert_eq!(peers.len(), 1);
+    assert_eq!((peers[0].pairs, peers[0].unanswered), (1, MAX_PENDING as u64 - 1));
+    assert_eq!(peers[0].messages["DWR"], u64::from(total));
+    assert!(handler.arrivals.len() <= 4 * MAX_PENDING + 1);
+}
