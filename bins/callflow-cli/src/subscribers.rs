@@ -83,6 +83,7 @@ fn subscriber_block(sub: &Subscriber, sessions: &HashMap<&str, &Session>) -> Str
         ("MSISDN", dash(sub.msisdn.as_deref())),
         ("IMPU", dash(Some(&sub.impu.join(", ")))),
         ("IMPI", dash(Some(&sub.impi.join(", ")))),
+        ("IMEI", dash(sub.imei.as_deref())),
         ("UE ADDRESSES", dash(Some(&addresses.join(", ")))),
     ];
     let mut rows: Vec<[String; 4]> = vec![["KIND".into(), "START".into(), "JOINED BY".into(), "SUMMARY".into()]];

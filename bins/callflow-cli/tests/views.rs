@@ -159,3 +159,38 @@ fn analyze_into_a_file_prints_no_progress_when_stderr_is_not_a_terminal() {
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_dir_all(dir).ok();
 }
+
+fn b2bua() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/callflow-correlate/test_data/b2bua.pcap")
+}
+
+#[test]
+fn a_b2bua_call_is_drawn_and_exported_with_its_other_leg() {
+    let doc = analyse(&b2bua());
+    let sessions = doc["sessions"].as_array().unwrap();
+    let leg =
+        sessions.iter().find(|s| s["related"].as_array().is_some_and(|r| r.iter().any(|l| l["relation"] == "leg")));
+    let leg = leg.expect("a call with a leg");
+    let other_id = leg["related"][0]["session"].as_str().unwrap();
+    let other = sessions.iter().find(|s| s["id"] == other_id).expect("the other leg");
+    let call = leg["call_id"].as_str().unwrap();
+    let text = ok(&["ladder", b2bua().to_str().unwrap(), "--call", call, "--group"]);
+    assert!(text.starts_with("2 legs"), "{text}");
+    assert!(text.contains(other["call_id"].as_str().unwrap()), "{text}");
+    let alone = ok(&["ladder", b2bua().to_str().unwrap(), "--call", call]);
+    assert!(!alone.contains(other["call_id"].as_str().unwrap()), "without --group, the leg alone");
+
+    let dir = tmp_dir("b2bua");
+    let pcap = dir.join("group.pcap");
+    ok(&["export-pcap", b2bua().to_str().unwrap(), "--call", call, "--group", "-o", pcap.to_str().unwrap()]);
+    let again = analyse(&pcap);
+    let mut ids: Vec<&str> =
+        again["sessions"].as_array().unwrap().iter().map(|s| s["call_id"].as_str().unwrap()).collect();
+    ids.sort();
+    let mut want = vec![call, other["call_id"].as_str().unwrap()];
+    want.sort();
+    assert_eq!(ids, want, "both legs, nothing else");
+    let linked = again["sessions"][0]["related"].as_array().is_some_and(|r| r.iter().any(|l| l["relation"] == "leg"));
+    assert!(linked, "the legs are joined again from the exported file");
+    std::fs::remove_dir_all(dir).ok();
+}

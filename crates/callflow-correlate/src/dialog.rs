@@ -1,4 +1,15 @@
 //! SIP dialogs: the state machine of a call, its messages in order, and retransmission detection.
+//!
+//! Besides the state, a call keeps what troubleshooting asks of it: the media changes its
+//! re-INVITEs and UPDATEs make (each sender's SDP against its previous one: hold by
+//! direction or `0.0.0.0`, resume, codec, address), whether a provisional answer brought
+//! SDP (early media, decided with the media's times when the call closes), the To tags
+//! answering each INVITE transaction (forking: several tags for one CSeq and Via branch),
+//! and the DTMF keys of SIP INFO (`application/dtmf-relay`, `application/dtmf`). The harder
+//! transaction cases: PRACK and its 200 are not the INVITE's ACK or answer, a 401/407
+//! challenge is not the call's answer (setup runs from the first INVITE to the retry's
+//! final answer), and a CANCEL that crosses the 2xx loses (the call is up, a later 487 is
+//! ignored).
 
 use crate::ids::{session_id, Fnv64};
 use crate::legs::{CallNames, LegKeys};

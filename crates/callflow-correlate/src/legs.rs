@@ -12,8 +12,18 @@
 //!    (`call-id-suffix:SUFFIX:CALL-ID`, as Sipwise's SEMS writes `_b2b-1`);
 //! 5. as a last resort, when enabled: the same caller and callee user parts (phone numbers
 //!    compared on their last 7 digits, since B2BUAs add or strip prefixes and `+`) with
-//!    INVITEs at most `party_window` apart (`weak:parties:FROM>TO`; the `weak:` says it is
-//!    a guess). A pair the stronger rules already joined is not joined again.
+//!    INVITEs at most `party_window` apart and sent from different addresses (one UA
+//!    calling the same number again is a redial) (`weak:parties:FROM>TO`; the `weak:` says
+//!    it is a guess). A pair the stronger rules already joined is not joined again.
+//!
+//! What common B2BUAs leave to go by: Cisco CUBE writes RFC 7989 Session-ID (and
+//! `Cisco-Guid`), IMS nodes the icid, BroadWorks `X-BroadWorks-Correlation-Info`, HOMER
+//! setups add `X-CID`, Sipwise's SEMS appends `_b2b-1`/`_pbx-1` to the Call-ID. Asterisk
+//! and FreeSWITCH make a fresh Call-ID and add nothing unless the dialplan does (the
+//! FreeSWITCH capture of the corpus carries an `XCall-ID` its dialplan set), so their legs
+//! join by the weak rule. Kamailio's topoh/topos keep the Call-ID unless `mask_callid` is
+//! on, and OpenSIPS' topology hiding encodes it behind a `DLGCH_` prefix: the masked
+//! Call-ID is not the original with an affix, so only the other rules can join those.
 //!
 //! The same machinery links transfers (relation `transfer`): a REFER's Refer-To target and
 //! sender against a new call's To and `Referred-By` (`referred-by:TARGET|REFERRER`), and a
@@ -29,11 +39,13 @@
 //! finds the other open, and nothing waits: sessions are streamed as soon as they are over.
 //! Joining costs a few hash lookups per call, and memory follows the open calls.
 
+use crate::analyzer::duration_ns;
 use crate::ids::Fnv64;
 use callflow_decode::sip::{self, SessionIdHeader, SipMessage};
 use callflow_decode::Timestamp;
 use std::collections::HashMap;
 use std::hash::Hasher;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 /// Most values of each kind kept per call: a few are all a real call carries.
@@ -91,8 +103,9 @@ pub(crate) struct LegKeys {
     icids: Vec<String>,
     /// (header name as configured, value).
     headers: Vec<(String, String)>,
-    /// When the first INVITE was seen.
+    /// When the first INVITE was seen, and who sent it.
     invite: Option<Timestamp>,
+    invite_src: Option<SocketAddr>,
     /// Each REFER's target and referrer, normalised as `TARGET|REFERRER`.
     refer_targets: Vec<String>,
     /// Call-IDs a REFER's Refer-To (`?Replaces=`, true) or the INVITE's `Replaces` (false) names.
@@ -104,12 +117,13 @@ pub(crate) struct LegKeys {
 impl LegKeys {
     /// Takes what `msg` carries; `names` are the configured correlation headers. Says
     /// whether anything new was learnt.
-    pub fn collect(&mut self, msg: &SipMessage<'_>, ts: Timestamp, names: &[String]) -> bool {
+    pub fn collect(&mut self, msg: &SipMessage<'_>, ts: Timestamp, src: SocketAddr, names: &[String]) -> bool {
         let before = self.counts();
         let initial = msg.to().and_then(|t| t.tag).is_none();
         match msg.method() {
             Some("INVITE") => {
                 self.invite.get_or_insert(ts);
+                self.invite_src.get_or_insert(src);
                 if initial {
                     self.transfer_headers(msg);
                 }
@@ -374,6 +388,7 @@ struct Open {
     session_id: String,
     tokens: Vec<(Token, RefSource)>,
     invite: Option<Timestamp>,
+    invite_src: Option<SocketAddr>,
 }
 
 /// The open calls, by the tokens that can join them to their other legs.
@@ -446,7 +461,7 @@ impl LegIndex {
                 numbers.push(number);
             }
         }
-        self.open.insert(number, Open { session_id, tokens, invite: keys.invite });
+        self.open.insert(number, Open { session_id, tokens, invite: keys.invite, invite_src: keys.invite_src });
     }
 
     /// Call `number` closes: it leaves the index, and the links to the open calls it is a
@@ -463,7 +478,10 @@ impl LegIndex {
                     continue;
                 }
                 let Some((_, theirs)) = other.tokens.iter().find(|(t, _)| t == token) else { continue };
-                if matches!(token, Token::Parties(_)) && !self.close_in_time(me.invite, other.invite) {
+                // Legs by caller and callee: INVITEs close in time, from different senders
+                // (the same UA calling the same number again is a redial, not a leg).
+                let redial = me.invite_src.is_some() && me.invite_src == other.invite_src;
+                if matches!(token, Token::Parties(_)) && (!self.close_in_time(me.invite, other.invite) || redial) {
                     continue;
                 }
                 let Some(key) = link_key(token, mine, theirs) else { continue };
@@ -501,10 +519,6 @@ impl LegIndex {
     }
 }
 
-fn duration_ns(d: Duration) -> i64 {
-    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,7 +551,10 @@ mod tests {
             if what == 0 {
                 let msg = SipMessage::parse(text.as_bytes()).unwrap();
                 let mut keys = LegKeys::default();
-                assert!(keys.collect(&msg, Timestamp::from_nanos((t * 1e9) as i64), index.header_names()));
+                // Each call's INVITE from its own address, unless the line says `redial`.
+                let src = if line_says_redial(lines[n]) { 1 } else { n as u8 + 1 };
+                let src = SocketAddr::from(([10, 0, 0, src], 5060));
+                assert!(keys.collect(&msg, Timestamp::from_nanos((t * 1e9) as i64), src, index.header_names()));
                 let names = CallNames { call_id, from, to };
                 index.update(n as u64, || format!("id-{call_id}"), &names, &keys);
             } else {
@@ -587,6 +604,10 @@ mod tests {
         );
     }
 
+    fn line_says_redial(line: &str) -> bool {
+        line.split(" | ").next().is_some_and(|l| l.ends_with(" redial"))
+    }
+
     #[test]
     fn weak_rule_by_parties_and_time() {
         // The FreeSWITCH capture's two legs: the B2BUA adds a prefix and a +.
@@ -597,6 +618,8 @@ mod tests {
         // Too far apart, or other parties.
         check(&["a alice bob 0 40", "b alice bob 2.5 40"], &[]);
         check(&["a alice bob 0 40", "b alice carol 0.1 40"], &[]);
+        // The same UA calling the same number again at once: a redial, not a leg.
+        check(&["a alice bob 0 40", "b alice bob 0.5 41 redial"], &[]);
         // Two candidates when the first closes: no guess; the two left then join.
         check(
             &["a alice bob 0 40", "b alice bob 0.1 41", "c alice bob 0.2 42"],

@@ -7,9 +7,10 @@ use crate::quality::QualityOptions;
 use callflow_model::{MediaStream, Message, Problem, Session, SessionKind, Timestamp};
 
 /// Fills `problems` on each stream of `session` and on the session itself (which also lists
-/// its streams' problems), sorted and each once.
+/// its streams' problems), sorted and each once. Problems a handler already recorded (a
+/// Diameter request without an answer) are kept.
 pub(crate) fn flag_problems(session: &mut Session, opts: &QualityOptions) {
-    let mut all = Vec::new();
+    let mut all = std::mem::take(&mut session.problems);
     let media = &session.media;
     let mut per_stream: Vec<Vec<Problem>> = media.iter().map(|m| stream_problems(m, opts)).collect();
     for (i, m) in media.iter().enumerate() {
@@ -26,6 +27,7 @@ pub(crate) fn flag_problems(session: &mut Session, opts: &QualityOptions) {
         }
     }
     for (m, mut problems) in session.media.iter_mut().zip(per_stream) {
+        problems.append(&mut m.problems);
         problems.sort_unstable();
         problems.dedup();
         all.extend_from_slice(&problems);

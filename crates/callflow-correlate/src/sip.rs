@@ -1,4 +1,8 @@
 //! The SIP handler: SIP messages grouped into dialogs by Call-ID, the SDP they carry announced to the media table, and the dialogs closed once over.
+//!
+//! Closing a call also links it to the other legs of the same call and to the calls of a
+//! transfer that are still open (`legs`), merges its streams' RFC 4733 events with its
+//! SIP INFO digits, and flags early media.
 
 use crate::ctx::PacketCtx;
 use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
@@ -158,7 +162,7 @@ impl Handler for SipHandler {
         if let Some(dialog) = self.dialogs.get_mut(&id) {
             if dialog.kind == SessionKind::SipCall
                 && self.legs.enabled()
-                && dialog.legs.collect(&msg, meta.ts, self.legs.header_names())
+                && dialog.legs.collect(&msg, meta.ts, meta.src, self.legs.header_names())
             {
                 self.legs.update(id, || dialog.session_id(), &dialog.names(), &dialog.legs);
             }

@@ -119,3 +119,12 @@ fn sbc_legs_and_an_attended_transfer_in_real_captures() {
         ]
     );
 }
+
+#[test]
+fn generated_b2bua_legs_are_the_same_streamed_or_not() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("test_data/b2bua.pcap");
+    let whole = leg_links(&sessions_of(&path, AnalyzerOptions::default(), false));
+    let streamed = leg_links(&sessions_of(&path, AnalyzerOptions::default(), true));
+    assert_eq!(whole.len(), 10, "5 pairs, each link on both legs: {whole:#?}");
+    assert_eq!(streamed, whole);
+}

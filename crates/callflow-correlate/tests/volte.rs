@@ -176,3 +176,98 @@ fn every_call_links_to_its_default_bearer_and_its_media_to_the_bearer_the_rtp_we
     let streamed = analyse(true);
     assert!(streamed.sessions.iter().all(|s| bearer_links(s).is_empty()));
 }
+
+#[test]
+fn every_joined_key_matches_the_truth() {
+    use SubscriberKeyKind::*;
+    let doc = analyse(false);
+    let by_id = |id: &str| doc.sessions.iter().find(|s| s.id == id).unwrap_or_else(|| panic!("session {id}"));
+    for call in truth()["calls"].as_array().unwrap() {
+        let ctx = format!("call {}", call["index"]);
+        let sub = doc
+            .subscribers
+            .iter()
+            .find(|s| s.imsi.as_deref() == Some(text(call, "imsi")))
+            .unwrap_or_else(|| panic!("{ctx}: no subscriber with its IMSI"));
+        assert_eq!(sub.msisdn.as_deref(), Some(text(call, "msisdn")), "{ctx}");
+        assert_eq!(sub.imei.as_deref(), Some(text(call, "imei")), "{ctx}");
+        assert_eq!(sub.impu, [text(call, "impu")], "{ctx}");
+        assert_eq!(sub.impi, [text(call, "impi")], "{ctx}");
+        let assigned: Vec<&str> = sub.ue_addresses.iter().filter(|a| a.assigned).map(|a| a.address.as_str()).collect();
+        assert_eq!(assigned, [text(call, "ue_address")], "{ctx}: the PAA, assigned over the PDN connection");
+
+        // Its five sessions, each joined by the key the scenario gives it.
+        let joined: Vec<(&Session, &str)> =
+            sub.sessions.iter().map(|s| (by_id(&s.session), s.key.kind.as_str())).collect();
+        let one = |what: &str, pick: &dyn Fn(&Session) -> bool| -> (&Session, &str) {
+            let found: Vec<_> = joined.iter().filter(|(s, _)| pick(s)).collect();
+            assert_eq!(found.len(), 1, "{ctx}: one {what} in {}", sub.id);
+            *found[0]
+        };
+        let gtp = one("GTP session", &|s| s.kind == SessionKind::Gtp);
+        let gx = one("Gx session", &|s| has_key(s, DiameterSessionId, text(call, "gx_session_id")));
+        let rx = one("Rx session", &|s| has_key(s, DiameterSessionId, text(call, "rx_session_id")));
+        let invite = one("call", &|s| s.call_id == text(call, "call_id"));
+        let register = one("REGISTER", &|s| s.call_id == text(call, "register_call_id"));
+        assert_eq!(joined.len(), 5, "{ctx}: nothing else joined");
+        assert_eq!(gtp.1, "imsi", "{ctx}: the PDN connection makes the subscriber");
+        for (session, key) in [gx, rx, invite, register] {
+            assert_eq!(key, "ue_address", "{ctx}: {} joined within the address's assignment", session.id);
+            let link = session.related.iter().find(|r| r.relation == callflow_model::Relation::Subscriber);
+            assert_eq!(link.map(|r| r.key.as_str()), Some(text(call, "ue_address")), "{ctx}");
+        }
+
+        // Every key the truth gives, where the scenario puts it.
+        let teids = &call["teids"];
+        let mut gtp_keys = vec![
+            (Imsi, text(call, "imsi")),
+            (Msisdn, text(call, "msisdn")),
+            (Imei, text(call, "imei")),
+            (UeAddress, text(call, "ue_address")),
+            (Teid, text(teids, "s11_mme")),
+            (Teid, text(teids, "s11_sgw")),
+            (Teid, text(teids, "s1u_sgw_default")),
+            (Teid, text(teids, "s1u_enb_default")),
+        ];
+        if call["dedicated_bearer"] == true {
+            gtp_keys.extend([(Teid, text(teids, "s1u_sgw_dedicated")), (Teid, text(teids, "s1u_enb_dedicated"))]);
+        }
+        let expected = [
+            (gtp.0, gtp_keys),
+            (
+                gx.0,
+                vec![(Imsi, text(call, "imsi")), (Msisdn, text(call, "msisdn")), (UeAddress, text(call, "ue_address"))],
+            ),
+            (
+                rx.0,
+                vec![(Icid, text(call, "icid")), (Msisdn, text(call, "msisdn")), (UeAddress, text(call, "ue_address"))],
+            ),
+            (
+                invite.0,
+                vec![(Icid, text(call, "icid")), (Msisdn, text(call, "msisdn")), (UeAddress, text(call, "ue_address"))],
+            ),
+        ];
+        for (session, keys) in expected {
+            for (kind, value) in keys {
+                assert!(has_key(session, kind, value), "{ctx}: {:?} lacks {kind:?} {value}", session.kind);
+            }
+        }
+
+        // The speech went through the dedicated bearer when there was one.
+        let bearers = &gtp.0.gtp.as_ref().expect("the gtp object").bearers;
+        let dedicated = bearers.iter().find(|b| b.ebi == Some(6));
+        let half = call["rtp_packets"].as_u64().unwrap() / 2;
+        match text(call, "outcome") {
+            "completed" => {
+                let b = dedicated.unwrap_or_else(|| panic!("{ctx}: no EBI 6 in {bearers:?}"));
+                assert_eq!((b.qci, b.uplink.packets, b.downlink.packets), (Some(1), half, half), "{ctx}");
+            }
+            "bearer_failed" => {
+                assert!(dedicated.is_none_or(|b| b.rejected.is_some()), "{ctx}: {bearers:?}");
+                let default = bearers.iter().find(|b| b.ebi == Some(5)).unwrap();
+                assert!(default.uplink.packets >= half && default.downlink.packets >= half, "{ctx}: {default:?}");
+            }
+            _ => assert!(dedicated.is_none_or(|b| b.uplink.packets + b.downlink.packets == 0), "{ctx}"),
+        }
+    }
+}

@@ -1,6 +1,7 @@
 //! The quality chart of a stream or a call: jitter, loss and MOS over time from the streams' timeline intervals, as SVG.
 //!
-//! Three panels share the time axis (seconds from the first interval): the largest
+//! Three panels share the time axis (seconds from the first interval's start; each point
+//! in the middle of its interval): the largest
 //! interarrival jitter of each interval (ms), its effective loss (lost and late packets
 //! over those expected, %), and its MOS. A stream's timeline has no MOS per interval, so
 //! it is estimated with the stream's own E-model inputs ([`Quality`]: Ie, Bpl, burst
@@ -9,6 +10,7 @@
 //! MOS line. One colour per stream, named in the legend.
 
 use crate::escape::{date_time, elide, xml};
+use callflow_correlate::quality::{mos_from_r, r_factor, CodecImpairment, EModelInputs};
 use callflow_model::{MediaStream, Quality, Timestamp};
 use std::fmt::Write;
 
@@ -19,40 +21,24 @@ const PANEL_H: f64 = 150.0;
 const PANEL_GAP: f64 = 56.0;
 const PALETTE: [&str; 6] = ["#1d4ed8", "#c2410c", "#15803d", "#7c3aed", "#b91c1c", "#0f766e"];
 
-/// The E-model's transmission rating for effective loss `ppl` (%), with the impairments
-/// of `q` (G.107 §7: Ie,eff = Ie + (Rmax - Ie) · Ppl / (Ppl / BurstR + Bpl), Id from the
-/// one-way delay, R = Rmax' - Id - Ie,eff with the default 93.2 or, on the wideband
-/// scale of G.107.1, 129).
-fn r_of(q: &Quality, ppl: f64) -> f64 {
+/// The E-model inputs of `q`'s stream with `ppl` percent effective loss.
+fn inputs(q: &Quality, ppl: f64) -> EModelInputs {
     let wideband = q.method.contains("107.1");
-    let top = if wideband { 129.0 } else { 93.2 };
-    let ceiling = if wideband { 129.0 } else { 95.0 };
-    let burst = if q.burst_ratio > 0.0 { q.burst_ratio } else { 1.0 };
-    let denom = ppl / burst + q.bpl;
-    let ie_eff = if denom > 0.0 { q.codec_ie + (ceiling - q.codec_ie) * ppl / denom } else { q.codec_ie };
-    let d = q.delay_ms.max(0.0);
-    let id = 0.024 * d + if d > 177.3 { 0.11 * (d - 177.3) } else { 0.0 };
-    top - id - ie_eff
-}
-
-fn mos_of(r: f64, wideband: bool) -> f64 {
-    let r = if wideband { r / 1.29 } else { r };
-    if r <= 0.0 {
-        1.0
-    } else if r >= 100.0 {
-        4.5
-    } else {
-        1.0 + 0.035 * r + r * (r - 60.0) * (100.0 - r) * 7e-6
+    EModelInputs {
+        codec: CodecImpairment { ie: q.codec_ie, bpl: q.bpl, wideband },
+        ppl,
+        burst_r: q.burst_ratio,
+        delay_ms: q.delay_ms,
     }
 }
 
 /// The MOS of an interval with effective loss `loss_pct`, for a stream whose whole-stream
-/// figures are `q`: the E-model with the stream's inputs, shifted so that the stream's own
-/// loss gives the stream's own R (whatever refinements the stream's score made).
+/// figures are `q`: the stream's E-model (`callflow_correlate::quality`) with the
+/// interval's loss, shifted so that the stream's own loss gives the stream's own R.
 pub fn interval_mos(q: &Quality, loss_pct: f64) -> f64 {
     let wideband = q.method.contains("107.1");
-    let offset = q.r_factor - r_of(q, q.loss_pct);
-    mos_of(r_of(q, loss_pct.clamp(0.0, 100.0)) + offset, wideband).clamp(1.0, 4.5)
+    let offset = q.r_factor - r_factor(&inputs(q, q.loss_pct));
+    mos_from_r(r_factor(&inputs(q, loss_pct.clamp(0.0, 100.0))) + offset, wideband).clamp(1.0, 4.5)
 }
 
 /// A "nice" tick step (1, 2 or 5 times a power of ten) giving about `ticks` ticks over `range`.
@@ -80,6 +66,14 @@ struct Series {
 /// titled `title`.
 pub fn render(title: &str, streams: &[&MediaStream]) -> String {
     let origin: Option<Timestamp> = streams.iter().flat_map(|s| s.timeline.first()).map(|i| i.start).min();
+    // The intervals' length: the smallest step between two of a stream (5 s by default
+    // when each stream has one interval). A point stands in the middle of its interval.
+    let width = streams
+        .iter()
+        .flat_map(|s| s.timeline.windows(2).map(|w| w[1].start.millis_since(w[0].start) / 1000.0))
+        .filter(|d| *d > 0.0)
+        .fold(None, |min: Option<f64>, d| Some(min.map_or(d, |m| m.min(d))))
+        .unwrap_or(5.0);
     let series: Vec<Series> = streams
         .iter()
         .map(|s| {
@@ -87,7 +81,7 @@ pub fn render(title: &str, streams: &[&MediaStream]) -> String {
                 .timeline
                 .iter()
                 .map(|i| {
-                    let t = origin.map_or(0.0, |o| i.start.millis_since(o) / 1000.0);
+                    let t = origin.map_or(0.0, |o| i.start.millis_since(o) / 1000.0) + width / 2.0;
                     let expected = (i.packets + i.lost) as f64;
                     let loss = if expected > 0.0 { (i.lost + i.late) as f64 * 100.0 / expected } else { 0.0 };
                     (t, i.max_jitter_ms, loss.min(100.0), s.quality.as_ref().map(|q| interval_mos(q, loss)))
@@ -97,7 +91,7 @@ pub fn render(title: &str, streams: &[&MediaStream]) -> String {
             Series { points, label: format!("{} → {} {}{mos}", s.src, s.dst, s.codec) }
         })
         .collect();
-    let t_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0)).fold(0.0f64, f64::max).max(1.0);
+    let t_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.0 + width / 2.0)).fold(0.0f64, f64::max).max(1.0);
     let jitter_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.1)).fold(0.0f64, f64::max).max(10.0);
     let loss_max = series.iter().flat_map(|s| s.points.iter().map(|p| p.2)).fold(0.0f64, f64::max).max(5.0);
     let legend_h = 18.0 * series.len() as f64;
@@ -259,7 +253,7 @@ mod tests {
     fn the_stream_average_gives_the_stream_mos() {
         // A stream scored by refinements this chart does not know: its own figures anchor the line.
         let q = Quality { r_factor: 80.0, mos: 4.02, loss_pct: 2.0, ..g711() };
-        assert!((interval_mos(&q, 2.0) - mos_of(80.0, false)).abs() < 1e-9);
+        assert!((interval_mos(&q, 2.0) - mos_from_r(80.0, false)).abs() < 1e-9);
         assert!(interval_mos(&q, 5.0) < interval_mos(&q, 2.0));
     }
 

@@ -7,7 +7,7 @@
 //! (two user agents on one machine, a test on loopback) the columns are socket addresses
 //! instead, so that no message is drawn from a column to itself.
 
-use callflow_model::{CallState, MediaStream, Message, Problem, Protocol, Session, Timestamp, Transport};
+use callflow_model::{CallState, MediaStream, Message, Problem, Protocol, Session, SessionKind, Timestamp, Transport};
 use std::net::{IpAddr, SocketAddr};
 
 /// A ladder diagram's layout: columns and rows, ready to draw.
@@ -32,6 +32,8 @@ pub struct Ladder {
 pub struct SessionInfo {
     /// The session's id.
     pub id: String,
+    /// What kind of session.
+    pub kind: SessionKind,
     /// Its Call-ID.
     pub call_id: String,
     /// Its state.
@@ -273,16 +275,20 @@ impl Ladder {
         let title = match &sessions[..] {
             [] => "no session".to_string(),
             [s] => {
-                let mut t = format!("{} · {} → {} · {}", s.call_id, s.from, s.to, s.state);
                 if s.call_id.is_empty() {
-                    t = format!("{} · {}", s.id, s.state);
+                    // Diameter, GTP, orphan media: no Call-ID, From or To.
+                    format!("{} session {} · {}", s.kind.as_str(), s.id, s.state)
+                } else {
+                    format!("{} · {} → {} · {}", s.call_id, s.from, s.to, s.state)
                 }
-                t
             }
             many => format!(
                 "{} legs · {}",
                 many.len(),
-                many.iter().map(|s| s.call_id.as_str()).collect::<Vec<_>>().join(" + ")
+                many.iter()
+                    .map(|s| if s.call_id.is_empty() { s.id.as_str() } else { s.call_id.as_str() })
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             ),
         };
         Ladder {
@@ -295,6 +301,7 @@ impl Ladder {
                 .iter()
                 .map(|s| SessionInfo {
                     id: s.id.clone(),
+                    kind: s.kind,
                     call_id: s.call_id.clone(),
                     state: s.state,
                     problems: s.problems.clone(),

@@ -30,16 +30,13 @@
 //!     diameter: None, gtp: None,
 //! };
 //! let session = Session {
-//!     id: "s1".into(), kind: SessionKind::SipCall, call_id: "abc@host".into(),
-//!     from: "sip:alice@a".into(), to: "sip:bob@b".into(), state: CallState::InCall,
-//!     start: at(0), end: at(40), setup_time_ms: None, post_dial_delay_ms: None,
-//!     ring_time_ms: None, duration_ms: None, hangup_by: None, participants: vec![],
+//!     call_id: "abc@host".into(), from: "sip:alice@a".into(), to: "sip:bob@b".into(),
+//!     state: CallState::InCall, start: at(0), end: at(40),
 //!     messages: vec![
 //!         msg(0, "10.0.0.1:5060", "10.0.0.2:5060", "INVITE (SDP)", None),
 //!         msg(40, "10.0.0.2:5060", "10.0.0.1:5060", "200 OK (SDP)", Some(200)),
 //!     ],
-//!     media: vec![], anomalies: vec![], related: vec![], tunnel: None,
-//!     subscriber_keys: vec![], problems: vec![], diameter: None, gtp: None,
+//!     ..Session::empty("s1".into(), SessionKind::SipCall)
 //! };
 //! let ladder = Ladder::build(&[&session]);
 //! let text = render_ladder(&ladder, Format::Text, None);

@@ -280,7 +280,10 @@ fn draw(ladder: &Ladder, raw: Option<&RawMessages>, links: bool) -> String {
     // Footer: one line per session (id, Call-ID, state), then the legend.
     let mut y = rows_end + 24.0;
     for info in &ladder.sessions {
-        let mut text = format!("session {} · {} · Call-ID {}", info.id, info.state, info.call_id);
+        let mut text = format!("{} session {} · {}", info.kind.as_str(), info.id, info.state);
+        if !info.call_id.is_empty() {
+            text.push_str(&format!(" · Call-ID {}", info.call_id));
+        }
         if !info.problems.is_empty() {
             let names: Vec<&str> = info.problems.iter().map(|p| p.as_str()).collect();
             text.push_str(&format!(" · problems: {}", names.join(", ")));
@@ -292,16 +295,19 @@ fn draw(ladder: &Ladder, raw: Option<&RawMessages>, links: bool) -> String {
         );
         y += 18.0;
     }
+    let has = |p: Protocol| ladder.rows.iter().any(|r| matches!(&r.kind, RowKind::Message(m) if m.protocol == p));
     let legend = [
-        (colour::REQUEST, "request"),
-        (colour::PROVISIONAL, "1xx"),
-        (colour::SUCCESS, "2xx / MOS ≥ 4"),
-        (colour::FAILURE, "3xx-6xx / MOS < 3.6"),
-        (colour::MOS_FAIR, "MOS 3.6-4"),
-        (colour::MEDIA, "media"),
+        (colour::REQUEST, "request", true),
+        (colour::PROVISIONAL, "1xx", true),
+        (colour::SUCCESS, "2xx / MOS ≥ 4", true),
+        (colour::FAILURE, "3xx-6xx / MOS < 3.6", true),
+        (colour::MOS_FAIR, "MOS 3.6-4", true),
+        (colour::MEDIA, "media", true),
+        (colour::DIAMETER, "Diameter", has(Protocol::Diameter)),
+        (colour::GTP, "GTP", has(Protocol::Gtp)),
     ];
     let mut lx = 12.0;
-    for (c, what) in legend {
+    for (c, what, _) in legend.into_iter().filter(|l| l.2) {
         let _ = write!(
             s,
             r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="10" fill="{c}"/><text x="{:.1}" y="{y:.1}" class="t">{}</text>"#,

@@ -83,7 +83,23 @@ pub fn render(ladder: &Ladder, width: usize) -> String {
                 line[lo + 1] = '<';
             }
             let room = hi - lo - 1;
-            let text = elide(&label, room.saturating_sub(4));
+            let fit = room.saturating_sub(4);
+            // A stream's label shrinks to what matters first (codec and MOS) before it is cut.
+            let label = match &row.kind {
+                RowKind::Media(i) => {
+                    let m = &ladder.media[*i];
+                    let short = match m.mos {
+                        Some(mos) => format!("{} {mos:.2}", terminal(&m.codec)),
+                        None => terminal(&m.codec),
+                    };
+                    [label, terminal(&m.headline()), short]
+                        .into_iter()
+                        .find(|l| l.chars().count() <= fit)
+                        .unwrap_or_else(|| format!("{:.2}", m.mos.unwrap_or(0.0)))
+                }
+                RowKind::Message(_) => label,
+            };
+            let text = elide(&label, fit);
             let len = text.chars().count();
             let at = lo + 1 + (room - len) / 2;
             for (k, c) in text.chars().enumerate() {

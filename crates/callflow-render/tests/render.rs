@@ -262,7 +262,7 @@ fn text_fits_100_columns_and_marks_retransmissions_and_media() {
     let rtx = text.lines().find(|l| l.contains("[rtx]")).expect("the retransmission is marked");
     assert!(rtx.contains("~~"), "{rtx}");
     let media = text.lines().find(|l| l.contains("==")).expect("a media row");
-    assert!(media.contains("RTP PCMU"), "{media}");
+    assert!(media.contains("RTP PCMU · MOS 4.02"), "codec and MOS kept when the lane is narrow: {media}");
     assert!(text.contains("MOS 4.02") && text.contains("high_loss") && text.contains("DTMF 5"), "{text}");
     assert!(text.contains("problems of a-leg@x: high_loss"), "{text}");
 }
@@ -321,6 +321,22 @@ fn a_hostile_capture_is_drawn_as_text_in_every_format() {
 }
 
 #[test]
+fn a_diameter_session_is_drawn_in_its_colour_with_hex_messages() {
+    let Some(capture) = shared("arkime/diameter_synthetic.pcap") else { return };
+    let doc = analyse(&capture);
+    let s = doc.sessions.iter().find(|s| s.kind == SessionKind::Diameter).expect("a Diameter session");
+    let ladder = Ladder::build(&[s]);
+    assert!(ladder.title.starts_with("diameter session "), "{}", ladder.title);
+    let frames: BTreeSet<u64> = s.messages.iter().map(|m| m.frame).collect();
+    let raw = read_messages(&capture, &frames).unwrap();
+    assert!(raw.values().all(|m| m.starts_with("00000000: 01")), "version 1 in a hex dump: {raw:?}");
+    let svg = render_ladder(&ladder, Format::Svg, Some(&raw));
+    assert_well_formed(&svg);
+    assert!(svg.contains(r##"stroke="#7c3aed""##) && svg.contains(">Diameter</text>"), "violet arrows, in the legend");
+    assert!(!svg.contains("Call-ID"), "no empty Call-ID in the footer");
+}
+
+#[test]
 fn svg_of_a_group_has_a_row_with_a_tooltip_per_message_and_stream() {
     let sessions = b2bua_legs();
     let group = leg_group(&sessions, "leg-a").unwrap();
@@ -346,8 +362,8 @@ fn quality_chart_draws_three_labelled_panels_per_stream() {
         assert!(svg.contains(label), "{label}");
     }
     assert_eq!(svg.matches("<polyline").count(), 2 * 3, "jitter, loss and MOS for each of 2 streams");
-    // The interval with 12 of 262 lost (4.6 %) is the lowest MOS point of its stream.
-    assert!(svg.contains("10 s: 4.58 loss (%)"), "{svg}");
+    // The interval of 10-15 s, 12 of 262 lost (4.6 %), drawn in its middle.
+    assert!(svg.contains("12.5 s: 4.58 loss (%)"), "{svg}");
     std::fs::write(tmp("chart.svg"), &svg).unwrap();
 }
 

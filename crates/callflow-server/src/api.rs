@@ -1,4 +1,4 @@
-//! The REST handlers: uploads, jobs, sessions, a session's pcap, health, version, metrics and the OpenAPI document.
+//! The REST handlers: uploads, jobs, sessions, a session's pcap, ladder, quality chart and raw messages, health, version, metrics and the OpenAPI document.
 
 use crate::error::{ApiError, ApiQuery};
 use crate::hub::{job_json, status_json};

@@ -19,11 +19,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use callflow_config::AuthSettings;
-use std::collections::{BTreeMap, HashMap};
+use dashmap::DashMap;
+use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Semaphore};
 
@@ -39,7 +40,9 @@ pub struct Auth {
     api_keys: Vec<String>,
     users: BTreeMap<String, String>,
     ttl: Duration,
-    tokens: Mutex<HashMap<String, Instant>>,
+    /// Login tokens and when each expires: read by every authenticated request on every
+    /// worker thread, so a sharded map rather than one lock.
+    tokens: DashMap<String, Instant>,
     /// A hash of a random password, verified for unknown user names.
     dummy: OnceLock<String>,
     /// Password verifications running (`auth.max_concurrent_logins` permits).
@@ -93,7 +96,7 @@ impl Auth {
             api_keys: s.api_keys.clone(),
             users: s.users.clone(),
             ttl: s.token_ttl,
-            tokens: Mutex::default(),
+            tokens: DashMap::new(),
             dummy,
             verifying: Arc::new(Semaphore::new(s.max_concurrent_logins.max(1))),
             by_addr: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
@@ -110,13 +113,12 @@ impl Auth {
         if self.api_keys.iter().any(|k| same(k.as_bytes(), credential.as_bytes())) {
             return Some(None);
         }
-        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens.get(credential).filter(|expires| **expires > now).map(|expires| Some(*expires))
+        self.tokens.get(credential).map(|e| *e).filter(|expires| *expires > now).map(Some)
     }
 
     /// Revokes a login token; false when it was not one.
     pub fn logout(&self, token: &str) -> bool {
-        let removed = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).remove(token).is_some();
+        let removed = self.tokens.remove(token).is_some();
         if removed {
             self.revoked.send_modify(|n| *n += 1);
         }
@@ -147,9 +149,9 @@ impl Auth {
         if self.api_keys.iter().any(|k| same(k.as_bytes(), credential.as_bytes())) {
             return true;
         }
-        let mut tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner());
-        tokens.retain(|_, expires| *expires > now);
-        tokens.contains_key(credential)
+        // Expired tokens are swept at each login (which is throttled), not here: a check
+        // touches one shard.
+        self.tokens.get(credential).is_some_and(|expires| *expires > now)
     }
 
     /// A new token for `user` when `password` matches its hash. An unknown user costs the
@@ -165,7 +167,8 @@ impl Auth {
             return None;
         }
         let token = random_hex::<32>();
-        self.tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(token.clone(), now + self.ttl);
+        self.tokens.retain(|_, expires| *expires > now);
+        self.tokens.insert(token.clone(), now + self.ttl);
         Some(token)
     }
 }

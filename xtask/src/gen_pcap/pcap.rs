@@ -1,45 +1,51 @@
-//! Classic pcap output (little-endian, microsecond timestamps, Ethernet) and the Ethernet/802.1Q/IPv4/UDP/TCP framing of generated packets.
+//! Classic pcap output (little-endian, microsecond timestamps, Ethernet; written by `pcap-file`) and the Ethernet/802.1Q/IPv4/UDP/TCP framing of generated packets.
 
+use pcap_file::pcap::{PcapHeader, PcapPacket};
+use pcap_file::{DataLink, Endianness, TsResolution};
 use std::io::{self, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
 
-const PCAP_MAGIC_MICROS: u32 = 0xA1B2_C3D4;
-const LINKTYPE_ETHERNET: u32 = 1;
 const SNAPLEN: u32 = 262_144;
 
-/// Writes the file header at once, then one record per frame.
+/// Writes the file header at once, then one record per frame (through `pcap-file`, the
+/// workspace's one pcap writer), counting what it wrote.
 pub struct PcapWriter<W: Write> {
-    out: W,
+    out: pcap_file::pcap::PcapWriter<W>,
     packets: u64,
     bytes: u64,
 }
 
+fn pcap_error(e: pcap_file::PcapError) -> io::Error {
+    match e {
+        pcap_file::PcapError::IoError(e) => e,
+        e => io::Error::other(e),
+    }
+}
+
 impl<W: Write> PcapWriter<W> {
-    pub fn new(mut out: W) -> io::Result<Self> {
-        let mut header = Vec::with_capacity(24);
-        header.extend_from_slice(&PCAP_MAGIC_MICROS.to_le_bytes());
-        header.extend_from_slice(&2u16.to_le_bytes());
-        header.extend_from_slice(&4u16.to_le_bytes());
-        header.extend_from_slice(&0i32.to_le_bytes()); // thiszone: timestamps are UTC
-        header.extend_from_slice(&0u32.to_le_bytes()); // sigfigs
-        header.extend_from_slice(&SNAPLEN.to_le_bytes());
-        header.extend_from_slice(&LINKTYPE_ETHERNET.to_le_bytes());
-        out.write_all(&header)?;
-        Ok(PcapWriter { out, packets: 0, bytes: header.len() as u64 })
+    pub fn new(out: W) -> io::Result<Self> {
+        let header = PcapHeader {
+            version_major: 2,
+            version_minor: 4,
+            ts_correction: 0, // timestamps are UTC
+            ts_accuracy: 0,
+            snaplen: SNAPLEN,
+            datalink: DataLink::ETHERNET,
+            ts_resolution: TsResolution::MicroSecond,
+            endianness: Endianness::Little,
+        };
+        let out = pcap_file::pcap::PcapWriter::with_header(out, header).map_err(pcap_error)?;
+        Ok(PcapWriter { out, packets: 0, bytes: 24 })
     }
 
     /// One record; `ts_us` is microseconds since the Unix epoch.
     pub fn write(&mut self, ts_us: u64, frame: &[u8]) -> io::Result<()> {
         let len = u32::try_from(frame.len()).map_err(|_| io::Error::other("frame longer than 4 GiB"))?;
-        let mut record = [0u8; 16];
-        record[0..4].copy_from_slice(&((ts_us / 1_000_000) as u32).to_le_bytes());
-        record[4..8].copy_from_slice(&((ts_us % 1_000_000) as u32).to_le_bytes());
-        record[8..12].copy_from_slice(&len.to_le_bytes());
-        record[12..16].copy_from_slice(&len.to_le_bytes());
-        self.out.write_all(&record)?;
-        self.out.write_all(frame)?;
+        let written =
+            self.out.write_packet(&PcapPacket::new(Duration::from_micros(ts_us), len, frame)).map_err(pcap_error)?;
         self.packets += 1;
-        self.bytes += 16 + u64::from(len);
+        self.bytes += written as u64;
         Ok(())
     }
 
@@ -53,7 +59,7 @@ impl<W: Write> PcapWriter<W> {
     }
 
     pub fn into_inner(self) -> W {
-        self.out
+        self.out.into_writer()
     }
 }
 
