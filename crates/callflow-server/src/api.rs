@@ -682,6 +682,9 @@ async fn job_subscribers(state: &AppState, id: JobId) -> Result<Vec<Subscriber>,
         (None, JobState::Completed) => Err(ApiError::Conflict(format!(
             "job {id} was analysed before callflowd kept subscribers: upload its capture again"
         ))),
+        (None, other) if other.is_finished() => {
+            Err(ApiError::Conflict(format!("job {id} is {}: only a completed job has subscribers", other.as_str())))
+        }
         (None, other) => Err(ApiError::Conflict(format!(
             "job {id} is {}: its subscribers are known once it has completed",
             other.as_str()

@@ -108,3 +108,27 @@ async fn a_volte_job_lists_filters_and_serves_its_subscribers_with_their_session
     assert_eq!(names, ["id", "offset", "limit", "imsi", "msisdn", "q"]);
     assert!(doc["paths"]["/api/v1/jobs/{id}/subscribers/{sub_id}"]["get"].is_object());
 }
+
+#[tokio::test]
+async fn a_job_not_completed_has_no_subscriber_view_yet_rather_than_an_empty_one() {
+    let gate = common::Gate::new();
+    let server = common::start_gated(&gate, |_| {}).await;
+    let client = reqwest::Client::new();
+    let job = common::upload_example(&client, &server).await;
+    gate.until(|s| s.running == 1).await;
+    let error = |v: &Value| v["error"]["code"].as_str().map(str::to_string);
+    let running = client.get(server.url(&format!("/api/v1/jobs/{job}/subscribers"))).send().await.unwrap();
+    assert_eq!(running.status(), 409);
+    let body: Value = running.json().await.unwrap();
+    assert!(body["error"]["message"].as_str().unwrap().contains("RUNNING"), "{body}");
+    // Cancelled (and so failed to complete), it never gets one.
+    let cancel = client.post(server.url(&format!("/api/v1/jobs/{job}/cancel"))).send().await.unwrap();
+    assert!(cancel.status().is_success());
+    gate.open();
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "CANCELLED");
+    let one = client.get(server.url(&format!("/api/v1/jobs/{job}/subscribers/sub-1"))).send().await.unwrap();
+    assert_eq!(one.status(), 409);
+    let body: Value = one.json().await.unwrap();
+    assert_eq!(error(&body).as_deref(), Some("conflict"), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("only a completed job"), "{body}");
+}
