@@ -5,6 +5,7 @@
 //! frame, so the loop stays one loop and the caller decides how often to do anything
 //! costly (the job manager reads the clock once per thousand frames, not per frame).
 
+use crate::bearers;
 use crate::front::{Forgotten, Front, Prepared};
 use crate::pipeline::{read_ahead, Event};
 use crate::source::{FrameSource, Pulled};
@@ -235,6 +236,7 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         }
     };
     let subscribers = subscribers::attach(joiner, &mut sessions);
+    bearers::link(&mut sessions);
     Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers })
 }
 

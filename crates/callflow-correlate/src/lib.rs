@@ -37,6 +37,7 @@
 //! ```
 
 mod analyzer;
+mod bearers;
 mod capture_loss;
 mod control;
 mod ctx;

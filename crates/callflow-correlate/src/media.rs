@@ -647,6 +647,12 @@ impl MediaTable {
         all
     }
 
+    /// The tunnel `owner`'s first media packet came through (its GTP-U TEID says which
+    /// bearer carried the call's media).
+    pub fn tunnel(&self, owner: Owner) -> Option<callflow_model::Tunnel> {
+        self.owners.get(&owner)?.tunnel.as_ref().map(tunnel_out)
+    }
+
     /// Removes `owner`'s endpoints and streams and returns them as output streams, in
     /// order of first packet.
     pub fn take(&mut self, owner: Owner) -> Vec<MediaStream> {

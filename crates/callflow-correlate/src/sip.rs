@@ -16,7 +16,9 @@ use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
 use callflow_decode::tcp::Framing;
 use callflow_decode::Timestamp;
-use callflow_model::{DtmfDigit, DtmfSource, Related, Relation, Session, SessionKind};
+use callflow_model::{
+    DtmfDigit, DtmfSource, Related, Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, TunnelKind,
+};
 use std::collections::HashMap;
 
 /// The open SIP sessions (dialogs and groups of other transactions), by owner number and
@@ -213,6 +215,7 @@ impl Handler for SipHandler {
                 self.by_call_id.remove(&dialog.call_id);
             }
         }
+        let media_tunnel = services.media.tunnel(id);
         let media = services.media.take(id);
         let early_until = dialog.early_media_until();
         let mut session = dialog.into_session();
@@ -233,6 +236,14 @@ impl Handler for SipHandler {
         }
         session.media = media;
         session.subscriber_keys = self.keys.remove(&id).map(SipKeys::into_keys).unwrap_or_default();
+        // The media's bearer (a dedicated one, in VoLTE) is another TEID of the subscriber's,
+        // and what links the call to the bearer its RTP went through.
+        if let Some(teid) = media_tunnel.filter(|t| t.kind == TunnelKind::GtpU).and_then(|t| t.teid) {
+            let key = SubscriberKey { kind: SubscriberKeyKind::Teid, value: format!("0x{teid:08x}") };
+            if !session.subscriber_keys.contains(&key) {
+                session.subscriber_keys.push(key);
+            }
+        }
         for link in self.legs.close(id) {
             let relation = if legs::is_transfer(&link.key) { Relation::Transfer } else { Relation::Leg };
             if let Some(other) = self.dialogs.get_mut(&link.number) {

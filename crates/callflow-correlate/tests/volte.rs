@@ -2,7 +2,7 @@
 
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::{Document, Session, SessionKind, SubscriberKeyKind, TunnelKind};
+use callflow_model::{Document, Relation, Session, SessionKind, SubscriberKeyKind, TunnelKind};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -112,6 +112,69 @@ fn each_call_is_one_subscriber_streaming_or_not() {
         }
         assert!(sub.ue_addresses.iter().any(|a| a.address == text(call, "ue_address")));
     }
+}
+
+#[test]
+fn every_call_links_to_its_default_bearer_and_its_media_to_the_bearer_the_rtp_went_through() {
+    let doc = analyse(false);
+    let bearer_links = |s: &Session| -> Vec<(String, String)> {
+        s.related
+            .iter()
+            .filter(|r| r.relation == Relation::Bearer)
+            .map(|r| (r.session.clone(), r.key.clone()))
+            .collect()
+    };
+    for call in truth()["calls"].as_array().unwrap() {
+        let ctx = format!("call {}", call["index"]);
+        let imsi = text(call, "imsi");
+        let gtp = doc
+            .sessions
+            .iter()
+            .find(|s| s.kind == SessionKind::Gtp && s.gtp.as_ref().and_then(|g| g.imsi.as_deref()) == Some(imsi))
+            .unwrap_or_else(|| panic!("{ctx}: no GTP session of {imsi}"));
+        let bearers = &gtp.gtp.as_ref().unwrap().bearers;
+        let invite = doc.sessions.iter().find(|s| s.call_id == text(call, "call_id")).unwrap();
+        let links = bearer_links(invite);
+        let default = format!("{} ebi 5", text(&call["teids"], "s1u_sgw_default"));
+        assert_eq!(links.first(), Some(&(gtp.id.clone(), default.clone())), "{ctx}: signalling in the default bearer");
+        assert!(bearer_links(gtp).contains(&(invite.id.clone(), default)), "{ctx}: the link back");
+
+        // The media's bearer: the dedicated one the truth gives, or the default one when
+        // there was none.
+        let media_teids: Vec<&str> = call["media_teids"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        let rtp = call["rtp_packets"].as_u64().unwrap();
+        if rtp == 0 {
+            assert_eq!(links.len(), 1, "{ctx}: no media, the default bearer only: {links:?}");
+            continue;
+        }
+        let teid = |t: &str| u32::from_str_radix(t.trim_start_matches("0x"), 16).unwrap();
+        let media_bearer = bearers
+            .iter()
+            .find(|b| media_teids.iter().all(|&t| b.teids.iter().any(|bt| bt.teid == teid(t))))
+            .unwrap_or_else(|| panic!("{ctx}: no bearer has the media TEIDs {media_teids:?}"));
+        let carried = media_bearer.uplink.packets + media_bearer.downlink.packets;
+        assert!(carried >= rtp, "{ctx}: the bearer carried {carried} packets, the call's RTP {rtp}");
+        let ebi = media_bearer.ebi.expect("an EBI");
+        if call["dedicated_bearer"] == true {
+            assert_ne!(ebi, 5, "{ctx}: a dedicated bearer");
+            assert_eq!(media_bearer.qci, Some(1), "{ctx}");
+            assert_eq!(carried, rtp, "{ctx}: the dedicated bearer carried the RTP and nothing else");
+            assert_eq!(links.len(), 2, "{ctx}: {links:?}");
+            let (to, key) = &links[1];
+            assert_eq!(to, &gtp.id, "{ctx}");
+            let (key_teid, key_ebi) = key.split_once(" ebi ").unwrap();
+            assert!(media_teids.contains(&key_teid), "{ctx}: {key} names a TEID of the dedicated bearer");
+            assert_eq!(key_ebi, ebi.to_string(), "{ctx}");
+            assert!(bearer_links(gtp).contains(&(invite.id.clone(), key.clone())), "{ctx}: the link back");
+        } else {
+            assert_eq!(ebi, 5, "{ctx}: no dedicated bearer, the RTP went through the default one");
+            assert_eq!(links.len(), 1, "{ctx}: {links:?}");
+        }
+    }
+    // Streamed sessions are written as they close, before any GTP session is known to the
+    // join: no bearer links then.
+    let streamed = analyse(true);
+    assert!(streamed.sessions.iter().all(|s| bearer_links(s).is_empty()));
 }
 
 #[test]

@@ -64,7 +64,10 @@
 //! connections beside it (WAL), each of which sees every change committed before it starts,
 //! so two queries run at once beside a write (a third, or one whose reader cannot be
 //! opened, uses the writer's connection). Schema migrations are numbered (`PRAGMA
-//! user_version`); a database from a newer build is refused. On start, `recover` turns
+//! user_version`); a database from a newer build is refused. A completed job's subscriber
+//! view (the document's `subscribers`, known only once the capture is read) is one JSON
+//! column of its row, read apart from the job (`JobStore::subscribers`); jobs completed
+//! before version 3 have none. On start, `recover` turns
 //! RUNNING jobs (a crash, or a shutdown, which deliberately leaves them RUNNING) back into
 //! QUEUED with their partial sessions deleted, or into FAILED "interrupted" when
 //! `resume_interrupted = false`, and the manager sends a token per queued job; a job

@@ -767,7 +767,14 @@ fn record_unrecorded(shared: &Shared) {
 fn cancel_unrecorded(shared: &Shared, id: JobId) -> Result<Option<Job>, JobError> {
     let mut unrecorded = lock(&shared.unrecorded);
     let Some(outcome) = unrecorded.get_mut(&id) else { return Ok(None) };
-    *outcome = Outcome { state: JobState::Cancelled, error: None, source: None, stats: None, ..outcome.clone() };
+    *outcome = Outcome {
+        state: JobState::Cancelled,
+        error: None,
+        source: None,
+        stats: None,
+        subscribers: None,
+        ..outcome.clone()
+    };
     let job = match shared.store.finish(id, outcome, now_millis())? {
         Some(job) => job,
         // No longer RUNNING: an earlier attempt failed after its commit.
@@ -850,7 +857,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         ctx.limit.get_or_insert_with(|| time_limit_message(shared.opts.max_job_time));
     }
     let progress = ctx.progress;
-    let mut outcome = Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None };
+    let mut outcome =
+        Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None, subscribers: None };
     match stop.load(Ordering::Relaxed) {
         // Left RUNNING: the next start re-runs it (or fails it as interrupted).
         SHUTDOWN => return,
@@ -866,6 +874,7 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
                 outcome.progress.bytes = doc.source.bytes.max(progress.bytes);
                 outcome.source = Some(doc.source);
                 outcome.stats = Some(doc.stats);
+                outcome.subscribers = Some(doc.subscribers);
             }
             (Ok(Err(message)), None) => outcome.error = Some(message),
             (Err(panic), None) => {

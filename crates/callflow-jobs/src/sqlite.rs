@@ -11,7 +11,7 @@ use crate::store::{
     JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
-use callflow_model::{Session, SourceInfo, Timestamp};
+use callflow_model::{Session, SourceInfo, Subscriber, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use std::path::{Path, PathBuf};
@@ -65,6 +65,9 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_session_id ON sessions(job_id, session_id);",
     // 2: a session looked up by its id alone (the HTTP API's /sessions/{id}).
     "CREATE INDEX sessions_by_bare_session_id ON sessions(session_id);",
+    // 3: a completed job's subscriber view, the document's `subscribers` as JSON (NULL for
+    // the jobs completed before it was kept).
+    "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
@@ -360,7 +363,8 @@ impl JobStore for SqliteStore {
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let sql = format!(
             "UPDATE jobs SET state = 'RUNNING', started_at = ?1, completed_at = NULL, attempts = attempts + 1,
-                 progress = 0, packets = 0, bytes = 0, sessions = 0, error = NULL, source = NULL, stats = NULL
+                 progress = 0, packets = 0, bytes = 0, sessions = 0, error = NULL, source = NULL, stats = NULL,
+                 subscribers = NULL
              WHERE id = (SELECT id FROM jobs WHERE state = 'QUEUED' ORDER BY id LIMIT 1)
              RETURNING {JOB_COLUMNS}"
         );
@@ -417,9 +421,10 @@ impl JobStore for SqliteStore {
         let tx = conn.transaction()?;
         let source = o.source.as_ref().map(|s| serde_json::to_string(s).expect("source serializes"));
         let stats = o.stats.as_ref().map(|s| serde_json::to_string(s).expect("stats serialize"));
+        let subscribers = o.subscribers.as_ref().map(|s| serde_json::to_string(s).expect("subscribers serialize"));
         let changed = tx.execute(
             "UPDATE jobs SET state = ?2, completed_at = ?3, progress = ?4, packets = ?5, bytes = ?6, sessions = ?7,
-                 error = ?8, source = ?9, stats = ?10
+                 error = ?8, source = ?9, stats = ?10, subscribers = ?11
              WHERE id = ?1 AND state = 'RUNNING'",
             params![
                 id.0,
@@ -431,7 +436,8 @@ impl JobStore for SqliteStore {
                 o.progress.sessions as i64,
                 o.error,
                 source,
-                stats
+                stats,
+                subscribers
             ],
         )?;
         if changed == 1 && o.state != JobState::Completed {
@@ -551,6 +557,18 @@ impl JobStore for SqliteStore {
             .prepare_cached("SELECT document FROM sessions WHERE job_id = ?1 AND session_id = ?2 ORDER BY id LIMIT 1")?
             .query_row(params![id.0, session_id], |r| r.get(0))
             .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
+            .transpose()
+    }
+
+    fn subscribers(&self, id: JobId) -> Result<Option<Vec<Subscriber>>, StoreError> {
+        // Kept out of the job's columns: a large capture's view is read only when asked for.
+        let text: Option<String> = self
+            .reader()
+            .prepare_cached("SELECT subscribers FROM jobs WHERE id = ?1")?
+            .query_row([id.0], |r| r.get(0))
+            .optional()?
+            .flatten();
         text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
             .transpose()
     }

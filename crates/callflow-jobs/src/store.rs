@@ -7,7 +7,7 @@
 //! state the caller expects, so two nodes can never both finish or both cancel a job.
 
 use crate::{Job, JobId, JobState, NewJob};
-use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Timestamp};
+use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Subscriber, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
@@ -88,6 +88,8 @@ pub struct Outcome {
     pub source: Option<SourceInfo>,
     /// Packet and protocol counts (completed jobs).
     pub stats: Option<Stats>,
+    /// The document's subscriber view (completed jobs).
+    pub subscribers: Option<Vec<Subscriber>>,
 }
 
 /// What [`JobStore::recover`] found after a restart.
@@ -251,6 +253,13 @@ pub trait JobStore: Send + Sync {
     fn count_sessions(&self, id: JobId, query: &SessionQuery) -> Result<u64, StoreError>;
     /// One session by its id.
     fn session(&self, id: JobId, session_id: &str) -> Result<Option<Session>, StoreError>;
+    /// A completed job's subscriber view (the document's `subscribers`); `None` when the
+    /// job has none recorded: not completed, or completed by a build that did not keep
+    /// them. The default keeps none.
+    fn subscribers(&self, id: JobId) -> Result<Option<Vec<Subscriber>>, StoreError> {
+        let _ = id;
+        Ok(None)
+    }
     /// A session by its id alone, with its job; the newest job's when several jobs
     /// analysed the same capture.
     fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError>;

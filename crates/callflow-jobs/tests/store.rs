@@ -36,6 +36,7 @@ fn completed(sessions: u64) -> Outcome {
         error: None,
         source: None,
         stats: None,
+        subscribers: None,
     }
 }
 
@@ -119,15 +120,50 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 2);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 2, "reopening migrates nothing");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 3);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 3, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 2 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 3 }) => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
+    let dir = common::temp_dir("subscribers-upgrade");
+    let db = dir.join("x.db");
+    let subscriber: callflow_model::Subscriber = serde_json::from_value(serde_json::json!({
+        "id": "sub-1", "imsi": "001010123456789", "msisdn": "15550001",
+        "sessions": [{"session": "s1", "kind": "gtp", "start": 1.0,
+                      "end": 2.0, "key": {"kind": "imsi", "value": "001010123456789"}}]
+    }))
+    .unwrap();
+    let old = {
+        let store = SqliteStore::open(&db).unwrap();
+        let old = store.create_job(&NewJob::file("old.pcap"), 1).unwrap().id;
+        assert_eq!(store.claim_next(2).unwrap().unwrap().id, old);
+        store.finish(old, &completed(0), 3).unwrap().unwrap();
+        old
+    };
+    // The file as the build before version 3 left it: no subscribers column.
+    {
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch("ALTER TABLE jobs DROP COLUMN subscribers; PRAGMA user_version = 2;").unwrap();
+    }
+    let store = SqliteStore::open(&db).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.job(old).unwrap().unwrap().state, JobState::Completed, "the old job survives the upgrade");
+    assert_eq!(store.subscribers(old).unwrap(), None, "completed before subscribers were kept");
+    let new = store.create_job(&NewJob::file("new.pcap"), 4).unwrap().id;
+    assert_eq!(store.claim_next(5).unwrap().unwrap().id, new);
+    assert_eq!(store.subscribers(new).unwrap(), None, "running: none yet");
+    let outcome = Outcome { subscribers: Some(vec![subscriber.clone()]), ..completed(0) };
+    store.finish(new, &outcome, 6).unwrap().unwrap();
+    assert_eq!(store.subscribers(new).unwrap(), Some(vec![subscriber]));
+    assert_eq!(store.subscribers(JobId(999)).unwrap(), None);
 }
 
 #[test]
@@ -214,7 +250,7 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     assert_eq!(store.session_jobs("s000004", 5).unwrap(), ids, "oldest first");
     assert_eq!(store.session_jobs("s000004", 1).unwrap(), [ids[0]]);
     assert_eq!(store.session_jobs("nope", 5).unwrap(), []);
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
-use callflow_model::{Problem, Session};
+use callflow_model::{Problem, Session, Subscriber};
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -652,6 +652,125 @@ struct SessionsPage {
     total: u64,
 }
 
+/// `GET /api/v1/jobs/{id}/subscribers` parameters.
+#[derive(Debug, Deserialize)]
+pub struct SubscribersParams {
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+    imsi: Option<String>,
+    msisdn: Option<String>,
+    q: Option<String>,
+}
+
+/// A `limit` of 1 to `limits.max_page_size`, 100 when not given.
+fn page_limit(state: &AppState, limit: Option<u64>) -> Result<u64, ApiError> {
+    let max = state.settings.limits.max_page_size as u64;
+    let limit = limit.unwrap_or(100);
+    if limit == 0 || limit > max {
+        return Err(ApiError::BadRequest(format!("limit must be between 1 and {max}")));
+    }
+    Ok(limit)
+}
+
+/// Job `id`'s subscriber view; a conflict while it is not known (the job has not
+/// completed, or completed before callflowd kept subscribers).
+async fn job_subscribers(state: &AppState, id: JobId) -> Result<Vec<Subscriber>, ApiError> {
+    let (job_state, subscribers) = state.jobs(move |m| Ok((m.status(id)?.state, m.store().subscribers(id)?))).await?;
+    match (subscribers, job_state) {
+        (Some(subscribers), _) => Ok(subscribers),
+        (None, JobState::Completed) => Err(ApiError::Conflict(format!(
+            "job {id} was analysed before callflowd kept subscribers: upload its capture again"
+        ))),
+        (None, other) if other.is_finished() => {
+            Err(ApiError::Conflict(format!("job {id} is {}: only a completed job has subscribers", other.as_str())))
+        }
+        (None, other) => Err(ApiError::Conflict(format!(
+            "job {id} is {}: its subscribers are known once it has completed",
+            other.as_str()
+        ))),
+    }
+}
+
+/// True when `text` is a substring, ASCII case aside, of any key of the subscriber: its
+/// identities, its UE addresses, and the keys that joined its sessions.
+fn subscriber_matches(sub: &Subscriber, text: &str) -> bool {
+    let text = text.to_ascii_lowercase();
+    let found = |value: &str| value.to_ascii_lowercase().contains(&text);
+    sub.imsi.iter().chain(&sub.msisdn).chain(&sub.imei).chain(&sub.impu).chain(&sub.impi).any(|v| found(v))
+        || sub.ue_addresses.iter().any(|a| found(&a.address))
+        || sub.sessions.iter().any(|s| found(&s.key.value))
+}
+
+/// `GET /api/v1/jobs/{id}/subscribers`: a page of a completed job's subscribers (the
+/// document's `subscribers`), filtered by IMSI, MSISDN, or a substring of any key.
+pub async fn subscribers(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<SubscribersParams>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let limit = page_limit(&state, p.limit)?;
+    let offset = check_offset(p.offset)?;
+    let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
+    let (imsi, msisdn, q) = (nonempty(p.imsi), nonempty(p.msisdn), nonempty(p.q));
+    let matching: Vec<Subscriber> = job_subscribers(&state, id)
+        .await?
+        .into_iter()
+        .filter(|s| imsi.as_ref().is_none_or(|i| s.imsi.as_ref() == Some(i)))
+        .filter(|s| msisdn.as_ref().is_none_or(|m| s.msisdn.as_ref() == Some(m)))
+        .filter(|s| q.as_deref().is_none_or(|q| subscriber_matches(s, q)))
+        .collect();
+    let total = matching.len();
+    let page: Vec<&Subscriber> =
+        matching.iter().skip(usize::try_from(offset).unwrap_or(usize::MAX)).take(limit as usize).collect();
+    Ok(Json(json!({"job_id": id, "offset": offset, "limit": limit, "total": total, "subscribers": page})))
+}
+
+/// `GET /api/v1/jobs/{id}/subscribers/{sub_id}` parameters: the page of its sessions.
+#[derive(Debug, Deserialize)]
+pub struct SubscriberParams {
+    #[serde(default)]
+    offset: u64,
+    limit: Option<u64>,
+}
+
+/// `GET /api/v1/jobs/{id}/subscribers/{sub_id}`: one subscriber, each of its sessions
+/// (a page of them: `offset`, `limit`) with its `document` in the `callflow/v1` shape.
+pub async fn subscriber(
+    State(state): State<AppState>,
+    Path((id, sub_id)): Path<(String, String)>,
+    ApiQuery(p): ApiQuery<SubscriberParams>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let limit = page_limit(&state, p.limit)?;
+    let offset = check_offset(p.offset)?;
+    let mut sub = job_subscribers(&state, id)
+        .await?
+        .into_iter()
+        .find(|s| s.id == sub_id)
+        .ok_or_else(|| ApiError::NotFound { what: "subscriber", id: sub_id.clone() })?;
+    let total = sub.sessions.len();
+    sub.sessions =
+        sub.sessions.into_iter().skip(usize::try_from(offset).unwrap_or(usize::MAX)).take(limit as usize).collect();
+    let wanted: Vec<String> = sub.sessions.iter().map(|s| s.session.clone()).collect();
+    let documents = state
+        .jobs(move |m| wanted.iter().map(|sid| Ok(m.store().session(id, sid)?)).collect::<Result<Vec<_>, _>>())
+        .await?;
+    let mut value = serde_json::to_value(&sub).map_err(|e| ApiError::Internal(e.to_string()))?;
+    for (entry, document) in value["sessions"].as_array_mut().into_iter().flatten().zip(documents) {
+        // A session the store does not have (none should be missing) is shown without it.
+        if let Some(document) = document {
+            entry["document"] = serde_json::to_value(&document).map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+    }
+    value["job_id"] = json!(id);
+    value["session_offset"] = json!(offset);
+    value["session_limit"] = json!(limit);
+    value["session_total"] = json!(total);
+    Ok(Json(value))
+}
+
 /// Job `job`'s session `sid`; `None` for the session routes without a job, which find the
 /// job by the session id when exactly one job has it (session ids are derived from the
 /// capture, so uploading a capture again, or one crafted to match, gives another job the
@@ -999,6 +1118,16 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/jobs/{id}/sessions",
         "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor)",
     ),
+    (
+        "get",
+        "/api/v1/jobs/{id}/subscribers",
+        "A page of a completed job's subscribers (offset, limit, imsi, msisdn, q: a substring of any key)",
+    ),
+    (
+        "get",
+        "/api/v1/jobs/{id}/subscribers/{sub_id}",
+        "One of a job's subscribers, with a page of its sessions' documents (offset, limit)",
+    ),
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
@@ -1062,6 +1191,7 @@ pub fn openapi_document() -> Value {
         if *path == "/api/v1/jobs/{id}/sessions" {
             params.push(problem_parameter());
         }
+        params.extend(subscriber_query(path));
         let ok = match (*method, *path) {
             ("post", "/api/v1/upload") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",
@@ -1106,6 +1236,27 @@ pub fn openapi_document() -> Value {
             },
         },
     })
+}
+
+/// The query parameters of the subscriber routes.
+fn subscriber_query(path: &str) -> Vec<Value> {
+    let param = |name: &str, kind: &str, description: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": kind}, "description": description});
+    let page = [
+        param("offset", "integer", "skip this many (subscribers, or the subscriber's sessions)"),
+        param("limit", "integer", "at most this many, 1 to limits.max_page_size (default 100)"),
+    ];
+    match path {
+        "/api/v1/jobs/{id}/subscribers" => page
+            .into_iter()
+            .chain([
+                param("imsi", "string", "only the subscriber with this IMSI"),
+                param("msisdn", "string", "only the subscriber with this MSISDN"),
+                param("q", "string", "only subscribers with a key (identity, UE address, joining key) containing this"),
+            ])
+            .collect(),
+        "/api/v1/jobs/{id}/subscribers/{sub_id}" => page.into(),
+        _ => Vec::new(),
+    }
 }
 
 /// The sessions listing's `problem` parameter, with every value it takes.

@@ -188,6 +188,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}", delete(api::delete))
         .route("/api/v1/jobs/{id}/cancel", post(api::cancel))
         .route("/api/v1/jobs/{id}/sessions", get(api::sessions))
+        .route("/api/v1/jobs/{id}/subscribers", get(api::subscribers))
+        .route("/api/v1/jobs/{id}/subscribers/{sub_id}", get(api::subscriber))
         .route("/api/v1/jobs/{id}/sessions/{session_id}", get(api::job_session))
         .route("/api/v1/jobs/{id}/sessions/{session_id}/pcap", get(api::job_session_pcap))
         .route("/api/v1/sessions/{session_id}", get(api::session))
