@@ -4,7 +4,7 @@ use crate::capture_loss::CaptureLossDetector;
 use crate::ctx::tunnel_out;
 use crate::front::{RtpHead, UdpHints};
 use crate::ids::session_id;
-use crate::quality::{QualityOptions, QualityTracker};
+use crate::quality::{QualityOptions, QualityTracker, Tuning};
 use crate::slots::{SlotRef, Slots};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::Tunnel;
@@ -202,6 +202,8 @@ pub(crate) struct MediaTable {
     owners: HashMap<Owner, OwnerMedia>,
     /// How quality is estimated.
     quality: QualityOptions,
+    /// The options' per-packet figures, worked out once.
+    tuning: Tuning,
     /// Sequence gaps shared by unrelated streams: the capture's losses.
     capture_loss: CaptureLossDetector,
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
@@ -221,6 +223,7 @@ impl MediaTable {
             stream_slots: Slots::default(),
             owners: HashMap::default(),
             capture_loss: CaptureLossDetector::new(quality.capture_loss_streams, window),
+            tuning: Tuning::of(&quality),
             quality,
             orphan_pairs: HashMap::default(),
             next_orphan: 0,
@@ -523,7 +526,7 @@ impl MediaTable {
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         let jitter = stream.stats.jitter_ms();
         let gap =
-            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.quality);
+            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
         if gap > 0 {
             let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
             self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);

@@ -243,6 +243,25 @@ pub fn burst_ratio(lost: u64, bursts: u64, total: u64) -> f64 {
     (lost as f64 / bursts as f64 * (1.0 - loss)).max(1.0)
 }
 
+/// What the per-packet work needs of the [`QualityOptions`], worked out once per run rather
+/// than once per packet (a `Duration` to milliseconds is a division).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Tuning {
+    /// The jitter buffer, ms.
+    jitter_buffer_ms: f64,
+    /// A timeline interval, ns (at least 1 ms).
+    interval_ns: i64,
+}
+
+impl Tuning {
+    pub fn of(opts: &QualityOptions) -> Tuning {
+        Tuning {
+            jitter_buffer_ms: opts.jitter_buffer.as_secs_f64() * 1000.0,
+            interval_ns: i64::try_from(opts.interval.as_nanos()).unwrap_or(i64::MAX).max(1_000_000),
+        }
+    }
+}
+
 /// Per-stream state of the quality estimate, fed every packet after its statistics.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct QualityTracker {
@@ -264,6 +283,10 @@ pub(crate) struct QualityTracker {
     timeline: Vec<TimelineInterval>,
     /// The index (capture time / interval) of the last timeline interval.
     interval_index: i64,
+    /// Where that interval starts and ends (ns): a packet inside it needs no division.
+    interval_span: (i64, i64),
+    /// The RTP clock rate last seen, and its tick in ms.
+    tick: (u32, f64),
 }
 
 impl QualityTracker {
@@ -280,7 +303,7 @@ impl QualityTracker {
         clock: Option<u32>,
         marker: bool,
         jitter_ms: f64,
-        opts: &QualityOptions,
+        tuning: &Tuning,
     ) -> u64 {
         let now_ns = arrival.as_nanos();
         if !self.started {
@@ -289,7 +312,7 @@ impl QualityTracker {
             self.origin_ns = now_ns;
             self.rtp_origin = rtp_ts;
         }
-        let late = self.is_late(now_ns, rtp_ts, clock, marker, opts);
+        let late = self.is_late(now_ns, rtp_ts, clock, marker, tuning);
         let ahead = seq.wrapping_sub(self.highest_seq) as i16;
         let (mut gap, mut recovered) = (0u64, false);
         if ahead > 0 || self.played + self.late + self.missing == 0 {
@@ -323,15 +346,18 @@ impl QualityTracker {
             }
         }
         // A duplicate (ahead == 0, or older with nothing missing) changes nothing.
-        self.note_interval(now_ns, gap, recovered, late, jitter_ms, opts);
+        self.note_interval(now_ns, gap, recovered, late, jitter_ms, tuning);
         gap
     }
 
     /// Whether a packet misses its playout time in the simulated fixed jitter buffer.
-    fn is_late(&mut self, now_ns: i64, rtp_ts: u32, clock: Option<u32>, marker: bool, opts: &QualityOptions) -> bool {
+    fn is_late(&mut self, now_ns: i64, rtp_ts: u32, clock: Option<u32>, marker: bool, tuning: &Tuning) -> bool {
         let Some(rate) = clock.filter(|&r| r >= 1000) else { return false };
-        let arrival_ms = now_ns.saturating_sub(self.origin_ns) as f64 / 1e6;
-        let media_ms = f64::from(rtp_ts.wrapping_sub(self.rtp_origin) as i32) / (f64::from(rate) / 1000.0);
+        if self.tick.0 != rate {
+            self.tick = (rate, 1000.0 / f64::from(rate));
+        }
+        let arrival_ms = now_ns.saturating_sub(self.origin_ns) as f64 * 1e-6;
+        let media_ms = f64::from(rtp_ts.wrapping_sub(self.rtp_origin) as i32) * self.tick.1;
         let transit = arrival_ms - media_ms;
         match self.min_transit {
             Some(min) if !marker && (transit - min).abs() < DISCONTINUITY_MS => {
@@ -339,7 +365,7 @@ impl QualityTracker {
                     self.min_transit = Some(transit);
                     false
                 } else {
-                    transit - min > opts.jitter_buffer.as_secs_f64() * 1000.0
+                    transit - min > tuning.jitter_buffer_ms
                 }
             }
             _ => {
@@ -349,19 +375,15 @@ impl QualityTracker {
         }
     }
 
-    fn note_interval(
-        &mut self,
-        now_ns: i64,
-        gap: u64,
-        recovered: bool,
-        late: bool,
-        jitter_ms: f64,
-        opts: &QualityOptions,
-    ) {
-        let len = i64::try_from(opts.interval.as_nanos()).unwrap_or(i64::MAX).max(1_000_000);
-        let index = now_ns.div_euclid(len);
+    fn note_interval(&mut self, now_ns: i64, gap: u64, recovered: bool, late: bool, jitter_ms: f64, tuning: &Tuning) {
+        let (from, to) = self.interval_span;
+        let inside = !self.timeline.is_empty() && now_ns >= from && now_ns < to;
+        let len = tuning.interval_ns;
+        let index = if inside { self.interval_index } else { now_ns.div_euclid(len) };
         if self.timeline.is_empty() || (index > self.interval_index && self.timeline.len() < MAX_INTERVALS) {
             self.interval_index = index;
+            let start = index.saturating_mul(len);
+            self.interval_span = (start, start.saturating_add(len));
             self.timeline.push(TimelineInterval {
                 start: Timestamp::from_nanos(index.saturating_mul(len)),
                 packets: 0,
@@ -522,7 +544,7 @@ mod tests {
         let opts = QualityOptions::default();
         let mut t = QualityTracker::default();
         for &(ms, seq) in packets {
-            t.update(at(ms), seq, u32::from(seq) * 160, Some(8000), false, 0.0, &opts);
+            t.update(at(ms), seq, u32::from(seq) * 160, Some(8000), false, 0.0, &Tuning::of(&opts));
         }
         t
     }
