@@ -708,6 +708,25 @@ impl<C: Classifier> Analyzer<C> {
         }
     }
 
+    /// Closes the sessions that are over as of `now` (every open one when `None`) and hands
+    /// them out, handler by handler in a fixed order: SIP first, since closing a dialog
+    /// takes its media out of the media table before orphan media is looked at.
+    fn close_sessions(&mut self, now: Option<Timestamp>) {
+        macro_rules! close_each {
+            ($($handler:ident),*) => {$(
+                let keys = match now {
+                    Some(now) => self.$handler.over(now, &self.services),
+                    None => self.$handler.open(&self.services),
+                };
+                for key in keys {
+                    let closed = self.$handler.close(key, &mut self.services);
+                    self.hand_out(closed);
+                }
+            )*};
+        }
+        close_each!(sip, media, diameter, gtp);
+    }
+
     /// Closes sessions that are over as of capture time `now`.
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
@@ -718,22 +737,7 @@ impl<C: Classifier> Analyzer<C> {
         self.ws.retain(|StreamKey { src, dst, context }| {
             flows.contains_key(&if src <= dst { (context, src, dst) } else { (context, dst, src) })
         });
-        for id in self.sip.over(now, &self.services) {
-            let closed = self.sip.close(id, &mut self.services);
-            self.hand_out(closed);
-        }
-        for owner in self.media.over(now, &self.services) {
-            let closed = self.media.close(owner, &mut self.services);
-            self.hand_out(closed);
-        }
-        for id in self.diameter.over(now, &self.services) {
-            let closed = self.diameter.close(id, &mut self.services);
-            self.hand_out(closed);
-        }
-        for key in self.gtp.over(now, &self.services) {
-            let closed = self.gtp.close(key, &mut self.services);
-            self.hand_out(closed);
-        }
+        self.close_sessions(Some(now));
     }
 
     /// Every UDP, TCP and SCTP flow so far, in order of its first packet, and how many new
@@ -755,22 +759,7 @@ impl<C: Classifier> Analyzer<C> {
     /// Closes every open session and returns what is left, ordered by start time (then
     /// id), with the statistics of the whole run.
     pub fn finish(mut self) -> (Vec<Session>, Stats) {
-        for id in self.sip.open(&self.services) {
-            let closed = self.sip.close(id, &mut self.services);
-            self.hand_out(closed);
-        }
-        for owner in self.media.open(&self.services) {
-            let closed = self.media.close(owner, &mut self.services);
-            self.hand_out(closed);
-        }
-        for id in self.diameter.open(&self.services) {
-            let closed = self.diameter.close(id, &mut self.services);
-            self.hand_out(closed);
-        }
-        for key in self.gtp.open(&self.services) {
-            let closed = self.gtp.close(key, &mut self.services);
-            self.hand_out(closed);
-        }
+        self.close_sessions(None);
         let mut sessions = std::mem::take(&mut self.completed);
         sort_sessions(&mut sessions);
         let mut stats = self.services.stats.build(self.classifier.name());

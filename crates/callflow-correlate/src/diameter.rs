@@ -30,7 +30,7 @@
 //! counted as malformed.
 
 use crate::ctx::{tunnel_out, PacketCtx};
-use crate::handler::{Handled, Handler, Services};
+use crate::handler::{by_first_frame, Handled, Handler, Services};
 use crate::ids::session_id;
 use callflow_classify::AppProtocol;
 use callflow_decode::diameter::dictionary::ResultClass;
@@ -594,24 +594,20 @@ impl Handler for DiameterHandler {
     /// been quiet for the idle time.
     fn over(&self, now: Timestamp, services: &Services) -> Vec<u64> {
         let lifetimes = services.lifetimes;
-        let mut done: Vec<(u64, u64)> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                let quiet = now.nanos_since(s.last);
-                let finished = s.outstanding == 0 && (s.ended || s.stateless);
-                (finished && quiet > lifetimes.linger) || quiet > lifetimes.idle
-            })
-            .map(|(id, s)| (s.first_frame, *id))
-            .collect();
-        done.sort_unstable();
-        done.into_iter().map(|(_, id)| id).collect()
+        by_first_frame(
+            self.sessions
+                .iter()
+                .filter(|(_, s)| {
+                    let quiet = now.nanos_since(s.last);
+                    let finished = s.outstanding == 0 && (s.ended || s.stateless);
+                    (finished && quiet > lifetimes.linger) || quiet > lifetimes.idle
+                })
+                .map(|(id, s)| (s.first_frame, *id)),
+        )
     }
 
     fn open(&self, _services: &Services) -> Vec<u64> {
-        let mut open: Vec<(u64, u64)> = self.sessions.iter().map(|(id, s)| (s.first_frame, *id)).collect();
-        open.sort_unstable();
-        open.into_iter().map(|(_, id)| id).collect()
+        by_first_frame(self.sessions.iter().map(|(id, s)| (s.first_frame, *id)))
     }
 
     fn close(&mut self, id: u64, _services: &mut Services) -> Option<Session> {

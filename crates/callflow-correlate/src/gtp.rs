@@ -25,7 +25,7 @@
 //! linger time; or after the idle time without control or user traffic.
 
 use crate::ctx::PacketCtx;
-use crate::handler::{Handled, Handler, Services};
+use crate::handler::{by_first_frame, Handled, Handler, Services};
 use crate::ids::session_id;
 use callflow_classify::AppProtocol;
 use callflow_decode::gtp::names::{self, Role};
@@ -1068,24 +1068,20 @@ impl Handler for GtpHandler {
 
     fn over(&self, now: Timestamp, services: &Services) -> Vec<GtpKey> {
         let lifetimes = services.lifetimes;
-        let mut done: Vec<(u64, GtpKey)> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| {
-                let user = s.user_keys.iter().filter_map(|k| self.user.get(k)).map(|e| e.last).max();
-                let quiet = now.nanos_since(user.map_or(s.last_activity, |u| u.max(s.last_activity)));
-                (s.ended && quiet > lifetimes.linger) || quiet > lifetimes.idle
-            })
-            .map(|(k, s)| (s.first_frame, *k))
-            .collect();
-        done.sort_unstable();
-        done.into_iter().map(|(_, k)| k).collect()
+        by_first_frame(
+            self.sessions
+                .iter()
+                .filter(|(_, s)| {
+                    let user = s.user_keys.iter().filter_map(|k| self.user.get(k)).map(|e| e.last).max();
+                    let quiet = now.nanos_since(user.map_or(s.last_activity, |u| u.max(s.last_activity)));
+                    (s.ended && quiet > lifetimes.linger) || quiet > lifetimes.idle
+                })
+                .map(|(k, s)| (s.first_frame, *k)),
+        )
     }
 
     fn open(&self, _services: &Services) -> Vec<GtpKey> {
-        let mut open: Vec<(u64, GtpKey)> = self.sessions.iter().map(|(k, s)| (s.first_frame, *k)).collect();
-        open.sort_unstable();
-        open.into_iter().map(|(_, k)| k).collect()
+        by_first_frame(self.sessions.iter().map(|(k, s)| (s.first_frame, *k)))
     }
 
     fn close(&mut self, key: GtpKey, _services: &mut Services) -> Option<Session> {

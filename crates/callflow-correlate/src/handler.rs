@@ -114,3 +114,11 @@ pub(crate) trait Handler {
     /// Closes session `key` and hands it out (`None` when there is nothing to report).
     fn close(&mut self, key: Self::Key, services: &mut Services) -> Option<Session>;
 }
+
+/// The keys of `sessions` (each with the frame that opened it) in the order sessions are
+/// closed: by their first frame, so output does not depend on a hash map's order.
+pub(crate) fn by_first_frame<K: Ord>(sessions: impl Iterator<Item = (u64, K)>) -> Vec<K> {
+    let mut keyed: Vec<(u64, K)> = sessions.collect();
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, key)| key).collect()
+}

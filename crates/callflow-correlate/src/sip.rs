@@ -6,7 +6,7 @@
 
 use crate::ctx::PacketCtx;
 use crate::dialog::{self, Dialog, MediaSummary, MsgMeta};
-use crate::handler::{Handled, Handler, Services, StreamFraming};
+use crate::handler::{by_first_frame, Handled, Handler, Services, StreamFraming};
 use crate::legs::{self, LegIndex, LegOptions};
 use crate::media::Owner;
 use crate::subscriber::SipKeys;
@@ -181,24 +181,20 @@ impl Handler for SipHandler {
     /// linger time, or when it has been quiet for the idle time whatever its state.
     fn over(&self, now: Timestamp, services: &Services) -> Vec<Owner> {
         let lifetimes = services.lifetimes;
-        let mut done: Vec<(u64, Owner)> = self
-            .dialogs
-            .iter()
-            .filter(|(id, d)| {
-                let last = services.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
-                let quiet = now.nanos_since(last);
-                (d.is_terminated() && quiet > lifetimes.linger) || quiet > lifetimes.idle
-            })
-            .map(|(id, d)| (d.first_frame, *id))
-            .collect();
-        done.sort_unstable();
-        done.into_iter().map(|(_, id)| id).collect()
+        by_first_frame(
+            self.dialogs
+                .iter()
+                .filter(|(id, d)| {
+                    let last = services.media.last_activity(**id).map_or(d.last_activity, |m| m.max(d.last_activity));
+                    let quiet = now.nanos_since(last);
+                    (d.is_terminated() && quiet > lifetimes.linger) || quiet > lifetimes.idle
+                })
+                .map(|(id, d)| (d.first_frame, *id)),
+        )
     }
 
     fn open(&self, _services: &Services) -> Vec<Owner> {
-        let mut open: Vec<(u64, Owner)> = self.dialogs.iter().map(|(id, d)| (d.first_frame, *id)).collect();
-        open.sort_unstable();
-        open.into_iter().map(|(_, id)| id).collect()
+        by_first_frame(self.dialogs.iter().map(|(id, d)| (d.first_frame, *id)))
     }
 
     /// The dialog as a session, with the media its SDP announced and its links to the
