@@ -4,8 +4,9 @@
 //! functions ([`r_factor`], [`delay_impairment`], [`effective_ie`], [`mos_from_r`],
 //! [`burst_ratio`], [`codec_impairment`]) take figures and give figures. The
 //! [`QualityTracker`] is fed every packet of a stream after its statistics, does a few
-//! additions and comparisons per packet and allocates only when a new timeline interval
-//! starts; [`QualityTracker::quality`] turns what it gathered into the output's
+//! additions and comparisons per packet in its own fields (the current timeline interval
+//! is one of them: a packet touches no other memory than the stream's) and moves an
+//! interval to the timeline's vector only when the next one starts; [`QualityTracker::quality`] turns what it gathered into the output's
 //! [`Quality`] when the stream is closed.
 
 use callflow_decode::Timestamp;
@@ -263,30 +264,38 @@ impl Tuning {
 }
 
 /// Per-stream state of the quality estimate, fed every packet after its statistics.
+/// The fields a packet touches come first, in this order (`repr(C)`), so that its update
+/// reads two or three cache lines of the stream, not five.
 #[derive(Clone, Debug, Default)]
+#[repr(C)]
 pub(crate) struct QualityTracker {
-    started: bool,
-    highest_seq: u16,
     /// The first packet's arrival, ns, the origin of the transit times.
     origin_ns: i64,
-    /// The RTP timestamp the transit times are measured from.
-    rtp_origin: u32,
     /// The fastest transit (arrival minus media time, ms) of the talkspurt; `None` before
     /// the first packet with a clock, and after a marker bit.
     min_transit: Option<f64>,
     played: u64,
     missing: u64,
     late: u64,
-    /// Runs of consecutive lost-or-late packets.
-    bursts: u64,
-    last_lost: bool,
-    timeline: Vec<TimelineInterval>,
-    /// The index (capture time / interval) of the last timeline interval.
-    interval_index: i64,
-    /// Where that interval starts and ends (ns): a packet inside it needs no division.
+    /// Where the current interval starts and ends (ns): a packet inside it needs no division.
     interval_span: (i64, i64),
     /// The RTP clock rate last seen, and its tick in ms.
     tick: (u32, f64),
+    /// The interval packets are counted in now, kept here rather than at the end of
+    /// `timeline` so that each packet's update stays in the stream's cache lines (measured:
+    /// the vector's last element was a cache miss per packet, a third of `on_rtp`'s time).
+    current: Option<TimelineInterval>,
+    /// The RTP timestamp the transit times are measured from.
+    rtp_origin: u32,
+    highest_seq: u16,
+    started: bool,
+    last_lost: bool,
+    /// Runs of consecutive lost-or-late packets.
+    bursts: u64,
+    /// The index (capture time / interval) of the current timeline interval.
+    interval_index: i64,
+    /// The timeline's finished intervals.
+    timeline: Vec<TimelineInterval>,
 }
 
 impl QualityTracker {
@@ -377,22 +386,30 @@ impl QualityTracker {
 
     fn note_interval(&mut self, now_ns: i64, gap: u64, recovered: bool, late: bool, jitter_ms: f64, tuning: &Tuning) {
         let (from, to) = self.interval_span;
-        let inside = !self.timeline.is_empty() && now_ns >= from && now_ns < to;
-        let len = tuning.interval_ns;
-        let index = if inside { self.interval_index } else { now_ns.div_euclid(len) };
-        if self.timeline.is_empty() || (index > self.interval_index && self.timeline.len() < MAX_INTERVALS) {
-            self.interval_index = index;
-            let start = index.saturating_mul(len);
-            self.interval_span = (start, start.saturating_add(len));
-            self.timeline.push(TimelineInterval {
-                start: Timestamp::from_nanos(index.saturating_mul(len)),
-                packets: 0,
-                lost: 0,
-                late: 0,
-                max_jitter_ms: 0.0,
-            });
+        let inside = self.current.is_some() && now_ns >= from && now_ns < to;
+        if !inside {
+            let len = tuning.interval_ns;
+            let index = now_ns.div_euclid(len);
+            // A packet from before the current interval (reordered across its start) is
+            // counted in it; so are all packets once the timeline is full.
+            let full = self.timeline.len() + 1 >= MAX_INTERVALS;
+            if self.current.is_none() || (index > self.interval_index && !full) {
+                self.interval_index = index;
+                let start = index.saturating_mul(len);
+                self.interval_span = (start, start.saturating_add(len));
+                let next = TimelineInterval {
+                    start: Timestamp::from_nanos(start),
+                    packets: 0,
+                    lost: 0,
+                    late: 0,
+                    max_jitter_ms: 0.0,
+                };
+                if let Some(done) = self.current.replace(next) {
+                    self.timeline.push(done);
+                }
+            }
         }
-        if let Some(i) = self.timeline.last_mut() {
+        if let Some(i) = self.current.as_mut() {
             i.packets += 1;
             i.lost += gap;
             if recovered {
@@ -405,7 +422,9 @@ impl QualityTracker {
 
     /// Takes the timeline gathered so far.
     pub fn take_timeline(&mut self) -> Vec<TimelineInterval> {
-        std::mem::take(&mut self.timeline)
+        let mut timeline = std::mem::take(&mut self.timeline);
+        timeline.extend(self.current.take());
+        timeline
     }
 
     /// The E-model's verdict on the stream for `codec`, with a one-way network delay of
@@ -559,7 +578,7 @@ mod tests {
         let t = track(&packets);
         // 8 arrives after 9 and 10: a reordered packet filling a gap, but late.
         assert_eq!((t.played, t.missing, t.late), (7, 2, 1));
-        assert_eq!(t.timeline.iter().map(|i| i.packets).sum::<u64>(), 8);
+        assert_eq!(t.clone().take_timeline().iter().map(|i| i.packets).sum::<u64>(), 8);
         // A packet 30 ms late is within the buffer.
         let t = track(&[(0, 1), (20, 2), (70, 3), (60, 4)]);
         assert_eq!((t.played, t.missing, t.late), (4, 0, 0));
@@ -568,9 +587,9 @@ mod tests {
     #[test]
     fn timeline_intervals_are_aligned_and_count_their_packets() {
         let packets: Vec<(i64, u16)> = (0..600u16).filter(|s| s % 100 != 50).map(|s| (i64::from(s) * 20, s)).collect();
-        let t = track(&packets);
+        let mut t = track(&packets);
         let got: Vec<(i64, u64, u64)> =
-            t.timeline.iter().map(|i| (i.start.as_nanos() / 1_000_000, i.packets, i.lost)).collect();
+            t.take_timeline().iter().map(|i| (i.start.as_nanos() / 1_000_000, i.packets, i.lost)).collect();
         // 12 s of packets, one lost in each 2 s (counted when the next arrives): intervals
         // start at 0, 5 and 10 s.
         assert_eq!(got, vec![(0, 248, 2), (5000, 247, 3), (10_000, 99, 1)]);
