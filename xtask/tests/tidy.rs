@@ -32,6 +32,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("callflow-correlate", 3),
     ("callflow-jobs", 4),
     ("callflow-render", 4),
+    ("callflow-live", 4),
     ("callflow-server", 5),
     ("callflow-cli", 6),
     ("callflowd", 6),

@@ -1,0 +1,15 @@
+//! Live frame sources: packets that arrive while the analysis runs, rather than a capture file.
+//!
+//! Every live source (an interface captured in a network namespace, a remote
+//! Packetflix-compatible WebSocket stream, HEP agents) runs its receiving side on its own
+//! thread and hands frames to the analysis through one bounded queue, [`channel`]: the
+//! [`ChannelSource`] end is a [`FrameSource`](callflow_correlate::FrameSource) like a
+//! capture file, and it ticks while the link is quiet so that calls that are over are
+//! closed and reported without waiting for the next packet.
+//!
+//! Memory stays bounded whatever the rate: when the analysis falls behind, the queue
+//! fills and [`FrameSender::offer`] drops (and counts) frames instead of growing.
+
+pub mod channel;
+
+pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
