@@ -48,6 +48,7 @@ mod front;
 mod gtp;
 mod handler;
 mod ids;
+pub mod kpis;
 mod legs;
 mod media;
 mod pipeline;
