@@ -125,7 +125,9 @@ pub use direct::{
 };
 pub use events::{Event, EventBus, Subscription};
 pub use lock::{DirLock, LockError, LOCK_FILE};
-pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
+pub use manager::{
+    kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
+};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
