@@ -65,5 +65,28 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
     assert!(peers.contains("other"));
     assert_eq!(value(&metrics, "callflow_sip_setup_seconds_count{peer=\"other\"}"), 7.0, "{metrics}");
     assert!(metrics.contains("# TYPE callflow_sip_post_dial_delay_seconds histogram"));
+
+    // The dashboard in docs/ draws only series that are there.
+    let dashboard =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana-kpis.json"))
+            .unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let mut used = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for name in
+                expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("callflow_"))
+            {
+                assert!(
+                    metrics.contains(&format!("\n{name}{{")),
+                    "{name}, used by {:?}, is not on /metrics",
+                    panel["title"]
+                );
+                used += 1;
+            }
+        }
+    }
+    assert!(used >= 10, "{used} series used");
     server.shutdown().await;
 }
