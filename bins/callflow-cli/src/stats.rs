@@ -74,7 +74,7 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
         StatsFormat::Json => {
-            let dims: Vec<&str> = grouping.0.iter().map(|d| dimension_name(*d)).collect();
+            let dims: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
             let value = serde_json::json!({
                 "source": label,
                 "by": dims,
@@ -91,15 +91,6 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     }
     out.flush()?;
     Ok(())
-}
-
-fn dimension_name(d: Dimension) -> &'static str {
-    match d {
-        Dimension::Peer => "peer",
-        Dimension::CallerDomain => "caller_domain",
-        Dimension::CalleeDomain => "callee_domain",
-        Dimension::Bucket => "bucket",
-    }
 }
 
 /// A row's value of dimension `d`, as text (a bucket as the time of day for people, as
@@ -194,7 +185,7 @@ fn write_summary(out: &mut dyn Write, label: &str, k: &KpiSet) -> Result<()> {
 /// One line per group, then the whole capture.
 fn write_groups(out: &mut dyn Write, grouping: &Grouping, rows: &[KpiRow], total: &KpiSet) -> Result<()> {
     let colour = io::stdout().is_terminal();
-    let dims: Vec<String> = grouping.0.iter().map(|d| dimension_name(*d).to_uppercase()).collect();
+    let dims: Vec<String> = grouping.0.iter().map(|d| d.as_str().to_uppercase()).collect();
     let mut header: Vec<&str> = dims.iter().map(String::as_str).collect();
     header.extend([
         "CALLS",
@@ -262,7 +253,7 @@ fn csv_field(s: &str) -> String {
 }
 
 fn write_csv(out: &mut dyn Write, grouping: &Grouping, rows: &[KpiRow], total: &KpiSet) -> Result<()> {
-    let mut header: Vec<&str> = grouping.0.iter().map(|d| dimension_name(*d)).collect();
+    let mut header: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
     header.extend([
         "attempts",
         "answered",

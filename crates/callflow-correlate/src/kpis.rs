@@ -380,6 +380,19 @@ pub enum Dimension {
     Bucket,
 }
 
+impl Dimension {
+    /// Its name in reports: the field of a row it fills (`peer`, `caller_domain`,
+    /// `callee_domain`, `bucket`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dimension::Peer => "peer",
+            Dimension::CallerDomain => "caller_domain",
+            Dimension::CalleeDomain => "callee_domain",
+            Dimension::Bucket => "bucket",
+        }
+    }
+}
+
 /// A grouping: no dimension (the whole capture) or several (`peer,minute`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Grouping(pub Vec<Dimension>);

@@ -8,7 +8,7 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use callflow_correlate::kpis::{BadGrouping, Dimension, Grouping, KpiAccumulator};
+use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
 use callflow_model::{Problem, Session, SessionKind, Subscriber};
 use futures_util::StreamExt;
@@ -1134,16 +1134,7 @@ pub async fn job_stats(
         .await?;
     // Calls with no final answer are judged against the end of the capture when known.
     let end = job.source.as_ref().and_then(|s| s.last_ts);
-    let by: Vec<&str> = grouping
-        .0
-        .iter()
-        .map(|d| match d {
-            Dimension::Peer => "peer",
-            Dimension::CallerDomain => "caller_domain",
-            Dimension::CalleeDomain => "callee_domain",
-            Dimension::Bucket => "bucket",
-        })
-        .collect();
+    let by: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
     let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(1, end) };
     Ok(Json(json!({
         "job_id": id,
