@@ -9,7 +9,7 @@ use callflow_config::Loader;
 use callflow_correlate::kpis::{Dimension, Grouping, KpiAccumulator, Outcome};
 use callflow_correlate::{analyze_with_classifier, AnalyzerOptions, Unattended};
 use callflow_decode::capture::CaptureReader;
-use callflow_model::{Delay, KpiRow, KpiSet, Ratio, Session};
+use callflow_model::{Delay, KpiCall, KpiRow, KpiSet, Ratio, Session};
 use callflow_render::escape::{clock, terminal};
 use clap::{Args, ValueEnum};
 use std::io::{self, IsTerminal, Write};
@@ -31,6 +31,10 @@ pub struct StatsArgs {
     /// trunks and local addresses and sets the time bucket.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Also list every call with its outcome and the rule that gave it (with `--format csv`:
+    /// instead of the figures).
+    #[arg(long)]
+    calls: bool,
     /// Classify unexplained traffic with the heuristic classifier even when nDPI is built in.
     #[arg(long)]
     no_ndpi: bool,
@@ -62,6 +66,9 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let opts = AnalyzerOptions { threads, kpis: kpi_options.clone(), ..AnalyzerOptions::default() };
     let mut acc = KpiAccumulator::new(kpi_options, vec![grouping.clone()]);
+    if args.calls {
+        acc = acc.keep_calls();
+    }
     let mut sink = |s: Session| acc.add(&s);
     let doc = analyze_with_classifier(&mut reader, &label, opts, classifier, Some(&mut sink), &mut Unattended)
         .with_context(|| format!("cannot read capture {label}"))?;
@@ -71,23 +78,37 @@ pub fn run(args: &StatsArgs) -> Result<()> {
     let end = doc.source.last_ts;
     let total = acc.total(end);
     let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(0, end) };
+    let calls = acc.calls(end);
     let mut out = io::BufWriter::new(io::stdout().lock());
     match args.format {
         StatsFormat::Json => {
             let dims: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
-            let value = serde_json::json!({
+            let mut value = serde_json::json!({
                 "source": label,
                 "by": dims,
                 "bucket_secs": settings.kpis.bucket.as_secs(),
                 "total": total,
                 "rows": rows,
             });
+            if args.calls {
+                value["calls"] = serde_json::to_value(&calls)?;
+            }
             serde_json::to_writer_pretty(&mut out, &value)?;
             writeln!(out)?;
         }
+        StatsFormat::Csv if args.calls => write_calls_csv(&mut out, &calls)?,
         StatsFormat::Csv => write_csv(&mut out, &grouping, &rows, &total)?,
-        StatsFormat::Table if grouping.0.is_empty() => write_summary(&mut out, &label, &total)?,
-        StatsFormat::Table => write_groups(&mut out, &grouping, &rows, &total)?,
+        StatsFormat::Table => {
+            if grouping.0.is_empty() {
+                write_summary(&mut out, &label, &total)?;
+            } else {
+                write_groups(&mut out, &grouping, &rows, &total)?;
+            }
+            if args.calls {
+                writeln!(out)?;
+                write_calls(&mut out, &calls)?;
+            }
+        }
     }
     out.flush()?;
     Ok(())
@@ -240,6 +261,38 @@ fn write_groups(out: &mut dyn Write, grouping: &Grouping, rows: &[KpiRow], total
             Err(_) => "0",
         })
     })?;
+    Ok(())
+}
+
+/// Every call with its outcome and rule.
+fn write_calls(out: &mut dyn Write, calls: &[KpiCall]) -> Result<()> {
+    let colour = io::stdout().is_terminal();
+    let cells: Vec<Vec<String>> = calls
+        .iter()
+        .map(|c| {
+            vec![
+                clock(c.start),
+                terminal(&c.call_id),
+                terminal(&c.peer),
+                c.outcome.clone(),
+                c.code.map_or_else(|| "-".into(), |c| c.to_string()),
+                c.rule.clone(),
+            ]
+        })
+        .collect();
+    let header = ["TIME", "CALL-ID", "PEER", "OUTCOME", "CODE", "RULE"];
+    crate::views::write_table(out, &header, &cells, colour, &|_, _| None)?;
+    Ok(())
+}
+
+fn write_calls_csv(out: &mut dyn Write, calls: &[KpiCall]) -> Result<()> {
+    writeln!(out, "session,call_id,start,peer,outcome,code,rule")?;
+    for c in calls {
+        let code = c.code.map_or_else(String::new, |c| c.to_string());
+        let fields = [&c.session, &c.call_id, &c.start.to_string(), &c.peer, &c.outcome, &code, &c.rule];
+        let fields: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        writeln!(out, "{}", fields.join(","))?;
+    }
     Ok(())
 }
 

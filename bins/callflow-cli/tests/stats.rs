@@ -43,6 +43,12 @@ fn stats_table_json_and_csv_agree_on_the_generated_outcomes() {
     assert_eq!(lines.len(), 1 + 10 + 1, "a row per callee and minute, then the total: {csv}");
     assert!(lines.last().unwrap().starts_with("total,,10,4,40,90,40,80,10,40,"), "{csv}");
 
+    let calls = ok(&["stats", pcap, "--calls", "--format", "csv"]);
+    let lines: Vec<&str> = calls.lines().collect();
+    assert_eq!(lines[0], "session,call_id,start,peer,outcome,code,rule");
+    assert_eq!(lines.len(), 11, "{calls}");
+    assert!(lines.iter().any(|l| l.contains(",failed,503,final answer 408 or 5xx")), "{calls}");
+
     let by_peer = ok(&["stats", pcap, "--by", "peer"]);
     assert!(by_peer.lines().next().unwrap().starts_with("PEER"), "{by_peer}");
     assert!(by_peer.lines().last().unwrap().starts_with("TOTAL"), "{by_peer}");

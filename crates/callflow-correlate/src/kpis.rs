@@ -19,7 +19,7 @@
 //! distinct value, not per call.
 
 use callflow_model::{
-    Delay, KpiRow, KpiSet, Kpis, Message, OutcomeCount, Ratio, ResponseCounts, Session, SessionKind, Timestamp,
+    Delay, KpiCall, KpiRow, KpiSet, Kpis, Message, OutcomeCount, Ratio, ResponseCounts, Session, SessionKind, Timestamp,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
@@ -741,6 +741,8 @@ pub struct KpiAccumulator {
     latest: Option<Timestamp>,
     /// Sessions that added something.
     sessions: u64,
+    /// Each call and how it was classified, when asked for ([`KpiAccumulator::keep_calls`]).
+    calls: Option<Vec<KpiCall>>,
 }
 
 impl KpiAccumulator {
@@ -751,7 +753,28 @@ impl KpiAccumulator {
             groupings: groupings.into_iter().map(|g| (g, BTreeMap::new())).collect(),
             latest: None,
             sessions: 0,
+            calls: None,
         }
+    }
+
+    /// Keeps every call's classification too (memory per call: for a report, not a live run).
+    pub fn keep_calls(mut self) -> KpiAccumulator {
+        self.calls = Some(Vec::new());
+        self
+    }
+
+    /// Every call added since [`KpiAccumulator::keep_calls`], in the order added, calls with
+    /// no final answer judged against `end` (by default the latest session end seen).
+    pub fn calls(&self, end: Option<Timestamp>) -> Vec<KpiCall> {
+        let end = end.or(self.latest).unwrap_or_default();
+        let mut calls = self.calls.clone().unwrap_or_default();
+        for c in calls.iter_mut().filter(|c| c.outcome == Outcome::Open.as_str()) {
+            if end.nanos_since(c.start) >= TIMER_B_NS {
+                c.outcome = Outcome::TimedOut.as_str().into();
+                c.rule = Outcome::TimedOut.rule().into();
+            }
+        }
+        calls
     }
 
     /// The groupings of the document's `kpis`: the whole run, per peer, per callee domain,
@@ -768,6 +791,17 @@ impl KpiAccumulator {
         self.sessions += 1;
         self.latest = Some(self.latest.map_or(s.end, |t| t.max(s.end)));
         let bucket = self.opts.bucket_of(c.start);
+        if let (Some(calls), Some(call)) = (self.calls.as_mut(), c.call.as_ref()) {
+            calls.push(KpiCall {
+                session: s.id.clone(),
+                call_id: s.call_id.clone(),
+                start: call.start,
+                peer: c.place.peer.clone(),
+                outcome: call.outcome.as_str().into(),
+                code: call.code,
+                rule: call.outcome.rule().into(),
+            });
+        }
         for (grouping, groups) in &mut self.groupings {
             let mut key = Key::default();
             for d in &grouping.0 {
@@ -1231,6 +1265,19 @@ mod tests {
         // Without the INVITE the outcome cannot be known.
         let missing = script_session(&["< 200 INVITE 1 i", "> ACK 1 a in", "> BYE 2 b in"]);
         assert_eq!(classify(&missing).unwrap().outcome, Outcome::Unknown);
+    }
+
+    #[test]
+    fn kept_calls_say_their_rule_and_an_open_one_times_out_with_the_end() {
+        let mut acc = KpiAccumulator::new(KpiOptions::default(), vec![Grouping::default()]).keep_calls();
+        acc.add(&script_session(&["> INVITE 1 i", "< 486 INVITE 1 i", "> ACK 1 i"]));
+        acc.add(&script_session(&["> INVITE 1 i", "< 180 INVITE 1 i"]));
+        let line = |c: &KpiCall| (c.outcome.clone(), c.code, c.rule.clone());
+        let now: Vec<_> = acc.calls(Some(Timestamp::from_parts(1, 0))).iter().map(line).collect();
+        let want = |o: Outcome, code| (o.as_str().to_string(), code, o.rule().to_string());
+        assert_eq!(now, [want(Outcome::Busy, Some(486)), want(Outcome::Open, None)]);
+        let later = acc.calls(Some(Timestamp::from_parts(33, 0)));
+        assert_eq!((later[1].outcome.as_str(), later[1].peer.as_str()), ("timed_out", "10.0.0.2"));
     }
 
     #[test]

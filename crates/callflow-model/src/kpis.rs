@@ -154,3 +154,24 @@ pub struct ResponseCounts {
     /// By code: `200`, `486`...
     pub by_code: BTreeMap<String, u64>,
 }
+
+/// One call as the statistics classified it: which session, where it counts, its outcome
+/// and the rule that gave it (`callflow-cli stats --calls`, the API's `calls=true`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KpiCall {
+    /// The session's `id`.
+    pub session: String,
+    /// Its Call-ID.
+    pub call_id: String,
+    /// When its INVITE was sent.
+    pub start: Timestamp,
+    /// Its peer.
+    pub peer: String,
+    /// Its outcome (`answered`, `busy`...).
+    pub outcome: String,
+    /// The final answer that decided it, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<u16>,
+    /// The rule that gave the outcome.
+    pub rule: String,
+}

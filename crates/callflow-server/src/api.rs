@@ -1086,6 +1086,9 @@ pub struct StatsParams {
     /// The grouping: `peer`, `domain`, `caller-domain`, `callee-domain`, `minute`, or
     /// several joined by commas; absent: the whole capture only.
     by: Option<String>,
+    /// Also list every call with its outcome and the rule that gave it.
+    #[serde(default)]
+    calls: bool,
 }
 
 /// Stored sessions read per page while the statistics are computed.
@@ -1109,6 +1112,9 @@ pub async fn job_stats(
         .jobs(move |m| {
             let job = m.job(id)?;
             let mut acc = KpiAccumulator::new(opts, vec![Grouping::default(), wanted]);
+            if p.calls {
+                acc = acc.keep_calls();
+            }
             for kind in [SessionKind::SipCall, SessionKind::SipRegister, SessionKind::SipOther] {
                 let mut after = None;
                 loop {
@@ -1136,7 +1142,7 @@ pub async fn job_stats(
     let end = job.source.as_ref().and_then(|s| s.last_ts);
     let by: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
     let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(1, end) };
-    Ok(Json(json!({
+    let mut body = json!({
         "job_id": id,
         "status": job.state.as_str(),
         "complete": job.state == JobState::Completed,
@@ -1144,7 +1150,11 @@ pub async fn job_stats(
         "bucket_secs": bucket_secs,
         "total": acc.total(end),
         "rows": rows,
-    })))
+    });
+    if p.calls {
+        body["calls"] = json!(acc.calls(end));
+    }
+    Ok(Json(body))
 }
 
 /// `GET /health`: alive, and the store can be written (checked at most once a second).
@@ -1271,6 +1281,9 @@ pub fn openapi_document() -> Value {
                 "description": "group by peer, domain (the callee's), caller-domain, callee-domain or minute \
                                 (the time bucket, kpis.bucket), several joined by commas (peer,minute); \
                                 absent: the whole capture only"}));
+            params.push(json!({"name": "calls", "in": "query", "required": false,
+                "schema": {"type": "boolean", "default": false},
+                "description": "also list every call with its outcome and the rule that gave it"}));
         }
         let ok = match (*method, *path) {
             ("post", "/api/v1/upload") => "201",

@@ -39,6 +39,15 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
     assert_eq!(rows.len(), 10, "one callee each: {by}");
     assert!(rows.iter().all(|r| r["peer"].is_string() && r["bucket"].is_number()));
 
+    let calls: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/stats?calls=true")).await;
+    let calls = calls["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 10);
+    let failed: Vec<&Value> = calls.iter().filter(|c| c["outcome"] == "failed").collect();
+    assert_eq!(
+        (failed.len(), &failed[0]["code"], &failed[0]["rule"]),
+        (1, &Value::from(503), &Value::from("final answer 408 or 5xx"))
+    );
+
     let bad = client.get(server.url(&format!("/api/v1/jobs/{job}/stats?by=colour"))).send().await.unwrap();
     assert_eq!(bad.status(), 400);
     let missing = client.get(server.url("/api/v1/jobs/999999/stats")).send().await.unwrap();
