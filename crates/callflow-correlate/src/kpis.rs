@@ -35,6 +35,17 @@ const TIMER_B_NS: i64 = 32_000_000_000;
 /// timed out (beyond this, they count as timed out at once).
 const MAX_PENDING: usize = 100_000;
 
+/// Groups kept per grouping: a new peer or domain beyond them is counted as `other` (a
+/// capture of a million callees must not keep a million groups).
+const MAX_GROUPS: usize = 10_000;
+
+/// Rows per peer and per domain in the document's `kpis`: the busiest, then one `other`
+/// row with the rest.
+const DOCUMENT_ROWS: usize = 100;
+
+/// The name of the group of everything beyond the bounds.
+const OTHER: &str = "other";
+
 /// How the statistics group and name things.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KpiOptions {
@@ -812,6 +823,11 @@ impl KpiAccumulator {
                     Dimension::Bucket => key.bucket = Some(bucket),
                 }
             }
+            if groups.len() >= MAX_GROUPS && !groups.contains_key(&key) {
+                key.peer = key.peer.map(|_| OTHER.to_string());
+                key.caller_domain = key.caller_domain.map(|_| OTHER.to_string());
+                key.callee_domain = key.callee_domain.map(|_| OTHER.to_string());
+            }
             let tally = groups.entry(key).or_default();
             if let Some(call) = &c.call {
                 tally.add_call(call);
@@ -870,17 +886,47 @@ impl KpiAccumulator {
 
     /// The document's `kpis` (made by [`KpiAccumulator::for_document`]; with other
     /// groupings, the rows of those it has).
+    /// Rows per peer and per domain stop at the 100 with the most attempts and
+    /// registrations, the rest merged into one row named `other`.
     pub fn document(&self, end: Option<Timestamp>) -> Kpis {
         let mut kpis = Kpis { bucket_secs: self.opts.bucket.as_secs(), total: self.total(end), ..Kpis::default() };
         for (i, (g, _)) in self.groupings.iter().enumerate() {
             match g.0.as_slice() {
-                [Dimension::Peer] => kpis.by_peer = self.rows(i, end),
-                [Dimension::CalleeDomain] => kpis.by_domain = self.rows(i, end),
+                [Dimension::Peer] => kpis.by_peer = self.top_rows(i, end, DOCUMENT_ROWS),
+                [Dimension::CalleeDomain] => kpis.by_domain = self.top_rows(i, end, DOCUMENT_ROWS),
                 [Dimension::Bucket] => kpis.by_bucket = self.rows(i, end),
                 _ => {}
             }
         }
         kpis
+    }
+
+    /// The rows of the one-dimension grouping number `i` with the most attempts and
+    /// registrations, at most `top`, then (when there are more) one `other` row with the rest.
+    fn top_rows(&self, i: usize, end: Option<Timestamp>, top: usize) -> Vec<KpiRow> {
+        let Some((_, groups)) = self.groupings.get(i) else { return Vec::new() };
+        let end = end.or(self.latest).unwrap_or_default();
+        let volume = |t: &Tally| t.outcomes.iter().sum::<u64>() + t.pending.len() as u64 + t.registrations;
+        let mut ranked: Vec<(&Key, &Tally)> = groups.iter().collect();
+        ranked.sort_by_key(|(_, t)| std::cmp::Reverse(volume(t)));
+        let row = |k: &Key, t: &Tally| KpiRow {
+            peer: k.peer.clone(),
+            caller_domain: k.caller_domain.clone(),
+            callee_domain: k.callee_domain.clone(),
+            bucket: k.bucket.map(Timestamp::from_nanos),
+            kpis: t.set(end),
+        };
+        let mut rows: Vec<KpiRow> = ranked.iter().take(top).map(|(k, t)| row(k, t)).collect();
+        if ranked.len() > top {
+            let mut rest = Tally::default();
+            let mut key = ranked[top].0.clone();
+            ranked[top..].iter().for_each(|(_, t)| rest.merge(t));
+            key.peer = key.peer.map(|_| OTHER.to_string());
+            key.caller_domain = key.caller_domain.map(|_| OTHER.to_string());
+            key.callee_domain = key.callee_domain.map(|_| OTHER.to_string());
+            rows.push(row(&key, &rest));
+        }
+        rows
     }
 }
 
@@ -1327,6 +1373,30 @@ mod tests {
         assert!("10.0.0.0/33".parse::<AddrRule>().is_err());
         assert!("2001:db8::/32".parse::<AddrRule>().unwrap().contains("2001:db8::7".parse().unwrap()));
         assert!(!"2001:db8::/32".parse::<AddrRule>().unwrap().contains("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn the_document_keeps_the_busiest_peers_and_merges_the_rest_into_other() {
+        let mut acc = KpiAccumulator::for_document(KpiOptions::default());
+        for callee in 1..=105u8 {
+            let mut s = script_session(&["> INVITE 1 i", "< 200 INVITE 1 i"]);
+            let addr: std::net::IpAddr = std::net::Ipv4Addr::new(10, 1, 0, callee).into();
+            for m in s.messages.iter_mut().filter(|m| m.dst.port() == 5060 && m.dst.ip().to_string() == "10.0.0.2") {
+                m.dst.set_ip(addr);
+            }
+            // The first callee gets two calls: the busiest.
+            if callee == 1 {
+                acc.add(&s);
+            }
+            acc.add(&s);
+        }
+        let kpis = acc.document(None);
+        assert_eq!(kpis.by_peer.len(), DOCUMENT_ROWS + 1);
+        assert_eq!((kpis.by_peer[0].peer.as_deref(), kpis.by_peer[0].kpis.attempts), (Some("10.1.0.1"), 2));
+        let other = kpis.by_peer.last().unwrap();
+        assert_eq!((other.peer.as_deref(), other.kpis.attempts), (Some("other"), 5));
+        let sum: u64 = kpis.by_peer.iter().map(|r| r.kpis.attempts).sum();
+        assert_eq!(sum, kpis.total.attempts, "nothing lost: 106 calls");
     }
 
     #[test]
