@@ -754,6 +754,8 @@ pub struct KpiAccumulator {
     sessions: u64,
     /// Each call and how it was classified, when asked for ([`KpiAccumulator::keep_calls`]).
     calls: Option<Vec<KpiCall>>,
+    /// The whole run, whatever the groupings.
+    all: Tally,
 }
 
 impl KpiAccumulator {
@@ -765,6 +767,7 @@ impl KpiAccumulator {
             latest: None,
             sessions: 0,
             calls: None,
+            all: Tally::default(),
         }
     }
 
@@ -788,11 +791,11 @@ impl KpiAccumulator {
         calls
     }
 
-    /// The groupings of the document's `kpis`: the whole run, per peer, per callee domain,
-    /// per time bucket.
+    /// The groupings of the document's `kpis` (besides the whole run, always kept): per
+    /// peer, per callee domain, per time bucket.
     pub fn for_document(opts: KpiOptions) -> KpiAccumulator {
         let g = |d: &[Dimension]| Grouping(d.to_vec());
-        let groupings = vec![g(&[]), g(&[Dimension::Peer]), g(&[Dimension::CalleeDomain]), g(&[Dimension::Bucket])];
+        let groupings = vec![g(&[Dimension::Peer]), g(&[Dimension::CalleeDomain]), g(&[Dimension::Bucket])];
         KpiAccumulator::new(opts, groupings)
     }
 
@@ -813,6 +816,11 @@ impl KpiAccumulator {
                 rule: call.outcome.rule().into(),
             });
         }
+        if let Some(call) = &c.call {
+            self.all.add_call(call);
+        }
+        self.all.add_registrations(&c.registrations);
+        self.all.add_responses(s);
         for (grouping, groups) in &mut self.groupings {
             let mut key = Key::default();
             for d in &grouping.0 {
@@ -827,6 +835,12 @@ impl KpiAccumulator {
                 key.peer = key.peer.map(|_| OTHER.to_string());
                 key.caller_domain = key.caller_domain.map(|_| OTHER.to_string());
                 key.callee_domain = key.callee_domain.map(|_| OTHER.to_string());
+                // A time bucket has no `other`: past the bound (a week of minutes, or a
+                // capture with wild timestamps) a new one is left out of this grouping,
+                // still counted in the others.
+                if !groups.contains_key(&key) && key.bucket.is_some() {
+                    continue;
+                }
             }
             let tally = groups.entry(key).or_default();
             if let Some(call) = &c.call {
@@ -874,14 +888,9 @@ impl KpiAccumulator {
         self.groupings.iter().map(|(g, _)| g)
     }
 
-    /// The whole run's figures, merged from the first grouping's groups.
+    /// The whole run's figures.
     pub fn total(&self, end: Option<Timestamp>) -> KpiSet {
-        let end = end.or(self.latest).unwrap_or_default();
-        let mut all = Tally::default();
-        if let Some((_, groups)) = self.groupings.first() {
-            groups.values().for_each(|t| all.merge(t));
-        }
-        all.set(end)
+        self.all.set(end.or(self.latest).unwrap_or_default())
     }
 
     /// The document's `kpis` (made by [`KpiAccumulator::for_document`]; with other

@@ -1111,7 +1111,7 @@ pub async fn job_stats(
     let (job, acc) = state
         .jobs(move |m| {
             let job = m.job(id)?;
-            let mut acc = KpiAccumulator::new(opts, vec![Grouping::default(), wanted]);
+            let mut acc = KpiAccumulator::new(opts, vec![wanted]);
             if p.calls {
                 acc = acc.keep_calls();
             }
@@ -1141,7 +1141,7 @@ pub async fn job_stats(
     // Calls with no final answer are judged against the end of the capture when known.
     let end = job.source.as_ref().and_then(|s| s.last_ts);
     let by: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
-    let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(1, end) };
+    let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(0, end) };
     let mut body = json!({
         "job_id": id,
         "status": job.state.as_str(),
