@@ -9,7 +9,27 @@
 //!
 //! Memory stays bounded whatever the rate: when the analysis falls behind, the queue
 //! fills and [`FrameSender::offer`] drops (and counts) frames instead of growing.
+//!
+//! Sources: [`hep`] (a HEP v3/v2 listener over UDP and TCP, for agents such as Kamailio's
+//! siptrace or heplify).
 
 pub mod channel;
+pub mod hep;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
+
+/// Why a live source could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    /// A listening socket could not be bound (or set up) on an address.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What was to listen there (e.g. "HEP over UDP").
+        what: &'static str,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+}

@@ -176,6 +176,10 @@ pub struct Message {
     /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtp: Option<Box<crate::GtpMessage>>,
+    /// The HEP capture agent id of the agent that mirrored the message, for messages
+    /// received over HEP (`callflow_live::hep`); absent for captured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_agent: Option<u32>,
 }
 
 /// The encapsulation of a [`Tunnel`].
