@@ -82,6 +82,18 @@ impl Default for HepOptions {
     }
 }
 
+impl HepOptions {
+    /// The options `[hep]` describes (an empty `auth_key`: none).
+    pub fn from_settings(settings: &callflow_config::HepSettings) -> Result<Self, LiveError> {
+        let listen = settings
+            .listen
+            .parse()
+            .map_err(|_| LiveError::BadAddress { key: "hep.listen", value: settings.listen.clone() })?;
+        let auth_key = (!settings.auth_key.is_empty()).then(|| settings.auth_key.clone());
+        Ok(HepOptions { listen, auth_key, ..HepOptions::default() })
+    }
+}
+
 /// What a listener did with the packets it received, totals since it started.
 #[derive(Debug, Default)]
 pub struct HepStats {

@@ -32,4 +32,12 @@ pub enum LiveError {
         /// The system's reason.
         source: std::io::Error,
     },
+    /// An address to listen on is not `host:port` with a numeric host.
+    #[error("{key}: {value:?} is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)")]
+    BadAddress {
+        /// The configuration key it came from.
+        key: &'static str,
+        /// What it said.
+        value: String,
+    },
 }

@@ -103,3 +103,26 @@ fn capture_agents_forget_the_oldest_runs_past_the_bound() {
     assert_eq!((agents.agent_of(1), agents.agent_of(2)), (None, None), "forgotten");
     assert_eq!(agents.agent_of(3), Some(1));
 }
+
+#[test]
+fn options_come_from_the_hep_section() {
+    let mut settings = callflow_config::HepSettings::default();
+    let options = HepOptions::from_settings(&settings).unwrap();
+    assert_eq!((options.listen, options.auth_key), (addr("127.0.0.1:9060"), None));
+    settings.listen = "[::1]:9061".into();
+    settings.auth_key = "k".into();
+    let options = HepOptions::from_settings(&settings).unwrap();
+    assert_eq!((options.listen, options.auth_key.as_deref()), (addr("[::1]:9061"), Some("k")));
+    settings.listen = "localhost".into();
+    let err = HepOptions::from_settings(&settings).unwrap_err().to_string();
+    assert_eq!(err, "hep.listen: \"localhost\" is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)");
+}
+
+#[test]
+fn a_port_taken_is_an_error_naming_the_address() {
+    let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (tx, _rx) = crate::channel(4, Duration::from_millis(10));
+    let err = start(&HepOptions { listen: addr, ..HepOptions::default() }, tx).err().expect("the port is taken");
+    assert!(err.to_string().starts_with(&format!("cannot listen for HEP over UDP on {addr}: ")), "{err}");
+}
