@@ -111,6 +111,8 @@ pub struct HepStats {
     pub unauthorized: AtomicU64,
     /// Packets of types the analysis does not read (logs, QoS reports, ...).
     pub ignored: AtomicU64,
+    /// TCP connections accepted and served.
+    pub connections: AtomicU64,
     /// TCP connections closed on arrival because `max_connections` were open.
     pub refused_connections: AtomicU64,
 }
@@ -288,6 +290,7 @@ fn accept_loop(listener: &TcpListener, ingest: &Arc<Ingest>, max: usize) {
                     continue;
                 }
                 open.fetch_add(1, Ordering::Relaxed);
+                HepStats::add(&ingest.stats.connections);
                 let (i, o) = (ingest.clone(), open.clone());
                 let spawned = std::thread::Builder::new().name("hep-tcp-conn".into()).spawn(move || {
                     connection(stream, &i);

@@ -371,7 +371,19 @@ fn recv(socket: &UdpSocket) -> String {
 }
 
 #[test]
-fn kamailio_siptrace_mirrors_a_call_as_hep3_and_the_listener_yields_it() {
+fn kamailio_siptrace_mirrors_a_call_as_hep3_over_udp_and_the_listener_yields_it() {
+    kamailio_mirrors_a_call(false);
+}
+
+#[test]
+fn kamailio_siptrace_mirrors_a_call_as_hep3_over_tcp_and_the_listener_yields_it() {
+    kamailio_mirrors_a_call(true);
+}
+
+/// Runs Kamailio as a stateless proxy between a UAC and a UAS of the test, mirroring every
+/// request and reply it receives to the listener (over TCP when `hep_over_tcp`), and checks
+/// the call the analysis makes of the mirror.
+fn kamailio_mirrors_a_call(hep_over_tcp: bool) {
     let Some((kamailio, modules)) = find_kamailio() else {
         assert!(std::env::var_os("CI").is_none(), "kamailio is missing (Debian package kamailio)");
         eprintln!("kamailio not installed: the test with a real HEP agent is skipped");
@@ -385,20 +397,29 @@ fn kamailio_siptrace_mirrors_a_call_as_hep3_and_the_listener_yields_it() {
     }
     let (uac_addr, uas_addr) = (uac.local_addr().unwrap(), uas.local_addr().unwrap());
     let sip_port = free_udp_port();
+    // Kamailio sends HEP over TCP only with its TCP transport on (listening on a port of
+    // its own, which nothing here connects to).
+    let (tcp, transport) = if hep_over_tcp {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        (format!("listen=tcp:127.0.0.1:{port}"), ";transport=tcp")
+    } else {
+        ("disable_tcp=yes".to_string(), "")
+    };
     let dir = tempfile::tempdir().unwrap();
     let config = format!(
         r#"#!KAMAILIO
 debug=2
 log_stderror=yes
 children=1
-disable_tcp=yes
+tcp_children=1
+{tcp}
 auto_aliases=no
 listen=udp:127.0.0.1:{sip_port}
 loadmodule "sl.so"
 loadmodule "tm.so"
 loadmodule "pv.so"
 loadmodule "siptrace.so"
-modparam("siptrace", "duplicate_uri", "sip:{hep}")
+modparam("siptrace", "duplicate_uri", "sip:{hep}{transport}")
 modparam("siptrace", "hep_mode_on", 1)
 modparam("siptrace", "hep_version", 3)
 modparam("siptrace", "hep_capture_id", 4242)
@@ -496,4 +517,6 @@ onreply_route {{
         ]
     );
     assert!(s.messages.iter().all(|m| m.capture_agent == Some(4242) && m.transport == Transport::Udp));
+    let connections = listener.stats().connections.load(Ordering::Relaxed);
+    assert_eq!(connections > 0, hep_over_tcp, "HEP came over TCP when asked to ({connections} connections)");
 }
