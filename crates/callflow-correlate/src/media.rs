@@ -533,10 +533,9 @@ impl MediaTable {
         stream.wire_bytes += d.wire_len;
         let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
-        stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
+        let ahead = stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         let jitter = stream.stats.jitter_ms();
-        let gap =
-            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
+        let gap = stream.quality.update(ts, ahead, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
         if gap > 0 {
             let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
             self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
