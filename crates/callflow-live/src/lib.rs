@@ -13,31 +13,12 @@
 //! Sources: [`hep`] (a HEP v3/v2 listener over UDP and TCP, for agents such as Kamailio's
 //! siptrace or heplify).
 
+pub mod capture;
 pub mod channel;
+pub mod error;
 pub mod hep;
+pub mod netns;
+pub mod pcapng;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
-
-/// Why a live source could not start.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum LiveError {
-    /// A listening socket could not be bound (or set up) on an address.
-    #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        /// The address.
-        addr: std::net::SocketAddr,
-        /// What was to listen there (e.g. "HEP over UDP").
-        what: &'static str,
-        /// The system's reason.
-        source: std::io::Error,
-    },
-    /// An address to listen on is not `host:port` with a numeric host.
-    #[error("{key}: {value:?} is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)")]
-    BadAddress {
-        /// The configuration key it came from.
-        key: &'static str,
-        /// What it said.
-        value: String,
-    },
-}
+pub use error::LiveError;
