@@ -87,11 +87,9 @@ fn call(call_id: &str) -> Vec<(bool, String)> {
     ]
 }
 
-/// A HEP v3 packet of one SIP message between 192.0.2.1:5060 and 192.0.2.2:5080 (TCP
-/// when `tcp`), `ms` milliseconds into the call, with a vendor chunk in the middle.
-fn hep_sip(a_to_b: bool, text: &str, ms: u32, tcp: bool, key: &str, agent: u32) -> Vec<u8> {
-    let (a, b): (SocketAddr, SocketAddr) = ("192.0.2.1:5060".parse().unwrap(), "192.0.2.2:5080".parse().unwrap());
-    let (src, dst) = if a_to_b { (a, b) } else { (b, a) };
+/// The chunks every test packet starts with: addresses, ports and the time, `ms`
+/// milliseconds into the test's calls.
+fn hep_header(src: SocketAddr, dst: SocketAddr, tcp: bool, ms: u32) -> Hep3Builder {
     Hep3Builder::new()
         .ip_family(2)
         .ip_proto(if tcp { 6 } else { 17 })
@@ -101,6 +99,14 @@ fn hep_sip(a_to_b: bool, text: &str, ms: u32, tcp: bool, key: &str, agent: u32) 
         .dst_port(dst.port())
         .ts_sec(1_700_000_000 + ms / 1000)
         .ts_usec((ms % 1000) * 1000)
+}
+
+/// A HEP v3 packet of one SIP message between 192.0.2.1:5060 and 192.0.2.2:5080 (TCP
+/// when `tcp`), `ms` milliseconds into the call, with a vendor chunk in the middle.
+fn hep_sip(a_to_b: bool, text: &str, ms: u32, tcp: bool, key: &str, agent: u32) -> Vec<u8> {
+    let (a, b): (SocketAddr, SocketAddr) = ("192.0.2.1:5060".parse().unwrap(), "192.0.2.2:5080".parse().unwrap());
+    let (src, dst) = if a_to_b { (a, b) } else { (b, a) };
+    hep_header(src, dst, tcp, ms)
         .chunk(0x0022, 0x0101, b"some vendor's chunk")
         .chunk(0, 0x0fff, &[1, 2, 3])
         .proto_type(ProtoType::Sip)
@@ -269,16 +275,7 @@ fn with_sdp(message: &str, media: SocketAddr) -> String {
 }
 
 fn hep_udp(src: &str, dst: &str, ms: u32, proto: ProtoType, payload: &[u8]) -> Vec<u8> {
-    let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
-    Hep3Builder::new()
-        .ip_family(2)
-        .ip_proto(17)
-        .src_ip(src.ip())
-        .dst_ip(dst.ip())
-        .src_port(src.port())
-        .dst_port(dst.port())
-        .ts_sec(1_700_000_000 + ms / 1000)
-        .ts_usec((ms % 1000) * 1000)
+    hep_header(src.parse().unwrap(), dst.parse().unwrap(), false, ms)
         .proto_type(proto)
         .chunk(0, chunk::CORRELATION_ID, b"rtcp-call")
         .payload(payload)
