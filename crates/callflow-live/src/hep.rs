@@ -34,6 +34,29 @@
 //! numbers them: the listener must be its channel's only sender) to agent ids, and
 //! [`CaptureAgents::annotate`] sets [`Message::capture_agent`] on a finished session's
 //! messages. It keeps runs of frames from one agent, at most [`MAX_AGENT_RUNS`] of them.
+//!
+//! ```no_run
+//! use callflow_correlate::{Analyzer, FrameSource, Pulled};
+//! use callflow_live::hep::{self, HepOptions};
+//! use std::time::Duration;
+//!
+//! let (sender, mut source) = callflow_live::channel(4096, Duration::from_millis(200));
+//! let listener = hep::start(&HepOptions::from_settings(&Default::default())?, sender)?;
+//! let agents = listener.agents();
+//! let mut analyzer = Analyzer::default();
+//! while let Some(pulled) = source.next_frame()? {
+//!     match pulled {
+//!         Pulled::Here(frame) => analyzer.process(&frame),
+//!         Pulled::Tick(now) => analyzer.advance_to(now),
+//!         Pulled::At(_) => {} // only from next_shared_frame, which a channel does not serve
+//!     }
+//!     for mut session in analyzer.take_completed() {
+//!         agents.annotate(&mut session);
+//!         println!("{} {}", session.call_id, session.state.as_str());
+//!     }
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 use crate::channel::{FrameSender, LiveCounters, OwnedFrame};
 use crate::LiveError;
@@ -429,7 +452,8 @@ impl Ingest {
         };
         let (src, dst) = (SocketAddr::new(src_ip, sport), SocketAddr::new(dst_ip, dport));
         let ts = p.timestamp().unwrap_or_else(wall_clock);
-        let Ok(mut feed) = self.feed.lock() else { return };
+        // A panic elsewhere while holding the lock leaves the feed usable: keep going.
+        let mut feed = self.feed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let seq = match carrier {
             Carrier::Udp => 0,
             Carrier::Tcp => feed.next_seq(src, dst),
