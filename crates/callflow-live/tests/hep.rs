@@ -517,3 +517,73 @@ onreply_route {{
     let connections = listener.stats().connections.load(Ordering::Relaxed);
     assert_eq!(connections > 0, hep_over_tcp, "HEP came over TCP when asked to ({connections} connections)");
 }
+
+/// The shared corpus (`../shared/pcaps`, or `CALLFLOW_PCAPS`), or `None` with a line
+/// saying the corpus part is skipped; missing in CI, a failure.
+fn corpus_dir() -> Option<PathBuf> {
+    let dir = std::env::var_os("CALLFLOW_PCAPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/pcaps"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    assert!(std::env::var_os("CI").is_none(), "the capture corpus is missing at {}", dir.display());
+    eprintln!("capture corpus not found at {}: corpus checks skipped", dir.display());
+    None
+}
+
+/// The HEP datagrams of a corpus capture sent to `outer_dst`, in capture order.
+fn corpus_hep(name: &str, outer_dst: &str) -> Option<Vec<Vec<u8>>> {
+    use callflow_decode::capture::CaptureReader;
+    use callflow_decode::packet::{decode_frame, Transport as Tp};
+    let path = corpus_dir()?.join("public/hep-wireshark").join(name);
+    let mut reader = CaptureReader::open(&path).unwrap();
+    let mut out = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        let packet = decode_frame(frame.link_type, frame.data);
+        if let (Some(ip), Tp::Udp { payload, .. }) = (packet.ip, packet.transport) {
+            if ip.dst.to_string() == outer_dst {
+                out.push(payload.to_vec());
+            }
+        }
+    }
+    Some(out)
+}
+
+#[test]
+fn real_hep_captures_replayed_to_the_listener_give_their_sip() {
+    // The compressed capture caught each HEP packet at three points; one point's copies.
+    let Some(register) = corpus_hep("hep3_compressed.pcap.pcapng", "255.255.255.255") else { return };
+    let Some(hepgen) = corpus_hep("hep.pcap", "127.0.0.1") else { return };
+    let (listener, mut source) = listen(Some("myHep"));
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    for packet in register.iter().chain(&hepgen) {
+        udp.send_to(packet, listener.local_addr()).unwrap();
+    }
+    let sessions = analyse(&listener, &mut source, |l| count(l).0 == 15);
+    // hep.pcap's log line is ignored, and its RTCP JSON (hepgen's, with an NTP fraction
+    // beyond 32 bits) cannot be written back faithfully.
+    assert_eq!(count(&listener), (15, 13, 1, 0, 1));
+    let mut seen: Vec<String> = sessions
+        .iter()
+        .flat_map(|s| &s.messages)
+        .map(|m| format!("{} {} {:?} agent {:?}", m.frame, m.summary, m.transport, m.capture_agent))
+        .collect();
+    seen.sort_by_key(|l| l.split(' ').next().unwrap().parse::<u64>().unwrap());
+    let expected = [
+        "1 REGISTER Tcp agent Some(228)",
+        "2 REGISTER Tcp agent Some(228)",
+        "3 401 Unauthorized Tcp agent Some(228)",
+        "4 401 Unauthorized Tcp agent Some(228)",
+        "5 REGISTER Tcp agent Some(228)",
+        "6 REGISTER Tcp agent Some(228)",
+        "7 200 OK Tcp agent Some(228)",
+        "8 INVITE (SDP) Udp agent Some(2001)",
+        "9 100 Trying Udp agent Some(2001)",
+        "10 407 Proxy Authentication Required Udp agent Some(2001)",
+        "11 OPTIONS Udp agent Some(2001)",
+        "12 200 Alive Udp agent Some(2001)",
+        "13 PUBLISH Udp agent Some(2001)",
+    ];
+    assert_eq!(seen, expected);
+}
