@@ -587,3 +587,35 @@ fn real_hep_captures_replayed_to_the_listener_give_their_sip() {
     ];
     assert_eq!(seen, expected);
 }
+
+#[test]
+fn tcp_connections_beyond_the_limit_are_closed_and_counted() {
+    let (tx, mut source) = channel(64, Duration::from_millis(50));
+    let options = HepOptions { listen: "127.0.0.1:0".parse().unwrap(), max_connections: 1, ..HepOptions::default() };
+    let listener = hep::start(&options, tx).unwrap();
+    let msgs = call("limited");
+    let mut first = TcpStream::connect(listener.local_addr()).unwrap();
+    first.write_all(&hep_sip(true, &msgs[0].1, 0, true, "k", 1)).unwrap();
+    let _ = analyse(&listener, &mut source, |l| count(l).1 == 1);
+    // The first connection is still open: a second one is over the limit.
+    let mut second = TcpStream::connect(listener.local_addr()).unwrap();
+    let _ = second.write_all(&hep_sip(false, &msgs[1].1, 10, true, "k", 1));
+    let _ = analyse(&listener, &mut source, |l| l.stats().refused_connections.load(Ordering::Relaxed) == 1);
+    assert_eq!(count(&listener).1, 1, "nothing read from the refused connection");
+    // Once the first closes, a new connection is served (the first's slot is given back
+    // when its thread sees the close: until then a new one may be refused too).
+    drop(first);
+    let mut third = loop {
+        let mut s = TcpStream::connect(listener.local_addr()).unwrap();
+        s.write_all(&hep_sip(false, &msgs[1].1, 10, true, "k", 1)).unwrap();
+        let before = listener.stats().refused_connections.load(Ordering::Relaxed);
+        let _ = analyse(&listener, &mut source, |l| {
+            count(l).1 == 2 || l.stats().refused_connections.load(Ordering::Relaxed) > before
+        });
+        if count(&listener).1 == 2 {
+            break s;
+        }
+    };
+    third.flush().unwrap();
+    assert_eq!(listener.stats().connections.load(Ordering::Relaxed), 2);
+}
