@@ -449,6 +449,7 @@ onreply_route {{
         .stderr(std::fs::File::create(dir.path().join("kamailio.log")).unwrap())
         .spawn()
         .expect("start kamailio");
+    let log = dir.path().join("kamailio.log");
     let _kamailio = Kamailio { child, _dir: dir };
     let proxy: SocketAddr = format!("127.0.0.1:{sip_port}").parse().unwrap();
 
@@ -473,7 +474,11 @@ onreply_route {{
             break;
         }
     }
-    assert!(probes_through > 0, "Kamailio never forwarded a request");
+    assert!(
+        probes_through > 0,
+        "Kamailio never forwarded a request; its log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // The call: alice (UAC) through Kamailio to bob (UAS).
     let msg = |first: &str, cseq: &str, tag: bool| {
