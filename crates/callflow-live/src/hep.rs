@@ -327,7 +327,8 @@ fn accept_loop(listener: &TcpListener, ingest: &Arc<Ingest>, max: usize) {
                     }
                 }
             }
-            Err(e) if e.kind() == ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(20)),
+            // Nothing waiting, or an error that passes (out of file descriptors, a connection
+            // reset before it was accepted): look again shortly.
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
@@ -358,8 +359,7 @@ fn connection(mut stream: TcpStream, ingest: &Ingest) {
                 }
                 Err(_) => {
                     // Lost framing: nothing marks where the next packet starts.
-                    HepStats::add(&ingest.stats.malformed);
-                    ingest.dropped();
+                    ingest.malformed();
                     return;
                 }
             }
@@ -368,8 +368,7 @@ fn connection(mut stream: TcpStream, ingest: &Ingest) {
             Ok(0) => {
                 if !buf.is_empty() {
                     // The peer closed in the middle of a packet: a truncated one.
-                    HepStats::add(&ingest.stats.malformed);
-                    ingest.dropped();
+                    ingest.malformed();
                 }
                 return;
             }
