@@ -536,11 +536,6 @@ impl MediaTable {
         let ahead = stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         let jitter = stream.stats.jitter_ms();
         let gap = stream.quality.update(ts, ahead, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
-        if gap > 0 {
-            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
-            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
-        }
-        let Some(stream) = self.stream_slots.get_mut(index) else { return Ok(()) };
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
@@ -557,6 +552,11 @@ impl MediaTable {
                     last.duration = last.duration.max(ev.duration);
                 }
             }
+        }
+        // Last, because the detector needs the whole table: the stream is not borrowed any more.
+        if gap > 0 {
+            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
+            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
         }
         Ok(())
     }
