@@ -115,6 +115,25 @@ impl HepOptions {
         let auth_key = (!settings.auth_key.is_empty()).then(|| settings.auth_key.clone());
         Ok(HepOptions { listen, auth_key, ..HepOptions::default() })
     }
+
+    /// The options a `hep://HOST[:PORT]` source names (`callflow-cli analyze
+    /// hep://127.0.0.1:9060`): the address to listen on, IPv6 in brackets, port 9060 when
+    /// none is given. The key, if any, is set apart (it does not belong in a URL that
+    /// shows up in process lists).
+    pub fn from_url(url: &str) -> Result<Self, LiveError> {
+        let bad = || LiveError::BadAddress { key: "hep:// source", value: url.to_string() };
+        let rest = url.strip_prefix("hep://").ok_or_else(bad)?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let listen = match rest.parse::<SocketAddr>() {
+            Ok(addr) => addr,
+            // No port: the host alone, bracketed when IPv6.
+            Err(_) => {
+                let host = rest.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(rest);
+                SocketAddr::new(host.parse::<IpAddr>().map_err(|_| bad())?, hep::PORT)
+            }
+        };
+        Ok(HepOptions { listen, ..HepOptions::default() })
+    }
 }
 
 /// What a listener did with the packets it received, totals since it started.

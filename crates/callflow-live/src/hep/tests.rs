@@ -126,3 +126,19 @@ fn a_port_taken_is_an_error_naming_the_address() {
     let err = start(&HepOptions { listen: addr, ..HepOptions::default() }, tx).err().expect("the port is taken");
     assert!(err.to_string().starts_with(&format!("cannot listen for HEP over UDP on {addr}: ")), "{err}");
 }
+
+#[test]
+fn hep_urls_name_the_address_to_listen_on() {
+    let listen = |url: &str| HepOptions::from_url(url).map(|o| o.listen.to_string()).map_err(|e| e.to_string());
+    assert_eq!(listen("hep://127.0.0.1:9060"), Ok("127.0.0.1:9060".into()));
+    assert_eq!(listen("hep://0.0.0.0:19060/"), Ok("0.0.0.0:19060".into()));
+    assert_eq!(listen("hep://127.0.0.1"), Ok("127.0.0.1:9060".into()));
+    assert_eq!(listen("hep://[::1]:9061"), Ok("[::1]:9061".into()));
+    assert_eq!(listen("hep://[::1]"), Ok("[::1]:9060".into()));
+    for bad in ["hep://localhost:9060", "ws://127.0.0.1:9060", "hep://127.0.0.1:port", "hep://"] {
+        assert_eq!(
+            listen(bad),
+            Err(format!("hep:// source: {bad:?} is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)"))
+        );
+    }
+}
