@@ -19,8 +19,8 @@
 //!   in `ntp_timestamp_usec`), is written back as the binary RTCP sender or receiver
 //!   report it was read from, in a UDP frame between the HEP addresses: the existing
 //!   RTCP path attaches it to its stream, by the SDP-announced endpoint, as it does a
-//!   captured one (reports are attached to the streams whose SSRC they name, so a report
-//!   shows in the output when that stream's RTP was seen too). A report that cannot be written back faithfully (a value out of its
+//!   captured one (reports are attached to the streams whose SSRC they name; for a stream
+//!   whose RTP was not seen, see [`HepAnnotations`]). A report that cannot be written back faithfully (a value out of its
 //!   field's range, a type other than SR or RR) is counted as malformed.
 //! - **RTP (type 4)**, from agents that mirror media: a UDP frame, as for SIP.
 //! - Any other type (logs, QoS JSON, ...) is counted in [`HepStats::ignored`].
@@ -30,10 +30,13 @@
 //!   [`LiveCounters::source_dropped`](crate::LiveCounters)), never fatal.
 //!
 //! The capture agent id cannot travel inside a synthesized frame, so the listener keeps
-//! it beside: [`CaptureAgents`] maps frame numbers (as the [`ChannelSource`](crate::ChannelSource)
+//! it beside: [`HepAnnotations`] maps frame numbers (as the [`ChannelSource`](crate::ChannelSource)
 //! numbers them: the listener must be its channel's only sender) to agent ids, and
-//! [`CaptureAgents::annotate`] sets [`Message::capture_agent`] on a finished session's
+//! [`HepAnnotations::annotate`] sets [`Message::capture_agent`] on a finished session's
 //! messages. It keeps runs of frames from one agent, at most [`MAX_AGENT_RUNS`] of them.
+//! It also keeps each RTCP report by the correlation id it came with (the Call-ID, as
+//! rtpengine and Kamailio send it), so that a call whose RTP was not mirrored, and so has
+//! no stream to take its reports, still gets them, in [`Session::rtcp`].
 //!
 //! ```no_run
 //! use callflow_correlate::{Analyzer, FrameSource, Pulled};
@@ -42,7 +45,7 @@
 //!
 //! let (sender, mut source) = callflow_live::channel(4096, Duration::from_millis(200));
 //! let listener = hep::start(&HepOptions::from_settings(&Default::default())?, sender)?;
-//! let agents = listener.agents();
+//! let annotations = listener.annotations();
 //! let mut analyzer = Analyzer::default();
 //! while let Some(pulled) = source.next_frame()? {
 //!     match pulled {
@@ -51,7 +54,7 @@
 //!         Pulled::At(_) => {} // only from next_shared_frame, which a channel does not serve
 //!     }
 //!     for mut session in analyzer.take_completed() {
-//!         agents.annotate(&mut session);
+//!         annotations.annotate(&mut session);
 //!         println!("{} {}", session.call_id, session.state.as_str());
 //!     }
 //! }
@@ -60,10 +63,12 @@
 
 use crate::channel::{FrameSender, LiveCounters, OwnedFrame};
 use crate::LiveError;
+use callflow_correlate::rtcp_report;
 use callflow_decode::hep::{self, HepPacket, ProtoType};
+use callflow_decode::rtcp;
 use callflow_decode::tcp::Framing;
 use callflow_decode::{LinkType, Timestamp};
-use callflow_model::{Message, Session};
+use callflow_model::{Message, RtcpReport, Session, SessionKind};
 use pnet_packet::ip::IpNextHeaderProtocols;
 use pnet_packet::ipv4::{self, MutableIpv4Packet};
 use pnet_packet::ipv6::MutableIpv6Packet;
@@ -77,9 +82,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// How many runs of frames from one capture agent [`CaptureAgents`] remembers (the
+/// How many runs of frames from one capture agent [`HepAnnotations`] remembers (the
 /// oldest are forgotten first: their messages get no agent id).
 pub const MAX_AGENT_RUNS: usize = 1 << 18;
+
+/// How many calls' RTCP reports [`HepAnnotations`] remembers (the oldest call first out).
+pub const MAX_RTCP_CALLS: usize = 1 << 16;
+
+/// How many RTCP reports of one call [`HepAnnotations`] remembers (the first ones).
+pub const MAX_RTCP_PER_CALL: usize = 256;
 
 /// TCP directions whose next sequence number is remembered; past this the table starts over.
 const MAX_TCP_DIRECTIONS: usize = 1 << 16;
@@ -165,23 +176,36 @@ impl HepStats {
     }
 }
 
-/// Frame numbers mapped to the capture agent that sent them, kept as runs (the first
-/// frame of each run and its agent), for [`CaptureAgents::annotate`].
+/// What a listener learnt from HEP that the frames it handed on cannot carry, for
+/// [`HepAnnotations::annotate`] to put on the sessions the analysis makes of them: which
+/// capture agent sent each frame (kept as runs: the first frame of each run and its
+/// agent), and the RTCP reports each call's correlation id came with.
 #[derive(Clone, Debug, Default)]
-pub struct CaptureAgents(Arc<Mutex<AgentRuns>>);
+pub struct HepAnnotations {
+    agents: Arc<Mutex<AgentRuns>>,
+    rtcp: Arc<Mutex<CallRtcp>>,
+}
 
 /// Runs of frames from one agent: (the run's first frame, the agent's id), oldest first.
 type AgentRuns = VecDeque<(u64, Option<u32>)>;
 
-impl CaptureAgents {
-    fn runs(&self) -> MutexGuard<'_, AgentRuns> {
-        // A panic elsewhere while holding the lock leaves the runs valid: keep using them.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+/// RTCP reports by the correlation id (a Call-ID) they came with; the oldest calls are
+/// forgotten first.
+#[derive(Debug, Default)]
+struct CallRtcp {
+    by_call: HashMap<String, Vec<RtcpReport>>,
+    order: VecDeque<String>,
+}
 
+/// A lock whose holder panicked leaves tables that are still valid: keep using them.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl HepAnnotations {
     /// Records that `frame` (and those after it, until another record) came from `agent`.
-    fn record(&self, frame: u64, agent: Option<u32>) {
-        let mut runs = self.runs();
+    fn record_agent(&self, frame: u64, agent: Option<u32>) {
+        let mut runs = lock(&self.agents);
         if runs.back().is_some_and(|&(_, last)| last == agent) {
             return;
         }
@@ -191,17 +215,45 @@ impl CaptureAgents {
         }
     }
 
+    /// Records an RTCP report that came with the correlation id `call_id`.
+    fn record_rtcp(&self, call_id: &str, report: RtcpReport) {
+        let mut table = lock(&self.rtcp);
+        if !table.by_call.contains_key(call_id) {
+            if table.order.len() >= MAX_RTCP_CALLS {
+                if let Some(oldest) = table.order.pop_front() {
+                    table.by_call.remove(&oldest);
+                }
+            }
+            table.order.push_back(call_id.to_string());
+        }
+        let reports = table.by_call.entry(call_id.to_string()).or_default();
+        if reports.len() < MAX_RTCP_PER_CALL {
+            reports.push(report);
+        }
+    }
+
     /// The capture agent id of the agent that sent `frame`, when it had one and it is
     /// still remembered.
     pub fn agent_of(&self, frame: u64) -> Option<u32> {
-        let runs = self.runs();
+        let runs = lock(&self.agents);
         let at = runs.partition_point(|&(first, _)| first <= frame);
         at.checked_sub(1).and_then(|i| runs[i].1)
     }
 
-    /// Sets the capture agent id of each message of `session` that has none.
+    /// Sets the capture agent id of each message of `session` that has none, and, for a
+    /// SIP call, adds to [`Session::rtcp`] the reports its Call-ID came with that none of
+    /// its streams took (their RTP was not seen).
     pub fn annotate(&self, session: &mut Session) {
         self.annotate_messages(&mut session.messages);
+        if session.kind != SessionKind::SipCall {
+            return;
+        }
+        let table = lock(&self.rtcp);
+        let Some(reports) = table.by_call.get(&session.call_id) else { return };
+        let taken =
+            |frame: u64| session.media.iter().flat_map(|m| &m.rtcp).chain(&session.rtcp).any(|r| r.frame == frame);
+        let missing: Vec<RtcpReport> = reports.iter().filter(|r| !taken(r.frame)).cloned().collect();
+        session.rtcp.extend(missing);
     }
 
     /// Sets the capture agent id of each of `messages` that has none.
@@ -217,7 +269,7 @@ pub struct HepListener {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
-    agents: CaptureAgents,
+    annotations: HepAnnotations,
     stats: Arc<HepStats>,
 }
 
@@ -227,9 +279,10 @@ impl HepListener {
         self.addr
     }
 
-    /// The capture agents of the frames it has handed on.
-    pub fn agents(&self) -> CaptureAgents {
-        self.agents.clone()
+    /// What it learnt beside the frames it handed on (capture agents, RTCP reports by
+    /// call), for the sessions made of them.
+    pub fn annotations(&self) -> HepAnnotations {
+        self.annotations.clone()
     }
 
     /// What it did with the packets it received.
@@ -257,7 +310,7 @@ impl Drop for HepListener {
 }
 
 /// Binds `options.listen` for UDP and TCP and starts handing what HEP agents send to
-/// `sender`, which must be its channel's only sender (see [`CaptureAgents`]).
+/// `sender`, which must be its channel's only sender (see [`HepAnnotations`]).
 pub fn start(options: &HepOptions, sender: FrameSender) -> Result<HepListener, LiveError> {
     let (udp, tcp) = bind(options.listen)?;
     let addr =
@@ -267,11 +320,11 @@ pub fn start(options: &HepOptions, sender: FrameSender) -> Result<HepListener, L
     tcp.set_nonblocking(true).map_err(timeout_err)?;
     let stop = Arc::new(AtomicBool::new(false));
     let stats = Arc::new(HepStats::default());
-    let agents = CaptureAgents::default();
+    let annotations = HepAnnotations::default();
     let ingest = Arc::new(Ingest {
         auth_key: options.auth_key.as_ref().map(|k| k.as_bytes().to_vec()),
         stats: stats.clone(),
-        agents: agents.clone(),
+        annotations: annotations.clone(),
         stop: stop.clone(),
         counters: sender.counters().clone(),
         feed: Mutex::new(Feed { sender, next_frame: 0, tcp_seq: HashMap::new(), directions_seen: 0 }),
@@ -289,7 +342,7 @@ pub fn start(options: &HepOptions, sender: FrameSender) -> Result<HepListener, L
             .spawn(move || accept_loop(&tcp, &i, max))
             .map_err(spawn_err)?,
     );
-    Ok(HepListener { addr, stop, threads, agents, stats })
+    Ok(HepListener { addr, stop, threads, annotations, stats })
 }
 
 /// Binds UDP, then TCP on the same port; with port 0, retries until both get one port.
@@ -403,7 +456,7 @@ fn connection(mut stream: TcpStream, ingest: &Ingest) {
 struct Ingest {
     auth_key: Option<Vec<u8>>,
     stats: Arc<HepStats>,
-    agents: CaptureAgents,
+    annotations: HepAnnotations,
     stop: Arc<AtomicBool>,
     /// The channel's counters, where refused packets are added to `source_dropped`.
     counters: Arc<LiveCounters>,
@@ -485,7 +538,15 @@ impl Ingest {
         match feed.sender.offer(frame) {
             Ok(true) => {
                 feed.next_frame += 1;
-                self.agents.record(feed.next_frame, p.capture_id);
+                self.annotations.record_agent(feed.next_frame, p.capture_id);
+                if let (Some(call_id), true) = (p.correlation_id, p.proto() == Some(ProtoType::RtcpJson)) {
+                    let call_id = String::from_utf8_lossy(call_id);
+                    for packet in rtcp::packets(&payload).map_while(Result::ok) {
+                        if let Some(report) = rtcp_report(&packet, ts, feed.next_frame) {
+                            self.annotations.record_rtcp(&call_id, report);
+                        }
+                    }
+                }
                 if carrier == Carrier::Tcp {
                     feed.tcp_seq.insert((src, dst), seq.wrapping_add(payload.len() as u32));
                 }

@@ -52,8 +52,8 @@ fn analyse(listener: &HepListener, source: &mut ChannelSource, done: impl Fn(&He
         }
     }
     let (mut sessions, _) = analyzer.finish();
-    let agents = listener.agents();
-    sessions.iter_mut().for_each(|s| agents.annotate(s));
+    let annotations = listener.annotations();
+    sessions.iter_mut().for_each(|s| annotations.annotate(s));
     sessions
 }
 
@@ -315,6 +315,36 @@ fn rtcp_reports_sent_as_json_are_attached_to_their_streams() {
     let report = &stream.rtcp[0];
     assert_eq!((report.packet_type.as_str(), report.ssrc, report.blocks.len()), ("RR", 2271560481, 1));
     assert_eq!((report.blocks[0].ssrc, report.blocks[0].jitter), (305419896, 12));
+    assert!(s.rtcp.is_empty(), "a report its stream took is not repeated on the call: {:?}", s.rtcp);
+}
+
+#[test]
+fn rtcp_reports_of_a_call_whose_rtp_was_not_mirrored_are_kept_on_the_call() {
+    // As Kamailio with rtpengine does: SIP and RTCP reports as JSON with the Call-ID as
+    // correlation id, no RTP.
+    let (listener, mut source) = listen(None);
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let send = |bytes: Vec<u8>| udp.send_to(&bytes, listener.local_addr()).unwrap();
+    let msgs = call("rtcp-call");
+    send(hep_sip(true, &with_sdp(&msgs[0].1, "192.0.2.1:40000".parse().unwrap()), 0, false, "k", 1));
+    send(hep_sip(false, &with_sdp(&msgs[3].1, "192.0.2.2:50000".parse().unwrap()), 100, false, "k", 1));
+    send(hep_sip(true, &msgs[4].1, 150, false, "k", 1));
+    let sr = br#"{"type":200,"ssrc":305419896,"sender_information":{"ntp_timestamp_sec":3900000000,"ntp_timestamp_usec":2147483648,"rtp_timestamp":8000,"packets":50,"octets":8000},"report_blocks":[]}"#;
+    send(hep_udp("192.0.2.1:40001", "192.0.2.2:50001", 1150, ProtoType::RtcpJson, sr));
+    send(hep_sip(true, &msgs[5].1, 2000, false, "k", 1));
+    send(hep_sip(false, &msgs[6].1, 2050, false, "k", 1));
+    let sessions = analyse(&listener, &mut source, |l| count(l).1 == 5 && l.stats().rtcp.load(Ordering::Relaxed) == 1);
+    let s = one_call(&sessions, "rtcp-call");
+    assert!(s.media.is_empty(), "no RTP, no stream: {:?}", s.media);
+    assert_eq!(s.rtcp.len(), 1, "the report is kept on the call");
+    let r = &s.rtcp[0];
+    let info = r.sender_info.expect("an SR");
+    assert_eq!((r.packet_type.as_str(), r.ssrc, r.frame), ("SR", 305419896, 4));
+    assert_eq!(
+        (info.ntp_timestamp, info.packet_count, info.octet_count),
+        ((3_900_000_000u64 << 32) | (1 << 31), 50, 8000)
+    );
+    assert_eq!(r.ts.as_nanos(), 1_700_000_001_150_000_000);
 }
 
 /// Kamailio, run with a configuration written for the test, killed when dropped.

@@ -83,23 +83,23 @@ fn synthesized_frames_decode_as_the_packets_hep_described() {
 
 #[test]
 fn capture_agents_are_kept_as_runs_and_found_by_frame() {
-    let agents = CaptureAgents::default();
-    agents.record(1, Some(7));
-    agents.record(2, Some(7));
-    agents.record(3, None);
-    agents.record(5, Some(9));
-    assert_eq!(agents.runs().len(), 3, "frame 2 continues frame 1's run");
+    let agents = HepAnnotations::default();
+    agents.record_agent(1, Some(7));
+    agents.record_agent(2, Some(7));
+    agents.record_agent(3, None);
+    agents.record_agent(5, Some(9));
+    assert_eq!(lock(&agents.agents).len(), 3, "frame 2 continues frame 1's run");
     let found: Vec<_> = (0..7).map(|f| agents.agent_of(f)).collect();
     assert_eq!(found, vec![None, Some(7), Some(7), None, None, Some(9), Some(9)]);
 }
 
 #[test]
 fn capture_agents_forget_the_oldest_runs_past_the_bound() {
-    let agents = CaptureAgents::default();
+    let agents = HepAnnotations::default();
     for frame in 1..=(MAX_AGENT_RUNS as u64 + 2) {
-        agents.record(frame, Some(frame as u32 % 2));
+        agents.record_agent(frame, Some(frame as u32 % 2));
     }
-    assert_eq!(agents.runs().len(), MAX_AGENT_RUNS);
+    assert_eq!(lock(&agents.agents).len(), MAX_AGENT_RUNS);
     assert_eq!((agents.agent_of(1), agents.agent_of(2)), (None, None), "forgotten");
     assert_eq!(agents.agent_of(3), Some(1));
 }
@@ -141,4 +141,28 @@ fn hep_urls_name_the_address_to_listen_on() {
             Err(format!("hep:// source: {bad:?} is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)"))
         );
     }
+}
+
+fn rr(frame: u64) -> RtcpReport {
+    RtcpReport { ts: Timestamp::default(), frame, packet_type: "RR".into(), ssrc: 1, sender_info: None, blocks: vec![] }
+}
+
+#[test]
+fn rtcp_reports_by_call_are_bounded_and_the_oldest_call_goes_first() {
+    let a = HepAnnotations::default();
+    for frame in 0..(MAX_RTCP_PER_CALL as u64 + 5) {
+        a.record_rtcp("busy", rr(frame));
+    }
+    for call in 0..MAX_RTCP_CALLS {
+        a.record_rtcp(&format!("call-{call}"), rr(1));
+    }
+    let table = lock(&a.rtcp);
+    assert_eq!((table.by_call.len(), table.order.len()), (MAX_RTCP_CALLS, MAX_RTCP_CALLS));
+    assert!(!table.by_call.contains_key("busy"), "the oldest call is forgotten first");
+    drop(table);
+    let b = HepAnnotations::default();
+    for frame in 0..(MAX_RTCP_PER_CALL as u64 + 5) {
+        b.record_rtcp("busy", rr(frame));
+    }
+    assert_eq!(lock(&b.rtcp).by_call["busy"].len(), MAX_RTCP_PER_CALL);
 }
