@@ -533,9 +533,10 @@ impl MediaTable {
         stream.wire_bytes += d.wire_len;
         let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
-        let ahead = stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
+        stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
         let jitter = stream.stats.jitter_ms();
-        let gap = stream.quality.update(ts, ahead, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
+        let gap =
+            stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
