@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `legs`, `kpis`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `legs`, `kpis`, `hep`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -68,6 +68,8 @@ pub struct Settings {
     pub quality: QualitySettings,
     /// Operator statistics: peers, trunks, time buckets and the live series' labels.
     pub kpis: KpiSettings,
+    /// The HEP listener (live analysis of what HEP agents mirror).
+    pub hep: HepSettings,
 }
 
 /// `[kpis]`: how the operator statistics (docs/kpis.md) name peers, cut time and label
@@ -114,6 +116,24 @@ fn is_address_rule(s: &str) -> bool {
             prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
         }
         Err(_) => false,
+    }
+}
+
+/// `[hep]`: where the HEP listener listens (UDP and TCP, one port) for the packets HEP
+/// agents (Kamailio's siptrace, heplify, ...) mirror, and the key they must carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HepSettings {
+    /// Address and port, `host:port` (`127.0.0.1:9060`).
+    pub listen: String,
+    /// When not empty, only packets whose HEP authentication key chunk holds exactly this
+    /// key are analysed; the others are counted and dropped.
+    pub auth_key: String,
+}
+
+impl Default for HepSettings {
+    fn default() -> Self {
+        HepSettings { listen: "127.0.0.1:9060".into(), auth_key: String::new() }
     }
 }
 
@@ -520,7 +540,8 @@ impl Settings {
         let rules_ok = self.kpis.local_addresses.iter().all(|a| is_address_rule(a));
         let trunks_ok = self.kpis.trunks.iter().all(|t| t.addresses.iter().all(|a| is_address_rule(a)));
         let names_ok = self.kpis.trunks.iter().all(|t| !t.name.trim().is_empty());
-        let checks: [(&'static str, bool, &str); 17] = [
+        let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
+        let checks: [(&'static str, bool, &str); 18] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -555,6 +576,7 @@ impl Settings {
                 "every trunk's addresses must be addresses or networks (192.0.2.7, 198.51.100.0/24)",
             ),
             ("kpis.trunks", names_ok, "every trunk needs a name"),
+            ("hep.listen", hep_listen, "must be an address and a port, e.g. 127.0.0.1:9060 or [::1]:9060"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

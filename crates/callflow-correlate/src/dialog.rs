@@ -321,6 +321,7 @@ impl Dialog {
             gtp: None,
             // At most 255: a longer path is counted as 255.
             vias: msg.vias().count().min(255) as u8,
+            capture_agent: None,
         });
         if retransmission {
             return false;

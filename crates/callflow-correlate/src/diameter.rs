@@ -583,6 +583,7 @@ impl Handler for DiameterHandler {
             diameter: Some(Box::new(model_msg)),
             gtp: None,
             vias: 0,
+            capture_agent: None,
         });
         if let Some(p) = new_pending {
             self.remember(ids, p);

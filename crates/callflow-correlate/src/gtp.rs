@@ -658,6 +658,7 @@ impl GtpHandler {
                     error: facts.error.as_ref().map(|e| e.to_string()),
                 })),
                 vias: 0,
+                capture_agent: None,
             });
         }
         if let Some(p) = s.gtp.path.as_mut() {

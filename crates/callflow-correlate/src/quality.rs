@@ -287,6 +287,8 @@ pub(crate) struct QualityTracker {
     current: Option<TimelineInterval>,
     /// The RTP timestamp the transit times are measured from.
     rtp_origin: u32,
+    highest_seq: u16,
+    started: bool,
     last_lost: bool,
     /// Runs of consecutive lost-or-late packets.
     bursts: u64,
@@ -297,18 +299,15 @@ pub(crate) struct QualityTracker {
 }
 
 impl QualityTracker {
-    /// Accounts for one packet, after the stream's statistics did: `ahead` is what
-    /// [`StreamStats::update`](callflow_decode::rtp::StreamStats::update) returned (how far
-    /// the packet's sequence number is ahead of the highest before it; `None` for the
-    /// first packet), so the sequence is tracked once. `clock` is the clock the statistics
-    /// used (None for telephone events and unknown payloads: lateness is then not judged);
-    /// `jitter_ms` is the running RFC 3550 jitter after this packet. Returns the packets
-    /// found missing just before this one (a gap it ends).
+    /// Accounts for one packet. `clock` is the clock the statistics used (None for
+    /// telephone events and unknown payloads: lateness is then not judged); `jitter_ms` is
+    /// the running RFC 3550 jitter after this packet. Returns the packets found missing
+    /// just before this one (a gap it ends).
     #[allow(clippy::too_many_arguments)]
     pub fn update(
         &mut self,
         arrival: Timestamp,
-        ahead: Option<i16>,
+        seq: u16,
         rtp_ts: u32,
         clock: Option<u32>,
         marker: bool,
@@ -316,15 +315,18 @@ impl QualityTracker {
         tuning: &Tuning,
     ) -> u64 {
         let now_ns = arrival.as_nanos();
-        let ahead = ahead.unwrap_or_else(|| {
+        if !self.started {
+            self.started = true;
+            self.highest_seq = seq;
             self.origin_ns = now_ns;
             self.rtp_origin = rtp_ts;
-            1
-        });
+        }
         let late = self.is_late(now_ns, rtp_ts, clock, marker, tuning);
+        let ahead = seq.wrapping_sub(self.highest_seq) as i16;
         let (mut gap, mut recovered) = (0u64, false);
-        if ahead > 0 {
-            gap = u64::from((ahead - 1) as u16);
+        if ahead > 0 || self.played + self.late + self.missing == 0 {
+            gap = u64::from((ahead.max(1) - 1) as u16);
+            self.highest_seq = seq;
             if gap > 0 {
                 self.missing += gap;
                 if !self.last_lost {
@@ -556,16 +558,12 @@ mod tests {
         Timestamp::from_nanos(ms * 1_000_000)
     }
 
-    /// Feeds `(arrival ms, seq)` packets of a 20 ms, 8 kHz stream, sequenced by the
-    /// statistics as the media table does, and returns the tracker.
+    /// Feeds `(arrival ms, seq)` packets of a 20 ms, 8 kHz stream and returns (played, missing, late, bursts).
     fn track(packets: &[(i64, u16)]) -> QualityTracker {
         let opts = QualityOptions::default();
-        let mut stats = callflow_decode::rtp::StreamStats::default();
         let mut t = QualityTracker::default();
         for &(ms, seq) in packets {
-            let rtp_ts = u32::from(seq) * 160;
-            let ahead = stats.update(at(ms), seq, rtp_ts, Some(8000), false, 0);
-            t.update(at(ms), ahead, rtp_ts, Some(8000), false, 0.0, &Tuning::of(&opts));
+            t.update(at(ms), seq, u32::from(seq) * 160, Some(8000), false, 0.0, &Tuning::of(&opts));
         }
         t
     }

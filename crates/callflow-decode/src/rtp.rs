@@ -329,11 +329,6 @@ impl StreamStats {
     /// from the RTP header; `clock_rate` is the payload's clock in Hz as signalled (SDP
     /// rtpmap), used for dynamic payload types only; pass `None` when it is unknown and
     /// for telephone-event packets (see the type's documentation).
-    ///
-    /// Returns how far `seq` is ahead of the highest sequence number seen before it
-    /// (modulo 2^16, as a signed distance: 1 for the next packet, 0 for a repeat of the
-    /// highest, negative for an older one), or `None` for the stream's first packet: what a
-    /// loss count needs, so that a caller need not track the sequence a second time.
     pub fn update(
         &mut self,
         arrival: Timestamp,
@@ -342,8 +337,8 @@ impl StreamStats {
         clock_rate: Option<u32>,
         marker: bool,
         payload_type: u8,
-    ) -> Option<i16> {
-        let ahead = self.note_seen(seq);
+    ) {
+        self.note_seen(seq);
         self.last_arrival = Some(arrival);
         let Some(first) = self.first_arrival else {
             self.first_arrival = Some(arrival);
@@ -353,7 +348,7 @@ impl StreamStats {
             self.first_timestamp = rtp_ts;
             self.payload_type = payload_type;
             self.packets = 1;
-            return None;
+            return;
         };
         let now_ms = arrival.as_nanos().saturating_sub(first.as_nanos()) as f64 / 1e6;
         let in_time = timestamp_in_sequence(self.first_timestamp, rtp_ts);
@@ -419,19 +414,16 @@ impl StreamStats {
         }
         self.stop_seq = seq;
         self.packets += 1;
-        Some(ahead)
     }
 
     /// Records `seq` in the window of recent sequence numbers, counting it as a duplicate
-    /// when it is already there; returns how far it is ahead of the highest before it (0
-    /// for the first packet).
-    fn note_seen(&mut self, seq: u16) -> i16 {
+    /// when it is already there.
+    fn note_seen(&mut self, seq: u16) {
         let slot = |s: u16| (usize::from(s % SEEN_WINDOW) / 64, (s % 64) as u32);
-        let mut ahead = 0;
         if self.packets == 0 {
             self.highest_seen = seq;
         } else {
-            ahead = seq.wrapping_sub(self.highest_seen) as i16;
+            let ahead = seq.wrapping_sub(self.highest_seen) as i16;
             if ahead > 0 {
                 // Forget the numbers the window slides past, so their slots are reused.
                 for k in 1..=(ahead as u16).min(SEEN_WINDOW) {
@@ -443,7 +435,7 @@ impl StreamStats {
                 self.highest_seen = seq;
             } else if ahead.unsigned_abs() >= SEEN_WINDOW {
                 // Older than the window: nothing is known about it.
-                return ahead;
+                return;
             }
         }
         let (word, bit) = slot(seq);
@@ -453,7 +445,6 @@ impl StreamStats {
             }
             *w |= 1u64 << bit;
         }
-        ahead
     }
 
     /// Packets received.
@@ -583,16 +574,6 @@ mod tests {
             )
         });
         assert_eq!(got, expected);
-    }
-
-    #[test]
-    fn update_says_how_far_each_sequence_number_is_ahead() {
-        let mut stats = StreamStats::default();
-        let mut feed =
-            |seq: u16| stats.update(Timestamp::from_nanos(i64::from(seq) * 20_000_000), seq, 0, None, false, 0);
-        // First packet, next, a gap of two, a repeat, a reordered older one, across the wrap.
-        let got: Vec<_> = [65_530, 65_531, 65_534, 65_534, 65_532, 2].into_iter().map(&mut feed).collect();
-        assert_eq!(got, vec![None, Some(1), Some(3), Some(0), Some(-2), Some(4)]);
     }
 
     #[test]

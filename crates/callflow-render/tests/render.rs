@@ -59,6 +59,7 @@ fn msg(ms: i64, src: &str, dst: &str, summary: &str, status: Option<u16>) -> Mes
         diameter: None,
         gtp: None,
         vias: 1,
+        capture_agent: None,
     }
 }
 
