@@ -285,7 +285,8 @@ pub fn classify(s: &Session) -> Option<CallRecord> {
     let cancelled = s.state == callflow_model::CallState::Cancelled;
     let (outcome, code) = match (answer, deciding) {
         (Some(a), _) => (Outcome::Answered, a.status),
-        _ if cancelled => (if rang { Outcome::Abandoned } else { Outcome::Cancelled }, Some(487)),
+        // The code is the 487 when it was seen (a CANCEL may be the last thing captured).
+        _ if cancelled => (if rang { Outcome::Abandoned } else { Outcome::Cancelled }, deciding.and_then(|m| m.status)),
         (None, Some(m)) => {
             let code = m.status.unwrap_or(0);
             let outcome = match code {
@@ -1252,6 +1253,11 @@ mod tests {
         check(
             &["> INVITE 1 i", "< 100 INVITE 1 i", "> CANCEL 1 i", "< 200 CANCEL 1 i", "< 487 INVITE 1 i"],
             "cancelled code=487 pdd=- setup=40 srd_ok=- srd_failed=- sdd=- duration=- completed=false",
+        );
+        // The capture ends before the 487: cancelled all the same, no code claimed.
+        check(
+            &["> INVITE 1 i", "< 180 INVITE 1 i", "> CANCEL 1 i"],
+            "abandoned code=- pdd=10 setup=- srd_ok=10 srd_failed=- sdd=- duration=- completed=false",
         );
     }
 
