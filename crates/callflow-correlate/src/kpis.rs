@@ -1415,6 +1415,24 @@ mod tests {
     }
 
     #[test]
+    fn peers_beyond_the_bound_are_counted_as_other() {
+        let mut acc = KpiAccumulator::new(KpiOptions::default(), vec!["peer".parse().unwrap()]);
+        let mut s = script_session(&["> INVITE 1 i", "< 200 INVITE 1 i"]);
+        for n in 0..=MAX_GROUPS as u32 + 1 {
+            let callee: std::net::IpAddr = std::net::Ipv4Addr::from(0x0a00_0000 + 0x100 + n).into();
+            for m in s.messages.iter_mut().filter(|m| m.method.is_some()) {
+                m.dst.set_ip(callee);
+            }
+            acc.add(&s);
+        }
+        let rows = acc.rows(0, None);
+        assert_eq!(rows.len(), MAX_GROUPS + 1, "the bound, and other");
+        let other = rows.iter().find(|r| r.peer.as_deref() == Some(OTHER)).expect("other");
+        assert_eq!(other.kpis.attempts, 2);
+        assert_eq!(acc.total(None).attempts, MAX_GROUPS as u64 + 2);
+    }
+
+    #[test]
     fn grouping_by_peer_and_minute() {
         let g: Grouping = "peer, minute".parse().unwrap();
         assert_eq!(g.0, [Dimension::Peer, Dimension::Bucket]);
