@@ -66,6 +66,32 @@ pub struct Settings {
     pub diameter: DiameterSettings,
     /// Voice quality estimation and the thresholds of the problems flagged.
     pub quality: QualitySettings,
+    /// The Packetflix-compatible capture service (`GET /capture`).
+    pub capture: CaptureSettings,
+}
+
+/// `[capture]`: the Packetflix-compatible capture service, `GET /capture`, which streams
+/// live packets from a network namespace as pcapng over a WebSocket. Off by default: when
+/// on, callflowd needs `CAP_SYS_ADMIN` (to enter namespaces) and `CAP_NET_RAW` (to capture)
+/// and refuses to start without them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureSettings {
+    /// Serve `GET /capture`.
+    pub enabled: bool,
+    /// Packets held per stream for a client that reads slowly; beyond it they are dropped
+    /// (and counted in the stream's closing statistics), so memory stays bounded.
+    pub queue_packets: usize,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// Streams at once; more are refused (503).
+    pub max_streams: usize,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings { enabled: false, queue_packets: 4096, snaplen: 262_144, max_streams: 16 }
+    }
 }
 
 /// `[quality]`: how voice quality is estimated and when a stream or call has a problem
@@ -468,7 +494,7 @@ impl Settings {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
-        let checks: [(&'static str, bool, &str); 13] = [
+        let checks: [(&'static str, bool, &str); 16] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -491,6 +517,9 @@ impl Settings {
             ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
             ("quality.interval", self.quality.interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("quality.capture_loss_streams", self.quality.capture_loss_streams >= 2, "must be at least 2"),
+            ("capture.queue_packets", self.capture.queue_packets >= 1, "must be at least 1"),
+            ("capture.max_streams", self.capture.max_streams >= 1, "must be at least 1"),
+            ("capture.snaplen", self.capture.snaplen >= 64, "must be at least 64"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),
