@@ -46,6 +46,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use callflow_correlate::{FrameSource, Pulled};
+use callflow_decode::capture::CaptureError;
 use callflow_live::capture::{CaptureHandle, CaptureSpec, ContainerTarget, InterfaceStats, NetnsTarget};
 use callflow_live::pcapng::{StreamWriter, TargetInfo};
 use callflow_live::{ChannelSource, LiveCounters, LiveError, OwnedFrame};
@@ -286,6 +287,9 @@ fn pump(mut source: ChannelSource, mut writer: StreamWriter, interfaces: usize, 
                 }
             }
             Ok(None) => break None,
+            // The capture's own message ("capture on eth0 failed: ..."), without the
+            // "I/O error" the queue wraps it in.
+            Err(CaptureError::Io(err)) => break Some(err.to_string()),
             Err(err) => break Some(err.to_string()),
         }
     };

@@ -365,3 +365,25 @@ async fn child_bind_with_capture_enabled() {
         Err(err) => println!("child outcome: {err}"),
     }
 }
+
+#[tokio::test]
+async fn an_interface_removed_during_the_capture_ends_the_stream_with_statistics_and_a_reason() {
+    if !root_or_skip("an_interface_removed_during_the_capture_ends_the_stream_with_statistics_and_a_reason") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = capture_server().await;
+    let query = format!("netns={}&nif={}", pair.capture_inode(), pair.capture_if);
+    let mut ws = connect(&server, &query, &[]).await;
+    let mut stream = Vec::new();
+    if let Some(Ok(Message::Binary(bytes))) = ws.next().await {
+        stream.extend_from_slice(&bytes);
+    }
+    let out = Command::new("ip").args(["-n", &pair.capture_ns, "link", "del", &pair.capture_if]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let close = read_stream(&mut ws, &mut stream, usize::MAX).await.expect("the server ends the stream");
+    assert_eq!(close.0, 1011, "{close:?}");
+    assert!(close.1.starts_with(&format!("capture on {} failed: ", pair.capture_if)), "{close:?}");
+    let (_, blocks) = blocks(&stream);
+    assert!(matches!(blocks.last(), Some(Block::InterfaceStatistics(_))), "{blocks:?}");
+}
