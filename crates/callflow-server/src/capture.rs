@@ -439,3 +439,62 @@ async fn stream(state: &AppState, mut socket: WebSocket, request: Request, token
         stop(handle).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(
+        uri: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<(Option<NetnsTarget>, Vec<String>, Option<String>, bool), String> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        let request = parse(&uri.parse().unwrap(), &map, 65535)?;
+        let spec = request.spec;
+        Ok((spec.netns, spec.interfaces, spec.filter, !spec.promiscuous))
+    }
+
+    #[test]
+    fn parameters_are_read_as_packetflix_reads_them() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // '/' separates interfaces, because names may hold commas.
+        assert_eq!(
+            check("/capture?netns=42&nif=eth0/a,b&filter=udp&chaste", &[]),
+            Ok((Some(NetnsTarget::Inode(42)), names(&["eth0", "a,b"]), Some("udp".into()), true))
+        );
+        // The headers win over the query.
+        assert_eq!(
+            check(
+                "/capture?netns=42&nif=eth0&filter=tcp",
+                &[("Clustershark-Nif", "eth1"), ("Clustershark-Filter", "udp")]
+            ),
+            Ok((Some(NetnsTarget::Inode(42)), names(&["eth1"]), Some("udp".into()), false))
+        );
+        // "any" (and csharg's "all") keep the container's own list; without one, everything.
+        let json = r#"{"netns":42,"network-interfaces":["eth0","lo"],"name":"sbc"}"#;
+        let (netns, nifs, _, _) = check("/capture?nif=any", &[("Clustershark-Container", json)]).unwrap();
+        assert!(matches!(netns, Some(NetnsTarget::Container(c)) if c.netns == Some(42) && c.name == "sbc"));
+        assert_eq!(nifs, names(&["eth0", "lo"]));
+        assert_eq!(check("/capture?netns=42&nif=all", &[]).unwrap().1, Vec::<String>::new());
+        assert_eq!(check("/capture?netns=42&nif=eth0//", &[]).unwrap().1, names(&["eth0"]));
+        assert_eq!(check("/capture?netns=42&filter=%20", &[]).unwrap().2, None);
+        // Packetflix's own error texts.
+        assert_eq!(check("/capture", &[]).unwrap_err(), "either container or netns query parameter required");
+        assert_eq!(
+            check("/capture?netns=1", &[("Clustershark-Container", "{}")]).unwrap_err(),
+            "container and netns query parameters are mutually exclusive"
+        );
+        assert_eq!(check("/capture?netns=0", &[]).unwrap_err(), "invalid netns \"0\"");
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_on_a_character_boundary() {
+        let text = "é".repeat(100);
+        let cut = reason(&text);
+        assert!(cut.len() <= MAX_REASON && cut.len() >= MAX_REASON - 1);
+        assert!(text.starts_with(&cut));
+    }
+}
