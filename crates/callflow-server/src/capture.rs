@@ -444,10 +444,10 @@ async fn stream(state: &AppState, mut socket: WebSocket, request: Request, token
 mod tests {
     use super::*;
 
-    fn check(
-        uri: &str,
-        headers: &[(&str, &str)],
-    ) -> Result<(Option<NetnsTarget>, Vec<String>, Option<String>, bool), String> {
+    /// The namespace, interfaces, filter and `chaste` a request asks for.
+    type Parsed = (Option<NetnsTarget>, Vec<String>, Option<String>, bool);
+
+    fn check(uri: &str, headers: &[(&str, &str)]) -> Result<Parsed, String> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
             map.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
