@@ -36,6 +36,9 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// block timeout): the latency of a packet on a quiet link.
 const BLOCK_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// The most interfaces one capture opens (each costs a thread and a kernel buffer).
+pub const MAX_INTERFACES: usize = 64;
+
 /// The kernel buffer asked for per interface: room for bursts while the reader catches up.
 const KERNEL_BUFFER: i32 = 4 << 20;
 
@@ -219,7 +222,7 @@ fn open_all(netns: Option<&Netns>, spec: &CaptureSpec, where_: &str) -> Result<O
         netns.enter()?;
     }
     let available = netns::thread_interfaces()?;
-    let wanted: Vec<String> = if spec.interfaces.is_empty() {
+    let mut wanted: Vec<String> = if spec.interfaces.is_empty() {
         available.clone()
     } else {
         for name in &spec.interfaces {
@@ -233,6 +236,16 @@ fn open_all(netns: Option<&Netns>, spec: &CaptureSpec, where_: &str) -> Result<O
         }
         spec.interfaces.clone()
     };
+    // Each interface costs a thread and a kernel ring: "all" of a host with hundreds of
+    // veths is refused rather than taken, and a name asked twice is opened once.
+    let mut seen = std::collections::HashSet::new();
+    wanted.retain(|name| seen.insert(name.clone()));
+    if wanted.len() > MAX_INTERFACES {
+        return Err(LiveError::InvalidTarget(format!(
+            "{where_}: {} interfaces, more than the {MAX_INTERFACES} one capture may take; name the ones wanted",
+            wanted.len()
+        )));
+    }
     if wanted.is_empty() {
         return Err(LiveError::InvalidTarget(format!("{where_} has no network interfaces")));
     }

@@ -150,6 +150,35 @@ fn start_up_errors_name_the_interface_or_the_filter() {
     }
 }
 
+#[test]
+fn a_namespace_with_too_many_interfaces_is_refused_and_a_name_asked_twice_is_opened_once() {
+    if !root_or_skip("a_namespace_with_too_many_interfaces_is_refused_and_a_name_asked_twice_is_opened_once") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let netns = Some(NetnsTarget::Path(pair.capture_path()));
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec =
+        CaptureSpec { netns: netns.clone(), interfaces: vec![pair.capture_if.clone(); 3], ..CaptureSpec::default() };
+    assert_eq!(start(&spec, tx).unwrap().interfaces().len(), 1);
+
+    // lo, the veth and 32 more veth pairs: 66, more than a capture may take.
+    for i in 0..callflow_live::capture::MAX_INTERFACES / 2 {
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        let out = Command::new("ip")
+            .args(["-n", &pair.capture_ns, "link", "add", &a, "type", "veth", "peer", "name", &b])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec = CaptureSpec { netns, ..CaptureSpec::default() };
+    match start(&spec, tx).unwrap_err() {
+        LiveError::InvalidTarget(message) => assert!(message.contains("66 interfaces, more than the 64"), "{message}"),
+        other => panic!("expected InvalidTarget, got {other}"),
+    }
+}
+
 /// Runs `child` of this test binary with `capability` out of its bounding set (so root
 /// has lost it), handing it the namespace path.
 fn run_without(capability: &str, child: &str, netns: &std::path::Path) -> std::process::Output {
