@@ -10,7 +10,10 @@
 //!   proxy drops the query of a WebSocket request): `netns=INODE` or `container=JSON`
 //!   (exactly one), `nif=eth0/eth1` (`/`-separated, since names may hold commas; absent,
 //!   `any` or csharg's `all`: the container's list if it gave one, else every interface),
-//!   `filter=BPF`, `chaste` (no promiscuous mode).
+//!   `filter=BPF`, `chaste` (no promiscuous mode). csharg always sends `container=` (as
+//!   query and header); when the description lists no interfaces it first asks
+//!   Packetflix's discovery service (GhostWire's `/discover/mobyshark`, not served here) and
+//!   gives up without it, so its users list the interfaces in the description.
 //! - The upgrade is accepted first; what goes wrong afterwards (bad parameters, no such or
 //!   a stale namespace, an unknown interface, a bad filter, a missing privilege) ends the
 //!   stream with a close frame whose reason names it, and the server waits for the client
