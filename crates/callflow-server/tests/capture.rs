@@ -387,3 +387,46 @@ async fn an_interface_removed_during_the_capture_ends_the_stream_with_statistics
     let (_, blocks) = blocks(&stream);
     assert!(matches!(blocks.last(), Some(Block::InterfaceStatistics(_))), "{blocks:?}");
 }
+
+#[tokio::test]
+async fn a_request_shaped_as_csharg_sends_it_gets_the_stream() {
+    if !root_or_skip("a_request_shaped_as_csharg_sends_it_gets_the_stream") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = capture_server().await;
+    // csharg's CaptureServiceHeaders and CaptureServiceQueryParams: the target as JSON (an
+    // api.Target, empty fields included), the interfaces joined by '/', in both places.
+    let target = format!(
+        r#"{{"name":"sbc","type":"docker","netns":{},"network-interfaces":["{}"],"prefix":""}}"#,
+        pair.capture_inode(),
+        pair.capture_if
+    );
+    let query = format!(
+        "chaste=&container={}&nif={}",
+        target.replace('"', "%22").replace('{', "%7B").replace('}', "%7D").replace(',', "%2C").replace(':', "%3A"),
+        pair.capture_if
+    );
+    let mut ws = connect(
+        &server,
+        &query,
+        &[("Clustershark-Container", &target), ("Clustershark-Nif", &pair.capture_if), ("Clustershark-Chaste", "")],
+    )
+    .await;
+    let mut stream = Vec::new();
+    match ws.next().await.unwrap().unwrap() {
+        Message::Binary(bytes) => stream.extend_from_slice(&bytes),
+        other => panic!("expected the stream's header, got {other:?}"),
+    }
+    let (comment, blocks) = blocks(&stream);
+    assert!(comment.contains("container-name: \"sbc\"\ncontainer-type: \"docker\"\n"), "{comment}");
+    assert!(comment.contains("no-promiscuous-mode: true"), "{comment}");
+    assert_eq!(blocks.len(), 1);
+    // csharg's Close: 1000 "ciao", answered.
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "ciao".into() }))).await.unwrap();
+    let mut answered = false;
+    while let Some(Ok(message)) = ws.next().await {
+        answered |= matches!(message, Message::Close(Some(CloseFrame { code: CloseCode::Normal, .. })));
+    }
+    assert!(answered);
+}
