@@ -276,6 +276,11 @@ fn open_one(name: &str, spec: &CaptureSpec) -> Result<pcap::Capture<pcap::Active
         // libpcap's own read timeout does not return while the link is idle.
         .setnonblock()
         .map_err(failed)?;
+    // libpcap opens its packet socket without SOCK_CLOEXEC: a process this one starts (any
+    // thread's `Command`) would inherit it and keep the capture open after it is stopped.
+    if let Ok(flags) = rustix::io::fcntl_getfd(&capture) {
+        let _ = rustix::io::fcntl_setfd(&capture, flags | rustix::io::FdFlags::CLOEXEC);
+    }
     if let Some(filter) = spec.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         capture.filter(filter, true).map_err(|err| LiveError::BadFilter {
             filter: filter.to_owned(),

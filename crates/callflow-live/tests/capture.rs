@@ -179,6 +179,34 @@ fn a_namespace_with_too_many_interfaces_is_refused_and_a_name_asked_twice_is_ope
     }
 }
 
+#[test]
+fn a_process_started_during_the_capture_does_not_keep_it_open_after_the_stop() {
+    if !root_or_skip("a_process_started_during_the_capture_does_not_keep_it_open_after_the_stop") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec = CaptureSpec {
+        netns: Some(NetnsTarget::Path(pair.capture_path())),
+        interfaces: vec![pair.capture_if.clone()],
+        ..CaptureSpec::default()
+    };
+    let handle = start(&spec, tx).unwrap();
+    let sockets = || {
+        let out =
+            Command::new("ip").args(["netns", "exec", &pair.capture_ns, "cat", "/proc/net/packet"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count() - 1
+    };
+    assert_eq!(sockets(), 1);
+    // A child that outlives the capture (as a job's helper process or a test's tshark would).
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    handle.stop();
+    let open = sockets();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(open, 0, "the child inherited the capture's packet socket");
+}
+
 /// Runs `child` of this test binary with `capability` out of its bounding set (so root
 /// has lost it), handing it the namespace path.
 fn run_without(capability: &str, child: &str, netns: &std::path::Path) -> std::process::Output {

@@ -52,7 +52,7 @@ use callflow_correlate::{FrameSource, Pulled};
 use callflow_decode::capture::CaptureError;
 use callflow_live::capture::{CaptureHandle, CaptureSpec, ContainerTarget, InterfaceStats, NetnsTarget};
 use callflow_live::pcapng::{StreamWriter, TargetInfo};
-use callflow_live::{ChannelSource, LiveCounters, LiveError, OwnedFrame};
+use callflow_live::{ChannelSource, LiveCounters, LiveError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -267,15 +267,8 @@ fn pump(mut source: ChannelSource, mut writer: StreamWriter, interfaces: usize, 
     let error = loop {
         match source.next_frame() {
             Ok(Some(Pulled::Here(frame))) => {
-                let owned = OwnedFrame {
-                    ts: frame.ts,
-                    link_type: frame.link_type,
-                    data: frame.data.to_vec(),
-                    orig_len: frame.orig_len,
-                    interface: frame.interface,
-                };
-                writer.packet(&owned, &mut buffer);
-                if let Some(count) = delivered.get_mut(owned.interface as usize) {
+                writer.packet(&frame, &mut buffer);
+                if let Some(count) = delivered.get_mut(frame.interface as usize) {
                     *count += 1;
                 }
                 if buffer.len() >= MESSAGE_BYTES

@@ -129,16 +129,16 @@ async fn a_stream_from_a_namespace_reads_in_tshark_and_ends_on_the_clients_close
 
     // The client ends the capture; the server stops it, then answers the close.
     ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "ciao".into() }))).await.unwrap();
-    let mut answered = false;
+    let mut answer = None;
     while let Some(message) = ws.next().await {
         match message {
-            Ok(Message::Close(_)) => answered = true,
+            Ok(Message::Close(frame)) => answer = Some(frame),
             Ok(Message::Binary(bytes)) => stream.extend_from_slice(&bytes),
             _ => break,
         }
     }
-    assert!(answered, "the server answers the client's close");
-    assert_eq!(packet_sockets(&pair.capture_ns), 0, "the capture is released once the close is answered");
+    assert!(answer.is_some(), "the server answers the client's close");
+    assert_eq!(packet_sockets(&pair.capture_ns), 0, "the capture is released once the close is answered ({answer:?})");
 
     let (comment, blocks) = blocks(&stream);
     assert!(comment.contains("---\n# capture target information\n"), "{comment}");
