@@ -430,3 +430,41 @@ async fn a_request_shaped_as_csharg_sends_it_gets_the_stream() {
     }
     assert!(answered);
 }
+
+#[tokio::test]
+async fn a_stream_opened_with_a_login_token_ends_with_4001_when_the_token_is_revoked() {
+    if !root_or_skip("a_stream_opened_with_a_login_token_ends_with_4001_when_the_token_is_revoked") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = start(|s| {
+        s.capture.enabled = true;
+        s.auth.enabled = true;
+        s.auth.users = [("ann".to_string(), callflow_server::hash_password("s3cret"))].into();
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann", "password": "s3cret"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let query = format!("netns={}&nif={}&token={token}", pair.capture_inode(), pair.capture_if);
+    let mut ws = connect(&server, &query, &[]).await;
+    let mut stream = Vec::new();
+    assert_eq!(read_stream(&mut ws, &mut stream, 0).await, None);
+    if let Some(Ok(Message::Binary(bytes))) = ws.next().await {
+        stream.extend_from_slice(&bytes);
+    }
+    let status = client.post(server.url("/api/logout")).bearer_auth(&token).send().await.unwrap().status();
+    assert_eq!(status, 204);
+    let close = read_stream(&mut ws, &mut stream, usize::MAX).await;
+    assert_eq!(close, Some((4001, "the token was revoked".to_string())));
+    let (_, blocks) = blocks(&stream);
+    assert!(matches!(blocks.last(), Some(Block::InterfaceStatistics(_))), "statistics before the close");
+}
