@@ -11,5 +11,7 @@
 //! fills and [`FrameSender::offer`] drops (and counts) frames instead of growing.
 
 pub mod channel;
+pub mod record;
+pub mod remote;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
