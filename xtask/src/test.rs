@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -34,8 +34,16 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if !Command::new("pkg-config").args(["--exists", "libgcrypt"]).status().is_ok_and(|s| s.success()) {
         missing.push("libgcrypt20-dev");
     }
+    // callflow-live links libpcap (the `pcap` crate wants libpcap.so to link against).
+    if !Command::new("pkg-config").args(["--exists", "libpcap"]).status().is_ok_and(|s| s.success()) {
+        missing.push("libpcap0.8-dev");
+    }
+    // The capture tests make network namespaces and veth pairs with `ip`.
+    if find_on_path("ip").is_none() {
+        missing.push("iproute2");
+    }
     if missing.is_empty() {
-        println!("xtask test: tshark, ndpiReader, libclang, pkg-config and libgcrypt found");
+        println!("xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap and ip found");
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
     } else {

@@ -10,8 +10,13 @@
 //! Memory stays bounded whatever the rate: when the analysis falls behind, the queue
 //! fills and [`FrameSender::offer`] drops (and counts) frames instead of growing.
 
+pub mod capture;
 pub mod channel;
+pub mod error;
+pub mod netns;
+pub mod pcapng;
 pub mod record;
 pub mod remote;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
+pub use error::LiveError;
