@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `hep`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -66,6 +66,26 @@ pub struct Settings {
     pub diameter: DiameterSettings,
     /// Voice quality estimation and the thresholds of the problems flagged.
     pub quality: QualitySettings,
+    /// The HEP listener (live analysis of what HEP agents mirror).
+    pub hep: HepSettings,
+}
+
+/// `[hep]`: where the HEP listener listens (UDP and TCP, one port) for the packets HEP
+/// agents (Kamailio's siptrace, heplify, ...) mirror, and the key they must carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HepSettings {
+    /// Address and port, `host:port` (`127.0.0.1:9060`).
+    pub listen: String,
+    /// When not empty, only packets whose HEP authentication key chunk holds exactly this
+    /// key are analysed; the others are counted and dropped.
+    pub auth_key: String,
+}
+
+impl Default for HepSettings {
+    fn default() -> Self {
+        HepSettings { listen: "127.0.0.1:9060".into(), auth_key: String::new() }
+    }
 }
 
 /// `[quality]`: how voice quality is estimated and when a stream or call has a problem
@@ -468,7 +488,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
-        let checks: [(&'static str, bool, &str); 13] = [
+        let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
+        let checks: [(&'static str, bool, &str); 14] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -491,6 +512,7 @@ impl Settings {
             ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
             ("quality.interval", self.quality.interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("quality.capture_loss_streams", self.quality.capture_loss_streams >= 2, "must be at least 2"),
+            ("hep.listen", hep_listen, "must be an address and a port, e.g. 127.0.0.1:9060 or [::1]:9060"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

@@ -69,6 +69,24 @@ pub enum LiveError {
         /// libpcap's explanation.
         message: String,
     },
+    /// A listening socket could not be bound (or set up) on an address.
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// What was to listen there (e.g. "HEP over UDP").
+        what: &'static str,
+        /// The system's reason.
+        source: std::io::Error,
+    },
+    /// An address to listen on is not `host:port` with a numeric host.
+    #[error("{key}: {value:?} is not an address and a port (e.g. 127.0.0.1:9060 or [::1]:9060)")]
+    BadAddress {
+        /// The configuration key it came from.
+        key: &'static str,
+        /// What it said.
+        value: String,
+    },
     /// An I/O error outside libpcap (reading `/proc`, spawning the capture thread).
     #[error("{what}: {source}")]
     Io {
