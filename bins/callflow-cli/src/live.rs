@@ -66,6 +66,9 @@ pub(crate) struct LiveArgs {
     /// For a remote stream: connect again (with backoff) when the connection is lost.
     #[arg(long)]
     pub reconnect: bool,
+    /// For `hep://`: accept only HEP packets carrying this authentication key.
+    #[arg(long, value_name = "KEY")]
+    pub hep_key: Option<String>,
     /// For `wss://`: the PEM file of the CA certificates to trust [default: the system's].
     #[arg(long, value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
@@ -252,7 +255,8 @@ fn parse_input(input: Option<&Path>, args: &LiveArgs) -> Result<Input> {
         }));
     }
     if name.starts_with("hep://") {
-        return Ok(Input::Hep(HepOptions::from_url(&name)?));
+        let options = HepOptions { auth_key: args.hep_key.clone(), ..HepOptions::from_url(&name)? };
+        return Ok(Input::Hep(options));
     }
     Ok(Input::Remote(RemoteSpec::parse(&name)?))
 }

@@ -386,3 +386,46 @@ fn captures_replayed_into_a_namespace_analyse_like_the_files() {
     }
     std::fs::remove_dir_all(dir).ok();
 }
+
+// ---- HEP agents ----
+
+/// The UDP payloads (HEP packets) of a corpus capture of HEP traffic.
+fn hep_packets(path: &Path) -> Vec<Vec<u8>> {
+    let mut reader = CaptureReader::open(path).unwrap();
+    let mut packets = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        let packet = callflow_decode::packet::decode_frame(frame.link_type, frame.data);
+        if let callflow_decode::packet::Transport::Udp { payload, .. } = packet.transport {
+            packets.push(payload.to_vec());
+        }
+    }
+    packets
+}
+
+#[test]
+fn hep_packets_sent_to_a_hep_source_come_out_as_sessions_with_their_agent() {
+    let capture = root().join("../shared/pcaps/public/hep-wireshark/hep.pcap");
+    if !capture.is_file() {
+        assert!(std::env::var_os("CI").is_none(), "the corpus ../shared/pcaps is missing");
+        eprintln!("skipping: {} missing", capture.display());
+        return;
+    }
+    let packets = hep_packets(&capture);
+    assert!(!packets.is_empty());
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut run = LiveRun::start(&["analyze", "--no-ndpi", &format!("hep://127.0.0.1:{port}"), "--stats-every", "1"]);
+    run.wait_for_stats(|_| true);
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for packet in &packets {
+        udp.send_to(packet, ("127.0.0.1", port)).unwrap();
+    }
+    run.wait_for_stats(|s| s["packets"].as_u64().unwrap_or(0) + s["dropped_source"].as_u64().unwrap_or(0) > 0);
+    let (lines, out) = run.interrupt();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sessions: Vec<&Value> = lines.iter().filter(|l| l["type"] == "session").collect();
+    assert!(!sessions.is_empty(), "{lines:?}");
+    let agents: Vec<&Value> =
+        sessions.iter().flat_map(|s| s["messages"].as_array().unwrap()).map(|m| &m["capture_agent"]).collect();
+    assert!(agents.iter().all(|a| a.is_u64()), "every message keeps its agent's id: {agents:?}");
+    assert_eq!(lines.last().unwrap()["type"], "summary");
+}
