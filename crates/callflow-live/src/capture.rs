@@ -135,8 +135,11 @@ impl CaptureHandle {
         self.threads.iter().all(|t| t.is_finished())
     }
 
-    /// Stops capturing, waits for the reading threads (at most about [`POLL`]) and closes
-    /// the interfaces; returns the final counters per interface.
+    /// Stops capturing, waits for the reading threads and closes the interfaces; returns
+    /// the final counters per interface. What the kernel had already captured is still
+    /// offered (the readers stop once their socket stays empty for 40 ms, or after
+    /// [`POLL`] on a link that never goes quiet), so the counters add up: received =
+    /// delivered + dropped.
     pub fn stop(mut self) -> Vec<InterfaceStats> {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
@@ -301,7 +304,17 @@ impl Reader {
         let mut reported_drops = 0u64;
         let mut since_check = 0u32;
         let mut last_stats = Instant::now();
-        while !self.stop.load(Ordering::Relaxed) {
+        // After a stop, what the kernel already holds is still read (until the socket has
+        // stayed empty for a block timeout), so that the final counters add up: every
+        // packet counted as received was delivered or counted as dropped.
+        // On a link that never goes quiet, draining ends at a deadline.
+        let mut draining: Option<bool> = None;
+        let mut drain_until = Instant::now();
+        loop {
+            if draining.is_none() && self.stop.load(Ordering::Relaxed) {
+                draining = Some(false);
+                drain_until = Instant::now() + POLL;
+            }
             match self.capture.next_packet() {
                 Ok(packet) => {
                     let header = packet.header;
@@ -332,6 +345,9 @@ impl Reader {
                             self.update_stats(&mut reported_drops);
                             last_stats = Instant::now();
                         }
+                        if draining.is_some() && Instant::now() >= drain_until {
+                            break;
+                        }
                     }
                 }
                 // Non-blocking: nothing waiting. Wait for the socket at most POLL, so a
@@ -339,8 +355,17 @@ impl Reader {
                 Err(pcap::Error::TimeoutExpired) => {
                     self.update_stats(&mut reported_drops);
                     last_stats = Instant::now();
+                    let wait = match draining {
+                        None => POLL,
+                        // Once more, for the block the kernel has not handed over yet.
+                        Some(false) => BLOCK_TIMEOUT * 2,
+                        Some(true) => break,
+                    };
+                    if draining.is_some() {
+                        draining = Some(true);
+                    }
                     let mut fds = [PollFd::new(&self.capture, PollFlags::IN)];
-                    let timeout = Timespec { tv_sec: 0, tv_nsec: POLL.as_nanos() as _ };
+                    let timeout = Timespec { tv_sec: 0, tv_nsec: wait.as_nanos() as _ };
                     match rustix::event::poll(&mut fds, Some(&timeout)) {
                         Ok(_) | Err(rustix::io::Errno::INTR) => {}
                         Err(err) => {
