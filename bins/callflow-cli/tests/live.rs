@@ -429,3 +429,94 @@ fn hep_packets_sent_to_a_hep_source_come_out_as_sessions_with_their_agent() {
     assert!(agents.iter().all(|a| a.is_u64()), "every message keeps its agent's id: {agents:?}");
     assert_eq!(lines.last().unwrap()["type"], "summary");
 }
+
+// ---- callflowd's capture service ----
+
+/// callflowd's server with `[capture] enabled`, in this process on 127.0.0.1 (a job
+/// manager on a temporary store beside it); stopped when dropped.
+struct CaptureService {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl CaptureService {
+    fn start() -> CaptureService {
+        use callflow_jobs::{JobManager, ManagerOptions, SqliteStore};
+        use std::sync::Arc;
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = callflow_config::Settings::default();
+        settings.server.bind_addr = "127.0.0.1".into();
+        settings.server.port = 0;
+        settings.processing.workers = 1;
+        settings.storage.upload_dir = dir.path().join("uploads");
+        settings.storage.results_dir = dir.path().join("results");
+        settings.capture.enabled = true;
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
+                let (manager, _) = JobManager::start(store, ManagerOptions::from_settings(&settings)).unwrap();
+                let server = callflow_server::Server::bind(settings, Arc::new(manager)).await.unwrap();
+                addr_tx.send(server.local_addr()).unwrap();
+                server
+                    .run(async {
+                        let _ = stopped.await;
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        let addr = addr_rx.recv().expect("callflowd started");
+        CaptureService { addr, stop: Some(stop), thread: Some(thread), _dir: dir }
+    }
+}
+
+impl Drop for CaptureService {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The inode number of a network namespace file.
+fn inode(path: &str) -> String {
+    let out = Command::new("stat").args(["-L", "-c", "%i", path]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn callflowds_capture_service_streams_what_analyses_like_the_file() {
+    if !can_replay() {
+        return;
+    }
+    let veth = Veth::new("svc");
+    let service = CaptureService::start();
+    let netns = inode(&format!("/run/netns/{}", veth.netns));
+    let capture = outcomes();
+    let url = format!("ws://{}/capture?netns={netns}&nif={}", service.addr, veth.inside);
+    let mut run = LiveRun::start(&["analyze", "--no-ndpi", &url, "--stats-every", "1"]);
+    // The first stats line: the stream is open (its capture started before the upgrade's answer).
+    run.wait_for_stats(|_| true);
+    let total = packets(&capture);
+    sh(&["tcpreplay", "-q", "--pps", "2000", "-i", &veth.outside, capture.to_str().unwrap()]);
+    run.wait_for_stats(|s| s["packets"].as_u64().unwrap_or(0) >= total);
+    let (lines, out) = run.interrupt();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(lines.last().unwrap()["source"]["packets"].as_u64(), Some(total));
+    assert_eq!(outline(&lines), file_outline(&capture));
+
+    // An error of the service reaches the user with its reason.
+    let out = cli().args(["analyze", "--no-ndpi", &format!("ws://{}/capture?netns=1", service.addr)]).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("the capture server closed the stream: no such network namespace: net:[1]"), "{stderr}");
+    assert!(stderr.contains("(close code 1011)"), "{stderr}");
+}
