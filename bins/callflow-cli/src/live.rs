@@ -207,16 +207,20 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
     // The analysis is over: the stopper may go, and the source is stopped if it was not.
     let _ = done_tx.send(());
     let _ = stopper.join();
+    // The queue's end goes first, so a source waiting for room in it (a remote stream)
+    // is let go instead of being waited for.
+    let Recording { inner, recorder, error } = source;
+    drop(inner);
     if let Some(running) = running.lock().ok().and_then(|mut r| r.take()) {
         running.stop();
     }
     if let Some(e) = write_error {
         return Err(e);
     }
-    if let Some(recorder) = source.recorder.take() {
+    if let Some(recorder) = recorder {
         recorder.finish().context("cannot finish the --write file")?;
     }
-    if let Some(e) = source.error.take() {
+    if let Some(e) = error {
         return Err(e).context("cannot write the --write file");
     }
     let mut doc = analysed.with_context(|| format!("cannot read {label}"))?;
