@@ -7,6 +7,7 @@
 
 use crate::bearers;
 use crate::front::{Forgotten, Front, Prepared};
+use crate::kpis::KpiAccumulator;
 use crate::pipeline::{read_ahead, Event};
 use crate::source::{FrameSource, Pulled};
 use crate::subscribers::{self, Joiner};
@@ -130,6 +131,8 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
     let mut stopped = false;
     // What the subscriber view needs of each session handed out before the end.
     let mut joiner = Joiner::default();
+    // The operator statistics, fed every session as it is handed out.
+    let mut kpis = KpiAccumulator::for_document(analyzer.options().kpis.clone());
     // Sessions handed to the sink so far.
     let mut handed = 0u64;
     // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
@@ -153,6 +156,7 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
                 joiner.observe(&session);
+                kpis.add(&session);
                 handed += 1;
                 sink(session);
             }
@@ -217,6 +221,7 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
             sessions: Vec::new(),
             flows: Vec::new(),
             subscribers: Vec::new(),
+            kpis: None,
         });
     }
     let (flows, unlisted) = analyzer.take_flows();
@@ -226,18 +231,23 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         Some(sink) => {
             sessions.into_iter().for_each(|session| {
                 joiner.observe(&session);
+                kpis.add(&session);
                 sink(session);
             });
             Vec::new()
         }
         None => {
-            sessions.iter().for_each(|session| joiner.observe(session));
+            sessions.iter().for_each(|session| {
+                joiner.observe(session);
+                kpis.add(session);
+            });
             sessions
         }
     };
     let subscribers = subscribers::attach(joiner, &mut sessions);
     bearers::link(&mut sessions);
-    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers })
+    let kpis = (kpis.sessions() > 0).then(|| Box::new(kpis.document(source.last_ts)));
+    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers, kpis })
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use crate::status::{Board, JobStatus};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
-use callflow_config::Settings;
+use callflow_config::{KpiSettings, Settings};
+use callflow_correlate::kpis::{AddrRule, KpiOptions, KpiSeries, TrunkRule};
 use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, LegOptions, QualityOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
@@ -96,6 +97,23 @@ pub struct ManagerOptions {
     /// Makes the classifier each job hands the traffic no signalling explains to; the
     /// heuristic one unless the embedder chooses (callflowd picks nDPI when enabled).
     pub classifier: ClassifierFactory,
+    /// At most this many peers get a label of their own in [`JobManager::kpi_series`].
+    pub top_peers: usize,
+}
+
+/// The statistics options the configuration asks for (its addresses were checked by
+/// `Settings::validate`; one that does not parse is left out).
+pub fn kpi_options(s: &KpiSettings) -> KpiOptions {
+    let rules = |list: &[String]| list.iter().filter_map(|a| a.parse::<AddrRule>().ok()).collect::<Vec<_>>();
+    KpiOptions {
+        bucket: s.bucket,
+        local: rules(&s.local_addresses),
+        trunks: s
+            .trunks
+            .iter()
+            .map(|t| TrunkRule { name: t.name.clone(), addresses: rules(&t.addresses), hosts: t.hosts.clone() })
+            .collect(),
+    }
 }
 
 impl Default for ManagerOptions {
@@ -132,6 +150,7 @@ impl ManagerOptions {
                 match_parties: s.legs.match_parties,
                 party_window: s.legs.party_window,
             },
+            kpis: kpi_options(&s.kpis),
             ..AnalyzerOptions::default()
         };
         ManagerOptions {
@@ -150,6 +169,7 @@ impl ManagerOptions {
             // This crate knows no classifier but the heuristic one; whoever links nDPI
             // (callflowd) swaps it in after reading `ndpi.enabled`.
             classifier: ClassifierFactory::default(),
+            top_peers: s.kpis.top_peers,
         }
     }
 }
@@ -318,6 +338,7 @@ impl JobContext<'_> {
 
     /// A session completed: stored (in batches) and published.
     pub fn on_session(&mut self, session: Session) {
+        self.shared.series.add(&session);
         let session = Arc::new(session);
         self.progress.sessions += 1;
         self.batch.push(session.clone());
@@ -400,6 +421,8 @@ struct Shared {
     board: Board,
     opts: ManagerOptions,
     analysis: Arc<dyn Analysis>,
+    /// The operator statistics of every job's sessions, as Prometheus series.
+    series: Arc<KpiSeries>,
     /// The wake-up side of the queue; `None` once shutting down.
     tx: Mutex<Option<Sender<()>>>,
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
@@ -456,6 +479,7 @@ impl JobManager {
             store,
             bus: EventBus::new(opts.event_buffer),
             board: Board::default(),
+            series: Arc::new(KpiSeries::new(opts.analyzer.kpis.clone(), opts.top_peers)),
             opts: opts.clone(),
             analysis,
             tx: Mutex::new(Some(tx)),
@@ -619,6 +643,12 @@ impl JobManager {
     /// The store.
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.shared.store
+    }
+
+    /// The operator statistics of the sessions of every job this manager ran (file or
+    /// live), fed as each session completes: the `callflow_sip_*` series of /metrics.
+    pub fn kpi_series(&self) -> &Arc<KpiSeries> {
+        &self.shared.series
     }
 
     /// Follows every event from now on.
