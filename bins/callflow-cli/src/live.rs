@@ -201,6 +201,8 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
         started: Instant::now(),
         last: Instant::now(),
         counters: counters.clone(),
+        due: false,
+        open: None,
         out: out.clone(),
     };
     let analysed = analyze_with_classifier(&mut source, &label, opts, classifier, Some(&mut sink), &mut control);
@@ -344,6 +346,10 @@ struct Stats {
     started: Instant,
     last: Instant,
     counters: Arc<LiveCounters>,
+    /// A stats line is due: the open sessions are asked for.
+    due: bool,
+    /// The open sessions, once told.
+    open: Option<u64>,
     /// The output, shared with the session sink (both run on the analysis thread).
     out: Rc<RefCell<Lines>>,
 }
@@ -353,15 +359,26 @@ impl AnalyzeControl for Stats {
         ControlFlow::Continue(())
     }
 
+    fn wants_open_sessions(&mut self) -> bool {
+        self.due
+    }
+
+    fn on_open_sessions(&mut self, open: u64) {
+        self.open = Some(open);
+    }
+
     fn on_progress(&mut self, frames: u64, _bytes: u64, sessions: u64) -> ControlFlow<()> {
         if self.every.is_zero() {
             return ControlFlow::Continue(());
         }
-        let now = Instant::now();
-        if now.duration_since(self.last) < self.every {
+        // When the time comes, the open sessions are asked for, and the line is written
+        // once they are told (after the next frame or tick).
+        let Some(open) = self.open.take() else {
+            self.due = self.due || self.last.elapsed() >= self.every;
             return ControlFlow::Continue(());
-        }
-        self.last = now;
+        };
+        self.due = false;
+        self.last = Instant::now();
         let (received, bytes, dropped, source_dropped) = self.counters.snapshot();
         let line = StatsLine {
             r#type: "stats",
@@ -371,6 +388,7 @@ impl AnalyzeControl for Stats {
             analysed: frames,
             dropped_queue: dropped,
             dropped_source: source_dropped,
+            sessions_open: open,
             sessions_closed: sessions,
         };
         // A failed write shows again, and is reported, on the next session or the summary.
@@ -395,6 +413,8 @@ struct StatsLine {
     /// Frames the source lost or refused before the queue: the kernel's drops on a
     /// captured interface, malformed or unauthorized HEP packets.
     dropped_source: u64,
+    /// Sessions started and not yet over.
+    sessions_open: u64,
     /// Sessions over and written so far.
     sessions_closed: u64,
 }

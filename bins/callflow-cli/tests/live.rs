@@ -198,6 +198,8 @@ fn stats_lines_come_while_a_live_run_waits() {
     for key in ["bytes", "analysed", "dropped_source", "sessions_closed", "elapsed_s"] {
         assert!(last.get(key).is_some(), "{key} missing from {last}");
     }
+    let sessions = last["sessions_open"].as_u64().unwrap() + last["sessions_closed"].as_u64().unwrap();
+    assert!(sessions >= 1, "the calls begun in the stream are open or closed: {last}");
     server.join().unwrap();
 }
 
