@@ -505,7 +505,8 @@ fn callflowds_capture_service_streams_what_analyses_like_the_file() {
     let capture = outcomes();
     let url = format!("ws://{}/capture?netns={netns}&nif={}", service.addr, veth.inside);
     let mut run = LiveRun::start(&["analyze", "--no-ndpi", &url, "--stats-every", "1"]);
-    // The first stats line: the stream is open (its capture started before the upgrade's answer).
+    // The first stats line, a second after the upgrade: the service opens its capture right
+    // after answering the upgrade (milliseconds), and a failure would have closed the stream.
     run.wait_for_stats(|_| true);
     let total = packets(&capture);
     sh(&["tcpreplay", "-q", "--pps", "2000", "-i", &veth.outside, capture.to_str().unwrap()]);
