@@ -141,8 +141,18 @@ fn a_remote_stream_gives_the_files_sessions_and_writes_what_it_saw() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["source"]["packets"], 1130);
     assert_eq!(summary["source"]["complete"], true);
-    // What was saved is the capture again.
+    // What was saved is the capture again, for us and for tshark.
     assert_eq!(file_outline(&saved), expected);
+    match Command::new("tshark").args(["-n", "-r"]).arg(&saved).args(["-T", "fields", "-e", "frame.number"]).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1130);
+        }
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "tshark is needed in CI: {e}");
+            eprintln!("tshark missing: the --write file is not checked with it");
+        }
+    }
     assert_eq!(server.join().unwrap().map(|f| f.code), Some(CloseCode::Normal));
     std::fs::remove_dir_all(dir).ok();
 }
