@@ -771,6 +771,16 @@ impl<C: Classifier> Analyzer<C> {
         (self.flows.take_flows(), self.front.unlisted_flows())
     }
 
+    /// How many sessions are open (started and not yet over): SIP dialogs, orphan media,
+    /// Diameter and GTP sessions. It lists each handler's table, so ask now and then, not
+    /// per frame.
+    pub fn open_count(&self) -> usize {
+        self.sip.open(&self.services).len()
+            + self.media.open(&self.services).len()
+            + self.diameter.open(&self.services).len()
+            + self.gtp.open(&self.services).len()
+    }
+
     /// How many sessions are over and wait for [`Analyzer::take_completed`].
     pub fn completed_count(&self) -> usize {
         self.completed.len()
