@@ -125,6 +125,7 @@ mod store;
 
 pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
+    ResultWriter,
 };
 pub use events::{Event, EventBus, Subscription};
 pub use lock::{DirLock, LockError, LOCK_FILE};
