@@ -707,7 +707,8 @@ impl KpiOptions {
 
     fn bucket_of(&self, t: Timestamp) -> i64 {
         let width = i64::try_from(self.bucket.as_nanos()).unwrap_or(i64::MAX).max(1);
-        t.as_nanos().div_euclid(width) * width
+        // Saturating: the bucket of a time near the start of the range would lie before it.
+        t.as_nanos().div_euclid(width).saturating_mul(width)
     }
 }
 
