@@ -114,8 +114,10 @@
 
 mod direct;
 mod events;
+pub mod live;
 mod lock;
 mod manager;
+pub mod retain;
 mod sqlite;
 mod status;
 mod store;
@@ -124,8 +126,10 @@ pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
 };
 pub use events::{Event, EventBus, Subscription};
+pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats};
 pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
+pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
@@ -245,7 +249,7 @@ pub struct Job {
     /// the job's own (`job.state`).
     #[serde(flatten)]
     pub status: JobStatus,
-    /// The capture file.
+    /// The capture file (a live job: the directory of the files it keeps).
     pub input: PathBuf,
     /// Whether deleting the job deletes the capture.
     pub owns_input: bool,
