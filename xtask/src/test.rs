@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -15,7 +15,8 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     let ci = std::env::var_os("CI").is_some();
     // What the tests need from the system: tshark (the oracle of the differential tests),
     // ndpiReader (the oracle of the nDPI tests), libclang and pkg-config (bindgen and the
-    // system mode of callflow-ndpi-sys), libgcrypt (QUIC in the vendored nDPI).
+    // system mode of callflow-ndpi-sys), libgcrypt (QUIC in the vendored nDPI), kamailio
+    // (a HEP agent).
     let mut missing = Vec::new();
     if find_on_path("tshark").is_none() {
         missing.push("tshark");
@@ -34,8 +35,21 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if !Command::new("pkg-config").args(["--exists", "libgcrypt"]).status().is_ok_and(|s| s.success()) {
         missing.push("libgcrypt20-dev");
     }
+    // callflow-live links libpcap (the `pcap` crate wants libpcap.so to link against).
+    if !Command::new("pkg-config").args(["--exists", "libpcap"]).status().is_ok_and(|s| s.success()) {
+        missing.push("libpcap0.8-dev");
+    }
+    // The capture tests make network namespaces and veth pairs with `ip`.
+    if find_on_path("ip").is_none() {
+        missing.push("iproute2");
+    }
+    // Kamailio is the real HEP agent of callflow-live's HEP tests (its siptrace module); it
+    // lives in /usr/sbin, which a user's PATH may lack.
+    if find_on_path("kamailio").is_none() && !is_executable(Path::new("/usr/sbin/kamailio")) {
+        missing.push("kamailio");
+    }
     if missing.is_empty() {
-        println!("xtask test: tshark, ndpiReader, libclang, pkg-config and libgcrypt found");
+        println!("xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip and kamailio found");
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
     } else {

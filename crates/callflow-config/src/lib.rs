@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `hep`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -68,6 +68,26 @@ pub struct Settings {
     pub quality: QualitySettings,
     /// Live jobs: what they keep of their traffic, and how they report.
     pub live: LiveSettings,
+    /// The HEP listener (live analysis of what HEP agents mirror).
+    pub hep: HepSettings,
+}
+
+/// `[hep]`: where the HEP listener listens (UDP and TCP, one port) for the packets HEP
+/// agents (Kamailio's siptrace, heplify, ...) mirror, and the key they must carry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HepSettings {
+    /// Address and port, `host:port` (`127.0.0.1:9060`).
+    pub listen: String,
+    /// When not empty, only packets whose HEP authentication key chunk holds exactly this
+    /// key are analysed; the others are counted and dropped.
+    pub auth_key: String,
+}
+
+impl Default for HepSettings {
+    fn default() -> Self {
+        HepSettings { listen: "127.0.0.1:9060".into(), auth_key: String::new() }
+    }
 }
 
 /// `[quality]`: how voice quality is estimated and when a stream or call has a problem
@@ -516,7 +536,8 @@ impl Settings {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
-        let checks: [(&'static str, bool, &str); 17] = [
+        let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
+        let checks: [(&'static str, bool, &str); 18] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -547,6 +568,7 @@ impl Settings {
             ("live.max_age", self.live.max_age >= Duration::from_secs(1), "must be at least 1s"),
             ("live.stats_interval", self.live.stats_interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("live.queue_frames", self.live.queue_frames >= 1, "must be at least 1"),
+            ("hep.listen", hep_listen, "must be an address and a port, e.g. 127.0.0.1:9060 or [::1]:9060"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

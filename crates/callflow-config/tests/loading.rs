@@ -129,6 +129,13 @@ fn bad_values_are_errors_naming_the_key() {
     let err = load_err(Loader::new().flag("processing.workers", "0", "--workers"));
     assert_eq!(err, "invalid value for `processing.workers` (from flag --workers): must be at least 1");
 
+    let err = load_err(Loader::new().env_vars(env(&[("CALLFLOW_HEP__LISTEN", "localhost")])));
+    assert_eq!(
+        err,
+        "invalid value for `hep.listen` (from env CALLFLOW_HEP__LISTEN): must be an address and a port, \
+         e.g. 127.0.0.1:9060 or [::1]:9060"
+    );
+
     let file = temp_file("x.ini", "");
     assert!(matches!(Loader::new().file(file).load(), Err(ConfigError::UnknownFormat { .. })));
     let missing = std::env::temp_dir().join("callflow-config-no-such-file.toml");

@@ -319,6 +319,7 @@ impl Dialog {
             protocol: Protocol::Sip,
             diameter: None,
             gtp: None,
+            capture_agent: None,
         });
         if retransmission {
             return false;

@@ -657,6 +657,7 @@ impl GtpHandler {
                     ies: d.ies,
                     error: facts.error.as_ref().map(|e| e.to_string()),
                 })),
+                capture_agent: None,
             });
         }
         if let Some(p) = s.gtp.path.as_mut() {

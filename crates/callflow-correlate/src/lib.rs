@@ -67,6 +67,7 @@ pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};
 pub use control::{analyze_with, analyze_with_classifier, AnalyzeControl, Unattended};
 pub use ctx::PacketCtx;
 pub use legs::LegOptions;
+pub use media::rtcp_report;
 pub use quality::QualityOptions;
 pub use source::{FrameSource, Pulled};
 

@@ -537,11 +537,6 @@ impl MediaTable {
         let jitter = stream.stats.jitter_ms();
         let gap =
             stream.quality.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, jitter, &self.tuning);
-        if gap > 0 {
-            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
-            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
-        }
-        let Some(stream) = self.stream_slots.get_mut(index) else { return Ok(()) };
         if is_event && stream.events.len() < MAX_EVENTS {
             // Only events need the payload; the header was parsed where the packet was read.
             let event = RtpPacket::parse(d.payload).and_then(|rtp| TelephoneEvent::parse(rtp.payload));
@@ -558,6 +553,11 @@ impl MediaTable {
                     last.duration = last.duration.max(ev.duration);
                 }
             }
+        }
+        // Last, because the detector needs the whole table: the stream is not borrowed any more.
+        if gap > 0 {
+            let since = stream.stats.first_arrival().unwrap_or(ts).as_nanos();
+            self.on_gap(owner, index, since, (previous.as_nanos(), ts.as_nanos()), gap);
         }
         Ok(())
     }
@@ -584,48 +584,26 @@ impl MediaTable {
         });
         media.last_activity = media.last_activity.max(ts);
         for packet in rtcp::packets(payload) {
-            let report = match packet.map_err(|_| NotMedia)? {
-                RtcpPacket::SenderReport { ssrc, sender, blocks } => RtcpReport {
-                    ts,
-                    frame,
-                    packet_type: "SR".into(),
-                    ssrc,
-                    sender_info: Some(SenderInfo {
-                        ntp_timestamp: sender.ntp_timestamp,
-                        rtp_timestamp: sender.rtp_timestamp,
-                        packet_count: sender.packet_count,
-                        octet_count: sender.octet_count,
-                    }),
-                    blocks: blocks.map(report_block).collect(),
-                },
-                RtcpPacket::ReceiverReport { ssrc, blocks } => RtcpReport {
-                    ts,
-                    frame,
-                    packet_type: "RR".into(),
-                    ssrc,
-                    sender_info: None,
-                    blocks: blocks.map(report_block).collect(),
-                },
-                RtcpPacket::ExtendedReport { blocks, .. } => {
-                    // A damaged XR block loses its metrics, not the reports beside it.
-                    for block in rtcp::xr_blocks(blocks) {
-                        let Ok(block) = block else { break };
-                        if block.block_type != rtcp::XR_VOIP_METRICS {
-                            continue;
-                        }
-                        let Ok(m) = rtcp::VoipMetrics::parse(block.body) else { continue };
-                        let metrics = xr_voip(ts, &m);
-                        let full = media.xr.len() >= MAX_XR_SOURCES;
-                        match media.xr.iter_mut().find(|(ssrc, _)| *ssrc == m.ssrc) {
-                            Some(slot) => slot.1 = metrics,
-                            None if !full => media.xr.push((m.ssrc, metrics)),
-                            None => {}
-                        }
+            let packet = packet.map_err(|_| NotMedia)?;
+            if let RtcpPacket::ExtendedReport { blocks, .. } = packet {
+                // A damaged XR block loses its metrics, not the reports beside it.
+                for block in rtcp::xr_blocks(blocks) {
+                    let Ok(block) = block else { break };
+                    if block.block_type != rtcp::XR_VOIP_METRICS {
+                        continue;
                     }
-                    continue;
+                    let Ok(m) = rtcp::VoipMetrics::parse(block.body) else { continue };
+                    let metrics = xr_voip(ts, &m);
+                    let full = media.xr.len() >= MAX_XR_SOURCES;
+                    match media.xr.iter_mut().find(|(ssrc, _)| *ssrc == m.ssrc) {
+                        Some(slot) => slot.1 = metrics,
+                        None if !full => media.xr.push((m.ssrc, metrics)),
+                        None => {}
+                    }
                 }
-                _ => continue,
-            };
+                continue;
+            }
+            let Some(report) = rtcp_report(&packet, ts, frame) else { continue };
             if media.rtcp.len() < MAX_RTCP_REPORTS {
                 media.rtcp.push(report);
             }
@@ -876,6 +854,35 @@ fn xr_voip(ts: Timestamp, m: &rtcp::VoipMetrics) -> XrVoipMetrics {
         mos_cq: score(m.mos_cq).map(|x| f64::from(x) / 10.0),
         jb_nominal_ms: m.jb_nominal,
         jb_maximum_ms: m.jb_maximum,
+    }
+}
+
+/// The report an RTCP sender report or receiver report gives, as the output shows it
+/// (`None` for the other packet types), received at `ts` in `frame`.
+pub fn rtcp_report(packet: &RtcpPacket<'_>, ts: Timestamp, frame: u64) -> Option<RtcpReport> {
+    match packet {
+        RtcpPacket::SenderReport { ssrc, sender, blocks } => Some(RtcpReport {
+            ts,
+            frame,
+            packet_type: "SR".into(),
+            ssrc: *ssrc,
+            sender_info: Some(SenderInfo {
+                ntp_timestamp: sender.ntp_timestamp,
+                rtp_timestamp: sender.rtp_timestamp,
+                packet_count: sender.packet_count,
+                octet_count: sender.octet_count,
+            }),
+            blocks: blocks.clone().map(report_block).collect(),
+        }),
+        RtcpPacket::ReceiverReport { ssrc, blocks } => Some(RtcpReport {
+            ts,
+            frame,
+            packet_type: "RR".into(),
+            ssrc: *ssrc,
+            sender_info: None,
+            blocks: blocks.clone().map(report_block).collect(),
+        }),
+        _ => None,
     }
 }
 

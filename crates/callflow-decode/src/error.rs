@@ -40,6 +40,8 @@ pub enum Layer {
     TelephoneEvent,
     /// Diameter (RFC 6733).
     Diameter,
+    /// HEP, the Homer Encapsulation Protocol (v1, v2, v3).
+    Hep,
 }
 
 impl Layer {
@@ -63,6 +65,7 @@ impl Layer {
             Layer::Rtcp => "rtcp",
             Layer::TelephoneEvent => "telephone-event",
             Layer::Diameter => "diameter",
+            Layer::Hep => "hep",
         }
     }
 }

@@ -7,7 +7,8 @@
 //! fragmented datagrams and TCP streams back together ([`ipfrag`], [`tcp`], [`sctp`]),
 //! frames WebSocket connections that carry SIP ([`websocket`]), and decodes the
 //! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]) and of
-//! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U).
+//! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U), and the
+//! HEP encapsulation VoIP platforms mirror their traffic in ([`hep`]).
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -36,6 +37,7 @@ pub mod diameter;
 pub mod dtmf;
 mod error;
 pub mod gtp;
+pub mod hep;
 pub mod ipfrag;
 mod linktype;
 pub mod packet;

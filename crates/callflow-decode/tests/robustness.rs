@@ -7,6 +7,7 @@
 use callflow_decode::capture::CaptureReader;
 use callflow_decode::diameter::{self, DiameterMessage, Dictionary};
 use callflow_decode::dtmf::TelephoneEvent;
+use callflow_decode::hep::{self, HepPacket};
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
@@ -90,6 +91,7 @@ fn application_decoders(bytes: &[u8]) {
     if let Ok(msg) = DiameterMessage::parse(bytes) {
         let _ = diameter::avp_tree(&msg, Dictionary::builtin());
     }
+    hep_decoders(bytes);
     gtp_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
         match c {
@@ -98,6 +100,15 @@ fn application_decoders(bytes: &[u8]) {
             }
             Err(_) => break,
         }
+    }
+}
+
+/// The HEP entry points: the TCP framer, the packet of any version, its chunks and its payload.
+fn hep_decoders(bytes: &[u8]) {
+    let _ = hep::frame_packet(bytes);
+    let _ = hep::Chunks::new(bytes).take(64).count();
+    if let Ok(p) = HepPacket::parse(bytes) {
+        let _ = (p.payload_bytes(), p.timestamp(), p.proto());
     }
 }
 
@@ -229,4 +240,41 @@ fn damaged_diameter_messages_never_panic() {
         }
         application_decoders(&bytes);
     }
+}
+
+#[test]
+fn damaged_hep_packets_never_panic() {
+    let v3 = hep::Hep3Builder::new()
+        .ip_family(10)
+        .src_ip("2001:db8::1".parse().unwrap())
+        .dst_ip("2001:db8::2".parse().unwrap())
+        .src_port(5060)
+        .dst_port(5060)
+        .ts_sec(1)
+        .ts_usec(2)
+        .capture_id(3)
+        .auth_key(b"key")
+        .chunk(7, 7, b"vendor")
+        .compressed_payload(&[0x78, 0x9c, 0x4b, 0x4c, 0x4a, 0x06, 0x00, 0x02, 0x4d, 0x01, 0x27])
+        .build();
+    let mut v2 = vec![2, 28, 2, 17, 0x13, 0xc4, 0x13, 0xc4, 10, 0, 0, 1, 10, 0, 0, 2];
+    v2.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0]);
+    v2.extend_from_slice(b"SIP/2.0 200 OK\r\n\r\n");
+    let mut rng = Rng(0x4e9);
+    let mut decoded = 0;
+    for packet in [v3, v2] {
+        for len in 0..=packet.len() {
+            hep_decoders(&packet[..len]);
+        }
+        for _ in 0..2000 {
+            let mut bytes = packet.clone();
+            for _ in 0..1 + rng.next() % 4 {
+                let at = (rng.next() as usize) % bytes.len();
+                bytes[at] = rng.next() as u8;
+            }
+            hep_decoders(&bytes);
+            decoded += 1;
+        }
+    }
+    assert_eq!(decoded, 4000);
 }

@@ -126,7 +126,7 @@ pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
 };
 pub use events::{Event, EventBus, Subscription};
-pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats};
+pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};
 pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
 pub use retain::{retained_parts, RetainLimits, RetainedPart};

@@ -54,7 +54,16 @@ pub trait LiveFeed: FrameSource + Send {
     fn notices(&mut self) -> Vec<String> {
         Vec::new()
     }
+
+    /// What adds the source's own knowledge to each session before it is stored (a HEP
+    /// agent's id on its messages), asked once when the job starts. None by default.
+    fn annotator(&self) -> Option<SessionAnnotator> {
+        None
+    }
 }
+
+/// Changes a session before it is stored; see [`LiveFeed::annotator`].
+pub type SessionAnnotator = Box<dyn Fn(&mut callflow_model::Session) + Send>;
 
 /// What [`JobManager::start_live`](crate::JobManager::start_live) runs.
 pub struct LiveJob {

@@ -1102,6 +1102,13 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         live: true,
     };
     let sessions = Arc::new(AtomicU64::new(0));
+    let annotate = live.feed.annotator();
+    let annotated = |mut done: Vec<Session>| {
+        if let Some(annotate) = &annotate {
+            done.iter_mut().for_each(annotate);
+        }
+        done
+    };
     let mut source = LiveRun {
         retain: LiveRun::retainer(shared, job.id, &job.input),
         feed: live.feed,
@@ -1121,7 +1128,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         let mut sink = |s: Session| pending.borrow_mut().push(s);
         let mut control = |frames: u64, bytes: u64| {
             let done: Vec<Session> = pending.borrow_mut().drain(..).collect();
-            ctx.on_sessions(done);
+            ctx.on_sessions(annotated(done));
             sessions.store(ctx.progress.sessions, Ordering::Relaxed);
             ctx.on_frame(frames, bytes)
         };
@@ -1133,7 +1140,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
     }));
     // The files are closed before the job is said to have ended.
     drop(source);
-    ctx.on_sessions(pending.into_inner());
+    ctx.on_sessions(annotated(pending.into_inner()));
     ctx.flush();
     if stop.load(Ordering::Relaxed) == SHUTDOWN {
         // Left RUNNING: the next start ends it as interrupted, keeping its sessions.

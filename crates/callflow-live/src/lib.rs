@@ -9,7 +9,16 @@
 //!
 //! Memory stays bounded whatever the rate: when the analysis falls behind, the queue
 //! fills and [`FrameSender::offer`] drops (and counts) frames instead of growing.
+//!
+//! Sources: [`hep`] (a HEP v3/v2 listener over UDP and TCP, for agents such as Kamailio's
+//! siptrace or heplify).
 
+pub mod capture;
 pub mod channel;
+pub mod error;
+pub mod hep;
+pub mod netns;
+pub mod pcapng;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
+pub use error::LiveError;

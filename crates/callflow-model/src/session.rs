@@ -176,6 +176,10 @@ pub struct Message {
     /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtp: Option<Box<crate::GtpMessage>>,
+    /// The HEP capture agent id of the agent that mirrored the message, for messages
+    /// received over HEP (`callflow_live::hep`); absent for captured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_agent: Option<u32>,
 }
 
 /// The encapsulation of a [`Tunnel`].
@@ -285,6 +289,11 @@ pub struct Session {
     pub messages: Vec<Message>,
     /// The RTP streams (with their RTCP) that belong to the session.
     pub media: Vec<MediaStream>,
+    /// RTCP reports of the call that no stream of `media` took: those a HEP agent sent
+    /// (matched to the call by the HEP correlation id, its Call-ID) about streams whose RTP
+    /// was not seen, as agents such as rtpengine mirror RTCP but not RTP.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rtcp: Vec<crate::RtcpReport>,
     /// Things that look wrong in the session (e.g. `BYE without a dialog`), for users to check.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub anomalies: Vec<String>,
@@ -349,6 +358,7 @@ impl Session {
             participants: Vec::new(),
             messages: Vec::new(),
             media: Vec::new(),
+            rtcp: Vec::new(),
             anomalies: Vec::new(),
             related: Vec::new(),
             tunnel: None,

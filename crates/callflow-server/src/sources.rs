@@ -279,16 +279,40 @@ impl LiveSources {
         LiveSources(Arc::new(open))
     }
 
-    /// The kinds this build can open.
+    /// The kinds this build can open: an interface (`callflow_live::capture`, libpcap in
+    /// the namespace) and HEP (`callflow_live::hep`, the listener of `[hep]`, its agents'
+    /// ids put on the messages).
     pub fn builtin() -> LiveSources {
-        LiveSources::new(|source, _settings| {
-            // FIXME(issue 14): the capture, remote and HEP sources are wired here once
-            // `callflow_live::{capture, remote, hep}::start` are merged; until then each
-            // kind is refused as not built in.
-            Err(SourceError::Unavailable(format!(
-                "this callflowd cannot open live sources of kind `{}` yet (not built in)",
-                source.kind()
-            )))
+        LiveSources::new(|source, settings| {
+            let open = |e: callflow_live::LiveError| SourceError::Open(e.to_string());
+            let (tx, rx) = callflow_live::channel(settings.live.queue_frames, TICK);
+            match source {
+                LiveSource::Interface { interfaces, netns, filter, promiscuous, snaplen } => {
+                    let spec = callflow_live::capture::CaptureSpec {
+                        netns: netns.as_ref().map(|n| match n {
+                            Netns::Path(p) => callflow_live::capture::NetnsTarget::Path(p.clone()),
+                            Netns::Inode(i) => callflow_live::capture::NetnsTarget::Inode(*i),
+                        }),
+                        interfaces: interfaces.clone(),
+                        filter: filter.clone(),
+                        promiscuous: *promiscuous,
+                        snaplen: *snaplen,
+                    };
+                    let handle = callflow_live::capture::start(&spec, tx).map_err(open)?;
+                    Ok(Box::new(ChannelFeed::new(rx).holding(handle)))
+                }
+                LiveSource::Hep => {
+                    let options = callflow_live::hep::HepOptions::from_settings(&settings.hep).map_err(open)?;
+                    let listener = callflow_live::hep::start(&options, tx).map_err(open)?;
+                    let annotations = listener.annotations();
+                    let feed = ChannelFeed::new(rx).annotating(move |s| annotations.annotate(s)).holding(listener);
+                    Ok(Box::new(feed))
+                }
+                // FIXME(issue 14): wired once `callflow_live::remote` is merged.
+                LiveSource::Remote { .. } => Err(SourceError::Unavailable(
+                    "this callflowd cannot open remote capture streams (`url`) yet (not built in)".into(),
+                )),
+            }
         })
     }
 
@@ -302,19 +326,32 @@ impl LiveSources {
 /// moved on (so that calls that are over are reported without waiting for traffic).
 pub const TICK: Duration = Duration::from_millis(200);
 
+/// What [`ChannelFeed::annotating`] keeps.
+type Annotate = dyn Fn(&mut callflow_model::Session) + Send + Sync;
+
 /// The analysis end of a live source's queue (`callflow_live::channel`) as a [`LiveFeed`],
 /// holding whatever keeps the source running (a capture handle, a listener) until the job
 /// ends, and the notices its receiving side sends.
 pub struct ChannelFeed {
     source: ChannelSource,
     notices: Option<std::sync::mpsc::Receiver<String>>,
+    annotate: Option<Arc<Annotate>>,
     _running: Option<Box<dyn Send>>,
 }
 
 impl ChannelFeed {
     /// A feed reading `source`.
     pub fn new(source: ChannelSource) -> ChannelFeed {
-        ChannelFeed { source, notices: None, _running: None }
+        ChannelFeed { source, notices: None, annotate: None, _running: None }
+    }
+
+    /// Changes each session with `annotate` before it is stored (see `LiveFeed::annotator`).
+    pub fn annotating(
+        mut self,
+        annotate: impl Fn(&mut callflow_model::Session) + Send + Sync + 'static,
+    ) -> ChannelFeed {
+        self.annotate = Some(Arc::new(annotate));
+        self
     }
 
     /// Keeps `running` (dropped, and so stopped, with the feed).
@@ -352,6 +389,11 @@ impl LiveFeed for ChannelFeed {
 
     fn notices(&mut self) -> Vec<String> {
         self.notices.as_ref().map_or_else(Vec::new, |rx| rx.try_iter().take(64).collect())
+    }
+
+    fn annotator(&self) -> Option<callflow_jobs::SessionAnnotator> {
+        let annotate = self.annotate.clone()?;
+        Some(Box::new(move |s| annotate(s)))
     }
 }
 
