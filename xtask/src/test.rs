@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -48,8 +48,12 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("kamailio").is_none() && !is_executable(Path::new("/usr/sbin/kamailio")) {
         missing.push("kamailio");
     }
+    // tcpreplay replays captures into a veth pair for the CLI's live-vs-file tests.
+    if find_on_path("tcpreplay").is_none() && !is_executable(Path::new("/usr/bin/tcpreplay")) {
+        missing.push("tcpreplay");
+    }
     if missing.is_empty() {
-        println!("xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip and kamailio found");
+        println!("xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio and tcpreplay found");
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
     } else {

@@ -10,6 +10,7 @@
 
 mod classify;
 mod jobs;
+mod live;
 mod progress;
 mod subscribers;
 mod views;
@@ -57,8 +58,13 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct AnalyzeArgs {
-    /// The capture file; `-` reads standard input.
-    input: PathBuf,
+    /// The capture file; `-` reads standard input. Live input: `ws://`, `wss://` or
+    /// `packetflix:ws://` a remote capture stream, `hep://ADDR:PORT` HEP agents (or
+    /// `--interface` instead).
+    #[arg(required_unless_present = "interface")]
+    input: Option<PathBuf>,
+    #[command(flatten)]
+    live: live::LiveArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -77,9 +83,10 @@ struct CommonArgs {
     /// Where to write the result; `-` or absent: standard output.
     #[arg(short = 'o', long = "output")]
     output: Option<PathBuf>,
-    /// Output format: one JSON document, or one session per line as sessions complete.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    format: Format,
+    /// Output format: one JSON document, or one session per line as sessions complete
+    /// [default: json for a file, ndjson for live input].
+    #[arg(long, value_enum)]
+    format: Option<Format>,
     /// Indent the JSON document.
     #[arg(long)]
     pretty: bool,
@@ -97,6 +104,17 @@ struct CommonArgs {
     /// built-in one.
     #[arg(long, value_name = "FILE")]
     diameter_dictionary: Option<PathBuf>,
+}
+
+impl CommonArgs {
+    /// `--workers`, or the number of cores.
+    fn threads(&self) -> Result<usize> {
+        match self.workers {
+            Some(0) => bail!("--workers must be at least 1"),
+            Some(n) => Ok(n),
+            None => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -121,7 +139,10 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     let (input, common) = match cli.command {
-        Some(Command::Analyze(args)) => (args.input, args.common),
+        Some(Command::Analyze(args)) if live::is_live(args.input.as_deref(), &args.live) => {
+            return live::run(args.input.as_deref(), &args.live, &args.common);
+        }
+        Some(Command::Analyze(args)) => (args.input.unwrap_or_default(), args.common),
         Some(Command::Jobs(command)) => return jobs::run(command),
         Some(Command::Classify(args)) => return classify::run(&args),
         Some(Command::Subscribers(args)) => return subscribers::run(&args),
@@ -133,11 +154,8 @@ fn run(cli: Cli) -> Result<()> {
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),
         },
     };
-    if common.workers == Some(0) {
-        bail!("--workers must be at least 1");
-    }
-    let threads = common.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    let format = match common.format {
+    let threads = common.threads()?;
+    let format = match common.format.unwrap_or(Format::Json) {
         Format::Json => ResultFormat::Json,
         Format::Ndjson => ResultFormat::Ndjson,
     };

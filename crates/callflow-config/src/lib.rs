@@ -70,6 +70,8 @@ pub struct Settings {
     pub live: LiveSettings,
     /// The HEP listener (live analysis of what HEP agents mirror).
     pub hep: HepSettings,
+    /// The Packetflix-compatible capture service (`GET /capture`).
+    pub capture: CaptureSettings,
 }
 
 /// `[hep]`: where the HEP listener listens (UDP and TCP, one port) for the packets HEP
@@ -87,6 +89,30 @@ pub struct HepSettings {
 impl Default for HepSettings {
     fn default() -> Self {
         HepSettings { listen: "127.0.0.1:9060".into(), auth_key: String::new() }
+    }
+}
+
+/// `[capture]`: the Packetflix-compatible capture service, `GET /capture`, which streams
+/// live packets from a network namespace as pcapng over a WebSocket. Off by default: when
+/// on, callflowd needs `CAP_SYS_ADMIN` (to enter namespaces) and `CAP_NET_RAW` (to capture)
+/// and refuses to start without them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureSettings {
+    /// Serve `GET /capture`.
+    pub enabled: bool,
+    /// Packets held per stream for a client that reads slowly; beyond it they are dropped
+    /// (and counted in the stream's closing statistics), so memory stays bounded.
+    pub queue_packets: usize,
+    /// Bytes kept of each packet.
+    pub snaplen: u32,
+    /// Streams at once; more are refused (503).
+    pub max_streams: usize,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings { enabled: false, queue_packets: 4096, snaplen: 262_144, max_streams: 16 }
     }
 }
 
@@ -537,7 +563,7 @@ impl Settings {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
         let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
-        let checks: [(&'static str, bool, &str); 18] = [
+        let checks: [(&'static str, bool, &str); 21] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -569,6 +595,9 @@ impl Settings {
             ("live.stats_interval", self.live.stats_interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("live.queue_frames", self.live.queue_frames >= 1, "must be at least 1"),
             ("hep.listen", hep_listen, "must be an address and a port, e.g. 127.0.0.1:9060 or [::1]:9060"),
+            ("capture.queue_packets", self.capture.queue_packets >= 1, "must be at least 1"),
+            ("capture.max_streams", self.capture.max_streams >= 1, "must be at least 1"),
+            ("capture.snaplen", self.capture.snaplen >= 64, "must be at least 64"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

@@ -11,23 +11,30 @@
 //! Each reading thread offers its frames to the queue with [`FrameSender::offer`], which
 //! drops and counts when the consumer is behind, so a slow consumer costs packets, never
 //! memory. The kernel's own drop counts (`pcap_stats`) are kept per interface and added to
-//! the source's [`LiveCounters::source_dropped`](crate::LiveCounters). The reads wait at
-//! most [`POLL`], so [`CaptureHandle::stop`] returns within about that long.
+//! the source's [`LiveCounters::source_dropped`](crate::LiveCounters). The handles are
+//! non-blocking and the readers `poll` their sockets for at most [`POLL`] (libpcap's own
+//! read timeout does not fire on an idle link: its `poll` loops until a packet comes), so
+//! [`CaptureHandle::stop`] returns within about that long whatever the traffic.
 
 use crate::channel::{FrameSender, OwnedFrame};
 use crate::error::{Capability, LiveError};
 use crate::netns::{self, Netns};
 use callflow_decode::capture::CaptureError;
 use callflow_decode::{LinkType, Timestamp};
+use rustix::event::{PollFd, PollFlags, Timespec};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use crate::netns::{ContainerTarget, NetnsTarget};
 
 /// How long a read waits for a packet before checking whether to stop.
 pub const POLL: Duration = Duration::from_millis(100);
+
+/// How long the kernel holds captured packets before handing them over (TPACKET_V3's
+/// block timeout): the latency of a packet on a quiet link.
+const BLOCK_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// The kernel buffer asked for per interface: room for bursts while the reader catches up.
 const KERNEL_BUFFER: i32 = 4 << 20;
@@ -128,8 +135,11 @@ impl CaptureHandle {
         self.threads.iter().all(|t| t.is_finished())
     }
 
-    /// Stops capturing, waits for the reading threads (at most about [`POLL`]) and closes
-    /// the interfaces; returns the final counters per interface.
+    /// Stops capturing, waits for the reading threads and closes the interfaces; returns
+    /// the final counters per interface. What the kernel had already captured is still
+    /// offered (the readers stop once their socket stays empty for 40 ms, or after
+    /// [`POLL`] on a link that never goes quiet), so the counters add up: received =
+    /// delivered + dropped.
     pub fn stop(mut self) -> Vec<InterfaceStats> {
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads.drain(..) {
@@ -241,11 +251,17 @@ fn open_one(name: &str, spec: &CaptureSpec) -> Result<pcap::Capture<pcap::Active
         .map_err(failed)?
         .promisc(spec.promiscuous)
         .snaplen(i32::try_from(spec.snaplen.max(64)).unwrap_or(i32::MAX))
-        .timeout(POLL.as_millis() as i32)
-        .immediate_mode(true)
+        // Not immediate mode: that is TPACKET_V2, a ring of snaplen-sized slots (16 of them
+        // in 4 MB at the default snaplen, so a burst overflows it); TPACKET_V3 packs packets
+        // by their size and hands a block over when it is full or BLOCK_TIMEOUT old.
+        .timeout(BLOCK_TIMEOUT.as_millis() as i32)
         .buffer_size(KERNEL_BUFFER)
         .precision(pcap::Precision::Nano)
         .open()
+        .map_err(failed)?
+        // Reads never block: the reader polls the socket itself, with a timeout, because
+        // libpcap's own read timeout does not return while the link is idle.
+        .setnonblock()
         .map_err(failed)?;
     if let Some(filter) = spec.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         capture.filter(filter, true).map_err(|err| LiveError::BadFilter {
@@ -286,8 +302,19 @@ struct Reader {
 impl Reader {
     fn run(mut self) {
         let mut reported_drops = 0u64;
-        let mut since_stats = 0u32;
-        while !self.stop.load(Ordering::Relaxed) {
+        let mut since_check = 0u32;
+        let mut last_stats = Instant::now();
+        // After a stop, what the kernel already holds is still read (until the socket has
+        // stayed empty for a block timeout), so that the final counters add up: every
+        // packet counted as received was delivered or counted as dropped.
+        // On a link that never goes quiet, draining ends at a deadline.
+        let mut draining: Option<bool> = None;
+        let mut drain_until = Instant::now();
+        loop {
+            if draining.is_none() && self.stop.load(Ordering::Relaxed) {
+                draining = Some(false);
+                drain_until = Instant::now() + POLL;
+            }
             match self.capture.next_packet() {
                 Ok(packet) => {
                     let header = packet.header;
@@ -309,21 +336,56 @@ impl Reader {
                     if self.sender.offer(frame).is_err() {
                         break;
                     }
-                    since_stats += 1;
-                    if since_stats >= 1024 {
-                        since_stats = 0;
-                        self.update_stats(&mut reported_drops);
+                    // While busy, refresh the counters every POLL (checking the clock
+                    // every 256 packets only).
+                    since_check += 1;
+                    if since_check >= 256 {
+                        since_check = 0;
+                        if last_stats.elapsed() >= POLL {
+                            self.update_stats(&mut reported_drops);
+                            last_stats = Instant::now();
+                        }
+                        if draining.is_some() && Instant::now() >= drain_until {
+                            break;
+                        }
                     }
                 }
-                Err(pcap::Error::TimeoutExpired) => self.update_stats(&mut reported_drops),
+                // Non-blocking: nothing waiting. Wait for the socket at most POLL, so a
+                // stop is seen and the counters refreshed while the link is quiet.
+                Err(pcap::Error::TimeoutExpired) => {
+                    self.update_stats(&mut reported_drops);
+                    last_stats = Instant::now();
+                    let wait = match draining {
+                        None => POLL,
+                        // Once more, for the block the kernel has not handed over yet.
+                        Some(false) => BLOCK_TIMEOUT * 2,
+                        Some(true) => break,
+                    };
+                    if draining.is_some() {
+                        draining = Some(true);
+                    }
+                    let mut fds = [PollFd::new(&self.capture, PollFlags::IN)];
+                    let timeout = Timespec { tv_sec: 0, tv_nsec: wait.as_nanos() as _ };
+                    match rustix::event::poll(&mut fds, Some(&timeout)) {
+                        Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                        Err(err) => {
+                            self.fail(&format!("waiting for packets: {err}"));
+                            break;
+                        }
+                    }
+                }
                 Err(err) => {
-                    let message = format!("capture on {} failed: {err}", self.name);
-                    self.sender.fail(CaptureError::Io(std::io::Error::other(message)));
+                    self.fail(&err.to_string());
                     break;
                 }
             }
         }
         self.update_stats(&mut reported_drops);
+    }
+
+    fn fail(&self, message: &str) {
+        let message = format!("capture on {} failed: {message}", self.name);
+        self.sender.fail(CaptureError::Io(std::io::Error::other(message)));
     }
 
     fn update_stats(&mut self, reported_drops: &mut u64) {

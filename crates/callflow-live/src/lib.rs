@@ -19,6 +19,8 @@ pub mod error;
 pub mod hep;
 pub mod netns;
 pub mod pcapng;
+pub mod record;
+pub mod remote;
 
 pub use channel::{channel, ChannelSource, FrameSender, LiveCounters, OwnedFrame, SourceClosed};
 pub use error::LiveError;

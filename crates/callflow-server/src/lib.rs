@@ -98,6 +98,7 @@
 mod access;
 mod api;
 mod auth;
+mod capture;
 mod conn;
 mod error;
 mod hub;
@@ -176,6 +177,16 @@ pub enum ServerError {
     /// Accepting connections failed.
     #[error("accepting connections: {0}")]
     Accept(std::io::Error),
+    /// `[capture] enabled` without the capabilities the capture service needs.
+    #[error(
+        "[capture] enabled = true, but callflowd lacks {missing}: the capture service needs CAP_SYS_ADMIN \
+         (to enter network namespaces) and CAP_NET_RAW (to capture); run it as root or grant them \
+         (setcap cap_sys_admin,cap_net_raw+ep, or systemd's AmbientCapabilities=), or turn the service off"
+    )]
+    CapturePrivileges {
+        /// The missing capabilities, e.g. `CAP_SYS_ADMIN and CAP_NET_RAW`.
+        missing: String,
+    },
 }
 
 /// The whole API on `state`.
@@ -210,11 +221,15 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(api::version))
         .route("/metrics", get(api::metrics))
         .layer(timeout);
-    let long = Router::new()
+    let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/ws", get(live::ws_all))
         .route("/api/v1/jobs/{id}/ws", get(live::ws_job))
         .route("/api/v1/jobs/{id}/events", get(live::sse));
+    if s.capture.enabled {
+        let streams = capture::Streams::new(s.capture.max_streams);
+        long = long.route("/capture", get(capture::capture).layer(axum::Extension(streams)));
+    }
     rest.merge(long)
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
@@ -303,6 +318,17 @@ fn check_auth(settings: &Settings, loopback: bool, addr: &str) -> Result<(), Ser
     }
 }
 
+/// The capture service needs to enter namespaces and open packet sockets: refused when on
+/// without the capabilities for it, naming the missing ones.
+fn check_capture(settings: &Settings) -> Result<(), ServerError> {
+    let missing = if settings.capture.enabled { capture::missing_privileges() } else { Vec::new() };
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(ServerError::CapturePrivileges { missing: missing.join(" and ") })
+    }
+}
+
 impl Server {
     /// Binds `server.bind_addr:server.port` (port 0: any free port) and loads TLS if
     /// configured. A non-loopback address without authentication is refused unless
@@ -317,6 +343,7 @@ impl Server {
         };
         // Refused before binding, so that a refused configuration never listens at all.
         check_auth(&settings, is_loopback(&host), &addr)?;
+        check_capture(&settings)?;
         let listener = TcpListener::bind(&addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         Server::from_listener(listener, settings, manager).await
     }
@@ -332,6 +359,7 @@ impl Server {
     ) -> Result<Server, ServerError> {
         let local = listener.local_addr().map_err(|source| ServerError::Bind { addr: "listener".into(), source })?;
         check_auth(&settings, local.ip().is_loopback(), &local.to_string())?;
+        check_capture(&settings)?;
         let tls = match (&settings.server.tls.cert, &settings.server.tls.key) {
             (Some(cert), Some(key)) => Some(tls_acceptor(cert, key)?),
             _ => None,

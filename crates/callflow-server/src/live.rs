@@ -58,7 +58,7 @@ pub async fn ws_job(
 
 /// The login token a stream was opened with, if authentication is on and it was one (an
 /// API key does not expire): the stream ends when the token does.
-fn login_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<String> {
+pub(crate) fn login_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<String> {
     if !state.auth.enabled() {
         return None;
     }
@@ -69,7 +69,7 @@ fn login_token(state: &AppState, headers: &HeaderMap, uri: &Uri) -> Option<Strin
 /// Runs one write to a client, giving up after `limit`: a client that stopped reading
 /// fills its socket buffer, and a write without a deadline then waits for ever, holding
 /// its client slot, with neither the heartbeat check nor the 1013 close able to run.
-async fn within<E>(limit: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
+pub(crate) async fn within<E>(limit: Duration, write: impl Future<Output = Result<(), E>>) -> bool {
     matches!(tokio::time::timeout(limit, write).await, Ok(Ok(())))
 }
 

@@ -280,8 +280,9 @@ impl LiveSources {
     }
 
     /// The kinds this build can open: an interface (`callflow_live::capture`, libpcap in
-    /// the namespace) and HEP (`callflow_live::hep`, the listener of `[hep]`, its agents'
-    /// ids put on the messages).
+    /// the namespace), a remote stream (`callflow_live::remote`, connecting again with
+    /// backoff when lost, each loss and return a notice) and HEP (`callflow_live::hep`, the
+    /// listener of `[hep]`, its agents' ids put on the messages).
     pub fn builtin() -> LiveSources {
         LiveSources::new(|source, settings| {
             let open = |e: callflow_live::LiveError| SourceError::Open(e.to_string());
@@ -308,10 +309,18 @@ impl LiveSources {
                     let feed = ChannelFeed::new(rx).annotating(move |s| annotations.annotate(s)).holding(listener);
                     Ok(Box::new(feed))
                 }
-                // FIXME(issue 14): wired once `callflow_live::remote` is merged.
-                LiveSource::Remote { .. } => Err(SourceError::Unavailable(
-                    "this callflowd cannot open remote capture streams (`url`) yet (not built in)".into(),
-                )),
+                LiveSource::Remote { url } => {
+                    use callflow_live::remote::{self, Backoff, RemoteSpec};
+                    let mut spec = RemoteSpec::parse(url).map_err(|e| SourceError::Open(e.to_string()))?;
+                    // A live job outlives a lost stream: it connects again, saying so.
+                    let (notices, notices_rx) = std::sync::mpsc::channel();
+                    spec.reconnect = Some(Backoff::default());
+                    spec.on_event = Some(Arc::new(move |event| {
+                        let _ = notices.send(remote_notice(event));
+                    }));
+                    let handle = remote::start(&spec, tx).map_err(|e| SourceError::Open(e.to_string()))?;
+                    Ok(Box::new(ChannelFeed::new(rx).with_notices(notices_rx).holding(handle)))
+                }
             }
         })
     }
@@ -319,6 +328,18 @@ impl LiveSources {
     /// Opens `source`.
     pub fn open(&self, source: &LiveSource, settings: &Settings) -> Result<Box<dyn LiveFeed>, SourceError> {
         (self.0)(source, settings)
+    }
+}
+
+/// A remote stream's reconnection as a live job's notice.
+fn remote_notice(event: &callflow_live::remote::RemoteEvent) -> String {
+    use callflow_live::remote::RemoteEvent;
+    match event {
+        RemoteEvent::Lost { reason, retry_in } => {
+            format!("the remote stream was lost ({reason}); connecting again in {:.1} s", retry_in.as_secs_f64())
+        }
+        RemoteEvent::Reconnected { attempt } => format!("the remote stream is back (attempt {attempt})"),
+        other => format!("remote stream: {other:?}"),
     }
 }
 

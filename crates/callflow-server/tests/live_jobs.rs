@@ -219,9 +219,9 @@ async fn bad_live_bodies_and_sources_that_cannot_open_are_400_naming_the_problem
     let (status, v) = post_live(&client, &server, json!({"interface": "nosuchif0"})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
     assert!(v["error"]["message"].as_str().unwrap().starts_with("cannot open the live source: "), "{v}");
-    // FIXME(issue 14): 501 until `callflow_live::remote` is merged and wired.
+    // Nothing listens on the discard port: the first connection's failure is the answer.
     let (status, v) = post_live(&client, &server, json!({"url": "ws://127.0.0.1:9/capture"})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (501, Some("not_implemented")), "{v}");
+    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
     let jobs = server.get_json(&client, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"], json!([]), "no refused request made a job");
     server.shutdown().await;
@@ -241,5 +241,71 @@ async fn live_jobs_beyond_live_max_jobs_are_refused() {
     wait_finished(&client, &server, id).await;
     let (status, _) = post_live(&client, &server, json!({"hep": true})).await;
     assert_eq!(status, 201, "room again once the first has ended");
+    server.shutdown().await;
+}
+
+/// A Packetflix-like stream server on loopback: each connection gets a pcapng stream of
+/// the next `chunks[i]` frames of the example; every connection but the last is then cut
+/// without a close frame (a lost stream), the last stays open.
+async fn flaky_stream_server(chunks: Vec<std::ops::Range<usize>>) -> std::net::SocketAddr {
+    use callflow_live::capture::CapturedInterface;
+    use callflow_live::pcapng::{StreamWriter, TargetInfo};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let frames = common::read_frames(&common::example());
+    tokio::spawn(async move {
+        let last = chunks.len() - 1;
+        for (n, range) in chunks.into_iter().enumerate() {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let iface = CapturedInterface { name: "eth0".into(), link_type: frames[0].0, snaplen: 262_144 };
+            let (mut writer, head) = StreamWriter::start(&TargetInfo::default(), &[iface]);
+            ws.send(Message::binary(head)).await.unwrap();
+            for (link_type, data) in &frames[range] {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                let frame = callflow_live::OwnedFrame {
+                    ts: callflow_decode::Timestamp::from_nanos(now.as_nanos() as i64),
+                    link_type: *link_type,
+                    orig_len: data.len() as u32,
+                    data: data.clone(),
+                    interface: 0,
+                };
+                let mut out = Vec::new();
+                writer.packet(&frame, &mut out);
+                ws.send(Message::binary(out)).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            if n == last {
+                // Held open until the job stops.
+                while ws.next().await.is_some_and(|m| m.is_ok()) {}
+            }
+            // Dropped without a close frame: the connection is lost.
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_lost_remote_stream_reconnects_and_says_so_in_the_job_s_events() {
+    // The call's first 300 frames, the connection lost, then the rest after reconnecting.
+    let addr = flaky_stream_server(vec![0..300, 300..607]).await;
+    let server = start(quick).await;
+    let client = reqwest::Client::new();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    let (status, job) = post_live(&client, &server, json!({"url": format!("packetflix:ws://{addr}/capture")})).await;
+    assert_eq!(status, 201, "{job}");
+    let id = job["job_id"].as_i64().unwrap();
+    let lost = next_of(&mut ws, id, "notice").await;
+    let lost = lost["message"].as_str().unwrap().to_string();
+    assert!(lost.starts_with("the remote stream was lost (") && lost.contains("connecting again in 1.0 s"), "{lost}");
+    let back = next_of(&mut ws, id, "notice").await;
+    assert_eq!(back["message"], "the remote stream is back (attempt 1)");
+    let session = next_of(&mut ws, id, "session").await;
+    assert_eq!(session["session"]["call_id"], "f6e05c1257cfe591-0@10.1.0.1");
+    client.post(server.url(&format!("/api/v1/jobs/{id}/cancel"))).send().await.unwrap();
+    let done = wait_finished(&client, &server, id).await;
+    assert_eq!((done["status"].as_str(), done["packets"].as_u64()), (Some("COMPLETED"), Some(607)), "{done}");
     server.shutdown().await;
 }

@@ -1,0 +1,3 @@
+//! Helpers shared by callflow-live's integration tests.
+
+pub mod netns;
