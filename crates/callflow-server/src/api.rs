@@ -1445,7 +1445,8 @@ fn job_schema() -> Value {
 /// `duration` and `name` (see `crate::sources`).
 fn live_source_schema() -> Value {
     json!({"type": "object", "description": "exactly one of interface, url, hep; netns, filter, promiscuous and \
-        snaplen go with interface only. A bad field is a 400 naming it; a kind this build cannot open, 501",
+        snaplen go with interface only. A bad field, or a source that cannot be opened, is a 400 naming \
+        it; an interface without capture.enabled, 403",
         "properties": {
         "interface": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
             "description": "an interface, several separated by / (or a list); \"any\" or empty: all of the namespace"},

@@ -92,6 +92,10 @@ pub enum ApiError {
     /// its deadline).
     #[error("{0}")]
     TooSlow(String),
+    /// The configuration does not allow what was asked (capturing interfaces without
+    /// `capture.enabled`); the message names the key.
+    #[error("{0}")]
+    Forbidden(String),
     /// This build cannot do what was asked (a live source kind not built in).
     #[error("{0}")]
     NotImplemented(String),
@@ -123,6 +127,7 @@ impl ApiError {
             ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -148,6 +153,7 @@ impl ApiError {
             ApiError::TooSlow(_) => "request_timeout".into(),
             ApiError::InsufficientStorage(_) => "insufficient_storage".into(),
             ApiError::NotImplemented(_) => "not_implemented".into(),
+            ApiError::Forbidden(_) => "forbidden".into(),
             ApiError::Gone(_) => "aged_out".into(),
             ApiError::Internal(_) => "internal".into(),
         }

@@ -243,6 +243,9 @@ pub enum SourceError {
     /// This build cannot open sources of this kind.
     #[error("{0}")]
     Unavailable(String),
+    /// The configuration turns this kind off; the message names the key.
+    #[error("{0}")]
+    Disabled(String),
     /// The source was refused or failed to open (no such interface, namespace or host,
     /// not permitted...); the message says which.
     #[error("cannot open the live source: {0}")]
@@ -253,6 +256,7 @@ impl From<SourceError> for ApiError {
     fn from(e: SourceError) -> ApiError {
         match e {
             SourceError::Unavailable(m) => ApiError::NotImplemented(m),
+            SourceError::Disabled(m) => ApiError::Forbidden(m),
             e @ SourceError::Open(_) => ApiError::BadRequest(e.to_string()),
         }
     }
@@ -288,6 +292,13 @@ impl LiveSources {
             let open = |e: callflow_live::LiveError| SourceError::Open(e.to_string());
             let (tx, rx) = callflow_live::channel(settings.live.queue_frames, TICK);
             match source {
+                // Capturing interfaces is what `[capture]` allows (with the privileges it
+                // checks at start), for live jobs as for the capture service.
+                LiveSource::Interface { .. } if !settings.capture.enabled => Err(SourceError::Disabled(
+                    "capturing from interfaces is off: set capture.enabled = true ([capture]; callflowd then needs \
+                     CAP_SYS_ADMIN and CAP_NET_RAW)"
+                        .into(),
+                )),
                 LiveSource::Interface { interfaces, netns, filter, promiscuous, snaplen } => {
                     let spec = callflow_live::capture::CaptureSpec {
                         netns: netns.as_ref().map(|n| match n {

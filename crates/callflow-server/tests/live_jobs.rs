@@ -215,13 +215,15 @@ async fn bad_live_bodies_and_sources_that_cannot_open_are_400_naming_the_problem
         .await
         .unwrap();
     assert_eq!(not_json.status(), 400);
-    // A source that cannot be opened is this request's error, never a job.
-    let (status, v) = post_live(&client, &server, json!({"interface": "nosuchif0"})).await;
-    assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().starts_with("cannot open the live source: "), "{v}");
-    // Nothing listens on the discard port: the first connection's failure is the answer.
+    // Interfaces are captured only with [capture] enabled.
+    let (status, v) = post_live(&client, &server, json!({"interface": "eth0"})).await;
+    assert_eq!((status, v["error"]["code"].as_str()), (403, Some("forbidden")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("capture.enabled = true"), "{v}");
+    // A source that cannot be opened is this request's error, never a job: nothing listens
+    // on the discard port, and the first connection's failure is the answer.
     let (status, v) = post_live(&client, &server, json!({"url": "ws://127.0.0.1:9/capture"})).await;
     assert_eq!((status, v["error"]["code"].as_str()), (400, Some("bad_request")), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().starts_with("cannot open the live source: "), "{v}");
     let jobs = server.get_json(&client, "/api/v1/jobs").await;
     assert_eq!(jobs["jobs"], json!([]), "no refused request made a job");
     server.shutdown().await;

@@ -101,8 +101,18 @@ async fn a_live_job_on_an_interface_in_a_namespace_finds_the_call_replayed_onto_
         return;
     }
     let veth = Veth::new();
-    let server = start(|s| s.processing.session_linger = Duration::from_secs(1)).await;
+    let server = start(|s| {
+        s.processing.session_linger = Duration::from_secs(1);
+        s.capture.enabled = true;
+    })
+    .await;
     let client = reqwest::Client::new();
+    // An interface that is not there: the request's error, naming it.
+    let body = json!({"interface": "nosuchif0", "netns": format!("/run/netns/{}", veth.capture_ns)});
+    let response = client.post(server.url("/api/v1/live")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let v: Value = response.json().await.unwrap();
+    assert!(v["error"]["message"].as_str().unwrap().contains("unknown network interface \"nosuchif0\""), "{v}");
     let body = json!({"interface": veth.capture_if, "netns": format!("/run/netns/{}", veth.capture_ns),
                       "filter": "udp"});
     let response = client.post(server.url("/api/v1/live")).json(&body).send().await.unwrap();
