@@ -12,7 +12,8 @@
 //! Diameter Session-Ids, TEIDs) and each call's outcome.
 //!
 //! The ground truth (`--truth`, by default `OUT` with the extension `.truth.json`) says for
-//! every call its Call-ID, outcome, expected state, who hung up, its SIP message count, its
+//! every call its Call-ID, outcome, expected state, who hung up, its SIP message count and
+//! when each was sent (`timeline_us`), its
 //! transport and VLAN, and per RTP stream the packets written and the `expected`/`lost`
 //! counts as tshark's `rtp,streams` computes them from the packets that were written.
 
@@ -69,6 +70,12 @@ pub struct Args {
     /// Fraction of calls cancelled while ringing.
     #[arg(long, default_value_t = 0.0)]
     cancel: f64,
+    /// Fraction of calls that ring and are then answered 480 Temporarily Unavailable (no answer).
+    #[arg(long, default_value_t = 0.0)]
+    no_answer: f64,
+    /// Fraction of calls answered 503 Service Unavailable after the 100 Trying, without ringing.
+    #[arg(long, default_value_t = 0.0)]
+    failed: f64,
     /// Fraction of calls that go through a B2BUA: each is written as two legs, A -> B2BUA
     /// and B2BUA -> B, the second with a Call-ID of its own and its own addresses, a few ms
     /// later. The legs take turns at what ties them: a shared RFC 7989 Session-ID, a shared
@@ -145,6 +152,8 @@ pub enum Outcome {
     Completed,
     Busy,
     Cancelled,
+    NoAnswer,
+    Failed,
 }
 
 impl Outcome {
@@ -153,6 +162,8 @@ impl Outcome {
             Outcome::Completed => "completed",
             Outcome::Busy => "busy",
             Outcome::Cancelled => "cancelled",
+            Outcome::NoAnswer => "no_answer",
+            Outcome::Failed => "failed",
         }
     }
 
@@ -162,6 +173,7 @@ impl Outcome {
             Outcome::Completed => "COMPLETED",
             Outcome::Busy => "REJECTED",
             Outcome::Cancelled => "CANCELLED",
+            Outcome::NoAnswer | Outcome::Failed => "REJECTED",
         }
     }
 }
@@ -176,7 +188,12 @@ pub fn run(args: &Args) -> Result<()> {
     }
     fraction("busy", args.busy)?;
     fraction("cancel", args.cancel)?;
-    ensure!(args.busy + args.cancel <= 1.0, "--busy and --cancel add up to more than 1");
+    fraction("no-answer", args.no_answer)?;
+    fraction("failed", args.failed)?;
+    ensure!(
+        args.busy + args.cancel + args.no_answer + args.failed <= 1.0,
+        "--busy, --cancel, --no-answer and --failed add up to more than 1"
+    );
     ensure!((1..=call::MAX_CALLS / 2).contains(&args.calls), "--calls must be between 1 and {}", call::MAX_CALLS / 2);
     ensure!(args.duration > 0.0 && args.duration <= 86_400.0, "--duration must be above 0 and at most a day");
     if let Some(w) = args.window {
@@ -254,10 +271,14 @@ fn plan_calls(args: &Args) -> Vec<CallPlan> {
     let count = |f: f64| ((f * n as f64).round() as usize).min(n);
     let n_busy = count(args.busy);
     let n_cancel = count(args.cancel).min(n - n_busy);
+    let n_no_answer = count(args.no_answer).min(n - n_busy - n_cancel);
+    let n_failed = count(args.failed).min(n - n_busy - n_cancel - n_no_answer);
     let mut outcomes: Vec<Outcome> = (0..n)
         .map(|i| match i {
             _ if i < n_busy => Outcome::Busy,
             _ if i < n_busy + n_cancel => Outcome::Cancelled,
+            _ if i < n_busy + n_cancel + n_no_answer => Outcome::NoAnswer,
+            _ if i < n_busy + n_cancel + n_no_answer + n_failed => Outcome::Failed,
             _ => Outcome::Completed,
         })
         .collect();

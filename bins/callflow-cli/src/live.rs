@@ -201,22 +201,28 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
         started: Instant::now(),
         last: Instant::now(),
         counters: counters.clone(),
+        due: false,
+        open: None,
         out: out.clone(),
     };
     let analysed = analyze_with_classifier(&mut source, &label, opts, classifier, Some(&mut sink), &mut control);
     // The analysis is over: the stopper may go, and the source is stopped if it was not.
     let _ = done_tx.send(());
     let _ = stopper.join();
+    // The queue's end goes first, so a source waiting for room in it (a remote stream)
+    // is let go instead of being waited for.
+    let Recording { inner, recorder, error } = source;
+    drop(inner);
     if let Some(running) = running.lock().ok().and_then(|mut r| r.take()) {
         running.stop();
     }
     if let Some(e) = write_error {
         return Err(e);
     }
-    if let Some(recorder) = source.recorder.take() {
+    if let Some(recorder) = recorder {
         recorder.finish().context("cannot finish the --write file")?;
     }
-    if let Some(e) = source.error.take() {
+    if let Some(e) = error {
         return Err(e).context("cannot write the --write file");
     }
     let mut doc = analysed.with_context(|| format!("cannot read {label}"))?;
@@ -340,6 +346,10 @@ struct Stats {
     started: Instant,
     last: Instant,
     counters: Arc<LiveCounters>,
+    /// A stats line is due: the open sessions are asked for.
+    due: bool,
+    /// The open sessions, once told.
+    open: Option<u64>,
     /// The output, shared with the session sink (both run on the analysis thread).
     out: Rc<RefCell<Lines>>,
 }
@@ -349,15 +359,26 @@ impl AnalyzeControl for Stats {
         ControlFlow::Continue(())
     }
 
+    fn wants_open_sessions(&mut self) -> bool {
+        self.due
+    }
+
+    fn on_open_sessions(&mut self, open: u64) {
+        self.open = Some(open);
+    }
+
     fn on_progress(&mut self, frames: u64, _bytes: u64, sessions: u64) -> ControlFlow<()> {
         if self.every.is_zero() {
             return ControlFlow::Continue(());
         }
-        let now = Instant::now();
-        if now.duration_since(self.last) < self.every {
+        // When the time comes, the open sessions are asked for, and the line is written
+        // once they are told (after the next frame or tick).
+        let Some(open) = self.open.take() else {
+            self.due = self.due || self.last.elapsed() >= self.every;
             return ControlFlow::Continue(());
-        }
-        self.last = now;
+        };
+        self.due = false;
+        self.last = Instant::now();
         let (received, bytes, dropped, source_dropped) = self.counters.snapshot();
         let line = StatsLine {
             r#type: "stats",
@@ -367,6 +388,7 @@ impl AnalyzeControl for Stats {
             analysed: frames,
             dropped_queue: dropped,
             dropped_source: source_dropped,
+            sessions_open: open,
             sessions_closed: sessions,
         };
         // A failed write shows again, and is reported, on the next session or the summary.
@@ -391,6 +413,8 @@ struct StatsLine {
     /// Frames the source lost or refused before the queue: the kernel's drops on a
     /// captured interface, malformed or unauthorized HEP packets.
     dropped_source: u64,
+    /// Sessions started and not yet over.
+    sessions_open: u64,
     /// Sessions over and written so far.
     sessions_closed: u64,
 }

@@ -12,6 +12,7 @@ mod classify;
 mod jobs;
 mod live;
 mod progress;
+mod stats;
 mod subscribers;
 mod views;
 
@@ -54,6 +55,9 @@ enum Command {
     ExportPcap(views::ExportArgs),
     /// The calls of a capture as a table: time, from, to, state, duration, setup, MOS, problems.
     Calls(views::CallsArgs),
+    /// Operator statistics: ASR, NER, ACD, post-dial delay, RFC 6076's ratios and delays,
+    /// response codes; for the whole capture or per peer, domain and minute (docs/kpis.md).
+    Stats(stats::StatsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -149,6 +153,7 @@ fn run(cli: Cli) -> Result<()> {
         Some(Command::Ladder(args)) => return views::ladder(&args),
         Some(Command::ExportPcap(args)) => return views::export(&args),
         Some(Command::Calls(args)) => return views::calls(&args),
+        Some(Command::Stats(args)) => return stats::run(&args),
         None => match cli.legacy.input {
             Some(input) => (input, cli.legacy.common),
             None => bail!("nothing to do: give a capture, e.g. `callflow-cli analyze capture.pcap` (see --help)"),

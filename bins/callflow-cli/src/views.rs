@@ -289,8 +289,38 @@ pub fn calls(args: &CallsArgs) -> Result<()> {
             ]
         })
         .collect();
+    let cells: Vec<Vec<String>> = cells.into_iter().map(Vec::from).collect();
+    write_table(&mut out, &header, &cells, colour, &|i, c| match i {
+        3 => match c {
+            "COMPLETED" | "IN_CALL" => Some("32"),
+            "CANCELLED" | "RINGING" | "CALL_SETUP" => Some("33"),
+            "REJECTED" | "FAILED" => Some("31"),
+            _ => None,
+        },
+        6 | 7 => match c.parse::<f64>() {
+            Ok(m) if m >= 4.0 => Some("32"),
+            Ok(m) if m >= 3.6 => Some("33"),
+            Ok(_) => Some("31"),
+            Err(_) => None,
+        },
+        8 if c != "-" => Some("31"),
+        _ => None,
+    })?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Writes `cells` under `header` in aligned columns two spaces apart, the header in bold
+/// and each cell in the colour `paint` gives it (by column and text) when `colour`.
+pub(crate) fn write_table(
+    out: &mut dyn Write,
+    header: &[&str],
+    cells: &[Vec<String>],
+    colour: bool,
+    paint: &dyn Fn(usize, &str) -> Option<&'static str>,
+) -> io::Result<()> {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in &cells {
+    for row in cells {
         for (w, c) in widths.iter_mut().zip(row) {
             *w = (*w).max(c.chars().count());
         }
@@ -313,25 +343,9 @@ pub fn calls(args: &CallsArgs) -> Result<()> {
         writeln!(out, "{}", text.trim_end())
     };
     let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
-    line(&mut out, &head, &|_, _| Some("1"))?;
-    for row in &cells {
-        line(&mut out, row, &|i, c| match i {
-            3 => match c {
-                "COMPLETED" | "IN_CALL" => Some("32"),
-                "CANCELLED" | "RINGING" | "CALL_SETUP" => Some("33"),
-                "REJECTED" | "FAILED" => Some("31"),
-                _ => None,
-            },
-            6 | 7 => match c.parse::<f64>() {
-                Ok(m) if m >= 4.0 => Some("32"),
-                Ok(m) if m >= 3.6 => Some("33"),
-                Ok(_) => Some("31"),
-                Err(_) => None,
-            },
-            8 if c != "-" => Some("31"),
-            _ => None,
-        })?;
+    line(out, &head, &|_, _| Some("1"))?;
+    for row in cells {
+        line(out, row, paint)?;
     }
-    out.flush()?;
     Ok(())
 }

@@ -141,8 +141,18 @@ fn a_remote_stream_gives_the_files_sessions_and_writes_what_it_saw() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["source"]["packets"], 1130);
     assert_eq!(summary["source"]["complete"], true);
-    // What was saved is the capture again.
+    // What was saved is the capture again, for us and for tshark.
     assert_eq!(file_outline(&saved), expected);
+    match Command::new("tshark").args(["-n", "-r"]).arg(&saved).args(["-T", "fields", "-e", "frame.number"]).output() {
+        Ok(out) => {
+            assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1130);
+        }
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "tshark is needed in CI: {e}");
+            eprintln!("tshark missing: the --write file is not checked with it");
+        }
+    }
     assert_eq!(server.join().unwrap().map(|f| f.code), Some(CloseCode::Normal));
     std::fs::remove_dir_all(dir).ok();
 }
@@ -198,6 +208,8 @@ fn stats_lines_come_while_a_live_run_waits() {
     for key in ["bytes", "analysed", "dropped_source", "sessions_closed", "elapsed_s"] {
         assert!(last.get(key).is_some(), "{key} missing from {last}");
     }
+    let sessions = last["sessions_open"].as_u64().unwrap() + last["sessions_closed"].as_u64().unwrap();
+    assert!(sessions >= 1, "the calls begun in the stream are open or closed: {last}");
     server.join().unwrap();
 }
 
@@ -503,7 +515,8 @@ fn callflowds_capture_service_streams_what_analyses_like_the_file() {
     let capture = outcomes();
     let url = format!("ws://{}/capture?netns={netns}&nif={}", service.addr, veth.inside);
     let mut run = LiveRun::start(&["analyze", "--no-ndpi", &url, "--stats-every", "1"]);
-    // The first stats line: the stream is open (its capture started before the upgrade's answer).
+    // The first stats line, a second after the upgrade: the service opens its capture right
+    // after answering the upgrade (milliseconds), and a failure would have closed the stream.
     run.wait_for_stats(|_| true);
     let total = packets(&capture);
     sh(&["tcpreplay", "-q", "--pps", "2000", "-i", &veth.outside, capture.to_str().unwrap()]);

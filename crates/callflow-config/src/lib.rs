@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `hep`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `legs`, `kpis`, `hep`), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -68,10 +68,59 @@ pub struct Settings {
     pub quality: QualitySettings,
     /// Live jobs: what they keep of their traffic, and how they report.
     pub live: LiveSettings,
+    /// Operator statistics: peers, trunks, time buckets and the live series' labels.
+    pub kpis: KpiSettings,
     /// The HEP listener (live analysis of what HEP agents mirror).
     pub hep: HepSettings,
     /// The Packetflix-compatible capture service (`GET /capture`).
     pub capture: CaptureSettings,
+}
+
+/// `[kpis]`: how the operator statistics (docs/kpis.md) name peers, cut time and label
+/// the live Prometheus series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KpiSettings {
+    /// The length of a time bucket (`--by minute`).
+    #[serde(with = "duration")]
+    pub bucket: Duration,
+    /// At most this many peers get a label of their own on /metrics; the rest are `other`.
+    pub top_peers: usize,
+    /// The capture point's own addresses or networks (an SBC, a PBX): a call from outside
+    /// to one of them has the caller as its peer; otherwise the peer is where the INVITE went.
+    pub local_addresses: Vec<String>,
+    /// Trunk names for peers, first match first.
+    pub trunks: Vec<TrunkSettings>,
+}
+
+impl Default for KpiSettings {
+    fn default() -> Self {
+        KpiSettings { bucket: Duration::from_secs(60), top_peers: 20, local_addresses: Vec::new(), trunks: Vec::new() }
+    }
+}
+
+/// One `[[kpis.trunks]]`: a name for the peers with these addresses or hosts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrunkSettings {
+    /// The name the peer gets in the statistics.
+    pub name: String,
+    /// Its signalling addresses or networks (`192.0.2.7`, `198.51.100.0/24`).
+    pub addresses: Vec<String>,
+    /// Host names of the To URI of calls to it (or the From URI of calls from it).
+    pub hosts: Vec<String>,
+}
+
+/// Whether `s` is an address or a network (`192.0.2.7`, `198.51.100.0/24`, `2001:db8::/32`).
+fn is_address_rule(s: &str) -> bool {
+    let (addr, prefix) = s.split_once('/').map_or((s, None), |(a, p)| (a, Some(p)));
+    match addr.trim().parse::<std::net::IpAddr>() {
+        Ok(ip) => {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            prefix.is_none_or(|p| p.parse::<u8>().is_ok_and(|p| p <= max))
+        }
+        Err(_) => false,
+    }
 }
 
 /// `[hep]`: where the HEP listener listens (UDP and TCP, one port) for the packets HEP
@@ -562,8 +611,11 @@ impl Settings {
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
         let keys = self.auth.api_keys.iter().all(|k| k.len() >= MIN_API_KEY_BYTES);
+        let rules_ok = self.kpis.local_addresses.iter().all(|a| is_address_rule(a));
+        let trunks_ok = self.kpis.trunks.iter().all(|t| t.addresses.iter().all(|a| is_address_rule(a)));
+        let names_ok = self.kpis.trunks.iter().all(|t| !t.name.trim().is_empty());
         let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
-        let checks: [(&'static str, bool, &str); 21] = [
+        let checks: [(&'static str, bool, &str); 25] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -594,6 +646,18 @@ impl Settings {
             ("live.max_age", self.live.max_age >= Duration::from_secs(1), "must be at least 1s"),
             ("live.stats_interval", self.live.stats_interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("live.queue_frames", self.live.queue_frames >= 1, "must be at least 1"),
+            ("kpis.bucket", self.kpis.bucket >= Duration::from_secs(1), "must be at least 1s"),
+            (
+                "kpis.local_addresses",
+                rules_ok,
+                "every entry must be an address or a network (192.0.2.7, 198.51.100.0/24)",
+            ),
+            (
+                "kpis.trunks",
+                trunks_ok,
+                "every trunk's addresses must be addresses or networks (192.0.2.7, 198.51.100.0/24)",
+            ),
+            ("kpis.trunks", names_ok, "every trunk needs a name"),
             ("hep.listen", hep_listen, "must be an address and a port, e.g. 127.0.0.1:9060 or [::1]:9060"),
             ("capture.queue_packets", self.capture.queue_packets >= 1, "must be at least 1"),
             ("capture.max_streams", self.capture.max_streams >= 1, "must be at least 1"),

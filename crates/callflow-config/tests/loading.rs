@@ -260,3 +260,19 @@ fn quality_section_from_file_and_environment() {
     let err = Loader::new().file(&bad).load().unwrap_err().to_string();
     assert!(err.contains("quality.interval"), "{err}");
 }
+
+#[test]
+fn kpis_trunks_load_and_bad_networks_are_refused_naming_the_key() {
+    let good = temp_file(
+        "kpis.toml",
+        "[kpis]\nbucket = \"5m\"\ntop_peers = 3\nlocal_addresses = [\"192.0.2.0/24\"]\n\
+         [[kpis.trunks]]\nname = \"carrier-a\"\naddresses = [\"198.51.100.7\", \"2001:db8::/32\"]\nhosts = [\"sip.a.example\"]\n",
+    );
+    let s = Loader::new().file(&good).load().unwrap().settings;
+    assert_eq!(s.kpis.bucket, Duration::from_secs(300));
+    assert_eq!((s.kpis.top_peers, s.kpis.trunks[0].name.as_str()), (3, "carrier-a"));
+    assert_eq!(s.kpis.trunks[0].hosts, ["sip.a.example"]);
+    let bad = temp_file("kpis-bad.toml", "[kpis]\nlocal_addresses = [\"192.0.2.0/33\"]\n");
+    let err = Loader::new().file(&bad).load().unwrap_err().to_string();
+    assert!(err.contains("kpis.local_addresses"), "{err}");
+}

@@ -13,6 +13,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::kpis::KpiOptions;
 use crate::legs::LegOptions;
 use crate::media::MediaTable;
 use crate::problems::flag_problems;
@@ -72,6 +73,8 @@ pub struct AnalyzerOptions {
     /// How voice quality is estimated (jitter buffer, timeline interval, assumed delay) and
     /// the thresholds of the problems flagged on streams and sessions.
     pub quality: QualityOptions,
+    /// How the operator statistics (the document's `kpis`) name peers and cut time.
+    pub kpis: KpiOptions,
 }
 
 impl Default for AnalyzerOptions {
@@ -86,6 +89,7 @@ impl Default for AnalyzerOptions {
             legs: LegOptions::default(),
             diameter_dictionary: None,
             quality: QualityOptions::default(),
+            kpis: KpiOptions::default(),
         }
     }
 }
@@ -765,6 +769,16 @@ impl<C: Classifier> Analyzer<C> {
     /// flows were counted but not listed (past the bound). Call it before [`Analyzer::finish`].
     pub fn take_flows(&mut self) -> (Vec<Flow>, u64) {
         (self.flows.take_flows(), self.front.unlisted_flows())
+    }
+
+    /// How many sessions are open (started and not yet over): SIP dialogs, orphan media,
+    /// Diameter and GTP sessions. It lists each handler's table, so ask now and then, not
+    /// per frame.
+    pub fn open_count(&self) -> usize {
+        self.sip.open(&self.services).len()
+            + self.media.open(&self.services).len()
+            + self.diameter.open(&self.services).len()
+            + self.gtp.open(&self.services).len()
     }
 
     /// How many sessions are over and wait for [`Analyzer::take_completed`].

@@ -7,6 +7,7 @@
 
 use crate::bearers;
 use crate::front::{Forgotten, Front, Prepared};
+use crate::kpis::KpiAccumulator;
 use crate::pipeline::{read_ahead, Event};
 use crate::source::{FrameSource, Pulled};
 use crate::subscribers::{self, Joiner};
@@ -33,6 +34,21 @@ pub trait AnalyzeControl {
     fn on_progress(&mut self, frames: u64, bytes_consumed: u64, sessions: u64) -> ControlFlow<()> {
         let _ = sessions;
         self.on_frame(frames, bytes_consumed)
+    }
+
+    /// Asked after each [`AnalyzeControl::on_progress`]: whether to be told, after the next
+    /// frame or tick, how many sessions are open ([`AnalyzeControl::on_open_sessions`]).
+    /// Counting them lists every handler's table, so a caller asks now and then (a live
+    /// run's stats line every few seconds), not per frame. By default never.
+    fn wants_open_sessions(&mut self) -> bool {
+        false
+    }
+
+    /// The sessions open (started, not yet over) after the frame or tick just analysed,
+    /// when [`AnalyzeControl::wants_open_sessions`] asked for them; called before that
+    /// frame's [`AnalyzeControl::on_progress`].
+    fn on_open_sessions(&mut self, open: u64) {
+        let _ = open;
     }
 }
 
@@ -130,8 +146,12 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
     let mut stopped = false;
     // What the subscriber view needs of each session handed out before the end.
     let mut joiner = Joiner::default();
+    // The operator statistics, fed every session as it is handed out.
+    let mut kpis = KpiAccumulator::for_document(analyzer.options().kpis.clone());
     // Sessions handed to the sink so far.
     let mut handed = 0u64;
+    // Whether the caller asked for the count of open sessions after the next frame.
+    let want_open = std::cell::Cell::new(false);
     // One frame's worth of the loop, whichever thread decoded the frame: the analysis, then
     // (once the frame, which may borrow the reader, is done with) the caller's say.
     let mut analyse = |step: Step<'_, '_>| {
@@ -153,14 +173,20 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         if let Some(sink) = sink.as_deref_mut() {
             for session in analyzer.take_completed() {
                 joiner.observe(&session);
+                kpis.add(&session);
                 handed += 1;
                 sink(session);
             }
         }
-        (source.packets, handed + analyzer.completed_count() as u64)
+        let open = want_open.get().then(|| analyzer.open_count() as u64);
+        (source.packets, handed + analyzer.completed_count() as u64, open)
     };
-    let mut ask = |(frames, sessions): (u64, u64), consumed: u64| {
+    let mut ask = |(frames, sessions, open): (u64, u64, Option<u64>), consumed: u64| {
+        if let Some(open) = open {
+            control.on_open_sessions(open);
+        }
         let flow = control.on_progress(frames, consumed, sessions);
+        want_open.set(control.wants_open_sessions());
         stopped = flow.is_break();
         flow
     };
@@ -217,6 +243,7 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
             sessions: Vec::new(),
             flows: Vec::new(),
             subscribers: Vec::new(),
+            kpis: None,
         });
     }
     let (flows, unlisted) = analyzer.take_flows();
@@ -226,18 +253,23 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         Some(sink) => {
             sessions.into_iter().for_each(|session| {
                 joiner.observe(&session);
+                kpis.add(&session);
                 sink(session);
             });
             Vec::new()
         }
         None => {
-            sessions.iter().for_each(|session| joiner.observe(session));
+            sessions.iter().for_each(|session| {
+                joiner.observe(session);
+                kpis.add(session);
+            });
             sessions
         }
     };
     let subscribers = subscribers::attach(joiner, &mut sessions);
     bearers::link(&mut sessions);
-    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers })
+    let kpis = (kpis.sessions() > 0).then(|| Box::new(kpis.document(source.last_ts)));
+    Ok(Document { format: FORMAT.to_string(), source, stats, sessions, flows, subscribers, kpis })
 }
 
 #[cfg(test)]
@@ -281,6 +313,39 @@ mod tests {
             assert!(seen.windows(2).all(|w| w[0] <= w[1]), "never goes down");
             assert!(*seen.last().unwrap() >= 2, "calls closed during the run are counted: {:?}", seen.last());
         }
+    }
+
+    /// Wants the open sessions after every frame, and keeps them.
+    struct Open(Vec<u64>);
+
+    impl AnalyzeControl for Open {
+        fn on_frame(&mut self, _: u64, _: u64) -> ControlFlow<()> {
+            ControlFlow::Continue(())
+        }
+
+        fn wants_open_sessions(&mut self) -> bool {
+            true
+        }
+
+        fn on_open_sessions(&mut self, open: u64) {
+            self.0.push(open);
+        }
+    }
+
+    #[test]
+    fn open_sessions_are_counted_when_the_control_asks() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/test_data/outcomes.pcap");
+        let opts = AnalyzerOptions { session_linger: std::time::Duration::from_secs(1), ..AnalyzerOptions::default() };
+        let mut control = Open(Vec::new());
+        let mut reader = CaptureReader::open(path).unwrap();
+        let doc = analyze_with(&mut reader, "x", opts, None, &mut control).unwrap();
+        let seen = control.0;
+        // Asked after each frame, told after the next one: every frame but the first.
+        assert_eq!(seen.len() as u64, doc.source.packets - 1);
+        let most = *seen.iter().max().unwrap();
+        assert!(most >= 2, "calls overlap in this capture: {most}");
+        assert!(most <= doc.sessions.len() as u64);
+        assert!(*seen.last().unwrap() < most, "calls that ended closed during the run");
     }
 
     #[test]

@@ -319,6 +319,8 @@ impl Dialog {
             protocol: Protocol::Sip,
             diameter: None,
             gtp: None,
+            // At most 255: a longer path is counted as 255.
+            vias: msg.vias().count().min(255) as u8,
             capture_agent: None,
         });
         if retransmission {
@@ -635,17 +637,16 @@ fn transaction_hash(msg: &SipMessage<'_>, meta: &MsgMeta, cseq: u32, cseq_method
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// Runs the messages of `script` through one dialog, 10 ms apart, and compares what the
-    /// session says with `expected`: `STATE setup= ring= duration= hangup= anomalies`.
+    /// The session one dialog makes of the messages of `script`, 10 ms apart.
     ///
     /// A line is `> ` (caller to callee) or `< ` (callee to caller), then a request
     /// `METHOD cseq branch`, with `in` at the end when it is sent within the dialog (with
     /// the callee's To tag), or a response `status METHOD cseq branch` (always with the
     /// callee's tag).
-    fn check(script: &[&str], expected: &str) {
+    pub(crate) fn script_session(script: &[&str]) -> Session {
         let caller: SocketAddr = "10.0.0.1:5060".parse().unwrap();
         let callee: SocketAddr = "10.0.0.2:5060".parse().unwrap();
         let mut dialog: Option<Dialog> = None;
@@ -688,7 +689,14 @@ mod tests {
                 MsgMeta { ts, frame: i as u64 + 1, src, dst, transport: Transport::Udp, context: 0, tunnel: None };
             dialog.get_or_insert_with(|| Dialog::new(&msg, "c", &meta)).on_message(&msg, &meta, false);
         }
-        let s = dialog.expect("a message").into_session();
+        dialog.expect("a message").into_session()
+    }
+
+    /// Runs the messages of `script` through one dialog, 10 ms apart, and compares what the
+    /// session says with `expected`: `STATE setup= ring= duration= hangup= anomalies`
+    /// (the script's syntax is [`script_session`]'s).
+    fn check(script: &[&str], expected: &str) {
+        let s = script_session(script);
         let ms = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
         let hangup = s.hangup_by.map_or("-", |p| if p == Party::Caller { "caller" } else { "callee" });
         let anomalies: Vec<&str> = s.anomalies.iter().map(|a| a.split([':', ' ']).next().unwrap_or("")).collect();

@@ -582,6 +582,7 @@ impl Handler for DiameterHandler {
             protocol: Protocol::Diameter,
             diameter: Some(Box::new(model_msg)),
             gtp: None,
+            vias: 0,
             capture_agent: None,
         });
         if let Some(p) = new_pending {

@@ -657,6 +657,7 @@ impl GtpHandler {
                     ies: d.ies,
                     error: facts.error.as_ref().map(|e| e.to_string()),
                 })),
+                vias: 0,
                 capture_agent: None,
             });
         }

@@ -20,6 +20,10 @@
 //! sessions is over. Every handler gets the same per-packet context, [`PacketCtx`] (time,
 //! frame, addresses, transport, tunnel).
 //!
+//! Every SIP session handed out also feeds the operator statistics ([`kpis`]: each call's
+//! outcome by one rule, RFC 6076's ratios and delays, ASR, NER, ACD per peer, domain and
+//! time bucket), which become the document's `kpis`.
+//!
 //! Architecture invariant: this crate opens no files and speaks no network protocol;
 //! it reads frames from the reader it is handed. It cannot fail on a bad packet: it
 //! counts it and goes on. Only the capture as a whole can be unusable.
@@ -48,6 +52,7 @@ mod front;
 mod gtp;
 mod handler;
 mod ids;
+pub mod kpis;
 mod legs;
 mod media;
 mod pipeline;

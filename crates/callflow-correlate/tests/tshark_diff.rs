@@ -1,8 +1,9 @@
 //! Differential test against tshark: SIP message counts and RTP streams over the shared corpus.
 //!
 //! For every capture in ../shared/pcaps/public, `tshark -q -z sip,stat -z rtp,streams`
-//! is the oracle: our SIP messages counted by method and by status code, and our
-//! SDP-announced RTP streams with their packets and lost counts, must equal tshark's.
+//! is the oracle: our SIP messages counted by method and by status code, the operator
+//! statistics' response codes (the document's `kpis`, docs/kpis.md), and our SDP-announced
+//! RTP streams with their packets and lost counts, must equal tshark's.
 //! Where they cannot be equal, [`KNOWN_DIFFERENCES`] names the capture and the reason,
 //! and the test checks that the difference is still there (so the list cannot rot).
 
@@ -55,6 +56,8 @@ const KNOWN_DIFFERENCES: &[(&str, Aspect, &str)] = &[
 enum Aspect {
     /// SIP message counts by method and status.
     Sip,
+    /// The operator statistics' responses by code (`kpis.total.responses`).
+    KpiResponses,
     /// RTP streams that SDP announced, with packets and lost.
     Rtp,
     /// RTP announced by a protocol callflowd does not decode: tshark's streams must then be
@@ -178,6 +181,12 @@ fn our_rtp(doc: &Document) -> RtpStreams {
         .collect()
 }
 
+/// The responses by code the document's statistics counted (none without SIP).
+fn kpi_responses(doc: &Document) -> BTreeMap<u16, u64> {
+    let codes = doc.kpis.as_ref().map(|k| k.total.responses.by_code.clone()).unwrap_or_default();
+    codes.into_iter().map(|(code, n)| (code.parse().expect("a status code"), n)).collect()
+}
+
 /// Every stream of ours, orphans included.
 fn all_rtp(doc: &Document) -> RtpStreams {
     doc.sessions.iter().flat_map(|s| &s.media).map(|m| ((m.src, m.dst, m.ssrc), (m.packets, m.lost))).collect()
@@ -205,6 +214,7 @@ fn sip_and_rtp_agree_with_tshark_over_the_corpus() {
     assert!(files.len() >= 70, "expected the 79 public captures, found {}", files.len());
     let mut disagreements = Vec::new();
     let (mut sip_files, mut messages, mut streams_agreeing, mut streams_total, mut calls) = (0, 0, 0, 0, 0);
+    let mut kpi_responses_agreeing = 0;
     for file in &files {
         let name = file.strip_prefix(corpus.join("public")).unwrap().display().to_string();
         let extra = TSHARK_DECODE_AS.iter().find(|(f, _)| *f == name).map_or(&[][..], |(_, args)| *args);
@@ -223,6 +233,11 @@ fn sip_and_rtp_agree_with_tshark_over_the_corpus() {
         };
         for (aspect, equal, detail) in [
             (Aspect::Sip, my_sip == their_sip, format!("tshark {their_sip:?}\n  ours   {my_sip:?}")),
+            (
+                Aspect::KpiResponses,
+                kpi_responses(&doc) == their_sip.by_status,
+                format!("tshark {:?}\n  kpis   {:?}", their_sip.by_status, kpi_responses(&doc)),
+            ),
             (rtp_aspect, rtp_equal, format!("tshark {their_rtp:?}\n  ours   {:?}", all_rtp(&doc))),
         ] {
             let known = KNOWN_DIFFERENCES.iter().find(|(f, a, _)| *f == name && *a == aspect);
@@ -246,12 +261,16 @@ fn sip_and_rtp_agree_with_tshark_over_the_corpus() {
             messages += their_sip.total;
             calls += doc.sessions.iter().filter(|s| s.kind == callflow_model::SessionKind::SipCall).count();
         }
+        if kpi_responses(&doc) == their_sip.by_status {
+            kpi_responses_agreeing += their_sip.by_status.values().sum::<u64>();
+        }
         let all = all_rtp(&doc);
         streams_total += their_rtp.len();
         streams_agreeing += their_rtp.iter().filter(|(k, v)| all.get(k) == Some(v)).count();
     }
     eprintln!(
         "tshark comparison: {} captures; SIP agrees on {sip_files} captures with SIP ({messages} messages, {calls} calls); \
+         the statistics' responses by code agree ({kpi_responses_agreeing} responses); \
          {streams_agreeing} of tshark's {streams_total} RTP streams found with the same packets and lost",
         files.len()
     );

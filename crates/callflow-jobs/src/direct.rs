@@ -230,6 +230,8 @@ impl Output {
             flows: &'a [callflow_model::Flow],
             #[serde(skip_serializing_if = "<[_]>::is_empty")]
             subscribers: &'a [callflow_model::Subscriber],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            kpis: Option<&'a callflow_model::Kpis>,
         }
         let line = Summary {
             r#type: "summary",
@@ -238,6 +240,7 @@ impl Output {
             stats: &doc.stats,
             flows: &doc.flows,
             subscribers: &doc.subscribers,
+            kpis: doc.kpis.as_deref(),
         };
         self.write_line(&line, false)
     }

@@ -8,6 +8,9 @@
 //! falls behind loses old progress and session events, never a state change, and never
 //! slows a worker down.
 //!
+//! Every session a job completes, file or live, also feeds the manager's operator
+//! statistics ([`JobManager::kpi_series`], Prometheus series per peer; docs/kpis.md).
+//!
 //! Jobs and their sessions live in a [`JobStore`]; [`SqliteStore`] is the embedded default
 //! (one file in the results directory, WAL mode, versioned migrations). After a crash the
 //! store tells the manager which jobs were queued (re-queued) and which were running
@@ -128,7 +131,9 @@ pub use direct::{
 pub use events::{Event, EventBus, Subscription};
 pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};
 pub use lock::{DirLock, LockError, LOCK_FILE};
-pub use manager::{Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions};
+pub use manager::{
+    kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
+};
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;

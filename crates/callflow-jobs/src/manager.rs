@@ -13,7 +13,8 @@ use crate::status::{Board, JobStatus};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
 use crate::{now_millis, Job, JobId, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
-use callflow_config::Settings;
+use callflow_config::{KpiSettings, Settings};
+use callflow_correlate::kpis::{AddrRule, KpiOptions, KpiSeries, TrunkRule};
 use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, LegOptions, QualityOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_model::{Document, Session};
@@ -106,6 +107,23 @@ pub struct ManagerOptions {
     pub classifier: ClassifierFactory,
     /// How live jobs run and what they keep.
     pub live: LiveOptions,
+    /// At most this many peers get a label of their own in [`JobManager::kpi_series`].
+    pub top_peers: usize,
+}
+
+/// The statistics options the configuration asks for (its addresses were checked by
+/// `Settings::validate`; one that does not parse is left out).
+pub fn kpi_options(s: &KpiSettings) -> KpiOptions {
+    let rules = |list: &[String]| list.iter().filter_map(|a| a.parse::<AddrRule>().ok()).collect::<Vec<_>>();
+    KpiOptions {
+        bucket: s.bucket,
+        local: rules(&s.local_addresses),
+        trunks: s
+            .trunks
+            .iter()
+            .map(|t| TrunkRule { name: t.name.clone(), addresses: rules(&t.addresses), hosts: t.hosts.clone() })
+            .collect(),
+    }
 }
 
 impl Default for ManagerOptions {
@@ -142,6 +160,7 @@ impl ManagerOptions {
                 match_parties: s.legs.match_parties,
                 party_window: s.legs.party_window,
             },
+            kpis: kpi_options(&s.kpis),
             ..AnalyzerOptions::default()
         };
         ManagerOptions {
@@ -170,6 +189,7 @@ impl ManagerOptions {
                 stats_interval: s.live.stats_interval,
                 max_jobs: s.live.max_jobs,
             },
+            top_peers: s.kpis.top_peers,
         }
     }
 }
@@ -344,6 +364,7 @@ impl JobContext<'_> {
         if self.live {
             return self.on_sessions(vec![session]);
         }
+        self.shared.series.add(&session);
         let session = Arc::new(session);
         self.progress.sessions += 1;
         self.batch.push(session.clone());
@@ -358,6 +379,9 @@ impl JobContext<'_> {
     fn on_sessions(&mut self, sessions: Vec<Session>) {
         if sessions.is_empty() {
             return;
+        }
+        for session in &sessions {
+            self.shared.series.add(session);
         }
         let sessions: Vec<Arc<Session>> = sessions.into_iter().map(Arc::new).collect();
         self.progress.sessions += sessions.len() as u64;
@@ -462,6 +486,8 @@ pub(crate) struct Shared {
     board: Board,
     pub(crate) opts: ManagerOptions,
     analysis: Arc<dyn Analysis>,
+    /// The operator statistics of every job's sessions, as Prometheus series.
+    series: Arc<KpiSeries>,
     /// The wake-up side of the queue; `None` once shutting down.
     tx: Mutex<Option<Sender<()>>>,
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
@@ -520,6 +546,7 @@ impl JobManager {
             store,
             bus: EventBus::new(opts.event_buffer),
             board: Board::default(),
+            series: Arc::new(KpiSeries::new(opts.analyzer.kpis.clone(), opts.top_peers)),
             opts: opts.clone(),
             analysis,
             tx: Mutex::new(Some(tx)),
@@ -745,6 +772,12 @@ impl JobManager {
     /// The store.
     pub fn store(&self) -> &Arc<dyn JobStore> {
         &self.shared.store
+    }
+
+    /// The operator statistics of the sessions of every job this manager ran (file or
+    /// live), fed as each session completes: the `callflow_sip_*` series of /metrics.
+    pub fn kpi_series(&self) -> &Arc<KpiSeries> {
+        &self.shared.series
     }
 
     /// Follows every event from now on.

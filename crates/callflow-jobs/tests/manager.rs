@@ -590,3 +590,23 @@ fn a_job_interrupted_at_every_start_is_failed_after_max_attempts_instead_of_resu
     let error = failed.status.error.unwrap();
     assert!(error.contains("gave up after 3 attempts") && error.contains("max_attempts"), "{error}");
 }
+
+#[test]
+fn a_file_job_feeds_the_kpi_series_one_session_at_a_time() {
+    let dir = common::temp_dir("kpi-series");
+    // No peer label: every call counts under `other`, the whole capture's figures.
+    let manager = start(&dir, ManagerOptions { top_peers: 0, ..options(1) });
+    let capture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../callflow-correlate/test_data/outcomes.pcap");
+    let job = manager.submit(NewJob::file(capture)).unwrap();
+    let done = manager.wait(&[job.id], LONG_WAIT).unwrap();
+    assert_eq!(done[0].state, JobState::Completed);
+    let mut text = String::new();
+    manager.kpi_series().render(&mut text);
+    // outcomes.truth.json: two completed calls, one busy, one cancelled while ringing.
+    for (outcome, n) in [("answered", 2), ("busy", 1), ("abandoned", 1), ("failed", 0)] {
+        let line = format!("callflow_sip_calls_total{{peer=\"other\",outcome=\"{outcome}\"}} {n}\n");
+        assert!(text.contains(&line), "no {line} in\n{text}");
+    }
+    assert!(text.contains("callflow_sip_call_duration_seconds_count{peer=\"other\"} 2\n"), "{text}");
+    manager.shutdown();
+}

@@ -36,6 +36,9 @@ pub const POLL: Duration = Duration::from_millis(100);
 /// block timeout): the latency of a packet on a quiet link.
 const BLOCK_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// The most interfaces one capture opens (each costs a thread and a kernel buffer).
+pub const MAX_INTERFACES: usize = 64;
+
 /// The kernel buffer asked for per interface: room for bursts while the reader catches up.
 const KERNEL_BUFFER: i32 = 4 << 20;
 
@@ -219,7 +222,7 @@ fn open_all(netns: Option<&Netns>, spec: &CaptureSpec, where_: &str) -> Result<O
         netns.enter()?;
     }
     let available = netns::thread_interfaces()?;
-    let wanted: Vec<String> = if spec.interfaces.is_empty() {
+    let mut wanted: Vec<String> = if spec.interfaces.is_empty() {
         available.clone()
     } else {
         for name in &spec.interfaces {
@@ -233,6 +236,16 @@ fn open_all(netns: Option<&Netns>, spec: &CaptureSpec, where_: &str) -> Result<O
         }
         spec.interfaces.clone()
     };
+    // Each interface costs a thread and a kernel ring: "all" of a host with hundreds of
+    // veths is refused rather than taken, and a name asked twice is opened once.
+    let mut seen = std::collections::HashSet::new();
+    wanted.retain(|name| seen.insert(name.clone()));
+    if wanted.len() > MAX_INTERFACES {
+        return Err(LiveError::InvalidTarget(format!(
+            "{where_}: {} interfaces, more than the {MAX_INTERFACES} one capture may take; name the ones wanted",
+            wanted.len()
+        )));
+    }
     if wanted.is_empty() {
         return Err(LiveError::InvalidTarget(format!("{where_} has no network interfaces")));
     }
@@ -263,6 +276,11 @@ fn open_one(name: &str, spec: &CaptureSpec) -> Result<pcap::Capture<pcap::Active
         // libpcap's own read timeout does not return while the link is idle.
         .setnonblock()
         .map_err(failed)?;
+    // libpcap opens its packet socket without SOCK_CLOEXEC: a process this one starts (any
+    // thread's `Command`) would inherit it and keep the capture open after it is stopped.
+    if let Ok(flags) = rustix::io::fcntl_getfd(&capture) {
+        let _ = rustix::io::fcntl_setfd(&capture, flags | rustix::io::FdFlags::CLOEXEC);
+    }
     if let Some(filter) = spec.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         capture.filter(filter, true).map_err(|err| LiveError::BadFilter {
             filter: filter.to_owned(),

@@ -17,7 +17,9 @@
 //! message (or append to a file); the blocks are written by `pcap-file`.
 
 use crate::capture::{CapturedInterface, InterfaceStats};
+#[cfg(doc)]
 use crate::channel::OwnedFrame;
+use callflow_decode::capture::Frame;
 use pcap_file::pcapng::blocks::enhanced_packet::EnhancedPacketBlock;
 use pcap_file::pcapng::blocks::interface_description::{InterfaceDescriptionBlock, InterfaceDescriptionOption};
 use pcap_file::pcapng::blocks::interface_statistics::{InterfaceStatisticsBlock, InterfaceStatisticsOption};
@@ -124,8 +126,10 @@ impl StreamWriter {
     }
 
     /// One captured frame as an Enhanced Packet Block (nanosecond timestamp), appended to
-    /// `out`. A frame of an interface the header did not describe is skipped.
-    pub fn packet(&mut self, frame: &OwnedFrame, out: &mut Vec<u8>) {
+    /// `out`. A frame of an interface the header did not describe is skipped. It takes the
+    /// borrowed [`Frame`] a [`ChannelSource`](crate::ChannelSource) yields, so nothing is
+    /// copied on the way.
+    pub fn packet(&mut self, frame: &Frame<'_>, out: &mut Vec<u8>) {
         if frame.interface as usize >= self.interfaces {
             return;
         }
@@ -136,7 +140,7 @@ impl StreamWriter {
             interface_id: frame.interface,
             timestamp: Duration::from_nanos(ts),
             original_len: frame.orig_len.max(frame.data.len() as u32),
-            data: Cow::Borrowed(&frame.data),
+            data: Cow::Borrowed(frame.data),
             options: vec![],
         };
         // The writer's buffer is empty between calls: swap the caller's in to skip a copy.
@@ -203,15 +207,17 @@ mod tests {
             ..TargetInfo::default()
         };
         let (mut writer, mut bytes) = StreamWriter::start(&target, &interfaces());
-        let frame = OwnedFrame {
+        let data = [0xab; 61];
+        let frame = Frame {
+            number: 1,
             ts: Timestamp::from_parts(1_700_000_000, 123_456_789),
             link_type: LinkType::ETHERNET,
-            data: vec![0xab; 61],
+            data: &data,
             orig_len: 1500,
             interface: 1,
         };
         writer.packet(&frame, &mut bytes);
-        writer.packet(&OwnedFrame { interface: 7, ..frame.clone() }, &mut bytes);
+        writer.packet(&Frame { interface: 7, ..frame }, &mut bytes);
         let stats =
             [InterfaceStats { received: 10, kernel_dropped: 2, interface_dropped: 1 }, InterfaceStats::default()];
         bytes.extend(writer.statistics(&stats, &[0, 1], 5, 1_700_000_001_000_000_000));

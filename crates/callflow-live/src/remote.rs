@@ -31,10 +31,11 @@
 //!   attempt to [`RemoteSpec::on_event`] and [`RemoteHandle::reconnects`], and reads the
 //!   new connection's stream (a new pcapng section) on.
 //!
-//! One quirk of the original: Packetflix closes with code 1006, which RFC 6455 forbids
-//! on the wire; the WebSocket library then reports a protocol violation instead of the
-//! server's reason, and so does this client (the same happens to Packetflix's own Go
-//! client).
+//! One quirk of the original: Packetflix closes on an error with code 1006, which RFC 6455
+//! forbids on the wire; the WebSocket library (like gorilla, under Packetflix's own Go
+//! client) then reports a bare protocol violation. A small tap on the incoming bytes
+//! (`CloseTap`: frame headers and the close frame's payload only) keeps the close as
+//! sent, so the error still quotes the server's reason, with code 1006.
 
 use crate::channel::{FrameSender, OwnedFrame};
 use callflow_decode::capture::{CaptureError, CaptureReader};
@@ -336,41 +337,174 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientCon
     Ok(Arc::new(config))
 }
 
-/// A TCP stream, with TLS for `wss://`.
-enum Transport {
+/// A TCP stream, with TLS for `wss://`, whose incoming bytes pass a [`CloseTap`].
+struct Transport {
+    io: Io,
+    tap: CloseTap,
+}
+
+enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
+impl Transport {
+    fn new(io: Io) -> Transport {
+        Transport { io, tap: CloseTap::default() }
+    }
+}
+
 impl AsyncRead for Transport {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.io {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = polled {
+            this.tap.feed(buf.filled().get(before..).unwrap_or(&[]));
         }
+        polled
     }
 }
 
 impl AsyncWrite for Transport {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Transport::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
-            Transport::Tls(s) => Pin::new(s).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Transport::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
+    }
+}
+
+/// Watches what the server sends for its close frame, to keep the code and reason as
+/// sent: the WebSocket library answers a code RFC 6455 forbids on the wire (Packetflix's
+/// 1006) with a bare "protocol violation" and drops the reason. It reads only frame
+/// headers and the close frame's payload (at most 125 bytes); other payloads are counted
+/// past, never buffered.
+#[derive(Debug, Default)]
+struct CloseTap {
+    state: TapState,
+    /// The frame header read so far (at most 14 bytes).
+    header: Vec<u8>,
+    /// Payload bytes of the current frame still to come.
+    remaining: u64,
+    /// The close frame's payload, while it is read.
+    close: Option<Vec<u8>>,
+    /// The last close frame's code and reason.
+    seen: Option<(u16, String)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TapState {
+    /// In the HTTP answer to the upgrade: how much of its closing CR LF CR LF has been seen.
+    Handshake(u8),
+    Header,
+    Payload,
+}
+
+impl Default for TapState {
+    fn default() -> Self {
+        TapState::Handshake(0)
+    }
+}
+
+impl CloseTap {
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            match self.state {
+                TapState::Handshake(mut matched) => {
+                    let mut used = 0;
+                    for &b in bytes {
+                        used += 1;
+                        matched = match (matched, b) {
+                            (0 | 2, b'\r') => matched + 1,
+                            (1 | 3, b'\n') => matched + 1,
+                            (_, b'\r') => 1,
+                            _ => 0,
+                        };
+                        if matched == 4 {
+                            break;
+                        }
+                    }
+                    bytes = &bytes[used..];
+                    self.state = if matched == 4 { TapState::Header } else { TapState::Handshake(matched) };
+                }
+                TapState::Header => {
+                    // Two bytes first: they tell how long the rest of the header is.
+                    let take = (self.header_len() - self.header.len()).min(bytes.len());
+                    self.header.extend_from_slice(&bytes[..take]);
+                    bytes = &bytes[take..];
+                    if self.header.len() < self.header_len() {
+                        continue;
+                    }
+                    let h = &self.header;
+                    self.remaining = match h[1] & 0x7f {
+                        126 => u64::from(u16::from_be_bytes([h[2], h[3]])),
+                        127 => u64::from_be_bytes([h[2], h[3], h[4], h[5], h[6], h[7], h[8], h[9]]),
+                        n => u64::from(n),
+                    };
+                    // A server's frames are not masked; a masked close is not read.
+                    self.close = (h[0] & 0x0f == 8 && h[1] & 0x80 == 0).then(Vec::new);
+                    self.header.clear();
+                    self.state = TapState::Payload;
+                    if self.remaining == 0 {
+                        self.end_frame();
+                    }
+                }
+                TapState::Payload => {
+                    let n = usize::try_from(self.remaining).unwrap_or(usize::MAX).min(bytes.len());
+                    if let Some(close) = self.close.as_mut() {
+                        let room = 125usize.saturating_sub(close.len()).min(n);
+                        close.extend_from_slice(&bytes[..room]);
+                    }
+                    bytes = &bytes[n..];
+                    self.remaining -= n as u64;
+                    if self.remaining == 0 {
+                        self.end_frame();
+                    }
+                }
+            }
+        }
+    }
+
+    /// The length of the current frame's header, as far as its first two bytes tell.
+    fn header_len(&self) -> usize {
+        match self.header.get(1) {
+            None => 2,
+            Some(b) => {
+                let extended = match b & 0x7f {
+                    126 => 2,
+                    127 => 8,
+                    _ => 0,
+                };
+                2 + extended + if b & 0x80 != 0 { 4 } else { 0 }
+            }
+        }
+    }
+
+    fn end_frame(&mut self) {
+        if let Some(payload) = self.close.take() {
+            if let [a, b, reason @ ..] = payload.as_slice() {
+                self.seen = Some((u16::from_be_bytes([*a, *b]), String::from_utf8_lossy(reason).into_owned()));
+            }
+        }
+        self.state = TapState::Header;
     }
 }
 
@@ -407,12 +541,12 @@ impl Client {
             let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(connect_failed)?;
             let _ = tcp.set_nodelay(true);
             let transport = match &self.tls {
-                None => Transport::Plain(tcp),
+                None => Transport::new(Io::Plain(tcp)),
                 Some(config) => {
                     let name = rustls::pki_types::ServerName::try_from(host.clone())
                         .map_err(|e| connect_failed(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
                     let tls = tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp).await;
-                    Transport::Tls(Box::new(tls.map_err(connect_failed)?))
+                    Transport::new(Io::Tls(Box::new(tls.map_err(connect_failed)?)))
                 }
             };
             let config =
@@ -662,7 +796,18 @@ impl Read for Messages {
                     // Let the library send its answer to the close before the socket is dropped.
                     let socket = &mut self.socket;
                     let _ = self.runtime.block_on(async { tokio::time::timeout(CLOSE_WAIT, socket.flush()).await });
-                    self.end(Ended::Closed(frame.map(|f| (f.code, f.reason.to_string()))));
+                    let told = frame.map(|f| (f.code, f.reason.to_string()));
+                    // A code the library refused comes as its own protocol error: the
+                    // server's code and reason, as sent, are in the tap.
+                    let told = match (told, self.socket.get_ref().tap.seen.clone()) {
+                        (Some((CloseCode::Protocol, _)), Some((code, reason)))
+                            if !CloseCode::from(code).is_allowed() =>
+                        {
+                            Some((CloseCode::from(code), reason))
+                        }
+                        (told, _) => told,
+                    };
+                    self.end(Ended::Closed(told));
                     return Ok(0);
                 }
                 Some(Some(Ok(Message::Text(_)))) => {
@@ -684,6 +829,23 @@ impl Read for Messages {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_tap_finds_the_close_after_the_handshake_and_long_frames_whatever_the_cuts() {
+        let mut stream = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n".to_vec();
+        // A 300-byte binary frame (16-bit length), a ping, then a close with code 1006.
+        stream.extend_from_slice(&[0x82, 126, 0x01, 0x2c]);
+        stream.extend(std::iter::repeat_n(0xaa, 300));
+        stream.extend_from_slice(&[0x89, 0]);
+        let reason = b"cannot lock target network stack";
+        stream.extend_from_slice(&[0x88, 2 + reason.len() as u8, 0x03, 0xee]);
+        stream.extend_from_slice(reason);
+        for cut in [1, 2, 3, 7, 64, stream.len()] {
+            let mut tap = CloseTap::default();
+            stream.chunks(cut).for_each(|piece| tap.feed(piece));
+            assert_eq!(tap.seen, Some((1006, "cannot lock target network stack".to_string())), "cut {cut}");
+        }
+    }
 
     #[test]
     fn addresses_are_read_in_every_spelling_and_bad_ones_say_why() {

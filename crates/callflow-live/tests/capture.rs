@@ -150,6 +150,63 @@ fn start_up_errors_name_the_interface_or_the_filter() {
     }
 }
 
+#[test]
+fn a_namespace_with_too_many_interfaces_is_refused_and_a_name_asked_twice_is_opened_once() {
+    if !root_or_skip("a_namespace_with_too_many_interfaces_is_refused_and_a_name_asked_twice_is_opened_once") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let netns = Some(NetnsTarget::Path(pair.capture_path()));
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec =
+        CaptureSpec { netns: netns.clone(), interfaces: vec![pair.capture_if.clone(); 3], ..CaptureSpec::default() };
+    assert_eq!(start(&spec, tx).unwrap().interfaces().len(), 1);
+
+    // lo, the veth and 32 more veth pairs: 66, more than a capture may take.
+    for i in 0..callflow_live::capture::MAX_INTERFACES / 2 {
+        let (a, b) = (format!("a{i}"), format!("b{i}"));
+        let out = Command::new("ip")
+            .args(["-n", &pair.capture_ns, "link", "add", &a, "type", "veth", "peer", "name", &b])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec = CaptureSpec { netns, ..CaptureSpec::default() };
+    match start(&spec, tx).unwrap_err() {
+        LiveError::InvalidTarget(message) => assert!(message.contains("66 interfaces, more than the 64"), "{message}"),
+        other => panic!("expected InvalidTarget, got {other}"),
+    }
+}
+
+#[test]
+fn a_process_started_during_the_capture_does_not_keep_it_open_after_the_stop() {
+    if !root_or_skip("a_process_started_during_the_capture_does_not_keep_it_open_after_the_stop") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let (tx, _rx) = channel(8, Duration::from_millis(20));
+    let spec = CaptureSpec {
+        netns: Some(NetnsTarget::Path(pair.capture_path())),
+        interfaces: vec![pair.capture_if.clone()],
+        ..CaptureSpec::default()
+    };
+    let handle = start(&spec, tx).unwrap();
+    let sockets = || {
+        let out =
+            Command::new("ip").args(["netns", "exec", &pair.capture_ns, "cat", "/proc/net/packet"]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().count() - 1
+    };
+    assert_eq!(sockets(), 1);
+    // A child that outlives the capture (as a job's helper process or a test's tshark would).
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    handle.stop();
+    let open = sockets();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(open, 0, "the child inherited the capture's packet socket");
+}
+
 /// Runs `child` of this test binary with `capability` out of its bounding set (so root
 /// has lost it), handing it the namespace path.
 fn run_without(capability: &str, child: &str, netns: &std::path::Path) -> std::process::Output {

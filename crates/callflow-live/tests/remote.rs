@@ -171,6 +171,23 @@ fn a_close_with_a_reason_ends_the_source_with_an_error_quoting_it() {
 }
 
 #[test]
+fn packetflixs_1006_close_keeps_its_reason() {
+    // Packetflix closes on an error with 1006, which the WebSocket library refuses (it
+    // reports a protocol violation): the reason is read from the frame as sent.
+    let script = stream_then_close(Vec::new(), 1, Some((CloseCode::Abnormal, "cannot lock target network stack")));
+    let (port, server) = server(vec![script], None);
+    let (tx, mut source) = channel(64, Duration::from_secs(1));
+    let handle = remote::start(&RemoteSpec::parse(&format!("ws://127.0.0.1:{port}/capture")).unwrap(), tx).unwrap();
+    let err = analyse_live(&mut source).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "I/O error: the capture server closed the stream: cannot lock target network stack (close code 1006)"
+    );
+    handle.stop();
+    server.join().unwrap();
+}
+
+#[test]
 fn a_close_before_any_packet_is_the_error_of_the_whole_analysis() {
     let script = stream_then_close(Vec::new(), 1, Some((CloseCode::Policy, "not permitted: capture is off")));
     let (port, server) = server(vec![script], None);

@@ -31,6 +31,10 @@ pub struct Document {
     /// absent when no session carried a subscriber's identity.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscribers: Vec<Subscriber>,
+    /// Operator statistics of the SIP calls and registrations (docs/kpis.md): absent when
+    /// the capture has none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpis: Option<Box<crate::Kpis>>,
 }
 
 /// One transport flow: the packets between two endpoints over one transport, both ways.

@@ -22,6 +22,7 @@
 mod diameter;
 mod document;
 mod gtp;
+mod kpis;
 mod media;
 mod session;
 mod subscriber;
@@ -33,6 +34,7 @@ pub use gtp::{
     GtpBearer, GtpDirection, GtpIe, GtpMessage, GtpPathCounters, GtpScope, GtpSession, GtpTeid, GtpTraffic,
     GtpTransaction,
 };
+pub use kpis::{Delay, KpiCall, KpiRow, KpiSet, Kpis, OutcomeCount, Ratio, ResponseCounts};
 pub use media::{
     DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
     XrVoipMetrics,

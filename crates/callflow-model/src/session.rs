@@ -176,10 +176,19 @@ pub struct Message {
     /// The GTP fields of a GTP message (version, type, TEID, sequence, cause, IEs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtp: Option<Box<crate::GtpMessage>>,
+    /// How many Via header field values a SIP message carried (one per hop a request has
+    /// passed, RFC 3261 section 8.1.1.7); 0 when not known (another protocol, or a document
+    /// written before they were counted).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub vias: u8,
     /// The HEP capture agent id of the agent that mirrored the message, for messages
     /// received over HEP (`callflow_live::hep`); absent for captured ones.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capture_agent: Option<u32>,
+}
+
+fn is_zero(n: &u8) -> bool {
+    *n == 0
 }
 
 /// The encapsulation of a [`Tunnel`].

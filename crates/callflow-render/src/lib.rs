@@ -27,7 +27,7 @@
 //!     ts: at(ms), frame: ms as u64 + 1, src: src.parse().unwrap(), dst: dst.parse().unwrap(),
 //!     transport: Transport::Udp, method: None, status, reason: None, cseq: "1 INVITE".into(),
 //!     summary: summary.into(), retransmission: false, protocol: Protocol::Sip,
-//!     diameter: None, gtp: None, capture_agent: None,
+//!     diameter: None, gtp: None, vias: 1, capture_agent: None,
 //! };
 //! let session = Session {
 //!     call_id: "abc@host".into(), from: "sip:alice@a".into(), to: "sip:bob@b".into(),

@@ -58,6 +58,7 @@ fn msg(ms: i64, src: &str, dst: &str, summary: &str, status: Option<u16>) -> Mes
         protocol: Protocol::Sip,
         diameter: None,
         gtp: None,
+        vias: 1,
         capture_agent: None,
     }
 }

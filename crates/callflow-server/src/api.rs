@@ -8,8 +8,9 @@ use axum::extract::{FromRequest, Multipart, Path, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
-use callflow_model::{Problem, Session, Subscriber};
+use callflow_model::{Problem, Session, SessionKind, Subscriber};
 use callflow_render::CapturePart;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
@@ -1159,6 +1160,83 @@ async fn message_response(
     Ok(drawn("text/plain; charset=utf-8", text))
 }
 
+/// `GET /api/v1/jobs/{id}/stats` parameters.
+#[derive(Debug, Deserialize)]
+pub struct StatsParams {
+    /// The grouping: `peer`, `domain`, `caller-domain`, `callee-domain`, `minute`, or
+    /// several joined by commas; absent: the whole capture only.
+    by: Option<String>,
+    /// Also list every call with its outcome and the rule that gave it.
+    #[serde(default)]
+    calls: bool,
+}
+
+/// Stored sessions read per page while the statistics are computed.
+const STATS_PAGE: u64 = 1_000;
+
+/// `GET /api/v1/jobs/{id}/stats`: a job's operator statistics (docs/kpis.md), the whole
+/// capture's and per group, computed from its stored SIP sessions: a running job's (a live
+/// one's) so far, `complete` saying whether the job has finished.
+pub async fn job_stats(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(p): ApiQuery<StatsParams>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_job(&id)?;
+    let grouping: Grouping =
+        p.by.as_deref().unwrap_or("").parse().map_err(|e: BadGrouping| ApiError::BadRequest(e.to_string()))?;
+    let opts = callflow_jobs::kpi_options(&state.settings.kpis);
+    let bucket_secs = opts.bucket.as_secs();
+    let wanted = grouping.clone();
+    let (job, acc) = state
+        .jobs(move |m| {
+            let job = m.job(id)?;
+            let mut acc = KpiAccumulator::new(opts, vec![wanted]);
+            if p.calls {
+                acc = acc.keep_calls();
+            }
+            for kind in [SessionKind::SipCall, SessionKind::SipRegister, SessionKind::SipOther] {
+                let mut after = None;
+                loop {
+                    let query = SessionQuery {
+                        kind: Some(kind),
+                        after,
+                        limit: STATS_PAGE,
+                        documents: true,
+                        ..SessionQuery::default()
+                    };
+                    let rows = m.sessions(id, &query)?;
+                    for doc in rows.iter().filter_map(|r| r.document.as_ref()) {
+                        acc.add(doc);
+                    }
+                    match rows.last() {
+                        Some(last) if rows.len() as u64 == STATS_PAGE => after = Some(last.cursor),
+                        _ => break,
+                    }
+                }
+            }
+            Ok((job, acc))
+        })
+        .await?;
+    // Calls with no final answer are judged against the end of the capture when known.
+    let end = job.source.as_ref().and_then(|s| s.last_ts);
+    let by: Vec<&str> = grouping.0.iter().map(|d| d.as_str()).collect();
+    let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(0, end) };
+    let mut body = json!({
+        "job_id": id,
+        "status": job.state.as_str(),
+        "complete": job.state == JobState::Completed,
+        "by": by,
+        "bucket_secs": bucket_secs,
+        "total": acc.total(end),
+        "rows": rows,
+    });
+    if p.calls {
+        body["calls"] = json!(acc.calls(end));
+    }
+    Ok(Json(body))
+}
+
 /// `GET /health`: alive, and the store can be written (checked at most once a second).
 pub async fn health(State(state): State<AppState>) -> Response {
     match state.storage_check().await {
@@ -1181,7 +1259,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     // Counted by the store: reading every job (and parsing its statistics) to count them
     // made a scrape cost as much as listing them all.
     let counts = state.jobs(|m| m.job_counts()).await?;
-    let text = state.metrics.render(&counts);
+    let mut text = state.metrics.render(&counts);
+    state.manager.kpi_series().render(&mut text);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
@@ -1213,6 +1292,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "get",
         "/api/v1/jobs/{id}/subscribers/{sub_id}",
         "One of a job's subscribers, with a page of its sessions' documents (offset, limit)",
+    ),
+    (
+        "get",
+        "/api/v1/jobs/{id}/stats",
+        "A job's operator statistics (ASR, NER, RFC 6076 ratios and delays, response codes; by: peer, domain, minute...)",
     ),
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
@@ -1278,6 +1362,15 @@ pub fn openapi_document() -> Value {
             params.push(problem_parameter());
         }
         params.extend(subscriber_query(path));
+        if *path == "/api/v1/jobs/{id}/stats" {
+            params.push(json!({"name": "by", "in": "query", "required": false, "schema": {"type": "string"},
+                "description": "group by peer, domain (the callee's), caller-domain, callee-domain or minute \
+                                (the time bucket, kpis.bucket), several joined by commas (peer,minute); \
+                                absent: the whole capture only"}));
+            params.push(json!({"name": "calls", "in": "query", "required": false,
+                "schema": {"type": "boolean", "default": false},
+                "description": "also list every call with its outcome and the rule that gave it"}));
+        }
         let ok = match (*method, *path) {
             ("post", "/api/v1/upload" | "/api/v1/live") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",

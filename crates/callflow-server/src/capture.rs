@@ -10,7 +10,10 @@
 //!   proxy drops the query of a WebSocket request): `netns=INODE` or `container=JSON`
 //!   (exactly one), `nif=eth0/eth1` (`/`-separated, since names may hold commas; absent,
 //!   `any` or csharg's `all`: the container's list if it gave one, else every interface),
-//!   `filter=BPF`, `chaste` (no promiscuous mode).
+//!   `filter=BPF`, `chaste` (no promiscuous mode). csharg always sends `container=` (as
+//!   query and header); when the description lists no interfaces it first asks
+//!   Packetflix's discovery service (GhostWire's `/discover/mobyshark`, not served here) and
+//!   gives up without it, so its users list the interfaces in the description.
 //! - The upgrade is accepted first; what goes wrong afterwards (bad parameters, no such or
 //!   a stale namespace, an unknown interface, a bad filter, a missing privilege) ends the
 //!   stream with a close frame whose reason names it, and the server waits for the client
@@ -46,9 +49,10 @@ use axum::http::{header, HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use callflow_correlate::{FrameSource, Pulled};
+use callflow_decode::capture::CaptureError;
 use callflow_live::capture::{CaptureHandle, CaptureSpec, ContainerTarget, InterfaceStats, NetnsTarget};
 use callflow_live::pcapng::{StreamWriter, TargetInfo};
-use callflow_live::{ChannelSource, LiveCounters, LiveError, OwnedFrame};
+use callflow_live::{ChannelSource, LiveCounters, LiveError};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -263,15 +267,8 @@ fn pump(mut source: ChannelSource, mut writer: StreamWriter, interfaces: usize, 
     let error = loop {
         match source.next_frame() {
             Ok(Some(Pulled::Here(frame))) => {
-                let owned = OwnedFrame {
-                    ts: frame.ts,
-                    link_type: frame.link_type,
-                    data: frame.data.to_vec(),
-                    orig_len: frame.orig_len,
-                    interface: frame.interface,
-                };
-                writer.packet(&owned, &mut buffer);
-                if let Some(count) = delivered.get_mut(owned.interface as usize) {
+                writer.packet(&frame, &mut buffer);
+                if let Some(count) = delivered.get_mut(frame.interface as usize) {
                     *count += 1;
                 }
                 if buffer.len() >= MESSAGE_BYTES
@@ -286,6 +283,9 @@ fn pump(mut source: ChannelSource, mut writer: StreamWriter, interfaces: usize, 
                 }
             }
             Ok(None) => break None,
+            // The capture's own message ("capture on eth0 failed: ..."), without the
+            // "I/O error" the queue wraps it in.
+            Err(CaptureError::Io(err)) => break Some(err.to_string()),
             Err(err) => break Some(err.to_string()),
         }
     };
@@ -433,5 +433,64 @@ async fn stream(state: &AppState, mut socket: WebSocket, request: Request, token
     }
     if let Some(handle) = handle.take() {
         stop(handle).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The namespace, interfaces, filter and `chaste` a request asks for.
+    type Parsed = (Option<NetnsTarget>, Vec<String>, Option<String>, bool);
+
+    fn check(uri: &str, headers: &[(&str, &str)]) -> Result<Parsed, String> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.insert(axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
+        }
+        let request = parse(&uri.parse().unwrap(), &map, 65535)?;
+        let spec = request.spec;
+        Ok((spec.netns, spec.interfaces, spec.filter, !spec.promiscuous))
+    }
+
+    #[test]
+    fn parameters_are_read_as_packetflix_reads_them() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // '/' separates interfaces, because names may hold commas.
+        assert_eq!(
+            check("/capture?netns=42&nif=eth0/a,b&filter=udp&chaste", &[]),
+            Ok((Some(NetnsTarget::Inode(42)), names(&["eth0", "a,b"]), Some("udp".into()), true))
+        );
+        // The headers win over the query.
+        assert_eq!(
+            check(
+                "/capture?netns=42&nif=eth0&filter=tcp",
+                &[("Clustershark-Nif", "eth1"), ("Clustershark-Filter", "udp")]
+            ),
+            Ok((Some(NetnsTarget::Inode(42)), names(&["eth1"]), Some("udp".into()), false))
+        );
+        // "any" (and csharg's "all") keep the container's own list; without one, everything.
+        let json = r#"{"netns":42,"network-interfaces":["eth0","lo"],"name":"sbc"}"#;
+        let (netns, nifs, _, _) = check("/capture?nif=any", &[("Clustershark-Container", json)]).unwrap();
+        assert!(matches!(netns, Some(NetnsTarget::Container(c)) if c.netns == Some(42) && c.name == "sbc"));
+        assert_eq!(nifs, names(&["eth0", "lo"]));
+        assert_eq!(check("/capture?netns=42&nif=all", &[]).unwrap().1, Vec::<String>::new());
+        assert_eq!(check("/capture?netns=42&nif=eth0//", &[]).unwrap().1, names(&["eth0"]));
+        assert_eq!(check("/capture?netns=42&filter=%20", &[]).unwrap().2, None);
+        // Packetflix's own error texts.
+        assert_eq!(check("/capture", &[]).unwrap_err(), "either container or netns query parameter required");
+        assert_eq!(
+            check("/capture?netns=1", &[("Clustershark-Container", "{}")]).unwrap_err(),
+            "container and netns query parameters are mutually exclusive"
+        );
+        assert_eq!(check("/capture?netns=0", &[]).unwrap_err(), "invalid netns \"0\"");
+    }
+
+    #[test]
+    fn a_long_reason_is_cut_on_a_character_boundary() {
+        let text = "é".repeat(100);
+        let cut = reason(&text);
+        assert!(cut.len() <= MAX_REASON && cut.len() >= MAX_REASON - 1);
+        assert!(text.starts_with(&cut));
     }
 }

@@ -220,6 +220,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(api::health))
         .route("/version", get(api::version))
         .route("/metrics", get(api::metrics))
+        .route("/api/v1/jobs/{id}/stats", get(api::job_stats))
         .layer(timeout);
     let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))

@@ -129,16 +129,16 @@ async fn a_stream_from_a_namespace_reads_in_tshark_and_ends_on_the_clients_close
 
     // The client ends the capture; the server stops it, then answers the close.
     ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "ciao".into() }))).await.unwrap();
-    let mut answered = false;
+    let mut answer = None;
     while let Some(message) = ws.next().await {
         match message {
-            Ok(Message::Close(_)) => answered = true,
+            Ok(Message::Close(frame)) => answer = Some(frame),
             Ok(Message::Binary(bytes)) => stream.extend_from_slice(&bytes),
             _ => break,
         }
     }
-    assert!(answered, "the server answers the client's close");
-    assert_eq!(packet_sockets(&pair.capture_ns), 0, "the capture is released once the close is answered");
+    assert!(answer.is_some(), "the server answers the client's close");
+    assert_eq!(packet_sockets(&pair.capture_ns), 0, "the capture is released once the close is answered ({answer:?})");
 
     let (comment, blocks) = blocks(&stream);
     assert!(comment.contains("---\n# capture target information\n"), "{comment}");
@@ -364,4 +364,107 @@ async fn child_bind_with_capture_enabled() {
         Ok(_) => println!("child outcome: started"),
         Err(err) => println!("child outcome: {err}"),
     }
+}
+
+#[tokio::test]
+async fn an_interface_removed_during_the_capture_ends_the_stream_with_statistics_and_a_reason() {
+    if !root_or_skip("an_interface_removed_during_the_capture_ends_the_stream_with_statistics_and_a_reason") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = capture_server().await;
+    let query = format!("netns={}&nif={}", pair.capture_inode(), pair.capture_if);
+    let mut ws = connect(&server, &query, &[]).await;
+    let mut stream = Vec::new();
+    if let Some(Ok(Message::Binary(bytes))) = ws.next().await {
+        stream.extend_from_slice(&bytes);
+    }
+    let out = Command::new("ip").args(["-n", &pair.capture_ns, "link", "del", &pair.capture_if]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let close = read_stream(&mut ws, &mut stream, usize::MAX).await.expect("the server ends the stream");
+    assert_eq!(close.0, 1011, "{close:?}");
+    assert!(close.1.starts_with(&format!("capture on {} failed: ", pair.capture_if)), "{close:?}");
+    let (_, blocks) = blocks(&stream);
+    assert!(matches!(blocks.last(), Some(Block::InterfaceStatistics(_))), "{blocks:?}");
+}
+
+#[tokio::test]
+async fn a_request_shaped_as_csharg_sends_it_gets_the_stream() {
+    if !root_or_skip("a_request_shaped_as_csharg_sends_it_gets_the_stream") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = capture_server().await;
+    // csharg's CaptureServiceHeaders and CaptureServiceQueryParams: the target as JSON (an
+    // api.Target, empty fields included), the interfaces joined by '/', in both places.
+    let target = format!(
+        r#"{{"name":"sbc","type":"docker","netns":{},"network-interfaces":["{}"],"prefix":""}}"#,
+        pair.capture_inode(),
+        pair.capture_if
+    );
+    let query = format!(
+        "chaste=&container={}&nif={}",
+        target.replace('"', "%22").replace('{', "%7B").replace('}', "%7D").replace(',', "%2C").replace(':', "%3A"),
+        pair.capture_if
+    );
+    let mut ws = connect(
+        &server,
+        &query,
+        &[("Clustershark-Container", &target), ("Clustershark-Nif", &pair.capture_if), ("Clustershark-Chaste", "")],
+    )
+    .await;
+    let mut stream = Vec::new();
+    match ws.next().await.unwrap().unwrap() {
+        Message::Binary(bytes) => stream.extend_from_slice(&bytes),
+        other => panic!("expected the stream's header, got {other:?}"),
+    }
+    let (comment, blocks) = blocks(&stream);
+    assert!(comment.contains("container-name: \"sbc\"\ncontainer-type: \"docker\"\n"), "{comment}");
+    assert!(comment.contains("no-promiscuous-mode: true"), "{comment}");
+    assert_eq!(blocks.len(), 1);
+    // csharg's Close: 1000 "ciao", answered.
+    ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "ciao".into() }))).await.unwrap();
+    let mut answered = false;
+    while let Some(Ok(message)) = ws.next().await {
+        answered |= matches!(message, Message::Close(Some(CloseFrame { code: CloseCode::Normal, .. })));
+    }
+    assert!(answered);
+}
+
+#[tokio::test]
+async fn a_stream_opened_with_a_login_token_ends_with_4001_when_the_token_is_revoked() {
+    if !root_or_skip("a_stream_opened_with_a_login_token_ends_with_4001_when_the_token_is_revoked") {
+        return;
+    }
+    let pair = VethPair::new(None);
+    let server = start(|s| {
+        s.capture.enabled = true;
+        s.auth.enabled = true;
+        s.auth.users = [("ann".to_string(), callflow_server::hash_password("s3cret"))].into();
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann", "password": "s3cret"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap().to_string();
+    let query = format!("netns={}&nif={}&token={token}", pair.capture_inode(), pair.capture_if);
+    let mut ws = connect(&server, &query, &[]).await;
+    let mut stream = Vec::new();
+    assert_eq!(read_stream(&mut ws, &mut stream, 0).await, None);
+    if let Some(Ok(Message::Binary(bytes))) = ws.next().await {
+        stream.extend_from_slice(&bytes);
+    }
+    let status = client.post(server.url("/api/logout")).bearer_auth(&token).send().await.unwrap().status();
+    assert_eq!(status, 204);
+    let close = read_stream(&mut ws, &mut stream, usize::MAX).await;
+    assert_eq!(close, Some((4001, "the token was revoked".to_string())));
+    let (_, blocks) = blocks(&stream);
+    assert!(matches!(blocks.last(), Some(Block::InterfaceStatistics(_))), "statistics before the close");
 }

@@ -267,11 +267,12 @@ async fn flaky_stream_server(chunks: Vec<std::ops::Range<usize>>) -> std::net::S
             ws.send(Message::binary(head)).await.unwrap();
             for (link_type, data) in &frames[range] {
                 let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
-                let frame = callflow_live::OwnedFrame {
+                let frame = callflow_decode::capture::Frame {
+                    number: 0,
                     ts: callflow_decode::Timestamp::from_nanos(now.as_nanos() as i64),
                     link_type: *link_type,
+                    data,
                     orig_len: data.len() as u32,
-                    data: data.clone(),
                     interface: 0,
                 };
                 let mut out = Vec::new();

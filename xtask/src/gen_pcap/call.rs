@@ -199,6 +199,8 @@ pub struct Call {
     outcome: Outcome,
     hangup: Option<Side>,
     sip_messages: usize,
+    /// When each SIP message was sent (µs since the epoch), by step, in order.
+    timeline: Vec<(Step, u64)>,
     tcp: bool,
     vlan: Option<u16>,
     signaling: VecDeque<(u64, Vec<u8>)>,
@@ -255,6 +257,8 @@ impl Call {
                 Step::Ack => t + delay,
                 Step::CancelOk | Step::ByeOk => t + delay + rng.range(0, 2_000),
                 Step::Terminated => t + rng.range(1_000, 3_000),
+                Step::NoAnswer => t + rng.range(4_000_000, 8_000_000),
+                Step::Failure => t + rng.range(10_000, 60_000),
                 Step::Bye => {
                     // Media starts after the ACK (t) and the BYE comes after the last packet
                     // even when jitter delays it.
@@ -345,6 +349,7 @@ impl Call {
             outcome: plan.outcome,
             hangup: (plan.outcome == Outcome::Completed).then_some(hangup),
             sip_messages: messages.len(),
+            timeline: messages.iter().map(|m| m.step).zip(times.iter().copied()).collect(),
             tcp: plan.tcp,
             vlan,
             signaling,
@@ -483,6 +488,7 @@ impl Call {
             "transport": if self.tcp { "tcp" } else { "udp" },
             "vlan": self.vlan.is_some(),
             "streams": streams,
+            "timeline_us": self.timeline.iter().map(|(s, t)| serde_json::json!([s.as_str(), t])).collect::<Vec<_>>(),
         });
         if let Some((a, rule)) = &self.leg_of {
             truth["leg_of"] = serde_json::json!(a);

@@ -36,6 +36,31 @@ pub enum Step {
     Cancel,
     CancelOk,
     Terminated,
+    /// 480 after ringing.
+    NoAnswer,
+    /// 503 without ringing.
+    Failure,
+}
+
+impl Step {
+    /// The name in the truth's timeline.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Invite => "invite",
+            Step::Trying => "trying",
+            Step::Ringing => "ringing",
+            Step::Answer => "answer",
+            Step::Ack => "ack",
+            Step::Bye => "bye",
+            Step::ByeOk => "bye_ok",
+            Step::Busy => "busy",
+            Step::Cancel => "cancel",
+            Step::CancelOk => "cancel_ok",
+            Step::Terminated => "terminated",
+            Step::NoAnswer => "no_answer",
+            Step::Failure => "failure",
+        }
+    }
 }
 
 pub struct Message {
@@ -151,12 +176,15 @@ pub fn script(d: &Dialog, outcome: Outcome, hangup: Side, rng: &mut Rng) -> Vec<
     let mut out = vec![
         Message { step: Step::Invite, from: Caller, text: d.request(&invite, Some(Caller), Some(Caller)) },
         Message { step: Step::Trying, from: Callee, text: d.response(&invite, "100 Trying", None, None, None) },
-        Message {
+    ];
+    // A call that fails in the network never rings.
+    if outcome != Outcome::Failed {
+        out.push(Message {
             step: Step::Ringing,
             from: Callee,
             text: d.response(&invite, "180 Ringing", Some(Callee), Some(Callee), None),
-        },
-    ];
+        });
+    }
     // The ACK of a non-2xx final answer belongs to the INVITE transaction: same branch and URI.
     let ack_failure = Request {
         line: format!("ACK {} SIP/2.0", d.uri(Callee)),
@@ -196,6 +224,14 @@ pub fn script(d: &Dialog, outcome: Outcome, hangup: Side, rng: &mut Rng) -> Vec<
         Outcome::Busy => {
             let busy = d.response(&invite, "486 Busy Here", Some(Callee), None, None);
             out.push(Message { step: Step::Busy, from: Callee, text: busy });
+            out.push(Message { step: Step::Ack, from: Caller, text: d.request(&ack_failure, None, None) });
+        }
+        Outcome::NoAnswer | Outcome::Failed => {
+            let (step, status) = match outcome {
+                Outcome::NoAnswer => (Step::NoAnswer, "480 Temporarily Unavailable"),
+                _ => (Step::Failure, "503 Service Unavailable"),
+            };
+            out.push(Message { step, from: Callee, text: d.response(&invite, status, Some(Callee), None, None) });
             out.push(Message { step: Step::Ack, from: Caller, text: d.request(&ack_failure, None, None) });
         }
         Outcome::Cancelled => {
@@ -242,6 +278,19 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         let len: usize = head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().parse().unwrap();
         assert_eq!(len, body.len(), "{text}");
+    }
+
+    #[test]
+    fn no_answer_rings_and_failure_does_not() {
+        let steps = |outcome| -> Vec<Step> {
+            script(&dialog(), outcome, Side::Caller, &mut Rng::new(1)).iter().map(|m| m.step).collect()
+        };
+        use Step::*;
+        assert_eq!(steps(Outcome::NoAnswer), [Invite, Trying, Ringing, NoAnswer, Ack]);
+        assert_eq!(steps(Outcome::Failed), [Invite, Trying, Failure, Ack]);
+        let failed = script(&dialog(), Outcome::Failed, Side::Caller, &mut Rng::new(1));
+        assert!(String::from_utf8_lossy(&failed[2].text).starts_with("SIP/2.0 503 Service Unavailable"));
+        content_length_matches(&failed[2].text);
     }
 
     #[test]
