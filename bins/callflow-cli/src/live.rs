@@ -16,17 +16,18 @@ use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOption
 use callflow_decode::capture::CaptureError;
 use callflow_decode::diameter::Dictionary;
 use callflow_decode::LinkType;
+use callflow_jobs::ResultWriter;
 use callflow_live::capture::{self, CaptureHandle, CaptureSpec, NetnsTarget};
 use callflow_live::hep::{self, HepListener, HepOptions};
 use callflow_live::record::Recorder;
 use callflow_live::remote::{self, Backoff, RemoteEvent, RemoteSpec};
 use callflow_live::{channel, ChannelSource, LiveCounters};
-use callflow_model::{Document, Session};
+use callflow_model::Session;
 use clap::Args;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::fs::File;
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -170,7 +171,7 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     let stopper = spawn_stopper(args.duration, running.clone(), stopping.clone(), done_rx)?;
 
-    let out = Rc::new(RefCell::new(Lines::new(common.output.as_deref())?));
+    let out = Rc::new(RefCell::new(ResultWriter::streaming(common.output.as_deref())?));
     let recorder = match &args.write {
         Some(path) => {
             let file = File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
@@ -191,7 +192,7 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
         if !ndjson {
             held.push(session);
         } else if write_error.is_none() {
-            if let Err(e) = lines.borrow_mut().session(&session) {
+            if let Err(e) = lines.borrow_mut().write_session_line(&session) {
                 write_error = Some(e);
             }
         }
@@ -217,7 +218,7 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
         running.stop();
     }
     if let Some(e) = write_error {
-        return Err(e);
+        return Err(e.into());
     }
     if let Some(recorder) = recorder {
         recorder.finish().context("cannot finish the --write file")?;
@@ -228,11 +229,11 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
     let mut doc = analysed.with_context(|| format!("cannot read {label}"))?;
     let mut out = out.borrow_mut();
     if ndjson {
-        out.summary(&doc)?;
+        out.write_summary_line(&doc)?;
     } else {
         doc.sessions = held;
         callflow_correlate::sort_sessions(&mut doc.sessions);
-        out.line(&doc, common.pretty)?;
+        out.write_document(&doc, common.pretty)?;
     }
     let asked = stopping.asked.load(Ordering::Relaxed);
     match doc.source.warnings.iter().find(|w| w.starts_with("reading stopped")) {
@@ -351,7 +352,7 @@ struct Stats {
     /// The open sessions, once told.
     open: Option<u64>,
     /// The output, shared with the session sink (both run on the analysis thread).
-    out: Rc<RefCell<Lines>>,
+    out: Rc<RefCell<ResultWriter>>,
 }
 
 impl AnalyzeControl for Stats {
@@ -392,7 +393,7 @@ impl AnalyzeControl for Stats {
             sessions_closed: sessions,
         };
         // A failed write shows again, and is reported, on the next session or the summary.
-        let _ = self.out.borrow_mut().line(&line, false);
+        let _ = self.out.borrow_mut().write_line(&line, false);
         ControlFlow::Continue(())
     }
 }
@@ -417,67 +418,6 @@ struct StatsLine {
     sessions_open: u64,
     /// Sessions over and written so far.
     sessions_closed: u64,
-}
-
-/// Where the lines go: standard output or a file, flushed after each session line so a
-/// reader sees calls as they complete.
-struct Lines {
-    writer: Box<dyn Write>,
-}
-
-impl Lines {
-    fn new(output: Option<&Path>) -> Result<Lines> {
-        let writer: Box<dyn Write> = match output {
-            Some(path) if path != Path::new("-") => Box::new(BufWriter::new(
-                File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-            )),
-            _ => Box::new(io::stdout()),
-        };
-        Ok(Lines { writer })
-    }
-
-    fn line(&mut self, value: &impl Serialize, pretty: bool) -> Result<()> {
-        if pretty {
-            serde_json::to_writer_pretty(&mut self.writer, value)?;
-        } else {
-            serde_json::to_writer(&mut self.writer, value)?;
-        }
-        self.writer.write_all(b"\n")?;
-        self.writer.flush()?;
-        Ok(())
-    }
-
-    fn session(&mut self, session: &Session) -> Result<()> {
-        #[derive(Serialize)]
-        struct Line<'a> {
-            r#type: &'static str,
-            #[serde(flatten)]
-            session: &'a Session,
-        }
-        self.line(&Line { r#type: "session", session }, false)
-    }
-
-    fn summary(&mut self, doc: &Document) -> Result<()> {
-        #[derive(Serialize)]
-        struct Summary<'a> {
-            r#type: &'static str,
-            format: &'a str,
-            source: &'a callflow_model::SourceInfo,
-            stats: &'a callflow_model::Stats,
-            flows: &'a [callflow_model::Flow],
-            #[serde(skip_serializing_if = "<[_]>::is_empty")]
-            subscribers: &'a [callflow_model::Subscriber],
-        }
-        let line = Summary {
-            r#type: "summary",
-            format: &doc.format,
-            source: &doc.source,
-            stats: &doc.stats,
-            flows: &doc.flows,
-            subscribers: &doc.subscribers,
-        };
-        self.line(&line, false)
-    }
 }
 
 /// `90` (seconds), `90s`, `5m`, `2h`, `500ms`.

@@ -141,6 +141,12 @@ fn a_remote_stream_gives_the_files_sessions_and_writes_what_it_saw() {
     assert_eq!(summary["type"], "summary");
     assert_eq!(summary["source"]["packets"], 1130);
     assert_eq!(summary["source"]["complete"], true);
+    // The summary line is the file's, statistics of the calls included (the live mode once
+    // wrote its own lines, and left `kpis` out).
+    let file = cli().args(["analyze", "--no-ndpi", "--format", "ndjson"]).arg(outcomes()).output().unwrap();
+    let file_summary = self::lines(&file.stdout).pop().unwrap();
+    assert!(file_summary["kpis"].is_object(), "{file_summary}");
+    assert_eq!(summary["kpis"], file_summary["kpis"]);
     // What was saved is the capture again, for us and for tshark.
     assert_eq!(file_outline(&saved), expected);
     match Command::new("tshark").args(["-n", "-r"]).arg(&saved).args(["-T", "fields", "-e", "frame.number"]).output() {

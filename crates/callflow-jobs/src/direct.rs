@@ -112,7 +112,7 @@ pub fn analyze_to_output_with<E: std::fmt::Display>(
         CaptureReader::open(&request.input)
     }
     .map_err(capture)?;
-    let mut out = Output::create(request.output.as_deref())?;
+    let mut out = ResultWriter::create(request.output.as_deref())?;
     let classifier = classifier().map_err(|e| DirectError::Classifier(format!("{e:#}")))?;
     let mut control = control(callflow_correlate::FrameSource::total_bytes(&reader));
     let opts = AnalyzerOptions {
@@ -149,31 +149,36 @@ pub fn analyze_to_output_with<E: std::fmt::Display>(
     Ok(doc)
 }
 
-/// Where results go: standard output, what is not a regular file, or a temporary file
-/// renamed into place by [`Output::finish`].
-struct Output {
+/// Where a result goes, as a `callflow/v1` document or as NDJSON lines (a `session` line
+/// per session, a `summary` line at the end): standard output, what is not a regular file,
+/// or a temporary file renamed into place by [`ResultWriter::finish`]. The one writer of
+/// these lines, for file analyses ([`analyze_to_output`]) and live ones (`callflow-cli`).
+pub struct ResultWriter {
     writer: BufWriter<Box<dyn Write>>,
     /// What the errors name.
     target: String,
     /// The temporary file and the target, for a regular file.
     file: Option<(PathBuf, PathBuf)>,
+    /// Flush after every line, so a reader sees each as it is written (live input).
+    flush_lines: bool,
 }
 
-impl Output {
+impl ResultWriter {
     /// Standard output for `None` or `-`; `path` itself when it exists and is not a
     /// regular file; else a temporary file beside `path` (beside the file a symbolic link
-    /// points to, so that the link stays a link).
-    fn create(path: Option<&Path>) -> Result<Output, DirectError> {
+    /// points to, so that the link stays a link), moved into place by
+    /// [`ResultWriter::finish`].
+    pub fn create(path: Option<&Path>) -> Result<ResultWriter, DirectError> {
         let p = match path {
             Some(p) if p != Path::new("-") => p,
-            _ => return Ok(Output::new(Box::new(io::stdout().lock()), "standard output".into(), None)),
+            _ => return Ok(ResultWriter::new(Box::new(io::stdout().lock()), "standard output".into(), None)),
         };
         let target = p.display().to_string();
         let failed = |source| DirectError::Output { target: target.clone(), source };
         // Missing (the usual case) or unreachable: creating the temporary file says why.
         if std::fs::metadata(p).is_ok_and(|meta| !meta.is_file()) {
             let file = std::fs::OpenOptions::new().write(true).open(p).map_err(failed)?;
-            return Ok(Output::new(Box::new(file), target, None));
+            return Ok(ResultWriter::new(Box::new(file), target, None));
         }
         // A link is followed to the file it names (a dangling link: to where it points).
         let dest = match std::fs::read_link(p) {
@@ -184,11 +189,27 @@ impl Output {
         let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = dest.with_file_name(format!(".{name}.partial-{}", std::process::id()));
         let file = File::create(&tmp).map_err(failed)?;
-        Ok(Output::new(Box::new(file), target, Some((tmp, dest))))
+        Ok(ResultWriter::new(Box::new(file), target, Some((tmp, dest))))
     }
 
-    fn new(writer: Box<dyn Write>, target: String, file: Option<(PathBuf, PathBuf)>) -> Output {
-        Output { writer: BufWriter::with_capacity(1 << 20, writer), target, file }
+    /// For an analysis that never ends on its own (live input): standard output for `None`
+    /// or `-`, else `path` written in place, and every line flushed as it is written, so
+    /// that whoever follows the output sees each session when it completes.
+    pub fn streaming(path: Option<&Path>) -> Result<ResultWriter, DirectError> {
+        let mut out = match path {
+            Some(p) if p != Path::new("-") => {
+                let target = p.display().to_string();
+                let file = File::create(p).map_err(|source| DirectError::Output { target: target.clone(), source })?;
+                ResultWriter::new(Box::new(file), target, None)
+            }
+            _ => ResultWriter::new(Box::new(io::stdout()), "standard output".into(), None),
+        };
+        out.flush_lines = true;
+        Ok(out)
+    }
+
+    fn new(writer: Box<dyn Write>, target: String, file: Option<(PathBuf, PathBuf)>) -> ResultWriter {
+        ResultWriter { writer: BufWriter::with_capacity(1 << 20, writer), target, file, flush_lines: false }
     }
 
     fn failed(&self, source: io::Error) -> DirectError {
@@ -197,20 +218,26 @@ impl Output {
 
     /// Serializes `value` and a newline; a serializer's I/O error is kept as such (a
     /// closed pipe stays `BrokenPipe`).
-    fn write_line(&mut self, value: &impl Serialize, pretty: bool) -> Result<(), DirectError> {
+    pub fn write_line(&mut self, value: &impl Serialize, pretty: bool) -> Result<(), DirectError> {
         let written = if pretty {
             serde_json::to_writer_pretty(&mut self.writer, value)
         } else {
             serde_json::to_writer(&mut self.writer, value)
         };
-        written.map_err(io::Error::from).and_then(|()| self.writer.write_all(b"\n")).map_err(|e| self.failed(e))
+        written
+            .map_err(io::Error::from)
+            .and_then(|()| self.writer.write_all(b"\n"))
+            .and_then(|()| if self.flush_lines { self.writer.flush() } else { Ok(()) })
+            .map_err(|e| self.failed(e))
     }
 
-    fn write_document(&mut self, doc: &Document, pretty: bool) -> Result<(), DirectError> {
+    /// The whole `callflow/v1` document, on one line unless `pretty`.
+    pub fn write_document(&mut self, doc: &Document, pretty: bool) -> Result<(), DirectError> {
         self.write_line(doc, pretty)
     }
 
-    fn write_session_line(&mut self, session: &Session) -> Result<(), DirectError> {
+    /// A session as an NDJSON `session` line.
+    pub fn write_session_line(&mut self, session: &Session) -> Result<(), DirectError> {
         #[derive(Serialize)]
         struct Line<'a> {
             r#type: &'static str,
@@ -220,7 +247,8 @@ impl Output {
         self.write_line(&Line { r#type: "session", session }, false)
     }
 
-    fn write_summary_line(&mut self, doc: &Document) -> Result<(), DirectError> {
+    /// The NDJSON `summary` line: everything of `doc` but its sessions.
+    pub fn write_summary_line(&mut self, doc: &Document) -> Result<(), DirectError> {
         #[derive(Serialize)]
         struct Summary<'a> {
             r#type: &'static str,
@@ -246,7 +274,7 @@ impl Output {
     }
 
     /// Flushes, and moves a file into place.
-    fn finish(mut self) -> Result<(), DirectError> {
+    pub fn finish(mut self) -> Result<(), DirectError> {
         self.writer.flush().map_err(|e| self.failed(e))?;
         if let Some((tmp, dest)) = self.file.take() {
             if let Err(e) = std::fs::rename(&tmp, &dest) {
@@ -258,7 +286,7 @@ impl Output {
     }
 }
 
-impl Drop for Output {
+impl Drop for ResultWriter {
     fn drop(&mut self) {
         // Reached with a file still pending only when writing failed: remove the partial file.
         if let Some((tmp, _)) = self.file.take() {

@@ -127,6 +127,7 @@ mod store;
 
 pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
+    ResultWriter,
 };
 pub use events::{Event, EventBus, Subscription};
 pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};
