@@ -66,6 +66,8 @@ pub struct Settings {
     pub diameter: DiameterSettings,
     /// Voice quality estimation and the thresholds of the problems flagged.
     pub quality: QualitySettings,
+    /// Live jobs: what they keep of their traffic, and how they report.
+    pub live: LiveSettings,
     /// Operator statistics: peers, trunks, time buckets and the live series' labels.
     pub kpis: KpiSettings,
     /// The HEP listener (live analysis of what HEP agents mirror).
@@ -558,7 +560,53 @@ impl Default for LegSettings {
     }
 }
 
+/// `[live]`: live jobs (`POST /api/v1/live`): the rotating files that keep what they
+/// capture (so a call's pcap can be cut while it is in the retained window), how often
+/// they report, and how many may run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Where live jobs keep their traffic, a directory per job; unset: `live` in
+    /// `storage.results_dir`.
+    pub capture_dir: Option<PathBuf>,
+    /// A live job's files are closed and a new one begun past this many bytes...
+    pub segment_bytes: u64,
+    /// ...and the oldest files deleted while the job keeps more than this many bytes.
+    pub max_bytes: u64,
+    /// Files whose last packet is older than this (by capture time, against the newest
+    /// packet) are deleted; a file spans at most a quarter of it.
+    #[serde(with = "duration")]
+    pub max_age: Duration,
+    /// How often a live job publishes a `stats` event (packets, drops, sessions, bytes kept).
+    #[serde(with = "duration")]
+    pub stats_interval: Duration,
+    /// Frames waiting between a live source and its analysis; past it frames are dropped
+    /// and counted, memory does not grow.
+    pub queue_frames: usize,
+    /// Live jobs that may run at once (each holds a thread and its source).
+    pub max_jobs: usize,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        LiveSettings {
+            capture_dir: None,
+            segment_bytes: 64 << 20,
+            max_bytes: 1 << 30,
+            max_age: Duration::from_secs(3600),
+            stats_interval: Duration::from_secs(5),
+            queue_frames: 65_536,
+            max_jobs: 4,
+        }
+    }
+}
+
 impl Settings {
+    /// Where live jobs keep their traffic: `live.capture_dir`, or `live` in `storage.results_dir`.
+    pub fn live_capture_dir(&self) -> PathBuf {
+        self.live.capture_dir.clone().unwrap_or_else(|| self.storage.results_dir.join("live"))
+    }
+
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
@@ -567,7 +615,7 @@ impl Settings {
         let trunks_ok = self.kpis.trunks.iter().all(|t| t.addresses.iter().all(|a| is_address_rule(a)));
         let names_ok = self.kpis.trunks.iter().all(|t| !t.name.trim().is_empty());
         let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
-        let checks: [(&'static str, bool, &str); 21] = [
+        let checks: [(&'static str, bool, &str); 25] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -590,6 +638,14 @@ impl Settings {
             ("auth.max_concurrent_logins", self.auth.max_concurrent_logins >= 1, "must be at least 1"),
             ("quality.interval", self.quality.interval >= Duration::from_millis(100), "must be at least 100ms"),
             ("quality.capture_loss_streams", self.quality.capture_loss_streams >= 2, "must be at least 2"),
+            (
+                "live.segment_bytes",
+                self.live.segment_bytes >= 4096 && self.live.segment_bytes <= self.live.max_bytes,
+                "must be at least 4096 and at most live.max_bytes",
+            ),
+            ("live.max_age", self.live.max_age >= Duration::from_secs(1), "must be at least 1s"),
+            ("live.stats_interval", self.live.stats_interval >= Duration::from_millis(100), "must be at least 100ms"),
+            ("live.queue_frames", self.live.queue_frames >= 1, "must be at least 1"),
             ("kpis.bucket", self.kpis.bucket >= Duration::from_secs(1), "must be at least 1s"),
             (
                 "kpis.local_addresses",

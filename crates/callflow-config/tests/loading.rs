@@ -150,7 +150,8 @@ fn render_shows_every_key_with_its_source() {
     assert!(port.starts_with("port = 9000 ") && port.ends_with("# flag --port"), "{port}");
     let retention = text.lines().find(|l| l.starts_with("retention = ")).unwrap();
     assert!(retention.starts_with("retention = \"1d\"") && retention.ends_with("# default"), "{retention}");
-    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality", "legs"] {
+    for section in ["server", "processing", "storage", "ndpi", "websocket", "auth", "limits", "quality", "legs", "live"]
+    {
         assert!(text.contains(&format!("[{section}]\n")), "{section} missing in\n{text}");
     }
 }

@@ -7,6 +7,7 @@
 //! state changes it holds. A subscriber learns how many events it lost from
 //! [`Subscription::dropped`] and can re-read what it missed from the store.
 
+use crate::live::LiveStats;
 use crate::store::Progress;
 use crate::{Job, JobId};
 use callflow_model::{Session, SourceInfo, Stats};
@@ -43,6 +44,21 @@ pub enum Event {
         /// Packet and protocol counts.
         stats: Arc<Stats>,
     },
+    /// A running live job's counters, every `live.stats_interval`.
+    Live {
+        /// The job.
+        job: JobId,
+        /// Its counters.
+        stats: LiveStats,
+    },
+    /// Something a running live job's source wants users to know (a remote stream lost
+    /// and reconnecting, say).
+    Notice {
+        /// The job.
+        job: JobId,
+        /// What happened, for a person to read.
+        message: Arc<str>,
+    },
     /// A finished job was deleted (by a user or by retention). Never dropped.
     Deleted(JobId),
 }
@@ -52,7 +68,11 @@ impl Event {
     pub fn job(&self) -> JobId {
         match self {
             Event::State(job) => job.id,
-            Event::Progress { job, .. } | Event::Session { job, .. } | Event::Stats { job, .. } => *job,
+            Event::Progress { job, .. }
+            | Event::Session { job, .. }
+            | Event::Stats { job, .. }
+            | Event::Live { job, .. }
+            | Event::Notice { job, .. } => *job,
             Event::Deleted(job) => *job,
         }
     }
@@ -61,7 +81,8 @@ impl Event {
     fn drop_rank(&self) -> Option<u8> {
         match self {
             Event::Progress { .. } => Some(0),
-            Event::Session { .. } | Event::Stats { .. } => Some(1),
+            Event::Live { .. } => Some(0),
+            Event::Session { .. } | Event::Stats { .. } | Event::Notice { .. } => Some(1),
             Event::State(_) | Event::Deleted(_) => None,
         }
     }

@@ -117,8 +117,10 @@
 
 mod direct;
 mod events;
+pub mod live;
 mod lock;
 mod manager;
+pub mod retain;
 mod sqlite;
 mod status;
 mod store;
@@ -128,10 +130,12 @@ pub use direct::{
     ResultWriter,
 };
 pub use events::{Event, EventBus, Subscription};
+pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};
 pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{
     kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
 };
+pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
@@ -251,7 +255,7 @@ pub struct Job {
     /// the job's own (`job.state`).
     #[serde(flatten)]
     pub status: JobStatus,
-    /// The capture file.
+    /// The capture file (a live job: the directory of the files it keeps).
     pub input: PathBuf,
     /// Whether deleting the job deletes the capture.
     pub owns_input: bool,

@@ -7,6 +7,8 @@
 //! manager sends one token per job the store says is queued.
 
 use crate::events::{Event, EventBus, Subscription};
+use crate::live::{live_end, LiveJob, LiveOptions, LiveRun};
+use crate::retain::RetainLimits;
 use crate::status::{Board, JobStatus};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
 use crate::{now_millis, Job, JobId, JobState, NewJob};
@@ -58,6 +60,12 @@ pub enum JobError {
         /// Its state.
         state: JobState,
     },
+    /// `max_jobs` live jobs run already (`live.max_jobs`).
+    #[error("{max} live jobs are running already (live.max_jobs); stop one first")]
+    TooManyLive {
+        /// The bound.
+        max: usize,
+    },
     /// The manager is shutting down and takes no more jobs.
     #[error("the job manager is shutting down")]
     ShutDown,
@@ -97,6 +105,8 @@ pub struct ManagerOptions {
     /// Makes the classifier each job hands the traffic no signalling explains to; the
     /// heuristic one unless the embedder chooses (callflowd picks nDPI when enabled).
     pub classifier: ClassifierFactory,
+    /// How live jobs run and what they keep.
+    pub live: LiveOptions,
     /// At most this many peers get a label of their own in [`JobManager::kpi_series`].
     pub top_peers: usize,
 }
@@ -169,6 +179,16 @@ impl ManagerOptions {
             // This crate knows no classifier but the heuristic one; whoever links nDPI
             // (callflowd) swaps it in after reading `ndpi.enabled`.
             classifier: ClassifierFactory::default(),
+            live: LiveOptions {
+                dir: s.live_capture_dir(),
+                retain: RetainLimits {
+                    segment_bytes: s.live.segment_bytes,
+                    max_bytes: s.live.max_bytes,
+                    max_age: s.live.max_age,
+                },
+                stats_interval: s.live.stats_interval,
+                max_jobs: s.live.max_jobs,
+            },
             top_peers: s.kpis.top_peers,
         }
     }
@@ -285,7 +305,7 @@ impl Analysis for CaptureAnalysis {
     }
 }
 
-const RUN: u8 = 0;
+pub(crate) const RUN: u8 = 0;
 const CANCEL: u8 = 1;
 const SHUTDOWN: u8 = 2;
 
@@ -317,6 +337,9 @@ pub struct JobContext<'a> {
     meter: Option<Arc<Meter>>,
     /// The bound the run went past, as the job's error.
     limit: Option<String>,
+    /// A live job: the run ends by its source ending (see `crate::live`), not by the
+    /// control, has no time bound, and stores each session before publishing it.
+    live: bool,
 }
 
 impl std::fmt::Debug for JobContext<'_> {
@@ -338,6 +361,9 @@ impl JobContext<'_> {
 
     /// A session completed: stored (in batches) and published.
     pub fn on_session(&mut self, session: Session) {
+        if self.live {
+            return self.on_sessions(vec![session]);
+        }
         self.shared.series.add(&session);
         let session = Arc::new(session);
         self.progress.sessions += 1;
@@ -348,9 +374,32 @@ impl JobContext<'_> {
         self.shared.bus.publish(Event::Session { job: self.job, session });
     }
 
+    /// Sessions completed together (at one frame): stored in one step, then published, so
+    /// that a subscriber told of one can read it.
+    fn on_sessions(&mut self, sessions: Vec<Session>) {
+        if sessions.is_empty() {
+            return;
+        }
+        for session in &sessions {
+            self.shared.series.add(session);
+        }
+        let sessions: Vec<Arc<Session>> = sessions.into_iter().map(Arc::new).collect();
+        self.progress.sessions += sessions.len() as u64;
+        self.batch.extend(sessions.iter().cloned());
+        self.flush();
+        if self.store_error.is_none() {
+            for session in sessions {
+                self.shared.bus.publish(Event::Session { job: self.job, session });
+            }
+        }
+    }
+
     /// Frame `frames` was analysed and `bytes` of the capture consumed: publishes
     /// progress when due, and says whether to go on.
     pub fn on_frame(&mut self, frames: u64, bytes: u64) -> ControlFlow<()> {
+        if self.live {
+            return self.on_live_frame(frames, bytes);
+        }
         if self.should_stop() {
             return ControlFlow::Break(());
         }
@@ -375,6 +424,22 @@ impl JobContext<'_> {
                 self.last_emit = (frames, now);
                 self.emit_progress();
             }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// A live job's frame (or tick): progress by time alone, and a stop only when the store
+    /// fails (a cancel ends the source instead, so that the open calls are handed out).
+    fn on_live_frame(&mut self, frames: u64, bytes: u64) -> ControlFlow<()> {
+        if self.store_error.is_some() {
+            return ControlFlow::Break(());
+        }
+        self.progress.packets = frames;
+        self.progress.bytes = bytes;
+        let now = Instant::now();
+        if now.duration_since(self.last_emit.1) >= self.shared.opts.progress_interval {
+            self.last_emit = (frames, now);
+            self.emit_progress();
         }
         ControlFlow::Continue(())
     }
@@ -414,12 +479,12 @@ impl AnalyzeControl for JobContext<'_> {
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     store: Arc<dyn JobStore>,
-    bus: EventBus,
+    pub(crate) bus: EventBus,
     /// Every job's status as the store has it, for [`JobManager::status`].
     board: Board,
-    opts: ManagerOptions,
+    pub(crate) opts: ManagerOptions,
     analysis: Arc<dyn Analysis>,
     /// The operator statistics of every job's sessions, as Prometheus series.
     series: Arc<KpiSeries>,
@@ -434,6 +499,8 @@ struct Shared {
     /// process: the next start re-runs those jobs (or fails them as interrupted).
     unrecorded: Mutex<HashMap<JobId, Outcome>>,
     shutting_down: AtomicBool,
+    /// The threads of the live jobs started (those finished are joined at the next start).
+    live_threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -486,6 +553,7 @@ impl JobManager {
             running: Mutex::default(),
             unrecorded: Mutex::default(),
             shutting_down: AtomicBool::new(false),
+            live_threads: Mutex::default(),
         });
         let mut threads = Vec::new();
         for i in 0..opts.workers.max(1) {
@@ -537,6 +605,67 @@ impl JobManager {
         // Published before the token is sent, so QUEUED always precedes RUNNING.
         self.shared.bus.publish(Event::State(Arc::new(job.clone())));
         tx.try_send(()).expect("room was checked under the lock");
+        Ok(job)
+    }
+
+    /// Starts a live job on `live.feed`: stored RUNNING and run at once on a thread of its
+    /// own (see [`crate::live`]); it runs until cancelled, deleted, its duration is over or
+    /// its source ends. Refused with [`JobError::TooManyLive`] when `max_jobs` run already.
+    pub fn start_live(&self, live: LiveJob) -> Result<Job, JobError> {
+        let mut threads = lock(&self.shared.live_threads);
+        if self.shared.shutting_down.load(Ordering::SeqCst) {
+            return Err(JobError::ShutDown);
+        }
+        let (finished, running): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
+        *threads = running;
+        for handle in finished {
+            let _ = handle.join();
+        }
+        let max = self.shared.opts.live.max_jobs;
+        if threads.len() >= max {
+            return Err(JobError::TooManyLive { max });
+        }
+        let id = self.shared.store.reserve_id()?;
+        let new = NewJob {
+            input: self.shared.opts.live.dir.join(id.to_string()),
+            label: live.label.clone(),
+            owns_input: true,
+            id: Some(id),
+        };
+        let stop = Arc::new(AtomicU8::new(RUN));
+        let job = {
+            let mut running = lock(&self.shared.running);
+            let job = self.shared.store.create_live(&new, &live.source, now_millis())?;
+            self.shared.board.set(&job);
+            running.insert(job.id, stop.clone());
+            job
+        };
+        self.shared.bus.publish(Event::State(Arc::new(job.clone())));
+        let (shared, started) = (self.shared.clone(), job.clone());
+        let spawned = std::thread::Builder::new().name(format!("callflow-live-{id}")).spawn(move || {
+            run_live(&shared, &started, &stop, live);
+            lock(&shared.running).remove(&started.id);
+        });
+        match spawned {
+            Ok(handle) => threads.push(handle),
+            Err(e) => {
+                // No thread, no run: the job ends at once, saying why.
+                lock(&self.shared.running).remove(&id);
+                let outcome = Outcome {
+                    state: JobState::Failed,
+                    progress: Progress::default(),
+                    error: Some(format!("cannot start the live job's thread: {e}")),
+                    source: None,
+                    stats: None,
+                    subscribers: None,
+                };
+                if let Some(job) = self.shared.store.finish(id, &outcome, now_millis())? {
+                    self.shared.board.set(&job);
+                    self.shared.bus.publish(Event::State(Arc::new(job.clone())));
+                    return Ok(job);
+                }
+            }
+        }
         Ok(job)
     }
 
@@ -701,6 +830,10 @@ impl JobManager {
         for handle in self.threads.drain(..) {
             let _ = handle.join();
         }
+        let live: Vec<JoinHandle<()>> = lock(&self.shared.live_threads).drain(..).collect();
+        for handle in live {
+            let _ = handle.join();
+        }
     }
 }
 
@@ -823,8 +956,8 @@ fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
     shared.board.remove(job.id);
     if job.owns_input {
         // Already gone is as good as deleted; anything else is left for an operator,
-        // the job itself being gone.
-        let _ = std::fs::remove_file(&job.input);
+        // the job itself being gone. A live job's input is the directory of its files.
+        let _ = if job.live.is_some() { std::fs::remove_dir_all(&job.input) } else { std::fs::remove_file(&job.input) };
     }
     shared.bus.publish(Event::Deleted(job.id));
     Ok(true)
@@ -879,6 +1012,7 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         deadline: Instant::now() + shared.opts.max_job_time,
         meter: None,
         limit: None,
+        live: false,
     };
     // A panic in the analysis fails this job, not the worker.
     let result = catch_unwind(AssertUnwindSafe(|| shared.analysis.run(job, &mut ctx)));
@@ -980,5 +1114,116 @@ fn pause_unless_shutting_down(shared: &Shared, pause: Duration) -> bool {
             return true;
         }
         std::thread::sleep(left.min(PAUSE_SLICE));
+    }
+}
+
+/// Runs a live job to its end on the calling thread (see [`crate::live`]).
+fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
+    let started = Instant::now();
+    let mut ctx = JobContext {
+        shared,
+        job: job.id,
+        stop,
+        total_bytes: None,
+        progress: Progress::default(),
+        last_emit: (0, started),
+        batch: Vec::new(),
+        store_error: None,
+        deadline: started,
+        meter: None,
+        limit: None,
+        live: true,
+    };
+    let sessions = Arc::new(AtomicU64::new(0));
+    let annotate = live.feed.annotator();
+    let annotated = |mut done: Vec<Session>| {
+        if let Some(annotate) = &annotate {
+            done.iter_mut().for_each(annotate);
+        }
+        done
+    };
+    let mut source = LiveRun {
+        retain: LiveRun::retainer(shared, job.id, &job.input),
+        feed: live.feed,
+        shared,
+        job: job.id,
+        stop,
+        until: live.duration.and_then(|d| started.checked_add(d)),
+        failed: None,
+        sessions: sessions.clone(),
+        started,
+        next_stats: started,
+        ended: false,
+    };
+    let pending = RefCell::new(Vec::new());
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let classifier = shared.opts.classifier.make().map_err(|e| format!("cannot start the classifier: {e}"))?;
+        let mut sink = |s: Session| pending.borrow_mut().push(s);
+        let mut control = |frames: u64, bytes: u64| {
+            let done: Vec<Session> = pending.borrow_mut().drain(..).collect();
+            ctx.on_sessions(annotated(done));
+            sessions.store(ctx.progress.sessions, Ordering::Relaxed);
+            ctx.on_frame(frames, bytes)
+        };
+        // An endless input: idle flows are forgotten (counted), so the flow table holds
+        // the flows in progress.
+        let options = AnalyzerOptions { forget_idle_flows: true, ..shared.opts.analyzer.clone() };
+        analyze_with_classifier(&mut source, &job.label, options, classifier, Some(&mut sink), &mut control)
+            .map_err(|e| format!("the live source failed: {e}"))
+    }));
+    // The files are closed before the job is said to have ended.
+    drop(source);
+    ctx.on_sessions(annotated(pending.into_inner()));
+    ctx.flush();
+    if stop.load(Ordering::Relaxed) == SHUTDOWN {
+        // Left RUNNING: the next start ends it as interrupted, keeping its sessions.
+        return;
+    }
+    let progress = ctx.progress;
+    let mut outcome =
+        Outcome { state: JobState::Failed, progress, error: None, source: None, stats: None, subscribers: None };
+    match (result, ctx.store_error.take()) {
+        (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
+        (Ok(Ok(doc)), None) => {
+            let (state, error) = live_end(&doc);
+            outcome.state = state;
+            outcome.error = error;
+            outcome.progress.packets = doc.source.packets;
+            outcome.progress.bytes = doc.source.bytes.max(progress.bytes);
+            outcome.progress.percent = 100;
+            shared.bus.publish(Event::Stats {
+                job: job.id,
+                source: Arc::new(doc.source.clone()),
+                stats: Arc::new(doc.stats.clone()),
+            });
+            outcome.source = Some(doc.source);
+            outcome.stats = Some(doc.stats);
+            outcome.subscribers = Some(doc.subscribers);
+        }
+        (Ok(Err(message)), None) => outcome.error = Some(message),
+        (Err(panic), None) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            outcome.error = Some(format!("internal error in live job {}: {what}", job.label));
+        }
+    }
+    match finish_with_retries(shared, job.id, &outcome) {
+        Ok(Some(job)) => {
+            shared.board.set(&job);
+            shared.bus.publish(Event::State(Arc::new(job)));
+        }
+        Ok(None) => {
+            if let Some(job) = shared.store.job(job.id).ok().flatten().filter(|j| j.state.is_finished()) {
+                shared.board.set(&job);
+                shared.bus.publish(Event::State(Arc::new(job)));
+            }
+        }
+        Err(_) => {
+            lock(&shared.unrecorded).insert(job.id, outcome);
+            shared.board.remove(job.id);
+        }
     }
 }

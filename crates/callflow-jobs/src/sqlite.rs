@@ -68,10 +68,12 @@ const MIGRATIONS: &[&str] = &[
     // 3: a completed job's subscriber view, the document's `subscribers` as JSON (NULL for
     // the jobs completed before it was kept).
     "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
+    // 4: a live job's source, as the embedder described it (JSON); NULL for capture files.
+    "ALTER TABLE jobs ADD COLUMN live TEXT;",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
-                           packets, bytes, sessions, error, attempts, source, stats";
+                           packets, bytes, sessions, error, attempts, source, stats, live";
 const SESSION_COLUMNS: &str =
     "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
 
@@ -257,6 +259,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             attempts: row.get(13)?,
             complete: source.as_ref().map(|s| s.complete),
             warnings: source.as_ref().map_or_else(Vec::new, |s| s.warnings.clone()),
+            live: row.get(16)?,
         },
         input: PathBuf::from(row.get::<_, String>(1)?),
         owns_input: row.get(3)?,
@@ -330,6 +333,17 @@ impl JobStore for SqliteStore {
                 JobState::Queued.as_str(),
                 now
             ],
+        )?;
+        let id = JobId(conn.last_insert_rowid());
+        Ok(get_job(&conn, id)?.expect("the row just inserted"))
+    }
+
+    fn create_live(&self, new: &NewJob, live: &str, now: i64) -> Result<Job, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live)
+             VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6)",
+            params![new.id.map(|id| id.0), new.input.to_string_lossy(), new.label, new.owns_input, now, live],
         )?;
         let id = JobId(conn.last_insert_rowid());
         Ok(get_job(&conn, id)?.expect("the row just inserted"))
@@ -440,7 +454,9 @@ impl JobStore for SqliteStore {
                 subscribers
             ],
         )?;
-        if changed == 1 && o.state != JobState::Completed {
+        // A live job keeps what it stored whatever its end: its traffic cannot be read again.
+        let live: bool = tx.query_row("SELECT live IS NOT NULL FROM jobs WHERE id = ?1", [id.0], |r| r.get(0))?;
+        if changed == 1 && o.state != JobState::Completed && !live {
             delete_sessions(&tx, id)?;
             tx.execute("UPDATE jobs SET sessions = 0 WHERE id = ?1", [id.0])?;
         }
@@ -658,8 +674,24 @@ impl JobStore for SqliteStore {
             let rows = stmt.query_map([state], |r| Ok((JobId(r.get(0)?), r.get(1)?)))?;
             rows.collect()
         };
-        let running = ids(&tx, "RUNNING")?;
+        // A live job cannot be run again (its traffic is gone): it ends, keeping its sessions.
         let mut recovery = Recovery::default();
+        let live: Vec<JobId> = {
+            let mut stmt =
+                tx.prepare("SELECT id FROM jobs WHERE state = 'RUNNING' AND live IS NOT NULL ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok(JobId(r.get(0)?)))?;
+            rows.collect::<Result<_, _>>()?
+        };
+        for &id in &live {
+            tx.execute(
+                "UPDATE jobs SET state = 'FAILED', completed_at = ?2,
+                     error = 'interrupted: callflowd stopped while this live job was running; the sessions found until then are kept'
+                 WHERE id = ?1",
+                params![id.0, now],
+            )?;
+            recovery.interrupted.push(id);
+        }
+        let running = ids(&tx, "RUNNING")?;
         for &(id, attempts) in &running {
             delete_sessions(&tx, id)?;
             if resume && attempts >= max_attempts {

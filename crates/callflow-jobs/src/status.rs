@@ -53,6 +53,9 @@ pub struct JobStatus {
     /// Once completed: the capture's warnings (why reading stopped early, and the like).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// A live job's source as the embedder described it (JSON text); `None` for a capture file.
+    #[serde(default)]
+    pub live: Option<String>,
 }
 
 impl From<&Job> for JobStatus {
@@ -153,6 +156,7 @@ mod tests {
                 attempts: 0,
                 complete: None,
                 warnings: Vec::new(),
+                live: None,
             },
             input: "x.pcap".into(),
             owns_input: false,

@@ -45,6 +45,9 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The store cannot do this at all (a store written before live jobs existed).
+    #[error("job store: {0} is not supported by this store")]
+    Unsupported(&'static str),
     /// The database file or its directory cannot be created.
     #[error("job store: cannot create {path}: {source}")]
     Create {
@@ -210,6 +213,15 @@ pub trait JobStore: Send + Sync {
     /// Adds a QUEUED job, with the id [`NewJob::id`] names (one from
     /// [`JobStore::reserve_id`]) or else the next one.
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError>;
+    /// Adds a live job, RUNNING from the start (no worker claims it: the manager runs it on
+    /// a thread of its own), with `live` describing its source (JSON, opaque to the store).
+    /// A live job keeps its sessions whatever its end, and after a restart it is FAILED as
+    /// interrupted, keeping them, since its traffic cannot be read again. The default
+    /// refuses: a store must record which jobs are live for those rules.
+    fn create_live(&self, new: &NewJob, live: &str, now: i64) -> Result<Job, StoreError> {
+        let _ = (new, live, now);
+        Err(StoreError::Unsupported("a live job"))
+    }
     /// Reserves an id for a job created later: no job has it, and neither `create_job`
     /// nor another reservation will hand it out, even after a restart. A reservation that
     /// is never used is a gap in the ids and nothing else (PostgreSQL: `nextval`).

@@ -68,6 +68,8 @@ fn a_job_goes_queued_running_completed_with_its_results_stored() {
             Event::Progress { .. } => "progress",
             Event::Session { .. } => "session",
             Event::Stats { .. } => "stats",
+            Event::Live { .. } => "live",
+            Event::Notice { .. } => "notice",
             Event::Deleted(_) => "deleted",
         })
         .collect();

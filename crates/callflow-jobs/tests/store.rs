@@ -120,11 +120,11 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 3);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 3, "reopening migrates nothing");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 3 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 4 }) => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -148,13 +148,16 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
         store.finish(old, &completed(0), 3).unwrap().unwrap();
         old
     };
-    // The file as the build before version 3 left it: no subscribers column.
+    // The file as the build before version 3 left it: no subscribers column (nor live).
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
-        conn.execute_batch("ALTER TABLE jobs DROP COLUMN subscribers; PRAGMA user_version = 2;").unwrap();
+        conn.execute_batch(
+            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live; PRAGMA user_version = 2;",
+        )
+        .unwrap();
     }
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
     assert_eq!(store.job(old).unwrap().unwrap().state, JobState::Completed, "the old job survives the upgrade");
     assert_eq!(store.subscribers(old).unwrap(), None, "completed before subscribers were kept");
     let new = store.create_job(&NewJob::file("new.pcap"), 4).unwrap().id;
@@ -250,7 +253,7 @@ fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
     assert_eq!(store.session_jobs("s000004", 5).unwrap(), ids, "oldest first");
     assert_eq!(store.session_jobs("s000004", 1).unwrap(), [ids[0]]);
     assert_eq!(store.session_jobs("nope", 5).unwrap(), []);
-    assert_eq!(store.schema_version().unwrap(), 3);
+    assert_eq!(store.schema_version().unwrap(), 4);
 }
 
 #[test]

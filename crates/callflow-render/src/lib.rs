@@ -53,7 +53,9 @@ pub mod svg;
 pub mod text;
 
 pub use ladder::{Ladder, RowKind};
-pub use pcap::{export_pcap, read_messages, ExportError, Exported};
+pub use pcap::{
+    export_pcap, export_pcap_parts, read_messages, read_messages_parts, CapturePart, ExportError, Exported,
+};
 
 use callflow_model::{Relation, Session};
 use std::collections::{BTreeMap, HashSet, VecDeque};

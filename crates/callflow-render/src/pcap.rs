@@ -21,7 +21,7 @@
 //! multi-interface pcapng) is left out and counted.
 
 use crate::escape::message_text;
-use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_decode::capture::{CaptureError, CaptureReader, Frame};
 use callflow_decode::ipfrag::{FragmentLimits, FragmentReassembler};
 use callflow_decode::packet::{decode_frame, decode_transport, Transport};
 use callflow_decode::tcp::{StreamKey, TcpLimits, TcpReassembler};
@@ -32,7 +32,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The snapshot length written in the header: the decoder's bound on a record.
@@ -78,6 +79,11 @@ struct Matcher {
 /// and fragments are taken.
 const SLACK: i64 = 2_000_000_000;
 
+/// How far a stream's first and last packet times are widened: a stored session's times
+/// come back from JSON seconds (an `f64`: about 240 ns apart in this century), so the
+/// first packet of a stream captured with nanosecond times (a live job's) was left out.
+const TIME_SLACK: i64 = 1_000;
+
 /// One media stream's match: direction and time span.
 struct StreamMatch {
     src: SocketAddr,
@@ -114,8 +120,8 @@ impl Matcher {
                 m.streams.push(StreamMatch {
                     src: stream.src,
                     dst: stream.dst,
-                    start: stream.start.as_nanos(),
-                    end: stream.end.as_nanos(),
+                    start: stream.start.as_nanos().saturating_sub(TIME_SLACK),
+                    end: stream.end.as_nanos().saturating_add(TIME_SLACK),
                     tunnel,
                 });
             }
@@ -162,25 +168,82 @@ impl Matcher {
 /// `out` as pcap, in capture order. A capture that breaks off part-way gives the frames
 /// read until then; one that cannot be read is an error.
 pub fn export_pcap<W: Write>(capture: &Path, sessions: &[&Session], out: W) -> Result<Exported, ExportError> {
-    let mut reader = CaptureReader::open(capture)?;
+    export_pcap_parts(&[CapturePart::whole(capture)], sessions, out)
+}
+
+/// One file of a capture kept in several (a live job's rotating files, oldest first): its
+/// path and the number its first frame has in the whole capture.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturePart {
+    /// The file.
+    pub path: PathBuf,
+    /// The number of its first frame in the whole capture (from 1).
+    pub first_frame: u64,
+}
+
+impl CapturePart {
+    /// A capture held in one file.
+    pub fn whole(path: &Path) -> CapturePart {
+        CapturePart { path: path.to_path_buf(), first_frame: 1 }
+    }
+}
+
+/// Calls `each` with every frame of `parts` in order, numbered as in the whole capture,
+/// until it breaks. A part that breaks off part-way (the file still being written) gives
+/// the frames read until then, and one that is gone or cannot be read is skipped, once a
+/// frame was read: an error only when nothing could be read at all.
+fn each_frame(
+    parts: &[CapturePart],
+    mut each: impl FnMut(&Frame<'_>) -> Result<ControlFlow<()>, ExportError>,
+) -> Result<(), ExportError> {
+    let mut read = 0u64;
+    let mut first_error = None;
+    for part in parts {
+        let mut reader = match CaptureReader::open(&part.path) {
+            Ok(reader) => reader,
+            Err(e) => {
+                first_error.get_or_insert(e);
+                continue;
+            }
+        };
+        loop {
+            let frame = match reader.next_frame() {
+                Ok(Some(frame)) => frame,
+                Ok(None) => break,
+                // Damage after the first frame: keep what was read, as the analysis did.
+                Err(_) if read > 0 => break,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    break;
+                }
+            };
+            read += 1;
+            let frame = Frame { number: part.first_frame + frame.number.saturating_sub(1), ..frame };
+            if each(&frame)?.is_break() {
+                return Ok(());
+            }
+        }
+    }
+    match first_error {
+        Some(e) if read == 0 => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// [`export_pcap`] of a capture kept in several files.
+pub fn export_pcap_parts<W: Write>(
+    parts: &[CapturePart],
+    sessions: &[&Session],
+    out: W,
+) -> Result<Exported, ExportError> {
     let matcher = Matcher::new(sessions);
     let mut writer: Option<(PcapWriter<W>, u32)> = None;
     let mut out = Some(out);
     let mut done = Exported::default();
-    let mut read = 0u64;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            // Damage after the first frame: keep what was read, as the analysis did.
-            Err(_) if read > 0 => break,
-            Err(e) => return Err(e.into()),
-        };
-        read += 1;
+    each_frame(parts, |frame| {
         let ts = frame.ts.as_nanos();
-        let keep = matcher.keeps(&frame);
-        if !keep {
-            continue;
+        if !matcher.keeps(frame) {
+            return Ok(ControlFlow::Continue(()));
         }
         let link = frame.link_type.0;
         let (w, first_link) = match &mut writer {
@@ -193,10 +256,10 @@ pub fn export_pcap<W: Write>(capture: &Path, sessions: &[&Session], out: W) -> R
         };
         if link != *first_link {
             done.other_link_type += 1;
-            continue;
+            return Ok(ControlFlow::Continue(()));
         }
         if frame.data.len() > SNAPLEN as usize {
-            continue;
+            return Ok(ControlFlow::Continue(()));
         }
         // Timestamps before 1970 or after 2106 do not fit pcap's unsigned 32-bit seconds.
         let secs = u64::try_from(ts.div_euclid(1_000_000_000)).unwrap_or(0).min(u64::from(u32::MAX));
@@ -208,7 +271,8 @@ pub fn export_pcap<W: Write>(capture: &Path, sessions: &[&Session], out: W) -> R
             data: Cow::Borrowed(frame.data),
         })?;
         done.frames += 1;
-    }
+        Ok(ControlFlow::Continue(()))
+    })?;
     if let Some(out) = out {
         // No frame at all (the capture changed since the analysis?): a valid, empty pcap.
         PcapWriter::with_header(out, header(1))?;
@@ -238,20 +302,16 @@ fn header(link: u32) -> PcapHeader {
 /// together gives what it carries above its transport. One pass, stopping at the last
 /// frame asked for; frames past the end of the capture are missing.
 pub fn read_messages(capture: &Path, frames: &BTreeSet<u64>) -> Result<crate::RawMessages, ExportError> {
+    read_messages_parts(&[CapturePart::whole(capture)], frames)
+}
+
+/// [`read_messages`] of a capture kept in several files.
+pub fn read_messages_parts(parts: &[CapturePart], frames: &BTreeSet<u64>) -> Result<crate::RawMessages, ExportError> {
     let mut out = BTreeMap::new();
     let Some(&last) = frames.last() else { return Ok(out) };
-    let mut reader = CaptureReader::open(capture)?;
     let mut tcp = TcpReassembler::new(TcpLimits::default());
     let mut fragments = FragmentReassembler::new(FragmentLimits::default());
-    let mut read = 0u64;
-    loop {
-        let frame = match reader.next_frame() {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break,
-            Err(_) if read > 0 => break,
-            Err(e) => return Err(e.into()),
-        };
-        read += 1;
+    each_frame(parts, |frame| {
         let wanted = frames.contains(&frame.number);
         let packet = decode_frame(frame.link_type, frame.data);
         let reassembled;
@@ -295,9 +355,7 @@ pub fn read_messages(capture: &Path, frames: &BTreeSet<u64>) -> Result<crate::Ra
             };
             out.insert(frame.number, message_text(payload));
         }
-        if frame.number >= last {
-            break;
-        }
-    }
+        Ok(if frame.number >= last { ControlFlow::Break(()) } else { ControlFlow::Continue(()) })
+    })?;
     Ok(out)
 }

@@ -516,3 +516,20 @@ fn messages_are_read_back_as_text() {
     std::fs::write(tmp("basic.html"), &html).unwrap();
     std::fs::write(tmp("basic.svg"), render_ladder(&Ladder::build(&[call]), Format::Svg, Some(&raw))).unwrap();
 }
+
+#[test]
+fn a_stored_session_s_stream_times_rounded_by_json_still_take_its_first_and_last_packets() {
+    // A stored session comes back from JSON seconds (an f64, about 240 ns apart today): a
+    // stream whose first packet was captured at a nanosecond time came back a little later
+    // than that packet, which the export then left out (a live job's first RTP packet).
+    let capture = repo("examples/captures/basic-call.pcap");
+    let doc = analyse(&capture);
+    let exact = export_and_reanalyse(&capture, &[&doc.sessions[0]], "exact.pcap").1;
+    let mut rounded = doc.sessions[0].clone();
+    for stream in &mut rounded.media {
+        stream.start = Timestamp::from_nanos(stream.start.as_nanos() + 200);
+        stream.end = Timestamp::from_nanos(stream.end.as_nanos() - 200);
+    }
+    let (_, frames) = export_and_reanalyse(&capture, &[&rounded], "rounded.pcap");
+    assert_eq!(frames, exact, "every packet of the streams, as with the exact times");
+}

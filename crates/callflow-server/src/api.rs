@@ -1,6 +1,6 @@
 //! The REST handlers: uploads, jobs, sessions, a session's pcap, ladder, quality chart and raw messages, health, version, metrics and the OpenAPI document.
 
-use crate::error::{ApiError, ApiQuery};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::hub::{job_json, status_json};
 use crate::state::AppState;
 use axum::body::Body;
@@ -11,6 +11,7 @@ use axum::Json;
 use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
 use callflow_model::{Problem, Session, SessionKind, Subscriber};
+use callflow_render::CapturePart;
 use futures_util::StreamExt;
 use http_body_util::BodyExt;
 use serde::Deserialize;
@@ -513,6 +514,28 @@ pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Re
     Ok(Json(job_json(&job)))
 }
 
+/// `POST /api/v1/live`: starts a live job on the source the body names (see
+/// [`crate::sources`]); answers 201 with the job, RUNNING.
+pub async fn start_live(State(state): State<AppState>, body: ApiJson<Value>) -> Result<Response, ApiError> {
+    let request = crate::sources::parse_live_request(&body.0)?;
+    let (sources, settings) = (state.live_sources.clone(), state.settings.clone());
+    let description = serde_json::to_string(&json!({
+        "source": request.source,
+        "duration": request.duration.map(|d| d.as_secs_f64()),
+    }))
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    // Opened here, before the job exists, so that a source that cannot be opened is this
+    // request's error (a 400 naming the problem) and never a job.
+    let feed = tokio::task::spawn_blocking(move || sources.open(&request.source, &settings).map(|f| (f, request)))
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening the live source: {e}")))??;
+    let (feed, request) = feed;
+    let live = callflow_jobs::LiveJob { label: request.name, source: description, duration: request.duration, feed };
+    let job = state.jobs(move |m| m.start_live(live)).await?;
+    Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(job_json(&job)))
+        .into_response())
+}
+
 /// How long `DELETE` of a running job waits for it to stop once cancelled.
 const DELETE_STOP_WAIT: Duration = Duration::from_secs(10);
 
@@ -860,19 +883,76 @@ async fn find_sessions(
     job: Option<JobId>,
     sid: String,
     group: bool,
-) -> Result<(Vec<Session>, PathBuf), ApiError> {
+) -> Result<(Vec<Session>, Vec<CapturePart>), ApiError> {
     let (job, session) = find_session(state, job, sid).await?;
-    state
+    let (sessions, input, live) = state
         .jobs(move |m| {
-            let input = m.job(job)?.input;
+            let found = m.job(job)?;
             let sessions = if group {
                 callflow_render::collect_group(session, |id| m.store().session(job, id))?
             } else {
                 vec![session]
             };
-            Ok((sessions, input))
+            Ok((sessions, found.input.clone(), found.live.is_some()))
         })
+        .await?;
+    if !live {
+        return Ok((sessions, vec![CapturePart::whole(&input)]));
+    }
+    let settings = state.settings.clone();
+    let parts = tokio::task::spawn_blocking(move || live_parts(&input, &sessions, &settings).map(|p| (sessions, p)))
         .await
+        .map_err(|e| ApiError::Internal(format!("capture task failed: {e}")))??;
+    Ok((parts.0, parts.1))
+}
+
+/// The files a live job keeps (`dir`), once it is checked that `sessions` are all in them:
+/// a call whose first packets were deleted has aged out, and the error names the window.
+fn live_parts(
+    dir: &path::Path,
+    sessions: &[Session],
+    settings: &callflow_config::Settings,
+) -> Result<Vec<CapturePart>, ApiError> {
+    let parts: Vec<CapturePart> = callflow_jobs::retained_parts(dir)
+        .map_err(|e| ApiError::Internal(format!("listing {}: {e}", dir.display())))?
+        .into_iter()
+        .map(|p| CapturePart { path: p.path, first_frame: p.first_frame })
+        .collect();
+    // The oldest packet kept: the first frame of the oldest file.
+    let oldest = parts.first().and_then(|p| {
+        let mut reader = callflow_decode::capture::CaptureReader::open(&p.path).ok()?;
+        let ts = reader.next_frame().ok()??.ts;
+        Some((p.first_frame, ts))
+    });
+    let limits = format!(
+        "live.max_bytes = {} bytes, live.max_age = {}",
+        settings.live.max_bytes,
+        callflow_config::duration::format(settings.live.max_age)
+    );
+    for s in sessions {
+        let first_frame =
+            s.messages.iter().map(|m| m.frame).chain(s.media.iter().flat_map(|m| m.rtcp.iter().map(|r| r.frame))).min();
+        let aged = match (oldest, first_frame) {
+            (None, _) => true,
+            (Some((kept, _)), Some(frame)) => frame < kept,
+            (Some((_, since)), None) => s.start < since,
+        };
+        if aged {
+            let window = match oldest {
+                Some((frame, since)) => format!(
+                    "it keeps frames {frame} on, captured since {} s after the Unix epoch",
+                    since.as_nanos() as f64 / 1e9
+                ),
+                None => "it keeps no packets now".to_string(),
+            };
+            return Err(ApiError::Gone(format!(
+                "session {} (started {} s after the Unix epoch) has aged out of the live job's retained window:                  {window} ({limits})",
+                s.id,
+                s.start.as_nanos() as f64 / 1e9
+            )));
+        }
+    }
+    Ok(parts)
 }
 
 /// Runs `f` (which reads the job's capture again) on the blocking pool: it is not a store
@@ -904,11 +984,11 @@ fn safe_name(sid: &str) -> String {
 }
 
 async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String, group: bool) -> Result<Response, ApiError> {
-    let (sessions, input) = find_sessions(state, job, sid.clone(), group).await?;
+    let (sessions, parts) = find_sessions(state, job, sid.clone(), group).await?;
     let pcap = with_capture(move || {
         let refs: Vec<&Session> = sessions.iter().collect();
         let mut out = Vec::new();
-        callflow_render::export_pcap(&input, &refs, &mut out)?;
+        callflow_render::export_pcap_parts(&parts, &refs, &mut out)?;
         Ok(out)
     })
     .await?;
@@ -977,12 +1057,12 @@ async fn ladder_response(
         None => callflow_render::Format::Svg,
         Some(f) => f.parse().map_err(|e: callflow_render::UnknownFormat| ApiError::BadRequest(e.to_string()))?,
     };
-    let (sessions, input) = find_sessions(state, job, sid, p.group).await?;
+    let (sessions, parts) = find_sessions(state, job, sid, p.group).await?;
     let body = with_capture(move || {
         let refs: Vec<&Session> = sessions.iter().collect();
         let raw = if format.wants_raw_messages() {
             let frames = refs.iter().flat_map(|s| s.messages.iter().map(|m| m.frame)).collect();
-            Some(callflow_render::read_messages(&input, &frames)?)
+            Some(callflow_render::read_messages_parts(&parts, &frames)?)
         } else {
             None
         };
@@ -1062,7 +1142,7 @@ async fn message_response(
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::NotFound { what: "message", id: format!("frame {frame} of session {sid}") };
     let number: u64 = frame.parse().map_err(|_| not_found())?;
-    let (sessions, input) = find_sessions(state, job, sid.clone(), false).await?;
+    let (sessions, parts) = find_sessions(state, job, sid.clone(), false).await?;
     // Only the session's own frames: this is not a way to read any packet of the capture.
     let known = sessions.iter().any(|s| {
         s.messages.iter().any(|m| m.frame == number)
@@ -1072,7 +1152,7 @@ async fn message_response(
         return Err(not_found());
     }
     let mut raw =
-        with_capture(move || callflow_render::read_messages(&input, &std::collections::BTreeSet::from([number])))
+        with_capture(move || callflow_render::read_messages_parts(&parts, &std::collections::BTreeSet::from([number])))
             .await?;
     let text = raw
         .remove(&number)
@@ -1191,7 +1271,13 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs", "List jobs, newest first (offset, limit, status)"),
     ("get", "/api/v1/jobs/{id}/status", "A job's status and progress"),
     ("delete", "/api/v1/jobs/{id}", "Delete a job and its files (cancelling it first)"),
-    ("post", "/api/v1/jobs/{id}/cancel", "Cancel a queued or running job"),
+    ("post", "/api/v1/jobs/{id}/cancel", "Cancel a queued or running job (a live job: stop it, keeping its sessions)"),
+    (
+        "post",
+        "/api/v1/live",
+        "Start a live job on a source (interface in a netns, remote ws:// stream, or HEP); it runs until cancelled, \
+         deleted or its duration ends",
+    ),
     (
         "get",
         "/api/v1/jobs/{id}/sessions",
@@ -1286,14 +1372,14 @@ pub fn openapi_document() -> Value {
                 "description": "also list every call with its outcome and the rule that gave it"}));
         }
         let ok = match (*method, *path) {
-            ("post", "/api/v1/upload") => "201",
+            ("post", "/api/v1/upload" | "/api/v1/live") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
         };
         let job = json!({"$ref": "#/components/schemas/Job"});
         let body = match *path {
-            "/api/v1/jobs/{id}/status" | "/api/v1/jobs/{id}/cancel" => Some(job),
+            "/api/v1/jobs/{id}/status" | "/api/v1/jobs/{id}/cancel" | "/api/v1/live" => Some(job),
             "/api/v1/jobs" => Some(json!({"type": "object", "properties": {"offset": {"type": "integer"},
                 "limit": {"type": "integer"}, "jobs": {"type": "array", "items": job}}})),
             _ => None,
@@ -1307,13 +1393,17 @@ pub fn openapi_document() -> Value {
             }
             (None, None) => json!({"description": "success"}),
         };
-        let op = json!({
+        let mut op = json!({
             "summary": summary,
             "parameters": params,
             "security": [{"bearer": []}],
             "responses": {ok: success, "default": {"description": "an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         });
+        if *path == "/api/v1/live" {
+            op["requestBody"] = json!({"required": true,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LiveSource"}}}});
+        }
         paths.entry(path.to_string()).or_insert_with(|| json!({}))[*method] = op;
     }
     json!({
@@ -1326,6 +1416,8 @@ pub fn openapi_document() -> Value {
                 "Error": {"type": "object", "properties": {"error": {"type": "object",
                     "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
                 "Job": job_schema(),
+                "LiveSource": live_source_schema(),
+                "LiveStats": live_stats_schema(),
             },
         },
     })
@@ -1437,6 +1529,50 @@ fn job_schema() -> Value {
             "description": "once completed: whether the whole capture was read (false: truncated or damaged)"},
         "warnings": {"type": "array", "items": {"type": "string"},
             "description": "once completed: the capture's warnings (why reading stopped early...)"},
+        "live": {"type": "object", "nullable": true,
+            "description": "a live job's source ({\"source\": {kind: fields}, \"duration\": seconds or null}); null for a capture file"},
+    }})
+}
+
+/// The `POST /api/v1/live` body: one source (`interface`, `url` or `hep`), with
+/// `duration` and `name` (see `crate::sources`).
+fn live_source_schema() -> Value {
+    json!({"type": "object", "description": "exactly one of interface, url, hep; netns, filter, promiscuous and \
+        snaplen go with interface only. A bad field, or a source that cannot be opened, is a 400 naming \
+        it; an interface without capture.enabled, 403",
+        "properties": {
+        "interface": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+            "description": "an interface, several separated by / (or a list); \"any\" or empty: all of the namespace"},
+        "netns": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 1}],
+            "description": "the network namespace: an absolute path (/run/netns/NAME, /proc/PID/ns/net) or its inode"},
+        "filter": {"type": "string", "description": "a BPF capture filter"},
+        "promiscuous": {"type": "boolean", "default": true},
+        "snaplen": {"type": "integer", "minimum": 64, "maximum": 262144, "default": 262144},
+        "url": {"type": "string", "description": "a Packetflix-compatible stream: ws://, wss:// or packetflix:ws://"},
+        "hep": {"type": "boolean", "enum": [true], "description": "the HEP listener of [hep]"},
+        "duration": {"oneOf": [{"type": "string"}, {"type": "integer", "minimum": 1}],
+            "description": "stop after this long: \"90s\", \"10m\", \"2h\" or seconds; absent: until cancelled or deleted"},
+        "name": {"type": "string", "maxLength": 255},
+    }})
+}
+
+/// A live job's `stats` event (`{"type": "stats", "job_id", "live": LiveStats}`), every
+/// `live.stats_interval`; a `notice` event (`{"type": "notice", "job_id", "message"}`)
+/// says what happened to its source.
+fn live_stats_schema() -> Value {
+    let int = |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
+    json!({"type": "object", "properties": {
+        "packets": int("frames analysed"),
+        "bytes": int("bytes of those frames"),
+        "dropped": int("frames dropped because the analysis was behind (live.queue_frames full)"),
+        "source_dropped": int("frames the source lost before the analysis (kernel drops, malformed HEP)"),
+        "sessions": int("sessions completed and stored"),
+        "retained_bytes": int("bytes kept for pcap downloads (at most live.max_bytes)"),
+        "retained_files": int("files they are kept in"),
+        "retained_since": {"type": "number", "nullable": true,
+            "description": "capture time of the oldest packet kept (seconds since the Unix epoch): calls begun \
+                            before it have aged out, their pcap is a 410 aged_out"},
+        "elapsed_ms": int("milliseconds since the job started"),
     }})
 }
 

@@ -92,6 +92,17 @@ pub enum ApiError {
     /// its deadline).
     #[error("{0}")]
     TooSlow(String),
+    /// The configuration does not allow what was asked (capturing interfaces without
+    /// `capture.enabled`); the message names the key.
+    #[error("{0}")]
+    Forbidden(String),
+    /// This build cannot do what was asked (a live source kind not built in).
+    #[error("{0}")]
+    NotImplemented(String),
+    /// What was asked for is no longer kept (a live job's call older than its retained
+    /// window); the message names the window.
+    #[error("{0}")]
+    Gone(String),
     /// Something failed inside the server; the details are logged, not sent.
     #[error("internal error")]
     Internal(String),
@@ -115,6 +126,9 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::InsufficientStorage(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -138,6 +152,9 @@ impl ApiError {
             ApiError::Unavailable(_) | ApiError::Busy { .. } => "unavailable".into(),
             ApiError::TooSlow(_) => "request_timeout".into(),
             ApiError::InsufficientStorage(_) => "insufficient_storage".into(),
+            ApiError::NotImplemented(_) => "not_implemented".into(),
+            ApiError::Forbidden(_) => "forbidden".into(),
+            ApiError::Gone(_) => "aged_out".into(),
             ApiError::Internal(_) => "internal".into(),
         }
     }
@@ -219,7 +236,9 @@ impl From<JobError> for ApiError {
     fn from(e: JobError) -> ApiError {
         match e {
             JobError::NotFound(id) => ApiError::job_not_found(id),
-            JobError::QueueFull { .. } | JobError::ShutDown => ApiError::Unavailable(e.to_string()),
+            JobError::QueueFull { .. } | JobError::ShutDown | JobError::TooManyLive { .. } => {
+                ApiError::Unavailable(e.to_string())
+            }
             JobError::NotFinished { .. } | JobError::AlreadyFinished { .. } => ApiError::Conflict(e.to_string()),
             JobError::Store(e) => ApiError::from(e),
             other => ApiError::Internal(other.to_string()),

@@ -29,8 +29,10 @@ pub enum Kind {
     Progress,
     /// A session completed.
     Session,
-    /// A job's capture statistics.
+    /// A job's capture statistics (at its end), or a live job's counters (every few seconds).
     Stats,
+    /// Something a live job's source wants users to know (a stream lost, reconnected).
+    Notice,
     /// A job was deleted. Never dropped.
     Deleted,
 }
@@ -43,6 +45,7 @@ impl Kind {
             Kind::Progress => "progress",
             Kind::Session => "session",
             Kind::Stats => "stats",
+            Kind::Notice => "notice",
             Kind::Deleted => "deleted",
         }
     }
@@ -96,6 +99,7 @@ pub fn status_json(job: &JobStatus) -> Value {
         "attempts": job.attempts,
         "complete": job.complete,
         "warnings": job.warnings,
+        "live": job.live.as_deref().and_then(|l| serde_json::from_str::<Value>(l).ok()),
     })
 }
 
@@ -116,6 +120,10 @@ fn message_json(event: &Event) -> (Kind, Value) {
         ),
         Event::Stats { job, source, stats } => {
             (Kind::Stats, json!({"type": "stats", "job_id": job, "source": &**source, "stats": &**stats}))
+        }
+        Event::Live { job, stats } => (Kind::Stats, json!({"type": "stats", "job_id": job, "live": stats})),
+        Event::Notice { job, message } => {
+            (Kind::Notice, json!({"type": "notice", "job_id": job, "message": &**message}))
         }
         Event::Deleted(job) => (Kind::Deleted, json!({"type": "deleted", "job_id": job})),
     }
@@ -147,14 +155,14 @@ impl ClientQueue {
                     return true;
                 }
             }
-            let victim = [Kind::Progress, Kind::Session, Kind::Stats]
+            let victim = [Kind::Progress, Kind::Stats, Kind::Session, Kind::Notice]
                 .into_iter()
                 .find_map(|k| q.iter().position(|m| m.kind == k));
             match (victim, msg.kind) {
                 (Some(i), _) => {
                     q.remove(i);
                 }
-                (None, Kind::Progress | Kind::Session | Kind::Stats) => return false,
+                (None, Kind::Progress | Kind::Session | Kind::Stats | Kind::Notice) => return false,
                 (None, Kind::Status | Kind::Deleted) => {
                     // Only state changes are queued: this one would be lost.
                     self.overflowed.store(true, Ordering::SeqCst);

@@ -104,6 +104,7 @@ mod error;
 mod hub;
 mod limit;
 mod live;
+pub mod sources;
 mod state;
 #[cfg(test)]
 mod status_tests;
@@ -111,6 +112,7 @@ mod status_tests;
 pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
 pub use error::ApiError;
+pub use sources::{ChannelFeed, LiveRequest, LiveSource, LiveSources, Netns, SourceError};
 pub use state::{AppShared, AppState};
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
@@ -198,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/jobs/{id}/status", get(api::job_status))
         .route("/api/v1/jobs/{id}", delete(api::delete))
         .route("/api/v1/jobs/{id}/cancel", post(api::cancel))
+        .route("/api/v1/live", post(api::start_live))
         .route("/api/v1/jobs/{id}/sessions", get(api::sessions))
         .route("/api/v1/jobs/{id}/subscribers", get(api::subscribers))
         .route("/api/v1/jobs/{id}/subscribers/{sub_id}", get(api::subscriber))
@@ -388,6 +391,16 @@ impl Server {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The server with live jobs' sources opened by `sources` instead of
+    /// [`LiveSources::builtin`] (an embedder's own kinds, or a test's replayed capture).
+    pub fn with_live_sources(mut self, sources: LiveSources) -> Server {
+        // The state is shared only once the server runs: until then this is its one owner.
+        if let Some(shared) = std::sync::Arc::get_mut(&mut self.state.0) {
+            shared.live_sources = sources;
+        }
+        self
     }
 
     /// The shared state (for embedding and tests).

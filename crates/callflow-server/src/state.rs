@@ -30,7 +30,7 @@ const STORAGE_CHECK_EVERY: Duration = Duration::from_secs(1);
 /// the handler clone it for every request (eight `Arc`s cloned and dropped four times a
 /// request were about 5 % of the status endpoint's profile). Its fields are [`AppShared`]'s.
 #[derive(Clone)]
-pub struct AppState(Arc<AppShared>);
+pub struct AppState(pub(crate) Arc<AppShared>);
 
 impl std::ops::Deref for AppState {
     type Target = AppShared;
@@ -59,6 +59,8 @@ pub struct AppShared {
     pub clients: Arc<Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Opens live jobs' sources.
+    pub live_sources: crate::sources::LiveSources,
     /// Calls to the job manager in flight on the blocking pool (see [`AppState::jobs`]).
     store_calls: Arc<Semaphore>,
     /// The last storage check: when, and its error if it failed (see [`AppState::storage_check`]).
@@ -99,6 +101,7 @@ impl AppState {
             uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
             clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),
             metrics,
+            live_sources: crate::sources::LiveSources::builtin(),
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             storage_checked: Mutex::new(None),
             settings: Arc::new(settings),

@@ -112,7 +112,12 @@ pub async fn start_gated(gate: &Arc<Gate>, tweak: impl FnOnce(&mut Settings)) ->
 
 /// Starts a server whose jobs run `analysis` (sessions made or changed by the test).
 pub async fn start_analysing(analysis: Arc<dyn Analysis>, tweak: impl FnOnce(&mut Settings)) -> TestServer {
-    launch_with(tempfile::tempdir().unwrap(), None, None, Some(analysis), tweak).await
+    launch_with(tempfile::tempdir().unwrap(), None, None, Some(analysis), None, tweak).await
+}
+
+/// Starts a server whose live jobs' sources are opened by `sources`.
+pub async fn start_live(sources: callflow_server::LiveSources, tweak: impl FnOnce(&mut Settings)) -> TestServer {
+    launch_with(tempfile::tempdir().unwrap(), None, None, None, Some(sources), tweak).await
 }
 
 async fn launch(
@@ -121,7 +126,7 @@ async fn launch(
     gate: Option<Arc<Gate>>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestServer {
-    launch_with(dir, listener, gate, None, tweak).await
+    launch_with(dir, listener, gate, None, None, tweak).await
 }
 
 async fn launch_with(
@@ -129,6 +134,7 @@ async fn launch_with(
     listener: Option<tokio::net::TcpListener>,
     gate: Option<Arc<Gate>>,
     analysis: Option<Arc<dyn Analysis>>,
+    sources: Option<callflow_server::LiveSources>,
     tweak: impl FnOnce(&mut Settings),
 ) -> TestServer {
     let mut settings = settings(dir.path());
@@ -147,6 +153,10 @@ async fn launch_with(
         None => callflow_server::Server::bind(settings.clone(), manager).await,
     }
     .unwrap();
+    let server = match sources {
+        Some(sources) => server.with_live_sources(sources),
+        None => server,
+    };
     let addr = server.local_addr();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -335,5 +345,104 @@ impl TestCert {
     pub fn configure(&self, settings: &mut Settings) {
         settings.server.tls.cert = Some(self.cert_path.clone());
         settings.server.tls.key = Some(self.key_path.clone());
+    }
+}
+
+/// How a test's live source replays a capture: its frames at one every `gap`, stamped
+/// with the time they are sent, `loops` times over (each pass a new call when
+/// `new_call_ids`: the Call-ID's first bytes are the pass number), then the source stays
+/// open (quiet) until its job ends.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    pub capture: PathBuf,
+    pub gap: Duration,
+    pub loops: u64,
+    pub new_call_ids: bool,
+    /// Sent to the job's notices once the replay is over.
+    pub notice: Option<String>,
+}
+
+impl Replay {
+    /// The example capture once, a frame a millisecond.
+    pub fn example() -> Replay {
+        Replay { capture: example(), gap: Duration::from_millis(1), loops: 1, new_call_ids: false, notice: None }
+    }
+
+    /// Live sources that replay this, whatever source a request names.
+    pub fn sources(self) -> callflow_server::LiveSources {
+        callflow_server::LiveSources::new(move |_source, settings| {
+            let (tx, rx) = callflow_live::channel(settings.live.queue_frames, callflow_server::sources::TICK);
+            let (notices_tx, notices_rx) = std::sync::mpsc::channel();
+            let replay = self.clone();
+            let feeder = tx.clone();
+            std::thread::spawn(move || replay.feed(&feeder, &notices_tx));
+            // The feed holds a sender: the source stays open, quiet, once the replay is over.
+            Ok(Box::new(callflow_server::ChannelFeed::new(rx).holding(tx).with_notices(notices_rx)))
+        })
+    }
+
+    fn feed(&self, tx: &callflow_live::FrameSender, notices: &std::sync::mpsc::Sender<String>) {
+        let frames = read_frames(&self.capture);
+        for pass in 0..self.loops {
+            for (link_type, data) in &frames {
+                let mut data = data.clone();
+                if self.new_call_ids {
+                    rewrite_call_id(&mut data, pass);
+                }
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+                let frame = callflow_live::OwnedFrame {
+                    ts: callflow_decode::Timestamp::from_nanos(now.as_nanos() as i64),
+                    link_type: *link_type,
+                    orig_len: data.len() as u32,
+                    data,
+                    interface: 0,
+                };
+                if tx.send(frame).is_err() {
+                    return;
+                }
+                std::thread::sleep(self.gap);
+            }
+        }
+        if let Some(notice) = &self.notice {
+            let _ = notices.send(notice.clone());
+        }
+    }
+}
+
+/// Every frame of a capture: link type and bytes.
+pub fn read_frames(path: &std::path::Path) -> Vec<(callflow_decode::LinkType, Vec<u8>)> {
+    let mut reader = callflow_decode::capture::CaptureReader::open(path).unwrap();
+    let mut frames = Vec::new();
+    while let Some(frame) = reader.next_frame().unwrap() {
+        frames.push((frame.link_type, frame.data.to_vec()));
+    }
+    frames
+}
+
+/// Makes a SIP message's Call-ID another call's: its first 8 bytes become `pass` in hex
+/// (the same length, so every length and offset in the frame stays right).
+pub fn rewrite_call_id(data: &mut [u8], pass: u64) {
+    let Some(at) = data.windows(9).position(|w| w == b"Call-ID: ") else { return };
+    let start = at + 9;
+    let end = data[start..].iter().position(|&b| b == b'\r').map_or(data.len(), |n| start + n);
+    let tag = format!("{pass:08x}");
+    let n = tag.len().min(end - start);
+    data[start..start + n].copy_from_slice(&tag.as_bytes()[..n]);
+}
+
+/// The next message of type `kind` about `job` on an event WebSocket (bounded wait).
+pub async fn next_of<S>(ws: &mut S, job: i64, kind: &str) -> serde_json::Value
+where
+    S: futures_util::Stream<
+            Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+        > + Unpin,
+{
+    loop {
+        let text = next_text(ws).await;
+        assert!(!text.starts_with("close"), "the WebSocket closed waiting for {kind}: {text}");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if v["type"] == kind && v["job_id"] == job {
+            return v;
+        }
     }
 }
