@@ -18,6 +18,10 @@ use callflow_decode::Timestamp;
 use callflow_model::{Document, Session, SourceInfo, FORMAT};
 use std::ops::ControlFlow;
 
+/// Sessions an endless input (one whose idle flows are forgotten: a live source) keeps for
+/// the subscriber join: about 10 MB of summaries, so a live analysis' memory stays flat.
+pub(crate) const LIVE_JOIN_SESSIONS: usize = 20_000;
+
 /// What the analysis loop asks its caller after every frame.
 pub trait AnalyzeControl {
     /// Called after frame number `frames` has been analysed (and after each
@@ -144,8 +148,9 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
         warnings: Vec::new(),
     };
     let mut stopped = false;
-    // What the subscriber view needs of each session handed out before the end.
-    let mut joiner = Joiner::default();
+    // What the subscriber view needs of each session handed out before the end: of an
+    // endless input, only of the latest sessions.
+    let mut joiner = if flow_idle.is_some() { Joiner::bounded(LIVE_JOIN_SESSIONS) } else { Joiner::default() };
     // The operator statistics, fed every session as it is handed out.
     let mut kpis = KpiAccumulator::for_document(analyzer.options().kpis.clone());
     // Sessions handed to the sink so far.
@@ -266,6 +271,13 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
             sessions
         }
     };
+    if joiner.dropped() > 0 {
+        source.warnings.push(format!(
+            "subscriber view: the {} oldest sessions with subscriber keys were left out of the join \
+             (an endless input joins at most its latest {LIVE_JOIN_SESSIONS})",
+            joiner.dropped()
+        ));
+    }
     let subscribers = subscribers::attach(joiner, &mut sessions);
     bearers::link(&mut sessions);
     let kpis = (kpis.sessions() > 0).then(|| Box::new(kpis.document(source.last_ts)));

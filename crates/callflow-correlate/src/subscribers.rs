@@ -45,9 +45,20 @@ struct Summary {
 }
 
 /// Collects the sessions' summaries as they are handed out, then joins them.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Joiner {
     summaries: Vec<Summary>,
+    /// Most summaries kept: an endless input (a live source) keeps only the latest, so its
+    /// memory stays flat; a capture file keeps them all.
+    limit: usize,
+    /// Summaries let go to stay within `limit`, oldest first.
+    dropped: u64,
+}
+
+impl Default for Joiner {
+    fn default() -> Self {
+        Joiner::bounded(usize::MAX)
+    }
 }
 
 /// The result of a join: the subscribers, and per session (by index of observation) the
@@ -83,6 +94,17 @@ struct Entry {
 }
 
 impl Joiner {
+    /// A joiner that keeps at most `limit` summaries (at least 2): past it, the older half
+    /// is let go (a summary is about half a kilobyte).
+    pub(crate) fn bounded(limit: usize) -> Joiner {
+        Joiner { summaries: Vec::new(), limit: limit.max(2), dropped: 0 }
+    }
+
+    /// Summaries let go to stay within the limit.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
     /// Keeps what the join needs of `session` (nothing when it carries no key).
     pub(crate) fn observe(&mut self, session: &Session) {
         // An unspecified address (the PAA a Create Session Request asks with) names nobody.
@@ -92,6 +114,12 @@ impl Joiner {
         let keys: Vec<SubscriberKey> = session.subscriber_keys.iter().filter(|k| !unspecified(k)).cloned().collect();
         if keys.is_empty() {
             return;
+        }
+        if self.summaries.len() >= self.limit {
+            // Halving at once keeps the cost per session constant.
+            let half = self.limit / 2;
+            self.summaries.drain(..half);
+            self.dropped += half as u64;
         }
         self.summaries.push(Summary {
             id: session.id.clone(),
@@ -317,6 +345,19 @@ mod tests {
     }
 
     use SessionKind::{Diameter, Gtp, SipCall, SipRegister};
+
+    #[test]
+    fn a_bounded_joiner_keeps_the_latest_sessions_of_an_endless_input() {
+        let mut joiner = Joiner::bounded(4);
+        for n in 0..7 {
+            joiner.observe(&session(&format!("reg{n}"), SipRegister, n, n + 1, &[&format!("impu=sip:{n}@ims")]));
+        }
+        // At the fifth, the older two went; at the seventh, two more.
+        assert_eq!(joiner.dropped(), 4);
+        let kept: Vec<String> =
+            joiner.join().subscribers.iter().flat_map(|sub| sub.sessions.iter().map(|s| s.session.clone())).collect();
+        assert_eq!(kept, ["reg4", "reg5", "reg6"]);
+    }
 
     #[test]
     fn a_volte_call_reads_as_one_subscriber() {
