@@ -99,3 +99,77 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
     assert!(used >= 10, "{used} series used");
     server.shutdown().await;
 }
+
+/// The `callflow_sip_calls_total` values summed by outcome, in the order given.
+fn calls_by_outcome(metrics: &str, outcomes: &[&str]) -> Vec<f64> {
+    outcomes
+        .iter()
+        .map(|outcome| {
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("callflow_sip_calls_total{") && l.contains(&format!("outcome=\"{outcome}\"")))
+                .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+                .sum()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_live_job_feeds_the_series_as_a_file_job_of_the_same_traffic_does() {
+    // The generated capture replayed as live traffic, a frame a millisecond: its timing is
+    // compressed, so what is compared is what does not depend on it (outcomes, answers).
+    let replay = common::Replay { capture: kpis_capture(), ..common::Replay::example() };
+    let server = common::start_live(replay.sources(), |s| {
+        s.processing.session_linger = std::time::Duration::from_secs(1);
+        s.live.stats_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let response = client
+        .post(server.url("/api/v1/live"))
+        .json(&serde_json::json!({"interface": "eth0", "filter": "udp"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let live: Value = response.json().await.unwrap();
+    let live = live["job_id"].as_i64().unwrap();
+    // Every call reported, then the job stopped.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let status = server.get_json(&client, &format!("/api/v1/jobs/{live}/status")).await;
+        if status["session_count"].as_u64() == Some(10) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{status}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let cancelled = client.post(server.url(&format!("/api/v1/jobs/{live}/cancel"))).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    assert_eq!(wait_finished(&client, &server, live).await["status"], "COMPLETED");
+
+    let outcomes = ["answered", "busy", "no_answer", "abandoned", "failed"];
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let after_live = calls_by_outcome(&metrics, &outcomes);
+    assert_eq!(after_live, [4.0, 2.0, 2.0, 1.0, 1.0], "{metrics}");
+
+    // The same capture as a file job adds as much again.
+    let file = upload_pcap(&client, &server, "?name=kpis.pcap", std::fs::read(kpis_capture()).unwrap()).await;
+    assert_eq!(wait_finished(&client, &server, file).await["status"], "COMPLETED");
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let after_file = calls_by_outcome(&metrics, &outcomes);
+    let file_only: Vec<f64> = after_file.iter().zip(&after_live).map(|(a, b)| a - b).collect();
+    assert_eq!(file_only, after_live);
+
+    // And the two jobs' statistics agree on everything that is not a delay.
+    let totals = |job: i64| {
+        let client = client.clone();
+        let url = server.url(&format!("/api/v1/jobs/{job}/stats"));
+        async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap()["total"].clone() }
+    };
+    let (live_total, file_total) = (totals(live).await, totals(file).await);
+    for key in ["attempts", "outcomes", "asr", "ner", "ser", "seer", "isa", "scr", "responses"] {
+        assert_eq!(live_total[key], file_total[key], "{key}: live {live_total} file {file_total}");
+    }
+    server.shutdown().await;
+}
