@@ -45,6 +45,8 @@ pub struct VethPair {
     pub capture_ns: String,
     /// The veth end in the capture namespace.
     pub capture_if: String,
+    /// The veth end in the sender namespace.
+    pub sender_if: String,
 }
 
 impl VethPair {
@@ -58,8 +60,9 @@ impl VethPair {
             sender_ns: format!("cf-{tag}-s"),
             capture_ns: format!("cf-{tag}-c"),
             capture_if: capture_if.map_or_else(|| format!("cf{tag}c"), str::to_owned),
+            sender_if: format!("cf{tag}s"),
         };
-        let sender_if = format!("cf{tag}s");
+        let sender_if = pair.sender_if.clone();
         ip(&["netns", "add", &pair.sender_ns]);
         ip(&["netns", "add", &pair.capture_ns]);
         ip(&[
@@ -108,6 +111,26 @@ impl VethPair {
             let socket = UdpSocket::bind((SENDER_IP, 0)).unwrap();
             for _ in 0..count {
                 socket.send_to(&payload, (CAPTURE_IP, port)).unwrap();
+            }
+        })
+        .join()
+        .unwrap();
+    }
+}
+
+impl VethPair {
+    /// Sends each of `frames` as it is (whole Ethernet frames) from the sender's end, `gap`
+    /// apart, from a thread that enters the sender namespace.
+    pub fn send_frames(&self, frames: Vec<Vec<u8>>, gap: std::time::Duration) {
+        let path = PathBuf::from(format!("/run/netns/{}", self.sender_ns));
+        let dev = self.sender_if.clone();
+        std::thread::spawn(move || {
+            let netns = callflow_live::netns::resolve(&callflow_live::netns::NetnsTarget::Path(path)).unwrap();
+            netns.enter().unwrap();
+            let mut out = pcap::Capture::from_device(dev.as_str()).unwrap().open().unwrap();
+            for frame in frames {
+                out.sendpacket(frame).unwrap();
+                std::thread::sleep(gap);
             }
         })
         .join()
