@@ -15,11 +15,15 @@
 //!   `apt-get source` or `--archive PATH`), verifies its SHA-256 and unpacks it into the
 //!   git-ignored `vendor/nDPI-<version>/` that `callflow-ndpi-sys` builds (with nDPI's
 //!   test captures, for the whole-suite comparison with ndpiReader).
+//! - `example` ([`example`]): installs libpcap's link library when missing and possible (every
+//!   binary links it, for live capture), then analyses the bundled example capture with
+//!   `callflow-cli`: the README's first command on a fresh machine.
 //! - `test` ([`test`]): installs tshark, ndpiReader, libclang and libgcrypt when missing and possible,
 //!   prepares nDPI as `ndpi` does, then runs `cargo test --workspace --all-targets` (with
 //!   the `ndpi` features when nDPI is ready) and any extra arguments.
 
 mod bench_compare;
+mod example;
 mod gen_pcap;
 mod ndpi;
 mod test;
@@ -42,6 +46,12 @@ enum Task {
     GenPcap(gen_pcap::Args),
     /// Fetch, verify and unpack the pinned nDPI source into vendor/ (idempotent).
     Ndpi(ndpi::Args),
+    /// Analyse the bundled example capture with callflow-cli, first installing libpcap's link library if missing (as root, via apt-get).
+    Example {
+        /// Extra arguments for `callflow-cli analyze` (e.g. `-o out.json`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Install tshark, ndpiReader and libclang if missing (as root, via apt-get), prepare nDPI, then run the whole test suite.
     Test {
         /// Extra arguments passed on to `cargo test` as written (e.g. `--test ground_truth -- --nocapture`).
@@ -56,6 +66,7 @@ fn main() -> ExitCode {
         Task::BenchCompare(args) => bench_compare::run(&args).map(|()| ExitCode::SUCCESS),
         Task::GenPcap(args) => gen_pcap::run(&args).map(|()| ExitCode::SUCCESS),
         Task::Ndpi(args) => ndpi::run(&args).map(|()| ExitCode::SUCCESS),
+        Task::Example { args } => example::run(&args),
         // Clap drops a leading `--`, but `cargo xtask test -- --nocapture` must reach cargo as
         // written; the task is always the first argument, so the rest is taken verbatim.
         Task::Test { .. } => test::run(&std::env::args().skip(2).collect::<Vec<_>>()),

@@ -35,8 +35,7 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if !Command::new("pkg-config").args(["--exists", "libgcrypt"]).status().is_ok_and(|s| s.success()) {
         missing.push("libgcrypt20-dev");
     }
-    // callflow-live links libpcap (the `pcap` crate wants libpcap.so to link against).
-    if !Command::new("pkg-config").args(["--exists", "libpcap"]).status().is_ok_and(|s| s.success()) {
+    if !has_libpcap() {
         missing.push("libpcap0.8-dev");
     }
     // The capture tests make network namespaces and veth pairs with `ip`.
@@ -92,6 +91,15 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     Ok(ExitCode::from(status.code().map_or(1, |c| c.clamp(0, 255) as u8)))
 }
 
+/// Whether libpcap's link library is there: callflow-live links it (the `pcap` crate wants
+/// `libpcap.so`, which only the development package installs), so every binary needs it.
+pub(crate) fn has_libpcap() -> bool {
+    ["/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib64", "/usr/lib", "/usr/local/lib"]
+        .iter()
+        .any(|dir| Path::new(dir).join("libpcap.so").exists())
+        || Command::new("pkg-config").args(["--exists", "libpcap"]).status().is_ok_and(|s| s.success())
+}
+
 /// Whether bindgen will find a libclang: Debian installs it under /usr/lib/llvm-*/lib.
 fn has_libclang() -> bool {
     if std::env::var_os("LIBCLANG_PATH").is_some() {
@@ -106,7 +114,7 @@ fn has_libclang() -> bool {
 
 /// Installs `packages`; a failure is reported but does not stop the tests, whose parts
 /// that need them then say they are skipped (and fail in CI, where that matters).
-fn install(packages: &[&str]) {
+pub(crate) fn install(packages: &[&str]) {
     println!("xtask test: {} missing; running apt-get update", packages.join(", "));
     if !succeeds(Command::new("apt-get").arg("update")) {
         println!("xtask test: apt-get update failed; trying the install anyway");
