@@ -1042,12 +1042,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
             }
             (Ok(Err(message)), None) => outcome.error = Some(message),
             (Err(panic), None) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                outcome.error = Some(format!("internal error while analysing {}: {what}", job.label));
+                outcome.error =
+                    Some(format!("internal error while analysing {}: {}", job.label, panic_message(&*panic)));
             }
         },
     }
@@ -1202,12 +1198,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         }
         (Ok(Err(message)), None) => outcome.error = Some(message),
         (Err(panic), None) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            outcome.error = Some(format!("internal error in live job {}: {what}", job.label));
+            outcome.error = Some(format!("internal error in live job {}: {}", job.label, panic_message(&*panic)));
         }
     }
     match finish_with_retries(shared, job.id, &outcome) {
@@ -1226,4 +1217,13 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
             shared.board.remove(job.id);
         }
     }
+}
+
+/// What a caught panic said (`panic!` with a literal or a formatted message), for the job's error.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
 }
