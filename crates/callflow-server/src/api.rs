@@ -9,7 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
-use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
+use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery, SessionSort};
 use callflow_model::{Problem, Session, SessionKind, Subscriber};
 use callflow_render::CapturePart;
 use futures_util::StreamExt;
@@ -599,6 +599,11 @@ pub struct SessionsParams {
     /// `true`, `false`, or a problem's name (`high_loss`...).
     problem: Option<String>,
     cursor: Option<String>,
+    /// `start` (default), `duration`, `from`, `to`, `state`, `messages`; `-` before: descending.
+    sort: Option<String>,
+    /// Each row also gets its setup time, duration, problems and streams' MOS (the web UI's table).
+    #[serde(default)]
+    detail: bool,
 }
 
 /// `problem=true|false` (any problem, or none), or `problem=NAME` (that one).
@@ -639,6 +644,11 @@ pub async fn sessions(
         .map(|c| c.parse::<SessionCursor>().map_err(ApiError::BadRequest))
         .transpose()?;
     let (problem, problem_kind) = problem_param(p.problem)?;
+    let sort: SessionSort =
+        p.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("start").parse().map_err(ApiError::BadRequest)?;
+    if after.is_some() && !sort.is_default() {
+        return Err(ApiError::BadRequest("a cursor pages through the default order only: use offset with sort".into()));
+    }
     let query = SessionQuery {
         kind: enum_param("kind", p.kind)?,
         state: enum_param("state", p.state.map(|s| s.to_ascii_uppercase()))?,
@@ -648,6 +658,8 @@ pub async fn sessions(
         after,
         offset: check_offset(p.offset)?,
         limit,
+        sort,
+        documents: p.detail,
         ..SessionQuery::default()
     };
     let (total, sessions) = state
@@ -659,8 +671,66 @@ pub async fn sessions(
             Ok((total, m.sessions(id, &query)?))
         })
         .await?;
-    let next_cursor = (sessions.len() as u64 == limit).then(|| sessions.last().map(|r| r.cursor.to_string())).flatten();
+    let next_cursor = (sort.is_default() && sessions.len() as u64 == limit)
+        .then(|| sessions.last().map(|r| r.cursor.to_string()))
+        .flatten();
+    let sessions = if p.detail {
+        SessionRows::Detailed(sessions.into_iter().map(DetailedRow::from).collect())
+    } else {
+        SessionRows::Plain(sessions)
+    };
     Ok(Json(SessionsPage { job_id: id, limit, next_cursor, offset: p.offset, sessions, total }).into_response())
+}
+
+/// The rows of a sessions page, with `detail=true` or without.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum SessionRows {
+    Plain(Vec<callflow_jobs::SessionRow>),
+    Detailed(Vec<DetailedRow>),
+}
+
+/// A row with `detail=true`: the summary, and from the document what a table of calls
+/// shows, without the document itself.
+#[derive(serde::Serialize)]
+struct DetailedRow {
+    #[serde(flatten)]
+    row: callflow_jobs::SessionRow,
+    setup_time_ms: Option<f64>,
+    duration_ms: Option<f64>,
+    problems: Vec<Problem>,
+    anomalies: usize,
+    /// Each stream's direction and MOS (null when it has none), in the session's order.
+    streams: Vec<Value>,
+}
+
+impl From<callflow_jobs::SessionRow> for DetailedRow {
+    fn from(mut row: callflow_jobs::SessionRow) -> DetailedRow {
+        let doc = row.document.take();
+        let Some(doc) = doc else {
+            return DetailedRow {
+                row,
+                setup_time_ms: None,
+                duration_ms: None,
+                problems: Vec::new(),
+                anomalies: 0,
+                streams: Vec::new(),
+            };
+        };
+        let streams = doc
+            .media
+            .iter()
+            .map(|m| json!({"src": m.src, "dst": m.dst, "codec": m.codec, "mos": m.quality.as_ref().map(|q| q.mos)}))
+            .collect();
+        DetailedRow {
+            row,
+            setup_time_ms: doc.setup_time_ms,
+            duration_ms: doc.duration_ms,
+            problems: doc.problems,
+            anomalies: doc.anomalies.len(),
+            streams,
+        }
+    }
 }
 
 /// A page of `GET /api/v1/jobs/{id}/sessions`, serialized as it is: building it as a
@@ -672,7 +742,7 @@ struct SessionsPage {
     limit: u64,
     next_cursor: Option<String>,
     offset: u64,
-    sessions: Vec<callflow_jobs::SessionRow>,
+    sessions: SessionRows,
     total: u64,
 }
 
@@ -1281,7 +1351,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/jobs/{id}/sessions",
-        "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor)",
+        "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor, sort, detail)",
     ),
     (
         "get",
@@ -1360,6 +1430,7 @@ pub fn openapi_document() -> Value {
             .collect();
         if *path == "/api/v1/jobs/{id}/sessions" {
             params.push(problem_parameter());
+            params.extend(sessions_query());
         }
         params.extend(subscriber_query(path));
         if *path == "/api/v1/jobs/{id}/stats" {
@@ -1442,6 +1513,19 @@ fn subscriber_query(path: &str) -> Vec<Value> {
         "/api/v1/jobs/{id}/subscribers/{sub_id}" => page.into(),
         _ => Vec::new(),
     }
+}
+
+/// The sessions listing's `sort` and `detail` parameters.
+fn sessions_query() -> [Value; 2] {
+    let sorts: Vec<String> = SessionSort::NAMES.iter().flat_map(|n| [n.to_string(), format!("-{n}")]).collect();
+    [
+        json!({"name": "sort", "in": "query", "required": false, "schema": {"type": "string", "enum": sorts, "default": "start"},
+               "description": "the order, then arrival; a leading - for descending. A cursor pages through the \
+                               default order only: with another, page with offset"}),
+        json!({"name": "detail", "in": "query", "required": false, "schema": {"type": "boolean", "default": false},
+               "description": "each row also gets setup_time_ms, duration_ms, problems, anomalies (a count) and \
+                               streams (src, dst, codec, mos)"}),
+    ]
 }
 
 /// The sessions listing's `problem` parameter, with every value it takes.

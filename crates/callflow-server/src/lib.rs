@@ -108,6 +108,7 @@ pub mod sources;
 mod state;
 #[cfg(test)]
 mod status_tests;
+mod ui;
 
 pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
@@ -221,6 +222,7 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(api::version))
         .route("/metrics", get(api::metrics))
         .route("/api/v1/jobs/{id}/stats", get(api::job_stats))
+        .merge(ui::routes())
         .layer(timeout);
     let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))
