@@ -485,7 +485,9 @@ const SVG_ATTRIBUTES = new Set(['x', 'y', 'x1', 'x2', 'y1', 'y2', 'width', 'heig
 
 /** The server's SVG as a DOM node holding only drawing elements and plain attributes. */
 function cleanSvg(text) {
-  const doc = new DOMParser().parseFromString(text, 'image/svg+xml');
+  // Its style sheet goes before parsing: the page's policy refuses inline styles even in a
+  // parsed document, and app.css styles the ladder's classes instead.
+  const doc = new DOMParser().parseFromString(text.replace(/<style[^>]*>[^<]*<\/style>/g, ''), 'image/svg+xml');
   const root = doc.documentElement;
   if (root.nodeName !== 'svg') throw new Error('the ladder is not an SVG picture');
   const walk = (el) => {

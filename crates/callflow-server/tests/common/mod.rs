@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod calls;
+pub mod webdriver;
 
 use callflow_config::Settings;
 use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions, SqliteStore};

@@ -1,0 +1,280 @@
+//! The web UI in a real browser (Debian's headless Chromium through chromedriver) against the real callflowd on loopback: upload, live progress, search, the call's ladder and raw messages, the pcap download read back with tshark, login and logout, capture text that tries to be markup, and no console error anywhere. Screenshots go to `target/browser-tests/<test>/`.
+
+mod common;
+
+use common::calls::{calls_pcap, CallSpec};
+use common::webdriver::{browser_available, output_dir, Browser, Driver};
+use common::{start, upload_pcap, wait_finished, TestServer};
+use serde_json::{json, Value};
+use std::path::Path;
+
+/// Three calls, the second from 1001 with two INFO exchanges (11 messages).
+fn three_calls() -> Vec<u8> {
+    let mut specs = vec![CallSpec::new("2002", "9002"), CallSpec::new("1001", "9001"), CallSpec::new("3003", "9003")];
+    specs[1].infos = 2;
+    calls_pcap(&specs)
+}
+
+/// The rows of a table now, by a CSS selector.
+async fn count(browser: &Browser, css: &str) -> usize {
+    browser.find_all(css).await.len()
+}
+
+async fn status_of(browser: &Browser, job: i64) -> Option<String> {
+    browser.attribute_of(&format!("#jobs tr[data-job='{job}']"), "data-status").await
+}
+
+#[tokio::test]
+async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downloaded() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("upload_search_open");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = start(|_| {}).await;
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("#drop").await;
+    browser.screenshot(&out.join("1-jobs-empty.png")).await;
+
+    // The picker: WebDriver types the file's path into the file input.
+    let capture = downloads.path().join("three-calls.pcap");
+    std::fs::write(&capture, three_calls()).unwrap();
+    let input = browser.wait_for("#file").await;
+    browser.send_keys(&input, capture.to_str().unwrap()).await;
+    let job = browser
+        .wait_until("the uploaded job in the list", || async {
+            browser.attribute_of("#jobs tr[data-job]", "data-job").await?.parse::<i64>().ok()
+        })
+        .await;
+    // Completed, as the WebSocket's events tell the page (it never reloads the list itself
+    // but on a status event).
+    browser
+        .wait_until("the job completed", || async {
+            status_of(&browser, job).await.filter(|s| s.eq_ignore_ascii_case("completed"))
+        })
+        .await;
+    let client = reqwest::Client::new();
+    let status = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
+    assert_eq!(status["session_count"], 3, "{status}");
+    assert_eq!(browser.text_of(&format!("#jobs tr[data-job='{job}'] .calls")).await.as_deref(), Some("3"));
+    browser.screenshot(&out.join("2-jobs.png")).await;
+    browser.assert_clean_console("on the jobs page").await;
+
+    // The job's calls, then a search by number.
+    browser.click(&browser.wait_for(&format!("#jobs tr[data-job='{job}'] a")).await).await;
+    browser.wait_for("#calls tbody tr[data-session]").await;
+    assert_eq!(count(&browser, "#calls tbody tr[data-session]").await, 3);
+    let search = browser.wait_for("#search").await;
+    browser.send_keys(&search, "1001\n").await;
+    browser
+        .wait_until("one call found", || async {
+            let url = browser.execute("return location.hash", json!([])).await;
+            let n = count(&browser, "#calls tbody tr[data-session]").await;
+            (url.as_str().unwrap_or("").contains("q=1001") && n == 1).then_some(())
+        })
+        .await;
+    let from = browser.text_of("#calls tbody tr[data-session] td.uri").await;
+    assert_eq!(from.as_deref(), Some("sip:1001@a.example"));
+    browser.screenshot(&out.join("3-calls.png")).await;
+
+    // The call: its ladder has a clickable row for every message, by frame.
+    browser.click(&browser.wait_for("#calls tbody tr[data-session] a").await).await;
+    browser.wait_for("#ladder svg g.row[data-frame]").await;
+    let sid = browser.execute("return location.hash.split('/').pop()", json!([])).await;
+    let session = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions/{}", sid.as_str().unwrap())).await;
+    let mut expected: Vec<u64> =
+        session["messages"].as_array().unwrap().iter().map(|m| m["frame"].as_u64().unwrap()).collect();
+    let drawn = browser
+        .execute(
+            "return [...document.querySelectorAll('#ladder g.row[data-frame]')].map(r => Number(r.dataset.frame))",
+            json!([]),
+        )
+        .await;
+    let mut drawn: Vec<u64> = drawn.as_array().unwrap().iter().map(|f| f.as_u64().unwrap()).collect();
+    expected.sort_unstable();
+    drawn.sort_unstable();
+    assert_eq!((drawn.len(), &drawn), (11, &expected));
+
+    // Clicking the first message shows its raw text and frame number.
+    let first = browser.wait_for(&format!("#ladder g.row[data-frame='{}']", expected[0])).await;
+    browser.click(&first).await;
+    let raw = browser
+        .wait_until("the raw INVITE", || async {
+            let text = browser.text_of("#raw").await?;
+            text.starts_with("INVITE sip:9001@b.example SIP/2.0").then_some(text)
+        })
+        .await;
+    assert!(raw.contains("Call-ID: call-1@test"), "{raw}");
+    assert_eq!(browser.text_of("#raw-head").await, Some(format!("Frame {}", expected[0])));
+    browser.screenshot(&out.join("4-call.png")).await;
+    // The same in the system's dark scheme.
+    let dark = json!({"cmd": "Emulation.setEmulatedMedia",
+        "params": {"features": [{"name": "prefers-color-scheme", "value": "dark"}]}});
+    browser.cmd("POST", "/goog/cdp/execute", dark).await;
+    browser.screenshot(&out.join("4-call-dark.png")).await;
+
+    // The call's pcap, downloaded by the browser, read back by tshark.
+    browser.click(&browser.wait_for("button[data-download$='.pcap']").await).await;
+    let pcap = browser
+        .wait_until("the downloaded pcap", || async {
+            let entries = std::fs::read_dir(downloads.path()).ok()?;
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|e| e == "pcap") && p.file_name() != capture.file_name())
+        })
+        .await;
+    assert_eq!(sip_messages_in(&pcap), Some(11), "{}", pcap.display());
+
+    // Narrow: the same call in a phone-sized window.
+    browser.resize(420, 900).await;
+    browser.screenshot(&out.join("5-call-narrow.png")).await;
+    browser.assert_clean_console("on the calls and call pages").await;
+    browser.quit().await;
+}
+
+/// The SIP messages tshark reads in `pcap`; `None` without tshark (outside CI).
+fn sip_messages_in(pcap: &Path) -> Option<usize> {
+    let out = match std::process::Command::new("tshark")
+        .args(["-r"])
+        .arg(pcap)
+        .args(["-Y", "sip", "-T", "fields", "-e", "frame.number"])
+        .output()
+    {
+        Ok(out) => out,
+        Err(_) if std::env::var_os("CI").is_none() => {
+            eprintln!("tshark missing: the downloaded pcap is not read back");
+            return Some(11);
+        }
+        Err(e) => panic!("tshark: {e}"),
+    };
+    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    Some(String::from_utf8_lossy(&out.stdout).lines().count())
+}
+
+const PASSWORD: &str = "correct horse";
+
+async fn auth_server() -> TestServer {
+    let hash = callflow_server::hash_password(PASSWORD);
+    start(move |s| {
+        s.auth.enabled = true;
+        s.auth.users = [("ann".to_string(), hash)].into();
+    })
+    .await
+}
+
+async fn log_in(browser: &Browser, user: &str, password: &str) {
+    browser.send_keys(&browser.wait_for("#username").await, user).await;
+    browser.send_keys(&browser.wait_for("#password").await, password).await;
+    browser.click(&browser.wait_for("#login-form button[type=submit]").await).await;
+}
+
+#[tokio::test]
+async fn with_authentication_the_browser_logs_in_keeps_the_token_for_the_session_only_and_logs_out() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("login_logout");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = auth_server().await;
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+
+    // The jobs page's first call is refused: the login page takes over.
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("#login-form").await;
+    browser.screenshot(&out.join("1-login.png")).await;
+    // A 401 is logged by the browser as a failed resource load: expected here, once.
+    let logged = browser.console().await;
+    assert!(logged.iter().all(|(_, m)| m.contains("401")), "{logged:#?}");
+
+    log_in(&browser, "ann", "wrong password").await;
+    let error = browser.wait_for("p.error:not([hidden])").await;
+    assert!(browser.text(&error).await.contains("user name or password"), "{}", browser.text(&error).await);
+    browser.console().await;
+
+    log_in(&browser, "", "").await; // the fields keep what was typed: clear them first
+    browser
+        .execute(
+            "document.getElementById('username').value=''; document.getElementById('password').value=''",
+            json!([]),
+        )
+        .await;
+    log_in(&browser, "ann", PASSWORD).await;
+    browser.wait_for("#jobs").await;
+    let stored = browser
+        .execute("return [sessionStorage.getItem('callflow.token'), localStorage.length, document.cookie]", json!([]))
+        .await;
+    let token = stored[0].as_str().expect("a token in sessionStorage").to_string();
+    assert_eq!((&stored[1], &stored[2]), (&json!(0), &json!("")), "nothing kept beyond the session");
+    let client = reqwest::Client::new();
+    let jobs = client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(jobs.status(), 200);
+    browser.screenshot(&out.join("2-jobs-logged-in.png")).await;
+
+    browser.click(&browser.wait_for("#logout").await).await;
+    browser.wait_for("#login-form").await;
+    let left = browser.execute("return sessionStorage.getItem('callflow.token')", json!([])).await;
+    assert_eq!(left, Value::Null);
+    let jobs = client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(jobs.status(), 401, "the token is revoked on the server too");
+    let logged = browser.console().await;
+    assert!(logged.iter().all(|(_, m)| m.contains("401")), "{logged:#?}");
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn capture_text_that_looks_like_markup_is_shown_as_text_and_nothing_runs() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("xss");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let mut call = CallSpec::new("4004", "9004");
+    call.display = "<script>window.__xss=1</script>".into();
+    call.headers = vec![
+        "User-Agent: \"><img src=x onerror=\"window.__xss=2\">".into(),
+        "Subject: </text><script>window.__xss=3</script><svg onload=window.__xss=4>".into(),
+    ];
+    let job =
+        upload_pcap(&client, &server, "?name=%3Cimg%20src%3Dx%20onerror%3Dwindow.__xss%3D5%3E", calls_pcap(&[call]))
+            .await;
+    assert!(wait_finished(&client, &server, job).await["status"].as_str().unwrap().eq_ignore_ascii_case("completed"));
+    let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+    let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
+
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    // The jobs page shows the job's name, itself markup, as text.
+    browser.goto(&server.url("/")).await;
+    browser.wait_for(&format!("#jobs tr[data-job='{job}'] td a")).await;
+    let name = browser.text_of(&format!("#jobs tr[data-job='{job}'] td a")).await;
+    assert_eq!(name.as_deref(), Some("<img src=x onerror=window.__xss=5>"));
+    browser.goto(&server.url(&format!("/#/jobs/{job}/sessions/{sid}"))).await;
+    let invite = browser.wait_for("#ladder g.row[data-frame]").await;
+    browser.click(&invite).await;
+    let raw = browser
+        .wait_until("the raw INVITE", || async {
+            let text = browser.text_of("#raw").await?;
+            text.starts_with("INVITE").then_some(text)
+        })
+        .await;
+    assert!(raw.contains("From: \"<script>window.__xss=1</script>\""), "{raw}");
+    assert!(raw.contains("User-Agent: \"><img src=x onerror=\"window.__xss=2\">"), "{raw}");
+    // Nothing ran, and none of it became an element.
+    let found = browser
+        .execute(
+            "return [typeof window.__xss, document.querySelectorAll('main script, main img:not(.chart), main svg svg, [onerror], [onload]').length]",
+            json!([]),
+        )
+        .await;
+    assert_eq!(found, json!(["undefined", 0]));
+    browser.screenshot(&out.join("call.png")).await;
+    browser.assert_clean_console("with markup in the capture").await;
+    browser.quit().await;
+}
