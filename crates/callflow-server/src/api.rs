@@ -869,7 +869,11 @@ pub async fn subscriber(
 /// job by the session id when exactly one job has it (session ids are derived from the
 /// capture, so uploading a capture again, or one crafted to match, gives another job the
 /// same id: that job must not take over the first one's URL).
-async fn find_session(state: &AppState, job: Option<JobId>, sid: String) -> Result<(JobId, Session), ApiError> {
+pub(crate) async fn find_session(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+) -> Result<(JobId, Session), ApiError> {
     let key = sid.clone();
     let found = state
         .jobs(move |m| match job {
@@ -912,7 +916,7 @@ pub async fn session(State(state): State<AppState>, Path(sid): Path<String>) -> 
     session_json(find_session(&state, None, sid).await?)
 }
 
-fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiError> {
+pub(crate) fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiError> {
     let mut value = serde_json::to_value(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["job_id"] = json!(job);
     Ok(Json(value))
@@ -1053,7 +1057,12 @@ fn safe_name(sid: &str) -> String {
     sid.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect()
 }
 
-async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String, group: bool) -> Result<Response, ApiError> {
+pub(crate) async fn pcap_response(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+    group: bool,
+) -> Result<Response, ApiError> {
     let (sessions, parts) = find_sessions(state, job, sid.clone(), group).await?;
     let pcap = with_capture(move || {
         let refs: Vec<&Session> = sessions.iter().collect();
@@ -1090,9 +1099,9 @@ fn drawn(content_type: &'static str, body: String) -> Response {
 /// `?format=` and `?group=` of a ladder.
 #[derive(Debug, Deserialize)]
 pub struct LadderParams {
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     #[serde(default)]
-    group: bool,
+    pub(crate) group: bool,
 }
 
 /// `GET /api/v1/jobs/{id}/sessions/{session_id}/ladder`: the session's (or with
@@ -1117,7 +1126,7 @@ pub async fn session_ladder(
     ladder_response(&state, None, sid, p).await
 }
 
-async fn ladder_response(
+pub(crate) async fn ladder_response(
     state: &AppState,
     job: Option<JobId>,
     sid: String,
@@ -1145,7 +1154,7 @@ async fn ladder_response(
 /// `?stream=N` of a chart: one stream (0-based, in the session's `media` order), or all.
 #[derive(Debug, Deserialize)]
 pub struct ChartParams {
-    stream: Option<usize>,
+    pub(crate) stream: Option<usize>,
 }
 
 /// `GET /api/v1/jobs/{id}/sessions/{session_id}/chart`: the quality chart (SVG: jitter,
@@ -1169,7 +1178,7 @@ pub async fn session_chart(
     chart_response(find_session(&state, None, sid).await?.1, p)
 }
 
-fn chart_response(session: Session, p: ChartParams) -> Result<Response, ApiError> {
+pub(crate) fn chart_response(session: Session, p: ChartParams) -> Result<Response, ApiError> {
     let streams: Vec<&callflow_model::MediaStream> = match p.stream {
         None => session.media.iter().collect(),
         Some(n) => vec![session.media.get(n).ok_or_else(|| ApiError::NotFound {
@@ -1204,7 +1213,7 @@ pub async fn session_message(
     message_response(&state, None, sid, frame).await
 }
 
-async fn message_response(
+pub(crate) async fn message_response(
     state: &AppState,
     job: Option<JobId>,
     sid: String,
@@ -1405,6 +1414,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/sessions/{session_id}/messages/{frame}",
         "The raw text of one of a session's messages, read back from the capture",
     ),
+    (
+        "post",
+        "/api/v1/shares",
+        "Make a read-only link to one session ({job_id, session_id}), valid auth.share_ttl, no login needed to follow",
+    ),
+    ("delete", "/api/v1/shares/{token}", "Revoke a share link"),
+    ("get", "/api/v1/share/{token}", "The shared session in the callflow/v1 shape (no credential: the token is one)"),
+    (
+        "get",
+        "/api/v1/share/{token}/ladder",
+        "The shared session's ladder diagram (format: svg, html, text, mermaid, plantuml)",
+    ),
+    ("get", "/api/v1/share/{token}/chart", "The shared session's quality chart, SVG (stream)"),
+    ("get", "/api/v1/share/{token}/messages/{frame}", "The raw text of one of the shared session's messages"),
+    ("get", "/api/v1/share/{token}/pcap", "The shared session's packets as a pcap file"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("post", "/api/logout", "Revoke the login token the request carries"),
     ("get", "/api/v1/openapi.json", "This document"),
@@ -1443,7 +1467,7 @@ pub fn openapi_document() -> Value {
                 "description": "also list every call with its outcome and the rule that gave it"}));
         }
         let ok = match (*method, *path) {
-            ("post", "/api/v1/upload" | "/api/v1/live") => "201",
+            ("post", "/api/v1/upload" | "/api/v1/live" | "/api/v1/shares") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
@@ -1471,6 +1495,15 @@ pub fn openapi_document() -> Value {
             "responses": {ok: success, "default": {"description": "an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         });
+        if *path == "/api/v1/shares" {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["job_id", "session_id"],
+                "properties": {"job_id": {"type": "integer"}, "session_id": {"type": "string"}}}}}});
+        }
+        if path.starts_with("/api/v1/share/") {
+            // The token is the credential.
+            op["security"] = json!([]);
+        }
         if *path == "/api/v1/live" {
             op["requestBody"] = json!({"required": true,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LiveSource"}}}});
@@ -1557,17 +1590,19 @@ const PROBLEMS: [Problem; 12] = [
 fn picture_query(path: &str) -> Vec<Value> {
     let group = json!({"name": "group", "in": "query", "schema": {"type": "boolean", "default": false},
         "description": "the session's whole leg group (B2BUA and proxy legs linked to it)"});
+    // A share link opens its session only, never the group.
+    let group: Vec<Value> = if path.starts_with("/api/v1/share/") { Vec::new() } else { vec![group] };
     if path.ends_with("/ladder") {
         let formats: Vec<&str> = callflow_render::Format::ALL.iter().map(|f| f.as_str()).collect();
-        vec![
-            json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": formats, "default": "svg"}}),
-            group,
-        ]
+        vec![json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": formats, "default": "svg"}})]
+            .into_iter()
+            .chain(group)
+            .collect()
     } else if path.ends_with("/chart") {
         vec![json!({"name": "stream", "in": "query", "schema": {"type": "integer", "minimum": 0},
             "description": "one stream, by its place in the session's media (default: every stream)"})]
     } else if path.ends_with("/pcap") {
-        vec![group]
+        group
     } else {
         Vec::new()
     }

@@ -104,6 +104,7 @@ mod error;
 mod hub;
 mod limit;
 mod live;
+mod share;
 pub mod sources;
 mod state;
 #[cfg(test)]
@@ -223,6 +224,13 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(api::metrics))
         .route("/api/v1/jobs/{id}/stats", get(api::job_stats))
         .merge(ui::routes())
+        .route("/api/v1/shares", post(share::create))
+        .route("/api/v1/shares/{token}", delete(share::revoke))
+        .route("/api/v1/share/{token}", get(share::session))
+        .route("/api/v1/share/{token}/ladder", get(share::ladder))
+        .route("/api/v1/share/{token}/chart", get(share::chart))
+        .route("/api/v1/share/{token}/messages/{frame}", get(share::message))
+        .route("/api/v1/share/{token}/pcap", get(share::pcap))
         .layer(timeout);
     let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))

@@ -278,3 +278,82 @@ async fn capture_text_that_looks_like_markup_is_shown_as_text_and_nothing_runs()
     browser.assert_clean_console("with markup in the capture").await;
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_revoked() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("share");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = auth_server().await;
+    let client = reqwest::Client::new();
+    let login: Value = client
+        .post(server.url("/api/login"))
+        .json(&json!({"username": "ann", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    let upload = client
+        .post(server.url("/api/v1/upload?name=shared.pcap"))
+        .bearer_auth(token)
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(three_calls())
+        .send()
+        .await
+        .unwrap();
+    let job = upload.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+
+    let driver = Driver::start().await;
+    let owner = driver.session(downloads.path()).await;
+    owner.goto(&server.url("/")).await;
+    log_in(&owner, "ann", PASSWORD).await;
+    owner.wait_for("#jobs").await;
+    owner.goto(&server.url(&format!("/#/jobs/{job}?q=1001"))).await;
+    owner.click(&owner.wait_for("#calls tbody tr[data-session] a").await).await;
+    owner.click(&owner.wait_for("#share").await).await;
+    owner.wait_for("#share-url").await;
+    let link = owner.execute("return document.getElementById('share-url').value", json!([])).await;
+    let link = link.as_str().unwrap().to_string();
+    assert!(link.starts_with(&server.url("/#/share/")), "{link}");
+    owner.screenshot(&out.join("1-call-shared.png")).await;
+    owner.console().await; // the first page's 401 before the login
+
+    // A fresh browser (its own profile, no token) follows the link: the call, no login.
+    let guest = driver.session(downloads.path()).await;
+    guest.goto(&link).await;
+    let row = guest.wait_for("#ladder g.row[data-frame]").await;
+    guest.click(&row).await;
+    let raw = guest
+        .wait_until("the shared call's raw INVITE", || async {
+            guest.text_of("#raw").await.filter(|t| t.starts_with("INVITE sip:9001@b.example"))
+        })
+        .await;
+    assert!(raw.contains("Call-ID: call-1@test"), "{raw}");
+    let stored = guest.execute("return [sessionStorage.length, location.hash.startsWith('#/share/')]", json!([])).await;
+    assert_eq!(stored, json!([0, true]), "no login, still on the link");
+    assert_eq!(count(&guest, "#share").await, 0, "a shared call cannot be shared on");
+    guest.screenshot(&out.join("2-shared-call-guest.png")).await;
+    guest.assert_clean_console("following the share link").await;
+
+    // Revoked by its owner: the guest's next visit finds nothing.
+    owner.click(&owner.wait_for("#revoke").await).await;
+    owner
+        .wait_until("the link revoked", || async { owner.text_of(".share").await.filter(|t| t.contains("revoked")) })
+        .await;
+    owner.assert_clean_console("sharing and revoking").await;
+    // Left and opened again (a new hash alone would not load the page again).
+    guest.goto("about:blank").await;
+    guest.goto(&link).await;
+    let error = guest.wait_for("main p.error").await;
+    assert!(guest.text(&error).await.contains("share link"), "{}", guest.text(&error).await);
+    guest.screenshot(&out.join("3-revoked.png")).await;
+    let logged = guest.console().await;
+    assert!(logged.iter().all(|(_, m)| m.contains("404")), "{logged:#?}");
+    owner.quit().await;
+    guest.quit().await;
+}

@@ -137,3 +137,157 @@ async fn the_openapi_document_lists_sort_and_detail() {
     assert!(sort["schema"]["enum"].as_array().unwrap().contains(&Value::from("-duration")));
     assert!(params.iter().any(|p| p["name"] == "detail"));
 }
+
+const KEY: &str = "a-key-long-enough-for-the-check-0123";
+
+async fn share(client: &reqwest::Client, server: &common::TestServer, job: i64, sid: &str) -> reqwest::Response {
+    client
+        .post(server.url("/api/v1/shares"))
+        .bearer_auth(KEY)
+        .json(&serde_json::json!({"job_id": job, "session_id": sid}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_share_link_opens_one_call_read_only_without_a_login_until_revoked() {
+    let server = start(|s| {
+        s.auth.enabled = true;
+        s.auth.api_keys = vec![KEY.into()];
+        s.auth.max_shares = 2;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let specs = [CallSpec::new("1001", "9001"), CallSpec::new("2002", "9002")];
+    let response = client
+        .post(server.url("/api/v1/upload"))
+        .bearer_auth(KEY)
+        .header("content-type", "application/vnd.tcpdump.pcap")
+        .body(calls_pcap(&specs))
+        .send()
+        .await
+        .unwrap();
+    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let status = loop {
+        let s: Value = client
+            .get(server.url(&format!("/api/v1/jobs/{job}/status")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ["completed", "failed"].iter().any(|w| s["status"].as_str().unwrap().eq_ignore_ascii_case(w)) {
+            break s;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(status["status"].as_str().unwrap().eq_ignore_ascii_case("completed"), "{status}");
+    let page: Value = client
+        .get(server.url(&format!("/api/v1/jobs/{job}/sessions")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (sid, other) = (page["sessions"][0]["id"].as_str().unwrap(), page["sessions"][1]["id"].as_str().unwrap());
+
+    // Making one needs a credential, and a session that exists.
+    let anonymous =
+        client.post(server.url("/api/v1/shares")).json(&serde_json::json!({"job_id": job, "session_id": sid}));
+    assert_eq!(anonymous.send().await.unwrap().status(), 401);
+    assert_eq!(share(&client, &server, job, "nope").await.status(), 404);
+    let made = share(&client, &server, job, sid).await;
+    assert_eq!(made.status(), 201);
+    let link: Value = made.json().await.unwrap();
+    let token = link["token"].as_str().unwrap();
+    assert_eq!(token.len(), 64);
+    assert_eq!(link["url"], format!("/#/share/{token}"));
+    assert_eq!(link["expires_in"], 7 * 24 * 3600);
+
+    // Followed with no credential: the call, its ladder, a message of its own, its pcap.
+    let get = |path: String| client.get(server.url(&path)).send();
+    let doc: Value = get(format!("/api/v1/share/{token}")).await.unwrap().json().await.unwrap();
+    assert_eq!((doc["id"].as_str(), &doc["job_id"]), (Some(sid), &Value::from(job)));
+    let frame = doc["messages"][0]["frame"].as_u64().unwrap();
+    let ladder = get(format!("/api/v1/share/{token}/ladder?format=text")).await.unwrap();
+    assert_eq!(ladder.status(), 200);
+    let raw = get(format!("/api/v1/share/{token}/messages/{frame}")).await.unwrap().text().await.unwrap();
+    assert!(raw.starts_with("INVITE sip:9001@b.example"), "{raw}");
+    let pcap = get(format!("/api/v1/share/{token}/pcap")).await.unwrap();
+    assert_eq!(pcap.status(), 200);
+    assert!(pcap.bytes().await.unwrap().len() > 24);
+    assert_eq!(get(format!("/api/v1/share/{token}/chart")).await.unwrap().status(), 200);
+    // Nothing else: another call's frame, the job's other routes, another call.
+    let theirs: Value = client
+        .get(server.url(&format!("/api/v1/jobs/{job}/sessions/{other}")))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let their_frame = theirs["messages"][0]["frame"].as_u64().unwrap();
+    assert_eq!(get(format!("/api/v1/share/{token}/messages/{their_frame}")).await.unwrap().status(), 404);
+    assert_eq!(get(format!("/api/v1/jobs/{job}/sessions/{other}?token={token}")).await.unwrap().status(), 401);
+    assert_eq!(get("/api/v1/share/0000".into()).await.unwrap().status(), 404);
+
+    // At most auth.max_shares at once.
+    assert_eq!(share(&client, &server, job, other).await.status(), 201);
+    assert_eq!(share(&client, &server, job, other).await.status(), 503);
+
+    // Revoked: gone at once, for every route of the link.
+    let revoke = |t: String| client.delete(server.url(&format!("/api/v1/shares/{t}"))).bearer_auth(KEY).send();
+    assert_eq!(revoke(token.to_string()).await.unwrap().status(), 204);
+    assert_eq!(get(format!("/api/v1/share/{token}")).await.unwrap().status(), 404);
+    assert_eq!(get(format!("/api/v1/share/{token}/pcap")).await.unwrap().status(), 404);
+    assert_eq!(revoke(token.to_string()).await.unwrap().status(), 404);
+    assert_eq!(share(&client, &server, job, other).await.status(), 201, "a revoked link frees its place");
+}
+
+#[tokio::test]
+async fn a_share_link_expires_after_share_ttl() {
+    let server = start(|s| {
+        s.auth.enabled = true;
+        s.auth.api_keys = vec![KEY.into()];
+        s.auth.share_ttl = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let job = {
+        let r = client
+            .post(server.url("/api/v1/upload"))
+            .bearer_auth(KEY)
+            .header("content-type", "application/vnd.tcpdump.pcap")
+            .body(calls_pcap(&[CallSpec::new("1001", "9001")]))
+            .send()
+            .await
+            .unwrap();
+        r.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap()
+    };
+    let sid = loop {
+        let page: Value = client
+            .get(server.url(&format!("/api/v1/jobs/{job}/sessions")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(id) = page["sessions"][0]["id"].as_str() {
+            break id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let link: Value = share(&client, &server, job, &sid).await.json().await.unwrap();
+    let url = server.url(&format!("/api/v1/share/{}", link["token"].as_str().unwrap()));
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 404);
+}

@@ -5,8 +5,6 @@
 
 const TOKEN_KEY = 'callflow.token';
 const PAGE = 50;
-// Share links need the server's /api/v1/shares.
-const SHARES = false;
 const PROBLEMS = ['one_way_audio', 'no_rtp', 'rtp_after_bye', 'ssrc_change', 'payload_change', 'high_jitter',
   'high_loss', 'low_mos', 'late_answer', 'no_ack', 'unanswered_request', 'capture_loss'];
 const KINDS = ['sip_call', 'sip_register', 'sip_other', 'rtp', 'diameter', 'gtp'];
@@ -558,13 +556,13 @@ async function viewCall(ctx) {
   const safe = s.id.replace(/[^A-Za-z0-9_-]/g, '');
   const downloads = h('div', { class: 'downloads', role: 'group', 'aria-label': 'Downloads' },
     download('Call pcap', `${base}/pcap`, `${safe}.pcap`),
-    s.related?.length ? download('Group pcap', `${base}/pcap?group=true`, `${safe}-group.pcap`) : null,
+    s.related?.length && !ctx.share ? download('Group pcap', `${base}/pcap?group=true`, `${safe}-group.pcap`) : null,
     download('Ladder SVG', `${base}/ladder?format=svg`, `${safe}.svg`),
     download('Mermaid', `${base}/ladder?format=mermaid`, `${safe}.mmd`),
     download('Text', `${base}/ladder?format=text`, `${safe}.txt`),
     download('Session JSON', base, `${safe}.json`));
   const shareBox = h('div', { class: 'share' });
-  if (SHARES && !ctx.share && token()) {
+  if (!ctx.share && token()) {
     downloads.append(h('button', { type: 'button', id: 'share', onclick: () => makeShare(ctx, shareBox) }, 'Share'));
   }
 
