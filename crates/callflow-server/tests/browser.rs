@@ -357,3 +357,161 @@ async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_re
     owner.quit().await;
     guest.quit().await;
 }
+
+/// The real analysis, except for a job named `100k`: 100,000 made-up calls, stored as
+/// the analysis would store them (the capture's own sessions dropped).
+struct HundredThousand;
+
+const MANY: usize = 100_000;
+
+impl callflow_jobs::Analysis for HundredThousand {
+    fn run(
+        &self,
+        job: &callflow_jobs::Job,
+        ctx: &mut callflow_jobs::JobContext<'_>,
+    ) -> Result<callflow_model::Document, String> {
+        use callflow_model::{CallState, Session, SessionKind, Timestamp};
+        let mut reader = callflow_decode::capture::CaptureReader::open(&job.input).map_err(|e| e.to_string())?;
+        let opts = callflow_correlate::AnalyzerOptions::default();
+        let mut doc = callflow_correlate::analyze(&mut reader, &job.label, opts, None).map_err(|e| e.to_string())?;
+        let sessions = std::mem::take(&mut doc.sessions);
+        if job.label != "100k" {
+            sessions.into_iter().for_each(|s| ctx.on_session(s));
+            return Ok(doc);
+        }
+        for i in 0..MANY {
+            let mut s = Session::empty(format!("s{i:06}"), SessionKind::SipCall);
+            s.call_id = format!("call-{i}@many");
+            s.from = format!("sip:{}@a.example", 100_000 + i);
+            s.to = format!("sip:{}@b.example", 900_000 + i % 1000);
+            s.state = if i % 7 == 0 { CallState::Failed } else { CallState::Completed };
+            s.start = Timestamp::from_nanos(1_700_000_000_000_000_000 + i as i64 * 10_000_000);
+            s.end = Timestamp::from_nanos(s.start.as_nanos() + (i as i64 % 300) * 1_000_000_000);
+            s.setup_time_ms = Some(50.0 + (i % 900) as f64);
+            s.duration_ms = Some((i % 300) as f64 * 1000.0);
+            ctx.on_session(s);
+        }
+        Ok(doc)
+    }
+}
+
+/// Loads `url` afresh and returns, from the page's Performance timeline, when the view
+/// was first painted (ms since navigation began) and the first contentful paint.
+async fn painted(browser: &Browser, url: &str, mark: &str) -> (f64, f64) {
+    browser.goto("about:blank").await;
+    browser.goto(url).await;
+    let script = "const m = performance.getEntriesByName(arguments[0]); \
+                  const p = performance.getEntriesByName('first-contentful-paint'); \
+                  return m.length ? [m[0].startTime, p.length ? p[0].startTime : -1] : null";
+    browser
+        .wait_until(&format!("the mark {mark}"), || async {
+            let v = browser.execute(script, json!([mark])).await;
+            Some((v.get(0)?.as_f64()?, v.get(1)?.as_f64()?))
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_job_of_100000_sessions_pages_and_sorts_and_a_call_of_501_messages_draws_every_one() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("large");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = common::start_analysing(std::sync::Arc::new(HundredThousand), |_| {}).await;
+    let client = reqwest::Client::new();
+    let many = upload_pcap(&client, &server, "?name=100k", three_calls()).await;
+    let mut long = CallSpec::new("5005", "9005");
+    long.infos = 247;
+    let big = upload_pcap(&client, &server, "?name=long-call.pcap", calls_pcap(&[long])).await;
+    for job in [many, big] {
+        assert!(wait_finished(&client, &server, job).await["status"]
+            .as_str()
+            .unwrap()
+            .eq_ignore_ascii_case("completed"));
+    }
+
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    let mut figures = Vec::new();
+    for (what, query, status) in [
+        ("first page", "", "1–50 of 100000 sessions"),
+        ("last page", "?offset=99950", "99951–100000 of 100000 sessions"),
+        ("sorted by duration, longest first", "?sort=-duration", "1–50 of 100000 sessions"),
+        ("searched by number", "?q=199999", "1–1 of 1 session"),
+    ] {
+        let (view, fcp) =
+            painted(&browser, &server.url(&format!("/#/jobs/{many}{query}")), "callflow:calls-painted").await;
+        assert_eq!(browser.text_of("main p[aria-live]").await.as_deref(), Some(status), "{what}");
+        if query.is_empty() {
+            browser.screenshot(&out.join("1-calls-100k.png")).await;
+        }
+        figures.push(format!(
+            "100,000 sessions, {what}: list painted at {view:.0} ms (first contentful paint {fcp:.0} ms)"
+        ));
+    }
+    assert_eq!(count(&browser, "#calls tbody tr[data-session]").await, 1);
+
+    let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{big}/sessions")).await;
+    let sid = page["sessions"][0]["id"].as_str().unwrap();
+    let (view, fcp) =
+        painted(&browser, &server.url(&format!("/#/jobs/{big}/sessions/{sid}")), "callflow:call-painted").await;
+    assert_eq!(count(&browser, "#ladder g.row[data-frame]").await, 501);
+    figures
+        .push(format!("a call of 501 messages: ladder painted at {view:.0} ms (first contentful paint {fcp:.0} ms)"));
+    browser.screenshot(&out.join("2-call-501.png")).await;
+    browser.assert_clean_console("on the large pages").await;
+    // Reported, not asserted: how fast is for the benchmarks; the note of the change quotes them.
+    let report = figures.join("\n");
+    eprintln!("{report}");
+    std::fs::write(out.join("paint-times.txt"), report + "\n").unwrap();
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn a_call_with_media_shows_its_streams_quality_inputs_and_chart() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("media");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let job = common::upload_example(&client, &server).await;
+    assert!(wait_finished(&client, &server, job).await["status"].as_str().unwrap().eq_ignore_ascii_case("completed"));
+    let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+    let sid = page["sessions"][0]["id"].as_str().unwrap();
+    let session = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions/{sid}")).await;
+    let streams = session["media"].as_array().unwrap().len();
+    assert!(streams >= 2, "{session}");
+
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    browser.goto(&server.url(&format!("/#/jobs/{job}"))).await;
+    browser.wait_for("#calls tbody tr[data-session]").await;
+    // The table's MOS column shows each stream's score.
+    let mos = browser.text_of("#calls tbody tr[data-session] td:nth-child(7)").await.unwrap();
+    assert_eq!(mos.split(" / ").count(), streams, "{mos}");
+    browser.screenshot(&out.join("1-calls.png")).await;
+    browser.click(&browser.wait_for("#calls tbody tr[data-session] a").await).await;
+    browser.wait_for("#media tbody tr").await;
+    assert_eq!(count(&browser, "#media tbody tr").await, streams);
+    let inputs = browser.text_of("#media tbody tr td:nth-child(7)").await.unwrap();
+    assert!(inputs.starts_with("R ") && inputs.contains("loss") && inputs.contains("buffer"), "{inputs}");
+    // The chart is the server's SVG, fetched and shown as an image.
+    browser
+        .wait_until("the chart drawn", || async {
+            let w = browser
+                .execute(
+                    "const i = document.getElementById('chart'); return i && i.complete ? i.naturalWidth : 0",
+                    json!([]),
+                )
+                .await;
+            (w.as_u64()? > 0).then_some(())
+        })
+        .await;
+    browser.execute("document.getElementById('media').scrollIntoView()", json!([])).await;
+    browser.screenshot(&out.join("2-call-media.png")).await;
+    browser.assert_clean_console("on a call with media").await;
+    browser.quit().await;
+}

@@ -148,6 +148,11 @@ function parseHash() {
   return { parts, params: new URLSearchParams(query) };
 }
 
+/** Marks `name` in the page's Performance timeline once the frame showing the view is painted. */
+function markPainted(name) {
+  requestAnimationFrame(() => setTimeout(() => performance.mark(name), 0));
+}
+
 // ---- live events ---------------------------------------------------------------------
 
 /** One WebSocket for every job's events, reopened when it drops; listeners by view. */
@@ -468,7 +473,7 @@ async function viewCalls(jobId, params) {
     h('span', {}, `page ${current} of ${pages}`), ' ',
     link('Next ›', offset + PAGE, offset + PAGE >= page.total), ' ',
     link('Last »', (pages - 1) * PAGE, offset + PAGE >= page.total)]);
-  performance.mark('callflow:calls-rendered');
+  markPainted('callflow:calls-painted');
 }
 
 // ---- one call ------------------------------------------------------------------------
@@ -631,7 +636,7 @@ async function viewCall(ctx) {
   } catch (err) {
     clear(ladderBox).append(h('p', { class: 'error' }, `The ladder: ${err.message}`));
   }
-  performance.mark('callflow:call-rendered');
+  markPainted('callflow:call-painted');
 }
 
 // ---- share links ---------------------------------------------------------------------
