@@ -45,7 +45,8 @@
 //! throttled per address and user name, and argon2 verifications capped, since each takes
 //! 19 MiB), `limit` (token-bucket rate limit per client
 //! address, URI length), `error`
-//! (`ApiError`). Handlers call the job manager's blocking API through `AppState::jobs`, at
+//! (`ApiError`), `ui` (the web UI's page and assets, embedded, under their own
+//! Content-Security-Policy), `share` (read-only expiring links to one call). Handlers call the job manager's blocking API through `AppState::jobs`, at
 //! most four calls at a time on the blocking pool, the others waiting as futures in arrival
 //! order (64 blocking threads contending for the store's connections made the slowest
 //! requests several times slower); a job's status is answered from the manager's memory
