@@ -116,6 +116,17 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     browser.cmd("POST", "/goog/cdp/execute", dark).await;
     browser.screenshot(&out.join("4-call-dark.png")).await;
 
+    // The keyboard reaches the messages too: the next one, focused, opened with Enter.
+    let second = browser.wait_for(&format!("#ladder g.row[data-frame='{}']", expected[1])).await;
+    assert_eq!(browser.attribute(&second, "tabindex").await.as_deref(), Some("0"));
+    browser.send_keys(&second, "\u{E007}").await;
+    browser
+        .wait_until("the second message opened by Enter", || async {
+            browser.text_of("#raw-head").await.filter(|h| *h == format!("Frame {}", expected[1]))
+        })
+        .await;
+    assert!(browser.text_of("#raw").await.unwrap().starts_with("SIP/2.0 100 Trying"));
+
     // The call's pcap, downloaded by the browser, read back by tshark.
     browser.click(&browser.wait_for("button[data-download$='.pcap']").await).await;
     let pcap = browser
@@ -513,5 +524,48 @@ async fn a_call_with_media_shows_its_streams_quality_inputs_and_chart() {
     browser.execute("document.getElementById('media').scrollIntoView()", json!([])).await;
     browser.screenshot(&out.join("2-call-media.png")).await;
     browser.assert_clean_console("on a call with media").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
+async fn a_live_job_shows_its_counters_as_they_come_and_stops() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("live");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = common::start_live(common::Replay::example().sources(), |s| {
+        s.processing.session_linger = std::time::Duration::from_secs(1);
+        s.live.stats_interval = std::time::Duration::from_millis(200);
+    })
+    .await;
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("#jobs").await;
+    let client = reqwest::Client::new();
+    let started =
+        client.post(server.url("/api/v1/live")).json(&json!({"hep": true, "name": "live HEP"})).send().await.unwrap();
+    assert_eq!(started.status(), 201);
+    let job = started.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    // Its row appears by the WebSocket's status event, then its counters by stats events.
+    let row = format!("#jobs tr[data-job='{job}']");
+    let counters = browser
+        .wait_until("the live job's counters with its call", || async {
+            browser.text_of(&format!("{row} .counters")).await.filter(|c| c.contains("607 packets · 1 calls"))
+        })
+        .await;
+    assert!(counters.contains("0 dropped"), "{counters}");
+    assert_eq!(browser.text_of(&format!("{row} .badge.live")).await.as_deref(), Some("live"));
+    assert_eq!(browser.text_of(&format!("{row} .calls")).await.as_deref(), Some("1"));
+    browser.screenshot(&out.join("1-live-job.png")).await;
+    browser.click(&browser.wait_for(&format!("{row} .actions button")).await).await;
+    browser
+        .wait_until("the live job stopped", || async {
+            status_of(&browser, job).await.filter(|s| !s.eq_ignore_ascii_case("running"))
+        })
+        .await;
+    browser.screenshot(&out.join("2-live-job-stopped.png")).await;
+    browser.assert_clean_console("following a live job").await;
     browser.quit().await;
 }

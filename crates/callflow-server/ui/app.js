@@ -276,11 +276,12 @@ function viewJobs() {
 
   const rows = new Map();
   const problems = new Map();
+  const liveCounters = new Map();
   function renderRow(job) {
     const id = job.job_id;
     const finished = ['completed', 'failed', 'cancelled'].includes(lower(job.status));
     const live = job.live ? h('span', { class: 'badge live' }, 'live') : null;
-    const counters = h('span', { class: 'counters muted' });
+    const counters = h('span', { class: 'counters muted' }, liveCounters.get(id) ?? '');
     const problemCell = h('td', { class: 'num' });
     if (lower(job.status) === 'completed' || job.live) {
       const known = problems.get(id);
@@ -305,7 +306,9 @@ function viewJobs() {
       h('td', {}, id),
       h('td', {}, h('a', { href: `#/jobs/${id}` }, job.name || `job ${id}`), ' ', live, job.error ? h('div', { class: 'error' }, job.error) : null),
       h('td', { class: 'state' }, stateBadge(job.status)),
-      h('td', {}, finished ? null : progressBar(job.progress, `job ${id} progress`), finished ? null : ` ${job.progress ?? 0}%`, counters),
+      // A live job has no end to measure progress against: its counters say how it goes.
+      h('td', {}, finished || job.live ? null : progressBar(job.progress, `job ${id} progress`),
+        finished || job.live ? null : ` ${job.progress ?? 0}% `, counters),
       h('td', { class: 'num' }, fmtBytes(job.bytes)),
       h('td', { class: 'num calls' }, job.session_count ?? ''),
       problemCell,
@@ -337,8 +340,9 @@ function viewJobs() {
       renderRow({ ...tr.job, progress: msg.progress, packets: msg.packets, bytes: tr.job.bytes, session_count: msg.sessions });
     } else if (msg.type === 'stats' && msg.live && tr) {
       const s = msg.live;
-      tr.querySelector('.counters').textContent =
-        ` ${s.packets} packets · ${s.sessions} calls · ${s.dropped + s.source_dropped} dropped`;
+      const text = `${s.packets} packets · ${s.sessions} calls · ${s.dropped + s.source_dropped} dropped`;
+      liveCounters.set(msg.job_id, text);
+      tr.querySelector('.counters').textContent = text;
       tr.querySelector('.calls').textContent = s.sessions;
     } else if (msg.type === 'full_state') load().catch(() => {});
   });
