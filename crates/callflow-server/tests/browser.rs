@@ -569,3 +569,39 @@ async fn a_live_job_shows_its_counters_as_they_come_and_stops() {
     browser.assert_clean_console("following a live job").await;
     browser.quit().await;
 }
+
+#[tokio::test]
+async fn a_capture_dropped_on_the_page_is_uploaded_with_its_progress_shown() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("drop");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = start(|_| {}).await;
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    browser.goto(&server.url("/")).await;
+    browser.wait_for("#drop").await;
+    // WebDriver cannot drag a file from the desktop: the page gets the drop event a
+    // browser makes, with the file in its DataTransfer.
+    let drop = "const dt = new DataTransfer(); \
+                dt.items.add(new File([new Uint8Array(arguments[0])], 'dropped.pcap')); \
+                document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));";
+    browser.execute(drop, json!([three_calls()])).await;
+    let line = browser
+        .wait_until("the upload's line to say it is done", || async {
+            browser.text_of(".upload").await.filter(|t| t.contains("uploaded, job"))
+        })
+        .await;
+    assert_eq!(line.trim(), "dropped.pcap: uploaded, job 1");
+    browser
+        .wait_until("the dropped capture's job completed", || async {
+            status_of(&browser, 1).await.filter(|s| s.eq_ignore_ascii_case("completed"))
+        })
+        .await;
+    assert_eq!(browser.text_of("#jobs tr[data-job='1'] td a").await.as_deref(), Some("dropped.pcap"));
+    browser.resize(420, 900).await;
+    browser.screenshot(&out.join("jobs-narrow.png")).await;
+    browser.assert_clean_console("after a drop").await;
+    browser.quit().await;
+}
