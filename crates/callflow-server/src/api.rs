@@ -1301,6 +1301,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
+    ("get", "/api/ws", "WebSocket: every job's events (the same as /api/v1/ws, at the WebSocket push document's path)"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}", "A job's session in the callflow/v1 shape"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file (group)"),
     (
