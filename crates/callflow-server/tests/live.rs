@@ -47,10 +47,10 @@ async fn sse_streams_a_job_and_replays_after_last_event_id() {
     assert_eq!(fresh.headers()["content-type"], "text/event-stream");
     let first = read_sse(fresh, |_, _| true).await;
     assert_eq!(first[0].1, "full_state");
-    // Reconnecting after event 1 (the QUEUED state change): everything since, in order.
+    // Reconnecting after event 1 (the queued state change): everything since, in order.
     let replay = client.get(&url).header("Last-Event-ID", "1").send().await.unwrap();
     let events = read_sse(replay, |_, e| e == "status").await;
-    assert_eq!(events[0], ("2".to_string(), "status".to_string()), "RUNNING");
+    assert_eq!(events[0], ("2".to_string(), "status".to_string()), "running");
     let replay = client.get(&url).header("Last-Event-ID", "2").send().await.unwrap();
     let events = read_sse(replay, |_, e| e == "status").await;
     let kinds: Vec<&str> = events.iter().map(|(_, e)| e.as_str()).collect();
@@ -100,7 +100,7 @@ async fn a_hundred_websocket_clients_all_receive_the_same_events() {
                     continue;
                 }
                 got.push((v["id"].as_u64().unwrap(), v["type"].as_str().unwrap().to_string()));
-                if v["type"] == "status" && v["job"]["status"] == "COMPLETED" {
+                if v["type"] == "status" && v["job"]["status"] == "completed" {
                     return got;
                 }
             }
