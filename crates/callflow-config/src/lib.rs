@@ -299,10 +299,10 @@ pub struct TlsSettings {
 pub struct ProcessingSettings {
     /// Worker threads (`CALLFLOW_WORKERS`); the default is the number of cores.
     pub workers: usize,
-    /// After a crash, re-run the jobs that were running (true) or mark them FAILED "interrupted".
+    /// After a crash, re-run the jobs that were running (true) or mark them failed "interrupted".
     pub resume_interrupted: bool,
     /// A job interrupted this many times (its runs cut short by the process stopping, as
-    /// a capture that crashes callflowd would) is FAILED at the next start, not resumed.
+    /// a capture that crashes callflowd would) is failed at the next start, not resumed.
     pub max_attempts: u32,
     /// A progress event is published at most once per this many packets of a job...
     pub progress_every_packets: u64,

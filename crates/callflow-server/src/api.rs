@@ -342,7 +342,7 @@ pub async fn upload(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("upload task failed: {e}")))??;
-    let body = json!({"job_id": job.id, "status": "queued", "name": job.label, "bytes": bytes});
+    let body = json!({"job_id": job.id, "status": JobState::Queued, "name": job.label, "bytes": bytes});
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
         .into_response())
 }
@@ -485,8 +485,10 @@ pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParam
     let limit = p.limit.unwrap_or(100).clamp(1, max);
     let status = match p.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(JobState::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-            ApiError::BadRequest(format!("unknown status `{s}` (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)"))
+        // Either spelling: clients written before statuses were lowercase send `COMPLETED`.
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = JobState::ALL.iter().map(|s| s.as_api_str()).collect();
+            ApiError::BadRequest(format!("unknown status `{s}` ({}, in either case)", names.join(", ")))
         })?),
     };
     let offset = check_offset(p.offset)?;
@@ -777,12 +779,11 @@ async fn job_subscribers(state: &AppState, id: JobId) -> Result<Vec<Subscriber>,
             "job {id} was analysed before callflowd kept subscribers: upload its capture again"
         ))),
         (None, other) if other.is_finished() => {
-            Err(ApiError::Conflict(format!("job {id} is {}: only a completed job has subscribers", other.as_str())))
+            Err(ApiError::Conflict(format!("job {id} is {other}: only a completed job has subscribers")))
         }
-        (None, other) => Err(ApiError::Conflict(format!(
-            "job {id} is {}: its subscribers are known once it has completed",
-            other.as_str()
-        ))),
+        (None, other) => {
+            Err(ApiError::Conflict(format!("job {id} is {other}: its subscribers are known once it has completed")))
+        }
     }
 }
 
@@ -1303,7 +1304,7 @@ pub async fn job_stats(
     let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(0, end) };
     let mut body = json!({
         "job_id": id,
-        "status": job.state.as_str(),
+        "status": job.state,
         "complete": job.state == JobState::Completed,
         "by": by,
         "bucket_secs": bucket_secs,
@@ -1380,6 +1381,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
+    ("get", "/api/ws", "WebSocket: every job's events (the same as /api/v1/ws, at the WebSocket push document's path)"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}", "A job's session in the callflow/v1 shape"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file (group)"),
     (
@@ -1457,6 +1459,11 @@ pub fn openapi_document() -> Value {
             params.extend(sessions_query());
         }
         params.extend(subscriber_query(path));
+        if *path == "/api/v1/jobs" {
+            params.push(json!({"name": "status", "in": "query", "required": false,
+                "schema": {"type": "string", "enum": job_states()},
+                "description": "only jobs with this status (either case: COMPLETED works too)"}));
+        }
         if *path == "/api/v1/jobs/{id}/stats" {
             params.push(json!({"name": "by", "in": "query", "required": false, "schema": {"type": "string"},
                 "description": "group by peer, domain (the callee's), caller-domain, callee-domain or minute \
@@ -1623,6 +1630,11 @@ fn picture_types(path: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Every job status as clients see it (`queued`, `running`, ...).
+fn job_states() -> Vec<&'static str> {
+    JobState::ALL.iter().map(|s| s.as_api_str()).collect()
+}
+
 /// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
 /// epoch with a fraction, as in the `callflow/v1` document.
 fn job_schema() -> Value {
@@ -1634,7 +1646,8 @@ fn job_schema() -> Value {
     json!({"type": "object", "properties": {
         "job_id": {"type": "integer"},
         "name": {"type": "string", "description": "the uploaded file's name, or the name given"},
-        "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]},
+        "status": {"type": "string", "enum": job_states(),
+            "description": "where the job is in its life (filters accept the upper-case names too)"},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "percent of the capture read"},
         "packets": int("packets analysed"),
         "bytes": int("bytes of the capture read"),

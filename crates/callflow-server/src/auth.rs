@@ -183,11 +183,12 @@ pub fn credential(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     bearer.or_else(|| uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_string()))
 }
 
-/// The WebSocket routes (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`, `/capture`), whose handlers refuse a
+/// The WebSocket routes (`/api/v1/ws` and its alias `/api/ws`, `/api/v1/jobs/{id}/ws`, `/capture`), whose handlers refuse a
 /// bad credential themselves, after the upgrade. Only these: any other path ending in
 /// `/ws` (`/api/v1/sessions/ws`) is an ordinary route and needs credentials.
 fn websocket_route(path: &str) -> bool {
     path == "/api/v1/ws"
+        || path == "/api/ws"
         || path == "/capture"
         || path
             .strip_prefix("/api/v1/jobs/")

@@ -236,6 +236,8 @@ pub fn router(state: AppState) -> Router {
     let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/ws", get(live::ws_all))
+        // The WebSocket push document's path: the same handler (issue 19).
+        .route("/api/ws", get(live::ws_all))
         .route("/api/v1/jobs/{id}/ws", get(live::ws_job))
         .route("/api/v1/jobs/{id}/events", get(live::sse));
     if s.capture.enabled {

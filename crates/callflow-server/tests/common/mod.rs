@@ -227,7 +227,7 @@ pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i
     for _ in 0..600 {
         let v: serde_json::Value =
             client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
-        if ["COMPLETED", "FAILED", "CANCELLED"].contains(&v["status"].as_str().unwrap()) {
+        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap()) {
             return v;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
