@@ -138,7 +138,7 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
                 .find(|p| p.extension().is_some_and(|e| e == "pcap") && p.file_name() != capture.file_name())
         })
         .await;
-    assert_eq!(sip_messages_in(&pcap), Some(11), "{}", pcap.display());
+    assert_eq!(sip_messages_in(&pcap, 11), 11, "{}", pcap.display());
 
     // Narrow: the same call in a phone-sized window.
     browser.resize(420, 900).await;
@@ -147,8 +147,8 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     browser.quit().await;
 }
 
-/// The SIP messages tshark reads in `pcap`; `None` without tshark (outside CI).
-fn sip_messages_in(pcap: &Path) -> Option<usize> {
+/// The SIP messages tshark reads in `pcap`; `expected` without tshark (outside CI, saying so).
+fn sip_messages_in(pcap: &Path, expected: usize) -> usize {
     let out = match std::process::Command::new("tshark")
         .args(["-r"])
         .arg(pcap)
@@ -158,12 +158,12 @@ fn sip_messages_in(pcap: &Path) -> Option<usize> {
         Ok(out) => out,
         Err(_) if std::env::var_os("CI").is_none() => {
             eprintln!("tshark missing: the downloaded pcap is not read back");
-            return Some(11);
+            return expected;
         }
         Err(e) => panic!("tshark: {e}"),
     };
     assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
-    Some(String::from_utf8_lossy(&out.stdout).lines().count())
+    String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
 const PASSWORD: &str = "correct horse";
@@ -603,5 +603,76 @@ async fn a_capture_dropped_on_the_page_is_uploaded_with_its_progress_shown() {
     browser.resize(420, 900).await;
     browser.screenshot(&out.join("jobs-narrow.png")).await;
     browser.assert_clean_console("after a drop").await;
+    browser.quit().await;
+}
+
+/// The real analysis, then the first two sessions linked as legs of one call, both ways,
+/// as a B2BUA's legs are.
+struct LinkFirstTwo;
+
+impl callflow_jobs::Analysis for LinkFirstTwo {
+    fn run(
+        &self,
+        job: &callflow_jobs::Job,
+        ctx: &mut callflow_jobs::JobContext<'_>,
+    ) -> Result<callflow_model::Document, String> {
+        use callflow_model::{Related, Relation};
+        let mut reader = callflow_decode::capture::CaptureReader::open(&job.input).map_err(|e| e.to_string())?;
+        let opts = callflow_correlate::AnalyzerOptions::default();
+        let mut doc = callflow_correlate::analyze(&mut reader, &job.label, opts, None).map_err(|e| e.to_string())?;
+        let (a, b) = (doc.sessions[0].id.clone(), doc.sessions[1].id.clone());
+        let link = |session: String| Related { session, relation: Relation::Leg, key: "b2bua".into() };
+        doc.sessions[0].related.push(link(b));
+        doc.sessions[1].related.push(link(a));
+        std::mem::take(&mut doc.sessions).into_iter().for_each(|s| ctx.on_session(s));
+        Ok(doc)
+    }
+}
+
+#[tokio::test]
+async fn a_related_leg_is_one_click_away_and_the_group_pcap_holds_both() {
+    if !browser_available() {
+        return;
+    }
+    let out = output_dir("related");
+    let downloads = tempfile::tempdir().unwrap();
+    let server = common::start_analysing(std::sync::Arc::new(LinkFirstTwo), |_| {}).await;
+    let client = reqwest::Client::new();
+    let job = upload_pcap(&client, &server, "?name=legs.pcap", three_calls()).await;
+    assert!(wait_finished(&client, &server, job).await["status"].as_str().unwrap().eq_ignore_ascii_case("completed"));
+    let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+    let (a, b) = (page["sessions"][0]["id"].as_str().unwrap(), page["sessions"][1]["id"].as_str().unwrap());
+
+    let driver = Driver::start().await;
+    let browser = driver.session(downloads.path()).await;
+    browser.goto(&server.url(&format!("/#/jobs/{job}/sessions/{a}"))).await;
+    browser.wait_for("#ladder g.row[data-frame]").await;
+    assert_eq!(browser.text_of(".related li").await.as_deref(), Some(format!("{b} leg (b2bua)").as_str()));
+    browser.execute("document.querySelector('.related').scrollIntoView()", json!([])).await;
+    browser.screenshot(&out.join("1-leg-a.png")).await;
+    browser.click(&browser.wait_for(".related li a").await).await;
+    browser
+        .wait_until("the other leg's page", || async {
+            let hash = browser.execute("return location.hash", json!([])).await;
+            let on_b = hash.as_str()?.ends_with(&format!("/sessions/{b}"));
+            let from = browser.text_of(".facts dd").await?;
+            (on_b && from == "sip:1001@a.example").then_some(())
+        })
+        .await;
+    browser.wait_for("#ladder g.row[data-frame]").await;
+    // The group's pcap: both legs' 7 + 11 SIP messages.
+    browser.click(&browser.wait_for("button[data-download$='-group.pcap']").await).await;
+    let pcap = browser
+        .wait_until("the group pcap", || async {
+            std::fs::read_dir(downloads.path())
+                .ok()?
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.ends_with("-group.pcap")))
+        })
+        .await;
+    assert_eq!(sip_messages_in(&pcap, 18), 18, "{}", pcap.display());
+    browser.screenshot(&out.join("2-leg-b.png")).await;
+    browser.assert_clean_console("following a leg").await;
     browser.quit().await;
 }
