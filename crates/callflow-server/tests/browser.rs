@@ -571,7 +571,7 @@ async fn a_live_job_shows_its_counters_as_they_come_and_stops() {
 }
 
 #[tokio::test]
-async fn a_capture_dropped_on_the_page_is_uploaded_with_its_progress_shown() {
+async fn a_capture_dropped_on_the_page_is_uploaded_analysed_and_deleted_after_asking() {
     if !browser_available() {
         return;
     }
@@ -602,7 +602,18 @@ async fn a_capture_dropped_on_the_page_is_uploaded_with_its_progress_shown() {
     assert_eq!(browser.text_of("#jobs tr[data-job='1'] td a").await.as_deref(), Some("dropped.pcap"));
     browser.resize(420, 900).await;
     browser.screenshot(&out.join("jobs-narrow.png")).await;
-    browser.assert_clean_console("after a drop").await;
+    // Delete asks first; accepted, the job leaves the list and the server.
+    browser.click(&browser.wait_for("#jobs tr[data-job='1'] button.danger").await).await;
+    browser.cmd("POST", "/alert/accept", json!({})).await;
+    browser
+        .wait_until("the job gone from the list", || async {
+            (count(&browser, "#jobs tr[data-job='1']").await == 0).then_some(())
+        })
+        .await;
+    let client = reqwest::Client::new();
+    let status = client.get(server.url("/api/v1/jobs/1/status")).send().await.unwrap().status();
+    assert_eq!(status, 404);
+    browser.assert_clean_console("after a drop and a delete").await;
     browser.quit().await;
 }
 
