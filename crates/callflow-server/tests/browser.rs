@@ -64,7 +64,7 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     browser.assert_clean_console("on the jobs page").await;
 
     // The job's calls, then a search by number.
-    browser.click(&browser.wait_for(&format!("#jobs tr[data-job='{job}'] a")).await).await;
+    browser.click_on(&format!("#jobs tr[data-job='{job}'] a")).await;
     browser.wait_for("#calls tbody tr[data-session]").await;
     assert_eq!(count(&browser, "#calls tbody tr[data-session]").await, 3);
     let search = browser.wait_for("#search").await;
@@ -81,7 +81,7 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     browser.screenshot(&out.join("3-calls.png")).await;
 
     // The call: its ladder has a clickable row for every message, by frame.
-    browser.click(&browser.wait_for("#calls tbody tr[data-session] a").await).await;
+    browser.click_on("#calls tbody tr[data-session] a").await;
     browser.wait_for("#ladder svg g.row[data-frame]").await;
     let sid = browser.execute("return location.hash.split('/').pop()", json!([])).await;
     let session = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions/{}", sid.as_str().unwrap())).await;
@@ -128,7 +128,7 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     assert!(browser.text_of("#raw").await.unwrap().starts_with("SIP/2.0 100 Trying"));
 
     // The call's pcap, downloaded by the browser, read back by tshark.
-    browser.click(&browser.wait_for("button[data-download$='.pcap']").await).await;
+    browser.click_on("button[data-download$='.pcap']").await;
     let pcap = browser
         .wait_until("the downloaded pcap", || async {
             let entries = std::fs::read_dir(downloads.path()).ok()?;
@@ -180,7 +180,7 @@ async fn auth_server() -> TestServer {
 async fn log_in(browser: &Browser, user: &str, password: &str) {
     browser.send_keys(&browser.wait_for("#username").await, user).await;
     browser.send_keys(&browser.wait_for("#password").await, password).await;
-    browser.click(&browser.wait_for("#login-form button[type=submit]").await).await;
+    browser.click_on("#login-form button[type=submit]").await;
 }
 
 #[tokio::test]
@@ -226,7 +226,7 @@ async fn with_authentication_the_browser_logs_in_keeps_the_token_for_the_session
     assert_eq!(jobs.status(), 200);
     browser.screenshot(&out.join("2-jobs-logged-in.png")).await;
 
-    browser.click(&browser.wait_for("#logout").await).await;
+    browser.click_on("#logout").await;
     browser.wait_for("#login-form").await;
     let left = browser.execute("return sessionStorage.getItem('callflow.token')", json!([])).await;
     assert_eq!(left, Value::Null);
@@ -325,8 +325,8 @@ async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_re
     log_in(&owner, "ann", PASSWORD).await;
     owner.wait_for("#jobs").await;
     owner.goto(&server.url(&format!("/#/jobs/{job}?q=1001"))).await;
-    owner.click(&owner.wait_for("#calls tbody tr[data-session] a").await).await;
-    owner.click(&owner.wait_for("#share").await).await;
+    owner.click_on("#calls tbody tr[data-session] a").await;
+    owner.click_on("#share").await;
     owner.wait_for("#share-url").await;
     let link = owner.execute("return document.getElementById('share-url').value", json!([])).await;
     let link = link.as_str().unwrap().to_string();
@@ -352,7 +352,7 @@ async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_re
     guest.assert_clean_console("following the share link").await;
 
     // Revoked by its owner: the guest's next visit finds nothing.
-    owner.click(&owner.wait_for("#revoke").await).await;
+    owner.click_on("#revoke").await;
     owner
         .wait_until("the link revoked", || async { owner.text_of(".share").await.filter(|t| t.contains("revoked")) })
         .await;
@@ -504,7 +504,7 @@ async fn a_call_with_media_shows_its_streams_quality_inputs_and_chart() {
     let mos = browser.text_of("#calls tbody tr[data-session] td:nth-child(7)").await.unwrap();
     assert_eq!(mos.split(" / ").count(), streams, "{mos}");
     browser.screenshot(&out.join("1-calls.png")).await;
-    browser.click(&browser.wait_for("#calls tbody tr[data-session] a").await).await;
+    browser.click_on("#calls tbody tr[data-session] a").await;
     browser.wait_for("#media tbody tr").await;
     assert_eq!(count(&browser, "#media tbody tr").await, streams);
     let inputs = browser.text_of("#media tbody tr td:nth-child(7)").await.unwrap();
@@ -559,7 +559,7 @@ async fn a_live_job_shows_its_counters_as_they_come_and_stops() {
     assert_eq!(browser.text_of(&format!("{row} .badge.live")).await.as_deref(), Some("live"));
     assert_eq!(browser.text_of(&format!("{row} .calls")).await.as_deref(), Some("1"));
     browser.screenshot(&out.join("1-live-job.png")).await;
-    browser.click(&browser.wait_for(&format!("{row} .actions button")).await).await;
+    browser.click_on(&format!("{row} .actions button")).await;
     browser
         .wait_until("the live job stopped", || async {
             status_of(&browser, job).await.filter(|s| !s.eq_ignore_ascii_case("running"))
@@ -603,7 +603,7 @@ async fn a_capture_dropped_on_the_page_is_uploaded_analysed_and_deleted_after_as
     browser.resize(420, 900).await;
     browser.screenshot(&out.join("jobs-narrow.png")).await;
     // Delete asks first; accepted, the job leaves the list and the server.
-    browser.click(&browser.wait_for("#jobs tr[data-job='1'] button.danger").await).await;
+    browser.click_on("#jobs tr[data-job='1'] button.danger").await;
     browser.cmd("POST", "/alert/accept", json!({})).await;
     browser
         .wait_until("the job gone from the list", || async {
@@ -661,7 +661,7 @@ async fn a_related_leg_is_one_click_away_and_the_group_pcap_holds_both() {
     assert_eq!(browser.text_of(".related li").await.as_deref(), Some(format!("{b} leg (b2bua)").as_str()));
     browser.execute("document.querySelector('.related').scrollIntoView()", json!([])).await;
     browser.screenshot(&out.join("1-leg-a.png")).await;
-    browser.click(&browser.wait_for(".related li a").await).await;
+    browser.click_on(".related li a").await;
     browser
         .wait_until("the other leg's page", || async {
             let hash = browser.execute("return location.hash", json!([])).await;
@@ -672,7 +672,7 @@ async fn a_related_leg_is_one_click_away_and_the_group_pcap_holds_both() {
         .await;
     browser.wait_for("#ladder g.row[data-frame]").await;
     // The group's pcap: both legs' 7 + 11 SIP messages.
-    browser.click(&browser.wait_for("button[data-download$='-group.pcap']").await).await;
+    browser.click_on("button[data-download$='-group.pcap']").await;
     let pcap = browser
         .wait_until("the group pcap", || async {
             std::fs::read_dir(downloads.path())

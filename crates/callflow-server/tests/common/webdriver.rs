@@ -178,6 +178,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the first element matching `css`, waiting for it; found again when the page
+    /// replaced it between finding and clicking (rows are redrawn by live events).
+    pub async fn click_on(&self, css: &str) {
+        let what = format!("a click on `{css}`");
+        self.wait_until(&what, || async {
+            let el = self.find_all_now(css).await.into_iter().next()?;
+            match self.try_cmd("POST", &format!("/element/{}/click", el.0), json!({})).await {
+                Ok(_) => Some(()),
+                Err(e) if e.contains("stale element") => None,
+                Err(e) => panic!("clicking `{css}`: {e}"),
+            }
+        })
+        .await
+    }
+
     pub async fn click(&self, el: &Element) {
         self.cmd("POST", &format!("/element/{}/click", el.0), json!({})).await;
     }
