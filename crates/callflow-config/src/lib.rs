@@ -446,6 +446,11 @@ pub struct AuthSettings {
     pub login_attempts_per_minute: u32,
     /// Login attempts a client address or a user name may burst above that rate.
     pub login_burst: u32,
+    /// How long a share link (a read-only link to one call, `POST /api/v1/shares`) is valid.
+    #[serde(with = "duration")]
+    pub share_ttl: Duration,
+    /// Share links valid at once; past it, making another gets 503.
+    pub max_shares: usize,
 }
 
 /// The shortest accepted API key, in bytes: an empty or short key is guessed at once.
@@ -461,6 +466,8 @@ impl Default for AuthSettings {
             max_concurrent_logins: 2,
             login_attempts_per_minute: 10,
             login_burst: 5,
+            share_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_shares: 10_000,
         }
     }
 }

@@ -138,7 +138,10 @@ pub use manager::{
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
-pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
+pub use store::{
+    JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, SessionSort, SortKey,
+    StoreError,
+};
 
 use callflow_model::{SourceInfo, Stats};
 use serde::{Deserialize, Serialize};

@@ -196,9 +196,13 @@ fn websocket_route(path: &str) -> bool {
             .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// Paths anyone may use: liveness, version, the API description, and login itself.
+/// Paths anyone may use: liveness, version, the API description, login itself, and the
+/// web UI's page and assets (they hold no data), and share links (their token is checked
+/// by their handlers).
 fn public(path: &str) -> bool {
     matches!(path, "/health" | "/version" | "/api/login" | "/api/v1/openapi.json")
+        || crate::ui::public(path)
+        || crate::share::public(path)
 }
 
 /// Rejects unauthenticated requests with 401, except on the WebSocket routes, which are

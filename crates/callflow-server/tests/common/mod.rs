@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod calls;
+pub mod webdriver;
+
 use callflow_config::Settings;
 use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions, SqliteStore};
 use callflow_model::Document;
