@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium, curl), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -58,10 +58,14 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("chromedriver").is_none() {
         missing.push("chromium-driver");
     }
+    // curl runs the earlier callflowd's documented scenario as written (callflowd's tests).
+    if find_on_path("curl").is_none() {
+        missing.push("curl");
+    }
     if missing.is_empty() {
         println!(
             "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay, \
-             chromium and chromedriver found"
+             chromium, chromedriver and curl found"
         );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
