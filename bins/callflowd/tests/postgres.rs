@@ -90,3 +90,33 @@ fn callflowd_refuses_a_postgres_store_newer_than_itself_naming_both_versions() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// PostgreSQL stopped under a running callflowd: requests that need the store answer 503
+/// (without the store's address), and once it is back the pool connects again.
+#[test]
+fn callflowd_answers_503_while_postgres_is_down_and_carries_on_once_it_is_back() {
+    let Some(bin) = pg::binaries_or_skip("callflowd_postgres_down") else { return };
+    let cluster = pg::Cluster::start(&bin, None);
+    let url = cluster.create_database();
+    let daemon = Daemon::start(temp_dir("postgres-down"), &["--database", &url]);
+    let first = analyse(&daemon.addr);
+
+    cluster.stop();
+    let (status, body) = request(&daemon.addr, "GET /api/v1/jobs HTTP/1.1", |_| {});
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("job store cannot be reached") && !body.contains("127.0.0.1"), "{body}");
+    let (status, body) = request(&daemon.addr, "GET /health HTTP/1.1", |_| {});
+    assert_eq!(status, 503, "{body}");
+
+    cluster.start_again();
+    let jobs = get(&daemon.addr, "/api/v1/jobs");
+    assert_eq!(jobs["jobs"][0]["job_id"], first, "{jobs}");
+    let second = analyse(&daemon.addr);
+    assert!(second > first);
+    // Health keeps its answer for a second; then it is asked again, and ok.
+    let healthy = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        request(&daemon.addr, "GET /health HTTP/1.1", |_| {}).0 == 200
+    });
+    assert!(healthy, "{:?}", request(&daemon.addr, "GET /health HTTP/1.1", |_| {}));
+}

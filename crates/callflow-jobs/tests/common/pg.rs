@@ -19,6 +19,8 @@ pub struct Cluster {
     /// Its port on 127.0.0.1.
     pub port: u16,
     bin: PathBuf,
+    /// The server's options (`pg_ctl -o`), to start it again as it was.
+    options: String,
 }
 
 /// TLS settings for [`Cluster::start`]: the server's certificate and key (PEM), and whether
@@ -160,19 +162,9 @@ impl Cluster {
         // A port found free may be taken before the server binds it: a few tries.
         for attempt in 0.. {
             let port = free_port();
-            let mut start = as_owner(&bin.join("pg_ctl"));
-            start
-                .current_dir(&dir)
-                .arg("-D")
-                .arg(&data)
-                .arg("-l")
-                .arg(dir.join("log"))
-                .args(["-w", "-t", "60", "-o"])
-                .arg(format!("-p {port} -k {} {options}", dir.display()))
-                .arg("start");
-            let ok = start.stdin(Stdio::null()).stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-            if ok {
-                let cluster = Cluster { dir, port, bin: bin.to_path_buf() };
+            let options = format!("-p {port} -k {} {options}", dir.display());
+            let cluster = Cluster { options, dir: dir.clone(), port, bin: bin.to_path_buf() };
+            if cluster.pg_ctl_start() {
                 cluster.remove_on_exit();
                 return cluster;
             }
@@ -180,6 +172,35 @@ impl Cluster {
             assert!(attempt < 3, "pg_ctl start failed 4 times; its log:\n{log}");
         }
         unreachable!()
+    }
+
+    fn pg_ctl_start(&self) -> bool {
+        let mut start = as_owner(&self.bin.join("pg_ctl"));
+        start.current_dir(&self.dir).arg("-D").arg(self.dir.join("data")).arg("-l").arg(self.dir.join("log")).args([
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &self.options,
+            "start",
+        ]);
+        start.stdin(Stdio::null()).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    }
+
+    /// Stops the server (`pg_ctl stop -m fast`: open connections are closed).
+    pub fn stop(&self) {
+        let mut stop = as_owner(&self.bin.join("pg_ctl"));
+        stop.current_dir(&self.dir).arg("-D").arg(self.dir.join("data")).args(["-w", "-m", "fast", "stop"]);
+        run(stop, "pg_ctl stop");
+    }
+
+    /// Starts the server again after [`Cluster::stop`], on the same port.
+    pub fn start_again(&self) {
+        assert!(
+            self.pg_ctl_start(),
+            "pg_ctl start again: {}",
+            std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+        );
     }
 
     /// Stops the server and removes its directory once this test process has exited: a
