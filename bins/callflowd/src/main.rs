@@ -11,8 +11,7 @@
 use anyhow::{Context, Result};
 use callflow_config::{Database, Loaded, Loader, Settings};
 use callflow_jobs::{
-    analyze_to_output, ClassifierFactory, DirLock, DirectAnalysis, JobManager, JobStore, ManagerOptions, PgStore,
-    ResultFormat, SqliteStore,
+    analyze_to_output, ClassifierFactory, DirLock, DirectAnalysis, JobManager, JobStore, ManagerOptions, ResultFormat,
 };
 use callflow_ndpi::{NdpiClassifier, Options};
 use clap::Parser;
@@ -154,21 +153,12 @@ fn lock_directories(settings: &Settings) -> Result<Vec<DirLock>> {
     Ok(DirLock::acquire_all(dirs)?)
 }
 
-/// Opens the job store `[storage] database` names; the name returned is for messages
-/// (a URL without its password).
+/// Opens the job store `[storage] database` names, with its name for messages (a URL
+/// without its password).
 fn open_store(settings: &Settings) -> Result<(Arc<dyn JobStore>, String)> {
-    match settings.storage.database() {
-        Database::Sqlite(db) => {
-            let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-            Ok((Arc::new(store), db.display().to_string()))
-        }
-        Database::Postgres(url) => {
-            let store = PgStore::connect(&url, settings.storage.database_pool)
-                .with_context(|| format!("cannot open the job store at {}", callflow_jobs::redact_url(&url)))?;
-            let name = store.display_url().to_string();
-            Ok((Arc::new(store), name))
-        }
-    }
+    let name = callflow_jobs::store_name(&settings.storage);
+    let store = callflow_jobs::open_store(&settings.storage).with_context(|| format!("cannot open {name}"))?;
+    Ok((store, name))
 }
 
 fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {

@@ -388,6 +388,20 @@ impl StorageSettings {
     }
 }
 
+/// A database URL without its password, for messages, logs and `--print-config`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
 /// Where the job store is, from `[storage] database`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Database {

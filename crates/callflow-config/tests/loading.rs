@@ -290,6 +290,8 @@ fn the_database_is_a_sqlite_path_or_a_postgres_url_from_file_environment_or_flag
         .unwrap()
         .settings;
     assert_eq!((s.storage.database(), s.storage.database_pool), (Database::Postgres(url.into()), 3));
+    let printed = Loader::new().env_vars(env(&[("CALLFLOW_STORAGE__DATABASE", url)])).load().unwrap().render();
+    assert!(printed.contains("postgres://cf@db:5432/callflow?sslmode=require") && !printed.contains("pw"), "{printed}");
     let toml = temp_file("db.toml", "[storage]\ndatabase = \"postgresql://db/x\"\n");
     let s = Loader::new().file(toml).flag("storage.database", "/srv/jobs.db", "--database").load().unwrap().settings;
     assert_eq!(s.storage.database(), Database::Sqlite(PathBuf::from("/srv/jobs.db")), "the flag wins");

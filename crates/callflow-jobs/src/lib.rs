@@ -140,7 +140,7 @@ pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{
     kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
 };
-pub use postgres::{redact_url, PgStore};
+pub use postgres::PgStore;
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
@@ -149,11 +149,13 @@ pub use store::{
     StoreError,
 };
 
+use callflow_config::{Database, StorageSettings};
 use callflow_model::{SourceInfo, Stats};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A job's identifier, unique within its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -285,6 +287,24 @@ impl std::ops::Deref for Job {
 impl std::ops::DerefMut for Job {
     fn deref_mut(&mut self) -> &mut JobStatus {
         &mut self.status
+    }
+}
+
+/// Opens the job store `[storage] database` names: the PostgreSQL server of a
+/// `postgres://` URL (at most `database_pool` connections), else the SQLite file.
+pub fn open_store(storage: &StorageSettings) -> Result<Arc<dyn JobStore>, StoreError> {
+    Ok(match storage.database() {
+        Database::Postgres(url) => Arc::new(PgStore::connect(&url, storage.database_pool)?),
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+    })
+}
+
+/// The job store `[storage] database` names, for messages: the SQLite file's path, or
+/// the URL without its password.
+pub fn store_name(storage: &StorageSettings) -> String {
+    match storage.database() {
+        Database::Postgres(url) => callflow_config::redact_url(&url),
+        Database::Sqlite(path) => path.display().to_string(),
     }
 }
 

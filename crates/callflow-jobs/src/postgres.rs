@@ -27,6 +27,7 @@ use crate::store::{
     StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
+use callflow_config::redact_url;
 use callflow_model::{CallState, Session, SourceInfo, Subscriber, Timestamp};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::future::Future;
@@ -211,20 +212,6 @@ async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<(), St
         tx.commit().await?;
     }
     Ok(())
-}
-
-/// A database URL without its password, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
 }
 
 /// How the server's certificate is checked, from `sslmode`.
