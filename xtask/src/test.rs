@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, postgresql, openssl), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium, curl, postgresql, openssl), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -51,6 +51,17 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("tcpreplay").is_none() && !is_executable(Path::new("/usr/bin/tcpreplay")) {
         missing.push("tcpreplay");
     }
+    // The web UI's browser tests drive Debian's headless Chromium through chromedriver.
+    if find_on_path("chromium").is_none() {
+        missing.push("chromium");
+    }
+    if find_on_path("chromedriver").is_none() {
+        missing.push("chromium-driver");
+    }
+    // curl runs the earlier callflowd's documented scenario as written (callflowd's tests).
+    if find_on_path("curl").is_none() {
+        missing.push("curl");
+    }
     // The PostgreSQL store's tests start throwaway clusters from Debian's binaries, and make
     // the certificates of its TLS test with openssl.
     if !has_postgresql() {
@@ -62,7 +73,7 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if missing.is_empty() {
         println!(
             "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay, \
-             PostgreSQL and openssl found"
+             chromium, chromedriver, curl, PostgreSQL and openssl found"
         );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);

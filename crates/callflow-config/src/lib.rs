@@ -299,10 +299,10 @@ pub struct TlsSettings {
 pub struct ProcessingSettings {
     /// Worker threads (`CALLFLOW_WORKERS`); the default is the number of cores.
     pub workers: usize,
-    /// After a crash, re-run the jobs that were running (true) or mark them FAILED "interrupted".
+    /// After a crash, re-run the jobs that were running (true) or mark them failed "interrupted".
     pub resume_interrupted: bool,
     /// A job interrupted this many times (its runs cut short by the process stopping, as
-    /// a capture that crashes callflowd would) is FAILED at the next start, not resumed.
+    /// a capture that crashes callflowd would) is failed at the next start, not resumed.
     pub max_attempts: u32,
     /// A progress event is published at most once per this many packets of a job...
     pub progress_every_packets: u64,
@@ -485,6 +485,11 @@ pub struct AuthSettings {
     pub login_attempts_per_minute: u32,
     /// Login attempts a client address or a user name may burst above that rate.
     pub login_burst: u32,
+    /// How long a share link (a read-only link to one call, `POST /api/v1/shares`) is valid.
+    #[serde(with = "duration")]
+    pub share_ttl: Duration,
+    /// Share links valid at once; past it, making another gets 503.
+    pub max_shares: usize,
 }
 
 /// The shortest accepted API key, in bytes: an empty or short key is guessed at once.
@@ -500,6 +505,8 @@ impl Default for AuthSettings {
             max_concurrent_logins: 2,
             login_attempts_per_minute: 10,
             login_burst: 5,
+            share_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_shares: 10_000,
         }
     }
 }

@@ -25,6 +25,7 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
+use crate::tls::keylog::SharedKeyLog;
 use crate::{LinkType, Timestamp};
 
 mod input;
@@ -51,6 +52,10 @@ const PCAPNG_IDB: u32 = 0x0000_0001;
 const PCAPNG_OPB: u32 = 0x0000_0002;
 const PCAPNG_SPB: u32 = 0x0000_0003;
 const PCAPNG_EPB: u32 = 0x0000_0006;
+/// Decryption Secrets Block: key material for the section's encrypted traffic.
+const PCAPNG_DSB: u32 = 0x0000_000A;
+/// A Decryption Secrets Block's secrets type for a TLS key log ('TLSK').
+const DSB_TLS_KEY_LOG: u32 = 0x544c_534b;
 const PCAPNG_BYTE_ORDER_MAGIC: u32 = 0x1A2B_3C4D;
 
 const OPT_END: u16 = 0;
@@ -318,6 +323,8 @@ pub struct CaptureReader {
     last_ts: Timestamp,
     frames: u64,
     done: bool,
+    /// Where the TLS key logs of Decryption Secrets Blocks go.
+    tls_keys: SharedKeyLog,
 }
 
 impl fmt::Debug for CaptureReader {
@@ -510,6 +517,7 @@ impl CaptureReader {
             last_ts: Timestamp::from_nanos(0),
             frames: 0,
             done: false,
+            tls_keys: SharedKeyLog::default(),
         };
         let (nanosecond, big_endian) = match magic {
             0xA1B2_C3D4 => (false, true),
@@ -572,6 +580,18 @@ impl CaptureReader {
             orig_len,
             interface: 0,
         }))
+    }
+
+    /// The key log the TLS secrets of the capture's pcapng Decryption Secrets Blocks are
+    /// added to, as they are read.
+    pub fn tls_keys(&self) -> &SharedKeyLog {
+        &self.tls_keys
+    }
+
+    /// Adds the TLS secrets of the Decryption Secrets Blocks read from now on to `keys`
+    /// (the analysis's key log) instead.
+    pub fn share_tls_keys(&mut self, keys: SharedKeyLog) {
+        self.tls_keys = keys;
     }
 
     /// Reads pcapng blocks until a packet block, handling section headers and interface
@@ -686,6 +706,17 @@ impl CaptureReader {
                         ));
                     }
                     Some((12, caplen, orig_len, self.last_ts, desc.link_type, 0))
+                }
+                PCAPNG_DSB => {
+                    let (kind, secrets_len) = (rd32(body, 0, big), rd32(body, 4, big) as usize);
+                    // A secrets length past the block damages this block only: its framing is
+                    // sound, so it is skipped like an unknown block and reading goes on.
+                    if let Some(secrets) = body.get(8..).and_then(|b| b.get(..secrets_len)) {
+                        if kind == DSB_TLS_KEY_LOG {
+                            self.tls_keys.add(secrets);
+                        }
+                    }
+                    None
                 }
                 _ => None,
             };

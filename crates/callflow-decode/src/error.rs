@@ -42,6 +42,8 @@ pub enum Layer {
     Diameter,
     /// HEP, the Homer Encapsulation Protocol (v1, v2, v3).
     Hep,
+    /// TLS records and handshake messages.
+    Tls,
 }
 
 impl Layer {
@@ -66,6 +68,7 @@ impl Layer {
             Layer::TelephoneEvent => "telephone-event",
             Layer::Diameter => "diameter",
             Layer::Hep => "hep",
+            Layer::Tls => "tls",
         }
     }
 }

@@ -8,7 +8,8 @@
 //! frames WebSocket connections that carry SIP ([`websocket`]), and decodes the
 //! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]) and of
 //! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U), and the
-//! HEP encapsulation VoIP platforms mirror their traffic in ([`hep`]).
+//! HEP encapsulation VoIP platforms mirror their traffic in ([`hep`]), and TLS records,
+//! hellos, key logs and record decryption ([`tls`]) for SIP over TLS.
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -49,6 +50,7 @@ pub mod sip;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;
+pub mod tls;
 pub mod websocket;
 
 pub use callflow_model::Timestamp;

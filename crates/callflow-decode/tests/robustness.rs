@@ -11,7 +11,7 @@ use callflow_decode::hep::{self, HepPacket};
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::Sdp;
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::{gtp, rtcp, rtp, sctp, websocket, LinkType};
+use callflow_decode::{gtp, rtcp, rtp, sctp, tls, websocket, LinkType};
 use std::path::Path;
 
 /// The GTP entry points: headers of both versions, every IE, grouped IEs walked down to
@@ -93,12 +93,38 @@ fn application_decoders(bytes: &[u8]) {
     }
     hep_decoders(bytes);
     gtp_decoders(bytes);
+    tls_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
         match c {
             Ok(c) => {
                 let _ = sctp::data_chunk(&c);
             }
             Err(_) => break,
+        }
+    }
+}
+
+/// The TLS entry points: framing, records, hellos, key log lines and record decryption
+/// (keys of a CBC and an AEAD suite, fixed, so damaged records reach the padding and tag checks).
+fn tls_decoders(bytes: &[u8]) {
+    let _ = (tls::frame_record(bytes), tls::starts_tls(bytes));
+    let _ = tls::keylog::KeyLog::parse(bytes);
+    let suites = [tls::crypto::CipherSuite::by_id(0xc013), tls::crypto::CipherSuite::by_id(0x1301)];
+    let [Some(cbc), Some(gcm)] = suites else { return };
+    let side = tls::crypto::Side::Client;
+    let mut keys = [
+        tls::crypto::RecordKeys::tls12(cbc, &[1; 48], &[2; 32], &[3; 32], side, bytes.first() == Some(&0)),
+        tls::crypto::RecordKeys::tls13(gcm, &[4; 32]),
+    ];
+    let mut out = Vec::new();
+    for record in tls::records(bytes).take(64) {
+        let Ok(record) = record else { break };
+        for k in keys.iter_mut().flatten() {
+            let _ = k.decrypt(&record, &mut out);
+        }
+        for m in tls::handshake_messages(record.fragment).take(64) {
+            let Ok(m) = m else { break };
+            let _ = (tls::ClientHello::parse(m.body), tls::ServerHello::parse(m.body));
         }
     }
 }
@@ -277,4 +303,33 @@ fn damaged_hep_packets_never_panic() {
         }
     }
     assert_eq!(decoded, 4000);
+}
+
+#[test]
+fn damaged_tls_records_never_panic_and_a_cut_stream_keeps_its_whole_records() {
+    // A ClientHello record, a CBC-sized record (IV, two blocks, no MAC room) and an AEAD-sized one.
+    let mut hello = vec![1, 0, 0, 41, 3, 3];
+    hello.extend_from_slice(&[0x11; 32]);
+    hello.extend_from_slice(&[0, 0, 2, 0x13, 0x01, 1, 0]);
+    let record = |t: u8, body: &[u8]| [&[t, 3, 3][..], &(body.len() as u16).to_be_bytes(), body].concat();
+    let parts = [record(22, &hello), record(23, &[0x5a; 48]), record(23, &[0xa5; 40])];
+    let stream = parts.concat();
+    let mut rng = Rng(0x715);
+    for len in 0..=stream.len() {
+        tls_decoders(&stream[..len]);
+        let whole = parts.iter().scan(0, |end, p| {
+            *end += p.len();
+            Some(*end)
+        });
+        let expected = whole.filter(|&end| end <= len).count();
+        assert_eq!(tls::records(&stream[..len]).filter(|r| r.is_ok()).count(), expected, "cut at {len}");
+    }
+    for _ in 0..3000 {
+        let mut bytes = stream.clone();
+        for _ in 0..1 + rng.next() % 4 {
+            let at = (rng.next() as usize) % bytes.len();
+            bytes[at] = rng.next() as u8;
+        }
+        tls_decoders(&bytes);
+    }
 }

@@ -146,7 +146,7 @@ pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{
     DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
-    StoreError,
+    SessionSort, SortKey, StoreError,
 };
 
 use callflow_config::{Database, StorageSettings};
@@ -176,18 +176,28 @@ impl FromStr for JobId {
 }
 
 /// Where a job is in its life.
+///
+/// Two spellings: clients see lowercase names (`queued`, `running`, ... in JSON, through
+/// serde, and `Display`: [`JobState::as_api_str`]), as the API documents they were written
+/// from show them; the stores keep the uppercase ones every database has held since the
+/// first (`QUEUED`, ...: [`JobState::as_str`]). [`JobState::parse`] reads either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for a worker.
+    #[serde(alias = "QUEUED")]
     Queued,
     /// A worker is analysing it.
+    #[serde(alias = "RUNNING")]
     Running,
     /// Done; its sessions are stored.
+    #[serde(alias = "COMPLETED")]
     Completed,
     /// Stopped by an error (the job's `error` says which).
+    #[serde(alias = "FAILED")]
     Failed,
     /// Stopped by a user.
+    #[serde(alias = "CANCELLED")]
     Cancelled,
 }
 
@@ -196,7 +206,8 @@ impl JobState {
     pub const ALL: [JobState; 5] =
         [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled];
 
-    /// The name used in the store and in JSON (`QUEUED`, `RUNNING`, ...).
+    /// The name the stores keep (`QUEUED`, `RUNNING`, ...); clients are shown
+    /// [`JobState::as_api_str`].
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "QUEUED",
@@ -207,9 +218,23 @@ impl JobState {
         }
     }
 
-    /// The state named `name`, as written by [`JobState::as_str`].
+    /// The name clients are shown, in JSON (serde), `Display` and the API (`queued`,
+    /// `running`, `completed`, `failed`, `cancelled`).
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `name` in either spelling, whatever its case (`completed`,
+    /// `COMPLETED`, `Completed`): the stores' and the API's names, and what users type in
+    /// filters.
     pub fn parse(name: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|s| s.as_str() == name)
+        JobState::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
     }
 
     /// True for COMPLETED, FAILED and CANCELLED: the job will not change again.
@@ -220,7 +245,7 @@ impl JobState {
 
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_api_str())
     }
 }
 
@@ -311,4 +336,27 @@ pub fn store_name(storage: &StorageSettings) -> String {
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_are_lowercase_for_clients_uppercase_in_the_store_and_parsed_in_either_case() {
+        for state in JobState::ALL {
+            let (api, stored) = (state.as_api_str(), state.as_str());
+            assert_eq!((api.to_ascii_lowercase().as_str(), stored), (api, api.to_ascii_uppercase().as_str()));
+            assert_eq!(serde_json::to_value(state).unwrap(), api, "serde writes the API's spelling");
+            assert_eq!(state.to_string(), api, "Display is the API's spelling");
+            let title = format!("{}{}", api[..1].to_ascii_uppercase(), &api[1..]);
+            for name in [api, stored, &title] {
+                assert_eq!(JobState::parse(name), Some(state), "{name}");
+            }
+            for name in [api, stored] {
+                assert_eq!(serde_json::from_value::<JobState>(name.into()).unwrap(), state, "serde reads {name}");
+            }
+        }
+        assert_eq!(JobState::parse("done"), None);
+    }
 }

@@ -1007,10 +1007,11 @@ impl JobStore for PgStore {
         params.push(Param::Limit((q.limit != 0).then_some(q.limit as i64)));
         params.push(Param::Int(q.offset as i64));
         let document = if q.documents { ", document::text" } else { "" };
-        // One query, in the order of the (job, start, row) index the cursor follows.
+        // One query; in the default order, that of the (job, start, row) index the cursor follows.
         let sql = format!(
             "SELECT {SESSION_COLUMNS}{document} FROM sessions WHERE {filter}
-             ORDER BY start_ns, id LIMIT ${} OFFSET ${}",
+             ORDER BY {} LIMIT ${} OFFSET ${}",
+            crate::sqlite::session_order(q.sort),
             params.len() - 1,
             params.len()
         );

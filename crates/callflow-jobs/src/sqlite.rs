@@ -333,6 +333,21 @@ fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
     (sql, params)
 }
 
+/// The ORDER BY clause of `sort`, arrival breaking ties the same way in both directions
+/// (standard SQL: the PostgreSQL store orders by it too).
+pub(crate) fn session_order(sort: crate::SessionSort) -> String {
+    let column = match sort.key {
+        crate::SortKey::Start => "start_ns",
+        crate::SortKey::Duration => "(end_ns - start_ns)",
+        crate::SortKey::From => "from_uri",
+        crate::SortKey::To => "to_uri",
+        crate::SortKey::State => "state",
+        crate::SortKey::Messages => "messages",
+    };
+    let direction = if sort.descending { " DESC" } else { "" };
+    format!("{column}{direction}, id{direction}")
+}
+
 fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
     tx.execute("DELETE FROM sessions WHERE job_id = ?1", [id.0])
 }
@@ -540,11 +555,13 @@ impl JobStore for SqliteStore {
         values.push(Value::Integer(limit));
         values.push(Value::Integer(q.offset as i64));
         let document = if q.documents { ", document" } else { "" };
-        // The page is chosen from the index alone; only its rows are then read.
+        let order = session_order(q.sort);
+        // The page is chosen from the index alone (in the default order); only its rows
+        // are then read.
         let sql = format!(
             "SELECT {SESSION_COLUMNS}{document} FROM sessions WHERE id IN (
-                 SELECT id FROM sessions WHERE {filter} ORDER BY start_ns, id LIMIT ? OFFSET ?)
-             ORDER BY start_ns, id"
+                 SELECT id FROM sessions WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?)
+             ORDER BY {order}"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(values))?;

@@ -178,7 +178,70 @@ impl FromStr for SessionCursor {
     }
 }
 
-/// Which sessions of a job to list, ordered by start time (then arrival).
+/// What a session list is ordered by, before the tie-break on arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Start time (the default, and the only order keyset paging follows).
+    #[default]
+    Start,
+    /// Duration, first message or packet to last.
+    Duration,
+    /// From URI.
+    From,
+    /// To URI.
+    To,
+    /// Call state.
+    State,
+    /// Number of messages.
+    Messages,
+}
+
+/// A session list's order: a key, ascending or descending (`-duration`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSort {
+    /// What is compared.
+    pub key: SortKey,
+    /// Largest first.
+    pub descending: bool,
+}
+
+impl SessionSort {
+    /// The names [`SessionSort::from_str`] takes, each also with a leading `-`.
+    pub const NAMES: [&'static str; 6] = ["start", "duration", "from", "to", "state", "messages"];
+
+    /// True for the default order (start, ascending), the one cursors page through.
+    pub fn is_default(&self) -> bool {
+        *self == SessionSort::default()
+    }
+}
+
+impl FromStr for SessionSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SessionSort, String> {
+        let (descending, name) = match s.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, s),
+        };
+        let key = match name {
+            "start" => SortKey::Start,
+            "duration" => SortKey::Duration,
+            "from" => SortKey::From,
+            "to" => SortKey::To,
+            "state" => SortKey::State,
+            "messages" => SortKey::Messages,
+            _ => {
+                return Err(format!(
+                    "unknown sort `{s}` ({}, each with a leading - for descending)",
+                    SessionSort::NAMES.join(", ")
+                ))
+            }
+        };
+        Ok(SessionSort { key, descending })
+    }
+}
+
+/// Which sessions of a job to list, ordered by [`SessionQuery::sort`] (start time by
+/// default), then arrival.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SessionQuery {
     /// Only this kind.
@@ -206,6 +269,8 @@ pub struct SessionQuery {
     pub limit: u64,
     /// Include the full session documents.
     pub documents: bool,
+    /// The order; [`SessionQuery::after`] applies to the default one only.
+    pub sort: SessionSort,
 }
 
 /// One stored session: its indexed summary, and its document when asked for.

@@ -668,3 +668,36 @@ fn postgres_connects_over_tls_when_the_url_asks_and_checks_what_it_is_told_to() 
     let wrong_name = connect(format!("sslmode=verify-full&{}", root("ca"))).unwrap_err();
     assert!(format!("{:?}", wrong_name).to_lowercase().contains("name"), "127.0.0.1 is not db.example: {wrong_name:?}");
 }
+
+#[test]
+fn sessions_sort_by_any_listed_key_in_either_direction_with_arrival_breaking_ties() {
+    use callflow_jobs::SessionSort;
+    for backend in backends("sort") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap().unwrap();
+        let mut all = sessions(12);
+        for (i, s) in all.iter_mut().enumerate() {
+            let s = Arc::make_mut(s);
+            s.end = Timestamp::from_nanos(s.start.as_nanos() + ((i * 5) % 12) as i64 * 1_000_000);
+            s.from = format!("sip:{}@x", (b'a' + ((i * 7) % 12) as u8) as char);
+        }
+        store.add_sessions(id, &all).unwrap();
+        let sorted = |sort: &str| {
+            let query = SessionQuery { sort: sort.parse::<SessionSort>().unwrap(), ..SessionQuery::default() };
+            store.sessions(id, &query).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let mut by_duration: Vec<_> =
+            all.iter().map(|s| (s.end.as_nanos() - s.start.as_nanos(), s.id.clone())).collect();
+        by_duration.sort();
+        let expected: Vec<_> = by_duration.iter().rev().map(|(_, id)| id.clone()).collect();
+        assert_eq!(sorted("-duration"), expected, "{name}");
+        let mut by_from: Vec<_> = all.iter().map(|s| (s.from.clone(), s.id.clone())).collect();
+        by_from.sort();
+        assert_eq!(sorted("from"), by_from.into_iter().map(|(_, id)| id).collect::<Vec<_>>(), "{name}");
+        let start: Vec<_> = sorted("start");
+        assert_eq!(start.first().map(String::as_str), Some("s000011"), "{name}: earliest start first");
+        assert_eq!(sorted("-start"), start.iter().rev().cloned().collect::<Vec<_>>(), "{name}");
+    }
+}

@@ -1049,3 +1049,42 @@ fn a_frame_ref_into_other_bytes_has_no_data_rather_than_panicking() {
     assert_eq!(at.frame(b"short").data, b"");
     assert_eq!(at.frame(&[]).data, b"");
 }
+
+fn dsb(big: bool, kind: u32, secrets: &[u8]) -> Vec<u8> {
+    let mut body = Vec::new();
+    put32(&mut body, kind, big);
+    put32(&mut body, secrets.len() as u32, big);
+    body.extend_from_slice(secrets);
+    pad4(&mut body);
+    block(big, PCAPNG_DSB, &body)
+}
+
+#[test]
+fn pcapng_decryption_secrets_blocks_feed_the_tls_key_log() {
+    let random = "11".repeat(32);
+    let line = format!("CLIENT_RANDOM {random} {}\n", "ab".repeat(48));
+    for big in [false, true] {
+        let file = cat(&[
+            shb(big),
+            idb(big, 1, 65535, &[]),
+            dsb(big, DSB_TLS_KEY_LOG, line.as_bytes()),
+            // A WireGuard key log (another secrets type) is not ours.
+            dsb(big, 0x5747_4b4c, b"LOCAL_STATIC_PRIVATE_KEY = x\n"),
+            epb(big, 0, 1, b"\x01"),
+        ]);
+        let mut reader = CaptureReader::from_bytes(file.clone()).unwrap();
+        let shared = SharedKeyLog::default();
+        reader.share_tls_keys(shared.clone());
+        assert!(reader.next_frame().unwrap().is_some());
+        assert_eq!(shared.get(&[0x11; 32]).and_then(|s| s.master_secret), Some(vec![0xab; 48]));
+        assert_eq!(shared.len(), 1);
+        // A secrets length past the block: that block is skipped, the packets after it read.
+        let mut bad = dsb(big, DSB_TLS_KEY_LOG, line.as_bytes());
+        let len = line.len() as u32 + 100;
+        bad[12..16].copy_from_slice(&if big { len.to_be_bytes() } else { len.to_le_bytes() });
+        let mut reader =
+            CaptureReader::from_bytes(cat(&[shb(big), idb(big, 1, 65535, &[]), bad, epb(big, 0, 1, b"\x01")])).unwrap();
+        assert!(reader.next_frame().unwrap().is_some());
+        assert!(reader.tls_keys().is_empty());
+    }
+}

@@ -1,0 +1,302 @@
+//! TLS key logs in the NSS format (what `SSLKEYLOGFILE` makes browsers, OpenSSL, rustls and SBCs write), keyed by client random.
+//!
+//! Each line is `LABEL <client random, 64 hex digits> <secret, hex>`. The labels read are
+//! `CLIENT_RANDOM` (TLS 1.2's 48-byte master secret) and TLS 1.3's
+//! `CLIENT_HANDSHAKE_TRAFFIC_SECRET`, `SERVER_HANDSHAKE_TRAFFIC_SECRET`,
+//! `CLIENT_TRAFFIC_SECRET_0` and `SERVER_TRAFFIC_SECRET_0`. Other labels (early traffic,
+//! exporter secrets, the `RSA` premaster form) and `#` comments are skipped; a line that
+//! is none of these is counted with its number, so a user can be told which line was bad.
+//!
+//! A [`SharedKeyLog`] is one key log several owners add to and read: the analysis reads
+//! it when a TLS connection needs keys, and a capture reader adds the secrets of the
+//! pcapng Decryption Secrets Blocks it meets. It is consulted once per connection, never
+//! per packet.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Most entries a key log keeps (each a client random and its secrets, about 300 bytes):
+/// a hostile file cannot grow it past this.
+pub const MAX_ENTRIES: usize = 1 << 20;
+
+/// The secrets a key log holds for one client random.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Secrets {
+    /// TLS 1.2 (and earlier): the master secret (`CLIENT_RANDOM`).
+    pub master_secret: Option<Vec<u8>>,
+    /// TLS 1.3: `CLIENT_HANDSHAKE_TRAFFIC_SECRET`.
+    pub client_handshake: Option<Vec<u8>>,
+    /// TLS 1.3: `SERVER_HANDSHAKE_TRAFFIC_SECRET`.
+    pub server_handshake: Option<Vec<u8>>,
+    /// TLS 1.3: `CLIENT_TRAFFIC_SECRET_0`.
+    pub client_traffic: Option<Vec<u8>>,
+    /// TLS 1.3: `SERVER_TRAFFIC_SECRET_0`.
+    pub server_traffic: Option<Vec<u8>>,
+}
+
+/// Why a line of a key log was not used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadLine {
+    /// Fewer than three space-separated fields.
+    MissingField,
+    /// The client random is not 64 hex digits.
+    BadClientRandom,
+    /// The secret is not hex, or has an impossible length for its label.
+    BadSecret,
+    /// The label is none of the NSS format's.
+    UnknownLabel,
+}
+
+impl BadLine {
+    /// What is wrong, in words.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BadLine::MissingField => "fewer than three fields",
+            BadLine::BadClientRandom => "client random is not 64 hex digits",
+            BadLine::BadSecret => "secret is not hex of a possible length",
+            BadLine::UnknownLabel => "unknown label",
+        }
+    }
+}
+
+/// What adding a key log's text did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Lines whose secret was taken.
+    pub secrets: usize,
+    /// Lines skipped on purpose (comments, blank lines, labels not used here).
+    pub skipped: usize,
+    /// Lines that were not key log lines, and the first of them (1-based number, reason).
+    pub bad: usize,
+    /// The first bad line: its number (1-based) and what was wrong.
+    pub first_bad: Option<(usize, BadLine)>,
+}
+
+/// Secrets by client random.
+#[derive(Clone, Debug, Default)]
+pub struct KeyLog {
+    by_random: HashMap<[u8; 32], Secrets>,
+}
+
+/// The labels of the NSS format that other tools write and decryption here does not need.
+const SKIPPED_LABELS: &[&str] = &[
+    "RSA",
+    "CLIENT_EARLY_TRAFFIC_SECRET",
+    "EARLY_EXPORTER_SECRET",
+    "EXPORTER_SECRET",
+    "EARLY_EXPORTER_MASTER_SECRET",
+    "EXPORTER_MASTER_SECRET",
+];
+
+impl KeyLog {
+    /// An empty key log.
+    pub fn new() -> Self {
+        KeyLog::default()
+    }
+
+    /// A key log of `text` (see [`KeyLog::add`]).
+    pub fn parse(text: &[u8]) -> (KeyLog, Added) {
+        let mut log = KeyLog::new();
+        let added = log.add(text);
+        (log, added)
+    }
+
+    /// Adds the lines of `text`; a later secret for the same client random and label
+    /// replaces the earlier one.
+    pub fn add(&mut self, text: &[u8]) -> Added {
+        let mut added = Added::default();
+        for (i, line) in text.split(|&b| b == b'\n').enumerate() {
+            match self.add_line(line) {
+                Ok(true) => added.secrets += 1,
+                Ok(false) => added.skipped += 1,
+                Err(why) => {
+                    added.bad += 1;
+                    added.first_bad.get_or_insert((i + 1, why));
+                }
+            }
+        }
+        added
+    }
+
+    /// Adds one line: `Ok(true)` when a secret was taken, `Ok(false)` when the line is
+    /// skipped on purpose.
+    fn add_line(&mut self, line: &[u8]) -> Result<bool, BadLine> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = line.trim_ascii();
+        if line.is_empty() || line.starts_with(b"#") {
+            return Ok(false);
+        }
+        let mut fields = line.split(|&b| b == b' ').filter(|f| !f.is_empty());
+        let (Some(label), Some(random), Some(secret)) = (fields.next(), fields.next(), fields.next()) else {
+            return Err(BadLine::MissingField);
+        };
+        let label = std::str::from_utf8(label).map_err(|_| BadLine::UnknownLabel)?;
+        if SKIPPED_LABELS.contains(&label) {
+            return Ok(false);
+        }
+        let random: [u8; 32] = hex(random).and_then(|r| r.try_into().ok()).ok_or(BadLine::BadClientRandom)?;
+        let secret = hex(secret).ok_or(BadLine::BadSecret)?;
+        let (slot_len_ok, pick): (bool, Slot) = match label {
+            "CLIENT_RANDOM" => (secret.len() == 48, |s| &mut s.master_secret),
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.client_handshake),
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.server_handshake),
+            "CLIENT_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.client_traffic),
+            "SERVER_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.server_traffic),
+            _ => return Err(BadLine::UnknownLabel),
+        };
+        if !slot_len_ok {
+            return Err(BadLine::BadSecret);
+        }
+        if self.by_random.len() >= MAX_ENTRIES && !self.by_random.contains_key(&random) {
+            return Ok(false);
+        }
+        *pick(self.by_random.entry(random).or_default()) = Some(secret);
+        Ok(true)
+    }
+
+    /// The secrets logged for `client_random`.
+    pub fn get(&self, client_random: &[u8; 32]) -> Option<&Secrets> {
+        self.by_random.get(client_random)
+    }
+
+    /// Client randoms with at least one secret.
+    pub fn len(&self) -> usize {
+        self.by_random.len()
+    }
+
+    /// Whether the log holds no secret.
+    pub fn is_empty(&self) -> bool {
+        self.by_random.is_empty()
+    }
+}
+
+/// Where a label's secret goes in [`Secrets`].
+type Slot = fn(&mut Secrets) -> &mut Option<Vec<u8>>;
+
+/// TLS 1.3 secrets are a hash's length: 32 bytes (SHA-256) or 48 (SHA-384).
+fn tls13_len(secret: &[u8]) -> bool {
+    matches!(secret.len(), 32 | 48)
+}
+
+/// The bytes of an even-length hex string.
+fn hex(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || text.len() > 256 {
+        return None;
+    }
+    text.chunks_exact(2)
+        .map(|pair| {
+            let digit = |c: u8| (c as char).to_digit(16);
+            Some((digit(*pair.first()?)? * 16 + digit(*pair.get(1)?)?) as u8)
+        })
+        .collect()
+}
+
+/// A key log shared between its writers (the user's file, a capture's Decryption Secrets
+/// Blocks) and the analysis; cloning shares it.
+#[derive(Clone, Debug, Default)]
+pub struct SharedKeyLog(Arc<RwLock<KeyLog>>);
+
+impl SharedKeyLog {
+    /// A shared log holding `log`.
+    pub fn new(log: KeyLog) -> Self {
+        SharedKeyLog(Arc::new(RwLock::new(log)))
+    }
+
+    /// Adds key log text (see [`KeyLog::add`]).
+    pub fn add(&self, text: &[u8]) -> Added {
+        match self.0.write() {
+            Ok(mut log) => log.add(text),
+            Err(poisoned) => poisoned.into_inner().add(text),
+        }
+    }
+
+    /// A copy of the secrets logged for `client_random`.
+    pub fn get(&self, client_random: &[u8; 32]) -> Option<Secrets> {
+        match self.0.read() {
+            Ok(log) => log.get(client_random).cloned(),
+            Err(poisoned) => poisoned.into_inner().get(client_random).cloned(),
+        }
+    }
+
+    /// Client randoms with at least one secret.
+    pub fn len(&self) -> usize {
+        self.0.read().map_or_else(|p| p.into_inner().len(), |log| log.len())
+    }
+
+    /// Whether the log holds no secret.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+    const R2: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+    fn secret(n: usize, byte: u8) -> String {
+        format!("{byte:02x}").repeat(n)
+    }
+
+    #[test]
+    fn nss_lines_by_label() {
+        let text = format!(
+            "# SSL/TLS secrets log file\n\
+             CLIENT_RANDOM {R1} {}\r\n\
+             CLIENT_HANDSHAKE_TRAFFIC_SECRET {R2} {}\n\
+             SERVER_HANDSHAKE_TRAFFIC_SECRET {R2} {}\n\
+             CLIENT_TRAFFIC_SECRET_0 {R2} {}\n\
+             SERVER_TRAFFIC_SECRET_0 {R2} {}\n\
+             EXPORTER_SECRET {R2} {}\n\n",
+            secret(48, 0xaa),
+            secret(32, 1),
+            secret(32, 2),
+            secret(48, 3),
+            secret(48, 4),
+            secret(32, 5),
+        );
+        let (log, added) = KeyLog::parse(text.as_bytes());
+        assert_eq!(added, Added { secrets: 5, skipped: 4, bad: 0, first_bad: None });
+        let r1 = log.get(&[0x11; 32]).unwrap();
+        assert_eq!(r1.master_secret.as_deref(), Some(&[0xaa; 48][..]));
+        let r2 = log.get(&[0x22; 32]).unwrap();
+        assert_eq!(
+            (r2.client_handshake.as_deref(), r2.server_handshake.as_deref(), r2.client_traffic.as_deref()),
+            (Some(&[1; 32][..]), Some(&[2; 32][..]), Some(&[3; 48][..]))
+        );
+        assert_eq!(r2.server_traffic.as_deref(), Some(&[4; 48][..]));
+        assert_eq!(r2.master_secret, None);
+        assert_eq!(log.len(), 2);
+    }
+
+    #[test]
+    fn bad_lines_are_counted_with_the_first_one_named() {
+        let check = |line: String, why: BadLine| {
+            let (log, added) = KeyLog::parse(format!("CLIENT_RANDOM {R1} {}\n{line}\n", secret(48, 1)).as_bytes());
+            assert_eq!((added.secrets, added.bad, added.first_bad), (1, 1, Some((2, why))), "{line}");
+            assert_eq!(log.len(), 1);
+        };
+        check("CLIENT_RANDOM onlytwo".into(), BadLine::MissingField);
+        check(format!("CLIENT_RANDOM {} {}", &R1[2..], secret(48, 1)), BadLine::BadClientRandom);
+        check(format!("CLIENT_RANDOM {R1}zz {}", secret(48, 1)), BadLine::BadClientRandom);
+        check(format!("CLIENT_RANDOM {R1} {}", secret(47, 1)), BadLine::BadSecret);
+        check(format!("CLIENT_TRAFFIC_SECRET_0 {R1} {}", secret(40, 1)), BadLine::BadSecret);
+        check(format!("CLIENT_RANDOM {R1} 0g{}", secret(47, 1)), BadLine::BadSecret);
+        check(format!("SERVER_RANDOM {R1} {}", secret(48, 1)), BadLine::UnknownLabel);
+        // Not text at all.
+        let (_, added) = KeyLog::parse(&[0xff, 0xfe, 0x00, b'\n', 0x80]);
+        assert_eq!((added.secrets, added.bad), (0, 2));
+    }
+
+    #[test]
+    fn a_shared_log_sees_secrets_added_later() {
+        let shared = SharedKeyLog::default();
+        let reader = shared.clone();
+        assert!(reader.get(&[0x11; 32]).is_none());
+        shared.add(format!("CLIENT_RANDOM {R1} {}", secret(48, 9)).as_bytes());
+        assert_eq!(reader.get(&[0x11; 32]).and_then(|s| s.master_secret), Some(vec![9; 48]));
+        assert_eq!(reader.len(), 1);
+    }
+}
