@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium, curl), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium, curl, postgresql, openssl), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -62,10 +62,18 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("curl").is_none() {
         missing.push("curl");
     }
+    // The PostgreSQL store's tests start throwaway clusters from Debian's binaries, and make
+    // the certificates of its TLS test with openssl.
+    if !has_postgresql() {
+        missing.push("postgresql");
+    }
+    if find_on_path("openssl").is_none() {
+        missing.push("openssl");
+    }
     if missing.is_empty() {
         println!(
             "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay, \
-             chromium, chromedriver and curl found"
+             chromium, chromedriver, curl, PostgreSQL and openssl found"
         );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
@@ -115,6 +123,13 @@ pub(crate) fn has_libpcap() -> bool {
 }
 
 /// Whether bindgen will find a libclang: Debian installs it under /usr/lib/llvm-*/lib.
+/// Whether Debian's PostgreSQL server binaries are there (`/usr/lib/postgresql/*/bin/initdb`).
+fn has_postgresql() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| versions.flatten().any(|v| v.path().join("bin/initdb").exists()))
+        .unwrap_or(false)
+}
+
 fn has_libclang() -> bool {
     if std::env::var_os("LIBCLANG_PATH").is_some() {
         return true;

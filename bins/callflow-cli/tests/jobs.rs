@@ -154,3 +154,36 @@ fn a_batch_run_on_a_results_dir_another_process_holds_is_refused_naming_it() {
     assert!(!dir.join("callflow.db").exists(), "refused before its store was opened");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[path = "../../../crates/callflow-jobs/tests/common/pg.rs"]
+mod pg;
+
+/// With `storage.database` a PostgreSQL URL, `jobs run` and `jobs list` use that server
+/// (before, the URL was taken for a file path: a `postgres:` directory appeared).
+#[test]
+fn jobs_run_and_list_on_a_postgres_store() {
+    let Some(cluster) = pg::shared("jobs_on_postgres") else { return };
+    let url = cluster.create_database();
+    let dir = tmp_dir("postgres");
+    let with_db = |args: &[&str]| {
+        cli()
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("CALLFLOW_RESULTS_DIR")
+            .env("CALLFLOW_STORAGE__DATABASE", &url)
+            .output()
+            .expect("run callflow-cli")
+    };
+    let results = dir.join("results");
+    let out =
+        with_db(&["jobs", "run", "--quiet", "--results-dir", results.to_str().unwrap(), example().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = with_db(&["jobs", "list", "--results-dir", results.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].to_ascii_lowercase().contains("completed"), "{text}");
+    assert!(!dir.join("postgres:").exists() && !results.join("callflow.db").exists(), "no file named after the URL");
+    std::fs::remove_dir_all(dir).ok();
+}

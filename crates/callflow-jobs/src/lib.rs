@@ -12,7 +12,10 @@
 //! statistics ([`JobManager::kpi_series`], Prometheus series per peer; docs/kpis.md).
 //!
 //! Jobs and their sessions live in a [`JobStore`]; [`SqliteStore`] is the embedded default
-//! (one file in the results directory, WAL mode, versioned migrations). After a crash the
+//! (one file in the results directory, WAL mode, versioned migrations), and [`PgStore`] the
+//! same tables on a PostgreSQL server (`[storage] database = "postgres://..."`), for several
+//! nodes on one queue. Their errors are backend-neutral ([`StoreError`], with a
+//! [`DatabaseErrorKind`] to act on and the driver's error as its source). After a crash the
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
@@ -95,16 +98,17 @@
 //! what is published. The board holds every job read or changed until it is deleted (about
 //! 200 bytes each).
 //!
-//! # Several nodes on PostgreSQL (not built yet)
+//! # Several nodes on PostgreSQL (the store is built; the nodes are not yet)
 //!
-//! A `PgStore` implementing `JobStore` with the same two tables (`jsonb` documents) lets
-//! several callflowd nodes share one queue:
+//! [`PgStore`] implements `JobStore` with the same two tables (`jsonb` documents, a `node`
+//! column waiting for the nodes), so several callflowd nodes can share one queue (its module
+//! docs say how the synchronous trait meets the async driver, and how TLS and migrations go):
 //!
-//! - `claim_next` is `UPDATE jobs SET state='RUNNING', node=$node, started_at=now(),
-//!   attempts=attempts+1 WHERE id = (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id
-//!   FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *`, followed by deleting the job's old
-//!   sessions in the same transaction: concurrent workers on any node skip rows another
-//!   transaction holds, so each job is claimed once, without a lock queue.
+//! - `claim_next` is `UPDATE jobs SET state='RUNNING', attempts=attempts+1 ... WHERE id =
+//!   (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+//!   RETURNING ...`, followed by deleting the job's old sessions in the same transaction:
+//!   concurrent workers on any node skip rows another transaction holds, so each job is
+//!   claimed once, without a lock queue. Setting `node` there is for the nodes to come.
 //! - The wake-up channel stays per node; jobs submitted on another node are found by a
 //!   `LISTEN/NOTIFY` on insert (or a poll every few seconds) that sends tokens.
 //! - Cancelling a job running on another node: `cancel` marks a `cancel_requested` column;
@@ -120,6 +124,7 @@ mod events;
 pub mod live;
 mod lock;
 mod manager;
+mod postgres;
 pub mod retain;
 mod sqlite;
 mod status;
@@ -135,19 +140,22 @@ pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{
     kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
 };
+pub use postgres::PgStore;
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{
-    JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, SessionSort, SortKey,
-    StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
+    SessionSort, SortKey, StoreError,
 };
 
+use callflow_config::{Database, StorageSettings};
 use callflow_model::{SourceInfo, Stats};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A job's identifier, unique within its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -304,6 +312,24 @@ impl std::ops::Deref for Job {
 impl std::ops::DerefMut for Job {
     fn deref_mut(&mut self) -> &mut JobStatus {
         &mut self.status
+    }
+}
+
+/// Opens the job store `[storage] database` names: the PostgreSQL server of a
+/// `postgres://` URL (at most `database_pool` connections), else the SQLite file.
+pub fn open_store(storage: &StorageSettings) -> Result<Arc<dyn JobStore>, StoreError> {
+    Ok(match storage.database() {
+        Database::Postgres(url) => Arc::new(PgStore::connect(&url, storage.database_pool)?),
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+    })
+}
+
+/// The job store `[storage] database` names, for messages: the SQLite file's path, or
+/// the URL without its password.
+pub fn store_name(storage: &StorageSettings) -> String {
+    match storage.database() {
+        Database::Postgres(url) => callflow_config::redact_url(&url),
+        Database::Sqlite(path) => path.display().to_string(),
     }
 }
 

@@ -8,7 +8,8 @@
 //! even that.
 
 use crate::store::{
-    JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
+    StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
 use callflow_model::{Session, SourceInfo, Subscriber, Timestamp};
@@ -194,7 +195,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     use rusqlite::OpenFlags;
     // Another connection to an in-memory database would be another, empty, database.
     if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
-        return Err(StoreError::Database(rusqlite::Error::InvalidPath(path.to_path_buf())));
+        return Err(rusqlite::Error::InvalidPath(path.to_path_buf()).into());
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags)?;
@@ -217,6 +218,23 @@ fn set_wal(conn: &Connection) -> Result<(), StoreError> {
             }
             other => return Ok(other?),
         }
+    }
+}
+
+/// SQLite's errors become the store's, classified, with SQLite's kept as the source.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        let kind = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                ErrorCode::DiskFull => DatabaseErrorKind::DiskFull,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DatabaseErrorKind::Busy,
+                ErrorCode::ConstraintViolation => DatabaseErrorKind::Constraint,
+                _ => DatabaseErrorKind::Other,
+            },
+            _ => DatabaseErrorKind::Other,
+        };
+        StoreError::database(kind, e)
     }
 }
 
@@ -315,8 +333,9 @@ fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
     (sql, params)
 }
 
-/// The ORDER BY clause of `sort`, arrival breaking ties the same way in both directions.
-fn session_order(sort: crate::SessionSort) -> String {
+/// The ORDER BY clause of `sort`, arrival breaking ties the same way in both directions
+/// (standard SQL: the PostgreSQL store orders by it too).
+pub(crate) fn session_order(sort: crate::SessionSort) -> String {
     let column = match sort.key {
         crate::SortKey::Start => "start_ns",
         crate::SortKey::Duration => "(end_ns - start_ns)",

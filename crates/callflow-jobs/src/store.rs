@@ -17,17 +17,27 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database refused or failed (disk full, locked too long, corrupt file...).
-    #[error("job store: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The database refused or failed (disk full, locked too long, unreachable, corrupt
+    /// file...). The backend's own error is the source; `kind` is what callers act on.
+    #[error("job store: {source}")]
+    Database {
+        /// What sort of failure, whatever the backend.
+        kind: DatabaseErrorKind,
+        /// The backend's error (SQLite's, PostgreSQL's, the pool's).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The database was written by a newer callflowd, with migrations this one lacks.
     #[error("job store: database schema version {found} is newer than this build knows ({known}); upgrade callflowd")]
     SchemaTooNew {
-        /// The version in the file.
+        /// The version in the database.
         found: i64,
         /// The newest version this build has.
         known: i64,
     },
+    /// The database's address or settings cannot be used (a malformed URL, an unknown
+    /// `sslmode`, a root certificate file that cannot be read).
+    #[error("job store: {0}")]
+    Config(String),
     /// A stored document could not be read back (written by an incompatible version?).
     #[error("job store: stored document of job {job} cannot be read: {message}")]
     Corrupt {
@@ -58,10 +68,32 @@ pub enum StoreError {
     },
 }
 
+/// What sort of database failure a [`StoreError::Database`] is, the same for every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseErrorKind {
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `53100 disk_full`).
+    DiskFull,
+    /// Another writer held the database for too long (SQLite `SQLITE_BUSY`/`LOCKED`).
+    Busy,
+    /// The database server cannot be reached, or closed the connection (PostgreSQL down,
+    /// restarting, the pool's wait for a connection timed out).
+    Unavailable,
+    /// A statement broke a constraint (an id given twice).
+    Constraint,
+    /// Anything else.
+    Other,
+}
+
 impl StoreError {
+    /// A database failure of `kind`, keeping the backend's error as the source.
+    pub fn database(kind: DatabaseErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Database { kind, source: source.into() }
+    }
+
     /// True when the database could not be written because its disk is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Database(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+        matches!(self, StoreError::Database { kind: DatabaseErrorKind::DiskFull, .. })
     }
 }
 
