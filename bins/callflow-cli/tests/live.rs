@@ -537,5 +537,5 @@ fn callflowds_capture_service_streams_what_analyses_like_the_file() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("the capture server closed the stream: no such network namespace: net:[1]"), "{stderr}");
-    assert!(stderr.contains("(close code 1011)"), "{stderr}");
+    assert!(stderr.contains("(close code 1008)"), "{stderr}");
 }
