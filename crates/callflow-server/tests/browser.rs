@@ -125,7 +125,13 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
             browser.text_of("#raw-head").await.filter(|h| *h == format!("Frame {}", expected[1]))
         })
         .await;
-    assert!(browser.text_of("#raw").await.unwrap().starts_with("SIP/2.0 100 Trying"));
+    // The header changes at once; the text follows when the server has answered (under
+    // load the test read 'Reading…' here).
+    browser
+        .wait_until("the raw 100 Trying", || async {
+            browser.text_of("#raw").await.filter(|t| t.starts_with("SIP/2.0 100 Trying"))
+        })
+        .await;
 
     // The call's pcap, downloaded by the browser, read back by tshark.
     browser.click_on("button[data-download$='.pcap']").await;

@@ -619,9 +619,12 @@ async function viewCall(ctx) {
     row.classList.add('selected');
     rawHead.textContent = `Frame ${frame}`;
     raw.textContent = 'Reading…';
+    // Answers may come back out of order: only the latest selection's is shown.
+    let text;
     try {
-      raw.textContent = await api(`${base}/messages/${frame}`, { as: 'text' });
-    } catch (err) { raw.textContent = err.message; }
+      text = await api(`${base}/messages/${frame}`, { as: 'text' });
+    } catch (err) { text = err.message; }
+    if (selected === row) raw.textContent = text;
   }
   try {
     const svg = cleanSvg(await api(`${base}/ladder?format=svg`, { as: 'text' }));
