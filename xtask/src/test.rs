@@ -51,8 +51,14 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("tcpreplay").is_none() && !is_executable(Path::new("/usr/bin/tcpreplay")) {
         missing.push("tcpreplay");
     }
+    // openssl s_server/s_client make the TLS 1.2 CBC sessions of the SIP over TLS tests.
+    if find_on_path("openssl").is_none() {
+        missing.push("openssl");
+    }
     if missing.is_empty() {
-        println!("xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio and tcpreplay found");
+        println!(
+            "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay and openssl found"
+        );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
     } else {

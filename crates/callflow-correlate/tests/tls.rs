@@ -518,3 +518,176 @@ fn resumed_sessions_are_read_with_their_own_secrets() {
         }
     }
 }
+
+/// Bytes a child process wrote to its standard output so far, read on a thread of its own.
+fn collect(mut out: impl Read + Send + 'static) -> Arc<Mutex<Vec<u8>>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    seen
+}
+
+/// Waits (bounded) until `seen` holds `needle`.
+fn wait_for(seen: &Mutex<Vec<u8>>, needle: &[u8], what: &str) {
+    for _ in 0..500 {
+        if seen.lock().unwrap().windows(needle.len()).any(|w| w == needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("{what}: {:?} never came", String::from_utf8_lossy(needle));
+}
+
+/// A TLS 1.2 session between Debian's `openssl s_client` and `s_server` over loopback with
+/// `cipher` (and encrypt-then-MAC unless `no_etm`), through a relay here that records what
+/// each side sent; the call's messages are written to their standard inputs in turn.
+/// Returns the flights and the client's key log.
+fn openssl_call(dir: &Path, cipher: &str, no_etm: bool, call_id: &str) -> (Flights, String, Vec<&'static str>) {
+    use std::net::{TcpListener, TcpStream};
+    use std::process::{Command, Stdio};
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if !cert.exists() {
+        let status = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=sip.example.com"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cipher = format!("{cipher}@SECLEVEL=0");
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-naccept", "1", "-tls1_2", "-cipher", &cipher])
+        .args(["-accept", &format!("127.0.0.1:{port}")])
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .args(if no_etm { &["-no_etm"][..] } else { &[] })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let server_out = collect(server.stdout.take().unwrap());
+    // The relay: the client connects here, the bytes go on to s_server and are recorded.
+    let relay = TcpListener::bind("127.0.0.1:0").unwrap();
+    let relay_port = relay.local_addr().unwrap().port();
+    let flights: Arc<Mutex<Flights>> = Arc::default();
+    let recorded = flights.clone();
+    let relay_thread = std::thread::spawn(move || {
+        let (from_client, _) = relay.accept().unwrap();
+        let to_server = (0..200)
+            .find_map(|_| {
+                TcpStream::connect(("127.0.0.1", port)).ok().or_else(|| {
+                    std::thread::sleep(Duration::from_millis(10));
+                    None
+                })
+            })
+            .expect("s_server listens");
+        let pipe = |mut a: TcpStream, mut b: TcpStream, client: bool, log: Arc<Mutex<Flights>>| {
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                while let Ok(n) = a.read(&mut buf) {
+                    if n == 0 {
+                        let _ = b.shutdown(std::net::Shutdown::Write);
+                        break;
+                    }
+                    // Recorded before it is passed on, so the order is the order of sending.
+                    log.lock().unwrap().push((client, buf[..n].to_vec()));
+                    if b.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let up = pipe(from_client.try_clone().unwrap(), to_server.try_clone().unwrap(), true, recorded.clone());
+        let down = pipe(to_server, from_client, false, recorded);
+        let _ = (up.join(), down.join());
+    });
+    let keylog = dir.join(format!("{call_id}.keys"));
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-tls1_2", "-cipher", &cipher, "-servername", "sip.example.com"])
+        .args(["-connect", &format!("127.0.0.1:{relay_port}")])
+        .arg("-keylogfile")
+        .arg(&keylog)
+        .args(if no_etm { &["-no_etm"][..] } else { &[] })
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let client_out = collect(client.stdout.take().unwrap());
+    let (messages, order, expected) = call(call_id);
+    for &(from_client, m) in &order {
+        let (input, seen_by) = if from_client {
+            (client.stdin.as_mut().unwrap(), &server_out)
+        } else {
+            (server.stdin.as_mut().unwrap(), &client_out)
+        };
+        input.write_all(&messages[m]).unwrap();
+        input.flush().unwrap();
+        // Each message is through before the next is written: one flight each.
+        wait_for(seen_by, &messages[m], "the peer's output");
+    }
+    let _ = (client.kill(), server.kill(), client.wait(), server.wait());
+    let _ = relay_thread.join();
+    let flights = std::mem::take(&mut *flights.lock().unwrap());
+    (flights, std::fs::read_to_string(keylog).unwrap(), expected)
+}
+
+#[test]
+fn tls12_aes_cbc_with_hmac_sha1_sha256_sha384_with_and_without_encrypt_then_mac() {
+    // `openssl` answers `version`, not `--version`.
+    let have = std::process::Command::new("openssl").arg("version").output().is_ok_and(|o| o.status.success());
+    if !have {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but openssl is not installed");
+        eprintln!("openssl not found: skipping the TLS 1.2 CBC sessions");
+        return;
+    }
+    let dir = temp("openssl");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (cipher, no_etm, suite) in [
+        ("AES128-SHA", false, "TLS_RSA_WITH_AES_128_CBC_SHA"),
+        ("AES128-SHA", true, "TLS_RSA_WITH_AES_128_CBC_SHA"),
+        ("ECDHE-RSA-AES256-SHA", true, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"),
+        ("ECDHE-RSA-AES128-SHA256", false, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+        ("ECDHE-RSA-AES128-SHA256", true, "TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256"),
+        ("ECDHE-RSA-AES256-SHA384", false, "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA384"),
+        ("AES256-SHA256", true, "TLS_RSA_WITH_AES_256_CBC_SHA256"),
+    ] {
+        let name = format!("{cipher}-{}", if no_etm { "mte" } else { "etm" });
+        let (flights, keylog, expected) = openssl_call(&dir, cipher, no_etm, &name);
+        let path = dir.join(format!("{name}.pcap"));
+        write_pcap(&path, 5061, &[&flights], None);
+        // Without the key: the suite and version are named.
+        let doc = analyse(&path, "");
+        let tls = tls_sessions(&doc);
+        assert_eq!(tls.len(), 1, "{name}");
+        assert_eq!(
+            (tls[0].0, tls[0].2.as_deref(), tls[0].3.as_deref()),
+            (Some(TlsReason::NoKey), Some("TLS 1.2"), Some(suite)),
+            "{name}"
+        );
+        let doc = analyse(&path, &keylog);
+        let want: Vec<_> = expected.iter().map(|m| (Transport::Tls, m.to_string())).collect();
+        assert_eq!(sip_messages(&doc), want, "{name}");
+        assert_eq!(tls_sessions(&doc), [], "{name}");
+        if let Some(theirs) = tshark_sip(&path, &keylog, 5061) {
+            let ours: Vec<String> = want.into_iter().map(|m| m.1).collect();
+            assert_eq!(ours, theirs, "{name}: ours and tshark's");
+        }
+    }
+}
