@@ -44,6 +44,10 @@ pub struct Args {
     /// Leave ndpiReader out even when it is installed.
     #[arg(long)]
     no_ndpi_reader: bool,
+    /// Measure this `callflow-cli` binary instead of building the workspace's: an earlier
+    /// build kept aside, so that before and after are measured in the same hour.
+    #[arg(long)]
+    cli: Option<PathBuf>,
 }
 
 /// One measured run.
@@ -67,10 +71,20 @@ pub fn run(args: &Args) -> Result<()> {
     let packets = truth["packets"].as_u64().context("the ground truth has no packet count")?;
     let bytes = std::fs::metadata(&capture)?.len();
 
-    println!("building callflow-cli (release)");
-    let status = Command::new(cargo()).args(["build", "--release", "--quiet", "-p", "callflow-cli"]).status()?;
-    ensure!(status.success(), "cargo build --release -p callflow-cli failed");
-    let cli = target.join("release").join("callflow-cli");
+    let cli = match &args.cli {
+        Some(cli) => {
+            ensure!(cli.is_file(), "--cli {}: no such file", cli.display());
+            cli.clone()
+        }
+        None => {
+            println!("building callflow-cli (release)");
+            let status =
+                Command::new(cargo()).args(["build", "--release", "--quiet", "-p", "callflow-cli"]).status()?;
+            ensure!(status.success(), "cargo build --release -p callflow-cli failed");
+            target.join("release").join("callflow-cli")
+        }
+    };
+    println!("measuring {}", cli.display());
     let out_dir = target.join("bench");
     std::fs::create_dir_all(&out_dir)?;
 

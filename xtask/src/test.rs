@@ -1,4 +1,4 @@
-//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay), prepares nDPI, then runs every test of the workspace.
+//! `cargo xtask test`: installs what the tests need when it can (tshark, ndpiReader, libclang, libpcap, ip, kamailio, tcpreplay, chromium, curl, postgresql, openssl), prepares nDPI, then runs every test of the workspace.
 //!
 //! The differential tests use tshark as their oracle and skip that part (failing in CI) when
 //! it is missing, so installing it here is what lets one command run everything on a fresh
@@ -51,13 +51,30 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("tcpreplay").is_none() && !is_executable(Path::new("/usr/bin/tcpreplay")) {
         missing.push("tcpreplay");
     }
-    // openssl s_server/s_client make the TLS 1.2 CBC sessions of the SIP over TLS tests.
+    // The web UI's browser tests drive Debian's headless Chromium through chromedriver.
+    if find_on_path("chromium").is_none() {
+        missing.push("chromium");
+    }
+    if find_on_path("chromedriver").is_none() {
+        missing.push("chromium-driver");
+    }
+    // curl runs the earlier callflowd's documented scenario as written (callflowd's tests).
+    if find_on_path("curl").is_none() {
+        missing.push("curl");
+    }
+    // The PostgreSQL store's tests start throwaway clusters from Debian's binaries, and make
+    // the certificates of its TLS test with openssl (whose s_server/s_client also make the
+    // TLS 1.2 CBC sessions of the SIP over TLS tests).
+    if !has_postgresql() {
+        missing.push("postgresql");
+    }
     if find_on_path("openssl").is_none() {
         missing.push("openssl");
     }
     if missing.is_empty() {
         println!(
-            "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay and openssl found"
+            "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay, \
+             chromium, chromedriver, curl, PostgreSQL and openssl found"
         );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);
@@ -107,6 +124,13 @@ pub(crate) fn has_libpcap() -> bool {
 }
 
 /// Whether bindgen will find a libclang: Debian installs it under /usr/lib/llvm-*/lib.
+/// Whether Debian's PostgreSQL server binaries are there (`/usr/lib/postgresql/*/bin/initdb`).
+fn has_postgresql() -> bool {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .map(|versions| versions.flatten().any(|v| v.path().join("bin/initdb").exists()))
+        .unwrap_or(false)
+}
+
 fn has_libclang() -> bool {
     if std::env::var_os("LIBCLANG_PATH").is_some() {
         return true;

@@ -4,7 +4,6 @@ use anyhow::{bail, Context, Result};
 use callflow_config::{Loader, Settings};
 use callflow_jobs::{
     DirLock, Event, Job, JobId, JobManager, JobQuery, JobState, JobStore, ManagerOptions, NewJob, SessionQuery,
-    SqliteStore,
 };
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -78,9 +77,9 @@ impl StoreArgs {
         Ok(loader.load()?.settings)
     }
 
-    fn open(&self, settings: &Settings) -> Result<SqliteStore> {
-        let path = settings.storage.database_path();
-        SqliteStore::open(&path).with_context(|| format!("cannot open the job database {}", path.display()))
+    fn open(&self, settings: &Settings) -> Result<Arc<dyn JobStore>> {
+        let name = callflow_jobs::store_name(&settings.storage);
+        callflow_jobs::open_store(&settings.storage).with_context(|| format!("cannot open the job database {name}"))
     }
 }
 
@@ -105,7 +104,7 @@ pub fn run(command: JobsCommand) -> Result<()> {
             let settings = store.settings(None)?;
             let db = store.open(&settings)?;
             if db.job(job)?.is_none() {
-                bail!("no job {job} in {}", db.path().display());
+                bail!("no job {job} in {}", callflow_jobs::store_name(&settings.storage));
             }
             let query = SessionQuery { offset, limit, documents: json, ..SessionQuery::default() };
             let mut out = std::io::stdout().lock();
@@ -146,9 +145,13 @@ fn run_batch(inputs: &[PathBuf], args: &StoreArgs, workers: Option<usize>, quiet
     // One manager per store, held until the run ends: another one (a second run, callflowd)
     // would recover this one's running jobs as its own interrupted ones.
     let db = settings.storage.database_path();
-    let db_dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let _locks = DirLock::acquire_all([settings.storage.results_dir.as_path(), db_dir])?;
-    let store = Arc::new(args.open(&settings)?);
+    let mut dirs = vec![settings.storage.results_dir.as_path()];
+    // A PostgreSQL store has no directory here.
+    if let callflow_config::Database::Sqlite(_) = settings.storage.database() {
+        dirs.push(db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    }
+    let _locks = DirLock::acquire_all(dirs)?;
+    let store = args.open(&settings)?;
     let mut opts = ManagerOptions::from_settings(&settings);
     opts.classifier = crate::classify::job_classifiers(&settings);
     opts.analyzer.diameter_dictionary =

@@ -88,7 +88,7 @@ fn a_batch_run_stores_its_jobs_and_sessions() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(not a capture file: bad magic 0x3c68746d at offset 0)"), "{stdout}");
     assert!(dir.join("callflow.db").exists(), "the database lives in the results directory");
-    assert_eq!(list(&dir), [(1, "COMPLETED".into(), 1, 1), (2, "COMPLETED".into(), 1, 1), (3, "FAILED".into(), 0, 1)]);
+    assert_eq!(list(&dir), [(1, "completed".into(), 1, 1), (2, "completed".into(), 1, 1), (3, "failed".into(), 0, 1)]);
     let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), "1", "--json"]);
     assert!(out.status.success());
     let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -117,7 +117,7 @@ fn a_killed_run_is_resumed_finished_jobs_kept_and_the_interrupted_one_rerun() {
     loop {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be killed: {:?}", list(&dir));
         let jobs = list(&dir);
-        if jobs.len() == 3 && jobs[..2].iter().all(|j| j.1 == "COMPLETED") && jobs[2].1 == "RUNNING" {
+        if jobs.len() == 3 && jobs[..2].iter().all(|j| j.1 == "completed") && jobs[2].1 == "running" {
             break;
         }
         assert!(Instant::now() < deadline, "never saw the long job running: {jobs:?}");
@@ -126,7 +126,7 @@ fn a_killed_run_is_resumed_finished_jobs_kept_and_the_interrupted_one_rerun() {
     child.kill().unwrap(); // SIGKILL on Unix: no destructor, no clean-up runs.
     child.wait().unwrap();
     let after_kill = list(&dir);
-    assert_eq!(after_kill[2].1, "RUNNING", "the store still says what was going on");
+    assert_eq!(after_kill[2].1, "running", "the store still says what was going on");
 
     let restarted = Instant::now();
     let out = run(&["jobs", "run", "--quiet", "--results-dir", d]);
@@ -135,7 +135,7 @@ fn a_killed_run_is_resumed_finished_jobs_kept_and_the_interrupted_one_rerun() {
     assert!(stderr.contains("resuming 1 job(s) left by an earlier run (1 interrupted while running)"), "{stderr}");
     assert_eq!(
         list(&dir),
-        [(1, "COMPLETED".into(), 1, 1), (2, "COMPLETED".into(), 1, 1), (3, "COMPLETED".into(), 1, 2)],
+        [(1, "completed".into(), 1, 1), (2, "completed".into(), 1, 1), (3, "completed".into(), 1, 2)],
         "finished jobs untouched; the interrupted one re-run from the start"
     );
     eprintln!("restart test: killed with {after_kill:?}; resumed run finished in {:?}", restarted.elapsed());
@@ -153,4 +153,37 @@ fn a_batch_run_on_a_results_dir_another_process_holds_is_refused_naming_it() {
     assert!(stderr.contains(&format!("pid {}", std::process::id())), "{stderr}");
     assert!(!dir.join("callflow.db").exists(), "refused before its store was opened");
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[path = "../../../crates/callflow-jobs/tests/common/pg.rs"]
+mod pg;
+
+/// With `storage.database` a PostgreSQL URL, `jobs run` and `jobs list` use that server
+/// (before, the URL was taken for a file path: a `postgres:` directory appeared).
+#[test]
+fn jobs_run_and_list_on_a_postgres_store() {
+    let Some(cluster) = pg::shared("jobs_on_postgres") else { return };
+    let url = cluster.create_database();
+    let dir = tmp_dir("postgres");
+    let with_db = |args: &[&str]| {
+        cli()
+            .args(args)
+            .current_dir(&dir)
+            .env_remove("CALLFLOW_RESULTS_DIR")
+            .env("CALLFLOW_STORAGE__DATABASE", &url)
+            .output()
+            .expect("run callflow-cli")
+    };
+    let results = dir.join("results");
+    let out =
+        with_db(&["jobs", "run", "--quiet", "--results-dir", results.to_str().unwrap(), example().to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = with_db(&["jobs", "list", "--results-dir", results.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(rows.len(), 1, "{text}");
+    assert!(rows[0].to_ascii_lowercase().contains("completed"), "{text}");
+    assert!(!dir.join("postgres:").exists() && !results.join("callflow.db").exists(), "no file named after the URL");
+    std::fs::remove_dir_all(dir).ok();
 }

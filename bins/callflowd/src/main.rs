@@ -9,10 +9,9 @@
 //! resume (the store recovers them, as it would after SIGKILL).
 
 use anyhow::{Context, Result};
-use callflow_config::{Loaded, Loader, Settings};
+use callflow_config::{Database, Loaded, Loader, Settings};
 use callflow_jobs::{
-    analyze_to_output, ClassifierFactory, DirLock, DirectAnalysis, JobManager, ManagerOptions, ResultFormat,
-    SqliteStore,
+    analyze_to_output, ClassifierFactory, DirLock, DirectAnalysis, JobManager, JobStore, ManagerOptions, ResultFormat,
 };
 use callflow_ndpi::{NdpiClassifier, Options};
 use clap::Parser;
@@ -56,6 +55,9 @@ struct Cli {
     /// storage.results_dir
     #[arg(long, value_name = "DIR")]
     results_dir: Option<PathBuf>,
+    /// storage.database: a SQLite file, or a PostgreSQL URL (`postgres://user:password@host/db`)
+    #[arg(long, value_name = "PATH|URL")]
+    database: Option<String>,
     /// ndpi.enabled = true (the default; overrides a configuration file's false)
     #[arg(long, conflicts_with = "no_ndpi")]
     enable_ndpi: bool,
@@ -119,12 +121,13 @@ fn load(cli: &Cli) -> Result<Loaded> {
     if let Some(file) = &cli.config {
         loader = loader.file(file);
     }
-    let flags: [(&str, Option<String>, &str); 8] = [
+    let flags: [(&str, Option<String>, &str); 9] = [
         ("server.bind_addr", cli.bind_addr.clone(), "--bind-addr"),
         ("server.port", cli.port.map(|p| p.to_string()), "--port"),
         ("processing.workers", cli.workers.map(|n| n.to_string()), "--workers"),
         ("storage.upload_dir", cli.upload_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--upload-dir"),
         ("storage.results_dir", cli.results_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--results-dir"),
+        ("storage.database", cli.database.clone(), "--database"),
         ("ndpi.enabled", cli.enable_ndpi.then(|| "true".to_string()), "--enable-ndpi"),
         ("ndpi.enabled", cli.no_ndpi.then(|| "false".to_string()), "--no-ndpi"),
         ("server.insecure_no_auth", cli.insecure_no_auth.then(|| "true".to_string()), "--insecure-no-auth"),
@@ -142,22 +145,32 @@ fn load(cli: &Cli) -> Result<Loaded> {
 /// first, instead of recovering its jobs or taking its captures for leftovers.
 fn lock_directories(settings: &Settings) -> Result<Vec<DirLock>> {
     let db = settings.storage.database_path();
-    let db_dir = db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let dirs = [settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path(), db_dir];
+    let mut dirs = vec![settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path()];
+    // A PostgreSQL store has no directory here.
+    if let Database::Sqlite(_) = settings.storage.database() {
+        dirs.push(db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
+    }
     Ok(DirLock::acquire_all(dirs)?)
+}
+
+/// Opens the job store `[storage] database` names, with its name for messages (a URL
+/// without its password).
+fn open_store(settings: &Settings) -> Result<(Arc<dyn JobStore>, String)> {
+    let name = callflow_jobs::store_name(&settings.storage);
+    let store = callflow_jobs::open_store(&settings.storage).with_context(|| format!("cannot open {name}"))?;
+    Ok((store, name))
 }
 
 fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
     let _locks = lock_directories(settings)?;
-    let db = settings.storage.database_path();
-    let store = SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?;
-    let orphans = callflow_server::orphan_captures(&settings.storage.upload_dir, &store);
+    let (store, db) = open_store(settings)?;
+    let orphans = callflow_server::orphan_captures(&settings.storage.upload_dir, &*store);
     for path in &orphans {
         std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
         eprintln!("callflowd: removed {}", path.display());
     }
-    eprintln!("callflowd: {} capture(s) without a job in {} removed", orphans.len(), db.display());
+    eprintln!("callflowd: {} capture(s) without a job in {db} removed", orphans.len());
     Ok(())
 }
 
@@ -165,8 +178,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
     // Held until the process exits.
     let _locks = lock_directories(settings)?;
-    let db = settings.storage.database_path();
-    let store = Arc::new(SqliteStore::open(&db).with_context(|| format!("cannot open {}", db.display()))?);
+    let (store, db) = open_store(settings)?;
     let (classifier, warning) = classifier_factory(settings);
     if let Some(warning) = warning {
         eprintln!("callflowd: warning: {warning}");
@@ -176,9 +188,8 @@ fn serve(loaded: &Loaded) -> Result<()> {
         callflow_jobs::diameter_dictionary(&settings.diameter).context("bad [diameter] dictionary")?;
     let (manager, recovery) = JobManager::start(store, opts)?;
     eprintln!(
-        "callflowd: {} workers, database {}, {} job(s) resumed, {} interrupted job(s) failed",
+        "callflowd: {} workers, database {db}, {} job(s) resumed, {} interrupted job(s) failed",
         settings.processing.workers,
-        db.display(),
         recovery.queued.len(),
         recovery.interrupted.len() + recovery.gave_up.len()
     );

@@ -299,10 +299,10 @@ pub struct TlsSettings {
 pub struct ProcessingSettings {
     /// Worker threads (`CALLFLOW_WORKERS`); the default is the number of cores.
     pub workers: usize,
-    /// After a crash, re-run the jobs that were running (true) or mark them FAILED "interrupted".
+    /// After a crash, re-run the jobs that were running (true) or mark them failed "interrupted".
     pub resume_interrupted: bool,
     /// A job interrupted this many times (its runs cut short by the process stopping, as
-    /// a capture that crashes callflowd would) is FAILED at the next start, not resumed.
+    /// a capture that crashes callflowd would) is failed at the next start, not resumed.
     pub max_attempts: u32,
     /// A progress event is published at most once per this many packets of a job...
     pub progress_every_packets: u64,
@@ -342,9 +342,13 @@ pub struct StorageSettings {
     pub upload_dir: PathBuf,
     /// Where results live, the database included (`CALLFLOW_RESULTS_DIR`).
     pub results_dir: PathBuf,
-    /// The SQLite database; unset: `callflow.db` in `results_dir`, so one results
-    /// directory is one self-contained instance.
-    pub database: Option<PathBuf>,
+    /// The job store: a SQLite file's path, or a PostgreSQL server's URL
+    /// (`postgres://user:password@host:port/dbname?sslmode=...`, for several nodes on one
+    /// store); unset: `callflow.db` in `results_dir`, so one results directory is one
+    /// self-contained instance (`CALLFLOW_STORAGE__DATABASE`, `--database`).
+    pub database: Option<String>,
+    /// PostgreSQL: the most connections the store opens to the server.
+    pub database_pool: usize,
     /// Finished jobs older than this are removed with their files.
     #[serde(with = "duration")]
     pub retention: Duration,
@@ -359,6 +363,7 @@ impl Default for StorageSettings {
             upload_dir: "uploads".into(),
             results_dir: "results".into(),
             database: None,
+            database_pool: 8,
             retention: Duration::from_secs(24 * 3600),
             sweep_interval: Duration::from_secs(600),
         }
@@ -366,10 +371,44 @@ impl Default for StorageSettings {
 }
 
 impl StorageSettings {
-    /// The database file: `database`, or `callflow.db` in `results_dir`.
+    /// The SQLite database file: `database`, or `callflow.db` in `results_dir` (with a
+    /// PostgreSQL URL in `database`, the URL as a path: ask [`StorageSettings::database`]).
     pub fn database_path(&self) -> PathBuf {
-        self.database.clone().unwrap_or_else(|| self.results_dir.join("callflow.db"))
+        self.database.as_ref().map_or_else(|| self.results_dir.join("callflow.db"), PathBuf::from)
     }
+
+    /// Where the job store is: a PostgreSQL URL or a SQLite file.
+    pub fn database(&self) -> Database {
+        match &self.database {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                Database::Postgres(url.clone())
+            }
+            _ => Database::Sqlite(self.database_path()),
+        }
+    }
+}
+
+/// A database URL without its password, for messages, logs and `--print-config`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_string() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split_once(':').map_or(userinfo, |(u, _)| u);
+            format!("{scheme}://{user}@{host}{tail}")
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Where the job store is, from `[storage] database`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file (one node).
+    Sqlite(PathBuf),
+    /// A PostgreSQL server's URL (`postgres://` or `postgresql://`), password included.
+    Postgres(String),
 }
 
 /// `[ndpi]`: the nDPI classifier.
@@ -446,6 +485,11 @@ pub struct AuthSettings {
     pub login_attempts_per_minute: u32,
     /// Login attempts a client address or a user name may burst above that rate.
     pub login_burst: u32,
+    /// How long a share link (a read-only link to one call, `POST /api/v1/shares`) is valid.
+    #[serde(with = "duration")]
+    pub share_ttl: Duration,
+    /// Share links valid at once; past it, making another gets 503.
+    pub max_shares: usize,
 }
 
 /// The shortest accepted API key, in bytes: an empty or short key is guessed at once.
@@ -461,6 +505,8 @@ impl Default for AuthSettings {
             max_concurrent_logins: 2,
             login_attempts_per_minute: 10,
             login_burst: 5,
+            share_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_shares: 10_000,
         }
     }
 }

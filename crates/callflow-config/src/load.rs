@@ -248,6 +248,10 @@ impl Loaded {
             }
             let line = match value {
                 serde_json::Value::Null => format!("# {name} = (not set)"),
+                // A PostgreSQL URL's password is not printed.
+                serde_json::Value::String(url) if key == "storage.database" => {
+                    format!("{name} = {}", serde_json::Value::String(crate::redact_url(url)))
+                }
                 v => format!("{name} = {v}"),
             };
             out.push_str(&format!("{line:<44} # {source}\n"));

@@ -276,3 +276,28 @@ fn kpis_trunks_load_and_bad_networks_are_refused_naming_the_key() {
     let err = Loader::new().file(&bad).load().unwrap_err().to_string();
     assert!(err.contains("kpis.local_addresses"), "{err}");
 }
+
+#[test]
+fn the_database_is_a_sqlite_path_or_a_postgres_url_from_file_environment_or_flag() {
+    use callflow_config::Database;
+    let s = Loader::new().load().unwrap().settings;
+    assert_eq!(s.storage.database(), Database::Sqlite(PathBuf::from("results/callflow.db")));
+    assert_eq!(s.storage.database_pool, 8);
+    let url = "postgres://cf:pw@db:5432/callflow?sslmode=require";
+    let s = Loader::new()
+        .env_vars(env(&[("CALLFLOW_STORAGE__DATABASE", url), ("CALLFLOW_STORAGE__DATABASE_POOL", "3")]))
+        .load()
+        .unwrap()
+        .settings;
+    assert_eq!((s.storage.database(), s.storage.database_pool), (Database::Postgres(url.into()), 3));
+    let printed = Loader::new().env_vars(env(&[("CALLFLOW_STORAGE__DATABASE", url)])).load().unwrap().render();
+    assert!(printed.contains("postgres://cf@db:5432/callflow?sslmode=require") && !printed.contains("pw"), "{printed}");
+    let toml = temp_file("db.toml", "[storage]\ndatabase = \"postgresql://db/x\"\n");
+    let s = Loader::new().file(toml).flag("storage.database", "/srv/jobs.db", "--database").load().unwrap().settings;
+    assert_eq!(s.storage.database(), Database::Sqlite(PathBuf::from("/srv/jobs.db")), "the flag wins");
+    let toml = temp_file("db2.toml", "[storage]\ndatabase = \"postgresql://db/x\"\n");
+    assert_eq!(
+        Loader::new().file(toml).load().unwrap().settings.storage.database(),
+        Database::Postgres("postgresql://db/x".into())
+    );
+}

@@ -834,6 +834,7 @@ impl<C: Classifier> Analyzer<C> {
     /// Queues a session a handler closed, with its problems flagged.
     fn hand_out(&mut self, session: Option<Session>) {
         if let Some(mut session) = session {
+            session.shrink_to_fit();
             flag_problems(&mut session, &self.opts.quality);
             if !session.problems.is_empty() {
                 self.problems.sessions += 1;

@@ -450,7 +450,52 @@ struct Dist {
     count: u64,
     sum: f64,
     max: f64,
-    units: BTreeMap<i64, u64>,
+    units: Units,
+}
+
+/// Distinct values a [`Units`] keeps in its vector before it moves them to a B-tree.
+const FEW_UNITS: usize = 32;
+
+/// Counts per whole unit, in order of the unit: a short sorted vector while few values
+/// are distinct, a B-tree beyond. Most groups of a document see one call or a handful (a
+/// peer, a minute), and a B-tree allocates a 200-byte leaf for its first value (measured:
+/// 1.15 MB of 10.5 MB of heap for 500 calls, eight distributions per group).
+#[derive(Clone, Debug)]
+enum Units {
+    Few(Vec<(i64, u64)>),
+    Many(BTreeMap<i64, u64>),
+}
+
+impl Default for Units {
+    fn default() -> Self {
+        Units::Few(Vec::new())
+    }
+}
+
+impl Units {
+    fn add(&mut self, unit: i64, n: u64) {
+        match self {
+            Units::Few(few) => match few.binary_search_by_key(&unit, |&(u, _)| u) {
+                Ok(i) => few[i].1 += n,
+                Err(i) if few.len() < FEW_UNITS => few.insert(i, (unit, n)),
+                Err(_) => {
+                    let mut many: BTreeMap<i64, u64> = few.drain(..).collect();
+                    *many.entry(unit).or_default() += n;
+                    *self = Units::Many(many);
+                }
+            },
+            Units::Many(many) => *many.entry(unit).or_default() += n,
+        }
+    }
+
+    /// Each unit with its count, smallest unit first.
+    fn iter(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let (few, many) = match self {
+            Units::Few(few) => (Some(few.iter().copied()), None),
+            Units::Many(many) => (None, Some(many.iter().map(|(u, n)| (*u, *n)))),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
 }
 
 impl Dist {
@@ -461,7 +506,7 @@ impl Dist {
         self.max = if self.count == 0 { v } else { self.max.max(v) };
         self.count += 1;
         self.sum += v;
-        *self.units.entry(v.round() as i64).or_default() += 1;
+        self.units.add(v.round() as i64, 1);
     }
 
     fn merge(&mut self, other: &Dist) {
@@ -471,8 +516,8 @@ impl Dist {
         self.max = if self.count == 0 { other.max } else { self.max.max(other.max) };
         self.count += other.count;
         self.sum += other.sum;
-        for (v, n) in &other.units {
-            *self.units.entry(*v).or_default() += n;
+        for (v, n) in other.units.iter() {
+            self.units.add(v, n);
         }
     }
 
@@ -480,10 +525,10 @@ impl Dist {
     fn percentile(&self, p: u64) -> Option<f64> {
         let rank = (p * self.count).div_ceil(100).max(1);
         let mut seen = 0;
-        for (v, n) in &self.units {
+        for (v, n) in self.units.iter() {
             seen += n;
             if seen >= rank {
-                return Some(*v as f64);
+                return Some(v as f64);
             }
         }
         None
@@ -749,7 +794,9 @@ fn contribution(opts: &KpiOptions, s: &Session) -> Option<Contribution> {
 #[derive(Debug)]
 pub struct KpiAccumulator {
     opts: KpiOptions,
-    groupings: Vec<(Grouping, BTreeMap<Key, Tally>)>,
+    /// Tallies boxed: a B-tree filled in key order keeps its nodes half empty, and a
+    /// tally is nearly 600 bytes (measured: 1.07 MB of nodes for 500 calls' groups).
+    groupings: Vec<(Grouping, BTreeMap<Key, Box<Tally>>)>,
     /// The latest session end seen: what a call with no final answer is judged against.
     latest: Option<Timestamp>,
     /// Sessions that added something.
@@ -918,7 +965,7 @@ impl KpiAccumulator {
         let Some((_, groups)) = self.groupings.get(i) else { return Vec::new() };
         let end = end.or(self.latest).unwrap_or_default();
         let volume = |t: &Tally| t.outcomes.iter().sum::<u64>() + t.pending.len() as u64 + t.registrations;
-        let mut ranked: Vec<(&Key, &Tally)> = groups.iter().collect();
+        let mut ranked: Vec<(&Key, &Tally)> = groups.iter().map(|(k, t)| (k, &**t)).collect();
         ranked.sort_by_key(|(_, t)| std::cmp::Reverse(volume(t)));
         let row = |k: &Key, t: &Tally| KpiRow {
             peer: k.peer.clone(),
@@ -1364,6 +1411,38 @@ mod tests {
         let delay = d.delay();
         assert_eq!((delay.p50, delay.p90, delay.p99, delay.max), (Some(50.0), Some(90.0), Some(1000.0), Some(1000.0)));
         assert_eq!(delay.mean, Some(145.04));
+    }
+
+    #[test]
+    fn percentiles_hold_when_the_distinct_values_outgrow_the_short_vector() {
+        // 200 distinct values in a shuffled order with repeats, merged from two halves:
+        // the counts move from the sorted vector to the B-tree mid-way and must not change.
+        let values: Vec<f64> = (0..600u64).map(|i| ((i * 7919) % 200) as f64).collect();
+        let (mut a, mut b, mut whole) = (Dist::default(), Dist::default(), Dist::default());
+        for (i, v) in values.iter().enumerate() {
+            if i % 2 == 0 {
+                a.add(*v)
+            } else {
+                b.add(*v)
+            }
+            whole.add(*v);
+        }
+        a.merge(&b);
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let nearest_rank = |p: usize| sorted[(p * sorted.len()).div_ceil(100).max(1) - 1];
+        for d in [&a, &whole] {
+            assert!(matches!(d.units, Units::Many(_)));
+            for p in [1, 50, 90, 99, 100] {
+                assert_eq!(d.percentile(p as u64), Some(nearest_rank(p)), "p{p}");
+            }
+        }
+        let few: Vec<(i64, u64)> = {
+            let mut d = Dist::default();
+            [3.0, 1.0, 3.0, 2.0].into_iter().for_each(|v| d.add(v));
+            d.units.iter().collect()
+        };
+        assert_eq!(few, vec![(1, 1), (2, 1), (3, 2)]);
     }
 
     #[test]

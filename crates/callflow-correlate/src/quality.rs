@@ -10,7 +10,7 @@
 //! [`Quality`] when the stream is closed.
 
 use callflow_decode::Timestamp;
-use callflow_model::{Quality, TimelineInterval};
+use callflow_model::{Quality, QualityMethod, TimelineInterval};
 use std::time::Duration;
 
 /// Most timeline intervals kept per stream (24 hours of 5 s intervals); later packets are
@@ -284,7 +284,7 @@ pub(crate) struct QualityTracker {
     /// The interval packets are counted in now, kept here rather than at the end of
     /// `timeline` so that each packet's update stays in the stream's cache lines (measured:
     /// the vector's last element was a cache miss per packet, a third of `on_rtp`'s time).
-    current: Option<TimelineInterval>,
+    current: Option<Interval>,
     /// The RTP timestamp the transit times are measured from.
     rtp_origin: u32,
     highest_seq: u16,
@@ -294,8 +294,24 @@ pub(crate) struct QualityTracker {
     bursts: u64,
     /// The index (capture time / interval) of the current timeline interval.
     interval_index: i64,
+    /// The index of the first interval, which the others' `offset` counts from.
+    first_index: i64,
     /// The timeline's finished intervals.
-    timeline: Vec<TimelineInterval>,
+    timeline: Vec<Interval>,
+}
+
+/// A timeline interval as the tracker counts it: 24 bytes where the output's
+/// [`TimelineInterval`] takes 40, since every open stream keeps a vector of them (measured:
+/// 640 bytes a stream of a minute, the largest part of what the timeline added to memory).
+/// Counts saturate rather than wrap: an interval cannot hold 2^32 packets at any real rate.
+#[derive(Clone, Copy, Debug, Default)]
+struct Interval {
+    /// Intervals since the stream's first.
+    offset: u32,
+    packets: u32,
+    lost: u32,
+    late: u32,
+    max_jitter_ms: f64,
 }
 
 impl QualityTracker {
@@ -397,40 +413,54 @@ impl QualityTracker {
             let len = tuning.interval_ns;
             let index = now_ns.div_euclid(len);
             // A packet from before the current interval (reordered across its start) is
-            // counted in it; so are all packets once the timeline is full.
+            // counted in it; so are all packets once the timeline is full, and those
+            // whose interval is too far from the first to be numbered (a clock jump).
             let full = self.timeline.len() + 1 >= MAX_INTERVALS;
-            if self.current.is_none() || (index > self.interval_index && !full) {
+            let offset = if self.current.is_none() {
+                Some(0)
+            } else if index > self.interval_index && !full {
+                u32::try_from(index.saturating_sub(self.first_index)).ok()
+            } else {
+                None
+            };
+            if let Some(offset) = offset {
+                if self.current.is_none() {
+                    self.first_index = index;
+                }
                 self.interval_index = index;
                 let start = index.saturating_mul(len);
                 self.interval_span = (start, start.saturating_add(len));
-                let next = TimelineInterval {
-                    start: Timestamp::from_nanos(start),
-                    packets: 0,
-                    lost: 0,
-                    late: 0,
-                    max_jitter_ms: 0.0,
-                };
+                let next = Interval { offset, ..Interval::default() };
                 if let Some(done) = self.current.replace(next) {
                     self.timeline.push(done);
                 }
             }
         }
         if let Some(i) = self.current.as_mut() {
-            i.packets += 1;
-            i.lost += gap;
+            i.packets = i.packets.saturating_add(1);
+            i.lost = i.lost.saturating_add(u32::try_from(gap).unwrap_or(u32::MAX));
             if recovered {
                 i.lost = i.lost.saturating_sub(1);
             }
-            i.late += u64::from(late);
+            i.late = i.late.saturating_add(u32::from(late));
             i.max_jitter_ms = i.max_jitter_ms.max(jitter_ms);
         }
     }
 
-    /// Takes the timeline gathered so far.
-    pub fn take_timeline(&mut self) -> Vec<TimelineInterval> {
-        let mut timeline = std::mem::take(&mut self.timeline);
-        timeline.extend(self.current.take());
-        timeline
+    /// Takes the timeline gathered so far, as the output's intervals (`tuning` must be
+    /// the one the packets were counted with).
+    pub fn take_timeline(&mut self, tuning: &Tuning) -> Vec<TimelineInterval> {
+        let len = tuning.interval_ns;
+        let done = std::mem::take(&mut self.timeline);
+        let mut out = Vec::with_capacity(done.len() + usize::from(self.current.is_some()));
+        out.extend(done.into_iter().chain(self.current.take()).map(|i| TimelineInterval {
+            start: Timestamp::from_nanos(self.first_index.saturating_add(i64::from(i.offset)).saturating_mul(len)),
+            packets: u64::from(i.packets),
+            lost: u64::from(i.lost),
+            late: u64::from(i.late),
+            max_jitter_ms: i.max_jitter_ms,
+        }));
+        out
     }
 
     /// The E-model's verdict on the stream for `codec`, with a one-way network delay of
@@ -455,7 +485,7 @@ impl QualityTracker {
         Some(Quality {
             mos: round(mos_from_r(r, figures.wideband), 2),
             r_factor: round(r, 1),
-            method: if figures.wideband { "e-model g.107.1" } else { "e-model g.107" }.to_string(),
+            method: if figures.wideband { QualityMethod::EModelWideband } else { QualityMethod::EModel },
             codec_ie: figures.ie,
             bpl: figures.bpl,
             loss_pct: round(inputs.ppl, 2),
@@ -584,7 +614,10 @@ mod tests {
         let t = track(&packets);
         // 8 arrives after 9 and 10: a reordered packet filling a gap, but late.
         assert_eq!((t.played, t.missing, t.late), (7, 2, 1));
-        assert_eq!(t.clone().take_timeline().iter().map(|i| i.packets).sum::<u64>(), 8);
+        assert_eq!(
+            t.clone().take_timeline(&Tuning::of(&QualityOptions::default())).iter().map(|i| i.packets).sum::<u64>(),
+            8
+        );
         // A packet 30 ms late is within the buffer.
         let t = track(&[(0, 1), (20, 2), (70, 3), (60, 4)]);
         assert_eq!((t.played, t.missing, t.late), (4, 0, 0));
@@ -594,10 +627,29 @@ mod tests {
     fn timeline_intervals_are_aligned_and_count_their_packets() {
         let packets: Vec<(i64, u16)> = (0..600u16).filter(|s| s % 100 != 50).map(|s| (i64::from(s) * 20, s)).collect();
         let mut t = track(&packets);
-        let got: Vec<(i64, u64, u64)> =
-            t.take_timeline().iter().map(|i| (i.start.as_nanos() / 1_000_000, i.packets, i.lost)).collect();
+        let got: Vec<(i64, u64, u64)> = t
+            .take_timeline(&Tuning::of(&QualityOptions::default()))
+            .iter()
+            .map(|i| (i.start.as_nanos() / 1_000_000, i.packets, i.lost))
+            .collect();
         // 12 s of packets, one lost in each 2 s (counted when the next arrives): intervals
         // start at 0, 5 and 10 s.
         assert_eq!(got, vec![(0, 248, 2), (5000, 247, 3), (10_000, 99, 1)]);
+    }
+
+    #[test]
+    fn a_clock_jump_past_numbered_intervals_is_counted_in_the_last_interval() {
+        // 1 ms intervals, then a packet 60 days on: 5.2e9 intervals, more than the
+        // tracker's offsets count; it must not be given a start it does not have.
+        let opts = QualityOptions { interval: Duration::from_millis(1), ..QualityOptions::default() };
+        let tuning = Tuning::of(&opts);
+        let mut t = QualityTracker::default();
+        let day_ms = 86_400_000;
+        for (ms, seq) in [(0, 1), (2, 2), (60 * day_ms, 3)] {
+            t.update(at(ms), seq, u32::from(seq) * 160, Some(8000), false, 0.0, &tuning);
+        }
+        let got: Vec<(i64, u64)> =
+            t.take_timeline(&tuning).iter().map(|i| (i.start.as_nanos() / 1_000_000, i.packets)).collect();
+        assert_eq!(got, vec![(0, 1), (2, 2)]);
     }
 }

@@ -12,7 +12,10 @@
 //! statistics ([`JobManager::kpi_series`], Prometheus series per peer; docs/kpis.md).
 //!
 //! Jobs and their sessions live in a [`JobStore`]; [`SqliteStore`] is the embedded default
-//! (one file in the results directory, WAL mode, versioned migrations). After a crash the
+//! (one file in the results directory, WAL mode, versioned migrations), and [`PgStore`] the
+//! same tables on a PostgreSQL server (`[storage] database = "postgres://..."`), for several
+//! nodes on one queue. Their errors are backend-neutral ([`StoreError`], with a
+//! [`DatabaseErrorKind`] to act on and the driver's error as its source). After a crash the
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
@@ -95,16 +98,17 @@
 //! what is published. The board holds every job read or changed until it is deleted (about
 //! 200 bytes each).
 //!
-//! # Several nodes on PostgreSQL (not built yet)
+//! # Several nodes on PostgreSQL (the store is built; the nodes are not yet)
 //!
-//! A `PgStore` implementing `JobStore` with the same two tables (`jsonb` documents) lets
-//! several callflowd nodes share one queue:
+//! [`PgStore`] implements `JobStore` with the same two tables (`jsonb` documents, a `node`
+//! column waiting for the nodes), so several callflowd nodes can share one queue (its module
+//! docs say how the synchronous trait meets the async driver, and how TLS and migrations go):
 //!
-//! - `claim_next` is `UPDATE jobs SET state='RUNNING', node=$node, started_at=now(),
-//!   attempts=attempts+1 WHERE id = (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id
-//!   FOR UPDATE SKIP LOCKED LIMIT 1) RETURNING *`, followed by deleting the job's old
-//!   sessions in the same transaction: concurrent workers on any node skip rows another
-//!   transaction holds, so each job is claimed once, without a lock queue.
+//! - `claim_next` is `UPDATE jobs SET state='RUNNING', attempts=attempts+1 ... WHERE id =
+//!   (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+//!   RETURNING ...`, followed by deleting the job's old sessions in the same transaction:
+//!   concurrent workers on any node skip rows another transaction holds, so each job is
+//!   claimed once, without a lock queue. Setting `node` there is for the nodes to come.
 //! - The wake-up channel stays per node; jobs submitted on another node are found by a
 //!   `LISTEN/NOTIFY` on insert (or a poll every few seconds) that sends tokens.
 //! - Cancelling a job running on another node: `cancel` marks a `cancel_requested` column;
@@ -120,6 +124,7 @@ mod events;
 pub mod live;
 mod lock;
 mod manager;
+mod postgres;
 pub mod retain;
 mod sqlite;
 mod status;
@@ -135,16 +140,22 @@ pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{
     kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
 };
+pub use postgres::PgStore;
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
-pub use store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError};
+pub use store::{
+    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
+    SessionSort, SortKey, StoreError,
+};
 
+use callflow_config::{Database, StorageSettings};
 use callflow_model::{SourceInfo, Stats};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// A job's identifier, unique within its store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -165,18 +176,28 @@ impl FromStr for JobId {
 }
 
 /// Where a job is in its life.
+///
+/// Two spellings: clients see lowercase names (`queued`, `running`, ... in JSON, through
+/// serde, and `Display`: [`JobState::as_api_str`]), as the API documents they were written
+/// from show them; the stores keep the uppercase ones every database has held since the
+/// first (`QUEUED`, ...: [`JobState::as_str`]). [`JobState::parse`] reads either.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Waiting for a worker.
+    #[serde(alias = "QUEUED")]
     Queued,
     /// A worker is analysing it.
+    #[serde(alias = "RUNNING")]
     Running,
     /// Done; its sessions are stored.
+    #[serde(alias = "COMPLETED")]
     Completed,
     /// Stopped by an error (the job's `error` says which).
+    #[serde(alias = "FAILED")]
     Failed,
     /// Stopped by a user.
+    #[serde(alias = "CANCELLED")]
     Cancelled,
 }
 
@@ -185,7 +206,8 @@ impl JobState {
     pub const ALL: [JobState; 5] =
         [JobState::Queued, JobState::Running, JobState::Completed, JobState::Failed, JobState::Cancelled];
 
-    /// The name used in the store and in JSON (`QUEUED`, `RUNNING`, ...).
+    /// The name the stores keep (`QUEUED`, `RUNNING`, ...); clients are shown
+    /// [`JobState::as_api_str`].
     pub fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "QUEUED",
@@ -196,9 +218,23 @@ impl JobState {
         }
     }
 
-    /// The state named `name`, as written by [`JobState::as_str`].
+    /// The name clients are shown, in JSON (serde), `Display` and the API (`queued`,
+    /// `running`, `completed`, `failed`, `cancelled`).
+    pub fn as_api_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `name` in either spelling, whatever its case (`completed`,
+    /// `COMPLETED`, `Completed`): the stores' and the API's names, and what users type in
+    /// filters.
     pub fn parse(name: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|s| s.as_str() == name)
+        JobState::ALL.into_iter().find(|s| s.as_str().eq_ignore_ascii_case(name.trim()))
     }
 
     /// True for COMPLETED, FAILED and CANCELLED: the job will not change again.
@@ -209,7 +245,7 @@ impl JobState {
 
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.as_api_str())
     }
 }
 
@@ -279,7 +315,48 @@ impl std::ops::DerefMut for Job {
     }
 }
 
+/// Opens the job store `[storage] database` names: the PostgreSQL server of a
+/// `postgres://` URL (at most `database_pool` connections), else the SQLite file.
+pub fn open_store(storage: &StorageSettings) -> Result<Arc<dyn JobStore>, StoreError> {
+    Ok(match storage.database() {
+        Database::Postgres(url) => Arc::new(PgStore::connect(&url, storage.database_pool)?),
+        Database::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+    })
+}
+
+/// The job store `[storage] database` names, for messages: the SQLite file's path, or
+/// the URL without its password.
+pub fn store_name(storage: &StorageSettings) -> String {
+    match storage.database() {
+        Database::Postgres(url) => callflow_config::redact_url(&url),
+        Database::Sqlite(path) => path.display().to_string(),
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_are_lowercase_for_clients_uppercase_in_the_store_and_parsed_in_either_case() {
+        for state in JobState::ALL {
+            let (api, stored) = (state.as_api_str(), state.as_str());
+            assert_eq!((api.to_ascii_lowercase().as_str(), stored), (api, api.to_ascii_uppercase().as_str()));
+            assert_eq!(serde_json::to_value(state).unwrap(), api, "serde writes the API's spelling");
+            assert_eq!(state.to_string(), api, "Display is the API's spelling");
+            let title = format!("{}{}", api[..1].to_ascii_uppercase(), &api[1..]);
+            for name in [api, stored, &title] {
+                assert_eq!(JobState::parse(name), Some(state), "{name}");
+            }
+            for name in [api, stored] {
+                assert_eq!(serde_json::from_value::<JobState>(name.into()).unwrap(), state, "serde reads {name}");
+            }
+        }
+        assert_eq!(JobState::parse("done"), None);
+    }
 }

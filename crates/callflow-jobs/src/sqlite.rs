@@ -8,7 +8,8 @@
 //! even that.
 
 use crate::store::{
-    JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow, StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
+    StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
 use callflow_model::{Session, SourceInfo, Subscriber, Timestamp};
@@ -194,7 +195,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     use rusqlite::OpenFlags;
     // Another connection to an in-memory database would be another, empty, database.
     if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
-        return Err(StoreError::Database(rusqlite::Error::InvalidPath(path.to_path_buf())));
+        return Err(rusqlite::Error::InvalidPath(path.to_path_buf()).into());
     }
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags)?;
@@ -217,6 +218,23 @@ fn set_wal(conn: &Connection) -> Result<(), StoreError> {
             }
             other => return Ok(other?),
         }
+    }
+}
+
+/// SQLite's errors become the store's, classified, with SQLite's kept as the source.
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        use rusqlite::ErrorCode;
+        let kind = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => match f.code {
+                ErrorCode::DiskFull => DatabaseErrorKind::DiskFull,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => DatabaseErrorKind::Busy,
+                ErrorCode::ConstraintViolation => DatabaseErrorKind::Constraint,
+                _ => DatabaseErrorKind::Other,
+            },
+            _ => DatabaseErrorKind::Other,
+        };
+        StoreError::database(kind, e)
     }
 }
 
@@ -313,6 +331,21 @@ fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
         params.push(Value::Text(kind.as_str().to_string()));
     }
     (sql, params)
+}
+
+/// The ORDER BY clause of `sort`, arrival breaking ties the same way in both directions
+/// (standard SQL: the PostgreSQL store orders by it too).
+pub(crate) fn session_order(sort: crate::SessionSort) -> String {
+    let column = match sort.key {
+        crate::SortKey::Start => "start_ns",
+        crate::SortKey::Duration => "(end_ns - start_ns)",
+        crate::SortKey::From => "from_uri",
+        crate::SortKey::To => "to_uri",
+        crate::SortKey::State => "state",
+        crate::SortKey::Messages => "messages",
+    };
+    let direction = if sort.descending { " DESC" } else { "" };
+    format!("{column}{direction}, id{direction}")
 }
 
 fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
@@ -522,11 +555,13 @@ impl JobStore for SqliteStore {
         values.push(Value::Integer(limit));
         values.push(Value::Integer(q.offset as i64));
         let document = if q.documents { ", document" } else { "" };
-        // The page is chosen from the index alone; only its rows are then read.
+        let order = session_order(q.sort);
+        // The page is chosen from the index alone (in the default order); only its rows
+        // are then read.
         let sql = format!(
             "SELECT {SESSION_COLUMNS}{document} FROM sessions WHERE id IN (
-                 SELECT id FROM sessions WHERE {filter} ORDER BY start_ns, id LIMIT ? OFFSET ?)
-             ORDER BY start_ns, id"
+                 SELECT id FROM sessions WHERE {filter} ORDER BY {order} LIMIT ? OFFSET ?)
+             ORDER BY {order}"
         );
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(rusqlite::params_from_iter(values))?;

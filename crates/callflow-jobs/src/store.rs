@@ -17,17 +17,27 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database refused or failed (disk full, locked too long, corrupt file...).
-    #[error("job store: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The database refused or failed (disk full, locked too long, unreachable, corrupt
+    /// file...). The backend's own error is the source; `kind` is what callers act on.
+    #[error("job store: {source}")]
+    Database {
+        /// What sort of failure, whatever the backend.
+        kind: DatabaseErrorKind,
+        /// The backend's error (SQLite's, PostgreSQL's, the pool's).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The database was written by a newer callflowd, with migrations this one lacks.
     #[error("job store: database schema version {found} is newer than this build knows ({known}); upgrade callflowd")]
     SchemaTooNew {
-        /// The version in the file.
+        /// The version in the database.
         found: i64,
         /// The newest version this build has.
         known: i64,
     },
+    /// The database's address or settings cannot be used (a malformed URL, an unknown
+    /// `sslmode`, a root certificate file that cannot be read).
+    #[error("job store: {0}")]
+    Config(String),
     /// A stored document could not be read back (written by an incompatible version?).
     #[error("job store: stored document of job {job} cannot be read: {message}")]
     Corrupt {
@@ -58,10 +68,32 @@ pub enum StoreError {
     },
 }
 
+/// What sort of database failure a [`StoreError::Database`] is, the same for every backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DatabaseErrorKind {
+    /// The database's disk is full (SQLite `SQLITE_FULL`, PostgreSQL `53100 disk_full`).
+    DiskFull,
+    /// Another writer held the database for too long (SQLite `SQLITE_BUSY`/`LOCKED`).
+    Busy,
+    /// The database server cannot be reached, or closed the connection (PostgreSQL down,
+    /// restarting, the pool's wait for a connection timed out).
+    Unavailable,
+    /// A statement broke a constraint (an id given twice).
+    Constraint,
+    /// Anything else.
+    Other,
+}
+
 impl StoreError {
+    /// A database failure of `kind`, keeping the backend's error as the source.
+    pub fn database(kind: DatabaseErrorKind, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        StoreError::Database { kind, source: source.into() }
+    }
+
     /// True when the database could not be written because its disk is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, StoreError::Database(rusqlite::Error::SqliteFailure(f, _)) if f.code == rusqlite::ErrorCode::DiskFull)
+        matches!(self, StoreError::Database { kind: DatabaseErrorKind::DiskFull, .. })
     }
 }
 
@@ -146,7 +178,70 @@ impl FromStr for SessionCursor {
     }
 }
 
-/// Which sessions of a job to list, ordered by start time (then arrival).
+/// What a session list is ordered by, before the tie-break on arrival.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortKey {
+    /// Start time (the default, and the only order keyset paging follows).
+    #[default]
+    Start,
+    /// Duration, first message or packet to last.
+    Duration,
+    /// From URI.
+    From,
+    /// To URI.
+    To,
+    /// Call state.
+    State,
+    /// Number of messages.
+    Messages,
+}
+
+/// A session list's order: a key, ascending or descending (`-duration`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionSort {
+    /// What is compared.
+    pub key: SortKey,
+    /// Largest first.
+    pub descending: bool,
+}
+
+impl SessionSort {
+    /// The names [`SessionSort::from_str`] takes, each also with a leading `-`.
+    pub const NAMES: [&'static str; 6] = ["start", "duration", "from", "to", "state", "messages"];
+
+    /// True for the default order (start, ascending), the one cursors page through.
+    pub fn is_default(&self) -> bool {
+        *self == SessionSort::default()
+    }
+}
+
+impl FromStr for SessionSort {
+    type Err = String;
+    fn from_str(s: &str) -> Result<SessionSort, String> {
+        let (descending, name) = match s.strip_prefix('-') {
+            Some(name) => (true, name),
+            None => (false, s),
+        };
+        let key = match name {
+            "start" => SortKey::Start,
+            "duration" => SortKey::Duration,
+            "from" => SortKey::From,
+            "to" => SortKey::To,
+            "state" => SortKey::State,
+            "messages" => SortKey::Messages,
+            _ => {
+                return Err(format!(
+                    "unknown sort `{s}` ({}, each with a leading - for descending)",
+                    SessionSort::NAMES.join(", ")
+                ))
+            }
+        };
+        Ok(SessionSort { key, descending })
+    }
+}
+
+/// Which sessions of a job to list, ordered by [`SessionQuery::sort`] (start time by
+/// default), then arrival.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SessionQuery {
     /// Only this kind.
@@ -174,6 +269,8 @@ pub struct SessionQuery {
     pub limit: u64,
     /// Include the full session documents.
     pub documents: bool,
+    /// The order; [`SessionQuery::after`] applies to the default one only.
+    pub sort: SessionSort,
 }
 
 /// One stored session: its indexed summary, and its document when asked for.

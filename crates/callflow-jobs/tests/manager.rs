@@ -4,9 +4,9 @@ mod common;
 
 use callflow_classify::{Classification, Classifier, HeuristicClassifier, Payload};
 use callflow_jobs::{
-    Analysis, CaptureAnalysis, ClassifierFactory, Event, Job, JobContext, JobError, JobId, JobManager, JobQuery,
-    JobState, JobStore, ManagerOptions, NewJob, Outcome, Progress, Recovery, SessionQuery, SessionRow, SqliteStore,
-    StoreError, Subscription,
+    Analysis, CaptureAnalysis, ClassifierFactory, DatabaseErrorKind, Event, Job, JobContext, JobError, JobId,
+    JobManager, JobQuery, JobState, JobStore, ManagerOptions, NewJob, Outcome, Progress, Recovery, SessionQuery,
+    SessionRow, SqliteStore, StoreError, Subscription,
 };
 use callflow_model::{Document, Session};
 use std::path::Path;
@@ -454,7 +454,8 @@ impl JobStore for RefusesFinish {
                 self.inner.finish(id, outcome, now)?;
             }
             let busy = rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY);
-            return Err(StoreError::Database(rusqlite::Error::SqliteFailure(busy, Some("database is locked".into()))));
+            let cause = rusqlite::Error::SqliteFailure(busy, Some("database is locked".into()));
+            return Err(StoreError::database(DatabaseErrorKind::Busy, cause));
         }
         self.inner.finish(id, outcome, now)
     }

@@ -1,19 +1,58 @@
-//! The SQLite store on its own: migrations, restart recovery, and session paging and filtering.
+//! The job stores on their own, SQLite and PostgreSQL: one contract suite run against both (restart recovery, transitions, ids, session paging and filtering, live jobs), then what is each backend's own (migrations, TLS, concurrent opening).
+//!
+//! PostgreSQL runs as a throwaway cluster (`common::pg`); without it installed the
+//! contract tests run on SQLite alone and say so, unless `CI` is set, where they fail.
 
 mod common;
 
 use callflow_jobs::{
-    JobId, JobState, JobStore, NewJob, Outcome, Progress, SessionCursor, SessionQuery, SqliteStore, StoreError,
+    JobId, JobQuery, JobState, JobStore, NewJob, Outcome, PgStore, Progress, SessionCursor, SessionQuery, SqliteStore,
+    StoreError,
 };
-use callflow_model::{CallState, Problem, Session, SessionKind, Timestamp};
+use callflow_model::{CallState, Document, Problem, Session, SessionKind, Timestamp};
+use common::pg;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-fn example_session() -> Session {
-    let mut reader = callflow_decode::capture::CaptureReader::open(common::example()).unwrap();
-    let doc = callflow_correlate::analyze(&mut reader, "x", Default::default(), None).unwrap();
-    doc.sessions.into_iter().next().unwrap()
+/// Where a store under test lives: opening it again is a restart.
+enum Backend {
+    Sqlite(PathBuf),
+    Postgres(String),
 }
 
+impl Backend {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    fn open(&self) -> Box<dyn JobStore> {
+        match self {
+            Backend::Sqlite(path) => Box::new(SqliteStore::open(path).unwrap()),
+            Backend::Postgres(url) => Box::new(PgStore::connect(url, 4).unwrap()),
+        }
+    }
+}
+
+/// A fresh, empty store location on every backend this machine has.
+fn backends(test: &str) -> Vec<Backend> {
+    let mut all = vec![Backend::Sqlite(common::temp_dir(test).join("callflow.db"))];
+    if let Some(url) = pg::database(test) {
+        all.push(Backend::Postgres(url));
+    }
+    all
+}
+
+fn example_document() -> Document {
+    let mut reader = callflow_decode::capture::CaptureReader::open(common::example()).unwrap();
+    callflow_correlate::analyze(&mut reader, "x", Default::default(), None).unwrap()
+}
+
+fn example_session() -> Session {
+    example_document().sessions.into_iter().next().unwrap()
+}
 /// `n` sessions with distinct ids, starts in reverse order of arrival, and two kinds.
 fn sessions(n: usize) -> Vec<Arc<Session>> {
     let base = example_session();
@@ -42,78 +81,120 @@ fn completed(sessions: u64) -> Outcome {
 
 #[test]
 fn a_crash_leaves_finished_jobs_intact_and_running_ones_to_rerun_or_fail() {
-    let dir = common::temp_dir("recover");
-    let db = dir.join("callflow.db");
-    let (done, running, queued);
-    {
-        let store = SqliteStore::open(&db).unwrap();
-        done = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
-        running = store.create_job(&NewJob::file("b.pcap"), 2).unwrap().id;
-        queued = store.create_job(&NewJob::file("c.pcap"), 3).unwrap().id;
-        assert_eq!(store.claim_next(10).unwrap().unwrap().id, done);
-        store.add_sessions(done, &sessions(3)).unwrap();
-        store.finish(done, &completed(3), 11).unwrap().unwrap();
-        assert_eq!(store.claim_next(12).unwrap().unwrap().id, running);
-        store.add_sessions(running, &sessions(2)).unwrap();
-        // The store is dropped mid-run: a crash, as far as the file knows.
-    }
-    let store = SqliteStore::open(&db).unwrap();
-    let recovery = store.recover(true, 3, 20).unwrap();
-    assert_eq!(recovery.rerun, [running]);
-    assert_eq!(recovery.queued, [running, queued]);
-    assert_eq!(store.job(done).unwrap().unwrap().state, JobState::Completed);
-    assert_eq!(store.count_sessions(done, &SessionQuery::default()).unwrap(), 3);
-    assert_eq!(store.count_sessions(running, &SessionQuery::default()).unwrap(), 0, "partial sessions go");
-    // Re-run from the start: a second attempt.
-    let again = store.claim_next(21).unwrap().unwrap();
-    assert_eq!((again.id, again.attempts), (running, 2));
+    for backend in backends("recover") {
+        let name = backend.name();
+        let (done, running, queued);
+        {
+            let store = backend.open();
+            done = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+            running = store.create_job(&NewJob::file("b.pcap"), 2).unwrap().id;
+            queued = store.create_job(&NewJob::file("c.pcap"), 3).unwrap().id;
+            assert_eq!(store.claim_next(10).unwrap().unwrap().id, done);
+            store.add_sessions(done, &sessions(3)).unwrap();
+            store.finish(done, &completed(3), 11).unwrap().unwrap();
+            assert_eq!(store.claim_next(12).unwrap().unwrap().id, running);
+            store.add_sessions(running, &sessions(2)).unwrap();
+            // The store is dropped mid-run: a crash, as far as the database knows.
+        }
+        let store = backend.open();
+        let recovery = store.recover(true, 3, 20).unwrap();
+        assert_eq!(recovery.rerun, [running], "{name}");
+        assert_eq!(recovery.queued, [running, queued], "{name}");
+        assert_eq!(store.job(done).unwrap().unwrap().state, JobState::Completed, "{name}");
+        assert_eq!(store.count_sessions(done, &SessionQuery::default()).unwrap(), 3, "{name}");
+        assert_eq!(store.count_sessions(running, &SessionQuery::default()).unwrap(), 0, "{name}: partial sessions go");
+        // Re-run from the start: a second attempt.
+        let again = store.claim_next(21).unwrap().unwrap();
+        assert_eq!((again.id, again.attempts), (running, 2), "{name}");
+        drop(store);
 
-    // With resume_interrupted = false it fails instead.
-    let store = SqliteStore::open(&db).unwrap();
-    let recovery = store.recover(false, 3, 30).unwrap();
-    assert_eq!(recovery.interrupted, [running]);
-    assert_eq!(recovery.queued, [queued]);
-    let failed = store.job(running).unwrap().unwrap();
-    assert_eq!(failed.state, JobState::Failed);
-    assert!(failed.status.error.unwrap().starts_with("interrupted"));
+        // With resume_interrupted = false it fails instead.
+        let store = backend.open();
+        let recovery = store.recover(false, 3, 30).unwrap();
+        assert_eq!(recovery.interrupted, [running], "{name}");
+        assert_eq!(recovery.queued, [queued], "{name}");
+        let failed = store.job(running).unwrap().unwrap();
+        assert_eq!(failed.state, JobState::Failed, "{name}");
+        assert!(failed.status.error.unwrap().starts_with("interrupted"), "{name}");
+
+        // Started max_attempts times: given up, with the reason.
+        let store = backend.open();
+        let third = store.create_job(&NewJob::file("d.pcap"), 40).unwrap().id;
+        store.cancel_queued(queued, 41).unwrap().unwrap();
+        for attempt in 1..=3 {
+            assert_eq!(store.claim_next(42).unwrap().map(|j| (j.id, j.attempts)), Some((third, attempt)), "{name}");
+            let recovery = store.recover(true, 3, 43).unwrap();
+            if attempt < 3 {
+                assert_eq!(recovery.rerun, [third], "{name}");
+            } else {
+                assert_eq!((recovery.gave_up, recovery.queued), (vec![third], vec![]), "{name}");
+            }
+        }
+        let gave_up = store.job(third).unwrap().unwrap();
+        assert_eq!(gave_up.state, JobState::Failed, "{name}");
+        assert!(gave_up.status.error.unwrap().starts_with("gave up after 3 attempts"), "{name}");
+    }
 }
 
 #[test]
 fn transitions_only_happen_from_the_expected_state() {
-    let dir = common::temp_dir("transitions");
-    let store = SqliteStore::open(dir.join("x.db")).unwrap();
-    let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
-    assert!(store.finish(id, &completed(0), 2).unwrap().is_none(), "a queued job cannot finish");
-    assert!(!store.delete_finished(id).unwrap(), "nor be deleted");
-    assert_eq!(store.cancel_queued(id, 3).unwrap().unwrap().state, JobState::Cancelled);
-    assert!(store.cancel_queued(id, 4).unwrap().is_none());
-    assert!(store.claim_next(5).unwrap().is_none(), "a cancelled job is never claimed");
-    assert_eq!(store.finished_before(4).unwrap().len(), 1);
-    assert_eq!(store.finished_before(3).unwrap().len(), 0);
-    assert!(store.delete_finished(id).unwrap());
-    assert!(store.job(id).unwrap().is_none());
+    for backend in backends("transitions") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        assert!(store.finish(id, &completed(0), 2).unwrap().is_none(), "{name}: a queued job cannot finish");
+        assert!(!store.delete_finished(id).unwrap(), "{name}: nor be deleted");
+        assert_eq!(store.cancel_queued(id, 3).unwrap().unwrap().state, JobState::Cancelled, "{name}");
+        assert!(store.cancel_queued(id, 4).unwrap().is_none(), "{name}");
+        assert!(store.claim_next(5).unwrap().is_none(), "{name}: a cancelled job is never claimed");
+        assert_eq!(store.finished_before(4).unwrap().len(), 1, "{name}");
+        assert_eq!(store.finished_before(3).unwrap().len(), 0, "{name}");
+        assert!(store.delete_finished(id).unwrap(), "{name}");
+        assert!(store.job(id).unwrap().is_none(), "{name}");
+
+        // A run that does not complete keeps no sessions; a finished job does not finish again.
+        let id = store.create_job(&NewJob::file("b.pcap"), 6).unwrap().id;
+        store.claim_next(7).unwrap().unwrap();
+        store.record_progress(id, &Progress { percent: 40, packets: 7, bytes: 900, sessions: 2 }).unwrap();
+        let running = store.job(id).unwrap().unwrap();
+        assert_eq!((running.progress, running.packets, running.bytes), (40, 7, 900), "{name}");
+        store.add_sessions(id, &sessions(2)).unwrap();
+        let failed = Outcome { state: JobState::Failed, error: Some("bad capture".into()), ..completed(2) };
+        let job = store.finish(id, &failed, 8).unwrap().unwrap();
+        assert_eq!(
+            (job.state, job.sessions, job.error.as_deref()),
+            (JobState::Failed, 0, Some("bad capture")),
+            "{name}"
+        );
+        assert_eq!(store.count_sessions(id, &SessionQuery::default()).unwrap(), 0, "{name}");
+        assert!(store.finish(id, &completed(0), 9).unwrap().is_none(), "{name}");
+        assert!(store.delete_finished(id).unwrap(), "{name}");
+    }
 }
 
 #[test]
 fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
-    let dir = common::temp_dir("reserve");
-    let db = dir.join("x.db");
-    let store = SqliteStore::open(&db).unwrap();
-    // Before any job exists, and with jobs.
-    let first = store.reserve_id().unwrap();
-    let plain = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
-    assert!(plain > first, "{plain} after the reserved {first}");
-    let reserved = store.reserve_id().unwrap();
-    let unused = store.reserve_id().unwrap();
-    assert!(reserved > plain && unused > reserved);
-    let job = store.create_job(&NewJob::upload("u.capture", "u").with_id(reserved), 2).unwrap();
-    assert_eq!((job.id, job.state), (reserved, JobState::Queued));
-    assert!(store.create_job(&NewJob::file("b.pcap").with_id(reserved), 3).is_err(), "an id is one job's");
-    drop(store);
-    let store = SqliteStore::open(&db).unwrap();
-    let next = store.create_job(&NewJob::file("c.pcap"), 4).unwrap().id;
-    assert!(next > unused, "an unused reservation stays a gap: {next} after {unused}");
-    assert!(store.job(first).unwrap().is_none() && store.job(unused).unwrap().is_none());
+    for backend in backends("reserve") {
+        let name = backend.name();
+        let store = backend.open();
+        assert_eq!(store.last_id().unwrap(), JobId(0), "{name}: none handed out yet");
+        // Before any job exists, and with jobs.
+        let first = store.reserve_id().unwrap();
+        let plain = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        assert!(plain > first, "{name}: {plain} after the reserved {first}");
+        let reserved = store.reserve_id().unwrap();
+        let unused = store.reserve_id().unwrap();
+        assert!(reserved > plain && unused > reserved, "{name}");
+        assert_eq!(store.last_id().unwrap(), unused, "{name}: the largest, reserved or created");
+        let job = store.create_job(&NewJob::upload("u.capture", "u").with_id(reserved), 2).unwrap();
+        assert_eq!((job.id, job.state), (reserved, JobState::Queued), "{name}");
+        assert!(store.create_job(&NewJob::file("b.pcap").with_id(reserved), 3).is_err(), "{name}: an id is one job's");
+        drop(store);
+        let store = backend.open();
+        let next = store.create_job(&NewJob::file("c.pcap"), 4).unwrap().id;
+        assert!(next > unused, "{name}: an unused reservation stays a gap: {next} after {unused}");
+        assert!(store.job(first).unwrap().is_none() && store.job(unused).unwrap().is_none(), "{name}");
+    }
 }
 
 #[test]
@@ -171,89 +252,101 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
 
 #[test]
 fn sessions_page_by_offset_or_cursor_in_start_order_and_filter_by_summary_columns() {
-    let dir = common::temp_dir("paging");
-    let store = SqliteStore::open(dir.join("x.db")).unwrap();
-    let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
-    store.claim_next(2).unwrap();
-    store.add_sessions(id, &sessions(250)).unwrap();
-    let other = store.create_job(&NewJob::file("b.pcap"), 1).unwrap().id;
-    store.claim_next(2).unwrap();
-    store.add_sessions(other, &sessions(5)).unwrap();
+    for backend in backends("paging") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap();
+        store.add_sessions(id, &sessions(250)).unwrap();
+        let other = store.create_job(&NewJob::file("b.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap();
+        store.add_sessions(other, &sessions(5)).unwrap();
 
-    let ids = |rows: &[callflow_jobs::SessionRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
-    let page = |offset, after: Option<SessionCursor>| {
-        store.sessions(id, &SessionQuery { offset, after, limit: 100, ..SessionQuery::default() }).unwrap()
-    };
-    let first = page(0, None);
-    assert_eq!(first.len(), 100);
-    assert_eq!(first[0].id, "s000249", "earliest start first");
-    let by_offset = page(100, None);
-    let by_cursor = page(0, Some(first.last().unwrap().cursor));
-    assert_eq!(ids(&by_offset), ids(&by_cursor));
-    assert_eq!(by_offset[0].id, "s000149");
-    assert_eq!(page(200, None).len(), 50);
-    let cursor: SessionCursor = first[99].cursor.to_string().parse().unwrap();
-    assert_eq!(cursor, first[99].cursor);
+        let ids = |rows: &[callflow_jobs::SessionRow]| rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>();
+        let page = |offset, after: Option<SessionCursor>| {
+            store.sessions(id, &SessionQuery { offset, after, limit: 100, ..SessionQuery::default() }).unwrap()
+        };
+        let first = page(0, None);
+        assert_eq!(first.len(), 100, "{name}");
+        assert_eq!(first[0].id, "s000249", "{name}: earliest start first");
+        let by_offset = page(100, None);
+        let by_cursor = page(0, Some(first.last().unwrap().cursor));
+        assert_eq!(ids(&by_offset), ids(&by_cursor), "{name}");
+        assert_eq!(by_offset[0].id, "s000149", "{name}");
+        assert_eq!(page(200, None).len(), 50, "{name}");
+        let cursor: SessionCursor = first[99].cursor.to_string().parse().unwrap();
+        assert_eq!(cursor, first[99].cursor, "{name}");
+        let all = store.sessions(id, &SessionQuery::default()).unwrap();
+        assert_eq!(all.len(), 250, "{name}: limit 0 is no limit");
+        assert!(all.iter().all(|r| r.document.is_none()), "{name}: documents only when asked for");
 
-    let registers = SessionQuery { kind: Some(SessionKind::SipRegister), ..SessionQuery::default() };
-    assert_eq!(store.count_sessions(id, &registers).unwrap(), 63);
-    assert_eq!(store.count_sessions(id, &SessionQuery::default()).unwrap(), 250);
-    let by_call = SessionQuery { call_id: Some("call-7".into()), documents: true, ..SessionQuery::default() };
-    let rows = store.sessions(id, &by_call).unwrap();
-    assert_eq!(ids(&rows), ["s000007"]);
-    assert_eq!(rows[0].document.as_ref().unwrap().call_id, "call-7");
-    let base = example_session();
-    let by_from = SessionQuery { from: Some(base.from.clone()), state: Some(base.state), ..SessionQuery::default() };
-    assert_eq!(store.count_sessions(id, &by_from).unwrap(), 250);
-    let none = SessionQuery { state: Some(CallState::Rejected), ..SessionQuery::default() };
-    assert_eq!(store.count_sessions(id, &none).unwrap(), 0);
-    assert_eq!(store.session(id, "s000042").unwrap().unwrap().call_id, "call-42");
-    assert!(store.session(JobId(id.0 + 100), "s000042").unwrap().is_none());
+        let registers = SessionQuery { kind: Some(SessionKind::SipRegister), ..SessionQuery::default() };
+        assert_eq!(store.count_sessions(id, &registers).unwrap(), 63, "{name}");
+        assert_eq!(store.count_sessions(id, &SessionQuery::default()).unwrap(), 250, "{name}");
+        let by_call = SessionQuery { call_id: Some("call-7".into()), documents: true, ..SessionQuery::default() };
+        let rows = store.sessions(id, &by_call).unwrap();
+        assert_eq!(ids(&rows), ["s000007"], "{name}");
+        let base = example_session();
+        let expected = sessions(250)[7].clone();
+        let document = rows[0].document.as_ref().unwrap();
+        // Floats may come back an ulp apart (serde_json's parsing): the rest is compared whole.
+        assert_eq!((&document.id, &document.call_id), (&expected.id, &expected.call_id), "{name}");
+        assert_eq!((&document.messages, document.media.len()), (&expected.messages, 2), "{name}");
+        assert_eq!((rows[0].messages as usize, rows[0].media as usize), (base.messages.len(), base.media.len()));
+        let by_from =
+            SessionQuery { from: Some(base.from.clone()), state: Some(base.state), ..SessionQuery::default() };
+        assert_eq!(store.count_sessions(id, &by_from).unwrap(), 250, "{name}");
+        let none = SessionQuery { state: Some(CallState::Rejected), ..SessionQuery::default() };
+        assert_eq!(store.count_sessions(id, &none).unwrap(), 0, "{name}");
+        assert_eq!(store.session(id, "s000042").unwrap().unwrap().call_id, "call-42", "{name}");
+        assert!(store.session(JobId(id.0 + 100), "s000042").unwrap().is_none(), "{name}");
+    }
 }
 
 #[test]
 fn text_and_problem_filters_and_a_session_found_by_its_id_alone() {
-    let dir = common::temp_dir("filters");
-    let store = SqliteStore::open(dir.join("callflow.db")).unwrap();
-    let mut all = sessions(12);
-    // Session 3 has an anomaly, 5 a flagged problem, 7 failed, 9 lost a packet (not a
-    // problem by itself); `call-1%` must match literally.
-    Arc::make_mut(&mut all[3]).anomalies.push("BYE without INVITE".into());
-    Arc::make_mut(&mut all[5]).problems = vec![Problem::HighLoss, Problem::LowMos];
-    Arc::make_mut(&mut all[9]).media.iter_mut().for_each(|m| m.lost = 1);
-    Arc::make_mut(&mut all[7]).state = CallState::Failed;
-    Arc::make_mut(&mut all[11]).call_id = "odd_1%x".into();
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
-        store.claim_next(2).unwrap().unwrap();
-        store.add_sessions(id, &all).unwrap();
-        store.finish(id, &completed(12), 3).unwrap().unwrap();
-        ids.push(id);
-    }
-    let count = |q: SessionQuery| store.count_sessions(ids[0], &q).unwrap();
-    let text = |t: &str| SessionQuery { text: Some(t.into()), ..SessionQuery::default() };
-    assert_eq!(count(text("call-1")), 2, "call-1 and call-10");
-    assert_eq!(count(text("1%")), 1, "% is literal");
-    assert_eq!(count(text("d_1")), 1, "_ is literal");
-    assert_eq!(count(text("nobody-matches")), 0);
-    let base = example_session();
-    assert_eq!(count(text(&base.from[1..base.from.len() - 1])), 12, "a substring of From");
-    let problem = |p: bool| SessionQuery { problem: Some(p), ..SessionQuery::default() };
-    assert!(base.anomalies.is_empty() && base.problems.is_empty(), "the example call is clean");
-    assert_eq!(count(problem(true)), 3);
-    assert_eq!(count(problem(false)), 9);
-    let kind = |p: Problem| SessionQuery { problem_kind: Some(p), ..SessionQuery::default() };
-    assert_eq!((count(kind(Problem::LowMos)), count(kind(Problem::NoAck))), (1, 0));
+    for backend in backends("filters") {
+        eprintln!("backend: {}", backend.name());
+        let store = backend.open();
+        let mut all = sessions(12);
+        // Session 3 has an anomaly, 5 a flagged problem, 7 failed, 9 lost a packet (not a
+        // problem by itself); `call-1%` must match literally.
+        Arc::make_mut(&mut all[3]).anomalies.push("BYE without INVITE".into());
+        Arc::make_mut(&mut all[5]).problems = vec![Problem::HighLoss, Problem::LowMos];
+        Arc::make_mut(&mut all[9]).media.iter_mut().for_each(|m| m.lost = 1);
+        Arc::make_mut(&mut all[7]).state = CallState::Failed;
+        Arc::make_mut(&mut all[11]).call_id = "odd_1%x".into();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+            store.claim_next(2).unwrap().unwrap();
+            store.add_sessions(id, &all).unwrap();
+            store.finish(id, &completed(12), 3).unwrap().unwrap();
+            ids.push(id);
+        }
+        let count = |q: SessionQuery| store.count_sessions(ids[0], &q).unwrap();
+        let text = |t: &str| SessionQuery { text: Some(t.into()), ..SessionQuery::default() };
+        assert_eq!(count(text("call-1")), 2, "call-1 and call-10");
+        assert_eq!(count(text("1%")), 1, "% is literal");
+        assert_eq!(count(text("d_1")), 1, "_ is literal");
+        assert_eq!(count(text("nobody-matches")), 0);
+        let base = example_session();
+        assert_eq!(count(text(&base.from[1..base.from.len() - 1])), 12, "a substring of From");
+        let problem = |p: bool| SessionQuery { problem: Some(p), ..SessionQuery::default() };
+        assert!(base.anomalies.is_empty() && base.problems.is_empty(), "the example call is clean");
+        assert_eq!(count(problem(true)), 3);
+        assert_eq!(count(problem(false)), 9);
+        let kind = |p: Problem| SessionQuery { problem_kind: Some(p), ..SessionQuery::default() };
+        assert_eq!((count(kind(Problem::LowMos)), count(kind(Problem::NoAck))), (1, 0));
 
-    let (job, session) = store.find_session("s000004").unwrap().unwrap();
-    assert_eq!((job, session.call_id.as_str()), (ids[1], "call-4"), "the newest job's");
-    assert!(store.find_session("nope").unwrap().is_none());
-    // Both jobs have every id: the API's short session URL must not pick one of them.
-    assert_eq!(store.session_jobs("s000004", 5).unwrap(), ids, "oldest first");
-    assert_eq!(store.session_jobs("s000004", 1).unwrap(), [ids[0]]);
-    assert_eq!(store.session_jobs("nope", 5).unwrap(), []);
-    assert_eq!(store.schema_version().unwrap(), 4);
+        let (job, session) = store.find_session("s000004").unwrap().unwrap();
+        assert_eq!((job, session.call_id.as_str()), (ids[1], "call-4"), "the newest job's");
+        assert!(store.find_session("nope").unwrap().is_none());
+        // Both jobs have every id: the API's short session URL must not pick one of them.
+        assert_eq!(store.session_jobs("s000004", 5).unwrap(), ids, "oldest first");
+        assert_eq!(store.session_jobs("s000004", 1).unwrap(), [ids[0]]);
+        assert_eq!(store.session_jobs("nope", 5).unwrap(), []);
+    }
 }
 
 #[test]
@@ -283,61 +376,328 @@ fn opening_a_new_database_from_several_places_at_once_is_not_database_is_locked(
 /// an old read transaction would answer from an old snapshot).
 #[test]
 fn reads_on_the_read_connections_see_every_change_committed_before_them() {
-    let dir = common::temp_dir("readers");
-    let store = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Other queries at the same time, so that every read connection, and the writer's
-    // when they are all taken, answers some of the checks below.
-    let busy: Vec<_> = (0..3)
-        .map(|_| {
-            let (store, stop) = (store.clone(), stop.clone());
-            std::thread::spawn(move || {
-                let mut reads = 0u64;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    store.jobs(&callflow_jobs::JobQuery { limit: 10, ..Default::default() }).unwrap();
-                    reads += 1;
-                }
-                reads
+    for backend in backends("readers") {
+        eprintln!("backend: {}", backend.name());
+        let store: Arc<dyn JobStore> = Arc::from(backend.open());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Other queries at the same time, so that every read connection, and the writer's
+        // when they are all taken, answers some of the checks below.
+        let busy: Vec<_> = (0..3)
+            .map(|_| {
+                let (store, stop) = (store.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut reads = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        store.jobs(&callflow_jobs::JobQuery { limit: 10, ..Default::default() }).unwrap();
+                        reads += 1;
+                    }
+                    reads
+                })
             })
-        })
-        .collect();
-    for i in 0..200 {
-        let id = store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap().id;
-        assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Queued), "job {id} just created");
-        assert_eq!(store.claim_next(i).unwrap().map(|j| j.id), Some(id));
-        store.add_sessions(id, &sessions(2)).unwrap();
-        let query = SessionQuery { limit: 10, ..SessionQuery::default() };
-        assert_eq!(store.count_sessions(id, &query).unwrap(), 2, "sessions of job {id} just added");
-        store.finish(id, &completed(2), i + 1).unwrap().unwrap();
-        assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Completed), "job {id} just finished");
-        assert_eq!(store.jobs(&callflow_jobs::JobQuery { limit: 1, ..Default::default() }).unwrap()[0].id, id);
-    }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    for reads in busy {
-        assert!(reads.join().unwrap() > 0);
+            .collect();
+        for i in 0..200 {
+            let id = store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap().id;
+            assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Queued), "job {id} just created");
+            assert_eq!(store.claim_next(i).unwrap().map(|j| j.id), Some(id));
+            store.add_sessions(id, &sessions(2)).unwrap();
+            let query = SessionQuery { limit: 10, ..SessionQuery::default() };
+            assert_eq!(store.count_sessions(id, &query).unwrap(), 2, "sessions of job {id} just added");
+            store.finish(id, &completed(2), i + 1).unwrap().unwrap();
+            assert_eq!(store.job(id).unwrap().map(|j| j.state), Some(JobState::Completed), "job {id} just finished");
+            assert_eq!(store.jobs(&callflow_jobs::JobQuery { limit: 1, ..Default::default() }).unwrap()[0].id, id);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for reads in busy {
+            assert!(reads.join().unwrap() > 0);
+        }
     }
 }
 
 /// `/metrics` counts jobs per state with one query; it must count what listing finds.
 #[test]
 fn jobs_counted_per_state_are_the_jobs_listed_in_each_state() {
-    let dir = common::temp_dir("count");
-    let store = SqliteStore::open(dir.join("callflow.db")).unwrap();
-    assert!(store.count_jobs().unwrap().is_empty());
-    for i in 0..6 {
-        store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap();
-    }
-    for i in 0..3 {
-        let job = store.claim_next(10 + i).unwrap().unwrap();
-        if i < 2 {
-            store.finish(job.id, &completed(0), 20 + i).unwrap().unwrap();
+    for backend in backends("count") {
+        eprintln!("backend: {}", backend.name());
+        let store = backend.open();
+        assert!(store.count_jobs().unwrap().is_empty());
+        for i in 0..6 {
+            store.create_job(&NewJob::file(format!("{i}.pcap")), i).unwrap();
+        }
+        for i in 0..3 {
+            let job = store.claim_next(10 + i).unwrap().unwrap();
+            if i < 2 {
+                store.finish(job.id, &completed(0), 20 + i).unwrap().unwrap();
+            }
+        }
+        let mut counts = store.count_jobs().unwrap();
+        counts.sort_by_key(|(s, _)| s.as_str());
+        assert_eq!(counts, [(JobState::Completed, 2), (JobState::Queued, 3), (JobState::Running, 1)]);
+        for (state, n) in counts {
+            let listed = store.jobs(&callflow_jobs::JobQuery { state: Some(state), ..Default::default() }).unwrap();
+            assert_eq!(listed.len() as u64, n, "{state:?}");
         }
     }
-    let mut counts = store.count_jobs().unwrap();
-    counts.sort_by_key(|(s, _)| s.as_str());
-    assert_eq!(counts, [(JobState::Completed, 2), (JobState::Queued, 3), (JobState::Running, 1)]);
-    for (state, n) in counts {
-        let listed = store.jobs(&callflow_jobs::JobQuery { state: Some(state), ..Default::default() }).unwrap();
-        assert_eq!(listed.len() as u64, n, "{state:?}");
+}
+
+#[test]
+fn a_completed_job_keeps_its_source_statistics_and_subscribers_as_given() {
+    let doc = example_document();
+    for backend in backends("documents") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::upload("/u/1.capture", "call.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap().unwrap();
+        let outcome = Outcome {
+            source: Some(doc.source.clone()),
+            stats: Some(doc.stats.clone()),
+            subscribers: Some(doc.subscribers.clone()),
+            ..completed(0)
+        };
+        let job = store.finish(id, &outcome, 3).unwrap().unwrap();
+        let again = store.job(id).unwrap().unwrap();
+        assert_eq!(job, again, "{name}");
+        assert_eq!(again.source.as_ref(), Some(&doc.source), "{name}");
+        assert_eq!(again.stats.as_ref(), Some(&doc.stats), "{name}");
+        assert_eq!(
+            (again.input.to_str(), again.label.as_str(), again.owns_input),
+            (Some("/u/1.capture"), "call.pcap", true)
+        );
+        assert_eq!(store.subscribers(id).unwrap(), Some(doc.subscribers.clone()), "{name}");
+        assert_eq!(store.subscribers(JobId(id.0 + 100)).unwrap(), None, "{name}");
+        let listed = store.jobs(&JobQuery { state: Some(JobState::Completed), ..JobQuery::default() }).unwrap();
+        assert_eq!(listed, [again], "{name}");
+    }
+}
+
+#[test]
+fn a_live_job_keeps_its_sessions_whatever_its_end_and_a_restart_ends_it() {
+    for backend in backends("live") {
+        let name = backend.name();
+        let store = backend.open();
+        let source = r#"{"interface":"eth0","filter":"udp port 5060"}"#;
+        let stopped = store.create_live(&NewJob::file("/live/1"), source, 1).unwrap();
+        assert_eq!((stopped.state, stopped.attempts, stopped.live.as_deref()), (JobState::Running, 1, Some(source)));
+        assert!(store.claim_next(2).unwrap().is_none(), "{name}: no worker claims a live job");
+        store.add_sessions(stopped.id, &sessions(3)).unwrap();
+        let cancelled = Outcome { state: JobState::Cancelled, ..completed(3) };
+        let job = store.finish(stopped.id, &cancelled, 3).unwrap().unwrap();
+        assert_eq!(
+            (job.state, store.count_sessions(job.id, &SessionQuery::default()).unwrap()),
+            (JobState::Cancelled, 3)
+        );
+
+        let running = store.create_live(&NewJob::file("/live/2"), source, 4).unwrap().id;
+        store.add_sessions(running, &sessions(2)).unwrap();
+        drop(store);
+        let store = backend.open();
+        let recovery = store.recover(true, 3, 5).unwrap();
+        assert_eq!((recovery.interrupted, recovery.rerun), (vec![running], vec![]), "{name}: never re-run");
+        let job = store.job(running).unwrap().unwrap();
+        assert_eq!(job.state, JobState::Failed, "{name}");
+        assert!(job.error.as_deref().unwrap().contains("live job"), "{name}");
+        assert_eq!(store.count_sessions(running, &SessionQuery::default()).unwrap(), 2, "{name}: kept");
+    }
+}
+
+#[test]
+fn a_listing_page_of_1000_sessions_with_documents_reads_back_what_was_stored() {
+    for backend in backends("page-1000") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap().unwrap();
+        let all = sessions(1500);
+        for batch in all.chunks(256) {
+            store.add_sessions(id, batch).unwrap();
+        }
+        let query = SessionQuery { limit: 1000, offset: 250, documents: true, ..SessionQuery::default() };
+        let page = store.sessions(id, &query).unwrap();
+        assert_eq!(page.len(), 1000, "{name}");
+        // Starts run backwards from arrival: the 251st earliest is the 1250th stored.
+        for (row, stored) in page.iter().zip(all.iter().rev().skip(250)) {
+            let document = row.document.as_ref().unwrap();
+            assert_eq!((&row.id, &document.id, &document.call_id), (&stored.id, &stored.id, &stored.call_id), "{name}");
+            assert_eq!((document.start, &document.messages), (stored.start, &stored.messages), "{name}");
+        }
+    }
+}
+
+/// PostgreSQL's `text` and `jsonb` refuse NUL, which a crafted SIP header can carry: the
+/// job must not fail on it, and the session is stored with U+FFFD in its place.
+#[test]
+fn postgres_stores_a_session_whose_strings_hold_nul_characters() {
+    let Some(url) = pg::database("postgres_nul") else { return };
+    let store = PgStore::connect(&url, 2).unwrap();
+    let id = store.create_job(&NewJob::file("nul\0.pcap"), 1).unwrap().id;
+    store.claim_next(2).unwrap().unwrap();
+    let mut session = (*sessions(1)[0]).clone();
+    session.call_id = "abc\0def".into();
+    session.from = "<sip:\0@x>".into();
+    session.anomalies.push("odd \0 header".into());
+    store.add_sessions(id, &[Arc::new(session)]).unwrap();
+    let failure = Outcome { state: JobState::Completed, error: None, ..completed(1) };
+    store.finish(id, &failure, 3).unwrap().unwrap();
+    let rows = store.sessions(id, &SessionQuery { documents: true, ..SessionQuery::default() }).unwrap();
+    assert_eq!(rows[0].call_id, "abc\u{fffd}def");
+    let document = rows[0].document.as_ref().unwrap();
+    assert_eq!((document.call_id.as_str(), document.anomalies[0].as_str()), ("abc\u{fffd}def", "odd \u{fffd} header"));
+    let by_call = SessionQuery { call_id: Some("abc\0def".into()), ..SessionQuery::default() };
+    assert_eq!(store.count_sessions(id, &by_call).unwrap(), 1, "a filter with NUL finds it too");
+}
+
+#[test]
+fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused_naming_both_versions() {
+    let Some(url) = pg::database("postgres_migrations") else { return };
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1);
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1, "reopening migrates nothing");
+    let cluster = pg::shared("postgres_migrations").unwrap();
+    let db = url.rsplit('/').next().unwrap();
+    cluster.psql(db, "INSERT INTO callflow_schema (version) VALUES (99)");
+    match PgStore::connect(&url, 2) {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 1 }) => {
+            let message = e.to_string();
+            assert!(message.contains("99") && message.contains("(1)") && message.contains("upgrade callflowd"), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Nodes starting at the same moment on an empty database: one migrates, the others wait
+/// for its advisory lock and find the schema there (without it, a second `CREATE TABLE`
+/// fails, or versions are recorded twice).
+#[test]
+fn postgres_nodes_starting_together_on_an_empty_database_migrate_it_once() {
+    let Some(cluster) = pg::shared("postgres_start_together") else { return };
+    for round in 0..5 {
+        let url = cluster.create_database();
+        let starts: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || PgStore::connect(&url, 1).and_then(|s| s.schema_version()))
+            })
+            .collect();
+        for start in starts {
+            assert_eq!(start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")), 1);
+        }
+        let db = url.rsplit('/').next().unwrap();
+        assert_eq!(cluster.psql(db, "SELECT count(*) FROM callflow_schema"), "1", "round {round}");
+    }
+}
+
+/// `JobStore` is synchronous; the server calls it from its blocking pool and tests from
+/// their own runtimes: the store must answer there too, never panic with "cannot start a
+/// runtime from within a runtime".
+#[test]
+fn postgres_answers_calls_made_from_inside_another_tokio_runtime() {
+    let Some(url) = pg::database("postgres_in_runtime") else { return };
+    let store = Arc::new(PgStore::connect(&url, 2).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let id = runtime.block_on(async {
+        let blocking = store.clone();
+        let id = tokio::task::spawn_blocking(move || blocking.create_job(&NewJob::file("a.pcap"), 1).unwrap().id)
+            .await
+            .unwrap();
+        // On an async thread itself (which a server should not do, but must not panic).
+        assert_eq!(store.job(id).unwrap().unwrap().state, JobState::Queued);
+        id
+    });
+    // The store dropped on an async thread must not panic either.
+    runtime.block_on(async move { drop(store) });
+    assert!(id.0 > 0);
+}
+
+/// `sslmode` as libpq has it: `require` encrypts, `verify-ca` checks the chain against
+/// `sslrootcert`, `verify-full` the host name too; a server that refuses plain
+/// connections proves which ones were encrypted.
+#[test]
+fn postgres_connects_over_tls_when_the_url_asks_and_checks_what_it_is_told_to() {
+    let Some(bin) = pg::binaries_or_skip("postgres_tls") else { return };
+    if std::process::Command::new("openssl").arg("version").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "openssl is not installed and CI is set");
+        eprintln!("postgres_tls: skipped: openssl is not installed (apt-get install openssl)");
+        return;
+    }
+    let dir = common::temp_dir("pg-tls");
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl").current_dir(&dir).args(args).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    for ca in ["ca", "other-ca"] {
+        let mut args = vec!["req", "-x509", "-days", "2", "-subj"];
+        let subject = format!("/CN=callflow test {ca}");
+        args.push(&subject);
+        args.extend(ec);
+        let (key, cert) = (format!("{ca}.key"), format!("{ca}.pem"));
+        args.extend(["-keyout", &key, "-out", &cert]);
+        openssl(&args);
+    }
+    // The server's certificate names a host, not the address the tests connect to.
+    std::fs::write(dir.join("ext"), "subjectAltName=DNS:db.example\nbasicConstraints=CA:FALSE\n").unwrap();
+    let mut args = vec!["req", "-subj", "/CN=db.example"];
+    args.extend(ec);
+    args.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    openssl(&args);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "server.pem",
+    ]);
+    let tls = pg::Tls { cert: &dir.join("server.pem"), key: &dir.join("server.key") };
+    let cluster = pg::Cluster::start(&bin, Some(tls));
+    let connect = |query: String| PgStore::connect(&cluster.url("postgres", &query), 1).map(|_| ());
+    let root = |ca: &str| format!("sslrootcert={}", dir.join(format!("{ca}.pem")).display());
+    assert!(connect("sslmode=disable".into()).is_err(), "the server refuses plain connections");
+    connect("sslmode=require".into()).unwrap();
+    connect(String::new()).expect("prefer (the default) encrypts when the server can");
+    connect(format!("sslmode=verify-ca&{}", root("ca"))).unwrap();
+    let wrong_ca = connect(format!("sslmode=verify-ca&{}", root("other-ca"))).unwrap_err();
+    assert!(matches!(wrong_ca, StoreError::Database { .. }), "{wrong_ca}");
+    let wrong_name = connect(format!("sslmode=verify-full&{}", root("ca"))).unwrap_err();
+    assert!(format!("{:?}", wrong_name).to_lowercase().contains("name"), "127.0.0.1 is not db.example: {wrong_name:?}");
+}
+
+#[test]
+fn sessions_sort_by_any_listed_key_in_either_direction_with_arrival_breaking_ties() {
+    use callflow_jobs::SessionSort;
+    for backend in backends("sort") {
+        let name = backend.name();
+        let store = backend.open();
+        let id = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        store.claim_next(2).unwrap().unwrap();
+        let mut all = sessions(12);
+        for (i, s) in all.iter_mut().enumerate() {
+            let s = Arc::make_mut(s);
+            s.end = Timestamp::from_nanos(s.start.as_nanos() + ((i * 5) % 12) as i64 * 1_000_000);
+            s.from = format!("sip:{}@x", (b'a' + ((i * 7) % 12) as u8) as char);
+        }
+        store.add_sessions(id, &all).unwrap();
+        let sorted = |sort: &str| {
+            let query = SessionQuery { sort: sort.parse::<SessionSort>().unwrap(), ..SessionQuery::default() };
+            store.sessions(id, &query).unwrap().into_iter().map(|r| r.id).collect::<Vec<_>>()
+        };
+        let mut by_duration: Vec<_> =
+            all.iter().map(|s| (s.end.as_nanos() - s.start.as_nanos(), s.id.clone())).collect();
+        by_duration.sort();
+        let expected: Vec<_> = by_duration.iter().rev().map(|(_, id)| id.clone()).collect();
+        assert_eq!(sorted("-duration"), expected, "{name}");
+        let mut by_from: Vec<_> = all.iter().map(|s| (s.from.clone(), s.id.clone())).collect();
+        by_from.sort();
+        assert_eq!(sorted("from"), by_from.into_iter().map(|(_, id)| id).collect::<Vec<_>>(), "{name}");
+        let start: Vec<_> = sorted("start");
+        assert_eq!(start.first().map(String::as_str), Some("s000011"), "{name}: earliest start first");
+        assert_eq!(sorted("-start"), start.iter().rev().cloned().collect::<Vec<_>>(), "{name}");
     }
 }

@@ -36,8 +36,8 @@ pub use gtp::{
 };
 pub use kpis::{Delay, KpiCall, KpiRow, KpiSet, Kpis, OutcomeCount, Ratio, ResponseCounts};
 pub use media::{
-    DtmfEvent, MediaStream, Problem, Quality, ReportBlock, RtcpReport, RtcpSummary, SenderInfo, TimelineInterval,
-    XrVoipMetrics,
+    DtmfEvent, MediaStream, Problem, Quality, QualityMethod, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary,
+    SenderInfo, TimelineInterval, XrVoipMetrics,
 };
 pub use session::{
     Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,

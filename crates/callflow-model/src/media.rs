@@ -81,6 +81,16 @@ pub struct MediaStream {
     pub nat_latched: bool,
 }
 
+impl MediaStream {
+    /// Gives back the spare capacity of the stream's lists (see [`crate::Session::shrink_to_fit`]).
+    pub fn shrink_to_fit(&mut self) {
+        self.rtcp.shrink_to_fit();
+        self.events.shrink_to_fit();
+        self.timeline.shrink_to_fit();
+        self.problems.shrink_to_fit();
+    }
+}
+
 /// The RTCP about one stream, summarised beside what the capture shows of it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct RtcpSummary {
@@ -153,8 +163,8 @@ pub struct Quality {
     pub mos: f64,
     /// The E-model's transmission rating R.
     pub r_factor: f64,
-    /// How the figures were reached, e.g. `e-model g.107` or `e-model g.107.1`.
-    pub method: String,
+    /// How the figures were reached: `e-model g.107` or `e-model g.107.1`.
+    pub method: QualityMethod,
     /// The codec's equipment impairment factor Ie (ITU-T G.113).
     pub codec_ie: f64,
     /// The codec's packet-loss robustness factor Bpl (ITU-T G.113).
@@ -169,6 +179,39 @@ pub struct Quality {
     pub delay_ms: f64,
     /// The simulated jitter buffer, in ms.
     pub jitter_buffer_ms: f64,
+}
+
+/// How a [`Quality`] was reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum QualityMethod {
+    /// The ITU-T G.107 E-model (narrowband, MOS 1-4.5).
+    #[serde(rename = "e-model g.107")]
+    EModel,
+    /// The ITU-T G.107.1 wideband E-model (R up to 129).
+    #[serde(rename = "e-model g.107.1")]
+    EModelWideband,
+}
+
+impl QualityMethod {
+    /// Whether the figures are on the wideband scale (R up to 129, G.107.1).
+    pub fn is_wideband(self) -> bool {
+        matches!(self, QualityMethod::EModelWideband)
+    }
+
+    /// The name in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityMethod::EModel => "e-model g.107",
+            QualityMethod::EModelWideband => "e-model g.107.1",
+        }
+    }
+}
+
+impl std::fmt::Display for QualityMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One interval of a stream's [`MediaStream::timeline`].
@@ -245,7 +288,7 @@ pub struct RtcpReport {
     /// 1-based frame number.
     pub frame: u64,
     /// `SR` or `RR`.
-    pub packet_type: String,
+    pub packet_type: RtcpReportKind,
     /// SSRC of the report's sender.
     pub ssrc: u32,
     /// Sender information, for SR.
@@ -253,6 +296,33 @@ pub struct RtcpReport {
     pub sender_info: Option<SenderInfo>,
     /// Reception report blocks.
     pub blocks: Vec<ReportBlock>,
+}
+
+/// Which report an [`RtcpReport`] is (RFC 3550 section 6.4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RtcpReportKind {
+    /// A sender report (packet type 200).
+    #[serde(rename = "SR")]
+    Sr,
+    /// A receiver report (packet type 201).
+    #[serde(rename = "RR")]
+    Rr,
+}
+
+impl RtcpReportKind {
+    /// `SR` or `RR`, as in the output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RtcpReportKind::Sr => "SR",
+            RtcpReportKind::Rr => "RR",
+        }
+    }
+}
+
+impl std::fmt::Display for RtcpReportKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The sender information of an RTCP SR.

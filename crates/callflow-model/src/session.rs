@@ -414,6 +414,25 @@ pub struct TlsSession {
 }
 
 impl Session {
+    /// Gives back the spare capacity of the session's lists (its messages, its streams'
+    /// reports and timelines...), which grew by doubling while the session was open. A
+    /// session kept until the end of a run, as a whole document keeps them all, then
+    /// costs what it holds and no more.
+    pub fn shrink_to_fit(&mut self) {
+        self.participants.shrink_to_fit();
+        self.messages.shrink_to_fit();
+        self.media.shrink_to_fit();
+        self.media.iter_mut().for_each(crate::MediaStream::shrink_to_fit);
+        self.rtcp.shrink_to_fit();
+        self.anomalies.shrink_to_fit();
+        self.related.shrink_to_fit();
+        self.subscriber_keys.shrink_to_fit();
+        self.problems.shrink_to_fit();
+        self.media_changes.shrink_to_fit();
+        self.branches.shrink_to_fit();
+        self.dtmf.shrink_to_fit();
+    }
+
     /// A session of `kind` named `id` with nothing in it yet (state `UNKNOWN`, times zero,
     /// every list empty): the base a handler fills with struct update syntax,
     /// `Session { state, messages, ..Session::empty(id, kind) }`, so that a field added to

@@ -23,7 +23,7 @@ const PALETTE: [&str; 6] = ["#1d4ed8", "#c2410c", "#15803d", "#7c3aed", "#b91c1c
 
 /// The E-model inputs of `q`'s stream with `ppl` percent effective loss.
 fn inputs(q: &Quality, ppl: f64) -> EModelInputs {
-    let wideband = q.method.contains("107.1");
+    let wideband = q.method.is_wideband();
     EModelInputs {
         codec: CodecImpairment { ie: q.codec_ie, bpl: q.bpl, wideband },
         ppl,
@@ -36,7 +36,7 @@ fn inputs(q: &Quality, ppl: f64) -> EModelInputs {
 /// figures are `q`: the stream's E-model (`callflow_correlate::quality`) with the
 /// interval's loss, shifted so that the stream's own loss gives the stream's own R.
 pub fn interval_mos(q: &Quality, loss_pct: f64) -> f64 {
-    let wideband = q.method.contains("107.1");
+    let wideband = q.method.is_wideband();
     let offset = q.r_factor - r_factor(&inputs(q, q.loss_pct));
     mos_from_r(r_factor(&inputs(q, loss_pct.clamp(0.0, 100.0))) + offset, wideband).clamp(1.0, 4.5)
 }
@@ -228,7 +228,7 @@ mod tests {
         Quality {
             mos: 4.41,
             r_factor: 93.2,
-            method: "e-model g.107".into(),
+            method: callflow_model::QualityMethod::EModel,
             codec_ie: 0.0,
             bpl: 25.1,
             loss_pct: 0.0,

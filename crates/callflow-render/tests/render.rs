@@ -88,7 +88,7 @@ fn stream(src: &str, dst: &str, from_ms: i64, to_ms: i64, mos: Option<f64>) -> M
         quality: mos.map(|mos| Quality {
             mos,
             r_factor: 80.0,
-            method: "e-model g.107".into(),
+            method: callflow_model::QualityMethod::EModel,
             codec_ie: 0.0,
             bpl: 25.1,
             loss_pct: 2.0,

@@ -94,7 +94,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     // A status message holds the job, whose `status` says where it is.
                     let state = field(&text, "status");
                     if kind == Some("\"status\"")
-                        && state.is_some_and(|s| ["\"COMPLETED\"", "\"FAILED\"", "\"CANCELLED\""].contains(&s))
+                        && state.is_some_and(|s| ["\"completed\"", "\"failed\"", "\"cancelled\""].contains(&s))
                     {
                         finished += 1;
                     }
@@ -118,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let status = format!("http://{addr}/api/v1/jobs/{}/status", job["job_id"]);
         loop {
             let v: Value = http.get(&status).send().await?.json().await?;
-            if ["COMPLETED", "FAILED", "CANCELLED"].iter().any(|s| v["status"] == *s) {
+            if ["completed", "failed", "cancelled"].iter().any(|s| v["status"] == *s) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
 use callflow_decode::tls::keylog::KeyLog;
-use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery};
+use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery, SessionSort};
 use callflow_model::{Problem, Session, SessionKind, Subscriber};
 use callflow_render::CapturePart;
 use futures_util::StreamExt;
@@ -365,7 +365,7 @@ pub async fn upload(
     })
     .await
     .map_err(|e| ApiError::Internal(format!("upload task failed: {e}")))??;
-    let body = json!({"job_id": job.id, "status": "queued", "name": job.label, "bytes": bytes});
+    let body = json!({"job_id": job.id, "status": JobState::Queued, "name": job.label, "bytes": bytes});
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
         .into_response())
 }
@@ -512,8 +512,10 @@ pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParam
     let limit = p.limit.unwrap_or(100).clamp(1, max);
     let status = match p.status.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(JobState::parse(&s.to_ascii_uppercase()).ok_or_else(|| {
-            ApiError::BadRequest(format!("unknown status `{s}` (QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED)"))
+        // Either spelling: clients written before statuses were lowercase send `COMPLETED`.
+        Some(s) => Some(JobState::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = JobState::ALL.iter().map(|s| s.as_api_str()).collect();
+            ApiError::BadRequest(format!("unknown status `{s}` ({}, in either case)", names.join(", ")))
         })?),
     };
     let offset = check_offset(p.offset)?;
@@ -626,6 +628,11 @@ pub struct SessionsParams {
     /// `true`, `false`, or a problem's name (`high_loss`...).
     problem: Option<String>,
     cursor: Option<String>,
+    /// `start` (default), `duration`, `from`, `to`, `state`, `messages`; `-` before: descending.
+    sort: Option<String>,
+    /// Each row also gets its setup time, duration, problems and streams' MOS (the web UI's table).
+    #[serde(default)]
+    detail: bool,
 }
 
 /// `problem=true|false` (any problem, or none), or `problem=NAME` (that one).
@@ -666,6 +673,11 @@ pub async fn sessions(
         .map(|c| c.parse::<SessionCursor>().map_err(ApiError::BadRequest))
         .transpose()?;
     let (problem, problem_kind) = problem_param(p.problem)?;
+    let sort: SessionSort =
+        p.sort.as_deref().filter(|s| !s.is_empty()).unwrap_or("start").parse().map_err(ApiError::BadRequest)?;
+    if after.is_some() && !sort.is_default() {
+        return Err(ApiError::BadRequest("a cursor pages through the default order only: use offset with sort".into()));
+    }
     let query = SessionQuery {
         kind: enum_param("kind", p.kind)?,
         state: enum_param("state", p.state.map(|s| s.to_ascii_uppercase()))?,
@@ -675,6 +687,8 @@ pub async fn sessions(
         after,
         offset: check_offset(p.offset)?,
         limit,
+        sort,
+        documents: p.detail,
         ..SessionQuery::default()
     };
     let (total, sessions) = state
@@ -686,8 +700,66 @@ pub async fn sessions(
             Ok((total, m.sessions(id, &query)?))
         })
         .await?;
-    let next_cursor = (sessions.len() as u64 == limit).then(|| sessions.last().map(|r| r.cursor.to_string())).flatten();
+    let next_cursor = (sort.is_default() && sessions.len() as u64 == limit)
+        .then(|| sessions.last().map(|r| r.cursor.to_string()))
+        .flatten();
+    let sessions = if p.detail {
+        SessionRows::Detailed(sessions.into_iter().map(DetailedRow::from).collect())
+    } else {
+        SessionRows::Plain(sessions)
+    };
     Ok(Json(SessionsPage { job_id: id, limit, next_cursor, offset: p.offset, sessions, total }).into_response())
+}
+
+/// The rows of a sessions page, with `detail=true` or without.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum SessionRows {
+    Plain(Vec<callflow_jobs::SessionRow>),
+    Detailed(Vec<DetailedRow>),
+}
+
+/// A row with `detail=true`: the summary, and from the document what a table of calls
+/// shows, without the document itself.
+#[derive(serde::Serialize)]
+struct DetailedRow {
+    #[serde(flatten)]
+    row: callflow_jobs::SessionRow,
+    setup_time_ms: Option<f64>,
+    duration_ms: Option<f64>,
+    problems: Vec<Problem>,
+    anomalies: usize,
+    /// Each stream's direction and MOS (null when it has none), in the session's order.
+    streams: Vec<Value>,
+}
+
+impl From<callflow_jobs::SessionRow> for DetailedRow {
+    fn from(mut row: callflow_jobs::SessionRow) -> DetailedRow {
+        let doc = row.document.take();
+        let Some(doc) = doc else {
+            return DetailedRow {
+                row,
+                setup_time_ms: None,
+                duration_ms: None,
+                problems: Vec::new(),
+                anomalies: 0,
+                streams: Vec::new(),
+            };
+        };
+        let streams = doc
+            .media
+            .iter()
+            .map(|m| json!({"src": m.src, "dst": m.dst, "codec": m.codec, "mos": m.quality.as_ref().map(|q| q.mos)}))
+            .collect();
+        DetailedRow {
+            row,
+            setup_time_ms: doc.setup_time_ms,
+            duration_ms: doc.duration_ms,
+            problems: doc.problems,
+            anomalies: doc.anomalies.len(),
+            streams,
+        }
+    }
 }
 
 /// A page of `GET /api/v1/jobs/{id}/sessions`, serialized as it is: building it as a
@@ -699,7 +771,7 @@ struct SessionsPage {
     limit: u64,
     next_cursor: Option<String>,
     offset: u64,
-    sessions: Vec<callflow_jobs::SessionRow>,
+    sessions: SessionRows,
     total: u64,
 }
 
@@ -734,12 +806,11 @@ async fn job_subscribers(state: &AppState, id: JobId) -> Result<Vec<Subscriber>,
             "job {id} was analysed before callflowd kept subscribers: upload its capture again"
         ))),
         (None, other) if other.is_finished() => {
-            Err(ApiError::Conflict(format!("job {id} is {}: only a completed job has subscribers", other.as_str())))
+            Err(ApiError::Conflict(format!("job {id} is {other}: only a completed job has subscribers")))
         }
-        (None, other) => Err(ApiError::Conflict(format!(
-            "job {id} is {}: its subscribers are known once it has completed",
-            other.as_str()
-        ))),
+        (None, other) => {
+            Err(ApiError::Conflict(format!("job {id} is {other}: its subscribers are known once it has completed")))
+        }
     }
 }
 
@@ -826,7 +897,11 @@ pub async fn subscriber(
 /// job by the session id when exactly one job has it (session ids are derived from the
 /// capture, so uploading a capture again, or one crafted to match, gives another job the
 /// same id: that job must not take over the first one's URL).
-async fn find_session(state: &AppState, job: Option<JobId>, sid: String) -> Result<(JobId, Session), ApiError> {
+pub(crate) async fn find_session(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+) -> Result<(JobId, Session), ApiError> {
     let key = sid.clone();
     let found = state
         .jobs(move |m| match job {
@@ -869,7 +944,7 @@ pub async fn session(State(state): State<AppState>, Path(sid): Path<String>) -> 
     session_json(find_session(&state, None, sid).await?)
 }
 
-fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiError> {
+pub(crate) fn session_json((job, session): (JobId, Session)) -> Result<Json<Value>, ApiError> {
     let mut value = serde_json::to_value(&session).map_err(|e| ApiError::Internal(e.to_string()))?;
     value["job_id"] = json!(job);
     Ok(Json(value))
@@ -1010,7 +1085,12 @@ fn safe_name(sid: &str) -> String {
     sid.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')).collect()
 }
 
-async fn pcap_response(state: &AppState, job: Option<JobId>, sid: String, group: bool) -> Result<Response, ApiError> {
+pub(crate) async fn pcap_response(
+    state: &AppState,
+    job: Option<JobId>,
+    sid: String,
+    group: bool,
+) -> Result<Response, ApiError> {
     let (sessions, parts) = find_sessions(state, job, sid.clone(), group).await?;
     let pcap = with_capture(move || {
         let refs: Vec<&Session> = sessions.iter().collect();
@@ -1047,9 +1127,9 @@ fn drawn(content_type: &'static str, body: String) -> Response {
 /// `?format=` and `?group=` of a ladder.
 #[derive(Debug, Deserialize)]
 pub struct LadderParams {
-    format: Option<String>,
+    pub(crate) format: Option<String>,
     #[serde(default)]
-    group: bool,
+    pub(crate) group: bool,
 }
 
 /// `GET /api/v1/jobs/{id}/sessions/{session_id}/ladder`: the session's (or with
@@ -1074,7 +1154,7 @@ pub async fn session_ladder(
     ladder_response(&state, None, sid, p).await
 }
 
-async fn ladder_response(
+pub(crate) async fn ladder_response(
     state: &AppState,
     job: Option<JobId>,
     sid: String,
@@ -1102,7 +1182,7 @@ async fn ladder_response(
 /// `?stream=N` of a chart: one stream (0-based, in the session's `media` order), or all.
 #[derive(Debug, Deserialize)]
 pub struct ChartParams {
-    stream: Option<usize>,
+    pub(crate) stream: Option<usize>,
 }
 
 /// `GET /api/v1/jobs/{id}/sessions/{session_id}/chart`: the quality chart (SVG: jitter,
@@ -1126,7 +1206,7 @@ pub async fn session_chart(
     chart_response(find_session(&state, None, sid).await?.1, p)
 }
 
-fn chart_response(session: Session, p: ChartParams) -> Result<Response, ApiError> {
+pub(crate) fn chart_response(session: Session, p: ChartParams) -> Result<Response, ApiError> {
     let streams: Vec<&callflow_model::MediaStream> = match p.stream {
         None => session.media.iter().collect(),
         Some(n) => vec![session.media.get(n).ok_or_else(|| ApiError::NotFound {
@@ -1161,7 +1241,7 @@ pub async fn session_message(
     message_response(&state, None, sid, frame).await
 }
 
-async fn message_response(
+pub(crate) async fn message_response(
     state: &AppState,
     job: Option<JobId>,
     sid: String,
@@ -1251,7 +1331,7 @@ pub async fn job_stats(
     let rows = if grouping.0.is_empty() { Vec::new() } else { acc.rows(0, end) };
     let mut body = json!({
         "job_id": id,
-        "status": job.state.as_str(),
+        "status": job.state,
         "complete": job.state == JobState::Completed,
         "by": by,
         "bucket_secs": bucket_secs,
@@ -1308,7 +1388,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/api/v1/jobs/{id}/sessions",
-        "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor)",
+        "A page of a job's sessions (offset, limit, kind, state, q, problem=true|false|NAME, cursor, sort, detail)",
     ),
     (
         "get",
@@ -1328,6 +1408,7 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/jobs/{id}/ws", "WebSocket: one job's events"),
     ("get", "/api/v1/jobs/{id}/events", "Server-Sent Events: one job's events, with Last-Event-ID replay"),
     ("get", "/api/v1/ws", "WebSocket: every job's events"),
+    ("get", "/api/ws", "WebSocket: every job's events (the same as /api/v1/ws, at the WebSocket push document's path)"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}", "A job's session in the callflow/v1 shape"),
     ("get", "/api/v1/jobs/{id}/sessions/{session_id}/pcap", "A job's session's packets as a pcap file (group)"),
     (
@@ -1362,6 +1443,21 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
         "/api/v1/sessions/{session_id}/messages/{frame}",
         "The raw text of one of a session's messages, read back from the capture",
     ),
+    (
+        "post",
+        "/api/v1/shares",
+        "Make a read-only link to one session ({job_id, session_id}), valid auth.share_ttl, no login needed to follow",
+    ),
+    ("delete", "/api/v1/shares/{token}", "Revoke a share link"),
+    ("get", "/api/v1/share/{token}", "The shared session in the callflow/v1 shape (no credential: the token is one)"),
+    (
+        "get",
+        "/api/v1/share/{token}/ladder",
+        "The shared session's ladder diagram (format: svg, html, text, mermaid, plantuml)",
+    ),
+    ("get", "/api/v1/share/{token}/chart", "The shared session's quality chart, SVG (stream)"),
+    ("get", "/api/v1/share/{token}/messages/{frame}", "The raw text of one of the shared session's messages"),
+    ("get", "/api/v1/share/{token}/pcap", "The shared session's packets as a pcap file"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("post", "/api/logout", "Revoke the login token the request carries"),
     ("get", "/api/v1/openapi.json", "This document"),
@@ -1387,8 +1483,14 @@ pub fn openapi_document() -> Value {
             .collect();
         if *path == "/api/v1/jobs/{id}/sessions" {
             params.push(problem_parameter());
+            params.extend(sessions_query());
         }
         params.extend(subscriber_query(path));
+        if *path == "/api/v1/jobs" {
+            params.push(json!({"name": "status", "in": "query", "required": false,
+                "schema": {"type": "string", "enum": job_states()},
+                "description": "only jobs with this status (either case: COMPLETED works too)"}));
+        }
         if *path == "/api/v1/jobs/{id}/stats" {
             params.push(json!({"name": "by", "in": "query", "required": false, "schema": {"type": "string"},
                 "description": "group by peer, domain (the callee's), caller-domain, callee-domain or minute \
@@ -1399,7 +1501,7 @@ pub fn openapi_document() -> Value {
                 "description": "also list every call with its outcome and the rule that gave it"}));
         }
         let ok = match (*method, *path) {
-            ("post", "/api/v1/upload" | "/api/v1/live") => "201",
+            ("post", "/api/v1/upload" | "/api/v1/live" | "/api/v1/shares") => "201",
             ("delete", _) | ("post", "/api/logout") => "204",
             (_, p) if p.ends_with("/ws") => "101",
             _ => "200",
@@ -1427,6 +1529,15 @@ pub fn openapi_document() -> Value {
             "responses": {ok: success, "default": {"description": "an error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
         });
+        if *path == "/api/v1/shares" {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["job_id", "session_id"],
+                "properties": {"job_id": {"type": "integer"}, "session_id": {"type": "string"}}}}}});
+        }
+        if path.starts_with("/api/v1/share/") {
+            // The token is the credential.
+            op["security"] = json!([]);
+        }
         if *path == "/api/v1/live" {
             op["requestBody"] = json!({"required": true,
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/LiveSource"}}}});
@@ -1471,6 +1582,19 @@ fn subscriber_query(path: &str) -> Vec<Value> {
     }
 }
 
+/// The sessions listing's `sort` and `detail` parameters.
+fn sessions_query() -> [Value; 2] {
+    let sorts: Vec<String> = SessionSort::NAMES.iter().flat_map(|n| [n.to_string(), format!("-{n}")]).collect();
+    [
+        json!({"name": "sort", "in": "query", "required": false, "schema": {"type": "string", "enum": sorts, "default": "start"},
+               "description": "the order, then arrival; a leading - for descending. A cursor pages through the \
+                               default order only: with another, page with offset"}),
+        json!({"name": "detail", "in": "query", "required": false, "schema": {"type": "boolean", "default": false},
+               "description": "each row also gets setup_time_ms, duration_ms, problems, anomalies (a count) and \
+                               streams (src, dst, codec, mos)"}),
+    ]
+}
+
 /// The sessions listing's `problem` parameter, with every value it takes.
 fn problem_parameter() -> Value {
     let mut values = vec!["true".to_string(), "false".to_string()];
@@ -1500,17 +1624,19 @@ const PROBLEMS: [Problem; 12] = [
 fn picture_query(path: &str) -> Vec<Value> {
     let group = json!({"name": "group", "in": "query", "schema": {"type": "boolean", "default": false},
         "description": "the session's whole leg group (B2BUA and proxy legs linked to it)"});
+    // A share link opens its session only, never the group.
+    let group: Vec<Value> = if path.starts_with("/api/v1/share/") { Vec::new() } else { vec![group] };
     if path.ends_with("/ladder") {
         let formats: Vec<&str> = callflow_render::Format::ALL.iter().map(|f| f.as_str()).collect();
-        vec![
-            json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": formats, "default": "svg"}}),
-            group,
-        ]
+        vec![json!({"name": "format", "in": "query", "schema": {"type": "string", "enum": formats, "default": "svg"}})]
+            .into_iter()
+            .chain(group)
+            .collect()
     } else if path.ends_with("/chart") {
         vec![json!({"name": "stream", "in": "query", "schema": {"type": "integer", "minimum": 0},
             "description": "one stream, by its place in the session's media (default: every stream)"})]
     } else if path.ends_with("/pcap") {
-        vec![group]
+        group
     } else {
         Vec::new()
     }
@@ -1531,6 +1657,11 @@ fn picture_types(path: &str) -> Option<&'static [&'static str]> {
     }
 }
 
+/// Every job status as clients see it (`queued`, `running`, ...).
+fn job_states() -> Vec<&'static str> {
+    JobState::ALL.iter().map(|s| s.as_api_str()).collect()
+}
+
 /// The `Job` schema: [`crate::hub::job_json`]'s fields. Times are seconds since the Unix
 /// epoch with a fraction, as in the `callflow/v1` document.
 fn job_schema() -> Value {
@@ -1542,7 +1673,8 @@ fn job_schema() -> Value {
     json!({"type": "object", "properties": {
         "job_id": {"type": "integer"},
         "name": {"type": "string", "description": "the uploaded file's name, or the name given"},
-        "status": {"type": "string", "enum": ["QUEUED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]},
+        "status": {"type": "string", "enum": job_states(),
+            "description": "where the job is in its life (filters accept the upper-case names too)"},
         "progress": {"type": "integer", "minimum": 0, "maximum": 100, "description": "percent of the capture read"},
         "packets": int("packets analysed"),
         "bytes": int("bytes of the capture read"),

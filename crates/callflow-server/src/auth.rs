@@ -183,11 +183,12 @@ pub fn credential(headers: &HeaderMap, uri: &Uri) -> Option<String> {
     bearer.or_else(|| uri.query()?.split('&').find_map(|kv| kv.strip_prefix("token=")).map(|t| t.to_string()))
 }
 
-/// The WebSocket routes (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`, `/capture`), whose handlers refuse a
+/// The WebSocket routes (`/api/v1/ws` and its alias `/api/ws`, `/api/v1/jobs/{id}/ws`, `/capture`), whose handlers refuse a
 /// bad credential themselves, after the upgrade. Only these: any other path ending in
 /// `/ws` (`/api/v1/sessions/ws`) is an ordinary route and needs credentials.
 fn websocket_route(path: &str) -> bool {
     path == "/api/v1/ws"
+        || path == "/api/ws"
         || path == "/capture"
         || path
             .strip_prefix("/api/v1/jobs/")
@@ -195,9 +196,13 @@ fn websocket_route(path: &str) -> bool {
             .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// Paths anyone may use: liveness, version, the API description, and login itself.
+/// Paths anyone may use: liveness, version, the API description, login itself, and the
+/// web UI's page and assets (they hold no data), and share links (their token is checked
+/// by their handlers).
 fn public(path: &str) -> bool {
     matches!(path, "/health" | "/version" | "/api/login" | "/api/v1/openapi.json")
+        || crate::ui::public(path)
+        || crate::share::public(path)
 }
 
 /// Rejects unauthenticated requests with 401, except on the WebSocket routes, which are

@@ -27,9 +27,13 @@
 //! **Close codes.** Packetflix closes on an error with 1006, which RFC 6455 §7.4.1 forbids
 //! in a close frame: gorilla/websocket (csharg) and tungstenite both refuse a received
 //! 1006 as a protocol error and drop its reason, so no client ever read Packetflix's
-//! reasons. Here an error closes with 1011 (the server could not fulfil the request) and
-//! the same reason text, which every client can read; a normal end is 1000, a shutdown
-//! 1001, and authentication failures 4001 as on the other WebSocket routes.
+//! reasons. Here an error closes with a valid code and the same reason text, which every
+//! client can read: 1008 for a bad request (bad parameters, no such or a stale namespace,
+//! an unknown interface, a bad filter: the client must change what it asks), 1011 when the
+//! capture itself fails (a missing privilege, libpcap failing, an interface lost during
+//! the capture: the server could not fulfil a good request). csharg and cshargextcap
+//! accept any close. A normal end is 1000, a shutdown 1001, and authentication failures
+//! 4001 as on the other WebSocket routes.
 //!
 //! **Bounded memory.** The capture threads offer packets to a queue of
 //! `capture.queue_packets` frames ([`callflow_live::channel`]); a pump thread turns them
@@ -60,6 +64,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 /// Close code for a capture that cannot start or failed (see the module docs for why not 1006).
 pub const CLOSE_CAPTURE_FAILED: u16 = 1011;
+/// Close code for a request the client must change: bad parameters, a namespace,
+/// interface or filter that does not exist or does not compile (RFC 6455's policy violation,
+/// its generic code for a refused request).
+pub const CLOSE_BAD_REQUEST: u16 = 1008;
 /// Close code for a stream the server ended normally.
 const CLOSE_NORMAL: u16 = 1000;
 /// Close code for a server going away.
@@ -229,7 +237,7 @@ pub async fn capture(
             Ok(request) => stream(&state, socket, request, token).await,
             Err(text) => {
                 tracing::info!(%text, "capture refused");
-                gracefully_close(&state, socket, CLOSE_CAPTURE_FAILED, &text).await;
+                gracefully_close(&state, socket, CLOSE_BAD_REQUEST, &text).await;
             }
         }
     }))
@@ -295,6 +303,19 @@ fn pump(mut source: ChannelSource, mut writer: StreamWriter, interfaces: usize, 
     let _ = out.blocking_send(Pumped::End { writer, delivered, error });
 }
 
+/// The close code of a capture that could not start: the client's fault (what it named
+/// does not exist or is not valid) or the capture's.
+fn close_code(err: &LiveError) -> u16 {
+    match err {
+        LiveError::NoSuchNamespace(_)
+        | LiveError::StaleNamespace(_)
+        | LiveError::InvalidTarget(_)
+        | LiveError::UnknownInterface { .. }
+        | LiveError::BadFilter { .. } => CLOSE_BAD_REQUEST,
+        _ => CLOSE_CAPTURE_FAILED,
+    }
+}
+
 /// A label for the log line of a capture that could not start.
 fn error_kind(err: &LiveError) -> &'static str {
     match err {
@@ -324,7 +345,7 @@ async fn stream(state: &AppState, mut socket: WebSocket, request: Request, token
         Ok(Err(err)) => {
             let text = err.to_string();
             tracing::info!(%text, kind = error_kind(&err), "capture failed to start");
-            gracefully_close(state, socket, CLOSE_CAPTURE_FAILED, &text).await;
+            gracefully_close(state, socket, close_code(&err), &text).await;
             return;
         }
         Err(_) => {

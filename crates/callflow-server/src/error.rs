@@ -2,7 +2,7 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use callflow_jobs::{JobError, StoreError};
+use callflow_jobs::{DatabaseErrorKind, JobError, StoreError};
 
 /// Why a request failed. Every variant maps to one status and one stable `code`; the
 /// message is written for the client and never carries internal details (those are logged).
@@ -220,6 +220,12 @@ impl From<StoreError> for ApiError {
             return ApiError::Unavailable(format!(
                 "{e}; nothing can be stored until it is fixed and callflowd restarted"
             ));
+        }
+        if let StoreError::Database { kind: DatabaseErrorKind::Unavailable, .. } = e {
+            // A PostgreSQL store restarting or out of reach: the request may be retried. Its
+            // address and the driver's words stay in the log.
+            tracing::warn!("{e}");
+            return ApiError::Unavailable("the job store cannot be reached; retry shortly".into());
         }
         if e.is_disk_full() {
             return ApiError::InsufficientStorage(

@@ -45,7 +45,8 @@
 //! throttled per address and user name, and argon2 verifications capped, since each takes
 //! 19 MiB), `limit` (token-bucket rate limit per client
 //! address, URI length), `error`
-//! (`ApiError`). Handlers call the job manager's blocking API through `AppState::jobs`, at
+//! (`ApiError`), `ui` (the web UI's page and assets, embedded, under their own
+//! Content-Security-Policy), `share` (read-only expiring links to one call). Handlers call the job manager's blocking API through `AppState::jobs`, at
 //! most four calls at a time on the blocking pool, the others waiting as futures in arrival
 //! order (64 blocking threads contending for the store's connections made the slowest
 //! requests several times slower); a job's status is answered from the manager's memory
@@ -104,10 +105,12 @@ mod error;
 mod hub;
 mod limit;
 mod live;
+mod share;
 pub mod sources;
 mod state;
 #[cfg(test)]
 mod status_tests;
+mod ui;
 
 pub use api::{openapi_document, orphan_captures, ROUTES};
 pub use auth::hash_password;
@@ -221,10 +224,20 @@ pub fn router(state: AppState) -> Router {
         .route("/version", get(api::version))
         .route("/metrics", get(api::metrics))
         .route("/api/v1/jobs/{id}/stats", get(api::job_stats))
+        .merge(ui::routes())
+        .route("/api/v1/shares", post(share::create))
+        .route("/api/v1/shares/{token}", delete(share::revoke))
+        .route("/api/v1/share/{token}", get(share::session))
+        .route("/api/v1/share/{token}/ladder", get(share::ladder))
+        .route("/api/v1/share/{token}/chart", get(share::chart))
+        .route("/api/v1/share/{token}/messages/{frame}", get(share::message))
+        .route("/api/v1/share/{token}/pcap", get(share::pcap))
         .layer(timeout);
     let mut long = Router::new()
         .route("/api/v1/upload", post(api::upload).layer(DefaultBodyLimit::disable()))
         .route("/api/v1/ws", get(live::ws_all))
+        // The WebSocket push document's path: the same handler (issue 19).
+        .route("/api/ws", get(live::ws_all))
         .route("/api/v1/jobs/{id}/ws", get(live::ws_job))
         .route("/api/v1/jobs/{id}/events", get(live::sse));
     if s.capture.enabled {

@@ -1,4 +1,4 @@
-//! Live events: the WebSocket endpoints (`/api/v1/ws`, `/api/v1/jobs/{id}/ws`) and Server-Sent Events (`/api/v1/jobs/{id}/events`).
+//! Live events: the WebSocket endpoints (`/api/v1/ws`, also served at `/api/ws`, `/api/v1/jobs/{id}/ws`) and Server-Sent Events (`/api/v1/jobs/{id}/events`).
 
 use crate::auth::Authorized;
 use crate::error::ApiError;
@@ -30,7 +30,8 @@ const CLIENT_READ_BUFFER: usize = 4096;
 /// Close code for a server going away.
 const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// `GET /api/v1/ws`: every job's events.
+/// `GET /api/v1/ws` and `GET /api/ws` (the path of the WebSocket push design callflowd
+/// adopted, which its clients were written from): every job's events.
 pub async fn ws_all(
     State(state): State<AppState>,
     auth: Option<Extension<Authorized>>,

@@ -61,6 +61,8 @@ pub struct AppShared {
     pub metrics: Arc<Metrics>,
     /// Opens live jobs' sources.
     pub live_sources: crate::sources::LiveSources,
+    /// Share links to single calls.
+    pub(crate) shares: crate::share::Shares,
     /// Calls to the job manager in flight on the blocking pool (see [`AppState::jobs`]).
     store_calls: Arc<Semaphore>,
     /// The last storage check: when, and its error if it failed (see [`AppState::storage_check`]).
@@ -102,6 +104,7 @@ impl AppState {
             clients: Arc::new(Semaphore::new(settings.websocket.max_clients.max(1))),
             metrics,
             live_sources: crate::sources::LiveSources::builtin(),
+            shares: Default::default(),
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             storage_checked: Mutex::new(None),
             settings: Arc::new(settings),

@@ -78,7 +78,7 @@ async fn a_cross_site_page_can_neither_upload_cancel_delete_nor_read_events() {
         .await
         .unwrap();
     assert_eq!(error_of(delete).await, (403, "origin_not_allowed".into()));
-    assert_eq!(server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await["status"], "COMPLETED");
+    assert_eq!(server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await["status"], "completed");
 
     // The WebSocket handshake of a page on another site carries its Origin.
     let refused = ws_first(&server, "/api/v1/ws", &[("origin", "http://evil.example")]).await.unwrap_err();

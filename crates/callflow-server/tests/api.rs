@@ -5,7 +5,7 @@ mod common;
 use callflow_decode::capture::CaptureReader;
 use common::{example, start, upload_example, upload_pcap, wait_finished};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -39,11 +39,11 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
         let msg = next_json(&mut ws).await;
         assert_eq!(msg["job_id"], job);
         seen.push(msg["type"].as_str().unwrap().to_string());
-        if msg["type"] == "status" && msg["job"]["status"] == "COMPLETED" {
+        if msg["type"] == "status" && msg["job"]["status"] == "completed" {
             break;
         }
     }
-    assert_eq!(seen.first().map(String::as_str), Some("status"), "QUEUED first: {seen:?}");
+    assert_eq!(seen.first().map(String::as_str), Some("status"), "queued first: {seen:?}");
     assert!(seen.contains(&"session".to_string()) && seen.contains(&"stats".to_string()), "{seen:?}");
     ws.send(Message::Text("ping".into())).await.unwrap();
     loop {
@@ -60,7 +60,7 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     let status: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
     assert_eq!(
         (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
-        (Some("COMPLETED"), Some(100), Some(1))
+        (Some("completed"), Some(100), Some(1))
     );
     // Times are seconds since the epoch, as in callflow/v1, and in order.
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
@@ -92,7 +92,7 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     assert_eq!(op["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Job");
     let jobs: Value = server.get_json(&client, "/api/v1/jobs?status=completed&limit=10").await;
     assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1);
-    let none: Value = server.get_json(&client, "/api/v1/jobs?status=RUNNING").await;
+    let none: Value = server.get_json(&client, "/api/v1/jobs?status=running").await;
     assert_eq!(none["jobs"], serde_json::json!([]));
 
     let page: Value =
@@ -324,7 +324,7 @@ async fn deleting_a_running_job_cancels_it_first() {
     let job = common::upload_pcap(&client, &server, "", capture).await;
     for _ in 0..500 {
         let v: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
-        if v["status"] != "QUEUED" {
+        if v["status"] != "queued" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -358,7 +358,7 @@ fn deleting_a_job_slow_to_stop_holds_no_blocking_thread_while_it_waits() {
         gate.until(|s| s.asked_to_stop == 1).await;
         let list = server.get_json(&client, "/api/v1/jobs");
         let jobs = tokio::time::timeout(Duration::from_secs(30), list).await.expect("the blocking thread is free");
-        assert_eq!(jobs["jobs"][0]["status"], "RUNNING");
+        assert_eq!(jobs["jobs"][0]["status"], "running");
         assert!(!delete.is_finished(), "the delete waits for the job to stop");
         gate.open();
         assert_eq!(delete.await.unwrap().unwrap().status(), 204);
@@ -382,12 +382,12 @@ async fn a_job_that_does_not_stop_within_10_s_of_its_delete_is_kept_and_409_says
     assert_eq!(v["error"]["code"], "conflict");
     assert_eq!(
         v["error"]["message"],
-        format!("job {job} was cancelled but is still RUNNING after 10 s; delete it again once it has stopped")
+        format!("job {job} was cancelled but is still running after 10 s; delete it again once it has stopped")
     );
     assert_eq!(server.uploads(), [format!("{job}.capture")], "nothing deleted");
     // Once it has stopped, the same request deletes it.
     gate.open();
-    assert_eq!(wait_finished(&client, &server, job).await["status"], "CANCELLED");
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "cancelled");
     let response = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(server.uploads(), Vec::<String>::new());
@@ -480,4 +480,69 @@ async fn sessions_filtered_by_problem_and_the_parameter_in_openapi() {
     let values: Vec<&str> = problem["schema"]["enum"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(values.len(), 14);
     assert!(values.contains(&"true") && values.contains(&"capture_loss") && values.contains(&"one_way_audio"));
+}
+
+/// The first SSE event named `event` of a response, as JSON (bounded wait).
+async fn first_sse_data(response: reqwest::Response, event: &str) -> Value {
+    let mut stream = response.bytes_stream();
+    let mut buf = String::new();
+    loop {
+        let chunk = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("in time");
+        buf.push_str(std::str::from_utf8(&chunk.expect("open").unwrap()).unwrap());
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            if block.lines().any(|l| l.strip_prefix("event:").is_some_and(|e| e.trim() == event)) {
+                let data = block.lines().find_map(|l| l.strip_prefix("data:")).expect("data");
+                return serde_json::from_str(data.trim()).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn job_status_is_one_lowercase_spelling_everywhere_and_filters_take_either_case() {
+    const STATES: [&str; 5] = ["queued", "running", "completed", "failed", "cancelled"];
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "full_state");
+    // The upload's answer says "queued" (asserted by the helper), as it always did.
+    let job = upload_example(&client, &server).await;
+    let mut pushed = Vec::new();
+    while !pushed.last().is_some_and(|s: &String| s.eq_ignore_ascii_case("completed")) {
+        let msg = next_json(&mut ws).await;
+        if msg["type"] == "status" {
+            pushed.push(msg["job"]["status"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(pushed, ["queued", "running", "completed"], "WebSocket status pushes");
+    let status = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
+    assert_eq!(status["status"], "completed", "/status");
+    for filter in ["completed", "COMPLETED", "Completed"] {
+        let jobs = server.get_json(&client, &format!("/api/v1/jobs?status={filter}")).await;
+        let statuses: Vec<&Value> = jobs["jobs"].as_array().unwrap().iter().map(|j| &j["status"]).collect();
+        assert_eq!(statuses, [&Value::from("completed")], "listing with ?status={filter}");
+    }
+    for filter in ["running", "RUNNING"] {
+        assert_eq!(server.get_json(&client, &format!("/api/v1/jobs?status={filter}")).await["jobs"], json!([]));
+    }
+    let unknown = client.get(server.url("/api/v1/jobs?status=done")).send().await.unwrap();
+    assert_eq!(unknown.status(), 400);
+    let message = unknown.json::<Value>().await.unwrap()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("queued, running, completed, failed, cancelled"), "{message}");
+    let sse = client.get(server.url(&format!("/api/v1/jobs/{job}/events"))).send().await.unwrap();
+    assert_eq!(first_sse_data(sse, "full_state").await["jobs"][0]["status"], "completed", "SSE");
+    let stats = server.get_json(&client, &format!("/api/v1/jobs/{job}/stats")).await;
+    assert_eq!(stats["status"], "completed", "/stats");
+    let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    for state in STATES {
+        let n = if state == "completed" { 1 } else { 0 };
+        assert!(metrics.contains(&format!("callflow_jobs{{state=\"{state}\"}} {n}\n")), "{state}: {metrics}");
+    }
+    let doc = server.get_json(&client, "/api/v1/openapi.json").await;
+    assert_eq!(doc["components"]["schemas"]["Job"]["properties"]["status"]["enum"], json!(STATES));
+    let params = doc["paths"]["/api/v1/jobs"]["get"]["parameters"].as_array().unwrap();
+    let param = params.iter().find(|p| p["name"] == "status").expect("the listing's status parameter");
+    assert_eq!(param["schema"]["enum"], json!(STATES));
+    server.shutdown().await;
 }

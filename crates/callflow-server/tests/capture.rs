@@ -239,8 +239,8 @@ async fn a_slow_client_costs_counted_drops_not_memory_and_the_servers_end_brings
 }
 
 #[tokio::test]
-async fn every_capture_error_closes_with_1011_and_a_reason_naming_it() {
-    if !root_or_skip("every_capture_error_closes_with_1011_and_a_reason_naming_it") {
+async fn each_bad_capture_request_closes_with_1008_and_a_reason_naming_it() {
+    if !root_or_skip("each_bad_capture_request_closes_with_1008_and_a_reason_naming_it") {
         return;
     }
     let pair = VethPair::new(None);
@@ -262,14 +262,14 @@ async fn every_capture_error_closes_with_1011_and_a_reason_naming_it() {
     for (query, want) in cases {
         let mut ws = connect(&server, &query, &[]).await;
         let (code, reason) = closed_with(&mut ws).await;
-        assert_eq!(code, 1011, "{query}: {reason}");
+        assert_eq!(code, 1008, "{query}: {reason}");
         assert!(reason.starts_with(want), "{query}: {reason:?} should start with {want:?}");
         assert!(reason.len() <= 123);
     }
     // A stale namespace id: the PID's start time is not the one given (the PID was reused).
     let mut ws = connect(&server, "", &[("Clustershark-Container", &container(1))]).await;
     let (code, reason) = closed_with(&mut ws).await;
-    assert_eq!(code, 1011);
+    assert_eq!(code, 1008);
     assert!(reason.starts_with("stale network namespace reference: process "), "{reason}");
     assert!(reason.contains("the PID was reused"), "{reason}");
     // A process that is in the namespace, with its current start time: the capture starts.
@@ -317,8 +317,19 @@ async fn plain_http_is_told_to_use_websocket_and_auth_applies_as_elsewhere() {
     let mut ws = connect(&guarded, "netns=1", &[("Authorization", &format!("Bearer {key}"))]).await;
     assert_eq!(
         closed_with(&mut ws).await,
-        (1011, "no such network namespace: net:[1]: no process, /run/netns entry or bind mount holds it".into())
+        (1008, "no such network namespace: net:[1]: no process, /run/netns entry or bind mount holds it".into())
     );
+    // What a standard client reads of a bad request, without root: the code and the reason.
+    for (query, want) in [
+        ("nif=eth0", "either container or netns query parameter required"),
+        ("netns=abc", "invalid netns \"abc\""),
+        ("netns=1", "no such network namespace: net:[1]"),
+    ] {
+        let mut ws = connect(&guarded, &format!("{query}&token={key}"), &[]).await;
+        let (code, reason) = closed_with(&mut ws).await;
+        assert_eq!(code, 1008, "{query}: {reason}");
+        assert!(reason.starts_with(want), "{query}: {reason:?} should start with {want:?}");
+    }
 
     // Off by default: no route at all.
     let off = start(|_| {}).await;

@@ -51,7 +51,7 @@ async fn a_gzip_bomb_fails_its_job_at_max_inflated_bytes() {
     let client = reqwest::Client::new();
     let job = upload(&client, &server, bomb(1)).await;
     let done = wait_finished(&client, &server, job).await;
-    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["status"], "failed", "{done}");
     assert!(done["error"].as_str().unwrap().contains("limits.max_inflated_bytes (1048576 bytes)"), "{done}");
     server.shutdown().await;
 }
@@ -63,7 +63,7 @@ async fn a_compressed_capture_runs_at_most_max_job_time_and_its_progress_counts_
     // 16 GiB once inflated: far more than a second's work.
     let job = upload(&client, &server, bomb(256)).await;
     let done = wait_finished(&client, &server, job).await;
-    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["status"], "failed", "{done}");
     assert!(done["error"].as_str().unwrap().contains("limits.max_job_time (1 s)"), "{done}");
     // Part of the compressed file was read: neither nothing nor the 99 % that counting
     // inflated bytes against the compressed size showed from the start.

@@ -198,7 +198,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_with_1013_rather_than_l
         jobs.push(upload_example(&client, &server).await);
     }
     for job in jobs {
-        assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+        assert_eq!(wait_finished(&client, &server, job).await["status"], "completed");
     }
 
     // Reading again: what was in flight, then the close.

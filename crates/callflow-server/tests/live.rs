@@ -47,10 +47,10 @@ async fn sse_streams_a_job_and_replays_after_last_event_id() {
     assert_eq!(fresh.headers()["content-type"], "text/event-stream");
     let first = read_sse(fresh, |_, _| true).await;
     assert_eq!(first[0].1, "full_state");
-    // Reconnecting after event 1 (the QUEUED state change): everything since, in order.
+    // Reconnecting after event 1 (the queued state change): everything since, in order.
     let replay = client.get(&url).header("Last-Event-ID", "1").send().await.unwrap();
     let events = read_sse(replay, |_, e| e == "status").await;
-    assert_eq!(events[0], ("2".to_string(), "status".to_string()), "RUNNING");
+    assert_eq!(events[0], ("2".to_string(), "status".to_string()), "running");
     let replay = client.get(&url).header("Last-Event-ID", "2").send().await.unwrap();
     let events = read_sse(replay, |_, e| e == "status").await;
     let kinds: Vec<&str> = events.iter().map(|(_, e)| e.as_str()).collect();
@@ -100,7 +100,7 @@ async fn a_hundred_websocket_clients_all_receive_the_same_events() {
                     continue;
                 }
                 got.push((v["id"].as_u64().unwrap(), v["type"].as_str().unwrap().to_string()));
-                if v["type"] == "status" && v["job"]["status"] == "COMPLETED" {
+                if v["type"] == "status" && v["job"]["status"] == "completed" {
                     return got;
                 }
             }
@@ -158,4 +158,81 @@ async fn binding_a_public_address_without_auth_is_refused() {
     let (manager, _) = callflow_jobs::JobManager::start(store, Default::default()).unwrap();
     let err = callflow_server::Server::bind(settings, std::sync::Arc::new(manager)).await.unwrap_err();
     assert!(err.to_string().contains("--insecure-no-auth"), "{err}");
+}
+
+/// What a client of `/api/v1/ws` sees, checked on `path`: with authentication on, a
+/// missing or bad token is a 4001 close; a login token gets `full_state` first, then typed
+/// pushes about an upload until it completes, and `pong` for `ping`.
+async fn events_socket_as_documented(server: &common::TestServer, path: &str, key: &str, token: &str) {
+    use futures_util::SinkExt;
+    for bad in [path.to_string(), format!("{path}?token=not-a-token")] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&bad)).await.unwrap();
+        assert_eq!(common::next_text(&mut ws).await, "close 4001", "{bad}");
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url(&format!("{path}?token={token}"))).await.unwrap();
+    let first: serde_json::Value = serde_json::from_str(&common::next_text(&mut ws).await).unwrap();
+    assert_eq!(first["type"], "full_state", "{path}: {first}");
+    assert!(first["jobs"].is_array(), "{path}: {first}");
+    let client = reqwest::Client::new();
+    let part = reqwest::multipart::Part::bytes(std::fs::read(common::example()).unwrap()).file_name("basic-call.pcap");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let response = client.post(server.url("/api/v1/upload")).bearer_auth(key).multipart(form).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let job = response.json::<serde_json::Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let mut types = Vec::new();
+    loop {
+        let text = common::next_text(&mut ws).await;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {text}: {e}"));
+        let kind = v["type"].as_str().unwrap_or_else(|| panic!("{path}: a push without a type: {v}")).to_string();
+        if kind == "heartbeat" {
+            continue;
+        }
+        assert_eq!(v["job_id"], job, "{path}: {v}");
+        types.push(kind);
+        if v["type"] == "status" && v["job"]["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("completed")) {
+            break;
+        }
+    }
+    for kind in ["status", "session", "stats"] {
+        assert!(types.iter().any(|t| t == kind), "{path}: no {kind} push in {types:?}");
+    }
+    ws.send(Message::Text("ping".into())).await.unwrap();
+    loop {
+        let text = common::next_text(&mut ws).await;
+        assert!(!text.starts_with("close"), "{path}: closed before pong: {text}");
+        if text == "pong" {
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_websocket_documents_path_api_ws_behaves_as_api_v1_ws() {
+    let key = "k3y-0123456789abcdef";
+    let server = start(|s| {
+        s.auth.enabled = true;
+        s.auth.api_keys = vec![key.into()];
+        s.auth.users = [("ann".to_string(), callflow_server::hash_password("pw"))].into();
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let login: serde_json::Value = client
+        .post(server.url("/api/login"))
+        .json(&serde_json::json!({"username": "ann", "password": "pw"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().unwrap();
+    for path in ["/api/v1/ws", "/api/ws"] {
+        events_socket_as_documented(&server, path, key, token).await;
+    }
+    // Both are in the OpenAPI document, as WebSocket upgrades.
+    let doc = server.get_json(&client, "/api/v1/openapi.json").await;
+    for path in ["/api/v1/ws", "/api/ws"] {
+        assert!(doc["paths"][path]["get"]["responses"]["101"].is_object(), "{path} in {}", doc["paths"]);
+    }
+    server.shutdown().await;
 }

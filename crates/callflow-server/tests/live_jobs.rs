@@ -29,7 +29,7 @@ async fn a_live_job_streams_sessions_and_stats_lists_them_while_running_and_stop
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
     let (status, job) = post_live(&client, &server, json!({"interface": "eth0", "filter": "udp"})).await;
     assert_eq!(status, 201, "{job}");
-    assert_eq!(job["status"], "RUNNING");
+    assert_eq!(job["status"], "running");
     assert_eq!(
         job["live"]["source"],
         json!({"interface": {"interfaces": ["eth0"], "netns": null, "filter": "udp",
@@ -63,7 +63,7 @@ async fn a_live_job_streams_sessions_and_stats_lists_them_while_running_and_stop
     assert_eq!(page["total"], 1, "{page}");
     let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
     let status = server.get_json(&client, &format!("/api/v1/jobs/{id}/status")).await;
-    assert_eq!((status["status"].as_str(), status["session_count"].as_u64()), (Some("RUNNING"), Some(1)));
+    assert_eq!((status["status"].as_str(), status["session_count"].as_u64()), (Some("running"), Some(1)));
     let doc = server.get_json(&client, &format!("/api/v1/sessions/{sid}")).await;
     assert_eq!(doc["messages"].as_array().unwrap().len(), 7);
     // Its pcap, cut from the files the job keeps: the same packets as cut from the capture
@@ -100,7 +100,7 @@ async fn a_live_job_streams_sessions_and_stats_lists_them_while_running_and_stop
     let cancelled = client.post(server.url(&format!("/api/v1/jobs/{id}/cancel"))).send().await.unwrap();
     assert_eq!(cancelled.status(), 200);
     let done = wait_finished(&client, &server, id).await;
-    assert_eq!((done["status"].as_str(), done["session_count"].as_u64()), (Some("COMPLETED"), Some(1)), "{done}");
+    assert_eq!((done["status"].as_str(), done["session_count"].as_u64()), (Some("completed"), Some(1)), "{done}");
     let page = server.get_json(&client, &format!("/api/v1/jobs/{id}/sessions")).await;
     assert_eq!(page["total"], 1, "a stopped live job keeps its sessions");
     server.shutdown().await;
@@ -157,7 +157,7 @@ async fn a_live_job_ends_after_its_duration_with_the_calls_still_open_handed_out
     assert_eq!(status, 201, "{job}");
     let id = job["job_id"].as_i64().unwrap();
     let done = wait_finished(&client, &server, id).await;
-    assert_eq!((done["status"].as_str(), done["session_count"].as_u64()), (Some("COMPLETED"), Some(1)), "{done}");
+    assert_eq!((done["status"].as_str(), done["session_count"].as_u64()), (Some("completed"), Some(1)), "{done}");
     assert_eq!(done["packets"], 607);
     server.shutdown().await;
 }
@@ -309,6 +309,6 @@ async fn a_lost_remote_stream_reconnects_and_says_so_in_the_job_s_events() {
     assert_eq!(session["session"]["call_id"], "f6e05c1257cfe591-0@10.1.0.1");
     client.post(server.url(&format!("/api/v1/jobs/{id}/cancel"))).send().await.unwrap();
     let done = wait_finished(&client, &server, id).await;
-    assert_eq!((done["status"].as_str(), done["packets"].as_u64()), (Some("COMPLETED"), Some(607)), "{done}");
+    assert_eq!((done["status"].as_str(), done["packets"].as_u64()), (Some("completed"), Some(607)), "{done}");
     server.shutdown().await;
 }

@@ -35,7 +35,7 @@ async fn a_live_job_on_an_interface_in_a_namespace_finds_the_call_replayed_onto_
                       "filter": "udp"});
     let response = client.post(server.url("/api/v1/live")).json(&body).send().await.unwrap();
     let job: Value = response.json().await.unwrap();
-    assert_eq!(job["status"], "RUNNING", "{job}");
+    assert_eq!(job["status"], "running", "{job}");
     let id = job["job_id"].as_i64().unwrap();
 
     let frames: Vec<Vec<u8>> = common::read_frames(&common::example()).into_iter().map(|(_, data)| data).collect();
@@ -58,7 +58,7 @@ async fn a_live_job_on_an_interface_in_a_namespace_finds_the_call_replayed_onto_
     assert_eq!(live["total"], 1, "{live}");
     client.post(server.url(&format!("/api/v1/jobs/{id}/cancel"))).send().await.unwrap();
     let done = wait_finished(&client, &server, id).await;
-    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["packets"], 607, "every frame replayed was captured: {done}");
 
     let upload = upload_example(&client, &server).await;

@@ -55,7 +55,7 @@ async fn a_live_job_under_steady_load_keeps_memory_files_and_disk_flat() {
     while started.elapsed() < Duration::from_secs(secs) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let status = server.get_json(&client, &format!("/api/v1/jobs/{id}/status")).await;
-        assert_eq!(status["status"], "RUNNING", "{status}");
+        assert_eq!(status["status"], "running", "{status}");
         let (rss, files, kept) = (rss_kib(), open_files(), kept_bytes(&dir));
         let sessions = status["session_count"].as_u64().unwrap();
         samples.push((started.elapsed().as_secs(), rss, files, kept, status["packets"].as_u64().unwrap(), sessions));

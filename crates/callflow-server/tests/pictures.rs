@@ -42,7 +42,7 @@ async fn a_session_is_drawn_in_every_format_from_both_routes() {
     let server = start(|_| {}).await;
     let client = reqwest::Client::new();
     let job = upload_example(&client, &server).await;
-    assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "completed");
     let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
     let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
 
@@ -157,7 +157,7 @@ async fn a_leg_group_is_drawn_and_cut_together() {
     let capture =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../callflow-correlate/test_data/outcomes.pcap");
     let job = upload_pcap(&client, &server, "?name=outcomes.pcap", std::fs::read(capture).unwrap()).await;
-    assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "completed");
     let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
     let sessions = page["sessions"].as_array().unwrap();
     let (first, second) = (sessions[0]["id"].as_str().unwrap(), sessions[1]["id"].as_str().unwrap());

@@ -63,7 +63,7 @@ async fn health_version_and_metrics() {
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     for needle in [
         "callflow_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1",
-        "callflow_jobs{state=\"QUEUED\"} 0",
+        "callflow_jobs{state=\"queued\"} 0",
         "callflow_upload_bytes_total 0",
         "callflow_websocket_clients 0",
     ] {

@@ -22,7 +22,7 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
     let server = start(|s| s.kpis.top_peers = 3).await;
     let client = reqwest::Client::new();
     let job = upload_pcap(&client, &server, "?name=kpis.pcap", std::fs::read(kpis_capture()).unwrap()).await;
-    assert_eq!(wait_finished(&client, &server, job).await["status"], "COMPLETED");
+    assert_eq!(wait_finished(&client, &server, job).await["status"], "completed");
 
     let whole: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/stats")).await;
     assert_eq!((whole["job_id"].as_i64(), whole["complete"].as_bool()), (Some(job), Some(true)), "{whole}");
@@ -146,7 +146,7 @@ async fn a_live_job_feeds_the_series_as_a_file_job_of_the_same_traffic_does() {
     }
     let cancelled = client.post(server.url(&format!("/api/v1/jobs/{live}/cancel"))).send().await.unwrap();
     assert_eq!(cancelled.status(), 200);
-    assert_eq!(wait_finished(&client, &server, live).await["status"], "COMPLETED");
+    assert_eq!(wait_finished(&client, &server, live).await["status"], "completed");
 
     let outcomes = ["answered", "busy", "no_answer", "abandoned", "failed"];
     let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
@@ -155,7 +155,7 @@ async fn a_live_job_feeds_the_series_as_a_file_job_of_the_same_traffic_does() {
 
     // The same capture as a file job adds as much again.
     let file = upload_pcap(&client, &server, "?name=kpis.pcap", std::fs::read(kpis_capture()).unwrap()).await;
-    assert_eq!(wait_finished(&client, &server, file).await["status"], "COMPLETED");
+    assert_eq!(wait_finished(&client, &server, file).await["status"], "completed");
     let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     let after_file = calls_by_outcome(&metrics, &outcomes);
     let file_only: Vec<f64> = after_file.iter().zip(&after_live).map(|(a, b)| a - b).collect();

@@ -76,7 +76,7 @@ async fn a_job_whose_end_the_full_disk_refused_is_recorded_once_space_is_freed_a
     assert_eq!(cancel.status(), 200);
     gate.open();
     tokio::time::sleep(Duration::from_secs(11)).await;
-    assert_eq!(status(&client, &server, job).await["status"], "RUNNING");
+    assert_eq!(status(&client, &server, job).await["status"], "running");
     // Cancelling again says why nothing can be recorded, rather than 200 and nothing.
     let cancel = client.post(server.url(&format!("/api/v1/jobs/{job}/cancel"))).send().await.unwrap();
     assert_eq!(cancel.status(), 507);
@@ -86,7 +86,7 @@ async fn a_job_whose_end_the_full_disk_refused_is_recorded_once_space_is_freed_a
     // Space is freed: the end is recorded without anyone asking, and the job can be deleted.
     std::fs::remove_file(filler).unwrap();
     let done = wait_finished(&client, &server, job).await;
-    assert_eq!(done["status"], "CANCELLED", "{done}");
+    assert_eq!(done["status"], "cancelled", "{done}");
     let deleted = client.delete(server.url(&format!("/api/v1/jobs/{job}"))).send().await.unwrap();
     assert_eq!(deleted.status(), 204);
     server.shutdown().await;

@@ -14,7 +14,7 @@ async fn a_truncated_captures_job_says_incomplete_with_its_warning_in_the_status
     let cut = whole[..whole.len() / 2 + 7].to_vec();
     let job = common::upload_pcap(&client, &server, "?name=cut.pcap", cut).await;
     let done = wait_finished(&client, &server, job).await;
-    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["status"], "completed", "{done}");
     assert_eq!(done["complete"], false, "{done}");
     let warnings = done["warnings"].as_array().unwrap();
     assert!(!warnings.is_empty(), "{done}");

@@ -144,7 +144,14 @@ fn hep_urls_name_the_address_to_listen_on() {
 }
 
 fn rr(frame: u64) -> RtcpReport {
-    RtcpReport { ts: Timestamp::default(), frame, packet_type: "RR".into(), ssrc: 1, sender_info: None, blocks: vec![] }
+    RtcpReport {
+        ts: Timestamp::default(),
+        frame,
+        packet_type: callflow_model::RtcpReportKind::Rr,
+        ssrc: 1,
+        sender_info: None,
+        blocks: vec![],
+    }
 }
 
 #[test]

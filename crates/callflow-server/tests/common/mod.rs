@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod calls;
+pub mod webdriver;
+
 use callflow_config::Settings;
 use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions, SqliteStore};
 use callflow_model::Document;
@@ -224,7 +227,7 @@ pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i
     for _ in 0..600 {
         let v: serde_json::Value =
             client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
-        if ["COMPLETED", "FAILED", "CANCELLED"].contains(&v["status"].as_str().unwrap()) {
+        if ["completed", "failed", "cancelled"].contains(&v["status"].as_str().unwrap()) {
             return v;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

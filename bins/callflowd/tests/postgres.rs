@@ -1,0 +1,122 @@
+//! `callflowd --database postgres://...`: the service on a PostgreSQL job store (a throwaway cluster), uploads analysed and listed, jobs kept across a restart, and a store newer than the build refused.
+
+mod common;
+
+#[path = "../../../crates/callflow-jobs/tests/common/pg.rs"]
+mod pg;
+
+use common::{request, temp_dir, Daemon};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+
+fn example() -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap")).unwrap()
+}
+
+fn get(addr: &str, path: &str) -> Value {
+    let (status, body) = request(addr, &format!("GET {path} HTTP/1.1"), |_| {});
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Uploads the example capture and waits for its job to finish; returns the job's id.
+fn analyse(addr: &str) -> u64 {
+    let body = example();
+    let head = format!(
+        "POST /api/v1/upload?name=call.pcap HTTP/1.1\r\nContent-Type: application/vnd.tcpdump.pcap\r\nContent-Length: {}",
+        body.len()
+    );
+    let (status, reply) = request(addr, &head, |conn| conn.write_all(&body).unwrap());
+    assert!(status == 201 || status == 202, "{status} {reply}");
+    let id = serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_u64().unwrap();
+    // A guard against a hang, not a measure: the job takes well under a second.
+    for _ in 0..600 {
+        let status = get(addr, &format!("/api/v1/jobs/{id}/status"));
+        let state = status["status"].as_str().unwrap().to_ascii_lowercase();
+        if state != "queued" && state != "running" {
+            assert_eq!(state, "completed", "{status}");
+            return id;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("job {id} did not finish");
+}
+
+#[test]
+fn callflowd_on_postgres_analyses_uploads_lists_them_and_keeps_them_across_a_restart() {
+    let Some(cluster) = pg::shared("callflowd_on_postgres") else { return };
+    let url = cluster.create_database();
+    let dir = temp_dir("postgres");
+    let daemon = Daemon::start(dir.clone(), &["--database", &url]);
+    let id = analyse(&daemon.addr);
+    let page = get(&daemon.addr, &format!("/api/v1/jobs/{id}/sessions"));
+    assert_eq!(page["total"], 1, "{page}");
+    let session = &page["sessions"][0];
+    assert_eq!(session["kind"], "sip_call", "{page}");
+    let (success, stderr) = daemon.terminate();
+    assert!(success, "{stderr}");
+    assert!(!dir.join("results/callflow.db").exists(), "no SQLite file beside a PostgreSQL store");
+
+    // Another start on the same database (and fresh directories) finds the job and its sessions.
+    let dir = temp_dir("postgres-again");
+    let daemon = Daemon::start(dir, &["--database", &url]);
+    let jobs = get(&daemon.addr, "/api/v1/jobs");
+    let listed: Vec<u64> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_u64().unwrap()).collect();
+    assert_eq!(listed, [id], "{jobs}");
+    let again = get(&daemon.addr, &format!("/api/v1/jobs/{id}/sessions"));
+    assert_eq!(again["sessions"], page["sessions"], "the same sessions from the store");
+    let second = analyse(&daemon.addr);
+    assert!(second > id, "ids keep rising: {second} after {id}");
+}
+
+#[test]
+fn callflowd_refuses_a_postgres_store_newer_than_itself_naming_both_versions() {
+    let Some(cluster) = pg::shared("callflowd_newer_postgres_schema") else { return };
+    let url = cluster.create_database();
+    let db = url.rsplit('/').next().unwrap();
+    cluster.psql(
+        db,
+        "CREATE TABLE callflow_schema (version BIGINT PRIMARY KEY); INSERT INTO callflow_schema VALUES (1), (7)",
+    );
+    let dir = temp_dir("postgres-newer");
+    let out = common::command(&dir, &["--database", &url]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("schema version 7 is newer than this build knows (1)"), "{stderr}");
+    assert!(
+        stderr.contains(&format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port)),
+        "names the store: {stderr}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// PostgreSQL stopped under a running callflowd: requests that need the store answer 503
+/// (without the store's address), and once it is back the pool connects again.
+#[test]
+fn callflowd_answers_503_while_postgres_is_down_and_carries_on_once_it_is_back() {
+    let Some(bin) = pg::binaries_or_skip("callflowd_postgres_down") else { return };
+    let cluster = pg::Cluster::start(&bin, None);
+    let url = cluster.create_database();
+    let daemon = Daemon::start(temp_dir("postgres-down"), &["--database", &url]);
+    let first = analyse(&daemon.addr);
+
+    cluster.stop();
+    let (status, body) = request(&daemon.addr, "GET /api/v1/jobs HTTP/1.1", |_| {});
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("job store cannot be reached") && !body.contains("127.0.0.1"), "{body}");
+    let (status, body) = request(&daemon.addr, "GET /health HTTP/1.1", |_| {});
+    assert_eq!(status, 503, "{body}");
+
+    cluster.start_again();
+    let jobs = get(&daemon.addr, "/api/v1/jobs");
+    assert_eq!(jobs["jobs"][0]["job_id"], first, "{jobs}");
+    let second = analyse(&daemon.addr);
+    assert!(second > first);
+    // Health keeps its answer for a second; then it is asked again, and ok.
+    let healthy = (0..50).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        request(&daemon.addr, "GET /health HTTP/1.1", |_| {}).0 == 200
+    });
+    assert!(healthy, "{:?}", request(&daemon.addr, "GET /health HTTP/1.1", |_| {}));
+}
