@@ -177,17 +177,19 @@ impl KeyLog {
         if SKIPPED_LABELS.contains(&label) {
             return Ok(false);
         }
-        let random: [u8; 32] = hex(random).and_then(|r| r.try_into().ok()).ok_or(BadLine::BadClientRandom)?;
-        let secret = hex(secret).ok_or(BadLine::BadSecret)?;
-        let (slot_len_ok, pick): (bool, Slot) = match label {
-            "CLIENT_RANDOM" => (secret.len() == 48, |s| &mut s.master_secret),
-            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.client_handshake),
-            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.server_handshake),
-            "CLIENT_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.client_traffic),
-            "SERVER_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.server_traffic),
+        // The label first: a line of another format is "unknown label", not a bad random.
+        let (tls12, pick): (bool, Slot) = match label {
+            "CLIENT_RANDOM" => (true, |s| &mut s.master_secret),
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => (false, |s| &mut s.client_handshake),
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => (false, |s| &mut s.server_handshake),
+            "CLIENT_TRAFFIC_SECRET_0" => (false, |s| &mut s.client_traffic),
+            "SERVER_TRAFFIC_SECRET_0" => (false, |s| &mut s.server_traffic),
             _ => return Err(BadLine::UnknownLabel),
         };
-        if !slot_len_ok {
+        let random: [u8; 32] = hex(random).and_then(|r| r.try_into().ok()).ok_or(BadLine::BadClientRandom)?;
+        let secret = hex(secret).ok_or(BadLine::BadSecret)?;
+        let length_ok = if tls12 { secret.len() == 48 } else { tls13_len(&secret) };
+        if !length_ok {
             return Err(BadLine::BadSecret);
         }
         if self.by_random.len() >= MAX_ENTRIES && !self.by_random.contains_key(&random) {
@@ -335,10 +337,10 @@ mod tests {
 
     #[test]
     fn a_given_log_without_any_secret_is_an_error_naming_the_first_bad_line() {
-        let err = KeyLog::parse_given(b"# comment\nnot a key log\nsecond bad line\n").unwrap_err();
+        let err = KeyLog::parse_given(b"# comment\nnot a key log\nsecond\n").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "no TLS secret in the key log (2 lines not in the NSS key log format; line 2: fewer than three fields)"
+            "no TLS secret in the key log (2 lines not in the NSS key log format; line 2: unknown label)"
         );
         assert!(KeyLog::parse_given(b"").is_ok());
         let good = format!("junk\nCLIENT_RANDOM {R1} {}\n", secret(48, 1));
