@@ -63,7 +63,8 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
         missing.push("curl");
     }
     // The PostgreSQL store's tests start throwaway clusters from Debian's binaries, and make
-    // the certificates of its TLS test with openssl.
+    // the certificates of its TLS test with openssl (whose s_server/s_client also make the
+    // TLS 1.2 CBC sessions of the SIP over TLS tests).
     if !has_postgresql() {
         missing.push("postgresql");
     }

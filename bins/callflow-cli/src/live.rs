@@ -181,7 +181,11 @@ pub(crate) fn run(input: Option<&Path>, args: &LiveArgs, common: &CommonArgs) ->
     };
     let mut source = Recording { inner: source, recorder, error: None };
     let classifier = classify::analysis_classifier(common.no_ndpi)?;
-    let opts = AnalyzerOptions { threads, diameter_dictionary, ..AnalyzerOptions::default() };
+    let tls_keys = match &common.tls_keylog {
+        Some(path) => callflow_jobs::read_tls_key_log(path)?,
+        None => Default::default(),
+    };
+    let opts = AnalyzerOptions { threads, diameter_dictionary, tls_keys, ..AnalyzerOptions::default() };
     let mut write_error = None;
     let mut held = Vec::new();
     let lines = out.clone();

@@ -18,7 +18,7 @@ mod views;
 
 use anyhow::{bail, Context, Result};
 use callflow_decode::diameter::Dictionary;
-use callflow_jobs::{analyze_to_output_with, DirectAnalysis, ResultFormat};
+use callflow_jobs::{analyze_to_output_with, read_tls_key_log, DirectAnalysis, ResultFormat};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io;
 use std::path::PathBuf;
@@ -108,6 +108,11 @@ struct CommonArgs {
     /// built-in one.
     #[arg(long, value_name = "FILE")]
     diameter_dictionary: Option<PathBuf>,
+    /// A TLS key log (NSS format, as SSLKEYLOGFILE writes it) to decrypt SIP over TLS and
+    /// secure WebSocket with; a pcapng capture's own Decryption Secrets Blocks are used
+    /// without it.
+    #[arg(long, value_name = "FILE")]
+    tls_keylog: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -168,8 +173,19 @@ fn run(cli: Cli) -> Result<()> {
         Some(path) => Some(Arc::new(Dictionary::with_file(path).context("bad --diameter-dictionary")?)),
         None => None,
     };
-    let request =
-        DirectAnalysis { input, output: common.output, format, pretty: common.pretty, threads, diameter_dictionary };
+    let tls_keys = match &common.tls_keylog {
+        Some(path) => read_tls_key_log(path)?,
+        None => Default::default(),
+    };
+    let request = DirectAnalysis {
+        input,
+        output: common.output,
+        format,
+        pretty: common.pretty,
+        threads,
+        diameter_dictionary,
+        tls_keys,
+    };
     let label = request.input.display().to_string();
     let doc = analyze_to_output_with(&request, || classify::analysis_classifier(common.no_ndpi), progress::control)?;
     for warning in &doc.source.warnings {

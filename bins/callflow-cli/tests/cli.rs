@@ -280,3 +280,51 @@ fn a_diameter_dictionary_file_overrides_the_built_in_names() {
     assert_eq!((first_avp["code"].as_u64(), first_avp["name"].as_str()), (Some(263), Some("Sitzungs-Id")));
     std::fs::remove_dir_all(dir).ok();
 }
+
+fn tls_capture() -> (PathBuf, PathBuf) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../crates/callflow-correlate/test_data");
+    (dir.join("sip-tls13.pcap"), dir.join("sip-tls13.keys"))
+}
+
+#[test]
+fn tls_keylog_decrypts_sip_over_tls_and_without_it_the_connection_says_no_key() {
+    let (capture, keys) = tls_capture();
+    let out = run(&["analyze", capture.to_str().unwrap(), "--tls-keylog", keys.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = doc["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:#?}");
+    let messages = sessions[0]["messages"].as_array().unwrap();
+    let got: Vec<(&str, &str)> =
+        messages.iter().map(|m| (m["transport"].as_str().unwrap(), m["summary"].as_str().unwrap())).collect();
+    let want = ["INVITE", "100 Trying", "180 Ringing", "200 OK", "ACK", "BYE", "200 OK"].map(|s| ("tls", s));
+    assert_eq!(got, want);
+
+    let out = run(&["analyze", capture.to_str().unwrap()]);
+    assert!(out.status.success(), "stderr: {}", stderr(&out));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sessions = doc["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "{sessions:#?}");
+    assert_eq!(sessions[0]["kind"], "tls");
+    let tls = &sessions[0]["tls"];
+    assert_eq!((tls["reason"].as_str(), tls["sni"].as_str()), (Some("no_key"), Some("sip.example.com")));
+    assert_eq!(
+        (tls["version"].as_str(), tls["cipher_suite"].as_str()),
+        (Some("TLS 1.3"), Some("TLS_AES_128_GCM_SHA256"))
+    );
+}
+
+#[test]
+fn a_tls_keylog_without_any_secret_is_an_error_naming_the_line() {
+    let (capture, _) = tls_capture();
+    let dir = tmp_dir("keylog");
+    let bad = dir.join("bad.keys");
+    std::fs::write(&bad, "# keys\nCLIENT_RANDOM 1234 abcd\n").unwrap();
+    let out = run(&["analyze", capture.to_str().unwrap(), "--tls-keylog", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("bad TLS key log") && err.contains("line 2: client random is not 64 hex digits"), "{err}");
+    let out = run(&["analyze", capture.to_str().unwrap(), "--tls-keylog", dir.join("missing.keys").to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("cannot read the TLS key log"), "{}", stderr(&out));
+    std::fs::remove_dir_all(dir).ok();
+}

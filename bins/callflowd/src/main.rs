@@ -232,6 +232,7 @@ fn analyze_once(settings: &Settings, input: &std::path::Path, output: Option<Pat
         threads: settings.processing.workers,
         diameter_dictionary: callflow_jobs::diameter_dictionary(&settings.diameter)
             .context("bad [diameter] dictionary")?,
+        tls_keys: Default::default(),
     };
     let doc = analyze_to_output(&request, || classifier.make())?;
     for warning in &doc.source.warnings {

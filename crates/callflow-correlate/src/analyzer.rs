@@ -22,6 +22,7 @@ use crate::rtp::MediaHandler;
 use crate::sctp::{Message as SctpMessage, SctpMessages};
 use crate::sip::SipHandler;
 use crate::stats::{Counted, StatsBuilder};
+use crate::tls::{ConnKey, Inner, TlsHandler};
 use crate::websocket::WsDirections;
 use callflow_classify::{AppProtocol, Classifier, Confidence, HeuristicClassifier, PacketMeta, Payload, TcpMeta};
 use callflow_decode::capture::Frame;
@@ -29,6 +30,8 @@ use callflow_decode::diameter::{self, Dictionary};
 use callflow_decode::ipfrag::FragmentLimits;
 use callflow_decode::packet::{decode_transport, IpInfo, TcpSegment, Transport as Tp, TunnelKind};
 use callflow_decode::tcp::{Framing, StreamKey, TcpLimits, TcpReassembler};
+use callflow_decode::tls::keylog::SharedKeyLog;
+use callflow_decode::tls::{frame_record, starts_tls};
 use callflow_decode::websocket::frame_http_or_ws;
 use callflow_decode::{sctp, Timestamp};
 use callflow_model::{CaptureLoss, Flow, ProblemCounts, Session, Stats, Transport};
@@ -75,6 +78,10 @@ pub struct AnalyzerOptions {
     pub quality: QualityOptions,
     /// How the operator statistics (the document's `kpis`) name peers and cut time.
     pub kpis: KpiOptions,
+    /// The TLS secrets SIP over TLS is decrypted with (a key log; a capture's pcapng
+    /// Decryption Secrets Blocks are added to it as they are read). Empty: TLS connections
+    /// become `tls` sessions with the reason `no_key`.
+    pub tls_keys: SharedKeyLog,
 }
 
 impl Default for AnalyzerOptions {
@@ -90,6 +97,7 @@ impl Default for AnalyzerOptions {
             diameter_dictionary: None,
             quality: QualityOptions::default(),
             kpis: KpiOptions::default(),
+            tls_keys: SharedKeyLog::default(),
         }
     }
 }
@@ -119,6 +127,13 @@ pub struct Analyzer<C: Classifier = HeuristicClassifier> {
     media: MediaHandler,
     diameter: DiameterHandler,
     gtp: GtpHandler,
+    /// TLS connections: their keys and records (decrypted data comes back to the router).
+    tls: TlsHandler,
+    /// The decrypted byte streams of TLS connections, framed as plaintext TCP would be.
+    tls_plain: TcpReassembler,
+    /// Scratch space for the records cut from TLS streams and one record's plaintext.
+    tls_records: Vec<(Vec<u8>, u64, Timestamp)>,
+    tls_plain_buf: Vec<u8>,
     /// What the handlers share.
     services: Services,
     completed: Vec<Session>,
@@ -316,6 +331,7 @@ impl<C: Classifier> Analyzer<C> {
         let lifetimes = Lifetimes { linger: duration_ns(opts.session_linger), idle: duration_ns(opts.idle_timeout) };
         let dictionary = opts.diameter_dictionary.clone();
         let media = MediaTable::with_quality(opts.quality.clone());
+        let (tls, tls_plain) = (TlsHandler::new(opts.tls_keys.clone()), TcpReassembler::new(opts.tcp.clone()));
         Analyzer {
             front: Front::new(opts.fragments.clone(), opts.forget_idle_flows.then_some(opts.idle_timeout)),
             tcp: TcpReassembler::new(opts.tcp.clone()),
@@ -328,6 +344,10 @@ impl<C: Classifier> Analyzer<C> {
             media: MediaHandler,
             diameter: DiameterHandler::new(dictionary),
             gtp: GtpHandler::default(),
+            tls,
+            tls_plain,
+            tls_records: Vec::new(),
+            tls_plain_buf: Vec::new(),
             services: Services { media, stats: StatsBuilder::default(), lifetimes },
             completed: Vec::new(),
             clock: Timestamp::default(),
@@ -588,6 +608,19 @@ impl<C: Classifier> Analyzer<C> {
                 blind: false,
             };
         }
+        // TLS (SIP over TLS, secure WebSocket) by its record header; Diameter's TLS port
+        // stays Diameter's.
+        if starts_tls(seg.payload) && !DiameterHandler::is_tls(ctx) {
+            let decider = Decider { confidence: Confidence::Signature, classifier: "heuristic" };
+            return TcpRoute {
+                protocol: AppProtocol::Tls,
+                framing: StreamFraming::Plain,
+                seen: ctx.ts,
+                decider,
+                sent: Default::default(),
+                blind: false,
+            };
+        }
         let verdict = self.classifier.classify_packet(
             &Payload::tcp(ctx.src, ctx.dst, seg.payload),
             &PacketMeta::at_time(ctx.ts).with_tcp(TcpMeta::from(seg)),
@@ -632,10 +665,14 @@ impl<C: Classifier> Analyzer<C> {
         };
         let framer = match route.protocol {
             AppProtocol::Sip => self.sip.framer(),
-            // Only a connection on Diameter's TLS port is routed as TLS.
-            AppProtocol::Tls => {
+            // Diameter over TLS on its port: counted, not read.
+            AppProtocol::Tls if DiameterHandler::is_tls(ctx) => {
                 self.diameter.on_encrypted(ctx);
                 self.count_flow(ctx, Counted::Bare(Transport::Tcp), route.decider);
+                return;
+            }
+            AppProtocol::Tls => {
+                self.on_tls(ctx, seg, pair, route.decider);
                 return;
             }
             AppProtocol::Diameter => self.diameter.framer(),
@@ -667,6 +704,81 @@ impl<C: Classifier> Analyzer<C> {
         for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
             let message = PacketCtx { ts: pdu_ts, frame: last_frame, transport, ..*ctx };
             self.hand_over(protocol, &message, &mut Default::default(), &bytes, true);
+        }
+        self.pdus = pdus;
+    }
+
+    /// A segment of a TLS connection: its records to the TLS handler, and the application
+    /// data they decrypt to framed as the plaintext stream would be and handed over.
+    fn on_tls(&mut self, ctx: &PacketCtx<'_>, seg: &TcpSegment<'_>, conn: ConnKey, decider: Decider) {
+        self.count_flow(ctx, Counted::App(AppProtocol::Tls), decider);
+        let mut records = std::mem::take(&mut self.tls_records);
+        let key = StreamKey { src: ctx.src, dst: ctx.dst, context: ctx.context };
+        self.tcp.push(key, seg, ctx.frame, ctx.ts, &mut frame_record, &mut |pdu| {
+            records.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts))
+        });
+        let mut plain = std::mem::take(&mut self.tls_plain_buf);
+        for (bytes, last_frame, ts) in records.drain(..) {
+            let record = PacketCtx { ts, frame: last_frame, ..*ctx };
+            plain.clear();
+            match self.tls.on_record(&record, conn, &bytes) {
+                Some(data) if !data.is_empty() => plain.extend_from_slice(data),
+                _ => continue,
+            }
+            self.on_tls_plain(&record, conn, &plain);
+        }
+        self.tls_plain_buf = plain;
+        self.tls_records = records;
+    }
+
+    /// Decrypted application data of a TLS connection: the protocol it carries is decided
+    /// on its first bytes as a plaintext connection's would be (SIP, or SIP over
+    /// WebSocket), then it is framed and handed to that handler.
+    fn on_tls_plain(&mut self, ctx: &PacketCtx<'_>, conn: ConnKey, plain: &[u8]) {
+        let framing = match self.tls.inner(conn) {
+            Some(Inner::NotFollowed) => return,
+            Some(Inner::Followed(framing)) => framing,
+            None => {
+                // Keep-alive line ends say nothing yet.
+                if plain.iter().all(|b| b.is_ascii_whitespace()) {
+                    return;
+                }
+                let framing = self.sip.probe_stream(plain).or(self.sip.probe(plain).then_some(StreamFraming::Plain));
+                self.tls.set_inner(conn, framing.map_or(Inner::NotFollowed, Inner::Followed));
+                match framing {
+                    Some(f) => f,
+                    None => return,
+                }
+            }
+        };
+        let key = StreamKey { src: ctx.src, dst: ctx.dst, context: ctx.context };
+        let seq = self.tls.plain_offset(conn, ctx.src, plain.len());
+        let seg = TcpSegment {
+            src_port: ctx.src.port(),
+            dst_port: ctx.dst.port(),
+            seq,
+            ack: 0,
+            flags: 0,
+            window: 0,
+            payload: plain,
+        };
+        let (mut framer, transport): (fn(&[u8]) -> Framing, _) = match framing {
+            StreamFraming::Plain => (callflow_decode::sip::frame_message, Transport::Tls),
+            StreamFraming::WebSocket => (frame_http_or_ws, Transport::Wss),
+        };
+        let mut pdus = std::mem::take(&mut self.pdus);
+        let (ws, max_message) = (&mut self.ws, self.opts.tcp.max_buffered_bytes);
+        self.tls_plain.push(key, &seg, ctx.frame, ctx.ts, &mut framer, &mut |pdu| match framing {
+            StreamFraming::Plain => pdus.push((pdu.data.to_vec(), pdu.last_frame, pdu.ts)),
+            StreamFraming::WebSocket => {
+                if let Some(message) = ws.on_pdu(key, pdu.data, max_message) {
+                    pdus.push((message.to_vec(), pdu.last_frame, pdu.ts));
+                }
+            }
+        });
+        for (bytes, last_frame, pdu_ts) in pdus.drain(..) {
+            let message = PacketCtx { ts: pdu_ts, frame: last_frame, transport, ..*ctx };
+            self.hand_over(SipHandler::PROTOCOL, &message, &mut Default::default(), &bytes, true);
         }
         self.pdus = pdus;
     }
@@ -750,13 +862,14 @@ impl<C: Classifier> Analyzer<C> {
                 }
             )*};
         }
-        close_each!(sip, media, diameter, gtp);
+        close_each!(sip, media, diameter, gtp, tls);
     }
 
     /// Closes sessions that are over as of capture time `now`.
     fn sweep(&mut self, now: Timestamp) {
         let idle = self.services.lifetimes.idle;
         self.tcp.expire(now);
+        self.tls_plain.expire(now);
         self.sctp.expire(Timestamp::from_nanos(now.as_nanos().saturating_sub(duration_ns(self.opts.tcp.idle_timeout))));
         self.tcp_flows.retain(|_, route| now.nanos_since(route.seen) <= idle);
         let flows = &self.tcp_flows;
@@ -780,6 +893,7 @@ impl<C: Classifier> Analyzer<C> {
             + self.media.open(&self.services).len()
             + self.diameter.open(&self.services).len()
             + self.gtp.open(&self.services).len()
+            + self.tls.open(&self.services).len()
     }
 
     /// How many sessions are over and wait for [`Analyzer::take_completed`].

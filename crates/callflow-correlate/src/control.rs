@@ -136,6 +136,8 @@ fn run<C: Classifier, S: FrameSource + Send + ?Sized>(
     control: &mut dyn AnalyzeControl,
 ) -> Result<Document, CaptureError> {
     let (threads, fragment_limits) = (analyzer.options().threads, analyzer.options().fragments.clone());
+    // TLS secrets in the capture itself (pcapng Decryption Secrets Blocks) join the key log.
+    reader.share_tls_keys(analyzer.options().tls_keys.clone());
     let flow_idle = analyzer.options().forget_idle_flows.then_some(analyzer.options().idle_timeout);
     let mut source = SourceInfo {
         path: path.to_string(),

@@ -160,7 +160,7 @@ impl FlowKey {
         let (ib, fb) = ip_bits(b.ip());
         let t = match transport {
             Transport::Udp => 1,
-            Transport::Tcp | Transport::Ws => 2,
+            Transport::Tcp | Transport::Ws | Transport::Tls | Transport::Wss => 2,
             Transport::Sctp => 3,
             _ => 0,
         };

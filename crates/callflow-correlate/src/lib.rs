@@ -66,6 +66,7 @@ mod source;
 mod stats;
 mod subscriber;
 mod subscribers;
+mod tls;
 mod websocket;
 
 pub use analyzer::{sort_sessions, Analyzer, AnalyzerOptions};

@@ -8,6 +8,7 @@
 //! frame of that time would have. A capture file never ticks: its frames carry the time.
 
 use callflow_decode::capture::{CaptureError, CaptureReader, Frame, FrameRef, SharedBytes, SharedFrame};
+use callflow_decode::tls::keylog::SharedKeyLog;
 use callflow_decode::{LinkType, Timestamp};
 
 /// What a [`FrameSource`] gives on each pull.
@@ -57,6 +58,10 @@ pub trait FrameSource {
 
     /// The distinct link types of the frames so far, in the order first seen.
     fn link_types(&self) -> &[LinkType];
+
+    /// Adds the TLS secrets the source itself carries (a pcapng file's Decryption Secrets
+    /// Blocks) to `keys` as it reads them; a source that carries none ignores it.
+    fn share_tls_keys(&mut self, _keys: SharedKeyLog) {}
 }
 
 impl FrameSource for CaptureReader {
@@ -85,5 +90,9 @@ impl FrameSource for CaptureReader {
 
     fn link_types(&self) -> &[LinkType] {
         CaptureReader::link_types(self)
+    }
+
+    fn share_tls_keys(&mut self, keys: SharedKeyLog) {
+        CaptureReader::share_tls_keys(self, keys)
     }
 }

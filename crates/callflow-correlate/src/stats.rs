@@ -42,7 +42,7 @@ impl Counted {
 pub(crate) fn transport_name(transport: Transport) -> &'static str {
     match transport {
         Transport::Udp => "udp",
-        Transport::Tcp | Transport::Ws => "tcp",
+        Transport::Tcp | Transport::Ws | Transport::Tls | Transport::Wss => "tcp",
         Transport::Sctp => "sctp",
         _ => "other",
     }

@@ -6,11 +6,13 @@
 //! written under a temporary name beside the target and renamed into place at the end, so
 //! a failed run never leaves a half-written result under the name asked for; what is not
 //! a regular file (`/dev/null`, a named pipe, a terminal) is written to directly.
+//! [`read_tls_key_log`] reads the TLS key log a user gives (`--tls-keylog`).
 
 use callflow_classify::Classifier;
 use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, Unattended};
 use callflow_decode::capture::{CaptureError, CaptureReader};
 use callflow_decode::diameter::{Dictionary, DictionaryError};
+use callflow_decode::tls::keylog::{KeyLog, KeyLogError, SharedKeyLog};
 use callflow_model::{Document, Session};
 use serde::Serialize;
 use std::fs::File;
@@ -44,6 +46,9 @@ pub struct DirectAnalysis {
     /// The Diameter dictionary (`AnalyzerOptions::diameter_dictionary`); `None`: the
     /// built-in one.
     pub diameter_dictionary: Option<Arc<Dictionary>>,
+    /// The TLS key log SIP over TLS is decrypted with (`AnalyzerOptions::tls_keys`; the
+    /// capture's own Decryption Secrets Blocks are added to it).
+    pub tls_keys: SharedKeyLog,
 }
 
 /// The Diameter dictionary a configuration asks for (`[diameter] dictionary`): the
@@ -56,6 +61,47 @@ pub fn diameter_dictionary(
         return Ok(None);
     }
     Dictionary::with_file(&settings.dictionary).map(|d| Some(Arc::new(d)))
+}
+
+/// Reads a TLS key log file a user gave (NSS format, `SSLKEYLOGFILE`). A file that cannot
+/// be read, or holds no secret at all, is an error naming it (and its first bad line).
+pub fn read_tls_key_log(path: &Path) -> Result<SharedKeyLog, KeyLogFileError> {
+    let text =
+        std::fs::read(path).map_err(|source| KeyLogFileError::Read { path: path.display().to_string(), source })?;
+    let (log, _) = KeyLog::parse_given(&text)
+        .map_err(|source| KeyLogFileError::Format { path: path.display().to_string(), source })?;
+    Ok(SharedKeyLog::new(log))
+}
+
+/// The key log kept beside a job's capture (an upload's `keylog` part): `CAPTURE.keylog`.
+pub fn job_key_log_path(capture: &Path) -> PathBuf {
+    let mut name = capture.as_os_str().to_owned();
+    name.push(".keylog");
+    PathBuf::from(name)
+}
+
+/// Why a TLS key log file is unusable.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyLogFileError {
+    /// The file cannot be read.
+    #[error("cannot read the TLS key log {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The file holds no TLS secret.
+    #[error("bad TLS key log {path}")]
+    Format {
+        /// The file.
+        path: String,
+        /// What is wrong, with the first bad line.
+        #[source]
+        source: KeyLogError,
+    },
 }
 
 /// Why a direct analysis failed.
@@ -118,6 +164,7 @@ pub fn analyze_to_output_with<E: std::fmt::Display>(
     let opts = AnalyzerOptions {
         threads: request.threads.max(1),
         diameter_dictionary: request.diameter_dictionary.clone(),
+        tls_keys: request.tls_keys.clone(),
         ..AnalyzerOptions::default()
     };
     let doc = match request.format {

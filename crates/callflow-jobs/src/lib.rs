@@ -131,8 +131,8 @@ mod status;
 mod store;
 
 pub use direct::{
-    analyze_to_output, analyze_to_output_with, diameter_dictionary, DirectAnalysis, DirectError, ResultFormat,
-    ResultWriter,
+    analyze_to_output, analyze_to_output_with, diameter_dictionary, job_key_log_path, read_tls_key_log, DirectAnalysis,
+    DirectError, KeyLogFileError, ResultFormat, ResultWriter,
 };
 pub use events::{Event, EventBus, Subscription};
 pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};

@@ -278,6 +278,15 @@ impl Analysis for CaptureAnalysis {
             other => other.to_string(),
         })?;
         ctx.set_total_bytes(reader.total_bytes());
+        // An upload's key log is kept beside its capture.
+        let mut options = self.options.clone();
+        let key_log = crate::direct::job_key_log_path(&job.input);
+        if key_log.is_file() {
+            options.tls_keys = crate::direct::read_tls_key_log(&key_log).map_err(|e| {
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                format!("{e}{cause}")
+            })?;
+        }
         let classifier = self.classifier.make().map_err(|e| format!("cannot start the classifier: {e}"))?;
         // The sink and the control both need the context; sessions wait here for the
         // control call that follows their frame.
@@ -289,15 +298,8 @@ impl Analysis for CaptureAnalysis {
             }
             ctx.on_frame(frames, bytes)
         };
-        let doc = analyze_with_classifier(
-            &mut reader,
-            &job.label,
-            self.options.clone(),
-            classifier,
-            Some(&mut sink),
-            &mut control,
-        )
-        .map_err(|e| e.to_string())?;
+        let doc = analyze_with_classifier(&mut reader, &job.label, options, classifier, Some(&mut sink), &mut control)
+            .map_err(|e| e.to_string())?;
         for s in pending.into_inner() {
             ctx.on_session(s);
         }
@@ -958,6 +960,8 @@ fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
         // Already gone is as good as deleted; anything else is left for an operator,
         // the job itself being gone. A live job's input is the directory of its files.
         let _ = if job.live.is_some() { std::fs::remove_dir_all(&job.input) } else { std::fs::remove_file(&job.input) };
+        // An upload's TLS key log, kept beside its capture.
+        let _ = std::fs::remove_file(crate::direct::job_key_log_path(&job.input));
     }
     shared.bus.publish(Event::Deleted(job.id));
     Ok(true)

@@ -41,7 +41,8 @@ pub use media::{
 };
 pub use session::{
     Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,
-    Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, Transport, Tunnel, TunnelKind,
+    Relation, Session, SessionKind, SubscriberKey, SubscriberKeyKind, TlsReason, TlsSession, Transport, Tunnel,
+    TunnelKind,
 };
 pub use subscriber::{Subscriber, SubscriberSession, UeAddress};
 pub use time::Timestamp;

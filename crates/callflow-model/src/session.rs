@@ -23,6 +23,10 @@ pub enum SessionKind {
     /// A GTP control session: the GTPv2 PDN connection or GTPv1 PDP context of one
     /// subscriber, with its bearers.
     Gtp,
+    /// A TLS connection whose application data was not read: no key, a cipher suite or
+    /// version not decrypted, a handshake the capture missed, or records that did not
+    /// decrypt (the `tls` object says which), or decrypted data of no protocol followed.
+    Tls,
 }
 
 impl SessionKind {
@@ -35,6 +39,7 @@ impl SessionKind {
             SessionKind::Rtp => "rtp",
             SessionKind::Diameter => "diameter",
             SessionKind::Gtp => "gtp",
+            SessionKind::Tls => "tls",
         }
     }
 }
@@ -99,6 +104,10 @@ pub enum Transport {
     /// message came in one WebSocket message, possibly reassembled from several frames
     /// and segments, after an HTTP upgrade handshake.
     Ws,
+    /// TLS over TCP, decrypted with the endpoints' key log (SIP over TLS, RFC 3261 26.2).
+    Tls,
+    /// WebSocket over TLS (RFC 7118's `WSS`), decrypted with the endpoints' key log.
+    Wss,
 }
 
 /// One side of a call.
@@ -342,6 +351,66 @@ pub struct Session {
     /// INFO), in time order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dtmf: Vec<DtmfDigit>,
+    /// The TLS fields of a `tls` session (server name, version, cipher suite, why it was
+    /// not read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Box<TlsSession>>,
+}
+
+/// Why the application data of a TLS connection was not read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TlsReason {
+    /// The key log holds no secret for the connection's client random.
+    NoKey,
+    /// The cipher suite (or protocol version) is not one decrypted.
+    UnsupportedCipher,
+    /// The capture missed the hellos (it starts mid-connection), so the keys cannot be
+    /// chosen.
+    HandshakeMissing,
+    /// A record did not authenticate with the logged keys (a wrong key, or records the
+    /// capture lost); nothing after it was read.
+    DecryptionFailed,
+    /// Decrypted, but the application data is no protocol followed here.
+    NotFollowed,
+}
+
+impl TlsReason {
+    /// The name used in the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsReason::NoKey => "no_key",
+            TlsReason::UnsupportedCipher => "unsupported_cipher",
+            TlsReason::HandshakeMissing => "handshake_missing",
+            TlsReason::DecryptionFailed => "decryption_failed",
+            TlsReason::NotFollowed => "not_followed",
+        }
+    }
+}
+
+/// The TLS fields of a `tls` session.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsSession {
+    /// The server name the client asked for (SNI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The version negotiated, as users know it (`TLS 1.2`, `TLS 1.3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The cipher suite negotiated: its IANA name when known, else `0x` and its number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<String>,
+    /// Why the application data was not read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<TlsReason>,
+    /// Records seen, both directions.
+    pub records: u64,
+    /// Records decrypted, both directions.
+    pub decrypted_records: u64,
+    /// The session was resumed (TLS 1.2 session id or ticket, TLS 1.3 pre-shared key).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resumed: bool,
 }
 
 impl Session {
@@ -398,6 +467,7 @@ impl Session {
             early_media: false,
             branches: Vec::new(),
             dtmf: Vec::new(),
+            tls: None,
         }
     }
 }

@@ -340,6 +340,8 @@ pub fn transport_name(t: Transport) -> &'static str {
         Transport::Tcp => "TCP",
         Transport::Sctp => "SCTP",
         Transport::Ws => "WS",
+        Transport::Tls => "TLS",
+        Transport::Wss => "WSS",
         _ => "?",
     }
 }

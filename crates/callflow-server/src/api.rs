@@ -9,6 +9,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use callflow_correlate::kpis::{BadGrouping, Grouping, KpiAccumulator};
+use callflow_decode::tls::keylog::KeyLog;
 use callflow_jobs::{JobError, JobId, JobQuery, JobState, JobStore, NewJob, SessionCursor, SessionQuery, SessionSort};
 use callflow_model::{Problem, Session, SessionKind, Subscriber};
 use callflow_render::CapturePart;
@@ -220,6 +221,8 @@ pub async fn upload(
         }
     }
     let mut name = params.name.map(checked_name).transpose()?;
+    // A TLS key log sent with the capture (multipart part `keylog`), kept beside it.
+    let mut keylog: Option<Vec<u8>> = None;
     let raw = RAW_TYPES.iter().any(|t| content_type.starts_with(t));
     if !raw && !content_type.starts_with("multipart/form-data") {
         return Err(ApiError::UnsupportedMedia(format!(
@@ -319,6 +322,20 @@ pub async fn upload(
                         .map_err(|_| ApiError::BadRequest("the `name` field is not UTF-8 text".into()))?;
                     name = Some(text);
                 }
+                Some("keylog") if keylog.is_none() => {
+                    let mut text = Vec::new();
+                    while let Some(chunk) = pace.wait("keylog", field.chunk()).await?.map_err(form_error)? {
+                        pace.got(chunk.len())?;
+                        if text.len() + chunk.len() > MAX_KEYLOG_BYTES {
+                            return Err(ApiError::BadRequest(format!(
+                                "the `keylog` part is longer than {MAX_KEYLOG_BYTES} bytes"
+                            )));
+                        }
+                        text.extend_from_slice(&chunk);
+                    }
+                    KeyLog::parse_given(&text).map_err(|e| ApiError::BadRequest(format!("the `keylog` part: {e}")))?;
+                    keylog = Some(text);
+                }
                 _ => {}
             }
         }
@@ -335,6 +352,12 @@ pub async fn upload(
     let manager = state.manager.clone();
     let job = tokio::task::spawn_blocking(move || {
         place(part, file, &stored)?;
+        if let Some(text) = keylog {
+            std::fs::write(callflow_jobs::job_key_log_path(&stored), text).map_err(|e| {
+                let _ = std::fs::remove_file(&stored);
+                ApiError::upload_io("writing the key log", e)
+            })?;
+        }
         manager.submit(NewJob::upload(&stored, label).with_id(id)).map_err(|e| {
             let _ = std::fs::remove_file(&stored);
             ApiError::from(e)
@@ -346,6 +369,10 @@ pub async fn upload(
     Ok((StatusCode::CREATED, [(header::LOCATION, format!("/api/v1/jobs/{}/status", job.id))], Json(body))
         .into_response())
 }
+
+/// The longest TLS key log an upload may carry: a key log line is about 200 bytes, so this
+/// holds some 80,000 connections' secrets.
+const MAX_KEYLOG_BYTES: usize = 16 << 20;
 
 /// The longest job name, in bytes: the name is sent in every status, listing and event,
 /// and a 20 MiB one made 8 listings take 940 MB.
@@ -1347,7 +1374,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
 /// Every route of the API: method, path (OpenAPI syntax), summary. The OpenAPI document
 /// is built from it and a test checks each against the router.
 pub const ROUTES: &[(&str, &str, &str)] = &[
-    ("post", "/api/v1/upload", "Upload a capture (raw body or multipart `file`); queues a job"),
+    ("post", "/api/v1/upload", "Upload a capture (raw body or multipart `file`, with an optional TLS key log part `keylog`); queues a job"),
     ("get", "/api/v1/jobs", "List jobs, newest first (offset, limit, status)"),
     ("get", "/api/v1/jobs/{id}/status", "A job's status and progress"),
     ("delete", "/api/v1/jobs/{id}", "Delete a job and its files (cancelling it first)"),

@@ -19,8 +19,9 @@ use std::sync::{Arc, RwLock};
 /// a hostile file cannot grow it past this.
 pub const MAX_ENTRIES: usize = 1 << 20;
 
-/// The secrets a key log holds for one client random.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// The secrets a key log holds for one client random (its `Debug` prints which are
+/// there, never their bytes).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct Secrets {
     /// TLS 1.2 (and earlier): the master secret (`CLIENT_RANDOM`).
     pub master_secret: Option<Vec<u8>>,
@@ -32,6 +33,18 @@ pub struct Secrets {
     pub client_traffic: Option<Vec<u8>>,
     /// TLS 1.3: `SERVER_TRAFFIC_SECRET_0`.
     pub server_traffic: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("master_secret", &self.master_secret.is_some())
+            .field("client_handshake", &self.client_handshake.is_some())
+            .field("server_handshake", &self.server_handshake.is_some())
+            .field("client_traffic", &self.client_traffic.is_some())
+            .field("server_traffic", &self.server_traffic.is_some())
+            .finish()
+    }
 }
 
 /// Why a line of a key log was not used.
@@ -72,10 +85,30 @@ pub struct Added {
     pub first_bad: Option<(usize, BadLine)>,
 }
 
-/// Secrets by client random.
-#[derive(Clone, Debug, Default)]
+/// A key log a user gave that holds no usable secret.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no TLS secret in the key log ({bad} lines not in the NSS key log format{})", first_bad_text(*.first_bad))]
+pub struct KeyLogError {
+    /// Lines that were not key log lines.
+    pub bad: usize,
+    /// The first of them: its number (1-based) and what was wrong.
+    pub first_bad: Option<(usize, BadLine)>,
+}
+
+fn first_bad_text(first: Option<(usize, BadLine)>) -> String {
+    first.map_or_else(String::new, |(line, why)| format!("; line {line}: {}", why.as_str()))
+}
+
+/// Secrets by client random (its `Debug` prints how many, never the secrets).
+#[derive(Clone, Default)]
 pub struct KeyLog {
     by_random: HashMap<[u8; 32], Secrets>,
+}
+
+impl std::fmt::Debug for KeyLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyLog").field("client_randoms", &self.by_random.len()).finish()
+    }
 }
 
 /// The labels of the NSS format that other tools write and decryption here does not need.
@@ -99,6 +132,16 @@ impl KeyLog {
         let mut log = KeyLog::new();
         let added = log.add(text);
         (log, added)
+    }
+
+    /// A key log a user gave: like [`KeyLog::parse`], but text with no usable secret at all
+    /// is an error naming its first bad line (an empty file is an empty log).
+    pub fn parse_given(text: &[u8]) -> Result<(KeyLog, Added), KeyLogError> {
+        let (log, added) = KeyLog::parse(text);
+        if added.secrets == 0 && added.bad > 0 {
+            return Err(KeyLogError { bad: added.bad, first_bad: added.first_bad });
+        }
+        Ok((log, added))
     }
 
     /// Adds the lines of `text`; a later secret for the same client random and label
@@ -134,17 +177,19 @@ impl KeyLog {
         if SKIPPED_LABELS.contains(&label) {
             return Ok(false);
         }
-        let random: [u8; 32] = hex(random).and_then(|r| r.try_into().ok()).ok_or(BadLine::BadClientRandom)?;
-        let secret = hex(secret).ok_or(BadLine::BadSecret)?;
-        let (slot_len_ok, pick): (bool, Slot) = match label {
-            "CLIENT_RANDOM" => (secret.len() == 48, |s| &mut s.master_secret),
-            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.client_handshake),
-            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => (tls13_len(&secret), |s| &mut s.server_handshake),
-            "CLIENT_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.client_traffic),
-            "SERVER_TRAFFIC_SECRET_0" => (tls13_len(&secret), |s| &mut s.server_traffic),
+        // The label first: a line of another format is "unknown label", not a bad random.
+        let (tls12, pick): (bool, Slot) = match label {
+            "CLIENT_RANDOM" => (true, |s| &mut s.master_secret),
+            "CLIENT_HANDSHAKE_TRAFFIC_SECRET" => (false, |s| &mut s.client_handshake),
+            "SERVER_HANDSHAKE_TRAFFIC_SECRET" => (false, |s| &mut s.server_handshake),
+            "CLIENT_TRAFFIC_SECRET_0" => (false, |s| &mut s.client_traffic),
+            "SERVER_TRAFFIC_SECRET_0" => (false, |s| &mut s.server_traffic),
             _ => return Err(BadLine::UnknownLabel),
         };
-        if !slot_len_ok {
+        let random: [u8; 32] = hex(random).and_then(|r| r.try_into().ok()).ok_or(BadLine::BadClientRandom)?;
+        let secret = hex(secret).ok_or(BadLine::BadSecret)?;
+        let length_ok = if tls12 { secret.len() == 48 } else { tls13_len(&secret) };
+        if !length_ok {
             return Err(BadLine::BadSecret);
         }
         if self.by_random.len() >= MAX_ENTRIES && !self.by_random.contains_key(&random) {
@@ -288,6 +333,18 @@ mod tests {
         // Not text at all.
         let (_, added) = KeyLog::parse(&[0xff, 0xfe, 0x00, b'\n', 0x80]);
         assert_eq!((added.secrets, added.bad), (0, 2));
+    }
+
+    #[test]
+    fn a_given_log_without_any_secret_is_an_error_naming_the_first_bad_line() {
+        let err = KeyLog::parse_given(b"# comment\nnot a key log\nsecond\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no TLS secret in the key log (2 lines not in the NSS key log format; line 2: unknown label)"
+        );
+        assert!(KeyLog::parse_given(b"").is_ok());
+        let good = format!("junk\nCLIENT_RANDOM {R1} {}\n", secret(48, 1));
+        assert_eq!(KeyLog::parse_given(good.as_bytes()).map(|(log, _)| log.len()), Ok(1));
     }
 
     #[test]
