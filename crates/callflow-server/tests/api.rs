@@ -265,16 +265,7 @@ async fn auth_keys_login_tokens_rate_limit_and_the_4001_close() {
         .await
         .unwrap();
     assert_eq!(error_of(bad).await, (401, "bad_login".into()));
-    let login: Value = client
-        .post(server.url("/api/login"))
-        .json(&serde_json::json!({"username": "ann", "password": "pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = server.login(&client, "ann", "pw").await;
     assert_eq!(client.get(server.url("/api/v1/jobs")).bearer_auth(&token).send().await.unwrap().status(), 200);
     assert_eq!(
         client.get(server.url("/api/v1/jobs?token=k3y-k3y-k3y-k3y-")).send().await.unwrap().status(),

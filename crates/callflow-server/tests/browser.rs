@@ -305,16 +305,7 @@ async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_re
     let downloads = tempfile::tempdir().unwrap();
     let server = auth_server().await;
     let client = reqwest::Client::new();
-    let login: Value = client
-        .post(server.url("/api/login"))
-        .json(&json!({"username": "ann", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap();
+    let token = &server.login(&client, "ann", PASSWORD).await;
     let upload = client
         .post(server.url("/api/v1/upload?name=shared.pcap"))
         .bearer_auth(token)

@@ -455,16 +455,7 @@ async fn a_stream_opened_with_a_login_token_ends_with_4001_when_the_token_is_rev
     })
     .await;
     let client = reqwest::Client::new();
-    let login: serde_json::Value = client
-        .post(server.url("/api/login"))
-        .json(&serde_json::json!({"username": "ann", "password": "s3cret"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap().to_string();
+    let token = server.login(&client, "ann", "s3cret").await;
     let query = format!("netns={}&nif={}&token={token}", pair.capture_inode(), pair.capture_if);
     let mut ws = connect(&server, &query, &[]).await;
     let mut stream = Vec::new();

@@ -216,16 +216,7 @@ async fn the_websocket_documents_path_api_ws_behaves_as_api_v1_ws() {
     })
     .await;
     let client = reqwest::Client::new();
-    let login: serde_json::Value = client
-        .post(server.url("/api/login"))
-        .json(&serde_json::json!({"username": "ann", "password": "pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["token"].as_str().unwrap();
+    let token = &server.login(&client, "ann", "pw").await;
     for path in ["/api/v1/ws", "/api/ws"] {
         events_socket_as_documented(&server, path, key, token).await;
     }

@@ -51,6 +51,15 @@ impl TestServer {
         format!("ws://{}{path}", self.addr)
     }
 
+    /// Logs `user` in with `password` and returns the session token (panics unless the
+    /// server gives one).
+    pub async fn login(&self, client: &reqwest::Client, user: &str, password: &str) -> String {
+        let body = serde_json::json!({"username": user, "password": password});
+        let answer: serde_json::Value =
+            client.post(self.url("/api/login")).json(&body).send().await.unwrap().json().await.unwrap();
+        answer["token"].as_str().unwrap_or_else(|| panic!("no token in {answer}")).to_string()
+    }
+
     /// GETs `path` and returns the JSON body (whatever the status: callers assert on it).
     pub async fn get_json(&self, client: &reqwest::Client, path: &str) -> serde_json::Value {
         client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
