@@ -74,6 +74,18 @@ pub struct Settings {
     pub hep: HepSettings,
     /// The Packetflix-compatible capture service (`GET /capture`).
     pub capture: CaptureSettings,
+    /// Decrypting SIP over TLS in live jobs.
+    pub tls: TlsKeySettings,
+}
+
+/// `[tls]`: the TLS key log live jobs decrypt SIP over TLS with (a capture file brings its
+/// own: `callflow-cli analyze --tls-keylog`, the upload's `keylog` part).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsKeySettings {
+    /// An NSS key log file (SSLKEYLOGFILE) that SBCs or clients append to while the job
+    /// runs: read again every second, the lines added since used from then on. Empty: none.
+    pub keylog: PathBuf,
 }
 
 /// `[kpis]`: how the operator statistics (docs/kpis.md) name peers, cut time and label

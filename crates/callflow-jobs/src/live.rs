@@ -24,6 +24,7 @@ use crate::retain::{RetainLimits, Retainer};
 use crate::{JobId, JobState};
 use callflow_correlate::{FrameSource, Pulled};
 use callflow_decode::capture::CaptureError;
+use callflow_decode::tls::keylog::{KeyLogTail, SharedKeyLog};
 use callflow_decode::{LinkType, Timestamp};
 use serde::Serialize;
 use std::path::PathBuf;
@@ -98,7 +99,13 @@ pub struct LiveOptions {
     pub stats_interval: Duration,
     /// Live jobs running at once.
     pub max_jobs: usize,
+    /// A TLS key log file (`[tls] keylog`) followed while each job runs: the secrets
+    /// appended to it are used for the TLS connections that follow.
+    pub tls_keylog: Option<PathBuf>,
 }
+
+/// How often a live job looks for secrets appended to its key log.
+const KEYLOG_POLL: Duration = Duration::from_secs(1);
 
 /// A running live job's counters, as published every `stats_interval`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -138,6 +145,13 @@ pub(crate) struct LiveRun<'a> {
     pub(crate) started: Instant,
     pub(crate) next_stats: Instant,
     pub(crate) ended: bool,
+    /// The key log file followed, when `[tls] keylog` names one.
+    pub(crate) keylog: Option<KeyLogTail>,
+    /// The analysis' key log, which the secrets read are added to.
+    pub(crate) keys: SharedKeyLog,
+    pub(crate) next_keylog: Instant,
+    /// Reading the key log failed at the last poll (said once, until it works again).
+    pub(crate) keylog_failing: bool,
 }
 
 impl LiveRun<'_> {
@@ -172,6 +186,41 @@ impl LiveRun<'_> {
         }
     }
 
+    /// Adds the secrets appended to the key log since the last look; a failure to read it
+    /// is a notice when it starts and when it ends.
+    fn follow_keylog(&mut self) {
+        let Some(tail) = self.keylog.as_mut() else { return };
+        match tail.poll(&self.keys) {
+            Ok(added) => {
+                if std::mem::take(&mut self.keylog_failing) {
+                    notice(self.shared, self.job, format!("reading the TLS key log {} again", tail.path().display()));
+                }
+                if let Some((line, why)) = added.first_bad {
+                    let (job, path) = (self.job, tail.path().display().to_string());
+                    notice(
+                        self.shared,
+                        job,
+                        format!(
+                            "TLS key log {path}: {} lines skipped, the first (line {line} of those read): {}",
+                            added.bad,
+                            why.as_str()
+                        ),
+                    );
+                }
+            }
+            Err(e) if !self.keylog_failing => {
+                self.keylog_failing = true;
+                let path = tail.path().display().to_string();
+                notice(
+                    self.shared,
+                    self.job,
+                    format!("cannot read the TLS key log {path}: {e}; looking again every second"),
+                );
+            }
+            Err(_) => {}
+        }
+    }
+
     /// Publishes the feed's notices and the counters.
     fn report(&mut self) {
         for message in self.feed.notices() {
@@ -192,6 +241,10 @@ impl FrameSource for LiveRun<'_> {
             return Ok(None);
         }
         let now = Instant::now();
+        if now >= self.next_keylog {
+            self.next_keylog = now + KEYLOG_POLL;
+            self.follow_keylog();
+        }
         if now >= self.next_stats {
             self.next_stats = now + self.shared.opts.live.stats_interval;
             self.report();
@@ -232,6 +285,12 @@ impl FrameSource for LiveRun<'_> {
 
     fn link_types(&self) -> &[LinkType] {
         self.feed.link_types()
+    }
+
+    /// The analysis' key log: the followed file's secrets go there.
+    fn share_tls_keys(&mut self, keys: SharedKeyLog) {
+        self.keys = keys;
+        self.next_keylog = Instant::now();
     }
 }
 

@@ -17,6 +17,7 @@ use callflow_config::{KpiSettings, Settings};
 use callflow_correlate::kpis::{AddrRule, KpiOptions, KpiSeries, TrunkRule};
 use callflow_correlate::{analyze_with_classifier, AnalyzeControl, AnalyzerOptions, LegOptions, QualityOptions};
 use callflow_decode::capture::{CaptureError, CaptureReader};
+use callflow_decode::tls::keylog::{KeyLogTail, SharedKeyLog};
 use callflow_model::{Document, Session};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use std::cell::RefCell;
@@ -188,6 +189,7 @@ impl ManagerOptions {
                 },
                 stats_interval: s.live.stats_interval,
                 max_jobs: s.live.max_jobs,
+                tls_keylog: (!s.tls.keylog.as_os_str().is_empty()).then(|| s.tls.keylog.clone()),
             },
             top_peers: s.kpis.top_peers,
         }
@@ -278,15 +280,19 @@ impl Analysis for CaptureAnalysis {
             other => other.to_string(),
         })?;
         ctx.set_total_bytes(reader.total_bytes());
-        // An upload's key log is kept beside its capture.
+        // An upload's key log is kept beside its capture. Each job has a key log of its
+        // own even without one: a capture's Decryption Secrets Blocks are added to it, and
+        // must neither decrypt another job's capture nor stay in memory after this job.
         let mut options = self.options.clone();
         let key_log = crate::direct::job_key_log_path(&job.input);
-        if key_log.is_file() {
-            options.tls_keys = crate::direct::read_tls_key_log(&key_log).map_err(|e| {
+        options.tls_keys = if key_log.is_file() {
+            crate::direct::read_tls_key_log(&key_log).map_err(|e| {
                 let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
                 format!("{e}{cause}")
-            })?;
-        }
+            })?
+        } else {
+            SharedKeyLog::default()
+        };
         let classifier = self.classifier.make().map_err(|e| format!("cannot start the classifier: {e}"))?;
         // The sink and the control both need the context; sessions wait here for the
         // control call that follows their frame.
@@ -1154,6 +1160,10 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         started,
         next_stats: started,
         ended: false,
+        keylog: shared.opts.live.tls_keylog.as_ref().map(KeyLogTail::new),
+        keys: SharedKeyLog::default(),
+        next_keylog: started,
+        keylog_failing: false,
     };
     let pending = RefCell::new(Vec::new());
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -1167,7 +1177,12 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         };
         // An endless input: idle flows are forgotten (counted), so the flow table holds
         // the flows in progress.
-        let options = AnalyzerOptions { forget_idle_flows: true, ..shared.opts.analyzer.clone() };
+        // A key log of its own, which `[tls] keylog`'s secrets are added to as they come.
+        let options = AnalyzerOptions {
+            forget_idle_flows: true,
+            tls_keys: SharedKeyLog::default(),
+            ..shared.opts.analyzer.clone()
+        };
         analyze_with_classifier(&mut source, &job.label, options, classifier, Some(&mut sink), &mut control)
             .map_err(|e| format!("the live source failed: {e}"))
     }));

@@ -9,6 +9,7 @@ use callflow_jobs::{
     Event, JobId, JobManager, JobState, JobStore, LiveCounts, LiveFeed, LiveJob, ManagerOptions, SessionQuery,
     SqliteStore, Subscription,
 };
+use callflow_model::SessionKind;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,21 +20,32 @@ struct FileFeed {
     next: usize,
     error: Option<CaptureError>,
     links: Vec<LinkType>,
+    /// Frames flow once this is set (`None`: at once); until then the feed only ticks.
+    gate: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl FileFeed {
     fn example(error: Option<CaptureError>) -> FileFeed {
-        let mut reader = CaptureReader::open(common::example()).unwrap();
+        FileFeed::of(&common::example(), error)
+    }
+
+    fn of(path: &std::path::Path, error: Option<CaptureError>) -> FileFeed {
+        let mut reader = CaptureReader::open(path).unwrap();
         let mut frames = Vec::new();
         while let Some(f) = reader.next_frame().unwrap() {
             frames.push((f.link_type, f.data.to_vec(), f.ts));
         }
-        FileFeed { frames, next: 0, error, links: vec![LinkType::ETHERNET] }
+        let links = frames.iter().map(|f| f.0).take(1).collect();
+        FileFeed { frames, next: 0, error, links, gate: None }
     }
 }
 
 impl FrameSource for FileFeed {
     fn next_frame(&mut self) -> Result<Option<Pulled<'_>>, CaptureError> {
+        if self.gate.as_ref().is_some_and(|g| !g.load(std::sync::atomic::Ordering::SeqCst)) {
+            std::thread::sleep(Duration::from_millis(5));
+            return Ok(Some(Pulled::Tick(self.frames[0].2)));
+        }
         let i = self.next;
         if i < self.frames.len() {
             self.next += 1;
@@ -143,5 +155,46 @@ fn a_live_job_whose_source_fails_ends_failed_keeping_its_sessions() {
     assert_eq!(done.state, JobState::Failed);
     assert!(done.error.as_deref().unwrap().starts_with("the live source failed: "), "{:?}", done.error);
     assert_eq!((done.sessions, sessions(&*store, job.id)), (1, 1));
+    manager.shutdown();
+}
+
+#[test]
+fn a_live_job_decrypts_sip_over_tls_with_the_secrets_appended_to_its_key_log_while_it_runs() {
+    let dir = common::temp_dir("live-keylog");
+    let data = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../callflow-correlate/test_data");
+    let keylog = dir.join("sslkeys.log");
+    let store = Arc::new(SqliteStore::open(dir.join("jobs.db")).unwrap());
+    let mut opts = options(&dir);
+    opts.live.tls_keylog = Some(keylog.clone());
+    let (manager, _) = JobManager::start(store.clone(), opts).unwrap();
+    let sub = manager.subscribe();
+    let gate = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut feed = FileFeed::of(&data.join("sip-tls13.pcap"), None);
+    feed.gate = Some(gate.clone());
+    let job = manager.start_live(live(feed)).unwrap();
+    // The file is missing at first: said, and looked for again.
+    wait_for(
+        &sub,
+        |e| matches!(e, Event::Notice { job: j, message } if *j == job.id && message.contains("cannot read the TLS key log")),
+    );
+    // The SBC writes its secrets, the job finds them, then the call's traffic comes.
+    std::fs::write(&keylog, std::fs::read(data.join("sip-tls13.keys")).unwrap()).unwrap();
+    wait_for(
+        &sub,
+        |e| matches!(e, Event::Notice { job: j, message } if *j == job.id && message.contains("reading the TLS key log")),
+    );
+    gate.store(true, std::sync::atomic::Ordering::SeqCst);
+    wait_for(&sub, |e| matches!(e, Event::Session { job: j, .. } if *j == job.id));
+    manager.cancel(job.id).unwrap();
+    manager.wait(&[job.id], Some(Duration::from_secs(60))).unwrap();
+    let kinds = |kind: SessionKind| {
+        let query = SessionQuery { kind: Some(kind), ..SessionQuery::default() };
+        store.count_sessions(job.id, &query).unwrap()
+    };
+    assert_eq!(
+        (kinds(SessionKind::SipCall), kinds(SessionKind::Tls)),
+        (1, 0),
+        "the call decrypted, no unread TLS session"
+    );
     manager.shutdown();
 }

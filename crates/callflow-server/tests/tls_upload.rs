@@ -46,3 +46,49 @@ async fn an_upload_with_a_keylog_part_is_decrypted() {
     assert_eq!(server.uploads(), before);
     server.shutdown().await;
 }
+
+/// Regression: file jobs shared the manager's one key log, so the secrets a pcapng carried
+/// (Decryption Secrets Blocks) decrypted every later job's capture, and stayed in memory.
+#[tokio::test]
+async fn the_secrets_one_upload_carries_do_not_decrypt_another_jobs_capture() {
+    let (capture, keys) = tls_capture();
+    let have_editcap = std::process::Command::new("editcap").arg("-h").output().is_ok_and(|o| o.status.success());
+    if !have_editcap {
+        assert!(std::env::var_os("CI").is_none(), "editcap (tshark's package) is missing");
+        eprintln!("skipped: editcap is missing");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("callflow-tls-bleed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let with_secrets = dir.join("with-secrets.pcapng");
+    let status = std::process::Command::new("editcap")
+        .arg("--inject-secrets")
+        .arg(format!("tls,{}", keys.display()))
+        .arg(&capture)
+        .arg(&with_secrets)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let mut kinds = Vec::new();
+    for (path, name) in [(&with_secrets, "with-secrets.pcapng"), (&capture, "no-secrets.pcap")] {
+        let part = reqwest::multipart::Part::bytes(std::fs::read(path).unwrap()).file_name(name);
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let response = client.post(server.url("/api/v1/upload")).multipart(form).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+        wait_finished(&client, &server, job).await;
+        let count = |kind: &'static str| {
+            let (client, server) = (&client, &server);
+            async move {
+                let page: Value = server.get_json(client, &format!("/api/v1/jobs/{job}/sessions?kind={kind}")).await;
+                page["total"].as_u64().unwrap()
+            }
+        };
+        kinds.push((count("sip_call").await, count("tls").await));
+    }
+    assert_eq!(kinds, [(1, 0), (0, 1)], "decrypted with its own secrets; the next capture has none");
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -10,9 +10,13 @@
 //! A [`SharedKeyLog`] is one key log several owners add to and read: the analysis reads
 //! it when a TLS connection needs keys, and a capture reader adds the secrets of the
 //! pcapng Decryption Secrets Blocks it meets. It is consulted once per connection, never
-//! per packet.
+//! per packet. A [`KeyLogTail`] follows a key log file that its writer keeps appending to
+//! (a live analysis), adding the lines written since it last looked.
 
 use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 /// Most entries a key log keeps (each a client random and its secrets, about 300 bytes):
@@ -274,6 +278,77 @@ impl SharedKeyLog {
     }
 }
 
+/// Most bytes one [`KeyLogTail::poll`] reads: a writer far ahead is caught up over several
+/// polls, and one poll never holds more than this.
+const TAIL_CHUNK: u64 = 1 << 20;
+
+/// Longest unfinished last line kept for the next poll (key log lines are under 300
+/// bytes); anything longer is not a key log line and is dropped.
+const MAX_PARTIAL: usize = 4096;
+
+/// A key log file followed while its writer appends to it: each [`KeyLogTail::poll`] adds
+/// the complete lines written since the last one to a [`SharedKeyLog`]. A line still being
+/// written (no newline yet) waits for the next poll. A file that was truncated or replaced
+/// (another inode, or shorter than what was read) is read again from its start.
+#[derive(Debug)]
+pub struct KeyLogTail {
+    path: PathBuf,
+    /// The file read so far (device and inode) and how many of its bytes.
+    read: Option<((u64, u64), u64)>,
+    /// The end of what was read when it did not end a line.
+    partial: Vec<u8>,
+}
+
+impl KeyLogTail {
+    /// Follows `path` from its start (nothing is read until the first poll).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        KeyLogTail { path: path.into(), read: None, partial: Vec::new() }
+    }
+
+    /// The file followed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds to `keys` the lines written since the last poll (at most 1 MiB of them).
+    /// A file that cannot be opened or read is an error, and is looked for again at the
+    /// next poll.
+    pub fn poll(&mut self, keys: &SharedKeyLog) -> std::io::Result<Added> {
+        use std::os::unix::fs::MetadataExt;
+        let mut file = File::open(&self.path)?;
+        let meta = file.metadata()?;
+        let id = (meta.dev(), meta.ino());
+        let offset = match self.read {
+            Some((read_id, offset)) if read_id == id && offset <= meta.len() => offset,
+            _ => {
+                self.partial.clear();
+                0
+            }
+        };
+        self.read = Some((id, offset));
+        if offset == meta.len() {
+            return Ok(Added::default());
+        }
+        file.seek(SeekFrom::Start(offset))?;
+        let mut chunk = Vec::new();
+        let got = file.take(TAIL_CHUNK).read_to_end(&mut chunk)?;
+        self.read = Some((id, offset + got as u64));
+        self.partial.extend_from_slice(&chunk);
+        let Some(end) = self.partial.iter().rposition(|&b| b == b'\n') else {
+            if self.partial.len() > MAX_PARTIAL {
+                self.partial.clear();
+            }
+            return Ok(Added::default());
+        };
+        let added = keys.add(&self.partial[..end]);
+        self.partial.drain(..=end);
+        if self.partial.len() > MAX_PARTIAL {
+            self.partial.clear();
+        }
+        Ok(added)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,5 +430,38 @@ mod tests {
         shared.add(format!("CLIENT_RANDOM {R1} {}", secret(48, 9)).as_bytes());
         assert_eq!(reader.get(&[0x11; 32]).and_then(|s| s.master_secret), Some(vec![9; 48]));
         assert_eq!(reader.len(), 1);
+    }
+
+    #[test]
+    fn a_followed_key_log_adds_the_lines_appended_and_waits_for_an_unfinished_one() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("callflow-keylog-tail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("keys.log");
+        let line = |n: u8| format!("CLIENT_RANDOM {} {}\n", format!("{n:02x}").repeat(32), "ab".repeat(48));
+        let keys = SharedKeyLog::default();
+        let mut tail = KeyLogTail::new(&path);
+        assert!(tail.poll(&keys).is_err(), "no file yet");
+        std::fs::write(&path, line(1)).unwrap();
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 1);
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 0, "nothing new");
+        // A line written in two parts is taken once it is whole.
+        let second = line(2);
+        let mut file = std::fs::OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&second.as_bytes()[..40]).unwrap();
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 0);
+        file.write_all(&second.as_bytes()[40..]).unwrap();
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 1);
+        assert_eq!(keys.len(), 2);
+        // Replaced by a shorter file (rotated): read again from its start.
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, line(3)).unwrap();
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 1);
+        assert!(keys.get(&[3; 32]).is_some());
+        // A "line" that never ends is dropped, not kept growing.
+        std::fs::write(&path, "x".repeat(3 * MAX_PARTIAL)).unwrap();
+        assert_eq!(tail.poll(&keys).unwrap().secrets, 0);
+        assert!(tail.partial.is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
