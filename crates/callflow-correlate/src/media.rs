@@ -47,6 +47,9 @@ struct Binding {
     rtcp: bool,
     /// The endpoint carries media other than RTP (e.g. `udptl` for T.38).
     other: bool,
+    /// The profile is secure (`RTP/SAVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`): its RTCP is
+    /// SRTCP, whose reports are ciphertext past their first 8 bytes.
+    secure: bool,
     codecs: Arc<[Codec]>,
 }
 
@@ -174,6 +177,7 @@ struct Bound {
     owner: Owner,
     rtcp: bool,
     other: bool,
+    secure: bool,
 }
 
 /// Why a datagram to or from a media endpoint is not RTP or RTCP after all (its header or
@@ -253,7 +257,7 @@ impl MediaTable {
             if !media.proto.to_ascii_uppercase().contains("RTP") {
                 // Media that is not RTP (T.38 over UDPTL after a fax re-INVITE, say) takes the
                 // endpoint over: what arrives there from now on is not RTP, as Wireshark decides.
-                let binding = Binding { owner, rtcp: false, other: true, codecs: Arc::from([]) };
+                let binding = Binding { owner, rtcp: false, other: true, secure: false, codecs: Arc::from([]) };
                 self.bind((context, SocketAddr::new(ip, media.port)), binding);
                 continue;
             }
@@ -272,16 +276,17 @@ impl MediaTable {
                 }
             }
             let codecs: Arc<[Codec]> = codecs.into();
+            let secure = media.proto.to_ascii_uppercase().contains("SAVP");
             self.bind(
                 (context, SocketAddr::new(ip, media.port)),
-                Binding { owner, rtcp: false, other: false, codecs: codecs.clone() },
+                Binding { owner, rtcp: false, other: false, secure, codecs: codecs.clone() },
             );
             registered += 1;
             if !media.rtcp_mux {
                 let rtcp_port = media.rtcp_port.unwrap_or(media.port.wrapping_add(1));
                 self.bind(
                     (context, SocketAddr::new(ip, rtcp_port)),
-                    Binding { owner, rtcp: true, other: false, codecs },
+                    Binding { owner, rtcp: true, other: false, secure, codecs },
                 );
             }
         }
@@ -323,7 +328,7 @@ impl MediaTable {
         let src = if dst.is_none() { at(src) } else { None };
         let bound = dst.or(src).and_then(|slot| {
             let b = self.bindings.get(slot.index)?;
-            Some(Bound { slot: slot.index, owner: b.owner, rtcp: b.rtcp, other: b.other })
+            Some(Bound { slot: slot.index, owner: b.owner, rtcp: b.rtcp, other: b.other, secure: b.secure })
         });
         Resolved { dst, src, inserted: self.inserted, bound }
     }
@@ -360,7 +365,7 @@ impl MediaTable {
 
     fn on_binding(
         &mut self,
-        Bound { slot, owner, rtcp, other }: Bound,
+        Bound { slot, owner, rtcp, other, secure }: Bound,
         memo: &mut MediaMemo,
         d: &Datagram<'_>,
     ) -> Result<(MediaKind, Owner), NotMedia> {
@@ -373,7 +378,11 @@ impl MediaTable {
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
         if rtcp || d.hints.rtcp_like {
-            self.on_rtcp(owner, d)?;
+            if secure {
+                self.on_srtcp(owner, d)?;
+            } else {
+                self.on_rtcp(owner, d)?;
+            }
             return Ok((MediaKind::Rtcp, owner));
         }
         self.on_rtp(owner, Some(slot), memo, d)?;
@@ -573,6 +582,24 @@ impl MediaTable {
                 }
             }
         }
+    }
+
+    /// SRTCP (RFC 3711 section 3.4): only the first header and its SSRC are in clear, so
+    /// the packet is checked and counted as the owner's activity, and its reports are not
+    /// read (parsed as RTCP, their ciphertext gave garbage reports, and a garbage round
+    /// trip for the quality estimate).
+    fn on_srtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
+        let p = d.payload;
+        if p.len() < 8 || p[0] >> 6 != 2 || !(200..=207).contains(&p[1]) {
+            return Err(NotMedia);
+        }
+        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
+            first_frame: d.frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
+        media.last_activity = media.last_activity.max(d.ts);
+        Ok(())
     }
 
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
@@ -936,11 +963,12 @@ mod tests {
         let mut dialogs = Vec::new();
         for (i, line) in script.iter().enumerate() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words[0] == "sdp" {
+            if words[0] == "sdp" || words[0] == "sdp-savp" {
                 let owner: Owner = words[1].parse().unwrap();
                 let a = addr(words[2]);
+                let proto = if words[0] == "sdp" { "RTP/AVP" } else { "RTP/SAVP" };
                 let text = format!(
-                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n",
+                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\n",
                     ip = a.ip(),
                     port = a.port()
                 );
@@ -1018,6 +1046,20 @@ mod tests {
                 "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
             ],
             &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=1"],
+        );
+    }
+
+    #[test]
+    fn srtcp_of_a_secure_profile_is_not_read_as_reports() {
+        // RTP/SAVP: the RTP headers are clear (the stream is measured), the RTCP is SRTCP.
+        check(
+            &[
+                "sdp-savp 1 10.0.0.2:5000",
+                &format!("rtp {RTP_1} 1 7"),
+                &format!("rtp {RTP_1} 2 7"),
+                "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
+            ],
+            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
         );
     }
 
