@@ -22,6 +22,12 @@ unsafe impl Send for Module {}
 
 impl Module {
     pub(crate) fn new() -> Result<Module, Error> {
+        // One module is made at a time: the first `ndpi_init_detection_module` of a process
+        // also initialises libgcrypt (when nDPI is built with it), and libgcrypt aborts the
+        // process when two threads initialise it at once (two jobs starting together did).
+        // Making a module takes some tens of milliseconds, so waiting costs little.
+        static MAKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: a plain constructor call; a null return (allocation failure) is checked.
         let raw = unsafe { sys::ndpi_init_detection_module(sys::ndpi_prefs_ndpi_no_prefs) };
         let raw = NonNull::new(raw).ok_or(Error::InitFailed)?;
