@@ -455,8 +455,14 @@ pub struct WebSocketSettings {
     pub client_queue: usize,
     /// WebSocket and SSE clients connected at once; past it new ones get 503.
     pub max_clients: usize,
-    /// Events kept per job for SSE `Last-Event-ID` replay.
+    /// Events kept per job in memory for SSE `Last-Event-ID` replay without reading the
+    /// store's event log.
     pub replay_buffer: usize,
+    /// How long the store's event log keeps events (resumes on any node, across restarts).
+    #[serde(with = "duration")]
+    pub event_log_retention: Duration,
+    /// The most events the store's event log keeps.
+    pub event_log_max: u64,
     /// How long a write to a WebSocket client may wait (its socket buffer full: the
     /// client stopped reading) before the connection is dropped.
     #[serde(with = "duration")]
@@ -472,6 +478,8 @@ impl Default for WebSocketSettings {
             client_queue: 1000,
             max_clients: 1000,
             replay_buffer: 256,
+            event_log_retention: Duration::from_secs(3600),
+            event_log_max: 100_000,
             send_timeout: Duration::from_secs(10),
         }
     }

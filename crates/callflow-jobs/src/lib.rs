@@ -19,6 +19,13 @@
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
+//! The store also keeps the event log (`JobStore::append_events`, [`StoredEvent`]): job
+//! events with ids the store hands out, increasing across every process on it and never
+//! reused, so that a client's stream resumes on any node and after a restart; what an event
+//! says is the embedder's (the server logs the JSON it sends). A store several processes
+//! share (PostgreSQL) tells each of them when the others logged events
+//! (`JobStore::listen_events`: `LISTEN/NOTIFY`, reconnecting when the connection fails).
+//!
 //! Only one process may run a manager on a store: whoever does holds a [`DirLock`] on the
 //! directories it owns (callflowd takes one on its upload, results and database
 //! directories), and a second one is refused with the first one's PID.
@@ -120,6 +127,7 @@
 //!   fetch them); the retention sweep needs one node at a time (`pg_try_advisory_lock`).
 
 mod direct;
+mod eventlog;
 mod events;
 pub mod live;
 mod lock;
@@ -134,13 +142,14 @@ pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, job_key_log_path, read_tls_key_log, DirectAnalysis,
     DirectError, KeyLogFileError, ResultFormat, ResultWriter,
 };
+pub use eventlog::{EventIds, EventKind, EventListener, EventWake, NewEvent, StoredEvent};
 pub use events::{Event, EventBus, Subscription};
 pub use live::{LiveCounts, LiveFeed, LiveJob, LiveOptions, LiveStats, SessionAnnotator};
 pub use lock::{DirLock, LockError, LOCK_FILE};
 pub use manager::{
     kpi_options, Analysis, CaptureAnalysis, ClassifierFactory, JobContext, JobError, JobManager, ManagerOptions,
 };
-pub use postgres::PgStore;
+pub use postgres::{PgStore, LISTENER_NAME as PG_LISTENER_NAME};
 pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;

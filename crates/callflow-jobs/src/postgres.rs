@@ -22,6 +22,7 @@
 //! Strings PostgreSQL cannot store (a NUL character, which `text` and `jsonb` both refuse,
 //! and which a hostile capture can put in a SIP header) are stored with U+FFFD in its place.
 
+use crate::eventlog::{EventIds, EventKind, EventListener, EventWake, NewEvent, StoredEvent};
 use crate::store::{
     DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
     StoreError,
@@ -88,7 +89,29 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_from ON sessions(job_id, from_uri);
     CREATE INDEX sessions_by_to ON sessions(job_id, to_uri);
     CREATE INDEX sessions_by_session_id ON sessions(session_id, job_id);",
+    // 2: the event log (`crate::eventlog`); no foreign key: a job's deletion is an event.
+    "CREATE TABLE events (
+        id BIGSERIAL PRIMARY KEY,
+        job_id BIGINT NOT NULL,
+        kind TEXT NOT NULL,
+        logged_at BIGINT NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_by_job ON events(job_id, id);
+    CREATE INDEX events_by_time ON events(logged_at);",
 ];
+
+/// The key of the transaction-level advisory lock every append to the event log takes
+/// ("cfevents" in ASCII): ids are drawn and committed one transaction at a time, so that a
+/// node that sees an id committed knows every smaller id is committed too (or never will
+/// be), and reading the log from the last id it saw misses nothing.
+const EVENT_LOCK: i64 = 0x6366_6576_656e_7473;
+
+/// The channel events are announced on: the payload is the newest id committed.
+const EVENT_CHANNEL: &str = "callflow_events";
+
+/// The `application_name` of a listener's connection (for `pg_stat_activity`).
+pub const LISTENER_NAME: &str = "callflowd events";
 
 /// The key of the advisory lock held while migrating ("callflow" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
@@ -105,6 +128,9 @@ pub struct PgStore {
     pool: Pool,
     /// The URL without its password, for messages.
     display: String,
+    /// How to connect, for the event listener's connection (outside the pool).
+    config: tokio_postgres::Config,
+    tls: RustlsConnect,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -134,7 +160,11 @@ impl PgStore {
             .enable_all()
             .build()
             .map_err(|e| StoreError::database(DatabaseErrorKind::Other, e))?;
-        let manager = Manager::from_config(config, tls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let manager = Manager::from_config(
+            config.clone(),
+            tls.clone(),
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
         let pool = {
             // The pool's timeouts need the runtime they run on.
             let _enter = runtime.enter();
@@ -147,7 +177,7 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Config(format!("connection pool: {e}")))?
         };
-        let store = PgStore { runtime: Some(runtime), pool, display: redact_url(url) };
+        let store = PgStore { runtime: Some(runtime), pool, display: redact_url(url), config, tls };
         store.run(store.migrate())?;
         Ok(store)
     }
@@ -212,6 +242,63 @@ async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<(), St
         tx.commit().await?;
     }
     Ok(())
+}
+
+/// The event listener: a connection of its own that `LISTEN`s, hands each notification's id
+/// to `wake`, and when the connection fails (the server restarted, the backend terminated)
+/// connects again, pausing from 50 ms doubling to 2 s, and calls `wake(None)` once listening
+/// again, so the caller reads what was logged meanwhile.
+async fn listen_loop(
+    mut config: tokio_postgres::Config,
+    tls: RustlsConnect,
+    wake: EventWake,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    config.application_name(LISTENER_NAME);
+    let mut pause = Duration::from_millis(50);
+    loop {
+        let session = listen_once(&config, &tls, &wake, &mut pause);
+        tokio::select! {
+            _ = session => {}
+            _ = &mut stop => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = &mut stop => return,
+        }
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+}
+
+/// One listening connection, until it fails.
+async fn listen_once(config: &tokio_postgres::Config, tls: &RustlsConnect, wake: &EventWake, pause: &mut Duration) {
+    let Ok((client, mut connection)) = config.connect(tls.clone()).await else { return };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Option<u64>>();
+    // The connection is driven here, its notifications forwarded; it ends when the server
+    // closes it or it fails.
+    let driver = async move {
+        while let Some(Ok(message)) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            if let tokio_postgres::AsyncMessage::Notification(n) = message {
+                let _ = tx.send(n.payload().parse().ok());
+            }
+        }
+    };
+    let listening = async {
+        if client.batch_execute(&format!("LISTEN {EVENT_CHANNEL}")).await.is_err() {
+            return;
+        }
+        *pause = Duration::from_millis(50);
+        // Listening from here: whatever was logged before is read by the caller.
+        wake(None);
+        while let Some(id) = rx.recv().await {
+            // A payload that is not an id (sent by someone else): read the log anyway.
+            wake(id);
+        }
+    };
+    tokio::select! {
+        _ = driver => {}
+        _ = listening => {}
+    }
 }
 
 /// How the server's certificate is checked, from `sslmode`.
@@ -1127,6 +1214,104 @@ impl JobStore for PgStore {
                 })?;
             Ok(())
         })
+    }
+
+    fn append_events(&self, events: &[NewEvent], now: i64) -> Result<Vec<u64>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let jobs: Vec<i64> = events.iter().map(|e| e.job.0).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let payloads: Vec<String> = events.iter().map(|e| storable(&e.payload).into_owned()).collect();
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // One appender at a time across every node (see EVENT_LOCK): ids commit in order.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK]).await?;
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO events (job_id, kind, logged_at, payload)
+                     SELECT j, k, $4, p FROM UNNEST($1::int8[], $2::text[], $3::text[]) WITH ORDINALITY AS u(j, k, p, n)
+                     ORDER BY n RETURNING id",
+                )
+                .await?;
+            let rows = tx.query(&stmt, &[&jobs, &kinds, &payloads, &now]).await?;
+            // Rows are numbered in the order they are inserted, which is the events' order.
+            let mut ids =
+                rows.iter().map(|r| r.try_get::<_, i64>(0).map(|id| id as u64)).collect::<Result<Vec<_>, _>>()?;
+            ids.sort_unstable();
+            let newest = ids.last().copied().unwrap_or_default().to_string();
+            // Delivered to every listener at commit, after the rows are visible.
+            tx.execute("SELECT pg_notify($1, $2)", &[&EVENT_CHANNEL, &newest]).await?;
+            tx.commit().await?;
+            Ok(ids)
+        })
+    }
+
+    fn events_after(&self, after: u64, job: Option<JobId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(
+                    "SELECT id, job_id, kind, logged_at, payload FROM events
+                     WHERE id > $1 AND ($2::int8 IS NULL OR job_id = $2) ORDER BY id LIMIT $3",
+                )
+                .await?;
+            let rows = client
+                .query(&stmt, &[&(after.min(i64::MAX as u64) as i64), &job.map(|j| j.0), &(limit as i64)])
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    let job = JobId(r.try_get(1)?);
+                    let kind: String = r.try_get(2)?;
+                    let kind = EventKind::parse(&kind)
+                        .ok_or_else(|| StoreError::Corrupt { job, message: format!("unknown event kind {kind}") })?;
+                    Ok(StoredEvent {
+                        id: r.try_get::<_, i64>(0)? as u64,
+                        job,
+                        kind,
+                        logged_at: r.try_get(3)?,
+                        payload: r.try_get(4)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn event_ids(&self) -> Result<EventIds, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_one(
+                    "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_id_seq),
+                            (SELECT MIN(id) FROM events)",
+                    &[],
+                )
+                .await?;
+            let newest = row.try_get::<_, i64>(0)?.max(0) as u64;
+            let oldest: Option<i64> = row.try_get(1)?;
+            Ok(EventIds { newest, oldest: oldest.map_or(newest + 1, |o| o as u64) })
+        })
+    }
+
+    fn prune_events(&self, before: i64, keep: u64) -> Result<u64, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let n = client
+                .execute(
+                    "DELETE FROM events WHERE logged_at < $1 OR id <= (SELECT MAX(id) FROM events) - $2",
+                    &[&before, &(keep.min(i64::MAX as u64) as i64)],
+                )
+                .await?;
+            Ok(n)
+        })
+    }
+
+    fn listen_events(&self, wake: EventWake) -> Result<Option<EventListener>, StoreError> {
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let runtime = self.runtime.as_ref().expect("present until dropped");
+        runtime.spawn(listen_loop(self.config.clone(), self.tls.clone(), wake, stopped));
+        Ok(Some(EventListener { _stop: stop }))
     }
 
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {

@@ -7,6 +7,7 @@
 //! (`id IN (SELECT id ... LIMIT OFFSET)`); keyset paging with a [`SessionCursor`] avoids
 //! even that.
 
+use crate::eventlog::{EventIds, EventKind, NewEvent, StoredEvent};
 use crate::store::{
     DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
     StoreError,
@@ -71,6 +72,17 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
     // 4: a live job's source, as the embedder described it (JSON); NULL for capture files.
     "ALTER TABLE jobs ADD COLUMN live TEXT;",
+    // 5: the event log (`crate::eventlog`): AUTOINCREMENT, so that an id is never handed
+    // out again once the retention removed it. No foreign key: a job's deletion is an event.
+    "CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        logged_at INTEGER NOT NULL,
+        payload TEXT NOT NULL
+    );
+    CREATE INDEX events_by_job ON events(job_id, id);
+    CREATE INDEX events_by_time ON events(logged_at);",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
@@ -699,6 +711,63 @@ impl JobStore for SqliteStore {
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn append_events(&self, events: &[NewEvent], now: i64) -> Result<Vec<u64>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(events.len());
+        {
+            let mut insert =
+                tx.prepare_cached("INSERT INTO events (job_id, kind, logged_at, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            for e in events {
+                insert.execute(params![e.job.0, e.kind.as_str(), now, e.payload])?;
+                ids.push(tx.last_insert_rowid() as u64);
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn events_after(&self, after: u64, job: Option<JobId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, job_id, kind, logged_at, payload FROM events
+             WHERE id > ?1 AND (?2 IS NULL OR job_id = ?2) ORDER BY id LIMIT ?3",
+        )?;
+        let rows = stmt.query_map(params![after as i64, job.map(|j| j.0), limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, job, kind, logged_at, payload) = row?;
+            let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+                job: JobId(job),
+                message: format!("unknown event kind {kind}"),
+            })?;
+            out.push(StoredEvent { id: id as u64, job: JobId(job), kind, logged_at, payload });
+        }
+        Ok(out)
+    }
+
+    fn event_ids(&self) -> Result<EventIds, StoreError> {
+        let conn = self.reader();
+        let (newest, oldest): (i64, Option<i64>) = conn.query_row(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'),
+                    (SELECT MIN(id) FROM events)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let newest = newest.max(0) as u64;
+        Ok(EventIds { newest, oldest: oldest.map_or(newest + 1, |o| o as u64) })
+    }
+
+    fn prune_events(&self, before: i64, keep: u64) -> Result<u64, StoreError> {
+        let n = self.conn().execute(
+            "DELETE FROM events WHERE logged_at < ?1 OR id <= (SELECT MAX(id) FROM events) - ?2",
+            params![before, keep.min(i64::MAX as u64) as i64],
+        )?;
+        Ok(n as u64)
     }
 
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {

@@ -6,6 +6,7 @@
 //! `SELECT ... FOR UPDATE SKIP LOCKED`; every other transition is conditional on the
 //! state the caller expects, so two nodes can never both finish or both cancel a job.
 
+use crate::eventlog::{EventIds, EventListener, EventWake, NewEvent, StoredEvent};
 use crate::{Job, JobId, JobState, NewJob};
 use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Subscriber, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -400,4 +401,39 @@ pub trait JobStore: Send + Sync {
     /// those already started `max_attempts` times become FAILED, with the reason, instead
     /// of QUEUED.
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
+
+    // The event log (`crate::eventlog`): job events with store-assigned ids, so that a
+    // client resumes on any node. The defaults keep none (a store for tests); the server
+    // then numbers events itself, per process.
+
+    /// Logs `events` in their order, at `now` (milliseconds since the Unix epoch), and
+    /// returns their ids: larger than every id handed out before, across every process on
+    /// the store, and in the order the events are committed.
+    fn append_events(&self, events: &[NewEvent], now: i64) -> Result<Vec<u64>, StoreError> {
+        let _ = (events, now);
+        Err(StoreError::Unsupported("an event log"))
+    }
+    /// Up to `limit` logged events with an id above `after`, oldest first; only `job`'s
+    /// when given.
+    fn events_after(&self, after: u64, job: Option<JobId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
+        let _ = (after, job, limit);
+        Err(StoreError::Unsupported("an event log"))
+    }
+    /// The newest id handed out and the oldest one kept.
+    fn event_ids(&self) -> Result<EventIds, StoreError> {
+        Err(StoreError::Unsupported("an event log"))
+    }
+    /// Removes the events logged before `before` (milliseconds since the Unix epoch), and
+    /// all but about the newest `keep` (ids may have gaps); returns how many went.
+    fn prune_events(&self, before: i64, keep: u64) -> Result<u64, StoreError> {
+        let _ = (before, keep);
+        Ok(0)
+    }
+    /// Calls `wake` whenever another process may have logged events (see
+    /// [`EventWake`]) until the returned listener is dropped; `None` when no other process
+    /// writes to this store (SQLite), so that there is nothing to listen for.
+    fn listen_events(&self, wake: EventWake) -> Result<Option<EventListener>, StoreError> {
+        let _ = wake;
+        Ok(None)
+    }
 }

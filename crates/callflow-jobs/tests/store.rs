@@ -201,11 +201,11 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4, "reopening migrates nothing");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 5);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 5, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 4 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 5 }) => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -229,16 +229,18 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
         store.finish(old, &completed(0), 3).unwrap().unwrap();
         old
     };
-    // The file as the build before version 3 left it: no subscribers column (nor live).
+    // The file as the build before version 3 left it: no subscribers column (nor live,
+    // nor the event log).
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
-            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live; PRAGMA user_version = 2;",
+            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live; DROP TABLE events;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), 5);
     assert_eq!(store.job(old).unwrap().unwrap().state, JobState::Completed, "the old job survives the upgrade");
     assert_eq!(store.subscribers(old).unwrap(), None, "completed before subscribers were kept");
     let new = store.create_job(&NewJob::file("new.pcap"), 4).unwrap().id;
@@ -548,15 +550,15 @@ fn postgres_stores_a_session_whose_strings_hold_nul_characters() {
 #[test]
 fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused_naming_both_versions() {
     let Some(url) = pg::database("postgres_migrations") else { return };
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1);
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1, "reopening migrates nothing");
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 2);
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 2, "reopening migrates nothing");
     let cluster = pg::shared("postgres_migrations").unwrap();
     let db = url.rsplit('/').next().unwrap();
     cluster.psql(db, "INSERT INTO callflow_schema (version) VALUES (99)");
     match PgStore::connect(&url, 2) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 1 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known: 2 }) => {
             let message = e.to_string();
-            assert!(message.contains("99") && message.contains("(1)") && message.contains("upgrade callflowd"), "{e}");
+            assert!(message.contains("99") && message.contains("(2)") && message.contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
     }
@@ -577,10 +579,10 @@ fn postgres_nodes_starting_together_on_an_empty_database_migrate_it_once() {
             })
             .collect();
         for start in starts {
-            assert_eq!(start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")), 1);
+            assert_eq!(start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")), 2);
         }
         let db = url.rsplit('/').next().unwrap();
-        assert_eq!(cluster.psql(db, "SELECT count(*) FROM callflow_schema"), "1", "round {round}");
+        assert_eq!(cluster.psql(db, "SELECT count(*) FROM callflow_schema"), "2", "round {round}");
     }
 }
 

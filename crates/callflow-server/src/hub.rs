@@ -11,45 +11,37 @@
 //! Every message carries its number (`id`) and the time it was published (`ts`, seconds
 //! since the Unix epoch like `callflow/v1` timestamps), from which a client can tell how
 //! late it is (the fan-out benchmark, `examples/fanout.rs`, measures that).
+//!
+//! # Ids from the store, and events from other nodes
+//!
+//! The pump thread appends each batch to the store's event log (`JobStore::append_events`)
+//! before queueing it, and the message's `id` is the one the store handed out: increasing
+//! across every node of the store and across restarts, so that `Last-Event-ID` (SSE) and
+//! `?last_event_id=` (WebSocket) resume on any node, from the log when the job's ring
+//! does not reach back far enough. Every event is logged, progress included (coalesced:
+//! of a job's progress events waiting together, only the newest is kept), since a client on
+//! another node follows a job only through the log. The pump also prunes the log
+//! (`websocket.event_log_retention`, `event_log_max`) once a minute. A store without an
+//! event log (a test's) leaves the numbering to the hub, per process.
+//!
+//! The hub remembers the last id it queued (`last`) and queues in id order only: on a store
+//! other processes write to (PostgreSQL), its listener (`JobStore::listen_events`) names the
+//! newest id each commit holds, and the catch-up thread reads the log after `last` when the
+//! id is newer than it (an own batch, already queued, costs no read), and reads it whole
+//! from `last` after the listener reconnects, so nothing is lost or sent twice. Appends are
+//! serialised by the store, so an id seen committed means every smaller one is. On SQLite
+//! (one process) the pump queues what it appended without reading anything back.
 
-use callflow_jobs::{Event, Job, JobId, JobStatus, Subscription};
+use callflow_jobs::{Event, Job, JobId, JobStatus, JobStore, NewEvent, StoreError, StoredEvent, Subscription};
 use serde_json::{json, Value};
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 
 /// What a message is, for the queue's drop policy and the SSE `event:` field.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// A job changed state. Never dropped.
-    Status,
-    /// A running job got further. Coalesced.
-    Progress,
-    /// A session completed.
-    Session,
-    /// A job's capture statistics (at its end), or a live job's counters (every few seconds).
-    Stats,
-    /// Something a live job's source wants users to know (a stream lost, reconnected).
-    Notice,
-    /// A job was deleted. Never dropped.
-    Deleted,
-}
-
-impl Kind {
-    /// The `type` of the JSON message.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Status => "status",
-            Kind::Progress => "progress",
-            Kind::Session => "session",
-            Kind::Stats => "stats",
-            Kind::Notice => "notice",
-            Kind::Deleted => "deleted",
-        }
-    }
-}
+pub use callflow_jobs::EventKind as Kind;
 
 /// One message, numbered in publication order (the SSE event id).
 #[derive(Clone, Debug)]
@@ -62,6 +54,23 @@ pub struct Message {
     pub job: JobId,
     /// The JSON text sent to clients, shared by all of them (cloning it copies nothing).
     pub json: axum::extract::ws::Utf8Bytes,
+}
+
+impl Message {
+    /// A message read back from the store's event log.
+    pub fn stored(event: &StoredEvent) -> Message {
+        Message { id: event.id, kind: event.kind, job: event.job, json: with_id(&event.payload, event.id) }
+    }
+}
+
+/// A logged payload (a JSON object without its id) with `"id": id` added as its last member.
+fn with_id(payload: &str, id: u64) -> axum::extract::ws::Utf8Bytes {
+    match payload.trim_end().strip_suffix('}') {
+        Some(open) if open.trim_end().ends_with('{') => format!("{open}\"id\":{id}}}").into(),
+        Some(open) => format!("{open},\"id\":{id}}}").into(),
+        // Not an object (never written by the hub): sent as it is.
+        None => payload.to_string().into(),
+    }
 }
 
 /// Now, in seconds since the Unix epoch (microsecond precision in an `f64`).
@@ -101,6 +110,29 @@ pub fn status_json(job: &JobStatus) -> Value {
         "warnings": job.warnings,
         "live": job.live.as_deref().and_then(|l| serde_json::from_str::<Value>(l).ok()),
     })
+}
+
+/// What the pump logs of `events`: each event's JSON (with `ts`, without `id`); with
+/// `coalesce`, of a job's progress events in the batch only the newest.
+fn logged_events(events: &[Event], coalesce: bool) -> Vec<NewEvent> {
+    let mut newest_progress = HashSet::new();
+    let mut keep: Vec<bool> = events
+        .iter()
+        .rev()
+        .map(|e| !(coalesce && matches!(e, Event::Progress { job, .. } if !newest_progress.insert(*job))))
+        .collect();
+    keep.reverse();
+    let ts = now_seconds();
+    events
+        .iter()
+        .zip(keep)
+        .filter(|(_, keep)| *keep)
+        .map(|(event, _)| {
+            let (kind, mut value) = message_json(event);
+            value["ts"] = json!(ts);
+            NewEvent { job: event.job(), kind, payload: value.to_string() }
+        })
+        .collect()
 }
 
 fn message_json(event: &Event) -> (Kind, Value) {
@@ -188,9 +220,26 @@ impl ClientQueue {
 /// Most events the pump thread takes from the job manager before queueing them.
 const PUMP_BATCH: usize = 64;
 
+/// How the pump keeps the store's event log.
+#[derive(Clone, Copy, Debug)]
+pub struct LogLimits {
+    /// Events older than this are removed.
+    pub retention: Duration,
+    /// At most about this many are kept.
+    pub max_events: u64,
+}
+
+/// How often the pump prunes the event log.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Events read from the log at a time when catching up.
+const CATCH_UP_PAGE: usize = 500;
+/// The pause before a failed append or read of the log is tried again.
+const LOG_RETRY: Duration = Duration::from_millis(200);
+
 /// Fans job events out to clients; see the module documentation.
 pub struct Hub {
-    seq: AtomicU64,
+    /// The id of the last message queued: messages are queued in id order only.
+    last: Mutex<u64>,
     clients: Mutex<Vec<Weak<ClientQueue>>>,
     rings: Mutex<HashMap<JobId, VecDeque<Message>>>,
     ring_capacity: usize,
@@ -205,7 +254,7 @@ impl Hub {
     /// `ring_capacity` messages for replay.
     pub fn new(queue_capacity: usize, ring_capacity: usize) -> Arc<Hub> {
         Arc::new(Hub {
-            seq: AtomicU64::new(0),
+            last: Mutex::new(0),
             clients: Mutex::default(),
             rings: Mutex::default(),
             ring_capacity: ring_capacity.max(1),
@@ -215,52 +264,212 @@ impl Hub {
         })
     }
 
-    /// Drains `sub` on a thread of its own until [`Hub::stop`]; `on_event` sees each
-    /// event first (for metrics).
-    pub fn pump(self: &Arc<Hub>, sub: Subscription, on_event: impl Fn(&Event) + Send + 'static) {
+    fn last(&self) -> MutexGuard<'_, u64> {
+        self.last.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Drains `sub` on a thread of its own until [`Hub::stop`], logging every event in
+    /// `store` (see the module documentation); `on_event` sees each event first (for
+    /// metrics). When the store has other writers, a second thread queues theirs.
+    pub fn pump(
+        self: &Arc<Hub>,
+        sub: Subscription,
+        store: Arc<dyn JobStore>,
+        limits: LogLimits,
+        on_event: impl Fn(&Event) + Send + 'static,
+    ) {
         let hub = Arc::downgrade(self);
         std::thread::Builder::new()
             .name("callflow-events".into())
-            .spawn(move || loop {
-                let event = sub.recv_timeout(Duration::from_millis(200));
-                let Some(hub) = hub.upgrade() else { return };
-                if hub.stopping.load(Ordering::SeqCst) {
-                    return;
+            .spawn(move || {
+                // Where the log is, before anything is queued: messages continue from there.
+                let logged = loop {
+                    let Some(hub) = hub.upgrade().filter(|h| !h.stopping()) else { return };
+                    match store.event_ids() {
+                        Ok(ids) => {
+                            *hub.last() = ids.newest;
+                            break true;
+                        }
+                        Err(StoreError::Unsupported(_)) => break false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read the event log; trying again");
+                            std::thread::sleep(LOG_RETRY);
+                        }
+                    }
+                };
+                let listener = match logged {
+                    true => Hub::listen(&hub, &store),
+                    false => false,
+                };
+                let mut pruned = Instant::now();
+                loop {
+                    let event = sub.recv_timeout(Duration::from_millis(200));
+                    let Some(hub) = hub.upgrade() else { return };
+                    if hub.stopping() {
+                        return;
+                    }
+                    if logged && pruned.elapsed() >= PRUNE_EVERY {
+                        pruned = Instant::now();
+                        let before = callflow_jobs::now_millis() - limits.retention.as_millis() as i64;
+                        if let Err(e) = store.prune_events(before, limits.max_events) {
+                            tracing::warn!(error = %e, "cannot prune the event log");
+                        }
+                    }
+                    let Some(first) = event else { continue };
+                    // Events come in bursts (a job's session, statistics and completion): the
+                    // ones already waiting are queued together, and each client woken once.
+                    let mut events = vec![first];
+                    while events.len() < PUMP_BATCH {
+                        let Some(event) = sub.try_recv() else { break };
+                        events.push(event);
+                    }
+                    events.iter().for_each(&on_event);
+                    if !logged {
+                        hub.publish_all(&events);
+                        continue;
+                    }
+                    let new = logged_events(&events, true);
+                    let ids = loop {
+                        match store.append_events(&new, callflow_jobs::now_millis()) {
+                            Ok(ids) => break ids,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "cannot log events; trying again");
+                                std::thread::sleep(LOG_RETRY);
+                                if hub.stopping() {
+                                    return;
+                                }
+                            }
+                        }
+                    };
+                    hub.queue_own(&*store, listener, &new, &ids);
                 }
-                let Some(first) = event else { continue };
-                // Events come in bursts (a job's session, statistics and completion): the
-                // ones already waiting are queued together, and each client woken once.
-                let mut events = vec![first];
-                while events.len() < PUMP_BATCH {
-                    let Some(event) = sub.try_recv() else { break };
-                    events.push(event);
-                }
-                events.iter().for_each(&on_event);
-                hub.publish_all(&events);
             })
             .expect("spawn the event thread");
     }
 
-    /// Numbers `event`, keeps it for replay, and queues it for every client.
+    /// Starts the store's listener and the thread that queues what other processes log;
+    /// false when the store has no other writers.
+    fn listen(hub: &Weak<Hub>, store: &Arc<dyn JobStore>) -> bool {
+        let (tx, rx) = std::sync::mpsc::channel::<Option<u64>>();
+        let wake: callflow_jobs::EventWake = Arc::new(move |id| {
+            let _ = tx.send(id);
+        });
+        let listener = match store.listen_events(wake) {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for other nodes' events");
+                return false;
+            }
+        };
+        let (hub, store) = (hub.clone(), store.clone());
+        std::thread::Builder::new()
+            .name("callflow-events-in".into())
+            .spawn(move || {
+                let _listener = listener;
+                // Read the whole log after `last` (a reconnection, or a read that failed).
+                let mut from_last = false;
+                loop {
+                    let woken = rx.recv_timeout(Duration::from_millis(200));
+                    let Some(hub) = hub.upgrade() else { return };
+                    if hub.stopping() {
+                        return;
+                    }
+                    let mut newest = 0;
+                    for wake in woken.into_iter().chain(rx.try_iter()) {
+                        match wake {
+                            Some(id) => newest = newest.max(id),
+                            None => from_last = true,
+                        }
+                    }
+                    let mut last = hub.last();
+                    if !from_last && newest <= *last {
+                        // Nothing this hub has not queued (its own batches, typically).
+                        continue;
+                    }
+                    from_last = hub.catch_up(&*store, &mut last).is_err();
+                    if from_last {
+                        drop(last);
+                        std::thread::sleep(LOG_RETRY);
+                    }
+                }
+            })
+            .expect("spawn the event catch-up thread");
+        true
+    }
+
+    /// Queues the events logged after `last`, in order, until the log has no more.
+    fn catch_up(&self, store: &dyn JobStore, last: &mut u64) -> Result<(), StoreError> {
+        loop {
+            let page = store.events_after(*last, None, CATCH_UP_PAGE)?;
+            let messages: Vec<Message> = page.iter().map(Message::stored).collect();
+            if let Some(m) = messages.last() {
+                *last = m.id;
+            }
+            self.fan_out(&messages);
+            if page.len() < CATCH_UP_PAGE {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues this process's events, logged with `ids`; on a store with other writers, the
+    /// ones logged before them that are not queued yet first.
+    fn queue_own(&self, store: &dyn JobStore, listening: bool, events: &[NewEvent], ids: &[u64]) {
+        let mut last = self.last();
+        if listening && ids.first().is_some_and(|&first| first > *last + 1) {
+            // Another node's events came first (or an append rolled back, leaving a gap).
+            while let Err(e) = self.catch_up(store, &mut last) {
+                tracing::warn!(error = %e, "cannot read the event log; trying again");
+                if self.stopping() {
+                    return;
+                }
+                std::thread::sleep(LOG_RETRY);
+            }
+        }
+        let messages: Vec<Message> = events
+            .iter()
+            .zip(ids)
+            .filter(|(_, &id)| id > *last)
+            .map(|(e, &id)| Message { id, kind: e.kind, job: e.job, json: with_id(&e.payload, id) })
+            .collect();
+        if let Some(m) = messages.last() {
+            *last = m.id;
+        }
+        self.fan_out(&messages);
+    }
+
+    /// Numbers `event` itself, keeps it for replay, and queues it for every client.
     pub fn publish(&self, event: &Event) {
         self.publish_all(std::slice::from_ref(event));
     }
 
-    /// [`Hub::publish`] of several events, in order, waking each client once.
+    /// [`Hub::publish`] of several events, in order, waking each client once: numbered by
+    /// the hub, for a store without an event log.
     pub fn publish_all(&self, events: &[Event]) {
-        let messages: Vec<Message> = events
+        let mut last = self.last();
+        let messages: Vec<Message> = logged_events(events, false)
             .iter()
-            .map(|event| {
-                let (kind, mut value) = message_json(event);
-                let id = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
-                value["id"] = json!(id);
-                value["ts"] = json!(now_seconds());
-                Message { id, kind, job: event.job(), json: value.to_string().into() }
+            .map(|e| {
+                *last += 1;
+                Message { id: *last, kind: e.kind, job: e.job, json: with_id(&e.payload, *last) }
             })
             .collect();
+        self.fan_out(&messages);
+    }
+
+    /// Keeps `messages` for replay and queues them for every client, waking each once.
+    fn fan_out(&self, messages: &[Message]) {
+        if messages.is_empty() {
+            return;
+        }
         {
             let mut rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
-            for msg in &messages {
+            for msg in messages {
                 if msg.kind == Kind::Deleted {
                     rings.remove(&msg.job);
                 } else {
@@ -276,7 +485,7 @@ impl Hub {
         clients.retain(|c| c.strong_count() > 0);
         for client in clients.iter().filter_map(Weak::upgrade) {
             let mut wake = false;
-            for msg in &messages {
+            for msg in messages {
                 wake |= client.queue(msg);
             }
             if wake {
@@ -296,6 +505,15 @@ impl Hub {
         });
         self.clients.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::downgrade(&client));
         client
+    }
+
+    /// Every message of `job` after `after`, from the ring, when the ring reaches back that
+    /// far (its oldest message is at or before `after`); `None`: read the event log.
+    pub fn replay_from_ring(&self, job: JobId, after: u64) -> Option<Vec<Message>> {
+        let rings = self.rings.lock().unwrap_or_else(|e| e.into_inner());
+        let ring = rings.get(&job)?;
+        ring.front().filter(|m| m.id <= after)?;
+        Some(ring.iter().filter(|m| m.id > after).cloned().collect())
     }
 
     /// The messages of `job` kept for replay that came after `after`.
@@ -328,7 +546,7 @@ mod tests {
                 let v: Value = serde_json::from_str(&m.json).unwrap();
                 match m.kind {
                     Kind::Progress => format!("progress {} {}", m.job, v["progress"]),
-                    k => format!("{} {}", k.name(), m.job),
+                    k => format!("{} {}", k.as_str(), m.job),
                 }
             })
             .collect()

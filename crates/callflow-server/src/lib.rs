@@ -379,9 +379,16 @@ impl Server {
             _ => None,
         };
         let (dir, jobs) = (settings.storage.upload_dir.clone(), manager.clone());
+        let ws = settings.websocket.clone();
         // Nothing is uploading yet: the `.part` files of interrupted uploads can go. Complete
         // captures without a job are only reported: they may be another store's.
         let (removed, orphans) = tokio::task::spawn_blocking(move || {
+            // The event log is pruned before the first client can resume from it (then
+            // every minute, by the hub): what a resume finds kept is what the settings say.
+            let before = callflow_jobs::now_millis() - ws.event_log_retention.as_millis() as i64;
+            if let Err(e) = jobs.store().prune_events(before, ws.event_log_max) {
+                tracing::warn!(error = %e, "cannot prune the event log");
+            }
             (api::remove_interrupted_uploads(&dir, &**jobs.store()), api::orphan_captures(&dir, &**jobs.store()))
         })
         .await

@@ -40,7 +40,8 @@ pub async fn ws_all(
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let token = login_token(&state, &headers, &uri);
-    ws(state, auth, token, upgrade, None).await
+    let resume = last_event_id(&uri)?;
+    ws(state, auth, token, upgrade, None, resume).await
 }
 
 /// `GET /api/v1/jobs/{id}/ws`: one job's events.
@@ -54,7 +55,57 @@ pub async fn ws_job(
 ) -> Result<Response, ApiError> {
     let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
     let token = login_token(&state, &headers, &uri);
-    ws(state, auth, token, upgrade, Some(id)).await
+    let resume = last_event_id(&uri)?;
+    ws(state, auth, token, upgrade, Some(id), resume).await
+}
+
+/// A WebSocket's `?last_event_id=N`: resume after event `N` instead of starting with the
+/// jobs' state.
+fn last_event_id(uri: &Uri) -> Result<Option<u64>, ApiError> {
+    let Some(query) = uri.query() else { return Ok(None) };
+    for pair in query.split('&') {
+        if let Some(value) = pair.strip_prefix("last_event_id=") {
+            return value.parse().map(Some).map_err(|_| {
+                ApiError::BadRequest(format!("last_event_id must be an event id (a whole number), not `{value}`"))
+            });
+        }
+    }
+    Ok(None)
+}
+
+/// The most events a resume replays; a client further behind gets the jobs' state again.
+const REPLAY_MAX: usize = 10_000;
+
+/// What a client resuming after an event is sent first.
+enum Resume {
+    /// Every event after it, in order.
+    Events(Vec<HubMessage>),
+    /// Some are no longer kept (or too many to replay): the state again.
+    Gap,
+}
+
+/// The events of `job` (or of every job) after `after`: from the job's ring when it reaches
+/// back that far, else from the store's event log, which every node shares.
+async fn resume(state: &AppState, job: Option<JobId>, after: u64) -> Resume {
+    if let Some(messages) = job.and_then(|j| state.hub.replay_from_ring(j, after)) {
+        return Resume::Events(messages);
+    }
+    let read = state
+        .jobs(move |m| {
+            let store = m.store();
+            if store.event_ids()?.lost_after(after) {
+                return Ok(None);
+            }
+            Ok(Some(store.events_after(after, job, REPLAY_MAX + 1)?))
+        })
+        .await;
+    match read {
+        Ok(Some(events)) if events.len() <= REPLAY_MAX => {
+            Resume::Events(events.iter().map(HubMessage::stored).collect())
+        }
+        // Too old, too many, or a store that keeps no log (or cannot be read now).
+        _ => Resume::Gap,
+    }
 }
 
 /// The login token a stream was opened with, if authentication is on and it was one (an
@@ -80,6 +131,7 @@ async fn ws(
     token: Option<String>,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
     job: Option<JobId>,
+    resume: Option<u64>,
 ) -> Result<Response, ApiError> {
     let upgrade = upgrade.map_err(|_| ApiError::UpgradeRequired)?;
     let authorized = auth.is_none_or(|Extension(Authorized(ok))| ok);
@@ -105,21 +157,33 @@ async fn ws(
             return;
         }
         state.metrics.ws_clients.fetch_add(1, Ordering::Relaxed);
-        run_ws(&state, socket, job, token).await;
+        run_ws(&state, socket, job, token, resume).await;
         state.metrics.ws_clients.fetch_sub(1, Ordering::Relaxed);
     }))
 }
 
-async fn full_state(state: &AppState, job: Option<JobId>) -> Option<String> {
+/// The jobs' state; with `gap`, saying that events after the one a client resumed from are
+/// no longer kept (it should read again what it shows: sessions, statistics).
+async fn full_state(state: &AppState, job: Option<JobId>, gap: bool) -> Option<String> {
     let jobs = match job {
         Some(id) => state.jobs(move |m| m.job(id)).await.ok().map(|j| vec![j])?,
         None => state.jobs(|m| m.jobs(&JobQuery { limit: 1000, ..JobQuery::default() })).await.ok()?,
     };
     let jobs: Vec<_> = jobs.iter().map(job_json).collect();
-    Some(json!({"type": "full_state", "jobs": jobs}).to_string())
+    let mut message = json!({"type": "full_state", "jobs": jobs});
+    if gap {
+        message["gap"] = json!(true);
+    }
+    Some(message.to_string())
 }
 
-async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>, token: Option<String>) {
+async fn run_ws(
+    state: &AppState,
+    mut socket: WebSocket,
+    job: Option<JobId>,
+    token: Option<String>,
+    after: Option<u64>,
+) {
     let limit = state.settings.websocket.send_timeout;
     let close = |code: u16, reason: &str| Message::Close(Some(CloseFrame { code, reason: reason.to_string().into() }));
     // A stream opened with a login token ends when the token expires or is revoked; told
@@ -130,10 +194,32 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>, tok
         within(limit, socket.send(close(CLOSE_UNAUTHORIZED, "the token was revoked"))).await;
         return;
     }
-    // Subscribed before the snapshot, so no change falls between the two.
+    // Subscribed before the snapshot (or the replay), so no change falls between the two;
+    // a message in both is sent once (by id).
     let client = state.hub.subscribe(job);
-    let Some(snapshot) = full_state(state, job).await else { return };
-    if !within(limit, socket.send(Message::Text(snapshot.into()))).await {
+    let (first, seen): (Vec<axum::extract::ws::Utf8Bytes>, u64) = match after {
+        Some(after) => match resume(state, job, after).await {
+            Resume::Events(replay) => {
+                let seen = replay.last().map_or(after, |m| m.id);
+                (replay.into_iter().map(|m| m.json).collect(), seen)
+            }
+            Resume::Gap => {
+                let Some(snapshot) = full_state(state, job, true).await else { return };
+                (vec![snapshot.into()], after)
+            }
+        },
+        None => {
+            let Some(snapshot) = full_state(state, job, false).await else { return };
+            (vec![snapshot.into()], 0)
+        }
+    };
+    let replay = async {
+        for text in first {
+            socket.feed(Message::Text(text)).await?;
+        }
+        socket.flush().await
+    };
+    if !within(limit, replay).await {
         return;
     }
     let beat = state.settings.websocket.ping_interval.max(Duration::from_millis(10));
@@ -162,7 +248,7 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>, tok
                 // message per client (with 1,000 clients: p99 delay 92-146 ms before,
                 // 59-88 ms after; docs/performance.md).
                 let burst = async {
-                    for msg in client.drain() {
+                    for msg in client.drain().into_iter().filter(|m| m.id > seen) {
                         socket.feed(Message::Text(msg.json)).await?;
                     }
                     socket.flush().await
@@ -219,7 +305,7 @@ async fn run_ws(state: &AppState, mut socket: WebSocket, job: Option<JobId>, tok
 }
 
 fn sse_event(msg: &HubMessage) -> SseEvent {
-    SseEvent::default().id(msg.id.to_string()).event(msg.kind.name()).data(msg.json.as_str())
+    SseEvent::default().id(msg.id.to_string()).event(msg.kind.as_str()).data(msg.json.as_str())
 }
 
 /// `GET /api/v1/jobs/{id}/events`: the job's events as Server-Sent Events; after a
@@ -246,11 +332,16 @@ pub async fn sse(
     let client = state.hub.subscribe(Some(id));
     // Subscribed before the replay is read: a message in both is sent once (by id).
     let (mut first, seen): (Vec<SseEvent>, u64) = match last {
-        Some(after) => {
-            let replay = state.hub.replay(id, after);
-            let seen = replay.last().map_or(after, |m| m.id);
-            (replay.iter().map(sse_event).collect(), seen)
-        }
+        Some(after) => match resume(&state, Some(id), after).await {
+            Resume::Events(replay) => {
+                let seen = replay.last().map_or(after, |m| m.id);
+                (replay.iter().map(sse_event).collect(), seen)
+            }
+            Resume::Gap => {
+                let snapshot = json!({"type": "full_state", "jobs": [job_json(&job)], "gap": true}).to_string();
+                (vec![SseEvent::default().event("full_state").data(snapshot)], after)
+            }
+        },
         None => {
             let snapshot = json!({"type": "full_state", "jobs": [job_json(&job)]}).to_string();
             (vec![SseEvent::default().event("full_state").data(snapshot)], 0)

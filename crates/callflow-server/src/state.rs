@@ -87,7 +87,11 @@ impl AppState {
         let hub = Hub::new(settings.websocket.client_queue, settings.websocket.replay_buffer);
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
-        hub.pump(manager.subscribe(), move |event| {
+        let limits = crate::hub::LogLimits {
+            retention: settings.websocket.event_log_retention,
+            max_events: settings.websocket.event_log_max,
+        };
+        hub.pump(manager.subscribe(), manager.store().clone(), limits, move |event| {
             if let callflow_jobs::Event::State(job) = event {
                 if job.state == JobState::Completed {
                     m.packets.fetch_add(job.packets, Ordering::Relaxed);
