@@ -121,7 +121,7 @@ fn postgres_listeners_hear_each_commits_newest_id_and_catch_up_after_their_backe
     let killed = cluster.psql(
         &db,
         &format!(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = '{}'",
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = '{}'",
             callflow_jobs::PG_LISTENER_NAME
         ),
     );

@@ -119,3 +119,103 @@ async fn a_resume_from_before_the_event_logs_retention_gets_the_jobs_state_marke
     assert_eq!(tail_ids, [last - 1, last]);
     server.shutdown().await;
 }
+
+#[path = "../../callflow-jobs/tests/common/pg.rs"]
+mod pg;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket following every job, its `full_state` read.
+async fn follow_all(server: &common::TestServer) -> Socket {
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
+    let first: Value = serde_json::from_str(&common::next_text(&mut ws).await).unwrap();
+    assert_eq!(first["type"], "full_state");
+    ws
+}
+
+/// Every message about `job` on `ws` until the job completes; every message's id (all
+/// jobs') is pushed onto `ids`.
+async fn until_completed(ws: &mut Socket, job: i64, ids: &mut Vec<u64>) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let text = common::next_text(ws).await;
+        assert!(!text.starts_with("close"), "closed: {text}");
+        let v: Value = serde_json::from_str(&text).unwrap();
+        if v["type"] == "heartbeat" {
+            continue;
+        }
+        ids.push(v["id"].as_u64().unwrap());
+        if v["job_id"] != job {
+            continue;
+        }
+        let done = is_completed(v["type"].as_str().unwrap(), &v);
+        out.push(v);
+        if done {
+            return out;
+        }
+    }
+}
+
+fn increasing(ids: &[u64]) -> bool {
+    ids.windows(2).all(|w| w[0] < w[1])
+}
+
+/// Node A's clients follow a job node B runs: every event, in order, through its
+/// completion, over the store's LISTEN/NOTIFY; a resume on the other node gets exactly the
+/// events missed; and with every listener's connection terminated, the next job's events
+/// all arrive still, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_on_one_node_follow_a_job_another_node_runs_and_resume_on_either_node() {
+    let Some(cluster) = pg::shared("two_nodes_events") else { return };
+    let url = cluster.create_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let a = start(|s| s.storage.database = Some(url.clone())).await;
+    let b = start(|s| s.storage.database = Some(url.clone())).await;
+    let client = reqwest::Client::new();
+    let (mut on_a, mut on_b) = (follow_all(&a).await, follow_all(&b).await);
+    let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
+
+    // Uploaded to B, so B runs it (a node's workers take the jobs submitted to it).
+    let job = upload_example(&client, &b).await;
+    let seen_on_a = until_completed(&mut on_a, job, &mut ids_a).await;
+    let seen_on_b = until_completed(&mut on_b, job, &mut ids_b).await;
+    let states: Vec<String> = seen_on_a
+        .iter()
+        .filter(|v| v["type"] == "status")
+        .map(|v| v["job"]["status"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(states, ["queued", "running", "completed"], "{seen_on_a:?}");
+    assert!(seen_on_a.iter().any(|v| v["type"] == "session"), "{seen_on_a:?}");
+    assert_eq!(seen_on_a, seen_on_b, "node A heard what node B published, as B's own clients did");
+    assert!(increasing(&ids_a), "{ids_a:?}");
+
+    // SSE on A: the job's events from the log, the same ones.
+    let sse = sse_after(&client, &a.url(""), job, 0).await;
+    assert_eq!(sse.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), seen_on_a);
+    // Seen on A up to the job's first event, resumed on B: exactly the rest.
+    let first = seen_on_a[0]["id"].as_u64().unwrap();
+    let resumed = sse_after(&client, &b.url(""), job, first).await;
+    assert_eq!(resumed.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), seen_on_a[1..]);
+    let ws = ws_after(&a.ws_url(""), job, first).await;
+    assert_eq!(ws, seen_on_a[1..], "the WebSocket resumes on A the same way");
+
+    // Every node's listener connection terminated: each reconnects and reads the log from
+    // the last id it queued, so the next job's events all reach A, once each and in order.
+    let killed = cluster.psql(
+        &db,
+        &format!(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = '{}'",
+            callflow_jobs::PG_LISTENER_NAME
+        ),
+    );
+    assert_eq!(killed, "2", "one listener per node");
+    let second = upload_example(&client, &b).await;
+    let again_on_a = until_completed(&mut on_a, second, &mut ids_a).await;
+    let again_on_b = until_completed(&mut on_b, second, &mut ids_b).await;
+    assert_eq!(again_on_a, again_on_b);
+    assert!(increasing(&ids_a), "none twice, none out of order: {ids_a:?}");
+    let logged = sse_after(&client, &a.url(""), second, 0).await;
+    assert_eq!(logged.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), again_on_a, "none lost");
+    a.shutdown().await;
+    b.shutdown().await;
+}

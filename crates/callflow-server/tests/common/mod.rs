@@ -6,7 +6,7 @@ pub mod calls;
 pub mod webdriver;
 
 use callflow_config::Settings;
-use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions, SqliteStore};
+use callflow_jobs::{Analysis, Job, JobContext, JobManager, ManagerOptions};
 use callflow_model::Document;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -151,7 +151,8 @@ async fn launch_with(
 ) -> TestServer {
     let mut settings = settings(dir.path());
     tweak(&mut settings);
-    let store = Arc::new(SqliteStore::open(settings.storage.database_path()).unwrap());
+    // SQLite in the test's directory, or the PostgreSQL database a test names.
+    let store = callflow_jobs::open_store(&settings.storage).unwrap();
     let opts = ManagerOptions::from_settings(&settings);
     let analysis = analysis.or_else(|| gate.clone().map(|g| g as Arc<dyn Analysis>));
     let (manager, _) = match analysis {
