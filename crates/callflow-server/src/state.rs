@@ -138,7 +138,7 @@ impl AppState {
 
     /// Runs `f` on the manager off the async threads (the store is SQLite, which blocks).
     ///
-    /// At most [`STORE_CALLS`] run at a time; the others wait here, in the order they
+    /// At most `STORE_CALLS` (a constant of this module) run at a time; the others wait here, in the order they
     /// came, as futures rather than as blocking threads.
     pub async fn jobs<T, F>(&self, f: F) -> Result<T, ApiError>
     where
