@@ -31,6 +31,13 @@
 //! from `last` after the listener reconnects, so nothing is lost or sent twice. Appends are
 //! serialised by the store, so an id seen committed means every smaller one is. On SQLite
 //! (one process) the pump queues what it appended without reading anything back.
+//!
+//! The log's order is the order in which the nodes' pumps appended, which for one node is
+//! the order its manager published in. Across nodes it is so for each job as long as one
+//! node publishes its events; a job submitted on one node and claimed at once by another
+//! could have its `running` logged before its `queued` (the two pumps a few milliseconds
+//! apart). Logging a state change in the transaction that makes it would close that, at the
+//! price of the store's every transition knowing the event format.
 
 use callflow_jobs::{Event, Job, JobId, JobStatus, JobStore, NewEvent, StoreError, StoredEvent, Subscription};
 use serde_json::{json, Value};
@@ -333,11 +340,16 @@ impl Hub {
                         continue;
                     }
                     let new = logged_events(&events, true);
+                    // Tried again until the store takes them (said once per outage): the
+                    // events wait, the bus dropping progress first if it fills.
+                    let mut failing = false;
                     let ids = loop {
                         match store.append_events(&new, callflow_jobs::now_millis()) {
                             Ok(ids) => break ids,
                             Err(e) => {
-                                tracing::warn!(error = %e, "cannot log events; trying again");
+                                if !std::mem::replace(&mut failing, true) {
+                                    tracing::warn!(error = %e, "cannot log events; trying again");
+                                }
                                 std::thread::sleep(LOG_RETRY);
                                 if hub.stopping() {
                                     return;
@@ -345,6 +357,9 @@ impl Hub {
                             }
                         }
                     };
+                    if failing {
+                        tracing::info!("events are logged again");
+                    }
                     hub.queue_own(&*store, listener, &new, &ids);
                 }
             })
@@ -423,8 +438,11 @@ impl Hub {
         let mut last = self.last();
         if listening && ids.first().is_some_and(|&first| first > *last + 1) {
             // Another node's events came first (or an append rolled back, leaving a gap).
+            let mut failing = false;
             while let Err(e) = self.catch_up(store, &mut last) {
-                tracing::warn!(error = %e, "cannot read the event log; trying again");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "cannot read the event log; trying again");
+                }
                 if self.stopping() {
                     return;
                 }
