@@ -608,6 +608,39 @@ mod tests {
     }
 
     #[test]
+    fn the_pump_logs_only_the_newest_progress_of_a_job_in_a_batch_and_every_other_event() {
+        let batch = [progress(1, 10), progress(2, 10), Event::Deleted(JobId(3)), progress(1, 20), progress(2, 30)];
+        let logged: Vec<String> = logged_events(&batch, true)
+            .iter()
+            .map(|e| {
+                let v: Value = serde_json::from_str(&e.payload).unwrap();
+                assert!(v["ts"].is_f64() && v.get("id").is_none(), "{v}");
+                format!("{} {} {}", e.kind.as_str(), e.job, v["progress"])
+            })
+            .collect();
+        assert_eq!(logged, ["deleted 3 null", "progress 1 20", "progress 2 30"]);
+        assert_eq!(logged_events(&batch, false).len(), 5, "the hub's own numbering keeps them all");
+    }
+
+    #[test]
+    fn a_logged_payload_gets_its_id_as_its_last_member() {
+        assert_eq!(
+            with_id(r#"{"type":"deleted","job_id":3}"#, 42).as_str(),
+            r#"{"type":"deleted","job_id":3,"id":42}"#
+        );
+        assert_eq!(with_id("{}", 1).as_str(), r#"{"id":1}"#);
+        let stored = StoredEvent {
+            id: 7,
+            job: JobId(2),
+            kind: Kind::Status,
+            logged_at: 0,
+            payload: r#"{"type":"status"}"#.into(),
+        };
+        let m = Message::stored(&stored);
+        assert_eq!((m.id, m.kind, m.job, m.json.as_str()), (7, Kind::Status, JobId(2), r#"{"type":"status","id":7}"#));
+    }
+
+    #[test]
     fn a_job_filter_and_the_replay_ring() {
         let hub = Hub::new(8, 2);
         let one = hub.subscribe(Some(JobId(1)));
@@ -619,6 +652,9 @@ mod tests {
         let ids: Vec<u64> = hub.replay(JobId(1), 0).iter().map(|m| m.id).collect();
         assert_eq!(ids, [3, 5], "the ring keeps the last two, numbered across jobs");
         assert_eq!(hub.replay(JobId(1), 3).len(), 1);
+        assert!(hub.replay_from_ring(JobId(1), 2).is_none(), "event 1 of job 1 left the ring: read the log");
+        let covered: Vec<u64> = hub.replay_from_ring(JobId(1), 3).unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(covered, [5]);
         hub.publish(&Event::Deleted(JobId(1)));
         assert!(hub.replay(JobId(1), 0).is_empty());
     }
