@@ -400,4 +400,11 @@ pub trait JobStore: Send + Sync {
     /// those already started `max_attempts` times become FAILED, with the reason, instead
     /// of QUEUED.
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
+
+    /// Where login tokens are shared between the nodes on this store (see
+    /// [`crate::tokens`]); `None`, the default, for a store that keeps none (tokens then
+    /// live in one process's memory).
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        None
+    }
 }
