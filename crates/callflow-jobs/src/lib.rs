@@ -137,6 +137,7 @@ pub mod retain;
 mod sqlite;
 mod status;
 mod store;
+pub mod tokens;
 
 pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, job_key_log_path, read_tls_key_log, DirectAnalysis,

@@ -72,7 +72,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
     // 4: a live job's source, as the embedder described it (JSON); NULL for capture files.
     "ALTER TABLE jobs ADD COLUMN live TEXT;",
-    // 5: the event log (`crate::eventlog`): AUTOINCREMENT, so that an id is never handed
+    // 5: login tokens (by digest) and their revocations, shared by the processes on one
+    // database (see the tokens module).
+    "CREATE TABLE login_tokens (digest BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+    CREATE TABLE token_revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        digest BLOB NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );",
+    // 6: the event log (`crate::eventlog`): AUTOINCREMENT, so that an id is never handed
     // out again once the retention removed it. No foreign key: a job's deletion is an event.
     "CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -115,7 +124,7 @@ const READERS: usize = 2;
 
 /// A read connection lent by [`SqliteStore::reader`]; given back when dropped. When every
 /// reader is in use (or none could be opened) it is the writer's connection instead.
-enum Reader<'a> {
+pub(crate) enum Reader<'a> {
     Pooled(Option<Connection>, &'a SqliteStore),
     Writer(MutexGuard<'a, Connection>),
 }
@@ -147,6 +156,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Opens (creating it and its directory if needed) and migrates the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -180,14 +192,14 @@ impl SqliteStore {
         Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable (every change is a
         // transaction that rolled back), so a poisoned lock is taken over.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A connection for a query: a read connection that is free, else the writer's.
-    fn reader(&self) -> Reader<'_> {
+    pub(crate) fn reader(&self) -> Reader<'_> {
         match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(conn) => Reader::Pooled(Some(conn), self),
             None => Reader::Writer(self.conn()),
@@ -365,6 +377,10 @@ fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
 }
 
 impl JobStore for SqliteStore {
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        Some(self)
+    }
+
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         // A NULL id is the next AUTOINCREMENT one.

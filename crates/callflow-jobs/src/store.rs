@@ -436,4 +436,11 @@ pub trait JobStore: Send + Sync {
         let _ = wake;
         Ok(None)
     }
+
+    /// Where login tokens are shared between the nodes on this store (see
+    /// [`crate::tokens`]); `None`, the default, for a store that keeps none (tokens then
+    /// live in one process's memory).
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        None
+    }
 }
