@@ -58,6 +58,9 @@ struct Cli {
     /// storage.database: a SQLite file, or a PostgreSQL URL (`postgres://user:password@host/db`)
     #[arg(long, value_name = "PATH|URL")]
     database: Option<String>,
+    /// cluster.node_name: this node's name among the nodes of one store (default: host:port)
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
     /// ndpi.enabled = true (the default; overrides a configuration file's false)
     #[arg(long, conflicts_with = "no_ndpi")]
     enable_ndpi: bool,
@@ -121,13 +124,14 @@ fn load(cli: &Cli) -> Result<Loaded> {
     if let Some(file) = &cli.config {
         loader = loader.file(file);
     }
-    let flags: [(&str, Option<String>, &str); 9] = [
+    let flags: [(&str, Option<String>, &str); 10] = [
         ("server.bind_addr", cli.bind_addr.clone(), "--bind-addr"),
         ("server.port", cli.port.map(|p| p.to_string()), "--port"),
         ("processing.workers", cli.workers.map(|n| n.to_string()), "--workers"),
         ("storage.upload_dir", cli.upload_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--upload-dir"),
         ("storage.results_dir", cli.results_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--results-dir"),
         ("storage.database", cli.database.clone(), "--database"),
+        ("cluster.node_name", cli.node_name.clone(), "--node-name"),
         ("ndpi.enabled", cli.enable_ndpi.then(|| "true".to_string()), "--enable-ndpi"),
         ("ndpi.enabled", cli.no_ndpi.then(|| "false".to_string()), "--no-ndpi"),
         ("server.insecure_no_auth", cli.insecure_no_auth.then(|| "true".to_string()), "--insecure-no-auth"),
