@@ -6,6 +6,7 @@
 //! finds nothing (or the next job), no job can be taken twice, and after a restart the
 //! manager sends one token per job the store says is queued.
 
+use crate::cluster::{NodeOptions, NodeState};
 use crate::events::{Event, EventBus, Subscription};
 use crate::live::{live_end, LiveJob, LiveOptions, LiveRun};
 use crate::retain::RetainLimits;
@@ -110,6 +111,8 @@ pub struct ManagerOptions {
     pub live: LiveOptions,
     /// At most this many peers get a label of their own in [`JobManager::kpi_series`].
     pub top_peers: usize,
+    /// This node: its name and address in the store, and its lease (see `crate::cluster`).
+    pub node: NodeOptions,
 }
 
 /// The statistics options the configuration asks for (its addresses were checked by
@@ -192,6 +195,12 @@ impl ManagerOptions {
                 tls_keylog: (!s.tls.keylog.as_os_str().is_empty()).then(|| s.tls.keylog.clone()),
             },
             top_peers: s.kpis.top_peers,
+            node: NodeOptions {
+                name: s.node_name(),
+                advertise_url: s.advertise_url(),
+                lease: s.cluster.lease,
+                max_attempts: s.cluster.max_attempts.max(1),
+            },
         }
     }
 }
@@ -314,8 +323,11 @@ impl Analysis for CaptureAnalysis {
 }
 
 pub(crate) const RUN: u8 = 0;
-const CANCEL: u8 = 1;
+pub(crate) const CANCEL: u8 = 1;
 const SHUTDOWN: u8 = 2;
+/// The store gives the job to another node now (see `crate::cluster`): the run stops and
+/// records nothing.
+pub(crate) const SUPERSEDED: u8 = 3;
 
 /// Sessions are written to the store in batches of this many (or at each progress event).
 const SESSION_BATCH: usize = 256;
@@ -500,7 +512,7 @@ pub(crate) struct Shared {
     tx: Mutex<Option<Sender<()>>>,
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
     /// this lock, so a cancel can never fall between "claimed" and "flag registered".
-    running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
+    pub(crate) running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
     /// Ends of runs that the store would not take within the worker's retries (a full
     /// disk): the jobs are RUNNING in the store with no worker. The recorder thread tries
     /// again until the store takes them; a cancel records one at once. Lost with the
@@ -511,7 +523,36 @@ pub(crate) struct Shared {
     live_threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+impl Shared {
+    pub(crate) fn store(&self) -> &dyn JobStore {
+        &*self.store
+    }
+
+    /// Sends a token for each worker with nothing to do and no token waiting (jobs
+    /// queued on another node sent none here).
+    pub(crate) fn wake_idle_workers(&self) {
+        // One lock at a time: `start_live` takes the live threads' lock, then `running`.
+        let live = self.live_running();
+        let running = lock(&self.running).len();
+        let busy = running.saturating_sub(live);
+        let tx = lock(&self.tx);
+        if let Some(tx) = tx.as_ref() {
+            let idle = self.opts.workers.max(1).saturating_sub(busy + tx.len());
+            for _ in 0..idle {
+                if tx.try_send(()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Live jobs running here (they hold no worker).
+    fn live_running(&self) -> usize {
+        lock(&self.live_threads).iter().filter(|h| !h.is_finished()).count()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves its data consistent, even if a panic cut it short.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -545,6 +586,9 @@ impl JobManager {
         opts: ManagerOptions,
         analysis: Arc<dyn Analysis>,
     ) -> Result<(JobManager, Recovery), JobError> {
+        // Registered first: on a shared store, recovery takes this node's jobs only.
+        let started_at = now_millis();
+        store.register_node(&crate::cluster::node_info(&opts.node, opts.workers.max(1), started_at), started_at)?;
         let recovery = store.recover(opts.resume_interrupted, opts.max_attempts, now_millis())?;
         let (tx, rx) = crossbeam_channel::bounded(opts.queue_capacity.max(recovery.queued.len()).max(1));
         for _ in &recovery.queued {
@@ -584,6 +628,20 @@ impl JobManager {
                     }
                 })
                 .expect("spawn recorder thread");
+            threads.push(handle);
+        }
+        {
+            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            let tick = opts.node.tick(shared.store.is_shared());
+            let handle = std::thread::Builder::new()
+                .name("callflow-heartbeat".into())
+                .spawn(move || {
+                    let mut heartbeat = crate::cluster::Heartbeat::new();
+                    while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
+                        heartbeat.tick(&shared);
+                    }
+                })
+                .expect("spawn heartbeat thread");
             threads.push(handle);
         }
         if let Some(interval) = opts.sweep_interval {
@@ -710,6 +768,9 @@ impl JobManager {
             flag.store(CANCEL, Ordering::Relaxed);
         } else if let Some(job) = cancel_unrecorded(&self.shared, id)? {
             return Ok(job);
+        } else if self.shared.store.is_shared() {
+            // Running on another node, whose heartbeat reads the flag within a second.
+            self.shared.store.request_cancel(id)?;
         }
         drop(running);
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -744,8 +805,13 @@ impl JobManager {
     /// since it started, and every job read here once), else from the store; the same
     /// answer either way. Blocks only in the second case.
     pub fn status(&self, id: JobId) -> Result<Arc<JobStatus>, JobError> {
-        if let Some(status) = self.shared.board.get(id) {
+        if let Some(status) = self.cached_status(id) {
             return Ok(status);
+        }
+        if self.shared.store.is_shared() {
+            // Other nodes change this job: the store says what it is now.
+            let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
+            return Ok(Arc::new(JobStatus::from(&job)));
         }
         let writes = self.shared.board.writes();
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -757,7 +823,21 @@ impl JobManager {
     /// ask it (it will read the store). Never waits for the store, so an async caller may
     /// call it on its own thread.
     pub fn cached_status(&self, id: JobId) -> Option<Arc<JobStatus>> {
+        // On a shared store, memory is the truth only for the jobs this node runs.
+        if self.shared.store.is_shared() && !lock(&self.shared.running).contains_key(&id) {
+            return None;
+        }
         self.shared.board.get(id)
+    }
+
+    /// This node's name in the store.
+    pub fn node_name(&self) -> &str {
+        &self.shared.opts.node.name
+    }
+
+    /// Every node of the store (this one included), alive when seen within the lease.
+    pub fn nodes(&self) -> Result<Vec<NodeState>, JobError> {
+        Ok(crate::cluster::nodes(&*self.shared.store, self.shared.opts.node.lease, now_millis())?)
     }
 
     /// Jobs, newest first.
@@ -1036,6 +1116,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
     match stop.load(Ordering::Relaxed) {
         // Left RUNNING: the next start re-runs it (or fails it as interrupted).
         SHUTDOWN => return,
+        // Another node's now: whatever this run found is not this node's to record.
+        SUPERSEDED => return,
         CANCEL => outcome.state = JobState::Cancelled,
         _ => match (result, ctx.store_error.take()) {
             (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
@@ -1068,7 +1150,15 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         Ok(Some(job)) => Some(job),
         // No longer RUNNING: an attempt that failed after its commit recorded the end.
         // What the store now says is published, or subscribers would never hear of it.
-        Ok(None) => shared.store.job(job.id).ok().flatten().filter(|j| j.state.is_finished()),
+        Ok(None) => match shared.store.job(job.id) {
+            // Not finished: the job was taken over (this node was silent for a lease) and
+            // is another node's now; this run's end is not to be recorded.
+            Ok(Some(now)) if !now.state.is_finished() => {
+                shared.board.remove(job.id);
+                return;
+            }
+            other => other.ok().flatten(),
+        },
         Err(_) => None,
     };
     match finished {
@@ -1190,7 +1280,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
     drop(source);
     ctx.on_sessions(annotated(pending.into_inner()));
     ctx.flush();
-    if stop.load(Ordering::Relaxed) == SHUTDOWN {
+    if matches!(stop.load(Ordering::Relaxed), SHUTDOWN | SUPERSEDED) {
         // Left RUNNING: the next start ends it as interrupted, keeping its sessions.
         return;
     }

@@ -1371,6 +1371,28 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// `GET /api/v1/nodes`: every node of the job store (this one included), with the jobs
+/// each runs and whether it is alive (heard from within `cluster.lease`).
+pub async fn nodes(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let nodes = state.jobs(|m| m.nodes()).await?;
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.row.info.name,
+                "advertise_url": n.row.info.advertise_url,
+                "version": n.row.info.version,
+                "workers": n.row.info.workers,
+                "running": n.row.running,
+                "started_at": crate::hub::seconds(n.row.info.started_at),
+                "last_seen": crate::hub::seconds(n.row.last_seen),
+                "alive": n.alive,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"node": state.node_name, "nodes": nodes})))
+}
+
 /// Every route of the API: method, path (OpenAPI syntax), summary. The OpenAPI document
 /// is built from it and a test checks each against the router.
 pub const ROUTES: &[(&str, &str, &str)] = &[
@@ -1460,6 +1482,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/share/{token}/pcap", "The shared session's packets as a pcap file"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("post", "/api/logout", "Revoke the login token the request carries"),
+    (
+        "get",
+        "/api/v1/nodes",
+        "The nodes sharing this job store: name, advertise_url, version, workers, running, last_seen, alive",
+    ),
     ("get", "/api/v1/openapi.json", "This document"),
     ("get", "/health", "Liveness, and whether the store can be written"),
     ("get", "/version", "Name and version"),
@@ -1684,6 +1711,8 @@ fn job_schema() -> Value {
         "completed_at": time("when it finished", true),
         "error": {"type": "string", "nullable": true, "description": "why it failed"},
         "attempts": int("how many times a worker started it"),
+        "node": {"type": "string", "nullable": true,
+            "description": "the node running it, or that last ran it (GET /api/v1/nodes)"},
         "complete": {"type": "boolean", "nullable": true,
             "description": "once completed: whether the whole capture was read (false: truncated or damaged)"},
         "warnings": {"type": "array", "items": {"type": "string"},

@@ -219,6 +219,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}/messages/{frame}", get(api::session_message))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
+        .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/health", get(api::health))
         .route("/version", get(api::version))
