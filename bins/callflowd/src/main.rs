@@ -5,8 +5,9 @@
 //! its spellings of the default mode and `--port`, are accepted too.
 //!
 //! SIGTERM or Ctrl-C stops it gracefully: no new connections, requests in flight finish,
-//! event streams are closed, and jobs still running are left for the next start to
-//! resume (the store recovers them, as it would after SIGKILL).
+//! event streams are closed, then the job manager drains (no new jobs; running ones get
+//! `cluster.drain_timeout` to finish, and those still running go back to the queue for
+//! any node), and it exits.
 
 use anyhow::{Context, Result};
 use callflow_config::{Database, Loaded, Loader, Settings};
@@ -212,9 +213,16 @@ fn serve(loaded: &Loaded) -> Result<()> {
         eprintln!("callflowd: listening on {scheme}://{}", server.local_addr());
         server.run(callflow_server::shutdown_signal()).await
     })?;
-    // Handlers may still hold the manager for a moment; whoever drops it last stops it,
-    // leaving running jobs to be resumed at the next start.
+    // Handlers may still hold the manager for a moment (whoever drops it last stops it).
     drop(runtime);
+    // Jobs still running after the drain go back to the queue, for this node's next start
+    // or any other node; live jobs end as interrupted at the next start (or by another node).
+    let drain = settings.cluster.drain_timeout;
+    eprintln!("callflowd: draining: no new jobs, running ones get up to {} s to finish", drain.as_secs_f64());
+    let handed = manager.drain(drain);
+    if !handed.is_empty() {
+        eprintln!("callflowd: {} job(s) handed back to the queue", handed.len());
+    }
     drop(manager);
     eprintln!("callflowd: stopped");
     Ok(())

@@ -83,7 +83,7 @@ fn callflowd_refuses_a_postgres_store_newer_than_itself_naming_both_versions() {
     let out = common::command(&dir, &["--database", &url]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("schema version 7 is newer than this build knows (1)"), "{stderr}");
+    assert!(stderr.contains("schema version 7 is newer than this build knows (2)"), "{stderr}");
     assert!(
         stderr.contains(&format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port)),
         "names the store: {stderr}"

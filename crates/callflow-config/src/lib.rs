@@ -100,6 +100,10 @@ pub struct ClusterSettings {
     /// times, then failed with the lost nodes named. `processing.max_attempts` bounds the
     /// same count when the node itself restarts and finds its own jobs interrupted.
     pub max_attempts: u32,
+    /// At SIGTERM the node takes no more jobs and lets its running ones finish for up to
+    /// this long, then hands those still running back to the queue and exits.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
 }
 
 impl Default for ClusterSettings {
@@ -109,6 +113,7 @@ impl Default for ClusterSettings {
             advertise_url: String::new(),
             lease: Duration::from_secs(30),
             max_attempts: 3,
+            drain_timeout: Duration::from_secs(30),
         }
     }
 }

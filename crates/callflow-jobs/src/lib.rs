@@ -130,6 +130,12 @@
 //! - Jobs queued on another node send no wake-up token here: idle workers are woken at
 //!   each heartbeat (a claim that finds nothing is one indexed query). Status reads of jobs
 //!   this node does not run go to the store, which other nodes change.
+//! - `JobManager::drain` (callflowd at SIGTERM) claims nothing more, lets running file
+//!   jobs finish for `[cluster] drain_timeout`, then stops the others and hands them back
+//!   to the queue (`JobStore::hand_back`: QUEUED, the start not counted).
+//! - The retention sweep runs on the node holding the sweeper's advisory lock
+//!   (`pg_try_advisory_lock`, on a connection kept for the sweep); it deletes finished
+//!   jobs only, and a file only with the job the store deleted.
 //! - Uploaded files live on storage all nodes see (`upload_dir`, `results_dir`).
 //!
 //! An embedded [`SqliteStore`] is one node: it records the node's name on its jobs and

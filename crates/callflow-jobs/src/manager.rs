@@ -901,6 +901,45 @@ impl JobManager {
         }
     }
 
+    /// Drains this node (callflowd at SIGTERM): takes no more jobs, lets the running file
+    /// jobs finish for up to `within`, then stops those still running and hands them back
+    /// to the queue (the start not counted), where any node takes them. Returns the jobs
+    /// handed back. Live jobs are left to [`JobManager::shutdown`] (their source is this
+    /// node's). The heartbeat goes on meanwhile, so cancels are still heard.
+    pub fn drain(&self, within: Duration) -> Vec<JobId> {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        lock(&self.shared.tx).take();
+        let file_jobs = |shared: &Shared| -> Vec<(JobId, Arc<AtomicU8>)> {
+            lock(&shared.running)
+                .iter()
+                .filter(|(id, _)| shared.board.get(**id).is_none_or(|s| s.live.is_none()))
+                .map(|(id, flag)| (*id, flag.clone()))
+                .collect()
+        };
+        let deadline = Instant::now() + within;
+        while !file_jobs(&self.shared).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(PAUSE_SLICE);
+        }
+        let left = file_jobs(&self.shared);
+        for (_, flag) in &left {
+            flag.store(SHUTDOWN, Ordering::Relaxed);
+        }
+        // Handed back once their workers have let go, so no write of theirs comes after.
+        let stopped_by = Instant::now() + Duration::from_secs(10);
+        let ids: Vec<JobId> = left.iter().map(|(id, _)| *id).collect();
+        while lock(&self.shared.running).keys().any(|id| ids.contains(id)) && Instant::now() < stopped_by {
+            std::thread::sleep(PAUSE_SLICE);
+        }
+        let handed = self.shared.store.hand_back(&ids).unwrap_or_default();
+        for id in &handed {
+            if let Ok(Some(job)) = self.shared.store.job(*id) {
+                self.shared.board.set(&job);
+                self.shared.bus.publish(Event::State(Arc::new(job)));
+            }
+        }
+        handed
+    }
+
     /// Stops taking jobs, stops the running ones and waits for the threads. Jobs stopped
     /// this way stay RUNNING in the store and are recovered at the next start, like after
     /// a crash. Dropping the manager does the same.
@@ -1054,11 +1093,23 @@ fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
 }
 
 fn sweep(shared: &Shared, now: i64) -> Result<usize, JobError> {
+    // One node at a time (on one node, always this one). Only finished jobs are swept,
+    // and a file goes only with the job the store deleted, so no running job's capture
+    // is removed, whichever node sweeps.
+    if !shared.store.lock_sweeper()? {
+        return Ok(0);
+    }
     let cutoff = now.saturating_sub(shared.opts.retention.as_millis() as i64);
     let mut deleted = 0;
-    for job in shared.store.finished_before(cutoff)? {
-        deleted += usize::from(delete_job(shared, &job)?);
-    }
+    let result = (|| {
+        for job in shared.store.finished_before(cutoff)? {
+            deleted += usize::from(delete_job(shared, &job)?);
+        }
+        Ok::<_, JobError>(())
+    })();
+    let unlocked = shared.store.unlock_sweeper();
+    result?;
+    unlocked?;
     Ok(deleted)
 }
 

@@ -111,6 +111,8 @@ const MIGRATIONS: &[&str] = &[
 
 /// The key of the advisory lock held while migrating ("callflow" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
+/// The key of the advisory lock the retention sweeper holds ("cf sweep").
+const SWEEP_LOCK: i64 = 0x6366_2073_7765_6570;
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
                            packets, bytes, sessions, error, attempts, source::text, stats::text, live, node";
@@ -127,6 +129,8 @@ pub struct PgStore {
     /// The node registered (`JobStore::register_node`): claims record it, recovery and a
     /// run's writes are limited to its jobs.
     node: std::sync::Mutex<Option<String>>,
+    /// The connection holding the sweeper's advisory lock, while this node holds it.
+    sweeper: std::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -169,8 +173,13 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Config(format!("connection pool: {e}")))?
         };
-        let store =
-            PgStore { runtime: Some(runtime), pool, display: redact_url(url), node: std::sync::Mutex::new(None) };
+        let store = PgStore {
+            runtime: Some(runtime),
+            pool,
+            display: redact_url(url),
+            node: std::sync::Mutex::new(None),
+            sweeper: std::sync::Mutex::new(None),
+        };
         store.run(store.migrate())?;
         Ok(store)
     }
@@ -1424,6 +1433,60 @@ impl JobStore for PgStore {
             tx.commit().await?;
             Ok(takeover)
         })
+    }
+
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let node = self.node();
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let sql = format!(
+                "UPDATE jobs SET state = '{}', attempts = GREATEST(attempts - 1, 0), progress = 0, packets = 0,
+                     bytes = 0, sessions = 0
+                 WHERE id = ANY($1) AND state = '{}' AND live IS NULL AND ($2::text IS NULL OR node = $2)
+                 RETURNING id",
+                JobState::Queued.as_str(),
+                JobState::Running.as_str()
+            );
+            let rows = tx.query(&sql, &[&ids, &node]).await?;
+            let handed: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            tx.execute("DELETE FROM sessions WHERE job_id = ANY($1)", &[&handed]).await?;
+            tx.commit().await?;
+            let mut handed: Vec<JobId> = handed.into_iter().map(JobId).collect();
+            handed.sort();
+            Ok(handed)
+        })
+    }
+
+    fn lock_sweeper(&self) -> Result<bool, StoreError> {
+        let mut held = self.sweeper.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() {
+            return Ok(true);
+        }
+        // A session-level advisory lock, so it is held on one connection, kept aside
+        // from the pool until `unlock_sweeper`; a node that dies lets it go with its
+        // connection.
+        let (client, locked) = self.run(async {
+            let client = self.client().await?;
+            let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SWEEP_LOCK]).await?.try_get(0)?;
+            Ok((client, locked))
+        })?;
+        if locked {
+            *held = Some(client);
+        }
+        Ok(locked)
+    }
+
+    fn unlock_sweeper(&self) -> Result<(), StoreError> {
+        let client = self.sweeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(client) = client {
+            self.run(async move {
+                client.execute("SELECT pg_advisory_unlock($1)", &[&SWEEP_LOCK]).await?;
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
     fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {

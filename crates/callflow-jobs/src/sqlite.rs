@@ -842,6 +842,26 @@ impl JobStore for SqliteStore {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut handed = Vec::new();
+        for &id in ids {
+            let changed = tx.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = MAX(attempts - 1, 0), progress = 0, packets = 0,
+                     bytes = 0, sessions = 0
+                 WHERE id = ?1 AND state = 'RUNNING' AND live IS NULL",
+                [id.0],
+            )?;
+            if changed == 1 {
+                delete_sessions(&tx, id)?;
+                handed.push(id);
+            }
+        }
+        tx.commit()?;
+        Ok(handed)
+    }
+
     fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
         let n =
             self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'RUNNING'", [id.0])?;

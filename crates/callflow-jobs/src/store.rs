@@ -491,6 +491,22 @@ pub trait JobStore: Send + Sync {
         let _ = id;
         Ok(false)
     }
+    /// Hands back jobs this node stopped running before their end (a drain at SIGTERM):
+    /// QUEUED again with their sessions deleted, the start not counted; returns those
+    /// handed back. The default leaves them RUNNING, for the next start to recover.
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+    /// Takes the sweeper's lock if no node holds it: the retention sweep runs on one node
+    /// at a time. The default (one node) always has it.
+    fn lock_sweeper(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Lets the sweeper's lock go.
+    fn unlock_sweeper(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Whether other processes run jobs from this store too (nodes on one PostgreSQL):
     /// then jobs may be queued, cancelled or finished by others, so the manager asks
     /// the store rather than its memory.

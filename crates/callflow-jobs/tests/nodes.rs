@@ -104,3 +104,30 @@ fn a_silent_nodes_job_runs_again_on_a_live_node_after_the_lease() {
         nodes.iter().map(|n| (n.row.info.name.as_str(), n.alive, n.row.running)).collect();
     assert_eq!(names, [("dead", false, 0), ("live", true, 0)]);
 }
+
+/// A node drained (SIGTERM) while it runs a job that does not end in time hands it back:
+/// another node runs it at once, and the interrupted start is not counted.
+#[test]
+fn a_drained_node_hands_its_running_job_back_and_another_node_runs_it() {
+    let Some(url) = pg::database("nodes_drain") else { return };
+    let (tx, started) = mpsc::channel();
+    let (a, _) = JobManager::start_with(
+        Arc::new(PgStore::connect(&url, 2).unwrap()),
+        options("a", Duration::from_secs(30)),
+        Arc::new(UntilStopped(Mutex::new(tx))),
+    )
+    .unwrap();
+    let id = a.submit(NewJob::file(common::example())).unwrap().id;
+    assert_eq!(started.recv_timeout(Duration::from_secs(60)).unwrap(), id);
+    let b = JobManager::start(Arc::new(PgStore::connect(&url, 2).unwrap()), options("b", Duration::from_secs(30)))
+        .unwrap()
+        .0;
+    assert_eq!(a.drain(Duration::from_millis(200)), [id]);
+    assert!(matches!(a.submit(NewJob::file(common::example())), Err(callflow_jobs::JobError::ShutDown)));
+    let done = b.wait(&[id], LONG_WAIT).unwrap().remove(0);
+    assert_eq!(
+        (done.state, done.attempts, done.node.as_deref(), done.sessions),
+        (JobState::Completed, 1, Some("b"), 1),
+        "the handed-back start is not counted"
+    );
+}

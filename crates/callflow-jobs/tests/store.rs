@@ -842,3 +842,19 @@ fn postgres_a_job_whose_node_is_lost_after_a_cancel_was_asked_ends_cancelled() {
     assert_eq!(takeover.cancelled, [id]);
     assert_eq!(a.job(id).unwrap().unwrap().state, JobState::Cancelled);
 }
+
+#[test]
+fn postgres_one_node_at_a_time_holds_the_sweepers_lock_and_a_dead_node_lets_it_go() {
+    let Some(url) = pg::database("postgres_sweeper") else { return };
+    let (a, b) = (PgStore::connect(&url, 2).unwrap(), PgStore::connect(&url, 2).unwrap());
+    assert!(a.lock_sweeper().unwrap());
+    assert!(a.lock_sweeper().unwrap(), "held already");
+    assert!(!b.lock_sweeper().unwrap(), "another node sweeps");
+    a.unlock_sweeper().unwrap();
+    assert!(b.lock_sweeper().unwrap());
+    drop(b);
+    assert!(a.lock_sweeper().unwrap(), "a node gone lets it go with its connection");
+    // SQLite is one node: it always has it.
+    let sqlite = SqliteStore::open(common::temp_dir("sweeper").join("callflow.db")).unwrap();
+    assert!(sqlite.lock_sweeper().unwrap());
+}
