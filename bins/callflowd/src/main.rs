@@ -150,12 +150,31 @@ fn load(cli: &Cli) -> Result<Loaded> {
 /// first, instead of recovering its jobs or taking its captures for leftovers.
 fn lock_directories(settings: &Settings) -> Result<Vec<DirLock>> {
     let db = settings.storage.database_path();
-    let mut dirs = vec![settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path()];
-    // A PostgreSQL store has no directory here.
-    if let Database::Sqlite(_) = settings.storage.database() {
-        dirs.push(db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
-    }
+    // On PostgreSQL the directories are the cluster's, shared by its nodes (each checks
+    // they hold the store's cluster id instead: `check_volume`), and there is no database
+    // directory here.
+    let dirs = match settings.storage.database() {
+        Database::Postgres(_) => Vec::new(),
+        Database::Sqlite(_) => vec![
+            settings.storage.upload_dir.as_path(),
+            settings.storage.results_dir.as_path(),
+            db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+        ],
+    };
     Ok(DirLock::acquire_all(dirs)?)
+}
+
+/// On a shared (PostgreSQL) store, checks that this node can write to the upload and
+/// results directories and that they belong to its store's cluster (the id is written
+/// into them at the first start). One node on SQLite has its directories locked instead,
+/// and keeps reporting (not deleting) the captures a lost database leaves.
+fn check_directories(settings: &Settings, store: &dyn JobStore, db: &str) -> Result<()> {
+    if !store.is_shared() {
+        return Ok(());
+    }
+    let dirs = [settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path()];
+    callflow_jobs::check_volume(store, db, &dirs)?;
+    Ok(())
 }
 
 /// Opens the job store `[storage] database` names, with its name for messages (a URL
@@ -170,6 +189,7 @@ fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
     let _locks = lock_directories(settings)?;
     let (store, db) = open_store(settings)?;
+    check_directories(settings, &*store, &db)?;
     let orphans = callflow_server::orphan_captures(&settings.storage.upload_dir, &*store);
     for path in &orphans {
         std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
@@ -185,6 +205,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
     // Held until the process exits.
     let _locks = lock_directories(settings)?;
     let (store, db) = open_store(settings)?;
+    check_directories(settings, &*store, &db)?;
     let (classifier, warning) = classifier_factory(settings);
     if let Some(warning) = warning {
         eprintln!("callflowd: warning: {warning}");

@@ -136,7 +136,9 @@
 //! - The retention sweep runs on the node holding the sweeper's advisory lock
 //!   (`pg_try_advisory_lock`, on a connection kept for the sweep); it deletes finished
 //!   jobs only, and a file only with the job the store deleted.
-//! - Uploaded files live on storage all nodes see (`upload_dir`, `results_dir`).
+//! - Uploaded files live on storage all nodes see (`upload_dir`, `results_dir`); at start a
+//!   node checks it can write there and that they hold its store's cluster id
+//!   ([`check_volume`]), so that a node pointed at another cluster's files refuses to start.
 //!
 //! An embedded [`SqliteStore`] is one node: it records the node's name on its jobs and
 //! lists it, and recovers every RUNNING job at start (its directory lock makes the process
@@ -153,6 +155,7 @@ pub mod retain;
 mod sqlite;
 mod status;
 mod store;
+mod volume;
 
 pub use cluster::{NodeOptions, NodeState};
 pub use direct::{
@@ -173,6 +176,7 @@ pub use store::{
     DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
     SessionQuery, SessionRow, SessionSort, SortKey, StoreError, Takeover,
 };
+pub use volume::{check_volume, VolumeError, CLUSTER_FILE};
 
 use callflow_config::{Database, StorageSettings};
 use callflow_model::{SourceInfo, Stats};

@@ -1489,6 +1489,23 @@ impl JobStore for PgStore {
         Ok(())
     }
 
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        let fresh = crate::volume::new_cluster_id()
+            .map_err(|source| StoreError::Create { path: PathBuf::from("/dev/urandom"), source })?;
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // Nodes starting together on a new database: one writes the id, under the
+            // migrations' lock (held for this transaction), the others read it.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            tx.execute("INSERT INTO cluster (id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM cluster)", &[&fresh])
+                .await?;
+            let id: String = tx.query_one("SELECT id FROM cluster LIMIT 1", &[]).await?.try_get(0)?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
     fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
         self.run(async {
             let client = self.client().await?;

@@ -862,6 +862,23 @@ impl JobStore for SqliteStore {
         Ok(handed)
     }
 
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<String> = tx.query_row("SELECT id FROM cluster LIMIT 1", [], |r| r.get(0)).optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = crate::volume::new_cluster_id()
+                    .map_err(|source| StoreError::Create { path: PathBuf::from("/dev/urandom"), source })?;
+                tx.execute("INSERT INTO cluster (id) VALUES (?1)", [&id])?;
+                id
+            }
+        };
+        tx.commit()?;
+        Ok(id)
+    }
+
     fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
         let n =
             self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'RUNNING'", [id.0])?;

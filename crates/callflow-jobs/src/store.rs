@@ -507,6 +507,13 @@ pub trait JobStore: Send + Sync {
     fn unlock_sweeper(&self) -> Result<(), StoreError> {
         Ok(())
     }
+    /// The cluster's id: made (random) and stored the first time it is asked for, the
+    /// same for every node of the store from then on. Written into the shared directories
+    /// too (`crate::volume`), so that a node pointed at another cluster's files refuses to
+    /// start. The default has none.
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        Err(StoreError::Unsupported("a cluster id"))
+    }
     /// Whether other processes run jobs from this store too (nodes on one PostgreSQL):
     /// then jobs may be queued, cancelled or finished by others, so the manager asks
     /// the store rather than its memory.

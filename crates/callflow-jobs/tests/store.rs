@@ -858,3 +858,42 @@ fn postgres_one_node_at_a_time_holds_the_sweepers_lock_and_a_dead_node_lets_it_g
     let sqlite = SqliteStore::open(common::temp_dir("sweeper").join("callflow.db")).unwrap();
     assert!(sqlite.lock_sweeper().unwrap());
 }
+
+#[test]
+fn a_directory_of_another_cluster_is_refused_naming_both_ids_and_the_directory() {
+    let dir = common::temp_dir("volume");
+    let (uploads, results) = (dir.join("uploads"), dir.join("results"));
+    let first = SqliteStore::open(dir.join("one.db")).unwrap();
+    let id = callflow_jobs::check_volume(&first, "one.db", &[&uploads, &results]).unwrap();
+    assert_eq!((id.len(), first.cluster_id().unwrap()), (32, id.clone()), "made once, then the same");
+    for d in [&uploads, &results] {
+        assert_eq!(std::fs::read_to_string(d.join(callflow_jobs::CLUSTER_FILE)).unwrap().trim(), id);
+    }
+    assert_eq!(
+        callflow_jobs::check_volume(&SqliteStore::open(dir.join("one.db")).unwrap(), "one.db", &[&uploads]).unwrap(),
+        id
+    );
+    let other = SqliteStore::open(dir.join("two.db")).unwrap();
+    let other_id = other.cluster_id().unwrap();
+    assert_ne!(other_id, id);
+    let err = callflow_jobs::check_volume(&other, "two.db", &[&uploads, &results]).unwrap_err().to_string();
+    for part in [id.clone(), other_id, uploads.display().to_string(), "two.db".into()] {
+        assert!(err.contains(&part), "{part} in {err}");
+    }
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let err = callflow_jobs::check_volume(&first, "one.db", &[&dir.join("a-file/uploads")]).unwrap_err().to_string();
+    assert!(err.starts_with("cannot write to") && err.contains("a-file/uploads"), "{err}");
+}
+
+#[test]
+fn postgres_nodes_asking_together_for_a_new_databases_cluster_id_all_get_the_same_one() {
+    let Some(url) = pg::database("postgres_cluster_id") else { return };
+    let asks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url, 1).unwrap().cluster_id().unwrap())
+        })
+        .collect();
+    let ids: Vec<String> = asks.into_iter().map(|a| a.join().unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0] && id.len() == 32), "{ids:?}");
+}

@@ -90,6 +90,11 @@ fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
 /// caller holds the upload directory's lock (`callflow_jobs::DirLock`), so no other
 /// process is uploading into it.
 pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore) -> usize {
+    // Nodes sharing the store share the directory: a `.part` file without a job may be
+    // an upload another node is receiving now.
+    if store.is_shared() {
+        return 0;
+    }
     let Ok(last) = store.last_id() else { return 0 };
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
@@ -111,6 +116,8 @@ pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
     let mut orphans: Vec<PathBuf> = entries
         .flatten()
         .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
+            // On a shared store a `.part` file may be another node's upload in progress.
+            Some((_, true)) if store.is_shared() => false,
             Some((id, _)) => matches!(store.job(id), Ok(None)),
             None => false,
         })
