@@ -19,9 +19,10 @@
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
-//! Only one process may run a manager on a store: whoever does holds a [`DirLock`] on the
-//! directories it owns (callflowd takes one on its upload, results and database
-//! directories), and a second one is refused with the first one's PID.
+//! Only one process may run a manager on a SQLite store: whoever does holds a [`DirLock`]
+//! on the directories it owns (callflowd takes one on its upload, results and database
+//! directories), and a second one is refused with the first one's PID. On PostgreSQL
+//! several processes do, each a node (see "Several nodes on PostgreSQL" below).
 //!
 //! The manager keeps each job's [`JobStatus`] in memory as well, written where it
 //! publishes, so that [`JobManager::status`] (what a client polling a job asks) answers
