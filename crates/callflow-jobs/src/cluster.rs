@@ -63,6 +63,28 @@ pub struct NodeState {
     pub alive: bool,
 }
 
+/// On a shared store, refuses a name another live process uses: a node of that name seen
+/// within the lease is watched for two heartbeats, and one that beats again is not this
+/// node's previous life (a crash, a restart) but another process, whose jobs this node's
+/// recovery would take from under it. One node (SQLite) is kept unique by its directory lock.
+pub(crate) fn check_name_free(store: &dyn JobStore, opts: &NodeOptions) -> Result<(), crate::JobError> {
+    if !store.is_shared() {
+        return Ok(());
+    }
+    let seen = |store: &dyn JobStore| -> Result<Option<i64>, crate::StoreError> {
+        Ok(store.nodes()?.into_iter().find(|n| n.info.name == opts.name).map(|n| n.last_seen))
+    };
+    let Some(before) = seen(store)? else { return Ok(()) };
+    if before < now_millis().saturating_sub(opts.lease.as_millis() as i64) {
+        return Ok(());
+    }
+    std::thread::sleep(opts.tick(true) * 2 + Duration::from_millis(500));
+    match seen(store)? {
+        Some(after) if after > before => Err(crate::JobError::NodeNameInUse { name: opts.name.clone() }),
+        _ => Ok(()),
+    }
+}
+
 /// What registers for `opts` in `store`, started at `started_at`.
 pub(crate) fn node_info(opts: &NodeOptions, workers: usize, started_at: i64) -> NodeInfo {
     NodeInfo {

@@ -119,6 +119,9 @@
 //!   again, so one node handles each): QUEUED again with their sessions deleted, or FAILED
 //!   naming the lost nodes once started `[cluster] max_attempts` times, or, for a live job
 //!   (its source was the lost node's), FAILED as interrupted with its sessions kept.
+//! - A node's name is its identity: a start under the name of a node that still heartbeats
+//!   (another live process) is refused ([`JobError::NodeNameInUse`]) rather than take that
+//!   node's jobs; the same name after a crash or a stop is that node again.
 //! - `recover` at start takes only this node's RUNNING jobs (and those of no node, from
 //!   before nodes were recorded), bounded by `processing.max_attempts`.
 //! - A run's writes (progress, sessions, its end) are taken only while the job is RUNNING

@@ -68,6 +68,15 @@ pub enum JobError {
         /// The bound.
         max: usize,
     },
+    /// Another live process runs a node of this name on the store (its heartbeat goes on).
+    #[error(
+        "node name `{name}` is in use by another live node of this job store (it heartbeats); give this node \
+         another [cluster] node_name"
+    )]
+    NodeNameInUse {
+        /// The name.
+        name: String,
+    },
     /// The manager is shutting down and takes no more jobs.
     #[error("the job manager is shutting down")]
     ShutDown,
@@ -586,6 +595,7 @@ impl JobManager {
         opts: ManagerOptions,
         analysis: Arc<dyn Analysis>,
     ) -> Result<(JobManager, Recovery), JobError> {
+        crate::cluster::check_name_free(&*store, &opts.node)?;
         // Registered first: on a shared store, recovery takes this node's jobs only.
         let started_at = now_millis();
         store.register_node(&crate::cluster::node_info(&opts.node, opts.workers.max(1), started_at), started_at)?;

@@ -131,3 +131,28 @@ fn a_drained_node_hands_its_running_job_back_and_another_node_runs_it() {
         "the handed-back start is not counted"
     );
 }
+
+/// Without the check, a second process given a live node's name recovered that node's
+/// running jobs (queued them again) while the first still ran them.
+#[test]
+fn a_second_process_with_a_live_nodes_name_is_refused_and_takes_none_of_its_jobs() {
+    let Some(url) = pg::database("nodes_same_name") else { return };
+    let (tx, started) = mpsc::channel();
+    let (a, _) = JobManager::start_with(
+        Arc::new(PgStore::connect(&url, 2).unwrap()),
+        options("a", Duration::from_secs(30)),
+        Arc::new(UntilStopped(Mutex::new(tx))),
+    )
+    .unwrap();
+    let id = a.submit(NewJob::file(common::example())).unwrap().id;
+    assert_eq!(started.recv_timeout(Duration::from_secs(60)).unwrap(), id);
+    let twin = JobManager::start(Arc::new(PgStore::connect(&url, 2).unwrap()), options("a", Duration::from_secs(30)));
+    match twin {
+        Err(e @ callflow_jobs::JobError::NodeNameInUse { .. }) => {
+            assert!(e.to_string().contains("node name `a` is in use"), "{e}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    let job = a.status(id).unwrap();
+    assert_eq!((job.state, job.attempts), (JobState::Running, 1), "still a's first run");
+}
