@@ -83,7 +83,8 @@ fn callflowd_refuses_a_postgres_store_newer_than_itself_naming_both_versions() {
     let out = common::command(&dir, &["--database", &url]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("schema version 7 is newer than this build knows (1)"), "{stderr}");
+    let known = callflow_jobs::PgStore::SCHEMA_VERSION;
+    assert!(stderr.contains(&format!("schema version 7 is newer than this build knows ({known})")), "{stderr}");
     assert!(
         stderr.contains(&format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port)),
         "names the store: {stderr}"
@@ -132,7 +133,7 @@ fn a_login_token_is_valid_on_every_node_and_a_logout_on_one_is_seen_by_all() {
         let dir = temp_dir(name);
         let config = dir.join("callflowd.toml");
         std::fs::write(&config, format!("[auth]\nenabled = true\nusers = {{ ann = \"{hash}\" }}\n")).unwrap();
-        Daemon::start(dir, &["--config", config.to_str().unwrap(), "--database", &url])
+        Daemon::start(dir, &["--config", config.to_str().unwrap(), "--database", &url, "--node-name", name])
     };
     let login = |addr: &str| {
         let body = r#"{"username":"ann","password":"s3cret"}"#;
