@@ -133,7 +133,7 @@ fn a_login_token_is_valid_on_every_node_and_a_logout_on_one_is_seen_by_all() {
         let dir = temp_dir(name);
         let config = dir.join("callflowd.toml");
         std::fs::write(&config, format!("[auth]\nenabled = true\nusers = {{ ann = \"{hash}\" }}\n")).unwrap();
-        Daemon::start(dir, &["--config", config.to_str().unwrap(), "--database", &url])
+        Daemon::start(dir, &["--config", config.to_str().unwrap(), "--database", &url, "--node-name", name])
     };
     let login = |addr: &str| {
         let body = r#"{"username":"ann","password":"s3cret"}"#;

@@ -45,6 +45,9 @@ pub struct AppShared {
     pub manager: Arc<JobManager>,
     /// The effective configuration.
     pub settings: Arc<Settings>,
+    /// This node's name in the job store (`cluster.node_name`, or the host name and port:
+    /// see `Settings::node_name`), for what the node reports about itself (`/metrics` labels).
+    pub node_name: String,
     /// Live events.
     pub hub: Arc<Hub>,
     /// Credentials and login tokens.
@@ -99,6 +102,7 @@ impl AppState {
                 }
             }
         });
+        let node_name = manager.node_name().to_string();
         AppState(Arc::new(AppShared {
             manager,
             hub,
@@ -112,6 +116,7 @@ impl AppState {
             shares: Default::default(),
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             storage_checked: Mutex::new(None),
+            node_name,
             settings: Arc::new(settings),
         }))
     }

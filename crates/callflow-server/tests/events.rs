@@ -169,13 +169,21 @@ async fn clients_on_one_node_follow_a_job_another_node_runs_and_resume_on_either
     let Some(cluster) = pg::shared("two_nodes_events") else { return };
     let url = cluster.create_database();
     let db = url.rsplit('/').next().unwrap().to_string();
-    let a = start(|s| s.storage.database = Some(url.clone())).await;
-    let b = start(|s| s.storage.database = Some(url.clone())).await;
+    let node = |name: &'static str| {
+        let url = url.clone();
+        move |s: &mut callflow_config::Settings| {
+            s.storage.database = Some(url);
+            s.cluster.node_name = name.into();
+        }
+    };
+    let a = start(node("a")).await;
+    let b = start(node("b")).await;
     let client = reqwest::Client::new();
     let (mut on_a, mut on_b) = (follow_all(&a).await, follow_all(&b).await);
     let (mut ids_a, mut ids_b) = (Vec::new(), Vec::new());
 
-    // Uploaded to B, so B runs it (a node's workers take the jobs submitted to it).
+    // Uploaded to B, whose worker is woken at once: B runs it (A's idle workers look for
+    // work once a second, so whichever node ran it, the other heard of it from the log).
     let job = upload_example(&client, &b).await;
     let seen_on_a = until_completed(&mut on_a, job, &mut ids_a).await;
     let seen_on_b = until_completed(&mut on_b, job, &mut ids_b).await;
@@ -185,6 +193,8 @@ async fn clients_on_one_node_follow_a_job_another_node_runs_and_resume_on_either
         .map(|v| v["job"]["status"].as_str().unwrap().to_ascii_lowercase())
         .collect();
     assert_eq!(states, ["queued", "running", "completed"], "{seen_on_a:?}");
+    let running = seen_on_a.iter().find(|v| v["type"] == "status" && v["job"]["status"] == "running").unwrap();
+    assert!(["a", "b"].contains(&running["job"]["node"].as_str().unwrap_or_default()), "{running}");
     assert!(seen_on_a.iter().any(|v| v["type"] == "session"), "{seen_on_a:?}");
     assert_eq!(seen_on_a, seen_on_b, "node A heard what node B published, as B's own clients did");
     assert!(increasing(&ids_a), "{ids_a:?}");
