@@ -1375,6 +1375,9 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     let counts = state.jobs(|m| m.job_counts()).await?;
     let mut text = state.metrics.render(&counts);
     state.manager.kpi_series().render(&mut text);
+    // Every series names its node, so that one Prometheus scraping every node of a store
+    // (or a dashboard summing them) keeps them apart.
+    let text = crate::state::label_with_node(&text, &state.node_name);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 

@@ -174,6 +174,35 @@ impl AppState {
     }
 }
 
+/// `text` (the Prometheus text format) with every sample labelled `node="<node>"`, the
+/// label last: several nodes' series stay apart when one Prometheus scrapes them all, or
+/// when a dashboard sums them. Comments and blank lines are kept as they are.
+pub fn label_with_node(text: &str, node: &str) -> String {
+    let node = node.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let mut out = String::with_capacity(text.len() + text.lines().count() * (node.len() + 10));
+    for line in text.split_inclusive('\n') {
+        if line.starts_with('#') || line.trim().is_empty() {
+            out.push_str(line);
+            continue;
+        }
+        // A sample: `name value`, or `name{labels} value` (a label's value may hold `}`, so
+        // the labels end at the last `}` before the value).
+        match line.find(['{', ' ']) {
+            Some(i) if line.as_bytes()[i] == b'{' => {
+                let close = line.rfind('}').unwrap_or(line.len());
+                let labels = &line[i + 1..close];
+                let sep = if labels.trim().is_empty() { "" } else { "," };
+                let _ = write!(out, "{}{labels}{sep}node=\"{node}\"{}", &line[..=i], &line[close..]);
+            }
+            Some(i) => {
+                let _ = write!(out, "{}{{node=\"{node}\"}}{}", &line[..i], &line[i..]);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
+}
+
 /// Requests with one method and one status: (method, status, count).
 type RequestCount = (String, u16, u64);
 
@@ -265,5 +294,20 @@ impl Metrics {
         let _ = writeln!(out, "callflow_connections_refused_total{{limit=\"total\"}} {total}");
         let _ = writeln!(out, "callflow_connections_refused_total{{limit=\"per_client\"}} {per_client}");
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::label_with_node;
+
+    #[test]
+    fn every_sample_gets_the_node_label_last_and_comments_stay() {
+        let text = "# HELP a A.\n# TYPE a gauge\na 1\nb{x=\"1\",y=\"}\"} 2\nc{} 3\n\nd_total 4 1700000000\n";
+        assert_eq!(
+            label_with_node(text, "n\"1"),
+            "# HELP a A.\n# TYPE a gauge\na{node=\"n\\\"1\"} 1\nb{x=\"1\",y=\"}\",node=\"n\\\"1\"} 2\n\
+             c{node=\"n\\\"1\"} 3\n\nd_total{node=\"n\\\"1\"} 4 1700000000\n"
+        );
     }
 }

@@ -54,9 +54,9 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     }
 
     let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("callflow_packets_analysed_total 607\n"), "{metrics}");
-    assert!(metrics.contains("callflow_upload_bytes_total 140777\n"), "{metrics}");
-    assert!(metrics.contains("callflow_websocket_clients 1\n"), "{metrics}");
+    assert!(metrics.contains("callflow_packets_analysed_total{node=\"test\"} 607\n"), "{metrics}");
+    assert!(metrics.contains("callflow_upload_bytes_total{node=\"test\"} 140777\n"), "{metrics}");
+    assert!(metrics.contains("callflow_websocket_clients{node=\"test\"} 1\n"), "{metrics}");
     let status: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/status")).await;
     assert_eq!(
         (status["status"].as_str(), status["progress"].as_u64(), status["session_count"].as_u64()),
@@ -528,7 +528,10 @@ async fn job_status_is_one_lowercase_spelling_everywhere_and_filters_take_either
     let metrics = client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for state in STATES {
         let n = if state == "completed" { 1 } else { 0 };
-        assert!(metrics.contains(&format!("callflow_jobs{{state=\"{state}\"}} {n}\n")), "{state}: {metrics}");
+        assert!(
+            metrics.contains(&format!("callflow_jobs{{state=\"{state}\",node=\"test\"}} {n}\n")),
+            "{state}: {metrics}"
+        );
     }
     let doc = server.get_json(&client, "/api/v1/openapi.json").await;
     assert_eq!(doc["components"]["schemas"]["Job"]["properties"]["status"]["enum"], json!(STATES));

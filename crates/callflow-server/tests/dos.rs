@@ -498,7 +498,7 @@ async fn a_websocket_client_that_never_reads_is_dropped_after_the_send_timeout()
     for _ in 0..1500 {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-        let line = text.lines().find(|l| l.starts_with("callflow_websocket_clients ")).unwrap();
+        let line = text.lines().find(|l| l.starts_with("callflow_websocket_clients{")).unwrap();
         clients = line.rsplit(' ').next().unwrap().parse().unwrap();
         if clients == 0 {
             break;
@@ -524,8 +524,8 @@ async fn invented_http_methods_are_counted_as_other_in_metrics() {
     let requests: Vec<&str> = text.lines().filter(|l| l.starts_with("callflow_http_requests_total{")).collect();
     assert!(!text.contains("INVENTED"), "{requests:?}");
     for line in [
-        r#"callflow_http_requests_total{method="other",route="/version",status="405"} 50"#,
-        r#"callflow_http_requests_total{method="PUT",route="/version",status="405"} 1"#,
+        r#"callflow_http_requests_total{method="other",route="/version",status="405",node="test"} 50"#,
+        r#"callflow_http_requests_total{method="PUT",route="/version",status="405",node="test"} 1"#,
     ] {
         assert!(requests.contains(&line), "{line} in {requests:?}");
     }
@@ -593,10 +593,13 @@ async fn connections_past_the_total_or_per_client_limit_are_closed_at_once_and_c
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let metrics = metrics.expect("a connection is admitted once one has ended");
-    assert!(metrics.contains("callflow_connections_refused_total{limit=\"per_client\"} 1\n"), "{metrics}");
-    assert!(metrics.contains("callflow_connections_refused_total{limit=\"total\"} 1\n"), "{metrics}");
+    assert!(
+        metrics.contains("callflow_connections_refused_total{limit=\"per_client\",node=\"test\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("callflow_connections_refused_total{limit=\"total\",node=\"test\"} 1\n"), "{metrics}");
     // The five held and the one asking.
-    assert!(metrics.contains("\ncallflow_connections 6\n"), "{metrics}");
+    assert!(metrics.contains("\ncallflow_connections{node=\"test\"} 6\n"), "{metrics}");
     drop(held);
     server.shutdown().await;
 }

@@ -226,6 +226,9 @@ async fn clients_on_one_node_follow_a_job_another_node_runs_and_resume_on_either
     assert!(increasing(&ids_a), "none twice, none out of order: {ids_a:?}");
     let logged = sse_after(&client, &a.url(""), second, 0).await;
     assert_eq!(logged.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>(), again_on_a, "none lost");
+    // Each node's /metrics names it on every series.
+    let metrics = client.get(a.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("\ncallflow_websocket_clients{node=\"a\"} 1\n"), "{metrics}");
     a.shutdown().await;
     b.shutdown().await;
 }

@@ -158,7 +158,7 @@ async fn a_websocket_client_that_stops_reading_is_closed_after_two_heartbeats() 
 
 async fn server_clients(server: &common::TestServer) -> u64 {
     let text = reqwest::get(server.url("/metrics")).await.unwrap().text().await.unwrap();
-    let line = text.lines().find(|l| l.starts_with("callflow_websocket_clients ")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("callflow_websocket_clients{")).unwrap();
     line.rsplit(' ').next().unwrap().parse().unwrap()
 }
 

@@ -62,13 +62,17 @@ async fn health_version_and_metrics() {
     let response = app.clone().oneshot(req).await.unwrap();
     let text = String::from_utf8(response.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     for needle in [
-        "callflow_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 1",
-        "callflow_jobs{state=\"queued\"} 0",
-        "callflow_upload_bytes_total 0",
-        "callflow_websocket_clients 0",
+        "callflow_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\",node=\"test\"} 1",
+        "callflow_jobs{state=\"queued\",node=\"test\"} 0",
+        "callflow_upload_bytes_total{node=\"test\"} 0",
+        "callflow_websocket_clients{node=\"test\"} 0",
     ] {
         assert!(text.contains(needle), "{needle} missing in\n{text}");
     }
+    // Every series names the node (cluster.node_name), so that several nodes' stay apart.
+    let unlabelled: Vec<&str> =
+        text.lines().filter(|l| !l.starts_with('#') && !l.is_empty() && !l.contains("node=\"test\"")).collect();
+    assert!(unlabelled.is_empty(), "{unlabelled:?}");
 }
 
 #[tokio::test]

@@ -72,7 +72,7 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
         .collect();
     assert_eq!(peers.len(), 4, "three peers and other: {peers:?}");
     assert!(peers.contains("other"));
-    assert_eq!(value(&metrics, "callflow_sip_setup_seconds_count{peer=\"other\"}"), 7.0, "{metrics}");
+    assert_eq!(value(&metrics, "callflow_sip_setup_seconds_count{peer=\"other\",node=\"test\"}"), 7.0, "{metrics}");
     assert!(metrics.contains("# TYPE callflow_sip_post_dial_delay_seconds histogram"));
 
     // The dashboard in docs/ draws only series that are there.

@@ -26,6 +26,8 @@ pub fn settings(dir: &std::path::Path) -> Settings {
     s.storage.upload_dir = dir.join("uploads");
     s.storage.results_dir = dir.join("results");
     s.limits.rate_limit_per_second = 0;
+    // The name /metrics labels every series with (the default, host:0, says nothing).
+    s.cluster.node_name = "test".into();
     s
 }
 
