@@ -34,9 +34,10 @@ fn example() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap")
 }
 
-/// A server on `database` with its directories under `dir`; its address.
-async fn start(database: &str, dir: &Path) -> SocketAddr {
+/// A server named `node` on `database` with its directories under `dir`; its address.
+async fn start(node: &str, database: &str, dir: &Path) -> SocketAddr {
     let mut s = Settings::default();
+    s.cluster.node_name = node.to_string();
     s.server.port = 0;
     s.processing.workers = 1;
     s.storage.upload_dir = dir.join("uploads");
@@ -114,8 +115,8 @@ async fn main() {
     let cluster = pg::Cluster::start(&bin, None);
     let url = cluster.create_database();
     let dir = tempfile::tempdir().unwrap();
-    let a = start(&url, &dir.path().join("a")).await;
-    let b = start(&url, &dir.path().join("b")).await;
+    let a = start("a", &url, &dir.path().join("a")).await;
+    let b = start("b", &url, &dir.path().join("b")).await;
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{a}/api/v1/ws")).await.unwrap();
     let client = reqwest::Client::new();
@@ -156,6 +157,6 @@ async fn main() {
     pages("PostgreSQL", a, pg_job, page_count).await;
     let sqlite = dir.path().join("c/results/callflow.db");
     let sqlite_job = thousand_sessions(sqlite.to_str().unwrap());
-    let c = start(sqlite.to_str().unwrap(), &dir.path().join("c")).await;
+    let c = start("c", sqlite.to_str().unwrap(), &dir.path().join("c")).await;
     pages("SQLite", c, sqlite_job, page_count).await;
 }
