@@ -47,8 +47,9 @@ struct Binding {
     rtcp: bool,
     /// The endpoint carries media other than RTP (e.g. `udptl` for T.38).
     other: bool,
-    /// The profile is secure (`RTP/SAVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`): its RTCP is
-    /// SRTCP, whose reports are ciphertext past their first 8 bytes.
+    /// The media is SRTP (a secure profile, `a=crypto` lines, or a DTLS-SRTP fingerprint:
+    /// `MediaDescription::srtp_keying`): its RTCP is SRTCP, whose reports are ciphertext
+    /// past their first 8 bytes.
     secure: bool,
     codecs: Arc<[Codec]>,
 }
@@ -276,7 +277,8 @@ impl MediaTable {
                 }
             }
             let codecs: Arc<[Codec]> = codecs.into();
-            let secure = media.proto.to_ascii_uppercase().contains("SAVP");
+            // SRTP by its profile, SDES keys (even under RTP/AVP) or a DTLS-SRTP fingerprint.
+            let secure = media.srtp_keying(sdp).is_some();
             self.bind(
                 (context, SocketAddr::new(ip, media.port)),
                 Binding { owner, rtcp: false, other: false, secure, codecs: codecs.clone() },
@@ -963,12 +965,21 @@ mod tests {
         let mut dialogs = Vec::new();
         for (i, line) in script.iter().enumerate() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words[0] == "sdp" || words[0] == "sdp-savp" {
+            if words[0].starts_with("sdp") {
                 let owner: Owner = words[1].parse().unwrap();
                 let a = addr(words[2]);
-                let proto = if words[0] == "sdp" { "RTP/AVP" } else { "RTP/SAVP" };
+                let (proto, attributes) = match words[0] {
+                    "sdp" => ("RTP/AVP", ""),
+                    "sdp-savp" => ("RTP/SAVP", ""),
+                    "sdp-dtls" => ("UDP/TLS/RTP/SAVPF", "a=fingerprint:sha-256 AB:CD\r\n"),
+                    "sdp-avp-crypto" => (
+                        "RTP/AVP",
+                        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\r\n",
+                    ),
+                    other => panic!("unknown script line {other}"),
+                };
                 let text = format!(
-                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\n",
+                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\n{attributes}",
                     ip = a.ip(),
                     port = a.port()
                 );
@@ -1052,15 +1063,18 @@ mod tests {
     #[test]
     fn srtcp_of_a_secure_profile_is_not_read_as_reports() {
         // RTP/SAVP: the RTP headers are clear (the stream is measured), the RTCP is SRTCP.
-        check(
-            &[
-                "sdp-savp 1 10.0.0.2:5000",
-                &format!("rtp {RTP_1} 1 7"),
-                &format!("rtp {RTP_1} 2 7"),
-                "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
-            ],
-            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
-        );
+        // So is a DTLS-SRTP profile's, and best effort, RTP/AVP's when SDES keys come with it.
+        for sdp in ["sdp-savp", "sdp-dtls", "sdp-avp-crypto"] {
+            check(
+                &[
+                    &format!("{sdp} 1 10.0.0.2:5000"),
+                    &format!("rtp {RTP_1} 1 7"),
+                    &format!("rtp {RTP_1} 2 7"),
+                    "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
+                ],
+                &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+            );
+        }
     }
 
     #[test]
