@@ -10,10 +10,11 @@ use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
-use callflow_decode::sdp::Sdp;
+use callflow_decode::sdp::{self, MediaDescription, Sdp};
+use callflow_decode::srtp::{SrtpSuite, ASSUMED_SRTP_TAG_LEN};
 use callflow_model::{
     DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary, SenderInfo, Session, SessionKind,
-    Timestamp, XrVoipMetrics,
+    SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
 };
 use foldhash::HashMap;
 use std::net::SocketAddr;
@@ -60,6 +61,36 @@ impl Binding {
     }
 }
 
+/// What an owner's SDPs said about its SRTP.
+#[derive(Debug)]
+struct OwnerSrtp {
+    keying: SrtpKeying,
+    /// The suite agreed: that of the latest section with a single `a=crypto` line (an
+    /// answer accepts one of the offered lines), else the first line of the latest offer.
+    suite: Option<SrtpSuite>,
+    /// The agreed suite came from a single line.
+    settled: bool,
+    /// The MKI length of the agreed line's first key.
+    mki_len: u8,
+}
+
+impl OwnerSrtp {
+    /// What the owner's SRTP streams are said to be, and the bytes each packet carries
+    /// after its payload (MKI and tag).
+    fn output(&self) -> (SrtpStream, u64) {
+        let known = self.suite.and_then(SrtpSuite::srtp_tag_len);
+        let tag_len = known.unwrap_or(ASSUMED_SRTP_TAG_LEN);
+        let stream = SrtpStream {
+            keying: self.keying,
+            suite: self.suite.filter(|s| *s != SrtpSuite::Unknown).map(|s| s.name().to_string()),
+            tag_len: u8::try_from(tag_len).unwrap_or(u8::MAX),
+            mki_len: self.mki_len,
+            tag_assumed: known.is_none(),
+        };
+        (stream, (tag_len + usize::from(self.mki_len)) as u64)
+    }
+}
+
 /// Identifies one RTP stream of one owner.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct StreamKey {
@@ -84,6 +115,12 @@ struct Stream {
     last_ts: Timestamp,
     /// Frame bytes, so statistics can move a stream that turned out not to be RTP.
     wire_bytes: u64,
+    /// RTP payload bytes after the header, without padding; for SRTP with the MKI and the
+    /// tag, which are taken off per packet when the stream is handed out (by then the
+    /// answer has said which suite the call uses).
+    payload_bytes: u64,
+    /// The stream's endpoint was announced as SRTP.
+    secure: bool,
     clock_rate: Option<u32>,
     payload_type: u8,
     /// A gap of this stream was part of a capture-loss cluster.
@@ -218,6 +255,8 @@ pub(crate) struct MediaTable {
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
+    /// What each owner's SDPs said about SRTP, for the owners with SRTP media.
+    srtp: HashMap<Owner, OwnerSrtp>,
 }
 
 impl MediaTable {
@@ -236,6 +275,7 @@ impl MediaTable {
             quality,
             orphan_pairs: HashMap::default(),
             next_orphan: 0,
+            srtp: HashMap::default(),
         }
     }
 
@@ -278,7 +318,11 @@ impl MediaTable {
             }
             let codecs: Arc<[Codec]> = codecs.into();
             // SRTP by its profile, SDES keys (even under RTP/AVP) or a DTLS-SRTP fingerprint.
-            let secure = media.srtp_keying(sdp).is_some();
+            let keying = media.srtp_keying(sdp);
+            let secure = keying.is_some();
+            if let Some(keying) = keying {
+                self.note_srtp(owner, keying, media);
+            }
             self.bind(
                 (context, SocketAddr::new(ip, media.port)),
                 Binding { owner, rtcp: false, other: false, secure, codecs: codecs.clone() },
@@ -293,6 +337,23 @@ impl MediaTable {
             }
         }
         registered
+    }
+
+    /// Records what SRTP section `media` of an SDP of `owner`'s says.
+    fn note_srtp(&mut self, owner: Owner, keying: sdp::SrtpKeying, media: &MediaDescription<'_>) {
+        let keying = match keying {
+            sdp::SrtpKeying::Sdes => SrtpKeying::Sdes,
+            sdp::SrtpKeying::Dtls => SrtpKeying::Dtls,
+            sdp::SrtpKeying::Other => SrtpKeying::Other,
+        };
+        let srtp = self.srtp.entry(owner).or_insert(OwnerSrtp { keying, suite: None, settled: false, mki_len: 0 });
+        srtp.keying = keying;
+        let single = media.crypto.len() == 1;
+        if let Some(line) = media.crypto.first().filter(|_| single || !srtp.settled) {
+            srtp.suite = Some(line.suite);
+            srtp.settled = single;
+            srtp.mki_len = line.keys.first().and_then(|k| k.mki).map_or(0, |m| m.len);
+        }
     }
 
     /// Binds `addr` to `binding`, replacing what it was bound to.
@@ -462,6 +523,8 @@ impl MediaTable {
             current_event: None,
             first_frame: frame,
             wire_bytes: 0,
+            payload_bytes: 0,
+            secure: binding.is_some_and(|b| b.secure),
             last_ts: Timestamp::default(),
             quality: QualityTracker::default(),
             capture_loss: false,
@@ -488,6 +551,10 @@ impl MediaTable {
         d: &Datagram<'_>,
     ) -> Result<(), NotMedia> {
         let packet: &RtpHead = d.hints.rtp.as_ref().ok_or(NotMedia)?;
+        // Padding that does not add up is no RTP, unless SRTP encrypted it.
+        if !packet.padding_ok && !binding.and_then(|b| self.bindings.get(b)).is_some_and(|b| b.secure) {
+            return Err(NotMedia);
+        }
         let ts = d.ts;
         let pt = packet.payload_type;
         let remembered =
@@ -542,6 +609,11 @@ impl MediaTable {
         };
         let CodecMemo { is_event, clock, .. } = codec;
         stream.wire_bytes += d.wire_len;
+        stream.payload_bytes += u64::from(if stream.secure {
+            packet.payload_len
+        } else {
+            packet.payload_len.saturating_sub(u16::from(packet.padding_len))
+        });
         let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
@@ -688,6 +760,7 @@ impl MediaTable {
         let latched = |src: &SocketAddr, dst: &SocketAddr| {
             announced.len() >= 2 && announced.contains(src) != announced.contains(dst)
         };
+        let srtp = self.srtp.remove(&owner).map(|s| s.output());
         let Some(media) = self.owners.remove(&owner) else {
             return Vec::new();
         };
@@ -713,6 +786,12 @@ impl MediaTable {
             let timeline = s.quality.take_timeline(&self.tuning);
             let st = &s.stats;
             let wire_bytes = s.wire_bytes;
+            let (srtp, payload_bytes) = match &srtp {
+                Some((srtp, trailer)) if s.secure => {
+                    (Some(srtp.clone()), s.payload_bytes.saturating_sub(st.packets() * trailer))
+                }
+                _ => (None, s.payload_bytes),
+            };
             out.push((
                 MediaStream {
                     src: key.src,
@@ -742,6 +821,8 @@ impl MediaTable {
                     payload_change: s.payload_change,
                     capture_loss: s.capture_loss,
                     nat_latched: latched(&key.src, &key.dst),
+                    payload_bytes,
+                    srtp,
                 },
                 wire_bytes,
             ));
