@@ -1,4 +1,12 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
+//!
+//! Encrypted media: an endpoint an SDP announced as SRTP (`MediaDescription::srtp_keying`)
+//! has its RTP measured from the clear headers like RTP's, its payload bytes counted
+//! without the MKI and tag of the suite the answer accepted (or 80 bits, said to be
+//! assumed, when the SDP does not say: DTLS-SRTP), and its RTCP taken as SRTCP. The SDES
+//! keys of every SDP of the call (RFC 4568: each is what its SDP's sender encrypts with)
+//! decrypt that SRTCP, the sender's own first; what authenticates is read as RTCP, what
+//! does not is counted per SSRC and never read.
 
 use crate::capture_loss::CaptureLossDetector;
 use crate::ctx::tunnel_out;
@@ -11,13 +19,13 @@ use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::{self, MediaDescription, Sdp};
-use callflow_decode::srtp::{SrtpSuite, ASSUMED_SRTP_TAG_LEN};
+use callflow_decode::srtp::{SrtcpContext, SrtpError, SrtpSuite, ASSUMED_SRTP_TAG_LEN};
 use callflow_model::{
     DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary, SenderInfo, Session, SessionKind,
-    SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
+    SrtcpCounts, SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
 };
 use foldhash::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Who a stream belongs to: a dialog's number (counting up from 1), or for media that no
@@ -29,6 +37,10 @@ const MAX_RTCP_REPORTS: usize = 20_000;
 
 /// Most SSRCs whose RTCP-XR VoIP metrics an owner keeps.
 const MAX_XR_SOURCES: usize = 64;
+
+/// Most SDES keys kept per owner (an offer lists a few; re-INVITEs repeat or renew them):
+/// past it the oldest are forgotten.
+const MAX_SDES_KEYS: usize = 16;
 
 /// Most DTMF events kept per stream.
 const MAX_EVENTS: usize = 10_000;
@@ -72,6 +84,29 @@ struct OwnerSrtp {
     settled: bool,
     /// The MKI length of the agreed line's first key.
     mki_len: u8,
+    /// Every SDES key the owner's SDPs gave, newest last, to decrypt SRTCP with.
+    keys: Vec<SdesKey>,
+}
+
+/// An SDES master key an SDP gave, ready to decrypt SRTCP.
+#[derive(Debug)]
+struct SdesKey {
+    /// The connection address of the SDP that gave it: RFC 4568's keys are the ones their
+    /// SDP's sender sends with, so that side's packets try it first.
+    sender: IpAddr,
+    /// The suite and key||salt, to know the key again when an SDP repeats it.
+    suite: SrtpSuite,
+    key_salt: sdp::KeySalt,
+    ctx: SrtcpContext,
+}
+
+/// What became of an SRTCP packet.
+enum Srtcp {
+    /// It authenticated with a key and is decrypted in the table's buffer.
+    Decrypted,
+    AuthFailed,
+    Truncated,
+    NoKey,
 }
 
 impl OwnerSrtp {
@@ -86,6 +121,7 @@ impl OwnerSrtp {
             tag_len: u8::try_from(tag_len).unwrap_or(u8::MAX),
             mki_len: self.mki_len,
             tag_assumed: known.is_none(),
+            srtcp: None,
         };
         (stream, (tag_len + usize::from(self.mki_len)) as u64)
     }
@@ -147,6 +183,8 @@ struct OwnerMedia {
     first_frame: u64,
     /// The tunnel of the first packet.
     tunnel: Option<Tunnel>,
+    /// The SRTCP each SSRC sent, counted (at most [`MAX_XR_SOURCES`] SSRCs).
+    srtcp: Vec<(u32, SrtcpCounts)>,
     /// The latest RTCP-XR VoIP metrics block about each SSRC (at most [`MAX_XR_SOURCES`]).
     xr: Vec<(u32, XrVoipMetrics)>,
 }
@@ -257,6 +295,8 @@ pub(crate) struct MediaTable {
     next_orphan: u64,
     /// What each owner's SDPs said about SRTP, for the owners with SRTP media.
     srtp: HashMap<Owner, OwnerSrtp>,
+    /// Where SRTCP is decrypted, kept between packets.
+    srtcp_buf: Vec<u8>,
 }
 
 impl MediaTable {
@@ -276,6 +316,7 @@ impl MediaTable {
             orphan_pairs: HashMap::default(),
             next_orphan: 0,
             srtp: HashMap::default(),
+            srtcp_buf: Vec::new(),
         }
     }
 
@@ -321,7 +362,7 @@ impl MediaTable {
             let keying = media.srtp_keying(sdp);
             let secure = keying.is_some();
             if let Some(keying) = keying {
-                self.note_srtp(owner, keying, media);
+                self.note_srtp(owner, keying, media, ip);
             }
             self.bind(
                 (context, SocketAddr::new(ip, media.port)),
@@ -340,19 +381,41 @@ impl MediaTable {
     }
 
     /// Records what SRTP section `media` of an SDP of `owner`'s says.
-    fn note_srtp(&mut self, owner: Owner, keying: sdp::SrtpKeying, media: &MediaDescription<'_>) {
+    fn note_srtp(&mut self, owner: Owner, keying: sdp::SrtpKeying, media: &MediaDescription<'_>, sender: IpAddr) {
         let keying = match keying {
             sdp::SrtpKeying::Sdes => SrtpKeying::Sdes,
             sdp::SrtpKeying::Dtls => SrtpKeying::Dtls,
             sdp::SrtpKeying::Other => SrtpKeying::Other,
         };
-        let srtp = self.srtp.entry(owner).or_insert(OwnerSrtp { keying, suite: None, settled: false, mki_len: 0 });
+        let srtp = self.srtp.entry(owner).or_insert(OwnerSrtp {
+            keying,
+            suite: None,
+            settled: false,
+            mki_len: 0,
+            keys: Vec::new(),
+        });
         srtp.keying = keying;
         let single = media.crypto.len() == 1;
         if let Some(line) = media.crypto.first().filter(|_| single || !srtp.settled) {
             srtp.suite = Some(line.suite);
             srtp.settled = single;
             srtp.mki_len = line.keys.first().and_then(|k| k.mki).map_or(0, |m| m.len);
+        }
+        for line in &media.crypto {
+            for key in &line.keys {
+                if srtp.keys.iter().any(|k| k.suite == line.suite && k.key_salt == key.key_salt && k.sender == sender) {
+                    continue;
+                }
+                let mki = key.mki.map(|m| (m.value, usize::from(m.len)));
+                // A suite not decrypted gives no context: its SRTCP counts as without a key.
+                let Ok(ctx) = SrtcpContext::new(line.suite, key.key_salt.as_bytes(), mki, line.kdr()) else {
+                    continue;
+                };
+                if srtp.keys.len() >= MAX_SDES_KEYS {
+                    srtp.keys.remove(0);
+                }
+                srtp.keys.push(SdesKey { sender, suite: line.suite, key_salt: key.key_salt.clone(), ctx });
+            }
         }
     }
 
@@ -658,26 +721,81 @@ impl MediaTable {
         }
     }
 
-    /// SRTCP (RFC 3711 section 3.4): only the first header and its SSRC are in clear, so
-    /// the packet is checked and counted as the owner's activity, and its reports are not
-    /// read (parsed as RTCP, their ciphertext gave garbage reports, and a garbage round
-    /// trip for the quality estimate).
+    /// SRTCP (RFC 3711 section 3.4): only the first header and its SSRC are in clear. The
+    /// packet is decrypted with the call's SDES keys (its sender's first) and its reports
+    /// read as RTCP's; one that authenticates with none is counted and never read (parsed
+    /// as RTCP, ciphertext gave garbage reports, and a garbage round trip for the quality).
     fn on_srtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
         let p = d.payload;
         if p.len() < 8 || p[0] >> 6 != 2 || !(200..=207).contains(&p[1]) {
             return Err(NotMedia);
         }
+        let ssrc = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let outcome = self.open_srtcp(owner, d);
         let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
             first_frame: d.frame,
             tunnel: d.tunnel.copied(),
             ..Default::default()
         });
         media.last_activity = media.last_activity.max(d.ts);
+        let full = media.srtcp.len() >= MAX_XR_SOURCES;
+        let counts = match media.srtcp.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => Some(&mut media.srtcp[i].1),
+            None if !full => {
+                media.srtcp.push((ssrc, SrtcpCounts::default()));
+                media.srtcp.last_mut().map(|(_, c)| c)
+            }
+            None => None,
+        };
+        let mut spare = SrtcpCounts::default();
+        let counts = counts.unwrap_or(&mut spare);
+        counts.packets += 1;
+        match outcome {
+            Srtcp::Decrypted => {
+                counts.decrypted += 1;
+                let plain = std::mem::take(&mut self.srtcp_buf);
+                // Reports that do not parse after decryption are dropped; the packet was SRTCP.
+                let _ = self.read_rtcp(owner, d, &plain);
+                self.srtcp_buf = plain;
+            }
+            Srtcp::AuthFailed => counts.auth_failures += 1,
+            Srtcp::Truncated => counts.truncated += 1,
+            Srtcp::NoKey => counts.no_key += 1,
+        }
         Ok(())
     }
 
+    /// Tries `owner`'s SDES keys on an SRTCP packet, those its sender's SDP gave first; the
+    /// plaintext is left in `srtcp_buf`.
+    fn open_srtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Srtcp {
+        let Some(srtp) = self.srtp.get_mut(&owner) else { return Srtcp::NoKey };
+        let (mut failed, mut truncated) = (false, false);
+        for senders in [true, false] {
+            for key in srtp.keys.iter_mut().filter(|k| (k.sender == d.src.ip()) == senders) {
+                match key.ctx.decrypt(d.payload, &mut self.srtcp_buf) {
+                    Ok(_) => return Srtcp::Decrypted,
+                    Err(SrtpError::Truncated { .. }) => truncated = true,
+                    Err(_) => failed = true,
+                }
+            }
+        }
+        if failed {
+            Srtcp::AuthFailed
+        } else if truncated {
+            Srtcp::Truncated
+        } else {
+            Srtcp::NoKey
+        }
+    }
+
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
-        let (payload, ts, frame) = (d.payload, d.ts, d.frame);
+        self.read_rtcp(owner, d, d.payload)
+    }
+
+    /// Reads the reports of compound RTCP packet `payload` (the datagram's, or what SRTCP
+    /// decrypted to) into `owner`'s.
+    fn read_rtcp(&mut self, owner: Owner, d: &Datagram<'_>, payload: &[u8]) -> Result<(), NotMedia> {
+        let (ts, frame) = (d.ts, d.frame);
         let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
             first_frame: frame,
             tunnel: d.tunnel.copied(),
@@ -788,7 +906,8 @@ impl MediaTable {
             let wire_bytes = s.wire_bytes;
             let (srtp, payload_bytes) = match &srtp {
                 Some((srtp, trailer)) if s.secure => {
-                    (Some(srtp.clone()), s.payload_bytes.saturating_sub(st.packets() * trailer))
+                    let srtcp = media.srtcp.iter().find(|(ssrc, _)| *ssrc == key.ssrc).map(|(_, c)| *c);
+                    (Some(SrtpStream { srtcp, ..srtp.clone() }), s.payload_bytes.saturating_sub(st.packets() * trailer))
                 }
                 _ => (None, s.payload_bytes),
             };

@@ -305,3 +305,175 @@ fn srtp_payload_sizes_against_tshark() {
         }
     }
 }
+
+/// Protects each sender's packets with libsrtp (Debian's libsrtp2 through python3-pylibsrtp):
+/// `packets` are `(is_rtcp, plaintext)` in sending order, under `profile` (pylibsrtp's
+/// number) and `key` (key||salt). `None` when libsrtp is not there (a failure in CI).
+fn libsrtp_protect(profile: u32, key: &[u8], packets: &[(bool, Vec<u8>)]) -> Option<Vec<Vec<u8>>> {
+    use std::io::Write;
+    const SCRIPT: &str = "import sys, pylibsrtp as s\n\
+        profile, key = sys.stdin.readline().split()\n\
+        policy = s.Policy(key=bytes.fromhex(key), ssrc_type=s.Policy.SSRC_ANY_OUTBOUND, srtp_profile=int(profile))\n\
+        session = s.Session(policy=policy)\n\
+        for line in sys.stdin:\n    kind, data = line.split()\n    \
+        out = session.protect_rtcp(bytes.fromhex(data)) if kind == 'rtcp' else session.protect(bytes.fromhex(data))\n    \
+        print(out.hex())\n";
+    let python = "/usr/bin/python3";
+    let usable =
+        std::process::Command::new(python).args(["-c", "import pylibsrtp"]).output().is_ok_and(|o| o.status.success());
+    if !usable {
+        assert!(std::env::var_os("CI").is_none(), "CI is set but python3-pylibsrtp (libsrtp2) is not installed");
+        eprintln!("{python} with pylibsrtp not found: skipping the libsrtp part of this test");
+        return None;
+    }
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut input = format!("{profile} {}\n", hex(key));
+    for (rtcp, p) in packets {
+        input.push_str(&format!("{} {}\n", if *rtcp { "rtcp" } else { "rtp" }, hex(p)));
+    }
+    let mut child = std::process::Command::new(python)
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "libsrtp failed");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let unhex = |l: &str| (0..l.len()).step_by(2).map(|i| u8::from_str_radix(&l[i..i + 2], 16).unwrap()).collect();
+    let protected: Vec<Vec<u8>> = text.lines().map(unhex).collect();
+    assert_eq!(protected.len(), packets.len());
+    Some(protected)
+}
+
+/// A sender report from `ssrc` with NTP time 0x0000_1234_5678_0000 (its LSR: 0x1234_5678).
+fn sender_report(ssrc: u32) -> Vec<u8> {
+    let mut p = vec![0x80, 200, 0, 6];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&0x0000_1234_5678_0000u64.to_be_bytes());
+    p.extend_from_slice(&[0; 12]);
+    p
+}
+
+/// A receiver report from `ssrc` about `about`, echoing the SR above, held `dlsr` (1/65536 s).
+fn receiver_report(ssrc: u32, about: u32, dlsr: u32) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&about.to_be_bytes());
+    for w in [3u32, 100, 240, 0x1234_5678, dlsr] {
+        p.extend_from_slice(&w.to_be_bytes());
+    }
+    p
+}
+
+/// A call whose caller and callee protect their RTP and RTCP with libsrtp under
+/// `profile`, the caller with `keys.0`, the callee with `keys.1`; the SDPs give
+/// `sdp_keys` (the same, or others for a wrong key). The caller sends an SR after its
+/// 5th packet, the callee an RR about it 580 ms later held 500 ms: 80 ms of round trip.
+/// `None` without libsrtp.
+fn libsrtp_call(suite: &str, profile: u32, keys: (&[u8], &[u8]), sdp_keys: (&[u8], &[u8])) -> Option<Vec<Packet>> {
+    let b64 = |k: &[u8]| base64(k);
+    let offer = sdp("10.0.0.1", 4000, "RTP/SAVP", &format!("a=crypto:1 {suite} inline:{}\r\n", b64(sdp_keys.0)));
+    let answer = sdp("10.0.0.2", 6000, "RTP/SAVP", &format!("a=crypto:1 {suite} inline:{}\r\n", b64(sdp_keys.1)));
+    // The script in plaintext: (from the caller, is RTCP, packet).
+    let mut script: Vec<(bool, bool, Vec<u8>)> = Vec::new();
+    for seq in 1..=40u16 {
+        script.push((true, false, srtp(seq, 0x1111, false, 160, 0)));
+        script.push((false, false, srtp(seq, 0x2222, false, 160, 0)));
+        if seq == 5 {
+            script.push((true, true, sender_report(0x1111)));
+        }
+    }
+    // 580 ms after the SR: 29 packets later, 20 ms apart.
+    let sr_at = script.iter().position(|(_, rtcp, _)| *rtcp).unwrap();
+    script.insert(sr_at + 29, (false, true, receiver_report(0x2222, 0x1111, 32768)));
+    let mut protected = Vec::new();
+    for (caller, key) in [(true, keys.0), (false, keys.1)] {
+        let mine: Vec<(bool, Vec<u8>)> = script.iter().filter(|s| s.0 == caller).map(|s| (s.1, s.2.clone())).collect();
+        protected.push(libsrtp_protect(profile, key, &mine)?.into_iter());
+    }
+    let mut packets = setup(&offer, &answer);
+    for (caller, rtcp, _) in &script {
+        let payload = protected[usize::from(!caller)].next().unwrap();
+        let (src, dst) = match (caller, rtcp) {
+            (true, false) => (CALLER_RTP, CALLEE_RTP),
+            (false, false) => (CALLEE_RTP, CALLER_RTP),
+            (true, true) => ("10.0.0.1:4001", "10.0.0.2:6001"),
+            (false, true) => ("10.0.0.2:6001", "10.0.0.1:4001"),
+        };
+        packets.push(packet(src, dst, payload));
+    }
+    Some(packets)
+}
+
+/// Standard base64 with padding, for the SDP's inline keys.
+fn base64(bytes: &[u8]) -> String {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
+        for i in 0..4 {
+            out.push(if i <= chunk.len() { ABC[(n >> (18 - 6 * i) & 63) as usize] as char } else { '=' });
+        }
+    }
+    out
+}
+
+/// `srtcp packets/decrypted/auth_failures/truncated/no_key reports=N rtt=MS` of the
+/// caller's stream, and the callee's SRTCP counts.
+fn srtcp_outcome(s: &Session) -> (String, String) {
+    let of = |src: &str| s.media.iter().find(|m| m.src.to_string() == src).expect("stream");
+    let counts = |m: &MediaStream| {
+        let c = m.srtp.as_ref().and_then(|s| s.srtcp).unwrap_or_default();
+        format!("{}/{}/{}/{}/{}", c.packets, c.decrypted, c.auth_failures, c.truncated, c.no_key)
+    };
+    let caller = of(CALLER_RTP);
+    let rtt = caller.rtcp_summary.as_ref().and_then(|r| r.rtt_ms).map_or("-".to_string(), |r| format!("{r:.0}"));
+    (format!("{} reports={} rtt={rtt}", counts(caller), caller.rtcp.len()), counts(of(CALLEE_RTP)))
+}
+
+#[test]
+fn srtcp_from_libsrtp_is_decrypted_with_the_sdp_keys_into_reports_and_a_round_trip() {
+    let suites = [
+        ("AES_CM_128_HMAC_SHA1_80", 1, 30),
+        ("AES_CM_128_HMAC_SHA1_32", 2, 30),
+        ("AEAD_AES_128_GCM", 7, 28),
+        ("AEAD_AES_256_GCM", 8, 44),
+    ];
+    for (suite, profile, len) in suites {
+        let caller: Vec<u8> = (0..len).collect();
+        let callee: Vec<u8> = (100..100 + len).collect();
+        let Some(packets) = libsrtp_call(suite, profile, (&caller, &callee), (&caller, &callee)) else { return };
+        let s = call(&packets);
+        // Both reports are about the caller's stream: its SR, and the RR echoing it.
+        assert_eq!(srtcp_outcome(&s), ("1/1/0/0/0 reports=2 rtt=80".to_string(), "1/1/0/0/0".to_string()), "{suite}");
+        assert!(s.media.iter().all(|m| m.packets == 40 && m.lost == 0 && m.payload_bytes == 40 * 160), "{suite}");
+        // Keys the SDP did not give (the callee's answer names another key): its SRTCP fails
+        // authentication, is counted and gives no report, and no round trip.
+        let other: Vec<u8> = (200..200 + len).collect();
+        let packets = libsrtp_call(suite, profile, (&caller, &callee), (&caller, &other)).unwrap();
+        let s = call(&packets);
+        assert_eq!(srtcp_outcome(&s), ("1/1/0/0/0 reports=1 rtt=-".to_string(), "1/0/1/0/0".to_string()), "{suite}");
+    }
+}
+
+#[test]
+fn truncated_and_keyless_srtcp_is_counted_and_never_read() {
+    let key: Vec<u8> = (0..30).collect();
+    let line = format!("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{}\r\n", base64(&key));
+    let (offer, answer) = (sdp("10.0.0.1", 4000, "RTP/SAVP", &line), sdp("10.0.0.2", 6000, "RTP/SAVP", &line));
+    let mut p = media_call(&offer, &answer, 3, |seq, ssrc| srtp(seq, ssrc, false, 160, 10));
+    // An SR cut after 20 bytes: too short for its index word and 80-bit tag.
+    p.push(packet("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)[..20].to_vec()));
+    let s = call(&p);
+    assert_eq!(srtcp_outcome(&s).0, "1/0/0/1/0 reports=0 rtt=-");
+    // DTLS-SRTP: no key in the SDP, the SRTCP is counted as such.
+    let fp = "a=fingerprint:sha-256 AB:CD\r\n";
+    let (offer, answer) =
+        (sdp("10.0.0.1", 4000, "UDP/TLS/RTP/SAVPF", fp), sdp("10.0.0.2", 6000, "UDP/TLS/RTP/SAVPF", fp));
+    let mut p = media_call(&offer, &answer, 3, |seq, ssrc| srtp(seq, ssrc, false, 160, 10));
+    p.push(packet("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)));
+    let s = call(&p);
+    assert_eq!(srtcp_outcome(&s).0, "1/0/0/0/1 reports=0 rtt=-");
+}

@@ -108,6 +108,28 @@ pub struct SrtpStream {
     /// endpoint must support and nearly all choose.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tag_assumed: bool,
+    /// The SRTCP packets this stream's SSRC sent, and what became of them (absent when
+    /// it sent none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtcp: Option<SrtcpCounts>,
+}
+
+/// What became of the SRTCP packets one SSRC sent. Only packets that authenticated give
+/// reports (in the stream's `rtcp`, and its `rtcp_summary`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrtcpCounts {
+    /// SRTCP packets seen.
+    pub packets: u64,
+    /// Packets that authenticated with one of the call's SDES keys and were decrypted.
+    pub decrypted: u64,
+    /// Packets whose authentication tag matched none of the call's keys: a wrong key, or
+    /// a damaged packet; never read.
+    pub auth_failures: u64,
+    /// Packets too short for the suite's index, MKI and tag.
+    pub truncated: u64,
+    /// Packets with no key to try: DTLS-SRTP, keys exchanged elsewhere, a suite not
+    /// decrypted (F8, unknown).
+    pub no_key: u64,
 }
 
 /// How an SRTP stream's keys were exchanged.
