@@ -488,6 +488,13 @@ mod tests {
             "CEBE321F6FF7716B6FD4AB49AF256A15 6D38BAA48F0A0ACF3C34E2359E6CDBCE E049646C43D9327AD175578EF7227098 \
                     6371C10C9A369AC2F94A8C5FBCDDDC25 6D6E919A48B610EF17C2041E47403576 6B68642C59BBFC2F34DB60DBDFB2";
         assert_eq!(derive(1, 94), hex(auth));
+        // With a key derivation rate, r (here the index itself, rate 1) sits in the IV's
+        // low 48 bits: the vector OpenSSL's SRTP KDF tests carry.
+        let key = hex("8C307F105F79D5D2C26B1A933AE22CD5");
+        let salt: [u8; 14] = hex("563B4C15458D977B68080242CEE1").try_into().unwrap();
+        let mut out = [0; 16];
+        derive_key(&key, &salt, 0, 0x0828_4B49_F520, &mut out);
+        assert_eq!(out[..], hex("A920DF50EAA111D03FBE9B203121C07D")[..]);
     }
 
     /// A context holding RFC 7714 section 17's session key and salt as they are (its
