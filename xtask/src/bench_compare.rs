@@ -29,7 +29,7 @@ pub struct Args {
     /// (e.g. `--calls 3600 --window 180`: about 5 GB with 1,200 calls at a time).
     #[arg(long)]
     window: Option<f64>,
-    /// The capture to use (generated there when missing) [default: target/bench/calls-<N>x<D>s.pcap].
+    /// The capture to use, generated there when missing (by default `target/bench/calls-<N>x<D>s.pcap`).
     #[arg(long)]
     capture: Option<PathBuf>,
     /// How many times `callflow-cli analyze` runs.

@@ -18,7 +18,7 @@
 //! - `example` ([`example`]): installs libpcap's link library when missing and possible (every
 //!   binary links it, for live capture), then analyses the bundled example capture with
 //!   `callflow-cli`: the README's first command on a fresh machine.
-//! - `test` ([`test`]): installs tshark, ndpiReader, libclang and libgcrypt when missing and possible,
+//! - `test` ([`test`](mod@test)): installs tshark, ndpiReader, libclang and libgcrypt when missing and possible,
 //!   prepares nDPI as `ndpi` does, then runs `cargo test --workspace --all-targets` (with
 //!   the `ndpi` features when nDPI is ready) and any extra arguments.
 

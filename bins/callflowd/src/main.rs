@@ -176,6 +176,7 @@ fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {
 
 fn serve(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
+    raise_open_file_limit(settings);
     // Held until the process exits.
     let _locks = lock_directories(settings)?;
     let (store, db) = open_store(settings)?;
@@ -258,6 +259,32 @@ fn classifier_factory(settings: &Settings) -> (ClassifierFactory, Option<String>
     }
     // One per job: nDPI's flow state belongs to one capture.
     (ClassifierFactory::new(|| NdpiClassifier::new(Options::default())), None)
+}
+
+/// Descriptors kept for what is not a connection: the store, captures, results, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// Raises the soft limit of open files to the hard one, as servers do (Go's runtime does
+/// it for every program): the soft limit is often 1,024, below `server.max_connections`,
+/// and a connection refused by the system (EMFILE) is neither answered nor counted. Warns
+/// when even the hard limit leaves too little room.
+fn raise_open_file_limit(settings: &callflow_config::Settings) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("callflowd: warning: cannot raise the open-file limit: {e}");
+        }
+    }
+    let wanted = settings.server.max_connections as u64 + RESERVED_FILES;
+    if let Some(now) = getrlimit(Resource::Nofile).current.filter(|&now| now < wanted) {
+        eprintln!(
+            "callflowd: warning: the open-file limit ({now}) is below server.max_connections ({}) plus {RESERVED_FILES} \
+             for the store and captures: lower server.max_connections or raise the limit (ulimit -n, LimitNOFILE=)",
+            settings.server.max_connections
+        );
+    }
 }
 
 #[cfg(test)]

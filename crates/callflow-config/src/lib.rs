@@ -262,6 +262,11 @@ pub struct ServerSettings {
     pub max_header_bytes: usize,
     /// Longest request URI, in bytes.
     pub max_uri_bytes: usize,
+    /// HTTP connections open at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// HTTP connections open at once from one client address (0: no such limit, as
+    /// behind a reverse proxy, where every connection comes from the proxy).
+    pub max_connections_per_client: usize,
     /// Serve without authentication on a non-loopback address (`--insecure-no-auth`).
     pub insecure_no_auth: bool,
     /// Origins (`scheme://host[:port]`) whose pages may make state-changing requests
@@ -287,6 +292,8 @@ impl Default for ServerSettings {
             idle_timeout: Duration::from_secs(60),
             max_header_bytes: 16 * 1024,
             max_uri_bytes: 8 * 1024,
+            max_connections: 4096,
+            max_connections_per_client: 256,
             insecure_no_auth: false,
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -673,7 +680,7 @@ impl Settings {
         let trunks_ok = self.kpis.trunks.iter().all(|t| t.addresses.iter().all(|a| is_address_rule(a)));
         let names_ok = self.kpis.trunks.iter().all(|t| !t.name.trim().is_empty());
         let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
-        let checks: [(&'static str, bool, &str); 25] = [
+        let checks: [(&'static str, bool, &str); 26] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -682,6 +689,7 @@ impl Settings {
             ("limits.max_page_size", self.limits.max_page_size >= 1, "must be at least 1"),
             ("limits.max_concurrent_uploads", self.limits.max_concurrent_uploads >= 1, "must be at least 1"),
             ("server.tls.key", tls, "server.tls.cert and server.tls.key must be set together"),
+            ("server.max_connections", self.server.max_connections >= 1, "must be at least 1"),
             (
                 "auth.api_keys",
                 !self.auth.enabled || !self.auth.api_keys.is_empty() || !self.auth.users.is_empty(),

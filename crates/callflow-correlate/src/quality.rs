@@ -3,10 +3,10 @@
 //! The formulas and the table, with their sources, are in docs/quality.md. The pure
 //! functions ([`r_factor`], [`delay_impairment`], [`effective_ie`], [`mos_from_r`],
 //! [`burst_ratio`], [`codec_impairment`]) take figures and give figures. The
-//! [`QualityTracker`] is fed every packet of a stream after its statistics, does a few
+//! `QualityTracker` is fed every packet of a stream after its statistics, does a few
 //! additions and comparisons per packet in its own fields (the current timeline interval
 //! is one of them: a packet touches no other memory than the stream's) and moves an
-//! interval to the timeline's vector only when the next one starts; [`QualityTracker::quality`] turns what it gathered into the output's
+//! interval to the timeline's vector only when the next one starts; `QualityTracker::quality` turns what it gathered into the output's
 //! [`Quality`] when the stream is closed.
 
 use callflow_decode::Timestamp;

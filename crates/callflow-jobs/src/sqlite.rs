@@ -82,7 +82,7 @@ const SESSION_COLUMNS: &str =
 ///
 /// One connection behind a mutex for every change: SQLite serialises writers anyway, and
 /// the statements are short. Queries that change nothing go to read connections (up to
-/// [`READERS`]), which WAL lets run beside the writer and each other, and which see every
+/// `READERS`, a constant of this module), which WAL lets run beside the writer and each other, and which see every
 /// change committed before they start. Other processes (`callflow-cli jobs list` while a
 /// batch runs) may read the same file concurrently for the same reason; only one process
 /// may run a manager on it.

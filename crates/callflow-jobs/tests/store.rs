@@ -11,12 +11,12 @@ use callflow_jobs::{
 };
 use callflow_model::{CallState, Document, Problem, Session, SessionKind, Timestamp};
 use common::pg;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Where a store under test lives: opening it again is a restart.
 enum Backend {
-    Sqlite(PathBuf),
+    /// The directory holding `callflow.db`, removed when the backend is dropped.
+    Sqlite(common::TempDir),
     Postgres(String),
 }
 
@@ -30,7 +30,7 @@ impl Backend {
 
     fn open(&self) -> Box<dyn JobStore> {
         match self {
-            Backend::Sqlite(path) => Box::new(SqliteStore::open(path).unwrap()),
+            Backend::Sqlite(dir) => Box::new(SqliteStore::open(dir.join("callflow.db")).unwrap()),
             Backend::Postgres(url) => Box::new(PgStore::connect(url, 4).unwrap()),
         }
     }
@@ -38,7 +38,7 @@ impl Backend {
 
 /// A fresh, empty store location on every backend this machine has.
 fn backends(test: &str) -> Vec<Backend> {
-    let mut all = vec![Backend::Sqlite(common::temp_dir(test).join("callflow.db"))];
+    let mut all = vec![Backend::Sqlite(common::temp_dir(test))];
     if let Some(url) = pg::database(test) {
         all.push(Backend::Postgres(url));
     }

@@ -1,6 +1,6 @@
 //! Capturing from interfaces of a network namespace with libpcap, feeding a [`FrameSender`].
 //!
-//! [`start`] resolves the namespace (see [`netns`](crate::netns)), then spawns a short-lived
+//! [`start`] resolves the namespace (see [`crate::netns`]), then spawns a short-lived
 //! thread that enters it (`setns` moves only the calling thread), lists its interfaces,
 //! checks the ones asked for, and opens and filters one libpcap handle per interface. A
 //! packet socket stays in the namespace it was created in, so the handles are then read

@@ -2,7 +2,7 @@
 //!
 //! Every live source (an interface captured in a network namespace, a remote
 //! Packetflix-compatible WebSocket stream, HEP agents) runs its receiving side on its own
-//! thread and hands frames to the analysis through one bounded queue, [`channel`]: the
+//! thread and hands frames to the analysis through one bounded queue, [`channel`](mod@channel): the
 //! [`ChannelSource`] end is a [`FrameSource`](callflow_correlate::FrameSource) like a
 //! capture file, and it ticks while the link is quiet so that calls that are over are
 //! closed and reported without waiting for the next packet.

@@ -49,7 +49,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::runtime::Runtime;
 use tokio::sync::watch;
@@ -341,17 +341,38 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientCon
 struct Transport {
     io: Io,
     tap: CloseTap,
+    /// Where the connection goes when the transport is dropped, while the upgrade is under
+    /// way: a refusal's body may still be on its way when the WebSocket library gives up
+    /// (it keeps only what came with the head), and the server's reason is in it.
+    handback: Option<Handback>,
 }
+
+type Handback = Arc<Mutex<Option<Io>>>;
 
 enum Io {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    /// Handed back on drop; a transport is never polled after that.
+    Gone,
 }
 
 impl Transport {
     fn new(io: Io) -> Transport {
-        Transport { io, tap: CloseTap::default() }
+        Transport { io, tap: CloseTap::default(), handback: None }
     }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        if let Some(slot) = self.handback.take() {
+            let io = std::mem::replace(&mut self.io, Io::Gone);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(io);
+        }
+    }
+}
+
+fn gone() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "the connection was handed back")
 }
 
 impl AsyncRead for Transport {
@@ -361,6 +382,7 @@ impl AsyncRead for Transport {
         let polled = match &mut this.io {
             Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Gone => Poll::Ready(Err(gone())),
         };
         if let Poll::Ready(Ok(())) = polled {
             this.tap.feed(buf.filled().get(before..).unwrap_or(&[]));
@@ -374,6 +396,7 @@ impl AsyncWrite for Transport {
         match &mut self.get_mut().io {
             Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Io::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -381,6 +404,7 @@ impl AsyncWrite for Transport {
         match &mut self.get_mut().io {
             Io::Plain(s) => Pin::new(s).poll_flush(cx),
             Io::Tls(s) => Pin::new(s).poll_flush(cx),
+            Io::Gone => Poll::Ready(Err(gone())),
         }
     }
 
@@ -388,6 +412,7 @@ impl AsyncWrite for Transport {
         match &mut self.get_mut().io {
             Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Io::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Gone => Poll::Ready(Err(gone())),
         }
     }
 }
@@ -540,7 +565,7 @@ impl Client {
             let connect_failed = |source| RemoteError::Connect { url: url.clone(), source };
             let tcp = TcpStream::connect((host.as_str(), port)).await.map_err(connect_failed)?;
             let _ = tcp.set_nodelay(true);
-            let transport = match &self.tls {
+            let mut transport = match &self.tls {
                 None => Transport::new(Io::Plain(tcp)),
                 Some(config) => {
                     let name = rustls::pki_types::ServerName::try_from(host.clone())
@@ -549,11 +574,19 @@ impl Client {
                     Transport::new(Io::Tls(Box::new(tls.map_err(connect_failed)?)))
                 }
             };
+            let handback = Handback::default();
+            transport.handback = Some(handback.clone());
             let config =
                 WebSocketConfig::default().max_message_size(Some(MAX_MESSAGE)).max_frame_size(Some(MAX_MESSAGE));
             match tokio_tungstenite::client_async_with_config(url.as_str(), transport, Some(config)).await {
-                Ok((socket, _response)) => Ok(socket),
-                Err(e) => Err(RemoteError::Refused { url: url.clone(), reason: refusal(e) }),
+                Ok((mut socket, _response)) => {
+                    socket.get_mut().handback = None;
+                    Ok(socket)
+                }
+                Err(e) => {
+                    let rest = handback.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    Err(RemoteError::Refused { url: url.clone(), reason: refusal(e, rest).await })
+                }
             }
         };
         match tokio::time::timeout(self.spec.connect_timeout, work).await {
@@ -709,13 +742,38 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// How much of a refusal's body is quoted, in characters.
+const REFUSAL_CHARS: usize = 200;
+
 /// What to say about a refused upgrade: the HTTP status and the start of the body (the
-/// server's own words, such as Packetflix's "use WebSocket").
-fn refusal(e: WsError) -> String {
+/// server's own words, such as Packetflix's "use WebSocket"). The WebSocket library keeps
+/// only the body bytes that came with the head, so the rest of a body with a
+/// content-length is read from the connection (`rest`), as far as it is quoted and for as
+/// long as it keeps coming.
+async fn refusal(e: WsError, rest: Option<Io>) -> String {
     match e {
         WsError::Http(response) => {
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            let body: String = body.trim().chars().take(200).collect();
+            let mut body = response.body().clone().unwrap_or_default();
+            let length = response
+                .headers()
+                .get(tokio_tungstenite::tungstenite::http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<usize>().ok());
+            if let (Some(length), Some(io)) = (length, rest) {
+                // Four bytes per character at most: enough for the quoted part.
+                let want = length.min(REFUSAL_CHARS * 4);
+                let mut conn = Transport::new(io);
+                let mut chunk = [0u8; 512];
+                while body.len() < want {
+                    let room = (want - body.len()).min(chunk.len());
+                    let read = tokio::time::timeout(Duration::from_millis(500), conn.read(&mut chunk[..room])).await;
+                    match read {
+                        Ok(Ok(n)) if n > 0 => body.extend_from_slice(&chunk[..n]),
+                        _ => break,
+                    }
+                }
+            }
+            let body = String::from_utf8_lossy(&body);
+            let body: String = body.trim().chars().take(REFUSAL_CHARS).collect();
             if body.is_empty() {
                 format!("HTTP {}", response.status())
             } else {

@@ -319,6 +319,39 @@ fn a_server_that_refuses_the_upgrade_is_named_with_its_answer() {
 }
 
 #[test]
+fn a_refusal_whose_body_comes_after_its_head_is_quoted_whole() {
+    // Regression: the WebSocket library keeps only the body bytes that came with the
+    // head, so a server that wrote its refusal in two pieces was reported by status alone.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let body = "this is a websocket service; please use WebSocket";
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 2048];
+        let _ = conn.read(&mut request).unwrap();
+        conn.set_nodelay(true).unwrap();
+        let head = format!("HTTP/1.1 403 Forbidden\r\ncontent-length: {}\r\nconnection: close\r\n\r\n", body.len());
+        conn.write_all(head.as_bytes()).unwrap();
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+        conn.write_all(&body.as_bytes()[..10]).unwrap();
+        conn.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        conn.write_all(&body.as_bytes()[10..]).unwrap();
+        // The client is done once it has the body: it must not wait for the close.
+        std::thread::sleep(Duration::from_millis(300));
+    });
+    let (tx, _source) = channel(4, Duration::from_secs(1));
+    let err = remote::start(&RemoteSpec::parse(&format!("ws://127.0.0.1:{port}/capture")).unwrap(), tx).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("ws://127.0.0.1:{port}/capture refused the WebSocket upgrade: HTTP 403 Forbidden: {body}")
+    );
+    server.join().unwrap();
+}
+
+#[test]
 fn nothing_listening_is_a_connect_error_naming_the_address() {
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -97,6 +97,7 @@
 //! that runs nothing.
 
 mod access;
+mod admit;
 mod api;
 mod auth;
 mod capture;
@@ -427,6 +428,7 @@ impl Server {
         let Server { listener, tls, state } = self;
         let settings = state.settings.clone();
         let hub = state.hub.clone();
+        let metrics = state.metrics.clone();
         let app = router(state);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
@@ -438,6 +440,13 @@ impl Server {
         // Each connection's task holds a receiver: `closed()` is all of them finished.
         let (stop, stopping) = tokio::sync::watch::channel(false);
         let limits = conn::IdleLimits { first: settings.server.header_timeout, between: settings.server.idle_timeout };
+        let connections = admit::Connections::new(
+            admit::ConnectionLimits {
+                total: settings.server.max_connections,
+                per_client: settings.server.max_connections_per_client,
+            },
+            metrics,
+        );
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -448,6 +457,8 @@ impl Server {
                 },
                 _ = &mut shutdown => break,
             };
+            // Past a limit the connection is dropped here, closing it (counted in /metrics).
+            let Ok(slot) = connections.admit(peer.ip()) else { continue };
             let app = app.clone();
             let (activity, load) = conn::Activity::new();
             let service = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
@@ -471,6 +482,7 @@ impl Server {
             let stopping = stopping.clone();
             let header_timeout = settings.server.header_timeout;
             tokio::spawn(async move {
+                let _slot = slot;
                 let _ = stream.set_nodelay(true);
                 match tls {
                     Some(acceptor) => {

@@ -138,7 +138,7 @@ impl AppState {
 
     /// Runs `f` on the manager off the async threads (the store is SQLite, which blocks).
     ///
-    /// At most [`STORE_CALLS`] run at a time; the others wait here, in the order they
+    /// At most `STORE_CALLS` (a constant of this module) run at a time; the others wait here, in the order they
     /// came, as futures rather than as blocking threads.
     pub async fn jobs<T, F>(&self, f: F) -> Result<T, ApiError>
     where
@@ -181,6 +181,12 @@ pub struct Metrics {
     pub ws_clients: AtomicU64,
     /// SSE clients connected now.
     pub sse_clients: AtomicU64,
+    /// HTTP connections open now.
+    pub connections: AtomicU64,
+    /// Connections closed at once, past `server.max_connections`.
+    refused_total: AtomicU64,
+    /// Connections closed at once, past `server.max_connections_per_client`.
+    refused_per_client: AtomicU64,
 }
 
 impl Metrics {
@@ -195,6 +201,20 @@ impl Metrics {
             Some((_, _, n)) => *n += 1,
             None => counts.push((method.to_string(), status, 1)),
         }
+    }
+
+    /// Counts a connection closed at once for `why`.
+    pub fn count_refused_connection(&self, why: crate::admit::Refusal) {
+        match why {
+            crate::admit::Refusal::Total => &self.refused_total,
+            crate::admit::Refusal::PerClient => &self.refused_per_client,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Connections closed at once: (past the total limit, past the per-client limit).
+    pub fn connections_refused(&self) -> (u64, u64) {
+        (self.refused_total.load(Ordering::Relaxed), self.refused_per_client.load(Ordering::Relaxed))
     }
 
     /// The Prometheus text exposition, with `jobs` counted by state.
@@ -221,11 +241,19 @@ impl Metrics {
             ("callflow_upload_bytes_total", "counter", "Bytes of uploaded captures received.", &self.upload_bytes),
             ("callflow_websocket_clients", "gauge", "WebSocket clients connected.", &self.ws_clients),
             ("callflow_sse_clients", "gauge", "Server-Sent Events clients connected.", &self.sse_clients),
+            ("callflow_connections", "gauge", "HTTP connections open.", &self.connections),
         ];
         for (name, kind, help, value) in gauges {
             let _ =
                 writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}", value.load(Ordering::Relaxed));
         }
+        let (total, per_client) = self.connections_refused();
+        out.push_str(
+            "# HELP callflow_connections_refused_total Connections closed at once, by the limit they were past.\n\
+             # TYPE callflow_connections_refused_total counter\n",
+        );
+        let _ = writeln!(out, "callflow_connections_refused_total{{limit=\"total\"}} {total}");
+        let _ = writeln!(out, "callflow_connections_refused_total{{limit=\"per_client\"}} {per_client}");
         out
     }
 }

@@ -531,3 +531,72 @@ async fn invented_http_methods_are_counted_as_other_in_metrics() {
     }
     server.shutdown().await;
 }
+
+/// A connection from `local` (any 127/8 address: Linux routes them all to loopback) to `to`.
+async fn connect_from(local: [u8; 4], to: std::net::SocketAddr) -> std::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((std::net::Ipv4Addr::from(local), 0).into()).unwrap();
+    let conn = socket.connect(to).await.unwrap().into_std().unwrap();
+    conn.set_nonblocking(false).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    conn
+}
+
+#[tokio::test]
+async fn connections_past_the_total_or_per_client_limit_are_closed_at_once_and_counted() {
+    // Regression: there was no limit, and a client opening sockets faster than the header
+    // timeout closed them took every file descriptor of the process.
+    let server = start(|s| {
+        s.server.header_timeout = Duration::from_secs(60);
+        s.server.max_connections = 6;
+        s.server.max_connections_per_client = 3;
+    })
+    .await;
+    let addr = server.addr;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from([127, 0, 0, 1], addr).await);
+    }
+    // Each accepted connection is admitted before the next accept, so once a fourth one
+    // from the same address is refused the first three are surely counted.
+    let fourth = connect_from([127, 0, 0, 1], addr).await;
+    let refused = tokio::task::spawn_blocking(move || closed_by_server(fourth)).await.unwrap();
+    assert_eq!(refused, Some(Vec::new()), "a fourth connection from one address is closed at once");
+    for _ in 0..3 {
+        held.push(connect_from([127, 0, 0, 2], addr).await);
+    }
+    let seventh = connect_from([127, 0, 0, 3], addr).await;
+    let refused = tokio::task::spawn_blocking(move || closed_by_server(seventh)).await.unwrap();
+    assert_eq!(refused, Some(Vec::new()), "a seventh connection from anywhere is closed at once");
+
+    // The held connections are still served.
+    let mut first = held.remove(0);
+    let text = tokio::task::spawn_blocking(move || {
+        first
+            .write_all(format!("GET /version HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())
+            .unwrap();
+        closed_by_server(first).map(|b| String::from_utf8_lossy(&b).into_owned())
+    })
+    .await
+    .unwrap()
+    .expect("answered, then closed");
+    assert!(text.starts_with("HTTP/1.1 200 OK"), "{text}");
+
+    // A freed slot takes a new client (once the server has seen the close).
+    let client = reqwest::Client::builder().local_address(std::net::IpAddr::from([127, 0, 0, 3])).build().unwrap();
+    let mut metrics = None;
+    for _ in 0..100 {
+        if let Ok(response) = client.get(server.url("/metrics")).send().await {
+            metrics = Some(response.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let metrics = metrics.expect("a connection is admitted once one has ended");
+    assert!(metrics.contains("callflow_connections_refused_total{limit=\"per_client\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("callflow_connections_refused_total{limit=\"total\"} 1\n"), "{metrics}");
+    // The five held and the one asking.
+    assert!(metrics.contains("\ncallflow_connections 6\n"), "{metrics}");
+    drop(held);
+    server.shutdown().await;
+}
