@@ -369,37 +369,47 @@ impl SrtcpContext {
         for (b, s) in iv.iter_mut().zip(&self.keys.salt[..12]) {
             *b ^= s;
         }
-        let tag_at = word_at - 16;
-        let tag = aes_gcm::Tag::from_slice(&packet[tag_at..word_at]);
-        let word = &packet[word_at..word_at + 4];
-        let mut aad = Vec::with_capacity(if encrypted { 12 } else { tag_at + 4 });
-        let mut body = Vec::new();
-        if encrypted {
-            aad.extend_from_slice(&packet[..8]);
-            body.extend_from_slice(&packet[8..tag_at]);
-        } else {
-            aad.extend_from_slice(&packet[..tag_at]);
-        }
-        aad.extend_from_slice(word);
-        let nonce = aes_gcm::Nonce::from_slice(&iv);
         let key = &self.keys.cipher[..self.key_len()];
-        let opened = match self.suite {
-            SrtpSuite::AeadAes256Gcm => Aes256Gcm::new_from_slice(key)
-                .map_err(|_| SrtpError::KeyLength)?
-                .decrypt_in_place_detached(nonce, &aad, &mut body, tag),
-            _ => Aes128Gcm::new_from_slice(key)
-                .map_err(|_| SrtpError::KeyLength)?
-                .decrypt_in_place_detached(nonce, &aad, &mut body, tag),
-        };
-        opened.map_err(|_| SrtpError::Authentication)?;
-        if encrypted {
-            out.extend_from_slice(&packet[..8]);
-            out.extend_from_slice(&body);
-        } else {
-            out.extend_from_slice(&packet[..tag_at]);
+        match self.suite {
+            SrtpSuite::AeadAes256Gcm => gcm_open::<Aes256Gcm>(key, &iv, packet, word_at, encrypted, out),
+            _ => gcm_open::<Aes128Gcm>(key, &iv, packet, word_at, encrypted, out),
         }
-        Ok(())
     }
+}
+
+/// Opens a GCM SRTCP packet (index word at `word_at`, the 16-byte tag before it) with
+/// cipher `C` under `key` and `iv` into `out`, which holds nothing unless it authenticates.
+fn gcm_open<C: KeyInit + AeadInPlace>(
+    key: &[u8],
+    iv: &[u8; 12],
+    packet: &[u8],
+    word_at: usize,
+    encrypted: bool,
+    out: &mut Vec<u8>,
+) -> Result<(), SrtpError> {
+    let cipher = C::new_from_slice(key).map_err(|_| SrtpError::KeyLength)?;
+    let tag_at = word_at - 16;
+    let tag = aes_gcm::aead::Tag::<C>::from_slice(&packet[tag_at..word_at]);
+    let word = &packet[word_at..word_at + 4];
+    let nonce = aes_gcm::aead::Nonce::<C>::from_slice(iv);
+    // Encrypted, the ciphertext is opened in place in `out`, after the clear header; else
+    // the whole packet before the tag is additional data and nothing is encrypted.
+    out.extend_from_slice(&packet[..tag_at]);
+    let mut aad = [0u8; 12];
+    let unencrypted_aad;
+    let (aad, body): (&[u8], &mut [u8]) = if encrypted {
+        aad[..8].copy_from_slice(&packet[..8]);
+        aad[8..].copy_from_slice(word);
+        (&aad, &mut out[8..])
+    } else {
+        unencrypted_aad = [&packet[..tag_at], word].concat();
+        (&unencrypted_aad, &mut [])
+    };
+    if cipher.decrypt_in_place_detached(nonce, aad, body, tag).is_err() {
+        out.clear();
+        return Err(SrtpError::Authentication);
+    }
+    Ok(())
 }
 
 /// XORs `data` with AES-CM's keystream (AES in counter mode, the counter being the whole
@@ -523,6 +533,26 @@ mod tests {
             assert_eq!(rfc7714_context().decrypt(&damaged, &mut out), Err(SrtpError::Authentication), "byte {at}");
             assert_eq!(out, []);
         }
+    }
+
+    #[test]
+    fn unencrypted_gcm_srtcp_is_authenticated_over_the_whole_packet() {
+        // RFC 7714 section 9.3 with E = 0: no ciphertext; the tag covers the packet and the
+        // index word as additional data. Made here with aes-gcm, as the RFC lays it out.
+        let rtcp = hex(RFC7714_RTCP);
+        let word = 0x0000_05d4u32.to_be_bytes();
+        let iv = hex("517524055203726F207170BB");
+        let cipher = Aes128Gcm::new_from_slice(&hex("000102030405060708090a0b0c0d0e0f")).unwrap();
+        let aad = [&rtcp[..], &word].concat();
+        let tag = cipher.encrypt_in_place_detached(aes_gcm::Nonce::from_slice(&iv), &aad, &mut []).unwrap();
+        let packet = [&rtcp[..], &tag, &word].concat();
+        let mut out = Vec::new();
+        assert_eq!(rfc7714_context().decrypt(&packet, &mut out), Ok(Srtcp { index: 0x5d4, encrypted: false }));
+        assert_eq!(out, rtcp);
+        let mut damaged = packet.clone();
+        damaged[20] ^= 1;
+        assert_eq!(rfc7714_context().decrypt(&damaged, &mut out), Err(SrtpError::Authentication));
+        assert_eq!(out, []);
     }
 
     /// SRTCP that libsrtp 2.5 (Debian's libsrtp2-1, through python3-pylibsrtp) protected:
