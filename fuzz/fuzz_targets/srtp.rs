@@ -1,4 +1,4 @@
-//! Fuzz target: `a=crypto` values and SRTCP decryption (every suite decrypted, with and without an MKI) on arbitrary bytes.
+//! Fuzz target: `a=crypto` values, DTLS-SRTP ServerHellos and SRTCP decryption (every suite decrypted, with and without an MKI) on arbitrary bytes.
 #![no_main]
 use callflow_decode::sdp::Crypto;
 use callflow_decode::srtp::{SrtcpContext, SrtpSuite};
@@ -7,6 +7,7 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = Crypto::parse(text);
     }
+    let _ = callflow_decode::srtp::dtls_srtp_profile(data);
     // Keys fixed: damaged packets reach the MKI, tag and decryption paths.
     let contexts = [
         SrtcpContext::new(SrtpSuite::AesCm128HmacSha1_80, &[1; 30], Some((7, 4)), 0),

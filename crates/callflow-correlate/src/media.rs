@@ -2,8 +2,9 @@
 //!
 //! Encrypted media: an endpoint an SDP announced as SRTP (`MediaDescription::srtp_keying`)
 //! has its RTP measured from the clear headers like RTP's, its payload bytes counted
-//! without the MKI and tag of the suite the answer accepted (or 80 bits, said to be
-//! assumed, when the SDP does not say: DTLS-SRTP), and its RTCP taken as SRTCP. The SDES
+//! without the MKI and tag of the suite the answer accepted (DTLS-SRTP: the suite its
+//! DTLS 1.2 ServerHello chose on the media port; 80 bits, said to be assumed, when neither
+//! says), and its RTCP taken as SRTCP. The SDES
 //! keys of every SDP of the call (RFC 4568: each is what its SDP's sender encrypts with)
 //! decrypt that SRTCP, the sender's own first; what authenticates is read as RTCP, what
 //! does not is counted per SSRC and never read.
@@ -19,7 +20,7 @@ use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::{self, MediaDescription, Sdp};
-use callflow_decode::srtp::{SrtcpContext, SrtpError, SrtpSuite, ASSUMED_SRTP_TAG_LEN};
+use callflow_decode::srtp::{self, SrtcpContext, SrtpError, SrtpSuite, ASSUMED_SRTP_TAG_LEN};
 use callflow_model::{
     DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary, SenderInfo, Session, SessionKind,
     SrtcpCounts, SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
@@ -500,6 +501,16 @@ impl MediaTable {
                 media.last_activity = media.last_activity.max(d.ts);
             }
             return Ok((MediaKind::Other, owner));
+        }
+        // DTLS on an SRTP endpoint (first byte 20-63, RFC 7983; RTP's is 128-191) is the
+        // DTLS-SRTP handshake, whose ServerHello names the suite: not media.
+        if secure && matches!(d.payload.first(), Some(20..=63)) {
+            if let Some(suite) = srtp::dtls_srtp_profile(d.payload) {
+                if let Some(srtp) = self.srtp.get_mut(&owner) {
+                    (srtp.suite, srtp.settled, srtp.mki_len) = (Some(suite), true, 0);
+                }
+            }
+            return Err(NotMedia);
         }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.

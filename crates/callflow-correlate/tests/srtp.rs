@@ -504,3 +504,48 @@ fn truncated_and_keyless_srtcp_is_counted_and_never_read() {
     let s = call(&p);
     assert_eq!(srtcp_outcome(&s).0, "1/0/0/0/1 reports=0 rtt=-");
 }
+
+/// A DTLS 1.2 record (epoch 0) holding a ServerHello whose `use_srtp` (RFC 5764) chose
+/// protection profile `profile`.
+fn dtls_server_hello(profile: u16) -> Vec<u8> {
+    let mut body = vec![0xfe, 0xfd];
+    body.extend_from_slice(&[7; 32]);
+    body.extend_from_slice(&[0, 0xc0, 0x2b, 0]);
+    let use_srtp = [0, 14, 0, 5, 0, 2, (profile >> 8) as u8, profile as u8, 0];
+    body.extend_from_slice(&(use_srtp.len() as u16).to_be_bytes());
+    body.extend_from_slice(&use_srtp);
+    let len = (body.len() as u32).to_be_bytes();
+    let mut record = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1];
+    record.extend_from_slice(&(body.len() as u16 + 12).to_be_bytes());
+    record.push(2);
+    record.extend_from_slice(&len[1..]);
+    record.extend_from_slice(&[0, 0, 0, 0, 0]);
+    record.extend_from_slice(&len[1..]);
+    record.extend_from_slice(&body);
+    record
+}
+
+#[test]
+fn dtls_srtp_takes_its_suite_from_the_server_hello_on_the_media_port() {
+    let fp = "a=fingerprint:sha-256 AB:CD\r\na=setup:actpass\r\n";
+    let (offer, answer) =
+        (sdp("10.0.0.1", 4000, "UDP/TLS/RTP/SAVPF", fp), sdp("10.0.0.2", 6000, "UDP/TLS/RTP/SAVPF", fp));
+    for (profile, tag, expected) in [
+        (7, 16, "dtls AEAD_AES_128_GCM tag=16 mki=0"),
+        (2, 4, "dtls AES_CM_128_HMAC_SHA1_32 tag=4 mki=0"),
+        // A NULL profile is no suite here: the assumption stands, and is said.
+        (5, 10, "dtls - tag=10 mki=0 assumed"),
+    ] {
+        let mut p = setup(&offer, &answer);
+        p.push(packet(CALLEE_RTP, CALLER_RTP, dtls_server_hello(profile)));
+        for seq in 1..=5 {
+            p.push(packet(CALLER_RTP, CALLEE_RTP, srtp(seq, 0x1111, false, 160, tag)));
+        }
+        let s = call(&p);
+        assert_eq!(
+            s.media.iter().map(describe).collect::<Vec<_>>(),
+            [format!("{CALLER_RTP}>{CALLEE_RTP} packets=5 payload=800 {expected}")],
+            "profile {profile}"
+        );
+    }
+}

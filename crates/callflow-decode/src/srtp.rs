@@ -24,10 +24,15 @@
 //!   session salt XOR `00 00 || SSRC || 00 00 || index`, and the additional data the header
 //!   and the index word (the whole packet before the tag when E is 0).
 //!
+//! DTLS-SRTP says its suite in the handshake, not in the SDP: [`dtls_srtp_profile`] reads
+//! it from a DTLS 1.2 ServerHello's `use_srtp` extension (RFC 5764 section 4.1.2), which
+//! is sent in clear on the media port (DTLS 1.3 encrypts it).
+//!
 //! The tag is checked before anything is decrypted: a packet that does not authenticate
 //! is an error ([`SrtpError::Authentication`]) and yields nothing. `F8_128_HMAC_SHA1_80` and
 //! unknown suites are not decrypted.
 
+use crate::tls::ServerHello;
 use aes::{Aes128, Aes192, Aes256};
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
@@ -142,10 +147,51 @@ impl SrtpSuite {
 }
 
 /// The SRTP authentication tag assumed when no suite is known (DTLS-SRTP negotiates it in
-/// the handshake, which the capture does not show): 80 bits, as
+/// its handshake, which DTLS 1.3 encrypts and a capture may miss): 80 bits, as
 /// `SRTP_AES128_CM_HMAC_SHA1_80`, the profile every DTLS-SRTP endpoint must offer
-/// (RFC 5764 section 4.1.2) and the one nearly all choose.
+/// (RFC 5764 section 4.1.2).
 pub const ASSUMED_SRTP_TAG_LEN: usize = 10;
+
+/// The SRTP suite a DTLS 1.2 ServerHello in `datagram` chose through `use_srtp` (RFC 5764
+/// section 4.1.2; profile ids of RFC 5764 and RFC 7714), or `None` when the datagram holds
+/// none: not DTLS, another handshake message, a ServerHello in fragments or without the
+/// extension, or a profile that is no suite here (the NULL ones).
+pub fn dtls_srtp_profile(datagram: &[u8]) -> Option<SrtpSuite> {
+    const RECORD_HEADER: usize = 13;
+    const HANDSHAKE_HEADER: usize = 12;
+    const HANDSHAKE: u8 = 22;
+    const SERVER_HELLO: u8 = 2;
+    let u24 = |b: &[u8]| b.iter().fold(0usize, |n, x| (n << 8) | usize::from(*x));
+    let mut rest = datagram;
+    // A datagram may carry several records: the ServerHello, the certificate, ...
+    while rest.len() >= RECORD_HEADER {
+        let len = usize::from(u16::from_be_bytes([rest[11], rest[12]]));
+        let record = rest.get(RECORD_HEADER..RECORD_HEADER + len)?;
+        // DTLS 1.0/1.2 (0xfeff, 0xfefd), epoch 0: the handshake is still in clear.
+        if rest[0] == HANDSHAKE && rest[1] == 0xfe && rest[3..5] == [0, 0] && record.len() >= HANDSHAKE_HEADER {
+            let (length, offset, fragment) = (u24(&record[1..4]), u24(&record[6..9]), u24(&record[9..12]));
+            let body = &record[HANDSHAKE_HEADER..];
+            if record[0] == SERVER_HELLO && offset == 0 && fragment == length && body.len() >= length {
+                let hello = ServerHello::parse(&body[..length]).ok()?;
+                let data = hello.extensions.use_srtp?;
+                // SRTPProtectionProfiles (vec16 of ids), then srtp_mki (vec8).
+                let (list_len, profile) = (data.get(..2)?, data.get(2..4)?);
+                if u16::from_be_bytes([list_len[0], list_len[1]]) < 2 {
+                    return None;
+                }
+                return match u16::from_be_bytes([profile[0], profile[1]]) {
+                    0x0001 => Some(SrtpSuite::AesCm128HmacSha1_80),
+                    0x0002 => Some(SrtpSuite::AesCm128HmacSha1_32),
+                    0x0007 => Some(SrtpSuite::AeadAes128Gcm),
+                    0x0008 => Some(SrtpSuite::AeadAes256Gcm),
+                    _ => None,
+                };
+            }
+        }
+        rest = &rest[RECORD_HEADER + len..];
+    }
+    None
+}
 
 /// Why an SRTCP packet was not decrypted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -505,6 +551,59 @@ mod tests {
         let mut out = [0; 16];
         derive_key(&key, &salt, 0, 0x0828_4B49_F520, &mut out);
         assert_eq!(out[..], hex("A920DF50EAA111D03FBE9B203121C07D")[..]);
+    }
+
+    /// A DTLS 1.2 record (epoch 0) holding a ServerHello whose `use_srtp` chose `profile`.
+    fn dtls_server_hello(profile: u16) -> Vec<u8> {
+        let mut body = vec![0xfe, 0xfd];
+        body.extend_from_slice(&[7; 32]);
+        body.push(0);
+        body.extend_from_slice(&[0xc0, 0x2b, 0]);
+        let use_srtp = [0, 14, 0, 5, 0, 2, (profile >> 8) as u8, profile as u8, 0];
+        body.extend_from_slice(&(use_srtp.len() as u16 + 4).to_be_bytes());
+        body.extend_from_slice(&[0xff, 0x01, 0, 0]);
+        body.extend_from_slice(&use_srtp);
+        let len = body.len() as u32;
+        let mut handshake = vec![2];
+        handshake.extend_from_slice(&len.to_be_bytes()[1..]);
+        handshake.extend_from_slice(&[0, 0, 0, 0, 0]);
+        handshake.extend_from_slice(&len.to_be_bytes()[1..]);
+        handshake.extend_from_slice(&body);
+        let mut record = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1];
+        record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+        record.extend_from_slice(&handshake);
+        record
+    }
+
+    #[test]
+    fn dtls_srtp_profiles_are_read_from_the_server_hello() {
+        for (profile, suite) in [
+            (1, Some(SrtpSuite::AesCm128HmacSha1_80)),
+            (2, Some(SrtpSuite::AesCm128HmacSha1_32)),
+            (7, Some(SrtpSuite::AeadAes128Gcm)),
+            (8, Some(SrtpSuite::AeadAes256Gcm)),
+            (5, None),
+        ] {
+            assert_eq!(dtls_srtp_profile(&dtls_server_hello(profile)), suite, "{profile}");
+        }
+        // After another record in the same datagram (a HelloVerifyRequest, say).
+        let mut two = vec![22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3, 3, 0, 0];
+        two.extend_from_slice(&dtls_server_hello(7));
+        assert_eq!(dtls_srtp_profile(&two), Some(SrtpSuite::AeadAes128Gcm));
+        // Every cut, a later epoch, another message, a fragment: nothing, and no panic.
+        let hello = dtls_server_hello(7);
+        for len in 0..hello.len() {
+            assert_eq!(dtls_srtp_profile(&hello[..len]), None, "cut at {len}");
+        }
+        let mut epoch = hello.clone();
+        epoch[4] = 1;
+        let mut client_hello = hello.clone();
+        client_hello[13] = 1;
+        let mut fragment = hello.clone();
+        fragment[24] -= 1;
+        for other in [epoch, client_hello, fragment, vec![0x80; 40]] {
+            assert_eq!(dtls_srtp_profile(&other), None);
+        }
     }
 
     /// A context holding RFC 7714 section 17's session key and salt as they are (its

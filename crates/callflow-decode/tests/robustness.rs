@@ -11,7 +11,7 @@ use callflow_decode::hep::{self, HepPacket};
 use callflow_decode::packet::{decode_frame, Transport};
 use callflow_decode::sdp::{Crypto, Sdp};
 use callflow_decode::sip::{self, SipMessage};
-use callflow_decode::srtp::{SrtcpContext, SrtpError, SrtpSuite};
+use callflow_decode::srtp::{self, SrtcpContext, SrtpError, SrtpSuite};
 use callflow_decode::{gtp, rtcp, rtp, sctp, tls, websocket, LinkType};
 use std::cell::RefCell;
 use std::path::Path;
@@ -107,12 +107,13 @@ fn application_decoders(bytes: &[u8]) {
     }
 }
 
-/// The SRTP entry points: `a=crypto` values, and SRTCP decryption under every suite
+/// The SRTP entry points: `a=crypto` values, DTLS-SRTP ServerHellos, and SRTCP decryption under every suite
 /// decrypted (keys fixed, one with a 4-byte MKI), so damaged packets reach the tag checks.
 fn srtcp_decoders(bytes: &[u8]) {
     if let Ok(text) = std::str::from_utf8(bytes) {
         let _ = Crypto::parse(text);
     }
+    let _ = srtp::dtls_srtp_profile(bytes);
     thread_local! {
         // Made once per thread: deriving keys for every damaged frame would be most of the test's time.
         static CONTEXTS: RefCell<Vec<SrtcpContext>> = RefCell::new(

@@ -94,8 +94,8 @@ pub struct MediaStream {
 pub struct SrtpStream {
     /// How the keys were exchanged.
     pub keying: SrtpKeying,
-    /// The crypto suite the SDP agreed on (`AES_CM_128_HMAC_SHA1_80`, ...); absent when
-    /// the SDP does not say (DTLS-SRTP negotiates it in its handshake).
+    /// The crypto suite the SDP agreed on (`AES_CM_128_HMAC_SHA1_80`, ...), or for
+    /// DTLS-SRTP the one its DTLS 1.2 ServerHello chose; absent when neither says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suite: Option<String>,
     /// Bytes of authentication tag at the end of each packet, not counted as payload.
@@ -103,9 +103,9 @@ pub struct SrtpStream {
     /// Bytes of master key identifier before the tag, not counted as payload.
     #[serde(default)]
     pub mki_len: u8,
-    /// True when the suite is not known (DTLS-SRTP, a suite this build does not know) and
-    /// the tag length is the 80 bits of `AES_CM_128_HMAC_SHA1_80`, which every DTLS-SRTP
-    /// endpoint must support and nearly all choose.
+    /// True when the suite is not known (DTLS-SRTP without a readable ServerHello, a suite
+    /// this build does not know) and the tag length is the 80 bits of
+    /// `AES_CM_128_HMAC_SHA1_80`, which every DTLS-SRTP endpoint must support.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tag_assumed: bool,
     /// The SRTCP packets this stream's SSRC sent, and what became of them (absent when
