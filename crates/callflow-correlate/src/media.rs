@@ -21,6 +21,7 @@ use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
 use callflow_decode::sdp::{self, MediaDescription, Sdp};
 use callflow_decode::srtp::{self, SrtcpContext, SrtpError, SrtpSuite, ASSUMED_SRTP_TAG_LEN};
+use callflow_decode::DecodeError;
 use callflow_model::{
     DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary, SenderInfo, Session, SessionKind,
     SrtcpCounts, SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
@@ -813,6 +814,21 @@ impl MediaTable {
             ..Default::default()
         });
         media.last_activity = media.last_activity.max(ts);
+        // A datagram that is not RTCP to its end gives no report: the reports before its
+        // damage may be anything. SRTCP that nobody announced is such: its first report's
+        // blocks are ciphertext, and after it come ciphertext, the index word (read as a
+        // header, packet type 0) and the tag. RTCP's packet types are 192-223 (RFC 5761
+        // section 4). A tail too short for a header is tolerated, as before: some senders
+        // add a stray byte or two to good reports.
+        let damaged = rtcp::packets(payload).any(|p| match p {
+            Err(DecodeError::Truncated { needed: 4, available, .. }) => available >= 4,
+            Err(_) => true,
+            Ok(RtcpPacket::Other { packet_type, .. }) => !(192..=223).contains(&packet_type),
+            Ok(_) => false,
+        });
+        if damaged {
+            return Err(NotMedia);
+        }
         for packet in rtcp::packets(payload) {
             let packet = packet.map_err(|_| NotMedia)?;
             if let RtcpPacket::ExtendedReport { blocks, .. } = packet {
@@ -1352,6 +1368,38 @@ mod tests {
             let kind = if hints.rtcp_like { MediaKind::Rtcp } else { MediaKind::Rtp };
             table.on_orphan(&mut memo, kind, &d).expect("media");
         }
+    }
+
+    #[test]
+    fn rtcp_that_does_not_parse_to_its_end_gives_no_report_but_a_stray_byte_or_two_is_tolerated() {
+        let reports = |tail: &[u8]| {
+            let mut table = MediaTable::default();
+            for seq in 1..=3u16 {
+                feed(&mut table, "10.0.0.1:4000", "10.0.0.2:5000", i64::from(seq) * 20, &rtp_packet(seq, 7));
+            }
+            let mut sr = sender_report(7);
+            sr.extend_from_slice(tail);
+            let hints = UdpHints::of(&sr);
+            let d = Datagram {
+                src: addr("10.0.0.1:4001"),
+                dst: addr("10.0.0.2:5001"),
+                context: 0,
+                tunnel: None,
+                payload: &sr,
+                hints: &hints,
+                ts: Timestamp::from_nanos(1_700_000_000_100_000_000),
+                frame: 100,
+                wire_len: 0,
+            };
+            // Neither is RTCP to its end (NotMedia); what differs is whether reports are kept.
+            assert_eq!(table.on_orphan(&mut MediaMemo::default(), MediaKind::Rtcp, &d).err(), Some(NotMedia));
+            let owner = table.all_orphans()[0];
+            table.take_orphan_session(owner).0.expect("session").media[0].rtcp.len()
+        };
+        // heplify's rtp_rtcp_sip_ipv4_udp.pcap: two stray bytes after good reports.
+        assert_eq!(reports(&[0, 0]), 1);
+        // SRTCP nobody announced: an SR in clear, then the E flag, the index and a tag.
+        assert_eq!(reports(&[0x80, 0, 0, 2, 0xc2, 0xc8, 0xc5, 0x42, 0xb9, 0x68, 0x49, 0x96, 0xa1, 0x36]), 0);
     }
 
     #[test]
