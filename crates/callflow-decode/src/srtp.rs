@@ -17,7 +17,8 @@
 //!   `KDR`). A 96-bit GCM master salt is padded with zeros to 112 bits, as libsrtp does.
 //! - AES-CM with HMAC-SHA1 (RFC 3711 section 3.4): the packet is the RTCP header (8 bytes
 //!   in clear), the encrypted rest, the E flag and 31-bit SRTCP index, the MKI if any, and
-//!   an 80-bit tag over everything before the MKI. The counter is the session salt XOR the
+//!   an 80-bit tag over everything before the MKI (80 bits under the `_32` suites too, which
+//!   shorten SRTP's tag only; a 32-bit SRTCP tag is tried when 80 bits do not authenticate). The counter is the session salt XOR the
 //!   SSRC (bits 64-95) XOR the index (bits 16-47).
 //! - AEAD_AES_128_GCM and AEAD_AES_256_GCM (RFC 7714 section 9): the 16-byte tag ends the
 //!   ciphertext, then come the E flag and index, then the MKI; the 12-byte IV is the
@@ -332,9 +333,25 @@ impl SrtcpContext {
     /// (header included) into `out` (cleared first). Nothing is written unless the packet
     /// authenticates.
     pub fn decrypt(&mut self, packet: &[u8], out: &mut Vec<u8>) -> Result<Srtcp, SrtpError> {
+        let tag_len = self.suite.srtcp_tag_len().unwrap_or(10);
+        let first = self.decrypt_with(packet, tag_len, out);
+        // Under a `_32` suite SRTCP's tag is still 80 bits (RFC 4568 section 6.2.2, as
+        // libsrtp sends it); a sender that took the suite's name for SRTCP too (as Wireshark
+        // 4.0 reads it) sends 32, which is tried when 80 did not authenticate.
+        match first {
+            Err(SrtpError::Authentication | SrtpError::OtherKey | SrtpError::Truncated { .. })
+                if self.suite.srtp_tag_len() == Some(4) =>
+            {
+                self.decrypt_with(packet, 4, out).or(first)
+            }
+            _ => first,
+        }
+    }
+
+    /// [`SrtcpContext::decrypt`] with a tag of `tag_len` bytes (HMAC-SHA1 suites).
+    fn decrypt_with(&mut self, packet: &[u8], tag_len: usize, out: &mut Vec<u8>) -> Result<Srtcp, SrtpError> {
         out.clear();
         let mki_len = self.mki.map_or(0, |(_, len)| len);
-        let tag_len = self.suite.srtcp_tag_len().unwrap_or(10);
         let needed = 8 + 4 + mki_len + tag_len;
         if packet.len() < needed {
             return Err(SrtpError::Truncated { len: packet.len(), needed });
@@ -723,6 +740,21 @@ mod tests {
         out.extend_from_slice(mki);
         out.extend_from_slice(&tag[..10]);
         out
+    }
+
+    #[test]
+    fn a_32_bit_srtcp_tag_is_tried_under_the_32_suites_only() {
+        let key: Vec<u8> = (100..130).collect();
+        let rtcp = hex(LIBSRTP_RTCP);
+        let mut short = protect_cm(&key, &rtcp, 5, true, &[]);
+        short.truncate(short.len() - 6);
+        let mut out = Vec::new();
+        let mut ctx = SrtcpContext::new(SrtpSuite::AesCm128HmacSha1_32, &key, None, 0).unwrap();
+        assert_eq!(ctx.decrypt(&short, &mut out), Ok(Srtcp { index: 5, encrypted: true }));
+        assert_eq!(out, rtcp);
+        let mut ctx = SrtcpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key, None, 0).unwrap();
+        assert_eq!(ctx.decrypt(&short, &mut out), Err(SrtpError::Authentication));
+        assert_eq!(out, []);
     }
 
     #[test]
