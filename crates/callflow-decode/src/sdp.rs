@@ -268,8 +268,10 @@ impl<'a> Crypto<'a> {
 
 /// `inline:<key||salt>[|<lifetime>][|<mki>:<length>]`.
 fn key_params(text: &str, suite: SrtpSuite) -> Result<KeyParams, &'static str> {
-    let Some(info) = text.strip_prefix("inline:") else {
-        return Err("key method is not inline:");
+    // ABNF's strings are case-insensitive: `INLINE:` is `inline:`.
+    let info = match text.split_at_checked(7) {
+        Some((method, info)) if method.eq_ignore_ascii_case("inline:") => info,
+        _ => return Err("key method is not inline:"),
     };
     let mut parts = info.split('|');
     let encoded = parts.next().unwrap_or_default();
@@ -319,12 +321,16 @@ fn key_params(text: &str, suite: SrtpSuite) -> Result<KeyParams, &'static str> {
 
 /// One session parameter.
 fn session_param(text: &str) -> Result<SessionParam<'_>, &'static str> {
+    // ABNF's strings are case-insensitive.
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     Ok(match text.split_once('=') {
-        Some(("KDR", n)) => SessionParam::Kdr(n.parse::<u8>().ok().filter(|&n| n <= 24).ok_or("KDR is not 0 to 24")?),
-        Some(("WSH", n)) => SessionParam::WindowSize(n.parse().map_err(|_| "WSH is not a number")?),
-        None if text == "UNENCRYPTED_SRTP" => SessionParam::UnencryptedSrtp,
-        None if text == "UNENCRYPTED_SRTCP" => SessionParam::UnencryptedSrtcp,
-        None if text == "UNAUTHENTICATED_SRTP" => SessionParam::UnauthenticatedSrtp,
+        Some((k, n)) if is(k, "KDR") => {
+            SessionParam::Kdr(n.parse::<u8>().ok().filter(|&n| n <= 24).ok_or("KDR is not 0 to 24")?)
+        }
+        Some((k, n)) if is(k, "WSH") => SessionParam::WindowSize(n.parse().map_err(|_| "WSH is not a number")?),
+        None if is(text, "UNENCRYPTED_SRTP") => SessionParam::UnencryptedSrtp,
+        None if is(text, "UNENCRYPTED_SRTCP") => SessionParam::UnencryptedSrtcp,
+        None if is(text, "UNAUTHENTICATED_SRTP") => SessionParam::UnauthenticatedSrtp,
         _ => SessionParam::Other(text),
     })
 }
@@ -808,6 +814,12 @@ a=crypto:999999999 FANCY_NEW_SUITE inline:AAEC\r\n",
         assert_eq!(sdp.media[0].crypto[5].suite_name, "FANCY_NEW_SUITE");
         assert_eq!(sdp.attribute_errors, []);
         assert_eq!(format!("{:?}", sdp.media[0].crypto[2].keys[0].key_salt), "KeySalt(28 bytes)");
+        // ABNF's strings are case-insensitive.
+        let lower = Crypto::parse(
+            "7 aes_cm_128_hmac_sha1_32 INLINE:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd kdr=2 unencrypted_srtcp",
+        );
+        let lower = lower.expect("parses");
+        assert_eq!((lower.suite, lower.kdr(), lower.unencrypted_srtcp()), (SrtpSuite::AesCm128HmacSha1_32, 2, true));
     }
 
     fn base64_30(text: &str) -> Vec<u8> {

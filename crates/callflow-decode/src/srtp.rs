@@ -69,20 +69,21 @@ pub enum SrtpSuite {
 }
 
 impl SrtpSuite {
-    /// The suite `name` names (case as registered; other names are [`SrtpSuite::Unknown`]).
+    /// The suite `name` names, in any case (ABNF's strings are case-insensitive); other
+    /// names are [`SrtpSuite::Unknown`].
     pub fn from_name(name: &str) -> SrtpSuite {
-        match name {
-            "AES_CM_128_HMAC_SHA1_80" => SrtpSuite::AesCm128HmacSha1_80,
-            "AES_CM_128_HMAC_SHA1_32" => SrtpSuite::AesCm128HmacSha1_32,
-            "AES_192_CM_HMAC_SHA1_80" => SrtpSuite::AesCm192HmacSha1_80,
-            "AES_192_CM_HMAC_SHA1_32" => SrtpSuite::AesCm192HmacSha1_32,
-            "AES_256_CM_HMAC_SHA1_80" => SrtpSuite::AesCm256HmacSha1_80,
-            "AES_256_CM_HMAC_SHA1_32" => SrtpSuite::AesCm256HmacSha1_32,
-            "F8_128_HMAC_SHA1_80" => SrtpSuite::F8_128HmacSha1_80,
-            "AEAD_AES_128_GCM" => SrtpSuite::AeadAes128Gcm,
-            "AEAD_AES_256_GCM" => SrtpSuite::AeadAes256Gcm,
-            _ => SrtpSuite::Unknown,
-        }
+        const KNOWN: [SrtpSuite; 9] = [
+            SrtpSuite::AesCm128HmacSha1_80,
+            SrtpSuite::AesCm128HmacSha1_32,
+            SrtpSuite::AesCm192HmacSha1_80,
+            SrtpSuite::AesCm192HmacSha1_32,
+            SrtpSuite::AesCm256HmacSha1_80,
+            SrtpSuite::AesCm256HmacSha1_32,
+            SrtpSuite::F8_128HmacSha1_80,
+            SrtpSuite::AeadAes128Gcm,
+            SrtpSuite::AeadAes256Gcm,
+        ];
+        KNOWN.into_iter().find(|s| s.name().eq_ignore_ascii_case(name)).unwrap_or(SrtpSuite::Unknown)
     }
 
     /// The registered name (`"unknown"` for [`SrtpSuite::Unknown`]).
@@ -523,7 +524,8 @@ mod tests {
             let got = (suite.master_key_len(), suite.master_salt_len(), suite.srtp_tag_len(), suite.srtcp_tag_len());
             assert_eq!(got, (Some(key), Some(salt), Some(tag), Some(rtcp_tag)), "{suite:?}");
         }
-        assert_eq!(SrtpSuite::from_name("aes_cm_128_hmac_sha1_80"), SrtpSuite::Unknown);
+        assert_eq!(SrtpSuite::from_name("aes_cm_128_hmac_sha1_80"), SrtpSuite::AesCm128HmacSha1_80);
+        assert_eq!(SrtpSuite::from_name("AES_CM_128_HMAC_SHA1_81"), SrtpSuite::Unknown);
         assert_eq!(SrtpSuite::Unknown.srtp_tag_len(), None);
     }
 
