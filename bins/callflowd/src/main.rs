@@ -5,8 +5,9 @@
 //! its spellings of the default mode and `--port`, are accepted too.
 //!
 //! SIGTERM or Ctrl-C stops it gracefully: no new connections, requests in flight finish,
-//! event streams are closed, and jobs still running are left for the next start to
-//! resume (the store recovers them, as it would after SIGKILL).
+//! event streams are closed, then the job manager drains (no new jobs; running ones get
+//! `cluster.drain_timeout` to finish, and those still running go back to the queue for
+//! any node), and it exits.
 
 use anyhow::{Context, Result};
 use callflow_config::{Database, Loaded, Loader, Settings};
@@ -58,6 +59,9 @@ struct Cli {
     /// storage.database: a SQLite file, or a PostgreSQL URL (`postgres://user:password@host/db`)
     #[arg(long, value_name = "PATH|URL")]
     database: Option<String>,
+    /// cluster.node_name: this node's name among the nodes of one store (default: host:port)
+    #[arg(long, value_name = "NAME")]
+    node_name: Option<String>,
     /// ndpi.enabled = true (the default; overrides a configuration file's false)
     #[arg(long, conflicts_with = "no_ndpi")]
     enable_ndpi: bool,
@@ -121,13 +125,14 @@ fn load(cli: &Cli) -> Result<Loaded> {
     if let Some(file) = &cli.config {
         loader = loader.file(file);
     }
-    let flags: [(&str, Option<String>, &str); 9] = [
+    let flags: [(&str, Option<String>, &str); 10] = [
         ("server.bind_addr", cli.bind_addr.clone(), "--bind-addr"),
         ("server.port", cli.port.map(|p| p.to_string()), "--port"),
         ("processing.workers", cli.workers.map(|n| n.to_string()), "--workers"),
         ("storage.upload_dir", cli.upload_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--upload-dir"),
         ("storage.results_dir", cli.results_dir.as_ref().map(|d| d.to_string_lossy().into_owned()), "--results-dir"),
         ("storage.database", cli.database.clone(), "--database"),
+        ("cluster.node_name", cli.node_name.clone(), "--node-name"),
         ("ndpi.enabled", cli.enable_ndpi.then(|| "true".to_string()), "--enable-ndpi"),
         ("ndpi.enabled", cli.no_ndpi.then(|| "false".to_string()), "--no-ndpi"),
         ("server.insecure_no_auth", cli.insecure_no_auth.then(|| "true".to_string()), "--insecure-no-auth"),
@@ -145,12 +150,31 @@ fn load(cli: &Cli) -> Result<Loaded> {
 /// first, instead of recovering its jobs or taking its captures for leftovers.
 fn lock_directories(settings: &Settings) -> Result<Vec<DirLock>> {
     let db = settings.storage.database_path();
-    let mut dirs = vec![settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path()];
-    // A PostgreSQL store has no directory here.
-    if let Database::Sqlite(_) = settings.storage.database() {
-        dirs.push(db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")));
-    }
+    // On PostgreSQL the directories are the cluster's, shared by its nodes (each checks
+    // they hold the store's cluster id instead: `check_volume`), and there is no database
+    // directory here.
+    let dirs = match settings.storage.database() {
+        Database::Postgres(_) => Vec::new(),
+        Database::Sqlite(_) => vec![
+            settings.storage.upload_dir.as_path(),
+            settings.storage.results_dir.as_path(),
+            db.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")),
+        ],
+    };
     Ok(DirLock::acquire_all(dirs)?)
+}
+
+/// On a shared (PostgreSQL) store, checks that this node can write to the upload and
+/// results directories and that they belong to its store's cluster (the id is written
+/// into them at the first start). One node on SQLite has its directories locked instead,
+/// and keeps reporting (not deleting) the captures a lost database leaves.
+fn check_directories(settings: &Settings, store: &dyn JobStore, db: &str) -> Result<()> {
+    if !store.is_shared() {
+        return Ok(());
+    }
+    let dirs = [settings.storage.upload_dir.as_path(), settings.storage.results_dir.as_path()];
+    callflow_jobs::check_volume(store, db, &dirs)?;
+    Ok(())
 }
 
 /// Opens the job store `[storage] database` names, with its name for messages (a URL
@@ -165,6 +189,7 @@ fn remove_orphan_captures(loaded: &Loaded) -> Result<()> {
     let settings = &loaded.settings;
     let _locks = lock_directories(settings)?;
     let (store, db) = open_store(settings)?;
+    check_directories(settings, &*store, &db)?;
     let orphans = callflow_server::orphan_captures(&settings.storage.upload_dir, &*store);
     for path in &orphans {
         std::fs::remove_file(path).with_context(|| format!("cannot remove {}", path.display()))?;
@@ -180,6 +205,7 @@ fn serve(loaded: &Loaded) -> Result<()> {
     // Held until the process exits.
     let _locks = lock_directories(settings)?;
     let (store, db) = open_store(settings)?;
+    check_directories(settings, &*store, &db)?;
     let (classifier, warning) = classifier_factory(settings);
     if let Some(warning) = warning {
         eprintln!("callflowd: warning: {warning}");
@@ -209,9 +235,16 @@ fn serve(loaded: &Loaded) -> Result<()> {
         eprintln!("callflowd: listening on {scheme}://{}", server.local_addr());
         server.run(callflow_server::shutdown_signal()).await
     })?;
-    // Handlers may still hold the manager for a moment; whoever drops it last stops it,
-    // leaving running jobs to be resumed at the next start.
+    // Handlers may still hold the manager for a moment (whoever drops it last stops it).
     drop(runtime);
+    // Jobs still running after the drain go back to the queue, for this node's next start
+    // or any other node; live jobs end as interrupted at the next start (or by another node).
+    let drain = settings.cluster.drain_timeout;
+    eprintln!("callflowd: draining: no new jobs, running ones get up to {} s to finish", drain.as_secs_f64());
+    let handed = manager.drain(drain);
+    if !handed.is_empty() {
+        eprintln!("callflowd: {} job(s) handed back to the queue", handed.len());
+    }
     drop(manager);
     eprintln!("callflowd: stopped");
     Ok(())

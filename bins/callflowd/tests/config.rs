@@ -43,6 +43,20 @@ fn print_config_names_the_source_of_each_value() {
 }
 
 #[test]
+fn the_node_name_comes_from_its_flag_and_a_bad_one_stops_start_up() {
+    let out = callflowd(&["--print-config", "--node-name", "node-a"], &[("CALLFLOW_CLUSTER__LEASE", "6s")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let name = line(&text, "node_name");
+    assert!(name.starts_with("node_name = \"node-a\"") && name.ends_with("# flag --node-name"), "{name}");
+    assert!(line(&text, "lease").ends_with("# env CALLFLOW_CLUSTER__LEASE"));
+    let out = callflowd(&["--print-config", "--node-name", "node a"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("invalid value for `cluster.node_name` (from flag --node-name)"), "{stderr}");
+}
+
+#[test]
 fn an_unknown_key_or_bad_value_stops_start_up_naming_the_key() {
     let out = callflowd(&["--print-config"], &[("CALLFLOW_SERVER__PROT", "1")]);
     assert_eq!(out.status.code(), Some(2));

@@ -1,7 +1,7 @@
 //! callflowd's settings and how they are loaded: built-in defaults < config file < environment < command-line flags.
 //!
 //! [`Settings`] is plain data, one struct per section (`server`, `processing`, `storage`,
-//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `legs`, `kpis`, `hep`), shared by `callflowd`, `callflow-cli` and the
+//! `ndpi`, `websocket`, `auth`, `limits`, `diameter`, `quality`, `legs`, `kpis`, `hep`, `cluster`, ...), shared by `callflowd`, `callflow-cli` and the
 //! libraries they configure. [`Loader`] builds it from the layers, later layers winning:
 //!
 //! 1. the built-in defaults ([`Settings::default`]);
@@ -76,6 +76,69 @@ pub struct Settings {
     pub capture: CaptureSettings,
     /// Decrypting SIP over TLS in live jobs.
     pub tls: TlsKeySettings,
+    /// This node among several on one PostgreSQL store: its name, address and leases.
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: this node's name and address among the nodes sharing one job store, and
+/// how long a silent node keeps its jobs. A single node (SQLite, the default) needs none
+/// of it: it is one node all the same, with its name in `GET /api/v1/nodes`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// The node's name, unique among the nodes of one store; empty: the host name and
+    /// `server.port` (`host:8080`), see [`Settings::node_name`].
+    pub node_name: String,
+    /// The URL other nodes and clients reach this node's API at; empty: `http://` (or
+    /// `https://` with `[server.tls]`) with the host name and `server.port`.
+    pub advertise_url: String,
+    /// A node silent this long (no heartbeat) is lost: a live node puts its jobs back in
+    /// the queue. It heartbeats, and renews its running jobs' leases, every third of it.
+    #[serde(with = "duration")]
+    pub lease: Duration,
+    /// A job whose node was lost is queued again until it has been started this many
+    /// times, then failed with the lost nodes named. `processing.max_attempts` bounds the
+    /// same count when the node itself restarts and finds its own jobs interrupted.
+    pub max_attempts: u32,
+    /// At SIGTERM the node takes no more jobs and lets its running ones finish for up to
+    /// this long, then hands those still running back to the queue and exits.
+    #[serde(with = "duration")]
+    pub drain_timeout: Duration,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            node_name: String::new(),
+            advertise_url: String::new(),
+            lease: Duration::from_secs(30),
+            max_attempts: 3,
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The longest node name, in bytes.
+pub const MAX_NODE_NAME_BYTES: usize = 128;
+
+/// Whether `name` can name a node: 1 to [`MAX_NODE_NAME_BYTES`] bytes of letters, digits
+/// and `-._:@` (a host name with a port, an instance name), nothing a log line or a
+/// metrics label would need to escape.
+pub fn is_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NODE_NAME_BYTES
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-._:@".contains(c))
+}
+
+/// This machine's host name (`/proc/sys/kernel/hostname`, else `/etc/hostname`), or
+/// `localhost` when neither can be read: the default node name's first half.
+pub fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .find(|s| is_node_name(s))
+        .unwrap_or_else(|| "localhost".to_string())
 }
 
 /// `[tls]`: the TLS key log live jobs decrypt SIP over TLS with (a capture file brings its
@@ -322,6 +385,8 @@ pub struct ProcessingSettings {
     pub resume_interrupted: bool,
     /// A job interrupted this many times (its runs cut short by the process stopping, as
     /// a capture that crashes callflowd would) is failed at the next start, not resumed.
+    /// [`ClusterSettings::max_attempts`] bounds the same count when another node takes
+    /// over the jobs of a lost one.
     pub max_attempts: u32,
     /// A progress event is published at most once per this many packets of a job...
     pub progress_every_packets: u64,
@@ -672,6 +737,28 @@ impl Settings {
         self.live.capture_dir.clone().unwrap_or_else(|| self.storage.results_dir.join("live"))
     }
 
+    /// This node's name: `cluster.node_name`, or the host name and `server.port`
+    /// (`callflow-1:8080`). With `server.port = 0` every node of a host would get the same
+    /// default: name them.
+    pub fn node_name(&self) -> String {
+        if self.cluster.node_name.is_empty() {
+            format!("{}:{}", host_name(), self.server.port)
+        } else {
+            self.cluster.node_name.clone()
+        }
+    }
+
+    /// The URL this node's API is reached at: `cluster.advertise_url`, or the scheme the
+    /// server speaks with the host name and `server.port`.
+    pub fn advertise_url(&self) -> String {
+        if self.cluster.advertise_url.is_empty() {
+            let scheme = if self.server.tls.cert.is_some() { "https" } else { "http" };
+            format!("{scheme}://{}:{}", host_name(), self.server.port)
+        } else {
+            self.cluster.advertise_url.clone()
+        }
+    }
+
     /// Checks what the types cannot say; the error names the key.
     pub fn validate(&self) -> Result<(), (&'static str, String)> {
         let tls = self.server.tls.cert.is_some() == self.server.tls.key.is_some();
@@ -680,7 +767,11 @@ impl Settings {
         let trunks_ok = self.kpis.trunks.iter().all(|t| t.addresses.iter().all(|a| is_address_rule(a)));
         let names_ok = self.kpis.trunks.iter().all(|t| !t.name.trim().is_empty());
         let hep_listen = self.hep.listen.parse::<std::net::SocketAddr>().is_ok();
-        let checks: [(&'static str, bool, &str); 26] = [
+        let node_name = self.cluster.node_name.is_empty() || is_node_name(&self.cluster.node_name);
+        let url = &self.cluster.advertise_url;
+        let advertise = url.is_empty()
+            || ["http://", "https://"].iter().any(|s| url.strip_prefix(s).is_some_and(|rest| !rest.is_empty()));
+        let checks: [(&'static str, bool, &str); 30] = [
             ("processing.workers", self.processing.workers >= 1, "must be at least 1"),
             ("processing.max_attempts", self.processing.max_attempts >= 1, "must be at least 1"),
             ("processing.progress_every_packets", self.processing.progress_every_packets >= 1, "must be at least 1"),
@@ -728,6 +819,14 @@ impl Settings {
             ("capture.queue_packets", self.capture.queue_packets >= 1, "must be at least 1"),
             ("capture.max_streams", self.capture.max_streams >= 1, "must be at least 1"),
             ("capture.snaplen", self.capture.snaplen >= 64, "must be at least 64"),
+            (
+                "cluster.node_name",
+                node_name,
+                "must be 1 to 128 letters, digits or -._:@ (empty: the host name and server.port)",
+            ),
+            ("cluster.advertise_url", advertise, "must be an http:// or https:// URL (empty: the host name and port)"),
+            ("cluster.lease", self.cluster.lease >= Duration::from_secs(1), "must be at least 1s"),
+            ("cluster.max_attempts", self.cluster.max_attempts >= 1, "must be at least 1"),
         ];
         match checks.into_iter().find(|(_, ok, _)| !ok) {
             Some((key, _, why)) => Err((key, why.to_string())),

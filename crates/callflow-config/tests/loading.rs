@@ -301,3 +301,35 @@ fn the_database_is_a_sqlite_path_or_a_postgres_url_from_file_environment_or_flag
         Database::Postgres("postgresql://db/x".into())
     );
 }
+
+#[test]
+fn the_cluster_section_has_defaults_env_overrides_and_checked_values() {
+    let s = Loader::new().load().unwrap().settings;
+    assert_eq!((s.cluster.lease, s.cluster.max_attempts), (Duration::from_secs(30), 3));
+    let host = callflow_config::host_name();
+    assert_eq!(s.node_name(), format!("{host}:8080"), "the host name and server.port");
+    assert_eq!(s.advertise_url(), format!("http://{host}:8080"));
+    let loaded = Loader::new()
+        .env_vars(env(&[
+            ("CALLFLOW_CLUSTER__NODE_NAME", "node-b"),
+            ("CALLFLOW_CLUSTER__ADVERTISE_URL", "https://b.example:8443"),
+            ("CALLFLOW_CLUSTER__LEASE", "9s"),
+            ("CALLFLOW_CLUSTER__MAX_ATTEMPTS", "5"),
+        ]))
+        .load()
+        .unwrap();
+    let s = &loaded.settings;
+    assert_eq!((s.node_name(), s.advertise_url()), ("node-b".to_string(), "https://b.example:8443".to_string()));
+    assert_eq!((s.cluster.lease, s.cluster.max_attempts), (Duration::from_secs(9), 5));
+    assert_eq!(loaded.source("cluster.lease"), Some(&Source::Env("CALLFLOW_CLUSTER__LEASE".into())));
+    for (var, value, key) in [
+        ("CALLFLOW_CLUSTER__NODE_NAME", "node b", "cluster.node_name"),
+        ("CALLFLOW_CLUSTER__NODE_NAME", "a\u{7}", "cluster.node_name"),
+        ("CALLFLOW_CLUSTER__ADVERTISE_URL", "b.example:8080", "cluster.advertise_url"),
+        ("CALLFLOW_CLUSTER__LEASE", "500ms", "cluster.lease"),
+        ("CALLFLOW_CLUSTER__MAX_ATTEMPTS", "0", "cluster.max_attempts"),
+    ] {
+        let err = load_err(Loader::new().env_vars(env(&[(var, value)])));
+        assert!(err.contains(key) && err.contains(var), "{var}={value}: {err}");
+    }
+}

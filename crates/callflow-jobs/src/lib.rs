@@ -19,9 +19,10 @@
 //! store tells the manager which jobs were queued (re-queued) and which were running
 //! (re-run from the start, or failed as interrupted).
 //!
-//! Only one process may run a manager on a store: whoever does holds a [`DirLock`] on the
-//! directories it owns (callflowd takes one on its upload, results and database
-//! directories), and a second one is refused with the first one's PID.
+//! Only one process may run a manager on a SQLite store: whoever does holds a [`DirLock`]
+//! on the directories it owns (callflowd takes one on its upload, results and database
+//! directories), and a second one is refused with the first one's PID. On PostgreSQL
+//! several processes do, each a node (see "Several nodes on PostgreSQL" below).
 //!
 //! The manager keeps each job's [`JobStatus`] in memory as well, written where it
 //! publishes, so that [`JobManager::status`] (what a client polling a job asks) answers
@@ -98,27 +99,56 @@
 //! what is published. The board holds every job read or changed until it is deleted (about
 //! 200 bytes each).
 //!
-//! # Several nodes on PostgreSQL (the store is built; the nodes are not yet)
+//! # Several nodes on PostgreSQL
 //!
-//! [`PgStore`] implements `JobStore` with the same two tables (`jsonb` documents, a `node`
-//! column waiting for the nodes), so several callflowd nodes can share one queue (its module
-//! docs say how the synchronous trait meets the async driver, and how TLS and migrations go):
+//! [`PgStore`] implements `JobStore` with the same tables (`jsonb` documents), so several
+//! callflowd nodes share one queue (its module docs say how the synchronous trait meets
+//! the async driver, and how TLS and migrations go). Each manager registers its node
+//! ([`NodeOptions`]: `[cluster]` in the configuration) before recovering, and the store
+//! it holds is then that node's (`crate::cluster` has the heartbeat's mechanics):
 //!
-//! - `claim_next` is `UPDATE jobs SET state='RUNNING', attempts=attempts+1 ... WHERE id =
-//!   (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-//!   RETURNING ...`, followed by deleting the job's old sessions in the same transaction:
-//!   concurrent workers on any node skip rows another transaction holds, so each job is
-//!   claimed once, without a lock queue. Setting `node` there is for the nodes to come.
-//! - The wake-up channel stays per node; jobs submitted on another node are found by a
-//!   `LISTEN/NOTIFY` on insert (or a poll every few seconds) that sends tokens.
-//! - Cancelling a job running on another node: `cancel` marks a `cancel_requested` column;
-//!   the running node's `record_progress` returns it, and the `AnalyzeControl` stops.
-//! - `recover` cannot assume every RUNNING job was its own: each node renews a lease
-//!   (`heartbeat_at`) with its progress writes, and recovery re-queues (or fails) only jobs
-//!   whose lease expired, i.e. whose node died.
-//! - Uploaded files must then live on storage all nodes see (or the job carries where to
-//!   fetch them); the retention sweep needs one node at a time (`pg_try_advisory_lock`).
+//! - `claim_next` is one statement, `UPDATE jobs SET state='RUNNING', attempts=attempts+1,
+//!   node=<this node> ... WHERE id = (SELECT id FROM jobs WHERE state='QUEUED' ORDER BY id
+//!   LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ...`, with the job's old sessions deleted in
+//!   the same transaction: workers on any node skip rows another transaction holds, so each
+//!   job is claimed once, without a lock queue. A job's `node` is the node running it, or
+//!   that last ran it, and its `attempts` the times it was started.
+//! - Each node heartbeats (`nodes.last_seen`) every second, and its heartbeat is the lease
+//!   of every job it runs. A node silent for `[cluster] lease` is lost: at every third of
+//!   a lease each live node takes over lost nodes' RUNNING jobs (`FOR UPDATE SKIP LOCKED`
+//!   again, so one node handles each): QUEUED again with their sessions deleted, or FAILED
+//!   naming the lost nodes once started `[cluster] max_attempts` times, or, for a live job
+//!   (its source was the lost node's), FAILED as interrupted with its sessions kept.
+//! - A node's name is its identity: a start under the name of a node that still heartbeats
+//!   (another live process) is refused ([`JobError::NodeNameInUse`]) rather than take that
+//!   node's jobs; the same name after a crash or a stop is that node again.
+//! - `recover` at start takes only this node's RUNNING jobs (and those of no node, from
+//!   before nodes were recorded), bounded by `processing.max_attempts`.
+//! - A run's writes (progress, sessions, its end) are taken only while the job is RUNNING
+//!   on this node; a session batch holds the job's row (`FOR SHARE`) while it is written,
+//!   so a takeover, which deletes the sessions, comes wholly before or after it. A node
+//!   that was only paused finds at its next heartbeat that its jobs are others' and stops
+//!   those runs without recording anything: the sessions of two attempts never mix.
+//! - A cancel on a node that does not run the job sets the job's `cancel_requested`; the
+//!   running node's heartbeat reads it and stops the run within a second.
+//! - Jobs queued on another node send no wake-up token here: idle workers are woken at
+//!   each heartbeat (a claim that finds nothing is one indexed query). Status reads of jobs
+//!   this node does not run go to the store, which other nodes change.
+//! - `JobManager::drain` (callflowd at SIGTERM) claims nothing more, lets running file
+//!   jobs finish for `[cluster] drain_timeout`, then stops the others and hands them back
+//!   to the queue (`JobStore::hand_back`: QUEUED, the start not counted).
+//! - The retention sweep runs on the node holding the sweeper's advisory lock
+//!   (`pg_try_advisory_lock`, on a connection kept for the sweep); it deletes finished
+//!   jobs only, and a file only with the job the store deleted.
+//! - Uploaded files live on storage all nodes see (`upload_dir`, `results_dir`); at start a
+//!   node checks it can write there and that they hold its store's cluster id
+//!   ([`check_volume`]), so that a node pointed at another cluster's files refuses to start.
+//!
+//! An embedded [`SqliteStore`] is one node: it records the node's name on its jobs and
+//! lists it, and recovers every RUNNING job at start (its directory lock makes the process
+//! the only one).
 
+mod cluster;
 mod direct;
 mod events;
 pub mod live;
@@ -129,7 +159,10 @@ pub mod retain;
 mod sqlite;
 mod status;
 mod store;
+pub mod tokens;
+mod volume;
 
+pub use cluster::{NodeOptions, NodeState};
 pub use direct::{
     analyze_to_output, analyze_to_output_with, diameter_dictionary, job_key_log_path, read_tls_key_log, DirectAnalysis,
     DirectError, KeyLogFileError, ResultFormat, ResultWriter,
@@ -145,9 +178,10 @@ pub use retain::{retained_parts, RetainLimits, RetainedPart};
 pub use sqlite::SqliteStore;
 pub use status::JobStatus;
 pub use store::{
-    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
-    SessionSort, SortKey, StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
+    SessionQuery, SessionRow, SessionSort, SortKey, StoreError, Takeover,
 };
+pub use volume::{check_volume, VolumeError, CLUSTER_FILE};
 
 use callflow_config::{Database, StorageSettings};
 use callflow_model::{SourceInfo, Stats};

@@ -6,6 +6,7 @@
 //! finds nothing (or the next job), no job can be taken twice, and after a restart the
 //! manager sends one token per job the store says is queued.
 
+use crate::cluster::{NodeOptions, NodeState};
 use crate::events::{Event, EventBus, Subscription};
 use crate::live::{live_end, LiveJob, LiveOptions, LiveRun};
 use crate::retain::RetainLimits;
@@ -67,6 +68,15 @@ pub enum JobError {
         /// The bound.
         max: usize,
     },
+    /// Another live process runs a node of this name on the store (its heartbeat goes on).
+    #[error(
+        "node name `{name}` is in use by another live node of this job store (it heartbeats); give this node \
+         another [cluster] node_name"
+    )]
+    NodeNameInUse {
+        /// The name.
+        name: String,
+    },
     /// The manager is shutting down and takes no more jobs.
     #[error("the job manager is shutting down")]
     ShutDown,
@@ -110,6 +120,8 @@ pub struct ManagerOptions {
     pub live: LiveOptions,
     /// At most this many peers get a label of their own in [`JobManager::kpi_series`].
     pub top_peers: usize,
+    /// This node: its name and address in the store, and its lease (see `crate::cluster`).
+    pub node: NodeOptions,
 }
 
 /// The statistics options the configuration asks for (its addresses were checked by
@@ -192,6 +204,12 @@ impl ManagerOptions {
                 tls_keylog: (!s.tls.keylog.as_os_str().is_empty()).then(|| s.tls.keylog.clone()),
             },
             top_peers: s.kpis.top_peers,
+            node: NodeOptions {
+                name: s.node_name(),
+                advertise_url: s.advertise_url(),
+                lease: s.cluster.lease,
+                max_attempts: s.cluster.max_attempts.max(1),
+            },
         }
     }
 }
@@ -314,8 +332,11 @@ impl Analysis for CaptureAnalysis {
 }
 
 pub(crate) const RUN: u8 = 0;
-const CANCEL: u8 = 1;
+pub(crate) const CANCEL: u8 = 1;
 const SHUTDOWN: u8 = 2;
+/// The store gives the job to another node now (see `crate::cluster`): the run stops and
+/// records nothing.
+pub(crate) const SUPERSEDED: u8 = 3;
 
 /// Sessions are written to the store in batches of this many (or at each progress event).
 const SESSION_BATCH: usize = 256;
@@ -500,7 +521,7 @@ pub(crate) struct Shared {
     tx: Mutex<Option<Sender<()>>>,
     /// Stop flags of the jobs this process is running. Claiming and cancelling both hold
     /// this lock, so a cancel can never fall between "claimed" and "flag registered".
-    running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
+    pub(crate) running: Mutex<HashMap<JobId, Arc<AtomicU8>>>,
     /// Ends of runs that the store would not take within the worker's retries (a full
     /// disk): the jobs are RUNNING in the store with no worker. The recorder thread tries
     /// again until the store takes them; a cancel records one at once. Lost with the
@@ -511,7 +532,36 @@ pub(crate) struct Shared {
     live_threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+impl Shared {
+    pub(crate) fn store(&self) -> &dyn JobStore {
+        &*self.store
+    }
+
+    /// Sends a token for each worker with nothing to do and no token waiting (jobs
+    /// queued on another node sent none here).
+    pub(crate) fn wake_idle_workers(&self) {
+        // One lock at a time: `start_live` takes the live threads' lock, then `running`.
+        let live = self.live_running();
+        let running = lock(&self.running).len();
+        let busy = running.saturating_sub(live);
+        let tx = lock(&self.tx);
+        if let Some(tx) = tx.as_ref() {
+            let idle = self.opts.workers.max(1).saturating_sub(busy + tx.len());
+            for _ in 0..idle {
+                if tx.try_send(()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Live jobs running here (they hold no worker).
+    fn live_running(&self) -> usize {
+        lock(&self.live_threads).iter().filter(|h| !h.is_finished()).count()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section here leaves its data consistent, even if a panic cut it short.
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -545,6 +595,10 @@ impl JobManager {
         opts: ManagerOptions,
         analysis: Arc<dyn Analysis>,
     ) -> Result<(JobManager, Recovery), JobError> {
+        crate::cluster::check_name_free(&*store, &opts.node)?;
+        // Registered first: on a shared store, recovery takes this node's jobs only.
+        let started_at = now_millis();
+        store.register_node(&crate::cluster::node_info(&opts.node, opts.workers.max(1), started_at), started_at)?;
         let recovery = store.recover(opts.resume_interrupted, opts.max_attempts, now_millis())?;
         let (tx, rx) = crossbeam_channel::bounded(opts.queue_capacity.max(recovery.queued.len()).max(1));
         for _ in &recovery.queued {
@@ -584,6 +638,20 @@ impl JobManager {
                     }
                 })
                 .expect("spawn recorder thread");
+            threads.push(handle);
+        }
+        {
+            let (shared, stop_rx) = (shared.clone(), stop_rx.clone());
+            let tick = opts.node.tick(shared.store.is_shared());
+            let handle = std::thread::Builder::new()
+                .name("callflow-heartbeat".into())
+                .spawn(move || {
+                    let mut heartbeat = crate::cluster::Heartbeat::new();
+                    while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
+                        heartbeat.tick(&shared);
+                    }
+                })
+                .expect("spawn heartbeat thread");
             threads.push(handle);
         }
         if let Some(interval) = opts.sweep_interval {
@@ -710,6 +778,9 @@ impl JobManager {
             flag.store(CANCEL, Ordering::Relaxed);
         } else if let Some(job) = cancel_unrecorded(&self.shared, id)? {
             return Ok(job);
+        } else if self.shared.store.is_shared() {
+            // Running on another node, whose heartbeat reads the flag within a second.
+            self.shared.store.request_cancel(id)?;
         }
         drop(running);
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -744,8 +815,13 @@ impl JobManager {
     /// since it started, and every job read here once), else from the store; the same
     /// answer either way. Blocks only in the second case.
     pub fn status(&self, id: JobId) -> Result<Arc<JobStatus>, JobError> {
-        if let Some(status) = self.shared.board.get(id) {
+        if let Some(status) = self.cached_status(id) {
             return Ok(status);
+        }
+        if self.shared.store.is_shared() {
+            // Other nodes change this job: the store says what it is now.
+            let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
+            return Ok(Arc::new(JobStatus::from(&job)));
         }
         let writes = self.shared.board.writes();
         let job = self.shared.store.job(id)?.ok_or(JobError::NotFound(id))?;
@@ -757,7 +833,21 @@ impl JobManager {
     /// ask it (it will read the store). Never waits for the store, so an async caller may
     /// call it on its own thread.
     pub fn cached_status(&self, id: JobId) -> Option<Arc<JobStatus>> {
+        // On a shared store, memory is the truth only for the jobs this node runs.
+        if self.shared.store.is_shared() && !lock(&self.shared.running).contains_key(&id) {
+            return None;
+        }
         self.shared.board.get(id)
+    }
+
+    /// This node's name in the store.
+    pub fn node_name(&self) -> &str {
+        &self.shared.opts.node.name
+    }
+
+    /// Every node of the store (this one included), alive when seen within the lease.
+    pub fn nodes(&self) -> Result<Vec<NodeState>, JobError> {
+        Ok(crate::cluster::nodes(&*self.shared.store, self.shared.opts.node.lease, now_millis())?)
     }
 
     /// Jobs, newest first.
@@ -819,6 +909,45 @@ impl JobManager {
                 }
             }
         }
+    }
+
+    /// Drains this node (callflowd at SIGTERM): takes no more jobs, lets the running file
+    /// jobs finish for up to `within`, then stops those still running and hands them back
+    /// to the queue (the start not counted), where any node takes them. Returns the jobs
+    /// handed back. Live jobs are left to [`JobManager::shutdown`] (their source is this
+    /// node's). The heartbeat goes on meanwhile, so cancels are still heard.
+    pub fn drain(&self, within: Duration) -> Vec<JobId> {
+        self.shared.shutting_down.store(true, Ordering::SeqCst);
+        lock(&self.shared.tx).take();
+        let file_jobs = |shared: &Shared| -> Vec<(JobId, Arc<AtomicU8>)> {
+            lock(&shared.running)
+                .iter()
+                .filter(|(id, _)| shared.board.get(**id).is_none_or(|s| s.live.is_none()))
+                .map(|(id, flag)| (*id, flag.clone()))
+                .collect()
+        };
+        let deadline = Instant::now() + within;
+        while !file_jobs(&self.shared).is_empty() && Instant::now() < deadline {
+            std::thread::sleep(PAUSE_SLICE);
+        }
+        let left = file_jobs(&self.shared);
+        for (_, flag) in &left {
+            flag.store(SHUTDOWN, Ordering::Relaxed);
+        }
+        // Handed back once their workers have let go, so no write of theirs comes after.
+        let stopped_by = Instant::now() + Duration::from_secs(10);
+        let ids: Vec<JobId> = left.iter().map(|(id, _)| *id).collect();
+        while lock(&self.shared.running).keys().any(|id| ids.contains(id)) && Instant::now() < stopped_by {
+            std::thread::sleep(PAUSE_SLICE);
+        }
+        let handed = self.shared.store.hand_back(&ids).unwrap_or_default();
+        for id in &handed {
+            if let Ok(Some(job)) = self.shared.store.job(*id) {
+                self.shared.board.set(&job);
+                self.shared.bus.publish(Event::State(Arc::new(job)));
+            }
+        }
+        handed
     }
 
     /// Stops taking jobs, stops the running ones and waits for the threads. Jobs stopped
@@ -974,11 +1103,23 @@ fn delete_job(shared: &Shared, job: &Job) -> Result<bool, StoreError> {
 }
 
 fn sweep(shared: &Shared, now: i64) -> Result<usize, JobError> {
+    // One node at a time (on one node, always this one). Only finished jobs are swept,
+    // and a file goes only with the job the store deleted, so no running job's capture
+    // is removed, whichever node sweeps.
+    if !shared.store.lock_sweeper()? {
+        return Ok(0);
+    }
     let cutoff = now.saturating_sub(shared.opts.retention.as_millis() as i64);
     let mut deleted = 0;
-    for job in shared.store.finished_before(cutoff)? {
-        deleted += usize::from(delete_job(shared, &job)?);
-    }
+    let result = (|| {
+        for job in shared.store.finished_before(cutoff)? {
+            deleted += usize::from(delete_job(shared, &job)?);
+        }
+        Ok::<_, JobError>(())
+    })();
+    let unlocked = shared.store.unlock_sweeper();
+    result?;
+    unlocked?;
     Ok(deleted)
 }
 
@@ -1036,6 +1177,8 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
     match stop.load(Ordering::Relaxed) {
         // Left RUNNING: the next start re-runs it (or fails it as interrupted).
         SHUTDOWN => return,
+        // Another node's now: whatever this run found is not this node's to record.
+        SUPERSEDED => return,
         CANCEL => outcome.state = JobState::Cancelled,
         _ => match (result, ctx.store_error.take()) {
             (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
@@ -1068,7 +1211,15 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         Ok(Some(job)) => Some(job),
         // No longer RUNNING: an attempt that failed after its commit recorded the end.
         // What the store now says is published, or subscribers would never hear of it.
-        Ok(None) => shared.store.job(job.id).ok().flatten().filter(|j| j.state.is_finished()),
+        Ok(None) => match shared.store.job(job.id) {
+            // Not finished: the job was taken over (this node was silent for a lease) and
+            // is another node's now; this run's end is not to be recorded.
+            Ok(Some(now)) if !now.state.is_finished() => {
+                shared.board.remove(job.id);
+                return;
+            }
+            other => other.ok().flatten(),
+        },
         Err(_) => None,
     };
     match finished {
@@ -1190,7 +1341,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
     drop(source);
     ctx.on_sessions(annotated(pending.into_inner()));
     ctx.flush();
-    if stop.load(Ordering::Relaxed) == SHUTDOWN {
+    if matches!(stop.load(Ordering::Relaxed), SHUTDOWN | SUPERSEDED) {
         // Left RUNNING: the next start ends it as interrupted, keeping its sessions.
         return;
     }

@@ -19,12 +19,17 @@
 //! `sslrootcert` names, and `verify-full` checks the host name as well; `disable` never
 //! encrypts.
 //!
+//! Nodes (see the crate docs): the `nodes` table holds each node's registration and
+//! heartbeat, jobs their `node`, `cancel_requested` and `lost_nodes`; a heartbeat is one
+//! statement (the node's row updated in a CTE, its RUNNING jobs read back), a takeover one
+//! transaction over the lost nodes' jobs locked with `SKIP LOCKED`.
+//!
 //! Strings PostgreSQL cannot store (a NUL character, which `text` and `jsonb` both refuse,
 //! and which a hostile capture can put in a SIP header) are stored with U+FFFD in its place.
 
 use crate::store::{
-    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
-    StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
+    SessionQuery, SessionRow, StoreError, Takeover,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
 use callflow_config::redact_url;
@@ -88,13 +93,39 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_from ON sessions(job_id, from_uri);
     CREATE INDEX sessions_by_to ON sessions(job_id, to_uri);
     CREATE INDEX sessions_by_session_id ON sessions(session_id, job_id);",
+    // 2: nodes (issue 18): a cancel asked for on another node, the nodes lost while a job
+    // ran; the registered nodes and their heartbeats; the cluster's id.
+    "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE jobs ADD COLUMN lost_nodes TEXT;
+    CREATE INDEX jobs_running_by_node ON jobs(node) WHERE state = 'RUNNING';
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        advertise_url TEXT NOT NULL,
+        version TEXT NOT NULL,
+        workers INTEGER NOT NULL,
+        started_at BIGINT NOT NULL,
+        last_seen BIGINT NOT NULL
+    );
+    CREATE TABLE cluster (id TEXT NOT NULL);",
+    // 3: login tokens (by digest) and their revocations, shared by the nodes (see the
+    // tokens module).
+    "CREATE TABLE login_tokens (digest BYTEA PRIMARY KEY, expires_at BIGINT NOT NULL);
+    CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+    CREATE TABLE token_revocations (
+        seq BIGSERIAL PRIMARY KEY,
+        digest BYTEA NOT NULL,
+        revoked_at BIGINT NOT NULL
+    );
+    CREATE INDEX token_revocations_by_time ON token_revocations(revoked_at);",
 ];
 
 /// The key of the advisory lock held while migrating ("callflow" in ASCII).
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
+/// The key of the advisory lock the retention sweeper holds ("cf sweep").
+const SWEEP_LOCK: i64 = 0x6366_2073_7765_6570;
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
-                           packets, bytes, sessions, error, attempts, source::text, stats::text, live";
+                           packets, bytes, sessions, error, attempts, source::text, stats::text, live, node";
 const SESSION_COLUMNS: &str =
     "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
 
@@ -105,6 +136,11 @@ pub struct PgStore {
     pool: Pool,
     /// The URL without its password, for messages.
     display: String,
+    /// The node registered (`JobStore::register_node`): claims record it, recovery and a
+    /// run's writes are limited to its jobs.
+    node: std::sync::Mutex<Option<String>>,
+    /// The connection holding the sweeper's advisory lock, while this node holds it.
+    sweeper: std::sync::Mutex<Option<deadpool_postgres::Object>>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -124,6 +160,9 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Connects to the server at `url` with at most `pool_size` connections, and migrates
     /// its schema (under an advisory lock) or refuses one newer than this build.
     pub fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
@@ -147,7 +186,13 @@ impl PgStore {
                 .build()
                 .map_err(|e| StoreError::Config(format!("connection pool: {e}")))?
         };
-        let store = PgStore { runtime: Some(runtime), pool, display: redact_url(url) };
+        let store = PgStore {
+            runtime: Some(runtime),
+            pool,
+            display: redact_url(url),
+            node: std::sync::Mutex::new(None),
+            sweeper: std::sync::Mutex::new(None),
+        };
         store.run(store.migrate())?;
         Ok(store)
     }
@@ -167,7 +212,10 @@ impl PgStore {
     }
 
     /// Waits for `fut` on the store's runtime.
-    fn run<T: Send>(&self, fut: impl Future<Output = Result<T, StoreError>> + Send) -> Result<T, StoreError> {
+    pub(crate) fn run<T: Send>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
         let runtime = self.runtime.as_ref().expect("present until dropped");
         if tokio::runtime::Handle::try_current().is_ok() {
             // A thread of another runtime (a server's blocking pool, or a test's): its
@@ -180,7 +228,12 @@ impl PgStore {
         }
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    /// The node registered, if any.
+    fn node(&self) -> Option<String> {
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
 
@@ -588,6 +641,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
             complete: source.as_ref().map(|s| s.complete),
             warnings: source.as_ref().map_or_else(Vec::new, |s| s.warnings.clone()),
             live: row.try_get(16)?,
+            node: row.try_get(17)?,
         },
         input: PathBuf::from(row.try_get::<_, String>(1)?),
         owns_input: row.try_get(3)?,
@@ -745,6 +799,10 @@ fn finished() -> String {
 }
 
 impl JobStore for PgStore {
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        Some(self)
+    }
+
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         self.run(async {
             let client = self.client().await?;
@@ -775,9 +833,10 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let sql = format!(
-                "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live)
-                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6, $6, 1, $7) RETURNING {JOB_COLUMNS}"
+                "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node)
+                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6, $6, 1, $7, $8) RETURNING {JOB_COLUMNS}"
             );
+            let node = self.node();
             let stmt = client.prepare_cached(&sql).await?;
             let input = new.input.to_string_lossy();
             let row = client
@@ -791,6 +850,7 @@ impl JobStore for PgStore {
                         &JobState::Running.as_str(),
                         &now,
                         &storable(live),
+                        &node,
                     ],
                 )
                 .await?;
@@ -824,14 +884,15 @@ impl JobStore for PgStore {
             let sql = format!(
                 "UPDATE jobs SET state = '{running}', started_at = $1, completed_at = NULL, attempts = attempts + 1,
                      progress = 0, packets = 0, bytes = 0, sessions = 0, error = NULL, source = NULL, stats = NULL,
-                     subscribers = NULL
+                     subscribers = NULL, node = $2, cancel_requested = false
                  WHERE id = (SELECT id FROM jobs WHERE state = '{queued}' ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING {JOB_COLUMNS}",
                 running = JobState::Running.as_str(),
                 queued = JobState::Queued.as_str(),
             );
             let stmt = tx.prepare_cached(&sql).await?;
-            let job = tx.query_opt(&stmt, &[&now]).await?.map(|r| job_from_row(&r)).transpose()?;
+            let node = self.node();
+            let job = tx.query_opt(&stmt, &[&now, &node]).await?.map(|r| job_from_row(&r)).transpose()?;
             if let Some(job) = &job {
                 // Sessions of a run interrupted by a crash are replaced, not appended to.
                 tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&job.id.0]).await?;
@@ -845,14 +906,16 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let sql = format!(
-                "UPDATE jobs SET progress = $2, packets = $3, bytes = $4, sessions = $5 WHERE id = $1 AND state = '{}'",
+                "UPDATE jobs SET progress = $2, packets = $3, bytes = $4, sessions = $5
+                 WHERE id = $1 AND state = '{}' AND ($6::text IS NULL OR node = $6)",
                 JobState::Running.as_str()
             );
             let stmt = client.prepare_cached(&sql).await?;
+            let node = self.node();
             client
                 .execute(
                     &stmt,
-                    &[&id.0, &(p.percent as i16), &(p.packets as i64), &(p.bytes as i64), &(p.sessions as i64)],
+                    &[&id.0, &(p.percent as i16), &(p.packets as i64), &(p.bytes as i64), &(p.sessions as i64), &node],
                 )
                 .await?;
             Ok(())
@@ -865,8 +928,25 @@ impl JobStore for PgStore {
         }
         // One statement per batch: the columns go as arrays, unnested into rows.
         let c = SessionColumns::of(sessions);
+        let node = self.node();
         self.run(async {
-            let client = self.client().await?;
+            let mut client = self.client().await?;
+            let client = client.transaction().await?;
+            if node.is_some() {
+                // The job's row is held (FOR SHARE) until these rows are in: a node taking
+                // the job over (which deletes its sessions) waits for them, or this finds
+                // the job no longer this node's and stores nothing, so the sessions of a
+                // superseded run never mix with the next one's.
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT 1 FROM jobs WHERE id = $1 AND state = '{}' AND node = $2 FOR SHARE",
+                        JobState::Running.as_str()
+                    ))
+                    .await?;
+                if client.query_opt(&stmt, &[&id.0, &node]).await?.is_none() {
+                    return Ok(());
+                }
+            }
             let stmt = client
                 .prepare_cached(
                     "INSERT INTO sessions (job_id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id,
@@ -896,6 +976,7 @@ impl JobStore for PgStore {
                     ],
                 )
                 .await?;
+            client.commit().await?;
             Ok(())
         })
     }
@@ -911,10 +992,11 @@ impl JobStore for PgStore {
             let sql = format!(
                 "UPDATE jobs SET state = $2, completed_at = $3, progress = $4, packets = $5, bytes = $6, sessions = $7,
                      error = $8, source = $9::text::jsonb, stats = $10::text::jsonb, subscribers = $11::text::jsonb
-                 WHERE id = $1 AND state = '{}' RETURNING live IS NOT NULL",
+                 WHERE id = $1 AND state = '{}' AND ($12::text IS NULL OR node = $12) RETURNING live IS NOT NULL",
                 JobState::Running.as_str()
             );
             let stmt = tx.prepare_cached(&sql).await?;
+            let node = self.node();
             let changed = tx
                 .query_opt(
                     &stmt,
@@ -930,6 +1012,7 @@ impl JobStore for PgStore {
                         &source,
                         &stats,
                         &subscribers,
+                        &node,
                     ],
                 )
                 .await?;
@@ -1132,6 +1215,9 @@ impl JobStore for PgStore {
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError> {
         let (running, queued, failed) =
             (JobState::Running.as_str(), JobState::Queued.as_str(), JobState::Failed.as_str());
+        // Other nodes' RUNNING jobs are theirs: those of a lost node are taken over by
+        // `take_over_lost`, once it has been silent for the lease.
+        let node = self.node();
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
@@ -1143,15 +1229,22 @@ impl JobStore for PgStore {
                         "UPDATE jobs SET state = '{failed}', completed_at = $1,
                              error = 'interrupted: callflowd stopped while this live job was running; the sessions \
                               found until then are kept'
-                         WHERE state = '{running}' AND live IS NOT NULL RETURNING id"
+                         WHERE state = '{running}' AND live IS NOT NULL AND ($2::text IS NULL OR node IS NULL OR node = $2)
+                         RETURNING id"
                     ),
-                    &[&now],
+                    &[&now, &node],
                 )
                 .await?;
             recovery.interrupted = live.iter().map(|r| r.try_get(0).map(JobId)).collect::<Result<_, _>>()?;
             recovery.interrupted.sort();
             let rows = tx
-                .query(&format!("SELECT id, attempts FROM jobs WHERE state = '{running}' ORDER BY id FOR UPDATE"), &[])
+                .query(
+                    &format!(
+                        "SELECT id, attempts FROM jobs WHERE state = '{running}'
+                             AND ($1::text IS NULL OR node IS NULL OR node = $1) ORDER BY id FOR UPDATE"
+                    ),
+                    &[&node],
+                )
                 .await?;
             for row in rows {
                 let (id, attempts): (i64, i32) = (row.try_get(0)?, row.try_get(1)?);
@@ -1190,6 +1283,262 @@ impl JobStore for PgStore {
             tx.commit().await?;
             Ok(recovery)
         })
+    }
+
+    fn register_node(&self, node: &NodeInfo, now: i64) -> Result<(), StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO nodes (name, advertise_url, version, workers, started_at, last_seen)
+                     VALUES ($1, $2, $3, $4, $5, $6)
+                     ON CONFLICT (name) DO UPDATE SET advertise_url = excluded.advertise_url,
+                         version = excluded.version, workers = excluded.workers, started_at = excluded.started_at,
+                         last_seen = excluded.last_seen",
+                    &[
+                        &storable(&node.name),
+                        &storable(&node.advertise_url),
+                        &storable(&node.version),
+                        &(node.workers.min(i32::MAX as u32) as i32),
+                        &node.started_at,
+                        &now,
+                    ],
+                )
+                .await?;
+            Ok(())
+        })?;
+        *self.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.name.clone());
+        Ok(())
+    }
+
+    fn heartbeat(&self, now: i64) -> Result<Vec<OwnJob>, StoreError> {
+        let Some(node) = self.node() else { return Err(StoreError::Unsupported("a heartbeat before registering")) };
+        self.run(async {
+            let client = self.client().await?;
+            // One round trip: the node's row and its jobs' leases (the node's heartbeat
+            // is its running jobs' lease) renewed, its RUNNING jobs read back.
+            let stmt = client
+                .prepare_cached(&format!(
+                    "WITH beat AS (UPDATE nodes SET last_seen = GREATEST(last_seen, $2) WHERE name = $1)
+                     SELECT id, attempts, cancel_requested FROM jobs WHERE state = '{}' AND node = $1 ORDER BY id",
+                    JobState::Running.as_str()
+                ))
+                .await?;
+            let rows = client.query(&stmt, &[&node, &now]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OwnJob {
+                        id: JobId(r.try_get(0)?),
+                        attempts: r.try_get::<_, i32>(1)?.max(0) as u32,
+                        cancel: r.try_get(2)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&format!(
+                    "SELECT n.name, n.advertise_url, n.version, n.workers, n.started_at, n.last_seen,
+                         (SELECT COUNT(*) FROM jobs WHERE state = '{}' AND node = n.name)
+                     FROM nodes n ORDER BY n.name",
+                    JobState::Running.as_str()
+                ))
+                .await?;
+            let rows = client.query(&stmt, &[]).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(NodeRow {
+                        info: NodeInfo {
+                            name: r.try_get(0)?,
+                            advertise_url: r.try_get(1)?,
+                            version: r.try_get(2)?,
+                            workers: r.try_get::<_, i32>(3)?.max(0) as u32,
+                            started_at: r.try_get(4)?,
+                        },
+                        last_seen: r.try_get(5)?,
+                        running: r.try_get::<_, i64>(6)?.max(0) as u64,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn take_over_lost(&self, silent_since: i64, max_attempts: u32, now: i64) -> Result<Takeover, StoreError> {
+        let me = self.node();
+        let (running, queued, failed, cancelled) = (
+            JobState::Running.as_str(),
+            JobState::Queued.as_str(),
+            JobState::Failed.as_str(),
+            JobState::Cancelled.as_str(),
+        );
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // SKIP LOCKED: two live nodes taking over at once share the jobs out, each job
+            // handled by one of them. A node that is not registered (gone from the table)
+            // is as lost as a silent one.
+            let rows = tx
+                .query(
+                    &format!(
+                        "SELECT j.id, j.attempts, j.live IS NOT NULL, j.cancel_requested, j.node,
+                             COALESCE(j.lost_nodes, '')
+                         FROM jobs j LEFT JOIN nodes n ON n.name = j.node
+                         WHERE j.state = '{running}' AND j.node IS NOT NULL
+                             AND ($1::text IS NULL OR j.node <> $1) AND (n.name IS NULL OR n.last_seen < $2)
+                         ORDER BY j.id FOR UPDATE OF j SKIP LOCKED"
+                    ),
+                    &[&me, &silent_since],
+                )
+                .await?;
+            let mut takeover = Takeover::default();
+            for row in rows {
+                let (id, attempts, live, cancel): (i64, i32, bool, bool) =
+                    (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
+                let (node, earlier): (String, String) = (row.try_get(4)?, row.try_get(5)?);
+                let mut lost: Vec<&str> = earlier.split(',').filter(|n| !n.is_empty()).collect();
+                if !lost.contains(&node.as_str()) {
+                    lost.push(&node);
+                }
+                let lost_list = lost.join(",");
+                if !takeover.lost.contains(&node) {
+                    takeover.lost.push(node.clone());
+                }
+                let attempts = attempts.max(0) as u32;
+                if live {
+                    let error = format!(
+                        "interrupted: its node {node} was lost (silent for longer than cluster.lease) while this \
+                         live job ran on its source; the sessions found until then are kept"
+                    );
+                    let sql = format!(
+                        "UPDATE jobs SET state = '{failed}', completed_at = $2, error = $3, lost_nodes = $4 WHERE id = $1"
+                    );
+                    tx.execute(&sql, &[&id, &now, &error, &lost_list]).await?;
+                    takeover.failed.push(JobId(id));
+                    continue;
+                }
+                tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&id]).await?;
+                if cancel {
+                    let sql = format!(
+                        "UPDATE jobs SET state = '{cancelled}', completed_at = $2, sessions = 0, lost_nodes = $3
+                         WHERE id = $1"
+                    );
+                    tx.execute(&sql, &[&id, &now, &lost_list]).await?;
+                    takeover.cancelled.push(JobId(id));
+                } else if attempts >= max_attempts {
+                    let error = format!(
+                        "gave up after {attempts} attempts: the nodes running it were lost ({}); \
+                         cluster.max_attempts = {max_attempts}",
+                        lost.join(", ")
+                    );
+                    let sql = format!(
+                        "UPDATE jobs SET state = '{failed}', completed_at = $2, sessions = 0, error = $3, lost_nodes = $4
+                         WHERE id = $1"
+                    );
+                    tx.execute(&sql, &[&id, &now, &error, &lost_list]).await?;
+                    takeover.failed.push(JobId(id));
+                } else {
+                    let sql = format!(
+                        "UPDATE jobs SET state = '{queued}', progress = 0, packets = 0, bytes = 0, sessions = 0,
+                             lost_nodes = $2
+                         WHERE id = $1"
+                    );
+                    tx.execute(&sql, &[&id, &lost_list]).await?;
+                    takeover.requeued.push(JobId(id));
+                }
+            }
+            tx.commit().await?;
+            Ok(takeover)
+        })
+    }
+
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let node = self.node();
+        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let sql = format!(
+                "UPDATE jobs SET state = '{}', attempts = GREATEST(attempts - 1, 0), progress = 0, packets = 0,
+                     bytes = 0, sessions = 0
+                 WHERE id = ANY($1) AND state = '{}' AND live IS NULL AND ($2::text IS NULL OR node = $2)
+                 RETURNING id",
+                JobState::Queued.as_str(),
+                JobState::Running.as_str()
+            );
+            let rows = tx.query(&sql, &[&ids, &node]).await?;
+            let handed: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
+            tx.execute("DELETE FROM sessions WHERE job_id = ANY($1)", &[&handed]).await?;
+            tx.commit().await?;
+            let mut handed: Vec<JobId> = handed.into_iter().map(JobId).collect();
+            handed.sort();
+            Ok(handed)
+        })
+    }
+
+    fn lock_sweeper(&self) -> Result<bool, StoreError> {
+        let mut held = self.sweeper.lock().unwrap_or_else(|e| e.into_inner());
+        if held.is_some() {
+            return Ok(true);
+        }
+        // A session-level advisory lock, so it is held on one connection, kept aside
+        // from the pool until `unlock_sweeper`; a node that dies lets it go with its
+        // connection.
+        let (client, locked) = self.run(async {
+            let client = self.client().await?;
+            let locked: bool = client.query_one("SELECT pg_try_advisory_lock($1)", &[&SWEEP_LOCK]).await?.try_get(0)?;
+            Ok((client, locked))
+        })?;
+        if locked {
+            *held = Some(client);
+        }
+        Ok(locked)
+    }
+
+    fn unlock_sweeper(&self) -> Result<(), StoreError> {
+        let client = self.sweeper.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(client) = client {
+            self.run(async move {
+                client.execute("SELECT pg_advisory_unlock($1)", &[&SWEEP_LOCK]).await?;
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        let fresh = crate::volume::new_cluster_id()
+            .map_err(|source| StoreError::Create { path: PathBuf::from("/dev/urandom"), source })?;
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            // Nodes starting together on a new database: one writes the id, under the
+            // migrations' lock (held for this transaction), the others read it.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+            tx.execute("INSERT INTO cluster (id) SELECT $1 WHERE NOT EXISTS (SELECT 1 FROM cluster)", &[&fresh])
+                .await?;
+            let id: String = tx.query_one("SELECT id FROM cluster LIMIT 1", &[]).await?.try_get(0)?;
+            tx.commit().await?;
+            Ok(id)
+        })
+    }
+
+    fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let sql = format!(
+                "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND state = '{}'",
+                JobState::Running.as_str()
+            );
+            Ok(client.execute(&sql, &[&id.0]).await? == 1)
+        })
+    }
+
+    fn is_shared(&self) -> bool {
+        true
     }
 }
 

@@ -8,8 +8,8 @@
 //! even that.
 
 use crate::store::{
-    DatabaseErrorKind, JobQuery, JobStore, Outcome, Progress, Recovery, SessionCursor, SessionQuery, SessionRow,
-    StoreError,
+    DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
+    SessionQuery, SessionRow, StoreError,
 };
 use crate::{Job, JobId, JobState, JobStatus, NewJob};
 use callflow_model::{Session, SourceInfo, Subscriber, Timestamp};
@@ -71,10 +71,33 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
     // 4: a live job's source, as the embedder described it (JSON); NULL for capture files.
     "ALTER TABLE jobs ADD COLUMN live TEXT;",
+    // 5: nodes (issue 18): the node that runs or last ran each job, a cancel asked for on
+    // another node, the nodes lost while it ran; the registered nodes; the cluster's id.
+    "ALTER TABLE jobs ADD COLUMN node TEXT;
+    ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN lost_nodes TEXT;
+    CREATE TABLE nodes (
+        name TEXT PRIMARY KEY,
+        advertise_url TEXT NOT NULL,
+        version TEXT NOT NULL,
+        workers INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        last_seen INTEGER NOT NULL
+    );
+    CREATE TABLE cluster (id TEXT NOT NULL);",
+    // 6: login tokens (by digest) and their revocations, shared by the processes on one
+    // database (see the tokens module).
+    "CREATE TABLE login_tokens (digest BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+    CREATE TABLE token_revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        digest BLOB NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
-                           packets, bytes, sessions, error, attempts, source, stats, live";
+                           packets, bytes, sessions, error, attempts, source, stats, live, node";
 const SESSION_COLUMNS: &str =
     "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
 
@@ -88,6 +111,8 @@ const SESSION_COLUMNS: &str =
 /// may run a manager on it.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    /// The node registered (`JobStore::register_node`), which claims record.
+    node: Mutex<Option<String>>,
     /// Read connections not in use, opened with the store.
     readers: Mutex<Vec<Connection>>,
     path: PathBuf,
@@ -103,7 +128,7 @@ const READERS: usize = 2;
 
 /// A read connection lent by [`SqliteStore::reader`]; given back when dropped. When every
 /// reader is in use (or none could be opened) it is the writer's connection instead.
-enum Reader<'a> {
+pub(crate) enum Reader<'a> {
     Pooled(Option<Connection>, &'a SqliteStore),
     Writer(MutexGuard<'a, Connection>),
 }
@@ -135,6 +160,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Opens (creating it and its directory if needed) and migrates the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -155,7 +183,7 @@ impl SqliteStore {
         // writer's connection answers queries too.
         let readers = (0..READERS).filter_map(|_| open_reader(&path).ok()).collect();
         let identity = file_identity(&path).ok();
-        Ok(SqliteStore { conn: Mutex::new(conn), readers: Mutex::new(readers), path, identity })
+        Ok(SqliteStore { conn: Mutex::new(conn), node: Mutex::new(None), readers: Mutex::new(readers), path, identity })
     }
 
     /// The database file.
@@ -168,14 +196,19 @@ impl SqliteStore {
         Ok(self.conn().query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    /// The node registered, if any.
+    fn node(&self) -> Option<String> {
+        self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable (every change is a
         // transaction that rolled back), so a poisoned lock is taken over.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A connection for a query: a read connection that is free, else the writer's.
-    fn reader(&self) -> Reader<'_> {
+    pub(crate) fn reader(&self) -> Reader<'_> {
         match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(conn) => Reader::Pooled(Some(conn), self),
             None => Reader::Writer(self.conn()),
@@ -278,6 +311,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
             complete: source.as_ref().map(|s| s.complete),
             warnings: source.as_ref().map_or_else(Vec::new, |s| s.warnings.clone()),
             live: row.get(16)?,
+            node: row.get(17)?,
         },
         input: PathBuf::from(row.get::<_, String>(1)?),
         owns_input: row.get(3)?,
@@ -353,6 +387,10 @@ fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
 }
 
 impl JobStore for SqliteStore {
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        Some(self)
+    }
+
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         // A NULL id is the next AUTOINCREMENT one.
@@ -374,9 +412,17 @@ impl JobStore for SqliteStore {
     fn create_live(&self, new: &NewJob, live: &str, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         conn.execute(
-            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live)
-             VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6)",
-            params![new.id.map(|id| id.0), new.input.to_string_lossy(), new.label, new.owns_input, now, live],
+            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node)
+             VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6, ?7)",
+            params![
+                new.id.map(|id| id.0),
+                new.input.to_string_lossy(),
+                new.label,
+                new.owns_input,
+                now,
+                live,
+                self.node()
+            ],
         )?;
         let id = JobId(conn.last_insert_rowid());
         Ok(get_job(&conn, id)?.expect("the row just inserted"))
@@ -411,11 +457,11 @@ impl JobStore for SqliteStore {
         let sql = format!(
             "UPDATE jobs SET state = 'RUNNING', started_at = ?1, completed_at = NULL, attempts = attempts + 1,
                  progress = 0, packets = 0, bytes = 0, sessions = 0, error = NULL, source = NULL, stats = NULL,
-                 subscribers = NULL
+                 subscribers = NULL, node = ?2, cancel_requested = 0
              WHERE id = (SELECT id FROM jobs WHERE state = 'QUEUED' ORDER BY id LIMIT 1)
              RETURNING {JOB_COLUMNS}"
         );
-        let job = tx.query_row(&sql, [now], job_from_row).optional()?;
+        let job = tx.query_row(&sql, params![now, self.node()], job_from_row).optional()?;
         if let Some(job) = &job {
             // Sessions of a run interrupted by a crash are replaced, not appended to.
             delete_sessions(&tx, job.id)?;
@@ -759,5 +805,99 @@ impl JobStore for SqliteStore {
         recovery.queued = ids(&tx, "QUEUED")?.into_iter().map(|(id, _)| id).collect();
         tx.commit()?;
         Ok(recovery)
+    }
+
+    // One node: `recover` takes every RUNNING job (the directory lock makes this process
+    // the only one), so there is nothing of another node to take over.
+
+    fn register_node(&self, node: &NodeInfo, now: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO nodes (name, advertise_url, version, workers, started_at, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (name) DO UPDATE SET advertise_url = excluded.advertise_url, version = excluded.version,
+                 workers = excluded.workers, started_at = excluded.started_at, last_seen = excluded.last_seen",
+            params![node.name, node.advertise_url, node.version, node.workers, node.started_at, now],
+        )?;
+        *self.node.lock().unwrap_or_else(|e| e.into_inner()) = Some(node.name.clone());
+        Ok(())
+    }
+
+    fn heartbeat(&self, now: i64) -> Result<Vec<OwnJob>, StoreError> {
+        let Some(node) = self.node() else { return Err(StoreError::Unsupported("a heartbeat before registering")) };
+        let conn = self.conn();
+        conn.prepare_cached("UPDATE nodes SET last_seen = MAX(last_seen, ?2) WHERE name = ?1")?
+            .execute(params![node, now])?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, attempts, cancel_requested FROM jobs WHERE state = 'RUNNING' AND node = ?1 ORDER BY id",
+        )?;
+        let rows =
+            stmt.query_map([&node], |r| Ok(OwnJob { id: JobId(r.get(0)?), attempts: r.get(1)?, cancel: r.get(2)? }))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn.prepare_cached(
+            "SELECT name, advertise_url, version, workers, started_at, last_seen,
+                 (SELECT COUNT(*) FROM jobs WHERE state = 'RUNNING' AND node = nodes.name)
+             FROM nodes ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(NodeRow {
+                info: NodeInfo {
+                    name: r.get(0)?,
+                    advertise_url: r.get(1)?,
+                    version: r.get(2)?,
+                    workers: r.get(3)?,
+                    started_at: r.get(4)?,
+                },
+                last_seen: r.get(5)?,
+                running: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let mut handed = Vec::new();
+        for &id in ids {
+            let changed = tx.execute(
+                "UPDATE jobs SET state = 'QUEUED', attempts = MAX(attempts - 1, 0), progress = 0, packets = 0,
+                     bytes = 0, sessions = 0
+                 WHERE id = ?1 AND state = 'RUNNING' AND live IS NULL",
+                [id.0],
+            )?;
+            if changed == 1 {
+                delete_sessions(&tx, id)?;
+                handed.push(id);
+            }
+        }
+        tx.commit()?;
+        Ok(handed)
+    }
+
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: Option<String> = tx.query_row("SELECT id FROM cluster LIMIT 1", [], |r| r.get(0)).optional()?;
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = crate::volume::new_cluster_id()
+                    .map_err(|source| StoreError::Create { path: PathBuf::from("/dev/urandom"), source })?;
+                tx.execute("INSERT INTO cluster (id) VALUES (?1)", [&id])?;
+                id
+            }
+        };
+        tx.commit()?;
+        Ok(id)
+    }
+
+    fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        let n =
+            self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'RUNNING'", [id.0])?;
+        Ok(n == 1)
     }
 }

@@ -56,6 +56,10 @@ pub struct JobStatus {
     /// A live job's source as the embedder described it (JSON text); `None` for a capture file.
     #[serde(default)]
     pub live: Option<String>,
+    /// The node running it, or that last ran it (`None`: never started, or started
+    /// before nodes were recorded).
+    #[serde(default)]
+    pub node: Option<String>,
 }
 
 impl From<&Job> for JobStatus {
@@ -157,6 +161,7 @@ mod tests {
                 complete: None,
                 warnings: Vec::new(),
                 live: None,
+                node: None,
             },
             input: "x.pcap".into(),
             owns_input: false,

@@ -5,6 +5,9 @@
 //! [`JobStore::claim_next`], an atomic "take the oldest queued job" that maps to
 //! `SELECT ... FOR UPDATE SKIP LOCKED`; every other transition is conditional on the
 //! state the caller expects, so two nodes can never both finish or both cancel a job.
+//! Nodes register in the store and heartbeat through it (the trait's last block), and a
+//! store serves the node registered on it: its claims record that node, and a run's
+//! writes are refused once the job has been taken over by another.
 
 use crate::{Job, JobId, JobState, NewJob};
 use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Subscriber, Timestamp};
@@ -303,6 +306,57 @@ pub struct SessionRow {
     pub document: Option<Session>,
 }
 
+/// A node as it registers in the store: what `GET /api/v1/nodes` lists of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Its name, unique among the store's nodes (`cluster.node_name`).
+    pub name: String,
+    /// Where its API is reached (`cluster.advertise_url`).
+    pub advertise_url: String,
+    /// The callflowd version it runs.
+    pub version: String,
+    /// Its worker threads.
+    pub workers: u32,
+    /// When it started (milliseconds since the epoch).
+    pub started_at: i64,
+}
+
+/// A registered node, with its last heartbeat and the jobs it runs now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// What it registered.
+    #[serde(flatten)]
+    pub info: NodeInfo,
+    /// Its last heartbeat (milliseconds since the epoch).
+    pub last_seen: i64,
+    /// Jobs RUNNING on it.
+    pub running: u64,
+}
+
+/// One of this node's RUNNING jobs as a heartbeat finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OwnJob {
+    /// The job.
+    pub id: JobId,
+    /// Its start count: a run of an earlier attempt is superseded.
+    pub attempts: u32,
+    /// A cancel was asked for, on any node.
+    pub cancel: bool,
+}
+
+/// What [`JobStore::take_over_lost`] did with the jobs of lost nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Takeover {
+    /// Put back in the queue, to run again from the start.
+    pub requeued: Vec<JobId>,
+    /// FAILED: started `max_attempts` times, or live (their source was the lost node's).
+    pub failed: Vec<JobId>,
+    /// CANCELLED: a cancel had been asked for when their node was lost.
+    pub cancelled: Vec<JobId>,
+    /// The nodes whose jobs these were.
+    pub lost: Vec<String>,
+}
+
 /// Where jobs and their sessions are kept. Every method is one atomic step; the ones that
 /// change a job's state do so only from the state named in their documentation and
 /// return `None` (or `false`) when the job was not in it.
@@ -400,4 +454,77 @@ pub trait JobStore: Send + Sync {
     /// those already started `max_attempts` times become FAILED, with the reason, instead
     /// of QUEUED.
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
+
+    // Nodes. A store serves one node: once `register_node` has named it, the store's
+    // claims and live jobs record that node, `recover` takes only that node's jobs (and
+    // those of no node) where the store is shared, and a run's writes (progress,
+    // sessions, its end) are taken only while the job is still that node's. The defaults
+    // are a store without nodes.
+
+    /// Registers this store's node (again, after a restart), seen at `now`.
+    fn register_node(&self, node: &NodeInfo, now: i64) -> Result<(), StoreError> {
+        let _ = (node, now);
+        Ok(())
+    }
+    /// Says the registered node is alive at `now`, and returns its RUNNING jobs with
+    /// whether a cancel was asked for each. The default (no nodes) refuses, so that the
+    /// manager judges none of its runs by it.
+    fn heartbeat(&self, now: i64) -> Result<Vec<OwnJob>, StoreError> {
+        let _ = now;
+        Err(StoreError::Unsupported("a node's heartbeat"))
+    }
+    /// Every node registered, by name.
+    fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Takes over the RUNNING jobs of the nodes (other than this one) last seen before
+    /// `silent_since`: each is QUEUED again with its sessions deleted, or FAILED with the
+    /// lost nodes named once started `max_attempts` times, or, live, FAILED as
+    /// interrupted with its sessions kept, or CANCELLED when a cancel was asked for.
+    fn take_over_lost(&self, silent_since: i64, max_attempts: u32, now: i64) -> Result<Takeover, StoreError> {
+        let _ = (silent_since, max_attempts, now);
+        Ok(Takeover::default())
+    }
+    /// Asks whichever node runs job `id` to cancel it (its heartbeat reads the flag);
+    /// `false` when the job is not RUNNING.
+    fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
+        let _ = id;
+        Ok(false)
+    }
+    /// Hands back jobs this node stopped running before their end (a drain at SIGTERM):
+    /// QUEUED again with their sessions deleted, the start not counted; returns those
+    /// handed back. The default leaves them RUNNING, for the next start to recover.
+    fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
+        let _ = ids;
+        Ok(Vec::new())
+    }
+    /// Takes the sweeper's lock if no node holds it: the retention sweep runs on one node
+    /// at a time. The default (one node) always has it.
+    fn lock_sweeper(&self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
+    /// Lets the sweeper's lock go.
+    fn unlock_sweeper(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The cluster's id: made (random) and stored the first time it is asked for, the
+    /// same for every node of the store from then on. Written into the shared directories
+    /// too (`crate::volume`), so that a node pointed at another cluster's files refuses to
+    /// start. The default has none.
+    fn cluster_id(&self) -> Result<String, StoreError> {
+        Err(StoreError::Unsupported("a cluster id"))
+    }
+    /// Whether other processes run jobs from this store too (nodes on one PostgreSQL):
+    /// then jobs may be queued, cancelled or finished by others, so the manager asks
+    /// the store rather than its memory.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
+    /// Where login tokens are shared between the nodes on this store (see
+    /// [`crate::tokens`]); `None`, the default, for a store that keeps none (tokens then
+    /// live in one process's memory).
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        None
+    }
 }

@@ -611,3 +611,44 @@ fn a_file_job_feeds_the_kpi_series_one_session_at_a_time() {
     assert!(text.contains("callflow_sip_call_duration_seconds_count{peer=\"other\"} 2\n"), "{text}");
     manager.shutdown();
 }
+
+/// Runs captures whose name says `forever` until stopped, the others as usual.
+struct SomeNeverEnd;
+
+impl Analysis for SomeNeverEnd {
+    fn run(&self, job: &Job, ctx: &mut JobContext<'_>) -> Result<Document, String> {
+        if !job.label.contains("forever") {
+            return CaptureAnalysis::default().run(job, ctx);
+        }
+        while !ctx.should_stop() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Err("stopped".into())
+    }
+}
+
+#[test]
+fn a_drain_lets_jobs_finish_and_hands_back_those_still_running_without_counting_their_start() {
+    let dir = common::temp_dir("drain");
+    let store: Arc<dyn JobStore> = Arc::new(SqliteStore::open(dir.join("callflow.db")).unwrap());
+    let (manager, _) = JobManager::start_with(store.clone(), options(2), Arc::new(SomeNeverEnd)).unwrap();
+    let forever = manager.submit(NewJob::upload(common::example(), "forever.pcap")).unwrap().id;
+    let short = manager.submit(NewJob::file(common::example())).unwrap().id;
+    // Both started (a drain starts nothing more).
+    while manager.job(forever).unwrap().state != JobState::Running
+        || manager.job(short).unwrap().state == JobState::Queued
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(manager.drain(Duration::from_secs(3)), [forever]);
+    assert_eq!(manager.job(short).unwrap().state, JobState::Completed, "finished within the drain");
+    let back = manager.job(forever).unwrap();
+    assert_eq!((back.state, back.attempts, back.sessions), (JobState::Queued, 0, 0));
+    manager.shutdown();
+    let (manager, recovery) = JobManager::start_with(store, options(1), Arc::new(SomeNeverEnd)).unwrap();
+    assert_eq!((recovery.queued, recovery.rerun), (vec![forever], vec![]), "queued, not interrupted");
+    while manager.job(forever).unwrap().state != JobState::Running {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(manager.job(forever).unwrap().attempts, 1);
+}

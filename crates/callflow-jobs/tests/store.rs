@@ -6,8 +6,8 @@
 mod common;
 
 use callflow_jobs::{
-    JobId, JobQuery, JobState, JobStore, NewJob, Outcome, PgStore, Progress, SessionCursor, SessionQuery, SqliteStore,
-    StoreError,
+    JobId, JobQuery, JobState, JobStore, NewJob, NodeInfo, Outcome, PgStore, Progress, SessionCursor, SessionQuery,
+    SqliteStore, StoreError,
 };
 use callflow_model::{CallState, Document, Problem, Session, SessionKind, Timestamp};
 use common::pg;
@@ -201,11 +201,13 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 4, "reopening migrates nothing");
+    let latest = SqliteStore::SCHEMA_VERSION;
+    assert!(latest >= 5, "{latest}");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), latest);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), latest, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 4 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known }) if known == latest => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -229,16 +231,20 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
         store.finish(old, &completed(0), 3).unwrap().unwrap();
         old
     };
-    // The file as the build before version 3 left it: no subscribers column (nor live).
+    // The file as the build before version 3 left it: no subscribers column (nor live,
+    // nor what version 5 adds).
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
-            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live; PRAGMA user_version = 2;",
+            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live;
+             ALTER TABLE jobs DROP COLUMN node; ALTER TABLE jobs DROP COLUMN cancel_requested;
+             ALTER TABLE jobs DROP COLUMN lost_nodes; DROP TABLE nodes; DROP TABLE cluster;
+             DROP TABLE login_tokens; DROP TABLE token_revocations; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 4);
+    assert_eq!(store.schema_version().unwrap(), SqliteStore::SCHEMA_VERSION);
     assert_eq!(store.job(old).unwrap().unwrap().state, JobState::Completed, "the old job survives the upgrade");
     assert_eq!(store.subscribers(old).unwrap(), None, "completed before subscribers were kept");
     let new = store.create_job(&NewJob::file("new.pcap"), 4).unwrap().id;
@@ -415,6 +421,44 @@ fn reads_on_the_read_connections_see_every_change_committed_before_them() {
 
 /// `/metrics` counts jobs per state with one query; it must count what listing finds.
 #[test]
+fn login_tokens_are_found_by_digest_until_they_expire_or_are_revoked_and_revocations_are_read_in_order() {
+    use callflow_jobs::tokens::{next_cursor, SETTLED_MS};
+    for backend in backends("tokens") {
+        let name = backend.name();
+        let store = backend.open();
+        let tokens = store.tokens().expect("both backends share tokens");
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        tokens.put_token(&a, 10_000).unwrap();
+        tokens.put_token(&b, 20_000).unwrap();
+        assert_eq!(tokens.token_expiry(&a, 5_000).unwrap(), Some(10_000), "{name}");
+        assert_eq!(tokens.token_expiry(&a, 10_000).unwrap(), None, "{name}: expired");
+        assert_eq!(tokens.token_expiry(&c, 5_000).unwrap(), None, "{name}: unknown");
+        // Another store on the same database (another node) sees the token, and the revocation.
+        let other = backend.open();
+        let others = other.tokens().unwrap();
+        assert_eq!(others.token_expiry(&b, 5_000).unwrap(), Some(20_000), "{name}");
+        others.revoke_token(&b, 6_000).unwrap();
+        others.revoke_token(&c, 7_000).unwrap();
+        assert_eq!(tokens.token_expiry(&b, 6_500).unwrap(), None, "{name}: revoked");
+        let read = tokens.token_revocations(0, 10).unwrap();
+        assert_eq!(read.iter().map(|r| (r.digest, r.at)).collect::<Vec<_>>(), [(b, 6_000), (c, 7_000)], "{name}");
+        assert!(read[0].seq < read[1].seq, "{name}");
+        assert_eq!(tokens.token_revocations(read[0].seq, 10).unwrap(), read[1..], "{name}");
+        assert_eq!(tokens.token_revocations(0, 1).unwrap(), read[..1], "{name}: the limit");
+        assert_eq!(next_cursor(0, &read, 6_500 + SETTLED_MS), read[0].seq, "{name}");
+        // A restart keeps them; the sweep drops the expired and the old.
+        drop((store, other));
+        let store = backend.open();
+        let tokens = store.tokens().unwrap();
+        assert_eq!(tokens.token_expiry(&a, 5_000).unwrap(), Some(10_000), "{name}: kept over a restart");
+        tokens.sweep_tokens(10_000, 3_500).unwrap();
+        assert_eq!(tokens.token_expiry(&a, 0).unwrap(), None, "{name}: swept");
+        let left: Vec<_> = tokens.token_revocations(0, 10).unwrap().into_iter().map(|r| r.digest).collect();
+        assert_eq!(left, [c], "{name}: revocations older than the kept time are swept");
+    }
+}
+
+#[test]
 fn jobs_counted_per_state_are_the_jobs_listed_in_each_state() {
     for backend in backends("count") {
         eprintln!("backend: {}", backend.name());
@@ -548,15 +592,22 @@ fn postgres_stores_a_session_whose_strings_hold_nul_characters() {
 #[test]
 fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused_naming_both_versions() {
     let Some(url) = pg::database("postgres_migrations") else { return };
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1);
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 1, "reopening migrates nothing");
+    let latest = PgStore::SCHEMA_VERSION;
+    assert!(latest >= 2, "{latest}");
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), latest);
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), latest, "reopening migrates nothing");
     let cluster = pg::shared("postgres_migrations").unwrap();
     let db = url.rsplit('/').next().unwrap();
     cluster.psql(db, "INSERT INTO callflow_schema (version) VALUES (99)");
     match PgStore::connect(&url, 2) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 1 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known }) if known == latest => {
             let message = e.to_string();
-            assert!(message.contains("99") && message.contains("(1)") && message.contains("upgrade callflowd"), "{e}");
+            assert!(
+                message.contains("99")
+                    && message.contains(&format!("({latest})"))
+                    && message.contains("upgrade callflowd"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -577,10 +628,12 @@ fn postgres_nodes_starting_together_on_an_empty_database_migrate_it_once() {
             })
             .collect();
         for start in starts {
-            assert_eq!(start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")), 1);
+            let version = start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(version, PgStore::SCHEMA_VERSION);
         }
         let db = url.rsplit('/').next().unwrap();
-        assert_eq!(cluster.psql(db, "SELECT count(*) FROM callflow_schema"), "1", "round {round}");
+        let rows = cluster.psql(db, "SELECT count(*) FROM callflow_schema");
+        assert_eq!(rows, PgStore::SCHEMA_VERSION.to_string(), "round {round}: one row per migration, each run once");
     }
 }
 
@@ -700,4 +753,205 @@ fn sessions_sort_by_any_listed_key_in_either_direction_with_arrival_breaking_tie
         assert_eq!(start.first().map(String::as_str), Some("s000011"), "{name}: earliest start first");
         assert_eq!(sorted("-start"), start.iter().rev().cloned().collect::<Vec<_>>(), "{name}");
     }
+}
+
+fn node(name: &str, started_at: i64) -> NodeInfo {
+    NodeInfo {
+        name: name.into(),
+        advertise_url: format!("http://{name}:8080"),
+        version: "1.2.3".into(),
+        workers: 4,
+        started_at,
+    }
+}
+
+#[test]
+fn a_registered_node_is_listed_with_its_heartbeat_and_the_jobs_it_claims_record_it() {
+    for backend in backends("nodes") {
+        let name = backend.name();
+        let store = backend.open();
+        assert!(store.nodes().unwrap().is_empty(), "{name}");
+        let before = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
+        assert_eq!(store.claim_next(2).unwrap().unwrap().node, None, "{name}: no node registered yet");
+        store.finish(before, &completed(0), 3).unwrap().unwrap();
+        store.register_node(&node("node-a", 10), 11).unwrap();
+        let id = store.create_job(&NewJob::file("b.pcap"), 12).unwrap().id;
+        let claimed = store.claim_next(13).unwrap().unwrap();
+        assert_eq!((claimed.id, claimed.node.as_deref()), (id, Some("node-a")), "{name}");
+        let live = store.create_live(&NewJob::file("/live/1"), "{}", 14).unwrap();
+        assert_eq!(live.node.as_deref(), Some("node-a"), "{name}");
+        let own = store.heartbeat(20).unwrap();
+        assert_eq!(own.iter().map(|j| (j.id, j.cancel)).collect::<Vec<_>>(), [(id, false), (live.id, false)], "{name}");
+        assert!(store.request_cancel(id).unwrap(), "{name}");
+        assert!(!store.request_cancel(before).unwrap(), "{name}: a finished job has nothing to cancel");
+        assert!(store.heartbeat(21).unwrap().iter().any(|j| j.id == id && j.cancel), "{name}: the flag is read back");
+        let nodes = store.nodes().unwrap();
+        assert_eq!(nodes.len(), 1, "{name}");
+        assert_eq!(
+            (nodes[0].info.clone(), nodes[0].last_seen, nodes[0].running),
+            (node("node-a", 10), 21, 2),
+            "{name}"
+        );
+        store.heartbeat(15).unwrap();
+        assert_eq!(store.nodes().unwrap()[0].last_seen, 21, "{name}: a late heartbeat never goes back");
+        // A restart registers again, with its new start time.
+        drop(store);
+        let store = backend.open();
+        store.register_node(&node("node-a", 30), 31).unwrap();
+        assert_eq!(
+            (store.nodes().unwrap()[0].info.started_at, store.nodes().unwrap()[0].last_seen),
+            (30, 31),
+            "{name}"
+        );
+    }
+}
+
+/// Two nodes on one PostgreSQL store: a restart recovers only the restarted node's jobs,
+/// and a live node takes over those of a silent one, which can then no longer write them.
+#[test]
+fn postgres_a_restarted_node_recovers_only_its_own_jobs_and_a_silent_nodes_are_taken_over() {
+    let Some(url) = pg::database("postgres_takeover") else { return };
+    let a = PgStore::connect(&url, 2).unwrap();
+    a.register_node(&node("a", 1), 1).unwrap();
+    let b = PgStore::connect(&url, 2).unwrap();
+    b.register_node(&node("b", 1), 1).unwrap();
+    let on_a = a.create_job(&NewJob::file("a.pcap"), 2).unwrap().id;
+    let on_b = a.create_job(&NewJob::file("b.pcap"), 2).unwrap().id;
+    assert_eq!(a.claim_next(3).unwrap().unwrap().id, on_a);
+    assert_eq!(b.claim_next(3).unwrap().unwrap().id, on_b);
+    let live_b = b.create_live(&NewJob::file("/live/b"), "{}", 3).unwrap().id;
+    b.add_sessions(live_b, &sessions(2)).unwrap();
+    b.add_sessions(on_b, &sessions(2)).unwrap();
+
+    // a restarts: its own job is re-run, b's are left alone.
+    drop(a);
+    let a = PgStore::connect(&url, 2).unwrap();
+    a.register_node(&node("a", 4), 4).unwrap();
+    let recovery = a.recover(true, 3, 5).unwrap();
+    assert_eq!((recovery.rerun, recovery.queued), (vec![on_a], vec![on_a]));
+    assert_eq!(a.job(on_b).unwrap().unwrap().state, JobState::Running, "another node's job is not recovered");
+    assert_eq!(a.job(live_b).unwrap().unwrap().state, JobState::Running);
+
+    // b falls silent (last seen at 3... its heartbeat at 3): taken over once seen before 10.
+    a.heartbeat(20).unwrap();
+    b.heartbeat(3).unwrap();
+    assert_eq!(a.take_over_lost(3, 3, 21).unwrap(), Default::default(), "b was seen at 3, not before");
+    let takeover = a.take_over_lost(10, 3, 21).unwrap();
+    assert_eq!((takeover.requeued, takeover.failed, takeover.lost), (vec![on_b], vec![live_b], vec!["b".to_string()]));
+    let requeued = a.job(on_b).unwrap().unwrap();
+    assert_eq!((requeued.state, requeued.node.as_deref()), (JobState::Queued, Some("b")), "last run on b");
+    assert_eq!(a.count_sessions(on_b, &SessionQuery::default()).unwrap(), 0, "its sessions go");
+    let live = a.job(live_b).unwrap().unwrap();
+    assert_eq!(live.state, JobState::Failed);
+    assert!(live.error.as_deref().unwrap().starts_with("interrupted: its node b was lost"), "{:?}", live.error);
+    assert_eq!(a.count_sessions(live_b, &SessionQuery::default()).unwrap(), 2, "a live job keeps its sessions");
+
+    // b comes back: the job is not its own any more; what its run writes is refused.
+    assert!(b.heartbeat(22).unwrap().is_empty(), "b runs nothing now");
+    b.add_sessions(on_b, &sessions(3)).unwrap();
+    b.record_progress(on_b, &Progress { percent: 50, ..Progress::default() }).unwrap();
+    assert!(b.finish(on_b, &completed(3), 23).unwrap().is_none());
+    assert_eq!(a.count_sessions(on_b, &SessionQuery::default()).unwrap(), 0, "no sessions of a superseded run");
+    assert_eq!(a.job(on_b).unwrap().unwrap().progress, 0);
+
+    // a runs it (claimed as its second attempt), then is lost twice more: failed, naming the nodes.
+    let mut lost_by = vec!["b"];
+    for (attempt, holder) in [(2, "a"), (3, "c")] {
+        let store = PgStore::connect(&url, 1).unwrap();
+        store.register_node(&node(holder, 30), 30).unwrap();
+        while store.claim_next(31).unwrap().is_some_and(|j| j.id != on_b) {}
+        assert_eq!(store.job(on_b).unwrap().unwrap().attempts, attempt);
+        store.add_sessions(on_b, &sessions(1)).unwrap();
+        let survivor = PgStore::connect(&url, 1).unwrap();
+        survivor.register_node(&node("d", 40), 40).unwrap();
+        let takeover = survivor.take_over_lost(35, 3, 41).unwrap();
+        assert!(takeover.lost.contains(&holder.to_string()), "{takeover:?}");
+        lost_by.push(holder);
+    }
+    let failed = a.job(on_b).unwrap().unwrap();
+    assert_eq!(failed.state, JobState::Failed);
+    let error = failed.status.error.unwrap();
+    assert!(error.starts_with("gave up after 3 attempts") && error.contains("b, a, c"), "{error}");
+    assert_eq!(a.count_sessions(on_b, &SessionQuery::default()).unwrap(), 0);
+}
+
+/// A cancel asked for while the job's node was alive, the node then lost: the job ends
+/// CANCELLED rather than running again.
+#[test]
+fn postgres_a_job_whose_node_is_lost_after_a_cancel_was_asked_ends_cancelled() {
+    let Some(url) = pg::database("postgres_lost_cancel") else { return };
+    let a = PgStore::connect(&url, 2).unwrap();
+    a.register_node(&node("a", 1), 1).unwrap();
+    let b = PgStore::connect(&url, 2).unwrap();
+    b.register_node(&node("b", 1), 1).unwrap();
+    let id = b.create_job(&NewJob::file("a.pcap"), 2).unwrap().id;
+    b.claim_next(3).unwrap().unwrap();
+    assert!(a.request_cancel(id).unwrap());
+    a.heartbeat(20).unwrap();
+    let takeover = a.take_over_lost(10, 3, 21).unwrap();
+    assert_eq!(takeover.cancelled, [id]);
+    assert_eq!(a.job(id).unwrap().unwrap().state, JobState::Cancelled);
+}
+
+#[test]
+fn postgres_one_node_at_a_time_holds_the_sweepers_lock_and_a_dead_node_lets_it_go() {
+    let Some(url) = pg::database("postgres_sweeper") else { return };
+    let (a, b) = (PgStore::connect(&url, 2).unwrap(), PgStore::connect(&url, 2).unwrap());
+    assert!(a.lock_sweeper().unwrap());
+    assert!(a.lock_sweeper().unwrap(), "held already");
+    assert!(!b.lock_sweeper().unwrap(), "another node sweeps");
+    a.unlock_sweeper().unwrap();
+    assert!(b.lock_sweeper().unwrap());
+    drop(b);
+    // The server lets the lock go when the gone node's backend ends, which follows the
+    // closed connection by a moment (a busy machine saw the first try fail).
+    let released = (0..100).any(|_| {
+        a.lock_sweeper().unwrap() || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            false
+        }
+    });
+    assert!(released, "a node gone lets it go with its connection");
+    // SQLite is one node: it always has it.
+    let sqlite = SqliteStore::open(common::temp_dir("sweeper").join("callflow.db")).unwrap();
+    assert!(sqlite.lock_sweeper().unwrap());
+}
+
+#[test]
+fn a_directory_of_another_cluster_is_refused_naming_both_ids_and_the_directory() {
+    let dir = common::temp_dir("volume");
+    let (uploads, results) = (dir.join("uploads"), dir.join("results"));
+    let first = SqliteStore::open(dir.join("one.db")).unwrap();
+    let id = callflow_jobs::check_volume(&first, "one.db", &[&uploads, &results]).unwrap();
+    assert_eq!((id.len(), first.cluster_id().unwrap()), (32, id.clone()), "made once, then the same");
+    for d in [&uploads, &results] {
+        assert_eq!(std::fs::read_to_string(d.join(callflow_jobs::CLUSTER_FILE)).unwrap().trim(), id);
+    }
+    assert_eq!(
+        callflow_jobs::check_volume(&SqliteStore::open(dir.join("one.db")).unwrap(), "one.db", &[&uploads]).unwrap(),
+        id
+    );
+    let other = SqliteStore::open(dir.join("two.db")).unwrap();
+    let other_id = other.cluster_id().unwrap();
+    assert_ne!(other_id, id);
+    let err = callflow_jobs::check_volume(&other, "two.db", &[&uploads, &results]).unwrap_err().to_string();
+    for part in [id.clone(), other_id, uploads.display().to_string(), "two.db".into()] {
+        assert!(err.contains(&part), "{part} in {err}");
+    }
+    std::fs::write(dir.join("a-file"), b"x").unwrap();
+    let err = callflow_jobs::check_volume(&first, "one.db", &[&dir.join("a-file/uploads")]).unwrap_err().to_string();
+    assert!(err.starts_with("cannot write to") && err.contains("a-file/uploads"), "{err}");
+}
+
+#[test]
+fn postgres_nodes_asking_together_for_a_new_databases_cluster_id_all_get_the_same_one() {
+    let Some(url) = pg::database("postgres_cluster_id") else { return };
+    let asks: Vec<_> = (0..6)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || PgStore::connect(&url, 1).unwrap().cluster_id().unwrap())
+        })
+        .collect();
+    let ids: Vec<String> = asks.into_iter().map(|a| a.join().unwrap()).collect();
+    assert!(ids.iter().all(|id| *id == ids[0] && id.len() == 32), "{ids:?}");
 }

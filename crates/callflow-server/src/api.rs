@@ -90,6 +90,11 @@ fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
 /// caller holds the upload directory's lock (`callflow_jobs::DirLock`), so no other
 /// process is uploading into it.
 pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore) -> usize {
+    // Nodes sharing the store share the directory: a `.part` file without a job may be
+    // an upload another node is receiving now.
+    if store.is_shared() {
+        return 0;
+    }
     let Ok(last) = store.last_id() else { return 0 };
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
@@ -111,6 +116,8 @@ pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
     let mut orphans: Vec<PathBuf> = entries
         .flatten()
         .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
+            // On a shared store a `.part` file may be another node's upload in progress.
+            Some((_, true)) if store.is_shared() => false,
             Some((id, _)) => matches!(store.job(id), Ok(None)),
             None => false,
         })
@@ -1371,6 +1378,28 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
+/// `GET /api/v1/nodes`: every node of the job store (this one included), with the jobs
+/// each runs and whether it is alive (heard from within `cluster.lease`).
+pub async fn nodes(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let nodes = state.jobs(|m| m.nodes()).await?;
+    let nodes: Vec<Value> = nodes
+        .iter()
+        .map(|n| {
+            json!({
+                "name": n.row.info.name,
+                "advertise_url": n.row.info.advertise_url,
+                "version": n.row.info.version,
+                "workers": n.row.info.workers,
+                "running": n.row.running,
+                "started_at": crate::hub::seconds(n.row.info.started_at),
+                "last_seen": crate::hub::seconds(n.row.last_seen),
+                "alive": n.alive,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"node": state.node_name, "nodes": nodes})))
+}
+
 /// Every route of the API: method, path (OpenAPI syntax), summary. The OpenAPI document
 /// is built from it and a test checks each against the router.
 pub const ROUTES: &[(&str, &str, &str)] = &[
@@ -1460,6 +1489,11 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/share/{token}/pcap", "The shared session's packets as a pcap file"),
     ("post", "/api/login", "Log in with a configured user; returns an expiring token"),
     ("post", "/api/logout", "Revoke the login token the request carries"),
+    (
+        "get",
+        "/api/v1/nodes",
+        "The nodes sharing this job store: name, advertise_url, version, workers, running, last_seen, alive",
+    ),
     ("get", "/api/v1/openapi.json", "This document"),
     ("get", "/health", "Liveness, and whether the store can be written"),
     ("get", "/version", "Name and version"),
@@ -1684,6 +1718,8 @@ fn job_schema() -> Value {
         "completed_at": time("when it finished", true),
         "error": {"type": "string", "nullable": true, "description": "why it failed"},
         "attempts": int("how many times a worker started it"),
+        "node": {"type": "string", "nullable": true,
+            "description": "the node running it, or that last ran it (GET /api/v1/nodes)"},
         "complete": {"type": "boolean", "nullable": true,
             "description": "once completed: whether the whole capture was read (false: truncated or damaged)"},
         "warnings": {"type": "array", "items": {"type": "string"},

@@ -97,6 +97,7 @@ pub fn status_json(job: &JobStatus) -> Value {
         "completed_at": job.completed_at.map(seconds),
         "error": job.error,
         "attempts": job.attempts,
+        "node": job.node,
         "complete": job.complete,
         "warnings": job.warnings,
         "live": job.live.as_deref().and_then(|l| serde_json::from_str::<Value>(l).ok()),

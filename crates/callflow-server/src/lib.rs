@@ -76,7 +76,8 @@
 //! label. At start the server removes the `.part` files of its own interrupted uploads
 //! (ids the store reserved, `JobStore::last_id`, and no job has); a complete `N.capture`
 //! without a job, or a `.part` of an id the store never handed out, may be another store's
-//! (a database lost, a results directory mistyped), so it is only reported, and an upload
+//! (a database lost, a results directory mistyped), so it is only reported (on a shared
+//! store no `.part` file is touched: it may be another node's upload in progress), and an upload
 //! never takes an id whose file exists. An upload is also refused (503) before its body is
 //! read when the store cannot be written (`JobStore::check_writable`: the database file
 //! deleted or replaced under the open store, no longer writable, or refusing a write), the
@@ -220,6 +221,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/sessions/{session_id}/messages/{frame}", get(api::session_message))
         .route("/api/login", post(auth::login))
         .route("/api/logout", post(auth::logout))
+        .route("/api/v1/nodes", get(api::nodes))
         .route("/api/v1/openapi.json", get(api::openapi))
         .route("/health", get(api::health))
         .route("/version", get(api::version))

@@ -45,6 +45,9 @@ pub struct AppShared {
     pub manager: Arc<JobManager>,
     /// The effective configuration.
     pub settings: Arc<Settings>,
+    /// This node's name in the job store (`cluster.node_name`, or the host name and port:
+    /// see `Settings::node_name`), for what the node reports about itself (`/metrics` labels).
+    pub node_name: String,
     /// Live events.
     pub hub: Arc<Hub>,
     /// Credentials and login tokens.
@@ -84,6 +87,7 @@ impl AppState {
     /// As [`AppState::new`], for a server bound to `local`: its address and port are among
     /// the names requests may be addressed to (`server.port` may be 0).
     pub(crate) fn bound(manager: Arc<JobManager>, settings: Settings, local: Option<SocketAddr>) -> AppState {
+        let store = manager.store().clone();
         let hub = Hub::new(settings.websocket.client_queue, settings.websocket.replay_buffer);
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
@@ -94,10 +98,11 @@ impl AppState {
                 }
             }
         });
+        let node_name = manager.node_name().to_string();
         AppState(Arc::new(AppShared {
             manager,
             hub,
-            auth: Arc::new(Auth::new(&settings.auth)),
+            auth: Auth::new(&settings.auth).share_through(store),
             access: Access::new(&settings.server, settings.auth.enabled, local),
             rate: Arc::new(RateLimiter::new(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)),
             uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
@@ -107,6 +112,7 @@ impl AppState {
             shares: Default::default(),
             store_calls: Arc::new(Semaphore::new(STORE_CALLS)),
             storage_checked: Mutex::new(None),
+            node_name,
             settings: Arc::new(settings),
         }))
     }

@@ -537,3 +537,39 @@ async fn job_status_is_one_lowercase_spelling_everywhere_and_filters_take_either
     assert_eq!(param["schema"]["enum"], json!(STATES));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn nodes_lists_this_one_node_alive_and_a_job_names_the_node_that_ran_it() {
+    let server = start(|s| {
+        s.cluster.node_name = "node-1".into();
+        s.cluster.advertise_url = "http://node-1.example:8080".into();
+        s.processing.workers = 2;
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let job = upload_example(&client, &server).await;
+    let done = wait_finished(&client, &server, job).await;
+    assert_eq!(
+        (done["status"].as_str(), done["node"].as_str(), done["attempts"].as_u64()),
+        (Some("completed"), Some("node-1"), Some(1))
+    );
+    let nodes = server.get_json(&client, "/api/v1/nodes").await;
+    assert_eq!(nodes["node"], "node-1");
+    let list = nodes["nodes"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{nodes}");
+    let node = &list[0];
+    assert_eq!(
+        (&node["name"], &node["advertise_url"], &node["version"], &node["workers"], &node["running"], &node["alive"]),
+        (
+            &json!("node-1"),
+            &json!("http://node-1.example:8080"),
+            &json!(env!("CARGO_PKG_VERSION")),
+            &json!(2),
+            &json!(0),
+            &json!(true)
+        )
+    );
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last_seen = node["last_seen"].as_f64().unwrap();
+    assert!(last_seen <= now + 1.0 && last_seen > now - 60.0, "{last_seen} vs {now}");
+}

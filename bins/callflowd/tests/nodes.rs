@@ -1,0 +1,231 @@
+//! Several real callflowd processes on one PostgreSQL store (a throwaway cluster) and one shared directory: jobs spread over the nodes and each completed once, a node killed with SIGKILL while it runs a job, a delete on another node than the upload's, nodes starting together on an empty database, and a node pointed at another cluster's directory.
+//!
+//! Without PostgreSQL installed the tests say so and pass, unless `CI` is set.
+
+mod common;
+
+#[path = "../../../crates/callflow-jobs/tests/common/mod.rs"]
+mod jobs_common;
+
+use common::{command, request, temp_dir, Daemon};
+use jobs_common::pg;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A node named `name` on `url`, its directories in `dir` (shared with the other nodes),
+/// a lease of `lease`.
+fn node(dir: &Path, url: &str, name: &str, lease: &str) -> Daemon {
+    let mut cmd = command(dir, &["--database", url, "--node-name", name]);
+    cmd.env("CALLFLOW_CLUSTER__LEASE", lease).env("CALLFLOW_CLUSTER__DRAIN_TIMEOUT", "0s");
+    Daemon::spawn(dir.to_path_buf(), cmd)
+}
+
+fn get(addr: &str, path: &str) -> (u16, Value) {
+    let (status, body) = request(addr, &format!("GET {path} HTTP/1.1"), |_| {});
+    (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+}
+
+fn status(addr: &str, id: u64) -> Value {
+    let (code, body) = get(addr, &format!("/api/v1/jobs/{id}/status"));
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// Uploads `capture`; returns the job's id.
+fn upload(addr: &str, capture: &Path) -> u64 {
+    let body = std::fs::read(capture).unwrap();
+    let head = format!(
+        "POST /api/v1/upload?name=call.pcap HTTP/1.1\r\nContent-Type: application/vnd.tcpdump.pcap\r\nContent-Length: {}",
+        body.len()
+    );
+    let (code, reply) = request(addr, &head, |conn| conn.write_all(&body).unwrap());
+    assert!(code == 201 || code == 202, "{code} {reply}");
+    serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_u64().unwrap()
+}
+
+/// Waits (a guard against a hang, not a measure) until job `id` is finished; returns its status.
+fn finished(addr: &str, id: u64) -> Value {
+    for _ in 0..3000 {
+        let s = status(addr, id);
+        if !["queued", "running"].contains(&s["status"].as_str().unwrap()) {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("job {id} did not finish");
+}
+
+/// A job's session list as a single node gives it, without the store's row numbers.
+fn sessions(addr: &str, id: u64) -> Vec<Value> {
+    let (code, page) = get(addr, &format!("/api/v1/jobs/{id}/sessions?limit=1000"));
+    assert_eq!(code, 200, "{page}");
+    let mut rows = page["sessions"].as_array().unwrap().clone();
+    for row in &mut rows {
+        row.as_object_mut().unwrap().remove("cursor");
+    }
+    rows
+}
+
+/// The sessions of `capture` analysed by one callflowd on SQLite.
+fn single_node_sessions(capture: &Path) -> Vec<Value> {
+    let daemon = Daemon::start(temp_dir("nodes-reference"), &[]);
+    let id = upload(&daemon.addr, capture);
+    assert_eq!(finished(&daemon.addr, id)["status"], "completed");
+    sessions(&daemon.addr, id)
+}
+
+/// The nodes `addr` lists: name -> alive.
+fn nodes(addr: &str) -> BTreeMap<String, bool> {
+    let (code, body) = get(addr, "/api/v1/nodes");
+    assert_eq!(code, 200, "{body}");
+    body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap().to_string(), n["alive"].as_bool().unwrap()))
+        .collect()
+}
+
+fn shared_dir(name: &str) -> PathBuf {
+    temp_dir(name)
+}
+
+#[test]
+fn jobs_uploaded_to_three_nodes_are_each_completed_once_with_a_single_nodes_sessions() {
+    let Some(cluster) = pg::shared("nodes_three") else { return };
+    let url = cluster.create_database();
+    let dir = shared_dir("nodes-three");
+    let capture = jobs_common::long_capture(&dir, 20);
+    let reference = single_node_sessions(&capture);
+    assert!(!reference.is_empty());
+    let daemons: Vec<Daemon> = ["a", "b", "c"].iter().map(|n| node(&dir, &url, n, "30s")).collect();
+    let ids: Vec<(u64, usize)> = (0..30).map(|i| (upload(&daemons[i % 3].addr, &capture), i % 3)).collect();
+    let mut ran_on: BTreeMap<String, usize> = BTreeMap::new();
+    for &(id, at) in &ids {
+        // Asked on another node than the upload's: every node answers for every job.
+        let done = finished(&daemons[(at + 1) % 3].addr, id);
+        assert_eq!((done["status"].as_str(), done["attempts"].as_u64()), (Some("completed"), Some(1)), "{done}");
+        *ran_on.entry(done["node"].as_str().unwrap().to_string()).or_default() += 1;
+        assert_eq!(sessions(&daemons[(at + 2) % 3].addr, id), reference, "job {id}");
+    }
+    eprintln!("jobs per node: {ran_on:?}");
+    assert!(ran_on.len() >= 2, "the jobs spread over the nodes: {ran_on:?}");
+    assert_eq!(ran_on.values().sum::<usize>(), 30);
+    let listed = nodes(&daemons[0].addr);
+    assert_eq!(listed, [("a", true), ("b", true), ("c", true)].map(|(n, a)| (n.to_string(), a)).into());
+}
+
+#[test]
+fn a_node_killed_while_it_runs_a_job_has_it_run_again_on_another_node() {
+    let Some(cluster) = pg::shared("nodes_kill") else { return };
+    let url = cluster.create_database();
+    let dir = shared_dir("nodes-kill");
+    let capture = jobs_common::long_capture(&dir, 1500);
+    let mut a = node(&dir, &url, "a", "2s");
+    let id = upload(&a.addr, &capture);
+    while status(&a.addr, id)["status"] != "running" {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = node(&dir, &url, "b", "2s");
+    assert_eq!(status(&b.addr, id)["node"], "a");
+    a.child.kill().unwrap();
+    let killed = Instant::now();
+    a.child.wait().unwrap();
+    loop {
+        let s = status(&b.addr, id);
+        if s["status"] == "running" && s["node"] == "b" {
+            break;
+        }
+        assert!(["queued", "running"].contains(&s["status"].as_str().unwrap()), "{s}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("kill -9 to the job running again on another node: {:?} (lease 2s)", killed.elapsed());
+    let done = finished(&b.addr, id);
+    assert_eq!((done["status"].as_str(), done["attempts"].as_u64()), (Some("completed"), Some(2)), "{done}");
+    assert_eq!(nodes(&b.addr), [("a", false), ("b", true)].map(|(n, a)| (n.to_string(), a)).into());
+    assert_eq!(sessions(&b.addr, id), single_node_sessions(&capture), "none of the first attempt's sessions");
+}
+
+#[test]
+fn a_job_uploaded_to_one_node_is_deleted_on_another_running_or_finished() {
+    let Some(cluster) = pg::shared("nodes_delete") else { return };
+    let url = cluster.create_database();
+    let dir = shared_dir("nodes-delete");
+    let a = node(&dir, &url, "a", "30s");
+    let b = node(&dir, &url, "b", "30s");
+    let short = upload(&a.addr, &jobs_common::example());
+    assert_eq!(finished(&a.addr, short)["status"], "completed");
+    let uploads = dir.join("uploads");
+    assert!(uploads.join(format!("{short}.capture")).exists());
+    let (code, body) = request(&b.addr, &format!("DELETE /api/v1/jobs/{short} HTTP/1.1"), |_| {});
+    assert_eq!(code, 204, "{body}");
+    assert_eq!(get(&a.addr, &format!("/api/v1/jobs/{short}/status")).0, 404);
+    assert!(!uploads.join(format!("{short}.capture")).exists(), "its capture goes with it");
+
+    // A running job: the node running it stops it, then it is deleted.
+    let capture = jobs_common::long_capture(&dir, 1500);
+    let long = upload(&a.addr, &capture);
+    let running = loop {
+        let s = status(&b.addr, long);
+        if s["status"] == "running" {
+            break s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let runner = running["node"].as_str().unwrap().to_string();
+    let other = if runner == "a" { &b } else { &a };
+    let (code, body) = request(&other.addr, &format!("DELETE /api/v1/jobs/{long} HTTP/1.1"), |_| {});
+    assert_eq!(code, 204, "deleted on the node not running it (run on {runner}): {body}");
+    assert_eq!(get(&a.addr, &format!("/api/v1/jobs/{long}/status")).0, 404);
+    assert!(!uploads.join(format!("{long}.capture")).exists());
+}
+
+#[test]
+fn two_nodes_starting_at_once_on_an_empty_database_both_serve_and_see_each_other() {
+    let Some(cluster) = pg::shared("nodes_start_together") else { return };
+    let url = cluster.create_database();
+    let dir = shared_dir("nodes-together");
+    let starts: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|n| {
+            let (dir, url) = (dir.clone(), url.clone());
+            std::thread::spawn(move || node(&dir, &url, n, "30s"))
+        })
+        .collect();
+    let daemons: Vec<Daemon> = starts.into_iter().map(|s| s.join().unwrap()).collect();
+    let both = [("a", true), ("b", true)].map(|(n, a)| (n.to_string(), a)).into();
+    for d in &daemons {
+        assert_eq!(nodes(&d.addr), both);
+    }
+    let id = upload(&daemons[1].addr, &jobs_common::example());
+    assert_eq!(finished(&daemons[0].addr, id)["status"], "completed");
+}
+
+/// Without the cluster id, a node on another store deleted this cluster's capture as an
+/// orphan (it has no job in that store).
+#[test]
+fn a_node_pointed_at_another_clusters_directory_refuses_to_start_and_deletes_nothing() {
+    let Some(cluster) = pg::shared("nodes_other_cluster") else { return };
+    let (mine, theirs) = (cluster.create_database(), cluster.create_database());
+    let dir = shared_dir("nodes-other-cluster");
+    let out = command(&dir, &["--database", &mine, "--remove-orphan-captures"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let capture = dir.join("uploads/5.capture");
+    std::fs::copy(jobs_common::example(), &capture).unwrap();
+    let id = std::fs::read_to_string(dir.join("uploads").join(callflow_jobs::CLUSTER_FILE)).unwrap();
+    let out = command(&dir, &["--database", &theirs, "--remove-orphan-captures"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(id.trim()) && stderr.contains("uploads") && stderr.contains("belongs to cluster"),
+        "{stderr}"
+    );
+    assert!(capture.exists(), "the other cluster's capture is kept");
+    // Serving is refused the same way.
+    let out = command(&dir, &["--database", &theirs]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::remove_dir_all(dir).ok();
+}
