@@ -65,10 +65,9 @@ fn setup(offer: &str, answer: &str) -> Vec<Packet> {
     ]
 }
 
+/// A file of this run in the temporary directory (each test removes its own).
 fn temp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("callflow-srtp-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    std::env::temp_dir().join(format!("callflow-srtp-{}-{name}", std::process::id()))
 }
 
 /// Writes the packets 20 ms apart as a raw-IP pcap at `path`.
@@ -100,10 +99,13 @@ fn call_in(name: &str, packets: &[Packet]) -> (Session, PathBuf) {
     (calls.remove(0), path)
 }
 
-/// The one call of the packets (in a capture of their own: tests run in parallel).
+/// The one call of the packets (in a capture of their own: tests run in parallel; removed
+/// once read).
 fn call(packets: &[Packet]) -> Session {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
-    call_in(&format!("call-{}.pcap", CALLS.fetch_add(1, Ordering::Relaxed)), packets).0
+    let (session, path) = call_in(&format!("call-{}.pcap", CALLS.fetch_add(1, Ordering::Relaxed)), packets);
+    let _ = std::fs::remove_file(path);
+    session
 }
 
 /// An RTP header (PCMU, sequence `seq`, SSRC `ssrc`, the P bit if `padding`), then
@@ -303,6 +305,7 @@ fn srtp_payload_sizes_against_tshark() {
         if let Some(theirs) = tshark_payload_bytes(&path, 6000) {
             assert_eq!(theirs, 800 + 5 * tshark_extra, "{suite}: tshark's payload bytes");
         }
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -461,6 +464,7 @@ fn srtcp_from_libsrtp_is_decrypted_with_the_sdp_keys_into_reports_and_a_round_tr
             };
             assert_eq!((indexes, reports), (expected, garbage), "{suite}: tshark");
         }
+        let _ = std::fs::remove_file(path);
         // Both reports are about the caller's stream: its SR, and the RR echoing it.
         assert_eq!(srtcp_outcome(&s), ("1/1/0/0/0 reports=2 rtt=80".to_string(), "1/1/0/0/0".to_string()), "{suite}");
         assert!(s.media.iter().all(|m| m.packets == 40 && m.lost == 0 && m.payload_bytes == 40 * 160), "{suite}");
