@@ -744,12 +744,7 @@ impl MediaTable {
         }
         let ssrc = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
         let outcome = self.open_srtcp(owner, d);
-        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
-            first_frame: d.frame,
-            tunnel: d.tunnel.copied(),
-            ..Default::default()
-        });
-        media.last_activity = media.last_activity.max(d.ts);
+        let media = self.owner_seen(owner, d);
         let full = media.srtcp.len() >= MAX_XR_SOURCES;
         let counts = match media.srtcp.iter().position(|(s, _)| *s == ssrc) {
             Some(i) => Some(&mut media.srtcp[i].1),
@@ -800,6 +795,18 @@ impl MediaTable {
         }
     }
 
+    /// `owner`'s media, made at its first packet, with `d` as its latest activity: what an
+    /// RTCP or SRTCP packet does to its owner before its reports are read.
+    fn owner_seen(&mut self, owner: Owner, d: &Datagram<'_>) -> &mut OwnerMedia {
+        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
+            first_frame: d.frame,
+            tunnel: d.tunnel.copied(),
+            ..Default::default()
+        });
+        media.last_activity = media.last_activity.max(d.ts);
+        media
+    }
+
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
         self.read_rtcp(owner, d, d.payload)
     }
@@ -808,12 +815,7 @@ impl MediaTable {
     /// decrypted to) into `owner`'s.
     fn read_rtcp(&mut self, owner: Owner, d: &Datagram<'_>, payload: &[u8]) -> Result<(), NotMedia> {
         let (ts, frame) = (d.ts, d.frame);
-        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
-            first_frame: frame,
-            tunnel: d.tunnel.copied(),
-            ..Default::default()
-        });
-        media.last_activity = media.last_activity.max(ts);
+        let media = self.owner_seen(owner, d);
         // A datagram that is not RTCP to its end gives no report: the reports before its
         // damage may be anything. SRTCP that nobody announced is such: its first report's
         // blocks are ciphertext, and after it come ciphertext, the index word (read as a
