@@ -71,10 +71,15 @@ pub fn run(extra: &[String]) -> Result<ExitCode> {
     if find_on_path("openssl").is_none() {
         missing.push("openssl");
     }
+    // libsrtp, through Debian's Python binding, protects the SRTP and SRTCP of the
+    // encrypted-media tests (callflow-correlate's tests/srtp.rs).
+    if !Command::new("/usr/bin/python3").args(["-c", "import pylibsrtp"]).status().is_ok_and(|s| s.success()) {
+        missing.push("python3-pylibsrtp");
+    }
     if missing.is_empty() {
         println!(
             "xtask test: tshark, ndpiReader, libclang, pkg-config, libgcrypt, libpcap, ip, kamailio, tcpreplay, \
-             chromium, chromedriver, curl, PostgreSQL and openssl found"
+             chromium, chromedriver, curl, PostgreSQL, openssl and libsrtp found"
         );
     } else if is_root() && find_on_path("apt-get").is_some() {
         install(&missing);

@@ -72,13 +72,22 @@ impl UdpHints {
         UdpHints {
             sip_like: sip::looks_like_sip(payload),
             rtcp_like: rtcp::looks_like_rtcp(payload),
-            rtp: RtpPacket::parse(payload).ok().map(|p| RtpHead {
-                payload_type: p.payload_type,
-                marker: p.marker,
-                sequence: p.sequence,
-                timestamp: p.timestamp,
-                ssrc: p.ssrc,
-            }),
+            // A packet whose padding does not add up may be SRTP, whose padding is
+            // encrypted: its header is kept, marked, for the media table to judge.
+            rtp: RtpPacket::parse(payload)
+                .map(|p| (p, true))
+                .or_else(|_| RtpPacket::parse_protected(payload).map(|p| (p, false)))
+                .ok()
+                .map(|(p, padding_ok)| RtpHead {
+                    payload_type: p.payload_type,
+                    marker: p.marker,
+                    sequence: p.sequence,
+                    timestamp: p.timestamp,
+                    ssrc: p.ssrc,
+                    payload_len: u16::try_from(payload.len().saturating_sub(p.header_len)).unwrap_or(u16::MAX),
+                    padding_len: p.padding_len,
+                    padding_ok,
+                }),
         }
     }
 }
@@ -91,6 +100,14 @@ pub(crate) struct RtpHead {
     pub sequence: u16,
     pub timestamp: u32,
     pub ssrc: u32,
+    /// Bytes after the header (CSRCs and extension): payload and padding, and for SRTP
+    /// the MKI and the authentication tag.
+    pub payload_len: u16,
+    /// The padding at the end, by its count (0 without the P bit, or when not read).
+    pub padding_len: u8,
+    /// False when the P bit is set and the last byte is no padding count that fits: not
+    /// RTP, unless SRTP (whose padding is encrypted) is expected.
+    pub padding_ok: bool,
 }
 
 /// Most tunnels numbered; the tunnels seen after that share one number (their inner

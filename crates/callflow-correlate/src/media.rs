@@ -1,4 +1,13 @@
 //! RTP and RTCP: the registry of SDP-announced endpoints, per-stream statistics, DTMF and RTCP reports.
+//!
+//! Encrypted media: an endpoint an SDP announced as SRTP (`MediaDescription::srtp_keying`)
+//! has its RTP measured from the clear headers like RTP's, its payload bytes counted
+//! without the MKI and tag of the suite the answer accepted (DTLS-SRTP: the suite its
+//! DTLS 1.2 ServerHello chose on the media port; 80 bits, said to be assumed, when neither
+//! says), and its RTCP taken as SRTCP. The SDES
+//! keys of every SDP of the call (RFC 4568: each is what its SDP's sender encrypts with)
+//! decrypt that SRTCP, the sender's own first; what authenticates is read as RTCP, what
+//! does not is counted per SSRC and never read.
 
 use crate::capture_loss::CaptureLossDetector;
 use crate::ctx::tunnel_out;
@@ -10,13 +19,15 @@ use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::packet::Tunnel;
 use callflow_decode::rtcp::{self, RtcpPacket};
 use callflow_decode::rtp::{self, RtpPacket, StreamStats};
-use callflow_decode::sdp::Sdp;
+use callflow_decode::sdp::{self, MediaDescription, Sdp};
+use callflow_decode::srtp::{self, SrtcpContext, SrtpError, SrtpSuite, ASSUMED_SRTP_TAG_LEN};
+use callflow_decode::DecodeError;
 use callflow_model::{
     DtmfEvent, MediaStream, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary, SenderInfo, Session, SessionKind,
-    Timestamp, XrVoipMetrics,
+    SrtcpCounts, SrtpKeying, SrtpStream, Timestamp, XrVoipMetrics,
 };
 use foldhash::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 /// Who a stream belongs to: a dialog's number (counting up from 1), or for media that no
@@ -28,6 +39,10 @@ const MAX_RTCP_REPORTS: usize = 20_000;
 
 /// Most SSRCs whose RTCP-XR VoIP metrics an owner keeps.
 const MAX_XR_SOURCES: usize = 64;
+
+/// Most SDES keys kept per owner (an offer lists a few; re-INVITEs repeat or renew them):
+/// past it the oldest are forgotten.
+const MAX_SDES_KEYS: usize = 16;
 
 /// Most DTMF events kept per stream.
 const MAX_EVENTS: usize = 10_000;
@@ -47,8 +62,9 @@ struct Binding {
     rtcp: bool,
     /// The endpoint carries media other than RTP (e.g. `udptl` for T.38).
     other: bool,
-    /// The profile is secure (`RTP/SAVP`, `RTP/SAVPF`, `UDP/TLS/RTP/SAVPF`): its RTCP is
-    /// SRTCP, whose reports are ciphertext past their first 8 bytes.
+    /// The media is SRTP (a secure profile, `a=crypto` lines, or a DTLS-SRTP fingerprint:
+    /// `MediaDescription::srtp_keying`): its RTCP is SRTCP, whose reports are ciphertext
+    /// past their first 8 bytes.
     secure: bool,
     codecs: Arc<[Codec]>,
 }
@@ -56,6 +72,60 @@ struct Binding {
 impl Binding {
     fn codec(&self, pt: u8) -> Option<&Codec> {
         self.codecs.iter().find(|c| c.payload_type == pt)
+    }
+}
+
+/// What an owner's SDPs said about its SRTP.
+#[derive(Debug)]
+struct OwnerSrtp {
+    keying: SrtpKeying,
+    /// The suite agreed: that of the latest section with a single `a=crypto` line (an
+    /// answer accepts one of the offered lines), else the first line of the latest offer.
+    suite: Option<SrtpSuite>,
+    /// The agreed suite came from a single line.
+    settled: bool,
+    /// The MKI length of the agreed line's first key.
+    mki_len: u8,
+    /// Every SDES key the owner's SDPs gave, newest last, to decrypt SRTCP with.
+    keys: Vec<SdesKey>,
+}
+
+/// An SDES master key an SDP gave, ready to decrypt SRTCP.
+#[derive(Debug)]
+struct SdesKey {
+    /// The connection address of the SDP that gave it: RFC 4568's keys are the ones their
+    /// SDP's sender sends with, so that side's packets try it first.
+    sender: IpAddr,
+    /// The suite and key||salt, to know the key again when an SDP repeats it.
+    suite: SrtpSuite,
+    key_salt: sdp::KeySalt,
+    ctx: SrtcpContext,
+}
+
+/// What became of an SRTCP packet.
+enum Srtcp {
+    /// It authenticated with a key and is decrypted in the table's buffer.
+    Decrypted,
+    AuthFailed,
+    Truncated,
+    NoKey,
+}
+
+impl OwnerSrtp {
+    /// What the owner's SRTP streams are said to be, and the bytes each packet carries
+    /// after its payload (MKI and tag).
+    fn output(&self) -> (SrtpStream, u64) {
+        let known = self.suite.and_then(SrtpSuite::srtp_tag_len);
+        let tag_len = known.unwrap_or(ASSUMED_SRTP_TAG_LEN);
+        let stream = SrtpStream {
+            keying: self.keying,
+            suite: self.suite.filter(|s| *s != SrtpSuite::Unknown).map(|s| s.name().to_string()),
+            tag_len: u8::try_from(tag_len).unwrap_or(u8::MAX),
+            mki_len: self.mki_len,
+            tag_assumed: known.is_none(),
+            srtcp: None,
+        };
+        (stream, (tag_len + usize::from(self.mki_len)) as u64)
     }
 }
 
@@ -83,6 +153,12 @@ struct Stream {
     last_ts: Timestamp,
     /// Frame bytes, so statistics can move a stream that turned out not to be RTP.
     wire_bytes: u64,
+    /// RTP payload bytes after the header, without padding; for SRTP with the MKI and the
+    /// tag, which are taken off per packet when the stream is handed out (by then the
+    /// answer has said which suite the call uses).
+    payload_bytes: u64,
+    /// The stream's endpoint was announced as SRTP.
+    secure: bool,
     clock_rate: Option<u32>,
     payload_type: u8,
     /// A gap of this stream was part of a capture-loss cluster.
@@ -109,6 +185,8 @@ struct OwnerMedia {
     first_frame: u64,
     /// The tunnel of the first packet.
     tunnel: Option<Tunnel>,
+    /// The SRTCP each SSRC sent, counted (at most [`MAX_XR_SOURCES`] SSRCs).
+    srtcp: Vec<(u32, SrtcpCounts)>,
     /// The latest RTCP-XR VoIP metrics block about each SSRC (at most [`MAX_XR_SOURCES`]).
     xr: Vec<(u32, XrVoipMetrics)>,
 }
@@ -217,6 +295,10 @@ pub(crate) struct MediaTable {
     /// Orphan media grouped by its tunnel and (ordered) address pair: one session per pair.
     orphan_pairs: HashMap<(u32, SocketAddr, SocketAddr), Owner>,
     next_orphan: u64,
+    /// What each owner's SDPs said about SRTP, for the owners with SRTP media.
+    srtp: HashMap<Owner, OwnerSrtp>,
+    /// Where SRTCP is decrypted, kept between packets.
+    srtcp_buf: Vec<u8>,
 }
 
 impl MediaTable {
@@ -235,6 +317,8 @@ impl MediaTable {
             quality,
             orphan_pairs: HashMap::default(),
             next_orphan: 0,
+            srtp: HashMap::default(),
+            srtcp_buf: Vec::new(),
         }
     }
 
@@ -276,7 +360,12 @@ impl MediaTable {
                 }
             }
             let codecs: Arc<[Codec]> = codecs.into();
-            let secure = media.proto.to_ascii_uppercase().contains("SAVP");
+            // SRTP by its profile, SDES keys (even under RTP/AVP) or a DTLS-SRTP fingerprint.
+            let keying = media.srtp_keying(sdp);
+            let secure = keying.is_some();
+            if let Some(keying) = keying {
+                self.note_srtp(owner, keying, media, ip);
+            }
             self.bind(
                 (context, SocketAddr::new(ip, media.port)),
                 Binding { owner, rtcp: false, other: false, secure, codecs: codecs.clone() },
@@ -291,6 +380,45 @@ impl MediaTable {
             }
         }
         registered
+    }
+
+    /// Records what SRTP section `media` of an SDP of `owner`'s says.
+    fn note_srtp(&mut self, owner: Owner, keying: sdp::SrtpKeying, media: &MediaDescription<'_>, sender: IpAddr) {
+        let keying = match keying {
+            sdp::SrtpKeying::Sdes => SrtpKeying::Sdes,
+            sdp::SrtpKeying::Dtls => SrtpKeying::Dtls,
+            sdp::SrtpKeying::Other => SrtpKeying::Other,
+        };
+        let srtp = self.srtp.entry(owner).or_insert(OwnerSrtp {
+            keying,
+            suite: None,
+            settled: false,
+            mki_len: 0,
+            keys: Vec::new(),
+        });
+        srtp.keying = keying;
+        let single = media.crypto.len() == 1;
+        if let Some(line) = media.crypto.first().filter(|_| single || !srtp.settled) {
+            srtp.suite = Some(line.suite);
+            srtp.settled = single;
+            srtp.mki_len = line.keys.first().and_then(|k| k.mki).map_or(0, |m| m.len);
+        }
+        for line in &media.crypto {
+            for key in &line.keys {
+                if srtp.keys.iter().any(|k| k.suite == line.suite && k.key_salt == key.key_salt && k.sender == sender) {
+                    continue;
+                }
+                let mki = key.mki.map(|m| (m.value, usize::from(m.len)));
+                // A suite not decrypted gives no context: its SRTCP counts as without a key.
+                let Ok(ctx) = SrtcpContext::new(line.suite, key.key_salt.as_bytes(), mki, line.kdr()) else {
+                    continue;
+                };
+                if srtp.keys.len() >= MAX_SDES_KEYS {
+                    srtp.keys.remove(0);
+                }
+                srtp.keys.push(SdesKey { sender, suite: line.suite, key_salt: key.key_salt.clone(), ctx });
+            }
+        }
     }
 
     /// Binds `addr` to `binding`, replacing what it was bound to.
@@ -374,6 +502,16 @@ impl MediaTable {
                 media.last_activity = media.last_activity.max(d.ts);
             }
             return Ok((MediaKind::Other, owner));
+        }
+        // DTLS on an SRTP endpoint (first byte 20-63, RFC 7983; RTP's is 128-191) is the
+        // DTLS-SRTP handshake, whose ServerHello names the suite: not media.
+        if secure && matches!(d.payload.first(), Some(20..=63)) {
+            if let Some(suite) = srtp::dtls_srtp_profile(d.payload) {
+                if let Some(srtp) = self.srtp.get_mut(&owner) {
+                    (srtp.suite, srtp.settled, srtp.mki_len) = (Some(suite), true, 0);
+                }
+            }
+            return Err(NotMedia);
         }
         // With rtcp-mux, or a sender that ignores the announced RTCP port, RTCP shares the
         // RTP port: its packet types 200-207 tell it apart.
@@ -460,6 +598,8 @@ impl MediaTable {
             current_event: None,
             first_frame: frame,
             wire_bytes: 0,
+            payload_bytes: 0,
+            secure: binding.is_some_and(|b| b.secure),
             last_ts: Timestamp::default(),
             quality: QualityTracker::default(),
             capture_loss: false,
@@ -486,6 +626,10 @@ impl MediaTable {
         d: &Datagram<'_>,
     ) -> Result<(), NotMedia> {
         let packet: &RtpHead = d.hints.rtp.as_ref().ok_or(NotMedia)?;
+        // Padding that does not add up is no RTP, unless SRTP encrypted it.
+        if !packet.padding_ok && !binding.and_then(|b| self.bindings.get(b)).is_some_and(|b| b.secure) {
+            return Err(NotMedia);
+        }
         let ts = d.ts;
         let pt = packet.payload_type;
         let remembered =
@@ -540,6 +684,11 @@ impl MediaTable {
         };
         let CodecMemo { is_event, clock, .. } = codec;
         stream.wire_bytes += d.wire_len;
+        stream.payload_bytes += u64::from(if stream.secure {
+            packet.payload_len
+        } else {
+            packet.payload_len.saturating_sub(u16::from(packet.padding_len))
+        });
         let previous = stream.last_ts;
         stream.last_ts = stream.last_ts.max(ts);
         stream.stats.update(ts, packet.sequence, packet.timestamp, clock, packet.marker, pt);
@@ -584,32 +733,104 @@ impl MediaTable {
         }
     }
 
-    /// SRTCP (RFC 3711 section 3.4): only the first header and its SSRC are in clear, so
-    /// the packet is checked and counted as the owner's activity, and its reports are not
-    /// read (parsed as RTCP, their ciphertext gave garbage reports, and a garbage round
-    /// trip for the quality estimate).
+    /// SRTCP (RFC 3711 section 3.4): only the first header and its SSRC are in clear. The
+    /// packet is decrypted with the call's SDES keys (its sender's first) and its reports
+    /// read as RTCP's; one that authenticates with none is counted and never read (parsed
+    /// as RTCP, ciphertext gave garbage reports, and a garbage round trip for the quality).
     fn on_srtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
         let p = d.payload;
         if p.len() < 8 || p[0] >> 6 != 2 || !(200..=207).contains(&p[1]) {
             return Err(NotMedia);
         }
+        let ssrc = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let outcome = self.open_srtcp(owner, d);
+        let media = self.owner_seen(owner, d);
+        let full = media.srtcp.len() >= MAX_XR_SOURCES;
+        let counts = match media.srtcp.iter().position(|(s, _)| *s == ssrc) {
+            Some(i) => Some(&mut media.srtcp[i].1),
+            None if !full => {
+                media.srtcp.push((ssrc, SrtcpCounts::default()));
+                media.srtcp.last_mut().map(|(_, c)| c)
+            }
+            None => None,
+        };
+        let mut spare = SrtcpCounts::default();
+        let counts = counts.unwrap_or(&mut spare);
+        counts.packets += 1;
+        match outcome {
+            Srtcp::Decrypted => {
+                counts.decrypted += 1;
+                let plain = std::mem::take(&mut self.srtcp_buf);
+                // Reports that do not parse after decryption are dropped; the packet was SRTCP.
+                let _ = self.read_rtcp(owner, d, &plain);
+                self.srtcp_buf = plain;
+            }
+            Srtcp::AuthFailed => counts.auth_failures += 1,
+            Srtcp::Truncated => counts.truncated += 1,
+            Srtcp::NoKey => counts.no_key += 1,
+        }
+        Ok(())
+    }
+
+    /// Tries `owner`'s SDES keys on an SRTCP packet, those its sender's SDP gave first; the
+    /// plaintext is left in `srtcp_buf`.
+    fn open_srtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Srtcp {
+        let Some(srtp) = self.srtp.get_mut(&owner) else { return Srtcp::NoKey };
+        let (mut failed, mut truncated) = (false, false);
+        for senders in [true, false] {
+            for key in srtp.keys.iter_mut().filter(|k| (k.sender == d.src.ip()) == senders) {
+                match key.ctx.decrypt(d.payload, &mut self.srtcp_buf) {
+                    Ok(_) => return Srtcp::Decrypted,
+                    Err(SrtpError::Truncated { .. }) => truncated = true,
+                    Err(_) => failed = true,
+                }
+            }
+        }
+        if failed {
+            Srtcp::AuthFailed
+        } else if truncated {
+            Srtcp::Truncated
+        } else {
+            Srtcp::NoKey
+        }
+    }
+
+    /// `owner`'s media, made at its first packet, with `d` as its latest activity: what an
+    /// RTCP or SRTCP packet does to its owner before its reports are read.
+    fn owner_seen(&mut self, owner: Owner, d: &Datagram<'_>) -> &mut OwnerMedia {
         let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
             first_frame: d.frame,
             tunnel: d.tunnel.copied(),
             ..Default::default()
         });
         media.last_activity = media.last_activity.max(d.ts);
-        Ok(())
+        media
     }
 
     fn on_rtcp(&mut self, owner: Owner, d: &Datagram<'_>) -> Result<(), NotMedia> {
-        let (payload, ts, frame) = (d.payload, d.ts, d.frame);
-        let media = self.owners.entry(owner).or_insert_with(|| OwnerMedia {
-            first_frame: frame,
-            tunnel: d.tunnel.copied(),
-            ..Default::default()
+        self.read_rtcp(owner, d, d.payload)
+    }
+
+    /// Reads the reports of compound RTCP packet `payload` (the datagram's, or what SRTCP
+    /// decrypted to) into `owner`'s.
+    fn read_rtcp(&mut self, owner: Owner, d: &Datagram<'_>, payload: &[u8]) -> Result<(), NotMedia> {
+        let (ts, frame) = (d.ts, d.frame);
+        let media = self.owner_seen(owner, d);
+        // A datagram that is not RTCP to its end gives no report: the reports before its
+        // damage may be anything. SRTCP that nobody announced is such: its first report's
+        // blocks are ciphertext, and after it come ciphertext, the index word (read as a
+        // header, packet type 0) and the tag. RTCP's packet types are 192-223 (RFC 5761
+        // section 4). A tail too short for a header is tolerated, as before: some senders
+        // add a stray byte or two to good reports.
+        let damaged = rtcp::packets(payload).any(|p| match p {
+            Err(DecodeError::Truncated { needed: 4, available, .. }) => available >= 4,
+            Err(_) => true,
+            Ok(RtcpPacket::Other { packet_type, .. }) => !(192..=223).contains(&packet_type),
+            Ok(_) => false,
         });
-        media.last_activity = media.last_activity.max(ts);
+        if damaged {
+            return Err(NotMedia);
+        }
         for packet in rtcp::packets(payload) {
             let packet = packet.map_err(|_| NotMedia)?;
             if let RtcpPacket::ExtendedReport { blocks, .. } = packet {
@@ -686,6 +907,7 @@ impl MediaTable {
         let latched = |src: &SocketAddr, dst: &SocketAddr| {
             announced.len() >= 2 && announced.contains(src) != announced.contains(dst)
         };
+        let srtp = self.srtp.remove(&owner).map(|s| s.output());
         let Some(media) = self.owners.remove(&owner) else {
             return Vec::new();
         };
@@ -711,6 +933,13 @@ impl MediaTable {
             let timeline = s.quality.take_timeline(&self.tuning);
             let st = &s.stats;
             let wire_bytes = s.wire_bytes;
+            let (srtp, payload_bytes) = match &srtp {
+                Some((srtp, trailer)) if s.secure => {
+                    let srtcp = media.srtcp.iter().find(|(ssrc, _)| *ssrc == key.ssrc).map(|(_, c)| *c);
+                    (Some(SrtpStream { srtcp, ..srtp.clone() }), s.payload_bytes.saturating_sub(st.packets() * trailer))
+                }
+                _ => (None, s.payload_bytes),
+            };
             out.push((
                 MediaStream {
                     src: key.src,
@@ -740,6 +969,8 @@ impl MediaTable {
                     payload_change: s.payload_change,
                     capture_loss: s.capture_loss,
                     nat_latched: latched(&key.src, &key.dst),
+                    payload_bytes,
+                    srtp,
                 },
                 wire_bytes,
             ));
@@ -963,12 +1194,21 @@ mod tests {
         let mut dialogs = Vec::new();
         for (i, line) in script.iter().enumerate() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            if words[0] == "sdp" || words[0] == "sdp-savp" {
+            if words[0].starts_with("sdp") {
                 let owner: Owner = words[1].parse().unwrap();
                 let a = addr(words[2]);
-                let proto = if words[0] == "sdp" { "RTP/AVP" } else { "RTP/SAVP" };
+                let (proto, attributes) = match words[0] {
+                    "sdp" => ("RTP/AVP", ""),
+                    "sdp-savp" => ("RTP/SAVP", ""),
+                    "sdp-dtls" => ("UDP/TLS/RTP/SAVPF", "a=fingerprint:sha-256 AB:CD\r\n"),
+                    "sdp-avp-crypto" => (
+                        "RTP/AVP",
+                        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\r\n",
+                    ),
+                    other => panic!("unknown script line {other}"),
+                };
                 let text = format!(
-                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\n",
+                    "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} {proto} 0\r\n{attributes}",
                     ip = a.ip(),
                     port = a.port()
                 );
@@ -1052,15 +1292,18 @@ mod tests {
     #[test]
     fn srtcp_of_a_secure_profile_is_not_read_as_reports() {
         // RTP/SAVP: the RTP headers are clear (the stream is measured), the RTCP is SRTCP.
-        check(
-            &[
-                "sdp-savp 1 10.0.0.2:5000",
-                &format!("rtp {RTP_1} 1 7"),
-                &format!("rtp {RTP_1} 2 7"),
-                "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
-            ],
-            &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
-        );
+        // So is a DTLS-SRTP profile's, and best effort, RTP/AVP's when SDES keys come with it.
+        for sdp in ["sdp-savp", "sdp-dtls", "sdp-avp-crypto"] {
+            check(
+                &[
+                    &format!("{sdp} 1 10.0.0.2:5000"),
+                    &format!("rtp {RTP_1} 1 7"),
+                    &format!("rtp {RTP_1} 2 7"),
+                    "rtcp 10.0.0.1:4001>10.0.0.2:5001 7",
+                ],
+                &["1 10.0.0.1:4000>10.0.0.2:5000 ssrc=7 packets=2 rtcp=0"],
+            );
+        }
     }
 
     #[test]
@@ -1127,6 +1370,38 @@ mod tests {
             let kind = if hints.rtcp_like { MediaKind::Rtcp } else { MediaKind::Rtp };
             table.on_orphan(&mut memo, kind, &d).expect("media");
         }
+    }
+
+    #[test]
+    fn rtcp_that_does_not_parse_to_its_end_gives_no_report_but_a_stray_byte_or_two_is_tolerated() {
+        let reports = |tail: &[u8]| {
+            let mut table = MediaTable::default();
+            for seq in 1..=3u16 {
+                feed(&mut table, "10.0.0.1:4000", "10.0.0.2:5000", i64::from(seq) * 20, &rtp_packet(seq, 7));
+            }
+            let mut sr = sender_report(7);
+            sr.extend_from_slice(tail);
+            let hints = UdpHints::of(&sr);
+            let d = Datagram {
+                src: addr("10.0.0.1:4001"),
+                dst: addr("10.0.0.2:5001"),
+                context: 0,
+                tunnel: None,
+                payload: &sr,
+                hints: &hints,
+                ts: Timestamp::from_nanos(1_700_000_000_100_000_000),
+                frame: 100,
+                wire_len: 0,
+            };
+            // Neither is RTCP to its end (NotMedia); what differs is whether reports are kept.
+            assert_eq!(table.on_orphan(&mut MediaMemo::default(), MediaKind::Rtcp, &d).err(), Some(NotMedia));
+            let owner = table.all_orphans()[0];
+            table.take_orphan_session(owner).0.expect("session").media[0].rtcp.len()
+        };
+        // heplify's rtp_rtcp_sip_ipv4_udp.pcap: two stray bytes after good reports.
+        assert_eq!(reports(&[0, 0]), 1);
+        // SRTCP nobody announced: an SR in clear, then the E flag, the index and a tag.
+        assert_eq!(reports(&[0x80, 0, 0, 2, 0xc2, 0xc8, 0xc5, 0x42, 0xb9, 0x68, 0x49, 0x96, 0xa1, 0x36]), 0);
     }
 
     #[test]

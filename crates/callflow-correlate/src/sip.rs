@@ -154,10 +154,12 @@ impl Handler for SipHandler {
         let id = self.session_for(&msg, call_id, &meta);
         self.keys.entry(id).or_default().on_message(&msg, (meta.src.ip(), meta.dst.ip()), meta.tunnel.as_ref());
         let mut summary = None;
+        let mut sdp_errors = Vec::new();
         if let Some(body) = sip::sdp_body(&msg) {
             if let Ok(sdp) = Sdp::parse(body) {
                 summary = Some(MediaSummary::of(&sdp));
                 services.media.register_sdp(id, &sdp, meta.context);
+                sdp_errors = sdp.attribute_errors;
             }
         }
         let has_sdp = summary.is_some();
@@ -174,6 +176,10 @@ impl Handler for SipHandler {
             }
             if call_id.is_empty() {
                 dialog.note(format!("message in frame {} has no Call-ID header", meta.frame));
+            }
+            // A malformed a=crypto line loses the keys of the call's SRTCP: said, not skipped.
+            for e in sdp_errors {
+                dialog.note(format!("SDP in frame {}: {e}", meta.frame));
             }
         }
         Handled::Counted(AppProtocol::Sip)

@@ -11,8 +11,6 @@
 // Only the oracle-tool helper of the shared module.
 #[allow(dead_code)]
 mod common;
-// UDP is not built here.
-#[allow(dead_code)]
 #[path = "common/packets.rs"]
 mod packets;
 
@@ -20,8 +18,8 @@ use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
 use callflow_decode::tls::keylog::{KeyLog, SharedKeyLog};
 use callflow_model::{Document, SessionKind, TlsReason, Transport};
-use packets::{ipv4, tcp};
-use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use packets::{ipv4, tcp, udp};
+use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::DataLink;
 use rustls::crypto::ring::{cipher_suite as cs, default_provider};
 use rustls::pki_types::{PrivateKeyDer, ServerName};
@@ -690,4 +688,91 @@ fn tls12_aes_cbc_with_hmac_sha1_sha256_sha384_with_and_without_encrypt_then_mac(
             assert_eq!(ours, theirs, "{name}: ours and tshark's");
         }
     }
+}
+
+/// A UDP datagram: source and destination addresses and ports, payload.
+type Datagram = ([u8; 4], [u8; 4], u16, u16, Vec<u8>);
+
+/// Adds `datagrams` after the frames of the capture at `path`, 10 ms apart.
+fn append_udp(path: &Path, datagrams: &[Datagram]) {
+    let bytes = std::fs::read(path).unwrap();
+    let mut reader = PcapReader::new(&bytes[..]).unwrap();
+    let header = PcapHeader { datalink: DataLink::RAW, ..PcapHeader::default() };
+    let mut writer = PcapWriter::with_header(std::fs::File::create(path).unwrap(), header).unwrap();
+    let mut t = Duration::ZERO;
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.unwrap();
+        t = packet.timestamp;
+        writer.write_packet(&packet).unwrap();
+    }
+    for (src, dst, sport, dport, payload) in datagrams {
+        t += Duration::from_millis(10);
+        let data = ipv4(*src, *dst, 17, 0, 0x4000, &udp(*sport, *dport, payload));
+        writer.write_packet(&PcapPacket::new(t, data.len() as u32, &data)).unwrap();
+    }
+}
+
+#[test]
+fn sdes_keys_of_the_decrypted_sdp_decrypt_the_calls_srtcp() {
+    // The caller's key is 00 01 ... 1d: the key libsrtp protected this SRTCP with (an SR
+    // from SSRC 0x12345678, AES_CM_128_HMAC_SHA1_80; callflow-decode's srtp unit tests).
+    const SRTCP: &str = "81c8000c12345678f4e419a5fd796df58a21bb125ea2f3b9c7073c6c2bfad9893c14505adfc7ea788837c5d25c014663a026621480000002c2c8c542b9684996a136";
+    let srtcp: Vec<u8> =
+        (0..SRTCP.len()).step_by(2).map(|i| u8::from_str_radix(&SRTCP[i..i + 2], 16).unwrap()).collect();
+    let sdp = |ip: &str, port: u16, key: &str| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/SAVP 0\r\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{key}\r\n"
+        )
+    };
+    let with_body = |message: Vec<u8>, body: &str| {
+        let text = String::from_utf8(message).unwrap();
+        let head = text.trim_end().strip_suffix("Content-Length: 0").unwrap().to_string();
+        format!("{head}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    };
+    let call_id = "sdes@example.com";
+    let messages = vec![
+        with_body(
+            sip("INVITE sips:bob@example.com SIP/2.0", "1 INVITE", call_id),
+            &sdp("10.0.0.1", 4000, "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd"),
+        ),
+        with_body(
+            sip("SIP/2.0 200 OK", "1 INVITE", call_id),
+            &sdp("10.0.0.2", 6000, "ZGVmZ2hpamtsbW5vcHFyc3R1dnd4eXp7fH1+f4CB"),
+        ),
+        sip("ACK sips:bob@example.com SIP/2.0", "1 ACK", call_id),
+    ];
+    let peers = peers(cs::TLS13_AES_128_GCM_SHA256, true);
+    let (flights, _, _) = connect(&peers, &steps(&messages, &[(true, 0), (false, 1), (true, 2)], false));
+    let path = temp("sdes.pcap");
+    write_pcap(&path, 5061, &[&flights], None);
+    // SRTP from the caller (SSRC 0x12345678, a 10-byte tag after 160 bytes), then its SRTCP.
+    let mut datagrams: Vec<_> = (1..=3u16)
+        .map(|seq| {
+            let mut p = vec![0x80, 0];
+            p.extend_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+            p.extend_from_slice(&[0xaa; 170]);
+            (CLIENT, SERVER, 4000, 6000, p)
+        })
+        .collect();
+    datagrams.push((CLIENT, SERVER, 4001, 6001, srtcp));
+    append_udp(&path, &datagrams);
+    let keylog = peers.log.0.lock().unwrap().clone();
+    let doc = analyse(&path, &keylog);
+    let calls: Vec<_> = doc.sessions.iter().filter(|s| s.kind == SessionKind::SipCall).collect();
+    assert_eq!(calls.len(), 1);
+    let stream = &calls[0].media[0];
+    let srtp = stream.srtp.as_ref().expect("an SRTP stream");
+    assert_eq!((stream.packets, stream.payload_bytes, srtp.tag_len), (3, 480, 10));
+    let counts = srtp.srtcp.expect("its SRTCP");
+    assert_eq!((counts.packets, counts.decrypted, counts.auth_failures), (1, 1, 0));
+    assert_eq!(stream.rtcp.iter().map(|r| (r.ssrc, r.blocks.len())).collect::<Vec<_>>(), [(0x1234_5678, 1)]);
+    // Without the key log, no SIP, no SDP: the media is orphan RTP, not known to be SRTP,
+    // and its SRTCP, which is no RTCP past its first report, gives no (ciphertext) report.
+    let doc = analyse(&path, "");
+    assert!(doc.sessions.iter().all(|s| s.kind != SessionKind::SipCall));
+    let media: Vec<_> = doc.sessions.iter().flat_map(|s| &s.media).collect();
+    assert_eq!(media.iter().map(|m| (m.packets, m.rtcp.len(), m.srtp.is_some())).collect::<Vec<_>>(), [(3, 0, false)]);
 }

@@ -9,7 +9,8 @@
 //! application protocols of a call ([`sip`], [`sdp`], [`rtp`], [`rtcp`], [`dtmf`]) and of
 //! the mobile core ([`diameter`], with its dictionary as data; [`gtp`]: GTPv1-C, GTPv2-C, GTPv1-U), and the
 //! HEP encapsulation VoIP platforms mirror their traffic in ([`hep`]), and TLS records,
-//! hellos, key logs and record decryption ([`tls`]) for SIP over TLS.
+//! hellos, key logs and record decryption ([`tls`]) for SIP over TLS, and the SRTP suites
+//! and SRTCP decryption ([`srtp`]) for encrypted media.
 //!
 //! Decoders borrow from the buffer they are given and allocate nothing on the RTP
 //! path. A decoder that cannot go on says why with a [`DecodeError`] naming the
@@ -47,6 +48,7 @@ pub mod rtp;
 pub mod sctp;
 pub mod sdp;
 pub mod sip;
+pub mod srtp;
 pub mod tcp;
 #[cfg(test)]
 mod test_support;

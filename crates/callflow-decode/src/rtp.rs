@@ -68,6 +68,18 @@ impl<'a> RtpPacket<'a> {
     /// padding count of 0 or larger than what follows the header, is
     /// [`DecodeError::Invalid`].
     pub fn parse(b: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(b, true)
+    }
+
+    /// Parses an SRTP packet's header: as [`RtpPacket::parse`], except that the padding
+    /// is not stripped (SRTP encrypts it with the payload, so the last byte is the
+    /// authentication tag's, not a padding count): `payload` runs to the end of `b`, with
+    /// the encrypted payload, the MKI and the tag.
+    pub fn parse_protected(b: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::parse_with(b, false)
+    }
+
+    fn parse_with(b: &'a [u8], strip_padding: bool) -> Result<Self, DecodeError> {
         need(Layer::Rtp, b, 0, FIXED_HEADER)?;
         let (Some(&first), Some(&second)) = (b.first(), b.get(1)) else {
             return Err(DecodeError::truncated(Layer::Rtp, 0, FIXED_HEADER, b.len()));
@@ -103,7 +115,7 @@ impl<'a> RtpPacket<'a> {
 
         let header_len = offset;
         let rest = b.get(header_len..).unwrap_or_default();
-        let (payload, padding_len) = if padding {
+        let (payload, padding_len) = if padding && strip_padding {
             // The last byte counts the padding bytes, itself included.
             let Some(&count) = rest.last() else {
                 return Err(DecodeError::truncated(Layer::Rtp, header_len, 1, 0));
@@ -634,6 +646,16 @@ mod tests {
     fn padding_longer_than_payload() {
         let b = rtp(0xa0, 0, 1, 2, 3, &[1, 2, 4]);
         check(&b, Err(DecodeError::invalid(Layer::Rtp, 14, "padding", "padding count exceeds the payload")));
+    }
+
+    #[test]
+    fn a_protected_packet_keeps_its_padding_bit_and_every_byte() {
+        // SRTP: the last byte is the tag's, here 4, which as a padding count would exceed
+        // the payload; the header still reads and the payload runs to the end.
+        let b = rtp(0xa0, 0, 1, 2, 3, &[1, 2, 4]);
+        let p = RtpPacket::parse_protected(&b).expect("parses");
+        assert_eq!((p.padding, p.padding_len, p.payload, p.header_len), (true, 0, &[1, 2, 4][..], 12));
+        assert_eq!(RtpPacket::parse_protected(&b[..11]), Err(DecodeError::truncated(Layer::Rtp, 0, 12, 11)));
     }
 
     #[test]

@@ -2,17 +2,33 @@
 //!
 //! [`Sdp::parse`] reads the origin, the session name, the session-level connection and
 //! direction, and every media description with its port, protocol, formats, connection,
-//! `rtpmap`s, `ptime`, direction, `rtcp` port and `rtcp-mux`. Values borrow from the
-//! body; only the lists (media, formats, rtpmaps) allocate.
+//! `rtpmap`s, `ptime`, direction, `rtcp` port and `rtcp-mux`, and what makes media SRTP:
+//! the SDES keys of `a=crypto` (RFC 4568, [`Crypto`]) and the DTLS-SRTP `a=fingerprint`
+//! (RFC 5763). Values borrow from the body; only the lists (media, formats, rtpmaps,
+//! crypto lines) allocate, and an inline key is decoded into a fixed array.
 //!
 //! Lines may end in CRLF or a bare LF, and blank lines are ignored. Lines of types this
 //! module does not use, and attributes it does not know or cannot read, are skipped: one
 //! odd attribute must not lose the media of a call. A line that is not `<letter>=<value>`,
 //! a description that does not start with `v=`, and `c=` or `m=` lines without their
 //! mandatory fields are errors that name the offset of the line.
+//!
+//! An `a=crypto` line that does not follow RFC 4568's grammar (or whose inline key does
+//! not fit its suite) is not skipped silently either, since its keys are what decrypts the
+//! call's SRTCP: the media stays, and [`Sdp::attribute_errors`] holds an error naming
+//! `a=crypto`, the offset of its value and what is wrong.
+//!
+//! Which media is SRTP ([`MediaDescription::srtp_keying`]): a secure profile (`RTP/SAVP`,
+//! `RTP/SAVPF`, `UDP/TLS/RTP/SAVP(F)`), and, best effort, an RTP profile with `a=crypto`
+//! lines (some devices offer SDES keys under `RTP/AVP`). The keys are SDES when there are
+//! `a=crypto` lines, DTLS-SRTP when a fingerprint (media or session level) comes with a
+//! secure or DTLS profile; the suite is then negotiated in the DTLS handshake.
 
+use crate::srtp::SrtpSuite;
 use crate::{DecodeError, Layer};
+use base64ct::{Base64, Base64Unpadded, Encoding};
 use memchr::memchr;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// A session description.
@@ -28,6 +44,13 @@ pub struct Sdp<'a> {
     pub direction: Option<Direction>,
     /// The `m=` sections, in order.
     pub media: Vec<MediaDescription<'a>>,
+    /// The session-level `a=fingerprint` (DTLS-SRTP, RFC 5763), the default for every
+    /// media description.
+    pub fingerprint: Option<Fingerprint<'a>>,
+    /// Attributes this module reads that were present but malformed (today `a=crypto`),
+    /// each naming the attribute and the offset of its value; the rest of the description
+    /// is read all the same.
+    pub attribute_errors: Vec<DecodeError>,
 }
 
 /// A `c=` line: `IN IP4 192.0.2.1`, `IN IP4 224.2.1.1/127/3`, `IN IP6 FF15::101/3`.
@@ -74,6 +97,11 @@ pub struct MediaDescription<'a> {
     pub rtcp_connection: Option<Connection<'a>>,
     /// `a=rtcp-mux` (RFC 5761): RTCP shares the RTP port.
     pub rtcp_mux: bool,
+    /// The `a=crypto` lines (SDES, RFC 4568) that parsed, in order: the keys this
+    /// description's sender encrypts with, one line per alternative offered.
+    pub crypto: Vec<Crypto<'a>>,
+    /// This section's `a=fingerprint` (DTLS-SRTP).
+    pub fingerprint: Option<Fingerprint<'a>>,
 }
 
 impl MediaDescription<'_> {
@@ -81,6 +109,230 @@ impl MediaDescription<'_> {
     pub fn effective_direction(&self, session: &Sdp<'_>) -> Direction {
         self.direction.or(session.direction).unwrap_or(Direction::SendRecv)
     }
+
+    /// How the keys of this media's SRTP are exchanged, or `None` when it is not SRTP
+    /// (see the module documentation for the rules).
+    pub fn srtp_keying(&self, session: &Sdp<'_>) -> Option<SrtpKeying> {
+        let proto = self.proto.to_ascii_uppercase();
+        if !proto.contains("RTP") {
+            return None;
+        }
+        let secure = proto.contains("SAVP");
+        if !self.crypto.is_empty() {
+            Some(SrtpKeying::Sdes)
+        } else if (secure || proto.contains("TLS")) && self.fingerprint.or(session.fingerprint).is_some() {
+            Some(SrtpKeying::Dtls)
+        } else if secure {
+            Some(SrtpKeying::Other)
+        } else {
+            None
+        }
+    }
+}
+
+/// How the keys of SRTP media are exchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SrtpKeying {
+    /// SDP security descriptions (`a=crypto`, RFC 4568): the keys are in the SDP.
+    Sdes,
+    /// DTLS-SRTP (`a=fingerprint`, RFC 5763/5764): keys and suite come from a DTLS
+    /// handshake on the media port.
+    Dtls,
+    /// A secure profile with neither (MIKEY, ZRTP, keys exchanged elsewhere).
+    Other,
+}
+
+/// An `a=fingerprint:<hash function> <fingerprint>` attribute (RFC 8122).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fingerprint<'a> {
+    /// The hash function, as written (`sha-256`, ...).
+    pub hash: &'a str,
+    /// The certificate's fingerprint, as written (colon-separated hex).
+    pub value: &'a str,
+}
+
+/// An `a=crypto:<tag> <crypto-suite> <key-params> [<session-params>]` attribute (RFC 4568
+/// section 9.1): SRTP keys sent in the clear of the (usually TLS-protected) signalling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Crypto<'a> {
+    /// The tag an answer uses to say which offered line it accepts (1 to 9 digits).
+    pub tag: u32,
+    /// The suite, [`SrtpSuite::Unknown`] for names this crate does not know.
+    pub suite: SrtpSuite,
+    /// The suite as written.
+    pub suite_name: &'a str,
+    /// The master keys (`inline:` key-params, at least one).
+    pub keys: Vec<KeyParams>,
+    /// The session parameters after the keys.
+    pub session_params: Vec<SessionParam<'a>>,
+}
+
+impl Crypto<'_> {
+    /// The key derivation rate's exponent (`KDR=n`: keys change every 2^n packets), 0 (never) by default.
+    pub fn kdr(&self) -> u8 {
+        self.session_params.iter().find_map(|p| if let SessionParam::Kdr(n) = p { Some(*n) } else { None }).unwrap_or(0)
+    }
+
+    /// Whether SRTCP is sent unencrypted (`UNENCRYPTED_SRTCP`; still authenticated).
+    pub fn unencrypted_srtcp(&self) -> bool {
+        self.session_params.contains(&SessionParam::UnencryptedSrtcp)
+    }
+}
+
+/// One `inline:<key||salt>[|<lifetime>][|<MKI>:<length>]` key parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyParams {
+    /// The master key and salt, decoded from base64.
+    pub key_salt: KeySalt,
+    /// The key's lifetime in packets (`2^n` or a number), when given.
+    pub lifetime: Option<u64>,
+    /// The master key identifier carried in each packet, when the sender uses one.
+    pub mki: Option<Mki>,
+}
+
+/// A decoded master key and salt (at most [`KeySalt::MAX`] bytes, kept inline).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeySalt {
+    bytes: [u8; KeySalt::MAX],
+    len: u8,
+}
+
+impl KeySalt {
+    /// The longest key and salt kept: AES-256's 32 bytes and a 14-byte salt fit, with room.
+    pub const MAX: usize = 64;
+
+    /// Makes one from `bytes`, or `None` when longer than [`KeySalt::MAX`].
+    pub fn new(bytes: &[u8]) -> Option<KeySalt> {
+        let mut out = KeySalt { bytes: [0; KeySalt::MAX], len: u8::try_from(bytes.len()).ok()? };
+        out.bytes.get_mut(..bytes.len())?.copy_from_slice(bytes);
+        Some(out)
+    }
+
+    /// The key followed by the salt.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.bytes.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
+/// Keys stay out of debug output: only their length shows.
+impl fmt::Debug for KeySalt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeySalt({} bytes)", self.len)
+    }
+}
+
+/// A master key identifier: its value and the bytes it takes in each packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mki {
+    /// The identifier.
+    pub value: u64,
+    /// Its length in each SRTP/SRTCP packet, 1 to 128 bytes.
+    pub len: u8,
+}
+
+/// An SRTP session parameter of `a=crypto` (RFC 4568 section 6.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionParam<'a> {
+    /// `KDR=n`: session keys are derived again every 2^n packets.
+    Kdr(u8),
+    /// `UNENCRYPTED_SRTP`.
+    UnencryptedSrtp,
+    /// `UNENCRYPTED_SRTCP`.
+    UnencryptedSrtcp,
+    /// `UNAUTHENTICATED_SRTP`.
+    UnauthenticatedSrtp,
+    /// `WSH=n`: the replay window size.
+    WindowSize(u32),
+    /// Another parameter (`FEC_ORDER=`, `FEC_KEY=`, a future one), as written.
+    Other(&'a str),
+}
+
+impl<'a> Crypto<'a> {
+    /// Parses the value of an `a=crypto` attribute (what follows `crypto:`); the error
+    /// says what is wrong, for a [`DecodeError`] naming the line.
+    pub fn parse(value: &'a str) -> Result<Crypto<'a>, &'static str> {
+        let mut words = value.split_ascii_whitespace();
+        let (Some(tag), Some(suite_name), Some(keys)) = (words.next(), words.next(), words.next()) else {
+            return Err("expected <tag> <crypto-suite> <key-params>");
+        };
+        if tag.is_empty() || tag.len() > 9 || !tag.bytes().all(|b| b.is_ascii_digit()) {
+            return Err("tag is not 1 to 9 digits");
+        }
+        let tag = tag.parse().map_err(|_| "tag is not 1 to 9 digits")?;
+        let suite = SrtpSuite::from_name(suite_name);
+        let keys = keys.split(';').map(|k| key_params(k, suite)).collect::<Result<Vec<_>, _>>()?;
+        let session_params = words.map(session_param).collect::<Result<Vec<_>, _>>()?;
+        Ok(Crypto { tag, suite, suite_name, keys, session_params })
+    }
+}
+
+/// `inline:<key||salt>[|<lifetime>][|<mki>:<length>]`.
+fn key_params(text: &str, suite: SrtpSuite) -> Result<KeyParams, &'static str> {
+    // ABNF's strings are case-insensitive: `INLINE:` is `inline:`.
+    let info = match text.split_at_checked(7) {
+        Some((method, info)) if method.eq_ignore_ascii_case("inline:") => info,
+        _ => return Err("key method is not inline:"),
+    };
+    let mut parts = info.split('|');
+    let encoded = parts.next().unwrap_or_default();
+    let mut buf = [0u8; KeySalt::MAX];
+    let not_base64 = "inline key is not base64 of at most 64 bytes";
+    let decoded = if encoded.len() % 4 == 0 {
+        Base64::decode(encoded, &mut buf).map_err(|_| not_base64)?
+    } else {
+        Base64Unpadded::decode(encoded, &mut buf).map_err(|_| not_base64)?
+    };
+    if decoded.is_empty() {
+        return Err(not_base64);
+    }
+    if let (Some(key), Some(salt)) = (suite.master_key_len(), suite.master_salt_len()) {
+        if decoded.len() != key + salt {
+            return Err("inline key is not the length of the suite's master key and salt");
+        }
+    }
+    let key_salt = KeySalt::new(decoded).ok_or(not_base64)?;
+    let (mut lifetime, mut mki) = (None, None);
+    for part in parts {
+        if let Some((value, len)) = part.split_once(':') {
+            if mki.is_some() {
+                return Err("more than one MKI");
+            }
+            let len = len.parse::<u8>().ok().filter(|l| (1..=128).contains(l)).ok_or("MKI length is not 1 to 128")?;
+            let value = value.parse::<u64>().map_err(|_| "MKI value is not a number below 2^64")?;
+            if len < 8 && value >> (u32::from(len) * 8) != 0 {
+                return Err("MKI value does not fit its length");
+            }
+            mki = Some(Mki { value, len });
+        } else {
+            if lifetime.is_some() || mki.is_some() {
+                return Err("lifetime out of place");
+            }
+            let bad = "lifetime is not 2^n or a number";
+            lifetime = Some(match part.strip_prefix("2^") {
+                Some(exp) => {
+                    1u64.checked_shl(exp.parse::<u32>().map_err(|_| bad)?).filter(|_| exp.len() <= 2).ok_or(bad)?
+                }
+                None => part.parse::<u64>().map_err(|_| bad)?,
+            });
+        }
+    }
+    Ok(KeyParams { key_salt, lifetime, mki })
+}
+
+/// One session parameter.
+fn session_param(text: &str) -> Result<SessionParam<'_>, &'static str> {
+    // ABNF's strings are case-insensitive.
+    let is = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    Ok(match text.split_once('=') {
+        Some((k, n)) if is(k, "KDR") => {
+            SessionParam::Kdr(n.parse::<u8>().ok().filter(|&n| n <= 24).ok_or("KDR is not 0 to 24")?)
+        }
+        Some((k, n)) if is(k, "WSH") => SessionParam::WindowSize(n.parse().map_err(|_| "WSH is not a number")?),
+        None if is(text, "UNENCRYPTED_SRTP") => SessionParam::UnencryptedSrtp,
+        None if is(text, "UNENCRYPTED_SRTCP") => SessionParam::UnencryptedSrtcp,
+        None if is(text, "UNAUTHENTICATED_SRTP") => SessionParam::UnauthenticatedSrtp,
+        _ => SessionParam::Other(text),
+    })
 }
 
 /// An `a=rtpmap:<payload type> <encoding>/<clock rate>[/<channels>]` attribute.
@@ -156,7 +408,7 @@ impl<'a> Sdp<'a> {
                 }
                 b'a' => {
                     if let Ok(text) = text {
-                        attribute(text, &mut sdp, media.as_mut());
+                        attribute(text, value_at, &mut sdp, media.as_mut());
                     }
                 }
                 _ => {}
@@ -225,15 +477,27 @@ fn parse_media(value: &str) -> Result<MediaDescription<'_>, &'static str> {
         rtcp_port: None,
         rtcp_connection: None,
         rtcp_mux: false,
+        crypto: Vec::new(),
+        fingerprint: None,
     })
 }
 
-/// Applies one `a=` line to the media section it is in, or to the session.
-fn attribute<'a>(text: &'a str, sdp: &mut Sdp<'a>, media: Option<&mut MediaDescription<'a>>) {
+/// Applies one `a=` line (its text at offset `at`) to the media section it is in, or to the session.
+fn attribute<'a>(text: &'a str, at: usize, sdp: &mut Sdp<'a>, media: Option<&mut MediaDescription<'a>>) {
     let (name, value) = match text.split_once(':') {
         Some((name, value)) => (name.trim(), value.trim()),
         None => (text.trim(), ""),
     };
+    if name == "fingerprint" {
+        let fingerprint = value
+            .split_once(|c: char| c.is_ascii_whitespace())
+            .map(|(hash, value)| Fingerprint { hash, value: value.trim() });
+        match media {
+            Some(m) => m.fingerprint = fingerprint.or(m.fingerprint),
+            None => sdp.fingerprint = fingerprint.or(sdp.fingerprint),
+        }
+        return;
+    }
     let direction = match name {
         "sendrecv" => Some(Direction::SendRecv),
         "sendonly" => Some(Direction::SendOnly),
@@ -262,6 +526,14 @@ fn attribute<'a>(text: &'a str, sdp: &mut Sdp<'a>, media: Option<&mut MediaDescr
             }
         }
         "rtcp-mux" => m.rtcp_mux = true,
+        "crypto" => match Crypto::parse(value) {
+            Ok(crypto) => m.crypto.push(crypto),
+            Err(reason) => {
+                // The offset of the value: where in the line it starts, past `crypto:`.
+                let offset = at + (value.as_ptr() as usize).saturating_sub(text.as_ptr() as usize);
+                sdp.attribute_errors.push(DecodeError::invalid(Layer::Sdp, offset, "a=crypto", reason));
+            }
+        },
         _ => {}
     }
 }
@@ -328,6 +600,8 @@ mod tests {
             rtcp_port: None,
             rtcp_connection: None,
             rtcp_mux: false,
+            crypto: Vec::new(),
+            fingerprint: None,
         }
     }
 
@@ -365,6 +639,8 @@ a=sendrecv\r\n";
                 connection: Some(ip4("192.0.2.101")),
                 direction: None,
                 media: vec![audio],
+                fingerprint: None,
+                attribute_errors: Vec::new(),
             }),
         );
     }
@@ -484,6 +760,160 @@ a=maxptime:40\r\na=\r\na=unknown\r\nx=whatever\r\n",
     fn blank_lines_and_lf_only_are_fine() {
         let sdp = parse("\r\nv=0\n\nm=audio 7078 RTP/AVP 0\n   \nc=IN IP4 10.0.0.1\n\n");
         assert_eq!(sdp.media[0].connection, Some(ip4("10.0.0.1")));
+    }
+
+    /// One key of a crypto line: (tag, suite, key||salt, lifetime, MKI).
+    type Key = (u32, SrtpSuite, Vec<u8>, Option<u64>, Option<Mki>);
+
+    /// The keys of `m`'s crypto lines.
+    fn keys(m: &MediaDescription<'_>) -> Vec<Key> {
+        m.crypto
+            .iter()
+            .flat_map(|c| c.keys.iter().map(|k| (c.tag, c.suite, k.key_salt.as_bytes().to_vec(), k.lifetime, k.mki)))
+            .collect()
+    }
+
+    #[test]
+    fn crypto_lines_give_their_suites_keys_lifetimes_and_mkis() {
+        let sdp = parse(
+            "v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 5004 RTP/SAVP 0\r\n\
+a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR|2^20|1:32\r\n\
+a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|1048576 KDR=3 UNENCRYPTED_SRTCP WSH=128 FEC_ORDER=FEC_SRTP\r\n\
+a=crypto:3 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\r\n\
+a=crypto:4 AEAD_AES_256_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKis\r\n\
+a=crypto:5 AES_256_CM_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLQ==|2^31;inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gISIjJCUmJygpKissLQ==|2^31\r\n\
+a=crypto:999999999 FANCY_NEW_SUITE inline:AAEC\r\n",
+        );
+        let first = base64_30("PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR");
+        let count = |n: u8| (0..n).collect::<Vec<u8>>();
+        use SrtpSuite::*;
+        assert_eq!(
+            keys(&sdp.media[0]),
+            [
+                (1, AesCm128HmacSha1_80, first, Some(1 << 20), Some(Mki { value: 1, len: 32 })),
+                (2, AesCm128HmacSha1_32, count(30), Some(1_048_576), None),
+                (3, AeadAes128Gcm, count(28), None, None),
+                (4, AeadAes256Gcm, count(44), None, None),
+                (5, AesCm256HmacSha1_80, count(46), Some(1 << 31), None),
+                (5, AesCm256HmacSha1_80, count(46), Some(1 << 31), None),
+                (999_999_999, Unknown, vec![0, 1, 2], None, None),
+            ]
+        );
+        let second = &sdp.media[0].crypto[1];
+        assert_eq!(
+            second.session_params,
+            [
+                SessionParam::Kdr(3),
+                SessionParam::UnencryptedSrtcp,
+                SessionParam::WindowSize(128),
+                SessionParam::Other("FEC_ORDER=FEC_SRTP")
+            ]
+        );
+        assert_eq!((second.kdr(), second.unencrypted_srtcp()), (3, true));
+        assert_eq!((sdp.media[0].crypto[0].kdr(), sdp.media[0].crypto[0].unencrypted_srtcp()), (0, false));
+        assert_eq!(sdp.media[0].crypto[5].suite_name, "FANCY_NEW_SUITE");
+        assert_eq!(sdp.attribute_errors, []);
+        assert_eq!(format!("{:?}", sdp.media[0].crypto[2].keys[0].key_salt), "KeySalt(28 bytes)");
+        // ABNF's strings are case-insensitive.
+        let lower = Crypto::parse(
+            "7 aes_cm_128_hmac_sha1_32 INLINE:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd kdr=2 unencrypted_srtcp",
+        );
+        let lower = lower.expect("parses");
+        assert_eq!((lower.suite, lower.kdr(), lower.unencrypted_srtcp()), (SrtpSuite::AesCm128HmacSha1_32, 2, true));
+    }
+
+    fn base64_30(text: &str) -> Vec<u8> {
+        let mut buf = [0; 30];
+        Base64::decode(text, &mut buf).expect("base64").to_vec()
+    }
+
+    #[test]
+    fn a_malformed_crypto_line_is_an_error_naming_it_and_the_media_stays() {
+        let bad = |line: &str| {
+            let text = format!("v=0\r\nm=audio 5004 RTP/SAVP 0\r\na={line}\r\na=crypto:9 AEAD_AES_128_GCM inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw==\r\n");
+            let sdp = Sdp::parse(text.as_bytes()).expect("the description still parses");
+            assert_eq!(sdp.media.len(), 1);
+            // The good line beside the bad one is kept.
+            assert_eq!(sdp.media[0].crypto.iter().map(|c| c.tag).collect::<Vec<_>>(), [9], "{line}");
+            sdp.attribute_errors.iter().map(ToString::to_string).collect::<Vec<_>>()
+        };
+        let err = |reason: &str| vec![format!("sdp: invalid a=crypto at offset 39: {reason}")];
+        assert_eq!(bad("crypto:1 AES_CM_128_HMAC_SHA1_80"), err("expected <tag> <crypto-suite> <key-params>"));
+        assert_eq!(bad("crypto:"), err("expected <tag> <crypto-suite> <key-params>"));
+        assert_eq!(bad("crypto:x AES_CM_128_HMAC_SHA1_80 inline:AAAA"), err("tag is not 1 to 9 digits"));
+        assert_eq!(bad("crypto:1234567890 AES_CM_128_HMAC_SHA1_80 inline:AAAA"), err("tag is not 1 to 9 digits"));
+        assert_eq!(bad("crypto:1 AES_CM_128_HMAC_SHA1_80 uri:x"), err("key method is not inline:"));
+        assert_eq!(
+            bad("crypto:1 AES_CM_128_HMAC_SHA1_80 inline:!!!!"),
+            err("inline key is not base64 of at most 64 bytes")
+        );
+        assert_eq!(
+            bad("crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"),
+            err("inline key is not base64 of at most 64 bytes")
+        );
+        let long = "A".repeat(100);
+        assert_eq!(bad(&format!("crypto:1 X inline:{long}")), err("inline key is not base64 of at most 64 bytes"));
+        assert_eq!(
+            bad("crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGw=="),
+            err("inline key is not the length of the suite's master key and salt")
+        );
+        let key = "inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|1:0")), err("MKI length is not 1 to 128"));
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|1:200")), err("MKI length is not 1 to 128"));
+        assert_eq!(
+            bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|256:1")),
+            err("MKI value does not fit its length")
+        );
+        assert_eq!(
+            bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|99999999999999999999:9")),
+            err("MKI value is not a number below 2^64")
+        );
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|1:4|2:4")), err("more than one MKI"));
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|1:4|2^20")), err("lifetime out of place"));
+        assert_eq!(
+            bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|2^64")),
+            err("lifetime is not 2^n or a number")
+        );
+        assert_eq!(
+            bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key}|forever")),
+            err("lifetime is not 2^n or a number")
+        );
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key} KDR=25")), err("KDR is not 0 to 24"));
+        assert_eq!(bad(&format!("crypto:1 AES_CM_128_HMAC_SHA1_80 {key} WSH=x")), err("WSH is not a number"));
+        // Where the line sits is what the offset names: here after another attribute.
+        let sdp = parse("v=0\r\nm=audio 1 RTP/SAVP 0\r\na=ptime:20\r\na=crypto: 1 X\r\n");
+        assert_eq!(
+            sdp.attribute_errors,
+            [DecodeError::invalid(Layer::Sdp, 49, "a=crypto", "expected <tag> <crypto-suite> <key-params>")]
+        );
+    }
+
+    #[test]
+    fn which_media_is_srtp_and_how_its_keys_come() {
+        let crypto = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd\r\n";
+        let fp = "a=fingerprint:sha-256 AB:CD\r\n";
+        let keying = |session: &str, m: &str, attrs: &str| format!("v=0\r\n{session}m=audio 5004 {m} 0\r\n{attrs}");
+        let cases = [
+            ("", "RTP/AVP", "", None),
+            ("", "RTP/SAVP", "", Some(SrtpKeying::Other)),
+            ("", "RTP/SAVPF", crypto, Some(SrtpKeying::Sdes)),
+            ("", "RTP/AVP", crypto, Some(SrtpKeying::Sdes)),
+            ("", "UDP/TLS/RTP/SAVPF", fp, Some(SrtpKeying::Dtls)),
+            (fp, "UDP/TLS/RTP/SAVP", "", Some(SrtpKeying::Dtls)),
+            (fp, "RTP/SAVP", "", Some(SrtpKeying::Dtls)),
+            // A fingerprint under a plain profile is not DTLS-SRTP: the media is RTP.
+            (fp, "RTP/AVP", "", None),
+            ("", "udptl", crypto, None),
+        ];
+        for (session, proto, attrs, expected) in cases {
+            let text = keying(session, proto, attrs);
+            let sdp = Sdp::parse(text.as_bytes()).expect("parses");
+            assert_eq!(sdp.media[0].srtp_keying(&sdp), expected, "{session:?} {proto} {attrs:?}");
+        }
+        let sdp =
+            parse("v=0\r\na=fingerprint:sha-1 4A:AD\r\nm=audio 1 RTP/SAVP 0\r\na=fingerprint:sha-256  12:34 \r\n");
+        assert_eq!(sdp.fingerprint, Some(Fingerprint { hash: "sha-1", value: "4A:AD" }));
+        assert_eq!(sdp.media[0].fingerprint, Some(Fingerprint { hash: "sha-256", value: "12:34" }));
     }
 
     #[test]

@@ -274,6 +274,7 @@ impl<'a> Cursor<'a> {
 }
 
 const EXT_SERVER_NAME: u16 = 0;
+const EXT_USE_SRTP: u16 = 14;
 const EXT_ENCRYPT_THEN_MAC: u16 = 22;
 const EXT_EXTENDED_MASTER_SECRET: u16 = 23;
 const EXT_SESSION_TICKET: u16 = 35;
@@ -301,6 +302,9 @@ pub struct HelloExtensions<'a> {
     pub pre_shared_key: bool,
     /// `early_data` is present (0-RTT).
     pub early_data: bool,
+    /// `use_srtp` (RFC 5764, DTLS-SRTP), its data: the protection profiles (a vec16 of
+    /// two-byte ids; the server's one choice) and the MKI (a vec8).
+    pub use_srtp: Option<&'a [u8]>,
 }
 
 fn parse_extensions<'a>(c: &mut Cursor<'a>, base: usize) -> Result<HelloExtensions<'a>, DecodeError> {
@@ -338,6 +342,7 @@ fn parse_extensions<'a>(c: &mut Cursor<'a>, base: usize) -> Result<HelloExtensio
             EXT_SESSION_TICKET => ext.session_ticket = Some(data),
             EXT_PRE_SHARED_KEY => ext.pre_shared_key = true,
             EXT_EARLY_DATA => ext.early_data = true,
+            EXT_USE_SRTP => ext.use_srtp = Some(data),
             _ => {}
         }
     }

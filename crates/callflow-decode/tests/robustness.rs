@@ -9,9 +9,11 @@ use callflow_decode::diameter::{self, DiameterMessage, Dictionary};
 use callflow_decode::dtmf::TelephoneEvent;
 use callflow_decode::hep::{self, HepPacket};
 use callflow_decode::packet::{decode_frame, Transport};
-use callflow_decode::sdp::Sdp;
+use callflow_decode::sdp::{Crypto, Sdp};
 use callflow_decode::sip::{self, SipMessage};
+use callflow_decode::srtp::{self, SrtcpContext, SrtpError, SrtpSuite};
 use callflow_decode::{gtp, rtcp, rtp, sctp, tls, websocket, LinkType};
+use std::cell::RefCell;
 use std::path::Path;
 
 /// The GTP entry points: headers of both versions, every IE, grouped IEs walked down to
@@ -94,6 +96,7 @@ fn application_decoders(bytes: &[u8]) {
     hep_decoders(bytes);
     gtp_decoders(bytes);
     tls_decoders(bytes);
+    srtcp_decoders(bytes);
     for c in sctp::chunks(bytes).take(64) {
         match c {
             Ok(c) => {
@@ -102,6 +105,39 @@ fn application_decoders(bytes: &[u8]) {
             Err(_) => break,
         }
     }
+}
+
+/// The SRTP entry points: `a=crypto` values, DTLS-SRTP ServerHellos, and SRTCP decryption under every suite
+/// decrypted (keys fixed, one with a 4-byte MKI), so damaged packets reach the tag checks.
+fn srtcp_decoders(bytes: &[u8]) {
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = Crypto::parse(text);
+    }
+    let _ = srtp::dtls_srtp_profile(bytes);
+    thread_local! {
+        // Made once per thread: deriving keys for every damaged frame would be most of the test's time.
+        static CONTEXTS: RefCell<Vec<SrtcpContext>> = RefCell::new(
+            [
+                SrtcpContext::new(SrtpSuite::AesCm128HmacSha1_80, &[1; 30], Some((7, 4)), 0),
+                SrtcpContext::new(SrtpSuite::AesCm256HmacSha1_32, &[2; 46], None, 3),
+                SrtcpContext::new(SrtpSuite::AeadAes128Gcm, &[3; 28], None, 0),
+                SrtcpContext::new(SrtpSuite::AeadAes256Gcm, &[4; 44], Some((1, 1)), 0),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
+        );
+    }
+    // What the analysis hands to SRTCP decryption: RTCP's first bytes.
+    if !(bytes.len() >= 8 && bytes[0] >> 6 == 2 && (200..=207).contains(&bytes[1])) {
+        return;
+    }
+    let mut out = Vec::new();
+    CONTEXTS.with_borrow_mut(|contexts| {
+        for ctx in contexts {
+            let _ = ctx.decrypt(bytes, &mut out);
+        }
+    });
 }
 
 /// The TLS entry points: framing, records, hellos, key log lines and record decryption
@@ -331,5 +367,37 @@ fn damaged_tls_records_never_panic_and_a_cut_stream_keeps_its_whole_records() {
             bytes[at] = rng.next() as u8;
         }
         tls_decoders(&bytes);
+    }
+}
+
+/// SRTCP that libsrtp 2.5 protected (AES_CM_128_HMAC_SHA1_80, key 00 01 ... 1d, index 2):
+/// an SR with one report block.
+const LIBSRTP_SRTCP: &str = "81c8000c12345678f4e419a5fd796df58a21bb125ea2f3b9c7073c6c2bfad9893c14505adfc7ea788837c5d25c014663a026621480000002c2c8c542b9684996a136";
+
+#[test]
+fn damaged_srtcp_packets_never_panic_and_never_decrypt() {
+    let packet: Vec<u8> = (0..LIBSRTP_SRTCP.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&LIBSRTP_SRTCP[i..i + 2], 16).unwrap())
+        .collect();
+    let key: Vec<u8> = (0..30).collect();
+    let mut ctx = SrtcpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key, None, 0).unwrap();
+    let mut out = Vec::new();
+    assert!(ctx.decrypt(&packet, &mut out).is_ok());
+    // Every cut: truncated below 22 bytes, else a tag that no longer matches.
+    for len in 0..packet.len() {
+        let got = ctx.decrypt(&packet[..len], &mut out);
+        let expected = if len < 22 { SrtpError::Truncated { len, needed: 22 } } else { SrtpError::Authentication };
+        assert_eq!(got, Err(expected), "cut at {len}");
+        srtcp_decoders(&packet[..len]);
+    }
+    // Every byte changed: nothing decrypts.
+    let mut rng = Rng(0x5157);
+    for at in 0..packet.len() {
+        let mut bytes = packet.clone();
+        bytes[at] ^= 1 + (rng.next() as u8 % 255);
+        assert_eq!(ctx.decrypt(&bytes, &mut out), Err(SrtpError::Authentication), "byte {at}");
+        assert_eq!(out, []);
+        srtcp_decoders(&bytes);
     }
 }

@@ -37,7 +37,7 @@ pub use gtp::{
 pub use kpis::{Delay, KpiCall, KpiRow, KpiSet, Kpis, OutcomeCount, Ratio, ResponseCounts};
 pub use media::{
     DtmfEvent, MediaStream, Problem, Quality, QualityMethod, ReportBlock, RtcpReport, RtcpReportKind, RtcpSummary,
-    SenderInfo, TimelineInterval, XrVoipMetrics,
+    SenderInfo, SrtcpCounts, SrtpKeying, SrtpStream, TimelineInterval, XrVoipMetrics,
 };
 pub use session::{
     Branch, CallState, DtmfDigit, DtmfSource, MediaChange, MediaChangeKind, Message, Party, Protocol, Related,

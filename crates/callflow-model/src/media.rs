@@ -79,6 +79,69 @@ pub struct MediaStream {
     /// other end is: media latched on to a NATed address (symmetric RTP), still the call's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub nat_latched: bool,
+    /// RTP payload bytes of the packets received: after the header (CSRCs, extension),
+    /// without padding; for SRTP without the MKI and authentication tag of the suite (see
+    /// `srtp`), the padding then being encrypted and counted.
+    #[serde(default)]
+    pub payload_bytes: u64,
+    /// How the stream is protected, when its SDP made it SRTP; absent for RTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtp: Option<SrtpStream>,
+}
+
+/// An SRTP stream's protection, as its SDP negotiated it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrtpStream {
+    /// How the keys were exchanged.
+    pub keying: SrtpKeying,
+    /// The crypto suite the SDP agreed on (`AES_CM_128_HMAC_SHA1_80`, ...), or for
+    /// DTLS-SRTP the one its DTLS 1.2 ServerHello chose; absent when neither says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suite: Option<String>,
+    /// Bytes of authentication tag at the end of each packet, not counted as payload.
+    pub tag_len: u8,
+    /// Bytes of master key identifier before the tag, not counted as payload.
+    #[serde(default)]
+    pub mki_len: u8,
+    /// True when the suite is not known (DTLS-SRTP without a readable ServerHello, a suite
+    /// this build does not know) and the tag length is the 80 bits of
+    /// `AES_CM_128_HMAC_SHA1_80`, which every DTLS-SRTP endpoint must support.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tag_assumed: bool,
+    /// The SRTCP packets this stream's SSRC sent, and what became of them (absent when
+    /// it sent none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub srtcp: Option<SrtcpCounts>,
+}
+
+/// What became of the SRTCP packets one SSRC sent. Only packets that authenticated give
+/// reports (in the stream's `rtcp`, and its `rtcp_summary`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrtcpCounts {
+    /// SRTCP packets seen.
+    pub packets: u64,
+    /// Packets that authenticated with one of the call's SDES keys and were decrypted.
+    pub decrypted: u64,
+    /// Packets whose authentication tag matched none of the call's keys: a wrong key, or
+    /// a damaged packet; never read.
+    pub auth_failures: u64,
+    /// Packets too short for the suite's index, MKI and tag.
+    pub truncated: u64,
+    /// Packets with no key to try: DTLS-SRTP, keys exchanged elsewhere, a suite not
+    /// decrypted (F8, unknown).
+    pub no_key: u64,
+}
+
+/// How an SRTP stream's keys were exchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SrtpKeying {
+    /// SDP security descriptions (`a=crypto`, RFC 4568): the keys are in the SDP.
+    Sdes,
+    /// DTLS-SRTP (`a=fingerprint`, RFC 5763): the keys come from a DTLS handshake.
+    Dtls,
+    /// A secure profile with neither (MIKEY, ZRTP, ...).
+    Other,
 }
 
 impl MediaStream {

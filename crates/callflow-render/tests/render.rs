@@ -111,6 +111,8 @@ fn stream(src: &str, dst: &str, from_ms: i64, to_ms: i64, mos: Option<f64>) -> M
         payload_change: None,
         capture_loss: false,
         nat_latched: false,
+        payload_bytes: 0,
+        srtp: None,
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 /// The shared capture corpus (../shared/pcaps beside the repository), or `None` with a
 /// line saying the corpus part is skipped. In CI (env `CI` set) a missing corpus fails.
+// Some test binaries only need the oracle tools.
+#[allow(dead_code)]
 pub fn corpus_dir() -> Option<PathBuf> {
     // `CALLFLOW_PCAPS` points elsewhere, for a checkout that does not sit beside shared/.
     let dir = std::env::var_os("CALLFLOW_PCAPS")
