@@ -395,6 +395,12 @@ impl Hub {
                     if hub.stopping() {
                         return;
                     }
+                    if woken == Err(std::sync::mpsc::RecvTimeoutError::Disconnected) {
+                        // The listener is gone (its store's runtime stopped): nothing will
+                        // come, but the hub may still be asked to stop.
+                        std::thread::sleep(LOG_RETRY);
+                        continue;
+                    }
                     let mut newest = 0;
                     for wake in woken.into_iter().chain(rx.try_iter()) {
                         match wake {
