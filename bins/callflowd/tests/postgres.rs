@@ -83,7 +83,8 @@ fn callflowd_refuses_a_postgres_store_newer_than_itself_naming_both_versions() {
     let out = common::command(&dir, &["--database", &url]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("schema version 7 is newer than this build knows (2)"), "{stderr}");
+    let known = callflow_jobs::PgStore::SCHEMA_VERSION;
+    assert!(stderr.contains(&format!("schema version 7 is newer than this build knows ({known})")), "{stderr}");
     assert!(
         stderr.contains(&format!("postgres://postgres@127.0.0.1:{}/{db}", cluster.port)),
         "names the store: {stderr}"
@@ -119,4 +120,54 @@ fn callflowd_answers_503_while_postgres_is_down_and_carries_on_once_it_is_back()
         request(&daemon.addr, "GET /health HTTP/1.1", |_| {}).0 == 200
     });
     assert!(healthy, "{:?}", request(&daemon.addr, "GET /health HTTP/1.1", |_| {}));
+}
+
+/// Two nodes on one database, with users: a token one node issued is accepted by the
+/// other, a logout on either is seen by both, and a restart keeps the tokens.
+#[test]
+fn a_login_token_is_valid_on_every_node_and_a_logout_on_one_is_seen_by_all() {
+    let Some(cluster) = pg::shared("callflowd_tokens_across_nodes") else { return };
+    let url = cluster.create_database();
+    let hash = common::hash_password("s3cret");
+    let start = |name: &str| {
+        let dir = temp_dir(name);
+        let config = dir.join("callflowd.toml");
+        std::fs::write(&config, format!("[auth]\nenabled = true\nusers = {{ ann = \"{hash}\" }}\n")).unwrap();
+        Daemon::start(dir, &["--config", config.to_str().unwrap(), "--database", &url])
+    };
+    let login = |addr: &str| {
+        let body = r#"{"username":"ann","password":"s3cret"}"#;
+        let head =
+            format!("POST /api/login HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}", body.len());
+        let (status, reply) = request(addr, &head, |conn| conn.write_all(body.as_bytes()).unwrap());
+        assert_eq!(status, 200, "{reply}");
+        serde_json::from_str::<Value>(&reply).unwrap()["token"].as_str().unwrap().to_string()
+    };
+    let jobs = |addr: &str, token: &str| {
+        request(addr, &format!("GET /api/v1/jobs HTTP/1.1\r\nAuthorization: Bearer {token}"), |_| {}).0
+    };
+    let (a, b) = (start("tokens-a"), start("tokens-b"));
+    let token = login(&a.addr);
+    assert_eq!(jobs(&a.addr, &token), 200);
+    assert_eq!(jobs(&b.addr, &token), 200, "a token node A issued is valid on node B");
+    assert_eq!(jobs(&b.addr, &"0".repeat(64)), 401, "an invented token is not");
+
+    let (status, body) =
+        request(&b.addr, &format!("POST /api/logout HTTP/1.1\r\nAuthorization: Bearer {token}"), |_| {});
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(jobs(&b.addr, &token), 401, "revoked where the logout was made");
+    // Node A reads revocations every second; a guard against a hang, not a measure.
+    let seen = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        jobs(&a.addr, &token) == 401
+    });
+    assert!(seen, "node A still accepts a token revoked on node B");
+
+    let kept = login(&b.addr);
+    drop(a);
+    let (success, stderr) = b.terminate();
+    assert!(success, "{stderr}");
+    let c = start("tokens-c");
+    assert_eq!(jobs(&c.addr, &kept), 200, "a token outlives the node that issued it");
+    assert_eq!(jobs(&c.addr, &token), 401, "and a revoked one stays revoked");
 }

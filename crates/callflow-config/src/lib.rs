@@ -738,13 +738,15 @@ impl Settings {
     }
 
     /// This node's name: `cluster.node_name`, or the host name and `server.port`
-    /// (`callflow-1:8080`). With `server.port = 0` every node of a host would get the same
-    /// default: name them.
+    /// (`callflow-1:8080`). With `server.port = 0` (a port the system picks), where every
+    /// node of a host would be `host:0`, the default is the host name and the process id
+    /// (`callflow-1:pid4242`): a new name at each start, so such a node never finds its own
+    /// jobs again by name (a live node takes them over after the lease). Name the nodes.
     pub fn node_name(&self) -> String {
-        if self.cluster.node_name.is_empty() {
-            format!("{}:{}", host_name(), self.server.port)
-        } else {
-            self.cluster.node_name.clone()
+        match (self.cluster.node_name.is_empty(), self.server.port) {
+            (false, _) => self.cluster.node_name.clone(),
+            (true, 0) => format!("{}:pid{}", host_name(), std::process::id()),
+            (true, port) => format!("{}:{port}", host_name()),
         }
     }
 

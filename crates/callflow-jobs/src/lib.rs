@@ -159,6 +159,7 @@ pub mod retain;
 mod sqlite;
 mod status;
 mod store;
+pub mod tokens;
 mod volume;
 
 pub use cluster::{NodeOptions, NodeState};

@@ -93,7 +93,17 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX sessions_by_from ON sessions(job_id, from_uri);
     CREATE INDEX sessions_by_to ON sessions(job_id, to_uri);
     CREATE INDEX sessions_by_session_id ON sessions(session_id, job_id);",
-    // 2: nodes (issue 18): a cancel asked for on another node, the nodes lost while a job
+    // 2: login tokens (by digest) and their revocations, shared by the nodes (see the
+    // tokens module).
+    "CREATE TABLE login_tokens (digest BYTEA PRIMARY KEY, expires_at BIGINT NOT NULL);
+    CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+    CREATE TABLE token_revocations (
+        seq BIGSERIAL PRIMARY KEY,
+        digest BYTEA NOT NULL,
+        revoked_at BIGINT NOT NULL
+    );
+    CREATE INDEX token_revocations_by_time ON token_revocations(revoked_at);",
+    // 3: nodes (issue 18): a cancel asked for on another node, the nodes lost while a job
     // ran; the registered nodes and their heartbeats; the cluster's id.
     "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
     ALTER TABLE jobs ADD COLUMN lost_nodes TEXT;
@@ -150,6 +160,9 @@ impl Drop for PgStore {
 }
 
 impl PgStore {
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Connects to the server at `url` with at most `pool_size` connections, and migrates
     /// its schema (under an advisory lock) or refuses one newer than this build.
     pub fn connect(url: &str, pool_size: usize) -> Result<PgStore, StoreError> {
@@ -199,7 +212,10 @@ impl PgStore {
     }
 
     /// Waits for `fut` on the store's runtime.
-    fn run<T: Send>(&self, fut: impl Future<Output = Result<T, StoreError>> + Send) -> Result<T, StoreError> {
+    pub(crate) fn run<T: Send>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
         let runtime = self.runtime.as_ref().expect("present until dropped");
         if tokio::runtime::Handle::try_current().is_ok() {
             // A thread of another runtime (a server's blocking pool, or a test's): its
@@ -217,7 +233,7 @@ impl PgStore {
         self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+    pub(crate) async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
         self.pool.get().await.map_err(pool_error)
     }
 
@@ -783,6 +799,10 @@ fn finished() -> String {
 }
 
 impl JobStore for PgStore {
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        Some(self)
+    }
+
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         self.run(async {
             let client = self.client().await?;

@@ -71,7 +71,16 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE jobs ADD COLUMN subscribers TEXT;",
     // 4: a live job's source, as the embedder described it (JSON); NULL for capture files.
     "ALTER TABLE jobs ADD COLUMN live TEXT;",
-    // 5: nodes (issue 18): the node that runs or last ran each job, a cancel asked for on
+    // 5: login tokens (by digest) and their revocations, shared by the processes on one
+    // database (see the tokens module).
+    "CREATE TABLE login_tokens (digest BLOB PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX login_tokens_by_expiry ON login_tokens(expires_at);
+    CREATE TABLE token_revocations (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        digest BLOB NOT NULL,
+        revoked_at INTEGER NOT NULL
+    );",
+    // 6: nodes (issue 18): the node that runs or last ran each job, a cancel asked for on
     // another node, the nodes lost while it ran; the registered nodes; the cluster's id.
     "ALTER TABLE jobs ADD COLUMN node TEXT;
     ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
@@ -119,7 +128,7 @@ const READERS: usize = 2;
 
 /// A read connection lent by [`SqliteStore::reader`]; given back when dropped. When every
 /// reader is in use (or none could be opened) it is the writer's connection instead.
-enum Reader<'a> {
+pub(crate) enum Reader<'a> {
     Pooled(Option<Connection>, &'a SqliteStore),
     Writer(MutexGuard<'a, Connection>),
 }
@@ -151,6 +160,9 @@ impl std::fmt::Debug for SqliteStore {
 }
 
 impl SqliteStore {
+    /// The schema version this build migrates a database to.
+    pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
     /// Opens (creating it and its directory if needed) and migrates the database at `path`.
     pub fn open(path: impl AsRef<Path>) -> Result<SqliteStore, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -189,14 +201,14 @@ impl SqliteStore {
         self.node.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves the connection usable (every change is a
         // transaction that rolled back), so a poisoned lock is taken over.
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A connection for a query: a read connection that is free, else the writer's.
-    fn reader(&self) -> Reader<'_> {
+    pub(crate) fn reader(&self) -> Reader<'_> {
         match self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop() {
             Some(conn) => Reader::Pooled(Some(conn), self),
             None => Reader::Writer(self.conn()),
@@ -375,6 +387,10 @@ fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
 }
 
 impl JobStore for SqliteStore {
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        Some(self)
+    }
+
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         // A NULL id is the next AUTOINCREMENT one.

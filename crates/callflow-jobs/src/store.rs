@@ -455,6 +455,13 @@ pub trait JobStore: Send + Sync {
     /// of QUEUED.
     fn recover(&self, resume: bool, max_attempts: u32, now: i64) -> Result<Recovery, StoreError>;
 
+    /// Where login tokens are shared between the nodes on this store (see
+    /// [`crate::tokens`]); `None`, the default, for a store that keeps none (tokens then
+    /// live in one process's memory).
+    fn tokens(&self) -> Option<&dyn crate::tokens::TokenStore> {
+        None
+    }
+
     // Nodes. A store serves one node: once `register_node` has named it, the store's
     // claims and live jobs record that node, `recover` takes only that node's jobs (and
     // those of no node) where the store is shared, and a run's writes (progress,

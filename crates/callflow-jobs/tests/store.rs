@@ -201,11 +201,13 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
 fn migrations_are_versioned_and_a_newer_schema_is_refused() {
     let dir = common::temp_dir("migrations");
     let db = dir.join("x.db");
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 5);
-    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), 5, "reopening migrates nothing");
+    let latest = SqliteStore::SCHEMA_VERSION;
+    assert!(latest >= 5, "{latest}");
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), latest);
+    assert_eq!(SqliteStore::open(&db).unwrap().schema_version().unwrap(), latest, "reopening migrates nothing");
     rusqlite::Connection::open(&db).unwrap().pragma_update(None, "user_version", 99).unwrap();
     match SqliteStore::open(&db) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 5 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known }) if known == latest => {
             assert!(e.to_string().contains("upgrade callflowd"), "{e}");
         }
         other => panic!("{other:?}"),
@@ -236,12 +238,13 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
         conn.execute_batch(
             "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live;
              ALTER TABLE jobs DROP COLUMN node; ALTER TABLE jobs DROP COLUMN cancel_requested;
-             ALTER TABLE jobs DROP COLUMN lost_nodes; DROP TABLE nodes; DROP TABLE cluster; PRAGMA user_version = 2;",
+             ALTER TABLE jobs DROP COLUMN lost_nodes; DROP TABLE nodes; DROP TABLE cluster;
+             DROP TABLE login_tokens; DROP TABLE token_revocations; PRAGMA user_version = 2;",
         )
         .unwrap();
     }
     let store = SqliteStore::open(&db).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 5);
+    assert_eq!(store.schema_version().unwrap(), SqliteStore::SCHEMA_VERSION);
     assert_eq!(store.job(old).unwrap().unwrap().state, JobState::Completed, "the old job survives the upgrade");
     assert_eq!(store.subscribers(old).unwrap(), None, "completed before subscribers were kept");
     let new = store.create_job(&NewJob::file("new.pcap"), 4).unwrap().id;
@@ -418,6 +421,44 @@ fn reads_on_the_read_connections_see_every_change_committed_before_them() {
 
 /// `/metrics` counts jobs per state with one query; it must count what listing finds.
 #[test]
+fn login_tokens_are_found_by_digest_until_they_expire_or_are_revoked_and_revocations_are_read_in_order() {
+    use callflow_jobs::tokens::{next_cursor, SETTLED_MS};
+    for backend in backends("tokens") {
+        let name = backend.name();
+        let store = backend.open();
+        let tokens = store.tokens().expect("both backends share tokens");
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        tokens.put_token(&a, 10_000).unwrap();
+        tokens.put_token(&b, 20_000).unwrap();
+        assert_eq!(tokens.token_expiry(&a, 5_000).unwrap(), Some(10_000), "{name}");
+        assert_eq!(tokens.token_expiry(&a, 10_000).unwrap(), None, "{name}: expired");
+        assert_eq!(tokens.token_expiry(&c, 5_000).unwrap(), None, "{name}: unknown");
+        // Another store on the same database (another node) sees the token, and the revocation.
+        let other = backend.open();
+        let others = other.tokens().unwrap();
+        assert_eq!(others.token_expiry(&b, 5_000).unwrap(), Some(20_000), "{name}");
+        others.revoke_token(&b, 6_000).unwrap();
+        others.revoke_token(&c, 7_000).unwrap();
+        assert_eq!(tokens.token_expiry(&b, 6_500).unwrap(), None, "{name}: revoked");
+        let read = tokens.token_revocations(0, 10).unwrap();
+        assert_eq!(read.iter().map(|r| (r.digest, r.at)).collect::<Vec<_>>(), [(b, 6_000), (c, 7_000)], "{name}");
+        assert!(read[0].seq < read[1].seq, "{name}");
+        assert_eq!(tokens.token_revocations(read[0].seq, 10).unwrap(), read[1..], "{name}");
+        assert_eq!(tokens.token_revocations(0, 1).unwrap(), read[..1], "{name}: the limit");
+        assert_eq!(next_cursor(0, &read, 6_500 + SETTLED_MS), read[0].seq, "{name}");
+        // A restart keeps them; the sweep drops the expired and the old.
+        drop((store, other));
+        let store = backend.open();
+        let tokens = store.tokens().unwrap();
+        assert_eq!(tokens.token_expiry(&a, 5_000).unwrap(), Some(10_000), "{name}: kept over a restart");
+        tokens.sweep_tokens(10_000, 3_500).unwrap();
+        assert_eq!(tokens.token_expiry(&a, 0).unwrap(), None, "{name}: swept");
+        let left: Vec<_> = tokens.token_revocations(0, 10).unwrap().into_iter().map(|r| r.digest).collect();
+        assert_eq!(left, [c], "{name}: revocations older than the kept time are swept");
+    }
+}
+
+#[test]
 fn jobs_counted_per_state_are_the_jobs_listed_in_each_state() {
     for backend in backends("count") {
         eprintln!("backend: {}", backend.name());
@@ -551,15 +592,22 @@ fn postgres_stores_a_session_whose_strings_hold_nul_characters() {
 #[test]
 fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused_naming_both_versions() {
     let Some(url) = pg::database("postgres_migrations") else { return };
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 2);
-    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), 2, "reopening migrates nothing");
+    let latest = PgStore::SCHEMA_VERSION;
+    assert!(latest >= 2, "{latest}");
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), latest);
+    assert_eq!(PgStore::connect(&url, 2).unwrap().schema_version().unwrap(), latest, "reopening migrates nothing");
     let cluster = pg::shared("postgres_migrations").unwrap();
     let db = url.rsplit('/').next().unwrap();
     cluster.psql(db, "INSERT INTO callflow_schema (version) VALUES (99)");
     match PgStore::connect(&url, 2) {
-        Err(e @ StoreError::SchemaTooNew { found: 99, known: 2 }) => {
+        Err(e @ StoreError::SchemaTooNew { found: 99, known }) if known == latest => {
             let message = e.to_string();
-            assert!(message.contains("99") && message.contains("(2)") && message.contains("upgrade callflowd"), "{e}");
+            assert!(
+                message.contains("99")
+                    && message.contains(&format!("({latest})"))
+                    && message.contains("upgrade callflowd"),
+                "{e}"
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -580,10 +628,12 @@ fn postgres_nodes_starting_together_on_an_empty_database_migrate_it_once() {
             })
             .collect();
         for start in starts {
-            assert_eq!(start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}")), 2);
+            let version = start.join().unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+            assert_eq!(version, PgStore::SCHEMA_VERSION);
         }
         let db = url.rsplit('/').next().unwrap();
-        assert_eq!(cluster.psql(db, "SELECT count(*) FROM callflow_schema"), "2", "round {round}");
+        let rows = cluster.psql(db, "SELECT count(*) FROM callflow_schema");
+        assert_eq!(rows, PgStore::SCHEMA_VERSION.to_string(), "round {round}: one row per migration, each run once");
     }
 }
 
@@ -853,7 +903,12 @@ fn postgres_one_node_at_a_time_holds_the_sweepers_lock_and_a_dead_node_lets_it_g
     a.unlock_sweeper().unwrap();
     assert!(b.lock_sweeper().unwrap());
     drop(b);
-    assert!(a.lock_sweeper().unwrap(), "a node gone lets it go with its connection");
+    // The server lets the lock go once it sees the connection closed, a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !a.lock_sweeper().unwrap() {
+        assert!(std::time::Instant::now() < deadline, "a node gone lets it go with its connection");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     // SQLite is one node: it always has it.
     let sqlite = SqliteStore::open(common::temp_dir("sweeper").join("callflow.db")).unwrap();
     assert!(sqlite.lock_sweeper().unwrap());

@@ -7,6 +7,12 @@
 //! verified against a dummy hash, so that it takes as long as a wrong password and the
 //! answer's timing does not say which names exist. `POST /api/logout` revokes a token;
 //! WebSocket streams watch [`Auth::revocations`] and their token's expiry.
+//!
+//! Tokens are kept in the job store too ([`callflow_jobs::tokens`], by digest), so that
+//! every node on one database accepts a token any node issued (a token this node has not
+//! seen is looked up there once, then kept in memory) and a logout on any node is seen by
+//! all: each node reads the store's revocations every [`REVOCATION_POLL`], drops those
+//! tokens and tells its streams. Tokens also survive a restart.
 
 use crate::error::ApiError;
 use crate::limit::RateLimiter;
@@ -19,7 +25,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use callflow_config::AuthSettings;
+use callflow_jobs::tokens::{next_cursor, TokenDigest};
+use callflow_jobs::JobStore;
 use dashmap::DashMap;
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::net::{IpAddr, SocketAddr};
@@ -40,9 +49,11 @@ pub struct Auth {
     api_keys: Vec<String>,
     users: BTreeMap<String, String>,
     ttl: Duration,
-    /// Login tokens and when each expires: read by every authenticated request on every
-    /// worker thread, so a sharded map rather than one lock.
-    tokens: DashMap<String, Instant>,
+    /// Login tokens (by digest) and when each expires: read by every authenticated
+    /// request on every worker thread, so a sharded map rather than one lock.
+    tokens: DashMap<TokenDigest, Instant>,
+    /// Where tokens are shared with the other nodes (see the module documentation).
+    shared: Option<SharedTokens>,
     /// A hash of a random password, verified for unknown user names.
     dummy: OnceLock<String>,
     /// Password verifications running (`auth.max_concurrent_logins` permits).
@@ -97,6 +108,7 @@ impl Auth {
             users: s.users.clone(),
             ttl: s.token_ttl,
             tokens: DashMap::new(),
+            shared: None,
             dummy,
             verifying: Arc::new(Semaphore::new(s.max_concurrent_logins.max(1))),
             by_addr: RateLimiter::per_minute(s.login_attempts_per_minute, s.login_burst),
@@ -107,22 +119,85 @@ impl Auth {
         }
     }
 
+    /// Shares tokens through `store` (when it keeps them), and starts reading the
+    /// revocations other nodes make there; the reading thread ends with the `Auth`.
+    pub fn share_through(mut self, store: Arc<dyn JobStore>) -> Arc<Auth> {
+        if store.tokens().is_none() {
+            return Arc::new(self);
+        }
+        self.shared = Some(SharedTokens(store.clone()));
+        let auth = Arc::new(self);
+        let weak = Arc::downgrade(&auth);
+        let spawned = std::thread::Builder::new().name("callflow-tokens".into()).spawn(move || {
+            let mut cursor = 0;
+            let mut swept = Instant::now();
+            loop {
+                std::thread::sleep(REVOCATION_POLL);
+                let Some(auth) = weak.upgrade() else { return };
+                let Some(tokens) = store.tokens() else { return };
+                let now = unix_millis();
+                // An unreachable store is tried again at the next poll: tokens it revoked
+                // meanwhile stay valid here until then, as they would on a node that
+                // cannot see the store at all.
+                if let Ok(read) = tokens.token_revocations(cursor, 10_000) {
+                    let dropped = read.iter().filter(|r| auth.tokens.remove(&r.digest).is_some()).count();
+                    if dropped > 0 {
+                        auth.revoked.send_modify(|n| *n += 1);
+                    }
+                    cursor = next_cursor(cursor, &read, now);
+                }
+                if swept.elapsed() >= TOKEN_SWEEP {
+                    swept = Instant::now();
+                    // Revocations are kept as long as a token lives: a node that cached the
+                    // token before the logout must still be able to read it.
+                    let keep = auth.ttl.as_millis() as i64 + callflow_jobs::tokens::SETTLED_MS;
+                    let _ = tokens.sweep_tokens(now, keep);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the thread reading token revocations: {e}");
+        }
+        auth
+    }
+
     /// When `credential` stops being valid: `Some(None)` for an API key (never),
     /// `Some(Some(t))` for a login token, `None` when it is not valid now.
     pub fn expiry(&self, credential: &str, now: Instant) -> Option<Option<Instant>> {
         if self.api_keys.iter().any(|k| same(k.as_bytes(), credential.as_bytes())) {
             return Some(None);
         }
-        self.tokens.get(credential).map(|e| *e).filter(|expires| *expires > now).map(Some)
+        self.tokens.get(&digest(credential)).map(|e| *e).filter(|expires| *expires > now).map(Some)
     }
 
-    /// Revokes a login token; false when it was not one.
+    /// Revokes a login token here; false when it was not one this node knew. (The store's
+    /// copy is revoked by [`Auth::revoke_shared`].)
     pub fn logout(&self, token: &str) -> bool {
-        let removed = self.tokens.remove(token).is_some();
+        let removed = self.tokens.remove(&digest(token)).is_some();
         if removed {
             self.revoked.send_modify(|n| *n += 1);
         }
         removed
+    }
+
+    /// Revokes `token` in the store, for every node. Blocks: call it off the async threads.
+    fn revoke_shared(&self, token: &str) -> Result<(), callflow_jobs::StoreError> {
+        match self.shared.as_ref().and_then(|s| s.0.tokens()) {
+            Some(tokens) => tokens.revoke_token(&digest(token), unix_millis()),
+            None => Ok(()),
+        }
+    }
+
+    /// Looks `credential` up in the store, as a token another node issued, and keeps it
+    /// here when it is valid. Blocks: call it off the async threads.
+    fn adopt_shared(&self, credential: &str) -> Result<bool, callflow_jobs::StoreError> {
+        let Some(tokens) = self.shared.as_ref().and_then(|s| s.0.tokens()) else { return Ok(false) };
+        let digest = digest(credential);
+        let (now, now_ms) = (Instant::now(), unix_millis());
+        let Some(expires_ms) = tokens.token_expiry(&digest, now_ms)? else { return Ok(false) };
+        let left = Duration::from_millis(expires_ms.saturating_sub(now_ms).max(0) as u64).min(self.ttl);
+        self.tokens.insert(digest, now + left);
+        Ok(true)
     }
 
     /// Changes at each revocation: a stream opened with a token checks it again then.
@@ -151,7 +226,7 @@ impl Auth {
         }
         // Expired tokens are swept at each login (which is throttled), not here: a check
         // touches one shard.
-        self.tokens.get(credential).is_some_and(|expires| *expires > now)
+        self.tokens.get(&digest(credential)).is_some_and(|expires| *expires > now)
     }
 
     /// A new token for `user` when `password` matches its hash. An unknown user costs the
@@ -168,9 +243,41 @@ impl Auth {
         }
         let token = random_hex::<32>();
         self.tokens.retain(|_, expires| *expires > now);
-        self.tokens.insert(token.clone(), now + self.ttl);
+        self.tokens.insert(digest(&token), now + self.ttl);
         Some(token)
     }
+
+    /// Keeps a token [`Auth::login`] made in the store, for the other nodes. Blocks.
+    fn share(&self, token: &str) -> Result<(), callflow_jobs::StoreError> {
+        match self.shared.as_ref().and_then(|s| s.0.tokens()) {
+            Some(tokens) => tokens.put_token(&digest(token), unix_millis() + self.ttl.as_millis() as i64),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The store tokens are shared through.
+struct SharedTokens(Arc<dyn JobStore>);
+
+impl std::fmt::Debug for SharedTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedTokens")
+    }
+}
+
+/// How often each node reads the revocations other nodes made.
+pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
+
+/// How often a node sweeps expired tokens and old revocations from the store.
+const TOKEN_SWEEP: Duration = Duration::from_secs(600);
+
+/// A token as the store and the caches know it: its SHA-256 digest.
+fn digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn unix_millis() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The credential of a request: `Authorization: Bearer X` (the scheme in any case, as
@@ -208,9 +315,22 @@ fn public(path: &str) -> bool {
 /// Rejects unauthenticated requests with 401, except on the WebSocket routes, which are
 /// upgraded and then closed with 4001 by their handler.
 pub async fn require(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let ok = !state.auth.enabled()
+    let given = credential(req.headers(), req.uri());
+    let mut ok = !state.auth.enabled()
         || public(req.uri().path())
-        || credential(req.headers(), req.uri()).is_some_and(|c| state.auth.check(&c, Instant::now()));
+        || given.as_deref().is_some_and(|c| state.auth.check(c, Instant::now()));
+    // A token this node has not seen may be another node's: one look in the store.
+    // Only what looks like a token goes there, so invented API keys cost no query.
+    if let (false, Some(given)) = (ok, given.filter(|c| looks_like_token(c))) {
+        if state.auth.shared.is_some() {
+            let auth = state.auth.clone();
+            match tokio::task::spawn_blocking(move || auth.adopt_shared(&given)).await {
+                Ok(Ok(found)) => ok = found,
+                Ok(Err(e)) => return ApiError::from(e).into_response(),
+                Err(e) => return ApiError::Internal(e.to_string()).into_response(),
+            }
+        }
+    }
     if !ok && !websocket_route(req.uri().path()) {
         return ApiError::Unauthorized.into_response();
     }
@@ -248,17 +368,30 @@ pub async fn login(
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
     .ok_or(ApiError::BadLogin)?;
+    let shared = state.auth.clone();
+    let token = tokio::task::spawn_blocking(move || shared.share(&token).map(|()| token))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let ttl = state.settings.auth.token_ttl.as_secs();
     Ok(Json(serde_json::json!({"token": token, "token_type": "Bearer", "expires_in": ttl})).into_response())
 }
 
 /// `POST /api/logout`: revokes the login token the request carries; the WebSocket streams
 /// opened with it are closed (4001).
-pub async fn logout(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> StatusCode {
-    if let Some(token) = credential(&headers, &uri) {
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap, uri: Uri) -> Result<StatusCode, ApiError> {
+    if let Some(token) = credential(&headers, &uri).filter(|t| looks_like_token(t)) {
         state.auth.logout(&token);
+        let auth = state.auth.clone();
+        tokio::task::spawn_blocking(move || auth.revoke_shared(&token))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))??;
     }
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// What [`Auth::login`] hands out: 64 lowercase hex digits.
+fn looks_like_token(credential: &str) -> bool {
+    credential.len() == 64 && credential.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 #[cfg(test)]

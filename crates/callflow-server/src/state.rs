@@ -87,6 +87,7 @@ impl AppState {
     /// As [`AppState::new`], for a server bound to `local`: its address and port are among
     /// the names requests may be addressed to (`server.port` may be 0).
     pub(crate) fn bound(manager: Arc<JobManager>, settings: Settings, local: Option<SocketAddr>) -> AppState {
+        let store = manager.store().clone();
         let hub = Hub::new(settings.websocket.client_queue, settings.websocket.replay_buffer);
         let metrics = Arc::new(Metrics::default());
         let m = metrics.clone();
@@ -101,7 +102,7 @@ impl AppState {
         AppState(Arc::new(AppShared {
             manager,
             hub,
-            auth: Arc::new(Auth::new(&settings.auth)),
+            auth: Auth::new(&settings.auth).share_through(store),
             access: Access::new(&settings.server, settings.auth.enabled, local),
             rate: Arc::new(RateLimiter::new(settings.limits.rate_limit_per_second, settings.limits.rate_limit_burst)),
             uploads: Arc::new(Semaphore::new(settings.limits.max_concurrent_uploads.max(1))),
