@@ -93,7 +93,8 @@ pub struct ClusterSettings {
     /// `https://` with `[server.tls]`) with the host name and `server.port`.
     pub advertise_url: String,
     /// A node silent this long (no heartbeat) is lost: a live node puts its jobs back in
-    /// the queue. It heartbeats, and renews its running jobs' leases, every third of it.
+    /// the queue. It heartbeats, and renews its running jobs' leases, every second (every
+    /// third of the lease if that is shorter).
     #[serde(with = "duration")]
     pub lease: Duration,
     /// A job whose node was lost is queued again until it has been started this many
