@@ -93,12 +93,24 @@ fn shared_dir(name: &str) -> PathBuf {
     temp_dir(name)
 }
 
+/// The example call repeated `copies` times (`long_capture`), gzipped: callflowd reads it
+/// through its decompressor, and it takes a few MB of disk instead of hundreds.
+fn long_gz(dir: &Path, copies: u32) -> PathBuf {
+    let plain = jobs_common::long_capture(dir, copies);
+    let gz = plain.with_extension("pcap.gz");
+    let mut out = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    std::io::copy(&mut std::fs::File::open(&plain).unwrap(), &mut out).unwrap();
+    out.finish().unwrap();
+    std::fs::remove_file(plain).unwrap();
+    gz
+}
+
 #[test]
 fn jobs_uploaded_to_three_nodes_are_each_completed_once_with_a_single_nodes_sessions() {
     let Some(cluster) = pg::shared("nodes_three") else { return };
     let url = cluster.create_database();
     let dir = shared_dir("nodes-three");
-    let capture = jobs_common::long_capture(&dir, 20);
+    let capture = long_gz(&dir, 20);
     let reference = single_node_sessions(&capture);
     assert!(!reference.is_empty());
     let daemons: Vec<Daemon> = ["a", "b", "c"].iter().map(|n| node(&dir, &url, n, "30s")).collect();
@@ -123,7 +135,7 @@ fn a_node_killed_while_it_runs_a_job_has_it_run_again_on_another_node() {
     let Some(cluster) = pg::shared("nodes_kill") else { return };
     let url = cluster.create_database();
     let dir = shared_dir("nodes-kill");
-    let capture = jobs_common::long_capture(&dir, 1500);
+    let capture = long_gz(&dir, 1500);
     let mut a = node(&dir, &url, "a", "2s");
     let id = upload(&a.addr, &capture);
     while status(&a.addr, id)["status"] != "running" {
@@ -166,7 +178,7 @@ fn a_job_uploaded_to_one_node_is_deleted_on_another_running_or_finished() {
     assert!(!uploads.join(format!("{short}.capture")).exists(), "its capture goes with it");
 
     // A running job: the node running it stops it, then it is deleted.
-    let capture = jobs_common::long_capture(&dir, 1500);
+    let capture = long_gz(&dir, 1500);
     let long = upload(&a.addr, &capture);
     let running = loop {
         let s = status(&b.addr, long);

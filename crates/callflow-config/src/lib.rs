@@ -93,7 +93,8 @@ pub struct ClusterSettings {
     /// `https://` with `[server.tls]`) with the host name and `server.port`.
     pub advertise_url: String,
     /// A node silent this long (no heartbeat) is lost: a live node puts its jobs back in
-    /// the queue. It heartbeats, and renews its running jobs' leases, every third of it.
+    /// the queue. It heartbeats, and renews its running jobs' leases, every second (every
+    /// third of the lease if that is shorter).
     #[serde(with = "duration")]
     pub lease: Duration,
     /// A job whose node was lost is queued again until it has been started this many
@@ -746,13 +747,15 @@ impl Settings {
     }
 
     /// This node's name: `cluster.node_name`, or the host name and `server.port`
-    /// (`callflow-1:8080`). With `server.port = 0` every node of a host would get the same
-    /// default: name them.
+    /// (`callflow-1:8080`). With `server.port = 0` (a port the system picks), where every
+    /// node of a host would be `host:0`, the default is the host name and the process id
+    /// (`callflow-1:pid4242`): a new name at each start, so such a node never finds its own
+    /// jobs again by name (a live node takes them over after the lease). Name the nodes.
     pub fn node_name(&self) -> String {
-        if self.cluster.node_name.is_empty() {
-            format!("{}:{}", host_name(), self.server.port)
-        } else {
-            self.cluster.node_name.clone()
+        match (self.cluster.node_name.is_empty(), self.server.port) {
+            (false, _) => self.cluster.node_name.clone(),
+            (true, 0) => format!("{}:pid{}", host_name(), std::process::id()),
+            (true, port) => format!("{}:{port}", host_name()),
         }
     }
 

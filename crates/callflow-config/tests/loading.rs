@@ -309,6 +309,8 @@ fn the_cluster_section_has_defaults_env_overrides_and_checked_values() {
     let host = callflow_config::host_name();
     assert_eq!(s.node_name(), format!("{host}:8080"), "the host name and server.port");
     assert_eq!(s.advertise_url(), format!("http://{host}:8080"));
+    let ephemeral = Loader::new().flag("server.port", "0", "--port").load().unwrap().settings;
+    assert_eq!(ephemeral.node_name(), format!("{host}:pid{}", std::process::id()), "never two nodes named host:0");
     let loaded = Loader::new()
         .env_vars(env(&[
             ("CALLFLOW_CLUSTER__NODE_NAME", "node-b"),

@@ -13,8 +13,10 @@
 //!   writes being refused by the store anyway;
 //! - on a shared store, wakes idle workers, since jobs queued on another node send no
 //!   token here (a claim that finds nothing costs one indexed query);
-//! - every `lease / 3`, on a shared store, takes over the jobs of the nodes silent for a
-//!   whole lease ([`JobStore::take_over_lost`]), publishing what it changed.
+//! - on a shared store, takes over the jobs of the nodes silent for a whole lease
+//!   ([`JobStore::take_over_lost`], one indexed query when there are none), publishing what
+//!   it changed: a lost node's jobs run again about a lease (and at most a second) after
+//!   its last heartbeat.
 
 use crate::events::Event;
 use crate::manager::{lock, Shared, SUPERSEDED};
@@ -24,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// This node's name and address as registered, and the lease rules it follows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,19 +104,17 @@ pub(crate) fn nodes(store: &dyn JobStore, lease: Duration, now: i64) -> Result<V
     Ok(store.nodes()?.into_iter().map(|row| NodeState { alive: row.last_seen >= silent_since, row }).collect())
 }
 
-/// The heartbeat thread's state between ticks.
-pub(crate) struct Heartbeat {
-    next_takeover: Instant,
-}
+/// The heartbeat thread's work at each tick.
+pub(crate) struct Heartbeat;
 
 impl Heartbeat {
     pub(crate) fn new() -> Heartbeat {
-        Heartbeat { next_takeover: Instant::now() }
+        Heartbeat
     }
 
     /// One tick; a store that fails is tried again at the next one (meanwhile the node
     /// may be taken for lost, and its runs found superseded when it is back).
-    pub(crate) fn tick(&mut self, shared: &Shared) {
+    pub(crate) fn tick(&self, shared: &Shared) {
         let store = shared.store();
         let shared_store = store.is_shared();
         // Jobs running here before the heartbeat reads the store: a job claimed after
@@ -144,16 +144,13 @@ impl Heartbeat {
             return;
         }
         let node = &shared.opts.node;
-        if Instant::now() >= self.next_takeover {
-            self.next_takeover = Instant::now() + node.lease / 3;
-            let now = now_millis();
-            let silent_since = now.saturating_sub(node.lease.as_millis() as i64);
-            if let Ok(takeover) = store.take_over_lost(silent_since, node.max_attempts, now) {
-                let changed = takeover.requeued.iter().chain(&takeover.failed).chain(&takeover.cancelled);
-                for id in changed {
-                    if let Ok(Some(job)) = store.job(*id) {
-                        shared.bus.publish(Event::State(Arc::new(job)));
-                    }
+        let now = now_millis();
+        let silent_since = now.saturating_sub(node.lease.as_millis() as i64);
+        if let Ok(takeover) = store.take_over_lost(silent_since, node.max_attempts, now) {
+            let changed = takeover.requeued.iter().chain(&takeover.failed).chain(&takeover.cancelled);
+            for id in changed {
+                if let Ok(Some(job)) = store.job(*id) {
+                    shared.bus.publish(Event::State(Arc::new(job)));
                 }
             }
         }

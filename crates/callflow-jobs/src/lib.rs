@@ -121,9 +121,9 @@
 //!   job is claimed once, without a lock queue. A job's `node` is the node running it, or
 //!   that last ran it, and its `attempts` the times it was started.
 //! - Each node heartbeats (`nodes.last_seen`) every second, and its heartbeat is the lease
-//!   of every job it runs. A node silent for `[cluster] lease` is lost: at every third of
-//!   a lease each live node takes over lost nodes' RUNNING jobs (`FOR UPDATE SKIP LOCKED`
-//!   again, so one node handles each): QUEUED again with their sessions deleted, or FAILED
+//!   of every job it runs. A node silent for `[cluster] lease` is lost: at each heartbeat
+//!   every live node takes over lost nodes' RUNNING jobs (`FOR UPDATE SKIP LOCKED` again,
+//!   so one node handles each), about a lease after their node's last heartbeat: QUEUED again with their sessions deleted, or FAILED
 //!   naming the lost nodes once started `[cluster] max_attempts` times, or, for a live job
 //!   (its source was the lost node's), FAILED as interrupted with its sessions kept.
 //! - A node's name is its identity: a start under the name of a node that still heartbeats

@@ -646,7 +646,7 @@ impl JobManager {
             let handle = std::thread::Builder::new()
                 .name("callflow-heartbeat".into())
                 .spawn(move || {
-                    let mut heartbeat = crate::cluster::Heartbeat::new();
+                    let heartbeat = crate::cluster::Heartbeat::new();
                     while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
                         heartbeat.tick(&shared);
                     }
