@@ -105,16 +105,21 @@ pub(crate) fn nodes(store: &dyn JobStore, lease: Duration, now: i64) -> Result<V
 }
 
 /// The heartbeat thread's work at each tick.
-pub(crate) struct Heartbeat;
+pub(crate) struct Heartbeat {
+    /// This node's RUNNING jobs in the store that no thread here runs, as the last tick
+    /// found them: handed back when the next tick finds them again (one tick may see a
+    /// run that has just recorded its end).
+    orphans: HashSet<JobId>,
+}
 
 impl Heartbeat {
     pub(crate) fn new() -> Heartbeat {
-        Heartbeat
+        Heartbeat { orphans: HashSet::new() }
     }
 
     /// One tick; a store that fails is tried again at the next one (meanwhile the node
     /// may be taken for lost, and its runs found superseded when it is back).
-    pub(crate) fn tick(&self, shared: &Shared) {
+    pub(crate) fn tick(&mut self, shared: &Shared) {
         let store = shared.store();
         let shared_store = store.is_shared();
         // Jobs running here before the heartbeat reads the store: a job claimed after
@@ -139,6 +144,9 @@ impl Heartbeat {
                         flag.compare_exchange(crate::manager::RUN, SUPERSEDED, Ordering::Relaxed, Ordering::Relaxed);
                 }
             }
+            if shared_store {
+                self.hand_back_orphans(shared, &own_ids);
+            }
         }
         if !shared_store {
             return;
@@ -155,5 +163,33 @@ impl Heartbeat {
             }
         }
         shared.wake_idle_workers();
+    }
+
+    /// Hands back this node's RUNNING jobs that no thread here runs: runs the store failed
+    /// under (see `run_job`), which another node could not take over, since this node
+    /// heartbeats. A claim puts its job in `running` under the same lock, so a job the
+    /// heartbeat read as claimed is there by the time the lock is taken.
+    fn hand_back_orphans(&mut self, shared: &Shared, own: &HashSet<JobId>) {
+        let orphans: HashSet<JobId> = {
+            let running = lock(&shared.running);
+            let unrecorded = lock(&shared.unrecorded);
+            own.iter().filter(|id| !running.contains_key(id) && !unrecorded.contains_key(id)).copied().collect()
+        };
+        let mut confirmed: Vec<JobId> = orphans.intersection(&self.orphans).copied().collect();
+        self.orphans = orphans;
+        if confirmed.is_empty() {
+            return;
+        }
+        confirmed.sort();
+        let store = shared.store();
+        if let Ok(handed) = store.hand_back(&confirmed) {
+            for id in handed {
+                self.orphans.remove(&id);
+                if let Ok(Some(job)) = store.job(id) {
+                    shared.board.set(&job);
+                    shared.bus.publish(Event::State(Arc::new(job)));
+                }
+            }
+        }
     }
 }

@@ -123,9 +123,14 @@
 //! - Each node heartbeats (`nodes.last_seen`) every second, and its heartbeat is the lease
 //!   of every job it runs. A node silent for `[cluster] lease` is lost: at each heartbeat
 //!   every live node takes over lost nodes' RUNNING jobs (`FOR UPDATE SKIP LOCKED` again,
-//!   so one node handles each), about a lease after their node's last heartbeat: QUEUED again with their sessions deleted, or FAILED
-//!   naming the lost nodes once started `[cluster] max_attempts` times, or, for a live job
-//!   (its source was the lost node's), FAILED as interrupted with its sessions kept.
+//!   so one node handles each), about a lease after their node's last heartbeat: QUEUED
+//!   again with their sessions deleted, or FAILED naming the lost nodes once started
+//!   `[cluster] max_attempts` times, or, for a live job (its source was the lost node's),
+//!   FAILED as interrupted with its sessions kept.
+//! - A run whose writes fail because the database cannot be reached (a restart, its
+//!   connections cut) is not failed: the job stays RUNNING as this node's, and once the
+//!   store answers, the heartbeat finds it RUNNING here with no thread running it and
+//!   hands it back (QUEUED, the start not counted) to run again from the start.
 //! - A node's name is its identity: a start under the name of a node that still heartbeats
 //!   (another live process) is refused ([`JobError::NodeNameInUse`]) rather than take that
 //!   node's jobs; the same name after a crash or a stop is that node again.

@@ -512,7 +512,7 @@ pub(crate) struct Shared {
     store: Arc<dyn JobStore>,
     pub(crate) bus: EventBus,
     /// Every job's status as the store has it, for [`JobManager::status`].
-    board: Board,
+    pub(crate) board: Board,
     pub(crate) opts: ManagerOptions,
     analysis: Arc<dyn Analysis>,
     /// The operator statistics of every job's sessions, as Prometheus series.
@@ -526,7 +526,7 @@ pub(crate) struct Shared {
     /// disk): the jobs are RUNNING in the store with no worker. The recorder thread tries
     /// again until the store takes them; a cancel records one at once. Lost with the
     /// process: the next start re-runs those jobs (or fails them as interrupted).
-    unrecorded: Mutex<HashMap<JobId, Outcome>>,
+    pub(crate) unrecorded: Mutex<HashMap<JobId, Outcome>>,
     shutting_down: AtomicBool,
     /// The threads of the live jobs started (those finished are joined at the next start).
     live_threads: Mutex<Vec<JoinHandle<()>>>,
@@ -646,7 +646,7 @@ impl JobManager {
             let handle = std::thread::Builder::new()
                 .name("callflow-heartbeat".into())
                 .spawn(move || {
-                    let heartbeat = crate::cluster::Heartbeat::new();
+                    let mut heartbeat = crate::cluster::Heartbeat::new();
                     while let Err(RecvTimeoutError::Timeout) = stop_rx.recv_timeout(tick) {
                         heartbeat.tick(&shared);
                     }
@@ -1180,6 +1180,15 @@ fn run_job(shared: &Shared, job: &Job, stop: &AtomicU8) {
         // Another node's now: whatever this run found is not this node's to record.
         SUPERSEDED => return,
         CANCEL => outcome.state = JobState::Cancelled,
+        // The shared store went away under the run (a database restart, connections cut):
+        // that is no fault of the job's, which is not failed for it. It stays RUNNING as
+        // this node's, and the heartbeat hands it back once the store answers again
+        // (`cluster::Heartbeat`): it runs again from the start, on any node, its start
+        // not counted.
+        _ if shared.store.is_shared() && ctx.store_error.as_ref().is_some_and(StoreError::is_unavailable) => {
+            shared.board.remove(job.id);
+            return;
+        }
         _ => match (result, ctx.store_error.take()) {
             (_, Some(e)) => outcome.error = Some(format!("cannot store results: {e}")),
             // Past a bound, whatever the analysis made of the part it read.

@@ -99,6 +99,12 @@ impl StoreError {
     pub fn is_disk_full(&self) -> bool {
         matches!(self, StoreError::Database { kind: DatabaseErrorKind::DiskFull, .. })
     }
+
+    /// True when the database server could not be reached or dropped the connection (a
+    /// restart, connections cut): the failure says nothing about the job being written.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Database { kind: DatabaseErrorKind::Unavailable, .. })
+    }
 }
 
 /// How far a running job has got.
