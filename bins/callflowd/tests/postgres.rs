@@ -171,3 +171,33 @@ fn a_login_token_is_valid_on_every_node_and_a_logout_on_one_is_seen_by_all() {
     assert_eq!(jobs(&c.addr, &kept), 200, "a token outlives the node that issued it");
     assert_eq!(jobs(&c.addr, &token), 401, "and a revoked one stays revoked");
 }
+
+/// A share link made on one node opens on another (the link's routes need no login, and
+/// read the link from the store), and a revocation on either is seen by both at once.
+#[test]
+fn a_share_link_made_on_one_node_opens_on_another_until_either_revokes_it() {
+    let Some(cluster) = pg::shared("callflowd_shares_across_nodes") else { return };
+    let url = cluster.create_database();
+    let start = |name: &str| Daemon::start(temp_dir(name), &["--database", &url, "--node-name", name]);
+    let (a, b) = (start("shares-a"), start("shares-b"));
+    let job = analyse(&a.addr);
+    let page = get(&a.addr, &format!("/api/v1/jobs/{job}/sessions"));
+    let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
+    let body = format!(r#"{{"job_id":{job},"session_id":"{sid}"}}"#);
+    let head =
+        format!("POST /api/v1/shares HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}", body.len());
+    let (status, reply) = request(&a.addr, &head, |conn| conn.write_all(body.as_bytes()).unwrap());
+    assert_eq!(status, 201, "{reply}");
+    let token = serde_json::from_str::<Value>(&reply).unwrap()["token"].as_str().unwrap().to_string();
+
+    let shared = get(&b.addr, &format!("/api/v1/share/{token}"));
+    assert_eq!(shared["id"], sid.as_str(), "node B opens the link node A made: {shared}");
+    let (status, body) = request(&b.addr, &format!("DELETE /api/v1/shares/{token} HTTP/1.1"), |_| {});
+    assert_eq!(status, 204, "{body}");
+    for node in [&a, &b] {
+        let (status, body) = request(&node.addr, &format!("GET /api/v1/share/{token} HTTP/1.1"), |_| {});
+        assert_eq!(status, 404, "revoked on node B, so on every node: {body}");
+    }
+    let (status, _) = request(&a.addr, &format!("DELETE /api/v1/shares/{token} HTTP/1.1"), |_| {});
+    assert_eq!(status, 404, "revoked once");
+}

@@ -128,6 +128,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_job ON events(job_id, id);
     CREATE INDEX events_by_time ON events(logged_at);",
+    // 5: share links (by digest) and the session each opens, shared by the nodes (see the
+    // tokens module).
+    "CREATE TABLE share_links (
+        digest BYTEA PRIMARY KEY,
+        job_id BIGINT NOT NULL,
+        session_id TEXT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE INDEX share_links_by_expiry ON share_links(expires_at);",
 ];
 
 /// The key of the transaction-level advisory lock every append to the event log takes

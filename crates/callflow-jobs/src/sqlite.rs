@@ -106,6 +106,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX events_by_job ON events(job_id, id);
     CREATE INDEX events_by_time ON events(logged_at);",
+    // 8: share links (by digest) and the session each opens, shared by the processes on
+    // one database (see the tokens module).
+    "CREATE TABLE share_links (
+        digest BLOB PRIMARY KEY,
+        job_id INTEGER NOT NULL,
+        session_id TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX share_links_by_expiry ON share_links(expires_at);",
 ];
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \

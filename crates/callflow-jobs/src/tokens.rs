@@ -1,4 +1,4 @@
-//! Login tokens kept in the store, so that every node on one database accepts a token any of them issued and sees a logout made on any of them.
+//! Login tokens and share links kept in the store, so that every node on one database accepts a token any of them issued, opens a share link any of them made, and sees a logout or a revocation made on any of them.
 //!
 //! Only the SHA-256 digest of a token is stored: someone who reads the database cannot
 //! use what is in it. A logout deletes the token and appends a revocation, which other
@@ -10,10 +10,15 @@
 //! committing in the other order). So a reader does not move its cursor past a revocation
 //! younger than [`SETTLED_MS`]: those are read again at the next poll, which is harmless,
 //! a revocation being idempotent.
+//!
+//! A share link (a read-only link to one call) is kept the same way, by its digest, with
+//! the job and session it opens; nodes keep no copy, so a revoked or expired link is
+//! refused on every node at once.
 
 use crate::postgres::PgStore;
 use crate::sqlite::SqliteStore;
 use crate::store::StoreError;
+use crate::JobId;
 use rusqlite::{params, OptionalExtension};
 
 /// The SHA-256 digest of a token's text.
@@ -47,6 +52,15 @@ pub trait TokenStore: Send + Sync {
     fn token_revocations(&self, after: i64, limit: usize) -> Result<Vec<Revocation>, StoreError>;
     /// Forgets tokens expired at `now`, and revocations older than `keep_ms`.
     fn sweep_tokens(&self, now: i64, keep_ms: i64) -> Result<(), StoreError>;
+
+    /// Keeps a share link until `expires` (ms since the epoch): the job and session it opens.
+    fn put_share(&self, digest: &TokenDigest, job: JobId, session: &str, expires: i64) -> Result<(), StoreError>;
+    /// The job and session a share link opens, if it is known and not expired at `now`.
+    fn share(&self, digest: &TokenDigest, now: i64) -> Result<Option<(JobId, String)>, StoreError>;
+    /// Forgets a share link; false when there was no valid one at `now`.
+    fn revoke_share(&self, digest: &TokenDigest, now: i64) -> Result<bool, StoreError>;
+    /// Forgets the share links expired at `now`, and counts those left.
+    fn sweep_shares(&self, now: i64) -> Result<u64, StoreError>;
 }
 
 /// Where a reader of revocations goes on from, having read `read` after `cursor`:
@@ -111,6 +125,37 @@ impl TokenStore for SqliteStore {
         tx.execute("DELETE FROM token_revocations WHERE revoked_at < ?1", [now - keep_ms])?;
         tx.commit()?;
         Ok(())
+    }
+
+    fn put_share(&self, digest: &TokenDigest, job: JobId, session: &str, expires: i64) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO share_links (digest, job_id, session_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![&digest[..], job.0, session, expires],
+        )?;
+        Ok(())
+    }
+
+    fn share(&self, digest: &TokenDigest, now: i64) -> Result<Option<(JobId, String)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt =
+            conn.prepare_cached("SELECT job_id, session_id FROM share_links WHERE digest = ?1 AND expires_at > ?2")?;
+        Ok(stmt.query_row(params![&digest[..], now], |row| Ok((JobId(row.get(0)?), row.get(1)?))).optional()?)
+    }
+
+    fn revoke_share(&self, digest: &TokenDigest, now: i64) -> Result<bool, StoreError> {
+        let removed = self
+            .conn()
+            .execute("DELETE FROM share_links WHERE digest = ?1 AND expires_at > ?2", params![&digest[..], now])?;
+        Ok(removed > 0)
+    }
+
+    fn sweep_shares(&self, now: i64) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("DELETE FROM share_links WHERE expires_at <= ?1", [now])?;
+        let left: i64 = tx.query_row("SELECT count(*) FROM share_links", [], |row| row.get(0))?;
+        tx.commit()?;
+        Ok(left as u64)
     }
 }
 
@@ -179,6 +224,51 @@ impl TokenStore for PgStore {
             client.execute("DELETE FROM login_tokens WHERE expires_at <= $1", &[&now]).await?;
             client.execute("DELETE FROM token_revocations WHERE revoked_at < $1", &[&(now - keep_ms)]).await?;
             Ok(())
+        })
+    }
+
+    fn put_share(&self, digest: &TokenDigest, job: JobId, session: &str, expires: i64) -> Result<(), StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            client
+                .execute(
+                    "INSERT INTO share_links (digest, job_id, session_id, expires_at) VALUES ($1, $2, $3, $4)",
+                    &[&&digest[..], &job.0, &session, &expires],
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn share(&self, digest: &TokenDigest, now: i64) -> Result<Option<(JobId, String)>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = client
+                .query_opt(
+                    "SELECT job_id, session_id FROM share_links WHERE digest = $1 AND expires_at > $2",
+                    &[&&digest[..], &now],
+                )
+                .await?;
+            Ok(row.map(|r| (JobId(r.get(0)), r.get(1))))
+        })
+    }
+
+    fn revoke_share(&self, digest: &TokenDigest, now: i64) -> Result<bool, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let removed = client
+                .execute("DELETE FROM share_links WHERE digest = $1 AND expires_at > $2", &[&&digest[..], &now])
+                .await?;
+            Ok(removed > 0)
+        })
+    }
+
+    fn sweep_shares(&self, now: i64) -> Result<u64, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            client.execute("DELETE FROM share_links WHERE expires_at <= $1", &[&now]).await?;
+            let left: i64 = client.query_one("SELECT count(*) FROM share_links", &[]).await?.get(0);
+            Ok(left as u64)
         })
     }
 }

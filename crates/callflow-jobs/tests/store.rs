@@ -239,7 +239,8 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
             "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live;
              ALTER TABLE jobs DROP COLUMN node; ALTER TABLE jobs DROP COLUMN cancel_requested;
              ALTER TABLE jobs DROP COLUMN lost_nodes; DROP TABLE nodes; DROP TABLE cluster;
-             DROP TABLE login_tokens; DROP TABLE token_revocations; DROP TABLE events; PRAGMA user_version = 2;",
+             DROP TABLE login_tokens; DROP TABLE token_revocations; DROP TABLE events; DROP TABLE share_links;
+             PRAGMA user_version = 2;",
         )
         .unwrap();
     }
@@ -455,6 +456,38 @@ fn login_tokens_are_found_by_digest_until_they_expire_or_are_revoked_and_revocat
         assert_eq!(tokens.token_expiry(&a, 0).unwrap(), None, "{name}: swept");
         let left: Vec<_> = tokens.token_revocations(0, 10).unwrap().into_iter().map(|r| r.digest).collect();
         assert_eq!(left, [c], "{name}: revocations older than the kept time are swept");
+    }
+}
+
+/// Share links live in the store: made through one store (node), opened through another,
+/// until they expire or either revokes them; a restart keeps them.
+#[test]
+fn share_links_open_on_every_store_of_one_database_until_they_expire_or_are_revoked() {
+    for backend in backends("shares") {
+        let name = backend.name();
+        let store = backend.open();
+        let shares = store.tokens().expect("both backends keep share links");
+        let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+        shares.put_share(&a, JobId(7), "ff52fc41b0a8cc3a", 10_000).unwrap();
+        shares.put_share(&b, JobId(8), "e281a5584e4de78e", 20_000).unwrap();
+        let other = backend.open();
+        let others = other.tokens().unwrap();
+        assert_eq!(others.share(&a, 5_000).unwrap(), Some((JobId(7), "ff52fc41b0a8cc3a".into())), "{name}");
+        assert_eq!(others.share(&a, 10_000).unwrap(), None, "{name}: expired");
+        assert_eq!(others.share(&c, 5_000).unwrap(), None, "{name}: never made");
+        assert!(others.put_share(&a, JobId(9), "x", 30_000).is_err(), "{name}: a digest is made once");
+        assert!(!others.revoke_share(&a, 10_000).unwrap(), "{name}: an expired link is not revoked");
+        assert!(others.revoke_share(&b, 6_000).unwrap(), "{name}");
+        assert!(!shares.revoke_share(&b, 6_000).unwrap(), "{name}: revoked once");
+        assert_eq!(shares.share(&b, 6_000).unwrap(), None, "{name}: revoked on the other node");
+        shares.put_share(&c, JobId(8), "e281a5584e4de78e", 40_000).unwrap();
+        drop((store, other));
+        let store = backend.open();
+        let shares = store.tokens().unwrap();
+        assert_eq!(shares.share(&c, 6_000).unwrap(), Some((JobId(8), "e281a5584e4de78e".into())), "{name}: restart");
+        assert_eq!(shares.sweep_shares(5_000).unwrap(), 2, "{name}: a and c valid");
+        assert_eq!(shares.sweep_shares(10_000).unwrap(), 1, "{name}: a expired and swept");
+        assert_eq!(shares.share(&a, 0).unwrap(), None, "{name}: swept");
     }
 }
 

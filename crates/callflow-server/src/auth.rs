@@ -272,11 +272,11 @@ pub const REVOCATION_POLL: Duration = Duration::from_secs(1);
 const TOKEN_SWEEP: Duration = Duration::from_secs(600);
 
 /// A token as the store and the caches know it: its SHA-256 digest.
-fn digest(token: &str) -> TokenDigest {
+pub(crate) fn digest(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
 }
 
-fn unix_millis() -> i64 {
+pub(crate) fn unix_millis() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
@@ -390,7 +390,7 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap, uri: Uri)
 }
 
 /// What [`Auth::login`] hands out: 64 lowercase hex digits.
-fn looks_like_token(credential: &str) -> bool {
+pub(crate) fn looks_like_token(credential: &str) -> bool {
     credential.len() == 64 && credential.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 

@@ -5,11 +5,14 @@
 //! `GET /api/v1/share/{token}` and its `/ladder`, `/chart`, `/messages/{frame}` and `/pcap`,
 //! answer for that session only, never its leg group (which would reach other calls):
 //! the token stands for the credential, so they are public paths the authentication
-//! layer lets through and these handlers check. Links are kept in memory, at most
-//! `auth.max_shares` at once (expired ones are swept when one is made), and end when
-//! callflowd restarts.
+//! layer lets through and these handlers check. Links are kept in the job store, by the
+//! token's SHA-256 digest ([`callflow_jobs::tokens::TokenStore`]), so a link made on one
+//! node opens on every node, a revocation on any node is seen by all at once, and links
+//! outlive a restart; at most `auth.max_shares` are valid at once (expired ones are swept
+//! when one is made). A store that keeps no tokens (an embedder's) keeps them in memory.
 
 use crate::api::{ChartParams, LadderParams};
+use crate::auth::{looks_like_token, unix_millis};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -20,7 +23,7 @@ use callflow_jobs::JobId;
 use dashmap::DashMap;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 /// The prefix of the links' routes, which need no credential.
 const SHARED: &str = "/api/v1/share/";
@@ -30,7 +33,7 @@ pub fn public(path: &str) -> bool {
     path.strip_prefix(SHARED).is_some_and(|rest| !rest.is_empty())
 }
 
-/// One link: what it opens and until when.
+/// One link kept in memory: what it opens and until when.
 #[derive(Clone, Debug)]
 struct Share {
     job: JobId,
@@ -38,7 +41,7 @@ struct Share {
     expires: Instant,
 }
 
-/// The links made and not yet expired or revoked.
+/// The links made and not yet expired or revoked, when the store keeps none.
 #[derive(Debug, Default)]
 pub struct Shares {
     links: DashMap<String, Share>,
@@ -63,33 +66,67 @@ pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<NewSha
     let job = JobId(body.job_id);
     // The session must exist: a link to nothing would only fail later, for someone else.
     crate::api::find_session(&state, Some(job), body.session_id.clone()).await?;
-    let now = Instant::now();
-    let shares = &state.shares;
-    shares.links.retain(|_, s| s.expires > now);
-    if shares.links.len() >= state.settings.auth.max_shares {
-        return Err(ApiError::Busy {
-            message: format!(
-                "{} share links are valid already (auth.max_shares): revoke some or wait for them to expire",
-                shares.links.len()
-            ),
-            retry_after: 60,
-        });
-    }
     let ttl = state.settings.auth.share_ttl;
+    let max = state.settings.auth.max_shares;
     let token = crate::auth::random_hex::<32>();
-    shares.links.insert(token.clone(), Share { job, session: body.session_id.clone(), expires: now + ttl });
-    let expires_at = SystemTime::now().checked_add(ttl).unwrap_or(SystemTime::now());
-    let expires_at = expires_at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs_f64();
+    let expires_ms = unix_millis().saturating_add(ttl.as_millis() as i64);
+    let (digest, session) = (crate::auth::digest(&token), body.session_id.clone());
+    // In the store when it keeps tokens: `None` from it means it keeps none.
+    let stored = state
+        .jobs(move |m| {
+            let Some(tokens) = m.store().tokens() else { return Ok(None) };
+            let valid = tokens.sweep_shares(unix_millis())?;
+            if valid >= max as u64 {
+                return Ok(Some(Err(valid)));
+            }
+            tokens.put_share(&digest, job, &session, expires_ms)?;
+            Ok(Some(Ok(())))
+        })
+        .await?;
+    let full = |valid: u64| ApiError::Busy {
+        message: format!(
+            "{valid} share links are valid already (auth.max_shares): revoke some or wait for them to expire"
+        ),
+        retry_after: 60,
+    };
+    match stored {
+        Some(Ok(())) => {}
+        Some(Err(valid)) => return Err(full(valid)),
+        None => {
+            let now = Instant::now();
+            let shares = &state.shares;
+            shares.links.retain(|_, s| s.expires > now);
+            if shares.links.len() >= max {
+                return Err(full(shares.links.len() as u64));
+            }
+            shares.links.insert(token.clone(), Share { job, session: body.session_id.clone(), expires: now + ttl });
+        }
+    }
+    let expires_at = expires_ms as f64 / 1000.0;
     let body = json!({"token": token, "job_id": job, "session_id": body.session_id, "url": format!("/#/share/{token}"),
         "expires_at": expires_at, "expires_in": ttl.as_secs()});
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
-/// `DELETE /api/v1/shares/{token}`: revokes a link at once.
+/// `DELETE /api/v1/shares/{token}`: revokes a link at once, on every node.
 pub async fn revoke(State(state): State<AppState>, Path(token): Path<String>) -> Result<StatusCode, ApiError> {
-    match state.shares.links.remove(&token) {
-        Some(_) => Ok(StatusCode::NO_CONTENT),
-        None => Err(share_not_found()),
+    if state.shares.links.remove(&token).is_some() {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    if !looks_like_token(&token) {
+        return Err(share_not_found());
+    }
+    let digest = crate::auth::digest(&token);
+    let revoked = state
+        .jobs(move |m| match m.store().tokens() {
+            Some(tokens) => Ok(tokens.revoke_share(&digest, unix_millis())?),
+            None => Ok(false),
+        })
+        .await?;
+    if revoked {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(share_not_found())
     }
 }
 
@@ -98,13 +135,28 @@ fn share_not_found() -> ApiError {
     ApiError::NotFound { what: "share link", id: "(expired, revoked or never made)".into() }
 }
 
-fn opened(state: &AppState, token: &str) -> Result<(JobId, String), ApiError> {
-    state.shares.get(token, Instant::now()).ok_or_else(share_not_found)
+/// The job and session `token` opens, while it is valid.
+async fn opened(state: &AppState, token: &str) -> Result<(JobId, String), ApiError> {
+    if let Some(found) = state.shares.get(token, Instant::now()) {
+        return Ok(found);
+    }
+    // What no link can be does not cost a trip to the store.
+    if !looks_like_token(token) {
+        return Err(share_not_found());
+    }
+    let digest = crate::auth::digest(token);
+    let found = state
+        .jobs(move |m| match m.store().tokens() {
+            Some(tokens) => Ok(tokens.share(&digest, unix_millis())?),
+            None => Ok(None),
+        })
+        .await?;
+    found.ok_or_else(share_not_found)
 }
 
 /// `GET /api/v1/share/{token}`: the shared session in the `callflow/v1` shape.
 pub async fn session(State(state): State<AppState>, Path(token): Path<String>) -> Result<Json<Value>, ApiError> {
-    let (job, sid) = opened(&state, &token)?;
+    let (job, sid) = opened(&state, &token).await?;
     crate::api::session_json(crate::api::find_session(&state, Some(job), sid).await?)
 }
 
@@ -120,7 +172,7 @@ pub async fn ladder(
     Path(token): Path<String>,
     ApiQuery(p): ApiQuery<FormatParam>,
 ) -> Result<Response, ApiError> {
-    let (job, sid) = opened(&state, &token)?;
+    let (job, sid) = opened(&state, &token).await?;
     crate::api::ladder_response(&state, Some(job), sid, LadderParams { format: p.format, group: false }).await
 }
 
@@ -130,7 +182,7 @@ pub async fn chart(
     Path(token): Path<String>,
     ApiQuery(p): ApiQuery<ChartParams>,
 ) -> Result<Response, ApiError> {
-    let (job, sid) = opened(&state, &token)?;
+    let (job, sid) = opened(&state, &token).await?;
     crate::api::chart_response(crate::api::find_session(&state, Some(job), sid).await?.1, p)
 }
 
@@ -139,12 +191,12 @@ pub async fn message(
     State(state): State<AppState>,
     Path((token, frame)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    let (job, sid) = opened(&state, &token)?;
+    let (job, sid) = opened(&state, &token).await?;
     crate::api::message_response(&state, Some(job), sid, frame).await
 }
 
 /// `GET /api/v1/share/{token}/pcap`: the session's packets (never its group's).
 pub async fn pcap(State(state): State<AppState>, Path(token): Path<String>) -> Result<Response, ApiError> {
-    let (job, sid) = opened(&state, &token)?;
+    let (job, sid) = opened(&state, &token).await?;
     crate::api::pcap_response(&state, Some(job), sid, false).await
 }
