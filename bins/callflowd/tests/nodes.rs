@@ -77,16 +77,16 @@ fn single_node_sessions(capture: &Path) -> Vec<Value> {
     sessions(&daemon.addr, id)
 }
 
-/// The nodes `addr` lists: name -> alive.
-fn nodes(addr: &str) -> BTreeMap<String, bool> {
+/// The nodes `addr` lists, as `GET /api/v1/nodes` gives them.
+fn node_rows(addr: &str) -> Vec<Value> {
     let (code, body) = get(addr, "/api/v1/nodes");
     assert_eq!(code, 200, "{body}");
-    body["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| (n["name"].as_str().unwrap().to_string(), n["alive"].as_bool().unwrap()))
-        .collect()
+    body["nodes"].as_array().unwrap().clone()
+}
+
+/// The nodes `addr` lists: name -> alive.
+fn nodes(addr: &str) -> BTreeMap<String, bool> {
+    node_rows(addr).iter().map(|n| (n["name"].as_str().unwrap().to_string(), n["alive"].as_bool().unwrap())).collect()
 }
 
 fn shared_dir(name: &str) -> PathBuf {
@@ -263,11 +263,7 @@ fn count_jobs(addr: &str, state: &str) -> usize {
 
 /// The nodes `addr` lists as alive and running a job.
 fn busy_nodes(addr: &str) -> Vec<String> {
-    let (code, body) = get(addr, "/api/v1/nodes");
-    assert_eq!(code, 200, "{body}");
-    body["nodes"]
-        .as_array()
-        .unwrap()
+    node_rows(addr)
         .iter()
         .filter(|n| n["alive"] == true && n["running"].as_u64() > Some(0))
         .map(|n| n["name"].as_str().unwrap().to_string())

@@ -34,7 +34,12 @@ pub fn build(tree: &Path) -> Result<Vec<PathBuf>, String> {
     files.extend(c_files(&lib.join("protocols"))?);
     files.extend(c_files(&lib.join("third_party/src"))?);
     // Ours, compiled with the library's own definitions (see the file).
-    let shim = Path::new(env!("CARGO_MANIFEST_DIR")).join("shim/forget.c");
+    // The manifest's directory when the script runs, not when it was compiled: cargo reuses
+    // a compiled build script for an identical crate in another checkout sharing the target
+    // directory, and a baked-in path would compile that other checkout's file (or a removed
+    // one).
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").map_err(|e| format!("CARGO_MANIFEST_DIR: {e}"))?;
+    let shim = Path::new(&manifest).join("shim/forget.c");
     println!("cargo:rerun-if-changed={}", shim.display());
     files.push(shim);
     // The headers `cargo xtask ndpi` writes last: a tree that is replaced or removed is noticed.
