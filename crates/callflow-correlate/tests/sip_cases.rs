@@ -7,22 +7,13 @@ use callflow_correlate::Analyzer;
 use callflow_decode::capture::Frame;
 use callflow_decode::{LinkType, Timestamp};
 use callflow_model::{Relation, Session, SessionKind};
-use packets::{ipv4, udp};
 use std::net::SocketAddrV4;
 
 const CALLER: &str = "10.0.0.1:5060";
 const CALLEE: &str = "10.0.0.2:5060";
 
-/// One packet of a script: SIP text or an RTP packet, from and to an address.
-struct Packet {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    payload: Vec<u8>,
-}
-
-fn addr(a: &str) -> SocketAddrV4 {
-    a.parse().unwrap()
-}
+/// One packet of a script (`packets::Scripted`).
+type Packet = packets::Scripted;
 
 /// An SDP from `ip` with audio on `port`, payload types `formats`, and `extra` lines.
 fn sdp(ip: &str, port: u16, formats: &str, extra: &str) -> String {
@@ -50,7 +41,7 @@ fn sip(from_caller: bool, start: &str, to_tag: Option<&str>, cseq: &str, body: O
          Call-ID: case@a\r\nCSeq: {cseq}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    Packet { src: addr(src), dst: addr(dst), payload: text.into_bytes() }
+    Packet::new(src, dst, text.into_bytes())
 }
 
 fn rtp(src: &str, dst: &str, seq: u16, pt: u8, payload: &[u8]) -> Packet {
@@ -59,7 +50,7 @@ fn rtp(src: &str, dst: &str, seq: u16, pt: u8, payload: &[u8]) -> Packet {
     p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
     p.extend_from_slice(&u32::from(src.parse::<SocketAddrV4>().unwrap().port()).to_be_bytes());
     p.extend_from_slice(payload);
-    Packet { src: addr(src), dst: addr(dst), payload: p }
+    Packet::new(src, dst, p)
 }
 
 fn voice(src: &str, dst: &str, seq: u16) -> Packet {
@@ -77,14 +68,7 @@ fn call(packets: Vec<Packet>) -> Session {
 fn run(packets: Vec<Packet>) -> Vec<Session> {
     let mut analyzer = Analyzer::default();
     for (i, p) in packets.iter().enumerate() {
-        let data = ipv4(
-            p.src.ip().octets(),
-            p.dst.ip().octets(),
-            17,
-            i as u16,
-            0x4000,
-            &udp(p.src.port(), p.dst.port(), &p.payload),
-        );
+        let data = p.ipv4(i);
         let frame = Frame {
             number: i as u64 + 1,
             ts: Timestamp::from_nanos(1_700_000_000_000_000_000 + i as i64 * 20_000_000),
@@ -276,7 +260,7 @@ fn msg(
             String::new()
         }
     );
-    Packet { src: addr(src), dst: addr(dst), payload: text.into_bytes() }
+    Packet::new(src, dst, text.into_bytes())
 }
 
 /// An answered call from `from` at `a` to `to` at `b`, with `headers` on its INVITE.

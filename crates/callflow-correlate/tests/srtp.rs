@@ -7,10 +7,8 @@ mod packets;
 use callflow_correlate::{analyze, AnalyzerOptions};
 use callflow_decode::capture::CaptureReader;
 use callflow_model::{MediaStream, Session, SessionKind, SrtpKeying};
-use packets::{ipv4, udp};
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use pcap_file::DataLink;
-use std::net::SocketAddrV4;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -22,20 +20,8 @@ const SDP: &str = "application/sdp";
 const CALLER_RTP: &str = "10.0.0.1:4000";
 const CALLEE_RTP: &str = "10.0.0.2:6000";
 
-/// One packet of a script: a UDP payload from and to an address.
-struct Packet {
-    src: SocketAddrV4,
-    dst: SocketAddrV4,
-    payload: Vec<u8>,
-}
-
-fn addr(a: &str) -> SocketAddrV4 {
-    a.parse().unwrap()
-}
-
-fn packet(src: &str, dst: &str, payload: Vec<u8>) -> Packet {
-    Packet { src: addr(src), dst: addr(dst), payload }
-}
+/// One packet of a script (`packets::Scripted`).
+type Packet = packets::Scripted;
 
 /// An SDP from `ip` with PCMU audio on `port` under `proto`, and `extra` lines.
 fn sdp(ip: &str, port: u16, proto: &str, extra: &str) -> String {
@@ -53,7 +39,7 @@ fn sip(from_caller: bool, start: &str, to_tag: Option<&str>, cseq: &str, body: O
          Call-ID: srtp@a\r\nCSeq: {cseq}\r\n{ct}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    packet(src, dst, text.into_bytes())
+    Packet::new(src, dst, text.into_bytes())
 }
 
 /// INVITE with `offer`, 200 with `answer`, ACK.
@@ -75,14 +61,7 @@ fn write_pcap(path: &Path, packets: &[Packet]) {
     let header = PcapHeader { datalink: DataLink::RAW, ..PcapHeader::default() };
     let mut writer = PcapWriter::with_header(std::fs::File::create(path).unwrap(), header).unwrap();
     for (i, p) in packets.iter().enumerate() {
-        let data = ipv4(
-            p.src.ip().octets(),
-            p.dst.ip().octets(),
-            17,
-            i as u16,
-            0x4000,
-            &udp(p.src.port(), p.dst.port(), &p.payload),
-        );
+        let data = p.ipv4(i);
         let t = Duration::from_secs(1_700_000_000) + Duration::from_millis(20 * i as u64);
         writer.write_packet(&PcapPacket::new(t, data.len() as u32, &data)).unwrap();
     }
@@ -124,8 +103,8 @@ fn srtp(seq: u16, ssrc: u32, padding: bool, payload: usize, trailer: usize) -> V
 fn media_call(offer: &str, answer: &str, n: u16, make: impl Fn(u16, u32) -> Vec<u8>) -> Vec<Packet> {
     let mut p = setup(offer, answer);
     for seq in 1..=n {
-        p.push(packet(CALLER_RTP, CALLEE_RTP, make(seq, 0x1111)));
-        p.push(packet(CALLEE_RTP, CALLER_RTP, make(seq, 0x2222)));
+        p.push(Packet::new(CALLER_RTP, CALLEE_RTP, make(seq, 0x1111)));
+        p.push(Packet::new(CALLEE_RTP, CALLER_RTP, make(seq, 0x2222)));
     }
     p
 }
@@ -405,7 +384,7 @@ fn libsrtp_call(suite: &str, profile: u32, keys: (&[u8], &[u8]), sdp_keys: (&[u8
             (true, true) => ("10.0.0.1:4001", "10.0.0.2:6001"),
             (false, true) => ("10.0.0.2:6001", "10.0.0.1:4001"),
         };
-        packets.push(packet(src, dst, payload));
+        packets.push(Packet::new(src, dst, payload));
     }
     Some(packets)
 }
@@ -496,7 +475,7 @@ fn truncated_and_keyless_srtcp_is_counted_and_never_read() {
     let (offer, answer) = (sdp("10.0.0.1", 4000, "RTP/SAVP", &line), sdp("10.0.0.2", 6000, "RTP/SAVP", &line));
     let mut p = media_call(&offer, &answer, 3, |seq, ssrc| srtp(seq, ssrc, false, 160, 10));
     // An SR cut after 20 bytes: too short for its index word and 80-bit tag.
-    p.push(packet("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)[..20].to_vec()));
+    p.push(Packet::new("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)[..20].to_vec()));
     let s = call(&p);
     assert_eq!(srtcp_outcome(&s).0, "1/0/0/1/0 reports=0 rtt=-");
     // DTLS-SRTP: no key in the SDP, the SRTCP is counted as such.
@@ -504,7 +483,7 @@ fn truncated_and_keyless_srtcp_is_counted_and_never_read() {
     let (offer, answer) =
         (sdp("10.0.0.1", 4000, "UDP/TLS/RTP/SAVPF", fp), sdp("10.0.0.2", 6000, "UDP/TLS/RTP/SAVPF", fp));
     let mut p = media_call(&offer, &answer, 3, |seq, ssrc| srtp(seq, ssrc, false, 160, 10));
-    p.push(packet("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)));
+    p.push(Packet::new("10.0.0.1:4001", "10.0.0.2:6001", sender_report(0x1111)));
     let s = call(&p);
     assert_eq!(srtcp_outcome(&s).0, "1/0/0/0/1 reports=0 rtt=-");
 }
@@ -541,9 +520,9 @@ fn dtls_srtp_takes_its_suite_from_the_server_hello_on_the_media_port() {
         (5, 10, "dtls - tag=10 mki=0 assumed"),
     ] {
         let mut p = setup(&offer, &answer);
-        p.push(packet(CALLEE_RTP, CALLER_RTP, dtls_server_hello(profile)));
+        p.push(Packet::new(CALLEE_RTP, CALLER_RTP, dtls_server_hello(profile)));
         for seq in 1..=5 {
-            p.push(packet(CALLER_RTP, CALLEE_RTP, srtp(seq, 0x1111, false, 160, tag)));
+            p.push(Packet::new(CALLER_RTP, CALLEE_RTP, srtp(seq, 0x1111, false, 160, tag)));
         }
         let s = call(&p);
         assert_eq!(

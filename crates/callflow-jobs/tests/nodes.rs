@@ -6,7 +6,8 @@
 mod common;
 
 use callflow_jobs::{
-    Analysis, Job, JobContext, JobManager, JobState, JobStore, ManagerOptions, NewJob, NodeInfo, NodeOptions, PgStore,
+    Analysis, Job, JobContext, JobId, JobManager, JobState, JobStore, ManagerOptions, NewJob, NodeInfo, NodeOptions,
+    PgStore,
 };
 use callflow_model::Document;
 use common::pg;
@@ -105,20 +106,27 @@ fn a_silent_nodes_job_runs_again_on_a_live_node_after_the_lease() {
     assert_eq!(names, [("dead", false, 0), ("live", true, 0)]);
 }
 
-/// A node drained (SIGTERM) while it runs a job that does not end in time hands it back:
-/// another node runs it at once, and the interrupted start is not counted.
-#[test]
-fn a_drained_node_hands_its_running_job_back_and_another_node_runs_it() {
-    let Some(url) = pg::database("nodes_drain") else { return };
+/// Node "a" on `url` (lease 30 s), running a job that runs until it is stopped; returns the
+/// node and the job once the job has started.
+fn node_a_running_a_job(url: &str) -> (JobManager, JobId) {
     let (tx, started) = mpsc::channel();
     let (a, _) = JobManager::start_with(
-        Arc::new(PgStore::connect(&url, 2).unwrap()),
+        Arc::new(PgStore::connect(url, 2).unwrap()),
         options("a", Duration::from_secs(30)),
         Arc::new(UntilStopped(Mutex::new(tx))),
     )
     .unwrap();
     let id = a.submit(NewJob::file(common::example())).unwrap().id;
     assert_eq!(started.recv_timeout(Duration::from_secs(60)).unwrap(), id);
+    (a, id)
+}
+
+/// A node drained (SIGTERM) while it runs a job that does not end in time hands it back:
+/// another node runs it at once, and the interrupted start is not counted.
+#[test]
+fn a_drained_node_hands_its_running_job_back_and_another_node_runs_it() {
+    let Some(url) = pg::database("nodes_drain") else { return };
+    let (a, id) = node_a_running_a_job(&url);
     let b = JobManager::start(Arc::new(PgStore::connect(&url, 2).unwrap()), options("b", Duration::from_secs(30)))
         .unwrap()
         .0;
@@ -137,15 +145,7 @@ fn a_drained_node_hands_its_running_job_back_and_another_node_runs_it() {
 #[test]
 fn a_second_process_with_a_live_nodes_name_is_refused_and_takes_none_of_its_jobs() {
     let Some(url) = pg::database("nodes_same_name") else { return };
-    let (tx, started) = mpsc::channel();
-    let (a, _) = JobManager::start_with(
-        Arc::new(PgStore::connect(&url, 2).unwrap()),
-        options("a", Duration::from_secs(30)),
-        Arc::new(UntilStopped(Mutex::new(tx))),
-    )
-    .unwrap();
-    let id = a.submit(NewJob::file(common::example())).unwrap().id;
-    assert_eq!(started.recv_timeout(Duration::from_secs(60)).unwrap(), id);
+    let (a, id) = node_a_running_a_job(&url);
     let twin = JobManager::start(Arc::new(PgStore::connect(&url, 2).unwrap()), options("a", Duration::from_secs(30)));
     match twin {
         Err(e @ callflow_jobs::JobError::NodeNameInUse { .. }) => {

@@ -50,3 +50,26 @@ pub fn tcp(sport: u16, dport: u16, seq: u32, flags: u8, payload: &[u8]) -> Vec<u
     t.set_payload(payload);
     buf
 }
+
+/// One packet of a test's script: a UDP payload from one address to another.
+// Not every test binary runs scripts.
+#[allow(dead_code)]
+pub struct Scripted {
+    pub src: std::net::SocketAddrV4,
+    pub dst: std::net::SocketAddrV4,
+    pub payload: Vec<u8>,
+}
+
+#[allow(dead_code)]
+impl Scripted {
+    /// A packet from `src` to `dst` (`"10.0.0.1:5060"`).
+    pub fn new(src: &str, dst: &str, payload: Vec<u8>) -> Scripted {
+        Scripted { src: src.parse().unwrap(), dst: dst.parse().unwrap(), payload }
+    }
+
+    /// The packet as the `n`th IPv4 datagram of its script (its id; DF set).
+    pub fn ipv4(&self, n: usize) -> Vec<u8> {
+        let udp = udp(self.src.port(), self.dst.port(), &self.payload);
+        ipv4(self.src.ip().octets(), self.dst.ip().octets(), 17, n as u16, 0x4000, &udp)
+    }
+}
