@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use callflow_config::{Loader, Settings};
 use callflow_jobs::{
-    DirLock, Event, Job, JobId, JobManager, JobQuery, JobState, JobStore, ManagerOptions, NewJob, SessionQuery,
+    DirLock, Event, Job, JobId, JobManager, JobQuery, JobRef, JobState, JobStore, ManagerOptions, NewJob, SessionQuery,
 };
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
@@ -36,8 +36,8 @@ pub enum JobsCommand {
     },
     /// List a job's sessions in start order.
     Sessions {
-        /// The job's id.
-        job: JobId,
+        /// The job's id: its UUID, or the number of a job created before ids were UUIDs.
+        job: JobRef,
         #[command(flatten)]
         store: StoreArgs,
         /// Skip this many sessions.
@@ -92,7 +92,7 @@ pub fn run(command: JobsCommand) -> Result<()> {
             let mut out = std::io::stdout().lock();
             writeln!(
                 out,
-                "{:>6}  {:<9}  {:>4}  {:>8}  {:>10}  {:>8}  INPUT",
+                "{:<36}  {:<9}  {:>4}  {:>8}  {:>10}  {:>8}  INPUT",
                 "ID", "STATE", "%", "SESSIONS", "PACKETS", "ATTEMPTS"
             )?;
             for job in jobs {
@@ -103,9 +103,9 @@ pub fn run(command: JobsCommand) -> Result<()> {
         JobsCommand::Sessions { job, store, offset, limit, json } => {
             let settings = store.settings(None)?;
             let db = store.open(&settings)?;
-            if db.job(job)?.is_none() {
+            let Some(job) = db.resolve(job)? else {
                 bail!("no job {job} in {}", callflow_jobs::store_name(&settings.storage));
-            }
+            };
             let query = SessionQuery { offset, limit, documents: json, ..SessionQuery::default() };
             let mut out = std::io::stdout().lock();
             for row in db.sessions(job, &query)? {
@@ -134,8 +134,14 @@ fn print_job(out: &mut impl Write, job: &Job) -> Result<()> {
     let error = job.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default();
     writeln!(
         out,
-        "{:>6}  {:<9}  {:>4}  {:>8}  {:>10}  {:>8}  {}{error}",
-        job.id, job.state, job.progress, job.sessions, job.packets, job.attempts, job.label
+        "{:<36}  {:<9}  {:>4}  {:>8}  {:>10}  {:>8}  {}{error}",
+        job.id.to_string(),
+        job.state,
+        job.progress,
+        job.sessions,
+        job.packets,
+        job.attempts,
+        job.label
     )?;
     Ok(())
 }

@@ -48,7 +48,8 @@ fn long_capture(dir: &Path, copies: u32) -> PathBuf {
 }
 
 /// `jobs list` as (id, state, sessions, attempts) rows, oldest first.
-fn list(dir: &Path) -> Vec<(u64, String, u64, u32)> {
+/// `jobs list`, oldest first: (id, state, sessions, attempts).
+fn list(dir: &Path) -> Vec<(String, String, u64, u32)> {
     let out = run(&["jobs", "list", "--results-dir", dir.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -57,11 +58,18 @@ fn list(dir: &Path) -> Vec<(u64, String, u64, u32)> {
         .skip(1)
         .map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
-            (f[0].parse().unwrap(), f[1].to_string(), f[3].parse().unwrap(), f[5].parse().unwrap())
+            let id = f[0].to_string();
+            assert!(callflow_jobs::Uuid::parse_str(&id).is_ok_and(|u| u.get_version_num() == 7), "{line}");
+            (id, f[1].to_string(), f[3].parse().unwrap(), f[5].parse().unwrap())
         })
         .collect();
     rows.reverse();
     rows
+}
+
+/// `list`'s rows without their ids.
+fn states(rows: &[(String, String, u64, u32)]) -> Vec<(&str, u64, u32)> {
+    rows.iter().map(|(_, state, sessions, attempts)| (state.as_str(), *sessions, *attempts)).collect()
 }
 
 #[test]
@@ -88,13 +96,19 @@ fn a_batch_run_stores_its_jobs_and_sessions() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("(not a capture file: bad magic 0x3c68746d at offset 0)"), "{stdout}");
     assert!(dir.join("callflow.db").exists(), "the database lives in the results directory");
-    assert_eq!(list(&dir), [(1, "completed".into(), 1, 1), (2, "completed".into(), 1, 1), (3, "failed".into(), 0, 1)]);
-    let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), "1", "--json"]);
+    let jobs = list(&dir);
+    assert_eq!(states(&jobs), [("completed", 1, 1), ("completed", 1, 1), ("failed", 0, 1)]);
+    let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), &jobs[0].0, "--json"]);
     assert!(out.status.success());
     let session: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(session["state"], "COMPLETED");
     let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), "9"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no job 9"));
+    let unknown = "0190a5c2-7c1e-7d3a-9f1e-2b3c4d5e6f70";
+    let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), unknown]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("no job {unknown}")));
+    let out = run(&["jobs", "sessions", "--results-dir", dir.to_str().unwrap(), "x1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("`x1` is not a job id"), "{out:?}");
     std::fs::remove_dir_all(dir).ok();
 }
 
@@ -133,11 +147,14 @@ fn a_killed_run_is_resumed_finished_jobs_kept_and_the_interrupted_one_rerun() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("resuming 1 job(s) left by an earlier run (1 interrupted while running)"), "{stderr}");
+    let resumed = list(&dir);
     assert_eq!(
-        list(&dir),
-        [(1, "completed".into(), 1, 1), (2, "completed".into(), 1, 1), (3, "completed".into(), 1, 2)],
+        states(&resumed),
+        [("completed", 1, 1), ("completed", 1, 1), ("completed", 1, 2)],
         "finished jobs untouched; the interrupted one re-run from the start"
     );
+    let ids = |rows: &[(String, String, u64, u32)]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&resumed), ids(&after_kill), "the same jobs, under the same ids");
     eprintln!("restart test: killed with {after_kill:?}; resumed run finished in {:?}", restarted.elapsed());
     std::fs::remove_dir_all(dir).ok();
 }

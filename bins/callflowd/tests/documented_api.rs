@@ -56,7 +56,7 @@ fn api_server(dir: PathBuf, extra: &[&str]) -> Daemon {
 }
 
 /// `curl -F file=@CAPTURE` to the upload route, with `extra` curl arguments; the job's id.
-fn upload(addr: &str, capture: &Path, extra: &[&str]) -> i64 {
+fn upload(addr: &str, capture: &Path, extra: &[&str]) -> String {
     let file = format!("file=@{}", capture.display());
     let mut args = vec!["-F", file.as_str()];
     args.extend_from_slice(extra);
@@ -64,7 +64,7 @@ fn upload(addr: &str, capture: &Path, extra: &[&str]) -> i64 {
     args.push(&url);
     let answer = curl(&args);
     assert_eq!(answer["status"], "queued", "{answer}");
-    answer["job_id"].as_i64().unwrap_or_else(|| panic!("no job_id: {answer}"))
+    answer["job_id"].as_str().map(str::to_string).unwrap_or_else(|| panic!("no job_id: {answer}"))
 }
 
 #[test]
@@ -103,13 +103,13 @@ fn the_reports_integration_test_scenario_with_curl() {
     );
 
     let jobs = curl(&[&format!("http://{addr}/api/v1/jobs")]);
-    let listed: Vec<(i64, &str)> = jobs["jobs"]
+    let listed: Vec<(String, &str)> = jobs["jobs"]
         .as_array()
         .unwrap_or_else(|| panic!("no jobs: {jobs}"))
         .iter()
-        .map(|j| (j["job_id"].as_i64().unwrap(), j["status"].as_str().unwrap()))
+        .map(|j| (j["job_id"].as_str().unwrap().to_string(), j["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(listed, [(job, "completed")]);
+    assert_eq!(listed, [(job.clone(), "completed")]);
 
     let page = curl(&[&format!("http://{addr}/api/v1/jobs/{job}/sessions")]);
     assert_eq!(page["total"], 1, "{page}");

@@ -28,14 +28,14 @@ fn get(addr: &str, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(&body).unwrap_or(Value::Null))
 }
 
-fn status(addr: &str, id: u64) -> Value {
+fn status(addr: &str, id: &str) -> Value {
     let (code, body) = get(addr, &format!("/api/v1/jobs/{id}/status"));
     assert_eq!(code, 200, "{body}");
     body
 }
 
 /// Uploads `capture`; returns the job's id.
-fn upload(addr: &str, capture: &Path) -> u64 {
+fn upload(addr: &str, capture: &Path) -> String {
     let body = std::fs::read(capture).unwrap();
     let head = format!(
         "POST /api/v1/upload?name=call.pcap HTTP/1.1\r\nContent-Type: application/vnd.tcpdump.pcap\r\nContent-Length: {}",
@@ -43,11 +43,11 @@ fn upload(addr: &str, capture: &Path) -> u64 {
     );
     let (code, reply) = request(addr, &head, |conn| conn.write_all(&body).unwrap());
     assert!(code == 201 || code == 202, "{code} {reply}");
-    serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_u64().unwrap()
+    serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_str().unwrap().to_string()
 }
 
 /// Waits (a guard against a hang, not a measure) until job `id` is finished; returns its status.
-fn finished(addr: &str, id: u64) -> Value {
+fn finished(addr: &str, id: &str) -> Value {
     for _ in 0..3000 {
         let s = status(addr, id);
         if !["queued", "running"].contains(&s["status"].as_str().unwrap()) {
@@ -58,13 +58,19 @@ fn finished(addr: &str, id: u64) -> Value {
     panic!("job {id} did not finish");
 }
 
-/// A job's session list as a single node gives it, without the store's row numbers.
-fn sessions(addr: &str, id: u64) -> Vec<Value> {
+/// A job's session list as a single node gives it, without the store's row numbers and
+/// without the session ids, which are the job's own (scoped by its UUID: two jobs of one
+/// capture never share one); each is checked to be such an id.
+fn sessions(addr: &str, id: &str) -> Vec<Value> {
     let (code, page) = get(addr, &format!("/api/v1/jobs/{id}/sessions?limit=1000"));
     assert_eq!(code, 200, "{page}");
     let mut rows = page["sessions"].as_array().unwrap().clone();
     for row in &mut rows {
-        row.as_object_mut().unwrap().remove("cursor");
+        let row = row.as_object_mut().unwrap();
+        row.remove("cursor");
+        let sid = row.remove("id").unwrap();
+        let sid = sid.as_str().unwrap();
+        assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "a job's session id: {sid}");
     }
     rows
 }
@@ -73,8 +79,8 @@ fn sessions(addr: &str, id: u64) -> Vec<Value> {
 fn single_node_sessions(capture: &Path) -> Vec<Value> {
     let daemon = Daemon::start(temp_dir("nodes-reference"), &[]);
     let id = upload(&daemon.addr, capture);
-    assert_eq!(finished(&daemon.addr, id)["status"], "completed");
-    sessions(&daemon.addr, id)
+    assert_eq!(finished(&daemon.addr, &id)["status"], "completed");
+    sessions(&daemon.addr, &id)
 }
 
 /// The nodes `addr` lists, as `GET /api/v1/nodes` gives them.
@@ -114,9 +120,9 @@ fn jobs_uploaded_to_three_nodes_are_each_completed_once_with_a_single_nodes_sess
     let reference = single_node_sessions(&capture);
     assert!(!reference.is_empty());
     let daemons: Vec<Daemon> = ["a", "b", "c"].iter().map(|n| node(&dir, &url, n, "30s")).collect();
-    let ids: Vec<(u64, usize)> = (0..30).map(|i| (upload(&daemons[i % 3].addr, &capture), i % 3)).collect();
+    let ids: Vec<(String, usize)> = (0..30).map(|i| (upload(&daemons[i % 3].addr, &capture), i % 3)).collect();
     let mut ran_on: BTreeMap<String, usize> = BTreeMap::new();
-    for &(id, at) in &ids {
+    for (id, at) in ids.iter().map(|(id, at)| (id.as_str(), *at)) {
         // Asked on another node than the upload's: every node answers for every job.
         let done = finished(&daemons[(at + 1) % 3].addr, id);
         assert_eq!((done["status"].as_str(), done["attempts"].as_u64()), (Some("completed"), Some(1)), "{done}");
@@ -138,16 +144,16 @@ fn a_node_killed_while_it_runs_a_job_has_it_run_again_on_another_node() {
     let capture = long_gz(&dir, 1500);
     let mut a = node(&dir, &url, "a", "2s");
     let id = upload(&a.addr, &capture);
-    while status(&a.addr, id)["status"] != "running" {
+    while status(&a.addr, &id)["status"] != "running" {
         std::thread::sleep(Duration::from_millis(10));
     }
     let b = node(&dir, &url, "b", "2s");
-    assert_eq!(status(&b.addr, id)["node"], "a");
+    assert_eq!(status(&b.addr, &id)["node"], "a");
     a.child.kill().unwrap();
     let killed = Instant::now();
     a.child.wait().unwrap();
     loop {
-        let s = status(&b.addr, id);
+        let s = status(&b.addr, &id);
         if s["status"] == "running" && s["node"] == "b" {
             break;
         }
@@ -155,10 +161,10 @@ fn a_node_killed_while_it_runs_a_job_has_it_run_again_on_another_node() {
         std::thread::sleep(Duration::from_millis(20));
     }
     eprintln!("kill -9 to the job running again on another node: {:?} (lease 2s)", killed.elapsed());
-    let done = finished(&b.addr, id);
+    let done = finished(&b.addr, &id);
     assert_eq!((done["status"].as_str(), done["attempts"].as_u64()), (Some("completed"), Some(2)), "{done}");
     assert_eq!(nodes(&b.addr), [("a", false), ("b", true)].map(|(n, a)| (n.to_string(), a)).into());
-    assert_eq!(sessions(&b.addr, id), single_node_sessions(&capture), "none of the first attempt's sessions");
+    assert_eq!(sessions(&b.addr, &id), single_node_sessions(&capture), "none of the first attempt's sessions");
 }
 
 #[test]
@@ -169,19 +175,21 @@ fn a_job_uploaded_to_one_node_is_deleted_on_another_running_or_finished() {
     let a = node(&dir, &url, "a", "30s");
     let b = node(&dir, &url, "b", "30s");
     let short = upload(&a.addr, &jobs_common::example());
-    assert_eq!(finished(&a.addr, short)["status"], "completed");
+    assert_eq!(finished(&a.addr, &short)["status"], "completed");
     let uploads = dir.join("uploads");
-    assert!(uploads.join(format!("{short}.capture")).exists());
+    // Captures are named after their job's key in the store: 1 and 2 on a new database.
+    assert!(uploads.join("1.capture").exists());
     let (code, body) = request(&b.addr, &format!("DELETE /api/v1/jobs/{short} HTTP/1.1"), |_| {});
     assert_eq!(code, 204, "{body}");
     assert_eq!(get(&a.addr, &format!("/api/v1/jobs/{short}/status")).0, 404);
-    assert!(!uploads.join(format!("{short}.capture")).exists(), "its capture goes with it");
+    assert!(!uploads.join("1.capture").exists(), "its capture goes with it");
 
     // A running job: the node running it stops it, then it is deleted.
     let capture = long_gz(&dir, 1500);
     let long = upload(&a.addr, &capture);
+    assert!(uploads.join("2.capture").exists());
     let running = loop {
-        let s = status(&b.addr, long);
+        let s = status(&b.addr, &long);
         if s["status"] == "running" {
             break s;
         }
@@ -192,7 +200,7 @@ fn a_job_uploaded_to_one_node_is_deleted_on_another_running_or_finished() {
     let (code, body) = request(&other.addr, &format!("DELETE /api/v1/jobs/{long} HTTP/1.1"), |_| {});
     assert_eq!(code, 204, "deleted on the node not running it (run on {runner}): {body}");
     assert_eq!(get(&a.addr, &format!("/api/v1/jobs/{long}/status")).0, 404);
-    assert!(!uploads.join(format!("{long}.capture")).exists());
+    assert!(uploads.join("2.capture").metadata().is_err(), "{long}'s capture goes with it");
 }
 
 #[test]
@@ -213,7 +221,7 @@ fn two_nodes_starting_at_once_on_an_empty_database_both_serve_and_see_each_other
         assert_eq!(nodes(&d.addr), both);
     }
     let id = upload(&daemons[1].addr, &jobs_common::example());
-    assert_eq!(finished(&daemons[0].addr, id)["status"], "completed");
+    assert_eq!(finished(&daemons[0].addr, &id)["status"], "completed");
 }
 
 /// Without the cluster id, a node on another store deleted this cluster's capture as an
@@ -305,7 +313,7 @@ fn jobs_over_nodes_killed_at_random_are_each_completed_once() {
     let mut names = ('a'..='z').map(String::from);
     let mut live: Vec<(String, Daemon)> =
         names.by_ref().take(3).map(|n| (n.clone(), node(&dir, &url, &n, "2s"))).collect();
-    let ids: Vec<(u64, usize)> =
+    let ids: Vec<(String, usize)> =
         (0..jobs).map(|i| (upload(&live[i % live.len()].1.addr, &captures[i % 2]), i % 2)).collect();
     let started = Instant::now();
     // Killed nodes are kept until the end: dropping one removes the shared directory.
@@ -330,7 +338,7 @@ fn jobs_over_nodes_killed_at_random_are_each_completed_once() {
         live.push((name.clone(), node(&dir, &url, &name, "2s")));
     }
     let (mut again, mut wrong) = (0, Vec::new());
-    for &(id, capture) in &ids {
+    for (id, capture) in ids.iter().map(|(id, capture)| (id.as_str(), *capture)) {
         let done = finished(&live[0].1.addr, id);
         again += usize::from(done["attempts"].as_u64() > Some(1));
         let got = sessions(&live[1 % live.len()].1.addr, id);
@@ -362,7 +370,7 @@ fn nodes_carry_on_through_a_postgres_restart_and_cut_connections_and_lose_no_job
     let daemons: Vec<Daemon> = ["a", "b"].iter().map(|n| node(&dir, &url, n, "30s")).collect();
     let mut ids = Vec::new();
     for round in 0..2 {
-        let batch: Vec<u64> = (0..8).map(|i| upload(&daemons[i % 2].addr, &capture)).collect();
+        let batch: Vec<String> = (0..8).map(|i| upload(&daemons[i % 2].addr, &capture)).collect();
         while count_jobs(&daemons[0].addr, "running") == 0 {
             std::thread::sleep(Duration::from_millis(10));
         }
@@ -380,7 +388,7 @@ fn nodes_carry_on_through_a_postgres_restart_and_cut_connections_and_lose_no_job
         }
         ids.extend(batch);
     }
-    for &id in &ids {
+    for id in ids.iter().map(String::as_str) {
         let done = finished(&daemons[0].addr, id);
         assert_eq!(done["status"], "completed", "{done}");
         assert_eq!(sessions(&daemons[1].addr, id), reference, "job {id}");

@@ -21,7 +21,7 @@ fn get(addr: &str, path: &str) -> Value {
 }
 
 /// Uploads the example capture and waits for its job to finish; returns the job's id.
-fn analyse(addr: &str) -> u64 {
+fn analyse(addr: &str) -> String {
     let body = example();
     let head = format!(
         "POST /api/v1/upload?name=call.pcap HTTP/1.1\r\nContent-Type: application/vnd.tcpdump.pcap\r\nContent-Length: {}",
@@ -29,7 +29,7 @@ fn analyse(addr: &str) -> u64 {
     );
     let (status, reply) = request(addr, &head, |conn| conn.write_all(&body).unwrap());
     assert!(status == 201 || status == 202, "{status} {reply}");
-    let id = serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_u64().unwrap();
+    let id = serde_json::from_str::<Value>(&reply).unwrap()["job_id"].as_str().unwrap().to_string();
     // A guard against a hang, not a measure: the job takes well under a second.
     for _ in 0..600 {
         let status = get(addr, &format!("/api/v1/jobs/{id}/status"));
@@ -62,8 +62,9 @@ fn callflowd_on_postgres_analyses_uploads_lists_them_and_keeps_them_across_a_res
     let dir = temp_dir("postgres-again");
     let daemon = Daemon::start(dir, &["--database", &url]);
     let jobs = get(&daemon.addr, "/api/v1/jobs");
-    let listed: Vec<u64> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_u64().unwrap()).collect();
-    assert_eq!(listed, [id], "{jobs}");
+    let listed: Vec<String> =
+        jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_str().unwrap().to_string()).collect();
+    assert_eq!(listed, std::slice::from_ref(&id), "{jobs}");
     let again = get(&daemon.addr, &format!("/api/v1/jobs/{id}/sessions"));
     assert_eq!(again["sessions"], page["sessions"], "the same sessions from the store");
     let second = analyse(&daemon.addr);
@@ -183,7 +184,7 @@ fn a_share_link_made_on_one_node_opens_on_another_until_either_revokes_it() {
     let job = analyse(&a.addr);
     let page = get(&a.addr, &format!("/api/v1/jobs/{job}/sessions"));
     let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
-    let body = format!(r#"{{"job_id":{job},"session_id":"{sid}"}}"#);
+    let body = format!(r#"{{"job_id":"{job}","session_id":"{sid}"}}"#);
     let head =
         format!("POST /api/v1/shares HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}", body.len());
     let (status, reply) = request(&a.addr, &head, |conn| conn.write_all(body.as_bytes()).unwrap());

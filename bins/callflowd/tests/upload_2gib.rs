@@ -92,9 +92,10 @@ fn a_2_gib_upload_keeps_the_server_memory_flat_and_its_file_goes_with_its_job() 
     assert_eq!(status, 201, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["bytes"], total);
-    let job = v["job_id"].as_i64().unwrap();
-    let stored = daemon.dir.join("uploads").join(format!("{job}.capture"));
-    assert_eq!(std::fs::metadata(&stored).unwrap().len(), total, "stored whole, under the job's id");
+    let job = v["job_id"].as_str().unwrap().to_string();
+    // Named after the job's key in the store: the first job's is 1.
+    let stored = daemon.dir.join("uploads").join("1.capture");
+    assert_eq!(std::fs::metadata(&stored).unwrap().len(), total, "stored whole, under the job's key");
     // Reported, not asserted: the machine's speed is not the server's.
     eprintln!(
         "2 GiB upload: {:.2} s, {:.0} MB/s; server RssAnon {} MiB before, peak {} MiB; VmHWM {} -> {} MiB",

@@ -13,6 +13,7 @@ use crate::flows::{Decider, FlowId, FlowTable};
 use crate::front::{Front, Prepared, UdpHints, SWEEP_INTERVAL_NS};
 use crate::gtp::GtpHandler;
 use crate::handler::{Handled, Handler, Lifetimes, Services, StreamFraming};
+use crate::ids::scoped_id;
 use crate::kpis::KpiOptions;
 use crate::legs::LegOptions;
 use crate::media::MediaTable;
@@ -82,6 +83,13 @@ pub struct AnalyzerOptions {
     /// Decryption Secrets Blocks are added to it as they are read). Empty: TLS connections
     /// become `tls` sessions with the reason `no_key`.
     pub tls_keys: SharedKeyLog,
+    /// What session ids are unique within. `None` (the default): ids depend on the
+    /// capture alone (16 hex digits), the same on every run of the same input. `Some`:
+    /// they depend on the scope too (32 hex digits), so that analyses with different
+    /// scopes never share one; callflow-jobs scopes each job's by its UUID, so the same
+    /// capture uploaded twice gives two sets of ids. References to sessions (`related`,
+    /// the subscriber view, KPIs) use the same ids.
+    pub session_id_scope: Option<u128>,
 }
 
 impl Default for AnalyzerOptions {
@@ -98,6 +106,7 @@ impl Default for AnalyzerOptions {
             quality: QualityOptions::default(),
             kpis: KpiOptions::default(),
             tls_keys: SharedKeyLog::default(),
+            session_id_scope: None,
         }
     }
 }
@@ -834,6 +843,14 @@ impl<C: Classifier> Analyzer<C> {
     /// Queues a session a handler closed, with its problems flagged.
     fn hand_out(&mut self, session: Option<Session>) {
         if let Some(mut session) = session {
+            if let Some(scope) = self.opts.session_id_scope {
+                // Every id a session holds so far: later references (bearers, the
+                // subscriber view, KPIs) are read from the sessions handed out.
+                session.id = scoped_id(scope, &session.id);
+                for related in &mut session.related {
+                    related.session = scoped_id(scope, &related.session);
+                }
+            }
             session.shrink_to_fit();
             flag_problems(&mut session, &self.opts.quality);
             if !session.problems.is_empty() {

@@ -220,19 +220,24 @@ impl Subscription {
 mod tests {
     use super::*;
 
+    /// Job `key`'s id (a UUID made of the key: the tests only need them distinct).
+    fn id(key: i64) -> JobId {
+        JobId::new(key, uuid::Uuid::from_u128(key as u128))
+    }
+
     fn progress(job: i64, packets: u64) -> Event {
-        Event::Progress { job: JobId(job), progress: Progress { packets, ..Progress::default() } }
+        Event::Progress { job: id(job), progress: Progress { packets, ..Progress::default() } }
     }
 
     fn deleted(job: i64) -> Event {
-        Event::Deleted(JobId(job))
+        Event::Deleted(id(job))
     }
 
     fn describe(sub: &Subscription) -> Vec<String> {
         std::iter::from_fn(|| sub.try_recv())
             .map(|e| match e {
-                Event::Progress { job, progress } => format!("progress {job} {}", progress.packets),
-                Event::Deleted(job) => format!("deleted {job}"),
+                Event::Progress { job, progress } => format!("progress {} {}", job.key(), progress.packets),
+                Event::Deleted(job) => format!("deleted {}", job.key()),
                 other => format!("{other:?}"),
             })
             .collect()
@@ -272,7 +277,7 @@ mod tests {
         let sub = bus.subscribe();
         let publisher = bus.clone();
         let t = std::thread::spawn(move || publisher.publish(deleted(7)));
-        assert_eq!(sub.recv_timeout(Duration::from_secs(10)).map(|e| e.job()), Some(JobId(7)));
+        assert_eq!(sub.recv_timeout(Duration::from_secs(10)).map(|e| e.job()), Some(id(7)));
         t.join().unwrap();
         assert!(sub.recv_timeout(Duration::from_millis(1)).is_none());
     }

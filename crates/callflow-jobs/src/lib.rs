@@ -73,8 +73,10 @@
 //! gives keyset paging. Two filters are not index lookups: `text` (a substring of Call-ID,
 //! From or To, a `LIKE` scan of the job's rows) and `problem` (a flagged problem, an
 //! anomaly or a failed call, or one problem by name, read from the JSON document); `session_jobs` says which jobs have a
-//! session id (ids come from the capture, so two jobs of one capture share them: the API's
-//! session URLs are job-scoped). Changes go through one connection behind a mutex; queries through up to two read
+//! session id (one: the manager's analyses scope ids by the job's UUID; but jobs analysed
+//! before that, or by an embedder's `Analysis`, may share them). Jobs are named by a UUID
+//! v7 (`JobId::uuid`) beside the store's key; a job made before UUIDs keeps its number as
+//! an alias (`JobRef::Number`, `JobStore::resolve`). Changes go through one connection behind a mutex; queries through up to two read
 //! connections beside it (WAL), each of which sees every change committed before it starts,
 //! so two queries run at once beside a write (a third, or one whose reader cannot be
 //! opened, uses the writer's connection). Schema migrations are numbered (`PRAGMA
@@ -195,6 +197,8 @@ pub use store::{
     DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
     SessionQuery, SessionRow, SessionSort, SortKey, StoreError, Takeover,
 };
+/// The UUID type of [`JobId::uuid`] and [`JobRef::Uuid`].
+pub use uuid::Uuid;
 pub use volume::{check_volume, VolumeError, CLUSTER_FILE};
 
 use callflow_config::{Database, StorageSettings};
@@ -205,23 +209,103 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// A job's identifier, unique within its store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct JobId(pub i64);
+/// A job's identifier: a UUID (v7: time-ordered, with 74 random bits) unique across nodes
+/// and clusters, which is what clients see, and the store's own number for the job, which
+/// is how the store finds it.
+///
+/// Only a store makes one ([`JobStore::create_job`], [`JobStore::reserve_id`]) or finds one
+/// ([`JobStore::resolve`]): the two halves always belong together. Serialized (and
+/// displayed) as the UUID alone, in its hyphenated lowercase form. A client names a job by
+/// a [`JobRef`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct JobId {
+    key: i64,
+    uuid: uuid::Uuid,
+}
+
+impl JobId {
+    /// The id of the job the store keeps under `key` with `uuid`: for [`JobStore`]
+    /// implementations, which read both from their rows.
+    pub fn new(key: i64, uuid: uuid::Uuid) -> JobId {
+        JobId { key, uuid }
+    }
+
+    /// A new job's id: the store's `key` for it and a fresh UUID v7 of the moment `now`
+    /// (milliseconds since the Unix epoch).
+    pub fn generate(key: i64, now: i64) -> JobId {
+        let now = u64::try_from(now).unwrap_or(0);
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, now / 1000, (now % 1000) as u32 * 1_000_000);
+        JobId { key, uuid: uuid::Uuid::new_v7(ts) }
+    }
+
+    /// The store's number for the job (its row). Not shown to clients, but for the jobs
+    /// created before ids were UUIDs, whose number stays their alias ([`JobRef::Number`]).
+    pub fn key(self) -> i64 {
+        self.key
+    }
+
+    /// The job's UUID, what clients see.
+    pub fn uuid(self) -> uuid::Uuid {
+        self.uuid
+    }
+}
 
 impl fmt::Display for JobId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
+        self.uuid.hyphenated().fmt(f)
     }
 }
 
-impl FromStr for JobId {
-    type Err = std::num::ParseIntError;
-    fn from_str(s: &str) -> Result<JobId, Self::Err> {
-        s.parse().map(JobId)
+impl Serialize for JobId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.uuid.hyphenated())
     }
 }
+
+/// How a client names a job: its UUID, or, for a job created before ids were UUIDs, the
+/// number it had then (kept as an alias by the migration that added UUIDs; jobs created
+/// since have none, so their ids cannot be guessed by counting).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobRef {
+    /// A job's UUID.
+    Uuid(uuid::Uuid),
+    /// The number of a job created before ids were UUIDs.
+    Number(i64),
+}
+
+impl FromStr for JobRef {
+    type Err = JobRefError;
+
+    /// A UUID in any of its usual forms (hyphenated or not, any case, braces, `urn:uuid:`),
+    /// or a decimal number.
+    fn from_str(s: &str) -> Result<JobRef, JobRefError> {
+        let s = s.trim();
+        if !s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s.parse().map(JobRef::Number).map_err(|_| JobRefError(s.to_string()));
+        }
+        uuid::Uuid::parse_str(s).map(JobRef::Uuid).map_err(|_| JobRefError(s.chars().take(64).collect()))
+    }
+}
+
+impl fmt::Display for JobRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobRef::Uuid(u) => u.hyphenated().fmt(f),
+            JobRef::Number(n) => n.fmt(f),
+        }
+    }
+}
+
+impl From<JobId> for JobRef {
+    fn from(id: JobId) -> JobRef {
+        JobRef::Uuid(id.uuid)
+    }
+}
+
+/// A job reference that is neither a UUID nor a number.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a job id (a UUID such as 0190a5c2-7c1e-7d3a-9f1e-2b3c4d5e6f70, or the number of a job created before ids were UUIDs)")]
+pub struct JobRefError(String);
 
 /// Where a job is in its life.
 ///
@@ -298,7 +382,7 @@ impl fmt::Display for JobState {
 }
 
 /// What a user asks for: a capture to analyse.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct NewJob {
     /// The capture file.
     pub input: PathBuf,
@@ -309,7 +393,6 @@ pub struct NewJob {
     /// The id to create the job with, reserved beforehand with [`JobManager::reserve_id`]
     /// (callflowd names an upload's file after its job while the job does not exist yet);
     /// `None`: the store picks the next one.
-    #[serde(default)]
     pub id: Option<JobId>,
 }
 
@@ -333,7 +416,7 @@ impl NewJob {
 
 /// A job as stored: what was asked, where it is, and what came of it. Times are
 /// milliseconds since the Unix epoch.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Job {
     /// What clients are shown of it: state, progress, counts, times. Its fields read as
     /// the job's own (`job.state`).

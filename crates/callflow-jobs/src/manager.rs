@@ -12,7 +12,7 @@ use crate::live::{live_end, LiveJob, LiveOptions, LiveRun};
 use crate::retain::RetainLimits;
 use crate::status::{Board, JobStatus};
 use crate::store::{JobQuery, JobStore, Outcome, Progress, Recovery, SessionQuery, SessionRow, StoreError};
-use crate::{now_millis, Job, JobId, JobState, NewJob};
+use crate::{now_millis, Job, JobId, JobRef, JobState, NewJob};
 use callflow_classify::{Classifier, HeuristicClassifier};
 use callflow_config::{KpiSettings, Settings};
 use callflow_correlate::kpis::{AddrRule, KpiOptions, KpiSeries, TrunkRule};
@@ -302,6 +302,9 @@ impl Analysis for CaptureAnalysis {
         // own even without one: a capture's Decryption Secrets Blocks are added to it, and
         // must neither decrypt another job's capture nor stay in memory after this job.
         let mut options = self.options.clone();
+        // Session ids unique to the job: the same capture analysed twice (two uploads, or
+        // two clusters) gives two sets, and `/sessions/{id}` names one session.
+        options.session_id_scope = Some(job.id.uuid().as_u128());
         let key_log = crate::direct::job_key_log_path(&job.input);
         options.tls_keys = if key_log.is_file() {
             crate::direct::read_tls_key_log(&key_log).map_err(|e| {
@@ -804,6 +807,27 @@ impl JobManager {
     /// (milliseconds since the epoch); returns how many. The sweeper calls this.
     pub fn sweep(&self, now: i64) -> Result<usize, JobError> {
         sweep(&self.shared, now)
+    }
+
+    /// The job a client names (by UUID, or by the number of a job created before ids
+    /// were UUIDs); `None` when there is no such job. From memory for the jobs the manager
+    /// has on its status board, else from the store.
+    pub fn resolve(&self, by: JobRef) -> Result<Option<JobId>, JobError> {
+        if let JobRef::Uuid(uuid) = by {
+            if let Some(id) = self.shared.board.find(uuid) {
+                return Ok(Some(id));
+            }
+        }
+        Ok(self.shared.store.resolve(by)?)
+    }
+
+    /// [`JobManager::resolve`] from memory only: `None` means ask it (it will read the
+    /// store). Never waits for the store, so an async caller may call it on its own thread.
+    pub fn cached_resolve(&self, by: JobRef) -> Option<JobId> {
+        match by {
+            JobRef::Uuid(uuid) => self.shared.board.find(uuid),
+            JobRef::Number(_) => None,
+        }
     }
 
     /// One job.
@@ -1341,6 +1365,7 @@ fn run_live(shared: &Shared, job: &Job, stop: &AtomicU8, live: LiveJob) {
         let options = AnalyzerOptions {
             forget_idle_flows: true,
             tls_keys: SharedKeyLog::default(),
+            session_id_scope: Some(job.id.uuid().as_u128()),
             ..shared.opts.analyzer.clone()
         };
         analyze_with_classifier(&mut source, &job.label, options, classifier, Some(&mut sink), &mut control)

@@ -32,7 +32,7 @@ use crate::store::{
     DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
     SessionQuery, SessionRow, StoreError, Takeover,
 };
-use crate::{Job, JobId, JobState, JobStatus, NewJob};
+use crate::{Job, JobId, JobRef, JobState, JobStatus, NewJob};
 use callflow_config::redact_url;
 use callflow_model::{CallState, Session, SourceInfo, Subscriber, Timestamp};
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -137,7 +137,43 @@ const MIGRATIONS: &[&str] = &[
         expires_at BIGINT NOT NULL
     );
     CREATE INDEX share_links_by_expiry ON share_links(expires_at);",
+    // 6: job ids become UUIDs, as SQLite's version 9 (see there); the existing jobs'
+    // UUIDs and the unique indexes come after this, in `backfill_uuids`.
+    "ALTER TABLE jobs ADD COLUMN uuid uuid;
+    ALTER TABLE jobs ADD COLUMN alias BIGINT;
+    UPDATE jobs SET alias = id;
+    ALTER TABLE events ADD COLUMN job_uuid uuid;",
 ];
+
+/// The migration (its version) after which [`backfill_uuids`] runs.
+const UUID_MIGRATION: usize = 6;
+
+/// Gives each job without a UUID one of its creation time (v7, made here: PostgreSQL
+/// before 18 has no `uuidv7()`), and each event its job's; events of jobs no longer there
+/// go, as no client could name them.
+async fn backfill_uuids(tx: &tokio_postgres::Transaction<'_>) -> Result<(), StoreError> {
+    let rows = tx.query("SELECT id, created_at FROM jobs WHERE uuid IS NULL", &[]).await?;
+    let mut keys = Vec::with_capacity(rows.len());
+    let mut uuids = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (key, created_at): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        keys.push(key);
+        uuids.push(JobId::generate(key, created_at).uuid());
+    }
+    tx.execute(
+        "UPDATE jobs SET uuid = u.uuid FROM UNNEST($1::int8[], $2::uuid[]) AS u(id, uuid) WHERE jobs.id = u.id",
+        &[&keys, &uuids],
+    )
+    .await?;
+    tx.batch_execute(
+        "UPDATE events SET job_uuid = jobs.uuid FROM jobs WHERE jobs.id = events.job_id;
+        DELETE FROM events WHERE job_uuid IS NULL;
+        CREATE UNIQUE INDEX jobs_by_uuid ON jobs(uuid);
+        CREATE UNIQUE INDEX jobs_by_alias ON jobs(alias) WHERE alias IS NOT NULL;",
+    )
+    .await?;
+    Ok(())
+}
 
 /// The key of the transaction-level advisory lock every append to the event log takes
 /// ("cfevents" in ASCII): ids are drawn and committed one transaction at a time, so that a
@@ -157,7 +193,7 @@ const MIGRATION_LOCK: i64 = 0x6361_6c6c_666c_6f77;
 const SWEEP_LOCK: i64 = 0x6366_2073_7765_6570;
 
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
-                           packets, bytes, sessions, error, attempts, source::text, stats::text, live, node";
+                           packets, bytes, sessions, error, attempts, source::text, stats::text, live, node, uuid";
 const SESSION_COLUMNS: &str =
     "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
 
@@ -302,6 +338,9 @@ async fn migrate_locked(client: &mut deadpool_postgres::Object) -> Result<(), St
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
+        if i + 1 == UUID_MIGRATION {
+            backfill_uuids(&tx).await?;
+        }
         tx.execute("INSERT INTO callflow_schema (version) VALUES ($1)", &[&(i as i64 + 1)]).await?;
         tx.commit().await?;
     }
@@ -716,6 +755,11 @@ fn json<T: serde::Serialize>(value: &T) -> String {
     storable_json(serde_json::to_string(value).expect("store documents serialize"))
 }
 
+/// The job id of a row's key and UUID columns.
+pub(crate) fn job_id(row: &Row, key: usize, uuid: usize) -> Result<JobId, StoreError> {
+    Ok(JobId::new(row.try_get(key)?, row.try_get(uuid)?))
+}
+
 fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     let state: String = row.try_get(4)?;
     let source: Option<String> = row.try_get(14)?;
@@ -723,7 +767,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
     let source: Option<SourceInfo> = source.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Job {
         status: JobStatus {
-            id: JobId(row.try_get(0)?),
+            id: job_id(row, 0, 18)?,
             label: row.try_get(2)?,
             // Only this module writes states, always through `as_str`.
             state: JobState::parse(&state).unwrap_or(JobState::Failed),
@@ -751,7 +795,7 @@ fn job_from_row(row: &Row) -> Result<Job, StoreError> {
 async fn get_job(client: &impl GenericClient, id: JobId) -> Result<Option<Job>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
     let stmt = client.prepare_cached(&sql).await?;
-    client.query_opt(&stmt, &[&id.0]).await?.map(|r| job_from_row(&r)).transpose()
+    client.query_opt(&stmt, &[&id.key()]).await?.map(|r| job_from_row(&r)).transpose()
 }
 
 /// A serde enum from its string form (`"sip_call"`, `"COMPLETED"`).
@@ -779,7 +823,7 @@ impl Param {
 /// The WHERE clause and parameters of a session query's filters.
 fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Param>) {
     let mut sql = String::from("job_id = $1");
-    let mut params = vec![Param::Int(id.0)];
+    let mut params = vec![Param::Int(id.key())];
     let mut eq = |column: &str, value: Option<String>| {
         if let Some(v) = value {
             params.push(Param::Text(storable(&v).into_owned()));
@@ -905,8 +949,8 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let sql = format!(
-                "INSERT INTO jobs (id, input, label, owns_input, state, created_at)
-                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6) RETURNING {JOB_COLUMNS}"
+                "INSERT INTO jobs (id, input, label, owns_input, state, created_at, uuid)
+                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6, $7) RETURNING {JOB_COLUMNS}"
             );
             let stmt = client.prepare_cached(&sql).await?;
             let input = new.input.to_string_lossy();
@@ -914,12 +958,13 @@ impl JobStore for PgStore {
                 .query_one(
                     &stmt,
                     &[
-                        &new.id.map(|id| id.0),
+                        &new.id.map(|id| id.key()),
                         &storable(&input),
                         &storable(&new.label),
                         &new.owns_input,
                         &JobState::Queued.as_str(),
                         &now,
+                        &new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid(),
                     ],
                 )
                 .await?;
@@ -931,8 +976,9 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let sql = format!(
-                "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node)
-                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6, $6, 1, $7, $8) RETURNING {JOB_COLUMNS}"
+                "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node, uuid)
+                 VALUES (COALESCE($1, nextval('jobs_id_seq')), $2, $3, $4, $5, $6, $6, 1, $7, $8, $9)
+                 RETURNING {JOB_COLUMNS}"
             );
             let node = self.node();
             let stmt = client.prepare_cached(&sql).await?;
@@ -941,7 +987,7 @@ impl JobStore for PgStore {
                 .query_one(
                     &stmt,
                     &[
-                        &new.id.map(|id| id.0),
+                        &new.id.map(|id| id.key()),
                         &storable(&input),
                         &storable(&new.label),
                         &new.owns_input,
@@ -949,6 +995,7 @@ impl JobStore for PgStore {
                         &now,
                         &storable(live),
                         &node,
+                        &new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid(),
                     ],
                 )
                 .await?;
@@ -960,16 +1007,41 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let row = client.query_one("SELECT nextval('jobs_id_seq')", &[]).await?;
-            Ok(JobId(row.try_get(0)?))
+            Ok(JobId::generate(row.try_get(0)?, crate::now_millis()))
         })
     }
 
-    fn last_id(&self) -> Result<JobId, StoreError> {
+    fn last_key(&self) -> Result<i64, StoreError> {
         self.run(async {
             let client = self.client().await?;
             let row =
                 client.query_one("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM jobs_id_seq", &[]).await?;
-            Ok(JobId(row.try_get(0)?))
+            Ok(row.try_get(0)?)
+        })
+    }
+
+    fn resolve(&self, by: JobRef) -> Result<Option<JobId>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let row = match by {
+                JobRef::Uuid(uuid) => {
+                    let stmt = client.prepare_cached("SELECT id, uuid FROM jobs WHERE uuid = $1").await?;
+                    client.query_opt(&stmt, &[&uuid]).await?
+                }
+                JobRef::Number(n) => {
+                    let stmt = client.prepare_cached("SELECT id, uuid FROM jobs WHERE alias = $1").await?;
+                    client.query_opt(&stmt, &[&n]).await?
+                }
+            };
+            row.map(|r| job_id(&r, 0, 1)).transpose()
+        })
+    }
+
+    fn job_by_key(&self, key: i64) -> Result<Option<JobId>, StoreError> {
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached("SELECT id, uuid FROM jobs WHERE id = $1").await?;
+            client.query_opt(&stmt, &[&key]).await?.map(|r| job_id(&r, 0, 1)).transpose()
         })
     }
 
@@ -993,7 +1065,7 @@ impl JobStore for PgStore {
             let job = tx.query_opt(&stmt, &[&now, &node]).await?.map(|r| job_from_row(&r)).transpose()?;
             if let Some(job) = &job {
                 // Sessions of a run interrupted by a crash are replaced, not appended to.
-                tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&job.id.0]).await?;
+                tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&job.id.key()]).await?;
             }
             tx.commit().await?;
             Ok(job)
@@ -1013,7 +1085,14 @@ impl JobStore for PgStore {
             client
                 .execute(
                     &stmt,
-                    &[&id.0, &(p.percent as i16), &(p.packets as i64), &(p.bytes as i64), &(p.sessions as i64), &node],
+                    &[
+                        &id.key(),
+                        &(p.percent as i16),
+                        &(p.packets as i64),
+                        &(p.bytes as i64),
+                        &(p.sessions as i64),
+                        &node,
+                    ],
                 )
                 .await?;
             Ok(())
@@ -1041,7 +1120,7 @@ impl JobStore for PgStore {
                         JobState::Running.as_str()
                     ))
                     .await?;
-                if client.query_opt(&stmt, &[&id.0, &node]).await?.is_none() {
+                if client.query_opt(&stmt, &[&id.key(), &node]).await?.is_none() {
                     return Ok(());
                 }
             }
@@ -1059,7 +1138,7 @@ impl JobStore for PgStore {
                 .execute(
                     &stmt,
                     &[
-                        &id.0,
+                        &id.key(),
                         &c.session_id,
                         &c.kind,
                         &c.state,
@@ -1099,7 +1178,7 @@ impl JobStore for PgStore {
                 .query_opt(
                     &stmt,
                     &[
-                        &id.0,
+                        &id.key(),
                         &o.state.as_str(),
                         &now,
                         &(o.progress.percent as i16),
@@ -1121,8 +1200,8 @@ impl JobStore for PgStore {
             // A live job keeps what it stored whatever its end: its traffic cannot be read again.
             let live: bool = row.try_get(0)?;
             if o.state != JobState::Completed && !live {
-                tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&id.0]).await?;
-                tx.execute("UPDATE jobs SET sessions = 0 WHERE id = $1", &[&id.0]).await?;
+                tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&id.key()]).await?;
+                tx.execute("UPDATE jobs SET sessions = 0 WHERE id = $1", &[&id.key()]).await?;
             }
             let job = get_job(&tx, id).await?;
             tx.commit().await?;
@@ -1139,7 +1218,7 @@ impl JobStore for PgStore {
                 JobState::Queued.as_str()
             );
             let stmt = client.prepare_cached(&sql).await?;
-            client.query_opt(&stmt, &[&id.0, &now]).await?.map(|r| job_from_row(&r)).transpose()
+            client.query_opt(&stmt, &[&id.key(), &now]).await?.map(|r| job_from_row(&r)).transpose()
         })
     }
 
@@ -1223,7 +1302,7 @@ impl JobStore for PgStore {
                     "SELECT document::text FROM sessions WHERE job_id = $1 AND session_id = $2 ORDER BY id LIMIT 1",
                 )
                 .await?;
-            let row = client.query_opt(&stmt, &[&id.0, &storable(session_id)]).await?;
+            let row = client.query_opt(&stmt, &[&id.key(), &storable(session_id)]).await?;
             row.map(|r| parse_session(id, r.try_get(0)?)).transpose()
         })
     }
@@ -1232,7 +1311,7 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let stmt = client.prepare_cached("SELECT subscribers::text FROM jobs WHERE id = $1").await?;
-            let text: Option<String> = match client.query_opt(&stmt, &[&id.0]).await? {
+            let text: Option<String> = match client.query_opt(&stmt, &[&id.key()]).await? {
                 Some(row) => row.try_get(0)?,
                 None => None,
             };
@@ -1246,12 +1325,13 @@ impl JobStore for PgStore {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(
-                    "SELECT job_id, document::text FROM sessions WHERE session_id = $1 ORDER BY job_id DESC, id LIMIT 1",
+                    "SELECT s.job_id, j.uuid, s.document::text FROM sessions s JOIN jobs j ON j.id = s.job_id
+                     WHERE s.session_id = $1 ORDER BY s.job_id DESC, s.id LIMIT 1",
                 )
                 .await?;
             let Some(row) = client.query_opt(&stmt, &[&storable(session_id)]).await? else { return Ok(None) };
-            let job = JobId(row.try_get(0)?);
-            Ok(Some((job, parse_session(job, row.try_get(1)?)?)))
+            let job = job_id(&row, 0, 1)?;
+            Ok(Some((job, parse_session(job, row.try_get(2)?)?)))
         })
     }
 
@@ -1259,10 +1339,14 @@ impl JobStore for PgStore {
         self.run(async {
             let client = self.client().await?;
             let stmt = client
-                .prepare_cached("SELECT DISTINCT job_id FROM sessions WHERE session_id = $1 ORDER BY job_id LIMIT $2")
+                .prepare_cached(
+                    "SELECT j.id, j.uuid FROM jobs j
+                     WHERE j.id IN (SELECT DISTINCT job_id FROM sessions WHERE session_id = $1 ORDER BY job_id LIMIT $2)
+                     ORDER BY j.id",
+                )
                 .await?;
             let rows = client.query(&stmt, &[&storable(session_id), &(limit as i64)]).await?;
-            rows.iter().map(|r| Ok(JobId(r.try_get(0)?))).collect()
+            rows.iter().map(|r| job_id(r, 0, 1)).collect()
         })
     }
 
@@ -1271,7 +1355,7 @@ impl JobStore for PgStore {
             let client = self.client().await?;
             // Sessions go by the foreign key's ON DELETE CASCADE.
             let sql = format!("DELETE FROM jobs WHERE id = $1 AND state IN {}", finished());
-            Ok(client.execute(&sql, &[&id.0]).await? == 1)
+            Ok(client.execute(&sql, &[&id.key()]).await? == 1)
         })
     }
 
@@ -1314,7 +1398,8 @@ impl JobStore for PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let jobs: Vec<i64> = events.iter().map(|e| e.job.0).collect();
+        let jobs: Vec<i64> = events.iter().map(|e| e.job.key()).collect();
+        let uuids: Vec<uuid::Uuid> = events.iter().map(|e| e.job.uuid()).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
         let payloads: Vec<String> = events.iter().map(|e| storable(&e.payload).into_owned()).collect();
         self.run(async {
@@ -1324,12 +1409,13 @@ impl JobStore for PgStore {
             tx.execute("SELECT pg_advisory_xact_lock($1)", &[&EVENT_LOCK]).await?;
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO events (job_id, kind, logged_at, payload)
-                     SELECT j, k, $4, p FROM UNNEST($1::int8[], $2::text[], $3::text[]) WITH ORDINALITY AS u(j, k, p, n)
+                    "INSERT INTO events (job_id, job_uuid, kind, logged_at, payload)
+                     SELECT j, ju, k, $5, p
+                     FROM UNNEST($1::int8[], $2::uuid[], $3::text[], $4::text[]) WITH ORDINALITY AS u(j, ju, k, p, n)
                      ORDER BY n RETURNING id",
                 )
                 .await?;
-            let rows = tx.query(&stmt, &[&jobs, &kinds, &payloads, &now]).await?;
+            let rows = tx.query(&stmt, &[&jobs, &uuids, &kinds, &payloads, &now]).await?;
             // Rows are numbered in the order they are inserted, which is the events' order.
             let mut ids =
                 rows.iter().map(|r| r.try_get::<_, i64>(0).map(|id| id as u64)).collect::<Result<Vec<_>, _>>()?;
@@ -1347,25 +1433,25 @@ impl JobStore for PgStore {
             let client = self.client().await?;
             let stmt = client
                 .prepare_cached(
-                    "SELECT id, job_id, kind, logged_at, payload FROM events
+                    "SELECT id, job_id, job_uuid, kind, logged_at, payload FROM events
                      WHERE id > $1 AND ($2::int8 IS NULL OR job_id = $2) ORDER BY id LIMIT $3",
                 )
                 .await?;
             let rows = client
-                .query(&stmt, &[&(after.min(i64::MAX as u64) as i64), &job.map(|j| j.0), &(limit as i64)])
+                .query(&stmt, &[&(after.min(i64::MAX as u64) as i64), &job.map(|j| j.key()), &(limit as i64)])
                 .await?;
             rows.iter()
                 .map(|r| {
-                    let job = JobId(r.try_get(1)?);
-                    let kind: String = r.try_get(2)?;
+                    let job = job_id(r, 1, 2)?;
+                    let kind: String = r.try_get(3)?;
                     let kind = EventKind::parse(&kind)
                         .ok_or_else(|| StoreError::Corrupt { job, message: format!("unknown event kind {kind}") })?;
                     Ok(StoredEvent {
                         id: r.try_get::<_, i64>(0)? as u64,
                         job,
                         kind,
-                        logged_at: r.try_get(3)?,
-                        payload: r.try_get(4)?,
+                        logged_at: r.try_get(4)?,
+                        payload: r.try_get(5)?,
                     })
                 })
                 .collect()
@@ -1426,17 +1512,17 @@ impl JobStore for PgStore {
                              error = 'interrupted: callflowd stopped while this live job was running; the sessions \
                               found until then are kept'
                          WHERE state = '{running}' AND live IS NOT NULL AND ($2::text IS NULL OR node IS NULL OR node = $2)
-                         RETURNING id"
+                         RETURNING id, uuid"
                     ),
                     &[&now, &node],
                 )
                 .await?;
-            recovery.interrupted = live.iter().map(|r| r.try_get(0).map(JobId)).collect::<Result<_, _>>()?;
+            recovery.interrupted = live.iter().map(|r| job_id(r, 0, 1)).collect::<Result<_, _>>()?;
             recovery.interrupted.sort();
             let rows = tx
                 .query(
                     &format!(
-                        "SELECT id, attempts FROM jobs WHERE state = '{running}'
+                        "SELECT id, attempts, uuid FROM jobs WHERE state = '{running}'
                              AND ($1::text IS NULL OR node IS NULL OR node = $1) ORDER BY id FOR UPDATE"
                     ),
                     &[&node],
@@ -1444,6 +1530,7 @@ impl JobStore for PgStore {
                 .await?;
             for row in rows {
                 let (id, attempts): (i64, i32) = (row.try_get(0)?, row.try_get(1)?);
+                let job = job_id(&row, 0, 2)?;
                 let attempts = attempts.max(0) as u32;
                 tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&id]).await?;
                 if resume && attempts >= max_attempts {
@@ -1457,25 +1544,26 @@ impl JobStore for PgStore {
                         "UPDATE jobs SET state = '{failed}', completed_at = $2, sessions = 0, error = $3 WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &now, &error]).await?;
-                    recovery.gave_up.push(JobId(id));
+                    recovery.gave_up.push(job);
                 } else if resume {
                     let sql = format!(
                         "UPDATE jobs SET state = '{queued}', progress = 0, packets = 0, bytes = 0, sessions = 0
                          WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id]).await?;
-                    recovery.rerun.push(JobId(id));
+                    recovery.rerun.push(job);
                 } else {
                     let sql = format!(
                         "UPDATE jobs SET state = '{failed}', completed_at = $2, sessions = 0,
                              error = 'interrupted: callflowd stopped while this job was running' WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &now]).await?;
-                    recovery.interrupted.push(JobId(id));
+                    recovery.interrupted.push(job);
                 }
             }
-            let rows = tx.query(&format!("SELECT id FROM jobs WHERE state = '{queued}' ORDER BY id"), &[]).await?;
-            recovery.queued = rows.iter().map(|r| r.try_get(0).map(JobId)).collect::<Result<_, _>>()?;
+            let rows =
+                tx.query(&format!("SELECT id, uuid FROM jobs WHERE state = '{queued}' ORDER BY id"), &[]).await?;
+            recovery.queued = rows.iter().map(|r| job_id(r, 0, 1)).collect::<Result<_, _>>()?;
             tx.commit().await?;
             Ok(recovery)
         })
@@ -1516,7 +1604,7 @@ impl JobStore for PgStore {
             let stmt = client
                 .prepare_cached(&format!(
                     "WITH beat AS (UPDATE nodes SET last_seen = GREATEST(last_seen, $2) WHERE name = $1)
-                     SELECT id, attempts, cancel_requested FROM jobs WHERE state = '{}' AND node = $1 ORDER BY id",
+                     SELECT id, attempts, cancel_requested, uuid FROM jobs WHERE state = '{}' AND node = $1 ORDER BY id",
                     JobState::Running.as_str()
                 ))
                 .await?;
@@ -1524,7 +1612,7 @@ impl JobStore for PgStore {
             rows.iter()
                 .map(|r| {
                     Ok(OwnJob {
-                        id: JobId(r.try_get(0)?),
+                        id: job_id(r, 0, 3)?,
                         attempts: r.try_get::<_, i32>(1)?.max(0) as u32,
                         cancel: r.try_get(2)?,
                     })
@@ -1581,7 +1669,7 @@ impl JobStore for PgStore {
                 .query(
                     &format!(
                         "SELECT j.id, j.attempts, j.live IS NOT NULL, j.cancel_requested, j.node,
-                             COALESCE(j.lost_nodes, '')
+                             COALESCE(j.lost_nodes, ''), j.uuid
                          FROM jobs j LEFT JOIN nodes n ON n.name = j.node
                          WHERE j.state = '{running}' AND j.node IS NOT NULL
                              AND ($1::text IS NULL OR j.node <> $1) AND (n.name IS NULL OR n.last_seen < $2)
@@ -1595,6 +1683,7 @@ impl JobStore for PgStore {
                 let (id, attempts, live, cancel): (i64, i32, bool, bool) =
                     (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?);
                 let (node, earlier): (String, String) = (row.try_get(4)?, row.try_get(5)?);
+                let job = job_id(&row, 0, 6)?;
                 let mut lost: Vec<&str> = earlier.split(',').filter(|n| !n.is_empty()).collect();
                 if !lost.contains(&node.as_str()) {
                     lost.push(&node);
@@ -1613,7 +1702,7 @@ impl JobStore for PgStore {
                         "UPDATE jobs SET state = '{failed}', completed_at = $2, error = $3, lost_nodes = $4 WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &now, &error, &lost_list]).await?;
-                    takeover.failed.push(JobId(id));
+                    takeover.failed.push(job);
                     continue;
                 }
                 tx.execute("DELETE FROM sessions WHERE job_id = $1", &[&id]).await?;
@@ -1623,7 +1712,7 @@ impl JobStore for PgStore {
                          WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &now, &lost_list]).await?;
-                    takeover.cancelled.push(JobId(id));
+                    takeover.cancelled.push(job);
                 } else if attempts >= max_attempts {
                     let error = format!(
                         "gave up after {attempts} attempts: the nodes running it were lost ({}); \
@@ -1635,7 +1724,7 @@ impl JobStore for PgStore {
                          WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &now, &error, &lost_list]).await?;
-                    takeover.failed.push(JobId(id));
+                    takeover.failed.push(job);
                 } else {
                     let sql = format!(
                         "UPDATE jobs SET state = '{queued}', progress = 0, packets = 0, bytes = 0, sessions = 0,
@@ -1643,7 +1732,7 @@ impl JobStore for PgStore {
                          WHERE id = $1"
                     );
                     tx.execute(&sql, &[&id, &lost_list]).await?;
-                    takeover.requeued.push(JobId(id));
+                    takeover.requeued.push(job);
                 }
             }
             tx.commit().await?;
@@ -1653,7 +1742,7 @@ impl JobStore for PgStore {
 
     fn hand_back(&self, ids: &[JobId]) -> Result<Vec<JobId>, StoreError> {
         let node = self.node();
-        let ids: Vec<i64> = ids.iter().map(|id| id.0).collect();
+        let ids: Vec<i64> = ids.iter().map(|id| id.key()).collect();
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
@@ -1661,15 +1750,15 @@ impl JobStore for PgStore {
                 "UPDATE jobs SET state = '{}', attempts = GREATEST(attempts - 1, 0), progress = 0, packets = 0,
                      bytes = 0, sessions = 0
                  WHERE id = ANY($1) AND state = '{}' AND live IS NULL AND ($2::text IS NULL OR node = $2)
-                 RETURNING id",
+                 RETURNING id, uuid",
                 JobState::Queued.as_str(),
                 JobState::Running.as_str()
             );
             let rows = tx.query(&sql, &[&ids, &node]).await?;
-            let handed: Vec<i64> = rows.iter().map(|r| r.try_get(0)).collect::<Result<_, _>>()?;
-            tx.execute("DELETE FROM sessions WHERE job_id = ANY($1)", &[&handed]).await?;
+            let mut handed: Vec<JobId> = rows.iter().map(|r| job_id(r, 0, 1)).collect::<Result<_, _>>()?;
+            let keys: Vec<i64> = handed.iter().map(|id| id.key()).collect();
+            tx.execute("DELETE FROM sessions WHERE job_id = ANY($1)", &[&keys]).await?;
             tx.commit().await?;
-            let mut handed: Vec<JobId> = handed.into_iter().map(JobId).collect();
             handed.sort();
             Ok(handed)
         })
@@ -1729,7 +1818,7 @@ impl JobStore for PgStore {
                 "UPDATE jobs SET cancel_requested = true WHERE id = $1 AND state = '{}'",
                 JobState::Running.as_str()
             );
-            Ok(client.execute(&sql, &[&id.0]).await? == 1)
+            Ok(client.execute(&sql, &[&id.key()]).await? == 1)
         })
     }
 

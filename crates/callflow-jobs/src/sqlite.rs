@@ -12,7 +12,7 @@ use crate::store::{
     DatabaseErrorKind, JobQuery, JobStore, NodeInfo, NodeRow, Outcome, OwnJob, Progress, Recovery, SessionCursor,
     SessionQuery, SessionRow, StoreError,
 };
-use crate::{Job, JobId, JobState, JobStatus, NewJob};
+use crate::{Job, JobId, JobRef, JobState, JobStatus, NewJob};
 use callflow_model::{Session, SourceInfo, Subscriber, Timestamp};
 use rusqlite::types::Value;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
@@ -115,10 +115,42 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX share_links_by_expiry ON share_links(expires_at);",
+    // 9: job ids become UUIDs (issue 18). `uuid` is what clients see; the jobs already
+    // there keep answering at their number (`alias`), the jobs created from now on have
+    // none. Events carry their job's UUID, since a deleted job's row is gone. The existing
+    // jobs' UUIDs (v7, of their creation time) and the unique indexes come after this, in
+    // `backfill_uuids`: UUIDs are made in Rust.
+    "ALTER TABLE jobs ADD COLUMN uuid TEXT;
+    ALTER TABLE jobs ADD COLUMN alias INTEGER;
+    UPDATE jobs SET alias = id;
+    ALTER TABLE events ADD COLUMN job_uuid TEXT;",
 ];
 
+/// The migration (its version) after which [`backfill_uuids`] runs.
+const UUID_MIGRATION: usize = 9;
+
+/// Gives each job without a UUID one of its creation time, and each event its job's;
+/// events of jobs no longer there (deleted before UUIDs) go, as no client could name them.
+fn backfill_uuids(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let jobs: Vec<(i64, i64)> = {
+        let mut stmt = tx.prepare("SELECT id, created_at FROM jobs WHERE uuid IS NULL")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut update = tx.prepare("UPDATE jobs SET uuid = ?2 WHERE id = ?1")?;
+    for (key, created_at) in jobs {
+        update.execute(params![key, JobId::generate(key, created_at).uuid().to_string()])?;
+    }
+    tx.execute_batch(
+        "UPDATE events SET job_uuid = (SELECT uuid FROM jobs WHERE jobs.id = events.job_id);
+        DELETE FROM events WHERE job_uuid IS NULL;
+        CREATE UNIQUE INDEX jobs_by_uuid ON jobs(uuid);
+        CREATE UNIQUE INDEX jobs_by_alias ON jobs(alias) WHERE alias IS NOT NULL;",
+    )
+}
+
 const JOB_COLUMNS: &str = "id, input, label, owns_input, state, created_at, started_at, completed_at, progress, \
-                           packets, bytes, sessions, error, attempts, source, stats, live, node";
+                           packets, bytes, sessions, error, attempts, source, stats, live, node, uuid";
 const SESSION_COLUMNS: &str =
     "id, session_id, kind, state, start_ns, end_ns, from_uri, to_uri, call_id, messages, media";
 
@@ -303,10 +335,21 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         tx.execute_batch(sql)?;
+        if i + 1 == UUID_MIGRATION {
+            backfill_uuids(&tx)?;
+        }
         tx.pragma_update(None, "user_version", i as i64 + 1)?;
     }
     tx.commit()?;
     Ok(())
+}
+
+/// The job id of a row's key and UUID columns.
+pub(crate) fn job_id(row: &Row<'_>, key: usize, uuid: usize) -> rusqlite::Result<JobId> {
+    let text: String = row.get(uuid)?;
+    let parsed = uuid::Uuid::parse_str(&text)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(uuid, rusqlite::types::Type::Text, Box::new(e)))?;
+    Ok(JobId::new(row.get(key)?, parsed))
 }
 
 fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
@@ -316,7 +359,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
     let source: Option<SourceInfo> = source.and_then(|s| serde_json::from_str(&s).ok());
     Ok(Job {
         status: JobStatus {
-            id: JobId(row.get(0)?),
+            id: job_id(row, 0, 18)?,
             label: row.get(2)?,
             // Only this module writes states, always through `as_str`.
             state: JobState::parse(&state).unwrap_or(JobState::Failed),
@@ -343,7 +386,7 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 fn get_job(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1");
-    Ok(conn.prepare_cached(&sql)?.query_row([id.0], job_from_row).optional()?)
+    Ok(conn.prepare_cached(&sql)?.query_row([id.key()], job_from_row).optional()?)
 }
 
 /// A serde enum from its string form (`"sip_call"`, `"COMPLETED"`).
@@ -354,7 +397,7 @@ fn enum_from_str<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
 /// The WHERE clause and parameters of a session query's filters.
 fn session_filter(id: JobId, q: &SessionQuery) -> (String, Vec<Value>) {
     let mut sql = String::from("job_id = ?");
-    let mut params = vec![Value::Integer(id.0)];
+    let mut params = vec![Value::Integer(id.key())];
     let mut eq = |column: &str, value: Option<String>| {
         if let Some(v) = value {
             sql.push_str(&format!(" AND {column} = ?"));
@@ -404,7 +447,7 @@ pub(crate) fn session_order(sort: crate::SessionSort) -> String {
 }
 
 fn delete_sessions(tx: &Transaction<'_>, id: JobId) -> rusqlite::Result<usize> {
-    tx.execute("DELETE FROM sessions WHERE job_id = ?1", [id.0])
+    tx.execute("DELETE FROM sessions WHERE job_id = ?1", [id.key()])
 }
 
 impl JobStore for SqliteStore {
@@ -415,37 +458,41 @@ impl JobStore for SqliteStore {
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         // A NULL id is the next AUTOINCREMENT one.
+        let uuid = new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid();
         conn.execute(
-            "INSERT INTO jobs (id, input, label, owns_input, state, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, uuid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                new.id.map(|id| id.0),
+                new.id.map(|id| id.key()),
                 new.input.to_string_lossy(),
                 new.label,
                 new.owns_input,
                 JobState::Queued.as_str(),
-                now
+                now,
+                uuid.to_string()
             ],
         )?;
-        let id = JobId(conn.last_insert_rowid());
+        let id = JobId::new(conn.last_insert_rowid(), uuid);
         Ok(get_job(&conn, id)?.expect("the row just inserted"))
     }
 
     fn create_live(&self, new: &NewJob, live: &str, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
+        let uuid = new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid();
         conn.execute(
-            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node)
-             VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6, ?7)",
+            "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node, uuid)
+             VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6, ?7, ?8)",
             params![
-                new.id.map(|id| id.0),
+                new.id.map(|id| id.key()),
                 new.input.to_string_lossy(),
                 new.label,
                 new.owns_input,
                 now,
                 live,
-                self.node()
+                self.node(),
+                uuid.to_string()
             ],
         )?;
-        let id = JobId(conn.last_insert_rowid());
+        let id = JobId::new(conn.last_insert_rowid(), uuid);
         Ok(get_job(&conn, id)?.expect("the row just inserted"))
     }
 
@@ -463,13 +510,33 @@ impl JobStore for SqliteStore {
             tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('jobs', ?1)", [id])?;
         }
         tx.commit()?;
-        Ok(JobId(id))
+        Ok(JobId::generate(id, crate::now_millis()))
     }
 
-    fn last_id(&self) -> Result<JobId, StoreError> {
+    fn last_key(&self) -> Result<i64, StoreError> {
         // AUTOINCREMENT keeps the largest id ever used or reserved (see `reserve_id`).
         let sql = "SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'jobs'";
-        Ok(JobId(self.reader().query_row(sql, [], |r| r.get(0))?))
+        Ok(self.reader().query_row(sql, [], |r| r.get(0))?)
+    }
+
+    fn resolve(&self, by: JobRef) -> Result<Option<JobId>, StoreError> {
+        let conn = self.reader();
+        let found = match by {
+            JobRef::Uuid(uuid) => conn
+                .prepare_cached("SELECT id, uuid FROM jobs WHERE uuid = ?1")?
+                .query_row([uuid.to_string()], |r| job_id(r, 0, 1)),
+            JobRef::Number(n) => {
+                conn.prepare_cached("SELECT id, uuid FROM jobs WHERE alias = ?1")?.query_row([n], |r| job_id(r, 0, 1))
+            }
+        };
+        Ok(found.optional()?)
+    }
+
+    fn job_by_key(&self, key: i64) -> Result<Option<JobId>, StoreError> {
+        let conn = self.reader();
+        let found =
+            conn.prepare_cached("SELECT id, uuid FROM jobs WHERE id = ?1")?.query_row([key], |r| job_id(r, 0, 1));
+        Ok(found.optional()?)
     }
 
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
@@ -496,7 +563,7 @@ impl JobStore for SqliteStore {
             .prepare_cached(
                 "UPDATE jobs SET progress = ?2, packets = ?3, bytes = ?4, sessions = ?5 WHERE id = ?1 AND state = 'RUNNING'",
             )?
-            .execute(params![id.0, p.percent, p.packets as i64, p.bytes as i64, p.sessions as i64])?;
+            .execute(params![id.key(), p.percent, p.packets as i64, p.bytes as i64, p.sessions as i64])?;
         Ok(())
     }
 
@@ -511,7 +578,7 @@ impl JobStore for SqliteStore {
             for s in sessions {
                 let document = serde_json::to_string(&**s).expect("sessions serialize");
                 insert.execute(params![
-                    id.0,
+                    id.key(),
                     s.id,
                     s.kind.as_str(),
                     s.state.as_str(),
@@ -541,7 +608,7 @@ impl JobStore for SqliteStore {
                  error = ?8, source = ?9, stats = ?10, subscribers = ?11
              WHERE id = ?1 AND state = 'RUNNING'",
             params![
-                id.0,
+                id.key(),
                 o.state.as_str(),
                 now,
                 o.progress.percent,
@@ -555,10 +622,10 @@ impl JobStore for SqliteStore {
             ],
         )?;
         // A live job keeps what it stored whatever its end: its traffic cannot be read again.
-        let live: bool = tx.query_row("SELECT live IS NOT NULL FROM jobs WHERE id = ?1", [id.0], |r| r.get(0))?;
+        let live: bool = tx.query_row("SELECT live IS NOT NULL FROM jobs WHERE id = ?1", [id.key()], |r| r.get(0))?;
         if changed == 1 && o.state != JobState::Completed && !live {
             delete_sessions(&tx, id)?;
-            tx.execute("UPDATE jobs SET sessions = 0 WHERE id = ?1", [id.0])?;
+            tx.execute("UPDATE jobs SET sessions = 0 WHERE id = ?1", [id.key()])?;
         }
         let job = if changed == 1 { get_job(&tx, id)? } else { None };
         tx.commit()?;
@@ -569,7 +636,7 @@ impl JobStore for SqliteStore {
         let conn = self.conn();
         let changed = conn.execute(
             "UPDATE jobs SET state = 'CANCELLED', completed_at = ?2 WHERE id = ?1 AND state = 'QUEUED'",
-            params![id.0, now],
+            params![id.key(), now],
         )?;
         if changed == 1 {
             get_job(&conn, id)
@@ -673,7 +740,7 @@ impl JobStore for SqliteStore {
         let conn = self.reader();
         let text: Option<String> = conn
             .prepare_cached("SELECT document FROM sessions WHERE job_id = ?1 AND session_id = ?2 ORDER BY id LIMIT 1")?
-            .query_row(params![id.0, session_id], |r| r.get(0))
+            .query_row(params![id.key(), session_id], |r| r.get(0))
             .optional()?;
         text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
             .transpose()
@@ -684,7 +751,7 @@ impl JobStore for SqliteStore {
         let text: Option<String> = self
             .reader()
             .prepare_cached("SELECT subscribers FROM jobs WHERE id = ?1")?
-            .query_row([id.0], |r| r.get(0))
+            .query_row([id.key()], |r| r.get(0))
             .optional()?
             .flatten();
         text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt { job: id, message: e.to_string() }))
@@ -693,14 +760,14 @@ impl JobStore for SqliteStore {
 
     fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError> {
         let conn = self.reader();
-        let row: Option<(i64, String)> = conn
+        let row: Option<(JobId, String)> = conn
             .prepare_cached(
-                "SELECT job_id, document FROM sessions WHERE session_id = ?1 ORDER BY job_id DESC, id LIMIT 1",
+                "SELECT s.job_id, j.uuid, s.document FROM sessions s JOIN jobs j ON j.id = s.job_id
+                 WHERE s.session_id = ?1 ORDER BY s.job_id DESC, s.id LIMIT 1",
             )?
-            .query_row([session_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row([session_id], |r| Ok((job_id(r, 0, 1)?, r.get(2)?)))
             .optional()?;
         row.map(|(job, text)| {
-            let job = JobId(job);
             serde_json::from_str(&text)
                 .map(|s| (job, s))
                 .map_err(|e| StoreError::Corrupt { job, message: e.to_string() })
@@ -710,9 +777,12 @@ impl JobStore for SqliteStore {
 
     fn session_jobs(&self, session_id: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
         let conn = self.reader();
-        let mut stmt =
-            conn.prepare_cached("SELECT DISTINCT job_id FROM sessions WHERE session_id = ?1 ORDER BY job_id LIMIT ?2")?;
-        let rows = stmt.query_map(params![session_id, limit as i64], |r| r.get::<_, i64>(0).map(JobId))?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT j.id, j.uuid FROM jobs j
+             WHERE j.id IN (SELECT DISTINCT job_id FROM sessions WHERE session_id = ?1 ORDER BY job_id LIMIT ?2)
+             ORDER BY j.id",
+        )?;
+        let rows = stmt.query_map(params![session_id, limit as i64], |r| job_id(r, 0, 1))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -721,7 +791,7 @@ impl JobStore for SqliteStore {
         let tx = conn.transaction()?;
         // Sessions go by the foreign key's ON DELETE CASCADE.
         let n =
-            tx.execute("DELETE FROM jobs WHERE id = ?1 AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')", [id.0])?;
+            tx.execute("DELETE FROM jobs WHERE id = ?1 AND state IN ('COMPLETED', 'FAILED', 'CANCELLED')", [id.key()])?;
         tx.commit()?;
         Ok(n == 1)
     }
@@ -773,10 +843,11 @@ impl JobStore for SqliteStore {
         let tx = conn.transaction()?;
         let mut ids = Vec::with_capacity(events.len());
         {
-            let mut insert =
-                tx.prepare_cached("INSERT INTO events (job_id, kind, logged_at, payload) VALUES (?1, ?2, ?3, ?4)")?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO events (job_id, job_uuid, kind, logged_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
             for e in events {
-                insert.execute(params![e.job.0, e.kind.as_str(), now, e.payload])?;
+                insert.execute(params![e.job.key(), e.job.uuid().to_string(), e.kind.as_str(), now, e.payload])?;
                 ids.push(tx.last_insert_rowid() as u64);
             }
         }
@@ -787,20 +858,18 @@ impl JobStore for SqliteStore {
     fn events_after(&self, after: u64, job: Option<JobId>, limit: usize) -> Result<Vec<StoredEvent>, StoreError> {
         let conn = self.reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT id, job_id, kind, logged_at, payload FROM events
+            "SELECT id, job_id, job_uuid, kind, logged_at, payload FROM events
              WHERE id > ?1 AND (?2 IS NULL OR job_id = ?2) ORDER BY id LIMIT ?3",
         )?;
-        let rows = stmt.query_map(params![after as i64, job.map(|j| j.0), limit as i64], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get(3)?, r.get(4)?))
+        let rows = stmt.query_map(params![after as i64, job.map(|j| j.key()), limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)?, job_id(r, 1, 2)?, r.get::<_, String>(3)?, r.get(4)?, r.get(5)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, job, kind, logged_at, payload) = row?;
-            let kind = EventKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
-                job: JobId(job),
-                message: format!("unknown event kind {kind}"),
-            })?;
-            out.push(StoredEvent { id: id as u64, job: JobId(job), kind, logged_at, payload });
+            let kind = EventKind::parse(&kind)
+                .ok_or_else(|| StoreError::Corrupt { job, message: format!("unknown event kind {kind}") })?;
+            out.push(StoredEvent { id: id as u64, job, kind, logged_at, payload });
         }
         Ok(out)
     }
@@ -829,16 +898,16 @@ impl JobStore for SqliteStore {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let ids = |tx: &Transaction<'_>, state: &str| -> rusqlite::Result<Vec<(JobId, u32)>> {
-            let mut stmt = tx.prepare("SELECT id, attempts FROM jobs WHERE state = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([state], |r| Ok((JobId(r.get(0)?), r.get(1)?)))?;
+            let mut stmt = tx.prepare("SELECT id, uuid, attempts FROM jobs WHERE state = ?1 ORDER BY id")?;
+            let rows = stmt.query_map([state], |r| Ok((job_id(r, 0, 1)?, r.get(2)?)))?;
             rows.collect()
         };
         // A live job cannot be run again (its traffic is gone): it ends, keeping its sessions.
         let mut recovery = Recovery::default();
         let live: Vec<JobId> = {
             let mut stmt =
-                tx.prepare("SELECT id FROM jobs WHERE state = 'RUNNING' AND live IS NOT NULL ORDER BY id")?;
-            let rows = stmt.query_map([], |r| Ok(JobId(r.get(0)?)))?;
+                tx.prepare("SELECT id, uuid FROM jobs WHERE state = 'RUNNING' AND live IS NOT NULL ORDER BY id")?;
+            let rows = stmt.query_map([], |r| job_id(r, 0, 1))?;
             rows.collect::<Result<_, _>>()?
         };
         for &id in &live {
@@ -846,7 +915,7 @@ impl JobStore for SqliteStore {
                 "UPDATE jobs SET state = 'FAILED', completed_at = ?2,
                      error = 'interrupted: callflowd stopped while this live job was running; the sessions found until then are kept'
                  WHERE id = ?1",
-                params![id.0, now],
+                params![id.key(), now],
             )?;
             recovery.interrupted.push(id);
         }
@@ -862,20 +931,20 @@ impl JobStore for SqliteStore {
                 );
                 tx.execute(
                     "UPDATE jobs SET state = 'FAILED', completed_at = ?2, sessions = 0, error = ?3 WHERE id = ?1",
-                    params![id.0, now, error],
+                    params![id.key(), now, error],
                 )?;
                 recovery.gave_up.push(id);
             } else if resume {
                 tx.execute(
                     "UPDATE jobs SET state = 'QUEUED', progress = 0, packets = 0, bytes = 0, sessions = 0 WHERE id = ?1",
-                    [id.0],
+                    [id.key()],
                 )?;
                 recovery.rerun.push(id);
             } else {
                 tx.execute(
                     "UPDATE jobs SET state = 'FAILED', completed_at = ?2, sessions = 0,
                          error = 'interrupted: callflowd stopped while this job was running' WHERE id = ?1",
-                    params![id.0, now],
+                    params![id.key(), now],
                 )?;
                 recovery.interrupted.push(id);
             }
@@ -906,10 +975,10 @@ impl JobStore for SqliteStore {
         conn.prepare_cached("UPDATE nodes SET last_seen = MAX(last_seen, ?2) WHERE name = ?1")?
             .execute(params![node, now])?;
         let mut stmt = conn.prepare_cached(
-            "SELECT id, attempts, cancel_requested FROM jobs WHERE state = 'RUNNING' AND node = ?1 ORDER BY id",
+            "SELECT id, uuid, attempts, cancel_requested FROM jobs WHERE state = 'RUNNING' AND node = ?1 ORDER BY id",
         )?;
         let rows =
-            stmt.query_map([&node], |r| Ok(OwnJob { id: JobId(r.get(0)?), attempts: r.get(1)?, cancel: r.get(2)? }))?;
+            stmt.query_map([&node], |r| Ok(OwnJob { id: job_id(r, 0, 1)?, attempts: r.get(2)?, cancel: r.get(3)? }))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
@@ -945,7 +1014,7 @@ impl JobStore for SqliteStore {
                 "UPDATE jobs SET state = 'QUEUED', attempts = MAX(attempts - 1, 0), progress = 0, packets = 0,
                      bytes = 0, sessions = 0
                  WHERE id = ?1 AND state = 'RUNNING' AND live IS NULL",
-                [id.0],
+                [id.key()],
             )?;
             if changed == 1 {
                 delete_sessions(&tx, id)?;
@@ -974,8 +1043,9 @@ impl JobStore for SqliteStore {
     }
 
     fn request_cancel(&self, id: JobId) -> Result<bool, StoreError> {
-        let n =
-            self.conn().execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'RUNNING'", [id.0])?;
+        let n = self
+            .conn()
+            .execute("UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'RUNNING'", [id.key()])?;
         Ok(n == 1)
     }
 }

@@ -13,14 +13,14 @@
 
 use crate::store::Progress;
 use crate::{Job, JobId, JobState};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// What clients are shown of a job: its [`Job`] without the capture's path and without
 /// the source and statistics documents, which a status does not show (but for whether
 /// the capture was read whole, and its warnings).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct JobStatus {
     /// Its identifier.
     pub id: JobId,
@@ -48,17 +48,13 @@ pub struct JobStatus {
     pub attempts: u32,
     /// Once completed: whether the whole capture was read (false: it was truncated or
     /// damaged, and the sessions cover the part before that point). `None` before.
-    #[serde(default)]
     pub complete: Option<bool>,
     /// Once completed: the capture's warnings (why reading stopped early, and the like).
-    #[serde(default)]
     pub warnings: Vec<String>,
     /// A live job's source as the embedder described it (JSON text); `None` for a capture file.
-    #[serde(default)]
     pub live: Option<String>,
     /// The node running it, or that last ran it (`None`: never started, or started
     /// before nodes were recorded).
-    #[serde(default)]
     pub node: Option<String>,
 }
 
@@ -71,6 +67,8 @@ impl From<&Job> for JobStatus {
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<JobId, Arc<JobStatus>>,
+    /// The ids of `jobs` by UUID, which is how clients name them.
+    uuids: HashMap<uuid::Uuid, JobId>,
     /// Board writes so far, for [`Board::fill`] to tell whether one happened during its read.
     writes: u64,
 }
@@ -99,10 +97,17 @@ impl Board {
         self.read().jobs.get(&id).cloned()
     }
 
+    /// The id of the job with this UUID, if the board has it.
+    pub(crate) fn find(&self, uuid: uuid::Uuid) -> Option<JobId> {
+        self.read().uuids.get(&uuid).copied()
+    }
+
     /// `job` as the store returned it after a transition.
     pub(crate) fn set(&self, job: &Job) {
         let status = Arc::new(JobStatus::from(job));
-        self.write().jobs.insert(job.id, status);
+        let mut inner = self.write();
+        inner.jobs.insert(job.id, status);
+        inner.uuids.insert(job.id.uuid(), job.id);
     }
 
     /// A RUNNING job's progress, as [`crate::JobStore::record_progress`] stored it (which
@@ -121,7 +126,9 @@ impl Board {
     /// Forgets the job: deleted, or the store's answer is no longer known (reads go to the
     /// store until it is on the board again).
     pub(crate) fn remove(&self, id: JobId) {
-        self.write().jobs.remove(&id);
+        let mut inner = self.write();
+        inner.jobs.remove(&id);
+        inner.uuids.remove(&id.uuid());
     }
 
     /// The count of board writes, taken before reading a job from the store for [`Board::fill`].
@@ -135,6 +142,7 @@ impl Board {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         if inner.writes == writes {
             inner.jobs.entry(job.id).or_insert_with(|| Arc::new(JobStatus::from(job)));
+            inner.uuids.insert(job.id.uuid(), job.id);
         }
     }
 }
@@ -143,10 +151,14 @@ impl Board {
 mod tests {
     use super::*;
 
-    fn job(id: i64, state: JobState) -> Job {
+    fn id(key: i64) -> JobId {
+        JobId::new(key, uuid::Uuid::from_u128(key as u128))
+    }
+
+    fn job(key: i64, state: JobState) -> Job {
         Job {
             status: JobStatus {
-                id: JobId(id),
+                id: id(key),
                 label: "x.pcap".into(),
                 state,
                 created_at: 1,
@@ -175,11 +187,14 @@ mod tests {
         let board = Board::default();
         let writes = board.writes();
         // The job is deleted while its (finished) row is being read from the store.
-        board.remove(JobId(1));
+        board.remove(id(1));
         board.fill(&job(1, JobState::Completed), writes);
-        assert_eq!(board.get(JobId(1)), None, "a deleted job must not come back");
+        assert_eq!(board.get(id(1)), None, "a deleted job must not come back");
         board.fill(&job(1, JobState::Completed), board.writes());
-        assert_eq!(board.get(JobId(1)).map(|s| s.state), Some(JobState::Completed));
+        assert_eq!(board.get(id(1)).map(|s| s.state), Some(JobState::Completed));
+        assert_eq!(board.find(id(1).uuid()), Some(id(1)), "found by the UUID clients name it by");
+        board.remove(id(1));
+        assert_eq!(board.find(id(1).uuid()), None);
     }
 
     #[test]
@@ -188,12 +203,12 @@ mod tests {
         board.set(&job(1, JobState::Running));
         board.set(&job(2, JobState::Completed));
         let p = Progress { percent: 40, packets: 7, bytes: 900, sessions: 2 };
-        board.progress(JobId(1), &p);
-        board.progress(JobId(2), &p);
-        board.progress(JobId(3), &p);
-        let one = board.get(JobId(1)).unwrap();
+        board.progress(id(1), &p);
+        board.progress(id(2), &p);
+        board.progress(id(3), &p);
+        let one = board.get(id(1)).unwrap();
         assert_eq!((one.progress, one.packets, one.bytes, one.sessions), (40, 7, 900, 2));
-        assert_eq!(*board.get(JobId(2)).unwrap(), JobStatus::from(&job(2, JobState::Completed)));
-        assert_eq!(board.get(JobId(3)), None);
+        assert_eq!(*board.get(id(2)).unwrap(), JobStatus::from(&job(2, JobState::Completed)));
+        assert_eq!(board.get(id(3)), None);
     }
 }

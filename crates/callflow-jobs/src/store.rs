@@ -10,7 +10,7 @@
 //! writes are refused once the job has been taken over by another.
 
 use crate::eventlog::{EventIds, EventListener, EventWake, NewEvent, StoredEvent};
-use crate::{Job, JobId, JobState, NewJob};
+use crate::{Job, JobId, JobRef, JobState, NewJob};
 use callflow_model::{CallState, Problem, Session, SessionKind, SourceInfo, Stats, Subscriber, Timestamp};
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -384,12 +384,18 @@ pub trait JobStore: Send + Sync {
     /// nor another reservation will hand it out, even after a restart. A reservation that
     /// is never used is a gap in the ids and nothing else (PostgreSQL: `nextval`).
     fn reserve_id(&self) -> Result<JobId, StoreError>;
-    /// The largest id this store has handed out, created or reserved (`JobId(0)`: none),
-    /// so that a file named after an id can be told to be this store's. The default
-    /// claims none, which makes such files never provably this store's.
-    fn last_id(&self) -> Result<JobId, StoreError> {
-        Ok(JobId(0))
+    /// The largest key ([`JobId::key`]) this store has handed out, created or reserved (0:
+    /// none), so that a file named after a key can be told to be this store's. The
+    /// default claims none, which makes such files never provably this store's.
+    fn last_key(&self) -> Result<i64, StoreError> {
+        Ok(0)
     }
+    /// The job a client names ([`JobRef`]): the one with that UUID, or the job created
+    /// before ids were UUIDs that had that number. `None`: no such job.
+    fn resolve(&self, by: JobRef) -> Result<Option<JobId>, StoreError>;
+    /// The job the store keeps under `key` ([`JobId::key`]: upload files are named after
+    /// it), whether or not clients may name it by that number.
+    fn job_by_key(&self, key: i64) -> Result<Option<JobId>, StoreError>;
     /// Takes the oldest QUEUED job and makes it RUNNING (attempts + 1, progress reset,
     /// sessions of an earlier run deleted), or `None` when nothing is queued.
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError>;
@@ -430,12 +436,14 @@ pub trait JobStore: Send + Sync {
         let _ = id;
         Ok(None)
     }
-    /// A session by its id alone, with its job; the newest job's when several jobs
-    /// analysed the same capture.
+    /// A session by its id alone, with its job. Session ids are unique across jobs (the
+    /// analysis scopes them by the job's UUID), but for jobs analysed before they were:
+    /// then the newest job's.
     fn find_session(&self, session_id: &str) -> Result<Option<(JobId, Session)>, StoreError>;
-    /// The jobs that have a session with this id, oldest first, at most `limit`: session
-    /// ids come from the capture, so two jobs of the same capture (or of one crafted to
-    /// match) share them. The default asks every job; a store with an index should use it.
+    /// The jobs that have a session with this id, oldest first, at most `limit`: one, but
+    /// for jobs analysed before session ids were scoped by their job (two jobs of the same
+    /// capture then shared them), and for embedders whose [`Analysis`](crate::Analysis)
+    /// does not scope them. The default asks every job; a store with an index should use it.
     fn session_jobs(&self, session_id: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
         let mut jobs = self.jobs(&JobQuery { limit: 0, ..JobQuery::default() })?;
         jobs.reverse();

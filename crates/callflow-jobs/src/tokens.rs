@@ -130,16 +130,19 @@ impl TokenStore for SqliteStore {
     fn put_share(&self, digest: &TokenDigest, job: JobId, session: &str, expires: i64) -> Result<(), StoreError> {
         self.conn().execute(
             "INSERT INTO share_links (digest, job_id, session_id, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![&digest[..], job.0, session, expires],
+            params![&digest[..], job.key(), session, expires],
         )?;
         Ok(())
     }
 
     fn share(&self, digest: &TokenDigest, now: i64) -> Result<Option<(JobId, String)>, StoreError> {
         let conn = self.reader();
-        let mut stmt =
-            conn.prepare_cached("SELECT job_id, session_id FROM share_links WHERE digest = ?1 AND expires_at > ?2")?;
-        Ok(stmt.query_row(params![&digest[..], now], |row| Ok((JobId(row.get(0)?), row.get(1)?))).optional()?)
+        let mut stmt = conn.prepare_cached(
+            "SELECT s.job_id, j.uuid, s.session_id FROM share_links s JOIN jobs j ON j.id = s.job_id
+             WHERE s.digest = ?1 AND s.expires_at > ?2",
+        )?;
+        let row = stmt.query_row(params![&digest[..], now], |r| Ok((crate::sqlite::job_id(r, 0, 1)?, r.get(2)?)));
+        Ok(row.optional()?)
     }
 
     fn revoke_share(&self, digest: &TokenDigest, now: i64) -> Result<bool, StoreError> {
@@ -233,7 +236,7 @@ impl TokenStore for PgStore {
             client
                 .execute(
                     "INSERT INTO share_links (digest, job_id, session_id, expires_at) VALUES ($1, $2, $3, $4)",
-                    &[&&digest[..], &job.0, &session, &expires],
+                    &[&&digest[..], &job.key(), &session, &expires],
                 )
                 .await?;
             Ok(())
@@ -245,11 +248,12 @@ impl TokenStore for PgStore {
             let client = self.client().await?;
             let row = client
                 .query_opt(
-                    "SELECT job_id, session_id FROM share_links WHERE digest = $1 AND expires_at > $2",
+                    "SELECT s.job_id, j.uuid, s.session_id FROM share_links s JOIN jobs j ON j.id = s.job_id
+                     WHERE s.digest = $1 AND s.expires_at > $2",
                     &[&&digest[..], &now],
                 )
                 .await?;
-            Ok(row.map(|r| (JobId(r.get(0)), r.get(1))))
+            row.map(|r| Ok((crate::postgres::job_id(&r, 0, 1)?, r.try_get(2)?))).transpose()
         })
     }
 

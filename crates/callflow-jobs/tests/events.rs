@@ -25,8 +25,13 @@ fn backends(test: &str) -> Vec<(&'static str, Open)> {
     all
 }
 
-fn event(job: i64, kind: EventKind, n: u32) -> NewEvent {
-    NewEvent { job: JobId(job), kind, payload: format!(r#"{{"type":"{}","n":{n}}}"#, kind.as_str()) }
+/// Job `key`'s id; events need no job row (a deleted job's events outlive it).
+fn job(key: i64) -> JobId {
+    JobId::new(key, callflow_jobs::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + key as u128))
+}
+
+fn event(key: i64, kind: EventKind, n: u32) -> NewEvent {
+    NewEvent { job: job(key), kind, payload: format!(r#"{{"type":"{}","n":{n}}}"#, kind.as_str()) }
 }
 
 #[test]
@@ -43,19 +48,19 @@ fn event_ids_rise_in_order_are_read_back_after_an_id_and_survive_a_restart() {
         assert_eq!(first.len(), 3, "{name}");
         assert!(first.windows(2).all(|w| w[0] < w[1]), "{name}: {first:?}");
         let all = store.events_after(0, None, 100).unwrap();
-        let read: Vec<(u64, i64, EventKind, i64)> = all.iter().map(|e| (e.id, e.job.0, e.kind, e.logged_at)).collect();
+        let read: Vec<(u64, JobId, EventKind, i64)> = all.iter().map(|e| (e.id, e.job, e.kind, e.logged_at)).collect();
         assert_eq!(
             read,
             [
-                (first[0], 1, EventKind::Status, 10),
-                (first[1], 2, EventKind::Status, 10),
-                (first[2], 1, EventKind::Session, 10)
+                (first[0], job(1), EventKind::Status, 10),
+                (first[1], job(2), EventKind::Status, 10),
+                (first[2], job(1), EventKind::Session, 10)
             ],
             "{name}"
         );
         assert_eq!(all[2].payload, r#"{"type":"session","n":2}"#, "{name}: the payload verbatim");
         let of_job_1: Vec<u64> =
-            store.events_after(first[0], Some(JobId(1)), 100).unwrap().iter().map(|e| e.id).collect();
+            store.events_after(first[0], Some(job(1)), 100).unwrap().iter().map(|e| e.id).collect();
         assert_eq!(of_job_1, [first[2]], "{name}: job 1's after its first");
         assert_eq!(store.events_after(0, None, 2).unwrap().len(), 2, "{name}: the limit");
         drop(store);

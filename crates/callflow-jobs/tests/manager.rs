@@ -165,7 +165,7 @@ fn a_running_job_is_cancelled_within_the_bound_and_a_queued_one_at_once() {
     manager.wait(&[blocker.id], LONG_WAIT).unwrap();
     let events = drain(&sub, Duration::from_millis(50));
     assert_eq!(states_of(&events, waiting.id), [JobState::Queued, JobState::Cancelled]);
-    assert!(matches!(manager.cancel(JobId(999)), Err(JobError::NotFound(_))));
+    assert!(matches!(manager.cancel(JobId::new(999, callflow_jobs::Uuid::from_u128(999))), Err(JobError::NotFound(_))));
 }
 
 #[test]
@@ -434,6 +434,12 @@ impl JobStore for RefusesFinish {
     }
     fn reserve_id(&self) -> Result<JobId, StoreError> {
         self.inner.reserve_id()
+    }
+    fn resolve(&self, by: callflow_jobs::JobRef) -> Result<Option<JobId>, StoreError> {
+        self.inner.resolve(by)
+    }
+    fn job_by_key(&self, key: i64) -> Result<Option<JobId>, StoreError> {
+        self.inner.job_by_key(key)
     }
     fn claim_next(&self, now: i64) -> Result<Option<Job>, StoreError> {
         self.inner.claim_next(now)

@@ -6,8 +6,8 @@
 mod common;
 
 use callflow_jobs::{
-    JobId, JobQuery, JobState, JobStore, NewJob, NodeInfo, Outcome, PgStore, Progress, SessionCursor, SessionQuery,
-    SqliteStore, StoreError,
+    EventKind, JobId, JobQuery, JobRef, JobState, JobStore, NewEvent, NewJob, NodeInfo, Outcome, PgStore, Progress,
+    SessionCursor, SessionQuery, SqliteStore, StoreError,
 };
 use callflow_model::{CallState, Document, Problem, Session, SessionKind, Timestamp};
 use common::pg;
@@ -177,7 +177,7 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
     for backend in backends("reserve") {
         let name = backend.name();
         let store = backend.open();
-        assert_eq!(store.last_id().unwrap(), JobId(0), "{name}: none handed out yet");
+        assert_eq!(store.last_key().unwrap(), 0, "{name}: none handed out yet");
         // Before any job exists, and with jobs.
         let first = store.reserve_id().unwrap();
         let plain = store.create_job(&NewJob::file("a.pcap"), 1).unwrap().id;
@@ -185,9 +185,13 @@ fn a_reserved_id_is_never_handed_out_again_even_after_a_restart() {
         let reserved = store.reserve_id().unwrap();
         let unused = store.reserve_id().unwrap();
         assert!(reserved > plain && unused > reserved, "{name}");
-        assert_eq!(store.last_id().unwrap(), unused, "{name}: the largest, reserved or created");
+        assert_eq!(store.last_key().unwrap(), unused.key(), "{name}: the largest, reserved or created");
         let job = store.create_job(&NewJob::upload("u.capture", "u").with_id(reserved), 2).unwrap();
-        assert_eq!((job.id, job.state), (reserved, JobState::Queued), "{name}");
+        assert_eq!((job.id, job.state), (reserved, JobState::Queued), "{name}: the reserved key and UUID");
+        assert_eq!(store.resolve(JobRef::Uuid(reserved.uuid())).unwrap(), Some(reserved), "{name}");
+        assert_eq!(store.job_by_key(reserved.key()).unwrap(), Some(reserved), "{name}");
+        assert_eq!(store.resolve(JobRef::Number(reserved.key())).unwrap(), None, "{name}: new jobs have no number");
+        assert_eq!(store.resolve(JobRef::Uuid(unused.uuid())).unwrap(), None, "{name}: reserved, not created");
         assert!(store.create_job(&NewJob::file("b.pcap").with_id(reserved), 3).is_err(), "{name}: an id is one job's");
         drop(store);
         let store = backend.open();
@@ -236,7 +240,8 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
     {
         let conn = rusqlite::Connection::open(&db).unwrap();
         conn.execute_batch(
-            "ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live;
+            "DROP INDEX jobs_by_uuid; DROP INDEX jobs_by_alias; ALTER TABLE jobs DROP COLUMN uuid;
+             ALTER TABLE jobs DROP COLUMN alias; ALTER TABLE jobs DROP COLUMN subscribers; ALTER TABLE jobs DROP COLUMN live;
              ALTER TABLE jobs DROP COLUMN node; ALTER TABLE jobs DROP COLUMN cancel_requested;
              ALTER TABLE jobs DROP COLUMN lost_nodes; DROP TABLE nodes; DROP TABLE cluster;
              DROP TABLE login_tokens; DROP TABLE token_revocations; DROP TABLE events; DROP TABLE share_links;
@@ -254,7 +259,7 @@ fn a_version_2_database_upgrades_and_completed_jobs_keep_their_subscribers() {
     let outcome = Outcome { subscribers: Some(vec![subscriber.clone()]), ..completed(0) };
     store.finish(new, &outcome, 6).unwrap().unwrap();
     assert_eq!(store.subscribers(new).unwrap(), Some(vec![subscriber]));
-    assert_eq!(store.subscribers(JobId(999)).unwrap(), None);
+    assert_eq!(store.subscribers(JobId::new(999, callflow_jobs::Uuid::from_u128(999))).unwrap(), None);
 }
 
 #[test]
@@ -306,7 +311,7 @@ fn sessions_page_by_offset_or_cursor_in_start_order_and_filter_by_summary_column
         let none = SessionQuery { state: Some(CallState::Rejected), ..SessionQuery::default() };
         assert_eq!(store.count_sessions(id, &none).unwrap(), 0, "{name}");
         assert_eq!(store.session(id, "s000042").unwrap().unwrap().call_id, "call-42", "{name}");
-        assert!(store.session(JobId(id.0 + 100), "s000042").unwrap().is_none(), "{name}");
+        assert!(store.session(JobId::new(id.key() + 100, id.uuid()), "s000042").unwrap().is_none(), "{name}");
     }
 }
 
@@ -468,23 +473,25 @@ fn share_links_open_on_every_store_of_one_database_until_they_expire_or_are_revo
         let store = backend.open();
         let shares = store.tokens().expect("both backends keep share links");
         let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
-        shares.put_share(&a, JobId(7), "ff52fc41b0a8cc3a", 10_000).unwrap();
-        shares.put_share(&b, JobId(8), "e281a5584e4de78e", 20_000).unwrap();
+        let seven = store.create_job(&NewJob::file("7.pcap"), 1).unwrap().id;
+        let eight = store.create_job(&NewJob::file("8.pcap"), 1).unwrap().id;
+        shares.put_share(&a, seven, "ff52fc41b0a8cc3a", 10_000).unwrap();
+        shares.put_share(&b, eight, "e281a5584e4de78e", 20_000).unwrap();
         let other = backend.open();
         let others = other.tokens().unwrap();
-        assert_eq!(others.share(&a, 5_000).unwrap(), Some((JobId(7), "ff52fc41b0a8cc3a".into())), "{name}");
+        assert_eq!(others.share(&a, 5_000).unwrap(), Some((seven, "ff52fc41b0a8cc3a".into())), "{name}");
         assert_eq!(others.share(&a, 10_000).unwrap(), None, "{name}: expired");
         assert_eq!(others.share(&c, 5_000).unwrap(), None, "{name}: never made");
-        assert!(others.put_share(&a, JobId(9), "x", 30_000).is_err(), "{name}: a digest is made once");
+        assert!(others.put_share(&a, eight, "x", 30_000).is_err(), "{name}: a digest is made once");
         assert!(!others.revoke_share(&a, 10_000).unwrap(), "{name}: an expired link is not revoked");
         assert!(others.revoke_share(&b, 6_000).unwrap(), "{name}");
         assert!(!shares.revoke_share(&b, 6_000).unwrap(), "{name}: revoked once");
         assert_eq!(shares.share(&b, 6_000).unwrap(), None, "{name}: revoked on the other node");
-        shares.put_share(&c, JobId(8), "e281a5584e4de78e", 40_000).unwrap();
+        shares.put_share(&c, eight, "e281a5584e4de78e", 40_000).unwrap();
         drop((store, other));
         let store = backend.open();
         let shares = store.tokens().unwrap();
-        assert_eq!(shares.share(&c, 6_000).unwrap(), Some((JobId(8), "e281a5584e4de78e".into())), "{name}: restart");
+        assert_eq!(shares.share(&c, 6_000).unwrap(), Some((eight, "e281a5584e4de78e".into())), "{name}: restart");
         assert_eq!(shares.sweep_shares(5_000).unwrap(), 2, "{name}: a and c valid");
         assert_eq!(shares.sweep_shares(10_000).unwrap(), 1, "{name}: a expired and swept");
         assert_eq!(shares.share(&a, 0).unwrap(), None, "{name}: swept");
@@ -540,7 +547,7 @@ fn a_completed_job_keeps_its_source_statistics_and_subscribers_as_given() {
             (Some("/u/1.capture"), "call.pcap", true)
         );
         assert_eq!(store.subscribers(id).unwrap(), Some(doc.subscribers.clone()), "{name}");
-        assert_eq!(store.subscribers(JobId(id.0 + 100)).unwrap(), None, "{name}");
+        assert_eq!(store.subscribers(JobId::new(id.key() + 100, id.uuid())).unwrap(), None, "{name}");
         let listed = store.jobs(&JobQuery { state: Some(JobState::Completed), ..JobQuery::default() }).unwrap();
         assert_eq!(listed, [again], "{name}");
     }
@@ -622,6 +629,90 @@ fn postgres_stores_a_session_whose_strings_hold_nul_characters() {
     assert_eq!(store.count_sessions(id, &by_call).unwrap(), 1, "a filter with NUL finds it too");
 }
 
+/// Jobs made before ids were UUIDs: the migration gives each a UUID v7 of its creation
+/// time, keeps its number as an alias, and gives their events the UUID; the jobs made
+/// after have UUIDs only. The database is made by this build and taken back to the
+/// schema before UUIDs (columns and indexes dropped, the version set back).
+#[test]
+fn jobs_made_before_uuids_get_one_of_their_time_and_keep_answering_at_their_number() {
+    let created = [1_700_000_000_123_i64, 1_700_000_000_123, 1_733_000_000_999];
+    /// A backend's name, how to open its store, and how to take it back before UUIDs.
+    type Upgraded = (&'static str, Box<dyn Fn() -> Box<dyn JobStore>>, Box<dyn Fn()>);
+    let mut stores: Vec<Upgraded> = Vec::new();
+    let dir = common::temp_dir("uuid-upgrade");
+    let db = dir.join("old.db");
+    let sqlite_db = db.clone();
+    stores.push((
+        "sqlite",
+        Box::new(move || Box::new(SqliteStore::open(&sqlite_db).unwrap())),
+        Box::new(move || {
+            rusqlite::Connection::open(&db)
+                .unwrap()
+                .execute_batch(
+                    "DROP INDEX jobs_by_uuid; DROP INDEX jobs_by_alias; ALTER TABLE jobs DROP COLUMN uuid;
+                     ALTER TABLE jobs DROP COLUMN alias; ALTER TABLE events DROP COLUMN job_uuid;
+                     PRAGMA user_version = 8;",
+                )
+                .unwrap()
+        }),
+    ));
+    if let Some(url) = pg::database("uuid_upgrade") {
+        let cluster = pg::shared("uuid_upgrade").unwrap();
+        let name = url.rsplit('/').next().unwrap().to_string();
+        let open_url = url.clone();
+        stores.push((
+            "postgres",
+            Box::new(move || Box::new(PgStore::connect(&open_url, 2).unwrap())),
+            Box::new(move || {
+                cluster.psql(
+                    &name,
+                    "DROP INDEX jobs_by_uuid; DROP INDEX jobs_by_alias; ALTER TABLE jobs DROP COLUMN uuid;
+                     ALTER TABLE jobs DROP COLUMN alias; ALTER TABLE events DROP COLUMN job_uuid;
+                     DELETE FROM callflow_schema WHERE version > 5;",
+                );
+            }),
+        ));
+    }
+    for (name, open, downgrade) in stores {
+        let (keys, gone) = {
+            let store = open();
+            let ids: Vec<JobId> =
+                created.iter().map(|&at| store.create_job(&NewJob::file("old.pcap"), at).unwrap().id).collect();
+            let gone = store.create_job(&NewJob::file("gone.pcap"), 1).unwrap().id;
+            let event =
+                |job: JobId, n: u32| NewEvent { job, kind: EventKind::Status, payload: format!("{{\"n\":{n}}}") };
+            store.append_events(&[event(ids[0], 0), event(gone, 1), event(ids[2], 2)], 5).unwrap();
+            (ids.iter().map(|id| id.key()).collect::<Vec<_>>(), gone)
+        };
+        // A job deleted before the upgrade: its row is gone, its event is not.
+        let store = open();
+        assert!(store.cancel_queued(gone, 6).unwrap().is_some() && store.delete_finished(gone).unwrap(), "{name}");
+        drop(store);
+        downgrade();
+        let store = open();
+        let mut uuids = Vec::new();
+        for (&key, &at) in keys.iter().zip(&created) {
+            let id = store.resolve(JobRef::Number(key)).unwrap().unwrap_or_else(|| panic!("{name}: job {key}"));
+            assert_eq!(id.key(), key, "{name}");
+            assert_eq!(store.resolve(JobRef::Uuid(id.uuid())).unwrap(), Some(id), "{name}");
+            assert_eq!(store.job(id).unwrap().unwrap().id, id, "{name}");
+            let uuid = id.uuid();
+            assert_eq!(uuid.get_version_num(), 7, "{name}: {uuid}");
+            let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            assert_eq!(secs as i64 * 1000 + i64::from(nanos / 1_000_000), at, "{name}: the UUID's time is the job's");
+            uuids.push(uuid);
+        }
+        assert_ne!(uuids[0], uuids[1], "{name}: two jobs of the same millisecond");
+        let events = store.events_after(0, None, 10).unwrap();
+        let jobs: Vec<(i64, callflow_jobs::Uuid)> = events.iter().map(|e| (e.job.key(), e.job.uuid())).collect();
+        assert_eq!(jobs, [(keys[0], uuids[0]), (keys[2], uuids[2])], "{name}: the deleted job's event went");
+        let new = store.create_job(&NewJob::file("new.pcap"), 7).unwrap().id;
+        assert_eq!(store.resolve(JobRef::Number(new.key())).unwrap(), None, "{name}: a new job has no number");
+        assert_eq!(store.resolve(JobRef::Uuid(new.uuid())).unwrap(), Some(new), "{name}");
+        assert_eq!(store.resolve(JobRef::Number(gone.key())).unwrap(), None, "{name}");
+    }
+}
+
 #[test]
 fn postgres_migrations_are_versioned_and_a_newer_schema_is_refused_naming_both_versions() {
     let Some(url) = pg::database("postgres_migrations") else { return };
@@ -689,7 +780,7 @@ fn postgres_answers_calls_made_from_inside_another_tokio_runtime() {
     });
     // The store dropped on an async thread must not panic either.
     runtime.block_on(async move { drop(store) });
-    assert!(id.0 > 0);
+    assert!(id.key() > 0);
 }
 
 /// `sslmode` as libpq has it: `require` encrypts, `verify-ca` checks the chain against

@@ -60,7 +60,7 @@ fn percentiles(what: &str, mut ms: Vec<f64>) {
 
 /// A completed job of 1,000 sessions (the example call's, with ids and starts of their
 /// own), written straight into the store at `database`; its id.
-fn thousand_sessions(database: &str) -> i64 {
+fn thousand_sessions(database: &str) -> String {
     let mut storage = Settings::default().storage;
     storage.database = Some(database.to_string());
     let store = callflow_jobs::open_store(&storage).expect("the store opens");
@@ -90,10 +90,10 @@ fn thousand_sessions(database: &str) -> i64 {
         subscribers: None,
     };
     store.finish(job.id, &outcome, 3).unwrap();
-    job.id.0
+    job.id.to_string()
 }
 
-async fn pages(name: &str, addr: SocketAddr, job: i64, n: usize) {
+async fn pages(name: &str, addr: SocketAddr, job: String, n: usize) {
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/api/v1/jobs/{job}/sessions?limit=1000");
     let mut ms = Vec::new();
@@ -133,7 +133,7 @@ async fn main() {
             .json()
             .await
             .unwrap();
-        let job = reply["job_id"].as_i64().expect("a job");
+        let job = reply["job_id"].as_str().expect("a job").to_string();
         loop {
             let Some(Ok(Message::Text(text))) =
                 tokio::time::timeout(Duration::from_secs(30), ws.next()).await.expect("an event in time")

@@ -23,10 +23,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-fn parse_job(id: &str) -> Result<JobId, ApiError> {
-    id.parse().map_err(|_| ApiError::job_not_found(id))
-}
-
 /// An `offset` the store can take: it counts in SQLite's signed 64 bits, where 2^63 and
 /// beyond wrapped to a negative offset, i.e. the first page.
 fn check_offset(offset: u64) -> Result<u64, ApiError> {
@@ -71,11 +67,14 @@ fn capture_magic(head: &[u8]) -> bool {
 /// place, so a half upload is never a job, not even after a restart; the server removes
 /// the `.part` files a crash left when it starts (see [`remove_interrupted_uploads`]).
 fn upload_paths(dir: &path::Path, id: JobId) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{id}.capture.part")), dir.join(format!("{id}.capture")))
+    let key = id.key();
+    (dir.join(format!("{key}.capture.part")), dir.join(format!("{key}.capture")))
 }
 
-/// The job id an upload file is named after, and whether it is a `.part` file.
-fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
+/// The job key ([`JobId::key`], the store's number, not the UUID clients see: a store can
+/// tell whether it handed one out) an upload file is named after, and whether it is a
+/// `.part` file.
+fn upload_file_id(name: &str) -> Option<(i64, bool)> {
     match name.strip_suffix(".capture.part") {
         Some(id) => Some((id.parse().ok()?, true)),
         None => Some((name.strip_suffix(".capture")?.parse().ok()?, false)),
@@ -83,7 +82,7 @@ fn upload_file_id(name: &str) -> Option<(JobId, bool)> {
 }
 
 /// Removes the `.part` files of this store's interrupted uploads from `dir`: files named
-/// after an id the store reserved (at most [`JobStore::last_id`]) that no job has. Returns
+/// after a key the store reserved (at most [`JobStore::last_key`]) that no job has. Returns
 /// how many. Nothing else is removed: a complete `N.capture` without a job, or a `.part`
 /// file of an id this store never handed out, may be another store's (a results
 /// directory mistyped, a database lost), so [`orphan_captures`] only lists those. The
@@ -95,12 +94,12 @@ pub(crate) fn remove_interrupted_uploads(dir: &path::Path, store: &dyn JobStore)
     if store.is_shared() {
         return 0;
     }
-    let Ok(last) = store.last_id() else { return 0 };
+    let Ok(last) = store.last_key() else { return 0 };
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     let mut removed = 0;
     for entry in entries.flatten() {
         let Some((id, true)) = entry.file_name().to_str().and_then(upload_file_id) else { continue };
-        if id <= last && matches!(store.job(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
+        if id <= last && matches!(store.job_by_key(id), Ok(None)) && std::fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
@@ -118,7 +117,7 @@ pub fn orphan_captures(dir: &path::Path, store: &dyn JobStore) -> Vec<PathBuf> {
         .filter(|e| match e.file_name().to_str().and_then(upload_file_id) {
             // On a shared store a `.part` file may be another node's upload in progress.
             Some((_, true)) if store.is_shared() => false,
-            Some((id, _)) => matches!(store.job(id), Ok(None)),
+            Some((key, _)) => matches!(store.job_by_key(key), Ok(None)),
             None => false,
         })
         .map(|e| e.path())
@@ -538,14 +537,14 @@ pub async fn jobs(State(state): State<AppState>, ApiQuery(p): ApiQuery<JobsParam
 /// takes was half of the server's time. Only a job the manager has not seen since it
 /// started goes to the store, once.
 pub async fn job_status(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let status = state.status(id).await?;
     Ok(Json(status_json(&status)))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`.
 pub async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let job = state.jobs(move |m| m.cancel(id)).await?;
     Ok(Json(job_json(&job)))
 }
@@ -582,7 +581,7 @@ const DELETE_STOP_WAIT: Duration = Duration::from_secs(10);
 /// the manager's memory: a blocking thread held meanwhile is one fewer for every other
 /// request.
 pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let stopping = state
         .jobs(move |m| {
             if m.status(id)?.state.is_finished() {
@@ -668,7 +667,6 @@ pub async fn sessions(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<SessionsParams>,
 ) -> Result<Response, ApiError> {
-    let id = parse_job(&id)?;
     let max = state.settings.limits.max_page_size as u64;
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > max {
@@ -698,6 +696,8 @@ pub async fn sessions(
         documents: p.detail,
         ..SessionQuery::default()
     };
+    // The parameters are checked first: a bad request costs no store query.
+    let id = state.resolve(&id).await?;
     let (total, sessions) = state
         .jobs(move |m| {
             // The status says whether the job exists, from memory when the manager has it;
@@ -838,7 +838,7 @@ pub async fn subscribers(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<SubscribersParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let limit = page_limit(&state, p.limit)?;
     let offset = check_offset(p.offset)?;
     let nonempty = |v: Option<String>| v.filter(|v| !v.is_empty());
@@ -871,7 +871,7 @@ pub async fn subscriber(
     Path((id, sub_id)): Path<(String, String)>,
     ApiQuery(p): ApiQuery<SubscriberParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let limit = page_limit(&state, p.limit)?;
     let offset = check_offset(p.offset)?;
     let mut sub = job_subscribers(&state, id)
@@ -941,7 +941,7 @@ pub async fn job_session(
     State(state): State<AppState>,
     Path((id, sid)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = parse_job(&id)?;
+    let job = state.resolve(&id).await?;
     session_json(find_session(&state, Some(job), sid).await?)
 }
 
@@ -964,7 +964,7 @@ pub async fn job_session_pcap(
     Path((id, sid)): Path<(String, String)>,
     ApiQuery(p): ApiQuery<GroupParams>,
 ) -> Result<Response, ApiError> {
-    let job = parse_job(&id)?;
+    let job = state.resolve(&id).await?;
     pcap_response(&state, Some(job), sid, p.group).await
 }
 
@@ -1147,7 +1147,7 @@ pub async fn job_session_ladder(
     Path((id, sid)): Path<(String, String)>,
     ApiQuery(p): ApiQuery<LadderParams>,
 ) -> Result<Response, ApiError> {
-    let job = parse_job(&id)?;
+    let job = state.resolve(&id).await?;
     ladder_response(&state, Some(job), sid, p).await
 }
 
@@ -1199,7 +1199,7 @@ pub async fn job_session_chart(
     Path((id, sid)): Path<(String, String)>,
     ApiQuery(p): ApiQuery<ChartParams>,
 ) -> Result<Response, ApiError> {
-    let job = parse_job(&id)?;
+    let job = state.resolve(&id).await?;
     chart_response(find_session(&state, Some(job), sid).await?.1, p)
 }
 
@@ -1235,7 +1235,7 @@ pub async fn job_session_message(
     State(state): State<AppState>,
     Path((id, sid, frame)): Path<(String, String, String)>,
 ) -> Result<Response, ApiError> {
-    let job = parse_job(&id)?;
+    let job = state.resolve(&id).await?;
     message_response(&state, Some(job), sid, frame).await
 }
 
@@ -1296,7 +1296,7 @@ pub async fn job_stats(
     Path(id): Path<String>,
     ApiQuery(p): ApiQuery<StatsParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_job(&id)?;
+    let id = state.resolve(&id).await?;
     let grouping: Grouping =
         p.by.as_deref().unwrap_or("").parse().map_err(|e: BadGrouping| ApiError::BadRequest(e.to_string()))?;
     let opts = callflow_jobs::kpi_options(&state.settings.kpis);
@@ -1519,7 +1519,13 @@ pub fn openapi_document() -> Value {
         let mut params: Vec<Value> = path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .map(|name| match name {
+                // A UUID; a job created before ids were UUIDs also answers at its number.
+                "id" if path.starts_with("/api/v1/jobs/") => json!({"name": name, "in": "path", "required": true,
+                    "schema": {"type": "string"},
+                    "description": "the job's id (a UUID), or the number of a job created before ids were UUIDs"}),
+                _ => json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}),
+            })
             .chain(picture_query(path))
             .collect();
         if *path == "/api/v1/jobs/{id}/sessions" {
@@ -1573,7 +1579,7 @@ pub fn openapi_document() -> Value {
         if *path == "/api/v1/shares" {
             op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object",
                 "required": ["job_id", "session_id"],
-                "properties": {"job_id": {"type": "integer"}, "session_id": {"type": "string"}}}}}});
+                "properties": {"job_id": {"type": "string", "format": "uuid"}, "session_id": {"type": "string"}}}}}});
         }
         if path.starts_with("/api/v1/share/") {
             // The token is the credential.
@@ -1712,7 +1718,7 @@ fn job_schema() -> Value {
     };
     let int = |description: &str| json!({"type": "integer", "minimum": 0, "description": description});
     json!({"type": "object", "properties": {
-        "job_id": {"type": "integer"},
+        "job_id": {"type": "string", "format": "uuid"},
         "name": {"type": "string", "description": "the uploaded file's name, or the name given"},
         "status": {"type": "string", "enum": job_states(),
             "description": "where the job is in its life (filters accept the upper-case names too)"},

@@ -559,8 +559,13 @@ mod tests {
     use super::*;
     use callflow_jobs::Progress;
 
+    /// Job `key`'s id (its UUID made of the key: tests only need them distinct).
+    fn id(key: i64) -> JobId {
+        JobId::new(key, callflow_jobs::Uuid::from_u128(key as u128))
+    }
+
     fn progress(job: i64, percent: u8) -> Event {
-        Event::Progress { job: JobId(job), progress: Progress { percent, ..Progress::default() } }
+        Event::Progress { job: id(job), progress: Progress { percent, ..Progress::default() } }
     }
 
     fn describe(client: &ClientQueue) -> Vec<String> {
@@ -570,8 +575,8 @@ mod tests {
             .map(|m| {
                 let v: Value = serde_json::from_str(&m.json).unwrap();
                 match m.kind {
-                    Kind::Progress => format!("progress {} {}", m.job, v["progress"]),
-                    k => format!("{} {}", k.as_str(), m.job),
+                    Kind::Progress => format!("progress {} {}", m.job.key(), v["progress"]),
+                    k => format!("{} {}", k.as_str(), m.job.key()),
                 }
             })
             .collect()
@@ -582,13 +587,13 @@ mod tests {
         let hub = Hub::new(2, 8);
         let client = hub.subscribe(None);
         hub.publish(&progress(1, 10));
-        hub.publish(&Event::Deleted(JobId(9)));
+        hub.publish(&Event::Deleted(id(9)));
         hub.publish(&progress(1, 20)); // full: replaces progress 10
         assert_eq!(describe(&client), ["progress 1 20", "deleted 9"]);
-        hub.publish(&Event::Deleted(JobId(7)));
-        hub.publish(&Event::Deleted(JobId(8)));
+        hub.publish(&Event::Deleted(id(7)));
+        hub.publish(&Event::Deleted(id(8)));
         assert!(!client.overflowed());
-        hub.publish(&Event::Deleted(JobId(6))); // only state changes queued: lost
+        hub.publish(&Event::Deleted(id(6))); // only state changes queued: lost
         assert!(client.overflowed());
     }
 
@@ -606,23 +611,24 @@ mod tests {
     #[test]
     fn events_published_together_are_queued_in_order_and_numbered_in_order() {
         let hub = Hub::new(8, 8);
-        let (all, other) = (hub.subscribe(None), hub.subscribe(Some(JobId(2))));
-        hub.publish_all(&[progress(1, 10), Event::Deleted(JobId(3)), progress(1, 20)]);
+        let (all, other) = (hub.subscribe(None), hub.subscribe(Some(id(2))));
+        hub.publish_all(&[progress(1, 10), Event::Deleted(id(3)), progress(1, 20)]);
         assert_eq!(describe(&all), ["progress 1 10", "deleted 3", "progress 1 20"]);
         assert!(other.drain().is_empty());
-        let ids: Vec<u64> = hub.replay(JobId(1), 0).iter().map(|m| m.id).collect();
+        let ids: Vec<u64> = hub.replay(id(1), 0).iter().map(|m| m.id).collect();
         assert_eq!(ids, [1, 3]);
     }
 
     #[test]
     fn the_pump_logs_only_the_newest_progress_of_a_job_in_a_batch_and_every_other_event() {
-        let batch = [progress(1, 10), progress(2, 10), Event::Deleted(JobId(3)), progress(1, 20), progress(2, 30)];
+        let batch = [progress(1, 10), progress(2, 10), Event::Deleted(id(3)), progress(1, 20), progress(2, 30)];
         let logged: Vec<String> = logged_events(&batch, true)
             .iter()
             .map(|e| {
                 let v: Value = serde_json::from_str(&e.payload).unwrap();
                 assert!(v["ts"].is_f64() && v.get("id").is_none(), "{v}");
-                format!("{} {} {}", e.kind.as_str(), e.job, v["progress"])
+                assert_eq!(v["job_id"], e.job.to_string(), "the payload names the job by its UUID");
+                format!("{} {} {}", e.kind.as_str(), e.job.key(), v["progress"])
             })
             .collect();
         assert_eq!(logged, ["deleted 3 null", "progress 1 20", "progress 2 30"]);
@@ -636,33 +642,28 @@ mod tests {
             r#"{"type":"deleted","job_id":3,"id":42}"#
         );
         assert_eq!(with_id("{}", 1).as_str(), r#"{"id":1}"#);
-        let stored = StoredEvent {
-            id: 7,
-            job: JobId(2),
-            kind: Kind::Status,
-            logged_at: 0,
-            payload: r#"{"type":"status"}"#.into(),
-        };
+        let stored =
+            StoredEvent { id: 7, job: id(2), kind: Kind::Status, logged_at: 0, payload: r#"{"type":"status"}"#.into() };
         let m = Message::stored(&stored);
-        assert_eq!((m.id, m.kind, m.job, m.json.as_str()), (7, Kind::Status, JobId(2), r#"{"type":"status","id":7}"#));
+        assert_eq!((m.id, m.kind, m.job, m.json.as_str()), (7, Kind::Status, id(2), r#"{"type":"status","id":7}"#));
     }
 
     #[test]
     fn a_job_filter_and_the_replay_ring() {
         let hub = Hub::new(8, 2);
-        let one = hub.subscribe(Some(JobId(1)));
+        let one = hub.subscribe(Some(id(1)));
         for p in [1, 2, 3] {
             hub.publish(&progress(1, p));
             hub.publish(&progress(2, p));
         }
         assert_eq!(describe(&one), ["progress 1 1", "progress 1 2", "progress 1 3"]);
-        let ids: Vec<u64> = hub.replay(JobId(1), 0).iter().map(|m| m.id).collect();
+        let ids: Vec<u64> = hub.replay(id(1), 0).iter().map(|m| m.id).collect();
         assert_eq!(ids, [3, 5], "the ring keeps the last two, numbered across jobs");
-        assert_eq!(hub.replay(JobId(1), 3).len(), 1);
-        assert!(hub.replay_from_ring(JobId(1), 2).is_none(), "event 1 of job 1 left the ring: read the log");
-        let covered: Vec<u64> = hub.replay_from_ring(JobId(1), 3).unwrap().iter().map(|m| m.id).collect();
+        assert_eq!(hub.replay(id(1), 3).len(), 1);
+        assert!(hub.replay_from_ring(id(1), 2).is_none(), "event 1 of job 1 left the ring: read the log");
+        let covered: Vec<u64> = hub.replay_from_ring(id(1), 3).unwrap().iter().map(|m| m.id).collect();
         assert_eq!(covered, [5]);
-        hub.publish(&Event::Deleted(JobId(1)));
-        assert!(hub.replay(JobId(1), 0).is_empty());
+        hub.publish(&Event::Deleted(id(1)));
+        assert!(hub.replay(id(1), 0).is_empty());
     }
 }

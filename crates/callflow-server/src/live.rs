@@ -53,7 +53,7 @@ pub async fn ws_job(
     uri: Uri,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    let id = state.resolve(&id).await?;
     let token = login_token(&state, &headers, &uri);
     let resume = last_event_id(&uri)?;
     ws(state, auth, token, upgrade, Some(id), resume).await
@@ -316,7 +316,7 @@ pub async fn sse(
     headers: HeaderMap,
     uri: Uri,
 ) -> Result<Response, ApiError> {
-    let id: JobId = id.parse().map_err(|_| ApiError::job_not_found(&id))?;
+    let id = state.resolve(&id).await?;
     // Told of revocations from before the token is checked, so that none falls in between.
     let revocations = state.auth.revocations();
     let token = login_token(&state, &headers, &uri);

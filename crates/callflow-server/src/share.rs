@@ -57,13 +57,19 @@ impl Shares {
 /// `POST /api/v1/shares` body.
 #[derive(Debug, Deserialize)]
 pub struct NewShare {
-    job_id: i64,
+    /// The job's UUID, or the number of a job created before ids were UUIDs (as a string
+    /// or a JSON number).
+    job_id: serde_json::Value,
     session_id: String,
 }
 
 /// `POST /api/v1/shares`: a link to one of a job's sessions (which must exist).
 pub async fn create(State(state): State<AppState>, ApiJson(body): ApiJson<NewShare>) -> Result<Response, ApiError> {
-    let job = JobId(body.job_id);
+    let job = match &body.job_id {
+        serde_json::Value::String(id) => state.resolve(id).await?,
+        serde_json::Value::Number(n) => state.resolve(&n.to_string()).await?,
+        other => return Err(ApiError::BadRequest(format!("job_id must be a job's id (a UUID string), not {other}"))),
+    };
     // The session must exist: a link to nothing would only fail later, for someone else.
     crate::api::find_session(&state, Some(job), body.session_id.clone()).await?;
     let ttl = state.settings.auth.share_ttl;

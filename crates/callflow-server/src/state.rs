@@ -6,7 +6,7 @@ use crate::error::ApiError;
 use crate::hub::Hub;
 use crate::limit::RateLimiter;
 use callflow_config::Settings;
-use callflow_jobs::{JobError, JobId, JobManager, JobState, JobStatus};
+use callflow_jobs::{JobError, JobId, JobManager, JobRef, JobState, JobStatus};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::SocketAddr;
@@ -128,6 +128,17 @@ impl AppState {
             Some(status) => Ok(status),
             None => self.jobs(move |m| m.status(id)).await,
         }
+    }
+
+    /// The job a client names in a path or a body (`id`: a UUID, or the number of a job
+    /// created before ids were UUIDs): from the manager's memory when it knows the UUID,
+    /// else from the store. 404 naming `id` when no job has it or it is no job id at all.
+    pub async fn resolve(&self, id: &str) -> Result<JobId, ApiError> {
+        let by: JobRef = id.parse().map_err(|_| ApiError::job_not_found(id))?;
+        if let Some(found) = self.manager.cached_resolve(by) {
+            return Ok(found);
+        }
+        self.jobs(move |m| m.resolve(by)).await?.ok_or_else(|| ApiError::job_not_found(id))
     }
 
     /// Whether the store can be written ([`JobManager::check_writable`]), or why not. The

@@ -185,7 +185,7 @@ fn the_status_from_memory_is_the_stored_one_through_a_jobs_life_deletion_and_res
     f.manager.delete(b).unwrap();
     assert_eq!(f.check(b), StatusCode::NOT_FOUND);
     assert_eq!(f.state(b), None);
-    assert_eq!(f.check(JobId(999)), StatusCode::NOT_FOUND);
+    assert_eq!(f.check(JobId::new(999, callflow_jobs::Uuid::from_u128(999))), StatusCode::NOT_FOUND);
     f.shutdown();
 
     // After a restart the manager knows no job until one is read from the store.

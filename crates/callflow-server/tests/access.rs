@@ -1,6 +1,7 @@
 //! Who may call the API, against a real server on loopback: cross-site requests (Origin, Referer, form bodies, WebSocket upgrades), DNS rebinding (Host), credentials, and session URLs that another job cannot take over.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, upload_example, upload_example_multipart, wait_finished};
 use futures_util::StreamExt;
@@ -87,7 +88,7 @@ async fn a_cross_site_page_can_neither_upload_cancel_delete_nor_read_events() {
     assert!(refused.unwrap_err().contains("403"));
     assert!(ws_first(&server, "/api/v1/ws", &[("origin", &own)]).await.unwrap().contains("full_state"));
     assert!(ws_first(&server, "/api/v1/ws", &[]).await.unwrap().contains("full_state"), "not a browser");
-    wait_finished(&client, &server, second["job_id"].as_i64().unwrap()).await;
+    wait_finished(&client, &server, second.job_id()).await;
     server.shutdown().await;
 
     // A configured origin (a UI served elsewhere) is allowed; others still are not.
@@ -133,46 +134,55 @@ async fn a_dns_rebinding_host_is_refused_without_auth() {
     server.shutdown().await;
 }
 
+/// Session ids were the capture's alone: a second upload of the same capture had the same
+/// ids, and `/api/v1/sessions/{id}` no longer named one session. They are scoped by the
+/// job's UUID now.
 #[tokio::test]
-async fn a_second_upload_of_the_same_capture_does_not_take_over_the_first_jobs_session_urls() {
+async fn a_second_upload_of_the_same_capture_gets_session_ids_of_its_own() {
     let server = start(|_| {}).await;
     let client = reqwest::Client::new();
-    let first = upload_example(&client, &server).await;
-    wait_finished(&client, &server, first).await;
-    let page = server.get_json(&client, &format!("/api/v1/jobs/{first}/sessions")).await;
-    let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
     let messages = |v: &Value| v["messages"].as_array().map_or(0, Vec::len);
-    let one: Value = server.get_json(&client, &format!("/api/v1/sessions/{sid}")).await;
-    assert_eq!(one["job_id"], first, "one job has it: the short URL still works");
-
-    // The same capture again (or one crafted to give the same ids): the same session id.
-    let second = upload_example(&client, &server).await;
-    wait_finished(&client, &server, second).await;
-    let page = server.get_json(&client, &format!("/api/v1/jobs/{second}/sessions")).await;
-    assert_eq!(page["sessions"][0]["id"], sid.as_str(), "the callflow/v1 id is unchanged");
-    for job in [first, second] {
-        let session: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions/{sid}")).await;
-        assert_eq!((session["job_id"].as_i64(), session["id"].as_str()), (Some(job), Some(sid.as_str())));
-        assert!(messages(&session) > 0);
-        let pcap = client.get(server.url(&format!("/api/v1/jobs/{job}/sessions/{sid}/pcap"))).send().await.unwrap();
-        assert_eq!(pcap.status(), 200);
-        assert!(pcap.bytes().await.unwrap().len() > 24, "frames, not just a header");
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for _ in 0..2 {
+        let job = upload_example(&client, &server).await;
+        wait_finished(&client, &server, job).await;
+        let job = job.to_string();
+        let page = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+        let sid = page["sessions"][0]["id"].as_str().unwrap().to_string();
+        assert!(sid.len() == 32 && sid.bytes().all(|b| b.is_ascii_hexdigit()), "{sid}");
+        seen.push((job, sid));
     }
-    // The short URL no longer names one session: it says so rather than serve the newest.
-    let ambiguous = client.get(server.url(&format!("/api/v1/sessions/{sid}"))).send().await.unwrap();
-    assert_eq!(error_of(ambiguous).await, (409, "ambiguous_session".into()));
-    let ambiguous = client.get(server.url(&format!("/api/v1/sessions/{sid}/pcap"))).send().await.unwrap();
-    assert_eq!(error_of(ambiguous).await, (409, "ambiguous_session".into()));
-    let missing = client.get(server.url(&format!("/api/v1/jobs/999/sessions/{sid}"))).send().await.unwrap();
-    assert_eq!(error_of(missing).await, (404, "job_not_found".into()));
+    let [(first, sid1), (second, sid2)] = <[_; 2]>::try_from(seen).unwrap();
+    assert_ne!(first, second);
+    assert_ne!(sid1, sid2, "the same call in two jobs: two ids");
+    for (job, sid) in [(&first, &sid1), (&second, &sid2)] {
+        let one: Value = server.get_json(&client, &format!("/api/v1/sessions/{sid}")).await;
+        assert_eq!((one["job_id"].as_str(), one["id"].as_str()), (Some(job.as_str()), Some(sid.as_str())), "{one}");
+        let session: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions/{sid}")).await;
+        assert_eq!((session["job_id"].as_str(), session["id"].as_str()), (Some(job.as_str()), Some(sid.as_str())));
+        assert!(messages(&session) > 0);
+        for url in [format!("/api/v1/jobs/{job}/sessions/{sid}/pcap"), format!("/api/v1/sessions/{sid}/pcap")] {
+            let pcap = client.get(server.url(&url)).send().await.unwrap();
+            assert_eq!(pcap.status(), 200, "{url}");
+            assert!(pcap.bytes().await.unwrap().len() > 24, "frames, not just a header");
+        }
+    }
+    // One job's session id is not the other's.
+    let other = client.get(server.url(&format!("/api/v1/jobs/{second}/sessions/{sid1}"))).send().await.unwrap();
+    assert_eq!(error_of(other).await, (404, "session_not_found".into()));
+    // Job ids: a UUID no job has, a number no job had, and something that is no id at all.
+    for id in ["0190a5c2-7c1e-7d3a-9f1e-2b3c4d5e6f70", "999", "x'; --", "%00"] {
+        let missing = client.get(server.url(&format!("/api/v1/jobs/{id}/sessions/{sid1}"))).send().await.unwrap();
+        assert_eq!(error_of(missing).await, (404, "job_not_found".into()), "{id}");
+    }
+    // The UUID in other spellings names the same job.
+    let upper = first.to_ascii_uppercase();
+    for id in [upper.clone(), first.replace('-', ""), format!("urn:uuid:{first}")] {
+        let status: Value = server.get_json(&client, &format!("/api/v1/jobs/{id}/status")).await;
+        assert_eq!(status["job_id"], first.as_str(), "{id}");
+    }
     let missing = client.get(server.url(&format!("/api/v1/jobs/{first}/sessions/nope"))).send().await.unwrap();
     assert_eq!(error_of(missing).await, (404, "session_not_found".into()));
-
-    // Once the second job is gone, the short URL is the first job's again.
-    let deleted = client.delete(server.url(&format!("/api/v1/jobs/{second}"))).send().await.unwrap();
-    assert_eq!(deleted.status(), 204);
-    let one: Value = server.get_json(&client, &format!("/api/v1/sessions/{sid}")).await;
-    assert_eq!(one["job_id"], first);
     server.shutdown().await;
 }
 

@@ -3,7 +3,7 @@
 mod common;
 
 use callflow_decode::capture::CaptureReader;
-use common::{example, start, upload_example, upload_pcap, wait_finished};
+use common::{example, start, upload_example, upload_pcap, wait_finished, JobIdOf};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -37,7 +37,7 @@ async fn upload_follow_over_websocket_list_fetch_download_and_delete() {
     let mut seen = Vec::new();
     loop {
         let msg = next_json(&mut ws).await;
-        assert_eq!(msg["job_id"], job);
+        assert!(msg.job_id_is(job), "{msg}");
         seen.push(msg["type"].as_str().unwrap().to_string());
         if msg["type"] == "status" && msg["job"]["status"] == "completed" {
             break;
@@ -202,9 +202,9 @@ async fn each_error_status_with_its_code() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let v: Value = response.json().await.unwrap();
-    let job = v["job_id"].as_i64().unwrap();
+    let job = v.job_id();
     assert_eq!(v["name"], "../../etc/evil.pcap", "kept as a label only");
-    assert_eq!(server.uploads(), [format!("{job}.capture")], "stored under the job's id");
+    server.the_upload();
     wait_finished(&client, &server, job).await;
     assert_eq!(
         error_of(get(&format!("/api/v1/jobs/{job}/sessions?limit=1001")).await.unwrap()).await,
@@ -375,7 +375,7 @@ async fn a_job_that_does_not_stop_within_10_s_of_its_delete_is_kept_and_409_says
         v["error"]["message"],
         format!("job {job} was cancelled but is still running after 10 s; delete it again once it has stopped")
     );
-    assert_eq!(server.uploads(), [format!("{job}.capture")], "nothing deleted");
+    server.the_upload();
     // Once it has stopped, the same request deletes it.
     gate.open();
     assert_eq!(wait_finished(&client, &server, job).await["status"], "cancelled");
@@ -415,9 +415,12 @@ async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_re
     assert_eq!(server.uploads(), Vec::<String>::new());
 
     let job = upload_example(&client, &server).await;
-    assert!(job > reserved, "the aborted upload's id is not reused");
     wait_finished(&client, &server, job).await;
-    assert_eq!(server.uploads(), [format!("{job}.capture")]);
+    // Named by the store's key for the job (not the UUID clients see).
+    let placed = server.uploads();
+    assert_eq!(placed.len(), 1, "{placed:?}");
+    let key: i64 = placed[0].strip_suffix(".capture").expect("a placed capture").parse().unwrap();
+    assert!(key > reserved, "the aborted upload's key is not reused");
 
     // A crash mid-upload leaves a .part file, or a placed file whose job was never created:
     // the next start removes the .part file of an id this store reserved and nothing else
@@ -425,15 +428,15 @@ async fn an_upload_is_named_by_its_job_id_an_aborted_one_leaves_nothing_and_a_re
     // another store's: reported, and removed only by `--remove-orphan-captures`).
     let dir = server.shutdown().await;
     let uploads = dir.path().join("uploads");
-    let (ours, foreign) = (format!("{reserved}.capture.part"), format!("{}.capture.part", job + 1));
-    for name in [ours, foreign.clone(), format!("{}.capture", job + 2), "notes.txt".into()] {
+    let (ours, foreign) = (format!("{reserved}.capture.part"), format!("{}.capture.part", key + 1));
+    for name in [ours, foreign.clone(), format!("{}.capture", key + 2), "notes.txt".into()] {
         std::fs::write(uploads.join(name), b"x").unwrap();
     }
     let server = common::start_in(dir, |_| {}).await;
-    let kept = [format!("{job}.capture"), foreign, format!("{}.capture", job + 2), "notes.txt".into()];
+    let kept = [format!("{key}.capture"), foreign, format!("{}.capture", key + 2), "notes.txt".into()];
     assert_eq!(server.uploads(), kept);
     let jobs: Value = server.get_json(&client, "/api/v1/jobs").await;
-    let ids: Vec<i64> = jobs["jobs"].as_array().unwrap().iter().map(|j| j["job_id"].as_i64().unwrap()).collect();
+    let ids: Vec<common::JobUuid> = jobs["jobs"].as_array().unwrap().iter().map(|j| j.job_id()).collect();
     assert_eq!(ids, [job], "no half upload became a job");
     server.shutdown().await;
 }
@@ -575,4 +578,43 @@ async fn nodes_lists_this_one_node_alive_and_a_job_names_the_node_that_ran_it() 
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
     let last_seen = node["last_seen"].as_f64().unwrap();
     assert!(last_seen <= now + 1.0 && last_seen > now - 60.0, "{last_seen} vs {now}");
+}
+
+/// A job made before ids were UUIDs keeps answering at its number after the upgrade, and
+/// gets a UUID that names it too; jobs made after have UUIDs only. The database is made by
+/// this build and taken back to the schema before UUIDs (what an older callflowd left).
+#[tokio::test]
+async fn a_job_made_before_uuids_answers_at_its_old_number_and_at_its_new_uuid() {
+    let server = start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let job = upload_example(&client, &server).await;
+    wait_finished(&client, &server, job).await;
+    let sessions: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions")).await;
+    let dir = server.shutdown().await;
+    let db = dir.path().join("results/callflow.db");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "DROP INDEX jobs_by_uuid; DROP INDEX jobs_by_alias; ALTER TABLE jobs DROP COLUMN uuid;
+             ALTER TABLE jobs DROP COLUMN alias; ALTER TABLE events DROP COLUMN job_uuid; PRAGMA user_version = 8;",
+        )
+        .unwrap();
+    let server = common::start_in(dir, |_| {}).await;
+    let old: Value = server.get_json(&client, "/api/v1/jobs/1/status").await;
+    let uuid = old.job_id();
+    assert_eq!((old["status"].as_str(), uuid.get_version_num()), (Some("completed"), 7), "{old}");
+    assert_ne!(uuid, job, "a UUID of its own, made by the upgrade");
+    for id in ["1".to_string(), uuid.to_string()] {
+        let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{id}/sessions")).await;
+        assert_eq!(page["sessions"], sessions["sessions"], "{id}: the same sessions");
+        assert!(page.job_id_is(uuid), "{page}");
+    }
+    let jobs: Value = server.get_json(&client, "/api/v1/jobs").await;
+    assert_eq!(jobs["jobs"][0].job_id(), uuid);
+    // A job made now has no number: its key is not a name clients can count through.
+    let new = upload_example(&client, &server).await;
+    wait_finished(&client, &server, new).await;
+    let missing = client.get(server.url("/api/v1/jobs/2/status")).send().await.unwrap();
+    assert_eq!(error_of(missing).await, (404, "job_not_found".into()));
+    server.shutdown().await;
 }

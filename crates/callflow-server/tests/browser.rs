@@ -1,6 +1,7 @@
 //! The web UI in a real browser (Debian's headless Chromium through chromedriver) against the real callflowd on loopback: upload, live progress, search, the call's ladder and raw messages, the pcap download read back with tshark, login and logout, capture text that tries to be markup, and no console error anywhere. Screenshots go to `target/browser-tests/<test>/`.
 
 mod common;
+use common::JobIdOf;
 
 use common::calls::{calls_pcap, CallSpec};
 use common::webdriver::{browser_available, output_dir, Browser, Driver};
@@ -20,7 +21,7 @@ async fn count(browser: &Browser, css: &str) -> usize {
     browser.find_all(css).await.len()
 }
 
-async fn status_of(browser: &Browser, job: i64) -> Option<String> {
+async fn status_of(browser: &Browser, job: common::JobUuid) -> Option<String> {
     browser.attribute_of(&format!("#jobs tr[data-job='{job}']"), "data-status").await
 }
 
@@ -46,7 +47,7 @@ async fn a_capture_uploaded_in_the_browser_is_searched_opened_and_its_pcap_downl
     browser.send_keys(&input, capture.to_str().unwrap()).await;
     let job = browser
         .wait_until("the uploaded job in the list", || async {
-            browser.attribute_of("#jobs tr[data-job]", "data-job").await?.parse::<i64>().ok()
+            browser.attribute_of("#jobs tr[data-job]", "data-job").await?.parse::<common::JobUuid>().ok()
         })
         .await;
     // Completed, as the WebSocket's events tell the page (it never reloads the list itself
@@ -314,7 +315,7 @@ async fn a_share_link_opens_the_call_in_a_fresh_browser_without_a_login_until_re
         .send()
         .await
         .unwrap();
-    let job = upload.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = upload.json::<Value>().await.unwrap().job_id();
 
     let driver = Driver::start().await;
     let owner = driver.session(downloads.path()).await;
@@ -544,7 +545,7 @@ async fn a_live_job_shows_its_counters_as_they_come_and_stops() {
     let started =
         client.post(server.url("/api/v1/live")).json(&json!({"hep": true, "name": "live HEP"})).send().await.unwrap();
     assert_eq!(started.status(), 201);
-    let job = started.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = started.json::<Value>().await.unwrap().job_id();
     // Its row appears by the WebSocket's status event, then its counters by stats events.
     let row = format!("#jobs tr[data-job='{job}']");
     let counters = browser
@@ -590,25 +591,36 @@ async fn a_capture_dropped_on_the_page_is_uploaded_analysed_and_deleted_after_as
             browser.text_of(".upload").await.filter(|t| t.contains("uploaded, job"))
         })
         .await;
-    assert_eq!(line.trim(), "dropped.pcap: uploaded, job 1");
-    browser
-        .wait_until("the dropped capture's job completed", || async {
-            status_of(&browser, 1).await.filter(|s| s.eq_ignore_ascii_case("completed"))
+    let job: common::JobUuid = browser
+        .wait_until("the dropped capture's job in the list", || async {
+            browser.attribute_of("#jobs tr[data-job]", "data-job").await?.parse().ok()
         })
         .await;
-    assert_eq!(browser.text_of("#jobs tr[data-job='1'] td a").await.as_deref(), Some("dropped.pcap"));
+    // The line and the table show the UUID's last 8 digits (its random part); the row's
+    // title holds the whole id.
+    let short = &job.to_string()[28..];
+    assert_eq!(line.trim(), format!("dropped.pcap: uploaded, job {short}"));
+    assert_eq!(browser.text_of(&format!("#jobs tr[data-job='{job}'] td.job-id")).await.as_deref(), Some(short));
+    let title = browser.attribute_of(&format!("#jobs tr[data-job='{job}'] td.job-id"), "title").await;
+    assert_eq!(title, Some(job.to_string()));
+    browser
+        .wait_until("the dropped capture's job completed", || async {
+            status_of(&browser, job).await.filter(|s| s.eq_ignore_ascii_case("completed"))
+        })
+        .await;
+    assert_eq!(browser.text_of(&format!("#jobs tr[data-job='{job}'] td a")).await.as_deref(), Some("dropped.pcap"));
     browser.resize(420, 900).await;
     browser.screenshot(&out.join("jobs-narrow.png")).await;
     // Delete asks first; accepted, the job leaves the list and the server.
-    browser.click_on("#jobs tr[data-job='1'] button.danger").await;
+    browser.click_on(&format!("#jobs tr[data-job='{job}'] button.danger")).await;
     browser.cmd("POST", "/alert/accept", json!({})).await;
     browser
         .wait_until("the job gone from the list", || async {
-            (count(&browser, "#jobs tr[data-job='1']").await == 0).then_some(())
+            (count(&browser, &format!("#jobs tr[data-job='{job}']")).await == 0).then_some(())
         })
         .await;
     let client = reqwest::Client::new();
-    let status = client.get(server.url("/api/v1/jobs/1/status")).send().await.unwrap().status();
+    let status = client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().status();
     assert_eq!(status, 404);
     browser.assert_clean_console("after a drop and a delete").await;
     browser.quit().await;

@@ -1,6 +1,7 @@
 //! Gzip-compressed captures: bounded in what they inflate to and in how long their job runs, with progress by compressed bytes read.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, wait_finished};
 use flate2::write::GzEncoder;
@@ -39,10 +40,10 @@ fn bomb(members: usize) -> Vec<u8> {
     file
 }
 
-async fn upload(client: &reqwest::Client, server: &common::TestServer, body: Vec<u8>) -> i64 {
+async fn upload(client: &reqwest::Client, server: &common::TestServer, body: Vec<u8>) -> common::JobUuid {
     let response = common::upload_raw(client, server, "?name=bomb.pcap.gz", "application/gzip", body).await;
     assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap()
+    response.json::<Value>().await.unwrap().job_id()
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Denial of service against a real server, as an attacker tries it: login floods, idle and slow connections, slow and oversized uploads, WebSocket clients that stop reading or outlive their token, invented HTTP methods.
 
 mod common;
+use common::JobIdOf;
 
 use common::{held_upload, next_text, start, upload_example};
 use futures_util::{SinkExt, StreamExt};
@@ -127,7 +128,7 @@ async fn an_event_stream_ends_when_its_token_is_revoked() {
         .send()
         .await
         .unwrap();
-    let job = upload.json::<serde_json::Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = upload.json::<serde_json::Value>().await.unwrap().job_id();
     let events = client.get(server.url(&format!("/api/v1/jobs/{job}/events?token={token}"))).send().await.unwrap();
     assert_eq!(events.status(), 200);
     let mut stream = events.bytes_stream();
@@ -316,7 +317,7 @@ async fn a_websocket_outlives_the_idle_timeout() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let job = upload_example(&reqwest::Client::new(), &server).await;
     let message = next_text(&mut ws).await;
-    assert!(message.contains(&format!("\"job_id\":{job}")), "{message}");
+    assert!(message.contains(&format!("\"job_id\":\"{job}\"")), "{message}");
     server.shutdown().await;
 }
 

@@ -1,6 +1,7 @@
 //! Event ids from the store's event log: a stream resumes after a restart and on another node with exactly the events it missed, a resume older than the log's retention gets the state again, and two servers on one PostgreSQL database see each other's jobs' events in order.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, start_in, upload_example, wait_finished};
 use futures_util::StreamExt;
@@ -39,14 +40,14 @@ fn is_completed(kind: &str, data: &Value) -> bool {
 }
 
 /// Every event of `job` after `after`, through its completion, over SSE.
-async fn sse_after(client: &reqwest::Client, base: &str, job: i64, after: u64) -> Vec<(u64, Value)> {
+async fn sse_after(client: &reqwest::Client, base: &str, job: common::JobUuid, after: u64) -> Vec<(u64, Value)> {
     let url = format!("{base}/api/v1/jobs/{job}/events");
     let response = client.get(url).header("Last-Event-ID", after.to_string()).send().await.unwrap();
     read_sse(response, is_completed).await
 }
 
 /// The WebSocket's messages after `?last_event_id=after` until the job completes.
-async fn ws_after(ws_base: &str, job: i64, after: u64) -> Vec<Value> {
+async fn ws_after(ws_base: &str, job: common::JobUuid, after: u64) -> Vec<Value> {
     let url = format!("{ws_base}/api/v1/jobs/{job}/ws?last_event_id={after}");
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     let mut out = Vec::new();
@@ -135,7 +136,7 @@ async fn follow_all(server: &common::TestServer) -> Socket {
 
 /// Every message about `job` on `ws` until the job completes; every message's id (all
 /// jobs') is pushed onto `ids`.
-async fn until_completed(ws: &mut Socket, job: i64, ids: &mut Vec<u64>) -> Vec<Value> {
+async fn until_completed(ws: &mut Socket, job: common::JobUuid, ids: &mut Vec<u64>) -> Vec<Value> {
     let mut out = Vec::new();
     loop {
         let text = common::next_text(ws).await;
@@ -145,7 +146,7 @@ async fn until_completed(ws: &mut Socket, job: i64, ids: &mut Vec<u64>) -> Vec<V
             continue;
         }
         ids.push(v["id"].as_u64().unwrap());
-        if v["job_id"] != job {
+        if !v.job_id_is(job) {
             continue;
         }
         let done = is_completed(v["type"].as_str().unwrap(), &v);

@@ -1,6 +1,7 @@
 //! Live events and transports against a real server: SSE with replay, many WebSocket clients, HTTP/2 with prior knowledge, TLS.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, upload_example, upload_example_multipart, wait_finished};
 use futures_util::StreamExt;
@@ -178,7 +179,7 @@ async fn events_socket_as_documented(server: &common::TestServer, path: &str, ke
     let form = reqwest::multipart::Form::new().part("file", part);
     let response = client.post(server.url("/api/v1/upload")).bearer_auth(key).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 201);
-    let job = response.json::<serde_json::Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = response.json::<serde_json::Value>().await.unwrap().job_id();
     let mut types = Vec::new();
     loop {
         let text = common::next_text(&mut ws).await;
@@ -187,7 +188,7 @@ async fn events_socket_as_documented(server: &common::TestServer, path: &str, ke
         if kind == "heartbeat" {
             continue;
         }
-        assert_eq!(v["job_id"], job, "{path}: {v}");
+        assert!(v.job_id_is(job), "{path}: {v}");
         types.push(kind);
         if v["type"] == "status" && v["job"]["status"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("completed")) {
             break;

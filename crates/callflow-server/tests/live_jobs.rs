@@ -1,6 +1,7 @@
 //! Live jobs against a real server: `POST /api/v1/live`, their session, stats and notice events over WebSocket and SSE, sessions while they run, their ends (cancel, DELETE, duration), the retained window and bad bodies.
 
 mod common;
+use common::JobIdOf;
 
 use common::{next_of, start, start_live, wait_finished, Replay};
 use futures_util::StreamExt;
@@ -35,7 +36,7 @@ async fn a_live_job_streams_sessions_and_stats_lists_them_while_running_and_stop
         json!({"interface": {"interfaces": ["eth0"], "netns": null, "filter": "udp",
         "promiscuous": true, "snaplen": 262144}})
     );
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
 
     // The session, the source's notice and counters that include the session, in whatever order.
     let (mut session, mut notice, mut stats) = (None, None, None);
@@ -132,7 +133,7 @@ async fn sse_follows_a_live_job_and_delete_stops_it_and_removes_its_files() {
     let client = reqwest::Client::new();
     let (status, job) = post_live(&client, &server, json!({"hep": true})).await;
     assert_eq!(status, 201, "{job}");
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
     let events = client.get(server.url(&format!("/api/v1/jobs/{id}/events"))).send().await.unwrap();
     let seen = sse_until(events, "session").await;
     assert_eq!(seen[0], "full_state");
@@ -155,7 +156,7 @@ async fn a_live_job_ends_after_its_duration_with_the_calls_still_open_handed_out
     let client = reqwest::Client::new();
     let (status, job) = post_live(&client, &server, json!({"url": "ws://127.0.0.1:9/capture", "duration": "2s"})).await;
     assert_eq!(status, 201, "{job}");
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
     let done = wait_finished(&client, &server, id).await;
     assert_eq!((done["status"].as_str(), done["session_count"].as_u64()), (Some("completed"), Some(1)), "{done}");
     assert_eq!(done["packets"], 607);
@@ -173,7 +174,7 @@ async fn the_pcap_of_a_call_aged_out_of_the_retained_window_is_410_naming_the_wi
     let client = reqwest::Client::new();
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
     let (_, job) = post_live(&client, &server, json!({"interface": "any"})).await;
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
     let session = next_of(&mut ws, id, "session").await;
     let sid = session["session"]["id"].as_str().unwrap();
     let stats = next_of(&mut ws, id, "stats").await;
@@ -238,7 +239,7 @@ async fn live_jobs_beyond_live_max_jobs_are_refused() {
     let (status, v) = post_live(&client, &server, json!({"hep": true})).await;
     assert_eq!(status, 503, "{v}");
     assert!(v["error"]["message"].as_str().unwrap().contains("live.max_jobs"), "{v}");
-    let id = first["job_id"].as_i64().unwrap();
+    let id = first.job_id();
     client.post(server.url(&format!("/api/v1/jobs/{id}/cancel"))).send().await.unwrap();
     wait_finished(&client, &server, id).await;
     let (status, _) = post_live(&client, &server, json!({"hep": true})).await;
@@ -299,7 +300,7 @@ async fn a_lost_remote_stream_reconnects_and_says_so_in_the_job_s_events() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("/api/v1/ws")).await.unwrap();
     let (status, job) = post_live(&client, &server, json!({"url": format!("packetflix:ws://{addr}/capture")})).await;
     assert_eq!(status, 201, "{job}");
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
     let lost = next_of(&mut ws, id, "notice").await;
     let lost = lost["message"].as_str().unwrap().to_string();
     assert!(lost.starts_with("the remote stream was lost (") && lost.contains("connecting again in 1.0 s"), "{lost}");

@@ -4,6 +4,7 @@
 //! except when `CI` is set, where it fails.
 
 mod common;
+use common::JobIdOf;
 // The namespaces and veth pair of callflow-live's capture tests.
 #[path = "../../callflow-live/tests/common/netns.rs"]
 mod netns;
@@ -36,7 +37,7 @@ async fn a_live_job_on_an_interface_in_a_namespace_finds_the_call_replayed_onto_
     let response = client.post(server.url("/api/v1/live")).json(&body).send().await.unwrap();
     let job: Value = response.json().await.unwrap();
     assert_eq!(job["status"], "running", "{job}");
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
 
     let frames: Vec<Vec<u8>> = common::read_frames(&common::example()).into_iter().map(|(_, data)| data).collect();
     // Kept until the job has ended: an interface that disappears fails the job.

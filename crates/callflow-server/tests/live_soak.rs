@@ -8,6 +8,7 @@
 //! job keeps must never pass `live.max_bytes`.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start_live, Replay};
 use serde_json::json;
@@ -44,7 +45,7 @@ async fn a_live_job_under_steady_load_keeps_memory_files_and_disk_flat() {
     let response = client.post(server.url("/api/v1/live")).json(&json!({"interface": "eth0"})).send().await.unwrap();
     assert_eq!(response.status(), 201);
     let job: serde_json::Value = response.json().await.unwrap();
-    let id = job["job_id"].as_i64().unwrap();
+    let id = job.job_id();
     let dir = server.settings.live_capture_dir().join(id.to_string());
 
     let started = Instant::now();

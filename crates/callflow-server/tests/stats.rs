@@ -1,6 +1,7 @@
 //! A job's operator statistics over the API and the `callflow_sip_*` series on /metrics, against a real server on loopback with the generated capture whose outcomes are known.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, upload_pcap, wait_finished};
 use serde_json::Value;
@@ -25,7 +26,7 @@ async fn a_job_serves_its_stats_by_group_and_feeds_the_metrics_series() {
     assert_eq!(wait_finished(&client, &server, job).await["status"], "completed");
 
     let whole: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/stats")).await;
-    assert_eq!((whole["job_id"].as_i64(), whole["complete"].as_bool()), (Some(job), Some(true)), "{whole}");
+    assert_eq!((Some(whole.job_id()), whole["complete"].as_bool()), (Some(job), Some(true)), "{whole}");
     let total = &whole["total"];
     assert_eq!(total["attempts"], 10);
     let ratio = |name: &str| (total[name]["numerator"].as_u64().unwrap(), total[name]["denominator"].as_u64().unwrap());
@@ -133,7 +134,7 @@ async fn a_live_job_feeds_the_series_as_a_file_job_of_the_same_traffic_does() {
         .unwrap();
     assert_eq!(response.status(), 201);
     let live: Value = response.json().await.unwrap();
-    let live = live["job_id"].as_i64().unwrap();
+    let live = live.job_id();
     // Every call reported, then the job stopped.
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
     loop {
@@ -162,7 +163,7 @@ async fn a_live_job_feeds_the_series_as_a_file_job_of_the_same_traffic_does() {
     assert_eq!(file_only, after_live);
 
     // And the two jobs' statistics agree on everything that is not a delay.
-    let totals = |job: i64| {
+    let totals = |job: common::JobUuid| {
         let client = client.clone();
         let url = server.url(&format!("/api/v1/jobs/{job}/stats"));
         async move { client.get(url).send().await.unwrap().json::<Value>().await.unwrap()["total"].clone() }

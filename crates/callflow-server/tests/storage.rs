@@ -55,7 +55,7 @@ impl Drop for Tmpfs {
     }
 }
 
-async fn status(client: &reqwest::Client, server: &common::TestServer, job: i64) -> Value {
+async fn status(client: &reqwest::Client, server: &common::TestServer, job: common::JobUuid) -> Value {
     server.get_json(client, &format!("/api/v1/jobs/{job}/status")).await
 }
 

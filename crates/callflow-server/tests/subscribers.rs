@@ -1,6 +1,7 @@
 //! A job's subscriber view over the API, against a real server on loopback: the generated VoLTE capture uploaded, its subscribers listed, filtered and fetched with their sessions, behind authentication.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, upload_pcap, wait_finished};
 use serde_json::Value;
@@ -45,7 +46,7 @@ async fn a_volte_job_lists_filters_and_serves_its_subscribers_with_their_session
     let calls = truth_calls();
     let (status, all) = get(&client, &server, &format!("/api/v1/jobs/{job}/subscribers")).await;
     assert_eq!(status, 200, "{all}");
-    assert_eq!((all["job_id"].as_i64(), all["total"].as_u64()), (Some(job), Some(calls.len() as u64)), "{all}");
+    assert_eq!((Some(all.job_id()), all["total"].as_u64()), (Some(job), Some(calls.len() as u64)), "{all}");
     assert_eq!(all["subscribers"].as_array().unwrap().len(), calls.len());
     let (_, page) = get(&client, &server, &format!("/api/v1/jobs/{job}/subscribers?offset=1&limit=1")).await;
     assert_eq!(page["subscribers"].as_array().unwrap().len(), 1);
@@ -73,10 +74,7 @@ async fn a_volte_job_lists_filters_and_serves_its_subscribers_with_their_session
         let id = sub["id"].as_str().unwrap();
         let (status, one) = get(&client, &server, &format!("/api/v1/jobs/{job}/subscribers/{id}")).await;
         assert_eq!(status, 200, "{one}");
-        assert_eq!(
-            (one["id"].as_str(), one["imsi"].as_str(), one["job_id"].as_i64()),
-            (Some(id), Some(imsi), Some(job))
-        );
+        assert_eq!((one["id"].as_str(), one["imsi"].as_str(), Some(one.job_id())), (Some(id), Some(imsi), Some(job)));
         let sessions = one["sessions"].as_array().unwrap();
         assert_eq!(sessions.len() as u64, one["session_total"].as_u64().unwrap());
         assert_eq!(sessions.len(), sub["sessions"].as_array().unwrap().len());

@@ -1,6 +1,7 @@
 //! An upload with a TLS key log (multipart part `keylog`): the job decrypts SIP over TLS with it; a key log without any secret is refused before a job exists.
 
 mod common;
+use common::JobIdOf;
 
 use common::{start, wait_finished};
 use serde_json::Value;
@@ -26,7 +27,7 @@ async fn an_upload_with_a_keylog_part_is_decrypted() {
         client.post(server.url("/api/v1/upload")).multipart(form(&capture, std::fs::read(&keys).unwrap())).send().await;
     let response = response.unwrap();
     assert_eq!(response.status(), 201);
-    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = response.json::<Value>().await.unwrap().job_id();
     let status = wait_finished(&client, &server, job).await;
     assert!(status["status"].as_str().unwrap().eq_ignore_ascii_case("completed"), "{status}");
     let page: Value = server.get_json(&client, &format!("/api/v1/jobs/{job}/sessions?kind=sip_call")).await;
@@ -77,7 +78,7 @@ async fn the_secrets_one_upload_carries_do_not_decrypt_another_jobs_capture() {
         let form = reqwest::multipart::Form::new().part("file", part);
         let response = client.post(server.url("/api/v1/upload")).multipart(form).send().await.unwrap();
         assert_eq!(response.status(), 201);
-        let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+        let job = response.json::<Value>().await.unwrap().job_id();
         wait_finished(&client, &server, job).await;
         let count = |kind: &'static str| {
             let (client, server) = (&client, &server);

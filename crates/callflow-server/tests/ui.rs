@@ -1,6 +1,7 @@
 //! The web UI's page and assets as the server gives them (headers, no credential needed, no inline script), and the session listing's `sort` and `detail` the UI's table uses, through a real server on loopback.
 
 mod common;
+use common::JobIdOf;
 
 use common::calls::{calls_pcap, CallSpec};
 use common::{start, upload_pcap, wait_finished};
@@ -73,7 +74,7 @@ async fn the_assets_hold_no_inline_script_and_never_parse_text_as_html() {
     }
 }
 
-async fn page(client: &reqwest::Client, server: &common::TestServer, job: i64, query: &str) -> Value {
+async fn page(client: &reqwest::Client, server: &common::TestServer, job: common::JobUuid, query: &str) -> Value {
     let response = client.get(server.url(&format!("/api/v1/jobs/{job}/sessions?{query}"))).send().await.unwrap();
     let status = response.status();
     let body: Value = response.json().await.unwrap();
@@ -140,11 +141,16 @@ async fn the_openapi_document_lists_sort_and_detail() {
 
 const KEY: &str = "a-key-long-enough-for-the-check-0123";
 
-async fn share(client: &reqwest::Client, server: &common::TestServer, job: i64, sid: &str) -> reqwest::Response {
+async fn share(
+    client: &reqwest::Client,
+    server: &common::TestServer,
+    job: common::JobUuid,
+    sid: &str,
+) -> reqwest::Response {
     client
         .post(server.url("/api/v1/shares"))
         .bearer_auth(KEY)
-        .json(&serde_json::json!({"job_id": job, "session_id": sid}))
+        .json(&serde_json::json!({"job_id": job.to_string(), "session_id": sid}))
         .send()
         .await
         .unwrap()
@@ -168,7 +174,7 @@ async fn a_share_link_opens_one_call_read_only_without_a_login_until_revoked() {
         .send()
         .await
         .unwrap();
-    let job = response.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap();
+    let job = response.json::<Value>().await.unwrap().job_id();
     let status = loop {
         let s: Value = client
             .get(server.url(&format!("/api/v1/jobs/{job}/status")))
@@ -197,8 +203,9 @@ async fn a_share_link_opens_one_call_read_only_without_a_login_until_revoked() {
     let (sid, other) = (page["sessions"][0]["id"].as_str().unwrap(), page["sessions"][1]["id"].as_str().unwrap());
 
     // Making one needs a credential, and a session that exists.
-    let anonymous =
-        client.post(server.url("/api/v1/shares")).json(&serde_json::json!({"job_id": job, "session_id": sid}));
+    let anonymous = client
+        .post(server.url("/api/v1/shares"))
+        .json(&serde_json::json!({"job_id": job.to_string(), "session_id": sid}));
     assert_eq!(anonymous.send().await.unwrap().status(), 401);
     assert_eq!(share(&client, &server, job, "nope").await.status(), 404);
     let made = share(&client, &server, job, sid).await;
@@ -212,7 +219,7 @@ async fn a_share_link_opens_one_call_read_only_without_a_login_until_revoked() {
     // Followed with no credential: the call, its ladder, a message of its own, its pcap.
     let get = |path: String| client.get(server.url(&path)).send();
     let doc: Value = get(format!("/api/v1/share/{token}")).await.unwrap().json().await.unwrap();
-    assert_eq!((doc["id"].as_str(), &doc["job_id"]), (Some(sid), &Value::from(job)));
+    assert_eq!((doc["id"].as_str(), &doc["job_id"]), (Some(sid), &Value::from(job.to_string())));
     let frame = doc["messages"][0]["frame"].as_u64().unwrap();
     let ladder = get(format!("/api/v1/share/{token}/ladder?format=text")).await.unwrap();
     assert_eq!(ladder.status(), 200);
@@ -268,7 +275,7 @@ async fn a_share_link_expires_after_share_ttl() {
             .send()
             .await
             .unwrap();
-        r.json::<Value>().await.unwrap()["job_id"].as_i64().unwrap()
+        r.json::<Value>().await.unwrap().job_id()
     };
     let sid = loop {
         let page: Value = client

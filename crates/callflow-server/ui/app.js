@@ -303,8 +303,8 @@ function viewJobs() {
       if (confirm(`Delete job ${id} and its files?`)) act(() => api(`/api/v1/jobs/${id}`, { method: 'DELETE' }));
     } }, 'Delete'));
     const tr = h('tr', { 'data-job': id, 'data-status': lower(job.status) },
-      h('td', {}, id),
-      h('td', {}, h('a', { href: `#/jobs/${id}` }, job.name || `job ${id}`), ' ', live, job.error ? h('div', { class: 'error' }, job.error) : null),
+      h('td', { title: id, class: 'job-id' }, shortId(id)),
+      h('td', {}, h('a', { href: `#/jobs/${id}` }, job.name || `job ${shortId(id)}`), ' ', live, job.error ? h('div', { class: 'error' }, job.error) : null),
       h('td', { class: 'state' }, stateBadge(job.status)),
       // A live job has no end to measure progress against: its counters say how it goes.
       h('td', {}, finished || job.live ? null : progressBar(job.progress, `job ${id} progress`),
@@ -370,7 +370,7 @@ function upload(file, where) {
     let answer = {};
     try { answer = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
     if (xhr.status === 201) {
-      text.textContent = ` ${file.name}: uploaded, job ${answer.job_id}`;
+      text.textContent = ` ${file.name}: uploaded, job ${shortId(answer.job_id)}`;
       setTimeout(() => line.remove(), 4000);
     } else {
       line.classList.add('error');
@@ -384,8 +384,8 @@ function upload(file, where) {
 // ---- calls of a job ------------------------------------------------------------------
 
 async function viewCalls(jobId, params) {
-  setTitle(`Job ${jobId}`);
-  setCrumbs(['Jobs', '#/jobs'], [`Job ${jobId}`]);
+  setTitle(`Job ${shortId(jobId)}`);
+  setCrumbs(['Jobs', '#/jobs'], [`Job ${shortId(jobId)}`]);
   const q = params.get('q') || '';
   const kind = params.get('kind') || '';
   const state = params.get('state') || '';
@@ -430,9 +430,9 @@ async function viewCalls(jobId, params) {
   append(clear(main), [job, form, status, h('div', { class: 'scroll' }, table), pager]);
 
   api(`/api/v1/jobs/${jobId}/status`).then((j) => {
-    setTitle(j.name || `Job ${jobId}`);
-    setCrumbs(['Jobs', '#/jobs'], [j.name || `Job ${jobId}`]);
-    append(job, [h('h1', {}, j.name || `Job ${jobId}`), ' ', stateBadge(j.status),
+    setTitle(j.name || `Job ${shortId(jobId)}`);
+    setCrumbs(['Jobs', '#/jobs'], [j.name || `Job ${shortId(jobId)}`]);
+    append(job, [h('h1', {}, j.name || `Job ${shortId(jobId)}`), ' ', stateBadge(j.status),
       h('span', { class: 'muted' }, ` ${fmtBytes(j.bytes)} · ${j.packets ?? 0} packets · ${j.session_count ?? 0} sessions`)]);
   }).catch(() => {});
 
@@ -527,7 +527,7 @@ async function viewCall(ctx) {
   const base = callBase(ctx);
   setTitle('Call');
   if (ctx.share) setCrumbs(['Shared call']);
-  else setCrumbs(['Jobs', '#/jobs'], [`Job ${ctx.job}`, `#/jobs/${ctx.job}`], ['Call']);
+  else setCrumbs(['Jobs', '#/jobs'], [`Job ${shortId(ctx.job)}`, `#/jobs/${ctx.job}`], ['Call']);
   clear(main).append(h('p', { class: 'muted' }, 'Loading…'));
   let s;
   try {
@@ -538,7 +538,7 @@ async function viewCall(ctx) {
   }
   const title = s.call_id || s.id;
   setTitle(`${s.from || title}`);
-  if (!ctx.share) setCrumbs(['Jobs', '#/jobs'], [`Job ${ctx.job}`, `#/jobs/${ctx.job}`], [s.call_id || s.id]);
+  if (!ctx.share) setCrumbs(['Jobs', '#/jobs'], [`Job ${shortId(ctx.job)}`, `#/jobs/${ctx.job}`], [s.call_id || s.id]);
 
   const facts = h('dl', { class: 'facts' });
   const fact = (k, v) => { if (v !== null && v !== undefined && v !== '') append(facts, [h('dt', {}, k), h('dd', {}, v)]); };
@@ -651,7 +651,7 @@ async function viewCall(ctx) {
 async function makeShare(ctx, box) {
   clear(box);
   try {
-    const link = await api('/api/v1/shares', { method: 'POST', body: { job_id: Number(ctx.job), session_id: ctx.sid } });
+    const link = await api('/api/v1/shares', { method: 'POST', body: { job_id: ctx.job, session_id: ctx.sid } });
     const url = `${location.origin}/#/share/${link.token}`;
     const field = h('input', { readonly: true, value: url, id: 'share-url', 'aria-label': 'Share link', size: 40 });
     append(box, [field, ' ', h('span', { class: 'muted' }, `expires ${fmtTime(link.expires_at)}`), ' ',
@@ -660,6 +660,14 @@ async function makeShare(ctx, box) {
       } }, 'Revoke')]);
     field.select();
   } catch (err) { box.append(h('span', { class: 'error' }, err.message)); }
+}
+
+// A job's id as shown where space is short: a UUID's last 8 hex digits, which are random
+// (its first ones are its time, alike for jobs made in the same minute); the full id is the
+// row's title and every link's target. A job created before ids were UUIDs shows its number.
+function shortId(id) {
+  const text = String(id ?? '');
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text) ? text.slice(-8) : text;
 }
 
 // ---- routing -------------------------------------------------------------------------

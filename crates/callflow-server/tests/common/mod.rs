@@ -13,6 +13,31 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A job's id as the API gives it (`job_id`): its UUID, a `Copy` value whose `Display` is
+/// the form the API writes.
+pub type JobUuid = callflow_jobs::Uuid;
+
+/// The `job_id` of an API answer or event.
+pub trait JobIdOf {
+    /// `job_id` as a UUID; panics, showing the JSON, when it is none.
+    fn job_id(&self) -> JobUuid;
+    /// Whether `job_id` is `job`'s.
+    fn job_id_is(&self, job: JobUuid) -> bool;
+}
+
+impl JobIdOf for serde_json::Value {
+    fn job_id(&self) -> JobUuid {
+        let text = self["job_id"].as_str().unwrap_or_else(|| panic!("no job_id string: {self}"));
+        let uuid = JobUuid::parse_str(text).unwrap_or_else(|e| panic!("job_id {text}: {e}"));
+        assert_eq!(uuid.hyphenated().to_string(), text, "the API writes UUIDs hyphenated, in lowercase");
+        uuid
+    }
+
+    fn job_id_is(&self, job: JobUuid) -> bool {
+        self["job_id"].as_str() == Some(job.hyphenated().to_string().as_str())
+    }
+}
+
 /// The bundled example capture: one call, INVITE to BYE, RTP both ways.
 pub fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../examples/captures/basic-call.pcap")
@@ -68,6 +93,16 @@ impl TestServer {
     }
 
     /// The files in the upload directory, by name, sorted.
+    /// The one capture in the upload directory, named after its job's key (the store's
+    /// number for it, never what the client sent): `N.capture`.
+    pub fn the_upload(&self) -> String {
+        let uploads = self.uploads();
+        assert_eq!(uploads.len(), 1, "{uploads:?}");
+        let key = uploads[0].strip_suffix(".capture").unwrap_or_else(|| panic!("{uploads:?}"));
+        assert!(key.parse::<i64>().is_ok_and(|k| k > 0), "{uploads:?}");
+        uploads[0].clone()
+    }
+
     pub fn uploads(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.settings.storage.upload_dir) else { return Vec::new() };
         let mut names: Vec<String> = entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
@@ -199,16 +234,16 @@ pub async fn upload_raw(
 }
 
 /// Uploads `body` as a raw pcap body; asserts it was accepted and returns the job id.
-pub async fn upload_pcap(client: &reqwest::Client, server: &TestServer, query: &str, body: Vec<u8>) -> i64 {
+pub async fn upload_pcap(client: &reqwest::Client, server: &TestServer, query: &str, body: Vec<u8>) -> JobUuid {
     let response = upload_raw(client, server, query, "application/vnd.tcpdump.pcap", body).await;
     assert_eq!(response.status(), 201);
     let v: serde_json::Value = response.json().await.unwrap();
     assert_eq!(v["status"], "queued");
-    v["job_id"].as_i64().unwrap()
+    v.job_id()
 }
 
 /// Uploads the example capture as a raw body; returns the job id.
-pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> i64 {
+pub async fn upload_example(client: &reqwest::Client, server: &TestServer) -> JobUuid {
     upload_pcap(client, server, "?name=basic-call.pcap", std::fs::read(example()).unwrap()).await
 }
 
@@ -235,7 +270,7 @@ pub async fn held_upload(
 }
 
 /// Polls the job's status until it is finished (bounded).
-pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i64) -> serde_json::Value {
+pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: JobUuid) -> serde_json::Value {
     for _ in 0..600 {
         let v: serde_json::Value =
             client.get(server.url(&format!("/api/v1/jobs/{job}/status"))).send().await.unwrap().json().await.unwrap();
@@ -248,14 +283,14 @@ pub async fn wait_finished(client: &reqwest::Client, server: &TestServer, job: i
 }
 
 /// Uploads the example capture as a multipart form (field `file`); returns the job id.
-pub async fn upload_example_multipart(client: &reqwest::Client, server: &TestServer) -> i64 {
+pub async fn upload_example_multipart(client: &reqwest::Client, server: &TestServer) -> JobUuid {
     let part = reqwest::multipart::Part::bytes(std::fs::read(example()).unwrap()).file_name("basic-call.pcap");
     let form = reqwest::multipart::Form::new().part("file", part);
     let response = client.post(server.url("/api/v1/upload")).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), 201);
     let v: serde_json::Value = response.json().await.unwrap();
     assert_eq!((v["status"].as_str(), v["name"].as_str()), (Some("queued"), Some("basic-call.pcap")));
-    v["job_id"].as_i64().unwrap()
+    v.job_id()
 }
 
 /// What the jobs of a [`Gate`] are doing, for a test to await.
@@ -446,7 +481,7 @@ pub fn rewrite_call_id(data: &mut [u8], pass: u64) {
 }
 
 /// The next message of type `kind` about `job` on an event WebSocket (bounded wait).
-pub async fn next_of<S>(ws: &mut S, job: i64, kind: &str) -> serde_json::Value
+pub async fn next_of<S>(ws: &mut S, job: JobUuid, kind: &str) -> serde_json::Value
 where
     S: futures_util::Stream<
             Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
@@ -456,7 +491,7 @@ where
         let text = next_text(ws).await;
         assert!(!text.starts_with("close"), "the WebSocket closed waiting for {kind}: {text}");
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-        if v["type"] == kind && v["job_id"] == job {
+        if v["type"] == kind && v.job_id_is(job) {
             return v;
         }
     }
