@@ -67,14 +67,15 @@
 //!
 //! # Uploads and session captures
 //!
-//! An upload is streamed to `<upload_dir>/<job id>.capture.part` under a job id reserved
-//! before the first byte (`JobManager::reserve_id`; an unused reservation is only a gap in
-//! the ids), synced to disk once complete, renamed to `<job id>.capture` (the directory
+//! An upload is streamed to `<upload_dir>/<key>.capture.part` under a job id reserved
+//! before the first byte (`JobManager::reserve_id`; `<key>` is its store key, `JobId::key`,
+//! not the UUID clients see; an unused reservation is only a gap in the keys), synced to
+//! disk once complete, renamed to `<key>.capture` (the directory
 //! synced in turn), and only then is the job created with that id: a refused, aborted or
 //! oversized upload removes its file and never shows as a job, not even a power loss leaves
 //! a job whose capture is empty or cut short, and the client's file name is only the job's
 //! label. At start the server removes the `.part` files of its own interrupted uploads
-//! (ids the store reserved, `JobStore::last_id`, and no job has); a complete `N.capture`
+//! (keys the store reserved, `JobStore::last_key`, and no job has); a complete `N.capture`
 //! without a job, or a `.part` of an id the store never handed out, may be another store's
 //! (a database lost, a results directory mistyped), so it is only reported (on a shared
 //! store no `.part` file is touched: it may be another node's upload in progress), and an upload
