@@ -811,14 +811,19 @@ impl JobManager {
 
     /// The job a client names (by UUID, or by the number of a job created before ids
     /// were UUIDs); `None` when there is no such job. From memory for the jobs the manager
-    /// has on its status board, else from the store.
+    /// has on its status board or resolved before, else from the store. A job deleted on
+    /// another node may still resolve here; every read of it then finds it gone.
     pub fn resolve(&self, by: JobRef) -> Result<Option<JobId>, JobError> {
         if let JobRef::Uuid(uuid) = by {
             if let Some(id) = self.shared.board.find(uuid) {
                 return Ok(Some(id));
             }
         }
-        Ok(self.shared.store.resolve(by)?)
+        let found = self.shared.store.resolve(by)?;
+        if let Some(id) = found {
+            self.shared.board.remember(id);
+        }
+        Ok(found)
     }
 
     /// [`JobManager::resolve`] from memory only: `None` means ask it (it will read the

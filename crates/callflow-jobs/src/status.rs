@@ -64,11 +64,19 @@ impl From<&Job> for JobStatus {
     }
 }
 
+/// How many resolved ids [`Board::remember`] keeps.
+const RESOLVED: usize = 4096;
+
 #[derive(Default)]
 struct Inner {
     jobs: HashMap<JobId, Arc<JobStatus>>,
     /// The ids of `jobs` by UUID, which is how clients name them.
     uuids: HashMap<uuid::Uuid, JobId>,
+    /// UUIDs the store resolved for jobs not on the board (another node's, say), at most
+    /// `RESOLVED` of them. A UUID names one job for as long as it exists and keys are never
+    /// reused, so an entry is stale only for a deleted job, which every later read finds
+    /// gone.
+    resolved: HashMap<uuid::Uuid, JobId>,
     /// Board writes so far, for [`Board::fill`] to tell whether one happened during its read.
     writes: u64,
 }
@@ -97,9 +105,22 @@ impl Board {
         self.read().jobs.get(&id).cloned()
     }
 
-    /// The id of the job with this UUID, if the board has it.
+    /// The id of the job with this UUID, if the board has it or remembers it.
     pub(crate) fn find(&self, uuid: uuid::Uuid) -> Option<JobId> {
-        self.read().uuids.get(&uuid).copied()
+        let inner = self.read();
+        inner.uuids.get(&uuid).or_else(|| inner.resolved.get(&uuid)).copied()
+    }
+
+    /// Remembers a job id the store resolved, so that the next request naming it asks no
+    /// store (a page of another node's job, polled). Forgets them all once `RESOLVED` are
+    /// kept: cheaper than an order of use, and the store answers again.
+    pub(crate) fn remember(&self, id: JobId) {
+        // Not a board write: it changes no status, so `fill` need not retry for it.
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.resolved.len() >= RESOLVED {
+            inner.resolved.clear();
+        }
+        inner.resolved.insert(id.uuid(), id);
     }
 
     /// `job` as the store returned it after a transition.
@@ -129,6 +150,7 @@ impl Board {
         let mut inner = self.write();
         inner.jobs.remove(&id);
         inner.uuids.remove(&id.uuid());
+        inner.resolved.remove(&id.uuid());
     }
 
     /// The count of board writes, taken before reading a job from the store for [`Board::fill`].
@@ -195,6 +217,15 @@ mod tests {
         assert_eq!(board.find(id(1).uuid()), Some(id(1)), "found by the UUID clients name it by");
         board.remove(id(1));
         assert_eq!(board.find(id(1).uuid()), None);
+        board.remember(id(2));
+        assert_eq!(board.find(id(2).uuid()), Some(id(2)), "resolved by the store once, then from memory");
+        assert_eq!(board.get(id(2)), None, "a remembered id is no status");
+        board.remove(id(2));
+        assert_eq!(board.find(id(2).uuid()), None, "deleted here: forgotten");
+        for key in 10..10 + RESOLVED as i64 + 1 {
+            board.remember(id(key));
+        }
+        assert!(board.read().resolved.len() <= RESOLVED, "bounded");
     }
 
     #[test]
