@@ -230,12 +230,17 @@ impl JobId {
         JobId { key, uuid }
     }
 
-    /// A new job's id: the store's `key` for it and a fresh UUID v7 of the moment `now`
-    /// (milliseconds since the Unix epoch).
+    /// A new job's id: the store's `key` for it and a [`JobId::fresh_uuid`] of `now`.
     pub fn generate(key: i64, now: i64) -> JobId {
+        JobId { key, uuid: JobId::fresh_uuid(now) }
+    }
+
+    /// A fresh UUID v7 of the moment `now` (milliseconds since the Unix epoch): the time,
+    /// then 74 random bits. For a store drawing a new job's UUID before its key is known.
+    pub fn fresh_uuid(now: i64) -> uuid::Uuid {
         let now = u64::try_from(now).unwrap_or(0);
         let ts = uuid::Timestamp::from_unix(uuid::NoContext, now / 1000, (now % 1000) as u32 * 1_000_000);
-        JobId { key, uuid: uuid::Uuid::new_v7(ts) }
+        uuid::Uuid::new_v7(ts)
     }
 
     /// The store's number for the job (its row). Not shown to clients, but for the jobs

@@ -964,7 +964,7 @@ impl JobStore for PgStore {
                         &new.owns_input,
                         &JobState::Queued.as_str(),
                         &now,
-                        &new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid(),
+                        &new.id.map_or_else(|| JobId::fresh_uuid(now), JobId::uuid),
                     ],
                 )
                 .await?;
@@ -995,7 +995,7 @@ impl JobStore for PgStore {
                         &now,
                         &storable(live),
                         &node,
-                        &new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid(),
+                        &new.id.map_or_else(|| JobId::fresh_uuid(now), JobId::uuid),
                     ],
                 )
                 .await?;

@@ -458,7 +458,7 @@ impl JobStore for SqliteStore {
     fn create_job(&self, new: &NewJob, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
         // A NULL id is the next AUTOINCREMENT one.
-        let uuid = new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid();
+        let uuid = new.id.map_or_else(|| JobId::fresh_uuid(now), JobId::uuid);
         conn.execute(
             "INSERT INTO jobs (id, input, label, owns_input, state, created_at, uuid) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
@@ -477,7 +477,7 @@ impl JobStore for SqliteStore {
 
     fn create_live(&self, new: &NewJob, live: &str, now: i64) -> Result<Job, StoreError> {
         let conn = self.conn();
-        let uuid = new.id.unwrap_or_else(|| JobId::generate(0, now)).uuid();
+        let uuid = new.id.map_or_else(|| JobId::fresh_uuid(now), JobId::uuid);
         conn.execute(
             "INSERT INTO jobs (id, input, label, owns_input, state, created_at, started_at, attempts, live, node, uuid)
              VALUES (?1, ?2, ?3, ?4, 'RUNNING', ?5, ?5, 1, ?6, ?7, ?8)",
