@@ -814,10 +814,8 @@ impl JobManager {
     /// has on its status board or resolved before, else from the store. A job deleted on
     /// another node may still resolve here; every read of it then finds it gone.
     pub fn resolve(&self, by: JobRef) -> Result<Option<JobId>, JobError> {
-        if let JobRef::Uuid(uuid) = by {
-            if let Some(id) = self.shared.board.find(uuid) {
-                return Ok(Some(id));
-            }
+        if let Some(id) = self.cached_resolve(by) {
+            return Ok(Some(id));
         }
         let found = self.shared.store.resolve(by)?;
         if let Some(id) = found {
